@@ -1,0 +1,63 @@
+# perpdex Makefile: every target sets up what it needs on a fresh machine.
+#   make demo       venv + pip + npm, start anvil, deploy, run the end-to-end demo
+#   make test       same set-up, then lint (ruff, mamushi, natrix) and the whole suite
+#   make test-fork  integration tests against an anvil fork of a simulated L2 testnet
+#   make bench      gas benchmark -> docs/gas.md, docs/gas.json
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMPS := .stamps
+ANVIL := $(CURDIR)/node_modules/.bin/anvil
+DEMO_PORT ?= 8545
+export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup lint format test test-fork demo bench clean
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+
+$(STAMPS)/venv: pyproject.toml constraints.txt
+	@mkdir -p $(STAMPS)
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "perpdex needs Python 3.11, found " + sys.version.split()[0]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q --no-deps "mamushi==0.1.2" "natrix==0.1.9"
+	@touch $@
+
+$(STAMPS)/npm: package.json package-lock.json
+	@mkdir -p $(STAMPS)
+	npm ci --no-audit --no-fund --loglevel=error
+	@$(ANVIL) --version | head -1
+	@touch $@
+
+setup: $(STAMPS)/venv $(STAMPS)/npm
+
+lint: setup
+	$(BIN)/ruff check perpdex scripts tests
+	$(BIN)/ruff format --check perpdex scripts tests
+	$(BIN)/mamushi --check --line-length 100 contracts
+	$(BIN)/natrix lint contracts
+
+format: setup
+	$(BIN)/ruff format perpdex scripts tests
+	$(BIN)/ruff check --fix perpdex scripts tests
+	$(BIN)/mamushi --line-length 100 contracts
+
+test: setup lint
+	$(BIN)/ape test tests -p no:cacheprovider -q
+
+test-fork: setup
+	$(BIN)/python -m perpdex.devnet fork-test
+
+demo: setup
+	$(BIN)/python -m perpdex.devnet demo --port $(DEMO_PORT)
+
+bench: setup
+	$(BIN)/ape run bench_gas
+
+clean:
+	rm -rf $(VENV) node_modules $(STAMPS) .build .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,146 @@
+# pragma version ~=0.4.3
+"""
+@title perpdex Clearinghouse
+@custom:contract-name Clearinghouse
+@license MIT
+@notice The cross-margin clearinghouse: accounts, collateral, perpetual positions and the
+        settlement path every fill goes through. One address and one storage, three code
+        halves, because the engine does not fit the 24 KB contract-size limit
+        (docs/architecture.md weighs the options):
+          Clearinghouse            the hot path: accounts, market orders, mark refreshes,
+                                   views, and the settlement engine itself
+          ClearinghouseOps         deposits, withdrawals, transfers, margin modes, loss
+                                   caps, vault cash, insurance, liquidation hooks
+          ClearinghouseAdmin       governance: markets, collateral, fees, risk book, pause
+        A selector not exported here goes by delegatecall to Ops, and from Ops to Admin.
+        The halves call the engine back through self-only entry points (`engine_*`), so it
+        is compiled once. Extension functions return nothing through the proxy; their
+        results are events and state read back through the views here.
+@custom:security The extension addresses are immutable and checked at deployment to share
+        the oracle and settlement token. All three halves initialise the same modules in
+        the same order, so their storage layouts are identical (a test compares the
+        compiler's layouts). `engine_*` functions revert unless called by this contract.
+"""
+
+from snekmate.auth import access_control
+from snekmate.utils import pausable
+from .interfaces import IOracleRouter
+from .modules import state
+from .modules import engine
+from .modules import accounts
+from .modules import trading
+from .modules import treasury
+from .modules import governance
+from .modules import views
+
+initializes: access_control
+initializes: pausable
+initializes: state
+initializes: engine[state := state, pausable := pausable]
+initializes: accounts[state := state, engine := engine]
+initializes: trading[state := state, engine := engine]
+initializes: treasury[state := state, access_control := access_control]
+initializes: governance[state := state, access_control := access_control, pausable := pausable]
+initializes: views[state := state, engine := engine]
+
+exports: (
+    access_control.hasRole,
+    access_control.getRoleAdmin,
+    access_control.grantRole,
+    access_control.revokeRole,
+    access_control.renounceRole,
+    access_control.supportsInterface,
+    access_control.DEFAULT_ADMIN_ROLE,
+    pausable.paused,
+    state.RISK_ROLE,
+    state.GUARDIAN_ROLE,
+    state.LIQUIDATOR_ROLE,
+    state.ORACLE,
+    state.SETTLEMENT_SCALE,
+    state.account_name,
+    state.loss_cap,
+    state.sub_account_count,
+    state.is_operator,
+    state.collateral_count,
+    state.collateral_token,
+    state.collateral_scale,
+    state.collateral_haircut,
+    state.collateral_market,
+    state.collateral_cap,
+    state.collateral_held,
+    state.pool_cash,
+    state.insurance_fund,
+    state.protocol_fees,
+    state.fee_insurance_share,
+    state.fee_protocol_share,
+    state.vault,
+    state.market_count,
+    state.funding_rate,
+    state.max_mark_age,
+    state.risk_book,
+    state.risk_book_version,
+    state.max_shock_step_bps,
+    state.max_ratio_step_bps,
+    state.loss_cap_fee,
+    accounts.open_account,
+    trading.trade,
+    engine.engine_touch,
+    engine.engine_refresh_account,
+    engine.engine_check_initial,
+    engine.engine_pool_trade,
+    views.vault_equity,
+    views.account_header,
+    views.account_owner,
+    views.account_id,
+    views.balance_of,
+    views.position,
+    views.mark,
+    views.open_interest,
+    views.pool_sums,
+    views.market_params,
+    views.account_margin,
+    views.margin_at_twap,
+    views.margin_requirement,
+    views.settlement_token,
+)
+
+
+interface IExtension:
+    def extension_config() -> (address, address): view
+
+
+# @notice Code half reached by delegatecall for every selector not exported here.
+OPS: public(immutable(address))
+
+
+@deploy
+def __init__(oracle: IOracleRouter, settlement_token: address, admin: address, ops: address):
+    """
+    @param oracle The oracle router.
+    @param settlement_token Collateral index 0 (PnL, funding and fees settle in it).
+    @param admin Receives the admin, risk and guardian roles.
+    @param ops A `ClearinghouseOps` deployed with the same oracle and token.
+    """
+    assert admin != empty(address), "clearinghouse: zero admin"
+    assert ops != empty(address), "clearinghouse: zero extension"
+    ext_oracle: address = empty(address)
+    ext_token: address = empty(address)
+    ext_oracle, ext_token = staticcall IExtension(ops).extension_config()
+    assert ext_oracle == oracle.address and ext_token == settlement_token, "clearinghouse: extension mismatch"
+    access_control.__init__()
+    pausable.__init__()
+    state.__init__(oracle, settlement_token)
+    OPS = ops
+    access_control._grant_role(access_control.DEFAULT_ADMIN_ROLE, admin)
+    access_control._grant_role(state.RISK_ROLE, admin)
+    access_control._grant_role(state.GUARDIAN_ROLE, admin)
+    if admin != msg.sender:
+        access_control._revoke_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
+
+
+@external
+def __default__():
+    """
+    @notice Forwards every other call to ClearinghouseOps by delegatecall; reverts bubble up.
+    """
+    raw_call(OPS, msg.data, is_delegate_call=True)

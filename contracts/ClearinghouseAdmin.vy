@@ -1,0 +1,67 @@
+# pragma version ~=0.4.3
+"""
+@title perpdex Clearinghouse governance half
+@custom:contract-name ClearinghouseAdmin
+@license MIT
+@notice Executed only by delegatecall (Clearinghouse -> ClearinghouseOps -> here; its own
+        storage is never used): markets, collateral, fees, pausing and the risk book. Call
+        these functions on the Clearinghouse address with this contract's ABI; they
+        return nothing.
+"""
+
+from snekmate.auth import access_control
+from snekmate.utils import pausable
+from .interfaces import IOracleRouter
+from .modules import state
+from .modules import engine
+from .modules import accounts
+from .modules import trading
+from .modules import treasury
+from .modules import governance
+from .modules import views
+
+initializes: access_control
+initializes: pausable
+initializes: state
+initializes: engine[state := state, pausable := pausable]
+initializes: accounts[state := state, engine := engine]
+initializes: trading[state := state, engine := engine]
+initializes: treasury[state := state, access_control := access_control]
+initializes: governance[state := state, access_control := access_control, pausable := pausable]
+initializes: views[state := state, engine := engine]
+
+exports: (
+    governance.add_market,
+    governance.set_market_params,
+    governance.pause_market,
+    governance.pause,
+    governance.unpause,
+    governance.add_collateral,
+    governance.set_collateral_params,
+    governance.set_fee_split,
+    governance.set_max_mark_age,
+    governance.set_loss_cap_fee,
+    governance.set_vault,
+    governance.set_risk_book_limits,
+    governance.set_risk_book,
+)
+
+
+@deploy
+def __init__(oracle: IOracleRouter, settlement_token: address):
+    """
+    @param oracle Must equal the Clearinghouse's oracle.
+    @param settlement_token Must equal the Clearinghouse's settlement token.
+    """
+    access_control.__init__()
+    pausable.__init__()
+    state.__init__(oracle, settlement_token)
+
+
+@external
+@view
+def extension_config() -> (address, address):
+    """
+    @notice The oracle and settlement token this code half was built for.
+    """
+    return state.ORACLE.address, state.collateral_token[0]

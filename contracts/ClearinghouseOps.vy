@@ -1,0 +1,90 @@
+# pragma version ~=0.4.3
+"""
+@title perpdex Clearinghouse operations half
+@custom:contract-name ClearinghouseOps
+@license MIT
+@notice Executed only by delegatecall from the Clearinghouse (its own storage is never
+        used): deposits, withdrawals, collateral transfers, margin modes, loss caps, vault
+        cash, insurance and liquidation hooks. Call these functions on the Clearinghouse
+        address with this contract's ABI; they return nothing. Selectors not exported here
+        go on, again by delegatecall, to ClearinghouseAdmin.
+"""
+
+from snekmate.auth import access_control
+from snekmate.utils import pausable
+from .interfaces import IOracleRouter
+from .modules import state
+from .modules import engine
+from .modules import accounts
+from .modules import trading
+from .modules import treasury
+from .modules import governance
+from .modules import views
+
+initializes: access_control
+initializes: pausable
+initializes: state
+initializes: engine[state := state, pausable := pausable]
+initializes: accounts[state := state, engine := engine]
+initializes: trading[state := state, engine := engine]
+initializes: treasury[state := state, access_control := access_control]
+initializes: governance[state := state, access_control := access_control, pausable := pausable]
+initializes: views[state := state, engine := engine]
+
+exports: (
+    accounts.set_operator,
+    accounts.deposit,
+    accounts.withdraw,
+    accounts.transfer_collateral,
+    accounts.set_margin_mode,
+    accounts.set_loss_cap,
+    trading.refresh,
+    trading.trigger_loss_cap,
+    treasury.vault_deposit,
+    treasury.vault_withdraw,
+    treasury.sync_marks,
+    treasury.fund_insurance,
+    treasury.withdraw_protocol_fees,
+)
+
+
+interface IExtension:
+    def extension_config() -> (address, address): view
+
+
+# @notice Governance half, reached by delegatecall for selectors not exported here.
+ADMIN: public(immutable(address))
+
+
+@deploy
+def __init__(oracle: IOracleRouter, settlement_token: address, admin_half: address):
+    """
+    @param oracle Must equal the Clearinghouse's oracle (checked by its constructor).
+    @param settlement_token Must equal the Clearinghouse's settlement token.
+    @param admin_half A `ClearinghouseAdmin` deployed with the same oracle and token.
+    """
+    ext_oracle: address = empty(address)
+    ext_token: address = empty(address)
+    ext_oracle, ext_token = staticcall IExtension(admin_half).extension_config()
+    assert ext_oracle == oracle.address and ext_token == settlement_token, "clearinghouse: extension mismatch"
+    access_control.__init__()
+    pausable.__init__()
+    state.__init__(oracle, settlement_token)
+    ADMIN = admin_half
+
+
+@external
+@view
+def extension_config() -> (address, address):
+    """
+    @notice The oracle and settlement token this code half was built for.
+    """
+    return state.ORACLE.address, state.collateral_token[0]
+
+
+@external
+def __default__():
+    """
+    @notice Forwards the remaining selectors to ClearinghouseAdmin by delegatecall.
+    """
+    raw_call(ADMIN, msg.data, is_delegate_call=True)

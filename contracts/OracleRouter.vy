@@ -1,0 +1,947 @@
+# pragma version ~=0.4.3
+# pragma nonreentrancy off
+"""
+@title perpdex oracle router
+@custom:contract-name OracleRouter
+@license MIT
+@notice Prices for every perpdex market, read from up to three Chainlink
+        AggregatorV3-compatible feeds per market, plus a short time-weighted
+        price (an EMA) and the L2 sequencer status.
+
+        Glossary:
+        - WAD: 1e18 fixed point; every price here is USD per one unit of the
+          market's base asset, in WAD, whatever the feed's decimals.
+        - source: one AggregatorV3 feed of a market, with its `max_age` (the
+          longest accepted time since `updatedAt`) and its cached `decimals`.
+        - valid source: answer > 0, 0 < updatedAt <= now,
+          now - updatedAt <= max_age and min_price <= price <= max_price.
+        - price: the median of the valid sources (1: itself; 2: the floor of
+          their mean; 3: the middle one).
+        - flags: FLAG_DEGRADED (1) fewer than `min_fresh` valid sources, or
+          (max - min) * 10_000 > max_deviation_bps * price over the valid
+          sources; FLAG_SEQUENCER_DOWN (2) the sequencer-uptime feed says
+          down (or cannot be read, or its `startedAt` is 0);
+          FLAG_SEQUENCER_GRACE (4) the sequencer came back less than
+          `grace_period` ago. Risk-increasing actions need flags == 0.
+        - EMA: kept per market as (last_price, ema, last_ts). `observe` reads
+          the market, then with dt = now - last_ts, w = min(dt, twap_window):
+              ema' = ema + (last_price - ema) * w / twap_window
+          where the division truncates toward zero (signed arithmetic; the
+          code branches on the sign so that it stays unsigned), and stores
+          last_price = price, last_ts = now. The first observation sets
+          ema = price. `twap` applies the same formula up to now without a
+          new reading.
+
+        Storage layout (manual bit packing, offsets in bits, low bit first):
+        - `_config[market]` (one word): [0, 96) min_price, [96, 192)
+          max_price, [192, 208) max_deviation_bps, [208, 232) twap_window,
+          [232, 240) min_fresh, [240, 248) source count, bit 248 "a
+          sequencer feed is set" (a per-market copy of `_globals`, kept in
+          step by `set_sequencer_feed`, so that reads without a feed skip
+          one cold `SLOAD`), [249, 256) unused. A word of zero means "no
+          such market" (the source count is never zero).
+        - `_sources[market][i]` (one word per source): [0, 160) feed
+          address, [160, 168) feed decimals, [168, 232) normalising
+          factor 10**|18 - decimals|, [232, 256) max_age.
+        - `_observations[market]` (one word): [0, 96) last_price,
+          [96, 192) ema, [192, 256) last_ts.
+        - `_globals` (one word): [0, 160) sequencer feed, [160, 224)
+          grace_period, [224, 232) market count, [232, 256) unused.
+        The per-market words live in fixed-size arrays indexed by market
+        id (no `KECCAK256` per access). Prices fit in 96 bits because
+        `max_price <= MAX_PRICE` (2**96 - 1, about 7.9e10 USD per unit) and
+        the EMA is a convex combination of past prices. `observe` on a
+        market with n sources costs 2 + n cold `SLOAD`s, one `SSTORE`, n
+        feed calls and one log; a sequencer feed adds one `SLOAD` and one
+        call.
+@custom:security - Only RISK_ROLE can change sources or parameters; the admin
+                   (DEFAULT_ADMIN_ROLE) manages roles through snekmate's
+                   `access_control`.
+                 - Feeds are read with `STATICCALL` and `revert_on_failure`
+                   off: a feed that reverts or returns short data counts as
+                   an invalid source ("oracle: source unavailable") instead
+                   of blocking the market, and cannot re-enter. A feed can
+                   still burn the gas it is forwarded: configure only
+                   audited feeds.
+                 - `observe` is open to anyone: it only records the feeds'
+                   own readings, so callers cannot choose the recorded
+                   price, only when it is sampled. The EMA holds the last
+                   observed price constant between observations, so a
+                   market that nobody observes for a long time has an EMA
+                   that lags the feeds; the clearinghouse observes on every
+                   trade.
+                 - The sequencer-uptime feed fails closed: if it reverts,
+                   answers anything but 0, or has `startedAt` 0, the flags
+                   say DOWN; a `startedAt` in the future counts as GRACE.
+                 - Changing sources or `twap_window` keeps the EMA state;
+                   `twap` always uses the current `twap_window`.
+"""
+
+from ethereum.ercs import IERC165
+
+implements: IERC165
+
+from snekmate.auth.interfaces import IAccessControl
+
+implements: IAccessControl
+
+from .interfaces import IOracleRouter
+
+implements: IOracleRouter
+
+from .interfaces import IAggregatorV3
+
+from snekmate.auth import access_control
+
+initializes: access_control
+
+exports: (
+    access_control.hasRole,
+    access_control.grantRole,
+    access_control.revokeRole,
+    access_control.renounceRole,
+    access_control.getRoleAdmin,
+    access_control.supportsInterface,
+    access_control.DEFAULT_ADMIN_ROLE,
+)
+
+
+# @dev A market's configuration, as returned by `market_config`.
+struct MarketConfig:
+    sources: DynArray[address, MAX_SOURCES]
+    max_ages: DynArray[uint256, MAX_SOURCES]
+    decimals: DynArray[uint8, MAX_SOURCES]
+    min_price: uint256
+    max_price: uint256
+    max_deviation_bps: uint256
+    min_fresh: uint256
+    twap_window: uint256
+
+
+# @dev The role allowed to add markets and change sources and parameters.
+RISK_ROLE: public(constant(bytes32)) = keccak256("RISK_ROLE")
+
+
+# @dev Flag bits returned with every price.
+FLAG_DEGRADED: public(constant(uint256)) = 1
+FLAG_SEQUENCER_DOWN: public(constant(uint256)) = 2
+FLAG_SEQUENCER_GRACE: public(constant(uint256)) = 4
+
+
+# @dev Hard caps on markets and on sources per market.
+MAX_MARKETS: public(constant(uint256)) = 32
+MAX_SOURCES: public(constant(uint256)) = 3
+
+
+# @dev The largest accepted `max_price` (prices are packed in 96 bits).
+MAX_PRICE: public(constant(uint256)) = 2**96 - 1
+
+
+# @dev The largest accepted `max_age`, about 194 days (packed in 24 bits).
+MAX_AGE_LIMIT: public(constant(uint256)) = 2**24 - 1
+
+
+# @dev Bounds of `twap_window` and `grace_period`, in seconds.
+MIN_TWAP_WINDOW: public(constant(uint256)) = 60
+MAX_TWAP_WINDOW: public(constant(uint256)) = 86_400
+MAX_GRACE_PERIOD: public(constant(uint256)) = 86_400
+
+
+# @dev The largest accepted feed `decimals()`.
+MAX_FEED_DECIMALS: public(constant(uint256)) = 36
+
+
+# @dev The basis-point denominator.
+_BPS: constant(uint256) = 10_000
+
+
+# @dev The decimals of a WAD.
+_WAD_DECIMALS: constant(uint256) = 18
+
+
+# @dev Bit masks and offsets of the packed words (see the layout above).
+_MASK_8: constant(uint256) = 2**8 - 1
+_MASK_16: constant(uint256) = 2**16 - 1
+_MASK_24: constant(uint256) = 2**24 - 1
+_MASK_64: constant(uint256) = 2**64 - 1
+_MASK_96: constant(uint256) = 2**96 - 1
+_MASK_160: constant(uint256) = 2**160 - 1
+_CFG_MAX_PRICE: constant(uint256) = 96
+_CFG_DEVIATION: constant(uint256) = 192
+_CFG_WINDOW: constant(uint256) = 208
+_CFG_MIN_FRESH: constant(uint256) = 232
+_CFG_COUNT: constant(uint256) = 240
+_CFG_HAS_SEQUENCER: constant(uint256) = 1 << 248
+_SRC_DECIMALS: constant(uint256) = 160
+_SRC_FACTOR: constant(uint256) = 168
+_SRC_MAX_AGE: constant(uint256) = 232
+_OBS_EMA: constant(uint256) = 96
+_OBS_TS: constant(uint256) = 192
+_GLB_GRACE: constant(uint256) = 160
+_GLB_COUNT: constant(uint256) = 224
+
+
+# @dev Why a source was rejected (0 = valid).
+_REJECT_UNAVAILABLE: constant(uint256) = 1
+_REJECT_NON_POSITIVE: constant(uint256) = 2
+_REJECT_STALE: constant(uint256) = 3
+_REJECT_OUT_OF_RANGE: constant(uint256) = 4
+
+
+# @dev `latestRoundData()` returns five 32-byte words.
+_ROUND_DATA_SIZE: constant(uint256) = 160
+
+
+# @dev Market id => packed parameters (see the layout above). Fixed-size
+# arrays (ids are below MAX_MARKETS) save the `KECCAK256` of a `HashMap`.
+_config: uint256[MAX_MARKETS]
+
+
+# @dev Market id => packed sources (see the layout above).
+_sources: uint256[MAX_SOURCES][MAX_MARKETS]
+
+
+# @dev Market id => packed EMA state (see the layout above).
+_observations: uint256[MAX_MARKETS]
+
+
+# @dev Packed sequencer feed, grace period and market count.
+_globals: uint256
+
+
+# @dev Emitted when `add_market` registers market `market`.
+event MarketAdded:
+    market: indexed(uint256)
+    sender: indexed(address)
+    sources: DynArray[address, MAX_SOURCES]
+    max_ages: DynArray[uint256, MAX_SOURCES]
+    min_price: uint256
+    max_price: uint256
+    max_deviation_bps: uint256
+    min_fresh: uint256
+    twap_window: uint256
+
+
+# @dev Emitted when `set_sources` replaces the sources of `market`.
+event SourcesUpdated:
+    market: indexed(uint256)
+    sender: indexed(address)
+    old_sources: DynArray[address, MAX_SOURCES]
+    new_sources: DynArray[address, MAX_SOURCES]
+    old_max_ages: DynArray[uint256, MAX_SOURCES]
+    new_max_ages: DynArray[uint256, MAX_SOURCES]
+
+
+# @dev Emitted when `set_params` changes the parameters of `market`.
+event ParamsUpdated:
+    market: indexed(uint256)
+    sender: indexed(address)
+    old_min_price: uint256
+    new_min_price: uint256
+    old_max_price: uint256
+    new_max_price: uint256
+    old_max_deviation_bps: uint256
+    new_max_deviation_bps: uint256
+    old_min_fresh: uint256
+    new_min_fresh: uint256
+    old_twap_window: uint256
+    new_twap_window: uint256
+
+
+# @dev Emitted when `set_sequencer_feed` changes the sequencer-uptime feed
+# or its grace period.
+event SequencerFeedUpdated:
+    sender: indexed(address)
+    old_feed: address
+    new_feed: indexed(address)
+    old_grace_period: uint256
+    new_grace_period: uint256
+
+
+# @dev Emitted by `observe` with the reading and the updated EMA (`twap`).
+event PriceObserved:
+    market: indexed(uint256)
+    price: uint256
+    twap: uint256
+    flags: uint256
+
+
+@deploy
+@payable
+def __init__():
+    """
+    @dev To omit the opcodes for checking the `msg.value` in the
+         creation-time EVM bytecode, the constructor is declared as
+         `payable`.
+    @notice The deployer gets DEFAULT_ADMIN_ROLE and RISK_ROLE. No
+            sequencer feed is set (L1 or local chain) until
+            `set_sequencer_feed` is called.
+    """
+    access_control.__init__()
+    access_control._grant_role(RISK_ROLE, msg.sender)
+
+
+@external
+def add_market(
+    _sources: DynArray[address, MAX_SOURCES],
+    _max_ages: DynArray[uint256, MAX_SOURCES],
+    _min_price: uint256,
+    _max_price: uint256,
+    _max_deviation_bps: uint256,
+    _min_fresh: uint256,
+    _twap_window: uint256,
+) -> uint256:
+    """
+    @dev Registers a market with the next id (0, 1, 2, ...; at most
+         MAX_MARKETS) and caches each source's `decimals()`.
+    @notice Only RISK_ROLE. Emits `MarketAdded`.
+    @param _sources The 1 to 3 feeds, distinct, non-zero, with code.
+    @param _max_ages Per source, the longest accepted age of `updatedAt`
+           in seconds (0 < max_age <= MAX_AGE_LIMIT).
+    @param _min_price The lowest accepted price, WAD (> 0).
+    @param _max_price The highest accepted price, WAD (> `_min_price`,
+           <= MAX_PRICE).
+    @param _max_deviation_bps The largest accepted spread of the valid
+           sources relative to the median, in basis points (1..10_000).
+    @param _min_fresh The fewest valid sources for a reading without
+           FLAG_DEGRADED (1..number of sources).
+    @param _twap_window The EMA time constant in seconds (60..86_400).
+    @return uint256 The new market id.
+    """
+    access_control._check_role(RISK_ROLE, msg.sender)
+    glb: uint256 = self._globals
+    market: uint256 = (glb >> _GLB_COUNT) & _MASK_8
+    assert market < MAX_MARKETS, "oracle: too many markets"
+    # Cheap checks first: the feeds are called last.
+    self._check_lengths(_sources, _max_ages)
+    config: uint256 = self._pack_params(
+        _min_price, _max_price, _max_deviation_bps, _min_fresh, _twap_window, len(_sources)
+    )
+    words: DynArray[uint256, MAX_SOURCES] = self._pack_sources(_sources, _max_ages)
+    if glb & _MASK_160 != 0:
+        config |= _CFG_HAS_SEQUENCER
+    self._config[market] = config
+    for i: uint256 in range(len(words), bound=MAX_SOURCES):
+        self._sources[market][i] = words[i]
+    # Cannot overflow: the count is below MAX_MARKETS, checked above.
+    self._globals = unsafe_add(glb, 1 << _GLB_COUNT)
+    log MarketAdded(
+        market=market,
+        sender=msg.sender,
+        sources=_sources,
+        max_ages=_max_ages,
+        min_price=_min_price,
+        max_price=_max_price,
+        max_deviation_bps=_max_deviation_bps,
+        min_fresh=_min_fresh,
+        twap_window=_twap_window,
+    )
+    return market
+
+
+@external
+def set_sources(
+    _market: uint256,
+    _sources: DynArray[address, MAX_SOURCES],
+    _max_ages: DynArray[uint256, MAX_SOURCES],
+):
+    """
+    @dev Replaces all sources of `_market` and caches their `decimals()`.
+         The EMA state is kept.
+    @notice Only RISK_ROLE. Emits `SourcesUpdated`.
+    @param _market The market id.
+    @param _sources The 1 to 3 feeds, distinct, non-zero, with code; at
+           least the market's `min_fresh` of them.
+    @param _max_ages Per source, the longest accepted age of `updatedAt`
+           in seconds (0 < max_age <= MAX_AGE_LIMIT).
+    """
+    access_control._check_role(RISK_ROLE, msg.sender)
+    config: uint256 = self._known_config(_market)
+    # Cheap checks first: the feeds are called last.
+    self._check_lengths(_sources, _max_ages)
+    assert (config >> _CFG_MIN_FRESH) & _MASK_8 <= len(_sources), "oracle: bad min fresh"
+    words: DynArray[uint256, MAX_SOURCES] = self._pack_sources(_sources, _max_ages)
+    old_count: uint256 = (config >> _CFG_COUNT) & _MASK_8
+    old_sources: DynArray[address, MAX_SOURCES] = []
+    old_max_ages: DynArray[uint256, MAX_SOURCES] = []
+    for i: uint256 in range(old_count, bound=MAX_SOURCES):
+        word: uint256 = self._sources[_market][i]
+        old_sources.append(self._source_address(word))
+        old_max_ages.append(word >> _SRC_MAX_AGE)
+        if i >= len(words):
+            self._sources[_market][i] = 0
+    for i: uint256 in range(len(words), bound=MAX_SOURCES):
+        self._sources[_market][i] = words[i]
+    self._config[_market] = (config & ~(_MASK_8 << _CFG_COUNT)) | (len(words) << _CFG_COUNT)
+    log SourcesUpdated(
+        market=_market,
+        sender=msg.sender,
+        old_sources=old_sources,
+        new_sources=_sources,
+        old_max_ages=old_max_ages,
+        new_max_ages=_max_ages,
+    )
+
+
+@external
+def set_params(
+    _market: uint256,
+    _min_price: uint256,
+    _max_price: uint256,
+    _max_deviation_bps: uint256,
+    _min_fresh: uint256,
+    _twap_window: uint256,
+):
+    """
+    @dev Replaces the price bounds, deviation bound, `min_fresh` and
+         `twap_window` of `_market`. The EMA state is kept.
+    @notice Only RISK_ROLE. Emits `ParamsUpdated`.
+    @param _market The market id.
+    @param _min_price The lowest accepted price, WAD (> 0).
+    @param _max_price The highest accepted price, WAD (> `_min_price`,
+           <= MAX_PRICE).
+    @param _max_deviation_bps The largest accepted spread of the valid
+           sources relative to the median, in basis points (1..10_000).
+    @param _min_fresh The fewest valid sources for a reading without
+           FLAG_DEGRADED (1..number of sources).
+    @param _twap_window The EMA time constant in seconds (60..86_400).
+    """
+    access_control._check_role(RISK_ROLE, msg.sender)
+    config: uint256 = self._known_config(_market)
+    self._config[_market] = self._pack_params(
+        _min_price,
+        _max_price,
+        _max_deviation_bps,
+        _min_fresh,
+        _twap_window,
+        (config >> _CFG_COUNT) & _MASK_8,
+    ) | (config & _CFG_HAS_SEQUENCER)
+    log ParamsUpdated(
+        market=_market,
+        sender=msg.sender,
+        old_min_price=config & _MASK_96,
+        new_min_price=_min_price,
+        old_max_price=(config >> _CFG_MAX_PRICE) & _MASK_96,
+        new_max_price=_max_price,
+        old_max_deviation_bps=(config >> _CFG_DEVIATION) & _MASK_16,
+        new_max_deviation_bps=_max_deviation_bps,
+        old_min_fresh=(config >> _CFG_MIN_FRESH) & _MASK_8,
+        new_min_fresh=_min_fresh,
+        old_twap_window=(config >> _CFG_WINDOW) & _MASK_24,
+        new_twap_window=_twap_window,
+    )
+
+
+@external
+def set_sequencer_feed(_feed: address, _grace_period: uint256):
+    """
+    @dev Sets the L2 sequencer-uptime feed and the grace period after the
+         sequencer comes back. `empty(address)` means no sequencer feed
+         (L1 or local chain): the sequencer flags are then always 0.
+    @notice Only RISK_ROLE. Emits `SequencerFeedUpdated`.
+    @param _feed The uptime feed (with code), or `empty(address)`.
+    @param _grace_period Seconds after the sequencer comes back during
+           which FLAG_SEQUENCER_GRACE is set (<= MAX_GRACE_PERIOD).
+    """
+    access_control._check_role(RISK_ROLE, msg.sender)
+    assert _grace_period <= MAX_GRACE_PERIOD, "oracle: grace period too long"
+    assert _feed == empty(address) or _feed.is_contract, "oracle: feed has no code"
+    glb: uint256 = self._globals
+    self._globals = (
+        (glb & (_MASK_8 << _GLB_COUNT))
+        | (_grace_period << _GLB_GRACE)
+        | convert(convert(_feed, uint160), uint256)
+    )
+    # Keep the per-market copy of "a sequencer feed is set" in step, so
+    # that reads on a chain without a feed skip the `_globals` `SLOAD`.
+    has_feed: bool = _feed != empty(address)
+    if has_feed != (glb & _MASK_160 != 0):
+        for market: uint256 in range((glb >> _GLB_COUNT) & _MASK_8, bound=MAX_MARKETS):
+            if has_feed:
+                self._config[market] |= _CFG_HAS_SEQUENCER
+            else:
+                self._config[market] &= ~_CFG_HAS_SEQUENCER
+    log SequencerFeedUpdated(
+        sender=msg.sender,
+        old_feed=self._source_address(glb),
+        new_feed=_feed,
+        old_grace_period=(glb >> _GLB_GRACE) & _MASK_64,
+        new_grace_period=_grace_period,
+    )
+
+
+@external
+def observe(_market: uint256) -> (uint256, uint256):
+    """
+    @dev Reads `_market` like `latest`, then folds the previous reading
+         into the EMA (see the glossary) and records this one. Several
+         observations in one block leave the EMA unchanged (dt = 0) and
+         keep the newest price as `last_price`.
+    @notice Anyone may call it: it only records the feeds' own readings.
+            Emits `PriceObserved`.
+    @param _market The market id.
+    @return uint256 The price, WAD.
+    @return uint256 The flags.
+    """
+    # `_known_config`, inlined: this is the clearinghouse's hot path.
+    assert _market < MAX_MARKETS, "oracle: unknown market"
+    config: uint256 = self._config[_market]
+    assert config != 0, "oracle: unknown market"
+    price: uint256 = 0
+    flags: uint256 = 0
+    price, flags = self._read(_market, config)
+    state: uint256 = self._observations[_market]
+    ema: uint256 = price
+    last_ts: uint256 = state >> _OBS_TS
+    if last_ts != 0:
+        ema = self._ema(
+            state & _MASK_96,
+            (state >> _OBS_EMA) & _MASK_96,
+            # Cannot underflow: `last_ts` is an earlier `block.timestamp`.
+            unsafe_sub(block.timestamp, last_ts),
+            (config >> _CFG_WINDOW) & _MASK_24,
+        )
+    # `price` and `ema` are below 2**96 (`max_price <= MAX_PRICE`) and a
+    # timestamp fits in 64 bits, so the fields do not overlap.
+    self._observations[_market] = price | (ema << _OBS_EMA) | (block.timestamp << _OBS_TS)
+    log PriceObserved(market=_market, price=price, twap=ema, flags=flags)
+    return price, flags
+
+
+@external
+@view
+def latest(_market: uint256) -> (uint256, uint256):
+    """
+    @dev Reads every source of `_market` and returns the median of the
+         valid ones with the flags. Reverts with the reason of the first
+         rejected source (in configured order) if none is valid.
+    @param _market The market id.
+    @return uint256 The price, WAD.
+    @return uint256 The flags.
+    """
+    return self._read(_market, self._known_config(_market))
+
+
+@external
+@view
+def twap(_market: uint256) -> uint256:
+    """
+    @dev Returns the EMA carried forward to `block.timestamp` with the
+         last observed price and the current `twap_window` (no new feed
+         reading).
+    @param _market The market id.
+    @return uint256 The time-weighted price, WAD.
+    """
+    config: uint256 = self._known_config(_market)
+    state: uint256 = self._observations[_market]
+    last_ts: uint256 = state >> _OBS_TS
+    assert last_ts != 0, "oracle: no observation"
+    return self._ema(
+        state & _MASK_96,
+        (state >> _OBS_EMA) & _MASK_96,
+        block.timestamp - last_ts,
+        (config >> _CFG_WINDOW) & _MASK_24,
+    )
+
+
+@external
+@view
+def sequencer_flags() -> uint256:
+    """
+    @dev Returns FLAG_SEQUENCER_DOWN, FLAG_SEQUENCER_GRACE or 0 from the
+         sequencer-uptime feed (always 0 without a feed).
+    @return uint256 The sequencer flags.
+    """
+    return self._sequencer_flags(self._globals)
+
+
+@external
+@view
+def market_count() -> uint256:
+    """
+    @dev Returns the number of markets; their ids are 0..count - 1.
+    @return uint256 The number of markets.
+    """
+    return (self._globals >> _GLB_COUNT) & _MASK_8
+
+
+@external
+@view
+def market_config(_market: uint256) -> MarketConfig:
+    """
+    @dev Returns the configuration of `_market`, with the cached feed
+         decimals.
+    @param _market The market id.
+    @return MarketConfig The sources, their max ages and decimals, and the
+            market parameters.
+    """
+    config: uint256 = self._known_config(_market)
+    result: MarketConfig = MarketConfig(
+        sources=[],
+        max_ages=[],
+        decimals=[],
+        min_price=config & _MASK_96,
+        max_price=(config >> _CFG_MAX_PRICE) & _MASK_96,
+        max_deviation_bps=(config >> _CFG_DEVIATION) & _MASK_16,
+        min_fresh=(config >> _CFG_MIN_FRESH) & _MASK_8,
+        twap_window=(config >> _CFG_WINDOW) & _MASK_24,
+    )
+    for i: uint256 in range((config >> _CFG_COUNT) & _MASK_8, bound=MAX_SOURCES):
+        word: uint256 = self._sources[_market][i]
+        result.sources.append(self._source_address(word))
+        result.max_ages.append(word >> _SRC_MAX_AGE)
+        result.decimals.append(convert((word >> _SRC_DECIMALS) & _MASK_8, uint8))
+    return result
+
+
+@external
+@view
+def sources(_market: uint256) -> DynArray[address, MAX_SOURCES]:
+    """
+    @dev Returns the feeds of `_market` in configured order.
+    @param _market The market id.
+    @return DynArray The feed addresses.
+    """
+    config: uint256 = self._known_config(_market)
+    result: DynArray[address, MAX_SOURCES] = []
+    for i: uint256 in range((config >> _CFG_COUNT) & _MASK_8, bound=MAX_SOURCES):
+        result.append(self._source_address(self._sources[_market][i]))
+    return result
+
+
+@external
+@view
+def observation(_market: uint256) -> (uint256, uint256, uint256):
+    """
+    @dev Returns the stored EMA state of `_market` (all zero before the
+         first `observe`).
+    @param _market The market id.
+    @return uint256 The last observed price, WAD.
+    @return uint256 The EMA as of the last observation, WAD.
+    @return uint256 The timestamp of the last observation.
+    """
+    self._known_config(_market)
+    state: uint256 = self._observations[_market]
+    return state & _MASK_96, (state >> _OBS_EMA) & _MASK_96, state >> _OBS_TS
+
+
+@external
+@view
+def sequencer_config() -> (address, uint256):
+    """
+    @dev Returns the sequencer-uptime feed and the grace period.
+    @return address The feed, or `empty(address)` if none.
+    @return uint256 The grace period in seconds.
+    """
+    glb: uint256 = self._globals
+    return self._source_address(glb), (glb >> _GLB_GRACE) & _MASK_64
+
+
+@internal
+@view
+def _known_config(_market: uint256) -> uint256:
+    """
+    @dev Returns the packed parameters of `_market`; reverts if unknown.
+    @param _market The market id.
+    @return uint256 The packed parameters (never zero).
+    """
+    assert _market < MAX_MARKETS, "oracle: unknown market"
+    config: uint256 = self._config[_market]
+    assert config != 0, "oracle: unknown market"
+    return config
+
+
+@internal
+@view
+def _read(_market: uint256, _config: uint256) -> (uint256, uint256):
+    """
+    @dev The shared reading of `latest` and `observe`: median of the valid
+         sources and the flags. Reverts with the reason of the first
+         rejected source if none is valid.
+    @param _market The market id.
+    @param _config The packed parameters of `_market`.
+    @return uint256 The price, WAD.
+    @return uint256 The flags.
+    """
+    min_price: uint256 = _config & _MASK_96
+    max_price: uint256 = (_config >> _CFG_MAX_PRICE) & _MASK_96
+    # The valid prices in configured order; all at most `max_price`.
+    first: uint256 = 0
+    second: uint256 = 0
+    third: uint256 = 0
+    valid: uint256 = 0
+    first_reject: uint256 = 0
+    success: bool = False
+    response: Bytes[_ROUND_DATA_SIZE] = b""
+    for i: uint256 in range((_config >> _CFG_COUNT) & _MASK_8, bound=MAX_SOURCES):
+        word: uint256 = self._sources[_market][i]
+        reject: uint256 = 0
+        price: uint256 = 0
+        success, response = raw_call(
+            convert(convert(word & _MASK_160, uint160), address),
+            method_id("latestRoundData()"),
+            max_outsize=_ROUND_DATA_SIZE,
+            is_static_call=True,
+            revert_on_failure=False,
+        )
+        if not success or len(response) < _ROUND_DATA_SIZE:
+            reject = _REJECT_UNAVAILABLE
+        else:
+            answer: int256 = extract32(response, 32, output_type=int256)
+            updated_at: uint256 = extract32(response, 96, output_type=uint256)
+            feed_decimals: uint256 = (word >> _SRC_DECIMALS) & _MASK_8
+            if answer <= 0:
+                reject = _REJECT_NON_POSITIVE
+            elif (
+                updated_at == 0
+                or updated_at > block.timestamp
+                # Cannot underflow where it decides the result: a future
+                # `updated_at` is already caught by the operand above.
+                or unsafe_sub(block.timestamp, updated_at) > word >> _SRC_MAX_AGE
+            ):
+                reject = _REJECT_STALE
+            elif feed_decimals <= _WAD_DECIMALS:
+                # The factor is at least 1, so an answer above MAX_PRICE
+                # cannot land in range; rejecting it first bounds the
+                # product below.
+                if convert(answer, uint256) > MAX_PRICE:
+                    reject = _REJECT_OUT_OF_RANGE
+                else:
+                    # Cannot overflow: the answer is below 2**96 and the
+                    # factor is at most 1e18.
+                    price = unsafe_mul(convert(answer, uint256), (word >> _SRC_FACTOR) & _MASK_64)
+            else:
+                # The divisor is in [10, 1e18] (MAX_FEED_DECIMALS = 36),
+                # never zero.
+                price = unsafe_div(convert(answer, uint256), (word >> _SRC_FACTOR) & _MASK_64)
+            if reject == 0 and (price < min_price or price > max_price):
+                reject = _REJECT_OUT_OF_RANGE
+        if reject == 0:
+            if valid == 0:
+                first = price
+            elif valid == 1:
+                second = price
+            else:
+                third = price
+            # Cannot overflow: at most MAX_SOURCES iterations.
+            valid = unsafe_add(valid, 1)
+        elif first_reject == 0:
+            first_reject = reject
+    if valid == 0:
+        self._raise_rejected(first_reject)
+    # Every price is below 2**96 (`max_price <= MAX_PRICE`), so the sums
+    # and products below cannot overflow.
+    median: uint256 = first
+    spread: uint256 = 0
+    if valid == 2:
+        low: uint256 = min(first, second)
+        high: uint256 = max(first, second)
+        # Cannot overflow: both terms are below 2**96.
+        median = unsafe_add(low, high) // 2
+        # Cannot underflow: `high >= low`.
+        spread = unsafe_sub(high, low)
+    elif valid == 3:
+        low: uint256 = min(first, second)
+        high: uint256 = max(first, second)
+        if third < low:
+            median = low
+            # Cannot underflow: `high >= low > third`.
+            spread = unsafe_sub(high, third)
+        elif third > high:
+            median = high
+            # Cannot underflow: `third > high >= low`.
+            spread = unsafe_sub(third, low)
+        else:
+            median = third
+            # Cannot underflow: `high >= low`.
+            spread = unsafe_sub(high, low)
+    flags: uint256 = 0
+    if _config & _CFG_HAS_SEQUENCER != 0:
+        flags = self._sequencer_flags(self._globals)
+    # Cannot overflow: `spread < 2**96` and `max_deviation_bps < 2**16`.
+    if valid < (_config >> _CFG_MIN_FRESH) & _MASK_8 or unsafe_mul(spread, _BPS) > unsafe_mul(
+        (_config >> _CFG_DEVIATION) & _MASK_16, median
+    ):
+        flags |= FLAG_DEGRADED
+    return median, flags
+
+
+@internal
+@view
+def _sequencer_flags(_globals: uint256) -> uint256:
+    """
+    @dev Reads the sequencer-uptime feed; fails closed (DOWN) if it
+         cannot be read.
+    @param _globals The packed sequencer feed, grace period and count.
+    @return uint256 FLAG_SEQUENCER_DOWN, FLAG_SEQUENCER_GRACE or 0.
+    """
+    feed: address = self._source_address(_globals)
+    if feed == empty(address):
+        return 0
+    success: bool = False
+    response: Bytes[_ROUND_DATA_SIZE] = b""
+    success, response = raw_call(
+        feed,
+        method_id("latestRoundData()"),
+        max_outsize=_ROUND_DATA_SIZE,
+        is_static_call=True,
+        revert_on_failure=False,
+    )
+    if not success or len(response) < _ROUND_DATA_SIZE:
+        return FLAG_SEQUENCER_DOWN
+    started_at: uint256 = extract32(response, 64, output_type=uint256)
+    if extract32(response, 32, output_type=int256) != 0 or started_at == 0:
+        return FLAG_SEQUENCER_DOWN
+    if (
+        started_at > block.timestamp
+        or unsafe_sub(block.timestamp, started_at) < (_globals >> _GLB_GRACE) & _MASK_64
+    ):
+        # `unsafe_sub` cannot underflow where it decides the result: if
+        # `started_at > block.timestamp` the first operand already holds.
+        return FLAG_SEQUENCER_GRACE
+    return 0
+
+
+@internal
+@pure
+def _ema(_last_price: uint256, _ema: uint256, _dt: uint256, _window: uint256) -> uint256:
+    """
+    @dev ema + (last_price - ema) * min(dt, window) / window, the division
+         truncating toward zero (as signed integer division would).
+    @param _last_price The last observed price (< 2**96).
+    @param _ema The EMA at the last observation (< 2**96).
+    @param _dt Seconds since the last observation.
+    @param _window The EMA time constant in seconds (60..86_400).
+    @return uint256 The EMA carried forward by `_dt`.
+    """
+    weight: uint256 = min(_dt, _window)
+    if _last_price >= _ema:
+        # Cannot overflow or underflow: the difference is below 2**96 and
+        # `weight <= _window <= 86_400 < 2**17`; the division is by
+        # `_window >= 60` and the result is at most `_last_price`.
+        return unsafe_add(
+            _ema, unsafe_div(unsafe_mul(unsafe_sub(_last_price, _ema), weight), _window)
+        )
+    # Cannot overflow or underflow: as above with the roles swapped; the
+    # result is at least `_last_price`.
+    return unsafe_sub(_ema, unsafe_div(unsafe_mul(unsafe_sub(_ema, _last_price), weight), _window))
+
+
+@internal
+@view
+def _pack_sources(
+    _sources: DynArray[address, MAX_SOURCES], _max_ages: DynArray[uint256, MAX_SOURCES]
+) -> DynArray[uint256, MAX_SOURCES]:
+    """
+    @dev Validates each source and max age, reads each feed's
+         `decimals()` and returns the packed source words. The lengths
+         are checked by `_check_lengths` beforehand.
+    @param _sources The 1 to 3 feeds.
+    @param _max_ages Per source, the longest accepted age in seconds.
+    @return DynArray The packed source words.
+    """
+    words: DynArray[uint256, MAX_SOURCES] = []
+    for i: uint256 in range(len(_sources), bound=MAX_SOURCES):
+        source: address = _sources[i]
+        max_age: uint256 = _max_ages[i]
+        assert source != empty(address), "oracle: zero source"
+        for j: uint256 in range(i, bound=MAX_SOURCES):
+            assert _sources[j] != source, "oracle: duplicate source"
+        assert max_age != 0, "oracle: zero max age"
+        assert max_age <= MAX_AGE_LIMIT, "oracle: max age too large"
+        assert source.is_contract, "oracle: feed has no code"
+        feed_decimals: uint256 = convert(staticcall IAggregatorV3(source).decimals(), uint256)
+        assert feed_decimals <= MAX_FEED_DECIMALS, "oracle: bad feed decimals"
+        # The factor that brings an answer to WAD: 10**|18 - decimals|,
+        # at most 1e18 (fits in 64 bits).
+        factor: uint256 = 0
+        if feed_decimals <= _WAD_DECIMALS:
+            factor = 10**(_WAD_DECIMALS - feed_decimals)
+        else:
+            factor = 10**(feed_decimals - _WAD_DECIMALS)
+        words.append(
+            convert(convert(source, uint160), uint256)
+            | (feed_decimals << _SRC_DECIMALS)
+            | (factor << _SRC_FACTOR)
+            | (max_age << _SRC_MAX_AGE)
+        )
+    return words
+
+
+@internal
+@pure
+def _check_lengths(
+    _sources: DynArray[address, MAX_SOURCES], _max_ages: DynArray[uint256, MAX_SOURCES]
+):
+    """
+    @dev Checks that there is at least one source and one max age per
+         source (the ABI decoder already caps both at MAX_SOURCES).
+    @param _sources The feeds.
+    @param _max_ages The max ages.
+    """
+    assert len(_sources) != 0, "oracle: no sources"
+    assert len(_max_ages) == len(_sources), "oracle: length mismatch"
+
+
+@internal
+@pure
+def _pack_params(
+    _min_price: uint256,
+    _max_price: uint256,
+    _max_deviation_bps: uint256,
+    _min_fresh: uint256,
+    _twap_window: uint256,
+    _count: uint256,
+) -> uint256:
+    """
+    @dev Validates market parameters and returns the packed word.
+    @param _min_price The lowest accepted price, WAD.
+    @param _max_price The highest accepted price, WAD.
+    @param _max_deviation_bps The deviation bound in basis points.
+    @param _min_fresh The fewest valid sources without FLAG_DEGRADED.
+    @param _twap_window The EMA time constant in seconds.
+    @param _count The number of sources (1..3).
+    @return uint256 The packed parameters (never zero: `_count >= 1`).
+    """
+    assert _min_price != 0 and _min_price < _max_price, "oracle: bad price bounds"
+    assert _max_price <= MAX_PRICE, "oracle: max price too large"
+    assert _max_deviation_bps != 0 and _max_deviation_bps <= _BPS, "oracle: bad max deviation"
+    assert _min_fresh != 0 and _min_fresh <= _count, "oracle: bad min fresh"
+    assert (
+        _twap_window >= MIN_TWAP_WINDOW and _twap_window <= MAX_TWAP_WINDOW
+    ), "oracle: bad twap window"
+    return (
+        _min_price
+        | (_max_price << _CFG_MAX_PRICE)
+        | (_max_deviation_bps << _CFG_DEVIATION)
+        | (_twap_window << _CFG_WINDOW)
+        | (_min_fresh << _CFG_MIN_FRESH)
+        | (_count << _CFG_COUNT)
+    )
+
+
+@internal
+@pure
+def _source_address(_word: uint256) -> address:
+    """
+    @dev Returns the address in the low 160 bits of a packed word.
+    @param _word A packed source or globals word.
+    @return address The address.
+    """
+    return convert(convert(_word & _MASK_160, uint160), address)
+
+
+@internal
+@pure
+def _raise_rejected(_reason: uint256):
+    """
+    @dev Reverts with the message of a rejection reason.
+    @param _reason A `_REJECT_*` code.
+    """
+    if _reason == _REJECT_NON_POSITIVE:
+        raise "oracle: non-positive answer"
+    if _reason == _REJECT_STALE:
+        raise "oracle: stale price"
+    if _reason == _REJECT_OUT_OF_RANGE:
+        raise "oracle: answer out of range"
+    raise "oracle: source unavailable"

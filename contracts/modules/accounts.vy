@@ -1,0 +1,148 @@
+# pragma version ~=0.4.3
+"""
+@title Accounts and collateral
+@custom:contract-name accounts
+@license MIT
+@notice Sub-accounts (id = owner << 96 | index, so the owner is read from the id
+        without storage), operators (trade, never withdraw), deposits credited by the
+        measured balance change, withdrawals and transfers through the margin gate,
+        margin mode and loss cap per sub-account.
+"""
+
+from ethereum.ercs import IERC20
+from ..interfaces import IClearinghouseEngine
+from . import state
+from . import engine
+from . import constants as c
+from . import fixed_point as fp
+from . import packing
+from . import pricing
+from . import funding
+from . import margin
+
+uses: state
+uses: engine
+
+
+@external
+def open_account(name: String[32], portfolio: bool) -> uint256:
+    """
+    @notice Opens the caller's next numbered sub-account.
+    @param name Strategy name shown by the SDK and CLI.
+    @param portfolio True for portfolio (scenario) margin, false for isolated margin.
+    @return The account id (`owner << 96 | index`).
+    """
+    index: uint256 = state.sub_account_count[msg.sender]
+    state.sub_account_count[msg.sender] = index + 1
+    account: uint256 = (convert(msg.sender, uint256) << 96) | index
+    hdr: uint256 = c.ACCOUNT_EXISTS
+    if portfolio:
+        hdr |= c.ACCOUNT_PORTFOLIO
+    state._header[account] = hdr
+    state.account_name[account] = name
+    log state.AccountOpened(account=account, owner=msg.sender, name=name, portfolio=portfolio)
+    return account
+
+
+@external
+def set_operator(account: uint256, operator: address, allowed: bool):
+    """
+    @notice Authorises (or revokes, at once) an address to trade for an account.
+            Operators can never withdraw or move collateral.
+    """
+    engine._require_owner(account)
+    assert operator != empty(address), "clearinghouse: zero operator"
+    state.is_operator[account][operator] = allowed
+    log state.OperatorSet(account=account, operator=operator, allowed=allowed)
+
+
+@external
+def set_margin_mode(account: uint256, portfolio: bool):
+    """
+    @notice Switches an account between isolated and portfolio margin. Refused when the
+            account would be below initial margin in the new mode.
+    """
+    hdr: uint256 = engine._require_owner(account)
+    assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    assert (hdr & c.ACCOUNT_PORTFOLIO != 0) != portfolio, "clearinghouse: mode unchanged"
+    hdr ^= c.ACCOUNT_PORTFOLIO
+    state._header[account] = hdr
+    if packing._position_count(hdr) > 0:
+        extcall IClearinghouseEngine(self).engine_check_initial(account, "clearinghouse: mode switch leaves account under-margined")
+    log state.MarginModeChanged(account=account, portfolio=portfolio)
+
+
+@external
+def set_loss_cap(account: uint256, equity_floor: uint256):
+    """
+    @notice Sets the account's equity floor (USD WAD). Below it anyone may close every
+            position of the account (reduce-only) for `loss_cap_fee`. 0 removes the cap.
+    """
+    engine._require_owner(account)
+    log state.LossCapSet(account=account, old_floor=state.loss_cap[account], new_floor=equity_floor)
+    state.loss_cap[account] = equity_floor
+
+
+@external
+@nonreentrant
+def deposit(account: uint256, token: address, amount: uint256):
+    """
+    @notice Deposits collateral into an existing account. Anyone may top up any account.
+    @param amount Token units; the account is credited with the balance actually received.
+    """
+    assert amount != 0, "clearinghouse: zero amount"
+    hdr: uint256 = engine._require_exists(account)
+    idx: uint256 = engine._token_index(token)
+    before: uint256 = staticcall IERC20(token).balanceOf(self)
+    assert extcall IERC20(token).transferFrom(msg.sender, self, amount, default_return_value=True), "clearinghouse: transfer failed"
+    received: uint256 = staticcall IERC20(token).balanceOf(self) - before
+    assert received != 0, "clearinghouse: nothing received"
+    held: uint256 = state.collateral_held[idx] + received
+    assert held <= state.collateral_cap[idx], "clearinghouse: deposit cap reached"
+    state.collateral_held[idx] = held
+    credited: uint256 = received * state.collateral_scale[idx]
+    state._balance[account][idx] += convert(credited, int256)
+    if idx != 0:
+        state._header[account] = packing._with_collateral(hdr, idx, True)
+    log state.Deposit(account=account, token=token, sender=msg.sender, amount=received, credited=credited)
+
+
+@external
+@nonreentrant
+def withdraw(account: uint256, token: address, amount: uint256, receiver: address):
+    """
+    @notice Withdraws collateral to `receiver`. Only the owner; the account must stay
+            above initial margin (with no positions, only balances are checked).
+    @param amount Token units.
+    """
+    assert amount != 0, "clearinghouse: zero amount"
+    assert receiver != empty(address), "clearinghouse: zero receiver"
+    hdr: uint256 = engine._require_owner(account)
+    assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    idx: uint256 = engine._token_index(token)
+    engine._debit(account, hdr, idx, amount)
+    extcall IClearinghouseEngine(self).engine_check_initial(account, "clearinghouse: below initial margin")
+    state.collateral_held[idx] -= amount
+    assert extcall IERC20(token).transfer(receiver, amount, default_return_value=True), "clearinghouse: transfer failed"
+    log state.Withdraw(account=account, token=token, receiver=receiver, amount=amount)
+
+
+@external
+def transfer_collateral(from_account: uint256, to_account: uint256, token: address, amount: uint256):
+    """
+    @notice Moves collateral between two sub-accounts of the caller in one call. The
+            sending account must stay above initial margin.
+    @param amount Token units.
+    """
+    assert amount != 0, "clearinghouse: zero amount"
+    assert from_account != to_account, "clearinghouse: same account"
+    hdr: uint256 = engine._require_owner(from_account)
+    to_hdr: uint256 = engine._require_owner(to_account)
+    assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    idx: uint256 = engine._token_index(token)
+    engine._debit(from_account, hdr, idx, amount)
+    state._balance[to_account][idx] += convert(amount * state.collateral_scale[idx], int256)
+    if idx != 0:
+        state._header[to_account] = packing._with_collateral(to_hdr, idx, True)
+    extcall IClearinghouseEngine(self).engine_check_initial(from_account, "clearinghouse: below initial margin")
+    log state.CollateralTransferred(from_account=from_account, to_account=to_account, token=token, amount=amount)

@@ -1,0 +1,45 @@
+# pragma version ~=0.4.3
+"""
+@title perpdex constants
+@custom:contract-name constants
+@license MIT
+@notice Units and hard caps shared by every contract. One place, so a reader can check
+        every bound the protocol relies on.
+        Units: prices are USD per one unit of base asset in WAD (1e18); sizes are signed
+        base units in WAD; money (collateral, PnL, fees) is USD in WAD whatever the
+        token's decimals; rates are WAD fractions per day; shocks and margin ratios in
+        basis points (1 bp = 1e-4).
+"""
+
+WAD: constant(uint256) = 10**18
+IWAD: constant(int256) = 10**18
+BPS: constant(uint256) = 10_000
+IBPS: constant(int256) = 10_000
+# Packed market parameters are stored in nano units (1e-9) and scaled by NANO to WAD.
+NANO: constant(uint256) = 10**9
+SECONDS_PER_DAY: constant(uint256) = 86_400
+
+# Hard caps: every loop in the protocol is bounded by one of these.
+MAX_MARKETS: constant(uint256) = 32
+MAX_POSITIONS: constant(uint256) = 16
+MAX_COLLATERALS: constant(uint256) = 8
+MAX_SCENARIOS: constant(uint256) = 16
+MAX_BATCH: constant(uint256) = 32
+
+# Largest packed values (see modules/packing.vy for the word layouts).
+MAX_PRICE: constant(uint256) = 2**88 - 1
+MAX_ABS_I128: constant(int256) = 2**127 - 1
+
+# Oracle router flags (mirrors OracleRouter.vy).
+FLAG_DEGRADED: constant(uint256) = 1
+FLAG_SEQUENCER_DOWN: constant(uint256) = 2
+FLAG_SEQUENCER_GRACE: constant(uint256) = 4
+
+# Account header bits (see modules/packing.vy).
+ACCOUNT_EXISTS: constant(uint256) = 1
+ACCOUNT_PORTFOLIO: constant(uint256) = 2
+ACCOUNT_IN_LIQUIDATION: constant(uint256) = 4
+
+# Margin modes as seen by callers.
+MODE_ISOLATED: constant(uint8) = 0
+MODE_PORTFOLIO: constant(uint8) = 1

@@ -1,0 +1,58 @@
+# pragma version ~=0.4.3
+"""
+@title Signed fixed-point helpers with explicit rounding
+@custom:contract-name fixed_point
+@license MIT
+@notice Every division in perpdex states its rounding direction. Money that leaves a
+        user (fees, losses, funding owed, margin requirements) rounds up; money that
+        reaches a user (profits, funding received) rounds down. These helpers make the
+        direction explicit for signed values, where Vyper's `//` truncates toward zero.
+        Full 512-bit products go through snekmate's audited `math._mul_div`.
+"""
+
+from snekmate.utils import math
+
+
+@internal
+@pure
+def _div_floor(x: int256, d: int256) -> int256:
+    """
+    @dev Division rounded toward negative infinity. `d` must be positive.
+    """
+    q: int256 = x // d
+    if x % d != 0 and x < 0:
+        q -= 1
+    return q
+
+
+@internal
+@pure
+def _div_ceil(x: int256, d: int256) -> int256:
+    """
+    @dev Division rounded toward positive infinity. `d` must be positive.
+    """
+    q: int256 = x // d
+    if x % d != 0 and x > 0:
+        q += 1
+    return q
+
+
+@internal
+@pure
+def _mul_div(x: uint256, y: uint256, d: uint256, roundup: bool) -> uint256:
+    """
+    @dev `x * y / d` with a 512-bit intermediate (snekmate), rounded up or down.
+    """
+    return math._mul_div(x, y, d, roundup)
+
+
+@internal
+@pure
+def _smul_div(x: int256, y: uint256, d: uint256, toward_pos_inf: bool) -> int256:
+    """
+    @dev Signed `x * y / d` with a 512-bit intermediate, rounded toward +inf when
+         `toward_pos_inf`, else toward -inf.
+    """
+    if x >= 0:
+        return convert(math._mul_div(convert(x, uint256), y, d, toward_pos_inf), int256)
+    return -convert(math._mul_div(convert(-x, uint256), y, d, not toward_pos_inf), int256)

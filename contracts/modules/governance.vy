@@ -1,0 +1,320 @@
+# pragma version ~=0.4.3
+"""
+@title Governance: markets, collateral, fees, pausing and the risk book
+@custom:contract-name governance
+@license MIT
+@notice Every setter checks its role, validates its input and logs old and new values.
+        The risk book (margin ratios and stress scenarios) is published as contract code
+        (SSTORE2, layout in modules/margin.vy) after checks of coverage and of bounded
+        change against the current book.
+"""
+
+from ethereum.ercs import IERC20
+from ethereum.ercs import IERC20Detailed
+from ..interfaces import IClearinghouseEngine
+from . import state
+from snekmate.auth import access_control
+from snekmate.utils import pausable
+from . import constants as c
+from . import fixed_point as fp
+from . import packing
+from . import pricing
+from . import funding
+from . import margin
+
+uses: state
+uses: access_control
+uses: pausable
+
+
+@external
+def add_market(params: packing.MarketParams):
+    """
+    @notice Lists the next market; its id must already exist in the oracle router.
+    """
+    access_control._check_role(state.RISK_ROLE, msg.sender)
+    m: uint256 = state.market_count
+    assert m < c.MAX_MARKETS, "clearinghouse: too many markets"
+    assert m < staticcall state.ORACLE.market_count(), "clearinghouse: market unknown to oracle"
+    p: packing.MarketParams = params
+    p.listed = True
+    self._validate_params(p)
+    a: uint256 = 0
+    b: uint256 = 0
+    a, b = packing._pack_params(p)
+    state._params_a[m] = a
+    state._params_b[m] = b
+    state.market_count = m + 1
+    log state.MarketListed(market=m, params_a=a, params_b=b)
+
+
+@external
+def set_market_params(market: uint256, params: packing.MarketParams):
+    """
+    @notice Updates a market's pricing, funding and cap parameters. Accrues funding under
+            the old parameters first.
+    """
+    access_control._check_role(state.RISK_ROLE, msg.sender)
+    assert market < state.market_count, "clearinghouse: unknown market"
+    if packing._mark_time(state._mark[market]) != 0:
+        extcall IClearinghouseEngine(self).engine_touch(market)
+    p: packing.MarketParams = params
+    p.listed = True
+    self._validate_params(p)
+    a: uint256 = 0
+    b: uint256 = 0
+    a, b = packing._pack_params(p)
+    log state.MarketParamsUpdated(
+        market=market,
+        old_params_a=state._params_a[market],
+        old_params_b=state._params_b[market],
+        new_params_a=a,
+        new_params_b=b,
+    )
+    state._params_a[market] = a
+    state._params_b[market] = b
+
+
+@internal
+@pure
+def _validate_params(p: packing.MarketParams):
+    assert p.skew_scale != 0, "clearinghouse: zero skew scale"
+    assert p.maker_fee <= p.taker_fee, "clearinghouse: maker fee above taker fee"
+    assert p.taker_fee <= 10**16, "clearinghouse: fee above 1%"
+    assert p.max_funding_rate != 0, "clearinghouse: zero max funding rate"
+    assert p.max_oi != 0, "clearinghouse: zero max open interest"
+    assert p.max_vault_exposure != 0, "clearinghouse: zero vault exposure cap"
+
+
+@external
+def pause_market(market: uint256, paused: bool):
+    """
+    @notice Stops (or resumes) new risk in one market. Guardian pauses, admin unpauses.
+    """
+    if paused:
+        access_control._check_role(state.GUARDIAN_ROLE, msg.sender)
+    else:
+        access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
+    assert market < state.market_count, "clearinghouse: unknown market"
+    a: uint256 = state._params_a[market]
+    flag: uint256 = packing.MARKET_PAUSED << 240
+    if paused:
+        a |= flag
+    else:
+        a &= ~flag
+    state._params_a[market] = a
+    log state.MarketPaused(market=market, paused=paused)
+
+
+@external
+def pause():
+    """
+    @notice Stops new risk everywhere at once. Deposits, risk reduction and liquidation
+            continue.
+    """
+    access_control._check_role(state.GUARDIAN_ROLE, msg.sender)
+    pausable._pause()
+
+
+@external
+def unpause():
+    """
+    @notice Resumes new risk. Admin only.
+    """
+    access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
+    pausable._unpause()
+
+
+@external
+def add_collateral(token: address, haircut: uint256, price_market: uint256, cap: uint256):
+    """
+    @notice Allow-lists a non-settlement collateral token, valued at `price_market`'s mark
+            less `haircut` (WAD fraction) for margin.
+    """
+    access_control._check_role(state.RISK_ROLE, msg.sender)
+    assert token != empty(address), "clearinghouse: zero token"
+    assert state._collateral_index[token] == 0, "clearinghouse: token already listed"
+    idx: uint256 = state.collateral_count
+    assert idx < c.MAX_COLLATERALS, "clearinghouse: too many collateral tokens"
+    assert haircut < c.WAD, "clearinghouse: haircut must be below 100%"
+    assert price_market < state.market_count, "clearinghouse: unknown market"
+    decimals: uint256 = convert(staticcall IERC20Detailed(token).decimals(), uint256)
+    assert decimals <= 18, "clearinghouse: token decimals above 18"
+    state.collateral_token[idx] = token
+    state._collateral_index[token] = idx + 1
+    state.collateral_scale[idx] = 10 ** (18 - decimals)
+    state.collateral_count = idx + 1
+    log state.CollateralListed(index=idx, token=token, decimals=decimals)
+    self._set_collateral(idx, haircut, price_market, cap)
+
+
+@external
+def set_collateral_params(index: uint256, haircut: uint256, price_market: uint256, cap: uint256):
+    """
+    @notice Updates a non-settlement collateral token's haircut, price market and cap.
+    """
+    access_control._check_role(state.RISK_ROLE, msg.sender)
+    assert index != 0 and index < state.collateral_count, "clearinghouse: unknown token"
+    assert haircut < c.WAD, "clearinghouse: haircut must be below 100%"
+    assert price_market < state.market_count, "clearinghouse: unknown market"
+    self._set_collateral(index, haircut, price_market, cap)
+
+
+@internal
+def _set_collateral(idx: uint256, haircut: uint256, price_market: uint256, cap: uint256):
+    log state.CollateralParamsUpdated(
+        index=idx,
+        old_haircut=state.collateral_haircut[idx],
+        new_haircut=haircut,
+        old_price_market=state.collateral_market[idx],
+        new_price_market=price_market,
+        old_cap=state.collateral_cap[idx],
+        new_cap=cap,
+    )
+    state.collateral_haircut[idx] = haircut
+    state.collateral_market[idx] = price_market
+    state.collateral_cap[idx] = cap
+
+
+@external
+def set_fee_split(insurance_share: uint256, protocol_share: uint256):
+    """
+    @notice Shares of every trading fee sent to insurance and to the protocol (WAD
+            fractions); the rest goes to the vault.
+    """
+    access_control._check_role(state.RISK_ROLE, msg.sender)
+    assert insurance_share + protocol_share <= c.WAD, "clearinghouse: shares above 100%"
+    log state.FeeSplitUpdated(
+        old_insurance_share=state.fee_insurance_share,
+        new_insurance_share=insurance_share,
+        old_protocol_share=state.fee_protocol_share,
+        new_protocol_share=protocol_share,
+    )
+    state.fee_insurance_share = insurance_share
+    state.fee_protocol_share = protocol_share
+
+
+@external
+def set_max_mark_age(age: uint256):
+    """
+    @notice Oldest cached mark (seconds) a margin check may use.
+    """
+    access_control._check_role(state.RISK_ROLE, msg.sender)
+    assert age != 0 and age <= 3_600, "clearinghouse: mark age out of range"
+    log state.MaxMarkAgeUpdated(old_age=state.max_mark_age, new_age=age)
+    state.max_mark_age = age
+
+
+@external
+def set_loss_cap_fee(fee: uint256):
+    """
+    @notice Fee (USD WAD) paid to whoever triggers a loss cap.
+    """
+    access_control._check_role(state.RISK_ROLE, msg.sender)
+    assert fee <= 1_000 * c.WAD, "clearinghouse: fee too large"
+    log state.LossCapParamsUpdated(old_fee=state.loss_cap_fee, new_fee=fee)
+    state.loss_cap_fee = fee
+
+
+@external
+def set_vault(new_vault: address):
+    """
+    @notice Sets the liquidity vault contract. Admin only.
+    """
+    access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
+    assert new_vault != empty(address), "clearinghouse: zero vault"
+    log state.VaultSet(old_vault=state.vault, new_vault=new_vault)
+    state.vault = new_vault
+
+
+@external
+def set_risk_book_limits(shock_step_bps: uint256, ratio_step_bps: uint256):
+    """
+    @notice Bounds on how far one risk-book update may move any shock and any margin
+            ratio. Admin only (the risk role is bounded by them).
+    """
+    access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
+    assert shock_step_bps != 0 and ratio_step_bps != 0, "clearinghouse: zero step"
+    log state.RiskBookLimitsUpdated(
+        old_shock_step_bps=state.max_shock_step_bps,
+        new_shock_step_bps=shock_step_bps,
+        old_ratio_step_bps=state.max_ratio_step_bps,
+        new_ratio_step_bps=ratio_step_bps,
+    )
+    state.max_shock_step_bps = shock_step_bps
+    state.max_ratio_step_bps = ratio_step_bps
+
+
+@external
+def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
+    """
+    @notice Publishes a new risk book (margin ratios and stress scenarios, layout in
+            modules/margin.vy) as contract code. It must cover every listed market, hold
+            for each market a scenario moving it down and one moving it up by at least
+            its imr_min, keep the floor at or below every imr_min, and move no value
+            further than the step limits from the current book.
+    """
+    access_control._check_role(state.RISK_ROLE, msg.sender)
+    old: address = state.risk_book
+    h: margin.BookHeader = margin._header(extract32(data, 0, output_type=uint256))
+    assert h.n_scenarios != 0 and h.n_scenarios <= c.MAX_SCENARIOS, "margin: bad scenario count"
+    assert h.n_markets >= state.market_count and h.n_markets <= c.MAX_MARKETS, "margin: book must cover every market"
+    assert len(data) == margin._book_size(h.n_markets, h.n_scenarios), "margin: bad book length"
+    assert h.mmr_bps != 0 and h.mmr_bps <= c.BPS, "margin: bad maintenance ratio"
+    has_old: bool = old != empty(address)
+    oh: margin.BookHeader = empty(margin.BookHeader)
+    if has_old:
+        oh = margin._header(margin._book_word(old, 0))
+        self._check_step(oh.floor_bps, h.floor_bps, state.max_ratio_step_bps)
+        self._check_step(oh.mmr_bps, h.mmr_bps, state.max_ratio_step_bps)
+    for m: uint256 in range(c.MAX_MARKETS):
+        if m == h.n_markets:
+            break
+        off: uint256 = margin.HEADER_BYTES + margin.MARKET_BYTES * m
+        w0: uint256 = extract32(data, off, output_type=uint256)
+        w1: uint256 = extract32(data, off + 32, output_type=uint256)
+        imr: uint256 = margin._imr_min_bps(w0)
+        assert imr != 0 and imr <= c.BPS, "margin: bad initial margin ratio"
+        assert margin._margin_scale(w0) != 0, "margin: zero margin scale"
+        assert h.floor_bps <= imr, "margin: floor above initial margin"
+        worst_down: int256 = 0
+        worst_up: int256 = 0
+        for k: uint256 in range(c.MAX_SCENARIOS):
+            if k == h.n_scenarios:
+                break
+            x: int256 = margin._shock(w1, k)
+            assert x >= -c.IBPS, "margin: shock below -100%"
+            worst_down = min(worst_down, x)
+            worst_up = max(worst_up, x)
+        assert -worst_down >= convert(imr, int256) and worst_up >= convert(imr, int256), "margin: scenarios must cover initial margin"
+        if has_old and m < oh.n_markets:
+            o0: uint256 = margin._book_word(old, off)
+            o1: uint256 = margin._book_word(old, off + 32)
+            self._check_step(margin._imr_min_bps(o0), imr, state.max_ratio_step_bps)
+            self._check_step(margin._imr_slope_bps(o0), margin._imr_slope_bps(w0), state.max_ratio_step_bps)
+            for k: uint256 in range(c.MAX_SCENARIOS):
+                ox: int256 = 0
+                nx: int256 = 0
+                if k < oh.n_scenarios:
+                    ox = margin._shock(o1, k)
+                if k < h.n_scenarios:
+                    nx = margin._shock(w1, k)
+                assert abs(nx - ox) <= convert(state.max_shock_step_bps, int256), "margin: shock change above step limit"
+    n: uint256 = len(data) + 1
+    initcode: Bytes[margin.MAX_BOOK_BYTES + 11] = concat(
+        b"\x61", slice(convert(n, bytes32), 30, 2), b"\x80\x60\x0a\x3d\x39\x3d\xf3\x00", data
+    )
+    book: address = raw_create(initcode)
+    state.risk_book = book
+    version: uint256 = state.risk_book_version + 1
+    state.risk_book_version = version
+    log state.RiskBookUpdated(old_book=old, new_book=book, version=version, n_markets=h.n_markets, n_scenarios=h.n_scenarios)
+
+
+@internal
+@pure
+def _check_step(old: uint256, new: uint256, step: uint256):
+    if new > old:
+        assert new - old <= step, "margin: ratio change above step limit"
+    else:
+        assert old - new <= step, "margin: ratio change above step limit"

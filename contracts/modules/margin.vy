@@ -1,0 +1,143 @@
+# pragma version ~=0.4.3
+"""
+@title Margin engine: isolated and portfolio (scenario) requirements
+@custom:contract-name margin
+@license MIT
+@notice Glossary, per position i (size s_i, price P_i):
+          N_i     notional |s_i| * P_i (USD WAD, rounded up)
+          m_i     initial margin ratio = imr_min + imr_slope * |s_i| / margin_scale
+                  (grows with size, after Synthetix v3 `calculateRequiredMargins`)
+          L_k     loss of the whole book in stress scenario k, whose shocks x_ik (bp)
+                  move every market at once:  L_k = -sum_i s_i * P_i * x_ik
+        Isolated mode   IM = sum_i N_i * m_i
+        Portfolio mode  IM = min(IM_isolated, max(max_k L_k, f * sum_i N_i) + A)
+                        A  = sum_i N_i * imr_slope * |s_i| / margin_scale (size add-on)
+                        f  = floor ratio: a perfectly hedged book still posts margin
+        Maintenance     MM = IM * mmr (one governed fraction for both modes)
+        Properties this gives (tests/fuzz prove them): portfolio <= isolated for any
+        book; equal for a single position (the book must hold, for every market, a
+        scenario moving it down and one moving it up by at least imr_min, and
+        f <= imr_min; set_risk_book enforces both); monotone when the book is scaled
+        up; never below the floor.
+
+        The scenarios and margin ratios form the *risk book*, stored as contract code
+        (SSTORE2): a margin check copies 64 bytes per market instead of reading four
+        storage words. Book layout (byte offsets into the data, after one STOP byte):
+          [0, 32)              header: n_markets u8 | n_scenarios u8 | floor_bps u16 |
+                               mmr_bps u16  (bits, low first)
+          [32 + 64m, +32)      market m word 0: imr_min_bps u16 | imr_slope_bps u16 |
+                               margin_scale u128 (base WAD)
+          [64 + 64m, +32)      market m word 1: 16 shocks, u16 each, biased by 32768
+                               (stored = bp + 32768), scenario k at bits 16k
+          [32 + 64n + 32k, +32) scenario k name (bytes32)
+"""
+
+from . import constants as c
+from . import fixed_point as fp
+
+HEADER_BYTES: constant(uint256) = 32
+MARKET_BYTES: constant(uint256) = 64
+NAME_BYTES: constant(uint256) = 32
+SHOCK_BIAS: constant(uint256) = 32_768
+MAX_BOOK_BYTES: constant(uint256) = 2_592  # 32 + 64 * 32 + 32 * 16
+MASK_16: constant(uint256) = 2**16 - 1
+MASK_8: constant(uint256) = 2**8 - 1
+MASK_128: constant(uint256) = 2**128 - 1
+
+
+struct BookHeader:
+    n_markets: uint256
+    n_scenarios: uint256
+    floor_bps: uint256
+    mmr_bps: uint256
+
+
+@internal
+@pure
+def _header(w: uint256) -> BookHeader:
+    return BookHeader(
+        n_markets=w & MASK_8,
+        n_scenarios=(w >> 8) & MASK_8,
+        floor_bps=(w >> 16) & MASK_16,
+        mmr_bps=(w >> 32) & MASK_16,
+    )
+
+
+@internal
+@pure
+def _book_size(n_markets: uint256, n_scenarios: uint256) -> uint256:
+    return HEADER_BYTES + MARKET_BYTES * n_markets + NAME_BYTES * n_scenarios
+
+
+@internal
+@pure
+def _imr_min_bps(w0: uint256) -> uint256:
+    return w0 & MASK_16
+
+
+@internal
+@pure
+def _imr_slope_bps(w0: uint256) -> uint256:
+    return (w0 >> 16) & MASK_16
+
+
+@internal
+@pure
+def _margin_scale(w0: uint256) -> uint256:
+    return (w0 >> 32) & MASK_128
+
+
+@internal
+@pure
+def _shock(w1: uint256, k: uint256) -> int256:
+    """
+    @dev Shock of scenario k in basis points (signed).
+    """
+    return convert((w1 >> (16 * k)) & MASK_16, int256) - convert(SHOCK_BIAS, int256)
+
+
+@internal
+@pure
+def _isolated(notional: uint256, abs_size: uint256, w0: uint256) -> (uint256, uint256):
+    """
+    @dev Isolated initial margin of one position and its size-scaled part, both
+         rounded up.
+    """
+    base: uint256 = fp._mul_div(notional, self._imr_min_bps(w0), c.BPS, True)
+    slope: uint256 = fp._mul_div(
+        notional, self._imr_slope_bps(w0) * abs_size, c.BPS * self._margin_scale(w0), True
+    )
+    return base + slope, slope
+
+
+@internal
+@pure
+def _combine(
+    isolated: uint256,
+    worst_loss_raw: int256,
+    gross_raw: uint256,
+    addon: uint256,
+    floor_bps: uint256,
+    portfolio: bool,
+) -> uint256:
+    """
+    @dev Initial requirement of the account for its mode.
+         `worst_loss_raw` is max_k sum_i -s_i * P_i * x_ik (WAD^2 * bp);
+         `gross_raw` is sum_i |s_i| * P_i (WAD^2). Both round up.
+    """
+    if not portfolio:
+        return isolated
+    worst: uint256 = 0
+    if worst_loss_raw > 0:
+        worst = fp._mul_div(convert(worst_loss_raw, uint256), 1, c.WAD * c.BPS, True)
+    floor_req: uint256 = fp._mul_div(gross_raw, floor_bps, c.WAD * c.BPS, True)
+    return min(isolated, max(worst, floor_req) + addon)
+
+
+@internal
+@view
+def _book_word(book: address, offset: uint256) -> uint256:
+    """
+    @dev One 32-byte word of the book at `offset` bytes into its data (after the STOP).
+    """
+    return extract32(slice(book.code, 1 + offset, 32), 0, output_type=uint256)

@@ -1,0 +1,212 @@
+# pragma version ~=0.4.3
+"""
+@title Storage word layouts
+@custom:contract-name packing
+@license MIT
+@notice The hot storage of the clearinghouse is packed so that a margin check reads as
+        few words as possible (a cold SLOAD costs 2,100 gas; an L2 venue lives on that
+        budget). Every layout is defined here, low bits first:
+
+        position word   size int128 | cost int128
+                        cost = signed cost basis in USD WAD (size * entry price)
+        mark word       price uint88 | touched_at uint40 | funding_index int128
+                        price and funding index are refreshed together, so one
+                        timestamp serves both
+        oi word         long_oi uint128 | short_oi uint128            (base WAD)
+        pool word       sum_cost int128 | sum_funding int128         (USD WAD)
+                        sums over all trader positions in the market, for the vault
+        params word A   skew_scale uint96 | maker_fee uint32 | taker_fee uint32 |
+                        max_funding_velocity uint40 | max_funding_rate uint40 |
+                        flags uint16 (bit 0 listed, bit 1 paused)
+                        fees, velocity and rate in nano units (1e-9), per day
+        params word B   max_oi uint128 | max_vault_exposure uint40 (nano fraction)
+        account header  flags uint8 | positions bitmap uint32 |
+                        collateral bitmap uint8 | position count uint8
+"""
+
+from . import constants as c
+
+MASK_128: constant(uint256) = 2**128 - 1
+MASK_88: constant(uint256) = 2**88 - 1
+MASK_40: constant(uint256) = 2**40 - 1
+MASK_32: constant(uint256) = 2**32 - 1
+MASK_8: constant(uint256) = 2**8 - 1
+MASK_96: constant(uint256) = 2**96 - 1
+MASK_16: constant(uint256) = 2**16 - 1
+
+MARKET_LISTED: constant(uint256) = 1
+MARKET_PAUSED: constant(uint256) = 2
+
+
+struct MarketParams:
+    skew_scale: uint256
+    maker_fee: uint256
+    taker_fee: uint256
+    max_funding_velocity: uint256
+    max_funding_rate: uint256
+    listed: bool
+    paused: bool
+    max_oi: uint256
+    max_vault_exposure: uint256
+
+
+# --- signed 128-bit halves ---------------------------------------------------------
+
+
+@internal
+@pure
+def _lo_i128(w: uint256) -> int256:
+    # Move the low half to the top and shift back arithmetically to sign-extend it.
+    return convert(convert(w << 128, bytes32), int256) >> 128
+
+
+@internal
+@pure
+def _hi_i128(w: uint256) -> int256:
+    return convert(convert(w, bytes32), int256) >> 128
+
+
+@internal
+@pure
+def _pack_i128(lo: int256, hi: int256) -> uint256:
+    assert lo <= c.MAX_ABS_I128 and lo >= -c.MAX_ABS_I128, "packing: value too large"
+    assert hi <= c.MAX_ABS_I128 and hi >= -c.MAX_ABS_I128, "packing: value too large"
+    return (convert(convert(hi, bytes32), uint256) << 128) | (
+        convert(convert(lo, bytes32), uint256) & MASK_128
+    )
+
+
+@internal
+@pure
+def _pack_u128(lo: uint256, hi: uint256) -> uint256:
+    assert lo <= MASK_128 and hi <= MASK_128, "packing: value too large"
+    return (hi << 128) | lo
+
+
+# --- mark word -----------------------------------------------------------------------
+
+
+@internal
+@pure
+def _mark_price(w: uint256) -> uint256:
+    return w & MASK_88
+
+
+@internal
+@pure
+def _mark_time(w: uint256) -> uint256:
+    return (w >> 88) & MASK_40
+
+
+@internal
+@pure
+def _mark_index(w: uint256) -> int256:
+    return self._hi_i128(w)
+
+
+@internal
+@pure
+def _pack_mark(price: uint256, ts: uint256, index: int256) -> uint256:
+    assert price <= MASK_88, "packing: price too large"
+    assert index <= c.MAX_ABS_I128 and index >= -c.MAX_ABS_I128, "packing: value too large"
+    return (convert(convert(index, bytes32), uint256) << 128) | ((ts & MASK_40) << 88) | price
+
+
+# --- market parameters -----------------------------------------------------------------
+
+
+@internal
+@pure
+def _unpack_params(a: uint256, b: uint256) -> MarketParams:
+    flags: uint256 = a >> 240
+    return MarketParams(
+        skew_scale=a & MASK_96,
+        maker_fee=((a >> 96) & MASK_32) * c.NANO,
+        taker_fee=((a >> 128) & MASK_32) * c.NANO,
+        max_funding_velocity=((a >> 160) & MASK_40) * c.NANO,
+        max_funding_rate=((a >> 200) & MASK_40) * c.NANO,
+        listed=flags & MARKET_LISTED != 0,
+        paused=flags & MARKET_PAUSED != 0,
+        max_oi=b & MASK_128,
+        max_vault_exposure=((b >> 128) & MASK_40) * c.NANO,
+    )
+
+
+@internal
+@pure
+def _nano(x: uint256, mask: uint256) -> uint256:
+    """
+    @dev WAD value to nano units; must be an exact multiple of 1e-9 and fit the field.
+    """
+    assert x % c.NANO == 0, "packing: parameter finer than 1e-9"
+    n: uint256 = x // c.NANO
+    assert n <= mask, "packing: parameter too large"
+    return n
+
+
+@internal
+@pure
+def _pack_params(p: MarketParams) -> (uint256, uint256):
+    assert p.skew_scale <= MASK_96, "packing: skew scale too large"
+    flags: uint256 = 0
+    if p.listed:
+        flags |= MARKET_LISTED
+    if p.paused:
+        flags |= MARKET_PAUSED
+    a: uint256 = (
+        p.skew_scale
+        | (self._nano(p.maker_fee, MASK_32) << 96)
+        | (self._nano(p.taker_fee, MASK_32) << 128)
+        | (self._nano(p.max_funding_velocity, MASK_40) << 160)
+        | (self._nano(p.max_funding_rate, MASK_40) << 200)
+        | (flags << 240)
+    )
+    assert p.max_oi <= MASK_128, "packing: max OI too large"
+    b: uint256 = p.max_oi | (self._nano(p.max_vault_exposure, MASK_40) << 128)
+    return a, b
+
+
+# --- account header --------------------------------------------------------------------
+
+
+@internal
+@pure
+def _positions_bitmap(h: uint256) -> uint256:
+    return (h >> 8) & MASK_32
+
+
+@internal
+@pure
+def _collateral_bitmap(h: uint256) -> uint256:
+    return (h >> 40) & MASK_8
+
+
+@internal
+@pure
+def _position_count(h: uint256) -> uint256:
+    return (h >> 48) & MASK_8
+
+
+@internal
+@pure
+def _with_position(h: uint256, market: uint256, is_open: bool) -> uint256:
+    """
+    @dev Sets or clears a market's bit in the positions bitmap and keeps the count.
+    """
+    bit: uint256 = 1 << (8 + market)
+    n: uint256 = (h >> 48) & MASK_8
+    if is_open and h & bit == 0:
+        assert n < c.MAX_POSITIONS, "clearinghouse: too many positions"
+        return ((h | bit) & ~(MASK_8 << 48)) | ((n + 1) << 48)
+    if not is_open and h & bit != 0:
+        return ((h & ~bit) & ~(MASK_8 << 48)) | ((n - 1) << 48)
+    return h
+
+
+@internal
+@pure
+def _with_collateral(h: uint256, token: uint256, held: bool) -> uint256:
+    bit: uint256 = 1 << (40 + token)
+    if held:
+        return h | bit
+    return h & ~bit

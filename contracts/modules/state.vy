@@ -1,0 +1,312 @@
+# pragma version ~=0.4.3
+"""
+@title Clearinghouse state: storage, events and shared types
+@custom:contract-name state
+@license MIT
+@notice Every storage variable of the clearinghouse lives here and nowhere else. Both
+        deployables (`Clearinghouse.vy`, the hot path, and `ClearinghouseExtension.vy`,
+        reached by delegatecall for governance, vault, insurance and liquidation calls)
+        initialise exactly the same modules in exactly the same order, so they share one
+        storage layout by construction; tests/security/test_storage_layout.py compares
+        the compiler's layouts to prove it.
+        Packed words (`_header`, `_pos`, `_mark`, `_oi`, `_pool_sums`, `_params_*`) are
+        described in modules/packing.vy.
+"""
+
+from ..interfaces import IOracleRouter
+from ethereum.ercs import IERC20Detailed
+from . import constants as c
+
+# @notice Sets market, collateral, fee and risk-book parameters.
+RISK_ROLE: public(constant(bytes32)) = keccak256("RISK_ROLE")
+# @notice May pause new risk at once; unpausing needs the admin.
+GUARDIAN_ROLE: public(constant(bytes32)) = keccak256("GUARDIAN_ROLE")
+# @notice The liquidation auction contract.
+LIQUIDATOR_ROLE: public(constant(bytes32)) = keccak256("LIQUIDATOR_ROLE")
+
+# Counterparty id of the vault's pool in `Fill` events.
+POOL: constant(uint256) = 0
+# `_scan` override market meaning "no override".
+NO_OVERRIDE: constant(uint256) = c.MAX_MARKETS
+
+
+# @notice Result of one pass over an account (USD WAD).
+struct MarginScan:
+    equity: int256
+    initial: uint256
+    maintenance: uint256
+    isolated: uint256
+    notional: uint256
+
+
+# --- events --------------------------------------------------------------------------
+
+
+event AccountOpened:
+    account: indexed(uint256)
+    owner: indexed(address)
+    name: String[32]
+    portfolio: bool
+
+
+event OperatorSet:
+    account: indexed(uint256)
+    operator: indexed(address)
+    allowed: bool
+
+
+event Deposit:
+    account: indexed(uint256)
+    token: indexed(address)
+    sender: indexed(address)
+    amount: uint256
+    credited: uint256
+
+
+event Withdraw:
+    account: indexed(uint256)
+    token: indexed(address)
+    receiver: indexed(address)
+    amount: uint256
+
+
+event CollateralTransferred:
+    from_account: indexed(uint256)
+    to_account: indexed(uint256)
+    token: indexed(address)
+    amount: uint256
+
+
+event Fill:
+    account: indexed(uint256)
+    market: indexed(uint256)
+    counterparty: indexed(uint256)
+    size_delta: int256
+    price: uint256
+    fee: uint256
+    realized_pnl: int256
+    funding_paid: int256
+    size: int256
+
+
+event MarkUpdated:
+    market: indexed(uint256)
+    price: uint256
+    funding_rate: int256
+    funding_index: int256
+
+
+event MarketListed:
+    market: indexed(uint256)
+    params_a: uint256
+    params_b: uint256
+
+
+event MarketParamsUpdated:
+    market: indexed(uint256)
+    old_params_a: uint256
+    old_params_b: uint256
+    new_params_a: uint256
+    new_params_b: uint256
+
+
+event CollateralListed:
+    index: indexed(uint256)
+    token: indexed(address)
+    decimals: uint256
+
+
+event CollateralParamsUpdated:
+    index: indexed(uint256)
+    old_haircut: uint256
+    new_haircut: uint256
+    old_price_market: uint256
+    new_price_market: uint256
+    old_cap: uint256
+    new_cap: uint256
+
+
+event RiskBookUpdated:
+    old_book: indexed(address)
+    new_book: indexed(address)
+    version: uint256
+    n_markets: uint256
+    n_scenarios: uint256
+
+
+event RiskBookLimitsUpdated:
+    old_shock_step_bps: uint256
+    new_shock_step_bps: uint256
+    old_ratio_step_bps: uint256
+    new_ratio_step_bps: uint256
+
+
+event FeeSplitUpdated:
+    old_insurance_share: uint256
+    new_insurance_share: uint256
+    old_protocol_share: uint256
+    new_protocol_share: uint256
+
+
+event MaxMarkAgeUpdated:
+    old_age: uint256
+    new_age: uint256
+
+
+event VaultSet:
+    old_vault: indexed(address)
+    new_vault: indexed(address)
+
+
+event LossCapParamsUpdated:
+    old_fee: uint256
+    new_fee: uint256
+
+
+event VaultCashMoved:
+    receiver: indexed(address)
+    amount: int256
+    pool_cash: int256
+
+
+event InsuranceFunded:
+    sender: indexed(address)
+    amount: uint256
+    insurance: uint256
+
+
+event ProtocolFeesWithdrawn:
+    receiver: indexed(address)
+    amount: uint256
+
+
+event MarginModeChanged:
+    account: indexed(uint256)
+    portfolio: bool
+
+
+event LossCapSet:
+    account: indexed(uint256)
+    old_floor: uint256
+    new_floor: uint256
+
+
+event LossCapTriggered:
+    account: indexed(uint256)
+    keeper: indexed(address)
+    equity: int256
+    equity_floor: uint256
+    fee: uint256
+
+
+event MarketPaused:
+    market: indexed(uint256)
+    paused: bool
+
+
+# --- immutables ------------------------------------------------------------------------
+
+# @notice The oracle router (trusted, deployed with the system).
+ORACLE: public(immutable(IOracleRouter))
+# @notice 10 ** (18 - decimals) of the settlement token.
+SETTLEMENT_SCALE: public(immutable(uint256))
+
+# --- accounts --------------------------------------------------------------------------
+
+_header: HashMap[uint256, uint256]
+# @notice Strategy name of each account.
+account_name: public(HashMap[uint256, String[32]])
+# @notice Equity floor (USD WAD) under which anyone may close the account; 0 = none.
+loss_cap: public(HashMap[uint256, uint256])
+# @notice Number of sub-accounts an owner has opened (the next index).
+sub_account_count: public(HashMap[address, uint256])
+# @notice Addresses allowed to trade (never withdraw) for an account.
+is_operator: public(HashMap[uint256, HashMap[address, bool]])
+_balance: HashMap[uint256, HashMap[uint256, int256]]
+_pos: HashMap[uint256, HashMap[uint256, uint256]]
+_pos_snap: HashMap[uint256, HashMap[uint256, int256]]
+
+# --- collateral --------------------------------------------------------------------------
+
+# @notice Number of listed collateral tokens (index 0 is the settlement token).
+collateral_count: public(uint256)
+# @notice Token address of each collateral index.
+collateral_token: public(HashMap[uint256, address])
+_collateral_index: HashMap[address, uint256]
+# @notice 10 ** (18 - decimals) of each collateral token.
+collateral_scale: public(HashMap[uint256, uint256])
+# @notice Margin haircut of each collateral token (WAD fraction).
+collateral_haircut: public(HashMap[uint256, uint256])
+# @notice Oracle market that prices each non-settlement collateral token.
+collateral_market: public(HashMap[uint256, uint256])
+# @notice Cap on the total deposited amount of each token (token units).
+collateral_cap: public(HashMap[uint256, uint256])
+# @notice Tokens held per collateral index (token units), for caps and conservation.
+collateral_held: public(HashMap[uint256, uint256])
+
+# --- system buckets (USD WAD) ------------------------------------------------------------
+
+# @notice Cash of the liquidity vault's pool, the counterparty of market orders.
+pool_cash: public(int256)
+# @notice Insurance fund.
+insurance_fund: public(uint256)
+# @notice Protocol fees not yet withdrawn.
+protocol_fees: public(uint256)
+# @notice Share of every fee sent to insurance and to the protocol (WAD fractions).
+fee_insurance_share: public(uint256)
+fee_protocol_share: public(uint256)
+# @notice The liquidity vault contract (may move pool cash).
+vault: public(address)
+
+# --- markets -----------------------------------------------------------------------------
+
+# @notice Number of listed markets; ids are 0 .. market_count - 1.
+market_count: public(uint256)
+_mark: HashMap[uint256, uint256]
+# @notice Current funding rate per market (WAD per day; positive: longs pay).
+funding_rate: public(HashMap[uint256, int256])
+_oi: HashMap[uint256, uint256]
+_pool_sums: HashMap[uint256, uint256]
+_params_a: HashMap[uint256, uint256]
+_params_b: HashMap[uint256, uint256]
+# @notice Oldest cached mark (seconds) a margin check may use before re-reading the oracle.
+max_mark_age: public(uint256)
+
+# --- risk book ---------------------------------------------------------------------------
+
+# @notice Address whose code holds the risk book (see modules/margin.vy).
+risk_book: public(address)
+# @notice Number of risk-book updates so far.
+risk_book_version: public(uint256)
+# @notice Largest change of any shock per update (bp).
+max_shock_step_bps: public(uint256)
+# @notice Largest change of any margin ratio (imr_min, imr_slope, floor, mmr) per update (bp).
+max_ratio_step_bps: public(uint256)
+
+# --- loss caps -----------------------------------------------------------------------------
+
+# @notice Fee (USD WAD) paid from the account to whoever triggers its loss cap.
+loss_cap_fee: public(uint256)
+
+
+@deploy
+def __init__(oracle: IOracleRouter, settlement_token: address):
+    """
+    @dev Lists the settlement token as collateral index 0 and sets defaults.
+    """
+    assert oracle.address != empty(address), "clearinghouse: zero oracle"
+    assert settlement_token != empty(address), "clearinghouse: zero token"
+    ORACLE = oracle
+    decimals: uint256 = convert(staticcall IERC20Detailed(settlement_token).decimals(), uint256)
+    assert decimals <= 18, "clearinghouse: token decimals above 18"
+    SETTLEMENT_SCALE = 10 ** (18 - decimals)
+    self.collateral_token[0] = settlement_token
+    self._collateral_index[settlement_token] = 1
+    self.collateral_scale[0] = SETTLEMENT_SCALE
+    self.collateral_cap[0] = max_value(uint256)
+    self.collateral_count = 1
+    self.max_mark_age = 60
+    self.max_shock_step_bps = 1_000
+    self.max_ratio_step_bps = 200
+    self.fee_insurance_share = 10**17
+    self.loss_cap_fee = 5 * 10**18

@@ -1,0 +1,176 @@
+# pragma version ~=0.4.3
+"""
+@title Clearinghouse views
+@custom:contract-name views
+@license MIT
+@notice Read-only figures for the SDK, the lens, the vault and the liquidation
+        auction. Money in USD WAD, prices in WAD.
+"""
+
+from . import state
+from . import engine
+from . import constants as c
+from . import fixed_point as fp
+from . import packing
+from . import pricing
+from . import funding
+from . import margin
+
+uses: state
+uses: engine
+
+
+@external
+@view
+def vault_equity() -> int256:
+    """
+    @notice The pool's equity (USD WAD): its cash, minus traders' unrealised PnL, plus
+            the funding traders owe it, over every market at the cached marks.
+    """
+    equity: int256 = state.pool_cash
+    for m: uint256 in range(c.MAX_MARKETS):
+        if m == state.market_count:
+            break
+        oi: uint256 = state._oi[m]
+        if oi == 0 and state._pool_sums[m] == 0:
+            continue
+        skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
+        mw: uint256 = state._mark[m]
+        sums: uint256 = state._pool_sums[m]
+        trader_pnl: int256 = skew * convert(packing._mark_price(mw), int256) // c.IWAD - packing._lo_i128(sums)
+        funding_owed: int256 = skew * packing._mark_index(mw) // c.IWAD - packing._hi_i128(sums)
+        equity += funding_owed - trader_pnl
+    return equity
+
+
+@external
+@view
+def account_header(account: uint256) -> uint256:
+    """
+    @notice Raw packed header (flags, positions bitmap, collateral bitmap, count).
+    """
+    return state._header[account]
+
+
+@external
+@view
+def account_owner(account: uint256) -> address:
+    """
+    @notice Owner encoded in an account id.
+    """
+    return engine._owner(account)
+
+
+@external
+@view
+def account_id(owner: address, index: uint256) -> uint256:
+    """
+    @notice Id of an owner's sub-account number `index`.
+    """
+    return (convert(owner, uint256) << 96) | index
+
+
+@external
+@view
+def balance_of(account: uint256, token_index: uint256) -> int256:
+    """
+    @notice Collateral balance in USD WAD (token amount scaled to 18 decimals).
+    """
+    return state._balance[account][token_index]
+
+
+@external
+@view
+def position(account: uint256, market: uint256) -> (int256, int256, int256):
+    """
+    @notice (size, cost basis, funding index snapshot) of a position.
+    """
+    pw: uint256 = state._pos[account][market]
+    return packing._lo_i128(pw), packing._hi_i128(pw), state._pos_snap[account][market]
+
+
+@external
+@view
+def mark(market: uint256) -> (uint256, uint256, int256):
+    """
+    @notice Cached (price, time of last touch, funding index) of a market.
+    """
+    mw: uint256 = state._mark[market]
+    return packing._mark_price(mw), packing._mark_time(mw), packing._mark_index(mw)
+
+
+@external
+@view
+def open_interest(market: uint256) -> (uint256, uint256):
+    """
+    @notice (long, short) open interest of trader positions, base WAD.
+    """
+    oi: uint256 = state._oi[market]
+    return oi & packing.MASK_128, oi >> 128
+
+
+@external
+@view
+def pool_sums(market: uint256) -> (int256, int256):
+    """
+    @notice Sum of trader cost bases and of size x funding snapshot (USD WAD).
+    """
+    sums: uint256 = state._pool_sums[market]
+    return packing._lo_i128(sums), packing._hi_i128(sums)
+
+
+@external
+@view
+def market_params(market: uint256) -> packing.MarketParams:
+    """
+    @notice Unpacked parameters of a market.
+    """
+    return packing._unpack_params(state._params_a[market], state._params_b[market])
+
+
+@external
+@view
+def account_margin(account: uint256) -> state.MarginScan:
+    """
+    @notice Equity, initial and maintenance requirement, isolated requirement and gross
+            notional at the cached marks (USD WAD).
+    """
+    return engine._scan(account, state._header[account], True, False, state.NO_OVERRIDE, 0)
+
+
+@external
+@view
+def margin_at_twap(account: uint256) -> state.MarginScan:
+    """
+    @notice The same figures at the oracle's time-weighted prices.
+    """
+    return engine._scan(account, state._header[account], True, True, state.NO_OVERRIDE, 0)
+
+
+@external
+@view
+def margin_requirement(account: uint256) -> (uint256, uint256):
+    """
+    @notice (initial, maintenance) requirement at the cached marks; what the gas
+            benchmark calls a margin check.
+    """
+    s: state.MarginScan = engine._scan(account, state._header[account], False, False, state.NO_OVERRIDE, 0)
+    return s.initial, s.maintenance
+
+
+@external
+@view
+def oracle() -> address:
+    """
+    @notice The oracle router.
+    """
+    return state.ORACLE.address
+
+
+@external
+@view
+def settlement_token() -> address:
+    """
+    @notice The settlement token (collateral index 0).
+    """
+    return state.collateral_token[0]

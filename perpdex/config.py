@@ -1,0 +1,188 @@
+"""Typed views of config/markets.yaml, config/risk.yaml and config/networks.yaml.
+
+The deploy, the SDK, the CLI and the tests all read parameters through this module, so a
+value is written once (in YAML) and converted once (here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from perpdex.errors import ConfigError
+from perpdex.units import to_bps, to_nano_wad, to_wad
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "config"
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    sources: int
+    max_age: int
+    min_fresh: int
+    max_deviation_bps: int
+    min_price: int  # WAD
+    max_price: int  # WAD
+    twap_window: int
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    symbol: str
+    price: Decimal
+    oracle: OracleConfig
+    skew_scale: int  # WAD base units
+    maker_fee: int  # WAD fraction on the 1e-9 grid
+    taker_fee: int
+    max_funding_velocity: int
+    max_funding_rate: int
+    max_oi: int  # WAD base units
+    max_vault_exposure: int  # WAD fraction
+
+    def params(self) -> dict[str, Any]:
+        """The `MarketParams` struct the clearinghouse's add_market/set_market_params take."""
+        return {
+            "skew_scale": self.skew_scale,
+            "maker_fee": self.maker_fee,
+            "taker_fee": self.taker_fee,
+            "max_funding_velocity": self.max_funding_velocity,
+            "max_funding_rate": self.max_funding_rate,
+            "listed": True,
+            "paused": False,
+            "max_oi": self.max_oi,
+            "max_vault_exposure": self.max_vault_exposure,
+        }
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    settlement_symbol: str
+    settlement_decimals: int
+    insurance_share: int  # WAD
+    protocol_share: int  # WAD
+    max_mark_age: int
+    loss_cap_fee: int  # WAD
+    markets: tuple[MarketConfig, ...]
+
+    def market(self, symbol: str) -> MarketConfig:
+        for m in self.markets:
+            if m.symbol == symbol.upper():
+                return m
+        known = ", ".join(m.symbol for m in self.markets)
+        raise ConfigError(f"unknown market {symbol!r}; known markets: {known}")
+
+    def market_id(self, symbol: str) -> int:
+        return self.markets.index(self.market(symbol))
+
+
+@dataclass(frozen=True)
+class MarketRisk:
+    imr_min_bps: int
+    imr_slope_bps: int
+    margin_scale: int  # WAD base units
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    shocks_bps: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    floor_bps: int
+    maintenance_bps: int
+    markets: dict[str, MarketRisk]
+    scenarios: tuple[Scenario, ...] = field(default_factory=tuple)
+
+
+def _load_yaml(name: str, path: Path | None) -> dict[str, Any]:
+    p = path or CONFIG_DIR / name
+    if not p.exists():
+        raise ConfigError(f"{p} is missing; restore it from git (`git checkout -- {p.name}`)")
+    with p.open() as f:
+        data = yaml.safe_load(f)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p} must hold a YAML mapping")
+    return data
+
+
+def load_system(path: Path | None = None) -> SystemConfig:
+    """Read config/markets.yaml."""
+    d = _load_yaml("markets.yaml", path)
+    try:
+        markets = []
+        for m in d["markets"]:
+            o = m["oracle"]
+            markets.append(
+                MarketConfig(
+                    symbol=str(m["symbol"]).upper(),
+                    price=Decimal(str(m["price"])),
+                    oracle=OracleConfig(
+                        sources=int(o["sources"]),
+                        max_age=int(o["max_age"]),
+                        min_fresh=int(o["min_fresh"]),
+                        max_deviation_bps=to_bps(o["max_deviation"]),
+                        min_price=to_wad(o["min_price"]),
+                        max_price=to_wad(o["max_price"]),
+                        twap_window=int(o["twap_window"]),
+                    ),
+                    skew_scale=to_wad(m["skew_scale"]),
+                    maker_fee=to_nano_wad(m["maker_fee"]),
+                    taker_fee=to_nano_wad(m["taker_fee"]),
+                    max_funding_velocity=to_nano_wad(m["max_funding_velocity"]),
+                    max_funding_rate=to_nano_wad(m["max_funding_rate"]),
+                    max_oi=to_wad(m["max_oi"]),
+                    max_vault_exposure=to_nano_wad(m["max_vault_exposure"]),
+                )
+            )
+        return SystemConfig(
+            settlement_symbol=str(d["settlement"]["symbol"]),
+            settlement_decimals=int(d["settlement"]["decimals"]),
+            insurance_share=to_wad(d["fees"]["insurance_share"]),
+            protocol_share=to_wad(d["fees"]["protocol_share"]),
+            max_mark_age=int(d["max_mark_age"]),
+            loss_cap_fee=to_wad(d["loss_cap_fee"]),
+            markets=tuple(markets),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"config/markets.yaml: bad or missing field {e}; compare with git") from e
+
+
+def load_risk(path: Path | None = None) -> RiskConfig:
+    """Read config/risk.yaml."""
+    d = _load_yaml("risk.yaml", path)
+    try:
+        markets = {
+            str(sym).upper(): MarketRisk(
+                imr_min_bps=to_bps(v["imr_min"]),
+                imr_slope_bps=to_bps(v["imr_slope"]),
+                margin_scale=to_wad(v["margin_scale"]),
+            )
+            for sym, v in d["markets"].items()
+        }
+        scenarios = tuple(
+            Scenario(
+                name=str(s["name"]),
+                shocks_bps={k.upper(): int(v) for k, v in s.items() if k != "name"},
+            )
+            for s in d["scenarios"]
+        )
+        return RiskConfig(
+            floor_bps=to_bps(d["floor"]),
+            maintenance_bps=to_bps(d["maintenance_ratio"]),
+            markets=markets,
+            scenarios=scenarios,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"config/risk.yaml: bad or missing field {e}; compare with git") from e
+
+
+def load_networks(path: Path | None = None) -> dict[str, Any]:
+    """Read config/networks.yaml (per-network deploy settings)."""
+    return _load_yaml("networks.yaml", path)

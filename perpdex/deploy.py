@@ -1,0 +1,273 @@
+"""Deploy the perpdex suite; used by `ape run deploy`, the demo and the test fixtures.
+
+`deploy_system` is idempotent: it resumes from the network's manifest
+(deployments/<network>.json), checks that each recorded contract still has code, and only
+sends the transactions whose on-chain state differs from config (a re-run on a complete
+deployment sends none). Each step is saved to the manifest as soon as it lands, so an
+interrupted deploy resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perpdex.config import (
+    ROOT,
+    RiskConfig,
+    SystemConfig,
+    load_networks,
+    load_risk,
+    load_system,
+)
+from perpdex.errors import ConfigError
+from perpdex.sdk import riskbook
+
+FEED_DECIMALS = 8
+DEPLOYMENTS_DIR = ROOT / "deployments"
+
+
+@dataclass
+class Protocol:
+    """Every deployed contract, with the Clearinghouse under its three ABIs."""
+
+    network: str
+    system: SystemConfig
+    token: Any
+    oracle: Any
+    clearinghouse: Any  # hot-path ABI
+    ops: Any  # ClearinghouseOps ABI at the Clearinghouse address
+    admin: Any  # ClearinghouseAdmin ABI at the Clearinghouse address
+    feeds: dict[str, list[Any]]
+    sequencer: Any | None
+    vault: Any | None = None
+    auction: Any | None = None
+    lens: Any | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def symbols(self) -> list[str]:
+        return [m.symbol for m in self.system.markets]
+
+    def market_id(self, symbol: str) -> int:
+        return self.system.market_id(symbol)
+
+
+def network_key() -> str:
+    """Manifest/config key of the connected ape network (PERPDEX_NETWORK overrides)."""
+    import os
+
+    from ape import networks
+
+    if key := os.environ.get("PERPDEX_NETWORK"):
+        return key
+    net = networks.provider.network
+    eco, name = net.ecosystem.name, net.name.removesuffix("-fork")
+    return "local" if name == "local" else f"{eco}-{name}"
+
+
+def manifest_path(key: str) -> Path:
+    return DEPLOYMENTS_DIR / f"{key}.json"
+
+
+def _has_code(address: str | None) -> bool:
+    from ape import chain
+
+    return bool(address) and len(chain.provider.get_code(address)) > 0
+
+
+def _at(name: str, address: str) -> Any:
+    from ape import Contract, project
+
+    return Contract(address, contract_type=getattr(project, name).contract_type)
+
+
+class _Manifest:
+    def __init__(self, path: Path | None, key: str) -> None:
+        self.path = path
+        self.data: dict[str, Any] = {"network": key, "contracts": {}}
+        if path and path.exists():
+            self.data = json.loads(path.read_text())
+            self.data.setdefault("contracts", {})
+
+    def get(self, name: str) -> Any:
+        return self.data["contracts"].get(name)
+
+    def put(self, name: str, value: Any) -> None:
+        self.data["contracts"][name] = value
+        self.save()
+
+    def save(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+
+
+def deploy_system(
+    deployer: Any,
+    *,
+    key: str = "local",
+    system: SystemConfig | None = None,
+    risk: RiskConfig | None = None,
+    manifest: Path | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> Protocol:
+    """Deploy (or resume, or verify) the suite and return handles to every contract.
+
+    `manifest=None` keeps nothing on disk (tests); scripts pass `manifest_path(key)`.
+    """
+    from ape import chain, project
+
+    system = system or load_system()
+    risk = risk or load_risk()
+    nets = load_networks()
+    if key not in nets:
+        raise ConfigError(f"config/networks.yaml has no entry {key!r}; add one (see its header)")
+    net = nets[key]
+    mf = _Manifest(manifest, key)
+    mf.data["chain_id"] = chain.chain_id
+    sent = 0
+
+    def reuse_or_deploy(name: str, contract: str, *args: Any) -> Any:
+        nonlocal sent
+        addr = mf.get(name)
+        if _has_code(addr):
+            return _at(contract, addr)
+        inst = deployer.deploy(getattr(project, contract), *args)
+        sent += 1
+        log(f"deployed {contract:<22} {inst.address}  ({name})")
+        mf.put(name, inst.address)
+        return inst
+
+    def external(name: str) -> str:
+        addr = net.get(name)
+        if not _has_code(addr):
+            raise ConfigError(
+                f"config/networks.yaml[{key}].{name} = {addr!r} has no code on this chain; "
+                "set the right address or use `mocks: true`"
+            )
+        return str(addr)
+
+    mocks = bool(net.get("mocks", False))
+    # --- settlement token, feeds, sequencer feed ------------------------------------
+    if mocks:
+        token = reuse_or_deploy(
+            "token", "MockERC20", f"Test {system.settlement_symbol}", system.settlement_symbol,
+            system.settlement_decimals,
+        )
+        feeds: dict[str, list[Any]] = {}
+        for m in system.markets:
+            addrs = mf.get("feeds") or {}
+            have = [a for a in addrs.get(m.symbol, []) if _has_code(a)]
+            if len(have) == m.oracle.sources:
+                feeds[m.symbol] = [_at("MockAggregator", a) for a in have]
+                continue
+            answer = int(m.price * 10**FEED_DECIMALS)
+            feeds[m.symbol] = [
+                deployer.deploy(project.MockAggregator, FEED_DECIMALS, answer)
+                for _ in range(m.oracle.sources)
+            ]
+            sent += m.oracle.sources
+            addrs[m.symbol] = [f.address for f in feeds[m.symbol]]
+            mf.put("feeds", addrs)
+            log(f"deployed {m.oracle.sources} mock feeds for {m.symbol}")
+        sequencer = reuse_or_deploy("sequencer_feed", "MockAggregator", 0, 0)
+        grace = int(net.get("sequencer_grace", 3600))
+        now = chain.pending_timestamp
+        if sequencer.latestRoundData()[2] > now - grace:
+            # report "up since before the grace period" so trading starts at once
+            sequencer.set_round_data(0, now - grace - 1, now, sender=deployer)
+            sent += 1
+    else:
+        token = _at("MockERC20", external("token"))
+        feeds = {
+            m.symbol: [_at("MockAggregator", a) for a in net["feeds"][m.symbol]]
+            for m in system.markets
+        }
+        sequencer = _at("MockAggregator", external("sequencer_feed"))
+        mf.put("token", token.address)
+        mf.put("feeds", {s: [f.address for f in fs] for s, fs in feeds.items()})
+        mf.put("sequencer_feed", sequencer.address)
+
+    # --- oracle router --------------------------------------------------------------
+    oracle = reuse_or_deploy("oracle", "OracleRouter")
+    for i, m in enumerate(system.markets):
+        if oracle.market_count() > i:
+            continue
+        o = m.oracle
+        oracle.add_market(
+            [f.address for f in feeds[m.symbol]],
+            [o.max_age] * len(feeds[m.symbol]),
+            o.min_price,
+            o.max_price,
+            o.max_deviation_bps,
+            o.min_fresh,
+            o.twap_window,
+            sender=deployer,
+        )
+        sent += 1
+        log(f"oracle: listed {m.symbol} as market {i} ({len(feeds[m.symbol])} sources)")
+    grace = int(net.get("sequencer_grace", 3600))
+    if tuple(oracle.sequencer_config()) != (sequencer.address, grace):
+        oracle.set_sequencer_feed(sequencer.address, grace, sender=deployer)
+        sent += 1
+
+    # --- clearinghouse: three code halves at one address ------------------------------
+    admin_half = reuse_or_deploy("clearinghouse_admin", "ClearinghouseAdmin", oracle, token)
+    ops_half = reuse_or_deploy(
+        "clearinghouse_ops", "ClearinghouseOps", oracle, token, admin_half
+    )
+    ch = reuse_or_deploy(
+        "clearinghouse", "Clearinghouse", oracle, token, deployer.address, ops_half
+    )
+    ops = _at("ClearinghouseOps", ch.address)
+    admin = _at("ClearinghouseAdmin", ch.address)
+    for i, m in enumerate(system.markets):
+        if ch.market_count() > i:
+            continue
+        admin.add_market(m.params(), sender=deployer)
+        sent += 1
+        log(f"clearinghouse: listed {m.symbol} as market {i}")
+    book = riskbook.encode(riskbook.from_config(risk, [m.symbol for m in system.markets]))
+    current = ch.risk_book()
+    if int(current, 16) == 0:
+        admin.set_risk_book(book, sender=deployer)
+        sent += 1
+        log(f"clearinghouse: published risk book ({len(risk.scenarios)} scenarios)")
+    elif bytes(chain.provider.get_code(current))[1:] != book:
+        log("note: the on-chain risk book differs from config/risk.yaml; "
+            "publish it in bounded steps with `perpdex risk push`")
+    if (ch.fee_insurance_share(), ch.fee_protocol_share()) != (
+        system.insurance_share,
+        system.protocol_share,
+    ):
+        admin.set_fee_split(system.insurance_share, system.protocol_share, sender=deployer)
+        sent += 1
+    if ch.max_mark_age() != system.max_mark_age:
+        admin.set_max_mark_age(system.max_mark_age, sender=deployer)
+        sent += 1
+    if ch.loss_cap_fee() != system.loss_cap_fee:
+        admin.set_loss_cap_fee(system.loss_cap_fee, sender=deployer)
+        sent += 1
+
+    mf.data["markets"] = [m.symbol for m in system.markets]
+    mf.data["settlement_decimals"] = system.settlement_decimals
+    mf.data["deployer"] = deployer.address
+    mf.save()
+    log(f"deploy on {key}: {sent} transaction(s) sent" if sent else
+        f"deploy on {key}: existing deployment is complete, nothing to do")
+    return Protocol(
+        network=key,
+        system=system,
+        token=token,
+        oracle=oracle,
+        clearinghouse=ch,
+        ops=ops,
+        admin=admin,
+        feeds=feeds,
+        sequencer=sequencer,
+        extra={"transactions": sent},
+    )

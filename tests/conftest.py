@@ -1,0 +1,120 @@
+"""Shared fixtures: actors by role and one `protocol` fixture that deploys everything.
+
+ape isolates every test with a chain snapshot, so the session-scoped deployment is paid
+once and each test starts from it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from perpdex.deploy import Protocol, deploy_system
+from perpdex.units import WAD
+
+
+@pytest.fixture(scope="session")
+def admin(accounts: Any) -> Any:
+    return accounts[0]
+
+
+@pytest.fixture(scope="session")
+def trader(accounts: Any) -> Any:
+    return accounts[1]
+
+
+@pytest.fixture(scope="session")
+def hedger(accounts: Any) -> Any:
+    return accounts[2]
+
+
+@pytest.fixture(scope="session")
+def lp(accounts: Any) -> Any:
+    return accounts[3]
+
+
+@pytest.fixture(scope="session")
+def liquidator(accounts: Any) -> Any:
+    return accounts[4]
+
+
+@pytest.fixture(scope="session")
+def keeper(accounts: Any) -> Any:
+    return accounts[5]
+
+
+@pytest.fixture(scope="session")
+def guardian(accounts: Any) -> Any:
+    return accounts[6]
+
+
+@pytest.fixture(scope="session")
+def stranger(accounts: Any) -> Any:
+    return accounts[7]
+
+
+@pytest.fixture(scope="session")
+def protocol(admin: Any) -> Protocol:
+    return deploy_system(admin, key="local", manifest=None)
+
+
+@pytest.fixture(scope="session")
+def ch(protocol: Protocol) -> Any:
+    return protocol.clearinghouse
+
+
+@pytest.fixture(scope="session")
+def token(protocol: Protocol) -> Any:
+    return protocol.token
+
+
+class Helpers:
+    """Small actions most tests need, named for what a trader does."""
+
+    def __init__(self, p: Protocol) -> None:
+        self.p = p
+        self.unit = 10 ** p.system.settlement_decimals
+
+    def usd(self, amount: int | str | Decimal) -> int:
+        """Token units of `amount` dollars."""
+        return int(Decimal(str(amount)) * self.unit)
+
+    def fund(self, who: Any, dollars: int | str | Decimal) -> int:
+        units = self.usd(dollars)
+        self.p.token.mint(who, units, sender=who)
+        self.p.token.approve(self.p.clearinghouse, 2**256 - 1, sender=who)
+        return units
+
+    def open(self, who: Any, name: str = "main", portfolio: bool = False) -> int:
+        tx = self.p.clearinghouse.open_account(name, portfolio, sender=who)
+        return int(tx.return_value)
+
+    def funded_account(
+        self, who: Any, dollars: int | str | Decimal, portfolio: bool = False, name: str = "main"
+    ) -> int:
+        acct = self.open(who, name, portfolio)
+        units = self.fund(who, dollars)
+        self.p.ops.deposit(acct, self.p.token, units, sender=who)
+        return acct
+
+    def price(self, symbol: str) -> int:
+        """Current oracle median (WAD)."""
+        return int(self.p.oracle.latest(self.p.market_id(symbol))[0])
+
+    def set_price(self, symbol: str, usd: int | str | Decimal, who: Any) -> None:
+        """Moves every mock feed of the market to `usd`."""
+        answer = int(Decimal(str(usd)) * 10**8)
+        for f in self.p.feeds[symbol]:
+            f.set_answer(answer, sender=who)
+
+    def trade(self, who: Any, acct: int, symbol: str, size: str | Decimal | int) -> Any:
+        s = int(Decimal(str(size)) * WAD)
+        bound = 2**256 - 1 if s > 0 else 0
+        return self.p.clearinghouse.trade(acct, self.p.market_id(symbol), s, bound, sender=who)
+
+
+@pytest.fixture(scope="session")
+def h(protocol: Protocol) -> Helpers:
+    return Helpers(protocol)

@@ -1,0 +1,21 @@
+"""First end-to-end path: deposit, trade against the vault, close, withdraw."""
+
+from __future__ import annotations
+
+from perpdex.units import WAD
+
+
+def test_open_trade_close(protocol, ch, token, h, trader, lp, admin):
+    # seed the pool directly (the vault contract arrives with the markets issue)
+    protocol.admin.set_vault(admin, sender=admin)
+    units = h.fund(admin, 1_000_000)
+    protocol.ops.vault_deposit(units, sender=admin)
+    acct = h.funded_account(trader, 10_000)
+    assert ch.balance_of(acct, 0) == 10_000 * WAD
+    tx = h.trade(trader, acct, "BTC", "0.1")
+    print("open gas", tx.gas_used)
+    size, cost, _ = ch.position(acct, 0)
+    assert size == WAD // 10
+    tx = h.trade(trader, acct, "BTC", "-0.1")
+    print("close gas", tx.gas_used)
+    assert ch.position(acct, 0)[0] == 0

@@ -1,0 +1,97 @@
+"""Constants, parameter sets and the Python EMA reference for the OracleRouter tests."""
+
+from dataclasses import dataclass
+
+ZERO_ADDRESS = "0x" + "00" * 20
+
+WAD = 10**18
+BPS = 10_000
+USD = 10**8  # one dollar in an 8-decimal Chainlink USD feed
+
+FLAG_DEGRADED = 1
+FLAG_SEQUENCER_DOWN = 2
+FLAG_SEQUENCER_GRACE = 4
+
+MAX_PRICE = 2**96 - 1
+MAX_AGE_LIMIT = 2**24 - 1
+MAX_AGE = 3_600
+GRACE_PERIOD = 3_600
+
+
+@dataclass(frozen=True)
+class Params:
+    """Market parameters in `set_params` order."""
+
+    min_price: int = WAD // 100
+    max_price: int = 1_000_000 * WAD
+    max_deviation_bps: int = 200
+    min_fresh: int = 1
+    twap_window: int = 600
+
+    def args(self) -> tuple[int, int, int, int, int]:
+        return (
+            self.min_price,
+            self.max_price,
+            self.max_deviation_bps,
+            self.min_fresh,
+            self.twap_window,
+        )
+
+
+DEFAULT_PARAMS = Params()
+
+
+def ema_step(last_price: int, ema: int, dt: int, window: int) -> int:
+    """Python reference of the router's EMA step (division truncates toward zero)."""
+    weight = min(dt, window)
+    diff = last_price - ema
+    step = abs(diff) * weight // window
+    return ema + step if diff >= 0 else ema - step
+
+
+# Bad `(sources, max_ages)` inputs shared by `add_market` and `set_sources` tests. Each
+# case maps the three test feeds `f` (and `nc`, an address without code, `d37`, a feed
+# with 37 decimals) to arguments, with the expected revert string.
+BAD_SOURCE_CASES = {
+    "no_sources": (lambda f, nc, d37: ([], []), "oracle: no sources"),
+    "more_ages": (lambda f, nc, d37: ([f[0]], [MAX_AGE, MAX_AGE]), "oracle: length mismatch"),
+    "fewer_ages": (lambda f, nc, d37: (f[:2], [MAX_AGE]), "oracle: length mismatch"),
+    "zero_source": (
+        lambda f, nc, d37: ([f[0], ZERO_ADDRESS], [MAX_AGE] * 2),
+        "oracle: zero source",
+    ),
+    "duplicate_adjacent": (
+        lambda f, nc, d37: ([f[0], f[0]], [MAX_AGE] * 2),
+        "oracle: duplicate source",
+    ),
+    "duplicate_apart": (
+        lambda f, nc, d37: ([f[0], f[1], f[0]], [MAX_AGE] * 3),
+        "oracle: duplicate source",
+    ),
+    "zero_max_age": (lambda f, nc, d37: (f[:2], [MAX_AGE, 0]), "oracle: zero max age"),
+    "max_age_too_large": (
+        lambda f, nc, d37: ([f[0]], [MAX_AGE_LIMIT + 1]),
+        "oracle: max age too large",
+    ),
+    "no_code": (lambda f, nc, d37: ([f[0], nc], [MAX_AGE] * 2), "oracle: feed has no code"),
+    "decimals_too_large": (lambda f, nc, d37: ([d37], [MAX_AGE]), "oracle: bad feed decimals"),
+}
+
+# Bad `set_params` inputs for a market with two sources, with the expected revert string.
+BAD_PARAM_CASES = {
+    "zero_min_price": (Params(min_price=0), "oracle: bad price bounds"),
+    "min_equals_max": (Params(min_price=10 * WAD, max_price=10 * WAD), "oracle: bad price bounds"),
+    "min_above_max": (Params(min_price=11 * WAD, max_price=10 * WAD), "oracle: bad price bounds"),
+    "max_price_too_large": (Params(max_price=MAX_PRICE + 1), "oracle: max price too large"),
+    "zero_deviation": (Params(max_deviation_bps=0), "oracle: bad max deviation"),
+    "deviation_above_100_pct": (Params(max_deviation_bps=BPS + 1), "oracle: bad max deviation"),
+    "zero_min_fresh": (Params(min_fresh=0), "oracle: bad min fresh"),
+    "min_fresh_above_sources": (Params(min_fresh=3), "oracle: bad min fresh"),
+    "window_too_short": (Params(twap_window=59), "oracle: bad twap window"),
+    "window_too_long": (Params(twap_window=86_401), "oracle: bad twap window"),
+}
+
+# Extreme but valid parameters for a market with two sources.
+EDGE_PARAMS = Params(
+    min_price=1, max_price=MAX_PRICE, max_deviation_bps=BPS, min_fresh=2, twap_window=86_400
+)
