@@ -15,7 +15,7 @@ DEMO_PORT ?= 8545
 export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup lint format test test-fork demo bench clean
+.PHONY: help setup lint format compile test test-fork demo bench clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -47,7 +47,12 @@ format: setup
 	$(BIN)/ruff check --fix perpdex scripts tests
 	$(BIN)/mamushi --line-length 100 contracts
 
-test: setup lint
+# ape does not notice edits to imported modules (contracts/modules/ is excluded from
+# standalone compilation), so every test run rebuilds from source.
+compile: setup
+	$(BIN)/ape compile --force
+
+test: setup lint compile
 	$(BIN)/ape test tests -p no:cacheprovider -q
 
 test-fork: setup

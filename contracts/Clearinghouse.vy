@@ -69,14 +69,8 @@ exports: (
     state.collateral_cap,
     state.collateral_held,
     state.pool_cash,
-    state.insurance_fund,
-    state.protocol_fees,
-    state.fee_insurance_share,
-    state.fee_protocol_share,
     state.vault,
     state.market_count,
-    state.funding_rate,
-    state.max_mark_age,
     state.risk_book,
     state.risk_book_version,
     state.max_shock_step_bps,
@@ -102,6 +96,9 @@ exports: (
     views.margin_at_twap,
     views.margin_requirement,
     views.settlement_token,
+    views.insurance_fund,
+    views.protocol_fees,
+    views.system_params,
 )
 
 

@@ -68,6 +68,8 @@ class SystemConfig:
     max_mark_age: int
     loss_cap_fee: int  # WAD
     markets: tuple[MarketConfig, ...]
+    vault_decimals_offset: int = 6
+    vault_withdraw_fee_bps: int = 30
 
     def market(self, symbol: str) -> MarketConfig:
         for m in self.markets:
@@ -149,6 +151,8 @@ def load_system(path: Path | None = None) -> SystemConfig:
             max_mark_age=int(d["max_mark_age"]),
             loss_cap_fee=to_wad(d["loss_cap_fee"]),
             markets=tuple(markets),
+            vault_decimals_offset=int(d["vault"]["decimals_offset"]),
+            vault_withdraw_fee_bps=to_bps(d["vault"]["withdraw_fee"]),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"config/markets.yaml: bad or missing field {e}; compare with git") from e

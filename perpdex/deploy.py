@@ -240,18 +240,27 @@ def deploy_system(
     elif bytes(chain.provider.get_code(current))[1:] != book:
         log("note: the on-chain risk book differs from config/risk.yaml; "
             "publish it in bounded steps with `perpdex risk push`")
-    if (ch.fee_insurance_share(), ch.fee_protocol_share()) != (
-        system.insurance_share,
-        system.protocol_share,
-    ):
+    insurance_share, protocol_share, max_mark_age = ch.system_params()
+    if (insurance_share, protocol_share) != (system.insurance_share, system.protocol_share):
         admin.set_fee_split(system.insurance_share, system.protocol_share, sender=deployer)
         sent += 1
-    if ch.max_mark_age() != system.max_mark_age:
+    if max_mark_age != system.max_mark_age:
         admin.set_max_mark_age(system.max_mark_age, sender=deployer)
         sent += 1
     if ch.loss_cap_fee() != system.loss_cap_fee:
         admin.set_loss_cap_fee(system.loss_cap_fee, sender=deployer)
         sent += 1
+
+    # --- liquidity vault ------------------------------------------------------------
+    vault = reuse_or_deploy(
+        "vault", "LiquidityVault", ch, system.vault_decimals_offset, system.vault_withdraw_fee_bps
+    )
+    if ch.vault() != vault.address:
+        admin.set_vault(vault, sender=deployer)
+        sent += 1
+        log(f"clearinghouse: vault set to {vault.address}")
+
+    lens = reuse_or_deploy("lens", "ClearinghouseLens", ch)
 
     mf.data["markets"] = [m.symbol for m in system.markets]
     mf.data["settlement_decimals"] = system.settlement_decimals
@@ -269,5 +278,7 @@ def deploy_system(
         admin=admin,
         feeds=feeds,
         sequencer=sequencer,
+        vault=vault,
+        lens=lens,
         extra={"transactions": sent},
     )

@@ -21,6 +21,7 @@ from . import packing
 from . import pricing
 from . import funding
 from . import margin
+from . import positions
 
 uses: state
 uses: pausable
@@ -56,7 +57,7 @@ def _pool_trade(
     flags: uint256 = 0
     index: int256 = 0
     price, flags, index = self._touch_with(m, p)
-    size: int256 = packing._lo_i128(state._pos[account][m])
+    size: int256 = packing._pos_size(state._pos[account][m])
     adds: bool = size == 0 or (size > 0) == (delta > 0) or abs(delta) > abs(size)
     if reduce_only:
         assert not adds, "clearinghouse: not reduce-only"
@@ -114,28 +115,18 @@ def _settle_side(
     fee: uint256,
 ) -> uint256:
     pw: uint256 = state._pos[account][m]
-    size: int256 = packing._lo_i128(pw)
-    cost: int256 = packing._hi_i128(pw)
-    snap: int256 = state._pos_snap[account][m]
-    iprice: int256 = convert(price, int256)
+    size: int256 = packing._pos_size(pw)
+    cost: int256 = packing._pos_cost(pw)
     funding_paid: int256 = 0
-    if size != 0 and index != snap:
-        funding_paid = fp._div_ceil(size * (index - snap), c.IWAD)
-    new_size: int256 = size + delta
+    old_snap: int256 = index
+    if size != 0:
+        d: int256 = packing._pos_funding_delta(pw, index)
+        old_snap = index - d
+        funding_paid = positions._funding_owed(size, d)
+    new_size: int256 = 0
     new_cost: int256 = 0
     realized: int256 = 0
-    if size == 0 or (size > 0) == (delta > 0):
-        # open or increase: the cost basis grows, rounded against the trader
-        new_cost = cost + fp._div_ceil(delta * iprice, c.IWAD)
-    elif abs(delta) <= abs(size):
-        # reduce or close: realise the closed fraction of the cost basis
-        closed_cost: int256 = fp._smul_div(cost, convert(abs(delta), uint256), convert(abs(size), uint256), True)
-        realized = fp._div_floor(-delta * iprice, c.IWAD) - closed_cost
-        new_cost = cost - closed_cost
-    else:
-        # flip: close all, open the rest at the fill price
-        realized = fp._div_floor(size * iprice, c.IWAD) - cost
-        new_cost = fp._div_ceil(new_size * iprice, c.IWAD)
+    new_size, new_cost, realized = positions._apply_fill(size, cost, delta, price)
     cash: int256 = realized - funding_paid
     if cash != 0:
         state._balance[account][0] += cash
@@ -144,7 +135,7 @@ def _settle_side(
     sums: uint256 = state._pool_sums[m]
     state._pool_sums[m] = packing._pack_i128(
         packing._lo_i128(sums) + new_cost - cost,
-        packing._hi_i128(sums) + (new_size * index - size * snap) // c.IWAD,
+        packing._hi_i128(sums) + (new_size * index - size * old_snap) // packing.PICO_PER_USD,
     )
     oi: uint256 = state._oi[m]
     long_oi: int256 = convert(oi & packing.MASK_128, int256)
@@ -158,9 +149,10 @@ def _settle_side(
     else:
         short_oi -= new_size
     state._oi[m] = packing._pack_u128(convert(long_oi, uint256), convert(short_oi, uint256))
-    state._pos[account][m] = packing._pack_i128(new_size, new_cost)
-    if index != snap:
-        state._pos_snap[account][m] = index
+    if new_size == 0:
+        state._pos[account][m] = 0
+    else:
+        state._pos[account][m] = packing._pack_pos(new_size, new_cost, index)
     new_hdr: uint256 = packing._with_position(hdr, m, new_size != 0)
     if new_hdr != hdr:
         state._header[account] = new_hdr
@@ -186,12 +178,17 @@ def _collect_fee(account: uint256, fee: uint256):
     if fee == 0:
         return
     state._balance[account][0] -= convert(fee, int256)
-    to_insurance: uint256 = fee * state.fee_insurance_share // c.WAD
-    to_protocol: uint256 = fee * state.fee_protocol_share // c.WAD
-    if to_insurance != 0:
-        state.insurance_fund += to_insurance
-    if to_protocol != 0:
-        state.protocol_fees += to_protocol
+    insurance_share: uint256 = 0
+    protocol_share: uint256 = 0
+    age: uint256 = 0
+    insurance_share, protocol_share, age = packing._system(state._system)
+    to_insurance: uint256 = fee * insurance_share // c.WAD
+    to_protocol: uint256 = fee * protocol_share // c.WAD
+    if to_insurance != 0 or to_protocol != 0:
+        tw: uint256 = state._treasury
+        state._treasury = packing._pack_u128(
+            (tw & packing.MASK_128) + to_insurance, (tw >> 128) + to_protocol
+        )
     state.pool_cash += convert(fee - to_insurance - to_protocol, int256)
 
 
@@ -278,13 +275,12 @@ def _touch_with(m: uint256, p: packing.MarketParams) -> (uint256, uint256, int25
     mw: uint256 = state._mark[m]
     index: int256 = packing._mark_index(mw)
     last: uint256 = packing._mark_time(mw)
-    rate: int256 = state.funding_rate[m]
+    rate: int256 = packing._mark_rate(mw)
     if last != 0 and block.timestamp > last:
         oi: uint256 = state._oi[m]
         skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
         delta_index: int256 = 0
-        new_rate: int256 = 0
-        new_rate, delta_index = funding._accrue(
+        rate, delta_index = funding._accrue(
             rate,
             block.timestamp - last,
             skew,
@@ -294,10 +290,7 @@ def _touch_with(m: uint256, p: packing.MarketParams) -> (uint256, uint256, int25
             price,
         )
         index += delta_index
-        if new_rate != rate:
-            rate = new_rate
-            state.funding_rate[m] = new_rate
-    state._mark[m] = packing._pack_mark(price, block.timestamp, index)
+    state._mark[m] = packing._pack_mark(price, block.timestamp, index, rate)
     log state.MarkUpdated(market=m, price=price, funding_rate=rate, funding_index=index)
     return price, flags, index
 
@@ -309,7 +302,7 @@ def _refresh_stale(hdr: uint256):
          than `max_mark_age`, so a margin check never values risk at an old price.
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
-    age: uint256 = state.max_mark_age
+    age: uint256 = packing._system(state._system)[2]
     for m: uint256 in range(c.MAX_MARKETS):
         if bitmap >> m == 0:
             break
@@ -323,7 +316,7 @@ def _refresh_collateral_marks(hdr: uint256):
     cbits: uint256 = packing._collateral_bitmap(hdr)
     if cbits == 0:
         return
-    age: uint256 = state.max_mark_age
+    age: uint256 = packing._system(state._system)[2]
     for i: uint256 in range(1, c.MAX_COLLATERALS):
         if cbits >> i == 0:
             break
@@ -370,7 +363,7 @@ def _scan(
         if (bitmap >> m) & 1 == 0:
             continue
         pw: uint256 = state._pos[account][m]
-        size: int256 = packing._lo_i128(pw)
+        size: int256 = packing._pos_size(pw)
         if m == override_market:
             size = override_size
         if size == 0:
@@ -379,16 +372,17 @@ def _scan(
         price: uint256 = packing._mark_price(mw)
         if use_twap:
             price = staticcall state.ORACLE.twap(m)
-        # |size| < 2**127 and price < 2**88 (packed widths), so |value| < 2**215.
+        # |size| < 2**95 and price < 2**88 (packed widths), so |value| < 2**183.
         value: int256 = size * convert(price, int256)
         abs_value: uint256 = convert(abs(value), uint256)
-        notional: uint256 = fp._mul_div(abs_value, 1, c.WAD, True)
+        abs_size: uint256 = convert(abs(size), uint256)
+        notional: uint256 = (abs_value + c.WAD - 1) // c.WAD
         data: Bytes[64] = slice(book.code, 1 + margin.HEADER_BYTES + margin.MARKET_BYTES * m, 64)
         w0: uint256 = extract32(data, 0, output_type=uint256)
         w1: uint256 = extract32(data, 32, output_type=uint256)
         iso: uint256 = 0
         slope: uint256 = 0
-        iso, slope = margin._isolated(notional, convert(abs(size), uint256), w0)
+        iso, slope = margin._isolated(notional, abs_size, w0)
         s.isolated += iso
         s.notional += notional
         addon += slope
@@ -396,14 +390,13 @@ def _scan(
         for k: uint256 in range(c.MAX_SCENARIOS):
             if k == n_s:
                 break
-            # |value * shock| < 2**230 and at most 16 positions add up: no overflow.
-            losses[k] = unsafe_sub(losses[k], unsafe_mul(value, margin._shock(w1, k)))
+            # shock k is a u16 biased by 32768 at bits 16k; |value * shock| < 2**198 and
+            # at most 16 positions add up, so unsafe arithmetic cannot overflow.
+            shock: int256 = unsafe_sub(convert((w1 >> (16 * k)) & 65_535, int256), 32_768)
+            losses[k] = unsafe_sub(losses[k], unsafe_mul(value, shock))
         if with_equity:
-            snap: int256 = state._pos_snap[account][m]
-            index: int256 = packing._mark_index(mw)
-            s.equity += fp._div_floor(value, c.IWAD) - packing._hi_i128(pw)
-            if index != snap:
-                s.equity -= fp._div_ceil(size * (index - snap), c.IWAD)
+            s.equity += fp._div_floor(value, c.IWAD) - packing._pos_cost(pw)
+            s.equity -= positions._funding_owed(size, packing._pos_funding_delta(pw, packing._mark_index(mw)))
     worst: int256 = 0
     for k: uint256 in range(c.MAX_SCENARIOS):
         if k == n_s:
@@ -451,7 +444,9 @@ def _pay_out(receiver: address, amount: uint256):
     state.collateral_held[0] -= units
     assert extcall IERC20(state.collateral_token[0]).transfer(receiver, units, default_return_value=True), "clearinghouse: transfer failed"
     # the WAD remainder below one token unit stays with the protocol
-    state.protocol_fees += amount - units * state.SETTLEMENT_SCALE
+    dust: uint256 = amount - units * state.SETTLEMENT_SCALE
+    if dust != 0:
+        state._treasury += dust << 128
 
 
 @internal

@@ -8,14 +8,14 @@
           K, S   skew and skew scale (base WAD)
           v      velocity = clamp(K / S, -1, 1) * max_velocity  (per day, per day)
           R      max_funding_rate: the rate is bounded to [-R, R]
-          I      funding index: cumulative funding per unit of base, USD WAD
+          I      funding index: cumulative funding per unit of base, pico-USD (1e-12)
         After Synthetix v3 (`currentFundingVelocity`, `recomputeFunding`): the rate drifts
         linearly at v while the skew stays the same, here clamped to +-R. Over an
         interval dt (seconds) the index grows by the area under the rate times the price:
             dI = P * integral(r dt) / 1 day
         with the clamp handled piecewise. A position of size s settles
-        ceil(s * (I_now - I_snapshot)) (rounded against the trader); the index itself
-        truncates toward zero (symmetric).
+        ceil(s * (I_now - I_snapshot) / 1e12) USD WAD (rounded against the trader); the
+        index truncates toward zero (symmetric), the stored rate toward zero to 1e-15.
 """
 
 from . import constants as c
@@ -56,4 +56,5 @@ def _accrue(
         r1 = -bound
     else:
         area = (r0 + r1) * t // 2
-    return r1, area * convert(price, int256) // (day * c.IWAD)
+    # area (WAD * s) * price (WAD) / 1 day -> USD WAD^2 per unit; to pico-USD: / 1e24.
+    return r1, area * convert(price, int256) // (day * 10**24)

@@ -82,6 +82,7 @@ def _validate_params(p: packing.MarketParams):
     assert p.maker_fee <= p.taker_fee, "clearinghouse: maker fee above taker fee"
     assert p.taker_fee <= 10**16, "clearinghouse: fee above 1%"
     assert p.max_funding_rate != 0, "clearinghouse: zero max funding rate"
+    assert p.max_funding_rate <= 30 * c.WAD, "clearinghouse: max funding rate above 30 per day"
     assert p.max_oi != 0, "clearinghouse: zero max open interest"
     assert p.max_vault_exposure != 0, "clearinghouse: zero vault exposure cap"
 
@@ -184,14 +185,17 @@ def set_fee_split(insurance_share: uint256, protocol_share: uint256):
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
     assert insurance_share + protocol_share <= c.WAD, "clearinghouse: shares above 100%"
+    old_insurance: uint256 = 0
+    old_protocol: uint256 = 0
+    age: uint256 = 0
+    old_insurance, old_protocol, age = packing._system(state._system)
     log state.FeeSplitUpdated(
-        old_insurance_share=state.fee_insurance_share,
+        old_insurance_share=old_insurance,
         new_insurance_share=insurance_share,
-        old_protocol_share=state.fee_protocol_share,
+        old_protocol_share=old_protocol,
         new_protocol_share=protocol_share,
     )
-    state.fee_insurance_share = insurance_share
-    state.fee_protocol_share = protocol_share
+    state._system = packing._pack_system(insurance_share, protocol_share, age)
 
 
 @external
@@ -201,8 +205,12 @@ def set_max_mark_age(age: uint256):
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
     assert age != 0 and age <= 3_600, "clearinghouse: mark age out of range"
-    log state.MaxMarkAgeUpdated(old_age=state.max_mark_age, new_age=age)
-    state.max_mark_age = age
+    insurance_share: uint256 = 0
+    protocol_share: uint256 = 0
+    old_age: uint256 = 0
+    insurance_share, protocol_share, old_age = packing._system(state._system)
+    log state.MaxMarkAgeUpdated(old_age=old_age, new_age=age)
+    state._system = packing._pack_system(insurance_share, protocol_share, age)
 
 
 @external

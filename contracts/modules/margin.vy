@@ -103,10 +103,11 @@ def _isolated(notional: uint256, abs_size: uint256, w0: uint256) -> (uint256, ui
     @dev Isolated initial margin of one position and its size-scaled part, both
          rounded up.
     """
-    base: uint256 = fp._mul_div(notional, self._imr_min_bps(w0), c.BPS, True)
-    slope: uint256 = fp._mul_div(
-        notional, self._imr_slope_bps(w0) * abs_size, c.BPS * self._margin_scale(w0), True
-    )
+    # notional < 2**124 (|size| < 2**95, price < 2**88, over 1e18) and bp < 2**16: the
+    # products below stay far inside 256 bits for any size the packed position can hold.
+    base: uint256 = (notional * self._imr_min_bps(w0) + c.BPS - 1) // c.BPS
+    scale: uint256 = c.BPS * self._margin_scale(w0)
+    slope: uint256 = (notional * self._imr_slope_bps(w0) * abs_size + scale - 1) // scale
     return base + slope, slope
 
 

@@ -7,11 +7,18 @@
         few words as possible (a cold SLOAD costs 2,100 gas; an L2 venue lives on that
         budget). Every layout is defined here, low bits first:
 
-        position word   size int128 | cost int128
-                        cost = signed cost basis in USD WAD (size * entry price)
-        mark word       price uint88 | touched_at uint40 | funding_index int128
-                        price and funding index are refreshed together, so one
-                        timestamp serves both
+        position word   size int96 | cost int96 | funding_snapshot uint64
+                        cost = signed cost basis in USD WAD (size * entry price);
+                        the snapshot keeps only the low 64 bits of the funding index
+                        at the last settlement: funding owed uses the wrapped
+                        difference (index - snapshot) mod 2**64, exact while less than
+                        2**63 pico-USD (9.2 million USD) per unit accrues between two
+                        settlements of one position (TCP-sequence-number arithmetic)
+        mark word       price uint88 | touched_at uint40 | funding_index int72 |
+                        funding_rate int56
+                        index in pico-USD (1e-12) per unit of base; rate in 1e-15 per
+                        day; price, index and rate are refreshed together, so one
+                        timestamp serves all three
         oi word         long_oi uint128 | short_oi uint128            (base WAD)
         pool word       sum_cost int128 | sum_funding int128         (USD WAD)
                         sums over all trader positions in the market, for the vault
@@ -22,6 +29,9 @@
         params word B   max_oi uint128 | max_vault_exposure uint40 (nano fraction)
         account header  flags uint8 | positions bitmap uint32 |
                         collateral bitmap uint8 | position count uint8
+        treasury word   insurance_fund uint128 | protocol_fees uint128    (USD WAD)
+        system word     fee_insurance_share uint64 | fee_protocol_share uint64 |
+                        max_mark_age uint32                    (WAD fractions, s)
 """
 
 from . import constants as c
@@ -33,6 +43,14 @@ MASK_32: constant(uint256) = 2**32 - 1
 MASK_8: constant(uint256) = 2**8 - 1
 MASK_96: constant(uint256) = 2**96 - 1
 MASK_16: constant(uint256) = 2**16 - 1
+MASK_64: constant(uint256) = 2**64 - 1
+
+# Index and rate units of the mark word.
+PICO_PER_USD: constant(int256) = 10**12
+FEMTO_PER_WAD: constant(int256) = 1_000
+MAX_I96: constant(int256) = 2**95 - 1
+MAX_I72: constant(int256) = 2**71 - 1
+MAX_I56: constant(int256) = 2**55 - 1
 
 MARKET_LISTED: constant(uint256) = 1
 MARKET_PAUSED: constant(uint256) = 2
@@ -101,15 +119,75 @@ def _mark_time(w: uint256) -> uint256:
 @internal
 @pure
 def _mark_index(w: uint256) -> int256:
-    return self._hi_i128(w)
+    """
+    @dev Funding index, pico-USD per unit (signed 72 bits at bit 128).
+    """
+    return convert(convert(w << 56, bytes32), int256) >> 184
 
 
 @internal
 @pure
-def _pack_mark(price: uint256, ts: uint256, index: int256) -> uint256:
+def _mark_rate(w: uint256) -> int256:
+    """
+    @dev Funding rate in WAD per day (stored as signed 56 bits of 1e-15 at bit 200).
+    """
+    return (convert(convert(w, bytes32), int256) >> 200) * FEMTO_PER_WAD
+
+
+@internal
+@pure
+def _pack_mark(price: uint256, ts: uint256, index: int256, rate: int256) -> uint256:
+    """
+    @dev `rate` in WAD per day is truncated toward zero to the 1e-15 grid.
+    """
     assert price <= MASK_88, "packing: price too large"
-    assert index <= c.MAX_ABS_I128 and index >= -c.MAX_ABS_I128, "packing: value too large"
-    return (convert(convert(index, bytes32), uint256) << 128) | ((ts & MASK_40) << 88) | price
+    assert index <= MAX_I72 and index >= -MAX_I72, "packing: funding index too large"
+    femto: int256 = rate // FEMTO_PER_WAD
+    assert femto <= MAX_I56 and femto >= -MAX_I56, "packing: funding rate too large"
+    return (
+        (convert(convert(femto, bytes32), uint256) << 200)
+        | ((convert(convert(index, bytes32), uint256) & (2**72 - 1)) << 128)
+        | ((ts & MASK_40) << 88)
+        | price
+    )
+
+
+# --- position word -------------------------------------------------------------------
+
+
+@internal
+@pure
+def _pos_size(w: uint256) -> int256:
+    return convert(convert(w << 160, bytes32), int256) >> 160
+
+
+@internal
+@pure
+def _pos_cost(w: uint256) -> int256:
+    return convert(convert(w << 64, bytes32), int256) >> 160
+
+
+@internal
+@pure
+def _pos_funding_delta(w: uint256, index: int256) -> int256:
+    """
+    @dev index - snapshot, from the low 64 bits (wrapping difference, sign-extended).
+    """
+    # unsafe_sub wraps modulo 2**256 on purpose; only the low 64 bits are kept.
+    diff: uint256 = unsafe_sub(convert(convert(index, bytes32), uint256), w >> 192) & MASK_64
+    return convert(convert(diff << 192, bytes32), int256) >> 192
+
+
+@internal
+@pure
+def _pack_pos(size: int256, cost: int256, index: int256) -> uint256:
+    assert size <= MAX_I96 and size >= -MAX_I96, "packing: position too large"
+    assert cost <= MAX_I96 and cost >= -MAX_I96, "packing: position too large"
+    return (
+        ((convert(convert(index, bytes32), uint256) & MASK_64) << 192)
+        | ((convert(convert(cost, bytes32), uint256) & MASK_96) << 96)
+        | (convert(convert(size, bytes32), uint256) & MASK_96)
+    )
 
 
 # --- market parameters -----------------------------------------------------------------
@@ -210,3 +288,23 @@ def _with_collateral(h: uint256, token: uint256, held: bool) -> uint256:
     if held:
         return h | bit
     return h & ~bit
+
+
+# --- treasury and system words ---------------------------------------------------------
+
+
+@internal
+@pure
+def _system(w: uint256) -> (uint256, uint256, uint256):
+    """
+    @dev (fee_insurance_share, fee_protocol_share, max_mark_age).
+    """
+    return w & MASK_64, (w >> 64) & MASK_64, (w >> 128) & MASK_32
+
+
+@internal
+@pure
+def _pack_system(insurance_share: uint256, protocol_share: uint256, max_mark_age: uint256) -> uint256:
+    assert insurance_share <= MASK_64 and protocol_share <= MASK_64, "packing: share too large"
+    assert max_mark_age <= MASK_32, "packing: mark age too large"
+    return (max_mark_age << 128) | (protocol_share << 64) | insurance_share

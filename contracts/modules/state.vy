@@ -224,7 +224,6 @@ sub_account_count: public(HashMap[address, uint256])
 is_operator: public(HashMap[uint256, HashMap[address, bool]])
 _balance: HashMap[uint256, HashMap[uint256, int256]]
 _pos: HashMap[uint256, HashMap[uint256, uint256]]
-_pos_snap: HashMap[uint256, HashMap[uint256, int256]]
 
 # --- collateral --------------------------------------------------------------------------
 
@@ -248,13 +247,10 @@ collateral_held: public(HashMap[uint256, uint256])
 
 # @notice Cash of the liquidity vault's pool, the counterparty of market orders.
 pool_cash: public(int256)
-# @notice Insurance fund.
-insurance_fund: public(uint256)
-# @notice Protocol fees not yet withdrawn.
-protocol_fees: public(uint256)
-# @notice Share of every fee sent to insurance and to the protocol (WAD fractions).
-fee_insurance_share: public(uint256)
-fee_protocol_share: public(uint256)
+# Insurance fund and protocol fees (see packing.vy, treasury word).
+_treasury: uint256
+# Fee split and max mark age (see packing.vy, system word).
+_system: uint256
 # @notice The liquidity vault contract (may move pool cash).
 vault: public(address)
 
@@ -263,14 +259,10 @@ vault: public(address)
 # @notice Number of listed markets; ids are 0 .. market_count - 1.
 market_count: public(uint256)
 _mark: HashMap[uint256, uint256]
-# @notice Current funding rate per market (WAD per day; positive: longs pay).
-funding_rate: public(HashMap[uint256, int256])
 _oi: HashMap[uint256, uint256]
 _pool_sums: HashMap[uint256, uint256]
 _params_a: HashMap[uint256, uint256]
 _params_b: HashMap[uint256, uint256]
-# @notice Oldest cached mark (seconds) a margin check may use before re-reading the oracle.
-max_mark_age: public(uint256)
 
 # --- risk book ---------------------------------------------------------------------------
 
@@ -305,8 +297,7 @@ def __init__(oracle: IOracleRouter, settlement_token: address):
     self.collateral_scale[0] = SETTLEMENT_SCALE
     self.collateral_cap[0] = max_value(uint256)
     self.collateral_count = 1
-    self.max_mark_age = 60
     self.max_shock_step_bps = 1_000
     self.max_ratio_step_bps = 200
-    self.fee_insurance_share = 10**17
+    self._system = (60 << 128) | 10**17  # 10% of fees to insurance, marks valid 60 s
     self.loss_cap_fee = 5 * 10**18

@@ -73,7 +73,7 @@ def sync_marks():
     @notice Refreshes every market with open interest whose mark is stale; the vault
             calls it before pricing shares.
     """
-    age: uint256 = state.max_mark_age
+    age: uint256 = packing._system(state._system)[2]
     for m: uint256 in range(c.MAX_MARKETS):
         if m == state.market_count:
             break
@@ -94,8 +94,10 @@ def fund_insurance(amount: uint256):
     assert extcall IERC20(token).transferFrom(msg.sender, self, amount, default_return_value=True), "clearinghouse: transfer failed"
     received: uint256 = staticcall IERC20(token).balanceOf(self) - before
     state.collateral_held[0] += received
-    state.insurance_fund += received * state.SETTLEMENT_SCALE
-    log state.InsuranceFunded(sender=msg.sender, amount=received * state.SETTLEMENT_SCALE, insurance=state.insurance_fund)
+    tw: uint256 = state._treasury
+    insurance: uint256 = (tw & packing.MASK_128) + received * state.SETTLEMENT_SCALE
+    state._treasury = packing._pack_u128(insurance, tw >> 128)
+    log state.InsuranceFunded(sender=msg.sender, amount=received * state.SETTLEMENT_SCALE, insurance=insurance)
 
 
 @external
@@ -106,9 +108,10 @@ def withdraw_protocol_fees(receiver: address):
     """
     access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
     assert receiver != empty(address), "clearinghouse: zero receiver"
-    units: uint256 = state.protocol_fees // state.SETTLEMENT_SCALE
+    tw: uint256 = state._treasury
+    units: uint256 = (tw >> 128) // state.SETTLEMENT_SCALE
     assert units != 0, "clearinghouse: zero amount"
-    state.protocol_fees -= units * state.SETTLEMENT_SCALE
+    state._treasury = tw - ((units * state.SETTLEMENT_SCALE) << 128)
     state.collateral_held[0] -= units
     assert extcall IERC20(state.collateral_token[0]).transfer(receiver, units, default_return_value=True), "clearinghouse: transfer failed"
     log state.ProtocolFeesWithdrawn(receiver=receiver, amount=units * state.SETTLEMENT_SCALE)

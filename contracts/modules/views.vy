@@ -38,7 +38,7 @@ def vault_equity() -> int256:
         mw: uint256 = state._mark[m]
         sums: uint256 = state._pool_sums[m]
         trader_pnl: int256 = skew * convert(packing._mark_price(mw), int256) // c.IWAD - packing._lo_i128(sums)
-        funding_owed: int256 = skew * packing._mark_index(mw) // c.IWAD - packing._hi_i128(sums)
+        funding_owed: int256 = skew * packing._mark_index(mw) // packing.PICO_PER_USD - packing._hi_i128(sums)
         equity += funding_owed - trader_pnl
     return equity
 
@@ -81,22 +81,24 @@ def balance_of(account: uint256, token_index: uint256) -> int256:
 
 @external
 @view
-def position(account: uint256, market: uint256) -> (int256, int256, int256):
+def position(account: uint256, market: uint256) -> (int256, int256, uint256):
     """
-    @notice (size, cost basis, funding index snapshot) of a position.
+    @notice (size, cost basis, funding snapshot) of a position: base WAD, USD WAD, and
+            the low 64 bits of the funding index (pico-USD) at its last settlement.
     """
     pw: uint256 = state._pos[account][market]
-    return packing._lo_i128(pw), packing._hi_i128(pw), state._pos_snap[account][market]
+    return packing._pos_size(pw), packing._pos_cost(pw), pw >> 192
 
 
 @external
 @view
-def mark(market: uint256) -> (uint256, uint256, int256):
+def mark(market: uint256) -> (uint256, uint256, int256, int256):
     """
-    @notice Cached (price, time of last touch, funding index) of a market.
+    @notice Cached (price WAD, time of last touch, funding index in pico-USD per unit,
+            funding rate in WAD per day) of a market.
     """
     mw: uint256 = state._mark[market]
-    return packing._mark_price(mw), packing._mark_time(mw), packing._mark_index(mw)
+    return packing._mark_price(mw), packing._mark_time(mw), packing._mark_index(mw), packing._mark_rate(mw)
 
 
 @external
@@ -174,3 +176,30 @@ def settlement_token() -> address:
     @notice The settlement token (collateral index 0).
     """
     return state.collateral_token[0]
+
+
+@external
+@view
+def insurance_fund() -> uint256:
+    """
+    @notice Insurance fund (USD WAD).
+    """
+    return state._treasury & packing.MASK_128
+
+
+@external
+@view
+def protocol_fees() -> uint256:
+    """
+    @notice Protocol fees not yet withdrawn (USD WAD).
+    """
+    return state._treasury >> 128
+
+
+@external
+@view
+def system_params() -> (uint256, uint256, uint256):
+    """
+    @notice (fee share to insurance, fee share to protocol, max mark age in seconds).
+    """
+    return packing._system(state._system)

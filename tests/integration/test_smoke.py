@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from perpdex.units import WAD
 
 
+@pytest.mark.fork
 def test_open_trade_close(protocol, ch, token, h, trader, lp, admin):
-    # seed the pool directly (the vault contract arrives with the markets issue)
-    protocol.admin.set_vault(admin, sender=admin)
-    units = h.fund(admin, 1_000_000)
-    protocol.ops.vault_deposit(units, sender=admin)
+    units = h.fund(lp, 1_000_000)
+    token.approve(protocol.vault, units, sender=lp)
+    protocol.vault.deposit(units, lp, sender=lp)
+    assert protocol.vault.totalAssets() == units
     acct = h.funded_account(trader, 10_000)
     assert ch.balance_of(acct, 0) == 10_000 * WAD
     tx = h.trade(trader, acct, "BTC", "0.1")
