@@ -55,10 +55,11 @@ compile: setup
 test: setup lint compile
 	$(BIN)/ape test tests -p no:cacheprovider -q
 
-test-fork: setup
+# test-fork/demo start (and always stop) their own anvils; see perpdex/devnet.py.
+test-fork: setup compile
 	$(BIN)/python -m perpdex.devnet fork-test
 
-demo: setup
+demo: setup compile
 	$(BIN)/python -m perpdex.devnet demo --port $(DEMO_PORT)
 
 bench: setup

@@ -46,9 +46,6 @@ initializes: views[state := state, engine := engine]
 exports: (
     access_control.hasRole,
     access_control.getRoleAdmin,
-    access_control.grantRole,
-    access_control.revokeRole,
-    access_control.renounceRole,
     access_control.supportsInterface,
     access_control.DEFAULT_ADMIN_ROLE,
     pausable.paused,
@@ -68,10 +65,8 @@ exports: (
     state.collateral_market,
     state.collateral_cap,
     state.collateral_held,
-    state.pool_cash,
     state.vault,
     state.market_count,
-    state.risk_book,
     state.risk_book_version,
     state.max_shock_step_bps,
     state.max_ratio_step_bps,
@@ -82,7 +77,6 @@ exports: (
     engine.engine_refresh_account,
     engine.engine_check_initial,
     engine.engine_pool_trade,
-    views.vault_equity,
     views.account_header,
     views.account_owner,
     views.account_id,
@@ -97,8 +91,11 @@ exports: (
     views.margin_requirement,
     views.settlement_token,
     views.insurance_fund,
+    views.pool_cash,
+    views.pending_fees,
     views.protocol_fees,
     views.system_params,
+    views.risk_book,
 )
 
 

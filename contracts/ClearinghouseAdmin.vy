@@ -31,6 +31,9 @@ initializes: governance[state := state, access_control := access_control, pausab
 initializes: views[state := state, engine := engine]
 
 exports: (
+    access_control.grantRole,
+    access_control.revokeRole,
+    access_control.renounceRole,
     governance.add_market,
     governance.set_market_params,
     governance.pause_market,

@@ -43,6 +43,8 @@ interface IClearinghouse:
     def collateral_haircut(index: uint256) -> uint256: view
     def market_count() -> uint256: view
     def ORACLE() -> address: view
+    def pool_cash() -> int256: view
+    def pool_sums(market: uint256) -> (int256, int256): view
 
 
 interface IOracle:
@@ -139,6 +141,39 @@ def __init__(clearinghouse_: IClearinghouse):
 
 
 # --- public views --------------------------------------------------------------------------
+
+
+@external
+@view
+def vault_equity() -> int256:
+    """
+    @notice The vault pool's equity (USD WAD) at the cached marks: its cash (with its share
+            of fees not yet swept), minus traders' unrealised PnL, plus the funding traders
+            owe it. The LiquidityVault prices its shares with this.
+    """
+    equity: int256 = staticcall clearinghouse.pool_cash()
+    n: uint256 = staticcall clearinghouse.market_count()
+    for m: uint256 in range(c.MAX_MARKETS):
+        if m == n:
+            break
+        long_oi: uint256 = 0
+        short_oi: uint256 = 0
+        long_oi, short_oi = staticcall clearinghouse.open_interest(m)
+        sum_cost: int256 = 0
+        sum_funding: int256 = 0
+        sum_cost, sum_funding = staticcall clearinghouse.pool_sums(m)
+        if long_oi == 0 and short_oi == 0 and sum_cost == 0 and sum_funding == 0:
+            continue
+        skew: int256 = convert(long_oi, int256) - convert(short_oi, int256)
+        price: uint256 = 0
+        ts: uint256 = 0
+        index: int256 = 0
+        rate: int256 = 0
+        price, ts, index, rate = staticcall clearinghouse.mark(m)
+        trader_pnl: int256 = skew * convert(price, int256) // c.IWAD - sum_cost
+        funding_owed: int256 = skew * index // packing.PICO_PER_USD - sum_funding
+        equity += funding_owed - trader_pnl
+    return equity
 
 
 @external

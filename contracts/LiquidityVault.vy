@@ -7,7 +7,8 @@
         the pool's cash; the pool is the counterparty of every market order, so its PnL
         (traders' losses and gains, funding, its share of fees, socialised bad debt) is
         the LPs'. `totalAssets` is the pool's equity: cash minus traders' unrealised PnL
-        plus funding traders owe, at marks refreshed before every deposit and withdrawal.
+        plus funding traders owe, at marks refreshed before every deposit and withdrawal
+        (computed by ClearinghouseLens.vault_equity).
 
         Shares are snekmate's ERC-20. The conversion is snekmate's ERC-4626 formula with
         virtual shares and assets (a decimals offset), which makes a first-depositor
@@ -56,11 +57,15 @@ exports: (
 )
 
 
+interface ILens:
+    def vault_equity() -> int256: view
+    def clearinghouse() -> address: view
+
+
 interface IClearinghouse:
     def vault_deposit(amount: uint256): nonpayable
     def vault_withdraw(amount: uint256, receiver: address): nonpayable
     def sync_marks(): nonpayable
-    def vault_equity() -> int256: view
     def pool_cash() -> int256: view
     def settlement_token() -> address: view
     def SETTLEMENT_SCALE() -> uint256: view
@@ -78,6 +83,8 @@ MAX_WITHDRAW_FEE_BPS: constant(uint256) = 200
 asset: public(immutable(address))
 # @notice The Clearinghouse whose pool this vault owns.
 clearinghouse: public(immutable(IClearinghouse))
+# @notice The lens that values the pool (ClearinghouseLens.vault_equity).
+lens: public(immutable(ILens))
 _ASSET: immutable(IERC20)
 _SCALE: immutable(uint256)
 _DECIMALS_OFFSET: immutable(uint256)
@@ -87,13 +94,16 @@ withdraw_fee_bps: public(uint256)
 
 
 @deploy
-def __init__(clearinghouse_: IClearinghouse, decimals_offset: uint8, withdraw_fee_bps_: uint256):
+def __init__(lens_: ILens, decimals_offset: uint8, withdraw_fee_bps_: uint256):
     """
-    @param clearinghouse_ The Clearinghouse (its admin must then `set_vault` this vault).
+    @param lens_ The ClearinghouseLens of the Clearinghouse whose pool this vault owns (the
+           Clearinghouse's admin must then `set_vault` this vault).
     @param decimals_offset Virtual-share offset (shares have asset decimals + offset).
     @param withdraw_fee_bps_ Initial withdrawal fee in basis points.
     """
     assert withdraw_fee_bps_ <= MAX_WITHDRAW_FEE_BPS, "vault: fee too high"
+    lens = lens_
+    clearinghouse_: IClearinghouse = IClearinghouse(staticcall lens_.clearinghouse())
     clearinghouse = clearinghouse_
     asset = staticcall clearinghouse_.settlement_token()
     _ASSET = IERC20(asset)
@@ -315,7 +325,7 @@ def _withdraw(assets: uint256, shares: uint256, receiver: address, owner: addres
 @internal
 @view
 def _total_assets() -> uint256:
-    equity: int256 = staticcall clearinghouse.vault_equity()
+    equity: int256 = staticcall lens.vault_equity()
     if equity <= 0:
         return 0
     return convert(equity, uint256) // _SCALE

@@ -63,8 +63,8 @@ class MarketConfig:
 class SystemConfig:
     settlement_symbol: str
     settlement_decimals: int
-    insurance_share: int  # WAD
-    protocol_share: int  # WAD
+    insurance_bps: int
+    protocol_bps: int
     max_mark_age: int
     loss_cap_fee: int  # WAD
     markets: tuple[MarketConfig, ...]
@@ -146,8 +146,8 @@ def load_system(path: Path | None = None) -> SystemConfig:
         return SystemConfig(
             settlement_symbol=str(d["settlement"]["symbol"]),
             settlement_decimals=int(d["settlement"]["decimals"]),
-            insurance_share=to_wad(d["fees"]["insurance_share"]),
-            protocol_share=to_wad(d["fees"]["protocol_share"]),
+            insurance_bps=to_bps(d["fees"]["insurance_share"]),
+            protocol_bps=to_bps(d["fees"]["protocol_share"]),
             max_mark_age=int(d["max_mark_age"]),
             loss_cap_fee=to_wad(d["loss_cap_fee"]),
             markets=tuple(markets),

@@ -240,11 +240,11 @@ def deploy_system(
     elif bytes(chain.provider.get_code(current))[1:] != book:
         log("note: the on-chain risk book differs from config/risk.yaml; "
             "publish it in bounded steps with `perpdex risk push`")
-    insurance_share, protocol_share, max_mark_age = ch.system_params()
-    if (insurance_share, protocol_share) != (system.insurance_share, system.protocol_share):
-        admin.set_fee_split(system.insurance_share, system.protocol_share, sender=deployer)
+    sysp = ch.system_params()
+    if (sysp.insurance_bps, sysp.protocol_bps) != (system.insurance_bps, system.protocol_bps):
+        admin.set_fee_split(system.insurance_bps, system.protocol_bps, sender=deployer)
         sent += 1
-    if max_mark_age != system.max_mark_age:
+    if sysp.max_mark_age != system.max_mark_age:
         admin.set_max_mark_age(system.max_mark_age, sender=deployer)
         sent += 1
     if ch.loss_cap_fee() != system.loss_cap_fee:
@@ -252,15 +252,14 @@ def deploy_system(
         sent += 1
 
     # --- liquidity vault ------------------------------------------------------------
+    lens = reuse_or_deploy("lens", "ClearinghouseLens", ch)
     vault = reuse_or_deploy(
-        "vault", "LiquidityVault", ch, system.vault_decimals_offset, system.vault_withdraw_fee_bps
+        "vault", "LiquidityVault", lens, system.vault_decimals_offset, system.vault_withdraw_fee_bps
     )
     if ch.vault() != vault.address:
         admin.set_vault(vault, sender=deployer)
         sent += 1
         log(f"clearinghouse: vault set to {vault.address}")
-
-    lens = reuse_or_deploy("lens", "ClearinghouseLens", ch)
 
     mf.data["markets"] = [m.symbol for m in system.markets]
     mf.data["settlement_decimals"] = system.settlement_decimals

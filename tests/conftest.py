@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from perpdex.deploy import Protocol, deploy_system
+from perpdex.deploy import Protocol, deploy_system, network_key
 from perpdex.units import WAD
 
 
@@ -57,7 +57,8 @@ def stranger(accounts: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def protocol(admin: Any) -> Protocol:
-    return deploy_system(admin, key="local", manifest=None)
+    # local anvil, or the simulated testnet when `make test-fork` runs the suite on a fork
+    return deploy_system(admin, key=network_key(), manifest=None)
 
 
 @pytest.fixture(scope="session")

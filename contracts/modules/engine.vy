@@ -52,7 +52,7 @@ def _pool_trade(
     """
     assert delta != 0, "clearinghouse: zero size"
     assert m < state.market_count, "clearinghouse: unknown market"
-    p: packing.MarketParams = packing._unpack_params(state._params_a[m], state._params_b[m])
+    p: packing.MarketParams = packing._unpack_params(state._params[m])
     price: uint256 = 0
     flags: uint256 = 0
     index: int256 = 0
@@ -130,7 +130,8 @@ def _settle_side(
     cash: int256 = realized - funding_paid
     if cash != 0:
         state._balance[account][0] += cash
-        state.pool_cash -= cash
+        pool: uint256 = state._pool
+        state._pool = packing._pack_pool(packing._lo_i128(pool) - cash, pool >> 128)
     # pool sums: sum of cost bases and of size * funding snapshot over trader positions
     sums: uint256 = state._pool_sums[m]
     state._pool_sums[m] = packing._pack_i128(
@@ -173,23 +174,14 @@ def _settle_side(
 @internal
 def _collect_fee(account: uint256, fee: uint256):
     """
-    @dev Charges a trading fee and splits it between insurance, protocol and the pool.
+    @dev Charges a trading fee; it accrues in the pool word until `state._sweep_fees`
+         splits it between insurance, protocol and vault (one storage write per trade).
     """
     if fee == 0:
         return
     state._balance[account][0] -= convert(fee, int256)
-    insurance_share: uint256 = 0
-    protocol_share: uint256 = 0
-    age: uint256 = 0
-    insurance_share, protocol_share, age = packing._system(state._system)
-    to_insurance: uint256 = fee * insurance_share // c.WAD
-    to_protocol: uint256 = fee * protocol_share // c.WAD
-    if to_insurance != 0 or to_protocol != 0:
-        tw: uint256 = state._treasury
-        state._treasury = packing._pack_u128(
-            (tw & packing.MASK_128) + to_insurance, (tw >> 128) + to_protocol
-        )
-    state.pool_cash += convert(fee - to_insurance - to_protocol, int256)
+    pool: uint256 = state._pool
+    state._pool = packing._pack_pool(packing._lo_i128(pool), (pool >> 128) + fee)
 
 
 @internal
@@ -200,7 +192,7 @@ def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256):
     assert flags & c.FLAG_SEQUENCER_DOWN == 0, "clearinghouse: sequencer down"
     assert flags & c.FLAG_SEQUENCER_GRACE == 0, "clearinghouse: sequencer grace period"
     assert flags & c.FLAG_DEGRADED == 0, "clearinghouse: oracle degraded"
-    book: address = state.risk_book
+    book: address = packing._system(state._system).book
     assert book != empty(address), "clearinghouse: no risk book"
     assert m < margin._header(margin._book_word(book, 0)).n_markets, "clearinghouse: market not in risk book"
 
@@ -220,7 +212,7 @@ def _check_caps(m: uint256, p: packing.MarketParams, old_oi: uint256, skew: int2
         assert short_oi <= p.max_oi, "clearinghouse: open interest cap reached"
     if abs(new_skew) > abs(skew):
         exposure: uint256 = convert(abs(new_skew), uint256) * price // c.WAD
-        cash: int256 = state.pool_cash
+        cash: int256 = packing._lo_i128(state._pool)
         limit: uint256 = 0
         if cash > 0:
             limit = convert(cash, uint256) * p.max_vault_exposure // c.WAD
@@ -260,7 +252,7 @@ def _check_initial(account: uint256, hdr: uint256, reason: String[64]):
 
 @internal
 def _touch(m: uint256) -> (uint256, uint256, int256):
-    return self._touch_with(m, packing._unpack_params(state._params_a[m], state._params_b[m]))
+    return self._touch_with(m, packing._unpack_params(state._params[m]))
 
 
 @internal
@@ -302,7 +294,7 @@ def _refresh_stale(hdr: uint256):
          than `max_mark_age`, so a margin check never values risk at an old price.
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
-    age: uint256 = packing._system(state._system)[2]
+    age: uint256 = packing._system(state._system).max_mark_age
     for m: uint256 in range(c.MAX_MARKETS):
         if bitmap >> m == 0:
             break
@@ -316,7 +308,7 @@ def _refresh_collateral_marks(hdr: uint256):
     cbits: uint256 = packing._collateral_bitmap(hdr)
     if cbits == 0:
         return
-    age: uint256 = packing._system(state._system)[2]
+    age: uint256 = packing._system(state._system).max_mark_age
     for i: uint256 in range(1, c.MAX_COLLATERALS):
         if cbits >> i == 0:
             break
@@ -351,59 +343,141 @@ def _scan(
         s.equity = self._collateral_value(account, hdr, use_twap)
     if bitmap == 0:
         return s
-    book: address = state.risk_book
-    bh: margin.BookHeader = margin._header(margin._book_word(book, 0))
-    n_s: uint256 = bh.n_scenarios
-    losses: int256[c.MAX_SCENARIOS] = empty(int256[c.MAX_SCENARIOS])
+    sys: packing.System = packing._system(state._system)
+    book: address = sys.book
+    n_s: uint256 = sys.n_scenarios
+    # one copy of the book's market section (the book has a fixed size): cheaper than a
+    # copy per position; only the first 8 markets' slots when that covers the account
+    markets: Bytes[margin.MARKETS_BYTES] = b""
+    if bitmap < 256:
+        markets = slice(book.code, 1 + margin.HEADER_BYTES, 8 * margin.MARKET_BYTES)
+    else:
+        markets = slice(book.code, 1 + margin.HEADER_BYTES, margin.MARKETS_BYTES)
+    portfolio: bool = hdr & c.ACCOUNT_PORTFOLIO != 0
+    # One accumulator per scenario, unrolled: an indexed memory array costs ~6x the gas
+    # in this loop (bounds checks), and this loop is the margin check's hot path.
+    # |value| < 2**183 and |shock| <= 2**15, so |value * shock| < 2**198; at most 16
+    # positions add up, so the unsafe arithmetic cannot overflow.
+    l0: int256 = 0
+    l1: int256 = 0
+    l2: int256 = 0
+    l3: int256 = 0
+    l4: int256 = 0
+    l5: int256 = 0
+    l6: int256 = 0
+    l7: int256 = 0
+    l8: int256 = 0
+    l9: int256 = 0
+    l10: int256 = 0
+    l11: int256 = 0
+    l12: int256 = 0
+    l13: int256 = 0
+    l14: int256 = 0
+    l15: int256 = 0
     gross_raw: uint256 = 0
     addon: uint256 = 0
+    isolated: uint256 = 0
+    total_notional: uint256 = 0
+    special: bool = use_twap or override_market < c.MAX_MARKETS
     for m: uint256 in range(c.MAX_MARKETS):
-        if bitmap >> m == 0:
+        rest: uint256 = bitmap >> m
+        if rest == 0:
             break
-        if (bitmap >> m) & 1 == 0:
+        if rest & 1 == 0:
             continue
         pw: uint256 = state._pos[account][m]
-        size: int256 = packing._pos_size(pw)
-        if m == override_market:
-            size = override_size
+        # inline packing._pos_size: signed 96 bits at bit 0
+        size: int256 = convert(convert(pw << 160, bytes32), int256) >> 160
+        mw: uint256 = state._mark[m]
+        price: uint256 = mw & packing.MASK_88
+        if special:
+            if m == override_market:
+                size = override_size
+            if use_twap:
+                price = staticcall state.ORACLE.twap(m)
         if size == 0:
             continue
-        mw: uint256 = state._mark[m]
-        price: uint256 = packing._mark_price(mw)
-        if use_twap:
-            price = staticcall state.ORACLE.twap(m)
-        # |size| < 2**95 and price < 2**88 (packed widths), so |value| < 2**183.
-        value: int256 = size * convert(price, int256)
-        abs_value: uint256 = convert(abs(value), uint256)
-        abs_size: uint256 = convert(abs(size), uint256)
-        notional: uint256 = (abs_value + c.WAD - 1) // c.WAD
-        data: Bytes[64] = slice(book.code, 1 + margin.HEADER_BYTES + margin.MARKET_BYTES * m, 64)
-        w0: uint256 = extract32(data, 0, output_type=uint256)
-        w1: uint256 = extract32(data, 32, output_type=uint256)
-        iso: uint256 = 0
-        slope: uint256 = 0
-        iso, slope = margin._isolated(notional, abs_size, w0)
-        s.isolated += iso
-        s.notional += notional
-        addon += slope
-        gross_raw += abs_value
-        for k: uint256 in range(c.MAX_SCENARIOS):
-            if k == n_s:
-                break
-            # shock k is a u16 biased by 32768 at bits 16k; |value * shock| < 2**198 and
-            # at most 16 positions add up, so unsafe arithmetic cannot overflow.
-            shock: int256 = unsafe_sub(convert((w1 >> (16 * k)) & 65_535, int256), 32_768)
-            losses[k] = unsafe_sub(losses[k], unsafe_mul(value, shock))
+        # price < 2**96 fits int256: reinterpret the bits instead of a clamped convert
+        value: int256 = unsafe_mul(size, convert(convert(price, bytes32), int256))
+        abs_size: uint256 = convert(convert(size, bytes32), uint256)
+        if size < 0:
+            abs_size = convert(convert(unsafe_sub(0, size), bytes32), uint256)
+        abs_value: uint256 = unsafe_mul(abs_size, price)
+        notional: uint256 = unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD)
+        w0: uint256 = extract32(markets, margin.MARKET_BYTES * m, output_type=uint256)
+        # inline margin._isolated (same formula, same rounding); margin_scale != 0 is
+        # enforced when a book is published
+        scale: uint256 = unsafe_mul(c.BPS, (w0 >> 32) & margin.MASK_128)
+        slope: uint256 = unsafe_div(unsafe_add(unsafe_mul(unsafe_mul(notional, (w0 >> 16) & margin.MASK_16), abs_size), unsafe_sub(scale, 1)), scale)
+        # sums of at most 16 terms under 2**245 each: no overflow
+        isolated = unsafe_add(isolated, unsafe_add(unsafe_div(unsafe_add(unsafe_mul(notional, w0 & margin.MASK_16), c.BPS - 1), c.BPS), slope))
+        if portfolio:
+            addon = unsafe_add(addon, slope)
+            gross_raw = unsafe_add(gross_raw, abs_value)
+            # shock k is the signed 16-bit field at bits 16k (bp)
+            w1: uint256 = extract32(markets, margin.MARKET_BYTES * m + 32, output_type=uint256)
+            l0 = unsafe_sub(l0, unsafe_mul(value, convert(convert(w1 << 240, bytes32), int256) >> 240))
+            l1 = unsafe_sub(l1, unsafe_mul(value, convert(convert(w1 << 224, bytes32), int256) >> 240))
+            l2 = unsafe_sub(l2, unsafe_mul(value, convert(convert(w1 << 208, bytes32), int256) >> 240))
+            l3 = unsafe_sub(l3, unsafe_mul(value, convert(convert(w1 << 192, bytes32), int256) >> 240))
+            if n_s > 4:
+                l4 = unsafe_sub(l4, unsafe_mul(value, convert(convert(w1 << 176, bytes32), int256) >> 240))
+                l5 = unsafe_sub(l5, unsafe_mul(value, convert(convert(w1 << 160, bytes32), int256) >> 240))
+                l6 = unsafe_sub(l6, unsafe_mul(value, convert(convert(w1 << 144, bytes32), int256) >> 240))
+                l7 = unsafe_sub(l7, unsafe_mul(value, convert(convert(w1 << 128, bytes32), int256) >> 240))
+            if n_s > 8:
+                l8 = unsafe_sub(l8, unsafe_mul(value, convert(convert(w1 << 112, bytes32), int256) >> 240))
+                l9 = unsafe_sub(l9, unsafe_mul(value, convert(convert(w1 << 96, bytes32), int256) >> 240))
+                l10 = unsafe_sub(l10, unsafe_mul(value, convert(convert(w1 << 80, bytes32), int256) >> 240))
+                l11 = unsafe_sub(l11, unsafe_mul(value, convert(convert(w1 << 64, bytes32), int256) >> 240))
+            if n_s > 12:
+                l12 = unsafe_sub(l12, unsafe_mul(value, convert(convert(w1 << 48, bytes32), int256) >> 240))
+                l13 = unsafe_sub(l13, unsafe_mul(value, convert(convert(w1 << 32, bytes32), int256) >> 240))
+                l14 = unsafe_sub(l14, unsafe_mul(value, convert(convert(w1 << 16, bytes32), int256) >> 240))
+                l15 = unsafe_sub(l15, unsafe_mul(value, convert(convert(w1 << 0, bytes32), int256) >> 240))
         if with_equity:
+            total_notional = unsafe_add(total_notional, notional)
             s.equity += fp._div_floor(value, c.IWAD) - packing._pos_cost(pw)
             s.equity -= positions._funding_owed(size, packing._pos_funding_delta(pw, packing._mark_index(mw)))
+    s.isolated = isolated
+    s.notional = total_notional
     worst: int256 = 0
-    for k: uint256 in range(c.MAX_SCENARIOS):
-        if k == n_s:
-            break
-        worst = max(worst, losses[k])
-    s.initial = margin._combine(s.isolated, worst, gross_raw, addon, bh.floor_bps, hdr & c.ACCOUNT_PORTFOLIO != 0)
-    s.maintenance = fp._mul_div(s.initial, bh.mmr_bps, c.BPS, True)
+    if portfolio:
+        if n_s > 0:
+            worst = max(worst, l0)
+        if n_s > 1:
+            worst = max(worst, l1)
+        if n_s > 2:
+            worst = max(worst, l2)
+        if n_s > 3:
+            worst = max(worst, l3)
+        if n_s > 4:
+            worst = max(worst, l4)
+        if n_s > 5:
+            worst = max(worst, l5)
+        if n_s > 6:
+            worst = max(worst, l6)
+        if n_s > 7:
+            worst = max(worst, l7)
+        if n_s > 8:
+            worst = max(worst, l8)
+        if n_s > 9:
+            worst = max(worst, l9)
+        if n_s > 10:
+            worst = max(worst, l10)
+        if n_s > 11:
+            worst = max(worst, l11)
+        if n_s > 12:
+            worst = max(worst, l12)
+        if n_s > 13:
+            worst = max(worst, l13)
+        if n_s > 14:
+            worst = max(worst, l14)
+        if n_s > 15:
+            worst = max(worst, l15)
+    s.initial = margin._combine(isolated, worst, gross_raw, addon, sys.floor_bps, portfolio)
+    # initial < 2**140 and mmr_bps < 2**16: no overflow; rounds up
+    s.maintenance = unsafe_div(unsafe_add(unsafe_mul(s.initial, sys.mmr_bps), c.BPS - 1), c.BPS)
     return s
 
 

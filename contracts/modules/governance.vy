@@ -39,13 +39,10 @@ def add_market(params: packing.MarketParams):
     p: packing.MarketParams = params
     p.listed = True
     self._validate_params(p)
-    a: uint256 = 0
-    b: uint256 = 0
-    a, b = packing._pack_params(p)
-    state._params_a[m] = a
-    state._params_b[m] = b
+    a: uint256 = packing._pack_params(p)
+    state._params[m] = a
     state.market_count = m + 1
-    log state.MarketListed(market=m, params_a=a, params_b=b)
+    log state.MarketListed(market=m, params=a)
 
 
 @external
@@ -61,18 +58,9 @@ def set_market_params(market: uint256, params: packing.MarketParams):
     p: packing.MarketParams = params
     p.listed = True
     self._validate_params(p)
-    a: uint256 = 0
-    b: uint256 = 0
-    a, b = packing._pack_params(p)
-    log state.MarketParamsUpdated(
-        market=market,
-        old_params_a=state._params_a[market],
-        old_params_b=state._params_b[market],
-        new_params_a=a,
-        new_params_b=b,
-    )
-    state._params_a[market] = a
-    state._params_b[market] = b
+    a: uint256 = packing._pack_params(p)
+    log state.MarketParamsUpdated(market=market, old_params=state._params[market], new_params=a)
+    state._params[market] = a
 
 
 @internal
@@ -97,13 +85,12 @@ def pause_market(market: uint256, paused: bool):
     else:
         access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
     assert market < state.market_count, "clearinghouse: unknown market"
-    a: uint256 = state._params_a[market]
-    flag: uint256 = packing.MARKET_PAUSED << 240
+    a: uint256 = state._params[market]
     if paused:
-        a |= flag
+        a |= packing.PAUSED_BIT
     else:
-        a &= ~flag
-    state._params_a[market] = a
+        a &= ~packing.PAUSED_BIT
+    state._params[market] = a
     log state.MarketPaused(market=market, paused=paused)
 
 
@@ -178,24 +165,24 @@ def _set_collateral(idx: uint256, haircut: uint256, price_market: uint256, cap: 
 
 
 @external
-def set_fee_split(insurance_share: uint256, protocol_share: uint256):
+def set_fee_split(insurance_bps: uint256, protocol_bps: uint256):
     """
-    @notice Shares of every trading fee sent to insurance and to the protocol (WAD
-            fractions); the rest goes to the vault.
+    @notice Shares of every trading fee sent to insurance and to the protocol (bp); the
+            rest goes to the vault.
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
-    assert insurance_share + protocol_share <= c.WAD, "clearinghouse: shares above 100%"
-    old_insurance: uint256 = 0
-    old_protocol: uint256 = 0
-    age: uint256 = 0
-    old_insurance, old_protocol, age = packing._system(state._system)
+    assert insurance_bps + protocol_bps <= c.BPS, "clearinghouse: shares above 100%"
+    state._sweep_fees()  # fees accrued so far are split at the old shares
+    sys: packing.System = packing._system(state._system)
     log state.FeeSplitUpdated(
-        old_insurance_share=old_insurance,
-        new_insurance_share=insurance_share,
-        old_protocol_share=old_protocol,
-        new_protocol_share=protocol_share,
+        old_insurance_share=sys.insurance_bps,
+        new_insurance_share=insurance_bps,
+        old_protocol_share=sys.protocol_bps,
+        new_protocol_share=protocol_bps,
     )
-    state._system = packing._pack_system(insurance_share, protocol_share, age)
+    sys.insurance_bps = insurance_bps
+    sys.protocol_bps = protocol_bps
+    state._system = packing._pack_system(sys)
 
 
 @external
@@ -205,12 +192,10 @@ def set_max_mark_age(age: uint256):
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
     assert age != 0 and age <= 3_600, "clearinghouse: mark age out of range"
-    insurance_share: uint256 = 0
-    protocol_share: uint256 = 0
-    old_age: uint256 = 0
-    insurance_share, protocol_share, old_age = packing._system(state._system)
-    log state.MaxMarkAgeUpdated(old_age=old_age, new_age=age)
-    state._system = packing._pack_system(insurance_share, protocol_share, age)
+    sys: packing.System = packing._system(state._system)
+    log state.MaxMarkAgeUpdated(old_age=sys.max_mark_age, new_age=age)
+    sys.max_mark_age = age
+    state._system = packing._pack_system(sys)
 
 
 @external
@@ -263,11 +248,12 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
             further than the step limits from the current book.
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
-    old: address = state.risk_book
+    sys: packing.System = packing._system(state._system)
+    old: address = sys.book
     h: margin.BookHeader = margin._header(extract32(data, 0, output_type=uint256))
     assert h.n_scenarios != 0 and h.n_scenarios <= c.MAX_SCENARIOS, "margin: bad scenario count"
     assert h.n_markets >= state.market_count and h.n_markets <= c.MAX_MARKETS, "margin: book must cover every market"
-    assert len(data) == margin._book_size(h.n_markets, h.n_scenarios), "margin: bad book length"
+    assert len(data) == margin.MAX_BOOK_BYTES, "margin: bad book length"
     assert h.mmr_bps != 0 and h.mmr_bps <= c.BPS, "margin: bad maintenance ratio"
     has_old: bool = old != empty(address)
     oh: margin.BookHeader = empty(margin.BookHeader)
@@ -300,6 +286,10 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
             o1: uint256 = margin._book_word(old, off + 32)
             self._check_step(margin._imr_min_bps(o0), imr, state.max_ratio_step_bps)
             self._check_step(margin._imr_slope_bps(o0), margin._imr_slope_bps(w0), state.max_ratio_step_bps)
+            # the size add-on's scale may at most halve or double per update
+            old_scale: uint256 = margin._margin_scale(o0)
+            new_scale: uint256 = margin._margin_scale(w0)
+            assert new_scale * 2 >= old_scale and new_scale <= old_scale * 2, "margin: scale change above step limit"
             for k: uint256 in range(c.MAX_SCENARIOS):
                 ox: int256 = 0
                 nx: int256 = 0
@@ -313,7 +303,11 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
         b"\x61", slice(convert(n, bytes32), 30, 2), b"\x80\x60\x0a\x3d\x39\x3d\xf3\x00", data
     )
     book: address = raw_create(initcode)
-    state.risk_book = book
+    sys.book = book
+    sys.n_scenarios = h.n_scenarios
+    sys.floor_bps = h.floor_bps
+    sys.mmr_bps = h.mmr_bps
+    state._system = packing._pack_system(sys)
     version: uint256 = state.risk_book_version + 1
     state.risk_book_version = version
     log state.RiskBookUpdated(old_book=old, new_book=book, version=version, n_markets=h.n_markets, n_scenarios=h.n_scenarios)

@@ -21,24 +21,26 @@
         up; never below the floor.
 
         The scenarios and margin ratios form the *risk book*, stored as contract code
-        (SSTORE2): a margin check copies 64 bytes per market instead of reading four
-        storage words. Book layout (byte offsets into the data, after one STOP byte):
+        (SSTORE2): a margin check copies the book's market section once (2 KB of code
+        costs less than two storage reads) instead of reading words per market. The
+        book has a fixed size, 2,592 bytes, whatever the number of markets listed
+        (unused slots are zero). Layout (byte offsets into the data, after one STOP):
           [0, 32)              header: n_markets u8 | n_scenarios u8 | floor_bps u16 |
                                mmr_bps u16  (bits, low first)
           [32 + 64m, +32)      market m word 0: imr_min_bps u16 | imr_slope_bps u16 |
                                margin_scale u128 (base WAD)
-          [64 + 64m, +32)      market m word 1: 16 shocks, u16 each, biased by 32768
-                               (stored = bp + 32768), scenario k at bits 16k
-          [32 + 64n + 32k, +32) scenario k name (bytes32)
+          [64 + 64m, +32)      market m word 1: 16 shocks, int16 (two's complement)
+                               bp each, scenario k at bits 16k; unused slots are 0
+          [2080 + 32k, +32)    scenario k name (bytes32)
 """
 
 from . import constants as c
-from . import fixed_point as fp
 
 HEADER_BYTES: constant(uint256) = 32
 MARKET_BYTES: constant(uint256) = 64
 NAME_BYTES: constant(uint256) = 32
-SHOCK_BIAS: constant(uint256) = 32_768
+MARKETS_BYTES: constant(uint256) = 2_048  # 64 * 32
+NAMES_OFFSET: constant(uint256) = 2_080  # 32 + 64 * 32
 MAX_BOOK_BYTES: constant(uint256) = 2_592  # 32 + 64 * 32 + 32 * 16
 MASK_16: constant(uint256) = 2**16 - 1
 MASK_8: constant(uint256) = 2**8 - 1
@@ -65,12 +67,6 @@ def _header(w: uint256) -> BookHeader:
 
 @internal
 @pure
-def _book_size(n_markets: uint256, n_scenarios: uint256) -> uint256:
-    return HEADER_BYTES + MARKET_BYTES * n_markets + NAME_BYTES * n_scenarios
-
-
-@internal
-@pure
 def _imr_min_bps(w0: uint256) -> uint256:
     return w0 & MASK_16
 
@@ -93,7 +89,8 @@ def _shock(w1: uint256, k: uint256) -> int256:
     """
     @dev Shock of scenario k in basis points (signed).
     """
-    return convert((w1 >> (16 * k)) & MASK_16, int256) - convert(SHOCK_BIAS, int256)
+    # move field k to the top, then shift back arithmetically to sign-extend it
+    return convert(convert(w1 << (240 - 16 * k), bytes32), int256) >> 240
 
 
 @internal
@@ -128,10 +125,12 @@ def _combine(
     """
     if not portfolio:
         return isolated
+    # worst_loss_raw < 2**215 and gross_raw * floor_bps < 2**207 (16 positions of value
+    # < 2**191, shocks and ratios < 2**16): plain arithmetic cannot overflow
     worst: uint256 = 0
     if worst_loss_raw > 0:
-        worst = fp._mul_div(convert(worst_loss_raw, uint256), 1, c.WAD * c.BPS, True)
-    floor_req: uint256 = fp._mul_div(gross_raw, floor_bps, c.WAD * c.BPS, True)
+        worst = unsafe_div(unsafe_add(convert(worst_loss_raw, uint256), c.WAD * c.BPS - 1), c.WAD * c.BPS)
+    floor_req: uint256 = unsafe_div(unsafe_add(unsafe_mul(gross_raw, floor_bps), c.WAD * c.BPS - 1), c.WAD * c.BPS)
     return min(isolated, max(worst, floor_req) + addon)
 
 

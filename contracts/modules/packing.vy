@@ -20,18 +20,25 @@
                         day; price, index and rate are refreshed together, so one
                         timestamp serves all three
         oi word         long_oi uint128 | short_oi uint128            (base WAD)
-        pool word       sum_cost int128 | sum_funding int128         (USD WAD)
+        pool sums word  sum_cost int128 | sum_funding int128         (USD WAD)
                         sums over all trader positions in the market, for the vault
-        params word A   skew_scale uint96 | maker_fee uint32 | taker_fee uint32 |
-                        max_funding_velocity uint40 | max_funding_rate uint40 |
-                        flags uint16 (bit 0 listed, bit 1 paused)
-                        fees, velocity and rate in nano units (1e-9), per day
-        params word B   max_oi uint128 | max_vault_exposure uint40 (nano fraction)
+        params word     skew_scale u48 (whole base units) | maker_fee u24 (1e-8) |
+                        taker_fee u24 (1e-8) | max_funding_velocity u32 (1e-6 per
+                        day per day) | max_funding_rate u32 (1e-9 per day) |
+                        flags u8 (bit 0 listed, bit 1 paused) | max_oi u64 (whole
+                        base units) | max_vault_exposure u24 (1e-6 of pool cash)
+                        one read per trade; the API takes WAD values on these grids
+        pool word       cash int128 | pending_fees uint128              (USD WAD)
+                        the vault's cash and the fees not yet split between
+                        insurance, protocol and vault (`state._sweep_fees`): a trade
+                        writes one word for both
         account header  flags uint8 | positions bitmap uint32 |
                         collateral bitmap uint8 | position count uint8
         treasury word   insurance_fund uint128 | protocol_fees uint128    (USD WAD)
-        system word     fee_insurance_share uint64 | fee_protocol_share uint64 |
-                        max_mark_age uint32                    (WAD fractions, s)
+        system word     risk_book address | n_scenarios u8 | floor_bps u16 |
+                        mmr_bps u16 | fee_insurance_bps u16 | fee_protocol_bps u16 |
+                        max_mark_age u16 (s)
+                        what every trade and margin check needs, in one read
 """
 
 from . import constants as c
@@ -54,6 +61,8 @@ MAX_I56: constant(int256) = 2**55 - 1
 
 MARKET_LISTED: constant(uint256) = 1
 MARKET_PAUSED: constant(uint256) = 2
+# position of the paused flag in the params word
+PAUSED_BIT: constant(uint256) = 2 << 160
 
 
 struct MarketParams:
@@ -192,56 +201,62 @@ def _pack_pos(size: int256, cost: int256, index: int256) -> uint256:
 
 # --- market parameters -----------------------------------------------------------------
 
+UNIT: constant(uint256) = 10**18  # whole base units -> WAD
+FEE_UNIT: constant(uint256) = 10**10  # 1e-8 -> WAD
+VELOCITY_UNIT: constant(uint256) = 10**12  # 1e-6 -> WAD
+RATE_UNIT: constant(uint256) = 10**9  # 1e-9 -> WAD
+EXPOSURE_UNIT: constant(uint256) = 10**12  # 1e-6 -> WAD
+MASK_24: constant(uint256) = 2**24 - 1
+MASK_48: constant(uint256) = 2**48 - 1
+
 
 @internal
 @pure
-def _unpack_params(a: uint256, b: uint256) -> MarketParams:
-    flags: uint256 = a >> 240
+def _unpack_params(a: uint256) -> MarketParams:
+    flags: uint256 = (a >> 160) & MASK_8
     return MarketParams(
-        skew_scale=a & MASK_96,
-        maker_fee=((a >> 96) & MASK_32) * c.NANO,
-        taker_fee=((a >> 128) & MASK_32) * c.NANO,
-        max_funding_velocity=((a >> 160) & MASK_40) * c.NANO,
-        max_funding_rate=((a >> 200) & MASK_40) * c.NANO,
+        skew_scale=(a & MASK_48) * UNIT,
+        maker_fee=((a >> 48) & MASK_24) * FEE_UNIT,
+        taker_fee=((a >> 72) & MASK_24) * FEE_UNIT,
+        max_funding_velocity=((a >> 96) & MASK_32) * VELOCITY_UNIT,
+        max_funding_rate=((a >> 128) & MASK_32) * RATE_UNIT,
         listed=flags & MARKET_LISTED != 0,
         paused=flags & MARKET_PAUSED != 0,
-        max_oi=b & MASK_128,
-        max_vault_exposure=((b >> 128) & MASK_40) * c.NANO,
+        max_oi=((a >> 168) & MASK_64) * UNIT,
+        max_vault_exposure=((a >> 232) & MASK_24) * EXPOSURE_UNIT,
     )
 
 
 @internal
 @pure
-def _nano(x: uint256, mask: uint256) -> uint256:
+def _grid(x: uint256, unit: uint256, mask: uint256) -> uint256:
     """
-    @dev WAD value to nano units; must be an exact multiple of 1e-9 and fit the field.
+    @dev WAD value to its packed unit; must sit exactly on the grid and fit the field.
     """
-    assert x % c.NANO == 0, "packing: parameter finer than 1e-9"
-    n: uint256 = x // c.NANO
+    assert x % unit == 0, "packing: parameter off its grid"
+    n: uint256 = x // unit
     assert n <= mask, "packing: parameter too large"
     return n
 
 
 @internal
 @pure
-def _pack_params(p: MarketParams) -> (uint256, uint256):
-    assert p.skew_scale <= MASK_96, "packing: skew scale too large"
+def _pack_params(p: MarketParams) -> uint256:
     flags: uint256 = 0
     if p.listed:
         flags |= MARKET_LISTED
     if p.paused:
         flags |= MARKET_PAUSED
-    a: uint256 = (
-        p.skew_scale
-        | (self._nano(p.maker_fee, MASK_32) << 96)
-        | (self._nano(p.taker_fee, MASK_32) << 128)
-        | (self._nano(p.max_funding_velocity, MASK_40) << 160)
-        | (self._nano(p.max_funding_rate, MASK_40) << 200)
-        | (flags << 240)
+    return (
+        self._grid(p.skew_scale, UNIT, MASK_48)
+        | (self._grid(p.maker_fee, FEE_UNIT, MASK_24) << 48)
+        | (self._grid(p.taker_fee, FEE_UNIT, MASK_24) << 72)
+        | (self._grid(p.max_funding_velocity, VELOCITY_UNIT, MASK_32) << 96)
+        | (self._grid(p.max_funding_rate, RATE_UNIT, MASK_32) << 128)
+        | (flags << 160)
+        | (self._grid(p.max_oi, UNIT, MASK_64) << 168)
+        | (self._grid(p.max_vault_exposure, EXPOSURE_UNIT, MASK_24) << 232)
     )
-    assert p.max_oi <= MASK_128, "packing: max OI too large"
-    b: uint256 = p.max_oi | (self._nano(p.max_vault_exposure, MASK_40) << 128)
-    return a, b
 
 
 # --- account header --------------------------------------------------------------------
@@ -293,18 +308,53 @@ def _with_collateral(h: uint256, token: uint256, held: bool) -> uint256:
 # --- treasury and system words ---------------------------------------------------------
 
 
-@internal
-@pure
-def _system(w: uint256) -> (uint256, uint256, uint256):
-    """
-    @dev (fee_insurance_share, fee_protocol_share, max_mark_age).
-    """
-    return w & MASK_64, (w >> 64) & MASK_64, (w >> 128) & MASK_32
+struct System:
+    book: address
+    n_scenarios: uint256
+    floor_bps: uint256
+    mmr_bps: uint256
+    insurance_bps: uint256
+    protocol_bps: uint256
+    max_mark_age: uint256
 
 
 @internal
 @pure
-def _pack_system(insurance_share: uint256, protocol_share: uint256, max_mark_age: uint256) -> uint256:
-    assert insurance_share <= MASK_64 and protocol_share <= MASK_64, "packing: share too large"
-    assert max_mark_age <= MASK_32, "packing: mark age too large"
-    return (max_mark_age << 128) | (protocol_share << 64) | insurance_share
+def _system(w: uint256) -> System:
+    return System(
+        book=convert(w & (2**160 - 1), address),
+        n_scenarios=(w >> 160) & MASK_8,
+        floor_bps=(w >> 168) & MASK_16,
+        mmr_bps=(w >> 184) & MASK_16,
+        insurance_bps=(w >> 200) & MASK_16,
+        protocol_bps=(w >> 216) & MASK_16,
+        max_mark_age=(w >> 232) & MASK_16,
+    )
+
+
+@internal
+@pure
+def _pack_system(x: System) -> uint256:
+    assert x.n_scenarios <= MASK_8 and x.max_mark_age <= MASK_16, "packing: value too large"
+    assert x.floor_bps <= MASK_16 and x.mmr_bps <= MASK_16, "packing: value too large"
+    assert x.insurance_bps <= MASK_16 and x.protocol_bps <= MASK_16, "packing: value too large"
+    return (
+        convert(x.book, uint256)
+        | (x.n_scenarios << 160)
+        | (x.floor_bps << 168)
+        | (x.mmr_bps << 184)
+        | (x.insurance_bps << 200)
+        | (x.protocol_bps << 216)
+        | (x.max_mark_age << 232)
+    )
+
+
+# --- pool word ---------------------------------------------------------------------------
+
+
+@internal
+@pure
+def _pack_pool(cash: int256, pending_fees: uint256) -> uint256:
+    assert cash <= c.MAX_ABS_I128 and cash >= -c.MAX_ABS_I128, "packing: pool cash too large"
+    assert pending_fees <= MASK_128, "packing: fees too large"
+    return (pending_fees << 128) | (convert(convert(cash, bytes32), uint256) & MASK_128)

@@ -10,12 +10,15 @@
         storage layout by construction; tests/security/test_storage_layout.py compares
         the compiler's layouts to prove it.
         Packed words (`_header`, `_pos`, `_mark`, `_oi`, `_pool_sums`, `_params_*`) are
-        described in modules/packing.vy.
+        described in modules/packing.vy. Per-market words are fixed arrays (slot = base
+        + market id, no hashing) and an account's positions one hashed array, because a
+        margin check reads one of each per position.
 """
 
 from ..interfaces import IOracleRouter
 from ethereum.ercs import IERC20Detailed
 from . import constants as c
+from . import packing
 
 # @notice Sets market, collateral, fee and risk-book parameters.
 RISK_ROLE: public(constant(bytes32)) = keccak256("RISK_ROLE")
@@ -30,7 +33,8 @@ POOL: constant(uint256) = 0
 NO_OVERRIDE: constant(uint256) = c.MAX_MARKETS
 
 
-# @notice Result of one pass over an account (USD WAD).
+# @notice Result of one pass over an account (USD WAD). `notional` (gross) is filled only
+#         by the equity views.
 struct MarginScan:
     equity: int256
     initial: uint256
@@ -98,16 +102,20 @@ event MarkUpdated:
 
 event MarketListed:
     market: indexed(uint256)
-    params_a: uint256
-    params_b: uint256
+    params: uint256
 
 
 event MarketParamsUpdated:
     market: indexed(uint256)
-    old_params_a: uint256
-    old_params_b: uint256
-    new_params_a: uint256
-    new_params_b: uint256
+    old_params: uint256
+    new_params: uint256
+
+
+event FeesSwept:
+    amount: uint256
+    to_insurance: uint256
+    to_protocol: uint256
+    to_vault: uint256
 
 
 event CollateralListed:
@@ -223,7 +231,7 @@ sub_account_count: public(HashMap[address, uint256])
 # @notice Addresses allowed to trade (never withdraw) for an account.
 is_operator: public(HashMap[uint256, HashMap[address, bool]])
 _balance: HashMap[uint256, HashMap[uint256, int256]]
-_pos: HashMap[uint256, HashMap[uint256, uint256]]
+_pos: HashMap[uint256, uint256[c.MAX_MARKETS]]
 
 # --- collateral --------------------------------------------------------------------------
 
@@ -245,11 +253,12 @@ collateral_held: public(HashMap[uint256, uint256])
 
 # --- system buckets (USD WAD) ------------------------------------------------------------
 
-# @notice Cash of the liquidity vault's pool, the counterparty of market orders.
-pool_cash: public(int256)
+# Cash of the vault's pool (the counterparty of market orders) and fees not yet split
+# (see packing.vy, pool word).
+_pool: uint256
 # Insurance fund and protocol fees (see packing.vy, treasury word).
 _treasury: uint256
-# Fee split and max mark age (see packing.vy, system word).
+# Risk-book address and header, fee split, max mark age (see packing.vy, system word).
 _system: uint256
 # @notice The liquidity vault contract (may move pool cash).
 vault: public(address)
@@ -258,16 +267,13 @@ vault: public(address)
 
 # @notice Number of listed markets; ids are 0 .. market_count - 1.
 market_count: public(uint256)
-_mark: HashMap[uint256, uint256]
-_oi: HashMap[uint256, uint256]
-_pool_sums: HashMap[uint256, uint256]
-_params_a: HashMap[uint256, uint256]
-_params_b: HashMap[uint256, uint256]
+_mark: uint256[c.MAX_MARKETS]
+_oi: uint256[c.MAX_MARKETS]
+_pool_sums: uint256[c.MAX_MARKETS]
+_params: uint256[c.MAX_MARKETS]
 
 # --- risk book ---------------------------------------------------------------------------
 
-# @notice Address whose code holds the risk book (see modules/margin.vy).
-risk_book: public(address)
 # @notice Number of risk-book updates so far.
 risk_book_version: public(uint256)
 # @notice Largest change of any shock per update (bp).
@@ -299,5 +305,27 @@ def __init__(oracle: IOracleRouter, settlement_token: address):
     self.collateral_count = 1
     self.max_shock_step_bps = 1_000
     self.max_ratio_step_bps = 200
-    self._system = (60 << 128) | 10**17  # 10% of fees to insurance, marks valid 60 s
+    # 10% of fees to insurance, marks valid 60 s, no risk book yet
+    self._system = (60 << 232) | (1_000 << 200)
     self.loss_cap_fee = 5 * 10**18
+
+
+@internal
+def _sweep_fees():
+    """
+    @dev Splits the fees accrued since the last sweep: the insurance and protocol shares
+         to the treasury word, the rest to the pool's cash (rounded down for the
+         treasury, so the vault keeps the dust).
+    """
+    pw: uint256 = self._pool
+    pending: uint256 = pw >> 128
+    if pending == 0:
+        return
+    sys: packing.System = packing._system(self._system)
+    to_insurance: uint256 = pending * sys.insurance_bps // c.BPS
+    to_protocol: uint256 = pending * sys.protocol_bps // c.BPS
+    to_vault: uint256 = pending - to_insurance - to_protocol
+    tw: uint256 = self._treasury
+    self._treasury = packing._pack_u128((tw & packing.MASK_128) + to_insurance, (tw >> 128) + to_protocol)
+    self._pool = packing._pack_pool(packing._lo_i128(pw) + convert(to_vault, int256), 0)
+    log FeesSwept(amount=pending, to_insurance=to_insurance, to_protocol=to_protocol, to_vault=to_vault)

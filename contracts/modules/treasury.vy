@@ -36,8 +36,10 @@ def vault_deposit(amount: uint256):
     received: uint256 = staticcall IERC20(token).balanceOf(self) - before
     state.collateral_held[0] += received
     credited: int256 = convert(received * state.SETTLEMENT_SCALE, int256)
-    state.pool_cash += credited
-    log state.VaultCashMoved(receiver=msg.sender, amount=credited, pool_cash=state.pool_cash)
+    pool: uint256 = state._pool
+    cash: int256 = packing._lo_i128(pool) + credited
+    state._pool = packing._pack_pool(cash, pool >> 128)
+    log state.VaultCashMoved(receiver=msg.sender, amount=credited, pool_cash=cash)
 
 
 @external
@@ -50,16 +52,17 @@ def vault_withdraw(amount: uint256, receiver: address):
     """
     assert msg.sender == state.vault, "clearinghouse: caller is not the vault"
     assert amount != 0, "clearinghouse: zero amount"
-    cash: int256 = state.pool_cash - convert(amount * state.SETTLEMENT_SCALE, int256)
+    state._sweep_fees()
+    cash: int256 = packing._lo_i128(state._pool) - convert(amount * state.SETTLEMENT_SCALE, int256)
     assert cash >= 0, "clearinghouse: insufficient pool cash"
-    state.pool_cash = cash
+    state._pool = packing._pack_pool(cash, 0)
     for m: uint256 in range(c.MAX_MARKETS):
         if m == state.market_count:
             break
         oi: uint256 = state._oi[m]
         skew: uint256 = convert(abs(convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)), uint256)
         if skew != 0:
-            p: packing.MarketParams = packing._unpack_params(state._params_a[m], state._params_b[m])
+            p: packing.MarketParams = packing._unpack_params(state._params[m])
             exposure: uint256 = skew * packing._mark_price(state._mark[m]) // c.WAD
             assert exposure <= convert(cash, uint256) * p.max_vault_exposure // c.WAD, "clearinghouse: vault exposure cap reached"
     state.collateral_held[0] -= amount
@@ -73,7 +76,7 @@ def sync_marks():
     @notice Refreshes every market with open interest whose mark is stale; the vault
             calls it before pricing shares.
     """
-    age: uint256 = packing._system(state._system)[2]
+    age: uint256 = packing._system(state._system).max_mark_age
     for m: uint256 in range(c.MAX_MARKETS):
         if m == state.market_count:
             break
@@ -108,6 +111,7 @@ def withdraw_protocol_fees(receiver: address):
     """
     access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
     assert receiver != empty(address), "clearinghouse: zero receiver"
+    state._sweep_fees()
     tw: uint256 = state._treasury
     units: uint256 = (tw >> 128) // state.SETTLEMENT_SCALE
     assert units != 0, "clearinghouse: zero amount"

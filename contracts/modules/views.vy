@@ -22,29 +22,6 @@ uses: engine
 
 @external
 @view
-def vault_equity() -> int256:
-    """
-    @notice The pool's equity (USD WAD): its cash, minus traders' unrealised PnL, plus
-            the funding traders owe it, over every market at the cached marks.
-    """
-    equity: int256 = state.pool_cash
-    for m: uint256 in range(c.MAX_MARKETS):
-        if m == state.market_count:
-            break
-        oi: uint256 = state._oi[m]
-        if oi == 0 and state._pool_sums[m] == 0:
-            continue
-        skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
-        mw: uint256 = state._mark[m]
-        sums: uint256 = state._pool_sums[m]
-        trader_pnl: int256 = skew * convert(packing._mark_price(mw), int256) // c.IWAD - packing._lo_i128(sums)
-        funding_owed: int256 = skew * packing._mark_index(mw) // packing.PICO_PER_USD - packing._hi_i128(sums)
-        equity += funding_owed - trader_pnl
-    return equity
-
-
-@external
-@view
 def account_header(account: uint256) -> uint256:
     """
     @notice Raw packed header (flags, positions bitmap, collateral bitmap, count).
@@ -127,7 +104,7 @@ def market_params(market: uint256) -> packing.MarketParams:
     """
     @notice Unpacked parameters of a market.
     """
-    return packing._unpack_params(state._params_a[market], state._params_b[market])
+    return packing._unpack_params(state._params[market])
 
 
 @external
@@ -184,7 +161,11 @@ def insurance_fund() -> uint256:
     """
     @notice Insurance fund (USD WAD).
     """
-    return state._treasury & packing.MASK_128
+    ins: uint256 = 0
+    proto: uint256 = 0
+    vault: uint256 = 0
+    ins, proto, vault = self._pending_split()
+    return (state._treasury & packing.MASK_128) + ins
 
 
 @external
@@ -193,13 +174,68 @@ def protocol_fees() -> uint256:
     """
     @notice Protocol fees not yet withdrawn (USD WAD).
     """
-    return state._treasury >> 128
+    ins: uint256 = 0
+    proto: uint256 = 0
+    vault: uint256 = 0
+    ins, proto, vault = self._pending_split()
+    return (state._treasury >> 128) + proto
 
 
 @external
 @view
-def system_params() -> (uint256, uint256, uint256):
+def pool_cash() -> int256:
     """
-    @notice (fee share to insurance, fee share to protocol, max mark age in seconds).
+    @notice The vault pool's cash (USD WAD), including its share of fees not yet swept.
+    """
+    return self._pool_cash()
+
+
+@external
+@view
+def pending_fees() -> uint256:
+    """
+    @notice Fees accrued since the last sweep, before the insurance / protocol / vault split.
+    """
+    return state._pool >> 128
+
+
+@internal
+@view
+def _pending_split() -> (uint256, uint256, uint256):
+    """
+    @dev How pending fees would split now (the same arithmetic as state._sweep_fees).
+    """
+    pending: uint256 = state._pool >> 128
+    sys: packing.System = packing._system(state._system)
+    ins: uint256 = pending * sys.insurance_bps // c.BPS
+    proto: uint256 = pending * sys.protocol_bps // c.BPS
+    return ins, proto, pending - ins - proto
+
+
+@internal
+@view
+def _pool_cash() -> int256:
+    ins: uint256 = 0
+    proto: uint256 = 0
+    vault: uint256 = 0
+    ins, proto, vault = self._pending_split()
+    return packing._lo_i128(state._pool) + convert(vault, int256)
+
+
+@external
+@view
+def system_params() -> packing.System:
+    """
+    @notice Risk-book address and header (scenario count, floor and maintenance ratios in
+            bp), fee shares to insurance and protocol (bp) and the max mark age (s).
     """
     return packing._system(state._system)
+
+
+@external
+@view
+def risk_book() -> address:
+    """
+    @notice Address whose code holds the risk book (layout in modules/margin.vy).
+    """
+    return packing._system(state._system).book

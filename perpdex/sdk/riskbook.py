@@ -1,8 +1,9 @@
 """Encode and decode the risk book: margin ratios and stress scenarios.
 
-The clearinghouse stores the book as contract code (layout in contracts/modules/margin.vy):
-a 32-byte header, two words per market (ratios, then 16 shocks biased by 32768), then one
-bytes32 name per scenario.
+The clearinghouse stores the book as contract code (layout in contracts/modules/margin.vy),
+always 2,592 bytes:
+a 32-byte header, two words per market (ratios, then 16 int16 shocks in two's complement),
+then one bytes32 name per scenario.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from dataclasses import dataclass
 
 from perpdex.config import MarketRisk, RiskConfig, Scenario
 
-SHOCK_BIAS = 32_768
+SHOCK_MIN, SHOCK_MAX = -(2**15), 2**15 - 1
 MAX_SCENARIOS = 16
 MAX_MARKETS = 32
+MARKETS_OFFSET = 32
+NAMES_OFFSET = 32 + 64 * MAX_MARKETS
+BOOK_BYTES = NAMES_OFFSET + 32 * MAX_SCENARIOS  # fixed size, unused slots zero
 
 
 @dataclass(frozen=True)
@@ -66,16 +70,17 @@ def encode(book: RiskBook) -> bytes:
         w1 = 0
         for k in range(n_s):
             x = book.shocks[k][m]
-            if not -SHOCK_BIAS <= x < SHOCK_BIAS:
+            if not SHOCK_MIN <= x <= SHOCK_MAX:
                 raise ValueError(f"shock {x} bp of {book.names[k]} is out of range")
-            w1 |= (x + SHOCK_BIAS) << (16 * k)
+            w1 |= (x & 0xFFFF) << (16 * k)
         out += w0.to_bytes(32, "big") + w1.to_bytes(32, "big")
+    out = out.ljust(NAMES_OFFSET, b"\0")
     for name in book.names:
         raw = name.encode()
         if len(raw) > 32:
             raise ValueError(f"scenario name {name!r} is longer than 32 bytes")
         out += raw.ljust(32, b"\0")
-    return out
+    return out.ljust(BOOK_BYTES, b"\0")
 
 
 def decode(data: bytes) -> RiskBook:
@@ -96,10 +101,11 @@ def decode(data: bytes) -> RiskBook:
             )
         )
         for k in range(n_s):
-            rows[k][m] = ((w1 >> (16 * k)) & 0xFFFF) - SHOCK_BIAS
+            raw = (w1 >> (16 * k)) & 0xFFFF
+            rows[k][m] = raw - 0x10000 if raw & 0x8000 else raw
     names = []
     for k in range(n_s):
-        off = 32 + 64 * n_m + 32 * k
+        off = NAMES_OFFSET + 32 * k
         names.append(data[off : off + 32].rstrip(b"\0").decode())
     return RiskBook(
         floor_bps=floor_bps,

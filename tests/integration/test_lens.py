@@ -57,11 +57,13 @@ def test_account_summary__liquidation_prices_bracket_the_mark(protocol, book):
 
 
 @pytest.mark.parametrize("symbol,size", [("BTC", "0.5"), ("ETH", "5"), ("SOL", "-300")])
-def test_quote__predicts_the_trade(protocol, ch, h, trader, book, symbol, size):
+def test_quote__predicts_the_trade(protocol, ch, h, trader, book, chain, symbol, size):
     m = protocol.market_id(symbol)
     delta = int(float(size) * WAD)
     # quote against the pending block, whose timestamp the trade will carry (funding
-    # accrues per second, so a quote one second early differs by that second's funding)
+    # accrues per second, so a quote one second early differs by that second's funding);
+    # pin that timestamp so wall-clock time cannot move it in between
+    chain.pending_timestamp = chain.pending_timestamp + 1
     q = protocol.lens.quote(book, m, delta, block_id="pending")
     tx = h.trade(trader, book, symbol, size)
     assert tx.return_value == q.fill_price

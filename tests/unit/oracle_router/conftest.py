@@ -4,6 +4,11 @@ Time: view calls run against the latest mined block, so tests that check stalene
 time with `warp` (mines a block at the given timestamp); transactions that must land at a
 given time set `chain.pending_timestamp` first. Feeds are built with explicit timestamps
 relative to `chain.blocks.head.timestamp`, so wall-clock drift of anvil never matters.
+
+Speed: expected reverts of calls (views and `.call()` simulations of setters) pass ape's
+`skip_trace=True`, so ape does not fetch a call trace and build a source traceback for each
+(~0.3 s apiece); reverting transactions (role checks, `observe`) still go through the full
+path.
 """
 
 from collections.abc import Callable
@@ -12,32 +17,18 @@ import pytest
 
 from .helpers import DEFAULT_PARAMS, MAX_AGE, USD, Params
 
-@pytest.fixture(scope="session")
-def admin(accounts):
-    """Deployer: DEFAULT_ADMIN_ROLE and RISK_ROLE."""
-    return accounts[0]
+# Actors `admin` (deployer), `keeper` and `stranger` come from tests/conftest.py.
 
 
 @pytest.fixture(scope="session")
 def risk_manager(accounts):
-    """Granted RISK_ROLE only, by `admin`, in the `router` fixture."""
-    return accounts[1]
-
-
-@pytest.fixture(scope="session")
-def keeper(accounts):
-    """Calls `observe`, which needs no role."""
-    return accounts[2]
-
-
-@pytest.fixture(scope="session")
-def stranger(accounts):
-    """Holds no role."""
-    return accounts[3]
+    """Granted RISK_ROLE only (not DEFAULT_ADMIN_ROLE), by `admin`, in `router`."""
+    return accounts[8]
 
 
 @pytest.fixture(scope="module")
 def router(project, admin, risk_manager, keeper, stranger):
+    """OracleRouter deployed by `admin`, with RISK_ROLE also granted to `risk_manager`."""
     # Every actor is requested here so that ape's snapshot isolation sees the session
     # fixtures before the module ones.
     del keeper, stranger

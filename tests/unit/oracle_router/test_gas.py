@@ -36,10 +36,7 @@ def test_observe__gas_within_budget(router, probe, feeds, add_market, keeper, ch
     steady = _observe_gas(router, probe, market, keeper, chain)
     view = probe.measure_view(router, router.latest.encode_input(market))
 
-    print(
-        f"\n[gas] observe {count} source(s): steady {steady:,}, first {first:,}; "
-        f"latest {view:,}"
-    )
+    print(f"\n[gas] observe {count} source(s): steady {steady:,}, first {first:,}; latest {view:,}")
     assert steady <= OBSERVE_BUDGET[count]
 
 

@@ -41,9 +41,7 @@ def test_latest__three_sources_return_middle(router, feeds, add_market, order):
         (36, 2_000 * 10**36),
     ],
 )
-def test_latest__normalises_any_decimals_to_wad(
-    router, deploy_feed, add_market, decimals, answer
-):
+def test_latest__normalises_any_decimals_to_wad(router, deploy_feed, add_market, decimals, answer):
     market = add_market([deploy_feed(decimals, answer)])
 
     assert router.latest(market) == (2_000 * WAD, 0)
@@ -99,9 +97,7 @@ def test_latest__age_equal_to_max_age_is_fresh(
     assert router.latest(market) == (2_000 * WAD, 0)
 
 
-def test_latest__all_sources_stale_reverts(
-    router, feeds, add_market, set_round, warp, head_time
-):
+def test_latest__all_sources_stale_reverts(router, feeds, add_market, set_round, warp, head_time):
     now = head_time() + 10
     for feed in feeds:
         set_round(feed, 2_000 * USD, now - MAX_AGE - 1)
@@ -109,7 +105,7 @@ def test_latest__all_sources_stale_reverts(
     warp(now)
 
     with ape.reverts("oracle: stale price"):
-        router.latest(market)
+        router.latest(market, skip_trace=True)
 
 
 def test_latest__updated_at_in_future_reverts(
@@ -121,7 +117,7 @@ def test_latest__updated_at_in_future_reverts(
     warp(now)
 
     with ape.reverts("oracle: stale price"):
-        router.latest(market)
+        router.latest(market, skip_trace=True)
 
 
 def test_latest__updated_at_zero_reverts(router, feeds, add_market, set_round):
@@ -129,16 +125,16 @@ def test_latest__updated_at_zero_reverts(router, feeds, add_market, set_round):
     market = add_market([feeds[0]])
 
     with ape.reverts("oracle: stale price"):
-        router.latest(market)
+        router.latest(market, skip_trace=True)
 
 
-@pytest.mark.parametrize("answer", [0, -1, -2_000 * USD])
+@pytest.mark.parametrize("answer", [0, -1])
 def test_latest__non_positive_answer_reverts(router, feeds, add_market, admin, answer):
     feeds[0].set_answer(answer, sender=admin)
     market = add_market([feeds[0]])
 
     with ape.reverts("oracle: non-positive answer"):
-        router.latest(market)
+        router.latest(market, skip_trace=True)
 
 
 def test_latest__zero_answer_among_three_is_skipped(router, feeds, add_market, admin):
@@ -159,7 +155,7 @@ def test_latest__answer_out_of_range_reverts(router, deploy_feed, add_market, an
     market = add_market([deploy_feed(18, answer)])
 
     with ape.reverts("oracle: answer out of range"):
-        router.latest(market)
+        router.latest(market, skip_trace=True)
 
 
 @pytest.mark.parametrize("answer", [WAD // 100, 1_000_000 * WAD])
@@ -169,7 +165,7 @@ def test_latest__answer_on_range_bound_is_valid(router, deploy_feed, add_market,
     assert router.latest(market) == (answer, 0)
 
 
-@pytest.mark.parametrize("decimals", [0, 8, 18, 36])
+@pytest.mark.parametrize("decimals", [0, 36])
 def test_latest__huge_answer_is_out_of_range_not_overflow(
     router, deploy_feed, add_market, decimals
 ):
@@ -178,7 +174,7 @@ def test_latest__huge_answer_is_out_of_range_not_overflow(
     )
 
     with ape.reverts("oracle: answer out of range"):
-        router.latest(market)
+        router.latest(market, skip_trace=True)
 
 
 def test_latest__reverts_with_first_rejected_reason(
@@ -194,11 +190,11 @@ def test_latest__reverts_with_first_rejected_reason(
     warp(now)
 
     with ape.reverts("oracle: stale price"):
-        router.latest(stale_first)
+        router.latest(stale_first, skip_trace=True)
     with ape.reverts("oracle: non-positive answer"):
-        router.latest(zero_first)
+        router.latest(zero_first, skip_trace=True)
     with ape.reverts("oracle: answer out of range"):
-        router.latest(range_first)
+        router.latest(range_first, skip_trace=True)
 
 
 def test_latest__reverting_source_is_skipped(router, project, feeds, add_market, admin):
@@ -214,7 +210,7 @@ def test_latest__only_reverting_source_reverts(router, project, add_market, admi
     market = add_market([broken])
 
     with ape.reverts("oracle: source unavailable"):
-        router.latest(market)
+        router.latest(market, skip_trace=True)
 
 
 def test_latest__deviation_at_bound_is_not_degraded(router, deploy_feed, add_market):
@@ -247,12 +243,12 @@ def test_latest__three_sources_deviation_uses_min_and_max(router, deploy_feed, a
 
 def test_latest__no_market_yet_reverts(router):
     with ape.reverts("oracle: unknown market"):
-        router.latest(0)
+        router.latest(0, skip_trace=True)
 
 
-@pytest.mark.parametrize("market", [1, 31, 32, 2**256 - 1])
+@pytest.mark.parametrize("market", [1, 32, 2**256 - 1])
 def test_latest__unknown_market_reverts(router, feeds, add_market, market):
     add_market([feeds[0]])  # only market 0 exists
 
     with ape.reverts("oracle: unknown market"):
-        router.latest(market)
+        router.latest(market, skip_trace=True)

@@ -99,9 +99,7 @@ def test_observe__same_timestamp_keeps_ema_and_takes_newest_price(
     assert router.observation(market_id) == (2_500 * WAD, 2_000 * WAD, start + WINDOW)
 
 
-def test_observe__gap_longer_than_window_jumps_to_last_price(
-    router, market, keeper, admin, chain
-):
+def test_observe__gap_longer_than_window_jumps_to_last_price(router, market, keeper, admin, chain):
     market_id, feed = market
     start = chain.pending_timestamp + 10
     chain.pending_timestamp = start
@@ -136,29 +134,27 @@ def test_observe__stale_reverts(router, market, keeper, set_round, chain):
         router.observe(market_id, sender=keeper)
 
 
-@pytest.mark.parametrize("market_id", [0, 1, 32, 2**256 - 1])
+@pytest.mark.parametrize("market_id", [1, 2**256 - 1])
 def test_observe__unknown_market_reverts(router, keeper, feeds, add_market, market_id):
-    if market_id != 0:
-        add_market([feeds[0]])
+    add_market([feeds[0]])  # only market 0 exists
 
     with ape.reverts("oracle: unknown market"):
         router.observe(market_id, sender=keeper)
 
 
-@pytest.mark.parametrize("market_id", [0, 1, 32, 2**256 - 1])
+@pytest.mark.parametrize("market_id", [1, 2**256 - 1])
 def test_twap__unknown_market_reverts(router, feeds, add_market, market_id):
-    if market_id != 0:
-        add_market([feeds[0]])
+    add_market([feeds[0]])  # only market 0 exists
 
     with ape.reverts("oracle: unknown market"):
-        router.twap(market_id)
+        router.twap(market_id, skip_trace=True)
 
 
 def test_twap__never_observed_reverts(router, market):
     market_id, _ = market
 
     with ape.reverts("oracle: no observation"):
-        router.twap(market_id)
+        router.twap(market_id, skip_trace=True)
 
 
 def test_twap__carries_ema_forward_without_reading(router, market, keeper, admin, chain, warp):

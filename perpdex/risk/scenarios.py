@@ -1,0 +1,482 @@
+"""Design a risk book's stress scenarios from the covariance of a price history.
+
+Over a horizon of h days (the time to close out a defaulted book) the log-returns have
+covariance S = h * S_daily = V diag(lambda) V^T. The scenario set is:
+
+* joint crash / rally: every market moves k sigma_i at once, in the same direction
+  (correlations go to one in a panic); the hedge-free worst case of a directional book;
+* principal components: +/- k sqrt(lambda_j) v_j for the components that explain
+  `min_explained` of the variance (PC1 is "the market", later ones are rotations such as
+  BTC against alts); these price the hedged books the correlation allows;
+* idiosyncratic: market i alone moves +/- k sigma_i|rest, where sigma_i|rest^2 =
+  1 / (S^-1)_ii is the variance left after regressing i on every other market; this prices
+  relative-value books that the components treat as hedged.
+
+k is `k_sigma`, raised per direction to the empirical `tail_quantile` of the standardised
+h-day moves when the history has fatter tails than that (crypto does). Moves are log
+returns, converted to simple returns (exp(x) - 1) and rounded away from zero to whole basis
+points, so a rounded shock is never milder than the model's. At most `max_scenarios` (16,
+the contract's limit) are kept, in whole down/up pairs, joint first, then components by
+variance explained, then idiosyncratic pairs by size, then the remaining components.
+
+Coverage (the contract's rule, see governance.set_risk_book): every market needs a
+scenario moving it down and one moving it up by at least its imr_min, so a lone position is
+never charged less than its isolated margin. Where the data give less, the market's own
+idiosyncratic scenario (else the joint crash/rally, else its largest mover) is widened to
+exactly imr_min, and the change is reported as an `Adjustment`.
+
+Ratios (imr_min, imr_slope, margin_scale, floor, maintenance) are not estimated here: they
+come from the base book (config/risk.yaml), which governance sets separately.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+
+from perpdex.config import load_risk
+from perpdex.errors import PerpdexError
+from perpdex.risk.correlation import RiskEstimate, estimate, log_returns
+from perpdex.risk.history import PriceSeries
+from perpdex.sdk import riskbook
+from perpdex.sdk.riskbook import RiskBook
+from perpdex.units import BPS, WAD, from_wad
+
+MAX_SCENARIOS = riskbook.MAX_SCENARIOS
+MAX_DOWN_BPS = BPS  # the contract refuses shocks below -100%
+MAX_UP_BPS = 2**15 - 1  # a shock is a signed 16-bit field
+# float noise allowed when rounding up: 0.15 * 10_000 is 1500.0000000000002, not 1501 bp
+ROUNDING_SLACK_BPS = 1e-9
+KIND_ORDER = {"joint": 0, "pc": 1, "idio": 2}
+
+
+class DesignError(PerpdexError):
+    """The scenario design cannot be built from these inputs."""
+
+
+@dataclass(frozen=True)
+class DesignParams:
+    """Knobs of the scenario design (defaults: 2-day horizon, 3.5 sigma, 99.5% tails)."""
+
+    horizon_days: int = 2
+    k_sigma: float = 3.5
+    tail_quantile: float | None = 0.995
+    ewma_lambda: float | None = None
+    window: int | None = None  # last N daily returns only
+    min_explained: float = 0.99
+    idiosyncratic: bool = True
+    joint: bool = True
+    max_scenarios: int = MAX_SCENARIOS
+
+    def __post_init__(self) -> None:
+        if self.horizon_days < 1:
+            raise DesignError("--horizon must be at least 1 day")
+        if self.k_sigma <= 0:
+            raise DesignError("--k must be above 0 (it is the move in standard deviations)")
+        if self.tail_quantile is not None and not 0.5 < self.tail_quantile < 1:
+            raise DesignError("--tail-quantile must lie between 0.5 and 1 (e.g. 0.995)")
+        if not 0 < self.min_explained <= 1:
+            raise DesignError("min_explained must lie in (0, 1]")
+        if not 2 <= self.max_scenarios <= MAX_SCENARIOS:
+            raise DesignError(f"max_scenarios must lie in 2..{MAX_SCENARIOS} (contract limit)")
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """One designed scenario before rounding: horizon log-moves per market."""
+
+    name: str
+    kind: str  # "joint", "pc" or "idio"
+    index: int  # component number (pc), market index (idio), 0 (joint)
+    direction: int  # -1 down, +1 up
+    k: float  # standard deviations used
+    log_moves: tuple[float, ...]
+    note: str
+
+    @property
+    def simple_moves(self) -> tuple[float, ...]:
+        return tuple(math.expm1(x) for x in self.log_moves)
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """A shock widened to satisfy the coverage rule."""
+
+    scenario: str
+    market: str
+    before_bps: int
+    after_bps: int
+
+    def __str__(self) -> str:
+        side = "down" if self.after_bps < 0 else "up"
+        return (
+            f"{self.scenario}: {self.market} {self.before_bps:+d} -> {self.after_bps:+d} bp "
+            f"(no scenario moved {self.market} {side} by its imr_min)"
+        )
+
+
+@dataclass(frozen=True)
+class Design:
+    """The designed book with everything that produced it."""
+
+    symbols: tuple[str, ...]
+    estimate: RiskEstimate
+    params: DesignParams
+    eigenvalues: np.ndarray  # horizon variance per component, descending
+    eigenvectors: np.ndarray  # columns, sign-normalised
+    specs: tuple[ScenarioSpec, ...]  # in book order
+    dropped: tuple[str, ...]  # candidates beyond max_scenarios
+    adjustments: tuple[Adjustment, ...]
+    book: RiskBook
+
+    @property
+    def explained(self) -> np.ndarray:
+        return np.asarray(self.eigenvalues / self.eigenvalues.sum())
+
+    @property
+    def horizon_vol(self) -> np.ndarray:
+        return np.asarray(self.estimate.vol * math.sqrt(self.params.horizon_days))
+
+
+# --- building blocks -------------------------------------------------------------------------
+
+
+def round_up_bps(fraction: float) -> int:
+    """Simple return -> bp, rounded away from zero (never milder), within [-100%, u16]."""
+    if not math.isfinite(fraction):
+        raise DesignError(f"shock {fraction} is not a number; check the price history")
+    magnitude = math.ceil(abs(fraction) * BPS - ROUNDING_SLACK_BPS)
+    magnitude = max(magnitude, 0)
+    if fraction < 0:
+        return -min(magnitude, MAX_DOWN_BPS)
+    return min(magnitude, MAX_UP_BPS)
+
+
+def principal_components(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending) and eigenvectors (columns) of a covariance, each vector
+    signed so its components sum to a positive number (PC1 up = the market up), or, if
+    they sum to about zero, so its largest component is positive."""
+    vals, vecs = np.linalg.eigh(np.asarray(cov, dtype=np.float64))
+    order = np.argsort(vals)[::-1]
+    vals, vecs = np.clip(vals[order], 0.0, None), vecs[:, order]
+    for j in range(vecs.shape[1]):
+        v = vecs[:, j]
+        total = v.sum()
+        sign = np.sign(total) if abs(total) > 1e-9 else np.sign(v[np.argmax(np.abs(v))])
+        vecs[:, j] = v * (sign or 1.0)
+    return vals, vecs
+
+
+def tail_k(standardised: np.ndarray, k_sigma: float, q: float | None) -> tuple[float, float]:
+    """(k down, k up): `k_sigma`, raised to the empirical q-quantile of the moves in units
+    of their own standard deviation when the tails are fatter."""
+    if q is None or standardised.size < 2:
+        return k_sigma, k_sigma
+    s = standardised / standardised.std()
+    return max(k_sigma, float(np.quantile(-s, q))), max(k_sigma, float(np.quantile(s, q)))
+
+
+def _describe(moves: Sequence[float], symbols: Sequence[str]) -> str:
+    parts = [f"{s} {math.expm1(x):+.1%}" for s, x in zip(symbols, moves, strict=True) if x]
+    return ", ".join(parts) or "no move"
+
+
+def _candidates(
+    series: PriceSeries, est: RiskEstimate, p: DesignParams
+) -> tuple[list[list[ScenarioSpec]], np.ndarray, np.ndarray]:
+    """Candidate down/up pairs in priority order, and the components."""
+    syms = est.symbols
+    n = len(syms)
+    h = p.horizon_days
+    cov_h = est.horizon_cov(h)
+    vals, vecs = principal_components(cov_h)
+    prices = series.prices if p.window is None else series.prices[-(p.window + h) :]
+    rh = log_returns(prices, h)
+    rh = rh - rh.mean(axis=0)
+    sig = np.sqrt(np.diag(cov_h))
+
+    def pair(
+        kind: str, idx: int, label: str, unit: np.ndarray, scores: np.ndarray, what: str
+    ) -> list[ScenarioSpec]:
+        k_dn, k_up = tail_k(scores, p.k_sigma, p.tail_quantile)
+        out = []
+        for d, k, side in ((-1, k_dn, "down"), (1, k_up, "up")):
+            moves = tuple(float(x) for x in d * k * unit)
+            out.append(
+                ScenarioSpec(
+                    name=f"{label}-{side}",
+                    kind=kind,
+                    index=idx,
+                    direction=d,
+                    k=k,
+                    log_moves=moves,
+                    note=f"{what} {side} {k:.2f} sd: {_describe(moves, syms)}",
+                )
+            )
+        return out
+
+    joint: list[list[ScenarioSpec]] = []
+    if p.joint:
+        # per market tails; the crash takes each market's own down-tail multiplier
+        ks = [tail_k(rh[:, i], p.k_sigma, p.tail_quantile) for i in range(n)]
+        crash = tuple(-ks[i][0] * sig[i] for i in range(n))
+        rally = tuple(ks[i][1] * sig[i] for i in range(n))
+        joint.append(
+            [
+                ScenarioSpec(
+                    "crash",
+                    "joint",
+                    0,
+                    -1,
+                    min(k[0] for k in ks),
+                    crash,
+                    f"every market down together: {_describe(crash, syms)}",
+                ),
+                ScenarioSpec(
+                    "rally",
+                    "joint",
+                    0,
+                    1,
+                    min(k[1] for k in ks),
+                    rally,
+                    f"every market up together: {_describe(rally, syms)}",
+                ),
+            ]
+        )
+    pcs: list[list[ScenarioSpec]] = []
+    for j in range(n):
+        if vals[j] <= 0:
+            continue
+        sd = math.sqrt(vals[j])
+        pcs.append(
+            pair("pc", j, f"pc{j + 1}", vecs[:, j] * sd, rh @ vecs[:, j], f"component {j + 1}")
+        )
+    explained = np.cumsum(vals) / vals.sum()
+    n_core = next((j + 1 for j in range(n) if explained[j] >= p.min_explained), n)
+    idio: list[tuple[float, list[ScenarioSpec]]] = []
+    if p.idiosyncratic:
+        prec = np.linalg.pinv(cov_h)
+        for i in range(n):
+            sd_i = math.sqrt(1.0 / prec[i, i]) if prec[i, i] > 0 else sig[i]
+            beta = -prec[i] / prec[i, i]
+            beta[i] = 0.0
+            resid = rh[:, i] - rh @ beta
+            unit = np.zeros(n)
+            unit[i] = sd_i
+            idio.append(
+                (sd_i, pair("idio", i, f"{syms[i].lower()}-idio", unit, resid, f"{syms[i]} alone"))
+            )
+    idio.sort(key=lambda t: -t[0])
+    ordered = joint + pcs[:n_core] + [q for _, q in idio] + pcs[n_core:]
+    return ordered, vals, vecs
+
+
+# --- the design ---------------------------------------------------------------------------
+
+
+def coverage_gaps(book: RiskBook) -> list[tuple[int, str]]:
+    """(market, "down"|"up") pairs that no scenario covers by imr_min (the contract's rule)."""
+    gaps = []
+    for m, r in enumerate(book.markets):
+        col = [row[m] for row in book.shocks]
+        if min([0, *col]) > -r.imr_min_bps:
+            gaps.append((m, "down"))
+        if max([0, *col]) < r.imr_min_bps:
+            gaps.append((m, "up"))
+    return gaps
+
+
+def design(
+    series: PriceSeries,
+    base: RiskBook,
+    symbols: Sequence[str],
+    params: DesignParams | None = None,
+) -> Design:
+    """Scenario set from `series`, with ratios (and market order `symbols`) from `base`."""
+    p = params or DesignParams()
+    syms = tuple(symbols)
+    if len(base.markets) != len(syms):
+        raise DesignError(
+            f"the base book has {len(base.markets)} markets but {len(syms)} symbols were given; "
+            "the base book must list the deployed markets in order"
+        )
+    data = series.select(syms)
+    need = p.horizon_days + (p.window or 0) + 2
+    if data.n_days < need:
+        raise DesignError(
+            f"{data.n_days} days of prices are too few for a {p.horizon_days}-day horizon; "
+            "use a longer history or a shorter --horizon"
+        )
+    est = estimate(data, p.ewma_lambda, p.window)
+    ordered, vals, vecs = _candidates(data, est, p)
+    keep_pairs = p.max_scenarios // 2
+    chosen = [s for pair in ordered[:keep_pairs] for s in pair]
+    dropped = tuple(s.name for pair in ordered[keep_pairs:] for s in pair)
+    chosen.sort(key=lambda s: (KIND_ORDER[s.kind], s.index, s.direction))
+    names = [s.name for s in chosen]
+    shocks = [[round_up_bps(x) for x in s.simple_moves] for s in chosen]
+    adjustments = _cover(shocks, chosen, base, syms)
+    book = RiskBook(
+        floor_bps=base.floor_bps,
+        maintenance_bps=base.maintenance_bps,
+        markets=base.markets,
+        names=tuple(names),
+        shocks=tuple(tuple(r) for r in shocks),
+    )
+    return Design(
+        symbols=syms,
+        estimate=est,
+        params=p,
+        eigenvalues=vals,
+        eigenvectors=vecs,
+        specs=tuple(chosen),
+        dropped=dropped,
+        adjustments=tuple(adjustments),
+        book=book,
+    )
+
+
+def _cover(
+    shocks: list[list[int]], specs: list[ScenarioSpec], base: RiskBook, syms: Sequence[str]
+) -> list[Adjustment]:
+    """Widen shocks in place until every market is covered down and up by its imr_min."""
+    out = []
+    for m, r in enumerate(base.markets):
+        imr = r.imr_min_bps
+        for d in (-1, 1):
+            col = [row[m] for row in shocks]
+            if any(d * x >= imr for x in col):
+                continue
+            pick = next(
+                (
+                    k
+                    for k, s in enumerate(specs)
+                    if s.kind == "idio" and s.index == m and s.direction == d
+                ),
+                None,
+            )
+            if pick is None:
+                pick = next(
+                    (k for k, s in enumerate(specs) if s.kind == "joint" and s.direction == d),
+                    None,
+                )
+            if pick is None:
+                pick = max(range(len(col)), key=lambda k: d * col[k])
+            before = shocks[pick][m]
+            shocks[pick][m] = d * imr
+            out.append(Adjustment(specs[pick].name, syms[m], before, d * imr))
+    return out
+
+
+# --- evaluation: the contract's formulas in floating point -----------------------------------
+
+
+@dataclass(frozen=True)
+class MarginBreakdown:
+    """Initial and maintenance requirements of one book of positions (USD)."""
+
+    gross: float
+    isolated: float
+    worst_loss: float
+    worst_scenario: str | None
+    floor: float
+    addon: float
+    portfolio: float
+    maintenance_isolated: float
+    maintenance_portfolio: float
+
+
+def requirements(
+    book: RiskBook, sizes: Sequence[float], prices: Sequence[float]
+) -> MarginBreakdown:
+    """margin.vy's formulas (without the contract's wei rounding) for sizes in base units
+    and prices in USD, one per market in book order."""
+    gross = iso = addon = 0.0
+    losses = [0.0] * book.n_scenarios
+    for m, (s, px) in enumerate(zip(sizes, prices, strict=True)):
+        if not s:
+            continue
+        r = book.markets[m]
+        notional = abs(s) * px
+        scale = r.margin_scale / WAD
+        slope = notional * r.imr_slope_bps / BPS * abs(s) / scale
+        iso += notional * r.imr_min_bps / BPS + slope
+        addon += slope
+        gross += notional
+        for k in range(book.n_scenarios):
+            losses[k] -= s * px * book.shocks[k][m] / BPS
+    worst, worst_k = 0.0, None
+    for k, loss in enumerate(losses):
+        if loss > worst:
+            worst, worst_k = loss, k
+    floor = gross * book.floor_bps / BPS
+    port = min(iso, max(worst, floor) + addon)
+    mmr = book.maintenance_bps / BPS
+    return MarginBreakdown(
+        gross=gross,
+        isolated=iso,
+        worst_loss=worst,
+        worst_scenario=None if worst_k is None else book.names[worst_k],
+        floor=floor,
+        addon=addon,
+        portfolio=port,
+        maintenance_isolated=iso * mmr,
+        maintenance_portfolio=port * mmr,
+    )
+
+
+# --- YAML (the config/risk.yaml layout) -------------------------------------------------------
+
+
+def _fraction(bps: int) -> str:
+    return format((Decimal(bps) / BPS).normalize(), "f")
+
+
+def book_yaml(
+    book: RiskBook,
+    symbols: Sequence[str],
+    header: Sequence[str] = (),
+    notes: dict[str, str] | None = None,
+) -> str:
+    """The book in config/risk.yaml's layout (loadable with `load_book`)."""
+    notes = notes or {}
+    lines = [f"# {h}".rstrip() for h in header]
+    lines += [
+        f"floor: {_fraction(book.floor_bps)}",
+        f"maintenance_ratio: {_fraction(book.maintenance_bps)}",
+        "",
+        "markets:",
+    ]
+    for s, r in zip(symbols, book.markets, strict=True):
+        scale = format(from_wad(r.margin_scale).normalize(), "f")
+        lines.append(
+            f"  {s}: {{imr_min: {_fraction(r.imr_min_bps)}, "
+            f"imr_slope: {_fraction(r.imr_slope_bps)}, margin_scale: {scale}}}"
+        )
+    lines += ["", "# shocks in basis points", "scenarios:"]
+    width = max(len(n) for n in book.names) + 1
+    for name, row in zip(book.names, book.shocks, strict=True):
+        if name in notes:
+            lines.append(f"  # {notes[name]}")
+        cells = ", ".join(f"{s}: {x}" for s, x in zip(symbols, row, strict=True))
+        lines.append(f"  - {{name: {(name + ',').ljust(width)} {cells}}}")
+    return "\n".join(lines) + "\n"
+
+
+def load_book(path: Path | str, symbols: Sequence[str]) -> RiskBook:
+    """A book file in config/risk.yaml's layout, ordered by `symbols`."""
+    p = Path(path)
+    if not p.exists():
+        raise DesignError(
+            f"no risk book at {p}; design one with `perpdex risk design --out {p}` or pass "
+            "--book config/risk.yaml"
+        )
+    try:
+        return riskbook.from_config(load_risk(p), list(symbols))
+    except ValueError as e:
+        raise DesignError(f"{p}: {e}; add the missing markets to its `markets:` section") from e

@@ -1,0 +1,165 @@
+"""`deploy_system`: idempotent re-runs, the manifest, resuming, and the external inputs.
+
+All of these also run on the fork (`make test-fork`), where the token, feeds and sequencer
+feed are pre-existing contracts at config/networks.yaml[testnet-sim]'s addresses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from perpdex.config import load_networks
+from perpdex.deploy import Protocol, deploy_system, network_key
+
+pytestmark = pytest.mark.fork
+
+# manifest entries every deployment has (feeds is a mapping of lists)
+SINGLE_CONTRACTS = (
+    "token",
+    "sequencer_feed",
+    "oracle",
+    "clearinghouse_admin",
+    "clearinghouse_ops",
+    "clearinghouse",
+)
+
+
+def addresses(p: Protocol) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "token": p.token.address,
+        "oracle": p.oracle.address,
+        "clearinghouse": p.clearinghouse.address,
+        "feeds": {s: [f.address for f in fs] for s, fs in p.feeds.items()},
+        "sequencer": p.sequencer.address if p.sequencer is not None else None,
+    }
+    for name in ("vault", "auction", "lens"):
+        if (c := getattr(p, name)) is not None:
+            out[name] = c.address
+    return out
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> Path:
+    return tmp_path / "deployments" / "test.json"
+
+
+def test_deploy__second_run_sends_no_transaction(admin, manifest):
+    key = network_key()
+    first = deploy_system(admin, key=key, manifest=manifest)
+    assert first.extra["transactions"] > 0
+    logs: list[str] = []
+    second = deploy_system(admin, key=key, manifest=manifest, log=logs.append)
+    assert second.extra["transactions"] == 0
+    assert addresses(second) == addresses(first)
+    assert logs[-1] == f"deploy on {key}: existing deployment is complete, nothing to do"
+
+
+def test_deploy__manifest_records_every_contract(admin, manifest, chain):
+    key = network_key()
+    p = deploy_system(admin, key=key, manifest=manifest)
+    data = json.loads(manifest.read_text())
+    assert data["network"] == key
+    assert data["chain_id"] == chain.chain_id
+    assert data["deployer"] == admin.address
+    assert data["markets"] == p.symbols
+    assert data["settlement_decimals"] == p.system.settlement_decimals
+    c = data["contracts"]
+    for name in SINGLE_CONTRACTS:
+        assert len(chain.provider.get_code(c[name])) > 0, name
+    assert c["clearinghouse"] == p.clearinghouse.address == p.ops.address == p.admin.address
+    assert c["token"] == p.token.address
+    assert c["oracle"] == p.oracle.address
+    assert c["feeds"] == {s: [f.address for f in fs] for s, fs in p.feeds.items()}
+    for m in p.system.markets:
+        assert len(c["feeds"][m.symbol]) == m.oracle.sources
+    if p.vault is not None:
+        assert c["vault"] == p.vault.address
+
+
+def test_deploy__resumes_from_a_partial_manifest(admin, manifest):
+    """An interrupted deploy (here: the last steps missing) only redoes what is missing."""
+    key = network_key()
+    first = deploy_system(admin, key=key, manifest=manifest)
+    data = json.loads(manifest.read_text())
+    for name in ("clearinghouse", "vault"):
+        data["contracts"].pop(name, None)
+    manifest.write_text(json.dumps(data))
+
+    resumed = deploy_system(admin, key=key, manifest=manifest)
+    assert resumed.extra["transactions"] > 0
+    assert resumed.clearinghouse.address != first.clearinghouse.address
+    assert resumed.oracle.address == first.oracle.address
+    assert resumed.token.address == first.token.address
+    assert resumed.clearinghouse.market_count() == len(first.system.markets)
+    assert deploy_system(admin, key=key, manifest=manifest).extra["transactions"] == 0
+
+
+def test_deploy__unknown_network_key_says_what_to_do(admin):
+    from perpdex.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="add one"):
+        deploy_system(admin, key="no-such-network", manifest=None)
+
+
+def test_deploy__oracle_reads_the_configured_feeds(protocol, chain):
+    """Token, feeds and sequencer feed (mocks or pre-existing) are live for the oracle."""
+    p = protocol
+    grace = int(load_networks()[p.network].get("sequencer_grace", 3600))
+    assert p.token.decimals() == p.system.settlement_decimals
+    assert tuple(p.oracle.sequencer_config()) == (p.sequencer.address, grace)
+    _, answer, started_at, _, _ = p.sequencer.latestRoundData()
+    assert answer == 0  # up
+    assert started_at < chain.blocks.head.timestamp - grace
+    assert p.oracle.market_count() == len(p.system.markets)
+    for m in p.system.markets:
+        assert len(p.feeds[m.symbol]) == m.oracle.sources
+        price = p.oracle.latest(p.market_id(m.symbol))[0]
+        assert m.oracle.min_price <= price <= m.oracle.max_price
+
+
+def test_deploy__uses_preexisting_contracts_when_not_mocked(protocol):
+    """On testnet-sim (and any `mocks: false` network) nothing external is redeployed."""
+    net = load_networks()[protocol.network]
+    if net.get("mocks", False):
+        pytest.skip(f"{protocol.network} deploys mocks; run `make test-fork` for this check")
+    assert protocol.token.address == net["token"]
+    assert protocol.sequencer.address == net["sequencer_feed"]
+    for symbol, feeds in protocol.feeds.items():
+        assert [f.address for f in feeds] == net["feeds"][symbol]
+
+
+def test_deploy__manifest_drives_the_demo(admin, manifest, accounts):
+    """The manifest is enough to rebuild every handle; the demo's steps run on it."""
+    from rich.console import Console
+
+    from perpdex import demo
+
+    key = network_key()
+    deployed = deploy_system(admin, key=key, manifest=manifest)
+    p = demo.load_protocol(key, manifest)
+    assert addresses(p) == addresses(deployed)
+
+    traders = demo.create_traders(accounts)
+    demo.fund_traders(p, traders)
+    demo.open_accounts(p, traders)
+    demo.deposit(p, traders)
+    for t in traders:
+        assert t.account_id is not None and t.account_id >> 96 == int(t.wallet.address, 16)
+        assert p.clearinghouse.balance_of(t.account_id, 0) == int(t.deposit) * 10**18
+    console = Console(record=True, width=120)
+    console.print(demo.deployment_table(p), demo.balance_table(p, traders))
+    text = console.export_text()
+    assert p.clearinghouse.address in text
+    assert "40,000.00" in text
+
+
+def test_deploy__demo_without_manifest_says_what_to_do(tmp_path):
+    from perpdex import demo
+    from perpdex.errors import DeploymentNotFound
+
+    with pytest.raises(DeploymentNotFound, match="ape run deploy"):
+        demo.load_protocol("local", tmp_path / "missing.json")

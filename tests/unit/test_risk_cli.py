@@ -1,0 +1,87 @@
+"""`perpdex risk design|diff|plot` offline, through typer's CliRunner on the sub-app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from perpdex.cli.risk import app
+from perpdex.risk.governance import book_problems
+from perpdex.risk.scenarios import load_book
+
+SYMS = ["BTC", "ETH", "SOL"]
+CONFIG = str(Path(__file__).resolve().parents[2] / "config" / "risk.yaml")
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def one_line_error(result: Result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def designed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("risk") / "book.yaml"
+    return out, ok(run("design", "--out", str(out)))
+
+
+def test_design_writes_a_valid_book(designed):
+    out, text = designed
+    assert "SYNTHETIC" in text
+    assert "principal components" in text and "pc1" in text
+    assert f"wrote 14 scenarios to {out}" in text.replace("\n", "")
+    book = load_book(out, SYMS)
+    assert book_problems(book, 3) == []
+    # aligned to config/risk.yaml: the crash and rally take the config's first two slots
+    assert book.names[:2] == ("crash", "rally")
+    assert "SYNTHETIC data" in out.read_text().splitlines()[1]
+
+
+def test_design_without_alignment_keeps_the_natural_order(tmp_path: Path):
+    out = tmp_path / "natural.yaml"
+    ok(run("design", "--out", str(out), "--no-align", "--horizon", "3", "--ewma", "0.94"))
+    book = load_book(out, SYMS)
+    assert book.names[:4] == ("crash", "rally", "pc1-down", "pc1-up")
+    assert book_problems(book, 3) == []
+
+
+def test_diff_against_a_file(designed):
+    out, _ = designed
+    text = ok(run("diff", "--book", str(out), "--against", CONFIG))
+    assert "crypto-crash → crash" in text and "replaced" in text
+    by_name = ok(run("diff", "--book", str(out), "--against", CONFIG, "--by", "name"))
+    assert "removed" in by_name and "added" in by_name
+    same = ok(run("diff", "--book", CONFIG, "--against", CONFIG))
+    assert "identical" in same
+
+
+def test_plot_writes_pngs(designed, tmp_path: Path):
+    out, _ = designed
+    ok(run("plot", "--book", str(out), "--out-dir", str(tmp_path)))
+    for name in ("correlation.png", "scenarios.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_errors_are_one_line_with_a_next_step(tmp_path: Path):
+    line = one_line_error(run("design", "--prices", str(tmp_path / "none.csv")))
+    assert "pass --prices" in line
+    line = one_line_error(run("diff", "--book", str(tmp_path / "none.yaml"), "--against", CONFIG))
+    assert "perpdex risk design" in line
+    line = one_line_error(run("diff", "--book", CONFIG, "--against", CONFIG, "--by", "colour"))
+    assert "--by must be" in line
+    line = one_line_error(run("design", "--out", str(tmp_path / "x.yaml"), "--horizon", "5000"))
+    assert "too few" in line
