@@ -32,6 +32,7 @@ from .modules import trading
 from .modules import treasury
 from .modules import governance
 from .modules import views
+from .modules import liquidation_hooks
 
 initializes: access_control
 initializes: pausable
@@ -42,6 +43,7 @@ initializes: trading[state := state, engine := engine]
 initializes: treasury[state := state, access_control := access_control]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: views[state := state, engine := engine]
+initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
 
 exports: (
     access_control.hasRole,
@@ -77,6 +79,8 @@ exports: (
     engine.engine_refresh_account,
     engine.engine_check_initial,
     engine.engine_pool_trade,
+    engine.engine_fill,
+    state.seized_collateral,
     views.account_header,
     views.account_owner,
     views.account_id,
@@ -120,7 +124,9 @@ def __init__(oracle: IOracleRouter, settlement_token: address, admin: address, o
     ext_oracle: address = empty(address)
     ext_token: address = empty(address)
     ext_oracle, ext_token = staticcall IExtension(ops).extension_config()
-    assert ext_oracle == oracle.address and ext_token == settlement_token, "clearinghouse: extension mismatch"
+    assert (
+        ext_oracle == oracle.address and ext_token == settlement_token
+    ), "clearinghouse: extension mismatch"
     access_control.__init__()
     pausable.__init__()
     state.__init__(oracle, settlement_token)

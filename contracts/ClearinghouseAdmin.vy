@@ -19,6 +19,7 @@ from .modules import trading
 from .modules import treasury
 from .modules import governance
 from .modules import views
+from .modules import liquidation_hooks
 
 initializes: access_control
 initializes: pausable
@@ -29,6 +30,7 @@ initializes: trading[state := state, engine := engine]
 initializes: treasury[state := state, access_control := access_control]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: views[state := state, engine := engine]
+initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
 
 exports: (
     access_control.grantRole,

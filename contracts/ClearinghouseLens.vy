@@ -185,7 +185,7 @@ def account_summary(account: uint256) -> AccountView:
     """
     hdr: uint256 = staticcall clearinghouse.account_header(account)
     ctx: Ctx = self._ctx(hdr)
-    legs: DynArray[Leg, c.MAX_POSITIONS] = self._load_legs(account, hdr, ctx)
+    legs: DynArray[Leg, c.MAX_POSITIONS] = self._load_legs(account, hdr)
     v: AccountView = empty(AccountView)
     v.portfolio = ctx.portfolio
     v.collateral_value = self._collateral_value(account, hdr)
@@ -263,7 +263,9 @@ def quote(account: uint256, market: uint256, size_delta: int256) -> QuoteView:
     skew: int256 = convert(long_oi, int256) - convert(short_oi, int256)
     index: int256 = self._touched_index(market, p, skew, price)
     q.fill_price = pricing._fill_price(price, skew, size_delta, p.skew_scale)
-    q.price_impact = (convert(q.fill_price, int256) - convert(price, int256)) * c.IWAD // convert(price, int256)
+    q.price_impact = (convert(q.fill_price, int256) - convert(price, int256)) * c.IWAD // convert(
+        price, int256
+    )
     q.fee = pricing._fee(q.fill_price, skew, size_delta, p.maker_fee, p.taker_fee)
     # the position after the fill, settled exactly like the Clearinghouse settles it
     size: int256 = 0
@@ -271,11 +273,13 @@ def quote(account: uint256, market: uint256, size_delta: int256) -> QuoteView:
     snap: uint256 = 0
     size, cost, snap = staticcall clearinghouse.position(account, market)
     if size != 0:
-        q.funding_paid = positions._funding_owed(size, packing._pos_funding_delta(snap << 192, index))
+        q.funding_paid = positions._funding_owed(
+            size, packing._pos_funding_delta(snap << 192, index)
+        )
     new_size: int256 = 0
     new_cost: int256 = 0
     new_size, new_cost, q.realized_pnl = positions._apply_fill(size, cost, size_delta, q.fill_price)
-    legs: DynArray[Leg, c.MAX_POSITIONS] = self._load_legs(account, hdr, ctx)
+    legs: DynArray[Leg, c.MAX_POSITIONS] = self._load_legs(account, hdr)
     found: bool = False
     after: DynArray[Leg, c.MAX_POSITIONS] = []
     j: uint256 = 0
@@ -284,13 +288,18 @@ def quote(account: uint256, market: uint256, size_delta: int256) -> QuoteView:
             found = True
             if new_size != 0:
                 j = len(after)
-                after.append(self._leg(market, new_size, new_cost, 0, price, ctx))
+                after.append(self._leg(market, new_size, new_cost, 0, price))
         else:
             after.append(leg)
     if not found and new_size != 0:
         j = len(after)
-        after.append(self._leg(market, new_size, new_cost, 0, price, ctx))
-    collateral: int256 = self._collateral_value(account, hdr) + q.realized_pnl - q.funding_paid - convert(q.fee, int256)
+        after.append(self._leg(market, new_size, new_cost, 0, price))
+    collateral: int256 = (
+        self._collateral_value(account, hdr)
+        + q.realized_pnl
+        - q.funding_paid
+        - convert(q.fee, int256)
+    )
     t: Totals = empty(Totals)
     equity: int256 = collateral
     for leg: Leg in after:
@@ -323,7 +332,7 @@ def _ctx(hdr: uint256) -> Ctx:
 
 @internal
 @view
-def _leg(market: uint256, size: int256, cost: int256, owed: int256, price: uint256, ctx: Ctx) -> Leg:
+def _leg(market: uint256, size: int256, cost: int256, owed: int256, price: uint256) -> Leg:
     book: address = staticcall clearinghouse.risk_book()
     data: Bytes[64] = slice(book.code, 1 + margin.HEADER_BYTES + margin.MARKET_BYTES * market, 64)
     return Leg(
@@ -339,7 +348,7 @@ def _leg(market: uint256, size: int256, cost: int256, owed: int256, price: uint2
 
 @internal
 @view
-def _load_legs(account: uint256, hdr: uint256, ctx: Ctx) -> DynArray[Leg, c.MAX_POSITIONS]:
+def _load_legs(account: uint256, hdr: uint256) -> DynArray[Leg, c.MAX_POSITIONS]:
     legs: DynArray[Leg, c.MAX_POSITIONS] = []
     bitmap: uint256 = packing._positions_bitmap(hdr)
     for m: uint256 in range(c.MAX_MARKETS):
@@ -357,7 +366,7 @@ def _load_legs(account: uint256, hdr: uint256, ctx: Ctx) -> DynArray[Leg, c.MAX_
         rate: int256 = 0
         price, ts, index, rate = staticcall clearinghouse.mark(m)
         owed: int256 = positions._funding_owed(size, packing._pos_funding_delta(snap << 192, index))
-        legs.append(self._leg(m, size, cost, owed, price, ctx))
+        legs.append(self._leg(m, size, cost, owed, price))
     return legs
 
 
@@ -372,15 +381,22 @@ def _collateral_value(account: uint256, hdr: uint256) -> int256:
         if (cbits >> i) & 1 == 0:
             continue
         bal: int256 = staticcall clearinghouse.balance_of(account, i)
-        price: uint256 = (staticcall clearinghouse.mark(staticcall clearinghouse.collateral_market(i)))[0]
+        price: uint256 = (
+            staticcall clearinghouse.mark(staticcall clearinghouse.collateral_market(i))
+        )[0]
         haircut: uint256 = staticcall clearinghouse.collateral_haircut(i)
-        value += convert(fp._mul_div(convert(bal, uint256), price * (c.WAD - haircut), c.WAD * c.WAD, False), int256)
+        value += convert(
+            fp._mul_div(convert(bal, uint256), price * (c.WAD - haircut), c.WAD * c.WAD, False),
+            int256,
+        )
     return value
 
 
 @internal
 @view
-def _touched_index(market: uint256, p: packing.MarketParams, skew: int256, price: uint256) -> int256:
+def _touched_index(
+    market: uint256, p: packing.MarketParams, skew: int256, price: uint256
+) -> int256:
     """
     @dev The funding index the Clearinghouse would write when touching `market` now.
     """
@@ -393,7 +409,13 @@ def _touched_index(market: uint256, p: packing.MarketParams, skew: int256, price
         return index
     d: int256 = 0
     rate, d = funding._accrue(
-        rate, block.timestamp - ts, skew, p.skew_scale, p.max_funding_velocity, p.max_funding_rate, price
+        rate,
+        block.timestamp - ts,
+        skew,
+        p.skew_scale,
+        p.max_funding_velocity,
+        p.max_funding_rate,
+        price,
     )
     return index + d
 
@@ -452,13 +474,17 @@ def _gap(base: Totals, leg: Leg, base_equity: int256, price: uint256, ctx: Ctx) 
     """
     t: Totals = self._add(base, leg, price, ctx.n_s)
     mm: uint256 = fp._mul_div(self._initial(t, ctx), ctx.mmr_bps, c.BPS, True)
-    equity: int256 = base_equity + positions._value_pnl(leg.size, leg.cost, price) - leg.funding_owed
+    equity: int256 = (
+        base_equity + positions._value_pnl(leg.size, leg.cost, price) - leg.funding_owed
+    )
     return equity - convert(mm, int256)
 
 
 @internal
 @pure
-def _liquidation_price(legs: DynArray[Leg, c.MAX_POSITIONS], j: uint256, equity: int256, ctx: Ctx) -> uint256:
+def _liquidation_price(
+    legs: DynArray[Leg, c.MAX_POSITIONS], j: uint256, equity: int256, ctx: Ctx
+) -> uint256:
     leg: Leg = legs[j]
     base: Totals = empty(Totals)
     for i: uint256 in range(c.MAX_POSITIONS):
@@ -466,7 +492,9 @@ def _liquidation_price(legs: DynArray[Leg, c.MAX_POSITIONS], j: uint256, equity:
             break
         if i != j:
             base = self._add(base, legs[i], legs[i].price, ctx.n_s)
-    base_equity: int256 = equity - positions._value_pnl(leg.size, leg.cost, leg.price) + leg.funding_owed
+    base_equity: int256 = (
+        equity - positions._value_pnl(leg.size, leg.cost, leg.price) + leg.funding_owed
+    )
     if self._gap(base, leg, base_equity, leg.price, ctx) <= 0:
         return leg.price  # already at or below maintenance
     lo: uint256 = 0

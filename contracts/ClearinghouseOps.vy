@@ -20,6 +20,7 @@ from .modules import trading
 from .modules import treasury
 from .modules import governance
 from .modules import views
+from .modules import liquidation_hooks
 
 initializes: access_control
 initializes: pausable
@@ -30,6 +31,7 @@ initializes: trading[state := state, engine := engine]
 initializes: treasury[state := state, access_control := access_control]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: views[state := state, engine := engine]
+initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
 
 exports: (
     accounts.set_operator,
@@ -45,6 +47,11 @@ exports: (
     treasury.sync_marks,
     treasury.fund_insurance,
     treasury.withdraw_protocol_fees,
+    liquidation_hooks.refresh_account,
+    liquidation_hooks.liquidation_begin,
+    liquidation_hooks.liquidation_reward,
+    liquidation_hooks.liquidation_transfer,
+    liquidation_hooks.liquidation_end,
 )
 
 
@@ -66,7 +73,9 @@ def __init__(oracle: IOracleRouter, settlement_token: address, admin_half: addre
     ext_oracle: address = empty(address)
     ext_token: address = empty(address)
     ext_oracle, ext_token = staticcall IExtension(admin_half).extension_config()
-    assert ext_oracle == oracle.address and ext_token == settlement_token, "clearinghouse: extension mismatch"
+    assert (
+        ext_oracle == oracle.address and ext_token == settlement_token
+    ), "clearinghouse: extension mismatch"
     access_control.__init__()
     pausable.__init__()
     state.__init__(oracle, settlement_token)

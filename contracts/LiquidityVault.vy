@@ -150,9 +150,10 @@ def convertToAssets(shares: uint256) -> uint256:
 @view
 def maxDeposit(receiver: address) -> uint256:
     """
-    @notice Unlimited while the pool's equity is positive, else 0.
+    @notice Unlimited while the pool's equity is positive, else 0 (and 0 for the zero
+            address, to which deposits are refused).
     """
-    if self._total_assets() == 0:
+    if self._total_assets() == 0 or receiver == empty(address):
         return 0
     return max_value(uint256)
 
@@ -161,9 +162,10 @@ def maxDeposit(receiver: address) -> uint256:
 @view
 def maxMint(receiver: address) -> uint256:
     """
-    @notice Unlimited while the pool's equity is positive, else 0.
+    @notice Unlimited while the pool's equity is positive, else 0 (and 0 for the zero
+            address).
     """
-    if self._total_assets() == 0:
+    if self._total_assets() == 0 or receiver == empty(address):
         return 0
     return max_value(uint256)
 
@@ -301,8 +303,12 @@ def _deposit(assets: uint256, shares: uint256, receiver: address):
     assert assets != 0 and shares != 0, "vault: zero amount"
     assert receiver != empty(address), "vault: zero receiver"
     assert self._total_assets() != 0 or erc20.totalSupply == 0, "vault: pool is insolvent"
-    assert extcall _ASSET.transferFrom(msg.sender, self, assets, default_return_value=True), "vault: transfer failed"
-    assert extcall _ASSET.approve(clearinghouse.address, assets, default_return_value=True), "vault: approve failed"
+    assert extcall _ASSET.transferFrom(
+        msg.sender, self, assets, default_return_value=True
+    ), "vault: transfer failed"
+    assert extcall _ASSET.approve(
+        clearinghouse.address, assets, default_return_value=True
+    ), "vault: approve failed"
     before: int256 = staticcall clearinghouse.pool_cash()
     extcall clearinghouse.vault_deposit(assets)
     credited: int256 = staticcall clearinghouse.pool_cash() - before
@@ -319,7 +325,9 @@ def _withdraw(assets: uint256, shares: uint256, receiver: address, owner: addres
         erc20._spend_allowance(owner, msg.sender, shares)
     erc20._burn(owner, shares)
     extcall clearinghouse.vault_withdraw(assets, receiver)
-    log IERC4626.Withdraw(sender=msg.sender, receiver=receiver, owner=owner, assets=assets, shares=shares)
+    log IERC4626.Withdraw(
+        sender=msg.sender, receiver=receiver, owner=owner, assets=assets, shares=shares
+    )
 
 
 @internal
@@ -334,13 +342,17 @@ def _total_assets() -> uint256:
 @internal
 @view
 def _to_shares(assets: uint256, roundup: bool) -> uint256:
-    return math._mul_div(assets, erc20.totalSupply + 10**_DECIMALS_OFFSET, self._total_assets() + 1, roundup)
+    return math._mul_div(
+        assets, erc20.totalSupply + 10**_DECIMALS_OFFSET, self._total_assets() + 1, roundup
+    )
 
 
 @internal
 @view
 def _to_assets(shares: uint256, roundup: bool) -> uint256:
-    return math._mul_div(shares, self._total_assets() + 1, erc20.totalSupply + 10**_DECIMALS_OFFSET, roundup)
+    return math._mul_div(
+        shares, self._total_assets() + 1, erc20.totalSupply + 10**_DECIMALS_OFFSET, roundup
+    )
 
 
 @internal

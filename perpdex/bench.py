@@ -39,6 +39,7 @@ BUDGETS: dict[str, int] = {
     "margin_check_8": 60_000,
     "liquidation_start": 200_000,
     "auction_take": 250_000,
+    "auction_take_fresh_account": 250_000,
 }
 PER_POSITION_BUDGET = 15_000
 
@@ -129,8 +130,14 @@ class Bench:
             feed = admin.deploy(self.project.MockAggregator, 8, int(btc.price * 10**8))
             o = btc.oracle
             p.oracle.add_market(
-                [feed.address], [o.max_age], o.min_price, o.max_price,
-                o.max_deviation_bps, 1, o.twap_window, sender=admin,
+                [feed.address],
+                [o.max_age],
+                o.min_price,
+                o.max_price,
+                o.max_deviation_bps,
+                1,
+                o.twap_window,
+                sender=admin,
             )
             p.admin.add_market(btc.params(), sender=admin)
             p.feeds[f"X{p.clearinghouse.market_count() - 1}"] = [feed]
@@ -162,30 +169,46 @@ class Bench:
         self.record("deposit_first", ops.deposit(acct, p.token, 100_000 * self.unit, sender=trader))
         self.record("deposit", ops.deposit(acct, p.token, 100_000 * self.unit, sender=trader))
         self.tick()
-        self.record("open", self.trade(trader, acct, btc, self.size("BTC", 50_000)),
-                    "first position of the account")
+        self.record(
+            "open",
+            self.trade(trader, acct, btc, self.size("BTC", 50_000)),
+            "first position of the account",
+        )
         # what a trade pays extra when a market's mark is older than max_mark_age
         self.chain.pending_timestamp += 120
         for f in p.feeds["BTC"] + p.feeds["ETH"]:
             f.set_answer(f.latestRoundData()[1], sender=self.admin)
-        self.record("open_eth_fresh_btc_stale", self.trade(trader, acct, eth, self.size("ETH", 1_000)),
-                    "BTC mark stale: re-read in the margin check")
+        self.record(
+            "open_eth_fresh_btc_stale",
+            self.trade(trader, acct, eth, self.size("ETH", 1_000)),
+            "BTC mark stale: re-read in the margin check",
+        )
         self.tick()
-        self.record("reduce_eth", self.trade(trader, acct, eth, -self.size("ETH", 1_000)),
-                    "reduce-only close, no margin check")
+        self.record(
+            "reduce_eth",
+            self.trade(trader, acct, eth, -self.size("ETH", 1_000)),
+            "reduce-only close, no margin check",
+        )
         self.tick()
-        self.record("increase", self.trade(trader, acct, btc, self.size("BTC", 20_000)),
-                    "account with one position")
+        self.record(
+            "increase",
+            self.trade(trader, acct, btc, self.size("BTC", 20_000)),
+            "account with one position",
+        )
         self.tick()
         self.record("reduce", self.trade(trader, acct, btc, -self.size("BTC", 30_000)))
         self.tick()
         size = ch.position(acct, btc)[0]
         self.record("close", self.trade(trader, acct, btc, -size))
         self.tick()
-        self.record("withdraw", ops.withdraw(acct, p.token, 10_000 * self.unit, trader, sender=trader))
+        self.record(
+            "withdraw", ops.withdraw(acct, p.token, 10_000 * self.unit, trader, sender=trader)
+        )
         self.tick()
         shares = p.vault.balanceOf(lp) // 10
         self.record("lp_withdraw", p.vault.redeem(shares, lp, lp, sender=lp))
+
+        self.liquidation(trader, a[4], a[5])
 
         # books of 1..8 positions: increase gas by position count, margin checks, 8th open
         markets = self.extra_markets(8)
@@ -211,8 +234,60 @@ class Bench:
         # what calling into the Clearinghouse costs by itself (cold account, dispatch,
         # return): a margin check inside a trade does not pay it
         base = int(self.probe.measure_view(ch.address, ch.OPS.encode_input()))
-        self.rows.append(Row("external_call_overhead", base, 0, "GasProbe on a storage-free getter"))
+        self.rows.append(
+            Row("external_call_overhead", base, 0, "GasProbe on a storage-free getter")
+        )
         return self.rows
+
+    def set_btc(self, usd: int) -> None:
+        for f in self.p.feeds["BTC"]:
+            f.set_answer(usd * 10**8, sender=self.admin)
+
+    def liquidation(self, trader: Any, keeper: Any, keeper2: Any) -> None:
+        """A 1-BTC account falls below maintenance over 20 minutes (the time-weighted
+        price follows); a keeper starts its liquidation and two keepers take the tranche:
+        one into an account that already holds BTC, one into a fresh account."""
+        p, ch, unit = self.p, self.p.clearinghouse, self.unit
+        victim = int(ch.open_account("victim", False, sender=trader).return_value)
+        p.ops.deposit(victim, p.token, 12_000 * unit, sender=trader)
+        self.tick()
+        self.trade(trader, victim, 0, self.size("BTC", 100_000))
+        seasoned, fresh = [], []
+        for who, book in ((keeper, seasoned), (keeper2, fresh)):
+            self.fund(who, 200_000)
+            acct = int(ch.open_account("keeper", False, sender=who).return_value)
+            p.ops.deposit(acct, p.token, 200_000 * unit, sender=who)
+            book.append(acct)
+        self.tick()
+        self.trade(keeper, seasoned[0], 0, self.size("BTC", 1_000))
+        for _ in range(20):  # BTC at 90,000 for 20 minutes
+            self.chain.pending_timestamp += 60
+            self.set_btc(90_000)
+            for sym in ("ETH", "SOL"):
+                for f in p.feeds[sym]:
+                    f.set_answer(int(p.system.market(sym).price * 10**8), sender=self.admin)
+            p.ops.refresh([0, 1, 2], sender=self.admin)
+        self.chain.pending_timestamp += 2
+        self.record(
+            "liquidation_start",
+            p.auction.start(victim, seasoned[0], sender=keeper),
+            "1-position account, tranche of half the book",
+        )
+        self.chain.pending_timestamp += 120
+        self.record(
+            "auction_take",
+            p.auction.take(victim, seasoned[0], WAD // 2, sender=keeper),
+            "into a keeper account already holding the market",
+        )
+        self.chain.pending_timestamp += 30
+        self.record(
+            "auction_take_fresh_account",
+            p.auction.take(victim, fresh[0], WAD, sender=keeper2),
+            "into a keeper account with no position yet",
+        )
+        # restore BTC for the rest of the benchmark
+        self.chain.pending_timestamp += 60
+        self.set_btc(int(p.system.market("BTC").price))
 
 
 def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int]:
@@ -235,6 +310,9 @@ def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int]:
         "margin_check_8_isolated": g["margin_check_8_isolated"],
         "open_8th_position": g["open_8th_position_portfolio"],
         "open_8th_position_isolated": g["open_8th_position_isolated"],
+        "liquidation_start": g["liquidation_start"],
+        "auction_take": g["auction_take"],
+        "auction_take_fresh_account": g["auction_take_fresh_account"],
         "per_position_increase": per_position(g, "portfolio"),
         "per_position_increase_isolated": per_position(g, "isolated"),
     }
@@ -250,8 +328,13 @@ def per_position(g: dict[str, int], mode: str) -> int:
 
 def bytecode_sizes(project: Any) -> dict[str, int]:
     names = [
-        "Clearinghouse", "ClearinghouseOps", "ClearinghouseAdmin", "ClearinghouseLens",
-        "OracleRouter", "LiquidityVault", "LiquidationAuction",
+        "Clearinghouse",
+        "ClearinghouseOps",
+        "ClearinghouseAdmin",
+        "ClearinghouseLens",
+        "OracleRouter",
+        "LiquidityVault",
+        "LiquidationAuction",
     ]
     sizes = {}
     for n in names:
@@ -329,8 +412,14 @@ def main() -> None:
     for r in rows:
         budget = BUDGETS.get(r.key.removesuffix("_portfolio"), 0)
         style = "red" if budget and r.gas > budget else ""
-        t.add_row(r.key, f"{r.gas:,}", f"{budget:,}" if budget else "", str(r.calldata),
-                  f"{r.l1_fee_usd:.4f}", style=style)
+        t.add_row(
+            r.key,
+            f"{r.gas:,}",
+            f"{budget:,}" if budget else "",
+            str(r.calldata),
+            f"{r.l1_fee_usd:.4f}",
+            style=style,
+        )
     console.print(t)
     console.print(
         f"per extra position: {summary['per_position_increase']:,} gas (portfolio), "

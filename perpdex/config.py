@@ -60,6 +60,29 @@ class MarketConfig:
 
 
 @dataclass(frozen=True)
+class LiquidationConfig:
+    keeper_tip: int  # WAD
+    keeper_fee: int
+    keeper_cap: int
+    penalty: int
+    target_health: int
+    critical_health: int
+    min_step: int
+    max_step: int
+    small_account: int
+    cooldown: int
+    start_discount: int
+    max_discount: int
+    duration: int
+    cusp: int
+    window: int
+
+    def params(self) -> dict[str, int]:
+        """The `Params` struct of LiquidationAuction."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
 class SystemConfig:
     settlement_symbol: str
     settlement_decimals: int
@@ -70,6 +93,7 @@ class SystemConfig:
     markets: tuple[MarketConfig, ...]
     vault_decimals_offset: int = 6
     vault_withdraw_fee_bps: int = 30
+    liquidation: LiquidationConfig | None = None
 
     def market(self, symbol: str) -> MarketConfig:
         for m in self.markets:
@@ -153,6 +177,12 @@ def load_system(path: Path | None = None) -> SystemConfig:
             markets=tuple(markets),
             vault_decimals_offset=int(d["vault"]["decimals_offset"]),
             vault_withdraw_fee_bps=to_bps(d["vault"]["withdraw_fee"]),
+            liquidation=LiquidationConfig(
+                **{
+                    k: (int(v) if k in ("cooldown", "duration", "window") else to_wad(v))
+                    for k, v in d["liquidation"].items()
+                }
+            ),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"config/markets.yaml: bad or missing field {e}; compare with git") from e

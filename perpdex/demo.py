@@ -7,27 +7,18 @@ deployment manifest written by `ape run deploy`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from perpdex.config import load_system
-from perpdex.deploy import Protocol, manifest_path, network_key
-from perpdex.errors import DeploymentNotFound
+from perpdex.deploy import Protocol, load_protocol
 from perpdex.units import WAD, to_units
 
 # Protocol fields that later issues add -> contract name (loaded when the manifest has them;
 # add the auction here when deploy_system records it).
-OPTIONAL_CONTRACTS: dict[str, str] = {
-    "vault": "LiquidityVault",
-    "lens": "ClearinghouseLens",
-}
-
 # Trader name -> (ape test account index, USDC deposited).
 TRADERS: dict[str, tuple[int, Decimal]] = {
     "alice": (1, Decimal(25_000)),
@@ -59,51 +50,6 @@ def account_label(account_id: int) -> str:
 
     owner = to_checksum_address((account_id >> 96).to_bytes(20, "big"))
     return f"{owner[:6]}…{owner[-4:]}/{account_id & (2**96 - 1)}"
-
-
-def _at(name: str, address: str) -> Any:
-    from ape import Contract, project
-
-    return Contract(address, contract_type=getattr(project, name).contract_type)
-
-
-def load_protocol(key: str | None = None, path: Path | None = None) -> Protocol:
-    """Contract handles for the deployment recorded in deployments/<key>.json."""
-    from ape import chain
-
-    key = key or network_key()
-    path = path or manifest_path(key)
-    if not path.exists():
-        raise DeploymentNotFound(
-            f"{path} does not exist: deploy first with `ape run deploy --network <network>` "
-            "(or run everything with `make demo`)"
-        )
-    data = json.loads(path.read_text())
-    c = data.get("contracts", {})
-    if data.get("chain_id") not in (None, chain.chain_id):
-        raise DeploymentNotFound(
-            f"{path} is for chain {data['chain_id']}, connected to chain {chain.chain_id}; "
-            "pick the right --network or redeploy with `ape run deploy`"
-        )
-    ch = c.get("clearinghouse")
-    if not ch or not chain.provider.get_code(ch):
-        raise DeploymentNotFound(
-            f"{path} records no live clearinghouse on this chain (a restarted anvil?); "
-            "redeploy with `ape run deploy`"
-        )
-    return Protocol(
-        network=key,
-        system=load_system(),
-        token=_at("MockERC20", c["token"]),
-        oracle=_at("OracleRouter", c["oracle"]),
-        clearinghouse=_at("Clearinghouse", ch),
-        ops=_at("ClearinghouseOps", ch),
-        admin=_at("ClearinghouseAdmin", ch),
-        feeds={s: [_at("MockAggregator", a) for a in fs] for s, fs in c["feeds"].items()},
-        sequencer=_at("MockAggregator", c["sequencer_feed"]) if c.get("sequencer_feed") else None,
-        **{f: _at(name, c[f]) for f, name in OPTIONAL_CONTRACTS.items() if c.get(f)},
-        extra={"manifest": str(path), "chain_id": data.get("chain_id")},
-    )
 
 
 # --- steps ------------------------------------------------------------------------------

@@ -23,10 +23,16 @@ from perpdex.config import (
     load_risk,
     load_system,
 )
-from perpdex.errors import ConfigError
+from perpdex.errors import ConfigError, DeploymentNotFound
 from perpdex.sdk import riskbook
 
 FEED_DECIMALS = 8
+# Manifest keys of contracts deployed after the core suite -> contract names.
+OPTIONAL_CONTRACTS: dict[str, str] = {
+    "vault": "LiquidityVault",
+    "lens": "ClearinghouseLens",
+    "auction": "LiquidationAuction",
+}
 DEPLOYMENTS_DIR = ROOT / "deployments"
 
 
@@ -155,7 +161,10 @@ def deploy_system(
     # --- settlement token, feeds, sequencer feed ------------------------------------
     if mocks:
         token = reuse_or_deploy(
-            "token", "MockERC20", f"Test {system.settlement_symbol}", system.settlement_symbol,
+            "token",
+            "MockERC20",
+            f"Test {system.settlement_symbol}",
+            system.settlement_symbol,
             system.settlement_decimals,
         )
         feeds: dict[str, list[Any]] = {}
@@ -217,9 +226,7 @@ def deploy_system(
 
     # --- clearinghouse: three code halves at one address ------------------------------
     admin_half = reuse_or_deploy("clearinghouse_admin", "ClearinghouseAdmin", oracle, token)
-    ops_half = reuse_or_deploy(
-        "clearinghouse_ops", "ClearinghouseOps", oracle, token, admin_half
-    )
+    ops_half = reuse_or_deploy("clearinghouse_ops", "ClearinghouseOps", oracle, token, admin_half)
     ch = reuse_or_deploy(
         "clearinghouse", "Clearinghouse", oracle, token, deployer.address, ops_half
     )
@@ -238,8 +245,10 @@ def deploy_system(
         sent += 1
         log(f"clearinghouse: published risk book ({len(risk.scenarios)} scenarios)")
     elif bytes(chain.provider.get_code(current))[1:] != book:
-        log("note: the on-chain risk book differs from config/risk.yaml; "
-            "publish it in bounded steps with `perpdex risk push`")
+        log(
+            "note: the on-chain risk book differs from config/risk.yaml; "
+            "publish it in bounded steps with `perpdex risk push`"
+        )
     sysp = ch.system_params()
     if (sysp.insurance_bps, sysp.protocol_bps) != (system.insurance_bps, system.protocol_bps):
         admin.set_fee_split(system.insurance_bps, system.protocol_bps, sender=deployer)
@@ -261,12 +270,24 @@ def deploy_system(
         sent += 1
         log(f"clearinghouse: vault set to {vault.address}")
 
+    # --- liquidation auction ------------------------------------------------------------
+    assert system.liquidation is not None
+    auction = reuse_or_deploy("auction", "LiquidationAuction", ch, system.liquidation.params())
+    role = ch.LIQUIDATOR_ROLE()
+    if not ch.hasRole(role, auction.address):
+        admin.grantRole(role, auction, sender=deployer)
+        sent += 1
+        log(f"clearinghouse: LIQUIDATOR_ROLE granted to {auction.address}")
+
     mf.data["markets"] = [m.symbol for m in system.markets]
     mf.data["settlement_decimals"] = system.settlement_decimals
     mf.data["deployer"] = deployer.address
     mf.save()
-    log(f"deploy on {key}: {sent} transaction(s) sent" if sent else
-        f"deploy on {key}: existing deployment is complete, nothing to do")
+    log(
+        f"deploy on {key}: {sent} transaction(s) sent"
+        if sent
+        else f"deploy on {key}: existing deployment is complete, nothing to do"
+    )
     return Protocol(
         network=key,
         system=system,
@@ -279,5 +300,45 @@ def deploy_system(
         sequencer=sequencer,
         vault=vault,
         lens=lens,
+        auction=auction,
         extra={"transactions": sent},
+    )
+
+
+def load_protocol(key: str | None = None, path: Path | None = None) -> Protocol:
+    """Contract handles for the deployment recorded in deployments/<key>.json."""
+    from ape import chain
+
+    key = key or network_key()
+    path = path or manifest_path(key)
+    if not path.exists():
+        raise DeploymentNotFound(
+            f"{path} does not exist: deploy first with `ape run deploy --network <network>` "
+            "(or run everything with `make demo`)"
+        )
+    data = json.loads(path.read_text())
+    c = data.get("contracts", {})
+    if data.get("chain_id") not in (None, chain.chain_id):
+        raise DeploymentNotFound(
+            f"{path} is for chain {data['chain_id']}, connected to chain {chain.chain_id}; "
+            "pick the right --network or redeploy with `ape run deploy`"
+        )
+    ch = c.get("clearinghouse")
+    if not ch or not chain.provider.get_code(ch):
+        raise DeploymentNotFound(
+            f"{path} records no live clearinghouse on this chain (a restarted anvil?); "
+            "redeploy with `ape run deploy`"
+        )
+    return Protocol(
+        network=key,
+        system=load_system(),
+        token=_at("MockERC20", c["token"]),
+        oracle=_at("OracleRouter", c["oracle"]),
+        clearinghouse=_at("Clearinghouse", ch),
+        ops=_at("ClearinghouseOps", ch),
+        admin=_at("ClearinghouseAdmin", ch),
+        feeds={s: [_at("MockAggregator", a) for a in fs] for s, fs in c["feeds"].items()},
+        sequencer=_at("MockAggregator", c["sequencer_feed"]) if c.get("sequencer_feed") else None,
+        **{f: _at(name, c[f]) for f, name in OPTIONAL_CONTRACTS.items() if c.get(f)},
+        extra={"manifest": str(path), "chain_id": data.get("chain_id")},
     )

@@ -76,7 +76,7 @@ class Helpers:
 
     def __init__(self, p: Protocol) -> None:
         self.p = p
-        self.unit = 10 ** p.system.settlement_decimals
+        self.unit = 10**p.system.settlement_decimals
 
     def usd(self, amount: int | str | Decimal) -> int:
         """Token units of `amount` dollars."""

@@ -68,7 +68,9 @@ def set_margin_mode(account: uint256, portfolio: bool):
     hdr ^= c.ACCOUNT_PORTFOLIO
     state._header[account] = hdr
     if packing._position_count(hdr) > 0:
-        extcall IClearinghouseEngine(self).engine_check_initial(account, "clearinghouse: mode switch leaves account under-margined")
+        extcall IClearinghouseEngine(self).engine_check_initial(
+            account, "clearinghouse: mode switch leaves account under-margined", True
+        )
     log state.MarginModeChanged(account=account, portfolio=portfolio)
 
 
@@ -94,7 +96,9 @@ def deposit(account: uint256, token: address, amount: uint256):
     hdr: uint256 = engine._require_exists(account)
     idx: uint256 = engine._token_index(token)
     before: uint256 = staticcall IERC20(token).balanceOf(self)
-    assert extcall IERC20(token).transferFrom(msg.sender, self, amount, default_return_value=True), "clearinghouse: transfer failed"
+    assert extcall IERC20(token).transferFrom(
+        msg.sender, self, amount, default_return_value=True
+    ), "clearinghouse: transfer failed"
     received: uint256 = staticcall IERC20(token).balanceOf(self) - before
     assert received != 0, "clearinghouse: nothing received"
     held: uint256 = state.collateral_held[idx] + received
@@ -104,7 +108,9 @@ def deposit(account: uint256, token: address, amount: uint256):
     state._balance[account][idx] += convert(credited, int256)
     if idx != 0:
         state._header[account] = packing._with_collateral(hdr, idx, True)
-    log state.Deposit(account=account, token=token, sender=msg.sender, amount=received, credited=credited)
+    log state.Deposit(
+        account=account, token=token, sender=msg.sender, amount=received, credited=credited
+    )
 
 
 @external
@@ -121,14 +127,20 @@ def withdraw(account: uint256, token: address, amount: uint256, receiver: addres
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     idx: uint256 = engine._token_index(token)
     engine._debit(account, hdr, idx, amount)
-    extcall IClearinghouseEngine(self).engine_check_initial(account, "clearinghouse: below initial margin")
+    extcall IClearinghouseEngine(self).engine_check_initial(
+        account, "clearinghouse: below initial margin", True
+    )
     state.collateral_held[idx] -= amount
-    assert extcall IERC20(token).transfer(receiver, amount, default_return_value=True), "clearinghouse: transfer failed"
+    assert extcall IERC20(token).transfer(
+        receiver, amount, default_return_value=True
+    ), "clearinghouse: transfer failed"
     log state.Withdraw(account=account, token=token, receiver=receiver, amount=amount)
 
 
 @external
-def transfer_collateral(from_account: uint256, to_account: uint256, token: address, amount: uint256):
+def transfer_collateral(
+    from_account: uint256, to_account: uint256, token: address, amount: uint256
+):
     """
     @notice Moves collateral between two sub-accounts of the caller in one call. The
             sending account must stay above initial margin.
@@ -144,5 +156,9 @@ def transfer_collateral(from_account: uint256, to_account: uint256, token: addre
     state._balance[to_account][idx] += convert(amount * state.collateral_scale[idx], int256)
     if idx != 0:
         state._header[to_account] = packing._with_collateral(to_hdr, idx, True)
-    extcall IClearinghouseEngine(self).engine_check_initial(from_account, "clearinghouse: below initial margin")
-    log state.CollateralTransferred(from_account=from_account, to_account=to_account, token=token, amount=amount)
+    extcall IClearinghouseEngine(self).engine_check_initial(
+        from_account, "clearinghouse: below initial margin", True
+    )
+    log state.CollateralTransferred(
+        from_account=from_account, to_account=to_account, token=token, amount=amount
+    )

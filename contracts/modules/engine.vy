@@ -45,7 +45,12 @@ def _debit(account: uint256, hdr: uint256, idx: uint256, amount: uint256) -> uin
 
 @internal
 def _pool_trade(
-    account: uint256, hdr: uint256, m: uint256, delta: int256, acceptable: uint256, reduce_only: bool
+    account: uint256,
+    hdr: uint256,
+    m: uint256,
+    delta: int256,
+    acceptable: uint256,
+    reduce_only: bool,
 ) -> uint256:
     """
     @dev A market order against the vault's pool. Returns the fill price.
@@ -99,7 +104,9 @@ def _fill(
     """
     new_hdr: uint256 = self._settle_side(account, hdr, m, delta, price, index, counterparty, fee)
     if counterparty != state.POOL:
-        self._settle_side(counterparty, state._header[counterparty], m, -delta, price, index, account, 0)
+        self._settle_side(
+            counterparty, state._header[counterparty], m, -delta, price, index, account, 0
+        )
     return new_hdr
 
 
@@ -189,17 +196,35 @@ def _collect_fee(account: uint256, fee: uint256):
 def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256):
     assert not pausable.paused, "clearinghouse: paused"
     assert not p.paused, "clearinghouse: market paused"
+    self._require_valid_price(flags)
+    book: address = packing._system(state._system).book
+    assert book != empty(address), "clearinghouse: no risk book"
+    assert (
+        m < margin._header(margin._book_word(book, 0)).n_markets
+    ), "clearinghouse: market not in risk book"
+
+
+@internal
+@pure
+def _require_valid_price(flags: uint256):
+    """
+    @dev Risk may only be added at a valid price: sources agree, sequencer up past grace.
+    """
     assert flags & c.FLAG_SEQUENCER_DOWN == 0, "clearinghouse: sequencer down"
     assert flags & c.FLAG_SEQUENCER_GRACE == 0, "clearinghouse: sequencer grace period"
     assert flags & c.FLAG_DEGRADED == 0, "clearinghouse: oracle degraded"
-    book: address = packing._system(state._system).book
-    assert book != empty(address), "clearinghouse: no risk book"
-    assert m < margin._header(margin._book_word(book, 0)).n_markets, "clearinghouse: market not in risk book"
 
 
 @internal
 @view
-def _check_caps(m: uint256, p: packing.MarketParams, old_oi: uint256, skew: int256, new_skew: int256, price: uint256):
+def _check_caps(
+    m: uint256,
+    p: packing.MarketParams,
+    old_oi: uint256,
+    skew: int256,
+    new_skew: int256,
+    price: uint256,
+):
     """
     @dev Open-interest cap per side and the vault's exposure cap, for risk-adding fills.
     """
@@ -408,37 +433,83 @@ def _scan(
         # inline margin._isolated (same formula, same rounding); margin_scale != 0 is
         # enforced when a book is published
         scale: uint256 = unsafe_mul(c.BPS, (w0 >> 32) & margin.MASK_128)
-        slope: uint256 = unsafe_div(unsafe_add(unsafe_mul(unsafe_mul(notional, (w0 >> 16) & margin.MASK_16), abs_size), unsafe_sub(scale, 1)), scale)
+        slope: uint256 = unsafe_div(
+            unsafe_add(
+                unsafe_mul(unsafe_mul(notional, (w0 >> 16) & margin.MASK_16), abs_size),
+                unsafe_sub(scale, 1),
+            ),
+            scale,
+        )
         # sums of at most 16 terms under 2**245 each: no overflow
-        isolated = unsafe_add(isolated, unsafe_add(unsafe_div(unsafe_add(unsafe_mul(notional, w0 & margin.MASK_16), c.BPS - 1), c.BPS), slope))
+        isolated = unsafe_add(
+            isolated,
+            unsafe_add(
+                unsafe_div(unsafe_add(unsafe_mul(notional, w0 & margin.MASK_16), c.BPS - 1), c.BPS),
+                slope,
+            ),
+        )
         if portfolio:
             addon = unsafe_add(addon, slope)
             gross_raw = unsafe_add(gross_raw, abs_value)
             # shock k is the signed 16-bit field at bits 16k (bp)
             w1: uint256 = extract32(markets, margin.MARKET_BYTES * m + 32, output_type=uint256)
-            l0 = unsafe_sub(l0, unsafe_mul(value, convert(convert(w1 << 240, bytes32), int256) >> 240))
-            l1 = unsafe_sub(l1, unsafe_mul(value, convert(convert(w1 << 224, bytes32), int256) >> 240))
-            l2 = unsafe_sub(l2, unsafe_mul(value, convert(convert(w1 << 208, bytes32), int256) >> 240))
-            l3 = unsafe_sub(l3, unsafe_mul(value, convert(convert(w1 << 192, bytes32), int256) >> 240))
+            l0 = unsafe_sub(
+                l0, unsafe_mul(value, convert(convert(w1 << 240, bytes32), int256) >> 240)
+            )
+            l1 = unsafe_sub(
+                l1, unsafe_mul(value, convert(convert(w1 << 224, bytes32), int256) >> 240)
+            )
+            l2 = unsafe_sub(
+                l2, unsafe_mul(value, convert(convert(w1 << 208, bytes32), int256) >> 240)
+            )
+            l3 = unsafe_sub(
+                l3, unsafe_mul(value, convert(convert(w1 << 192, bytes32), int256) >> 240)
+            )
             if n_s > 4:
-                l4 = unsafe_sub(l4, unsafe_mul(value, convert(convert(w1 << 176, bytes32), int256) >> 240))
-                l5 = unsafe_sub(l5, unsafe_mul(value, convert(convert(w1 << 160, bytes32), int256) >> 240))
-                l6 = unsafe_sub(l6, unsafe_mul(value, convert(convert(w1 << 144, bytes32), int256) >> 240))
-                l7 = unsafe_sub(l7, unsafe_mul(value, convert(convert(w1 << 128, bytes32), int256) >> 240))
+                l4 = unsafe_sub(
+                    l4, unsafe_mul(value, convert(convert(w1 << 176, bytes32), int256) >> 240)
+                )
+                l5 = unsafe_sub(
+                    l5, unsafe_mul(value, convert(convert(w1 << 160, bytes32), int256) >> 240)
+                )
+                l6 = unsafe_sub(
+                    l6, unsafe_mul(value, convert(convert(w1 << 144, bytes32), int256) >> 240)
+                )
+                l7 = unsafe_sub(
+                    l7, unsafe_mul(value, convert(convert(w1 << 128, bytes32), int256) >> 240)
+                )
             if n_s > 8:
-                l8 = unsafe_sub(l8, unsafe_mul(value, convert(convert(w1 << 112, bytes32), int256) >> 240))
-                l9 = unsafe_sub(l9, unsafe_mul(value, convert(convert(w1 << 96, bytes32), int256) >> 240))
-                l10 = unsafe_sub(l10, unsafe_mul(value, convert(convert(w1 << 80, bytes32), int256) >> 240))
-                l11 = unsafe_sub(l11, unsafe_mul(value, convert(convert(w1 << 64, bytes32), int256) >> 240))
+                l8 = unsafe_sub(
+                    l8, unsafe_mul(value, convert(convert(w1 << 112, bytes32), int256) >> 240)
+                )
+                l9 = unsafe_sub(
+                    l9, unsafe_mul(value, convert(convert(w1 << 96, bytes32), int256) >> 240)
+                )
+                l10 = unsafe_sub(
+                    l10, unsafe_mul(value, convert(convert(w1 << 80, bytes32), int256) >> 240)
+                )
+                l11 = unsafe_sub(
+                    l11, unsafe_mul(value, convert(convert(w1 << 64, bytes32), int256) >> 240)
+                )
             if n_s > 12:
-                l12 = unsafe_sub(l12, unsafe_mul(value, convert(convert(w1 << 48, bytes32), int256) >> 240))
-                l13 = unsafe_sub(l13, unsafe_mul(value, convert(convert(w1 << 32, bytes32), int256) >> 240))
-                l14 = unsafe_sub(l14, unsafe_mul(value, convert(convert(w1 << 16, bytes32), int256) >> 240))
-                l15 = unsafe_sub(l15, unsafe_mul(value, convert(convert(w1 << 0, bytes32), int256) >> 240))
+                l12 = unsafe_sub(
+                    l12, unsafe_mul(value, convert(convert(w1 << 48, bytes32), int256) >> 240)
+                )
+                l13 = unsafe_sub(
+                    l13, unsafe_mul(value, convert(convert(w1 << 32, bytes32), int256) >> 240)
+                )
+                l14 = unsafe_sub(
+                    l14, unsafe_mul(value, convert(convert(w1 << 16, bytes32), int256) >> 240)
+                )
+                l15 = unsafe_sub(
+                    l15, unsafe_mul(value, convert(convert(w1 << 0, bytes32), int256) >> 240)
+                )
         if with_equity:
             total_notional = unsafe_add(total_notional, notional)
             s.equity += fp._div_floor(value, c.IWAD) - packing._pos_cost(pw)
-            s.equity -= positions._funding_owed(size, packing._pos_funding_delta(pw, packing._mark_index(mw)))
+            s.equity -= positions._funding_owed(
+                size, packing._pos_funding_delta(pw, packing._mark_index(mw))
+            )
     s.isolated = isolated
     s.notional = total_notional
     worst: int256 = 0
@@ -502,7 +573,12 @@ def _collateral_value(account: uint256, hdr: uint256, use_twap: bool) -> int256:
         price: uint256 = packing._mark_price(state._mark[m])
         if use_twap:
             price = staticcall state.ORACLE.twap(m)
-        worth: uint256 = fp._mul_div(convert(bal, uint256), price * (c.WAD - state.collateral_haircut[i]), c.WAD * c.WAD, False)
+        worth: uint256 = fp._mul_div(
+            convert(bal, uint256),
+            price * (c.WAD - state.collateral_haircut[i]),
+            c.WAD * c.WAD,
+            False,
+        )
         value += convert(worth, int256)
     return value
 
@@ -516,7 +592,9 @@ def _pay_out(receiver: address, amount: uint256):
     if units == 0:
         return
     state.collateral_held[0] -= units
-    assert extcall IERC20(state.collateral_token[0]).transfer(receiver, units, default_return_value=True), "clearinghouse: transfer failed"
+    assert extcall IERC20(state.collateral_token[0]).transfer(
+        receiver, units, default_return_value=True
+    ), "clearinghouse: transfer failed"
     # the WAD remainder below one token unit stays with the protocol
     dust: uint256 = amount - units * state.SETTLEMENT_SCALE
     if dust != 0:
@@ -549,7 +627,9 @@ def _require_owner(account: uint256) -> uint256:
 @view
 def _require_trader(account: uint256) -> uint256:
     hdr: uint256 = self._require_exists(account)
-    assert msg.sender == self._owner(account) or state.is_operator[account][msg.sender], "clearinghouse: not authorized"
+    assert (
+        msg.sender == self._owner(account) or state.is_operator[account][msg.sender]
+    ), "clearinghouse: not authorized"
     return hdr
 
 
@@ -602,21 +682,68 @@ def engine_refresh_account(account: uint256, stale_only: bool):
 
 
 @external
-def engine_check_initial(account: uint256, reason: String[64]):
+def engine_check_initial(account: uint256, reason: String[64], strict: bool):
     """
     @notice Self-only: the margin gate (equity >= initial requirement at fresh marks).
+            `strict` (withdrawals, transfers out, mode switches) first re-reads the
+            oracle for every market the account holds and refuses degraded prices or a
+            sequencer that is down or in its grace period: taking collateral out adds
+            risk. Liquidation takers are checked without it.
     """
     self._only_self()
-    self._check_initial(account, state._header[account], reason)
+    hdr: uint256 = state._header[account]
+    if strict and (packing._position_count(hdr) != 0 or packing._collateral_bitmap(hdr) != 0):
+        bitmap: uint256 = packing._positions_bitmap(hdr)
+        for m: uint256 in range(c.MAX_MARKETS):
+            rest: uint256 = bitmap >> m
+            if rest == 0:
+                break
+            if rest & 1 == 1:
+                self._require_valid_price(self._touch(m)[1])
+        cbits: uint256 = packing._collateral_bitmap(hdr)
+        for i: uint256 in range(1, c.MAX_COLLATERALS):
+            if cbits >> i == 0:
+                break
+            if (cbits >> i) & 1 == 1:
+                self._require_valid_price(self._touch(state.collateral_market[i])[1])
+    self._check_initial(account, hdr, reason)
 
 
 @external
 def engine_pool_trade(
-    account: uint256, market: uint256, size_delta: int256, acceptable_price: uint256, reduce_only: bool
+    account: uint256,
+    market: uint256,
+    size_delta: int256,
+    acceptable_price: uint256,
+    reduce_only: bool,
 ) -> uint256:
     """
     @notice Self-only: a market order against the vault's pool through the settlement path.
     @return The fill price.
     """
     self._only_self()
-    return self._pool_trade(account, state._header[account], market, size_delta, acceptable_price, reduce_only)
+    return self._pool_trade(
+        account, state._header[account], market, size_delta, acceptable_price, reduce_only
+    )
+
+
+@external
+def engine_fill(
+    account: uint256, counterparty: uint256, market: uint256, size_delta: int256, price: uint256
+):
+    """
+    @notice Self-only: `account` trades `size_delta` with `counterparty` (POOL = the vault)
+            at `price`, through the one settlement path. Used by liquidation transfers.
+    """
+    self._only_self()
+    mw: uint256 = state._mark[market]
+    self._fill(
+        account,
+        state._header[account],
+        market,
+        size_delta,
+        price,
+        packing._mark_index(mw),
+        counterparty,
+        0,
+    )

@@ -30,7 +30,9 @@ uses: pausable
 @external
 def add_market(params: packing.MarketParams):
     """
-    @notice Lists the next market; its id must already exist in the oracle router.
+    @notice Lists the next market; its id must already exist in the oracle router. The
+            `listed` and `paused` fields are ignored: a market is listed unpaused (pausing
+            is the guardian's `pause_market`).
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
     m: uint256 = state.market_count
@@ -38,6 +40,7 @@ def add_market(params: packing.MarketParams):
     assert m < staticcall state.ORACLE.market_count(), "clearinghouse: market unknown to oracle"
     p: packing.MarketParams = params
     p.listed = True
+    p.paused = False
     self._validate_params(p)
     a: uint256 = packing._pack_params(p)
     state._params[m] = a
@@ -49,7 +52,9 @@ def add_market(params: packing.MarketParams):
 def set_market_params(market: uint256, params: packing.MarketParams):
     """
     @notice Updates a market's pricing, funding and cap parameters. Accrues funding under
-            the old parameters first.
+            the old parameters first. The pause flag is kept as it is (`listed` and
+            `paused` in `params` are ignored): only the guardian pauses and the admin
+            unpauses.
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
     assert market < state.market_count, "clearinghouse: unknown market"
@@ -57,6 +62,7 @@ def set_market_params(market: uint256, params: packing.MarketParams):
         extcall IClearinghouseEngine(self).engine_touch(market)
     p: packing.MarketParams = params
     p.listed = True
+    p.paused = state._params[market] & packing.PAUSED_BIT != 0
     self._validate_params(p)
     a: uint256 = packing._pack_params(p)
     log state.MarketParamsUpdated(market=market, old_params=state._params[market], new_params=a)
@@ -70,7 +76,7 @@ def _validate_params(p: packing.MarketParams):
     assert p.maker_fee <= p.taker_fee, "clearinghouse: maker fee above taker fee"
     assert p.taker_fee <= 10**16, "clearinghouse: fee above 1%"
     assert p.max_funding_rate != 0, "clearinghouse: zero max funding rate"
-    assert p.max_funding_rate <= 30 * c.WAD, "clearinghouse: max funding rate above 30 per day"
+    assert p.max_funding_rate <= 4 * c.WAD, "clearinghouse: max funding rate above 4 per day"
     assert p.max_oi != 0, "clearinghouse: zero max open interest"
     assert p.max_vault_exposure != 0, "clearinghouse: zero vault exposure cap"
 
@@ -130,7 +136,7 @@ def add_collateral(token: address, haircut: uint256, price_market: uint256, cap:
     assert decimals <= 18, "clearinghouse: token decimals above 18"
     state.collateral_token[idx] = token
     state._collateral_index[token] = idx + 1
-    state.collateral_scale[idx] = 10 ** (18 - decimals)
+    state.collateral_scale[idx] = 10**(18 - decimals)
     state.collateral_count = idx + 1
     log state.CollateralListed(index=idx, token=token, decimals=decimals)
     self._set_collateral(idx, haircut, price_market, cap)
@@ -252,7 +258,9 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
     old: address = sys.book
     h: margin.BookHeader = margin._header(extract32(data, 0, output_type=uint256))
     assert h.n_scenarios != 0 and h.n_scenarios <= c.MAX_SCENARIOS, "margin: bad scenario count"
-    assert h.n_markets >= state.market_count and h.n_markets <= c.MAX_MARKETS, "margin: book must cover every market"
+    assert (
+        h.n_markets >= state.market_count and h.n_markets <= c.MAX_MARKETS
+    ), "margin: book must cover every market"
     assert len(data) == margin.MAX_BOOK_BYTES, "margin: bad book length"
     assert h.mmr_bps != 0 and h.mmr_bps <= c.BPS, "margin: bad maintenance ratio"
     has_old: bool = old != empty(address)
@@ -280,16 +288,22 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
             assert x >= -c.IBPS, "margin: shock below -100%"
             worst_down = min(worst_down, x)
             worst_up = max(worst_up, x)
-        assert -worst_down >= convert(imr, int256) and worst_up >= convert(imr, int256), "margin: scenarios must cover initial margin"
+        assert -worst_down >= convert(imr, int256) and worst_up >= convert(
+            imr, int256
+        ), "margin: scenarios must cover initial margin"
         if has_old and m < oh.n_markets:
             o0: uint256 = margin._book_word(old, off)
             o1: uint256 = margin._book_word(old, off + 32)
             self._check_step(margin._imr_min_bps(o0), imr, state.max_ratio_step_bps)
-            self._check_step(margin._imr_slope_bps(o0), margin._imr_slope_bps(w0), state.max_ratio_step_bps)
+            self._check_step(
+                margin._imr_slope_bps(o0), margin._imr_slope_bps(w0), state.max_ratio_step_bps
+            )
             # the size add-on's scale may at most halve or double per update
             old_scale: uint256 = margin._margin_scale(o0)
             new_scale: uint256 = margin._margin_scale(w0)
-            assert new_scale * 2 >= old_scale and new_scale <= old_scale * 2, "margin: scale change above step limit"
+            assert (
+                new_scale * 2 >= old_scale and new_scale <= old_scale * 2
+            ), "margin: scale change above step limit"
             for k: uint256 in range(c.MAX_SCENARIOS):
                 ox: int256 = 0
                 nx: int256 = 0
@@ -297,7 +311,9 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
                     ox = margin._shock(o1, k)
                 if k < h.n_scenarios:
                     nx = margin._shock(w1, k)
-                assert abs(nx - ox) <= convert(state.max_shock_step_bps, int256), "margin: shock change above step limit"
+                assert abs(nx - ox) <= convert(
+                    state.max_shock_step_bps, int256
+                ), "margin: shock change above step limit"
     n: uint256 = len(data) + 1
     initcode: Bytes[margin.MAX_BOOK_BYTES + 11] = concat(
         b"\x61", slice(convert(n, bytes32), 30, 2), b"\x80\x60\x0a\x3d\x39\x3d\xf3\x00", data
@@ -310,7 +326,13 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
     state._system = packing._pack_system(sys)
     version: uint256 = state.risk_book_version + 1
     state.risk_book_version = version
-    log state.RiskBookUpdated(old_book=old, new_book=book, version=version, n_markets=h.n_markets, n_scenarios=h.n_scenarios)
+    log state.RiskBookUpdated(
+        old_book=old,
+        new_book=book,
+        version=version,
+        n_markets=h.n_markets,
+        n_scenarios=h.n_scenarios,
+    )
 
 
 @internal

@@ -129,8 +129,12 @@ def _combine(
     # < 2**191, shocks and ratios < 2**16): plain arithmetic cannot overflow
     worst: uint256 = 0
     if worst_loss_raw > 0:
-        worst = unsafe_div(unsafe_add(convert(worst_loss_raw, uint256), c.WAD * c.BPS - 1), c.WAD * c.BPS)
-    floor_req: uint256 = unsafe_div(unsafe_add(unsafe_mul(gross_raw, floor_bps), c.WAD * c.BPS - 1), c.WAD * c.BPS)
+        worst = unsafe_div(
+            unsafe_add(convert(worst_loss_raw, uint256), c.WAD * c.BPS - 1), c.WAD * c.BPS
+        )
+    floor_req: uint256 = unsafe_div(
+        unsafe_add(unsafe_mul(gross_raw, floor_bps), c.WAD * c.BPS - 1), c.WAD * c.BPS
+    )
     return min(isolated, max(worst, floor_req) + addon)
 
 

@@ -25,7 +25,9 @@ PICO_PER_USD: constant(int256) = 10**12
 
 @internal
 @pure
-def _apply_fill(size: int256, cost: int256, delta: int256, price: uint256) -> (int256, int256, int256):
+def _apply_fill(
+    size: int256, cost: int256, delta: int256, price: uint256
+) -> (int256, int256, int256):
     """
     @dev Returns (new size, new cost basis, realised PnL) of filling `delta` at `price`.
     """
@@ -37,7 +39,9 @@ def _apply_fill(size: int256, cost: int256, delta: int256, price: uint256) -> (i
         # |cost|, |delta| < 2**95 (packed widths), so the product cannot overflow
         closed_cost: int256 = fp._div_ceil(cost * abs(delta), abs(size))
         return new_size, cost - closed_cost, fp._div_floor(-delta * iprice, c.IWAD) - closed_cost
-    return new_size, fp._div_ceil(new_size * iprice, c.IWAD), fp._div_floor(size * iprice, c.IWAD) - cost
+    return new_size, fp._div_ceil(new_size * iprice, c.IWAD), fp._div_floor(
+        size * iprice, c.IWAD
+    ) - cost
 
 
 @internal

@@ -207,6 +207,44 @@ event LossCapTriggered:
     fee: uint256
 
 
+event LiquidationBegun:
+    account: indexed(uint256)
+    keeper_account: indexed(uint256)
+    reward: uint256
+
+
+event LiquidationRewardPaid:
+    account: indexed(uint256)
+    keeper_account: indexed(uint256)
+    reward: uint256
+
+
+event LiquidationEnded:
+    account: indexed(uint256)
+
+
+event LiquidationTransfer:
+    account: indexed(uint256)
+    taker: indexed(uint256)
+    fraction: uint256
+    discount: uint256
+    notional: uint256
+    penalty: uint256
+
+
+event CollateralSeized:
+    account: indexed(uint256)
+    token_index: indexed(uint256)
+    amount: uint256
+
+
+event BadDebtSettled:
+    account: indexed(uint256)
+    deficit: uint256
+    from_insurance: uint256
+    socialized: uint256
+
+
 event MarketPaused:
     market: indexed(uint256)
     paused: bool
@@ -281,6 +319,10 @@ max_shock_step_bps: public(uint256)
 # @notice Largest change of any margin ratio (imr_min, imr_slope, floor, mmr) per update (bp).
 max_ratio_step_bps: public(uint256)
 
+# @notice Non-settlement collateral seized from accounts with bad debt, held for the
+#         protocol (token amount scaled to 18 decimals), per collateral index.
+seized_collateral: public(HashMap[uint256, uint256])
+
 # --- loss caps -----------------------------------------------------------------------------
 
 # @notice Fee (USD WAD) paid from the account to whoever triggers its loss cap.
@@ -297,7 +339,7 @@ def __init__(oracle: IOracleRouter, settlement_token: address):
     ORACLE = oracle
     decimals: uint256 = convert(staticcall IERC20Detailed(settlement_token).decimals(), uint256)
     assert decimals <= 18, "clearinghouse: token decimals above 18"
-    SETTLEMENT_SCALE = 10 ** (18 - decimals)
+    SETTLEMENT_SCALE = 10**(18 - decimals)
     self.collateral_token[0] = settlement_token
     self._collateral_index[settlement_token] = 1
     self.collateral_scale[0] = SETTLEMENT_SCALE
@@ -326,6 +368,10 @@ def _sweep_fees():
     to_protocol: uint256 = pending * sys.protocol_bps // c.BPS
     to_vault: uint256 = pending - to_insurance - to_protocol
     tw: uint256 = self._treasury
-    self._treasury = packing._pack_u128((tw & packing.MASK_128) + to_insurance, (tw >> 128) + to_protocol)
+    self._treasury = packing._pack_u128(
+        (tw & packing.MASK_128) + to_insurance, (tw >> 128) + to_protocol
+    )
     self._pool = packing._pack_pool(packing._lo_i128(pw) + convert(to_vault, int256), 0)
-    log FeesSwept(amount=pending, to_insurance=to_insurance, to_protocol=to_protocol, to_vault=to_vault)
+    log FeesSwept(
+        amount=pending, to_insurance=to_insurance, to_protocol=to_protocol, to_vault=to_vault
+    )

@@ -22,7 +22,9 @@ uses: engine
 
 
 @external
-def trade(account: uint256, market: uint256, size_delta: int256, acceptable_price: uint256) -> uint256:
+def trade(
+    account: uint256, market: uint256, size_delta: int256, acceptable_price: uint256
+) -> uint256:
     """
     @notice Market order against the liquidity vault at the oracle price plus the skew
             premium, plus the maker/taker fee.
@@ -78,4 +80,6 @@ def trigger_loss_cap(account: uint256):
     fee: uint256 = min(state.loss_cap_fee, convert(max(state._balance[account][0], 0), uint256))
     state._balance[account][0] -= convert(fee, int256)
     engine._pay_out(msg.sender, fee)
-    log state.LossCapTriggered(account=account, keeper=msg.sender, equity=equity, equity_floor=equity_floor, fee=fee)
+    log state.LossCapTriggered(
+        account=account, keeper=msg.sender, equity=equity, equity_floor=equity_floor, fee=fee
+    )

@@ -32,7 +32,9 @@ def vault_deposit(amount: uint256):
     assert amount != 0, "clearinghouse: zero amount"
     token: address = state.collateral_token[0]
     before: uint256 = staticcall IERC20(token).balanceOf(self)
-    assert extcall IERC20(token).transferFrom(msg.sender, self, amount, default_return_value=True), "clearinghouse: transfer failed"
+    assert extcall IERC20(token).transferFrom(
+        msg.sender, self, amount, default_return_value=True
+    ), "clearinghouse: transfer failed"
     received: uint256 = staticcall IERC20(token).balanceOf(self) - before
     state.collateral_held[0] += received
     credited: int256 = convert(received * state.SETTLEMENT_SCALE, int256)
@@ -60,14 +62,22 @@ def vault_withdraw(amount: uint256, receiver: address):
         if m == state.market_count:
             break
         oi: uint256 = state._oi[m]
-        skew: uint256 = convert(abs(convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)), uint256)
+        skew: uint256 = convert(
+            abs(convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)), uint256
+        )
         if skew != 0:
             p: packing.MarketParams = packing._unpack_params(state._params[m])
             exposure: uint256 = skew * packing._mark_price(state._mark[m]) // c.WAD
-            assert exposure <= convert(cash, uint256) * p.max_vault_exposure // c.WAD, "clearinghouse: vault exposure cap reached"
+            assert (
+                exposure <= convert(cash, uint256) * p.max_vault_exposure // c.WAD
+            ), "clearinghouse: vault exposure cap reached"
     state.collateral_held[0] -= amount
-    assert extcall IERC20(state.collateral_token[0]).transfer(receiver, amount, default_return_value=True), "clearinghouse: transfer failed"
-    log state.VaultCashMoved(receiver=receiver, amount=-convert(amount * state.SETTLEMENT_SCALE, int256), pool_cash=cash)
+    assert extcall IERC20(state.collateral_token[0]).transfer(
+        receiver, amount, default_return_value=True
+    ), "clearinghouse: transfer failed"
+    log state.VaultCashMoved(
+        receiver=receiver, amount=-convert(amount * state.SETTLEMENT_SCALE, int256), pool_cash=cash
+    )
 
 
 @external
@@ -94,13 +104,17 @@ def fund_insurance(amount: uint256):
     assert amount != 0, "clearinghouse: zero amount"
     token: address = state.collateral_token[0]
     before: uint256 = staticcall IERC20(token).balanceOf(self)
-    assert extcall IERC20(token).transferFrom(msg.sender, self, amount, default_return_value=True), "clearinghouse: transfer failed"
+    assert extcall IERC20(token).transferFrom(
+        msg.sender, self, amount, default_return_value=True
+    ), "clearinghouse: transfer failed"
     received: uint256 = staticcall IERC20(token).balanceOf(self) - before
     state.collateral_held[0] += received
     tw: uint256 = state._treasury
     insurance: uint256 = (tw & packing.MASK_128) + received * state.SETTLEMENT_SCALE
     state._treasury = packing._pack_u128(insurance, tw >> 128)
-    log state.InsuranceFunded(sender=msg.sender, amount=received * state.SETTLEMENT_SCALE, insurance=insurance)
+    log state.InsuranceFunded(
+        sender=msg.sender, amount=received * state.SETTLEMENT_SCALE, insurance=insurance
+    )
 
 
 @external
@@ -117,5 +131,7 @@ def withdraw_protocol_fees(receiver: address):
     assert units != 0, "clearinghouse: zero amount"
     state._treasury = tw - ((units * state.SETTLEMENT_SCALE) << 128)
     state.collateral_held[0] -= units
-    assert extcall IERC20(state.collateral_token[0]).transfer(receiver, units, default_return_value=True), "clearinghouse: transfer failed"
+    assert extcall IERC20(state.collateral_token[0]).transfer(
+        receiver, units, default_return_value=True
+    ), "clearinghouse: transfer failed"
     log state.ProtocolFeesWithdrawn(receiver=receiver, amount=units * state.SETTLEMENT_SCALE)

@@ -75,7 +75,9 @@ def mark(market: uint256) -> (uint256, uint256, int256, int256):
             funding rate in WAD per day) of a market.
     """
     mw: uint256 = state._mark[market]
-    return packing._mark_price(mw), packing._mark_time(mw), packing._mark_index(mw), packing._mark_rate(mw)
+    return packing._mark_price(mw), packing._mark_time(mw), packing._mark_index(
+        mw
+    ), packing._mark_rate(mw)
 
 
 @external
@@ -133,7 +135,9 @@ def margin_requirement(account: uint256) -> (uint256, uint256):
     @notice (initial, maintenance) requirement at the cached marks; what the gas
             benchmark calls a margin check.
     """
-    s: state.MarginScan = engine._scan(account, state._header[account], False, False, state.NO_OVERRIDE, 0)
+    s: state.MarginScan = engine._scan(
+        account, state._header[account], False, False, state.NO_OVERRIDE, 0
+    )
     return s.initial, s.maintenance
 
 

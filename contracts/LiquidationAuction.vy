@@ -1,0 +1,695 @@
+# pragma version ~=0.4.3
+"""
+@title perpdex liquidation auction: ladder, Dutch auction, vault backstop
+@custom:contract-name LiquidationAuction
+@license MIT
+@notice Glossary (health = equity / maintenance requirement, WAD):
+          start     anyone, when the account is unhealthy (health < 1) at the oracle
+                    median AND at the oracle's time-weighted price; not while the L2
+                    sequencer is down or in its grace period, unless health is already
+                    below `critical_health` (Aave v3's rule: waiting only grows bad
+                    debt). Locks the account and opens the first tranche; the caller
+                    earns tip + fee x tranche notional, capped, paid from the account.
+          tranche   the fraction q of every position (the same for each leg, so hedges
+                    stay hedged) that restores health to `target_health` if sold at
+                    the worst discount: q = (t*M - E) / (t*M - N*(d_max + penalty)),
+                    within [min_step, max_step] and each market's window cap. Below
+                    `critical_health`, or for books under `small_account` notional, the
+                    whole book goes at once (no cliffs for large books, no dust for
+                    small ones).
+          auction   the tranche is sold by Dutch auction: the price starts at the mark
+                    moved `start_discount` against the account and moves linearly to
+                    `max_discount` over `duration` (Maker Clipper's LinearDecrease). Any
+                    keeper takes all or part into its own account, which must stay
+                    above initial margin. After `duration`, `backstop` gives the rest to
+                    the vault's pool at `max_discount`. Unlike Clipper, the price is
+                    always the live mark times (1 - discount), so it never goes stale;
+                    what can go stale is the discount clock: if the tranche's value moves
+                    more than `cusp` from its value when the clock started (prices ran
+                    or recovered), anyone may `redo` it, restarting the discount at
+                    `start_discount` (Clipper's `redo`).
+          after     when a tranche is sold: no positions left -> settle bad debt
+                    (insurance, then socialisation) and unlock; healthy -> unlock;
+                    still unhealthy -> the next tranche opens after `cooldown` (`step`).
+        Every price is the Clearinghouse's mark refreshed in the same transaction.
+@custom:security Holds LIQUIDATOR_ROLE on the Clearinghouse; holds no tokens. Keeper
+        rewards are credited to the keeper's account inside the Clearinghouse (no token
+        transfer) and never exceed the liquidated account's remaining equity, so a reward
+        cannot create bad debt by itself. `@nonreentrant` on every entry point.
+"""
+
+from snekmate.auth import ownable
+from snekmate.auth import ownable_2step
+
+initializes: ownable
+initializes: ownable_2step[ownable := ownable]
+
+exports: (
+    ownable_2step.owner,
+    ownable_2step.pending_owner,
+    ownable_2step.transfer_ownership,
+    ownable_2step.accept_ownership,
+)
+
+
+struct MarginScan:
+    equity: int256
+    initial: uint256
+    maintenance: uint256
+    isolated: uint256
+    notional: uint256
+
+
+struct Params:
+    keeper_tip: uint256
+    keeper_fee: uint256
+    keeper_cap: uint256
+    penalty: uint256
+    target_health: uint256
+    critical_health: uint256
+    min_step: uint256
+    max_step: uint256
+    small_account: uint256
+    cooldown: uint256
+    start_discount: uint256
+    max_discount: uint256
+    duration: uint256
+    cusp: uint256
+    window: uint256
+
+
+interface IClearinghouse:
+    def account_header(account: uint256) -> uint256: view
+    def account_margin(account: uint256) -> MarginScan: view
+    def margin_at_twap(account: uint256) -> MarginScan: view
+    def position(account: uint256, market: uint256) -> (int256, int256, uint256): view
+    def mark(market: uint256) -> (uint256, uint256, int256, int256): view
+    def is_operator(account: uint256, operator: address) -> bool: view
+    def ORACLE() -> address: view
+    def refresh_account(account: uint256): nonpayable
+    def liquidation_begin(account: uint256, keeper_account: uint256, reward: uint256): nonpayable
+    def liquidation_reward(account: uint256, keeper_account: uint256, reward: uint256): nonpayable
+    def liquidation_transfer(
+        account: uint256,
+        taker: uint256,
+        fraction: uint256,
+        discount: uint256,
+        penalty_rate: uint256,
+    ): nonpayable
+    def liquidation_end(account: uint256): nonpayable
+
+
+interface IOracle:
+    def sequencer_flags() -> uint256: view
+
+
+# Step 1 is the start of a liquidation (twap figures are those of the start's guard;
+# zero for later steps). `fraction` = 1e18 means the whole book.
+event TrancheOpened:
+    account: indexed(uint256)
+    keeper: indexed(address)
+    step: uint256
+    fraction: uint256
+    notional: uint256
+    reward: uint256
+    equity: int256
+    maintenance: uint256
+    twap_equity: int256
+    twap_maintenance: uint256
+    critical: bool
+
+
+event AuctionTake:
+    account: indexed(uint256)
+    keeper: indexed(address)
+    keeper_account: indexed(uint256)
+    fraction: uint256
+    discount: uint256
+    lot_left: uint256
+
+
+event AuctionBackstop:
+    account: indexed(uint256)
+    caller: indexed(address)
+    fraction: uint256
+    discount: uint256
+
+
+event AuctionReset:
+    account: indexed(uint256)
+    caller: indexed(address)
+    old_notional: uint256
+    new_notional: uint256
+
+
+event LiquidationFinished:
+    account: indexed(uint256)
+    equity: int256
+    maintenance: uint256
+    steps: uint256
+
+
+event ParamsUpdated:
+    old_params: Params
+    new_params: Params
+
+
+event WindowCapUpdated:
+    market: indexed(uint256)
+    old_cap: uint256
+    new_cap: uint256
+
+
+WAD: constant(uint256) = 10**18
+IWAD: constant(int256) = 10**18
+MAX_MARKETS: constant(uint256) = 32
+POOL: constant(uint256) = 0
+FLAG_SEQUENCER: constant(uint256) = 6  # FLAG_SEQUENCER_DOWN | FLAG_SEQUENCER_GRACE
+MASK_40: constant(uint256) = 2**40 - 1
+MASK_64: constant(uint256) = 2**64 - 1
+MASK_128: constant(uint256) = 2**128 - 1
+MASK_32: constant(uint256) = 2**32 - 1
+
+# @notice The Clearinghouse this auction liquidates on.
+clearinghouse: public(immutable(IClearinghouse))
+_ORACLE: immutable(IOracle)
+
+# Parameters packed in four words (a struct would spread them over fifteen cold slots):
+#   0: target_health u64 | critical_health u64 | min_step u64 | max_step u64   (WAD)
+#   1: start_discount u64 | max_discount u64 | cusp u64 | penalty u64         (WAD)
+#   2: keeper_tip u128 | keeper_cap u128                                      (USD WAD)
+#   3: small_account u96 (USD WAD) | keeper_fee u64 (WAD) | cooldown u32 |
+#      duration u32 | window u32                                              (seconds)
+_params: uint256[4]
+# @notice Max notional (USD WAD) liquidated per market per window; 0 = no cap.
+window_cap: public(HashMap[uint256, uint256])
+# @notice Number of markets with a window cap (0: window accounting is skipped).
+capped_markets: public(uint256)
+# window start u40 | notional used u216, per market
+_window: HashMap[uint256, uint256]
+# Per account, packed: started_at u40 | lot u64 (WAD fraction of the current book) |
+# kick_notional u128 (USD WAD of the lot when its clock started) | step u16 |
+# active bit 248 | critical bit 249
+_auction: HashMap[uint256, uint256]
+
+ACTIVE_BIT: constant(uint256) = 1 << 248
+CRITICAL_BIT: constant(uint256) = 1 << 249
+
+
+@deploy
+def __init__(clearinghouse_: IClearinghouse, params_: Params):
+    """
+    @param clearinghouse_ The Clearinghouse; grant this contract its LIQUIDATOR_ROLE.
+    @param params_ Initial parameters (validated like `set_params`).
+    """
+    ownable.__init__()
+    ownable_2step.__init__()
+    clearinghouse = clearinghouse_
+    _ORACLE = IOracle(staticcall clearinghouse_.ORACLE())
+    self._validate(params_)
+    self._params = self._pack(params_)
+    log ParamsUpdated(old_params=empty(Params), new_params=params_)
+
+
+# --- keeper entry points -----------------------------------------------------------------
+
+
+@external
+@nonreentrant
+def start(account: uint256, keeper_account: uint256):
+    """
+    @notice Starts the liquidation of an unhealthy account and opens its first tranche;
+            the keeper reward is paid from it into `keeper_account` (any existing
+            account; keepers use their own).
+    """
+    assert self._auction[account] & ACTIVE_BIT == 0, "auction: already in liquidation"
+    # (an unknown account has no positions; a locked one is refused by the Clearinghouse)
+    extcall clearinghouse.refresh_account(account)
+    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    assert s.maintenance != 0, "auction: no positions"
+    assert s.equity < convert(s.maintenance, int256), "auction: account is healthy"
+    t: MarginScan = staticcall clearinghouse.margin_at_twap(account)
+    assert t.equity < convert(t.maintenance, int256), "auction: healthy at the time-weighted price"
+    p: Params = self._unpack()
+    critical: bool = self._critical(s, p)
+    if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
+        assert critical, "auction: sequencer grace period"
+    self._open_tranche(account, keeper_account, s, t, p, critical, 1)
+
+
+@external
+@nonreentrant
+def take(account: uint256, keeper_account: uint256, fraction: uint256) -> uint256:
+    """
+    @notice Buys `fraction` (WAD) of the remaining tranche at the current auction price
+            into `keeper_account` (owned or operated by the caller), which must end above
+            initial margin. A smaller remainder is taken whole.
+    @return The fraction of the book transferred (WAD).
+    """
+    assert fraction != 0 and fraction <= WAD, "auction: bad fraction"
+    assert keeper_account != account, "auction: cannot take into the liquidated account"
+    assert msg.sender == convert(
+        keeper_account >> 96, address
+    ) or staticcall clearinghouse.is_operator(
+        keeper_account, msg.sender
+    ), "auction: not your account"
+    a: uint256 = self._auction[account]
+    lot: uint256 = (a >> 40) & MASK_64
+    assert a & ACTIVE_BIT != 0 and lot != 0, "auction: nothing to take"
+    p: Params = self._unpack()
+    elapsed: uint256 = block.timestamp - (a & MASK_40)
+    assert elapsed <= p.duration, "auction: expired, call backstop"
+    extcall clearinghouse.refresh_account(account)
+    if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
+        assert self._critical(
+            staticcall clearinghouse.account_margin(account), p
+        ), "auction: sequencer grace period"
+    discount: uint256 = (
+        p.start_discount + (p.max_discount - p.start_discount) * elapsed // p.duration
+    )
+    part: uint256 = lot
+    if fraction < WAD:
+        part = lot * fraction // WAD
+    assert part != 0, "auction: fraction too small"
+    self._use_window(account, part, a & CRITICAL_BIT != 0)
+    extcall clearinghouse.liquidation_transfer(account, keeper_account, part, discount, p.penalty)
+    left: uint256 = 0
+    kick: uint256 = 0
+    if part < lot:
+        # the lot was a fraction of the book before the take; re-express it on the
+        # smaller book: (lot - part) / (1 - part); its reference value shrinks with it
+        left = (lot - part) * WAD // (WAD - part)
+        kick = ((a >> 104) & MASK_128) * (lot - part) // lot
+    self._auction[account] = (
+        (a & ~((MASK_64 << 40) | (MASK_128 << 104))) | (left << 40) | (kick << 104)
+    )
+    log AuctionTake(
+        account=account,
+        keeper=msg.sender,
+        keeper_account=keeper_account,
+        fraction=part,
+        discount=discount,
+        lot_left=left,
+    )
+    if left == 0:
+        self._after_tranche(account)
+    return part
+
+
+@external
+@nonreentrant
+def backstop(account: uint256):
+    """
+    @notice After the auction's duration, the vault's pool takes what is left of the
+            tranche at the maximum discount. Anyone may call it.
+    """
+    a: uint256 = self._auction[account]
+    lot: uint256 = (a >> 40) & MASK_64
+    assert a & ACTIVE_BIT != 0 and lot != 0, "auction: nothing to take"
+    p: Params = self._unpack()
+    assert block.timestamp - (a & MASK_40) > p.duration, "auction: still running"
+    extcall clearinghouse.refresh_account(account)
+    if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
+        assert self._critical(
+            staticcall clearinghouse.account_margin(account), p
+        ), "auction: sequencer grace period"
+    self._use_window(account, lot, a & CRITICAL_BIT != 0)
+    extcall clearinghouse.liquidation_transfer(account, POOL, lot, p.max_discount, p.penalty)
+    self._auction[account] = a & ~((MASK_64 << 40) | (MASK_128 << 104))
+    log AuctionBackstop(account=account, caller=msg.sender, fraction=lot, discount=p.max_discount)
+    self._after_tranche(account)
+
+
+@external
+@nonreentrant
+def redo(account: uint256):
+    """
+    @notice Restarts the auction clock at current prices when the tranche's value has
+            moved more than `cusp` since its clock started. Anyone may call it.
+    """
+    a: uint256 = self._auction[account]
+    lot: uint256 = (a >> 40) & MASK_64
+    assert a & ACTIVE_BIT != 0 and lot != 0, "auction: nothing to reset"
+    p: Params = self._unpack()
+    extcall clearinghouse.refresh_account(account)
+    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    old: uint256 = (a >> 104) & MASK_128
+    now_value: uint256 = lot * s.notional // WAD
+    assert self._moved(old, now_value, p.cusp), "auction: prices have not moved past the cusp"
+    self._auction[account] = (
+        (a & ~(MASK_40 | (MASK_128 << 104))) | block.timestamp | (now_value << 104)
+    )
+    log AuctionReset(account=account, caller=msg.sender, old_notional=old, new_notional=now_value)
+
+
+@external
+@nonreentrant
+def step(account: uint256, keeper_account: uint256):
+    """
+    @notice Opens the next tranche of an account still unhealthy after the last one sold,
+            once `cooldown` has passed; or ends the liquidation if it is healthy again.
+            The keeper reward for a new tranche goes to `keeper_account`.
+    """
+    a: uint256 = self._auction[account]
+    assert a & ACTIVE_BIT != 0, "auction: not in liquidation"
+    assert (a >> 40) & MASK_64 == 0, "auction: tranche still open"
+    p: Params = self._unpack()
+    assert block.timestamp >= (a & MASK_40) + p.cooldown, "auction: cooldown"
+    extcall clearinghouse.refresh_account(account)
+    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    if s.maintenance == 0 or s.equity >= convert(s.maintenance, int256):
+        self._finish(account, s, (a >> 232) & 65_535)
+        return
+    critical: bool = self._critical(s, p)
+    if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
+        assert critical, "auction: sequencer grace period"
+    self._open_tranche(
+        account, keeper_account, s, empty(MarginScan), p, critical, ((a >> 232) & 65_535) + 1
+    )
+
+
+@external
+@nonreentrant
+def finish(account: uint256):
+    """
+    @notice Ends the liquidation of an account that is healthy again (the owner topped
+            it up, or prices recovered) between or during tranches. Anyone may call it.
+    """
+    a: uint256 = self._auction[account]
+    assert a & ACTIVE_BIT != 0, "auction: not in liquidation"
+    extcall clearinghouse.refresh_account(account)
+    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    assert s.maintenance == 0 or s.equity >= convert(
+        s.maintenance, int256
+    ), "auction: account still unhealthy"
+    self._finish(account, s, (a >> 232) & 65_535)
+
+
+# --- governance ----------------------------------------------------------------------------
+
+
+@external
+def set_params(new_params: Params):
+    """
+    @notice Sets every liquidation parameter at once. Owner only.
+    """
+    ownable._check_owner()
+    self._validate(new_params)
+    log ParamsUpdated(old_params=self._unpack(), new_params=new_params)
+    self._params = self._pack(new_params)
+
+
+@external
+def set_window_cap(market: uint256, cap: uint256):
+    """
+    @notice Max notional (USD WAD) liquidated in `market` per window; 0 removes the cap.
+            Owner only.
+    """
+    ownable._check_owner()
+    assert market < MAX_MARKETS, "auction: unknown market"
+    old: uint256 = self.window_cap[market]
+    log WindowCapUpdated(market=market, old_cap=old, new_cap=cap)
+    if old == 0 and cap != 0:
+        self.capped_markets += 1
+    elif old != 0 and cap == 0:
+        self.capped_markets -= 1
+    self.window_cap[market] = cap
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+@external
+@view
+def params() -> Params:
+    """
+    @notice Current parameters.
+    """
+    return self._unpack()
+
+
+@external
+@view
+def auction(account: uint256) -> (bool, uint256, uint256, uint256, uint256, uint256):
+    """
+    @notice (active, clock start, lot left as a fraction of the book (WAD), lot notional at
+            the clock start (USD WAD), tranche number, current discount (WAD)).
+    """
+    a: uint256 = self._auction[account]
+    started: uint256 = a & MASK_40
+    return (
+        a & ACTIVE_BIT != 0,
+        started,
+        (a >> 40) & MASK_64,
+        (a >> 104) & MASK_128,
+        (a >> 232) & 65_535,
+        self._discount(started),
+    )
+
+
+@external
+@view
+def current_discount(account: uint256) -> uint256:
+    """
+    @notice The discount a take would get now (WAD).
+    """
+    return self._discount(self._auction[account] & MASK_40)
+
+
+# --- internals -----------------------------------------------------------------------------
+
+
+@internal
+@view
+def _discount(started: uint256) -> uint256:
+    p: Params = self._unpack()
+    elapsed: uint256 = min(block.timestamp - started, p.duration)
+    return p.start_discount + (p.max_discount - p.start_discount) * elapsed // p.duration
+
+
+@internal
+@pure
+def _critical(s: MarginScan, p: Params) -> bool:
+    # equity < critical_health x maintenance
+    return s.equity < convert(s.maintenance * p.critical_health // WAD, int256)
+
+
+@internal
+@pure
+def _moved(old: uint256, new: uint256, cusp: uint256) -> bool:
+    if old == 0:
+        return new != 0
+    diff: uint256 = max(old, new) - min(old, new)
+    return diff * WAD > cusp * old
+
+
+@internal
+@view
+def _tranche(account: uint256, s: MarginScan, p: Params, critical: bool) -> uint256:
+    if critical or s.notional < p.small_account:
+        return WAD
+    # equity after selling q at the worst discount and penalty vs target x maintenance
+    # after (maintenance scales down with the book): solve for q, round up
+    tm: int256 = convert(s.maintenance * p.target_health // WAD, int256)
+    need: int256 = tm - s.equity
+    cost: int256 = convert(s.notional * (p.max_discount + p.penalty) // WAD, int256)
+    q: uint256 = WAD
+    if tm > cost:
+        q = convert((need * IWAD + tm - cost - 1) // (tm - cost), uint256)
+    q = min(max(q, p.min_step), p.max_step)
+    if self.capped_markets == 0:
+        return q
+    # each market's window cap
+    hdr: uint256 = staticcall clearinghouse.account_header(account)
+    bitmap: uint256 = (hdr >> 8) & (2**32 - 1)
+    for m: uint256 in range(MAX_MARKETS):
+        rest: uint256 = bitmap >> m
+        if rest == 0:
+            break
+        if rest & 1 == 0 or self.window_cap[m] == 0:
+            continue
+        room: uint256 = self._window_room(m)
+        n: uint256 = self._position_notional(account, m)
+        if n * q // WAD > room:
+            q = room * WAD // n
+    assert q != 0, "auction: window cap reached, retry next window"
+    return q
+
+
+@internal
+@view
+def _position_notional(account: uint256, m: uint256) -> uint256:
+    size: int256 = 0
+    cost: int256 = 0
+    snap: uint256 = 0
+    size, cost, snap = staticcall clearinghouse.position(account, m)
+    return convert(abs(size), uint256) * (staticcall clearinghouse.mark(m))[0] // WAD
+
+
+@internal
+@view
+def _window_room(m: uint256) -> uint256:
+    w: uint256 = self._window[m]
+    cap: uint256 = self.window_cap[m]
+    if block.timestamp >= (w & MASK_40) + self._unpack().window:
+        return cap
+    used: uint256 = w >> 40
+    if used >= cap:
+        return 0
+    return cap - used
+
+
+@internal
+def _use_window(account: uint256, fraction: uint256, critical: bool):
+    """
+    @dev Books the notional a transfer of `fraction` of the book moves against each
+         market's window; critical accounts bypass the cap (waiting grows bad debt).
+    """
+    if self.capped_markets == 0:
+        return
+    hdr: uint256 = staticcall clearinghouse.account_header(account)
+    bitmap: uint256 = (hdr >> 8) & (2**32 - 1)
+    window: uint256 = self._unpack().window
+    for m: uint256 in range(MAX_MARKETS):
+        rest: uint256 = bitmap >> m
+        if rest == 0:
+            break
+        cap: uint256 = self.window_cap[m]
+        if rest & 1 == 0 or cap == 0:
+            continue
+        moved: uint256 = self._position_notional(account, m) * fraction // WAD
+        w: uint256 = self._window[m]
+        start: uint256 = w & MASK_40
+        used: uint256 = w >> 40
+        if block.timestamp >= start + window:
+            start = block.timestamp
+            used = 0
+        used += moved
+        assert critical or used <= cap, "auction: window cap reached, retry next window"
+        self._window[m] = start | (used << 40)
+
+
+@internal
+def _open_tranche(
+    account: uint256,
+    keeper_account: uint256,
+    s: MarginScan,
+    t: MarginScan,
+    p: Params,
+    critical: bool,
+    step: uint256,
+):
+    q: uint256 = self._tranche(account, s, p, critical)
+    value: uint256 = q * s.notional // WAD
+    reward: uint256 = min(p.keeper_tip + value * p.keeper_fee // WAD, p.keeper_cap)
+    reward = min(reward, convert(max(s.equity, 0), uint256))
+    flags: uint256 = ACTIVE_BIT
+    if critical:
+        flags |= CRITICAL_BIT
+    self._auction[account] = flags | (step << 232) | (value << 104) | (q << 40) | block.timestamp
+    if step == 1:
+        extcall clearinghouse.liquidation_begin(account, keeper_account, reward)
+    else:
+        extcall clearinghouse.liquidation_reward(account, keeper_account, reward)
+    log TrancheOpened(
+        account=account,
+        keeper=msg.sender,
+        step=step,
+        fraction=q,
+        notional=value,
+        reward=reward,
+        equity=s.equity,
+        maintenance=s.maintenance,
+        twap_equity=t.equity,
+        twap_maintenance=t.maintenance,
+        critical=critical,
+    )
+
+
+@internal
+def _after_tranche(account: uint256):
+    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    a: uint256 = self._auction[account]
+    if s.maintenance == 0 or s.equity >= convert(s.maintenance, int256):
+        self._finish(account, s, (a >> 232) & 65_535)
+        return
+    # still unhealthy: keep the account locked; the next tranche opens after the cooldown
+    self._auction[account] = (a & ~MASK_40) | block.timestamp
+
+
+@internal
+def _finish(account: uint256, s: MarginScan, steps: uint256):
+    extcall clearinghouse.liquidation_end(account)
+    self._auction[account] = 0
+    log LiquidationFinished(
+        account=account, equity=s.equity, maintenance=s.maintenance, steps=steps
+    )
+
+
+@internal
+@view
+def _unpack() -> Params:
+    w0: uint256 = self._params[0]
+    w1: uint256 = self._params[1]
+    w2: uint256 = self._params[2]
+    w3: uint256 = self._params[3]
+    return Params(
+        keeper_tip=w2 & MASK_128,
+        keeper_fee=(w3 >> 96) & MASK_64,
+        keeper_cap=w2 >> 128,
+        penalty=w1 >> 192,
+        target_health=w0 & MASK_64,
+        critical_health=(w0 >> 64) & MASK_64,
+        min_step=(w0 >> 128) & MASK_64,
+        max_step=w0 >> 192,
+        small_account=w3 & (2**96 - 1),
+        cooldown=(w3 >> 160) & MASK_32,
+        start_discount=w1 & MASK_64,
+        max_discount=(w1 >> 64) & MASK_64,
+        duration=(w3 >> 192) & MASK_32,
+        cusp=(w1 >> 128) & MASK_64,
+        window=w3 >> 224,
+    )
+
+
+@internal
+@pure
+def _pack(p: Params) -> uint256[4]:
+    assert (
+        p.target_health <= MASK_64 and p.critical_health <= MASK_64
+    ), "auction: parameter too large"
+    assert p.keeper_tip <= MASK_128 and p.keeper_cap <= MASK_128, "auction: parameter too large"
+    assert p.small_account < 2**96 and p.keeper_fee <= MASK_64, "auction: parameter too large"
+    assert (
+        p.cooldown <= MASK_32 and p.duration <= MASK_32 and p.window <= MASK_32
+    ), "auction: parameter too large"
+    # the remaining WAD fractions are bounded below 1 by _validate
+    return [
+        p.target_health | (p.critical_health << 64) | (p.min_step << 128) | (p.max_step << 192),
+        p.start_discount | (p.max_discount << 64) | (p.cusp << 128) | (p.penalty << 192),
+        p.keeper_tip | (p.keeper_cap << 128),
+        p.small_account
+        | (p.keeper_fee << 96)
+        | (p.cooldown << 160)
+        | (p.duration << 192)
+        | (p.window << 224),
+    ]
+
+
+@internal
+@pure
+def _validate(p: Params):
+    assert p.target_health > WAD, "auction: target health must exceed 1"
+    assert p.critical_health < WAD, "auction: critical health must be below 1"
+    assert (
+        p.min_step != 0 and p.min_step <= p.max_step and p.max_step <= WAD
+    ), "auction: bad step bounds"
+    assert (
+        p.start_discount <= p.max_discount and p.max_discount < WAD // 2
+    ), "auction: bad discounts"
+    assert p.penalty < WAD // 10, "auction: penalty too high"
+    assert p.keeper_fee < WAD // 10, "auction: keeper fee too high"
+    assert p.duration != 0 and p.duration <= 86_400, "auction: bad duration"
+    assert p.cusp != 0 and p.cusp < WAD, "auction: bad cusp"
+    assert p.window != 0, "auction: zero window"
+    assert p.cooldown <= 86_400, "auction: cooldown too long"

@@ -1,0 +1,303 @@
+"""The `perpdex` console command: plumbing shared by every command module.
+
+Layout:
+    main.py      the root `app`, its global options (--network, --account, --deployment)
+                 and the account and collateral commands
+    <group>.py   one module per later command group (quote, trade, portfolio, lp, keeper,
+                 risk), each exposing a `typer.Typer` that main.py mounts with `add_typer`
+
+A command takes `ctx: typer.Context`, gets the connection, signer and client from
+`session(ctx)` and raises `PerpdexError` when something goes wrong; `PerpdexGroup` (the
+root app's class) prints that as one red line with its hint and exits with code 1, so
+commands never print tracebacks or handle errors themselves.
+
+ape is imported only when a command needs the chain, so `perpdex --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from perpdex.errors import PerpdexError
+
+if TYPE_CHECKING:
+    from ape.api import AccountAPI
+
+    from perpdex.sdk.client import PerpdexClient
+
+__all__ = [
+    "DEFAULT_NETWORK",
+    "PerpdexGroup",
+    "Session",
+    "console",
+    "fail",
+    "fmt_amount",
+    "fmt_usd",
+    "parse_account_id",
+    "parse_amount",
+    "say",
+    "session",
+    "short_id",
+]
+
+DEFAULT_NETWORK = "ethereum:local:node"
+TEST_ACCOUNT_PREFIX = "test:"
+
+
+def console() -> Console:
+    """Console for results (built per call so it follows the current stdout and COLUMNS)."""
+    return Console(highlight=False)
+
+
+def _err_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def say(message: str) -> None:
+    """Print a result line (rich markup) without breaking it at the terminal width."""
+    console().print(message, soft_wrap=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Print one red line and exit with code 1."""
+    line = " ".join(message.split())
+    _err_console().print(f"[bold red]error:[/] [red]{escape(line)}[/]", soft_wrap=True)
+    raise typer.Exit(code=1)
+
+
+class PerpdexGroup(TyperGroup):
+    """Root command group: turns perpdex and ape errors into one line and exit code 1."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        from ape.exceptions import ApeException
+
+        try:
+            return super().invoke(ctx)
+        except PerpdexError as e:
+            fail(str(e))
+        except ApeException as e:
+            fail(
+                f"{_one_line(e)}; check that --network reaches the chain of the deployment "
+                "and that --account can sign there"
+            )
+
+
+class Session:
+    """Global options of one `perpdex` invocation; connects and builds the client lazily.
+
+    Inside a process that already has an ape provider connected to the requested network
+    (tests, `ape console`), that provider is reused instead of starting another, and ape's
+    logging is left alone; otherwise the connection lasts until the command ends and ape
+    logs only warnings unless `verbose`.
+    """
+
+    def __init__(
+        self,
+        ctx: typer.Context,
+        network: str = DEFAULT_NETWORK,
+        account: str | None = None,
+        deployment: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self._ctx = ctx
+        self.network = network
+        self.account = account
+        self.deployment = deployment
+        self.verbose = verbose
+        self._connected = False
+        self._signer: AccountAPI | None = None
+        self._client: PerpdexClient | None = None
+
+    # --- network ------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect to `--network` (once), or adopt the matching connected provider."""
+        if self._connected:
+            return
+        from ape import networks
+        from ape.exceptions import ApeException
+
+        active = networks.active_provider
+        if (
+            active is not None
+            and active.is_connected
+            and _same_network(active.network_choice, self.network)
+        ):
+            self._connected = True
+            return
+        if not self.verbose:
+            from ape.logging import logger
+
+            logger.set_level("WARNING")  # ape's "Connecting…" and "Confirmed…" lines
+        try:
+            manager = networks.parse_network_choice(self.network, disconnect_after=True)
+            self._ctx.with_resource(manager)
+        except (ApeException, OSError) as e:  # OSError: requests' ConnectionError family
+            raise PerpdexError(
+                f"cannot connect to {self.network} ({_one_line(e)}); start the node it points "
+                "at (ethereum:local:node: `anvil` on port 8545, or `make demo`) or pick "
+                "another --network (`ape networks list`)"
+            ) from e
+        self._connected = True
+
+    @property
+    def is_dev(self) -> bool:
+        """Whether the connected network is a development chain (local or a fork), where
+        ape's funded test accounts exist."""
+        from ape import networks
+
+        self.connect()
+        return bool(networks.provider.network.is_dev)
+
+    # --- signer and client ------------------------------------------------------------------
+
+    def signer(self, required: bool = True) -> AccountAPI | None:
+        """The `--account` (default `test:0` on local networks and forks); None when no
+        account was given, none is required and the network is not a development chain."""
+        if self._signer is not None:
+            return self._signer
+        self.connect()
+        alias = self.account
+        if alias is None:
+            if self.is_dev:
+                alias = f"{TEST_ACCOUNT_PREFIX}0"
+            elif required:
+                raise PerpdexError(
+                    f"{self.network} needs a signer: pass --account <ape alias> "
+                    "(list them with `ape accounts list`)"
+                )
+            else:
+                return None
+        self._signer = _load_account(alias)
+        return self._signer
+
+    def client(self, signer_required: bool = True) -> PerpdexClient:
+        """The SDK client for `--deployment` (default: the network's manifest)."""
+        if self._client is None:
+            from perpdex.sdk.client import PerpdexClient
+
+            signer = self.signer(required=signer_required)
+            self._client = PerpdexClient.from_manifest(self.deployment, signer)
+        return self._client
+
+    def resolve_account(
+        self, client: PerpdexClient, sub: int | None, account_id: int | None
+    ) -> int:
+        """Account id from `--account-id`, or the signer's sub-account `--sub` (default 0)."""
+        if sub is not None and account_id is not None:
+            raise typer.BadParameter("give --sub or --account-id, not both")
+        if account_id is not None:
+            return account_id
+        return self.own_sub_account(client, sub or 0)
+
+    def own_sub_account(self, client: PerpdexClient, index: int) -> int:
+        """Id of the signer's sub-account `index`, checked to exist."""
+        signer = self.signer()
+        assert signer is not None  # required=True raises instead of returning None
+        count = client.sub_account_count(signer)
+        if count == 0:
+            raise PerpdexError(
+                f"{signer.address} has no sub-account yet; open one with "
+                "`perpdex open-account NAME`"
+            )
+        if not 0 <= index < count:
+            raise PerpdexError(
+                f"{signer.address} has sub-accounts 0..{count - 1}, not {index}; pick one "
+                "with --sub or open another with `perpdex open-account NAME`"
+            )
+        return client.account_id(signer, index)
+
+
+def session(ctx: typer.Context) -> Session:
+    """The `Session` the root callback stored for this invocation."""
+    found = ctx.find_object(Session)
+    if found is None:
+        raise PerpdexError("run this command through the `perpdex` app, not on its own")
+    return found
+
+
+def _one_line(err: BaseException, limit: int = 160) -> str:
+    """First sentence of an exception message, on one line."""
+    text = " ".join(str(err).split()).split(". ")[0].rstrip(".") or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _same_network(active: str, requested: str) -> bool:
+    """`ethereum:local` matches a connected `ethereum:local:foundry`; empty parts match any."""
+    have, want = active.split(":"), requested.split(":")
+    return len(want) <= len(have) and all(w in ("", h) for w, h in zip(want, have, strict=False))
+
+
+def _load_account(alias: str) -> AccountAPI:
+    from ape import accounts
+    from ape.exceptions import ApeException
+
+    if alias.startswith(TEST_ACCOUNT_PREFIX):
+        n = alias.removeprefix(TEST_ACCOUNT_PREFIX)
+        if not n.isdigit():
+            raise PerpdexError(f"{alias!r} is not a test account; write it as test:N, e.g. test:1")
+        return accounts.test_accounts[int(n)]
+    try:
+        account = accounts.load(alias)
+    except (ApeException, IndexError, KeyError) as e:
+        raise PerpdexError(
+            f"no ape account named {alias!r}; import it with `ape accounts import {alias}` "
+            "or use test:N on a local network"
+        ) from e
+    if f"APE_ACCOUNTS_{alias}_PASSPHRASE" in os.environ:
+        # unlocked without a prompt (ape reads the variable): sign without asking too
+        account.set_autosign(True)
+    return account
+
+
+# --- parsing and formatting ------------------------------------------------------------------
+
+
+def parse_amount(text: str) -> Decimal:
+    """A positive decimal amount such as 250 or 99.5 (no thousands separators)."""
+    try:
+        value = Decimal(text.replace("_", ""))
+    except InvalidOperation as e:
+        raise typer.BadParameter(f"{text!r} is not a number; write it like 250 or 99.5") from e
+    if not value.is_finite() or value <= 0:
+        raise typer.BadParameter(f"{text!r} must be a number above zero")
+    return value
+
+
+def parse_account_id(text: str) -> int:
+    """An account id in hex (0x...) or decimal, as `perpdex account --full-ids` prints it."""
+    try:
+        value = int(text, 0)
+    except ValueError as e:
+        raise typer.BadParameter(
+            f"{text!r} is not an account id; copy it from `perpdex account --full-ids`"
+        ) from e
+    if not 0 < value < 2**256:
+        raise typer.BadParameter(f"{text!r} is out of range for an account id")
+    return value
+
+
+def short_id(account: int) -> str:
+    """`0x7099…0001`: the owner's first hex digits and the index in the last four."""
+    full = f"{account:#066x}"
+    return f"{full[:6]}…{full[-4:]}"
+
+
+def fmt_amount(value: Decimal, max_places: int = 6) -> str:
+    """`1,234.5` -> `1,234.50`; keeps up to `max_places` significant decimals."""
+    exponent = value.normalize().as_tuple().exponent
+    places = min(max_places, max(2, -exponent if isinstance(exponent, int) else 2))
+    return f"{value:,.{places}f}"
+
+
+def fmt_usd(value: Decimal) -> str:
+    """`-12.5` -> `-$12.50`."""
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.2f}"

@@ -1,0 +1,320 @@
+"""`perpdex`: the root command, its global options, and the account and collateral commands.
+
+    perpdex [--network CHOICE] [--account ALIAS|test:N] [--deployment PATH|KEY] [-v] COMMAND
+
+Later command groups live in their own modules under perpdex/cli/ and are mounted at the
+bottom of this file (see "command groups").
+"""
+
+from __future__ import annotations
+
+import warnings
+from decimal import Decimal
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+
+from perpdex.cli import (
+    DEFAULT_NETWORK,
+    PerpdexGroup,
+    Session,
+    console,
+    fmt_amount,
+    fmt_usd,
+    parse_account_id,
+    parse_amount,
+    risk,
+    say,
+    session,
+    short_id,
+)
+from perpdex.errors import PerpdexError
+from perpdex.sdk.client import AccountInfo, AccountSummary, PerpdexClient
+
+app = typer.Typer(
+    cls=PerpdexGroup,
+    name="perpdex",
+    help="Trade and manage perpdex accounts from the command line.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # never print locals: they can hold keys
+)
+
+# --- shared options -----------------------------------------------------------------------
+
+Amount = Annotated[
+    Decimal,
+    typer.Argument(parser=parse_amount, metavar="AMOUNT", help="Token amount, e.g. 250 or 99.5."),
+]
+Sub = Annotated[
+    int | None,
+    typer.Option("--sub", "-s", min=0, help="Your sub-account number (default 0)."),
+]
+AccountId = Annotated[
+    int | None,
+    typer.Option(
+        "--account-id",
+        parser=parse_account_id,
+        metavar="ID",
+        help="Full account id (hex or decimal) instead of --sub.",
+    ),
+]
+Token = Annotated[str, typer.Option("--token", "-t", help="Collateral token symbol or address.")]
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    network: Annotated[
+        str,
+        typer.Option(
+            "--network",
+            "-n",
+            help="ape network choice (`ape networks list`), e.g. arbitrum:sepolia:node.",
+        ),
+    ] = DEFAULT_NETWORK,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            "-a",
+            help="ape account alias, or test:N for ape's test accounts "
+            "(default test:0 on local networks and forks). "
+            "APE_ACCOUNTS_<alias>_PASSPHRASE unlocks an alias without prompts.",
+        ),
+    ] = None,
+    deployment: Annotated[
+        str | None,
+        typer.Option(
+            "--deployment",
+            "-d",
+            help="Deployment manifest path or network key (default: deployments/<network>.json).",
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show ape's connection and transaction logs.")
+    ] = False,
+) -> None:
+    """Trade and manage perpdex accounts from the command line."""
+    if not verbose:
+        # raised while ape loads its plugins; says nothing a perpdex user can act on
+        warnings.filterwarnings("ignore", module=r"pydantic_settings\..*")
+    ctx.obj = Session(ctx, network=network, account=account, deployment=deployment, verbose=verbose)
+
+
+def _label(info: AccountInfo) -> str:
+    return f"#{info.index} {info.name!r} ({short_id(info.id)})"
+
+
+# --- collateral ---------------------------------------------------------------------------
+
+
+@app.command()
+def deposit(
+    ctx: typer.Context,
+    amount: Amount,
+    sub: Sub = None,
+    account_id: AccountId = None,
+    token: Token = "USDC",
+) -> None:
+    """Deposit collateral into one of your sub-accounts (or any account by --account-id)."""
+    s = session(ctx)
+    client = s.client()
+    acct = s.resolve_account(client, sub, account_id)
+    col = client.collateral(token)
+    client.deposit(acct, amount, col.symbol)
+    balance = client.balances(acct)[col.symbol]
+    say(
+        f"[green]✓[/] deposited {fmt_amount(amount)} {col.symbol} into "
+        f"{_label(client.account(acct))}; balance {fmt_amount(balance)} {col.symbol}"
+    )
+
+
+@app.command()
+def withdraw(
+    ctx: typer.Context,
+    amount: Amount,
+    sub: Sub = None,
+    account_id: AccountId = None,
+    token: Token = "USDC",
+    to: Annotated[str | None, typer.Option("--to", help="Receiver address (default: you).")] = None,
+) -> None:
+    """Withdraw collateral from one of your sub-accounts to your wallet (or --to)."""
+    s = session(ctx)
+    client = s.client()
+    acct = s.resolve_account(client, sub, account_id)
+    col = client.collateral(token)
+    client.withdraw(acct, amount, col.symbol, receiver=to)
+    summary = client.summary(acct)
+    receiver = to if to is not None else getattr(s.signer(), "address", "you")
+    say(
+        f"[green]✓[/] withdrew {fmt_amount(amount)} {col.symbol} from {_label(summary.info)} "
+        f"to {receiver}; balance {fmt_amount(summary.balances[col.symbol])} {col.symbol}, "
+        f"free margin {fmt_usd(summary.margin.free)}"
+    )
+
+
+@app.command()
+def transfer(
+    ctx: typer.Context,
+    amount: Amount,
+    from_sub: Annotated[int, typer.Option("--from-sub", min=0, help="Sending sub-account.")],
+    to_sub: Annotated[int, typer.Option("--to-sub", min=0, help="Receiving sub-account.")],
+    token: Token = "USDC",
+) -> None:
+    """Move collateral between two of your sub-accounts."""
+    s = session(ctx)
+    client = s.client()
+    src = s.own_sub_account(client, from_sub)
+    dst = s.own_sub_account(client, to_sub)
+    col = client.collateral(token)
+    client.transfer(src, dst, amount, col.symbol)
+    a, b = client.balances(src)[col.symbol], client.balances(dst)[col.symbol]
+    say(
+        f"[green]✓[/] moved {fmt_amount(amount)} {col.symbol} from "
+        f"{_label(client.account(src))} to {_label(client.account(dst))}; balances "
+        f"{fmt_amount(a)} / {fmt_amount(b)} {col.symbol}"
+    )
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+@app.command("open-account")
+def open_account(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Strategy name (up to 32 bytes).")],
+    portfolio: Annotated[
+        bool,
+        typer.Option("--portfolio", help="Portfolio (scenario) margin instead of isolated margin."),
+    ] = False,
+) -> None:
+    """Open your next sub-account."""
+    client = session(ctx).client()
+    info = client.account(client.open_account(name, portfolio))
+    say(f"[green]✓[/] opened sub-account {_label(info)} with {info.mode} margin; id {info.id:#x}")
+    say(f"  next: perpdex deposit AMOUNT --sub {info.index}")
+
+
+def _health(summary: AccountSummary) -> str:
+    m = summary.margin
+    if summary.info.in_liquidation:
+        return "[bold red]in liquidation[/]"
+    if m.health is None:
+        return "[green]no positions[/]"
+    text = f"{m.health:.2f}×"
+    if m.equity < m.maintenance:
+        return f"[bold red]{text} liquidatable[/]"
+    if m.equity < m.initial:
+        return f"[yellow]{text} below initial[/]"
+    return f"[green]{text}[/]"
+
+
+def _balances(balances: dict[str, Decimal], settlement: str) -> str:
+    lines = [f"{fmt_amount(balances.get(settlement, Decimal(0)))} {settlement}"]
+    lines += [f"{fmt_amount(v)} {k}" for k, v in balances.items() if k != settlement and v]
+    return "\n".join(lines)
+
+
+def _equity(value: Decimal) -> str:
+    return f"[red]{fmt_usd(value)}[/]" if value < 0 else fmt_usd(value)
+
+
+def account_table(
+    client: PerpdexClient, summaries: list[AccountSummary], title: str, full_ids: bool = False
+) -> Table:
+    """The `perpdex account` table (for any command that lists sub-accounts)."""
+    settlement = client.collaterals()[0].symbol
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("mode", no_wrap=True)
+    table.add_column("balance", justify="right", no_wrap=True)
+    table.add_column("equity", justify="right", no_wrap=True)
+    table.add_column("initial", justify="right", no_wrap=True)
+    table.add_column("maint.", justify="right", no_wrap=True)
+    table.add_column("health", justify="right", no_wrap=True)
+    for s in summaries:
+        m = s.margin
+        table.add_row(
+            str(s.info.index),
+            f"{s.info.id:#x}" if full_ids else short_id(s.info.id),
+            s.info.name,
+            s.info.mode,
+            _balances(s.balances, settlement),
+            _equity(m.equity),
+            fmt_usd(m.initial),
+            fmt_usd(m.maintenance),
+            _health(s),
+        )
+    return table
+
+
+def print_accounts(
+    client: PerpdexClient, summaries: list[AccountSummary], title: str, full_ids: bool = False
+) -> None:
+    """The accounts as a table, or one block per account when the terminal is too narrow."""
+    out: Console = console()
+    table = account_table(client, summaries, title, full_ids)
+    natural = Measurement.get(out, out.options.update_width(10**6), table).maximum
+    if natural <= out.width:
+        out.print(table)
+        return
+    settlement = client.collaterals()[0].symbol
+    out.print(title, soft_wrap=True)
+    for s in summaries:
+        m = s.margin
+        ident = f"{s.info.id:#x}" if full_ids else short_id(s.info.id)
+        balances = _balances(s.balances, settlement).replace("\n", ", ")
+        out.print(f"#{s.info.index} {s.info.name!r} {s.info.mode} {ident}", soft_wrap=True)
+        out.print(f"  balance {balances}  equity {_equity(m.equity)}", soft_wrap=True)
+        out.print(
+            f"  initial {fmt_usd(m.initial)}  maint. {fmt_usd(m.maintenance)}  health {_health(s)}",
+            soft_wrap=True,
+        )
+
+
+@app.command("account")
+def account(
+    ctx: typer.Context,
+    owner: Annotated[
+        str | None, typer.Option("--owner", help="Address to show (default: --account).")
+    ] = None,
+    full_ids: Annotated[
+        bool, typer.Option("--full-ids", help="Print whole account ids (for --account-id).")
+    ] = False,
+) -> None:
+    """List sub-accounts with balances, equity, margin requirements and health."""
+    s = session(ctx)
+    client = s.client(signer_required=False)
+    who = owner if owner is not None else client.signer
+    if who is None:
+        raise PerpdexError(
+            f"whose accounts? on {s.network} give --owner ADDRESS or --account <ape alias>"
+        )
+    infos = client.accounts(who)
+    address = infos[0].owner if infos else str(getattr(who, "address", who))
+    if not infos:
+        say(f"{address} has no sub-account yet; open one with `perpdex open-account NAME`")
+        return
+    summaries = [client.summary(i.id) for i in infos]
+    title = f"sub-accounts of {address} on {client.deployment.network}"
+    print_accounts(client, summaries, title, full_ids)
+
+
+# --- command groups -------------------------------------------------------------------------
+# Each group lives in its own module under perpdex/cli/ and exposes a `typer.Typer`, mounted
+# here. Its commands take `ctx: typer.Context`, use `perpdex.cli.session(ctx).client()` and
+# raise PerpdexError on failure; the root group prints the one-line error and exits with 1.
+# Next: quote, trade, portfolio, lp, keeper.
+
+app.add_typer(risk.app, name="risk")
+
+
+if __name__ == "__main__":
+    app()
