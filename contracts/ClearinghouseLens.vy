@@ -12,9 +12,11 @@
         the lens to the wei.
 
         Prices: an account summary uses the Clearinghouse's cached marks (like its margin
-        check); a quote re-reads the traded market's oracle median and accrues its
-        funding exactly as the trade would, so in the same block the quote's fill price,
-        fee and resulting margin are what the trade produces.
+        view); a quote re-reads the traded market's oracle median and accrues its funding
+        exactly as the trade would, prices collateral on that market at the new price,
+        and re-reads every other stale mark the trade's margin check would re-read, so in
+        the same block the quote's fill price, fee and resulting margin are what the trade
+        produces.
 
         Liquidation price of a position: the price of that market, every other price held,
         at which equity equals the maintenance requirement, found by integer bisection
@@ -45,6 +47,7 @@ interface IClearinghouse:
     def ORACLE() -> address: view
     def pool_cash() -> int256: view
     def pool_sums(market: uint256) -> (int256, int256): view
+    def system_params() -> packing.System: view
 
 
 interface IOracle:
@@ -125,6 +128,7 @@ LIQ_SEARCH_CEILING: constant(uint256) = 100
 # Health reported when there is no maintenance requirement.
 NO_RISK_HEALTH: constant(uint256) = max_value(uint256)
 NO_SCENARIO: constant(uint256) = max_value(uint256)
+NO_MARKET: constant(uint256) = max_value(uint256)
 
 # @notice The Clearinghouse this lens reads.
 clearinghouse: public(immutable(IClearinghouse))
@@ -185,10 +189,10 @@ def account_summary(account: uint256) -> AccountView:
     """
     hdr: uint256 = staticcall clearinghouse.account_header(account)
     ctx: Ctx = self._ctx(hdr)
-    legs: DynArray[Leg, c.MAX_POSITIONS] = self._load_legs(account, hdr)
+    legs: DynArray[Leg, c.MAX_POSITIONS] = self._load_legs(account, hdr, False, 0)
     v: AccountView = empty(AccountView)
     v.portfolio = ctx.portfolio
-    v.collateral_value = self._collateral_value(account, hdr)
+    v.collateral_value = self._collateral_value(account, hdr, NO_MARKET, 0, False, 0)
     t: Totals = empty(Totals)
     for leg: Leg in legs:
         t = self._add(t, leg, leg.price, ctx.n_s)
@@ -279,7 +283,12 @@ def quote(account: uint256, market: uint256, size_delta: int256) -> QuoteView:
     new_size: int256 = 0
     new_cost: int256 = 0
     new_size, new_cost, q.realized_pnl = positions._apply_fill(size, cost, size_delta, q.fill_price)
-    legs: DynArray[Leg, c.MAX_POSITIONS] = self._load_legs(account, hdr)
+    # like the Clearinghouse: a risk-adding trade (or any trade of a portfolio account)
+    # re-reads every mark older than max_mark_age before its margin check
+    adds: bool = size == 0 or (size > 0) == (size_delta > 0) or abs(size_delta) > abs(size)
+    refresh: bool = adds or ctx.portfolio
+    max_age: uint256 = (staticcall clearinghouse.system_params()).max_mark_age
+    legs: DynArray[Leg, c.MAX_POSITIONS] = self._load_legs(account, hdr, refresh, max_age)
     found: bool = False
     after: DynArray[Leg, c.MAX_POSITIONS] = []
     j: uint256 = 0
@@ -295,7 +304,7 @@ def quote(account: uint256, market: uint256, size_delta: int256) -> QuoteView:
         j = len(after)
         after.append(self._leg(market, new_size, new_cost, 0, price))
     collateral: int256 = (
-        self._collateral_value(account, hdr)
+        self._collateral_value(account, hdr, market, price, refresh, max_age)
         + q.realized_pnl
         - q.funding_paid
         - convert(q.fee, int256)
@@ -348,7 +357,14 @@ def _leg(market: uint256, size: int256, cost: int256, owed: int256, price: uint2
 
 @internal
 @view
-def _load_legs(account: uint256, hdr: uint256) -> DynArray[Leg, c.MAX_POSITIONS]:
+def _load_legs(
+    account: uint256, hdr: uint256, refresh: bool, max_age: uint256
+) -> DynArray[Leg, c.MAX_POSITIONS]:
+    """
+    @dev Every position at its cached mark; with `refresh`, a mark older than `max_age` is
+         replaced by what the Clearinghouse's stale-mark refresh would write now (oracle
+         median, funding accrued), as a risk-adding trade's margin check does.
+    """
     legs: DynArray[Leg, c.MAX_POSITIONS] = []
     bitmap: uint256 = packing._positions_bitmap(hdr)
     for m: uint256 in range(c.MAX_MARKETS):
@@ -365,6 +381,8 @@ def _load_legs(account: uint256, hdr: uint256) -> DynArray[Leg, c.MAX_POSITIONS]
         index: int256 = 0
         rate: int256 = 0
         price, ts, index, rate = staticcall clearinghouse.mark(m)
+        if refresh and ts + max_age < block.timestamp:
+            price, index = self._fresh_mark(m)
         owed: int256 = positions._funding_owed(size, packing._pos_funding_delta(snap << 192, index))
         legs.append(self._leg(m, size, cost, owed, price))
     return legs
@@ -372,7 +390,34 @@ def _load_legs(account: uint256, hdr: uint256) -> DynArray[Leg, c.MAX_POSITIONS]
 
 @internal
 @view
-def _collateral_value(account: uint256, hdr: uint256) -> int256:
+def _fresh_mark(m: uint256) -> (uint256, int256):
+    """
+    @dev The (price, funding index) a touch of market `m` would write now.
+    """
+    price: uint256 = (staticcall _ORACLE.latest(m))[0]
+    long_oi: uint256 = 0
+    short_oi: uint256 = 0
+    long_oi, short_oi = staticcall clearinghouse.open_interest(m)
+    p: packing.MarketParams = staticcall clearinghouse.market_params(m)
+    skew: int256 = convert(long_oi, int256) - convert(short_oi, int256)
+    return price, self._touched_index(m, p, skew, price)
+
+
+@internal
+@view
+def _collateral_value(
+    account: uint256,
+    hdr: uint256,
+    traded: uint256,
+    traded_price: uint256,
+    refresh: bool,
+    max_age: uint256,
+) -> int256:
+    """
+    @dev Settlement balance plus other tokens at their market's price less the haircut.
+         In a quote, a token priced by the traded market uses the fresh `traded_price`,
+         and (with `refresh`) a stale market the price a refresh would read.
+    """
     value: int256 = staticcall clearinghouse.balance_of(account, 0)
     cbits: uint256 = packing._collateral_bitmap(hdr)
     for i: uint256 in range(1, c.MAX_COLLATERALS):
@@ -381,9 +426,16 @@ def _collateral_value(account: uint256, hdr: uint256) -> int256:
         if (cbits >> i) & 1 == 0:
             continue
         bal: int256 = staticcall clearinghouse.balance_of(account, i)
-        price: uint256 = (
-            staticcall clearinghouse.mark(staticcall clearinghouse.collateral_market(i))
-        )[0]
+        m: uint256 = staticcall clearinghouse.collateral_market(i)
+        price: uint256 = 0
+        ts: uint256 = 0
+        index: int256 = 0
+        rate: int256 = 0
+        price, ts, index, rate = staticcall clearinghouse.mark(m)
+        if m == traded:
+            price = traded_price
+        elif refresh and ts + max_age < block.timestamp:
+            price = (staticcall _ORACLE.latest(m))[0]
         haircut: uint256 = staticcall clearinghouse.collateral_haircut(i)
         value += convert(
             fp._mul_div(convert(bal, uint256), price * (c.WAD - haircut), c.WAD * c.WAD, False),

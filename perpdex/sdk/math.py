@@ -1053,9 +1053,20 @@ def lens_leg(book: Book | None, market: int, size: int, cost: int, owed: int, pr
     return Leg(market=market, size=size, cost=cost, funding_owed=owed, price=price, w0=w0, w1=w1)
 
 
-def load_legs(snap: Snapshot) -> list[Leg]:
+def fresh_mark(snap: Snapshot, market: int, now: int) -> tuple[int, int]:
+    """ClearinghouseLens._fresh_mark: the (price, funding index) a touch of `market` at
+    `now` would write (oracle median, funding accrued at the market's skew)."""
+    price = snap.oracle_price(market)
+    long_oi, short_oi = snap.open_interest(market)
+    return price, touched_index(snap, market, long_oi - short_oi, price, now)
+
+
+def load_legs(snap: Snapshot, refresh: bool = False, now: int | None = None) -> list[Leg]:
     """ClearinghouseLens._load_legs: every position at its cached mark, with the funding
-    it owes against the cached index."""
+    it owes against the cached index; with `refresh`, a mark older than max_mark_age at
+    `now` is replaced by what a stale-mark refresh would write (as in a quote)."""
+    now = snap.timestamp if now is None else now
+    age = snap.system.max_mark_age
     legs: list[Leg] = []
     bitmap = positions_bitmap(snap.header)
     for m in range(MAX_MARKETS):
@@ -1065,9 +1076,37 @@ def load_legs(snap: Snapshot) -> list[Leg]:
             continue
         pos = snap.position(m)
         mark = snap.mark(m)
-        owed = funding_owed(pos.size, funding_delta(pos.snapshot, mark.index))
-        legs.append(lens_leg(snap.book, m, pos.size, pos.cost, owed, mark.price))
+        price, index = mark.price, mark.index
+        if refresh and mark.touched_at + age < now:
+            price, index = fresh_mark(snap, m, now)
+        owed = funding_owed(pos.size, funding_delta(pos.snapshot, index))
+        legs.append(lens_leg(snap.book, m, pos.size, pos.cost, owed, price))
     return legs
+
+
+def quote_collateral_value(
+    snap: Snapshot, traded: int, traded_price: int, refresh: bool, now: int
+) -> int:
+    """ClearinghouseLens._collateral_value as a quote calls it: a token priced by the traded
+    market at the fresh price, a stale market (with `refresh`) at the oracle's median."""
+    value = snap.balance(0)
+    cbits = collateral_bitmap(snap.header)
+    age = snap.system.max_mark_age
+    for i in range(1, MAX_COLLATERALS):
+        if cbits >> i == 0:
+            break
+        if (cbits >> i) & 1 == 0:
+            continue
+        col = snap.collateral(i)
+        mark = snap.mark(col.market)
+        price = mark.price
+        if col.market == traded:
+            price = traded_price
+        elif refresh and mark.touched_at + age < now:
+            price = snap.oracle_price(col.market)
+        worth = mul_div(_to_u256(snap.balance(i)), price * (WAD - col.haircut), WAD * WAD, False)
+        value += _to_i256(worth)
+    return value
 
 
 def add_leg(t: Totals, leg: Leg, price: int, n_s: int) -> Totals:
@@ -1264,7 +1303,10 @@ def quote(snap: Snapshot, market: int, size_delta: int, now: int | None = None) 
     if pos.size != 0:
         funding_paid = funding_owed(pos.size, funding_delta(pos.snapshot, index))
     new_size, new_cost, realized = apply_fill(pos.size, pos.cost, size_delta, fill)
-    legs = load_legs(snap)
+    size = pos.size
+    adds = size == 0 or (size > 0) == (size_delta > 0) or abs(size_delta) > abs(size)
+    refresh = adds or ctx.portfolio
+    legs = load_legs(snap, refresh, now)
     found = False
     after: list[Leg] = []
     j = 0
@@ -1281,7 +1323,9 @@ def quote(snap: Snapshot, market: int, size_delta: int, now: int | None = None) 
         after.append(lens_leg(snap.book, market, new_size, new_cost, 0, price))
     if len(after) > MAX_POSITIONS:
         raise Revert("array index out of bounds")  # DynArray[Leg, MAX_POSITIONS] append
-    equity = collateral_value(snap) + realized - funding_paid - fee_
+    equity = (
+        quote_collateral_value(snap, market, price, refresh, now) + realized - funding_paid - fee_
+    )
     t = Totals()
     for leg in after:
         t = add_leg(t, leg, leg.price, ctx.n_s)

@@ -18,9 +18,8 @@ round of trades (close, reduce, increase, flip). At every checkpoint, at one blo
   (`math.quote` == `lens.quote(..., block_id="pending")`): the chain refuses it with the
   simulation's reason, or fills it at the predicted price and leaves exactly the
   simulated state (header, balances, positions, marks, open interest, pool cash) and
-  margin; the quote's margin-after equals the chain's unless the trade re-read a stale
-  mark or moved the price of collateral the account holds (the lens values both at
-  cached marks; see perpdex/sdk/math.py's docstring);
+  margin; the quote's margin-after equals the chain's to the wei (the lens re-reads the
+  stale marks and collateral prices the trade re-reads);
 * the SDK finds the largest order an account can add by bisection over
   `simulate_trade`; 2% more is refused, that size fills.
 """
@@ -318,17 +317,8 @@ class Runner:
             sim.realized_pnl,
             sim.funding_paid,
         )
-        moved_collateral = any(
-            (pm.collateral_bitmap(snap.header) >> i) & 1
-            and snap.balance(i) > 0
-            and snap.collateral(i).market == m
-            and snap.mark(m).price != snap.oracle_price(m)
-            for i in range(1, pm.MAX_COLLATERALS)
-        )
-        if sim.refreshed or moved_collateral:
-            # ClearinghouseLens.quote values other legs and collateral at cached marks
-            event("lens quote's margin-after misses a mark the trade re-read")
-            return
+        # the quote re-reads what the trade re-reads (stale marks, collateral priced by the
+        # traded market), so its margin-after is the chain's to the wei in every case
         assert (after.equity, after.initial, after.maintenance) == (
             q.equity_after,
             q.initial_after,
