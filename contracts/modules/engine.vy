@@ -80,7 +80,9 @@ def _pool_trade(
     self._collect_fee(account, fee)
     if adds:
         self._check_caps(m, p, oi, skew, skew + delta, price)
-    if adds or new_hdr & c.ACCOUNT_PORTFOLIO != 0:
+    # reduce_only is the loss-cap close-out, which closes every leg in turn: closing a
+    # hedge leg first may raise the requirement for a moment, and must not stop it
+    if (adds or new_hdr & c.ACCOUNT_PORTFOLIO != 0) and not reduce_only:
         self._check_after_trade(account, new_hdr, m, size, adds)
     return fill
 
