@@ -134,7 +134,14 @@ def deploy_system(
         raise ConfigError(f"config/networks.yaml has no entry {key!r}; add one (see its header)")
     net = nets[key]
     mf = _Manifest(manifest, key)
+    # a manifest belongs to one chain: anvil restarts reuse chain id 31337 and even the
+    # same addresses, so identify the chain by its genesis block instead
+    genesis = chain.blocks[0].hash.hex()
+    if mf.data.get("genesis") not in (None, genesis):
+        log(f"{manifest} records a deployment on another chain (genesis differs): deploying afresh")
+        mf.data = {"network": key, "contracts": {}}
     mf.data["chain_id"] = chain.chain_id
+    mf.data["genesis"] = genesis
     sent = 0
 
     def reuse_or_deploy(name: str, contract: str, *args: Any) -> Any:
@@ -318,6 +325,11 @@ def load_protocol(key: str | None = None, path: Path | None = None) -> Protocol:
         )
     data = json.loads(path.read_text())
     c = data.get("contracts", {})
+    if data.get("genesis") not in (None, chain.blocks[0].hash.hex()):
+        raise DeploymentNotFound(
+            f"{path} records a deployment on another chain (a restarted anvil?); "
+            "redeploy with `ape run deploy`"
+        )
     if data.get("chain_id") not in (None, chain.chain_id):
         raise DeploymentNotFound(
             f"{path} is for chain {data['chain_id']}, connected to chain {chain.chain_id}; "

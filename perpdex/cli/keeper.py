@@ -1,0 +1,251 @@
+"""`perpdex keeper`: run the liquidation keeper and the mock-feed price pusher.
+
+    perpdex keeper liquidate [--once] [--state PATH] [--interval S] [--keeper-sub N]
+                             [--min-profit USD] [--max-take USD] [--hedge] [--ticks N]
+    perpdex keeper prices    [--path FILE|random-walk] [--interval S] [--steps N]
+                             [--seed N] [--vol X] [--warp]
+
+Both connect to `--network` (default ethereum:local:node: an anvil on port 8545, e.g. the
+one `make demo` starts) and read the deployment manifest; they sign with `--account`
+(default test:0 on local networks). The keeper's rewards and takes land in one of the
+signer's sub-accounts (`--keeper-sub`, default 0), which needs collateral: open and fund it
+with `perpdex open-account keeper` and `perpdex deposit AMOUNT`. Stop either with Ctrl-C;
+the keeper's state file lets the next start resume where this one stopped
+(docs/operations.md).
+
+Mount on the root app with `app.add_typer(keeper.app, name="keeper")`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from decimal import Decimal
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from perpdex.cli import console, fmt_usd, parse_account_id, say, session, short_id
+from perpdex.errors import PerpdexError
+
+if TYPE_CHECKING:
+    from perpdex.deploy import Protocol
+    from perpdex.keepers.liquidator import TickReport
+
+app = typer.Typer(
+    name="keeper",
+    help="Run keeper bots: liquidations and (local networks, testnets) mock price feeds.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+DEFAULT_STATE_DIR = Path(".keeper")
+
+
+def _protocol(ctx: typer.Context) -> Protocol:
+    from perpdex.deploy import load_protocol, network_key
+    from perpdex.sdk.client import resolve_manifest
+
+    s = session(ctx)
+    s.connect()
+    path = resolve_manifest(s.deployment)
+    return load_protocol(network_key(), path)
+
+
+def _logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    logger = logging.getLogger("perpdex.keepers")
+    logger.handlers = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        say(f"[yellow]signal {signum}: finishing the current tick, then stopping[/]")
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def tick_table(report: TickReport) -> Table:
+    t = Table(
+        title=(
+            f"block {report.block}: watching {report.watched} account(s) with positions, "
+            f"{report.unhealthy} unhealthy, {report.in_liquidation} in liquidation"
+        )
+    )
+    for col in ("action", "account", "result", "gas", "detail"):
+        t.add_column(col, justify="right" if col == "gas" else "left")
+    for o in report.outcomes:
+        a = o.action
+        detail = a.why
+        if a.kind == "take" and o.ok:
+            detail += f"; expected profit {fmt_usd(a.expected_profit)}"
+        t.add_row(
+            a.kind,
+            short_id(a.account),
+            "[green]ok[/]" if o.ok else f"[yellow]{o.stage}: {o.error}[/]",
+            f"{o.gas_used:,}" if o.ok else "-",
+            detail,
+        )
+    return t
+
+
+@app.command("liquidate")
+def liquidate(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Run one tick and exit.")] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="State file (default .keeper/liquidator-<network>.json)."),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between ticks.")
+    ] = 2.0,
+    ticks: Annotated[
+        int | None, typer.Option("--ticks", min=1, help="Stop after this many ticks.")
+    ] = None,
+    keeper_sub: Annotated[
+        int | None,
+        typer.Option("--keeper-sub", min=0, help="Signer's sub-account for rewards and takes."),
+    ] = None,
+    keeper_account: Annotated[
+        int | None,
+        typer.Option(
+            "--keeper-account",
+            parser=parse_account_id,
+            metavar="ID",
+            help="Full account id (one the signer operates) instead of --keeper-sub.",
+        ),
+    ] = None,
+    min_profit: Annotated[
+        float, typer.Option("--min-profit", min=0, help="USD after gas for a take.")
+    ] = 1.0,
+    max_take: Annotated[
+        float, typer.Option("--max-take", min=1, help="USD notional per take.")
+    ] = 250_000.0,
+    gas_price_gwei: Annotated[
+        float | None,
+        typer.Option("--gas-price-gwei", help="Gas price for the profit estimate (default: node)."),
+    ] = None,
+    hedge: Annotated[
+        bool,
+        typer.Option("--hedge/--no-hedge", help="Close taken positions against the vault."),
+    ] = False,
+    no_backstop: Annotated[
+        bool, typer.Option("--no-backstop", help="Leave expired auctions to others.")
+    ] = False,
+) -> None:
+    """Watch every account; start, bid on, backstop and finish liquidations."""
+    from perpdex.deploy import network_key
+    from perpdex.keepers.liquidator import Liquidator, LiquidatorConfig
+
+    s = session(ctx)
+    _logging(s.verbose)
+    p = _protocol(ctx)
+    signer = s.signer()
+    assert signer is not None  # required=True raises instead
+    if keeper_account is not None and keeper_sub is not None:
+        raise typer.BadParameter("give --keeper-sub or --keeper-account, not both")
+    if keeper_account is None:
+        client = s.client()
+        keeper_account = s.own_sub_account(client, keeper_sub or 0)
+    cfg = LiquidatorConfig(
+        keeper_account=keeper_account,
+        min_profit=Decimal(str(min_profit)),
+        max_take=Decimal(str(max_take)),
+        gas_price=None if gas_price_gwei is None else int(Decimal(str(gas_price_gwei)) * 10**9),
+        hedge=hedge,
+        backstop=not no_backstop,
+    )
+    path = state or DEFAULT_STATE_DIR / f"liquidator-{network_key()}.json"
+    keeper = Liquidator(p, signer, cfg, state_path=path, name=signer.address[:10])
+    say(
+        f"keeper {signer.address} -> account {short_id(keeper_account)} on {p.network}; "
+        f"state {path} (cursor block {keeper.state.cursor}, "
+        f"{len(keeper.state.accounts)} known account(s))"
+    )
+    out = console()
+
+    def show(report: TickReport) -> None:
+        if report.outcomes or once:
+            out.print(tick_table(report))
+
+    if once:
+        show(keeper.tick())
+        return
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    n = keeper.run(interval=interval, ticks=ticks, stop=stop, on_tick=show)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(keeper.state.counts.items())) or "none"
+    say(f"stopped after {n} tick(s); actions so far: {counts}; state saved to {path}")
+
+
+@app.command("prices")
+def prices(
+    ctx: typer.Context,
+    path: Annotated[
+        str,
+        typer.Option("--path", help="CSV price path (t,BTC,ETH,...) or `random-walk`."),
+    ] = "random-walk",
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            "--interval", min=0.1, help="Seconds between pushes (default 5, or the CSV's t step)."
+        ),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Stop after this many pushes.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random-walk seed.")] = 0,
+    vol: Annotated[
+        float, typer.Option("--vol", min=0, help="Random-walk volatility per step.")
+    ] = 0.002,
+    spread_bps: Annotated[
+        int, typer.Option("--spread-bps", min=0, max=100, help="Spread between a market's feeds.")
+    ] = 0,
+    warp: Annotated[
+        bool,
+        typer.Option("--warp", help="Development chains: move the chain clock instead of waiting."),
+    ] = False,
+) -> None:
+    """Drive the mock price feeds along a CSV path or a random walk."""
+    from perpdex.keepers.price_pusher import PricePath, PricePusher, PriceSource, RandomWalk
+
+    s = session(ctx)
+    _logging(s.verbose)
+    p = _protocol(ctx)
+    signer = s.signer()
+    source: PriceSource
+    if path == "random-walk":
+        source = RandomWalk(vol=vol, seed=seed)
+        every = 5.0 if interval is None else interval
+    else:
+        file = Path(path)
+        if not file.exists():
+            raise PerpdexError(f"no price file {file}; give a CSV path or `--path random-walk`")
+        csv_path = PricePath.from_csv(file)
+        source = csv_path
+        every = float(csv_path.interval or 5) if interval is None else interval
+    if warp and not s.is_dev:
+        raise PerpdexError("--warp moves the chain clock: only on local networks and forks")
+    pusher = PricePusher(p, signer, source, spread_bps=spread_bps)
+    say(f"pushing prices to {p.network} every {every:g}s from {signer.address if signer else '-'}")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+
+    def show(prices: dict[str, Decimal]) -> None:
+        say("  ".join(f"{sym} {fmt_usd(v)}" for sym, v in sorted(prices.items())))
+
+    n = pusher.run(every, steps=steps, warp=warp, stop=stop, on_step=show)
+    say(f"pushed {n} step(s)")

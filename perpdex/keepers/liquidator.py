@@ -1,0 +1,633 @@
+"""The liquidation keeper: finds unhealthy accounts and drives their auctions to the end.
+
+One tick = observe -> plan -> execute:
+
+    observe  scan `AccountOpened` / `Fill` logs since the cursor for new accounts, then
+             read every known account in one JSON-RPC batch: its margin at the cached
+             marks, its margin at the oracle's time-weighted prices, and its auction
+    plan     pure function of what was read (see `plan`):
+               start     not in liquidation, unhealthy at the cached marks (or within
+                         `near` of it) and at the time-weighted price
+               take      auction running, profit = discount x lot notional - gas
+                         (- the hedge's taker fee) above `min_profit`
+               backstop  auction past its duration (the vault takes the rest)
+               redo      lot value moved more than `cusp` since its clock started
+               step      tranche sold, cooldown over (next tranche, or the end)
+               finish    in liquidation and healthy again (owner topped up, prices back)
+               hedge     close what a take left in the keeper's own account
+    execute  each action is first run as an eth_call (so the oracle guard, races and the
+             taker's margin are checked against fresh prices without paying gas), then
+             sent. A revert (another keeper won the race, prices moved) is logged and the
+             tick goes on; nothing is retried blindly: the next tick re-reads the chain.
+
+Everything but the account list is re-read from the chain every tick, so a keeper is
+idempotent and can be stopped and restarted at any time; `KeeperState` keeps the account
+list and the log cursor in a JSON file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eth_utils import keccak
+
+from perpdex.errors import PerpdexError
+from perpdex.keepers.state import KeeperState
+from perpdex.units import WAD
+
+if TYPE_CHECKING:
+    from perpdex.deploy import Protocol
+
+__all__ = [
+    "AccountRead",
+    "Action",
+    "Liquidator",
+    "LiquidatorConfig",
+    "Outcome",
+    "TickReport",
+    "accounts_opened",
+    "conservation_gap",
+    "plan",
+]
+
+log = logging.getLogger("perpdex.keepers.liquidator")
+
+ACCOUNT_OPENED = "0x" + keccak(text="AccountOpened(uint256,address,string,bool)").hex()
+FILL = (
+    "0x"
+    + keccak(text="Fill(uint256,uint256,uint256,int256,uint256,uint256,int256,int256,int256)").hex()
+)
+POOL = 0
+IN_LIQUIDATION = 4  # account header flag (contracts/modules/constants.vy)
+
+
+# --- chain reads shared with the tests and the crash replay ---------------------------------
+
+
+def _web3(p: Protocol) -> Any:
+    from ape import chain
+
+    return chain.provider.web3
+
+
+def _logs(p: Protocol, topics: list[Any], start: int, stop: int, chunk: int) -> list[Any]:
+    w3 = _web3(p)
+    out: list[Any] = []
+    lo = max(start, 0)
+    while lo <= stop:
+        hi = min(lo + chunk - 1, stop)
+        out += w3.eth.get_logs(
+            {
+                "address": p.clearinghouse.address,
+                "fromBlock": lo,
+                "toBlock": hi,
+                "topics": topics,
+            }
+        )
+        lo = hi + 1
+    return out
+
+
+def _topic_int(t: Any) -> int:
+    return int.from_bytes(bytes(t), "big")
+
+
+def accounts_opened(p: Protocol, start: int, stop: int, chunk: int = 5_000) -> list[int]:
+    """Ids of the accounts opened in blocks [start, stop], in order."""
+    return [_topic_int(x["topics"][1]) for x in _logs(p, [ACCOUNT_OPENED], start, stop, chunk)]
+
+
+def conservation_gap(p: Protocol, accounts: Iterable[int]) -> int:
+    """Settlement tokens held by the Clearinghouse (in USD WAD) minus everything owed from
+    them: every account's settlement balance (negative ones count negative), the pool's
+    cash, the insurance fund and the protocol fees. Never below zero; equal up to dust."""
+    ch = p.clearinghouse
+    scale = 10 ** (18 - p.system.settlement_decimals)
+    held = int(p.token.balanceOf(ch)) * scale
+    owed = int(ch.pool_cash()) + int(ch.insurance_fund()) + int(ch.protocol_fees())
+    owed += sum(int(ch.balance_of(a, 0)) for a in accounts)
+    return held - owed
+
+
+# --- what a tick sees, plans and does ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountRead:
+    """One account as one batch read saw it (USD WAD, WAD fractions, seconds)."""
+
+    account: int
+    equity: int
+    maintenance: int
+    notional: int
+    twap_equity: int
+    twap_maintenance: int
+    active: bool = False
+    started: int = 0
+    lot: int = 0  # WAD fraction of the book still for sale
+    kick: int = 0  # lot notional when its clock started
+    step: int = 0
+    discount: int = 0
+
+    @property
+    def has_positions(self) -> bool:
+        return self.maintenance != 0
+
+    @property
+    def healthy(self) -> bool:
+        return self.maintenance == 0 or self.equity >= self.maintenance
+
+    @property
+    def health(self) -> Decimal | None:
+        return Decimal(self.equity) / self.maintenance if self.maintenance else None
+
+    @property
+    def lot_notional(self) -> int:
+        return self.lot * self.notional // WAD
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # start | take | backstop | redo | step | finish | hedge
+    account: int
+    fraction: int = 0  # take: WAD share of the lot
+    market: int = 0  # hedge: market to flatten
+    size: int = 0  # hedge: signed size to trade
+    expected_profit: Decimal = Decimal(0)  # take: USD
+    why: str = ""
+
+
+@dataclass
+class Outcome:
+    action: Action
+    ok: bool
+    tx_hash: str = ""
+    gas_used: int = 0
+    error: str = ""
+    stage: str = ""  # "preflight" (eth_call refused it, no gas) or "send"
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class TickReport:
+    block: int
+    timestamp: int
+    discovered: int
+    watched: int
+    unhealthy: int
+    in_liquidation: int
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def done(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.ok]
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+@dataclass
+class LiquidatorConfig:
+    """Keeper settings (docs/operations.md explains each)."""
+
+    keeper_account: int  # the sub-account rewards go to and takes land in
+    min_profit: Decimal = Decimal(1)  # USD after gas, for a take
+    max_take: Decimal = Decimal(250_000)  # USD notional per take (bounds inventory risk)
+    take_gas: int = 400_000  # gas assumed for a take (start/step/backstop are ~200-300k)
+    eth_usd: Decimal | None = None  # None: the ETH market's mark, else 3,000
+    gas_price: int | None = None  # wei; None: the node's eth_gasPrice
+    near: Decimal = Decimal("0.05")  # preflight `start` for health below 1 + near
+    hedge: bool = False  # close taken positions against the vault right after a take
+    hedge_slippage: Decimal = Decimal("0.02")
+    backstop: bool = True  # call backstop on expired auctions (public service)
+    start_block: int = 0  # first block to scan when there is no state yet
+    log_chunk: int = 5_000  # blocks per eth_getLogs
+
+
+def plan(
+    reads: Sequence[AccountRead],
+    params: Any,
+    now: int,
+    cfg: LiquidatorConfig,
+    gas_cost_usd: Decimal,
+    taker_fee: Decimal = Decimal(0),
+    own_positions: Sequence[tuple[int, int]] = (),
+) -> list[Action]:
+    """The actions worth sending now, from one batch read (no chain access).
+
+    `params` is the auction's `params()`; `now` the timestamp the next block will have at
+    least; `gas_cost_usd` the cost of one take; `own_positions` (market, size) of the
+    keeper's account, flattened when hedging.
+    """
+    actions: list[Action] = []
+    for r in reads:
+        if r.account == cfg.keeper_account:
+            continue
+        if not r.active:
+            if not r.has_positions:
+                continue
+            near = Decimal(r.equity) < Decimal(r.maintenance) * (1 + cfg.near)
+            twap_bad = r.twap_equity < r.twap_maintenance
+            if near and twap_bad:
+                actions.append(Action("start", r.account, why=_why(r)))
+            continue
+        if r.lot == 0:
+            if now >= r.started + int(params.cooldown):
+                actions.append(Action("step", r.account, why="tranche sold, cooldown over"))
+            elif r.healthy:
+                actions.append(Action("finish", r.account, why="healthy again"))
+            continue
+        if r.healthy:
+            actions.append(Action("finish", r.account, why="healthy again during the auction"))
+            continue
+        if now - r.started > int(params.duration):
+            if cfg.backstop:
+                actions.append(Action("backstop", r.account, why="auction expired"))
+            continue
+        if _moved(r.kick, r.lot_notional, int(params.cusp)):
+            actions.append(Action("redo", r.account, why="lot value moved past the cusp"))
+            continue
+        lot_usd = Decimal(r.lot_notional) / WAD
+        if lot_usd <= 0:
+            continue
+        fraction = WAD if lot_usd <= cfg.max_take else int(cfg.max_take / lot_usd * WAD)
+        part_usd = lot_usd * fraction / WAD
+        discount = Decimal(r.discount) / WAD
+        profit = part_usd * discount - gas_cost_usd - (part_usd * taker_fee if cfg.hedge else 0)
+        if profit > cfg.min_profit:
+            actions.append(
+                Action(
+                    "take",
+                    r.account,
+                    fraction=max(fraction, 1),
+                    expected_profit=profit.quantize(Decimal("0.01")),
+                    why=f"discount {discount:.2%} on ${part_usd:,.0f}",
+                )
+            )
+    if cfg.hedge:
+        for market, size in own_positions:
+            if size != 0:
+                actions.append(
+                    Action("hedge", cfg.keeper_account, market=market, size=-size, why="flatten")
+                )
+    return actions
+
+
+def _why(r: AccountRead) -> str:
+    h = f"{r.health:.3f}" if r.health is not None else "-"
+    th = f"{Decimal(r.twap_equity) / r.twap_maintenance:.3f}" if r.twap_maintenance else "-"
+    return f"health {h} (time-weighted {th})"
+
+
+def _moved(old: int, new: int, cusp: int) -> bool:
+    if old == 0:
+        return new != 0
+    return abs(old - new) * WAD > cusp * old
+
+
+# --- the keeper --------------------------------------------------------------------------------
+
+
+class Liquidator:
+    """One keeper identity (signer + keeper sub-account) on one deployment."""
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        signer: Any,
+        config: LiquidatorConfig,
+        state_path: Path | None = None,
+        name: str = "keeper",
+    ) -> None:
+        from ape import chain
+
+        if protocol.auction is None:
+            raise PerpdexError(
+                "this deployment has no LiquidationAuction; redeploy with `ape run deploy`"
+            )
+        self.p = protocol
+        self.ch = protocol.clearinghouse
+        self.auction = protocol.auction
+        self.signer = signer
+        self.cfg = config
+        self.name = name
+        self.log = logging.LoggerAdapter(log, {"keeper": name})
+        self.state = KeeperState.load(
+            state_path, chain.chain_id, str(self.ch.address), config.start_block
+        )
+        self.history: list[Outcome] = []
+        self._params = self.auction.params()
+        self._eth_market = self._find_market("ETH")
+        self._taker_fee = Decimal(0)
+        self._check_keeper_account()
+
+    # --- set-up --------------------------------------------------------------------------
+
+    def _find_market(self, symbol: str) -> int | None:
+        try:
+            return self.p.market_id(symbol)
+        except Exception:  # any lookup failure: no such market
+            return None
+
+    def _check_keeper_account(self) -> None:
+        acct = self.cfg.keeper_account
+        hdr = int(self.ch.account_header(acct))
+        if hdr & 1 == 0:
+            raise PerpdexError(
+                f"keeper account {acct:#x} does not exist; open one and deposit collateral "
+                "(`perpdex open-account keeper` then `perpdex deposit AMOUNT --sub N`)"
+            )
+        owner = int(acct >> 96)
+        if owner != int(self.signer.address, 16) and not self.ch.is_operator(
+            acct, self.signer.address
+        ):
+            raise PerpdexError(
+                f"{self.signer.address} neither owns nor operates keeper account {acct:#x}; "
+                "pick one of the signer's sub-accounts (--keeper-sub) or have its owner "
+                "call set_operator"
+            )
+
+    # --- observe ---------------------------------------------------------------------------
+
+    def discover(self, head: int) -> int:
+        """Scan logs up to `head` for accounts; returns how many were new."""
+        start = self.state.cursor + 1
+        if start > head:
+            return 0
+        logs = _logs(self.p, [[ACCOUNT_OPENED, FILL]], start, head, self.cfg.log_chunk)
+        new = 0
+        for x in logs:
+            ids = [_topic_int(x["topics"][1])]
+            if _topic_int(x["topics"][0]) == int(FILL, 16):
+                ids.append(_topic_int(x["topics"][3]))
+            for a in ids:
+                if a != POOL and a not in self.state.accounts:
+                    self.state.accounts.add(a)
+                    new += 1
+        self.state.cursor = head
+        if new:
+            self.log.info("discovered %d account(s) in blocks %d..%d", new, start, head)
+        return new
+
+    def read(self, accounts: Sequence[int]) -> list[AccountRead]:
+        """Margin, time-weighted margin and auction of every account, in one batch."""
+        calls: list[tuple[Any, tuple[Any, ...]]] = []
+        for a in accounts:
+            calls += [
+                (self.ch.account_margin, (a,)),
+                (self.ch.margin_at_twap, (a,)),
+                (self.auction.auction, (a,)),
+            ]
+        results = batch_call(calls)
+        reads = []
+        for i, a in enumerate(accounts):
+            s, t, au = results[3 * i : 3 * i + 3]
+            reads.append(
+                AccountRead(
+                    account=a,
+                    equity=int(s[0]),
+                    maintenance=int(s[2]),
+                    notional=int(s[4]),
+                    twap_equity=int(t[0]),
+                    twap_maintenance=int(t[2]),
+                    active=bool(au[0]),
+                    started=int(au[1]),
+                    lot=int(au[2]),
+                    kick=int(au[3]),
+                    step=int(au[4]),
+                    discount=int(au[5]),
+                )
+            )
+        return reads
+
+    def gas_cost_usd(self) -> Decimal:
+        from ape import chain
+
+        price = self.cfg.gas_price
+        if price is None:
+            price = int(chain.provider.gas_price)
+        eth = self.cfg.eth_usd
+        if eth is None:
+            eth = (
+                Decimal(int(self.ch.mark(self._eth_market)[0])) / WAD
+                if self._eth_market is not None
+                else Decimal(3000)
+            )
+        return Decimal(self.cfg.take_gas * price) / WAD * eth
+
+    def own_positions(self) -> list[tuple[int, int]]:
+        out = []
+        for m in range(int(self.ch.market_count())):
+            size = int(self.ch.position(self.cfg.keeper_account, m)[0])
+            if size:
+                out.append((m, size))
+        return out
+
+    # --- one tick --------------------------------------------------------------------------
+
+    def observe(self) -> tuple[int, int, int, list[AccountRead]]:
+        from ape import chain
+
+        head = chain.blocks.head
+        discovered = self.discover(int(head.number))
+        accounts = sorted(self.state.accounts)
+        reads = self.read(accounts) if accounts else []
+        return int(head.number), int(head.timestamp), discovered, reads
+
+    def plan(self, reads: Sequence[AccountRead], now: int) -> list[Action]:
+        if self.cfg.hedge and not self._taker_fee:
+            self._taker_fee = Decimal(0)
+            for m in range(int(self.ch.market_count())):
+                fee = Decimal(int(self.ch.market_params(m).taker_fee)) / WAD
+                self._taker_fee = max(self._taker_fee, fee)
+        own = self.own_positions() if self.cfg.hedge else []
+        return plan(
+            reads, self._params, now + 1, self.cfg, self.gas_cost_usd(), self._taker_fee, own
+        )
+
+    def tick(self) -> TickReport:
+        """Observe, plan, execute, save. Never raises for a refused transaction."""
+        block, ts, discovered, reads = self.observe()
+        actions = self.plan(reads, ts)
+        report = TickReport(
+            block=block,
+            timestamp=ts,
+            discovered=discovered,
+            watched=sum(1 for r in reads if r.has_positions),
+            unhealthy=sum(1 for r in reads if r.has_positions and not r.healthy),
+            in_liquidation=sum(1 for r in reads if r.active),
+        )
+        for a in actions:
+            report.outcomes.append(self.execute(a))
+        self.state.save()
+        return report
+
+    def run(
+        self,
+        interval: float = 2.0,
+        ticks: int | None = None,
+        stop: threading.Event | None = None,
+        on_tick: Callable[[TickReport], None] | None = None,
+    ) -> int:
+        """Tick every `interval` seconds until `stop` is set or `ticks` ran; a tick that
+        fails outside a transaction (node unreachable...) is logged and retried."""
+        n = 0
+        stop = stop or threading.Event()
+        while not stop.is_set() and (ticks is None or n < ticks):
+            try:
+                report = self.tick()
+                if on_tick:
+                    on_tick(report)
+            except Exception as e:  # a keeper must survive the node
+                self.log.error("tick failed (%s: %s); retrying", type(e).__name__, e)
+            n += 1
+            if ticks is None or n < ticks:
+                stop.wait(interval)
+        self.state.save()
+        return n
+
+    # --- execute ---------------------------------------------------------------------------
+
+    def _call(self, action: Action) -> tuple[Any, tuple[Any, ...]]:
+        k, a, ka = action.kind, action.account, self.cfg.keeper_account
+        if k == "start":
+            return self.auction.start, (a, ka)
+        if k == "take":
+            return self.auction.take, (a, ka, action.fraction)
+        if k == "backstop":
+            return self.auction.backstop, (a,)
+        if k == "redo":
+            return self.auction.redo, (a,)
+        if k == "step":
+            return self.auction.step, (a, ka)
+        if k == "finish":
+            return self.auction.finish, (a,)
+        if k == "hedge":
+            mark = Decimal(int(self.ch.mark(action.market)[0]))
+            slip = self.cfg.hedge_slippage
+            bound = int(mark * (1 + slip)) if action.size > 0 else int(mark * (1 - slip))
+            return self.ch.trade, (ka, action.market, action.size, bound)
+        raise ValueError(f"unknown action {k!r}")
+
+    def execute(self, action: Action) -> Outcome:
+        """Preflight as eth_call, then send; a revert at either stage is an Outcome."""
+        from ape.exceptions import ApeException
+
+        method, args = self._call(action)
+        label = f"{action.kind} {action.account:#x}"
+        reason = preflight(method, args, self.signer.address)
+        if reason is not None:
+            if action.kind == "take" and "below initial margin" in reason and action.fraction > 1:
+                smaller = Action(**{**action.__dict__, "fraction": action.fraction // 2})
+                self.log.info("%s: keeper margin too small for the lot, trying half", label)
+                return self.execute(smaller)
+            self.log.info("skip %s: %s (%s)", label, reason, action.why)
+            out = Outcome(action, False, error=reason, stage="preflight")
+            self.history.append(out)
+            return out
+        try:
+            tx = method(*args, sender=self.signer)
+        except ApeException as e:
+            msg = str(getattr(e, "revert_message", None) or e).strip().splitlines()[0]
+            self.log.warning("%s reverted: %s (another keeper was faster?)", label, msg)
+            out = Outcome(action, False, error=msg, stage="send")
+            self.history.append(out)
+            return out
+        out = Outcome(
+            action,
+            True,
+            tx_hash=str(tx.txn_hash),
+            gas_used=int(tx.gas_used),
+            events=self._events(tx),
+        )
+        self.state.count(action.kind)
+        self.log.info(
+            "%s ok: %s gas %d%s",
+            label,
+            action.why,
+            out.gas_used,
+            f", expected profit ${action.expected_profit}" if action.kind == "take" else "",
+        )
+        self.history.append(out)
+        return out
+
+    def _events(self, tx: Any) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name in ("TrancheOpened", "AuctionTake", "AuctionBackstop", "AuctionReset"):
+            logs = tx.decode_logs(getattr(self.auction, name))
+            if logs:
+                out[name] = [dict(x.event_arguments) for x in logs]
+        finished = tx.decode_logs(self.auction.LiquidationFinished)
+        if finished:
+            out["LiquidationFinished"] = [dict(x.event_arguments) for x in finished]
+        for name in ("LiquidationTransfer", "BadDebtSettled"):
+            logs = tx.decode_logs(getattr(self.p.ops, name))
+            if logs:
+                out[name] = [dict(x.event_arguments) for x in logs]
+        return out
+
+
+# --- JSON-RPC helpers ----------------------------------------------------------------------
+
+
+def preflight(method: Any, args: tuple[Any, ...], sender: str) -> str | None:
+    """Run a transaction as eth_call from `sender`; None if it would succeed, else the
+    revert reason."""
+    from ape import chain
+    from web3.exceptions import ContractLogicError
+
+    w3 = chain.provider.web3
+    call = {"from": sender, "to": method.contract.address, "data": method.encode_input(*args)}
+    try:
+        w3.eth.call(call)
+    except ContractLogicError as e:
+        text = str(getattr(e, "message", None) or e).strip()
+        return text.removeprefix("execution reverted").removeprefix(":").strip() or "reverted"
+    return None
+
+
+def batch_call(calls: Sequence[tuple[Any, tuple[Any, ...]]]) -> list[Any]:
+    """Run ape view calls in one JSON-RPC batch (falls back to one call each when the
+    provider has no batch support); returns the decoded outputs in order."""
+    from ape import chain
+
+    if not calls:
+        return []
+    w3 = chain.provider.web3
+    requests = [
+        ("eth_call", [{"to": m.contract.address, "data": _hex(m.encode_input(*a))}, "latest"])
+        for m, a in calls
+    ]
+    try:
+        replies = w3.provider.make_batch_request(requests)
+    except (AttributeError, NotImplementedError, TypeError, ValueError):
+        return [m(*a) for m, a in calls]
+    if not isinstance(replies, list) or len(replies) != len(calls):
+        return [m(*a) for m, a in calls]
+    out = []
+    for (m, a), r in zip(calls, sorted(replies, key=lambda r: int(r["id"])), strict=True):
+        if "error" in r or r.get("result") is None:
+            out.append(m(*a))  # let ape raise the real error
+            continue
+        out.append(_decode(m, bytes.fromhex(str(r["result"]).removeprefix("0x"))))
+    return out
+
+
+def _hex(data: Any) -> str:
+    return data if isinstance(data, str) else "0x" + bytes(data).hex()
+
+
+def _decode(method: Any, raw: bytes) -> Any:
+    from eth_abi import decode
+
+    abi = method.abis[0]
+    types = [o.canonical_type for o in abi.outputs]
+    values = decode(types, raw)
+    return values[0] if len(values) == 1 else values

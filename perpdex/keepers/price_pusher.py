@@ -1,0 +1,207 @@
+"""The price pusher: drives the mock price feeds of a local network or a testnet.
+
+Production feeds are Chainlink's; on anvil and on testnets deployed with `mocks: true`
+every market has 2-3 `MockAggregator`s that anyone may set. The pusher moves them along a
+price path, one step per `interval`:
+
+    random-walk  each market's price is multiplied by exp(N(drift, vol)) per step
+                 (seeded, so a run can be replayed); the start is the feeds' last answer
+    FILE         a CSV with a `t` column (seconds from the start) and one column per
+                 market symbol (USD prices); markets missing from the file keep their
+                 last answer; the pusher stops at the last row
+
+Each step writes the price to every feed of the market (optionally spread by a few basis
+points between sources, within the oracle's deviation bound) and then calls
+`refresh(markets)` so marks, funding and the oracle's time-weighted price follow.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import random
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from perpdex.errors import PerpdexError
+
+if TYPE_CHECKING:
+    from perpdex.deploy import Protocol as Deployment
+
+__all__ = ["FEED_DECIMALS", "PricePath", "PricePusher", "PriceSource", "RandomWalk"]
+
+log = logging.getLogger("perpdex.keepers.price_pusher")
+
+FEED_DECIMALS = 8
+CENT = Decimal("0.00000001")
+
+
+class PriceSource(Protocol):
+    """Yields the next prices (USD per unit, by symbol) given the current ones."""
+
+    def next(self, current: dict[str, Decimal]) -> dict[str, Decimal] | None:
+        """None: the path is over."""
+        ...
+
+
+@dataclass
+class RandomWalk:
+    """Geometric random walk: price *= exp(gauss(drift, vol)) per step, per market."""
+
+    vol: float = 0.002
+    drift: float = 0.0
+    seed: int = 0
+    symbols: tuple[str, ...] | None = None  # None: every market
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def next(self, current: dict[str, Decimal]) -> dict[str, Decimal] | None:
+        out = {}
+        for sym, price in sorted(current.items()):
+            if self.symbols is not None and sym not in self.symbols:
+                continue
+            factor = math.exp(self._rng.gauss(self.drift, self.vol))
+            out[sym] = (price * Decimal(repr(factor))).quantize(CENT)
+        return out
+
+
+@dataclass
+class PricePath:
+    """Rows of (t seconds, prices by symbol), e.g. from a CSV file."""
+
+    rows: list[tuple[int, dict[str, Decimal]]]
+    _it: Iterator[tuple[int, dict[str, Decimal]]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_csv(cls, path: Path) -> PricePath:
+        try:
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                if not reader.fieldnames or "t" not in reader.fieldnames:
+                    raise PerpdexError(
+                        f"{path} needs a header `t,<SYMBOL>,...` (t = seconds from the start)"
+                    )
+                rows = []
+                for n, row in enumerate(reader, start=2):
+                    try:
+                        prices = {
+                            k.strip().upper(): Decimal(v)
+                            for k, v in row.items()
+                            if k != "t" and v not in (None, "")
+                        }
+                        rows.append((int(row["t"]), prices))
+                    except (ArithmeticError, ValueError) as e:
+                        raise PerpdexError(f"{path}:{n}: not a number ({e}); fix the row") from e
+        except OSError as e:
+            raise PerpdexError(f"cannot read price path {path} ({e})") from e
+        if not rows:
+            raise PerpdexError(f"{path} has no price rows")
+        return cls(rows)
+
+    @property
+    def interval(self) -> int:
+        """Seconds between the first two rows (0 for a one-row path)."""
+        return self.rows[1][0] - self.rows[0][0] if len(self.rows) > 1 else 0
+
+    def next(self, current: dict[str, Decimal]) -> dict[str, Decimal] | None:
+        if self._it is None:
+            self._it = iter(self.rows)
+        row = next(self._it, None)
+        return None if row is None else dict(row[1])
+
+
+class PricePusher:
+    """Writes prices to every mock feed of a deployment, then refreshes the markets."""
+
+    def __init__(
+        self,
+        protocol: Deployment,
+        signer: Any,
+        source: PriceSource,
+        refresh: bool = True,
+        spread_bps: int = 0,
+    ) -> None:
+        self.p = protocol
+        self.signer = signer
+        self.source = source
+        self.refresh = refresh
+        self.spread_bps = spread_bps
+        self.pushed = 0
+
+    def current(self) -> dict[str, Decimal]:
+        """The first feed's answer of every market (USD)."""
+        return {
+            sym: Decimal(int(feeds[0].latestRoundData()[1])) / 10**FEED_DECIMALS
+            for sym, feeds in self.p.feeds.items()
+        }
+
+    def push(self, prices: dict[str, Decimal]) -> None:
+        """Set every feed of the named markets; refresh all markets."""
+        from ape.exceptions import ApeException
+
+        for sym, price in prices.items():
+            feeds = self.p.feeds.get(sym)
+            if feeds is None:
+                raise PerpdexError(
+                    f"no market {sym!r}; the deployment lists {', '.join(self.p.feeds)}"
+                )
+            if price <= 0:
+                raise PerpdexError(f"{sym} price {price} must be above zero")
+            for i, f in enumerate(feeds):
+                # sources spread symmetrically around the price: -s, 0, +s basis points
+                offset = (i - (len(feeds) - 1) / 2) * self.spread_bps / 10_000
+                answer = int(price * Decimal(repr(1 + offset)) * 10**FEED_DECIMALS)
+                try:
+                    f.set_answer(answer, sender=self.signer)
+                except ApeException as e:
+                    raise PerpdexError(
+                        f"cannot set the {sym} feed {f.address} ({e}); the pusher only drives "
+                        "MockAggregator feeds (local networks and testnets with `mocks: true`)"
+                    ) from e
+        if self.refresh:
+            self.p.ops.refresh(list(range(len(self.p.feeds))), sender=self.signer)
+        self.pushed += 1
+        log.info("pushed %s", ", ".join(f"{s} {p:,.2f}" for s, p in sorted(prices.items())))
+
+    def step(self) -> dict[str, Decimal] | None:
+        """Push the source's next prices; None when the path is over."""
+        prices = self.source.next(self.current())
+        if prices is None:
+            return None
+        self.push(prices)
+        return prices
+
+    def run(
+        self,
+        interval: float,
+        steps: int | None = None,
+        warp: bool = False,
+        stop: threading.Event | None = None,
+        on_step: Callable[[dict[str, Decimal]], None] | None = None,
+    ) -> int:
+        """Push every `interval` seconds (with `warp`, on a development chain, move the
+        chain's clock by `interval` instead of waiting). Returns the steps pushed."""
+        from ape import chain
+
+        stop = stop or threading.Event()
+        n = 0
+        while not stop.is_set() and (steps is None or n < steps):
+            if n and warp:
+                chain.pending_timestamp += int(interval)
+            prices = self.step()
+            if prices is None:
+                log.info("price path finished after %d step(s)", n)
+                break
+            if on_step:
+                on_step(prices)
+            n += 1
+            if not warp and (steps is None or n < steps):
+                stop.wait(interval)
+        return n

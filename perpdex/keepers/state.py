@@ -1,0 +1,109 @@
+"""What a keeper remembers between runs, in one JSON file.
+
+The chain is the source of truth for every auction (a keeper re-reads `auction(account)`
+each tick, so it acts the same whether it ran for a week or just started). What the chain
+does not give cheaply is *which accounts exist*: the keeper learns them from
+`AccountOpened` and `Fill` logs, and the file keeps the accounts it has seen and the last
+block it scanned, so a restart scans only the blocks it missed.
+
+The file is rewritten atomically (temporary file + rename) after every tick, so a keeper
+killed at any moment leaves either the previous or the new state, never half of one. A
+file written for another chain or another Clearinghouse is refused, not silently reused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perpdex.errors import PerpdexError
+
+__all__ = ["STATE_VERSION", "KeeperState", "StateMismatch"]
+
+STATE_VERSION = 1
+
+
+class StateMismatch(PerpdexError):
+    """The state file belongs to another chain or deployment."""
+
+
+@dataclass
+class KeeperState:
+    """Cursor and known accounts of one keeper on one deployment."""
+
+    chain_id: int
+    clearinghouse: str
+    cursor: int = -1  # last block whose logs were scanned (-1: none yet)
+    accounts: set[int] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)  # successful actions by kind
+    path: Path | None = None
+
+    @classmethod
+    def load(
+        cls, path: Path | None, chain_id: int, clearinghouse: str, start_block: int = 0
+    ) -> KeeperState:
+        """The state in `path`, or a fresh one (cursor before `start_block`) when the file
+        does not exist or `path` is None (in-memory keeper)."""
+        fresh = cls(chain_id, clearinghouse, cursor=start_block - 1, path=path)
+        if path is None or not path.exists():
+            return fresh
+        try:
+            data: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise PerpdexError(
+                f"cannot read keeper state {path} ({e}); fix or delete it (the keeper then "
+                "rescans the chain from the start)"
+            ) from e
+        if data.get("version") != STATE_VERSION:
+            raise PerpdexError(
+                f"{path} has state version {data.get('version')!r}, this keeper writes "
+                f"{STATE_VERSION}; delete it to rescan the chain"
+            )
+        if int(data["chain_id"]) != chain_id or str(data["clearinghouse"]).lower() != (
+            clearinghouse.lower()
+        ):
+            raise StateMismatch(
+                f"{path} was written for clearinghouse {data['clearinghouse']} on chain "
+                f"{data['chain_id']}, not {clearinghouse} on chain {chain_id}; pass another "
+                "--state file or delete this one (a restarted anvil needs a fresh state)"
+            )
+        return cls(
+            chain_id=chain_id,
+            clearinghouse=clearinghouse,
+            cursor=int(data["cursor"]),
+            accounts={int(a, 16) for a in data.get("accounts", [])},
+            counts={str(k): int(v) for k, v in data.get("counts", {}).items()},
+            path=path,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "chain_id": self.chain_id,
+            "clearinghouse": self.clearinghouse,
+            "cursor": self.cursor,
+            "accounts": sorted(f"{a:#x}" for a in self.accounts),
+            "counts": dict(sorted(self.counts.items())),
+        }
+
+    def save(self) -> None:
+        """Write the state atomically (no-op for an in-memory keeper)."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(self.to_json(), f, indent=2)
+                f.write("\n")
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def count(self, kind: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1

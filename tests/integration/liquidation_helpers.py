@@ -1,0 +1,245 @@
+"""Shared pieces of the liquidation, keeper and crash-replay tests.
+
+`LiqWorld` wraps the `protocol` fixture with the few actions these tests repeat: hold a
+price long enough for the oracle's time-weighted price to follow, build an account at a
+chosen health, decode the auction's and the Clearinghouse's liquidation events with the
+right ABI, and check conservation of the settlement token.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import ape.exceptions
+import pytest
+from ape_ethereum.trace import Trace
+
+from perpdex.deploy import Protocol
+from perpdex.keepers.liquidator import accounts_opened, conservation_gap
+from perpdex.units import WAD
+
+__all__ = [
+    "WAD",
+    "LiqWorld",
+    "Victim",
+    "quiet_revert_traces",
+]
+
+BTC = 0
+TWAP_WINDOW = 600  # config/markets.yaml oracle.twap_window of every market
+
+
+def quiet_revert_traces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ape prints a call trace and maps every revert to a source traceback (seconds per
+    revert); these tests match revert strings only. PERPDEX_SHOW_REVERT_TRACES=1 keeps
+    them (see tests/unit/clearinghouse/conftest.py)."""
+    if not os.environ.get("PERPDEX_SHOW_REVERT_TRACES"):
+        monkeypatch.setattr(Trace, "show", lambda self, *args, **kwargs: None)
+        monkeypatch.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
+
+
+@dataclass
+class Victim:
+    account: int
+    owner: Any
+    size: int  # signed WAD
+
+
+class LiqWorld:
+    """Actions on one deployment; `who` signs the permissionless ones (feeds, refresh)."""
+
+    def __init__(self, p: Protocol, chain: Any, who: Any) -> None:
+        self.p = p
+        self.ch = p.clearinghouse
+        self.chain = chain
+        self.who = who
+        self.scale = 10 ** (18 - p.system.settlement_decimals)
+        self.unit = 10**p.system.settlement_decimals
+        assert p.auction is not None and p.vault is not None and p.lens is not None
+        self.auction = p.auction
+        self.vault = p.vault
+        self.params = self.auction.params()
+
+    # --- money ---------------------------------------------------------------------------
+
+    def usd(self, dollars: int | str | Decimal) -> int:
+        return int(Decimal(str(dollars)) * self.unit)
+
+    def fund(self, who: Any, dollars: int | str | Decimal) -> int:
+        units = self.usd(dollars)
+        self.p.token.mint(who, units, sender=who)
+        self.p.token.approve(self.ch, 2**256 - 1, sender=who)
+        return units
+
+    def account(
+        self, who: Any, dollars: int | str | Decimal, portfolio: bool = False, name: str = "main"
+    ) -> int:
+        acct = int(self.ch.open_account(name, portfolio, sender=who).return_value)
+        if Decimal(str(dollars)) > 0:
+            self.p.ops.deposit(acct, self.p.token, self.fund(who, dollars), sender=who)
+        return acct
+
+    def lp_deposit(self, lp: Any, dollars: int) -> None:
+        units = self.usd(dollars)
+        self.p.token.mint(lp, units, sender=lp)
+        self.p.token.approve(self.vault, units, sender=lp)
+        self.vault.deposit(units, lp, sender=lp)
+
+    def fund_insurance(self, who: Any, dollars: int | str | Decimal) -> None:
+        units = self.usd(dollars)
+        self.p.token.mint(who, units, sender=who)
+        self.p.token.approve(self.ch, units, sender=who)
+        self.p.ops.fund_insurance(units, sender=who)
+
+    def trade(self, who: Any, acct: int, market: int, size: str | Decimal) -> Any:
+        s = int(Decimal(str(size)) * WAD)
+        bound = 2**256 - 1 if s > 0 else 0
+        return self.ch.trade(acct, market, s, bound, sender=who)
+
+    # --- prices ----------------------------------------------------------------------------
+
+    def feed_price(self, symbol: str) -> Decimal:
+        return Decimal(int(self.p.feeds[symbol][0].latestRoundData()[1])) / 10**8
+
+    def post(self, prices: dict[str, Decimal | int | str] | None = None) -> None:
+        """Posts `prices` to every feed of those markets and re-posts the others' last
+        answers (so nothing goes stale), then refreshes every market."""
+        prices = prices or {}
+        for sym, feeds in self.p.feeds.items():
+            if sym in prices:
+                answer = int(Decimal(str(prices[sym])) * 10**8)
+            else:
+                answer = int(feeds[0].latestRoundData()[1])
+            for f in feeds:
+                f.set_answer(answer, sender=self.who)
+        self.p.ops.refresh(list(range(len(self.p.feeds))), sender=self.who)
+
+    def hold(
+        self, prices: dict[str, Decimal | int | str], seconds: int = 600, step: int = 600
+    ) -> None:
+        """Moves the feeds to `prices` and keeps them there for `seconds`, refreshing every
+        `step` seconds. The oracle's EMA weighs the last observed price by min(dt, window)
+        / window (window 600 s): an observation a whole window after the price changed
+        sets the EMA to it exactly, shorter steps approach it geometrically."""
+        self.post(prices)
+        waited = 0
+        while waited < seconds:
+            self.chain.pending_timestamp += step
+            waited += step
+            self.post(prices)
+
+    def sleep(self, seconds: int) -> None:
+        """Time passes; the feeds are re-posted (same answers) and marks refreshed."""
+        self.chain.pending_timestamp += seconds
+        self.post()
+
+    def set_sequencer(self, up: bool, since: int | None = None) -> None:
+        now = self.chain.pending_timestamp
+        started = now if since is None else since
+        assert self.p.sequencer is not None
+        self.p.sequencer.set_round_data(0 if up else 1, started, now, sender=self.who)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def margin(self, acct: int) -> Any:
+        return self.ch.account_margin(acct)
+
+    def health(self, acct: int) -> Decimal:
+        s = self.ch.account_margin(acct)
+        return Decimal(s.equity) / Decimal(s.maintenance) if s.maintenance else Decimal("inf")
+
+    def state(self, acct: int) -> tuple[bool, int, int, int, int, int]:
+        a = self.auction.auction(acct)
+        return tuple(int(x) for x in a)  # type: ignore[return-value]
+
+    def share_price(self) -> int:
+        """Assets (token units) of 10**18 vault shares."""
+        return int(self.vault.convertToAssets(10**18))
+
+    def balances(self) -> dict[str, int]:
+        ch = self.ch
+        return {
+            "insurance": int(ch.insurance_fund()),
+            "pool_cash": int(ch.pool_cash()),
+            "protocol_fees": int(ch.protocol_fees()),
+            "vault_equity": int(self.p.lens.vault_equity()),
+        }
+
+    def all_accounts(self) -> list[int]:
+        return accounts_opened(self.p, 0, self.chain.blocks.head.number)
+
+    def conservation(self, accounts: Iterable[int] | None = None) -> int:
+        """Token held by the Clearinghouse (WAD) - (Σ settlement balances + pool cash +
+        insurance + protocol fees). Never negative; zero up to rounding dust."""
+        return conservation_gap(self.p, self.all_accounts() if accounts is None else accounts)
+
+    def assert_conserved(self, dust: int = 10**12) -> int:
+        gap = self.conservation()
+        assert 0 <= gap <= dust, f"conservation broken: token - claims = {gap} WAD"
+        return gap
+
+    # --- accounts at a chosen health ---------------------------------------------------
+
+    def btc_long(self, who: Any, deposit: int, size: str = "1", portfolio: bool = False) -> Victim:
+        acct = self.account(who, deposit, portfolio, name="victim")
+        self.trade(who, acct, BTC, size)
+        return Victim(acct, who, int(Decimal(size) * WAD))
+
+    def price_for_health(self, acct: int, target: Decimal, market: int = BTC) -> Decimal:
+        """The BTC price (USD, 2 decimals) at which a one-market account has `target`
+        health, from its balance, position and the current maintenance ratio (health is
+        linear in price for one position: maintenance is proportional to the mark)."""
+        size, cost, _ = self.ch.position(acct, market)
+        mark = int(self.ch.mark(market)[0])
+        s = self.ch.account_margin(acct)
+        bal = int(self.ch.balance_of(acct, 0))
+        # equity(P) = bal + size*P - cost (funding ignored: tests run at a flat rate);
+        # maintenance(P) = ratio * |size| * P
+        ratio = Decimal(s.maintenance) / (abs(Decimal(size)) * mark / WAD)
+        num = Decimal(cost) - Decimal(bal)
+        den = Decimal(size) - target * ratio * abs(Decimal(size))
+        return (num / den).quantize(Decimal("0.01"))
+
+
+# --- independent mirrors of the auction's formulas (LiquidationAuction.vy header) ----------
+
+
+def expected_tranche(equity: int, maintenance: int, notional: int, p: Any, critical: bool) -> int:
+    """q = (t*M - E) / (t*M - N*(d_max + penalty)), rounded up, within [min_step,
+    max_step]; the whole book below critical health or under `small_account`."""
+    if critical or notional < p.small_account:
+        return WAD
+    tm = maintenance * p.target_health // WAD
+    cost = notional * (p.max_discount + p.penalty) // WAD
+    q = WAD
+    if tm > cost:
+        q = -((-(tm - equity) * WAD) // (tm - cost))  # ceil
+    return min(max(q, p.min_step), p.max_step)
+
+
+def expected_reward(value: int, equity: int, p: Any) -> int:
+    return min(p.keeper_tip + value * p.keeper_fee // WAD, p.keeper_cap, max(equity, 0))
+
+
+def expected_discount(elapsed: int, p: Any) -> int:
+    elapsed = min(elapsed, p.duration)
+    return p.start_discount + (p.max_discount - p.start_discount) * elapsed // p.duration
+
+
+def fill_price(mark: int, discount: int, long: bool) -> int:
+    """Longs sell below the mark (rounded down), shorts buy back above it (rounded up)."""
+    if long:
+        return mark * (WAD - discount) // WAD
+    return -((-mark * (WAD + discount)) // WAD)
+
+
+def part_of(size: int, fraction: int) -> int:
+    """size x fraction, truncated toward zero (never more than held)."""
+    if fraction >= WAD:
+        return size
+    q = abs(size) * fraction // WAD
+    return q if size > 0 else -q
