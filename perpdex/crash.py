@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from perpdex import chaintime
 from perpdex.errors import PerpdexError
 from perpdex.keepers.liquidator import (
     Liquidator,
@@ -167,18 +168,6 @@ class CrashReport:
 
 
 # --- chain helpers ------------------------------------------------------------------------------
-
-
-def _advance(seconds: int) -> None:
-    """Move the chain clock (ape-foundry sets the next timestamp; a node provider on anvil
-    takes evm_increaseTime)."""
-    from ape import chain
-    from ape.exceptions import APINotImplementedError
-
-    try:
-        chain.pending_timestamp += seconds
-    except (APINotImplementedError, NotImplementedError, AttributeError):
-        chain.provider.make_request("evm_increaseTime", [seconds])
 
 
 def _usd(x: int) -> float:
@@ -319,7 +308,7 @@ def run(
     )
     last_t = 0
     for i, (t, prices) in enumerate(path):
-        _advance(t - last_t)
+        chaintime.advance(t - last_t)
         last_t = t
         pusher.push(prices)
         order = ("A", "B") if i % 2 == 0 else ("B", "A")
@@ -328,7 +317,7 @@ def run(
         report.steps.append(_record(p, population, all_accounts, t, report))
     # --- wind down: keep ticking (prices flat) until nothing is left to do ---------------------
     for _ in range(cfg.max_settle_ticks):
-        _advance(cfg.tail_step)
+        chaintime.advance(cfg.tail_step)
         last_t += cfg.tail_step
         pusher.push(path[-1][1])
         busy = False
@@ -565,3 +554,16 @@ def write_chart(report: CrashReport, path: Path) -> Path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def crash_replay_step(protocol: Protocol, console: Console) -> CrashReport:
+    """The demo's last step: the crash replay on the demo chain, chart written to
+    PERPDEX_CRASH_OUT (default build/crash)."""
+    import os
+
+    from ape import accounts
+
+    out = Path(os.environ.get("PERPDEX_CRASH_OUT", "build/crash"))
+    report = run(protocol, list(accounts.test_accounts)[:10], console, out, CrashConfig())
+    console.print(f"chart of health and auction prices: {out / 'crash_replay.png'}")
+    return report

@@ -5,6 +5,7 @@ Needs a deployment on the same network (`ape run deploy`); `make demo` does both
 
 from __future__ import annotations
 
+import os
 import sys
 
 from rich.console import Console
@@ -14,7 +15,10 @@ from perpdex.errors import PerpdexError
 
 
 def main() -> None:
-    console = Console()
+    # rich falls back to 80 columns when stdout is not a terminal (`make demo | tee`, CI);
+    # the demo's tables are wider than that, so give logs 120 unless COLUMNS says otherwise
+    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    console = Console(width=120 if wide else None)
     try:
         run(console)
     except PerpdexError as e:

@@ -8,8 +8,10 @@ bottom of this file (see "command groups").
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from decimal import Decimal
+from types import ModuleType
 from typing import Annotated
 
 import typer
@@ -25,15 +27,32 @@ from perpdex.cli import (
     console,
     fmt_amount,
     fmt_usd,
+    lp,
     parse_account_id,
     parse_amount,
+    portfolio,
     risk,
     say,
     session,
     short_id,
+    trade,
 )
 from perpdex.errors import PerpdexError
 from perpdex.sdk.client import AccountInfo, AccountSummary, PerpdexClient
+
+
+def _optional_group(module: str) -> ModuleType | None:
+    """A command-group module that may not be in this tree yet (None then); an import
+    error inside a module that exists still surfaces."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        return None
+
+
+keeper = _optional_group("perpdex.cli.keeper")
 
 app = typer.Typer(
     cls=PerpdexGroup,
@@ -311,9 +330,15 @@ def account(
 # Each group lives in its own module under perpdex/cli/ and exposes a `typer.Typer`, mounted
 # here. Its commands take `ctx: typer.Context`, use `perpdex.cli.session(ctx).client()` and
 # raise PerpdexError on failure; the root group prints the one-line error and exits with 1.
-# Next: quote, trade, portfolio, lp, keeper.
+# A Typer mounted without a name adds its commands to the root (quote, trade, close,
+# portfolio).
 
+app.add_typer(trade.app)
+app.add_typer(portfolio.app)
+app.add_typer(lp.app, name="lp")
 app.add_typer(risk.app, name="risk")
+if keeper is not None:
+    app.add_typer(keeper.app, name="keeper")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""A typed client for one perpdex deployment: accounts, collateral and margin figures.
+"""A typed client for one perpdex deployment: accounts, collateral, margin, trading and
+the liquidity vault.
 
 The client reads the contract addresses from a deployment manifest
 (`deployments/<network>.json`, written by `perpdex.deploy.deploy_system`) or from a
@@ -15,12 +16,22 @@ the one table of known revert strings, shared with the CLI.
         acct = client.open_account("basis")
         client.deposit(acct, Decimal("1000"))
         print(client.summary(acct).margin.equity)
+        q = client.quote(acct, "BTC", Decimal("0.5"))      # lens.quote, nothing signed
+        fill = client.trade(acct, "BTC", Decimal("0.5"))   # bound: quote +/- max_slippage
+        print(client.portfolio(acct).margin_saved)         # lens.account_summary + names
+        client.close(acct, "BTC")                          # realised PnL on the Fill
+        client.lp_deposit(Decimal("10000")); print(client.lp_status().share_price)
+
+Trading figures come from the ClearinghouseLens (`quote`, `account_summary`,
+`vault_equity`), so the client shows exactly what the contracts compute; sizes are signed
+base units (positive buys), prices and money dollars.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -28,7 +39,16 @@ from typing import TYPE_CHECKING, Any
 
 from perpdex.config import ROOT
 from perpdex.errors import DeploymentNotFound, PerpdexError, TransactionRejected
-from perpdex.units import from_wad, to_units
+from perpdex.sdk import riskbook
+from perpdex.sdk.math import (
+    NO_RISK_HEALTH,
+    NO_SCENARIO,
+    PICO_PER_USD,
+    AccountView,
+    PositionView,
+    QuoteView,
+)
+from perpdex.units import WAD, from_wad, to_units, to_wad
 
 if TYPE_CHECKING:
     from ape.api import AccountAPI, ReceiptAPI
@@ -36,14 +56,25 @@ if TYPE_CHECKING:
     from perpdex.deploy import Protocol
 
 __all__ = [
+    "DEFAULT_MAX_SLIPPAGE",
     "REVERT_HINTS",
     "AccountInfo",
     "AccountSummary",
     "Collateral",
     "Deployment",
+    "Fill",
+    "LpMove",
+    "LpStatus",
     "Margin",
+    "MarketInfo",
+    "MarketUse",
     "PerpdexClient",
+    "Portfolio",
+    "PositionLine",
+    "Quote",
+    "ScenarioLoss",
     "UnknownAccount",
+    "acceptable_price",
     "hint_for",
     "rejected",
 ]
@@ -54,6 +85,11 @@ ACCOUNT_PORTFOLIO = 2
 ACCOUNT_IN_LIQUIDATION = 4
 INDEX_BITS = 96
 MAX_NAME_BYTES = 32
+BPS = 10_000
+
+#: Default worst fill accepted by `trade` and `close`: the quoted fill price moved 0.5%
+#: against the order.
+DEFAULT_MAX_SLIPPAGE = Decimal("0.005")
 
 # --- revert strings -> what to do next ---------------------------------------------------
 
@@ -135,6 +171,30 @@ REVERT_HINTS: dict[str, str] = {
         "too few price sources agree right now; retry after the next price update"
     ),
     "oracle: stale price": "the price feeds are stale; retry after the next price update",
+    "oracle: source unavailable": (
+        "a price feed did not answer; retry after the next price update"
+    ),
+    "oracle: non-positive answer": (
+        "a price feed reported a non-positive price; retry after the next price update"
+    ),
+    "oracle: answer out of range": (
+        "a price feed reported a price outside the market's bounds; wait for the feeds"
+    ),
+    "clearinghouse: no markets": "name at least one market to refresh",
+    # quotes (ClearinghouseLens)
+    "lens: zero size": "give a size other than zero, e.g. 0.5 to buy or -0.5 to sell",
+    "lens: unknown market": "use a listed market; `perpdex quote` lists them",
+    # the liquidity vault
+    "vault: zero amount": (
+        "the amount is worth less than one share (or one token unit); give a larger amount"
+    ),
+    "vault: zero receiver": "give the receiver's address",
+    "vault: pool is insolvent": (
+        "the pool's equity is not positive, so deposits are closed until it recovers"
+    ),
+    "erc20: burn amount exceeds balance": (
+        "you hold fewer LP shares than that; `perpdex lp status` shows what you can withdraw"
+    ),
     # loss caps
     "clearinghouse: no loss cap": "the account has no loss cap; set one with set_loss_cap",
     "clearinghouse: equity above loss cap": (
@@ -199,6 +259,9 @@ class Deployment:
     settlement_decimals: int
     feeds: dict[str, list[str]] = field(default_factory=dict)
     sequencer_feed: str | None = None
+    vault: str | None = None
+    lens: str | None = None
+    auction: str | None = None
     path: Path | None = None
 
     @classmethod
@@ -224,6 +287,9 @@ class Deployment:
                 settlement_decimals=int(data["settlement_decimals"]),
                 feeds={str(k): [str(a) for a in v] for k, v in c.get("feeds", {}).items()},
                 sequencer_feed=c.get("sequencer_feed"),
+                vault=_optional(c.get("vault")),
+                lens=_optional(c.get("lens")),
+                auction=_optional(c.get("auction")),
                 path=path,
             )
         except (KeyError, TypeError, ValueError) as e:
@@ -251,6 +317,9 @@ class Deployment:
             settlement_decimals=protocol.system.settlement_decimals,
             feeds={s: [str(f.address) for f in fs] for s, fs in protocol.feeds.items()},
             sequencer_feed=str(protocol.sequencer.address) if protocol.sequencer else None,
+            vault=str(protocol.vault.address) if protocol.vault is not None else None,
+            lens=str(protocol.lens.address) if protocol.lens is not None else None,
+            auction=str(protocol.auction.address) if protocol.auction is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -266,6 +335,15 @@ class Deployment:
                 "clearinghouse_admin": self.clearinghouse_admin,
                 "feeds": self.feeds,
                 "sequencer_feed": self.sequencer_feed,
+                **{
+                    k: v
+                    for k, v in (
+                        ("vault", self.vault),
+                        ("lens", self.lens),
+                        ("auction", self.auction),
+                    )
+                    if v is not None
+                },
             },
             "markets": list(self.markets),
             "settlement_decimals": self.settlement_decimals,
@@ -276,6 +354,10 @@ class Deployment:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
         return path
+
+
+def _optional(value: Any) -> str | None:
+    return str(value) if value else None
 
 
 def resolve_manifest(spec: str | Path | None = None) -> Path:
@@ -353,6 +435,372 @@ class AccountSummary:
     margin: Margin
 
 
+@dataclass(frozen=True)
+class MarketInfo:
+    """One listed market: the oracle, the cached mark and funding, open interest."""
+
+    id: int
+    symbol: str
+    oracle_price: Decimal | None  # None: the oracle has no valid price right now
+    mark_price: Decimal
+    mark_time: int  # block timestamp of the last touch
+    funding_rate: Decimal  # fraction of the price per day; positive: longs pay shorts
+    funding_index: Decimal  # cumulative funding, dollars per unit of base
+    long_oi: Decimal
+    short_oi: Decimal
+    max_oi: Decimal  # per side
+    skew_scale: Decimal
+    maker_fee: Decimal
+    taker_fee: Decimal
+    max_vault_exposure: Decimal  # fraction of pool cash
+    paused: bool
+
+    @property
+    def skew(self) -> Decimal:
+        """Long minus short open interest: the vault holds the other side."""
+        return self.long_oi - self.short_oi
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a market order would do now (`ClearinghouseLens.quote`), in dollars.
+
+    `view` keeps the lens's integers (WAD) for exact comparisons and for the slippage bound.
+    """
+
+    account: int
+    market: int
+    symbol: str
+    size: Decimal  # signed base units: positive buys
+    view: QuoteView
+    block_number: int | None = None
+
+    @property
+    def is_buy(self) -> bool:
+        return self.size > 0
+
+    @property
+    def oracle_price(self) -> Decimal:
+        return from_wad(self.view.oracle_price)
+
+    @property
+    def fill_price(self) -> Decimal:
+        return from_wad(self.view.fill_price)
+
+    @property
+    def price_impact(self) -> Decimal:
+        """(fill - oracle) / oracle, signed."""
+        return from_wad(self.view.price_impact)
+
+    @property
+    def notional(self) -> Decimal:
+        return abs(self.size) * self.fill_price
+
+    @property
+    def fee(self) -> Decimal:
+        return from_wad(self.view.fee)
+
+    @property
+    def realized_pnl(self) -> Decimal:
+        return from_wad(self.view.realized_pnl)
+
+    @property
+    def funding_paid(self) -> Decimal:
+        """Funding the existing position settles with this order (positive: it pays)."""
+        return from_wad(self.view.funding_paid)
+
+    @property
+    def equity_after(self) -> Decimal:
+        return from_wad(self.view.equity_after)
+
+    @property
+    def initial_after(self) -> Decimal:
+        return from_wad(self.view.initial_after)
+
+    @property
+    def maintenance_after(self) -> Decimal:
+        return from_wad(self.view.maintenance_after)
+
+    @property
+    def health_after(self) -> Decimal | None:
+        """Equity over maintenance after the order; None when nothing is at risk."""
+        return _health(self.view.health_after)
+
+    @property
+    def liquidation_price_after(self) -> Decimal | None:
+        """The market's liquidation price after the order; None if it closes the position
+        or none exists within the lens's search range."""
+        return _price_or_none(self.view.liquidation_price_after)
+
+    def acceptable_price(self, max_slippage: Decimal | str = DEFAULT_MAX_SLIPPAGE) -> int:
+        """Worst fill price (WAD) for this order: see `acceptable_price`."""
+        return acceptable_price(self.view.fill_price, self.size > 0, max_slippage)
+
+
+@dataclass(frozen=True)
+class Fill:
+    """A market order as the Clearinghouse filled it (its `Fill` event), in dollars."""
+
+    account: int
+    market: int
+    symbol: str
+    size_delta: Decimal
+    price: Decimal
+    fee: Decimal
+    realized_pnl: Decimal
+    funding_paid: Decimal  # settled by the position before the fill (positive: paid)
+    size_after: Decimal
+    acceptable_price: Decimal  # the bound the order carried
+    quote: Quote  # the quote the bound was computed from
+    tx_hash: str
+    block_number: int | None
+
+    @property
+    def cash_flow(self) -> Decimal:
+        """Change in the settlement balance: realised PnL minus funding and fee."""
+        return self.realized_pnl - self.funding_paid - self.fee
+
+
+@dataclass(frozen=True)
+class PositionLine:
+    """One position of `Portfolio`, at the cached mark."""
+
+    market: int
+    symbol: str
+    size: Decimal
+    entry_price: Decimal
+    mark_price: Decimal
+    notional: Decimal
+    unrealized_pnl: Decimal
+    funding_owed: Decimal  # accrued and not yet settled; positive: the position pays
+    isolated_initial: Decimal  # this position's requirement in isolated mode
+    liquidation_price: Decimal | None  # None: none within the lens's search range
+
+    @property
+    def side(self) -> str:
+        return "long" if self.size > 0 else "short"
+
+    @property
+    def funding_pnl(self) -> Decimal:
+        """Accrued funding as PnL: positive when the position receives."""
+        return -self.funding_owed
+
+    @property
+    def liquidation_distance(self) -> Decimal | None:
+        """How far the mark may move against the position before liquidation (fraction)."""
+        if self.liquidation_price is None or self.mark_price == 0:
+            return None
+        return abs(self.liquidation_price - self.mark_price) / self.mark_price
+
+
+@dataclass(frozen=True)
+class ScenarioLoss:
+    """The account's loss under one stress scenario of the risk book."""
+
+    index: int
+    name: str
+    loss: Decimal  # positive: the account loses
+    binding: bool  # the largest loss (what portfolio margin is set from)
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    """`ClearinghouseLens.account_summary` with names, in dollars.
+
+    Portfolio (scenario) margin: initial = min(isolated, max(worst scenario loss, floor) +
+    add-on); `portfolio_initial` computes that from the lens's figures for either mode, so
+    an isolated account sees what switching would save.
+    """
+
+    info: AccountInfo
+    view: AccountView
+    positions: tuple[PositionLine, ...]
+    scenarios: tuple[ScenarioLoss, ...]
+    block_number: int | None = None
+
+    @property
+    def portfolio_mode(self) -> bool:
+        return self.view.portfolio
+
+    @property
+    def collateral_value(self) -> Decimal:
+        return from_wad(self.view.collateral_value)
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        return from_wad(self.view.unrealized_pnl)
+
+    @property
+    def funding_owed(self) -> Decimal:
+        return from_wad(self.view.funding_owed)
+
+    @property
+    def equity(self) -> Decimal:
+        return from_wad(self.view.equity)
+
+    @property
+    def initial(self) -> Decimal:
+        """The requirement in the account's own mode."""
+        return from_wad(self.view.initial)
+
+    @property
+    def maintenance(self) -> Decimal:
+        return from_wad(self.view.maintenance)
+
+    @property
+    def free(self) -> Decimal:
+        return self.equity - self.initial
+
+    @property
+    def health(self) -> Decimal | None:
+        return _health(self.view.health)
+
+    @property
+    def isolated_initial(self) -> Decimal:
+        """Sum of the positions' isolated requirements."""
+        return from_wad(self.view.isolated_initial)
+
+    @property
+    def floor(self) -> Decimal:
+        """The floor: a fraction of gross notional no portfolio can go below."""
+        return from_wad(self.view.floor)
+
+    @property
+    def addon(self) -> Decimal:
+        """The size add-on (the size-scaled part of the isolated requirements)."""
+        return from_wad(self.view.addon)
+
+    @property
+    def worst_loss(self) -> Decimal:
+        return max((s.loss for s in self.scenarios), default=Decimal(0)).max(Decimal(0))
+
+    @property
+    def binding_scenario(self) -> ScenarioLoss | None:
+        return next((s for s in self.scenarios if s.binding), None)
+
+    @property
+    def stress_requirement(self) -> Decimal:
+        """max(worst scenario loss, floor) + add-on."""
+        return max(self.worst_loss, self.floor) + self.addon
+
+    @property
+    def portfolio_initial(self) -> Decimal:
+        """The initial requirement in portfolio mode (margin._combine)."""
+        return min(self.isolated_initial, self.stress_requirement)
+
+    @property
+    def margin_saved(self) -> Decimal:
+        """Isolated requirement minus the portfolio-mode requirement (never negative)."""
+        return self.isolated_initial - self.portfolio_initial
+
+    @property
+    def binds(self) -> str:
+        """What sets the portfolio requirement: `isolated`, `floor`, a scenario name, or
+        `none` without positions."""
+        if not self.positions:
+            return "none"
+        if self.isolated_initial <= self.stress_requirement:
+            return "isolated"
+        scenario = self.binding_scenario
+        if scenario is None or self.floor > self.worst_loss:
+            return "floor"
+        return scenario.name
+
+
+@dataclass(frozen=True)
+class LpMove:
+    """One vault deposit or withdrawal, from its ERC-4626 event."""
+
+    owner: str
+    assets: Decimal  # tokens in (deposit) or paid out after the fee (withdrawal)
+    shares: Decimal  # shares minted or burnt
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class MarketUse:
+    """How much of the vault's exposure cap one market uses."""
+
+    market: int
+    symbol: str
+    long_oi: Decimal
+    short_oi: Decimal
+    mark_price: Decimal
+    funding_rate: Decimal
+    exposure: Decimal  # |skew| x mark: the vault's position value, dollars
+    cap: Decimal  # pool cash x max_vault_exposure
+    utilisation: Decimal | None  # exposure / cap; None when the cap is zero
+
+    @property
+    def vault_side(self) -> str:
+        skew = self.long_oi - self.short_oi
+        return "flat" if skew == 0 else ("short" if skew > 0 else "long")
+
+
+@dataclass(frozen=True)
+class LpStatus:
+    """An LP's shares and the pool behind them."""
+
+    owner: str
+    shares: Decimal
+    assets: Decimal  # shares at the current price, before the withdrawal fee
+    redeemable: Decimal  # what redeeming every share pays now, after the fee
+    share_price: Decimal  # assets per share
+    total_shares: Decimal
+    total_assets: Decimal  # vault.totalAssets (the pool's equity, token units rounded down)
+    pool_equity: Decimal  # lens.vault_equity: cash - traders' PnL + funding owed to it
+    pool_cash: Decimal
+    insurance: Decimal
+    protocol_fees: Decimal
+    withdraw_fee: Decimal  # fraction of the assets redeemed
+    markets: tuple[MarketUse, ...]
+
+
+def acceptable_price(fill_price_wad: int, buy: bool, max_slippage: Decimal | str) -> int:
+    """The worst fill price (WAD) an order accepts: `fill_price_wad` moved `max_slippage`
+    (a fraction, e.g. 0.005) against it, rounded in the order's favour of filling: up for a
+    buy, down for a sell."""
+    slip = Decimal(str(max_slippage))
+    if not slip.is_finite() or not 0 <= slip < 1:
+        raise PerpdexError(
+            f"max slippage {max_slippage} must be a fraction from 0 up to 1, e.g. 0.005 for 0.5%"
+        )
+    s = to_wad(slip)
+    if buy:
+        return (fill_price_wad * (WAD + s) + WAD - 1) // WAD
+    return fill_price_wad * (WAD - s) // WAD
+
+
+def _health(raw: int) -> Decimal | None:
+    return None if raw == NO_RISK_HEALTH else from_wad(raw)
+
+
+def _price_or_none(raw: int) -> Decimal | None:
+    return None if raw == 0 else from_wad(raw)
+
+
+def _quote_view(raw: Any) -> QuoteView:
+    """The lens's QuoteView struct as ints."""
+    return QuoteView(**{f.name: int(getattr(raw, f.name)) for f in fields(QuoteView)})
+
+
+def _account_view(raw: Any) -> AccountView:
+    """The lens's AccountView struct as ints."""
+    skip = ("portfolio", "scenario_losses", "positions")
+    kw: dict[str, Any] = {
+        f.name: int(getattr(raw, f.name)) for f in fields(AccountView) if f.name not in skip
+    }
+    return AccountView(
+        portfolio=bool(raw.portfolio),
+        scenario_losses=tuple(int(x) for x in raw.scenario_losses),
+        positions=tuple(
+            PositionView(**{f.name: int(getattr(p, f.name)) for f in fields(PositionView)})
+            for p in raw.positions
+        ),
+        **kw,
+    )
+
+
 # --- the client -------------------------------------------------------------------------------
 
 
@@ -411,7 +859,11 @@ class PerpdexClient:
         self.preflight = preflight
         self.clearinghouse = _at("Clearinghouse", deployment.clearinghouse)
         self.ops = _at("ClearinghouseOps", deployment.clearinghouse)
+        self.oracle = _at("OracleRouter", deployment.oracle)
+        self.lens = _at("ClearinghouseLens", deployment.lens) if deployment.lens else None
+        self.vault = _at("LiquidityVault", deployment.vault) if deployment.vault else None
         self._collaterals: dict[int, Collateral] = {}
+        self._books: dict[str, riskbook.RiskBook] = {}
 
     @classmethod
     def from_manifest(
@@ -491,6 +943,11 @@ class PerpdexClient:
         return self._send(
             "set operator", self.ops.set_operator, account, _address(operator), allowed
         )
+
+    def set_margin_mode(self, account: int, portfolio: bool) -> ReceiptAPI:
+        """Switch `account` to portfolio (scenario) margin or back to isolated margin. Owner
+        only; refused if the account would fall below initial margin in the new mode."""
+        return self._send("set margin mode", self.ops.set_margin_mode, account, portfolio)
 
     def is_operator(self, account: int, operator: Any) -> bool:
         """Whether `operator` may trade `account`."""
@@ -595,7 +1052,355 @@ class PerpdexClient:
             margin=self.margin(account),
         )
 
+    # --- markets and quotes ------------------------------------------------------------------
+
+    def market_id(self, market: str | int) -> int:
+        """Market id of a symbol (any case, `BTC` or `BTC-PERP`) or of an id."""
+        symbols = self.deployment.markets
+        if isinstance(market, int):
+            if 0 <= market < len(symbols):
+                return market
+        else:
+            text = market.strip().upper().removesuffix("-PERP").removesuffix("-USD")
+            if text in symbols:
+                return symbols.index(text)
+            if text.isdigit() and int(text) < len(symbols):
+                return int(text)
+        raise PerpdexError(f"{market!r} is not a listed market; use one of: {', '.join(symbols)}")
+
+    def symbol(self, market: int) -> str:
+        """Symbol of a market id."""
+        return self.deployment.markets[self.market_id(market)]
+
+    def markets(self) -> list[MarketInfo]:
+        """Every listed market with its oracle price, mark, funding and open interest."""
+        from ape.exceptions import ContractLogicError
+
+        out = []
+        for m, symbol in enumerate(self.deployment.markets):
+            price, ts, index, rate = self.clearinghouse.mark(m)
+            long_oi, short_oi = self.clearinghouse.open_interest(m)
+            p = self.clearinghouse.market_params(m)
+            try:
+                oracle: Decimal | None = from_wad(int(self.oracle.latest(m)[0]))
+            except ContractLogicError:  # no valid source right now
+                oracle = None
+            out.append(
+                MarketInfo(
+                    id=m,
+                    symbol=symbol,
+                    oracle_price=oracle,
+                    mark_price=from_wad(int(price)),
+                    mark_time=int(ts),
+                    funding_rate=from_wad(int(rate)),
+                    funding_index=Decimal(int(index)) / PICO_PER_USD,
+                    long_oi=from_wad(int(long_oi)),
+                    short_oi=from_wad(int(short_oi)),
+                    max_oi=from_wad(int(p.max_oi)),
+                    skew_scale=from_wad(int(p.skew_scale)),
+                    maker_fee=from_wad(int(p.maker_fee)),
+                    taker_fee=from_wad(int(p.taker_fee)),
+                    max_vault_exposure=from_wad(int(p.max_vault_exposure)),
+                    paused=bool(p.paused),
+                )
+            )
+        return out
+
+    def quote(
+        self,
+        account: int,
+        market: str | int,
+        size: Decimal | int | str,
+        *,
+        block_id: int | str | None = None,
+    ) -> Quote:
+        """What a market order of `size` (signed base units: positive buys) would do now:
+        `ClearinghouseLens.quote` (fill price, impact, fee, realised PnL, funding, and the
+        account's margin and liquidation price afterwards). Signs nothing.
+
+        `block_id` ("pending", a number) quotes against another block than the head; a
+        quote and a trade in the same block agree to the wei.
+        """
+        from ape.exceptions import ContractLogicError
+
+        lens = self._require("lens", self.lens)
+        m = self.market_id(market)
+        delta = _size_wad(size)
+        kwargs: dict[str, Any] = {} if block_id is None else {"block_id": block_id}
+        try:
+            raw = lens.quote(account, m, delta, **kwargs)
+        except ContractLogicError as err:
+            raise rejected("quote", err) from err
+        number = block_id if isinstance(block_id, int) else None
+        return Quote(
+            account, m, self.deployment.markets[m], from_wad(delta), _quote_view(raw), number
+        )
+
+    def trade(
+        self,
+        account: int,
+        market: str | int,
+        size: Decimal | int | str,
+        *,
+        max_slippage: Decimal | str = DEFAULT_MAX_SLIPPAGE,
+        acceptable_price: Decimal | int | str | None = None,
+        quote: Quote | None = None,
+    ) -> Fill:
+        """Market order of `size` (signed base units: positive buys) against the vault.
+
+        The order carries a worst acceptable fill price: `acceptable_price` if given (in
+        dollars), else the quoted fill price moved `max_slippage` (a fraction) against the
+        order. `quote` (from `quote()` earlier, e.g. the one a user confirmed) sets that
+        bound; without it the client quotes now. Refused with the contract's reason and a
+        hint when the fill would be worse, or margin, caps or the oracle say no.
+        """
+        m = self.market_id(market)
+        delta = _size_wad(size)
+        if quote is None:
+            quote = self.quote(account, m, from_wad(delta))
+        elif (quote.account, quote.market, to_wad(quote.size)) != (account, m, delta):
+            raise PerpdexError(
+                f"the quote is for {quote.size} {quote.symbol} on account {quote.account:#x}, "
+                "not this order; quote this order first"
+            )
+        if acceptable_price is not None:
+            bound = to_wad(_positive(acceptable_price, "acceptable price"))
+        else:
+            bound = quote.acceptable_price(max_slippage)
+        receipt = self._send("trade", self.clearinghouse.trade, account, m, delta, bound)
+        fills = [
+            f
+            for f in receipt.decode_logs(self.clearinghouse.Fill)
+            if int(f.account) == account and int(f.market) == m
+        ]
+        if not fills:
+            raise PerpdexError(
+                f"trade {receipt.txn_hash} emitted no Fill for this account; check the "
+                "transaction in a block explorer"
+            )
+        ev = fills[-1]
+        return Fill(
+            account=account,
+            market=m,
+            symbol=self.deployment.markets[m],
+            size_delta=from_wad(int(ev.size_delta)),
+            price=from_wad(int(ev.price)),
+            fee=from_wad(int(ev.fee)),
+            realized_pnl=from_wad(int(ev.realized_pnl)),
+            funding_paid=from_wad(int(ev.funding_paid)),
+            size_after=from_wad(int(ev.size)),
+            acceptable_price=from_wad(bound),
+            quote=quote,
+            tx_hash=str(receipt.txn_hash),
+            block_number=receipt.block_number,
+        )
+
+    def position_size(self, account: int, market: str | int) -> Decimal:
+        """Signed size of the account's position (0 when flat)."""
+        return from_wad(int(self.clearinghouse.position(account, self.market_id(market))[0]))
+
+    def close(
+        self,
+        account: int,
+        market: str | int,
+        *,
+        max_slippage: Decimal | str = DEFAULT_MAX_SLIPPAGE,
+    ) -> Fill:
+        """Close the whole position on `market`; the Fill carries the realised PnL."""
+        m = self.market_id(market)
+        size = self.position_size(account, m)
+        if size == 0:
+            raise PerpdexError(
+                f"account {account:#x} has no {self.deployment.markets[m]} position to close; "
+                "`perpdex portfolio` lists its positions"
+            )
+        return self.trade(account, m, -size, max_slippage=max_slippage)
+
+    def refresh(self, markets: Sequence[str | int] | None = None) -> ReceiptAPI:
+        """Re-read the oracle and accrue funding on `markets` (default: all). Anyone can."""
+        ids = (
+            [self.market_id(x) for x in markets]
+            if markets
+            else list(range(len(self.deployment.markets)))
+        )
+        return self._send("refresh", self.ops.refresh, ids)
+
+    # --- portfolio ---------------------------------------------------------------------------
+
+    def scenario_names(self) -> tuple[str, ...]:
+        """Names of the risk book's stress scenarios, in book order."""
+        return self.risk_book().names
+
+    def risk_book(self) -> riskbook.RiskBook:
+        """The risk book the Clearinghouse uses now (decoded from its code)."""
+        from ape import chain
+
+        address = str(self.clearinghouse.risk_book())
+        if int(address, 16) == 0:
+            raise PerpdexError(
+                "no risk book is published on this deployment; publish one with `perpdex risk push`"
+            )
+        if address not in self._books:
+            code = bytes(chain.provider.get_code(address))
+            self._books[address] = riskbook.decode(code[1:])  # skip the leading STOP byte
+        return self._books[address]
+
+    def portfolio(self, account: int) -> Portfolio:
+        """Positions, PnL, funding, margin, health, liquidation prices and the loss under
+        every stress scenario (`ClearinghouseLens.account_summary`), at the cached marks."""
+        from ape import chain
+
+        lens = self._require("lens", self.lens)
+        info = self.account(account)
+        block = int(chain.blocks.head.number or 0)
+        view = _account_view(lens.account_summary(account, block_id=block))
+        names = self.scenario_names()
+        symbols = self.deployment.markets
+        positions = tuple(
+            PositionLine(
+                market=p.market,
+                symbol=symbols[p.market] if p.market < len(symbols) else str(p.market),
+                size=from_wad(p.size),
+                entry_price=from_wad(p.entry_price),
+                mark_price=from_wad(p.mark_price),
+                notional=from_wad(p.notional),
+                unrealized_pnl=from_wad(p.unrealized_pnl),
+                funding_owed=from_wad(p.funding_owed),
+                isolated_initial=from_wad(p.isolated_initial),
+                liquidation_price=_price_or_none(p.liquidation_price),
+            )
+            for p in view.positions
+        )
+        scenarios = tuple(
+            ScenarioLoss(
+                index=k,
+                name=names[k] if k < len(names) else f"scenario {k}",
+                loss=from_wad(loss),
+                binding=k == view.binding_scenario and view.binding_scenario != NO_SCENARIO,
+            )
+            for k, loss in enumerate(view.scenario_losses)
+        )
+        return Portfolio(info, view, positions, scenarios, block)
+
+    # --- liquidity vault ---------------------------------------------------------------------
+
+    def lp_deposit(self, amount: Decimal | int | str, receiver: Any = None) -> LpMove:
+        """Deposit `amount` settlement tokens into the liquidity vault for shares (to
+        `receiver`, default the signer). Approves the vault first if needed."""
+        vault = self._require("vault", self.vault)
+        col = self.collaterals()[0]
+        units = self._units(amount, col)
+        signer = self._require_signer("LP deposit")
+        to = _address(receiver if receiver is not None else signer)
+        erc20 = _at("MockERC20", col.address)
+        if int(erc20.allowance(signer.address, vault.address)) < units:
+            self._send("approve", erc20.approve, vault.address, units)
+        receipt = self._send("LP deposit", vault.deposit, units, to)
+        return self._lp_move(receipt, vault.Deposit)
+
+    def lp_withdraw(self, amount: Decimal | int | str, receiver: Any = None) -> LpMove:
+        """Withdraw exactly `amount` settlement tokens (after the withdrawal fee) from the
+        vault, burning the shares that cost."""
+        vault = self._require("vault", self.vault)
+        units = self._units(amount, self.collaterals()[0])
+        signer = self._require_signer("LP withdraw")
+        to = _address(receiver if receiver is not None else signer)
+        receipt = self._send("LP withdraw", vault.withdraw, units, to, signer.address)
+        return self._lp_move(receipt, vault.Withdraw)
+
+    def lp_redeem(self, shares: Decimal | int | str | None = None, receiver: Any = None) -> LpMove:
+        """Redeem `shares` (default: all the signer holds) for settlement tokens, less the
+        withdrawal fee."""
+        vault = self._require("vault", self.vault)
+        signer = self._require_signer("LP redeem")
+        decimals = int(vault.decimals())
+        if shares is None:
+            units = int(vault.balanceOf(signer.address))
+            if units == 0:
+                raise PerpdexError(
+                    f"{signer.address} holds no LP shares; deposit first (`perpdex lp deposit "
+                    "AMOUNT`)"
+                )
+        else:
+            units = self._units(shares, Collateral(-1, "shares", str(vault.address), decimals))
+        to = _address(receiver if receiver is not None else signer)
+        receipt = self._send("LP redeem", vault.redeem, units, to, signer.address)
+        return self._lp_move(receipt, vault.Withdraw)
+
+    def lp_status(self, owner: Any = None) -> LpStatus:
+        """Shares, their value and the pool (equity, cash, insurance, per-market use of the
+        vault's exposure cap) for `owner` (default: the signer)."""
+        vault = self._require("vault", self.vault)
+        lens = self._require("lens", self.lens)
+        who = _address(owner if owner is not None else self._require_signer("LP status"))
+        asset_unit = Decimal(10) ** self.deployment.settlement_decimals
+        share_decimals = int(vault.decimals())
+        share_unit = Decimal(10) ** share_decimals
+        offset = share_decimals - self.deployment.settlement_decimals
+        shares = int(vault.balanceOf(who))
+        supply = int(vault.totalSupply())
+        total_assets = int(vault.totalAssets())
+        cash = int(self.clearinghouse.pool_cash())
+        uses = []
+        for mk in self.markets():
+            exposure = abs(mk.skew) * mk.mark_price
+            cap = max(from_wad(cash), Decimal(0)) * mk.max_vault_exposure
+            uses.append(
+                MarketUse(
+                    market=mk.id,
+                    symbol=mk.symbol,
+                    long_oi=mk.long_oi,
+                    short_oi=mk.short_oi,
+                    mark_price=mk.mark_price,
+                    funding_rate=mk.funding_rate,
+                    exposure=exposure,
+                    cap=cap,
+                    utilisation=exposure / cap if cap > 0 else None,
+                )
+            )
+        return LpStatus(
+            owner=who,
+            shares=Decimal(shares) / share_unit,
+            assets=Decimal(int(vault.convertToAssets(shares))) / asset_unit,
+            redeemable=Decimal(int(vault.previewRedeem(shares))) / asset_unit,
+            # the vault's own conversion with its virtual shares and assets, per whole share
+            share_price=Decimal(total_assets + 1) * 10**offset / Decimal(supply + 10**offset),
+            total_shares=Decimal(supply) / share_unit,
+            total_assets=Decimal(total_assets) / asset_unit,
+            pool_equity=from_wad(int(lens.vault_equity())),
+            pool_cash=from_wad(cash),
+            insurance=from_wad(int(self.clearinghouse.insurance_fund())),
+            protocol_fees=from_wad(int(self.clearinghouse.protocol_fees())),
+            withdraw_fee=Decimal(int(vault.withdraw_fee_bps())) / BPS,
+            markets=tuple(uses),
+        )
+
+    def _lp_move(self, receipt: ReceiptAPI, event: Any) -> LpMove:
+        logs = list(receipt.decode_logs(event))
+        if not logs:
+            raise PerpdexError(
+                f"vault transaction {receipt.txn_hash} emitted no {event.name} event; check "
+                "it in a block explorer"
+            )
+        ev = logs[-1]
+        share_unit = Decimal(10) ** int(self._require("vault", self.vault).decimals())
+        return LpMove(
+            owner=str(ev.owner),
+            assets=Decimal(int(ev.assets)) / Decimal(10) ** self.deployment.settlement_decimals,
+            shares=Decimal(int(ev.shares)) / share_unit,
+            tx_hash=str(receipt.txn_hash),
+        )
+
     # --- plumbing -----------------------------------------------------------------------------
+
+    def _require(self, name: str, contract: Any) -> Any:
+        if contract is None:
+            where = self.deployment.path or self.deployment.network
+            raise DeploymentNotFound(
+                f"{where} records no {name} contract; finish the deployment "
+                "(`ape run deploy --network <choice>`) and retry"
+            )
+        return contract
 
     def _require_signer(self, action: str) -> AccountAPI:
         if self.signer is None:
@@ -649,6 +1454,32 @@ class PerpdexClient:
         except CallReverted as err:
             reason = _call_revert_reason(err)
             raise TransactionRejected(action, reason, hint_for(reason)) from err
+
+
+def _size_wad(size: Decimal | int | str) -> int:
+    """Signed base units -> WAD; refuses zero and sizes finer than 18 decimals."""
+    try:
+        value = Decimal(str(size))
+    except ArithmeticError as e:
+        raise PerpdexError(f"{size!r} is not a size; write it like 0.5 (buy) or -0.5 (sell)") from e
+    if not value.is_finite() or value == 0:
+        raise PerpdexError(
+            f"size must be a number other than zero (0.5 buys, -0.5 sells), got {size}"
+        )
+    wad = value.scaleb(18)
+    if wad != wad.to_integral_value():
+        raise PerpdexError(f"size {size} is finer than 18 decimals; round it")
+    return int(wad)
+
+
+def _positive(value: Decimal | int | str, what: str) -> Decimal:
+    try:
+        d = Decimal(str(value))
+    except ArithmeticError as e:
+        raise PerpdexError(f"{what} {value!r} is not a number; write it like 101500.5") from e
+    if not d.is_finite() or d <= 0:
+        raise PerpdexError(f"{what} must be above zero, got {value}")
+    return d
 
 
 def _call_revert_reason(err: Exception) -> str:

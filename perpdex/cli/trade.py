@@ -1,0 +1,301 @@
+"""`perpdex quote`, `perpdex trade`, `perpdex close`: market orders against the vault.
+
+    perpdex quote                               every market: oracle, mark, funding, OI
+    perpdex quote SYMBOL SIZE  [--sub N]        what the order would do; signs nothing
+    perpdex trade SYMBOL SIZE  [--slippage PCT | --limit PRICE] [--sub N]
+    perpdex close SYMBOL       [--slippage PCT] [--sub N]
+
+SIZE is signed base units: 0.5 buys (goes long), -0.5 sells (goes short). A trade carries
+a worst acceptable price: the quoted fill moved --slippage percent against the order
+(default 0.5), or --limit; the Clearinghouse refuses a fill beyond it. Figures come from
+`ClearinghouseLens.quote`, which the trade matches to the wei in the same block.
+
+Mounted on the root app by main.py (`app.add_typer(trade.app)`: root commands).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from perpdex.cli import Session, console, fmt_amount, fmt_usd, say, session
+from perpdex.cli.portfolio import (
+    AccountId,
+    Sub,
+    account_label,
+    fmt_pct,
+    fmt_price,
+    fmt_qty,
+    fmt_size,
+    health_text,
+    new_table,
+    pnl,
+)
+from perpdex.errors import PerpdexError
+from perpdex.sdk.client import DEFAULT_MAX_SLIPPAGE, Fill, MarketInfo, PerpdexClient, Quote
+
+app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+
+# negative sizes (-0.5) are arguments, not options
+SIGNED_ARGS = {"ignore_unknown_options": True}
+
+
+def parse_size(text: str) -> Decimal:
+    """A signed size such as 0.5, -2 or +1_000 (base units; negative sells)."""
+    try:
+        value = Decimal(text.replace("_", ""))
+    except InvalidOperation as e:
+        raise typer.BadParameter(
+            f"{text!r} is not a size; write it like 0.5 (buy) or -0.5 (sell)"
+        ) from e
+    if not value.is_finite() or value == 0:
+        raise typer.BadParameter(f"{text!r}: give a size other than zero (0.5 buys, -0.5 sells)")
+    return value
+
+
+def parse_percent(text: str) -> Decimal:
+    """A percentage such as 0.5 or 0.5% -> the fraction 0.005."""
+    try:
+        value = Decimal(text.strip().removesuffix("%"))
+    except InvalidOperation as e:
+        raise typer.BadParameter(f"{text!r} is not a percentage; write it like 0.5 or 1%") from e
+    if not value.is_finite() or not 0 <= value < 100:
+        raise typer.BadParameter(f"{text!r} must be a percentage from 0 up to 100")
+    return value / 100
+
+
+def parse_price(text: str) -> Decimal:
+    """A positive price in dollars such as 101500 or 151.25."""
+    try:
+        value = Decimal(text.replace("_", "").removeprefix("$").replace(",", ""))
+    except InvalidOperation as e:
+        raise typer.BadParameter(f"{text!r} is not a price; write it like 101500.5") from e
+    if not value.is_finite() or value <= 0:
+        raise typer.BadParameter(f"{text!r} must be a price above zero")
+    return value
+
+
+Symbol = Annotated[str, typer.Argument(metavar="SYMBOL", help="Market, e.g. BTC, ETH, SOL.")]
+Size = Annotated[
+    Decimal,
+    typer.Argument(parser=parse_size, metavar="SIZE", help="Base units: 0.5 buys, -0.5 sells."),
+]
+Slippage = Annotated[
+    Decimal,
+    typer.Option(
+        "--slippage",
+        parser=parse_percent,
+        metavar="PCT",
+        help="Worst fill accepted: the quoted fill moved this many percent against you.",
+    ),
+]
+DEFAULT_SLIPPAGE_TEXT = str((DEFAULT_MAX_SLIPPAGE * 100).normalize())  # "0.5" (percent)
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+def markets_table(markets: list[MarketInfo], title: str = "markets") -> Table:
+    """Oracle price, mark, funding and open interest of every market."""
+    t = new_table(title)
+    t.add_column("market", no_wrap=True)
+    for name in ("oracle", "mark", "funding/day", "long OI", "short OI", "skew", "taker fee"):
+        t.add_column(name, justify="right", no_wrap=True)
+    t.add_column("status", no_wrap=True)
+    for m in markets:
+        t.add_row(
+            m.symbol,
+            fmt_price(m.oracle_price) if m.oracle_price is not None else "[red]no price[/]",
+            fmt_price(m.mark_price) if m.mark_time else "-",
+            fmt_pct(m.funding_rate, 4),
+            fmt_qty(m.long_oi),
+            fmt_qty(m.short_oi),
+            fmt_size(m.skew) if m.skew else "0",
+            fmt_pct(m.taker_fee, 3),
+            "[red]paused[/]" if m.paused else "[green]open[/]",
+        )
+    return t
+
+
+def quote_table(q: Quote, now: tuple[Decimal, Decimal, Decimal, Decimal | None] | None) -> Table:
+    """The order's price and cost, and the account's margin now and after it. `now`:
+    (equity, initial, maintenance, health) before the order."""
+    side = "buy" if q.is_buy else "sell"
+    title = f"quote: {side} {fmt_qty(abs(q.size))} {q.symbol}"
+    t = new_table(title)
+    t.add_column("", no_wrap=True)
+    t.add_column("now" if now else "", justify="right", no_wrap=True)
+    t.add_column("after the order" if now else "", justify="right", no_wrap=True)
+    t.add_row("oracle price", "", fmt_price(q.oracle_price))
+    t.add_row("fill price", "", f"[bold]{fmt_price(q.fill_price)}[/]")
+    t.add_row("price impact", "", fmt_pct(q.price_impact, 4))
+    t.add_row("notional", "", fmt_usd(q.notional))
+    t.add_row("fee", "", fmt_usd(q.fee))
+    if q.realized_pnl:
+        t.add_row("realised PnL", "", pnl(q.realized_pnl))
+    if q.funding_paid:
+        t.add_row("funding settled", "", pnl(-q.funding_paid))
+    e0, i0, m0, h0 = now or (None, None, None, None)
+    t.add_row("equity", fmt_usd(e0) if e0 is not None else "", fmt_usd(q.equity_after))
+    t.add_row("initial margin", fmt_usd(i0) if i0 is not None else "", fmt_usd(q.initial_after))
+    t.add_row(
+        "maintenance margin", fmt_usd(m0) if m0 is not None else "", fmt_usd(q.maintenance_after)
+    )
+    before = (
+        health_text(h0, e0, i0, m0) if e0 is not None and i0 is not None and m0 is not None else ""
+    )
+    after = health_text(q.health_after, q.equity_after, q.initial_after, q.maintenance_after)
+    t.add_row("health", before, after)
+    liq = q.liquidation_price_after
+    t.add_row(f"{q.symbol} liquidation price", "", fmt_price(liq) if liq is not None else "none")
+    return t
+
+
+def fill_line(f: Fill) -> str:
+    """One line describing a fill."""
+    verb = "bought" if f.size_delta > 0 else "sold"
+    text = (
+        f"[green]✓[/] {verb} {fmt_qty(abs(f.size_delta))} {f.symbol} at "
+        f"{fmt_price(f.price)} (limit {fmt_price(f.acceptable_price)}), fee {fmt_usd(f.fee)}"
+    )
+    if f.realized_pnl:
+        text += f", realised PnL {pnl(f.realized_pnl)}"
+    if f.funding_paid:
+        text += f", funding {pnl(-f.funding_paid)}"
+    position = "flat" if f.size_after == 0 else f"{fmt_size(f.size_after)} {f.symbol}"
+    return f"{text}; position {position}; tx {f.tx_hash}"
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _now(
+    client: PerpdexClient, acct: int, exists: bool
+) -> tuple[Decimal, Decimal, Decimal, Decimal | None] | None:
+    if not exists:
+        return None
+    m = client.margin(acct)
+    return m.equity, m.initial, m.maintenance, m.health
+
+
+def _quote_account(
+    s: Session, client: PerpdexClient, sub: int | None, account_id: int | None
+) -> tuple[int, bool]:
+    """The account to quote for and whether it exists: without a sub-account yet, quote as
+    the signer's first (empty) one."""
+    if account_id is None and not sub:
+        signer = s.signer()
+        if signer is not None and client.sub_account_count(signer) == 0:
+            return client.account_id(signer, 0), False
+    return s.resolve_account(client, sub, account_id), True
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+@app.command("quote", context_settings=SIGNED_ARGS)
+def quote(
+    ctx: typer.Context,
+    symbol: Annotated[
+        str | None, typer.Argument(metavar="SYMBOL", help="Market; omit to list all.")
+    ] = None,
+    size: Annotated[
+        Decimal | None,
+        typer.Argument(parser=parse_size, metavar="SIZE", help="Base units: 0.5 buys, -0.5 sells."),
+    ] = None,
+    sub: Sub = None,
+    account_id: AccountId = None,
+) -> None:
+    """Quote a market order (fill price, impact, fee, margin and liquidation price after
+    it), or list the markets. Signs nothing."""
+    s = session(ctx)
+    client = s.client(signer_required=False)
+    if symbol is None:
+        console().print(markets_table(client.markets(), f"markets on {client.deployment.network}"))
+        say("quote one: perpdex quote SYMBOL SIZE (0.5 buys, -0.5 sells)")
+        return
+    if size is None:
+        raise typer.BadParameter("give the SIZE to quote, e.g. 0.5 (buy) or -0.5 (sell)")
+    client.market_id(symbol)  # an unknown market fails before any account lookup
+    acct, exists = _quote_account(s, client, sub, account_id)
+    q = client.quote(acct, symbol, size)
+    console().print(quote_table(q, _now(client, acct, exists)))
+    if not exists:
+        say(
+            "no sub-account yet: figures after the order assume an empty account; "
+            "open one with `perpdex open-account NAME` and deposit"
+        )
+    bound = q.acceptable_price(DEFAULT_MAX_SLIPPAGE)
+    say(
+        f"trade it: perpdex trade {q.symbol} {q.size} (fills up to "
+        f"{fmt_price(Decimal(bound) / 10**18)} at the default {DEFAULT_SLIPPAGE_TEXT}% slippage)"
+    )
+
+
+@app.command("trade", context_settings=SIGNED_ARGS)
+def trade(
+    ctx: typer.Context,
+    symbol: Symbol,
+    size: Size,
+    slippage: Slippage = DEFAULT_SLIPPAGE_TEXT,  # type: ignore[assignment]  # parsed
+    limit: Annotated[
+        Decimal | None,
+        typer.Option(
+            "--limit",
+            parser=parse_price,
+            metavar="PRICE",
+            help="Worst fill price accepted, instead of --slippage.",
+        ),
+    ] = None,
+    sub: Sub = None,
+    account_id: AccountId = None,
+) -> None:
+    """Market order against the vault: SIZE base units (0.5 buys, -0.5 sells)."""
+    s = session(ctx)
+    client = s.client()
+    client.market_id(symbol)
+    acct = s.resolve_account(client, sub, account_id)
+    info = client.account(acct)
+    q = client.quote(acct, symbol, size)
+    console().print(quote_table(q, _now(client, acct, True)))
+    f = client.trade(acct, symbol, size, max_slippage=slippage, acceptable_price=limit, quote=q)
+    say(fill_line(f))
+    after = client.margin(acct)
+    say(
+        f"{account_label(info)}: equity {fmt_usd(after.equity)}, free margin "
+        f"{fmt_usd(after.free)}, health "
+        f"{health_text(after.health, after.equity, after.initial, after.maintenance)}; "
+        "details: perpdex portfolio"
+    )
+
+
+@app.command("close")
+def close(
+    ctx: typer.Context,
+    symbol: Symbol,
+    slippage: Slippage = DEFAULT_SLIPPAGE_TEXT,  # type: ignore[assignment]  # parsed
+    sub: Sub = None,
+    account_id: AccountId = None,
+) -> None:
+    """Close a whole position at market; prints the realised PnL."""
+    s = session(ctx)
+    client = s.client()
+    sym = client.symbol(client.market_id(symbol))
+    acct = s.resolve_account(client, sub, account_id)
+    if client.position_size(acct, sym) == 0:
+        raise PerpdexError(
+            f"{account_label(client.account(acct))} has no {sym} position; "
+            "`perpdex portfolio` lists its positions"
+        )
+    f = client.close(acct, symbol, max_slippage=slippage)
+    say(fill_line(f))
+    balance = client.balances(acct)[client.collaterals()[0].symbol]
+    say(
+        f"closed the {fmt_qty(abs(f.size_delta))} {f.symbol} "
+        f"{'long' if f.size_delta < 0 else 'short'}: realised PnL {pnl(f.realized_pnl)}, "
+        f"fee {fmt_usd(f.fee)}, funding {pnl(-f.funding_paid)}; net {pnl(f.cash_flow)}; "
+        f"balance {fmt_amount(balance)} {client.collaterals()[0].symbol}"
+    )
