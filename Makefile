@@ -61,8 +61,10 @@ format: setup
 compile: setup
 	$(BIN)/ape compile --force
 
+# The stateful fuzz runs its derandomised `ci` profile here (tests/fuzz/conftest.py);
+# PERPDEX_FUZZ_PROFILE=quick|deep overrides it.
 test: setup lint compile
-	$(BIN)/ape test tests -p no:cacheprovider -q
+	PERPDEX_FUZZ_PROFILE=$${PERPDEX_FUZZ_PROFILE:-ci} $(BIN)/ape test tests -p no:cacheprovider -q
 
 # test-fork/demo start (and always stop) their own anvils; see perpdex/devnet.py.
 test-fork: setup compile

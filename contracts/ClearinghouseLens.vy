@@ -175,7 +175,8 @@ def vault_equity() -> int256:
         rate: int256 = 0
         price, ts, index, rate = staticcall clearinghouse.mark(m)
         trader_pnl: int256 = skew * convert(price, int256) // c.IWAD - sum_cost
-        funding_owed: int256 = skew * index // packing.PICO_PER_USD - sum_funding
+        # rounded down: the vault never books more funding than the accounts owe
+        funding_owed: int256 = fp._div_floor(skew * index, packing.PICO_PER_USD) - sum_funding
         equity += funding_owed - trader_pnl
     return equity
 
@@ -220,8 +221,9 @@ def account_summary(account: uint256) -> AccountView:
         leg: Leg = legs[j]
         iso: uint256 = 0
         slope: uint256 = 0
-        notional: uint256 = (convert(abs(leg.size), uint256) * leg.price + c.WAD - 1) // c.WAD
-        iso, slope = margin._isolated(notional, convert(abs(leg.size), uint256), leg.w0)
+        leg_value: uint256 = convert(abs(leg.size), uint256) * leg.price
+        notional: uint256 = (leg_value + c.WAD - 1) // c.WAD
+        iso, slope = margin._isolated(notional, leg_value, convert(abs(leg.size), uint256), leg.w0)
         entry: uint256 = 0
         if leg.size != 0:
             entry = convert(abs(leg.cost * c.IWAD // leg.size), uint256)
@@ -485,7 +487,7 @@ def _add(t: Totals, leg: Leg, price: uint256, n_s: uint256) -> Totals:
     notional: uint256 = (abs_value + c.WAD - 1) // c.WAD
     iso: uint256 = 0
     slope: uint256 = 0
-    iso, slope = margin._isolated(notional, abs_size, leg.w0)
+    iso, slope = margin._isolated(notional, abs_value, abs_size, leg.w0)
     r.isolated += iso
     r.addon += slope
     r.notional += notional

@@ -13,7 +13,8 @@ The story (`run()`):
   5. trader B's portfolio: scenario losses, the binding one, margin saved   (portfolio)
   6. closes with realised PnL                                                  (closes)
   7. the vault's share price, insurance fund and final balances      (vault, balances)
-  8. hooks: the portfolio-margin worked example and the crash replay (their own modules)
+  8. the portfolio-margin worked example (perpdex/worked_example.py) and the crash
+     replay (perpdex/crash.py), each printing its own tables
 
 Every figure printed is read from the chain (Fill events, the lens, the vault); the
 trading goes through `perpdex.sdk.client.PerpdexClient`, as a user's would.
@@ -21,7 +22,6 @@ trading goes through `perpdex.sdk.client.PerpdexClient`, as a user's would.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -489,45 +489,6 @@ def balance_table(p: Protocol, traders: list[Trader], title: str = "trader balan
     return table
 
 
-# --- hooks for the steps other modules add --------------------------------------------------
-
-
-def _optional_step(module: str, function: str) -> Callable[..., Any] | None:
-    """`module.function`, or None while the module (or the function in it) is not in this
-    tree; an import error inside a module that exists still surfaces."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name != module:
-            raise
-        return None
-    step: Callable[..., Any] | None = getattr(mod, function, None)
-    return step
-
-
-def _hook(module: str, function: str, what: str, state: DemoState, console: Console) -> Any:
-    step = _optional_step(module, function)
-    if step is None:
-        path = module.replace(".", "/") + ".py"
-        console.print(f"note: {path} has no {function}() yet; skipping {what}")
-        return None
-    return step(state.protocol, console)
-
-
-def worked_example_hook(state: DemoState, console: Console) -> Any:
-    """The portfolio-margin worked example:
-    `perpdex.worked_example.worked_example_step(protocol, console)`, once it exists."""
-    return _hook(
-        "perpdex.worked_example", "worked_example_step", "the worked example", state, console
-    )
-
-
-def crash_replay_hook(state: DemoState, console: Console) -> Any:
-    """The crash replay: `perpdex.crash.crash_replay_step(protocol, console)`, once it
-    exists."""
-    return _hook("perpdex.crash", "crash_replay_step", "the crash replay", state, console)
-
-
 # --- the demo ---------------------------------------------------------------------------
 
 
@@ -539,7 +500,8 @@ def run(
     extra_steps: bool = True,
 ) -> DemoState:
     """The whole story (module docstring) on the deployment of `key` (default: the
-    connected network's manifest) or on `protocol`. `extra_steps=False` skips the hooks."""
+    connected network's manifest) or on `protocol`. `extra_steps=False` skips the worked
+    example and the crash replay."""
     from ape import accounts
 
     console = console or Console()
@@ -596,8 +558,11 @@ def run(
     console.print(vault_table(p, state.lp))
     console.print(balance_table(p, state.traders, "trader balances at the end"))
 
-    # 8. steps other modules add (each prints its own tables)
+    # 8. the portfolio-margin worked example, then the crash replay (own modules, own tables)
     if extra_steps:
-        worked_example_hook(state, console)
-        crash_replay_hook(state, console)
+        from perpdex.crash import crash_replay_step
+        from perpdex.worked_example import worked_example_step
+
+        worked_example_step(p, console)
+        crash_replay_step(p, console)
     return state

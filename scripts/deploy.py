@@ -7,7 +7,7 @@ complete deployment sends no transaction and says so.
 Deployer: PERPDEX_DEPLOYER (an ape account alias) if set; otherwise ape test account 0 on
 local networks and forks; otherwise networks.yaml[<key>].deployer. A keyfile account is
 unlocked without a prompt from APE_ACCOUNTS_<alias>_PASSPHRASE (ape's own variable), e.g.
-    env APE_ACCOUNTS_perpdex-deployer_PASSPHRASE=... ape run deploy --network arbitrum:sepolia
+    APE_ACCOUNTS_perpdex_deployer_PASSPHRASE=... ape run deploy --network arbitrum:sepolia
 """
 
 from __future__ import annotations

@@ -141,11 +141,15 @@ def _settle_side(
         state._balance[account][0] += cash
         pool: uint256 = state._pool
         state._pool = packing._pack_pool(packing._lo_i128(pool) - cash, pool >> 128)
-    # pool sums: sum of cost bases and of size * funding snapshot over trader positions
+    # pool sums: sum of cost bases and of size * funding snapshot over trader positions.
+    # The snapshot sum rounds up (toward +inf) at every step, so the funding the vault
+    # books as receivable (skew x index, rounded down, minus this sum) never exceeds what
+    # the accounts owe (each rounded up): rounding dust stays in the protocol.
     sums: uint256 = state._pool_sums[m]
     state._pool_sums[m] = packing._pack_i128(
         packing._lo_i128(sums) + new_cost - cost,
-        packing._hi_i128(sums) + (new_size * index - size * old_snap) // packing.PICO_PER_USD,
+        packing._hi_i128(sums)
+        + fp._div_ceil(new_size * index - size * old_snap, packing.PICO_PER_USD),
     )
     oi: uint256 = state._oi[m]
     long_oi: int256 = convert(oi & packing.MASK_128, int256)
@@ -446,7 +450,10 @@ def _scan(
         isolated = unsafe_add(
             isolated,
             unsafe_add(
-                unsafe_div(unsafe_add(unsafe_mul(notional, w0 & margin.MASK_16), c.BPS - 1), c.BPS),
+                unsafe_div(
+                    unsafe_add(unsafe_mul(abs_value, w0 & margin.MASK_16), c.WAD * c.BPS - 1),
+                    c.WAD * c.BPS,
+                ),
                 slope,
             ),
         )

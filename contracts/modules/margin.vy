@@ -6,6 +6,8 @@
 @notice Glossary, per position i (size s_i, price P_i):
           N_i     notional |s_i| * P_i (USD WAD, rounded up)
           m_i     initial margin ratio = imr_min + imr_slope * |s_i| / margin_scale
+                  (IM_i = |s_i|*P_i*imr_min and N_i*imr_slope*|s_i|/margin_scale, each
+                  rounded up once)
                   (grows with size, after Synthetix v3 `calculateRequiredMargins`)
           L_k     loss of the whole book in stress scenario k, whose shocks x_ik (bp)
                   move every market at once:  L_k = -sum_i s_i * P_i * x_ik
@@ -95,14 +97,18 @@ def _shock(w1: uint256, k: uint256) -> int256:
 
 @internal
 @pure
-def _isolated(notional: uint256, abs_size: uint256, w0: uint256) -> (uint256, uint256):
+def _isolated(
+    notional: uint256, abs_value: uint256, abs_size: uint256, w0: uint256
+) -> (uint256, uint256):
     """
     @dev Isolated initial margin of one position and its size-scaled part, both
-         rounded up.
+         rounded up. `abs_value` is |s| * P unscaled (WAD^2): the imr_min part rounds
+         once from it, exactly like a scenario loss, so a lone position's portfolio
+         requirement (a shock of imr_min) equals its isolated one to the wei.
     """
-    # notional < 2**124 (|size| < 2**95, price < 2**88, over 1e18) and bp < 2**16: the
-    # products below stay far inside 256 bits for any size the packed position can hold.
-    base: uint256 = (notional * self._imr_min_bps(w0) + c.BPS - 1) // c.BPS
+    # abs_value < 2**183 (|size| < 2**95, price < 2**88), notional < 2**124 and bp < 2**16:
+    # the products below stay far inside 256 bits for any size the packed position holds.
+    base: uint256 = (abs_value * self._imr_min_bps(w0) + c.WAD * c.BPS - 1) // (c.WAD * c.BPS)
     scale: uint256 = c.BPS * self._margin_scale(w0)
     slope: uint256 = (notional * self._imr_slope_bps(w0) * abs_size + scale - 1) // scale
     return base + slope, slope

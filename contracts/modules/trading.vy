@@ -72,7 +72,7 @@ def trigger_loss_cap(account: uint256):
         if bitmap >> m == 0:
             break
         if (bitmap >> m) & 1 == 1:
-            size: int256 = packing._lo_i128(state._pos[account][m])
+            size: int256 = packing._pos_size(state._pos[account][m])
             bound: uint256 = max_value(uint256)
             if size > 0:
                 bound = 0

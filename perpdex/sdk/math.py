@@ -705,10 +705,10 @@ class Book:
         return riskbook.decode(self.data)
 
 
-def isolated_requirement(notional: int, abs_size: int, w0: int) -> tuple[int, int]:
+def isolated_requirement(notional: int, abs_value: int, abs_size: int, w0: int) -> tuple[int, int]:
     """margin._isolated: (isolated initial margin of one position, its size-scaled part),
-    both rounded up."""
-    base = (notional * imr_min_bps(w0) + BPS - 1) // BPS
+    both rounded up; the imr_min part rounds once from `abs_value` = |s| * P (WAD^2)."""
+    base = (abs_value * imr_min_bps(w0) + WAD * BPS - 1) // (WAD * BPS)
     scale = BPS * margin_scale(w0)
     if scale == 0:
         raise Revert("integer underflow")  # `scale - 1` on uint256
@@ -921,7 +921,7 @@ def scan(
         abs_size = abs(size)
         notional = (abs_value + WAD - 1) // WAD
         w0, w1 = book.market_words(m)
-        iso, slope = isolated_requirement(notional, abs_size, w0)
+        iso, slope = isolated_requirement(notional, abs_value, abs_size, w0)
         isolated += iso
         notional_sum += notional
         addon += slope
@@ -1115,7 +1115,7 @@ def add_leg(t: Totals, leg: Leg, price: int, n_s: int) -> Totals:
     abs_value = abs(value)
     abs_size = abs(leg.size)
     notional = (abs_value + WAD - 1) // WAD
-    iso, slope = isolated_requirement(notional, abs_size, leg.w0)
+    iso, slope = isolated_requirement(notional, abs_value, abs_size, leg.w0)
     losses = list(t.losses)
     for k in range(min(n_s, MAX_SCENARIOS)):
         losses[k] -= value * shock(leg.w1, k)
@@ -1225,7 +1225,7 @@ def account_summary(snap: Snapshot) -> AccountView:
     for j, leg in enumerate(legs[:MAX_POSITIONS]):
         abs_size = abs(leg.size)
         notional = (abs_size * leg.price + WAD - 1) // WAD
-        iso, _slope = isolated_requirement(notional, abs_size, leg.w0)
+        iso, _slope = isolated_requirement(notional, abs_size * leg.price, abs_size, leg.w0)
         entry = abs(vdiv(leg.cost * IWAD, leg.size)) if leg.size != 0 else 0
         views.append(
             PositionView(

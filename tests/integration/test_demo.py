@@ -4,8 +4,6 @@ block, the vault, balances)."""
 
 from __future__ import annotations
 
-import sys
-import types
 from decimal import Decimal
 from typing import Any
 
@@ -142,26 +140,3 @@ def test_demo__portfolio_tables_for_the_portfolio_trader(story, protocol):
     assert "trader B: loss under every stress scenario" in text
     savings = _section(text, "trader B: portfolio margin vs isolated")
     assert "binds" in savings and "margin saved vs isolated" in savings
-
-
-def test_demo__hooks_call_the_other_modules_steps(protocol, monkeypatch):
-    calls: list[tuple[Any, ...]] = []
-    fake = types.ModuleType("perpdex.worked_example")
-    fake.worked_example_step = lambda *args: calls.append(args)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "perpdex.worked_example", fake)
-    monkeypatch.setitem(sys.modules, "perpdex.crash", None)  # not in the tree
-    console = Console(record=True, width=WIDTH)
-    state = demo.DemoState(protocol)
-    demo.worked_example_hook(state, console)
-    demo.crash_replay_hook(state, console)
-    assert calls == [(protocol, console)]
-    assert "note: perpdex/crash.py has no crash_replay_step() yet; skipping the crash replay" in (
-        console.export_text().replace("\n", " ")
-    )
-
-
-def test_demo__hook_without_the_step_function__notes_it(protocol, monkeypatch):
-    monkeypatch.setitem(sys.modules, "perpdex.worked_example", types.ModuleType("x"))
-    console = Console(record=True, width=WIDTH)
-    assert demo.worked_example_hook(demo.DemoState(protocol), console) is None
-    assert "skipping the worked example" in console.export_text()

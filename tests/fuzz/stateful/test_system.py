@@ -1,0 +1,2398 @@
+"""Stateful fuzz of the whole perpdex system: the invariants of
+/work/shared/reference/invariants.md after every transaction, at 6 and 18 settlement
+decimals.
+
+The machine drives traders (isolated and portfolio sub-accounts, USDC and WETH collateral)
+trading all three markets (opens, adds, reductions, closes, flips), LPs in the vault
+(deposit / mint / withdraw / redeem / round trips), the mock feeds (walks, jumps, one
+source diverging, feeds going stale as time passes), the sequencer (outages and its grace
+period), time, loss caps, the liquidation auction (start and take by two keepers,
+backstop, step, finish, redo), insurance funding, protocol-fee withdrawals and token
+donations to the Clearinghouse and the vault. Each Hypothesis example starts from a
+chain snapshot of one prepared deployment (tests/fuzz/conftest.py) and ends by closing
+and withdrawing everything.
+
+Every action is predicted or checked against an independent Python model:
+
+* an oracle model (the mock feeds' answers and timestamps, the sequencer feed) gives the
+  median and flags the router must return; every mark the Clearinghouse writes must carry
+  that median, and every trade, withdrawal, transfer, margin switch, refresh and
+  liquidation start is predicted with perpdex.sdk.math (`simulate_trade`, `touch`,
+  `scan`) over that model: the chain must fill it exactly as predicted (fill price, fee,
+  realised PnL, funding, the position, the mark, the margin after) or refuse it with the
+  predicted reason;
+* an event ledger replays every event (fills, deposits, withdrawals, transfers, fee
+  sweeps, vault cash, insurance, liquidation rewards, penalties, seizures, bad debt,
+  loss-cap fees) and must equal every balance, position, open interest, pool sum and
+  bucket on chain after each transaction. Each fill is re-derived from the position
+  before it (`apply_fill`, `funding_owed`), each mark update from the mark before it
+  (`touch`: funding rate and index), each liquidation price from the mark and the
+  auction's discount.
+
+A reverted action must leave the whole system (every figure the machine reads) as it
+was, and its reason must be one the action can legitimately fail with.
+
+Invariants (numbers as in invariants.md), after every transaction:
+
+1. conservation: settlement tokens held by the Clearinghouse x scale == sum of account
+   balances + pool cash + insurance + protocol fees (+ donations), at most 1 wei of
+   slack per transaction; WETH held == balances + seized; `collateral_held` matches;
+   the vault holds no tokens but donations and leaves no allowance behind;
+2. zero-sum: every account's equity (mirror) + the vault's equity (lens) + insurance +
+   fees == tokens held, up to rounding that never favours a user; each fill and funding
+   settlement moves exactly what the counterparty (the pool) books;
+3. open interest: long / short OI == sums over every account's positions, within caps;
+   the pool's cost and funding sums equal the ledger's;
+4. no silent negative equity: an account without positions never has negative equity
+   (it could never be liquidated); one with positions and negative equity can be put
+   under liquidation at once; bad debt is settled only by liquidation, with events, the
+   deficit paid by insurance first and then socialised;
+5. healthy after action: an action that adds risk leaves its account at or above
+   initial margin; no action other than liquidation takes a healthy account below
+   maintenance (checked at the same marks, so price moves are set apart);
+6. share price: donations never move vault equity, totalAssets or supply; LP actions
+   never lower the share price; a deposit is worth what was paid less one unit; round
+   trips never profit; the share price falls only with traders' gains or a
+   socialisation;
+7. oracle safety: every risk-adding action that succeeded had a valid price in the model
+   (enough fresh sources within the deviation bound, sequencer up past grace);
+8. once only: one keeper reward per tranche, capped by `keeper_cap` and the account's
+   equity; a loss cap fires once (its fee at most `loss_cap_fee`);
+9. locks and isolation: a transaction changes only the accounts it acts on (the owner's
+   transfers name both); the reentrancy locks live in transient storage (EIP-1153, see
+   `test_reentrancy_locks_are_transient`), so none can outlive its transaction.
+
+Teardown: oracle healthy again, liquidations driven to their end, every position closed,
+every balance and LP share withdrawn: what stays is insurance, protocol fees, the vault's
+last withdrawal fee, seized collateral and dust below one token unit per account; no user
+got out more than deposits plus realised PnL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import event, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from perpdex.sdk import math as pm
+from perpdex.sdk.snapshot import CollateralInfo, MarketState, Snapshot
+
+from .. import strategies as fst
+from ..conftest import FuzzAccount, FuzzSystem, RpcError, TxResult, fuzz_profile
+
+WAD = 10**18
+BPS = 10_000
+MAX_U = 2**256 - 1
+POOL = 0
+FEED_SCALE = 10**10  # 8-decimal feed answer -> WAD
+MAX_PRICE = 2**96 - 1
+DOWN, GRACE, DEGRADED = pm.FLAG_SEQUENCER_DOWN, pm.FLAG_SEQUENCER_GRACE, pm.FLAG_DEGRADED
+
+# --- revert reasons ------------------------------------------------------------------------
+
+ORACLE_REASONS = frozenset(
+    {
+        "oracle: stale price",
+        "oracle: non-positive answer",
+        "oracle: answer out of range",
+        "oracle: source unavailable",
+    }
+)
+GATE = {
+    DOWN: "clearinghouse: sequencer down",
+    GRACE: "clearinghouse: sequencer grace period",
+    DEGRADED: "clearinghouse: oracle degraded",
+}
+SEQ_GRACE = "auction: sequencer grace period"
+
+
+# transaction outcomes across a test's examples (PERPDEX_FUZZ_STATS)
+STATS: dict[str, int] = {}
+
+
+class OracleRevert(Exception):
+    """The router would refuse to price a market (no valid source); args[0] = reason."""
+
+
+class Predicted(Exception):
+    """An action's predicted revert; args[0] = reason."""
+
+
+def _gate_reason(flags: int) -> str | None:
+    for bit in (DOWN, GRACE, DEGRADED):
+        if flags & bit:
+            return GATE[bit]
+    return None
+
+
+# --- the oracle model ------------------------------------------------------------------------
+
+
+@dataclass
+class Feed:
+    answer: int  # 8 decimals
+    updated_at: int
+
+
+@dataclass
+class OracleModel:
+    """OracleRouter._read / _sequencer_flags / _ema over the machine's own record of
+    every mock feed (not read from the chain)."""
+
+    cfg: tuple[Any, ...]  # OracleConfig per market
+    feeds: list[list[Feed]]
+    seq_answer: int
+    seq_started: int
+    grace: int
+    twap_windows: tuple[int, ...]
+
+    def seq_flags(self, now: int) -> int:
+        if self.seq_answer != 0 or self.seq_started == 0:
+            return DOWN
+        if self.seq_started > now or now - self.seq_started < self.grace:
+            return GRACE
+        return 0
+
+    def read(self, m: int, now: int) -> tuple[int, int]:
+        """(median WAD, flags) at `now`, or OracleRevert with the router's reason."""
+        c = self.cfg[m]
+        valid: list[int] = []
+        first_reject = ""
+        for f in self.feeds[m]:
+            reason = ""
+            price = 0
+            if f.answer <= 0:
+                reason = "oracle: non-positive answer"
+            elif f.updated_at == 0 or f.updated_at > now or now - f.updated_at > c.max_age:
+                reason = "oracle: stale price"
+            elif f.answer > MAX_PRICE:
+                reason = "oracle: answer out of range"
+            else:
+                price = f.answer * FEED_SCALE
+                if price < c.min_price or price > c.max_price:
+                    reason = "oracle: answer out of range"
+            if reason:
+                first_reject = first_reject or reason
+            else:
+                valid.append(price)
+        if not valid:
+            raise OracleRevert(first_reject)
+        spread = 0
+        median = valid[0]
+        if len(valid) == 2:
+            median = (valid[0] + valid[1]) // 2
+            spread = max(valid) - min(valid)
+        elif len(valid) == 3:
+            median = sorted(valid)[1]
+            spread = max(valid) - min(valid)
+        flags = self.seq_flags(now)
+        if len(valid) < c.min_fresh or spread * BPS > c.max_deviation_bps * median:
+            flags |= DEGRADED
+        return median, flags
+
+    def try_read(self, m: int, now: int) -> tuple[int, int] | str:
+        try:
+            return self.read(m, now)
+        except OracleRevert as e:
+            return str(e.args[0])
+
+    @staticmethod
+    def ema(last: int, ema: int, dt: int, window: int) -> int:
+        w = min(dt, window)
+        if last >= ema:
+            return ema + (last - ema) * w // window
+        return ema - (ema - last) * w // window
+
+
+# --- what the machine reads after every transaction -----------------------------------------
+
+
+@dataclass(frozen=True)
+class AcctState:
+    header: int
+    bal: tuple[int, int]  # USD WAD, per collateral index
+    pos: tuple[pm.Position, ...]  # per market
+    margin: pm.MarginScan
+    loss_cap: int
+    auction: tuple[bool, int, int, int, int]  # active, started, lot, kick, step
+
+    @property
+    def in_liquidation(self) -> bool:
+        return self.header & pm.ACCOUNT_IN_LIQUIDATION != 0
+
+    @property
+    def has_positions(self) -> bool:
+        return pm.positions_bitmap(self.header) != 0
+
+    def healthy(self) -> bool:
+        return _healthy(self.margin)
+
+
+def _healthy(s: pm.MarginScan) -> bool:
+    """The auction's rule: no requirement, or equity >= maintenance."""
+    return s.maintenance == 0 or s.equity >= s.maintenance
+
+
+@dataclass(frozen=True)
+class World:
+    block: int
+    ts: int
+    token_ch: int
+    token_vault: int
+    vault_allowance: int
+    weth_ch: int
+    held: tuple[int, int]
+    pool_cash: int
+    pending: int
+    insurance: int
+    protocol_fees: int
+    seized: int
+    supply: int
+    total_assets: int
+    vault_equity: int
+    paused: bool
+    marks: tuple[pm.Mark, ...]
+    oi: tuple[tuple[int, int], ...]
+    sums: tuple[tuple[int, int], ...]
+    obs: tuple[tuple[int, int, int], ...]
+    accts: dict[int, AcctState]
+    tokens: dict[str, int]
+    weths: dict[str, int]
+    shares: dict[str, int]
+
+    def comparable(self) -> tuple[Any, ...]:
+        """Everything but the block and the clock (a reverted transaction still mines)."""
+        return tuple(v for k, v in self.__dict__.items() if k not in ("block", "ts"))
+
+
+def read_world(fs: FuzzSystem) -> World:
+    h = fs.h
+    ch, n_m = h["ch"], len(fs.params)
+    calls: list[tuple[Any, str, tuple[Any, ...]]] = [
+        (h["token"], "balanceOf", (ch.address,)),
+        (h["token"], "balanceOf", (h["vault"].address,)),
+        (h["token"], "allowance", (h["vault"].address, ch.address)),
+        (h["weth"], "balanceOf", (ch.address,)),
+        (ch, "collateral_held", (0,)),
+        (ch, "collateral_held", (1,)),
+        (ch, "pool_cash", ()),
+        (ch, "pending_fees", ()),
+        (ch, "insurance_fund", ()),
+        (ch, "protocol_fees", ()),
+        (ch, "seized_collateral", (1,)),
+        (h["vault"], "totalSupply", ()),
+        (h["vault"], "totalAssets", ()),
+        (h["lens"], "vault_equity", ()),
+        (ch, "paused", ()),
+    ]
+    for m in range(n_m):
+        calls += [
+            (ch, "mark", (m,)),
+            (ch, "open_interest", (m,)),
+            (ch, "pool_sums", (m,)),
+            (h["oracle"], "observation", (m,)),
+        ]
+    for a in fs.accounts:
+        calls += [(ch, "account_header", (a.id,)), (ch, "balance_of", (a.id, 0))]
+        calls += [(ch, "balance_of", (a.id, 1)), (ch, "account_margin", (a.id,))]
+        calls += [(ch, "loss_cap", (a.id,)), (h["auction"], "auction", (a.id,))]
+        calls += [(ch, "position", (a.id, m)) for m in range(n_m)]
+    actors = list(fs.actors.values())
+    calls += [(h["token"], "balanceOf", (x,)) for x in actors]
+    calls += [(h["weth"], "balanceOf", (x,)) for x in actors]
+    calls += [(h["vault"], "balanceOf", (x,)) for x in actors]
+    number, ts = fs.chain.head()
+    r = iter(fs.chain.read(calls))
+    g = [next(r) for _ in range(15)]
+    marks, oi, sums, obs = [], [], [], []
+    for _ in range(n_m):
+        mk, o, s, ob = next(r), next(r), next(r), next(r)
+        marks.append(pm.Mark(*(int(x) for x in mk)))
+        oi.append((int(o[0]), int(o[1])))
+        sums.append((int(s[0]), int(s[1])))
+        obs.append((int(ob[0]), int(ob[1]), int(ob[2])))
+    accts: dict[int, AcctState] = {}
+    for a in fs.accounts:
+        hdr, b0, b1, mg, cap, auc = (next(r) for _ in range(6))
+        pos = tuple(pm.Position(*(int(x) for x in next(r))) for _ in range(n_m))
+        accts[a.id] = AcctState(
+            header=int(hdr),
+            bal=(int(b0), int(b1)),
+            pos=pos,
+            margin=pm.MarginScan(*(int(x) for x in mg)),
+            loss_cap=int(cap),
+            auction=(bool(auc[0]), int(auc[1]), int(auc[2]), int(auc[3]), int(auc[4])),
+        )
+    tokens = {x: int(next(r)) for x in actors}
+    weths = {x: int(next(r)) for x in actors}
+    shares = {x: int(next(r)) for x in actors}
+    return World(
+        block=number,
+        ts=ts,
+        token_ch=int(g[0]),
+        token_vault=int(g[1]),
+        vault_allowance=int(g[2]),
+        weth_ch=int(g[3]),
+        held=(int(g[4]), int(g[5])),
+        pool_cash=int(g[6]),
+        pending=int(g[7]),
+        insurance=int(g[8]),
+        protocol_fees=int(g[9]),
+        seized=int(g[10]),
+        supply=int(g[11]),
+        total_assets=int(g[12]),
+        vault_equity=int(g[13]),
+        paused=bool(g[14]),
+        marks=tuple(marks),
+        oi=tuple(oi),
+        sums=tuple(sums),
+        obs=tuple(obs),
+        accts=accts,
+        tokens=tokens,
+        weths=weths,
+        shares=shares,
+    )
+
+
+# --- the event ledger ------------------------------------------------------------------------
+
+
+def _pos_snapshot(index: int) -> int:
+    """The low 64 bits of a funding index, as `position()` returns them."""
+    return index & (2**64 - 1)
+
+
+class Ledger:
+    """Every balance, position and bucket, rebuilt from events alone (module doc)."""
+
+    def __init__(self, fs: FuzzSystem, w: World) -> None:
+        self.fs = fs
+        sysw = fs.system
+        ins, proto, vault_part = pm.fee_split(w.pending, sysw)
+        self.bal = {a: list(s.bal) for a, s in w.accts.items()}
+        self.pos = {a: list(s.pos) for a, s in w.accts.items()}
+        self.oi = [list(x) for x in w.oi]
+        self.sums = [list(x) for x in w.sums]
+        self.marks = list(w.marks)
+        self.raw_cash = w.pool_cash - vault_part
+        self.pending = w.pending
+        self.insurance = w.insurance - ins
+        self.protocol = w.protocol_fees - proto
+        self.seized = w.seized
+        self.held = list(w.held)
+        # per account: settlement cash from trading and liquidation (not deposits,
+        # withdrawals or transfers), USD WAD
+        self.flows: dict[int, int] = dict.fromkeys(w.accts, 0)
+        self.socialized = 0
+        self.bad_debt = 0
+        self.vault_net = 0  # LP cash into the pool less LP cash out (USD WAD)
+        self.fills = 0  # fills replayed (each may leave the pool < 1 wei of funding dust)
+
+    def _idx(self, token: str) -> int:
+        t = token.lower()
+        if t == self.fs.h["token"].address:
+            return 0
+        assert t == self.fs.h["weth"].address, f"event for unknown token {token}"
+        return 1
+
+    def _scale(self, idx: int) -> int:
+        return self.fs.scale if idx == 0 else 1
+
+    def _cash(self, acct: int, amount: int) -> None:
+        self.bal[acct][0] += amount
+        self.flows[acct] += amount
+
+    def apply(self, tx: TxResult, oracle: OracleModel) -> list[str]:
+        """Replays the transaction's events; returns what it saw (for the step log)."""
+        fs = self.fs
+        ch = fs.h["ch"].address
+        seen: list[str] = []
+        for lg in tx.logs:
+            a = lg.args
+            if lg.address != ch:
+                continue
+            name = lg.name
+            seen.append(name)
+            if name == "MarkUpdated":
+                m = int(a["market"])
+                model = oracle.read(m, tx.timestamp)[0]
+                assert a["price"] == model, f"mark of {m} = {a['price']}, oracle model {model}"
+                skew = self.oi[m][0] - self.oi[m][1]
+                want = pm.touch(self.marks[m], fs.params[m], skew, model, tx.timestamp)
+                # the event carries the rate before the mark word truncates it to 1e-15
+                # per day (engine._touch_with logs `rate`, stores pack_mark(rate))
+                rate = int(a["funding_rate"])
+                stored = pm.vdiv(rate, pm.FEMTO_PER_WAD) * pm.FEMTO_PER_WAD
+                got = pm.Mark(int(a["price"]), tx.timestamp, int(a["funding_index"]), stored)
+                assert got == want, f"market {m} mark {got} != funding mirror {want}"
+                self.marks[m] = got
+            elif name == "Fill":
+                self._fill(a)
+            elif name == "Deposit":
+                i = self._idx(a["token"])
+                assert a["credited"] == a["amount"] * self._scale(i), f"deposit credit {a}"
+                self.bal[a["account"]][i] += a["credited"]
+                self.held[i] += a["amount"]
+            elif name == "Withdraw":
+                i = self._idx(a["token"])
+                self.bal[a["account"]][i] -= a["amount"] * self._scale(i)
+                self.held[i] -= a["amount"]
+            elif name == "CollateralTransferred":
+                i = self._idx(a["token"])
+                self.bal[a["from_account"]][i] -= a["amount"] * self._scale(i)
+                self.bal[a["to_account"]][i] += a["amount"] * self._scale(i)
+            elif name == "FeesSwept":
+                assert a["amount"] == self.pending, f"swept {a['amount']}, pending {self.pending}"
+                ins, proto, vault_part = pm.fee_split(self.pending, fs.system)
+                got = (a["to_insurance"], a["to_protocol"], a["to_vault"])
+                assert got == (ins, proto, vault_part), f"fee split {got}"
+                self.insurance += ins
+                self.protocol += proto
+                self.raw_cash += vault_part
+                self.pending = 0
+            elif name == "VaultCashMoved":
+                self.raw_cash += a["amount"]
+                self.vault_net += a["amount"]
+                self.held[0] += a["amount"] // fs.scale
+                assert a["pool_cash"] == self.raw_cash, f"VaultCashMoved {a} vs {self.raw_cash}"
+            elif name == "InsuranceFunded":
+                self.insurance += a["amount"]
+                self.held[0] += a["amount"] // fs.scale
+                assert a["insurance"] == self.insurance, f"InsuranceFunded {a}"
+            elif name == "ProtocolFeesWithdrawn":
+                self.protocol -= a["amount"]
+                self.held[0] -= a["amount"] // fs.scale
+                assert self.protocol >= 0
+            elif name in ("LiquidationBegun", "LiquidationRewardPaid"):
+                if a["reward"]:
+                    self._cash(a["account"], -a["reward"])
+                    self._cash(a["keeper_account"], a["reward"])
+            elif name == "LiquidationTransfer":
+                self._cash(a["account"], -a["penalty"])
+                self.insurance += a["penalty"]
+            elif name == "LossCapTriggered":
+                fee = a["fee"]
+                self._cash(a["account"], -fee)
+                units = fee // fs.scale
+                self.protocol += fee - units * fs.scale
+                self.held[0] -= units
+            elif name == "CollateralSeized":
+                i = int(a["token_index"])
+                assert a["amount"] == self.bal[a["account"]][i] > 0, f"seized {a}"
+                self.bal[a["account"]][i] = 0
+                self.seized += a["amount"]
+            elif name == "BadDebtSettled":
+                acct = a["account"]
+                deficit = -self.bal[acct][0]
+                assert deficit > 0 and a["deficit"] == deficit, f"bad debt {a}, balance -{deficit}"
+                cover = min(deficit, self.insurance)
+                assert (a["from_insurance"], a["socialized"]) == (cover, deficit - cover), (
+                    f"bad debt split {a}: insurance {self.insurance}"
+                )
+                self.insurance -= cover
+                self.raw_cash -= deficit - cover
+                self._cash(acct, deficit)
+                self.socialized += deficit - cover
+                self.bad_debt += deficit
+        return seen
+
+    def _fill(self, a: dict[str, Any]) -> None:
+        acct, m = int(a["account"]), int(a["market"])
+        self.fills += 1
+        old = self.pos[acct][m]
+        index = self.marks[m].index
+        paid = 0
+        old_snap = index
+        if old.size != 0:
+            d = pm.funding_delta(old.snapshot, index)
+            old_snap = index - d
+            paid = pm.funding_owed(old.size, d)
+        new_size, new_cost, realized = pm.apply_fill(
+            old.size, old.cost, a["size_delta"], a["price"]
+        )
+        got = (a["realized_pnl"], a["funding_paid"], a["size"])
+        assert got == (realized, paid, new_size), (
+            f"fill {a} on {old}: mirror realised {realized}, funding {paid}, size {new_size}"
+        )
+        self._cash(acct, realized - paid - a["fee"])
+        self.raw_cash -= realized - paid
+        self.pending += a["fee"]
+        s = self.sums[m]
+        s[0] += new_cost - old.cost
+        s[1] += pm.div_ceil(new_size * index - old.size * old_snap, 10**12)
+        oi = self.oi[m]
+        if old.size > 0:
+            oi[0] -= old.size
+        else:
+            oi[1] += old.size
+        if new_size > 0:
+            oi[0] += new_size
+        else:
+            oi[1] -= new_size
+        self.pos[acct][m] = (
+            pm.Position()
+            if new_size == 0
+            else pm.Position(new_size, new_cost, _pos_snapshot(index))
+        )
+
+    def compare(self, w: World) -> None:
+        """The ledger equals the chain: every balance, position, sum and bucket."""
+        for acct, sa in w.accts.items():
+            assert tuple(self.bal[acct]) == sa.bal, (
+                f"{self.fs.label(acct)} balances {sa.bal}, events say {tuple(self.bal[acct])}"
+            )
+            assert tuple(self.pos[acct]) == sa.pos, (
+                f"{self.fs.label(acct)} positions {sa.pos}, events say {tuple(self.pos[acct])}"
+            )
+        assert tuple(tuple(x) for x in self.oi) == w.oi, f"open interest {w.oi} vs {self.oi}"
+        assert tuple(tuple(x) for x in self.sums) == w.sums, f"pool sums {w.sums} vs {self.sums}"
+        assert tuple(self.marks) == w.marks, f"marks {w.marks} vs {self.marks}"
+        ins, proto, vault_part = pm.fee_split(self.pending, self.fs.system)
+        assert w.pending == self.pending, f"pending fees {w.pending} vs {self.pending}"
+        assert w.pool_cash == self.raw_cash + vault_part, f"pool cash {w.pool_cash}"
+        assert w.insurance == self.insurance + ins, f"insurance {w.insurance} vs {self.insurance}"
+        assert w.protocol_fees == self.protocol + proto, f"protocol fees {w.protocol_fees}"
+        assert w.seized == self.seized, f"seized {w.seized} vs {self.seized}"
+        assert w.held == tuple(self.held), f"collateral_held {w.held} vs {self.held}"
+
+
+# --- expectations ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What a transaction may do: a predicted outcome (`reason` None = it succeeds) or,
+    when not predicted, the reasons it may revert with (success is then also fine)."""
+
+    reason: str | None = None
+    predicted: bool = True
+    allowed: frozenset[str] = frozenset()
+
+
+OK = Expect()
+
+
+def exact(reason: str | None) -> Expect:
+    return Expect(reason=reason)
+
+
+def loose(*reasons: str | frozenset[str]) -> Expect:
+    out: set[str] = set()
+    for r in reasons:
+        out |= {r} if isinstance(r, str) else set(r)
+    return Expect(predicted=False, allowed=frozenset(out))
+
+
+def _world_diff(a: World, b: World) -> str:
+    out = []
+    for k in a.__dict__:
+        if k in ("block", "ts"):
+            continue
+        va, vb = getattr(a, k), getattr(b, k)
+        if va != vb:
+            if isinstance(va, dict):
+                keys = [x for x in va if va.get(x) != vb.get(x)]
+                out.append(f"{k}: {[(x, va.get(x), vb.get(x)) for x in keys][:3]}")
+            else:
+                out.append(f"{k}: {va} -> {vb}")
+    return "; ".join(out)
+
+
+def _price_lt(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Share price a < b, prices as (assets + 1, supply + virtual shares)."""
+    return a[0] * b[1] < b[0] * a[1]
+
+
+# --- the machine -------------------------------------------------------------------------------
+
+
+class SystemMachine(RuleBasedStateMachine):
+    """See the module docstring. `fs` is set by the test (one prepared deployment)."""
+
+    fs: FuzzSystem
+
+    def __init__(self) -> None:
+        super().__init__()
+        from ape import chain as ape_chain
+
+        fs = self.fs
+        self.snapshot_id = ape_chain.snapshot()
+        self.now = fs.base_time
+        cfgs = tuple(m.oracle for m in fs.config.markets)
+        self.price = [int(m.price * 10**8) for m in fs.config.markets]
+        self.oracle = OracleModel(
+            cfg=cfgs,
+            feeds=[[Feed(self.price[m], 0) for _ in fs.feeds[m]] for m in range(len(fs.feeds))],
+            seq_answer=0,
+            seq_started=0,
+            grace=fs.grace,
+            twap_windows=tuple(c.twap_window for c in cfgs),
+        )
+        # the feeds as the fixture left them (read once: answers and update times)
+        for m, fl in enumerate(fs.feeds):
+            for i, f in enumerate(fl):
+                rd = fs.chain.call(f, "latestRoundData")
+                self.oracle.feeds[m][i] = Feed(int(rd[1]), int(rd[3]))
+        rd = fs.chain.call(fs.h["seq"], "latestRoundData")
+        self.oracle.seq_answer, self.oracle.seq_started = int(rd[1]), int(rd[2])
+        self.world = read_world(fs)
+        self.start = self.world
+        self.ledger = Ledger(fs, self.world)
+        self.donated = {"ch": 0, "vault": 0, "weth": 0}
+        self.minted: dict[str, int] = {}
+        self.tx_count = 0
+        self.max_slack = 0
+        self.zero_sum_gap: list[int] = []
+        self.lp_fee_last = 0
+        self.lp_virtual_last = 0
+        self.dirty = False
+        self.collaterals = {
+            0: CollateralInfo(0, fs.h["token"].address, 0, 0),
+            1: CollateralInfo(1, fs.h["weth"].address, 1, WAD // 10),
+        }
+        self.offset = 10**fs.config.vault_decimals_offset
+        self._check_world(self.world, self.world, None, set(), "init", "init")
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def accounts(self) -> tuple[FuzzAccount, ...]:
+        return self.fs.accounts
+
+    def _pick(self, pick: int, pool: list[FuzzAccount] | tuple[FuzzAccount, ...]) -> FuzzAccount:
+        return pool[pick % len(pool)]
+
+    def _plain(self, sender: str, h: Any, fn: str, *args: Any) -> None:
+        """A transaction outside the Clearinghouse (feeds, mints): must succeed."""
+        self.now += 1
+        self.fs.chain.must(sender, h, fn, *args, timestamp=self.now)
+        self.dirty = True
+
+    def _sync(self) -> None:
+        if self.dirty:
+            self.world = read_world(self.fs)
+            self.dirty = False
+
+    def _tx(
+        self,
+        what: str,
+        sender: str,
+        handle: str,
+        fn: str,
+        *args: Any,
+        expect: Expect = OK,
+        touched: set[int] | frozenset[int] = frozenset(),
+        kind: str = "action",
+    ) -> TxResult:
+        """Sends one transaction at the next second, checks its outcome against `expect`,
+        replays its events and checks every invariant (module doc)."""
+        self._sync()
+        before = self.world
+        self.now += 1
+        tx = self.fs.chain.send(sender, self.fs.h[handle], fn, *args, timestamp=self.now)
+        assert tx.timestamp == self.now, "the block was not mined at the machine's clock"
+        self.tx_count += 1
+        outcome = f"{fn}: {tx.reason if not tx.ok else 'ok'}"
+        event(outcome)
+        STATS[outcome] = STATS.get(outcome, 0) + 1
+        if not tx.ok:
+            note(f"  {what}: reverted {tx.reason!r}")
+            if expect.predicted:
+                assert tx.reason == expect.reason, (
+                    f"{what}: reverted with {tx.reason!r}; the model predicted "
+                    f"{expect.reason or 'success'!r}"
+                )
+            else:
+                assert tx.reason in expect.allowed, (
+                    f"{what}: reverted with {tx.reason!r}, not a reason this action may fail "
+                    f"with ({sorted(expect.allowed)})"
+                )
+            after = read_world(self.fs)
+            assert after.comparable() == before.comparable(), (
+                f"{what}: reverted but changed state: {_world_diff(before, after)}"
+            )
+            self.world = after
+            return tx
+        note(f"  {what}: ok")
+        assert not (expect.predicted and expect.reason is not None), (
+            f"{what}: succeeded; the model predicted a revert with {expect.reason!r}"
+        )
+        self.ledger.apply(tx, self.oracle)
+        after = read_world(self.fs)
+        self.ledger.compare(after)
+        self._check_world(before, after, tx, set(touched), kind, what)
+        self.world = after
+        return tx
+
+    def _translate(self, e: pm.Revert, now: int) -> str:
+        """The mirror's 'no valid price' -> the router's reason from the oracle model."""
+        msg = str(e)
+        if msg.startswith("oracle: market ") and "had no valid price" in msg:
+            m = int(msg.split()[2])
+            r = self.oracle.try_read(m, now)
+            assert isinstance(r, str), f"mirror says market {m} has no price, model says {r}"
+            return r
+        return msg
+
+    def _snap(self, w: World, acct: int, now: int) -> Snapshot:
+        """The SDK snapshot of an account at `now`, oracle prices from the model."""
+        fs = self.fs
+        markets = []
+        for m in range(len(fs.params)):
+            r = self.oracle.try_read(m, now)
+            price, flags = r if isinstance(r, tuple) else (None, None)
+            lo, sh = w.oi[m]
+            markets.append(MarketState(m, fs.params[m], w.marks[m], lo, sh, price, flags))
+        s = w.accts[acct]
+        bitmap = pm.positions_bitmap(s.header)
+        return Snapshot(
+            account=acct,
+            block_number=w.block,
+            timestamp=now,
+            header=s.header,
+            market_count=len(fs.params),
+            balances={0: s.bal[0], 1: s.bal[1]},
+            collaterals=self.collaterals,
+            positions={m: s.pos[m] for m in range(len(fs.params)) if (bitmap >> m) & 1},
+            markets=tuple(markets),
+            book=fs.book,
+            system=fs.system,
+            pool_cash=w.pool_cash,
+            pending_fees=w.pending,
+            paused=w.paused,
+        )
+
+    def _touch(self, snap: Snapshot, m: int, now: int, require_valid: bool) -> Snapshot:
+        """engine._touch (+ _require_valid_price when asked) on a snapshot."""
+        r = self.oracle.try_read(m, now)
+        if isinstance(r, str):
+            raise Predicted(r)
+        if require_valid and (reason := _gate_reason(r[1])):
+            raise Predicted(reason)
+        return pm._touch_market(snap, m, now)
+
+    def _gate(self, snap: Snapshot, now: int, reason: str) -> None:
+        """engine_check_initial(strict=True) on a snapshot; raises Predicted."""
+        hdr = snap.header
+        if pm.position_count(hdr) == 0 and pm.collateral_bitmap(hdr) == 0:
+            if snap.balance(0) < 0:
+                raise Predicted(reason)
+            return
+        for m in range(len(self.fs.params)):
+            if (pm.positions_bitmap(hdr) >> m) & 1:
+                snap = self._touch(snap, m, now, True)
+        if pm.collateral_bitmap(hdr) & 2:
+            snap = self._touch(snap, 1, now, True)
+        s = pm.scan(snap)
+        if s.equity < s.initial:
+            raise Predicted(reason)
+
+    def _refreshed(self, acct: int, now: int) -> Snapshot:
+        """engine_refresh_account(account, False): every position market touched, then
+        the collateral's market if stale."""
+        snap = self._snap(self.world, acct, now)
+        for m in range(len(self.fs.params)):
+            if (pm.positions_bitmap(snap.header) >> m) & 1:
+                snap = self._touch(snap, m, now, False)
+        stale = snap.mark(1).touched_at + self.fs.system.max_mark_age < now
+        if pm.collateral_bitmap(snap.header) & 2 and stale:
+            snap = self._touch(snap, 1, now, False)
+        return snap
+
+    # --- invariants ---------------------------------------------------------------------------
+
+    def _equity_settlement(self, w: World, acct: int) -> int:
+        """Settlement balance + unrealised PnL - funding owed, at the cached marks."""
+        s = w.accts[acct]
+        eq = s.bal[0]
+        for m, p in enumerate(s.pos):
+            if p.size:
+                mk = w.marks[m]
+                eq += pm.value_pnl(p.size, p.cost, mk.price)
+                eq -= pm.funding_owed(p.size, pm.funding_delta(p.snapshot, mk.index))
+        return eq
+
+    def _vault_equity(self, w: World) -> int:
+        """ClearinghouseLens.vault_equity."""
+        eq = w.pool_cash
+        for m in range(len(self.fs.params)):
+            lo, sh = w.oi[m]
+            sc, sf = w.sums[m]
+            if lo == sh == sc == sf == 0:
+                continue
+            skew = lo - sh
+            mk = w.marks[m]
+            trader_pnl = pm.vdiv(skew * mk.price, WAD) - sc
+            owed = pm.div_floor(skew * mk.index, 10**12) - sf
+            eq += owed - trader_pnl
+        return eq
+
+    def _check_world(
+        self,
+        before: World,
+        after: World,
+        tx: TxResult | None,
+        touched: set[int],
+        kind: str,
+        what: str,
+    ) -> None:
+        fs = self.fs
+        w = after
+        n_m = len(fs.params)
+        # 1. conservation
+        claims = sum(s.bal[0] for s in w.accts.values()) + w.pool_cash + w.insurance
+        claims += w.protocol_fees
+        assets = (w.token_ch - self.donated["ch"]) * fs.scale
+        slack = assets - claims
+        assert slack >= 0, f"{what}: Clearinghouse short of tokens by {-slack} wei (USD WAD)"
+        assert slack <= self.tx_count, f"{what}: {slack} wei unaccounted after {self.tx_count} txs"
+        self.max_slack = max(self.max_slack, slack)
+        assert w.held[0] == w.token_ch - self.donated["ch"], f"{what}: collateral_held[0]"
+        weth_claims = sum(s.bal[1] for s in w.accts.values()) + w.seized
+        assert w.weth_ch - self.donated["weth"] == weth_claims == w.held[1], f"{what}: WETH"
+        assert w.token_vault == self.donated["vault"], f"{what}: vault holds stray tokens"
+        assert w.vault_allowance == 0, f"{what}: vault left an allowance to the Clearinghouse"
+        vault_eq = self._vault_equity(w)
+        assert vault_eq == w.vault_equity, f"{what}: lens vault equity {w.vault_equity}"
+        assert w.total_assets == max(vault_eq, 0) // fs.scale, f"{what}: totalAssets"
+        # 3. open interest from every account's positions, within caps
+        for m in range(n_m):
+            lo = sum(s.pos[m].size for s in w.accts.values() if s.pos[m].size > 0)
+            sh = sum(-s.pos[m].size for s in w.accts.values() if s.pos[m].size < 0)
+            assert w.oi[m] == (lo, sh), f"{what}: market {m} OI {w.oi[m]} != positions {lo, sh}"
+            cap = fs.params[m].max_oi
+            assert lo <= cap and sh <= cap, f"{what}: market {m} OI {w.oi[m]} above cap {cap}"
+            cost = sum(s.pos[m].cost for s in w.accts.values())
+            assert w.sums[m][0] == cost, f"{what}: market {m} pool cost sum"
+        # 4. no silent negative equity; the auction and the Clearinghouse agree on locks
+        for acct, s in w.accts.items():
+            assert s.in_liquidation == s.auction[0], (
+                f"{what}: {fs.label(acct)} lock {s.in_liquidation} but auction {s.auction}"
+            )
+            if not s.has_positions and not s.in_liquidation:
+                assert s.margin.equity >= 0, (
+                    f"{what}: {fs.label(acct)} has no positions and equity "
+                    f"{s.margin.equity}: bad debt that no liquidation can ever settle"
+                )
+            if s.has_positions and s.margin.equity < 0 and not s.in_liquidation:
+                self._must_be_liquidatable(acct, what)
+        if tx is None:
+            self._zero_sum(w, what)
+            return
+        # 9. isolation: only the accounts the action names change
+        for acct, s in w.accts.items():
+            b = before.accts[acct]
+            if acct not in touched:
+                assert (s.header, s.bal, s.pos, s.loss_cap) == (
+                    b.header,
+                    b.bal,
+                    b.pos,
+                    b.loss_cap,
+                ), f"{what}: {fs.label(acct)} changed though the action does not name it"
+        # 5. no action but liquidation takes a healthy account below maintenance
+        liquidated = {int(a["account"]) for a in tx.events("LiquidationTransfer")}
+        for acct in touched:
+            b, s = before.accts[acct], w.accts[acct]
+            if (b.bal, b.pos, b.header) == (s.bal, s.pos, s.header) or acct in liquidated:
+                continue
+            at_new_marks = pm.scan(
+                replace(self._snap(before, acct, w.ts), markets=self._markets_of(w))
+            )
+            if _healthy(at_new_marks) and not _healthy(s.margin):
+                raise AssertionError(
+                    f"{what}: {fs.label(acct)} healthy before ({at_new_marks}) and unhealthy "
+                    f"after ({s.margin}) at the same marks, without liquidation"
+                )
+        # 6. share price
+        p_before = (before.total_assets + 1, before.supply + self.offset)
+        p_after = (w.total_assets + 1, w.supply + self.offset)
+        if kind == "donation":
+            assert (w.vault_equity, w.total_assets, w.supply, w.pool_cash) == (
+                before.vault_equity,
+                before.total_assets,
+                before.supply,
+                before.pool_cash,
+            ), f"{what}: a donation moved the vault"
+        if kind == "lp":
+            assert not _price_lt(p_after, p_before), f"{what}: an LP action lowered share price"
+        if _price_lt(p_after, p_before):
+            socialized = sum(a["socialized"] for a in tx.events("BadDebtSettled"))
+            moved = tx.events("MarkUpdated") or tx.events("Fill")
+            assert socialized or moved, (
+                f"{what}: share price fell without trading, marks moving or socialisation"
+            )
+        # 8. once only: one capped reward per tranche
+        opened = tx.events("TrancheOpened")
+        rewards = tx.events("LiquidationBegun") + tx.events("LiquidationRewardPaid")
+        assert len(opened) == len(rewards), (
+            f"{what}: {len(opened)} tranches, {len(rewards)} rewards"
+        )
+        for t, r in zip(opened, rewards, strict=True):
+            assert (t["account"], t["reward"]) == (r["account"], r["reward"]), f"{what}: reward"
+            assert t["reward"] <= fs.liquidation["keeper_cap"], f"{what}: reward above cap"
+            assert t["reward"] <= max(t["equity"], 0), f"{what}: reward above equity"
+            prev = before.accts[t["account"]].auction
+            want_step = 1 if not prev[0] else prev[4] + 1
+            assert t["step"] == want_step, f"{what}: tranche {t['step']} after {prev}"
+        for e in tx.events("LossCapTriggered"):
+            acct = int(e["account"])
+            assert before.accts[acct].has_positions and not w.accts[acct].has_positions
+            assert e["fee"] <= fs.config.loss_cap_fee, f"{what}: loss-cap fee above the fee"
+        self._zero_sum(w, what)
+
+    def _zero_sum(self, w: World, what: str) -> None:
+        """2. Zero-sum: trader PnL + vault PnL + fees sum to zero, and funding paid equals
+        funding received, every rounding kept by the protocol. Per market, the vault's
+        view (ClearinghouseLens.vault_equity, from the pool's running sums) against the
+        sum of every account's own view (the mirror of the engine's scan):
+
+        (a) the traders' unrealised PnL the vault books (skew x mark - cost sum) is at
+            least what the accounts themselves show (each rounded down);
+        (b) the funding the vault books as receivable (skew x index - funding sum) is at
+            most what the accounts owe (each rounded up).
+
+        Then overall: every claim (accounts, vault, insurance, protocol fees) is covered
+        by the tokens held, the surplus (rounding kept) growing by at most a few wei per
+        position and one per transaction."""
+        fs = self.fs
+        for m in range(len(fs.params)):
+            lo, sh = w.oi[m]
+            sc, sf = w.sums[m]
+            mk = w.marks[m]
+            pnl = owed = 0
+            for s in w.accts.values():
+                p = s.pos[m]
+                if p.size:
+                    pnl += pm.value_pnl(p.size, p.cost, mk.price)
+                    owed += pm.funding_owed(p.size, pm.funding_delta(p.snapshot, mk.index))
+            if lo == sh == sc == sf == 0:
+                continue
+            vault_pnl = pm.vdiv((lo - sh) * mk.price, WAD) - sc
+            vault_owed = pm.div_floor((lo - sh) * mk.index, 10**12) - sf
+            assert vault_pnl >= pnl, (
+                f"{what}: market {m}: the vault books traders' PnL {vault_pnl}, below the "
+                f"{pnl} the accounts show: it overvalues itself"
+            )
+            assert vault_owed <= owed, (
+                f"{what}: market {m}: the vault books {vault_owed} wei of funding receivable, "
+                f"the accounts owe {owed} (OI {w.oi[m]}, pool funding sum {sf}): funding "
+                "received would exceed funding paid (pool_sums rounding)"
+            )
+        assets = (w.token_ch - self.donated["ch"]) * fs.scale
+        eq_sum = sum(self._equity_settlement(w, a) for a in w.accts)
+        gap = assets - (eq_sum + w.vault_equity + w.insurance + w.protocol_fees)
+        self.zero_sum_gap.append(gap)
+        n_pos = sum(1 for s in w.accts.values() for p in s.pos if p.size)
+        assert gap >= 0, f"{what}: claims exceed the tokens held by {-gap} wei"
+        assert gap <= 3 * n_pos + self.tx_count, f"{what}: {gap} wei of PnL unaccounted"
+
+    def _markets_of(self, w: World) -> tuple[MarketState, ...]:
+        fs = self.fs
+        return tuple(
+            MarketState(m, fs.params[m], w.marks[m], w.oi[m][0], w.oi[m][1], None, None)
+            for m in range(len(fs.params))
+        )
+
+    def _must_be_liquidatable(self, acct: int, what: str) -> None:
+        """An account with positions and negative equity can be put under liquidation now
+        (dry run of `start`); only the time-weighted guard or a missing price may delay it."""
+        fs = self.fs
+        keeper = fs.actors["liquidator"]
+        k_acct = fs.keeper_account[keeper]
+        if k_acct == acct:
+            keeper = fs.actors["keeper"]
+            k_acct = fs.keeper_account[keeper]
+        try:
+            fs.chain.call(fs.h["auction"], "start", acct, k_acct, sender=keeper)
+        except RpcError as e:
+            ok = ["healthy at the time-weighted price", *ORACLE_REASONS]
+            assert any(r in str(e) for r in ok), (
+                f"{what}: {fs.label(acct)} has negative equity and cannot be liquidated: {e}"
+            )
+
+    # --- rules: collateral -------------------------------------------------------------------
+
+    def _mint(self, who: str, units: int) -> None:
+        if self.world.tokens[who] < units:
+            self._plain(who, self.fs.h["token"], "mint", who, units)
+            self.minted[who] = self.minted.get(who, 0) + units
+
+    @rule(
+        pick=fst.account_picks,
+        usd=fst.deposit_usd,
+        weth=st.booleans(),
+        milli=fst.deposit_weth_milli,
+    )
+    def deposit(self, pick: int, usd: int, weth: bool, milli: int) -> None:
+        a = self._pick(pick, self.accounts)
+        if weth and self.world.weths.get(a.owner, 0) >= milli * 10**15:
+            self._tx(
+                f"deposit {milli / 1000} WETH into {a.label}",
+                a.owner,
+                "ops",
+                "deposit",
+                a.id,
+                self.fs.h["weth"].address,
+                milli * 10**15,
+                touched={a.id},
+            )
+            return
+        units = usd * self.fs.unit
+        self._mint(a.owner, units)
+        self._tx(
+            f"deposit ${usd} into {a.label}",
+            a.owner,
+            "ops",
+            "deposit",
+            a.id,
+            self.fs.h["token"].address,
+            units,
+            touched={a.id},
+        )
+
+    def _withdraw_expect(self, acct: int, idx: int, units: int, now: int) -> Expect:
+        s = self.world.accts[acct]
+        try:
+            if units == 0:
+                raise Predicted("clearinghouse: zero amount")
+            if s.in_liquidation:
+                raise Predicted("clearinghouse: account in liquidation")
+            wad = units * (self.fs.scale if idx == 0 else 1)
+            if s.bal[idx] < wad:
+                raise Predicted("clearinghouse: insufficient balance")
+            snap = self._snap(self.world, acct, now)
+            bal = dict(snap.balances)
+            bal[idx] -= wad
+            hdr = snap.header
+            if idx == 1 and s.bal[1] == wad:
+                hdr &= ~(1 << 41)
+            self._gate(
+                replace(snap, balances=bal, header=hdr), now, "clearinghouse: below initial margin"
+            )
+        except Predicted as e:
+            return exact(str(e.args[0]))
+        except pm.Revert as e:
+            return exact(self._translate(e, now))
+        return OK
+
+    @rule(
+        pick=fst.account_picks, weth=st.booleans(), from_balance=st.booleans(), bps=fst.withdraw_bps
+    )
+    def withdraw(self, pick: int, weth: bool, from_balance: bool, bps: int) -> None:
+        self._sync()
+        a = self._pick(pick, self.accounts)
+        s = self.world.accts[a.id]
+        idx = 1 if weth else 0
+        scale = 1 if weth else self.fs.scale
+        if from_balance or weth:
+            value = max(s.bal[idx], 0)
+        else:
+            value = max(s.margin.equity - s.margin.initial, 0)
+            value = min(value, max(s.bal[0], 0)) if bps <= BPS else value
+        units = value * bps // BPS // scale
+        token = self.fs.h["weth" if weth else "token"].address
+        expect = self._withdraw_expect(a.id, idx, units, self.now + 1)
+        tx = self._tx(
+            f"withdraw {units} units of {'WETH' if weth else 'USD'} from {a.label}",
+            a.owner,
+            "ops",
+            "withdraw",
+            a.id,
+            token,
+            units,
+            a.owner,
+            expect=expect,
+            touched={a.id},
+            kind="risk",
+        )
+        if tx.ok:
+            self._healthy_after_risk(a.id, "withdraw")
+
+    @rule(
+        pick=fst.account_picks, to_pick=fst.account_picks, weth=st.booleans(), bps=fst.withdraw_bps
+    )
+    def transfer(self, pick: int, to_pick: int, weth: bool, bps: int) -> None:
+        self._sync()
+        a = self._pick(pick, self.accounts)
+        mine = [x for x in self.accounts if x.owner == a.owner]
+        b = self._pick(to_pick, mine)
+        s = self.world.accts[a.id]
+        idx = 1 if weth else 0
+        scale = 1 if weth else self.fs.scale
+        units = max(s.bal[idx], 0) * bps // BPS // scale
+        now = self.now + 1
+        if units == 0:
+            expect = exact("clearinghouse: zero amount")
+        elif a.id == b.id:
+            expect = exact("clearinghouse: same account")
+        else:
+            expect = self._withdraw_expect(a.id, idx, units, now)
+        token = self.fs.h["weth" if weth else "token"].address
+        tx = self._tx(
+            f"transfer {units} units from {a.label} to {b.label}",
+            a.owner,
+            "ops",
+            "transfer_collateral",
+            a.id,
+            b.id,
+            token,
+            units,
+            expect=expect,
+            touched={a.id, b.id},
+            kind="risk",
+        )
+        if tx.ok:
+            self._healthy_after_risk(a.id, "transfer")
+
+    @rule(pick=fst.account_picks)
+    def switch_margin_mode(self, pick: int) -> None:
+        self._sync()
+        a = self._pick(pick, self.accounts)
+        s = self.world.accts[a.id]
+        portfolio = s.header & pm.ACCOUNT_PORTFOLIO == 0
+        now = self.now + 1
+        reason = "clearinghouse: mode switch leaves account under-margined"
+        try:
+            if s.in_liquidation:
+                raise Predicted("clearinghouse: account in liquidation")
+            snap = self._snap(self.world, a.id, now)
+            snap = replace(snap, header=snap.header ^ pm.ACCOUNT_PORTFOLIO)
+            if pm.position_count(snap.header) > 0:
+                self._gate(snap, now, reason)
+            expect = OK
+        except Predicted as e:
+            expect = exact(str(e.args[0]))
+        except pm.Revert as e:
+            expect = exact(self._translate(e, now))
+        tx = self._tx(
+            f"{a.label} to {'portfolio' if portfolio else 'isolated'} margin",
+            a.owner,
+            "ops",
+            "set_margin_mode",
+            a.id,
+            portfolio,
+            expect=expect,
+            touched={a.id},
+            kind="risk",
+        )
+        if tx.ok:
+            self._healthy_after_risk(a.id, "margin mode switch")
+
+    def _healthy_after_risk(self, acct: int, what: str) -> None:
+        """5. A risk-adding action leaves its account at or above initial margin, and 7.
+        every market it holds had a valid price."""
+        s = self.world.accts[acct]
+        assert s.margin.equity >= s.margin.initial, (
+            f"{what}: {self.fs.label(acct)} below initial margin after it: {s.margin}"
+        )
+        # a margin switch without positions changes no requirement: no price involved
+        if s.has_positions or (s.bal[1] and what != "margin mode switch"):
+            for m in range(len(self.fs.params)):
+                held = (pm.positions_bitmap(s.header) >> m) & 1 or (m == 1 and s.bal[1])
+                if held:
+                    flags = self.oracle.read(m, self.now)[1]
+                    assert flags == 0, f"{what} succeeded with market {m} flags {flags}"
+
+    # --- rules: trading ------------------------------------------------------------------------
+
+    def _simulate(
+        self, snap: Snapshot, m: int, delta: int, now: int, bound: int | None
+    ) -> pm.TradeResult | str:
+        try:
+            return pm.simulate_trade(snap, m, delta, now=now, acceptable_price=bound)
+        except pm.Revert as e:
+            return self._translate(e, now)
+
+    @rule(
+        pick=fst.account_picks,
+        market=fst.markets,
+        kind=fst.trade_kinds,
+        lev=fst.leverage_bps,
+        red=fst.reduce_bps,
+        dust=fst.size_dust,
+        long=st.booleans(),
+        slip=fst.slippage_bps,
+    )
+    def trade(
+        self,
+        pick: int,
+        market: int,
+        kind: str,
+        lev: int,
+        red: int,
+        dust: int,
+        long: bool,
+        slip: int | None,
+    ) -> None:
+        self._sync()
+        a = self._pick(pick, self.accounts)
+        w = self.world
+        s = w.accts[a.id]
+        size = s.pos[market].size
+        now = self.now + 1
+        r = self.oracle.try_read(market, now)
+        price = r[0] if isinstance(r, tuple) else w.marks[market].price
+        base = max(s.margin.equity, 1_000 * WAD) * lev // BPS * WAD // price + dust
+        if kind == "open" or size == 0:
+            delta = base if long else -base
+        elif kind == "add":
+            delta = base if size > 0 else -base
+        elif kind == "reduce":
+            delta = -(pm.vdiv(size * red, BPS) or size)
+        elif kind == "close":
+            delta = -size
+        else:
+            delta = -size - (base if size > 0 else -base)
+        snap = self._snap(w, a.id, now)
+        bound = MAX_U if delta > 0 else 0
+        pred = self._simulate(snap, market, delta, now, None)
+        if slip is not None and isinstance(pred, pm.TradeResult):
+            bound = pred.fill_price * (BPS + slip if delta > 0 else BPS - slip) // BPS
+            pred = self._simulate(snap, market, delta, now, bound)
+        expect = exact(pred if isinstance(pred, str) else None)
+        tx = self._tx(
+            f"{a.label} trades {delta / WAD:+.6f} of market {market} ({kind})",
+            a.owner,
+            "ch",
+            "trade",
+            a.id,
+            market,
+            delta,
+            bound,
+            expect=expect,
+            touched={a.id},
+            kind="risk" if not isinstance(pred, str) and pred.adds else "action",
+        )
+        if not tx.ok:
+            return
+        assert isinstance(pred, pm.TradeResult)
+        self._check_fill(tx, a.id, market, delta, pred)
+
+    def _check_fill(
+        self, tx: TxResult, acct: int, market: int, delta: int, pred: pm.TradeResult
+    ) -> None:
+        """The trade against the Python reference: fill, fee, PnL, funding, the position,
+        the marks, the open interest and the margin after (perpdex.sdk.math)."""
+        fs, w = self.fs, self.world
+        fills = [f for f in tx.events("Fill") if f["account"] == acct]
+        assert len(fills) == 1, f"one fill expected, got {fills}"
+        f = fills[0]
+        want = (pred.fill_price, pred.fee, pred.realized_pnl, pred.funding_paid, delta)
+        got = (f["price"], f["fee"], f["realized_pnl"], f["funding_paid"], f["size_delta"])
+        assert got == want, f"fill {got} != reference {want}"
+        s = w.accts[acct]
+        after = pred.after
+        assert s.header == after.header, f"header {s.header:#x} != reference {after.header:#x}"
+        assert s.bal == (after.balance(0), after.balance(1)), f"balances {s.bal}"
+        for m in range(len(fs.params)):
+            assert s.pos[m] == after.position(m), f"position {m}: {s.pos[m]} != {after.position(m)}"
+            if m == market or m in pred.refreshed:
+                assert w.marks[m] == after.mark(m), f"mark {m}: {w.marks[m]} != {after.mark(m)}"
+        assert w.oi[market] == after.open_interest(market), f"OI {w.oi[market]}"
+        assert s.margin == pred.margin_after, f"margin {s.margin} != reference {pred.margin_after}"
+        if pred.adds:
+            # 5. at or above initial margin; 7. every price it used was valid
+            assert s.margin.equity >= s.margin.initial, (
+                f"risk added below initial margin: {s.margin}"
+            )
+            for m in {market, *pred.refreshed}:
+                flags = self.oracle.read(m, tx.timestamp)[1]
+                assert flags == 0, (
+                    f"risk added in market {market} with market {m} priced at flags {flags}"
+                )
+
+    # --- rules: loss caps ------------------------------------------------------------------------
+
+    def set_loss_cap(self, pick: int, bps: int) -> None:
+        self._sync()
+        a = self._pick(pick, self.accounts)
+        floor = max(self.world.accts[a.id].margin.equity, 0) * bps // BPS
+        self._tx(
+            f"{a.label} sets a loss cap at {floor / WAD:.2f}",
+            a.owner,
+            "ops",
+            "set_loss_cap",
+            a.id,
+            floor,
+            touched={a.id},
+        )
+
+    def trigger_loss_cap(self, pick: int) -> None:
+        self._sync()
+        a = self._pick(pick, self.accounts)
+        s = self.world.accts[a.id]
+        now = self.now + 1
+        try:
+            if s.loss_cap == 0:
+                raise Predicted("clearinghouse: no loss cap")
+            if s.in_liquidation:
+                raise Predicted("clearinghouse: account in liquidation")
+            if not s.has_positions:
+                raise Predicted("clearinghouse: no positions")
+            snap = self._refreshed(a.id, now)
+            if pm.scan(snap).equity >= s.loss_cap:
+                raise Predicted("clearinghouse: equity above loss cap")
+            for m in range(len(self.fs.params)):
+                size = snap.position(m).size
+                if size:
+                    res = pm.simulate_trade(snap, m, -size, now=now)
+                    snap = res.after
+            expect = OK
+        except Predicted as e:
+            expect = exact(str(e.args[0]))
+        except pm.Revert as e:
+            expect = exact(self._translate(e, now))
+        self._tx(
+            f"stranger triggers {a.label}'s loss cap",
+            self.fs.actors["stranger"],
+            "ops",
+            "trigger_loss_cap",
+            a.id,
+            expect=expect,
+            touched={a.id},
+        )
+
+    # --- rules: the vault ----------------------------------------------------------------------
+
+    def _lp(self, pick: int) -> str:
+        return self.fs.actors["lp" if pick == 0 else "lp2"]
+
+    def _sync_marks_first(self) -> str:
+        """A keeper refresh before an LP action, so the vault's own `sync_marks` has
+        nothing to move and the share price can be compared across the action. Returns
+        the kind of the LP transaction: "lp" (price checks apply), or "action" when the
+        refresh failed (the vault may then move marks itself)."""
+        return "lp" if self._refresh(list(range(len(self.fs.params)))).ok else "action"
+
+    def _vault_price(self) -> tuple[int, int]:
+        return (self.world.total_assets + 1, self.world.supply + self.offset)
+
+    VAULT_REASONS = frozenset(
+        {
+            "vault: zero amount",
+            "clearinghouse: vault exposure cap reached",
+            "clearinghouse: insufficient pool cash",
+            "vault: pool is insolvent",
+            *ORACLE_REASONS,
+        }
+    )
+
+    def lp_deposit(self, pick: int, usd: int, by_shares: bool) -> None:
+        lp = self._lp(pick)
+        units = usd * self.fs.unit
+        self._mint(lp, units)
+        kind = self._sync_marks_first()
+        ta, sup = self.world.total_assets, self.world.supply
+        if by_shares:
+            shares = units * (sup + self.offset) // (ta + 1)
+            tx = self._tx(
+                f"LP mints {shares} shares",
+                lp,
+                "vault",
+                "mint",
+                shares,
+                lp,
+                expect=loose(self.VAULT_REASONS),
+                kind=kind,
+            )
+        else:
+            tx = self._tx(
+                f"LP deposits ${usd}",
+                lp,
+                "vault",
+                "deposit",
+                units,
+                lp,
+                expect=loose(self.VAULT_REASONS),
+                kind=kind,
+            )
+        if not tx.ok or kind != "lp":
+            return
+        (ev,) = [e for e in tx.events("Deposit") if "shares" in e]
+        want = (ev["assets"] * (sup + self.offset) // (ta + 1)) if not by_shares else ev["shares"]
+        if by_shares:
+            # assets rounded up: ceil(shares * (A + 1) / (S + v))
+            assert ev["assets"] == -(-ev["shares"] * (ta + 1) // (sup + self.offset))
+        assert ev["shares"] == want, f"minted {ev['shares']} shares, ERC-4626 formula {want}"
+        # a deposit is worth what was paid, less at most one unit
+        worth = ev["shares"] * (self.world.total_assets + 1) // (self.world.supply + self.offset)
+        assert ev["assets"] - 1 <= worth <= ev["assets"], f"deposit of {ev['assets']} worth {worth}"
+
+    def lp_redeem(self, pick: int, bps: int, by_assets: bool) -> None:
+        lp = self._lp(pick)
+        kind = self._sync_marks_first()
+        shares = self.world.shares[lp] * bps // BPS
+        ta, sup = self.world.total_assets, self.world.supply
+        fee_bps = self.fs.config.vault_withdraw_fee_bps
+        if by_assets:
+            gross = shares * (ta + 1) // (sup + self.offset)
+            assets = gross * (BPS - fee_bps) // BPS
+            tx = self._tx(
+                f"LP withdraws {assets} units",
+                lp,
+                "vault",
+                "withdraw",
+                assets,
+                lp,
+                lp,
+                expect=loose(self.VAULT_REASONS),
+                kind=kind,
+            )
+        else:
+            tx = self._tx(
+                f"LP redeems {shares} shares",
+                lp,
+                "vault",
+                "redeem",
+                shares,
+                lp,
+                lp,
+                expect=loose(self.VAULT_REASONS),
+                kind=kind,
+            )
+        if not tx.ok or kind != "lp":
+            return
+        (ev,) = [e for e in tx.events("Withdraw") if "shares" in e]
+        if by_assets:
+            g = -(-ev["assets"] * BPS // (BPS - fee_bps))
+            want = -(-g * (sup + self.offset) // (ta + 1))
+            assert ev["shares"] == want, f"burnt {ev['shares']} shares, formula {want}"
+        else:
+            want = ev["shares"] * (ta + 1) // (sup + self.offset) * (BPS - fee_bps) // BPS
+            assert ev["assets"] == want, f"paid {ev['assets']}, formula {want}"
+        self.lp_fee_last = ev["shares"] * (ta + 1) // (sup + self.offset) - ev["assets"]
+        # the virtual shares' claim (ERC-4626 offset) stays in the pool with the fee
+        self.lp_virtual_last = (ta + 1) * self.offset // (sup + self.offset) + 1
+
+    def lp_round_trip(self, pick: int, usd: int) -> None:
+        """6. ERC-4626 round trips never profit."""
+        lp = self._lp(pick)
+        units = usd * self.fs.unit
+        self._mint(lp, units)
+        kind = self._sync_marks_first()
+        wallet = self.world.tokens[lp]
+        tx = self._tx(
+            f"LP deposits ${usd}",
+            lp,
+            "vault",
+            "deposit",
+            units,
+            lp,
+            expect=loose(self.VAULT_REASONS),
+            kind=kind,
+        )
+        if not tx.ok:
+            return
+        (ev,) = [e for e in tx.events("Deposit") if "shares" in e]
+        tx = self._tx(
+            f"LP redeems the {ev['shares']} shares",
+            lp,
+            "vault",
+            "redeem",
+            ev["shares"],
+            lp,
+            lp,
+            expect=loose(self.VAULT_REASONS),
+            kind=kind,
+        )
+        if tx.ok:
+            assert self.world.tokens[lp] <= wallet, "an ERC-4626 round trip made a profit"
+
+    # --- rules: market data and time ---------------------------------------------------------
+
+    def _post(self, m: int, answers: list[int] | None = None) -> None:
+        keeper = self.fs.actors["keeper"]
+        for i, f in enumerate(self.fs.feeds[m]):
+            ans = self.price[m] if answers is None else answers[i]
+            self._plain(keeper, f, "set_answer", ans)
+            self.oracle.feeds[m][i] = Feed(ans, self.now)
+
+    def _clamp(self, m: int, answer: int) -> int:
+        c = self.fs.config.markets[m].oracle
+        lo, hi = c.min_price // FEED_SCALE, c.max_price // FEED_SCALE
+        return max(lo, min(hi, answer))
+
+    def _refresh(self, markets: list[int]) -> TxResult:
+        now = self.now + 1
+        reason = None
+        for m in markets:
+            r = self.oracle.try_read(m, now)
+            if isinstance(r, str):
+                reason = r
+                break
+        return self._tx(
+            f"keeper refreshes {markets}",
+            self.fs.actors["keeper"],
+            "ops",
+            "refresh",
+            markets,
+            expect=exact(reason),
+            kind="market",
+        )
+
+    @rule(market=fst.markets, bps=fst.walk_bps, refresh=st.booleans())
+    def price_walk(self, market: int, bps: int, refresh: bool) -> None:
+        self.price[market] = self._clamp(market, self.price[market] * (BPS + bps) // BPS)
+        self._post(market)
+        if refresh:
+            self._refresh([market])
+
+    @rule(market=fst.markets, bps=fst.jump_bps, refresh=st.booleans())
+    def price_jump(self, market: int, bps: int, refresh: bool) -> None:
+        self.price[market] = self._clamp(market, self.price[market] * (BPS + bps) // BPS)
+        self._post(market)
+        if refresh:
+            self._refresh([market])
+
+    def feed_diverges(self, market: int, feed: int, bps: int) -> None:
+        """One source leaves the others: the median holds, the spread may flag it degraded."""
+        answers = [self.price[market]] * len(self.fs.feeds[market])
+        i = feed % len(answers)
+        answers[i] = self._clamp(market, answers[i] * (BPS + bps) // BPS)
+        self._post(market, answers)
+
+    @rule(seconds=fst.time_steps, repost=fst.reposts)
+    def time_passes(self, seconds: int, repost: bool) -> None:
+        """Time without updates lets feeds go stale (max age 3,600 s); `repost` models the
+        feeds' heartbeats."""
+        self.now += seconds
+        if repost:
+            for m in range(len(self.fs.feeds)):
+                self._post(m)
+
+    def sequencer(self, down: bool) -> None:
+        """The L2 sequencer goes down, or comes back (grace period starts now)."""
+        self._plain(
+            self.fs.actors["keeper"],
+            self.fs.h["seq"],
+            "set_round_data",
+            int(down),
+            self.now + 1,
+            self.now + 1,
+        )
+        self.oracle.seq_answer, self.oracle.seq_started = int(down), self.now
+
+    @rule(mask=st.integers(1, 7))
+    def refresh_marks(self, mask: int) -> None:
+        self._refresh([m for m in range(len(self.fs.params)) if mask >> m & 1])
+
+    # --- rules: treasury and donations -----------------------------------------------------------
+
+    def fund_insurance(self, usd: int) -> None:
+        admin = self.fs.actors["admin"]
+        self._mint(admin, usd * self.fs.unit)
+        self._tx(
+            f"admin funds insurance with ${usd}", admin, "ops", "fund_insurance", usd * self.fs.unit
+        )
+
+    def withdraw_protocol_fees(self) -> None:
+        self._sync()
+        reason = None if self.world.protocol_fees >= self.fs.scale else "clearinghouse: zero amount"
+        admin = self.fs.actors["admin"]
+        self._tx(
+            "admin withdraws protocol fees",
+            admin,
+            "ops",
+            "withdraw_protocol_fees",
+            admin,
+            expect=exact(reason),
+        )
+
+    def donate(self, to_vault: bool, weth: bool, usd: int) -> None:
+        """Tokens sent straight to the Clearinghouse or the vault belong to nobody: no
+        account, bucket or share price may move."""
+        who = self.fs.actors["stranger"]
+        if weth and not to_vault and self.world.weths[who] > 0:
+            amount = min(self.world.weths[who], usd * 10**14)
+            self.donated["weth"] += amount
+            self._tx(
+                f"stranger sends {amount} WETH wei to the Clearinghouse",
+                who,
+                "weth",
+                "transfer",
+                self.fs.h["ch"].address,
+                amount,
+                kind="donation",
+            )
+            return
+        units = usd * self.fs.unit
+        self._mint(who, units)
+        target = self.fs.h["vault" if to_vault else "ch"].address
+        self.donated["vault" if to_vault else "ch"] += units
+        self._tx(
+            f"stranger sends ${usd} to the {'vault' if to_vault else 'Clearinghouse'}",
+            who,
+            "token",
+            "transfer",
+            target,
+            units,
+            kind="donation",
+        )
+
+    # --- grouped rules (fewer, so trades and prices get most of the steps) ---------------------
+
+    @rule(
+        action=st.sampled_from(["deposit", "mint", "withdraw", "redeem", "round_trip"]),
+        pick=fst.lps,
+        usd=fst.lp_usd,
+        bps=fst.lp_bps,
+    )
+    def vault(self, action: str, pick: int, usd: int, bps: int) -> None:
+        if action in ("deposit", "mint"):
+            self.lp_deposit(pick, usd, action == "mint")
+        elif action in ("withdraw", "redeem"):
+            self.lp_redeem(pick, bps, action == "withdraw")
+        else:
+            self.lp_round_trip(pick, usd)
+
+    @rule(trigger=st.booleans(), pick=fst.account_picks, bps=fst.loss_cap_bps)
+    def loss_cap(self, trigger: bool, pick: int, bps: int) -> None:
+        if trigger:
+            self.trigger_loss_cap(pick)
+        else:
+            self.set_loss_cap(pick, bps)
+
+    @rule(
+        action=st.sampled_from(["diverge"] * 6 + ["sequencer_down"] * 2 + ["sequencer_up"] * 3),
+        market=fst.markets,
+        feed=fst.feed_picks,
+        bps=fst.diverge_bps,
+    )
+    def oracle_event(self, action: str, market: int, feed: int, bps: int) -> None:
+        if action == "diverge":
+            self.feed_diverges(market, feed, bps)
+        else:
+            self.sequencer(action == "sequencer_down")
+
+    @rule(
+        action=st.sampled_from(["insurance", "fees", "donate"]),
+        usd=fst.donation_usd,
+        to_vault=st.booleans(),
+        weth=st.booleans(),
+    )
+    def treasury(self, action: str, usd: int, to_vault: bool, weth: bool) -> None:
+        if action == "insurance":
+            self.fund_insurance(usd)
+        elif action == "fees":
+            self.withdraw_protocol_fees()
+        else:
+            self.donate(to_vault, weth, usd)
+
+    # trades and price walks are the bulk of a sequence: the same rules under more names
+    trade_2 = trade
+    trade_3 = trade
+    trade_4 = trade
+    trade_5 = trade
+    price_walk_2 = price_walk
+
+    # --- rules: liquidation ----------------------------------------------------------------------
+
+    def _keeper(self, k: int) -> tuple[str, int]:
+        addr = self.fs.actors["liquidator" if k == 0 else "keeper"]
+        return addr, self.fs.keeper_account[addr]
+
+    def _twap_scan(self, snap: Snapshot, touched: set[int], now: int) -> pm.MarginScan:
+        """margin_at_twap right after the refresh: the EMA folded with each touched
+        market's new reading (OracleRouter.observe), carried forward for the others."""
+        fs = self.fs
+        markets = list(snap.markets)
+        for m in range(len(fs.params)):
+            last, ema, ts = self.world.obs[m]
+            window = self.oracle.twap_windows[m]
+            if m in touched:
+                twap = (
+                    snap.mark(m).price if ts == 0 else self.oracle.ema(last, ema, now - ts, window)
+                )
+            else:
+                twap = self.oracle.ema(last, ema, now - ts, window)
+            markets[m] = replace(markets[m], mark=replace(markets[m].mark, price=twap))
+        return pm.scan(replace(snap, markets=tuple(markets)))
+
+    def _tranche(self, s: pm.MarginScan, critical: bool) -> int:
+        """LiquidationAuction._tranche (no window caps are set)."""
+        p = self.fs.liquidation
+        if critical or s.notional < p["small_account"]:
+            return WAD
+        tm = s.maintenance * p["target_health"] // WAD
+        need = tm - s.equity
+        cost = s.notional * (p["max_discount"] + p["penalty"]) // WAD
+        q = WAD
+        if tm > cost:
+            q = pm.vdiv(need * WAD + tm - cost - 1, tm - cost)
+            assert q >= 0
+        return min(max(q, p["min_step"]), p["max_step"])
+
+    def _critical(self, s: pm.MarginScan) -> bool:
+        return s.equity < s.maintenance * self.fs.liquidation["critical_health"] // WAD
+
+    def _refresh_touched(self, acct: int, now: int) -> set[int]:
+        s = self.world.accts[acct]
+        out = {m for m in range(len(self.fs.params)) if (pm.positions_bitmap(s.header) >> m) & 1}
+        stale = self.world.marks[1].touched_at + self.fs.system.max_mark_age < now
+        if pm.collateral_bitmap(s.header) & 2 and 1 not in out and stale:
+            out.add(1)
+        return out
+
+    def _open_tranche(self, acct: int, k_acct: int, sc: pm.MarginScan, now: int) -> tuple[int, int]:
+        """(fraction, reward) of a tranche opened at `sc`; raises Predicted."""
+        p = self.fs.liquidation
+        critical = self._critical(sc)
+        if self.oracle.seq_flags(now) & (DOWN | GRACE) and not critical:
+            raise Predicted(SEQ_GRACE)
+        q = self._tranche(sc, critical)
+        value = q * sc.notional // WAD
+        reward = min(p["keeper_tip"] + value * p["keeper_fee"] // WAD, p["keeper_cap"])
+        reward = min(reward, max(sc.equity, 0))
+        if reward and k_acct == acct:
+            raise Predicted("clearinghouse: keeper account is the account")
+        return q, reward
+
+    def _liquidatable(self) -> list[FuzzAccount]:
+        return [a for a in self.accounts if self.world.accts[a.id].has_positions]
+
+    def _in_auction(self) -> list[FuzzAccount]:
+        return [a for a in self.accounts if self.world.accts[a.id].auction[0]]
+
+    @precondition(lambda self: any(s.has_positions for s in self.world.accts.values()))
+    @rule(pick=fst.account_picks, k=fst.keepers, unhealthy_first=st.booleans())
+    def liquidation_start(self, pick: int, k: int, unhealthy_first: bool) -> None:
+        self._sync()
+        pool = self._liquidatable()
+        if unhealthy_first:
+            pool = [a for a in pool if not self.world.accts[a.id].healthy()] or pool
+        if pool:
+            self._start(self._pick(pick, pool), k)
+
+    @precondition(lambda self: any(s.has_positions for s in self.world.accts.values()))
+    @rule(
+        pick=fst.account_picks,
+        bps=fst.adverse_bps,
+        wait=fst.adverse_waits,
+        k=fst.keepers,
+    )
+    def adverse_move(self, pick: int, bps: int, wait: int, k: int) -> None:
+        """Every market one account holds moves against it by `bps`, the feeds keep
+        posting for `wait` seconds (the time-weighted price catches up part of the way),
+        the marks refresh, and a keeper tries to start its liquidation: without this,
+        random walks rarely take an account under maintenance at both prices."""
+        self._sync()
+        pool = [
+            a
+            for a in self.accounts
+            if self.world.accts[a.id].has_positions and not self.world.accts[a.id].auction[0]
+        ]
+        if not pool:
+            return
+        a = self._pick(pick, pool)
+        s = self.world.accts[a.id]
+        for m, p in enumerate(s.pos):
+            if p.size != 0:
+                move = -bps if p.size > 0 else bps
+                self.price[m] = self._clamp(m, self.price[m] * (BPS + move) // BPS)
+                self._post(m)
+        self.time_passes(wait, True)
+        self._refresh(list(range(len(self.fs.params))))
+        self._start(a, k)
+
+    def _start(self, a: FuzzAccount, k: int) -> TxResult:
+        keeper, k_acct = self._keeper(k)
+        now = self.now + 1
+        s = self.world.accts[a.id]
+        sc = tw = None
+        q = reward = 0
+        try:
+            if s.auction[0]:
+                raise Predicted("auction: already in liquidation")
+            snap = self._refreshed(a.id, now)
+            sc = pm.scan(snap)
+            if sc.maintenance == 0:
+                raise Predicted("auction: no positions")
+            if sc.equity >= sc.maintenance:
+                raise Predicted("auction: account is healthy")
+            tw = self._twap_scan(snap, self._refresh_touched(a.id, now), now)
+            if tw.equity >= tw.maintenance:
+                raise Predicted("auction: healthy at the time-weighted price")
+            q, reward = self._open_tranche(a.id, k_acct, sc, now)
+            expect = OK
+        except Predicted as e:
+            expect = exact(str(e.args[0]))
+        except pm.Revert as e:
+            expect = exact(self._translate(e, now))
+        tx = self._tx(
+            f"keeper {k} starts liquidating {a.label}",
+            keeper,
+            "auction",
+            "start",
+            a.id,
+            k_acct,
+            expect=expect,
+            touched={a.id, k_acct},
+            kind="liquidation",
+        )
+        if tx.ok:
+            assert sc is not None and tw is not None
+            (t,) = tx.events("TrancheOpened")
+            got = (t["fraction"], t["reward"], t["equity"], t["maintenance"], t["twap_equity"])
+            want = (q, reward, sc.equity, sc.maintenance, tw.equity)
+            assert got == want, f"tranche {got} != reference {want}"
+        return tx
+
+    def _check_transfer(
+        self, tx: TxResult, acct: int, before: World, fraction: int, discount: int, taker: int
+    ) -> None:
+        """Each leg moved at the refreshed mark worsened by the discount, the same fraction
+        of every position (toward zero), the penalty on the notional moved."""
+        p = self.fs.liquidation
+        marks = self.world.marks
+        want, notional = [], 0
+        for m, pos in enumerate(before.accts[acct].pos):
+            if pos.size == 0:
+                continue
+            part = pos.size if fraction == WAD else pm.vdiv(pos.size * fraction, WAD)
+            if part == 0:
+                continue
+            mark = marks[m].price
+            assert marks[m].touched_at == tx.timestamp, "a leg moved at a mark not refreshed"
+            if pos.size > 0:
+                price = pm.mul_div(mark, WAD - discount, WAD, False)
+            else:
+                price = pm.mul_div(mark, WAD + discount, WAD, True)
+            want.append((m, -part, price, taker))
+            notional += pm.mul_div(abs(part), mark, WAD, False)
+        got = [
+            (f["market"], f["size_delta"], f["price"], f["counterparty"])
+            for f in tx.events("Fill")
+            if f["account"] == acct
+        ]
+        assert got == want, f"liquidation fills {got} != reference {want}"
+        (lt,) = tx.events("LiquidationTransfer")
+        penalty = pm.mul_div(notional, p["penalty"], WAD, True)
+        assert (lt["notional"], lt["penalty"], lt["fraction"], lt["discount"]) == (
+            notional,
+            penalty,
+            fraction,
+            discount,
+        ), f"transfer {lt} != reference notional {notional}, penalty {penalty}"
+        self._check_after_tranche(tx, acct)
+
+    def _check_after_tranche(self, tx: TxResult, acct: int) -> None:
+        s = self.world.accts[acct]
+        if tx.events("LiquidationFinished"):
+            assert not s.in_liquidation, "finished but still locked"
+            assert s.margin.maintenance == 0 or s.margin.equity >= s.margin.maintenance
+        elif s.auction[2] == 0:
+            assert s.auction[0] and s.auction[1] == tx.timestamp, f"tranche sold: {s.auction}"
+            assert not s.healthy(), "a healthy account left locked after its tranche"
+
+    def _discount(self, started: int, now: int) -> int:
+        p = self.fs.liquidation
+        elapsed = min(now - started, p["duration"])
+        return (
+            p["start_discount"]
+            + (p["max_discount"] - p["start_discount"]) * elapsed // p["duration"]
+        )
+
+    def _seq_gate(self, snap: Snapshot, now: int) -> None:
+        if self.oracle.seq_flags(now) & (DOWN | GRACE) and not self._critical(pm.scan(snap)):
+            raise Predicted(SEQ_GRACE)
+
+    @precondition(lambda self: any(s.auction[0] for s in self.world.accts.values()))
+    @rule(pick=fst.account_picks, k=fst.keepers, fraction=fst.fractions_wad)
+    def liquidation_take(self, pick: int, k: int, fraction: int) -> None:
+        self._sync()
+        pool = self._in_auction()
+        if pool:
+            self._take(self._pick(pick, pool), k, fraction)
+
+    def _take(self, a: FuzzAccount, k: int, fraction: int) -> None:
+        keeper, k_acct = self._keeper(k)
+        now = self.now + 1
+        _, started, lot, _, _ = self.world.accts[a.id].auction
+        part = 0
+        try:
+            if k_acct == a.id:
+                raise Predicted("auction: cannot take into the liquidated account")
+            if lot == 0:
+                raise Predicted("auction: nothing to take")
+            if now - started > self.fs.liquidation["duration"]:
+                raise Predicted("auction: expired, call backstop")
+            self._seq_gate(self._refreshed(a.id, now), now)
+            part = lot if fraction == WAD else lot * fraction // WAD
+            if part == 0:
+                raise Predicted("auction: fraction too small")
+            if self.world.accts[k_acct].in_liquidation:
+                raise Predicted("clearinghouse: taker in liquidation")
+            expect = loose("clearinghouse: taker below initial margin")
+        except Predicted as e:
+            expect = exact(str(e.args[0]))
+        except pm.Revert as e:
+            expect = exact(self._translate(e, now))
+        before = self.world
+        tx = self._tx(
+            f"keeper {k} takes {fraction / WAD:.4f} of {a.label}'s lot",
+            keeper,
+            "auction",
+            "take",
+            a.id,
+            k_acct,
+            fraction,
+            expect=expect,
+            touched={a.id, k_acct},
+            kind="liquidation",
+        )
+        if not tx.ok:
+            return
+        discount = self._discount(started, now)
+        (ev,) = tx.events("AuctionTake")
+        left = (lot - part) * WAD // (WAD - part) if part < lot else 0
+        assert (ev["fraction"], ev["discount"], ev["lot_left"]) == (part, discount, left), (
+            f"take {ev} != reference part {part}, discount {discount}, left {left}"
+        )
+        self._check_transfer(tx, a.id, before, part, discount, k_acct)
+        # the taker adds risk: at or above initial margin (5)
+        t = self.world.accts[k_acct].margin
+        assert t.equity >= t.initial, f"taker below initial margin after the take: {t}"
+
+    @precondition(lambda self: any(s.auction[0] for s in self.world.accts.values()))
+    @rule(pick=fst.account_picks)
+    def liquidation_backstop(self, pick: int) -> None:
+        self._sync()
+        pool = self._in_auction()
+        if pool:
+            self._backstop(self._pick(pick, pool))
+
+    def _backstop(self, a: FuzzAccount) -> None:
+        now = self.now + 1
+        _, started, lot, _, _ = self.world.accts[a.id].auction
+        try:
+            if lot == 0:
+                raise Predicted("auction: nothing to take")
+            if now - started <= self.fs.liquidation["duration"]:
+                raise Predicted("auction: still running")
+            self._seq_gate(self._refreshed(a.id, now), now)
+            expect = OK
+        except Predicted as e:
+            expect = exact(str(e.args[0]))
+        except pm.Revert as e:
+            expect = exact(self._translate(e, now))
+        before = self.world
+        tx = self._tx(
+            f"backstop of {a.label}",
+            self.fs.actors["stranger"],
+            "auction",
+            "backstop",
+            a.id,
+            expect=expect,
+            touched={a.id},
+            kind="liquidation",
+        )
+        if tx.ok:
+            (ev,) = tx.events("AuctionBackstop")
+            assert ev["fraction"] == lot and ev["discount"] == self.fs.liquidation["max_discount"]
+            self._check_transfer(tx, a.id, before, lot, ev["discount"], POOL)
+
+    @precondition(lambda self: any(s.auction[0] for s in self.world.accts.values()))
+    @rule(pick=fst.account_picks, k=fst.keepers)
+    def liquidation_step(self, pick: int, k: int) -> None:
+        self._sync()
+        pool = self._in_auction()
+        if pool:
+            self._step(self._pick(pick, pool), k)
+
+    def _step(self, a: FuzzAccount, k: int) -> None:
+        keeper, k_acct = self._keeper(k)
+        now = self.now + 1
+        _, started, lot, _, step = self.world.accts[a.id].auction
+        finishes = False
+        q = reward = 0
+        try:
+            if lot != 0:
+                raise Predicted("auction: tranche still open")
+            if now < started + self.fs.liquidation["cooldown"]:
+                raise Predicted("auction: cooldown")
+            snap = self._refreshed(a.id, now)
+            sc = pm.scan(snap)
+            if _healthy(sc):
+                finishes = True
+            else:
+                q, reward = self._open_tranche(a.id, k_acct, sc, now)
+            expect = OK
+        except Predicted as e:
+            expect = exact(str(e.args[0]))
+        except pm.Revert as e:
+            expect = exact(self._translate(e, now))
+        tx = self._tx(
+            f"keeper {k} steps {a.label}'s liquidation",
+            keeper,
+            "auction",
+            "step",
+            a.id,
+            k_acct,
+            expect=expect,
+            touched={a.id, k_acct},
+            kind="liquidation",
+        )
+        if tx.ok:
+            if finishes:
+                assert tx.events("LiquidationFinished"), "a healthy account was not released"
+            else:
+                (t,) = tx.events("TrancheOpened")
+                assert (t["step"], t["fraction"], t["reward"]) == (step + 1, q, reward), f"{t}"
+
+    @precondition(lambda self: any(s.auction[0] for s in self.world.accts.values()))
+    @rule(pick=fst.account_picks)
+    def liquidation_finish(self, pick: int) -> None:
+        self._sync()
+        pool = self._in_auction()
+        if pool:
+            self._finish(self._pick(pick, pool))
+
+    def _finish(self, a: FuzzAccount) -> None:
+        now = self.now + 1
+        try:
+            if not _healthy(pm.scan(self._refreshed(a.id, now))):
+                raise Predicted("auction: account still unhealthy")
+            expect = OK
+        except Predicted as e:
+            expect = exact(str(e.args[0]))
+        except pm.Revert as e:
+            expect = exact(self._translate(e, now))
+        self._tx(
+            f"finish {a.label}'s liquidation",
+            self.fs.actors["stranger"],
+            "auction",
+            "finish",
+            a.id,
+            expect=expect,
+            touched={a.id},
+            kind="liquidation",
+        )
+
+    @precondition(lambda self: any(s.auction[0] for s in self.world.accts.values()))
+    @rule(pick=fst.account_picks)
+    def liquidation_redo(self, pick: int) -> None:
+        self._sync()
+        pool = self._in_auction()
+        if pool:
+            self._redo(self._pick(pick, pool))
+
+    def _redo(self, a: FuzzAccount) -> None:
+        now = self.now + 1
+        _, _, lot, kick, _ = self.world.accts[a.id].auction
+        try:
+            if lot == 0:
+                raise Predicted("auction: nothing to reset")
+            sc = pm.scan(self._refreshed(a.id, now))
+            new = lot * sc.notional // WAD
+            cusp = self.fs.liquidation["cusp"]
+            moved = new != 0 if kick == 0 else (max(kick, new) - min(kick, new)) * WAD > cusp * kick
+            if not moved:
+                raise Predicted("auction: prices have not moved past the cusp")
+            expect = OK
+        except Predicted as e:
+            expect = exact(str(e.args[0]))
+        except pm.Revert as e:
+            expect = exact(self._translate(e, now))
+        self._tx(
+            f"redo {a.label}'s auction",
+            self.fs.actors["stranger"],
+            "auction",
+            "redo",
+            a.id,
+            expect=expect,
+            touched={a.id},
+            kind="liquidation",
+        )
+
+    # --- teardown: close everything, withdraw everything ----------------------------------------
+
+    # liquidations need an account under maintenance at both prices: weight the move
+    adverse_move_2 = adverse_move
+    adverse_move_3 = adverse_move
+
+    def teardown(self) -> None:
+        from ape import chain as ape_chain
+
+        try:
+            # a rule failed: leave its error alone, just restore the chain
+            if sys.exc_info()[0] is None:
+                self._wind_down()
+        finally:
+            ape_chain.restore(self.snapshot_id)
+
+    def _heal_oracle(self) -> None:
+        """Sequencer up past its grace period, every feed fresh at its market's price."""
+        seq_started = self.now - self.fs.grace - 1
+        self._plain(
+            self.fs.actors["keeper"],
+            self.fs.h["seq"],
+            "set_round_data",
+            0,
+            seq_started,
+            self.now + 1,
+        )
+        self.oracle.seq_answer, self.oracle.seq_started = 0, seq_started
+        for m in range(len(self.fs.feeds)):
+            self._post(m)
+        self._refresh(list(range(len(self.fs.params))))
+
+    def _wait(self, seconds: int) -> None:
+        self.now += seconds
+        self._heal_oracle()
+
+    def _other_keeper(self, acct: int) -> int:
+        """A keeper whose account is neither `acct` nor locked."""
+        for k in (0, 1):
+            k_acct = self._keeper(k)[1]
+            if k_acct != acct and not self.world.accts[k_acct].in_liquidation:
+                return k
+        return 0 if self._keeper(0)[1] != acct else 1
+
+    def _drive_liquidations(self) -> None:
+        """Every running liquidation to its end: keepers take whole lots (the backstop
+        when they cannot), steps after each cooldown."""
+        p = self.fs.liquidation
+        for _ in range(40):
+            self._sync()
+            pool = self._in_auction()
+            if not pool:
+                return
+            a = pool[0]
+            _, started, lot, _, _ = self.world.accts[a.id].auction
+            if lot == 0:
+                if self.now + 1 < started + p["cooldown"]:
+                    self._wait(p["cooldown"])
+                self._step(a, self._other_keeper(a.id))
+                continue
+            if self.now + 1 - started > p["duration"]:
+                self._backstop(a)
+                continue
+            before = self.world.accts[a.id].auction
+            self._take(a, self._other_keeper(a.id), WAD)
+            if self.world.accts[a.id].auction == before:  # the keeper could not take it
+                self._wait(p["duration"] + 1)
+        raise AssertionError("teardown: liquidations did not end in 40 steps")
+
+    def _close_plan(self, a: FuzzAccount) -> list[tuple[int, int, pm.TradeResult]] | None:
+        """An order of closes the model accepts that leaves the account solvent, or None."""
+        s = self.world.accts[a.id]
+        legs = [m for m in range(len(self.fs.params)) if s.pos[m].size]
+        for order in itertools.permutations(legs):
+            snap = self._snap(self.world, a.id, self.now + 1)
+            plan = []
+            for i, m in enumerate(order):
+                size = snap.position(m).size
+                res = self._simulate(snap, m, -size, self.now + 1 + i, None)
+                if isinstance(res, str):
+                    break
+                plan.append((m, -size, res))
+                snap = replace(res.after, timestamp=self.now + 2 + i)
+            else:
+                if pm.scan(snap).equity >= 0:
+                    return plan
+        return None
+
+    def _close_positions(self) -> bool:
+        """Owners close what they can without leaving a deficit; the rest is put under
+        liquidation. True when a liquidation must wait for the time-weighted price."""
+        wait = False
+        for a in self.accounts:
+            self._sync()
+            s = self.world.accts[a.id]
+            if not s.has_positions or s.in_liquidation:
+                continue
+            plan = self._close_plan(a)
+            if plan is None:
+                tx = self._start(a, self._other_keeper(a.id))
+                if not tx.ok:
+                    wait = True
+                continue
+            for m, delta, _ in plan:
+                now = self.now + 1
+                pred = self._simulate(self._snap(self.world, a.id, now), m, delta, now, None)
+                assert not isinstance(pred, str), f"teardown close refused: {pred}"
+                tx = self._tx(
+                    f"teardown: {a.label} closes market {m}",
+                    a.owner,
+                    "ch",
+                    "trade",
+                    a.id,
+                    m,
+                    delta,
+                    0 if delta < 0 else MAX_U,
+                    touched={a.id},
+                )
+                self._check_fill(tx, a.id, m, delta, pred)
+        return wait
+
+    def _wind_down(self) -> None:
+        fs = self.fs
+        self._heal_oracle()
+        for _ in range(10):
+            self._drive_liquidations()
+            wait = self._close_positions()
+            self._sync()
+            if not any(s.has_positions or s.in_liquidation for s in self.world.accts.values()):
+                break
+            if wait:  # the time-weighted price catches up with the feeds
+                self._wait(max(self.oracle.twap_windows) + 1)
+        else:
+            raise AssertionError("teardown: positions left after ten rounds of closing")
+        # withdraw every balance
+        for a in self.accounts:
+            s = self.world.accts[a.id]
+            if s.bal[1]:
+                self._tx(
+                    f"teardown: {a.label} withdraws WETH",
+                    a.owner,
+                    "ops",
+                    "withdraw",
+                    a.id,
+                    fs.h["weth"].address,
+                    s.bal[1],
+                    a.owner,
+                    touched={a.id},
+                )
+            units = s.bal[0] // fs.scale
+            if units > 0:
+                self._tx(
+                    f"teardown: {a.label} withdraws {units} units",
+                    a.owner,
+                    "ops",
+                    "withdraw",
+                    a.id,
+                    fs.h["token"].address,
+                    units,
+                    a.owner,
+                    touched={a.id},
+                )
+        for pick in (0, 1):
+            lp = self._lp(pick)
+            if self.world.shares[lp]:
+                self.lp_redeem(pick, BPS, False)
+        if self.world.protocol_fees >= fs.scale:
+            self.withdraw_protocol_fees()
+        self._final_checks()
+
+    def _final_checks(self) -> None:
+        fs, w, w0, led = self.fs, self.world, self.start, self.ledger
+        for a in self.accounts:
+            s = w.accts[a.id]
+            assert not s.has_positions and s.bal[1] == 0, f"teardown: {a.label} not emptied"
+            assert 0 <= s.bal[0] < fs.scale, f"teardown: {a.label} keeps {s.bal[0]} wei"
+        assert w.supply == 0, "teardown: LP shares left"
+        assert w.oi == ((0, 0),) * len(fs.params), "teardown: open interest left"
+        assert all(sc == 0 for sc, _ in w.sums), "teardown: a cost sum left"
+        # what stays: insurance, fees, the last LP's withdrawal fee, seized WETH and dust
+        dust = sum(s.bal[0] for s in w.accts.values())
+        assert w.pool_cash >= 0, "teardown: the pool ends in debt"
+        # the funding-snapshot sums round up at every fill, so with no position left they
+        # hold the rounding the vault never booked as receivable: < 1 wei per fill, kept
+        funding_dust = sum(sf for _, sf in w.sums)
+        assert 0 <= funding_dust <= led.fills, (
+            f"teardown: funding sums left {funding_dust} wei after {led.fills} fills"
+        )
+        allowed = (self.lp_fee_last + self.lp_virtual_last + 1) * fs.scale + funding_dust
+        assert w.pool_cash <= allowed, (
+            f"teardown: the pool keeps {w.pool_cash} wei with no LP left (last fee "
+            f"{self.lp_fee_last} units, virtual shares' claim {self.lp_virtual_last} units, "
+            f"funding dust {funding_dust} wei)"
+        )
+        held = (w.token_ch - self.donated["ch"]) * fs.scale
+        assert held == dust + w.pool_cash + w.insurance + w.protocol_fees, "teardown: tokens"
+        assert w.protocol_fees < fs.scale
+        # no user got out more than deposits plus realised PnL
+        for role in ("trader", "hedger", "liquidator", "keeper"):
+            who = fs.actors[role]
+            got = (w.tokens[who] - w0.tokens[who] - self.minted.get(who, 0)) * fs.scale
+            got_back_in = sum(w0.accts[a.id].bal[0] for a in self.accounts if a.owner == who)
+            realised = sum(led.flows[a.id] for a in self.accounts if a.owner == who)
+            left = sum(w.accts[a.id].bal[0] for a in self.accounts if a.owner == who)
+            assert got == got_back_in + realised - left, f"teardown: {role} token flows"
+            assert got <= got_back_in + realised, f"teardown: {role} got out more than it made"
+        # the LPs' wallets moved exactly as the pool's cash did through the vault
+        lps = [fs.actors["lp"], fs.actors["lp2"]]
+        lp_got = sum(w.tokens[x] - w0.tokens[x] - self.minted.get(x, 0) for x in lps) * fs.scale
+        assert lp_got == -led.vault_net, (
+            f"teardown: LPs got {lp_got}, the pool paid {-led.vault_net}"
+        )
+        note(
+            f"teardown: {self.tx_count} txs, insurance {w.insurance / WAD:.2f}, pool left "
+            f"{w.pool_cash / WAD:.6f}, dust {dust} wei, bad debt {led.bad_debt / WAD:.2f} "
+            f"(socialised {led.socialized / WAD:.2f}), max conservation slack {self.max_slack}, "
+            f"zero-sum gap max {max(self.zero_sum_gap)} wei"
+        )
+
+
+# --- the tests ------------------------------------------------------------------------------------
+
+
+def test_system_invariants(fuzz_system: FuzzSystem) -> None:
+    """Random sequences over the whole system; every invariant after every transaction.
+    PERPDEX_FUZZ_STATS=1 (with -s) prints how often each transaction succeeded or failed
+    with each reason, and the run time."""
+    machine = type(f"SystemMachine{fuzz_system.decimals}", (SystemMachine,), {"fs": fuzz_system})
+    STATS.clear()
+    started = time.monotonic()
+    profile = settings.get_profile(fuzz_profile())
+    if os.environ.get("PERPDEX_FUZZ_VERBOSE"):
+        from hypothesis import Verbosity
+
+        profile = settings(profile, verbosity=Verbosity.debug)
+    if os.environ.get("PERPDEX_FUZZ_SHRINK") == "0":  # debugging: report the raw failure
+        profile = settings(profile, phases=[p for p in profile.phases if p.name != "shrink"])
+    try:
+        run_state_machine_as_test(machine, settings=profile)
+    finally:
+        if os.environ.get("PERPDEX_FUZZ_STATS"):
+            took = time.monotonic() - started
+            print(
+                f"\n{fuzz_system.decimals}-decimal system, profile {fuzz_profile()}: {took:.1f} s"
+            )
+            for k, v in sorted(STATS.items(), key=lambda kv: -kv[1]):
+                print(f"{v:7d}  {k}")
+
+
+LOCKED = ("LiquidityVault", "LiquidationAuction", "Clearinghouse", "ClearinghouseOps")
+
+
+@pytest.mark.parametrize("name", LOCKED)
+def test_reentrancy_locks_are_transient(name: str) -> None:
+    """9. The `@nonreentrant` lock of every deployable with one sits in transient storage
+    (EIP-1153), which the EVM clears at the end of each transaction: no lock can stay held
+    after a transaction, whatever path it took. (A transient slot cannot be read from
+    outside the transaction, so this is checked on the compiler's layout.)"""
+    root = Path(__file__).resolve().parents[3]
+    vyper = Path(sys.executable).with_name("vyper")
+    out = subprocess.run(
+        [str(vyper), "-p", "contracts", f"contracts/{name}.vy", "-f", "layout"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ},
+    )
+    assert out.returncode == 0, out.stderr
+    import json
+
+    layout = json.loads(out.stdout)
+    transient = layout.get("transient_storage_layout", {})
+    assert "$.nonreentrant_key" in transient, f"{name}: no transient reentrancy lock"
+    assert not any("nonreentrant" in k for k in layout["storage_layout"]), (
+        f"{name}: lock in storage"
+    )
