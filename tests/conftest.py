@@ -56,6 +56,34 @@ def stranger(accounts: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
+def actors(
+    admin: Any,
+    trader: Any,
+    hedger: Any,
+    lp: Any,
+    liquidator: Any,
+    keeper: Any,
+    guardian: Any,
+    stranger: Any,
+    protocol: Protocol,
+    h: Helpers,
+) -> dict[str, Any]:
+    """Every session actor, the deployment and the helpers, by role. A module-scoped
+    fixture that sends transactions requests this first: ape snapshots the chain per
+    fixture scope, and the session fixtures must exist before the module's state."""
+    return {
+        "admin": admin,
+        "trader": trader,
+        "hedger": hedger,
+        "lp": lp,
+        "liquidator": liquidator,
+        "keeper": keeper,
+        "guardian": guardian,
+        "stranger": stranger,
+    }
+
+
+@pytest.fixture(scope="session")
 def protocol(admin: Any) -> Protocol:
     # local anvil, or the simulated testnet when `make test-fork` runs the suite on a fork
     return deploy_system(admin, key=network_key(), manifest=None)

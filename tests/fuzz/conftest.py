@@ -556,17 +556,12 @@ def _prepare(
 
 @pytest.fixture(scope="module", params=[6, 18], ids=["usdc6", "dai18"])
 def fuzz_system(
+    actors: dict[str, Any],
     request: pytest.FixtureRequest,
     protocol: Protocol,
     accounts: Any,
     project: Any,
     admin: Any,
-    trader: Any,
-    hedger: Any,
-    lp: Any,
-    liquidator: Any,
-    keeper: Any,
-    stranger: Any,
 ) -> Iterator[FuzzSystem]:
     """The session deployment (6-decimal USDC) or a second full deployment on an 18-decimal
     MockERC20, each prepared by `_prepare`. Module scope: ape reverts it after the module."""

@@ -34,16 +34,11 @@ def _keeper_quiet_traces(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def kp_world(
+    actors: dict[str, Any],
     protocol: Any,
     chain: Any,
     admin: Any,
-    trader: Any,
-    hedger: Any,
     lp: Any,
-    liquidator: Any,
-    keeper: Any,
-    guardian: Any,
-    stranger: Any,
 ) -> LiqWorld:
     w = LiqWorld(protocol, chain, admin)
     w.lp_deposit(lp, 2_000_000)

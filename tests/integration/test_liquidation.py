@@ -45,16 +45,11 @@ def _liquidation_quiet_traces(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def liq(
+    actors: dict[str, Any],
     protocol: Any,
     chain: Any,
     admin: Any,
-    trader: Any,
-    hedger: Any,
     lp: Any,
-    liquidator: Any,
-    keeper: Any,
-    guardian: Any,
-    stranger: Any,
 ) -> LiqWorld:
     """The vault holds 2M USDC of LP money and insurance holds 1,000 USDC."""
     w = LiqWorld(protocol, chain, admin)

@@ -46,18 +46,7 @@ BASE_PRICE = {"BTC": Decimal(100_000), "ETH": Decimal(3_000), "SOL": Decimal(150
 
 @pytest.fixture(scope="module")
 def chain_margin_world(
-    protocol: Any,
-    ch: Any,
-    token: Any,
-    h: Any,
-    admin: Any,
-    trader: Any,
-    hedger: Any,
-    lp: Any,
-    liquidator: Any,
-    keeper: Any,
-    guardian: Any,
-    stranger: Any,
+    actors: dict[str, Any], protocol: Any, token: Any, h: Any, admin: Any, lp: Any
 ) -> None:
     """Pool cash for the examples' trades; risk-book step limits lifted so any valid book
     can be published in one update."""

@@ -9,7 +9,6 @@ fill, boundaries are probed to the token unit (or the wei) on both sides.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import ape
 import ape.exceptions
 import pytest
-from ape_ethereum.trace import Trace
+from liquidation_helpers import quiet_revert_traces
 
 from perpdex.sdk import math as pm
 from perpdex.sdk.snapshot import Snapshot
@@ -35,26 +34,12 @@ pytestmark = pytest.mark.usefixtures("strategies_world")
 
 @pytest.fixture(autouse=True)
 def _quiet_strategy_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Refusals are most of this module; skip ape's slow trace rendering for them."""
-    if not os.environ.get("PERPDEX_SHOW_REVERT_TRACES"):
-        monkeypatch.setattr(Trace, "show", lambda self, *args, **kwargs: None)
-        monkeypatch.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
+    quiet_revert_traces(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def strategies_world(
-    protocol: Any,
-    ch: Any,
-    token: Any,
-    h: Any,
-    admin: Any,
-    trader: Any,
-    hedger: Any,
-    lp: Any,
-    liquidator: Any,
-    keeper: Any,
-    guardian: Any,
-    stranger: Any,
+    actors: dict[str, Any], protocol: Any, token: Any, h: Any, admin: Any, lp: Any
 ) -> None:
     """Pool cash from the LP, and no funding (max funding velocity 0 on every market)."""
     units = h.fund(lp, POOL_USD)

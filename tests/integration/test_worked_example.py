@@ -11,7 +11,6 @@ at most 70%) are the issue's claims; the exact values come from the arithmetic.
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 import ape
 import ape.exceptions
 import pytest
-from ape_ethereum.trace import Trace
+from liquidation_helpers import quiet_revert_traces
 from rich.console import Console
 
 from perpdex import worked_example as we
@@ -34,29 +33,12 @@ USD = WAD  # one dollar in USD WAD
 
 @pytest.fixture(autouse=True)
 def _quiet_worked_example_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The refused withdrawal below is part of the test; skip ape's slow trace rendering."""
-    if not os.environ.get("PERPDEX_SHOW_REVERT_TRACES"):
-        monkeypatch.setattr(Trace, "show", lambda self, *args, **kwargs: None)
-        monkeypatch.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
+    quiet_revert_traces(monkeypatch)
 
 
 @pytest.fixture(scope="module")
-def worked(
-    protocol: Any,
-    ch: Any,
-    token: Any,
-    h: Any,
-    admin: Any,
-    trader: Any,
-    hedger: Any,
-    lp: Any,
-    liquidator: Any,
-    keeper: Any,
-    guardian: Any,
-    stranger: Any,
-) -> we.WorkedExample:
-    """The example run once for the module (every session actor requested first so ape's
-    isolation snapshots see them before this module fixture)."""
+def worked(actors: dict[str, Any], protocol: Any, trader: Any, lp: Any) -> we.WorkedExample:
+    """The example run once for the module."""
     return we.run(protocol, trader, lp)
 
 

@@ -59,18 +59,11 @@ def gov(protocol: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def all_actors(
+    actors: dict[str, Any],
     protocol: Any,
     ch: Any,
     token: Any,
     h: Any,
-    admin: Any,
-    trader: Any,
-    hedger: Any,
-    lp: Any,
-    liquidator: Any,
-    keeper: Any,
-    guardian: Any,
-    stranger: Any,
     risk_manager: Any,
     ops: Any,
     gov: Any,
