@@ -564,6 +564,4 @@ def crash_replay_step(protocol: Protocol, console: Console) -> CrashReport:
     from ape import accounts
 
     out = Path(os.environ.get("PERPDEX_CRASH_OUT", "build/crash"))
-    report = run(protocol, list(accounts.test_accounts)[:10], console, out, CrashConfig())
-    console.print(f"chart of health and auction prices: {out / 'crash_replay.png'}")
-    return report
+    return run(protocol, list(accounts.test_accounts)[:10], console, out, CrashConfig())
