@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -282,6 +282,23 @@ def parse_account_id(text: str) -> int:
     if not 0 < value < 2**256:
         raise typer.BadParameter(f"{text!r} is out of range for an account id")
     return value
+
+
+# --- options shared by the account and trading commands ---------------------------------
+
+Sub = Annotated[
+    int | None,
+    typer.Option("--sub", "-s", min=0, help="Your sub-account number (default 0)."),
+]
+AccountId = Annotated[
+    int | None,
+    typer.Option(
+        "--account-id",
+        parser=parse_account_id,
+        metavar="ID",
+        help="Full account id (hex or decimal) instead of --sub.",
+    ),
+]
 
 
 def short_id(account: int) -> str:

@@ -22,13 +22,14 @@ from rich.table import Table
 
 from perpdex.cli import (
     DEFAULT_NETWORK,
+    AccountId,
     PerpdexGroup,
     Session,
+    Sub,
     console,
     fmt_amount,
     fmt_usd,
     lp,
-    parse_account_id,
     parse_amount,
     portfolio,
     risk,
@@ -68,19 +69,6 @@ app = typer.Typer(
 Amount = Annotated[
     Decimal,
     typer.Argument(parser=parse_amount, metavar="AMOUNT", help="Token amount, e.g. 250 or 99.5."),
-]
-Sub = Annotated[
-    int | None,
-    typer.Option("--sub", "-s", min=0, help="Your sub-account number (default 0)."),
-]
-AccountId = Annotated[
-    int | None,
-    typer.Option(
-        "--account-id",
-        parser=parse_account_id,
-        metavar="ID",
-        help="Full account id (hex or decimal) instead of --sub.",
-    ),
 ]
 Token = Annotated[str, typer.Option("--token", "-t", help="Collateral token symbol or address.")]
 

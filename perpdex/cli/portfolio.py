@@ -14,33 +14,17 @@ Mounted on the root app by main.py (`app.add_typer(portfolio.app)`: a root comma
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
 
 import typer
 from rich import box
 from rich.measure import Measurement
 from rich.table import Table
 
-from perpdex.cli import console, fmt_usd, parse_account_id, session, short_id
+from perpdex.cli import AccountId, Sub, console, fmt_usd, session, short_id
 from perpdex.sdk.client import AccountInfo, Portfolio, PositionLine
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 
-# --- options shared by the trading commands -------------------------------------------------
-
-Sub = Annotated[
-    int | None,
-    typer.Option("--sub", "-s", min=0, help="Your sub-account number (default 0)."),
-]
-AccountId = Annotated[
-    int | None,
-    typer.Option(
-        "--account-id",
-        parser=parse_account_id,
-        metavar="ID",
-        help="Full account id (hex or decimal) instead of --sub.",
-    ),
-]
 
 # --- formatting -------------------------------------------------------------------------------
 

@@ -243,3 +243,12 @@ def part_of(size: int, fraction: int) -> int:
         return size
     q = abs(size) * fraction // WAD
     return q if size > 0 else -q
+
+
+def funded_world(p: Protocol, chain: Any, admin: Any, lp: Any, insurance: int) -> LiqWorld:
+    """A LiqWorld whose vault holds 2M USDC of LP money and whose insurance fund holds
+    `insurance` USDC."""
+    w = LiqWorld(p, chain, admin)
+    w.lp_deposit(lp, 2_000_000)
+    w.fund_insurance(admin, insurance)
+    return w

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from liquidation_helpers import LiqWorld, Victim, quiet_revert_traces
+from liquidation_helpers import LiqWorld, Victim, funded_world, quiet_revert_traces
 
 from perpdex.keepers import liquidator as liquidator_module
 from perpdex.keepers.liquidator import (
@@ -40,10 +40,7 @@ def kp_world(
     admin: Any,
     lp: Any,
 ) -> LiqWorld:
-    w = LiqWorld(protocol, chain, admin)
-    w.lp_deposit(lp, 2_000_000)
-    w.fund_insurance(admin, 1_000)
-    return w
+    return funded_world(protocol, chain, admin, lp, insurance=1_000)
 
 
 @pytest.fixture(scope="module")

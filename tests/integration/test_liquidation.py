@@ -29,6 +29,7 @@ from liquidation_helpers import (
     expected_reward,
     expected_tranche,
     fill_price,
+    funded_world,
     part_of,
     quiet_revert_traces,
 )
@@ -52,10 +53,7 @@ def liq(
     lp: Any,
 ) -> LiqWorld:
     """The vault holds 2M USDC of LP money and insurance holds 1,000 USDC."""
-    w = LiqWorld(protocol, chain, admin)
-    w.lp_deposit(lp, 2_000_000)
-    w.fund_insurance(admin, INSURANCE)
-    return w
+    return funded_world(protocol, chain, admin, lp, INSURANCE)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ reads the deployment from a manifest written for the session's `protocol` fixtur
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from perpdex.cli import (
     short_id,
 )
 from perpdex.cli.main import app
-from perpdex.sdk.client import Deployment, PerpdexClient
+from perpdex.sdk.client import PerpdexClient
 from perpdex.units import WAD
 
 USDC = 10**6
@@ -44,32 +43,6 @@ def token(protocol: Any) -> Any:
 @pytest.fixture
 def h(h: Any, protocol: Any) -> Any:
     return type(h)(protocol)
-
-
-@pytest.fixture(scope="session")
-def manifest(protocol: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("deployments") / "local.json"
-    return Deployment.from_protocol(protocol).write(path)
-
-
-@pytest.fixture(scope="session")
-def network_choice(networks: Any) -> str:
-    return str(networks.provider.network_choice)
-
-
-@pytest.fixture
-def cli(manifest: Path, network_choice: str) -> Any:
-    runner = CliRunner()
-
-    def invoke(
-        *args: str, account: str | None = TRADER, deployment: Path = manifest, columns: int = 220
-    ) -> Result:
-        options = ["--network", network_choice, "--deployment", str(deployment)]
-        if account is not None:
-            options += ["--account", account]
-        return runner.invoke(app, [*options, *args], env={"COLUMNS": str(columns)})
-
-    return invoke
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Clearinghouse's views and Fill events, the vault; errors are one line with a nex
 from __future__ import annotations
 
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from perpdex.cli.main import app
 from perpdex.cli.portfolio import fmt_pct, fmt_price, health_text, pnl
 from perpdex.cli.trade import parse_percent, parse_size
 from perpdex.config import load_risk
-from perpdex.sdk.client import Deployment, PerpdexClient
+from perpdex.sdk.client import PerpdexClient
 from perpdex.units import WAD, from_wad
 
 USDC = 10**6
@@ -27,28 +26,9 @@ TRADER = "test:1"  # the `trader` fixture is ape's test account 1
 LP = "test:3"  # the `lp` fixture
 
 
-@pytest.fixture(scope="session")
-def trading_manifest(protocol: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("trading-deployments") / "local.json"
-    return Deployment.from_protocol(protocol).write(path)
-
-
-@pytest.fixture(scope="session")
-def trading_network(networks: Any) -> str:
-    return str(networks.provider.network_choice)
-
-
 @pytest.fixture
-def run(trading_manifest: Path, trading_network: str) -> Any:
-    runner = CliRunner()
-
-    def invoke(*args: str, account: str | None = TRADER, columns: int = 220) -> Result:
-        options = ["--network", trading_network, "--deployment", str(trading_manifest)]
-        if account is not None:
-            options += ["--account", account]
-        return runner.invoke(app, [*options, *args], env={"COLUMNS": str(columns)})
-
-    return invoke
+def run(cli: Any) -> Any:
+    return cli
 
 
 @pytest.fixture
