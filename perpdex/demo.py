@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -38,6 +37,7 @@ from perpdex.cli.portfolio import (
     fmt_pct,
     fmt_price,
     fmt_size,
+    new_table,
     pnl,
     savings_table,
     scenario_table,
@@ -152,19 +152,6 @@ def client_for(p: Protocol, wallet: Any) -> PerpdexClient:
     return PerpdexClient.from_protocol(p, wallet)
 
 
-def _table(title: str, header: bool = True) -> Table:
-    # two spaces between columns (rich's default is three) so the tables fit 80 columns
-    return Table(
-        title=title,
-        title_justify="left",
-        box=box.SIMPLE_HEAD if header else None,
-        padding=(0, 1, 0, 0),
-        pad_edge=False,
-        show_edge=False,
-        show_header=header,
-    )
-
-
 def _usd(value: Decimal) -> str:
     sign = "-" if value < 0 else ""
     return f"{sign}${abs(value):,.2f}"
@@ -249,7 +236,7 @@ def open_positions(
 def trades_table(records: Sequence[TradeRecord], title: str = "trades") -> Table:
     """Each fill: the oracle price, the fill with its skew premium (impact), the worst
     price the order accepted (limit) and the fee."""
-    t = _table(title)
+    t = new_table(title)
     t.add_column("trader", no_wrap=True)
     t.add_column("mkt", no_wrap=True)
     for name in ("size", "oracle", "fill", "impact", "limit", "fee"):
@@ -284,7 +271,7 @@ def close_positions(
 
 def closes_table(records: Sequence[TradeRecord], title: str = "closes") -> Table:
     """Each close: entry and exit, realised PnL, the funding it settled and the fee."""
-    t = _table(title)
+    t = new_table(title)
     t.add_column("trader", no_wrap=True)
     t.add_column("mkt", no_wrap=True)
     for name in ("size", "entry", "exit", "realised", "funding", "fee"):
@@ -387,7 +374,7 @@ def funding_table(cp: Checkpoint) -> Table:
     """A checkpoint: each position with its market's mark, funding rate (per day) and
     cumulative index (dollars per unit), its unrealised PnL and the funding it accrued
     since it last settled (positive: received)."""
-    t = _table(f"hour {cp.hours}: marks and funding")
+    t = new_table(f"hour {cp.hours}: marks and funding")
     t.add_column("trader", no_wrap=True)
     t.add_column("mkt", no_wrap=True)
     for name in ("mark", "rate/day", "index $/unit", "size", "uPnL", "funding"):
@@ -430,7 +417,7 @@ def vault_table(p: Protocol, lp: LiquidityProvider) -> Table:
     st = client.lp_status(lp.wallet)
     sym = p.system.settlement_symbol
     deposited = sum((m.assets for m in lp.moves), Decimal(0))
-    t = _table("vault and insurance at the end", header=False)
+    t = new_table("vault and insurance at the end", header=False)
     t.add_column("", no_wrap=True)
     t.add_column("", justify="right", no_wrap=True)
     t.add_row("share price", f"{st.share_price:,.6f} {sym}")

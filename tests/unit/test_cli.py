@@ -10,7 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from cli_helpers import failed, ok
+from typer.testing import CliRunner
 
 from perpdex.cli import (
     _same_network,
@@ -53,21 +54,6 @@ def sdk(protocol: Any, trader: Any) -> PerpdexClient:
 @pytest.fixture
 def wallet(token: Any, trader: Any) -> None:
     token.mint(trader, 10_000 * USDC, sender=trader)
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def failed(result: Result) -> str:
-    """The one-line error of a failed command."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 # --- pure helpers -----------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from cli_helpers import failed, ok
+from typer.testing import CliRunner
 
 from perpdex.cli import fmt_amount, fmt_usd
 from perpdex.cli.main import app
@@ -52,21 +53,6 @@ def cli_acct(cli_client: PerpdexClient, protocol: Any, trader: Any, cli_pool: No
     acct = cli_client.open_account("main", portfolio=True)
     cli_client.deposit(acct, 50_000)
     return acct
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def failed(result: Result) -> str:
-    """The one-line error of a failed command."""
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def last_fill(protocol: Any, chain: Any) -> Any:
