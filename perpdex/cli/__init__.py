@@ -4,7 +4,8 @@ Layout:
     main.py      the root `app`, its global options (--network, --account, --deployment)
                  and the account and collateral commands
     <group>.py   one module per later command group (quote, trade, portfolio, lp, keeper,
-                 risk), each exposing a `typer.Typer` that main.py mounts with `add_typer`
+                 risk; strategies: mode, operator, loss-cap), each exposing a `typer.Typer`
+                 (strategies: three) that main.py mounts with `add_typer`
 
 A command takes `ctx: typer.Context`, gets the connection, signer and client from
 `session(ctx)` and raises `PerpdexError` when something goes wrong; `PerpdexGroup` (the

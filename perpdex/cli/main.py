@@ -36,10 +36,12 @@ from perpdex.cli import (
     say,
     session,
     short_id,
+    strategies,
     trade,
 )
+from perpdex.cli.portfolio import account_label
 from perpdex.errors import PerpdexError
-from perpdex.sdk.client import AccountInfo, AccountSummary, PerpdexClient
+from perpdex.sdk.client import AccountSummary, PerpdexClient
 
 
 def _optional_group(module: str) -> ModuleType | None:
@@ -113,10 +115,6 @@ def main(
     ctx.obj = Session(ctx, network=network, account=account, deployment=deployment, verbose=verbose)
 
 
-def _label(info: AccountInfo) -> str:
-    return f"#{info.index} {info.name!r} ({short_id(info.id)})"
-
-
 # --- collateral ---------------------------------------------------------------------------
 
 
@@ -137,7 +135,7 @@ def deposit(
     balance = client.balances(acct)[col.symbol]
     say(
         f"[green]✓[/] deposited {fmt_amount(amount)} {col.symbol} into "
-        f"{_label(client.account(acct))}; balance {fmt_amount(balance)} {col.symbol}"
+        f"{account_label(client.account(acct))}; balance {fmt_amount(balance)} {col.symbol}"
     )
 
 
@@ -159,7 +157,8 @@ def withdraw(
     summary = client.summary(acct)
     receiver = to if to is not None else getattr(s.signer(), "address", "you")
     say(
-        f"[green]✓[/] withdrew {fmt_amount(amount)} {col.symbol} from {_label(summary.info)} "
+        f"[green]✓[/] withdrew {fmt_amount(amount)} {col.symbol} from "
+        f"{account_label(summary.info)} "
         f"to {receiver}; balance {fmt_amount(summary.balances[col.symbol])} {col.symbol}, "
         f"free margin {fmt_usd(summary.margin.free)}"
     )
@@ -183,7 +182,7 @@ def transfer(
     a, b = client.balances(src)[col.symbol], client.balances(dst)[col.symbol]
     say(
         f"[green]✓[/] moved {fmt_amount(amount)} {col.symbol} from "
-        f"{_label(client.account(src))} to {_label(client.account(dst))}; balances "
+        f"{account_label(client.account(src))} to {account_label(client.account(dst))}; balances "
         f"{fmt_amount(a)} / {fmt_amount(b)} {col.symbol}"
     )
 
@@ -203,7 +202,8 @@ def open_account(
     """Open your next sub-account."""
     client = session(ctx).client()
     info = client.account(client.open_account(name, portfolio))
-    say(f"[green]✓[/] opened sub-account {_label(info)} with {info.mode} margin; id {info.id:#x}")
+    label = account_label(info)
+    say(f"[green]✓[/] opened sub-account {label} with {info.mode} margin; id {info.id:#x}")
     say(f"  next: perpdex deposit AMOUNT --sub {info.index}")
 
 
@@ -231,6 +231,14 @@ def _equity(value: Decimal) -> str:
     return f"[red]{fmt_usd(value)}[/]" if value < 0 else fmt_usd(value)
 
 
+def _loss_cap(summary: AccountSummary) -> str:
+    """The equity floor, red once equity is below it; `-` without a cap."""
+    if not summary.loss_cap:
+        return "-"
+    text = fmt_usd(summary.loss_cap)
+    return f"[red]{text}[/]" if summary.margin.equity < summary.loss_cap else text
+
+
 def account_table(
     client: PerpdexClient, summaries: list[AccountSummary], title: str, full_ids: bool = False
 ) -> Table:
@@ -241,6 +249,7 @@ def account_table(
     table.add_column("id", no_wrap=True)
     table.add_column("name", no_wrap=True)
     table.add_column("mode", no_wrap=True)
+    table.add_column("loss cap", justify="right", no_wrap=True)
     table.add_column("balance", justify="right", no_wrap=True)
     table.add_column("equity", justify="right", no_wrap=True)
     table.add_column("initial", justify="right", no_wrap=True)
@@ -253,6 +262,7 @@ def account_table(
             f"{s.info.id:#x}" if full_ids else short_id(s.info.id),
             s.info.name,
             s.info.mode,
+            _loss_cap(s),
             _balances(s.balances, settlement),
             _equity(m.equity),
             fmt_usd(m.initial),
@@ -279,7 +289,8 @@ def print_accounts(
         ident = f"{s.info.id:#x}" if full_ids else short_id(s.info.id)
         balances = _balances(s.balances, settlement).replace("\n", ", ")
         out.print(f"#{s.info.index} {s.info.name!r} {s.info.mode} {ident}", soft_wrap=True)
-        out.print(f"  balance {balances}  equity {_equity(m.equity)}", soft_wrap=True)
+        cap = f"  loss cap {_loss_cap(s)}" if s.loss_cap else ""
+        out.print(f"  balance {balances}  equity {_equity(m.equity)}{cap}", soft_wrap=True)
         out.print(
             f"  initial {fmt_usd(m.initial)}  maint. {fmt_usd(m.maintenance)}  health {_health(s)}",
             soft_wrap=True,
@@ -296,7 +307,7 @@ def account(
         bool, typer.Option("--full-ids", help="Print whole account ids (for --account-id).")
     ] = False,
 ) -> None:
-    """List sub-accounts with balances, equity, margin requirements and health."""
+    """List sub-accounts: mode, loss cap, balances, equity, requirements and health."""
     s = session(ctx)
     client = s.client(signer_required=False)
     who = owner if owner is not None else client.signer
@@ -319,10 +330,13 @@ def account(
 # here. Its commands take `ctx: typer.Context`, use `perpdex.cli.session(ctx).client()` and
 # raise PerpdexError on failure; the root group prints the one-line error and exits with 1.
 # A Typer mounted without a name adds its commands to the root (quote, trade, close,
-# portfolio).
+# portfolio, mode).
 
 app.add_typer(trade.app)
 app.add_typer(portfolio.app)
+app.add_typer(strategies.app)
+app.add_typer(strategies.operator_app, name="operator")
+app.add_typer(strategies.loss_cap_app, name="loss-cap")
 app.add_typer(lp.app, name="lp")
 app.add_typer(risk.app, name="risk")
 if keeper is not None:

@@ -110,7 +110,8 @@ REVERT_HINTS: dict[str, str] = {
     ),
     "clearinghouse: not authorized": (
         "only the owner or an operator it approved can trade this account; sign as the "
-        "owner (CLI: --account <owner alias>) or have the owner call set_operator"
+        "owner (CLI: --account <owner alias>) or have the owner approve you "
+        "(`perpdex operator add ADDRESS`)"
     ),
     "clearinghouse: unknown account": (
         "open the sub-account first (`perpdex open-account NAME`) or check the id with "
@@ -135,7 +136,9 @@ REVERT_HINTS: dict[str, str] = {
     "clearinghouse: transfer failed": (
         "the token refused the transfer; check your wallet balance and allowance"
     ),
-    "clearinghouse: mode unchanged": "the account already uses that margin mode",
+    "clearinghouse: mode unchanged": (
+        "the account already uses that margin mode; `perpdex account` shows each mode"
+    ),
     "clearinghouse: mode switch leaves account under-margined": (
         "reduce positions or deposit before switching margin mode"
     ),
@@ -196,9 +199,15 @@ REVERT_HINTS: dict[str, str] = {
         "you hold fewer LP shares than that; `perpdex lp status` shows what you can withdraw"
     ),
     # loss caps
-    "clearinghouse: no loss cap": "the account has no loss cap; set one with set_loss_cap",
+    "clearinghouse: no loss cap": (
+        "the account has no loss cap; its owner sets one with `perpdex loss-cap set USD`"
+    ),
     "clearinghouse: equity above loss cap": (
-        "the account is still above its loss cap; there is nothing to trigger"
+        "the account's equity is not below its loss cap, so there is nothing to trigger; "
+        "`perpdex loss-cap show --account-id ID` compares the two"
+    ),
+    "clearinghouse: no positions": (
+        "the account has no open positions, so a loss cap has nothing to close"
     ),
     # the settlement token (snekmate's erc20 and the mocks)
     "erc20: transfer amount exceeds balance": (
@@ -433,6 +442,7 @@ class AccountSummary:
     info: AccountInfo
     balances: dict[str, Decimal]
     margin: Margin
+    loss_cap: Decimal = Decimal(0)  # equity floor in dollars; 0: no cap
 
 
 @dataclass(frozen=True)
@@ -953,6 +963,29 @@ class PerpdexClient:
         """Whether `operator` may trade `account`."""
         return bool(self.clearinghouse.is_operator(account, _address(operator)))
 
+    def set_loss_cap(self, account: int, equity_floor: Decimal | int | str) -> ReceiptAPI:
+        """Set `account`'s loss cap: once its equity is below `equity_floor` dollars, anyone
+        may close every position of it (`trigger_loss_cap`) for `loss_cap_fee`. 0 clears
+        the cap. Owner only."""
+        floor = _usd_wad(equity_floor, "loss cap")
+        return self._send("set loss cap", self.ops.set_loss_cap, account, floor)
+
+    def loss_cap(self, account: int) -> Decimal:
+        """`account`'s equity floor in dollars (0: no loss cap)."""
+        return from_wad(int(self.clearinghouse.loss_cap(account)))
+
+    def loss_cap_fee(self) -> Decimal:
+        """Dollars (paid in settlement tokens) that triggering a loss cap earns the caller,
+        at most the account's remaining settlement balance."""
+        return from_wad(int(self.clearinghouse.loss_cap_fee()))
+
+    def trigger_loss_cap(self, account: int) -> ReceiptAPI:
+        """Close every position of `account`, whose equity is below its loss cap,
+        reduce-only against the vault; the signer (anyone) earns `loss_cap_fee`. The
+        receipt holds the `LossCapTriggered` event (equity, floor, fee) and a `Fill` per
+        closed position."""
+        return self._send("trigger loss cap", self.ops.trigger_loss_cap, account)
+
     # --- collateral ------------------------------------------------------------------------
 
     def collaterals(self) -> list[Collateral]:
@@ -1045,11 +1078,12 @@ class PerpdexClient:
         )
 
     def summary(self, account: int) -> AccountSummary:
-        """Info, balances and margin of one sub-account."""
+        """Info, balances, margin and loss cap of one sub-account."""
         return AccountSummary(
             info=self.account(account),
             balances=self.balances(account),
             margin=self.margin(account),
+            loss_cap=self.loss_cap(account),
         )
 
     # --- markets and quotes ------------------------------------------------------------------
@@ -1480,6 +1514,20 @@ def _positive(value: Decimal | int | str, what: str) -> Decimal:
     if not d.is_finite() or d <= 0:
         raise PerpdexError(f"{what} must be above zero, got {value}")
     return d
+
+
+def _usd_wad(value: Decimal | int | str, what: str) -> int:
+    """Dollars (zero or more, at most 18 decimals) -> USD WAD."""
+    try:
+        d = Decimal(str(value))
+    except ArithmeticError as e:
+        raise PerpdexError(f"{what} {value!r} is not a number; write it like 19000 or 0") from e
+    if not d.is_finite() or d < 0:
+        raise PerpdexError(f"{what} must be zero or more dollars, got {value}")
+    wad = d.scaleb(18)
+    if wad != wad.to_integral_value():
+        raise PerpdexError(f"{what} {value} is finer than 18 decimals; round it")
+    return int(wad)
 
 
 def _call_revert_reason(err: Exception) -> str:

@@ -1,5 +1,6 @@
-"""Fixtures of the CLI tests (test_cli.py, test_cli_trading.py): a manifest of the session
-deployment and `cli(*args)`, which runs the `perpdex` command against it in-process."""
+"""Fixtures of the CLI tests (test_cli*.py): a manifest of the session deployment,
+`cli(*args)`, which runs the `perpdex` command against it in-process, and `cli_pool`,
+cash in the vault so market orders fill."""
 
 from __future__ import annotations
 
@@ -25,6 +26,15 @@ def manifest(protocol: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def network_choice(networks: Any) -> str:
     return str(networks.provider.network_choice)
+
+
+@pytest.fixture
+def cli_pool(protocol: Any, admin: Any) -> None:
+    """$2M in the vault from the admin, so market orders fill."""
+    units = 2_000_000 * 10**6
+    protocol.token.mint(admin, units, sender=admin)
+    protocol.token.approve(protocol.vault, units, sender=admin)
+    protocol.vault.deposit(units, admin, sender=admin)
 
 
 @pytest.fixture

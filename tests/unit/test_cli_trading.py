@@ -33,15 +33,6 @@ def run(cli: Any) -> Any:
 
 
 @pytest.fixture
-def cli_pool(protocol: Any, admin: Any) -> None:
-    """$2M in the vault from the admin, so market orders fill."""
-    units = 2_000_000 * USDC
-    protocol.token.mint(admin, units, sender=admin)
-    protocol.token.approve(protocol.vault, units, sender=admin)
-    protocol.vault.deposit(units, admin, sender=admin)
-
-
-@pytest.fixture
 def cli_client(protocol: Any, trader: Any) -> PerpdexClient:
     return PerpdexClient.from_protocol(protocol, trader)
 
