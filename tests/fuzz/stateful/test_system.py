@@ -2256,6 +2256,20 @@ class SystemMachine(RuleBasedStateMachine):
         # withdraw every balance
         for a in self.accounts:
             s = self.world.accts[a.id]
+            if s.bal[0] < 0:  # a settlement debt the WETH backs: the owner repays it first
+                repay = -(s.bal[0] // fs.scale)  # rounded up to whole token units
+                self._mint(a.owner, repay)
+                self._tx(
+                    f"teardown: {a.label} repays {repay} units",
+                    a.owner,
+                    "ops",
+                    "deposit",
+                    a.id,
+                    fs.h["token"].address,
+                    repay,
+                    touched={a.id},
+                )
+                s = self.world.accts[a.id]
             if s.bal[1]:
                 self._tx(
                     f"teardown: {a.label} withdraws WETH",
