@@ -270,7 +270,8 @@ def withdraw(assets: uint256, receiver: address, owner: address) -> uint256:
 @nonreentrant
 def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
     """
-    @notice Burns `shares` and pays their assets less the fee (rounded down).
+    @notice Burns `shares` and pays their assets less the fee (rounded down). Shares worth
+            less than one token unit are burnt for nothing.
     @return Assets paid.
     """
     self._sync()
@@ -319,12 +320,15 @@ def _deposit(assets: uint256, shares: uint256, receiver: address):
 
 @internal
 def _withdraw(assets: uint256, shares: uint256, receiver: address, owner: address):
-    assert assets != 0 and shares != 0, "vault: zero amount"
+    # shares worth less than one token unit after the fee are burnt for nothing, so an LP
+    # can always leave with everything it holds
+    assert shares != 0, "vault: zero amount"
     assert receiver != empty(address), "vault: zero receiver"
     if msg.sender != owner:
         erc20._spend_allowance(owner, msg.sender, shares)
     erc20._burn(owner, shares)
-    extcall clearinghouse.vault_withdraw(assets, receiver)
+    if assets != 0:
+        extcall clearinghouse.vault_withdraw(assets, receiver)
     log IERC4626.Withdraw(
         sender=msg.sender, receiver=receiver, owner=owner, assets=assets, shares=shares
     )

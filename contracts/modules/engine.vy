@@ -84,6 +84,10 @@ def _pool_trade(
     # hedge leg first may raise the requirement for a moment, and must not stop it
     if (adds or new_hdr & c.ACCOUNT_PORTFOLIO != 0) and not reduce_only:
         self._check_after_trade(account, new_hdr, m, size, adds)
+    # closing the last position must not leave a debt no liquidation can reach: an
+    # underwater account keeps its positions until a liquidation settles the deficit
+    if packing._position_count(new_hdr) == 0 and state._balance[account][0] < 0:
+        self._check_initial(account, new_hdr, "clearinghouse: close leaves negative equity")
     return fill
 
 

@@ -206,6 +206,10 @@ REVERT_HINTS: dict[str, str] = {
         "the account's equity is not below its loss cap, so there is nothing to trigger; "
         "`perpdex loss-cap show --account-id ID` compares the two"
     ),
+    "clearinghouse: close leaves negative equity": (
+        "the account's losses exceed its collateral, so closing its last position would "
+        "leave a debt; deposit to cover it, or leave the position to liquidation"
+    ),
     "clearinghouse: no positions": (
         "the account has no open positions, so a loss cap has nothing to close"
     ),

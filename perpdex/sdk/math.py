@@ -1380,6 +1380,23 @@ def _touch_market(snap: Snapshot, m: int, now: int) -> Snapshot:
     return _with_market(snap, m, mark=mark)
 
 
+def check_initial(snap: Snapshot, now: int, reason: str) -> tuple[Snapshot, tuple[int, ...]]:
+    """engine._check_initial: equity >= initial requirement at fresh marks (stale ones
+    re-read first), or, with neither positions nor other collateral, a settlement balance
+    that is not negative. Raises `Revert(reason)`; returns the snapshot with the re-read
+    marks and the markets re-read."""
+    hdr = snap.header
+    if position_count(hdr) == 0 and collateral_bitmap(hdr) == 0:
+        if snap.balance(0) < 0:
+            raise Revert(reason)
+        return snap, ()
+    snap, refreshed = refresh_stale(snap, now)
+    s = scan(snap)
+    if s.equity < s.initial:
+        raise Revert(reason)
+    return snap, refreshed
+
+
 def refresh_stale(snap: Snapshot, now: int | None = None) -> tuple[Snapshot, tuple[int, ...]]:
     """engine._refresh_stale (+ _refresh_collateral_marks): re-reads every market of the
     account (positions, then secondary collateral prices) whose cached mark is older than
@@ -1543,6 +1560,9 @@ def simulate_trade(
             before = scan(after, with_equity=False, override_market=market, override_size=size)
             if s.initial > before.initial:
                 raise Revert("clearinghouse: below initial margin")
+    if position_count(hdr) == 0 and balances[0] < 0:  # no debt left beyond liquidation's reach
+        after, more = check_initial(after, now, "clearinghouse: close leaves negative equity")
+        refreshed += tuple(m for m in more if m not in refreshed)
     return TradeResult(
         fill_price=fill,
         fee=fee_,

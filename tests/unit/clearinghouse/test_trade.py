@@ -166,3 +166,23 @@ def test_trade__without_pool_cash__reverts(ch, ops, h, funded_acct, trader, admi
     ops.vault_withdraw(h.usd(1_000_000), admin, sender=admin)
     with ape.reverts("clearinghouse: vault exposure cap reached"):
         h.trade(trader, funded_acct, "BTC", "0.01")
+
+
+def test_trade__closing_the_last_position_into_a_debt__reverts(ch, protocol, h, trader, admin):
+    """An underwater account keeps its position for liquidation: closing it would leave a
+    debt with no position a liquidation could act on. A partial reduce is allowed; once
+    the owner deposits enough to cover the loss, the close goes through."""
+    acct = h.funded_account(trader, 1_000, name="underwater")
+    ch.trade(acct, BTC, 9 * WAD // 100, MAX_UINT256, sender=trader)  # $9,000 long
+    h.set_price("BTC", 85_000, admin)  # -15%: about $1,350 lost on $1,000
+    size = ch.position(acct, BTC)[0]
+    with ape.reverts("clearinghouse: close leaves negative equity"):
+        ch.trade(acct, BTC, -size, 0, sender=trader)
+    assert ch.position(acct, BTC)[0] == size
+    ch.trade(acct, BTC, -size // 2, 0, sender=trader)  # positions remain: allowed
+    assert int(ch.account_margin(acct)[0]) < 0  # still underwater, still liquidatable
+    rest = ch.position(acct, BTC)[0]
+    protocol.ops.deposit(acct, protocol.token, h.fund(trader, 1_000), sender=trader)
+    ch.trade(acct, BTC, -rest, 0, sender=trader)
+    assert ch.position(acct, BTC)[0] == 0
+    assert int(ch.balance_of(acct, 0)) >= 0
