@@ -70,6 +70,7 @@ exports: (
     state.vault,
     state.market_count,
     state.risk_book_version,
+    state.risk_book_delay,
     state.max_shock_step_bps,
     state.max_ratio_step_bps,
     state.loss_cap_fee,

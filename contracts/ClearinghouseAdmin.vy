@@ -49,6 +49,8 @@ exports: (
     governance.set_vault,
     governance.set_risk_book_limits,
     governance.set_risk_book,
+    governance.propose_risk_book,
+    governance.set_risk_book_delay,
 )
 
 

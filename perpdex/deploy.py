@@ -32,6 +32,7 @@ OPTIONAL_CONTRACTS: dict[str, str] = {
     "vault": "LiquidityVault",
     "lens": "ClearinghouseLens",
     "auction": "LiquidationAuction",
+    "timelock": "Timelock",
 }
 DEPLOYMENTS_DIR = ROOT / "deployments"
 
@@ -52,6 +53,7 @@ class Protocol:
     vault: Any | None = None
     auction: Any | None = None
     lens: Any | None = None
+    timelock: Any | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -119,11 +121,15 @@ def deploy_system(
     system: SystemConfig | None = None,
     risk: RiskConfig | None = None,
     manifest: Path | None = None,
+    timelock_delay: int | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> Protocol:
     """Deploy (or resume, or verify) the suite and return handles to every contract.
 
     `manifest=None` keeps nothing on disk (tests); scripts pass `manifest_path(key)`.
+    `timelock_delay` (seconds; default: the network's `timelock_delay` in
+    config/networks.yaml, 0 = none) hands the dangerous powers to a Timelock at the end
+    (see `_hand_over`).
     """
     from ape import chain, project
 
@@ -286,6 +292,12 @@ def deploy_system(
         sent += 1
         log(f"clearinghouse: LIQUIDATOR_ROLE granted to {auction.address}")
 
+    delay = int(net.get("timelock_delay", 0)) if timelock_delay is None else timelock_delay
+    timelock = None
+    if delay:
+        timelock = reuse_or_deploy("timelock", "Timelock", delay, [deployer.address], [ZERO])
+        sent += _hand_over(deployer, timelock, delay, ch, admin, oracle, vault, auction, log)
+
     mf.data["markets"] = [m.symbol for m in system.markets]
     mf.data["settlement_decimals"] = system.settlement_decimals
     mf.data["deployer"] = deployer.address
@@ -308,8 +320,82 @@ def deploy_system(
         vault=vault,
         lens=lens,
         auction=auction,
+        timelock=timelock,
         extra={"transactions": sent},
     )
+
+
+ZERO = "0x" + "00" * 20
+
+
+def _hand_over(
+    deployer: Any,
+    timelock: Any,
+    delay: int,
+    ch: Any,
+    admin: Any,
+    oracle: Any,
+    vault: Any,
+    auction: Any,
+    log: Callable[[str], None],
+) -> int:
+    """Give the powers that could take users' money to the Timelock; returns txs sent.
+
+    Clearinghouse DEFAULT_ADMIN_ROLE (role grants, `set_vault`, risk-book delay and step
+    limits, unpause), OracleRouter admin and RISK_ROLE (sources, parameters), vault and
+    auction ownership. Risk books then publish only `delay` after `propose_risk_book`.
+    The deployer keeps the clearinghouse's RISK_ROLE (bounded market parameters, book
+    proposals) and GUARDIAN_ROLE (an instant pause). Idempotent: each step is skipped
+    once done; the auction's two-step ownership is accepted by a timelocked operation,
+    executed by a re-run once the delay has passed.
+    """
+    sent = 0
+    me, tl = deployer.address, timelock.address
+    admin_role = ch.DEFAULT_ADMIN_ROLE()
+    if ch.hasRole(admin_role, me):
+        if int(ch.risk_book_delay()) != delay:
+            admin.set_risk_book_delay(delay, sender=deployer)
+            sent += 1
+        if not ch.hasRole(admin_role, tl):
+            admin.grantRole(admin_role, tl, sender=deployer)
+            sent += 1
+        admin.renounceRole(admin_role, me, sender=deployer)
+        sent += 1
+        log(f"clearinghouse: admin handed to the timelock ({delay} s)")
+    # grant both before renouncing: granting needs the admin role
+    oracle_roles = (oracle.RISK_ROLE(), oracle.DEFAULT_ADMIN_ROLE())
+    for role in oracle_roles:
+        if oracle.hasRole(role, me) and not oracle.hasRole(role, tl):
+            oracle.grantRole(role, tl, sender=deployer)
+            sent += 1
+    for role in oracle_roles:
+        if oracle.hasRole(role, me):
+            oracle.renounceRole(role, me, sender=deployer)
+            sent += 1
+            log(f"oracle: role {role.hex()[:10]}… handed to the timelock")
+    if vault.owner() == me:
+        vault.transfer_ownership(tl, sender=deployer)
+        sent += 1
+        log("vault: ownership handed to the timelock")
+    if auction.owner() == me and auction.pending_owner() != tl:
+        auction.transfer_ownership(tl, sender=deployer)
+        sent += 1
+    if auction.owner() != tl and auction.pending_owner() == tl:
+        call = auction.accept_ownership.encode_input()
+        salt = b"\x00" * 32
+        op = timelock.hash_operation(auction.address, 0, call, b"\x00" * 32, salt)
+        if not timelock.is_operation(op):
+            timelock.schedule(auction.address, 0, call, b"\x00" * 32, salt, delay, sender=deployer)
+            sent += 1
+            log(
+                f"auction: ownership transfer scheduled; re-run the deploy after "
+                f"{delay} s to execute it"
+            )
+        elif timelock.is_operation_ready(op):
+            timelock.execute(auction.address, 0, call, b"\x00" * 32, salt, sender=deployer)
+            sent += 1
+            log("auction: ownership accepted by the timelock")
+    return sent
 
 
 def load_protocol(key: str | None = None, path: Path | None = None) -> Protocol:

@@ -245,15 +245,54 @@ def set_risk_book_limits(shock_step_bps: uint256, ratio_step_bps: uint256):
 
 
 @external
+def propose_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
+    """
+    @notice Announces a risk book: it may be published with `set_risk_book` once
+            `risk_book_delay` seconds have passed. The whole book is in the event, so
+            anyone can check it before it takes effect. Risk role only.
+    @param data The whole book (margin.MAX_BOOK_BYTES bytes; checked when published).
+    """
+    access_control._check_role(state.RISK_ROLE, msg.sender)
+    assert len(data) == margin.MAX_BOOK_BYTES, "margin: bad book length"
+    book_hash: bytes32 = keccak256(data)
+    eta: uint256 = block.timestamp + state.risk_book_delay
+    state.risk_book_eta[book_hash] = eta
+    log state.RiskBookProposed(book_hash=book_hash, proposer=msg.sender, eta=eta, data=data)
+
+
+@external
+def set_risk_book_delay(delay: uint256):
+    """
+    @notice Sets the delay between proposing and publishing a risk book (at most 30
+            days). Admin only: after the deploy's hand-over the admin is the Timelock,
+            so shortening the delay is itself delayed.
+    @param delay Seconds.
+    """
+    access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
+    assert delay <= 30 * 86_400, "clearinghouse: delay too long"
+    log state.RiskBookDelayUpdated(old_delay=state.risk_book_delay, new_delay=delay)
+    state.risk_book_delay = delay
+
+
+@external
 def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
     """
     @notice Publishes a new risk book (margin ratios and stress scenarios, layout in
             modules/margin.vy) as contract code. It must cover every listed market, hold
             for each market a scenario moving it down and one moving it up by at least
             its imr_min, keep the floor at or below every imr_min, and move no value
-            further than the step limits from the current book.
+            further than the step limits from the current book. While `risk_book_delay`
+            is set, only a book proposed with `propose_risk_book` at least that long ago
+            can be published (once). Risk role only.
+    @param data The whole book (margin.MAX_BOOK_BYTES bytes).
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
+    if state.risk_book_delay != 0:
+        book_hash: bytes32 = keccak256(data)
+        eta: uint256 = state.risk_book_eta[book_hash]
+        assert eta != 0, "clearinghouse: risk book not proposed"
+        assert block.timestamp >= eta, "clearinghouse: risk book timelock not over"
+        state.risk_book_eta[book_hash] = 0
     sys: packing.System = packing._system(state._system)
     old: address = sys.book
     h: margin.BookHeader = margin._header(extract32(data, 0, output_type=uint256))

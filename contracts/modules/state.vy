@@ -19,6 +19,7 @@ from ..interfaces import IOracleRouter
 from ethereum.ercs import IERC20Detailed
 from . import constants as c
 from . import packing
+from . import margin
 
 # @notice Sets market, collateral, fee and risk-book parameters.
 RISK_ROLE: public(constant(bytes32)) = keccak256("RISK_ROLE")
@@ -140,6 +141,18 @@ event RiskBookUpdated:
     version: uint256
     n_markets: uint256
     n_scenarios: uint256
+
+
+event RiskBookProposed:
+    book_hash: indexed(bytes32)
+    proposer: indexed(address)
+    eta: uint256
+    data: Bytes[margin.MAX_BOOK_BYTES]
+
+
+event RiskBookDelayUpdated:
+    old_delay: uint256
+    new_delay: uint256
 
 
 event RiskBookLimitsUpdated:
@@ -314,6 +327,12 @@ _params: uint256[c.MAX_MARKETS]
 
 # @notice Number of risk-book updates so far.
 risk_book_version: public(uint256)
+# @notice Seconds between `propose_risk_book` and the earliest `set_risk_book` of that
+#         book; 0 (a local development chain) publishes at once.
+risk_book_delay: public(uint256)
+# @dev keccak256 of a proposed book's bytes => earliest publication time (0: none; the
+#      time is in the RiskBookProposed event).
+risk_book_eta: HashMap[bytes32, uint256]
 # @notice Largest change of any shock per update (bp).
 max_shock_step_bps: public(uint256)
 # @notice Largest change of any margin ratio (imr_min, imr_slope, floor, mmr) per update (bp).

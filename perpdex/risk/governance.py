@@ -563,6 +563,36 @@ def check_sender(target: Any, sender: Any) -> None:
         )
 
 
+# `set_risk_book` reverts with these while a book waits for the clearinghouse's
+# `risk_book_delay` (a deployment handed over to the Timelock; see perpdex/deploy.py).
+TIMELOCK_REASONS = (
+    "clearinghouse: risk book not proposed",
+    "clearinghouse: risk book timelock not over",
+)
+
+
+class BookTimelocked(PerpdexError):
+    """The next book of a push is proposed (now or earlier) and not yet publishable."""
+
+    def __init__(self, action: str, eta: int | None) -> None:
+        self.eta = eta
+        when = f"at or after unix time {eta}" if eta else "once its delay has passed"
+        super().__init__(
+            f"{action}: proposed, publishable {when} (the clearinghouse's risk_book_delay); "
+            "run the same `perpdex risk push` again then to publish it"
+        )
+
+
+def _timelocked(ch: Any, admin: Any, data: bytes, sender: Any, action: str, reason: str) -> Any:
+    """Propose `data` if it was not, and say when it can be published."""
+    from ape import chain
+
+    if reason == TIMELOCK_REASONS[0]:
+        admin.propose_risk_book(data, sender=sender)
+        return BookTimelocked(action, chain.blocks.head.timestamp + int(ch.risk_book_delay()))
+    return BookTimelocked(action, None)
+
+
 def push(
     protocol_or_ch_admin: Any,
     book: RiskBook,
@@ -588,6 +618,8 @@ def push(
             receipt = admin.set_risk_book(riskbook.encode(step), sender=sender)
         except ContractLogicError as e:
             reason = str(getattr(e, "revert_message", None) or e).strip() or "reverted"
+            if reason in TIMELOCK_REASONS:
+                raise _timelocked(ch, admin, riskbook.encode(step), sender, action, reason) from e
             raise TransactionRejected(action, reason, REVERT_HINTS.get(reason, DEFAULT_HINT)) from e
         landed = read_book(ch)
         if landed != step:

@@ -132,6 +132,24 @@ def test_deploy__uses_preexisting_contracts_when_not_mocked(protocol):
         assert [f.address for f in feeds] == net["feeds"][symbol]
 
 
+def test_deploy__hands_dangerous_powers_to_the_timelock(protocol, admin):
+    """Networks with `timelock_delay` (testnet-sim, the L2 sepolias) end the deploy with
+    the admin and oracle powers held by the Timelock, not by the deployer."""
+    delay = int(load_networks()[protocol.network].get("timelock_delay", 0))
+    if not delay:
+        pytest.skip(f"{protocol.network} has no timelock_delay; run `make test-fork`")
+    ch, oracle, tl = protocol.clearinghouse, protocol.oracle, protocol.timelock
+    assert tl is not None and tl.get_minimum_delay() == delay
+    assert ch.risk_book_delay() == delay
+    assert ch.hasRole(ch.DEFAULT_ADMIN_ROLE(), tl) and not ch.hasRole(
+        ch.DEFAULT_ADMIN_ROLE(), admin
+    )
+    for role in (oracle.DEFAULT_ADMIN_ROLE(), oracle.RISK_ROLE()):
+        assert oracle.hasRole(role, tl) and not oracle.hasRole(role, admin)
+    assert protocol.vault.owner() == tl.address
+    assert protocol.auction.pending_owner() == tl.address
+
+
 def test_deploy__manifest_drives_the_demo(admin, manifest, accounts):
     """The manifest is enough to rebuild every handle; the demo's steps run on it."""
     from rich.console import Console
