@@ -43,6 +43,8 @@ interface IClearinghouse:
     def risk_book() -> address: view
     def collateral_market(index: uint256) -> uint256: view
     def collateral_haircut(index: uint256) -> uint256: view
+    def collateral_count() -> uint256: view
+    def seized_collateral(index: uint256) -> uint256: view
     def market_count() -> uint256: view
     def ORACLE() -> address: view
     def pool_cash() -> int256: view
@@ -153,7 +155,8 @@ def vault_equity() -> int256:
     """
     @notice The vault pool's equity (USD WAD) at the cached marks: its cash (with its share
             of fees not yet swept), minus traders' unrealised PnL, plus the funding traders
-            owe it. The LiquidityVault prices its shares with this.
+            owe it, plus the collateral it took over from accounts with bad debt (at the
+            mark less the haircut). The LiquidityVault prices its shares with this.
     """
     equity: int256 = staticcall clearinghouse.pool_cash()
     n: uint256 = staticcall clearinghouse.market_count()
@@ -178,6 +181,20 @@ def vault_equity() -> int256:
         # rounded down: the vault never books more funding than the accounts owe
         funding_owed: int256 = fp._div_floor(skew * index, packing.PICO_PER_USD) - sum_funding
         equity += funding_owed - trader_pnl
+    # collateral the pool took over from accounts with bad debt, at the mark less the
+    # haircut (what the pool paid for it; rounded down)
+    n_tokens: uint256 = staticcall clearinghouse.collateral_count()
+    for i: uint256 in range(1, c.MAX_COLLATERALS):
+        if i >= n_tokens:
+            break
+        held: uint256 = staticcall clearinghouse.seized_collateral(i)
+        if held == 0:
+            continue
+        price: uint256 = (
+            staticcall clearinghouse.mark(staticcall clearinghouse.collateral_market(i))
+        )[0]
+        unit: uint256 = price * (c.WAD - staticcall clearinghouse.collateral_haircut(i)) // c.WAD
+        equity += convert(held * unit // c.WAD, int256)
     return equity
 
 

@@ -220,16 +220,27 @@ def start(account: uint256, keeper_account: uint256):
     """
     @notice Starts the liquidation of an unhealthy account and opens its first tranche;
             the keeper reward is paid from it into `keeper_account` (any existing
-            account; keepers use their own).
+            account; keepers use their own). An account without positions but with
+            negative equity (a settlement debt its other collateral no longer covers) is
+            settled at once.
     """
     assert self._auction[account] & ACTIVE_BIT == 0, "auction: already in liquidation"
     # (an unknown account has no positions; a locked one is refused by the Clearinghouse)
     extcall clearinghouse.refresh_account(account)
     s: MarginScan = staticcall clearinghouse.account_margin(account)
-    assert s.maintenance != 0, "auction: no positions"
+    # an account without positions is liquidatable only with negative equity (a debt its
+    # other collateral no longer covers at the haircut)
+    assert s.maintenance != 0 or s.equity < 0, "auction: no positions"
     assert s.equity < convert(s.maintenance, int256), "auction: account is healthy"
     t: MarginScan = staticcall clearinghouse.margin_at_twap(account)
     assert t.equity < convert(t.maintenance, int256), "auction: healthy at the time-weighted price"
+    if s.maintenance == 0:
+        # nothing to auction: settle at once (the pool buys the collateral at the mark
+        # less the haircut; insurance, then socialisation, covers what is left). No reward:
+        # the account has nothing to pay it from.
+        extcall clearinghouse.liquidation_begin(account, keeper_account, 0)
+        self._finish(account, s, 0)
+        return
     p: Params = self._unpack()
     critical: bool = self._critical(s, p)
     if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:

@@ -12,10 +12,11 @@
                                 a taker (a keeper's account, or the vault's pool) at the
                                 mark worsened by a discount, through the one settlement
                                 path; charge the liquidation penalty to insurance
-          liquidation_end       an account left with no positions and negative equity:
-                                seize its other collateral, cover the deficit from
-                                insurance, socialise the rest through the vault's cash;
-                                then unlock
+          liquidation_end       an account left with no positions and a negative
+                                balance: the pool buys just enough of its other
+                                collateral at the mark less the haircut; a deficit left
+                                is covered from insurance, the rest socialised through
+                                the vault's cash; then unlock
         Positions move proportionally (the same fraction of every leg), so a hedged book
         stays hedged while it shrinks.
 """
@@ -75,8 +76,10 @@ def liquidation_reward(account: uint256, keeper_account: uint256, reward: uint25
 def liquidation_end(account: uint256):
     """
     @notice Ends a liquidation: an account left with no positions first has its bad debt
-            settled (other collateral seized; deficit covered by insurance, the rest
-            socialised through the vault's cash, with events); then it is unlocked.
+            settled (the pool buys just enough of its other collateral at the mark less
+            the haircut, the rest stays with the owner; a deficit left is covered by
+            insurance, the rest socialised through the vault's cash, with events); then
+            it is unlocked.
             Liquidator only.
     """
     access_control._check_role(state.LIQUIDATOR_ROLE, msg.sender)
@@ -163,24 +166,47 @@ def liquidation_transfer(
 @internal
 def _settle_bad_debt(account: uint256, header: uint256) -> uint256:
     """
-    @dev Seizes non-settlement collateral for the protocol, covers a negative settlement
-         balance from insurance and socialises the rest through the vault's cash.
+    @dev An account left without positions: while its settlement balance is negative,
+         the vault's pool buys its other collateral at the mark less the token's haircut
+         (the value the margin check counted; rounded against the account), only as much
+         as covers the debt; the rest stays with the owner. A deficit left after that is
+         covered from insurance and the rest socialised through the vault's cash.
          Returns the updated header.
     """
     hdr: uint256 = header
+    bal0: int256 = state._balance[account][0]
     cbits: uint256 = packing._collateral_bitmap(hdr)
+    core: IClearinghouseEngine = IClearinghouseEngine(self)
     for i: uint256 in range(1, c.MAX_COLLATERALS):
-        if cbits >> i == 0:
+        if cbits >> i == 0 or bal0 >= 0:
             break
         if (cbits >> i) & 1 == 0:
             continue
-        bal: int256 = state._balance[account][i]
-        if bal > 0:
-            state.seized_collateral[i] += convert(bal, uint256)
-            state._balance[account][i] = 0
-            log state.CollateralSeized(account=account, token_index=i, amount=convert(bal, uint256))
-        hdr = packing._with_collateral(hdr, i, False)
-    bal0: int256 = state._balance[account][0]
+        bal: uint256 = convert(state._balance[account][i], uint256)
+        price: uint256 = 0
+        flags: uint256 = 0
+        index: int256 = 0
+        price, flags, index = extcall core.engine_touch(state.collateral_market[i])
+        assert flags & c.FLAG_DEGRADED == 0, "clearinghouse: no price quorum"
+        unit: uint256 = fp._mul_div(price, c.WAD - state.collateral_haircut[i], c.WAD, False)
+        if unit == 0:
+            continue
+        # the smallest amount whose credit covers the debt (rounded up), at most the balance
+        sold: uint256 = min(bal, fp._mul_div(convert(-bal0, uint256), c.WAD, unit, True))
+        credit: uint256 = fp._mul_div(sold, unit, c.WAD, False)
+        state._balance[account][i] = convert(bal - sold, int256)
+        if sold == bal:
+            hdr = packing._with_collateral(hdr, i, False)
+        state.seized_collateral[i] += sold
+        bal0 += convert(credit, int256)
+        pool: uint256 = state._pool
+        state._pool = packing._pack_pool(
+            packing._lo_i128(pool) - convert(credit, int256), pool >> 128
+        )
+        log state.CollateralSeized(
+            account=account, token_index=i, amount=sold, price=unit, credit=credit
+        )
+    state._balance[account][0] = bal0
     if bal0 >= 0:
         return hdr
     deficit: uint256 = convert(-bal0, uint256)

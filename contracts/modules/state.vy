@@ -245,10 +245,25 @@ event LiquidationTransfer:
     penalty: uint256
 
 
+# @dev Bad-debt settlement: the pool took `amount` (18-decimal token amount) of an
+#      account's collateral at `price` (USD WAD per whole token: the mark less the
+#      token's haircut) and credited `credit` (USD WAD) against its deficit.
 event CollateralSeized:
     account: indexed(uint256)
     token_index: indexed(uint256)
     amount: uint256
+    price: uint256
+    credit: uint256
+
+
+# @dev `buyer` bought `amount` (18-decimal token amount) of the pool's seized collateral
+#      at `price` (USD WAD per whole token) for `paid` (USD WAD) into the pool's cash.
+event SeizedCollateralSold:
+    buyer: indexed(address)
+    token_index: indexed(uint256)
+    amount: uint256
+    price: uint256
+    paid: uint256
 
 
 event BadDebtSettled:
@@ -338,8 +353,9 @@ max_shock_step_bps: public(uint256)
 # @notice Largest change of any margin ratio (imr_min, imr_slope, floor, mmr) per update (bp).
 max_ratio_step_bps: public(uint256)
 
-# @notice Non-settlement collateral seized from accounts with bad debt, held for the
-#         protocol (token amount scaled to 18 decimals), per collateral index.
+# @notice Non-settlement collateral the vault's pool took over from accounts with bad
+#         debt (bought at the mark less the haircut; token amount scaled to 18 decimals),
+#         per collateral index; counted in vault equity and sold with `buy_collateral`.
 seized_collateral: public(HashMap[uint256, uint256])
 
 # --- loss caps -----------------------------------------------------------------------------

@@ -135,3 +135,58 @@ def withdraw_protocol_fees(receiver: address):
         receiver, units, default_return_value=True
     ), "clearinghouse: transfer failed"
     log state.ProtocolFeesWithdrawn(receiver=receiver, amount=units * state.SETTLEMENT_SCALE)
+
+
+@external
+@nonreentrant
+def buy_collateral(token_index: uint256, amount: uint256, max_price: uint256):
+    """
+    @notice Buys collateral the vault's pool took over from accounts with bad debt, at
+            the fresh mark less half the token's haircut (the pool bought it at the mark
+            less the whole haircut), paid in settlement tokens into the pool's cash.
+            Anyone may call it; the price needs oracle quorum.
+    @param token_index The collateral index (1 .. collateral_count - 1).
+    @param amount Token units to buy.
+    @param max_price Worst price accepted (USD WAD per whole token).
+    """
+    assert amount != 0, "clearinghouse: zero amount"
+    assert (
+        token_index != 0 and token_index < state.collateral_count
+    ), "clearinghouse: unknown token"
+    wad: uint256 = amount * state.collateral_scale[token_index]
+    assert (
+        wad <= state.seized_collateral[token_index]
+    ), "clearinghouse: not enough seized collateral"
+    price: uint256 = 0
+    flags: uint256 = 0
+    index: int256 = 0
+    price, flags, index = extcall IClearinghouseEngine(self).engine_touch(
+        state.collateral_market[token_index]
+    )
+    assert flags & c.FLAG_DEGRADED == 0, "clearinghouse: no price quorum"
+    # rounded up: against the buyer
+    unit: uint256 = fp._mul_div(
+        price, 2 * c.WAD - state.collateral_haircut[token_index], 2 * c.WAD, True
+    )
+    assert unit <= max_price, "clearinghouse: price worse than acceptable"
+    units: uint256 = fp._mul_div(wad, unit, c.WAD * state.SETTLEMENT_SCALE, True)
+    paid: uint256 = units * state.SETTLEMENT_SCALE
+    token: address = state.collateral_token[0]
+    before: uint256 = staticcall IERC20(token).balanceOf(self)
+    assert extcall IERC20(token).transferFrom(
+        msg.sender, self, units, default_return_value=True
+    ), "clearinghouse: transfer failed"
+    assert (
+        staticcall IERC20(token).balanceOf(self) - before == units
+    ), "clearinghouse: fee-on-transfer token"
+    state.collateral_held[0] += units
+    pool: uint256 = state._pool
+    state._pool = packing._pack_pool(packing._lo_i128(pool) + convert(paid, int256), pool >> 128)
+    state.seized_collateral[token_index] -= wad
+    state.collateral_held[token_index] -= amount
+    assert extcall IERC20(state.collateral_token[token_index]).transfer(
+        msg.sender, amount, default_return_value=True
+    ), "clearinghouse: transfer failed"
+    log state.SeizedCollateralSold(
+        buyer=msg.sender, token_index=token_index, amount=wad, price=unit, paid=paid
+    )

@@ -232,6 +232,10 @@ def plan(
             continue
         if not r.active:
             if not r.has_positions:
+                # a settlement debt its other collateral no longer covers: `start`
+                # settles it at once (the pool buys the collateral)
+                if r.equity < 0 and r.twap_equity < 0:
+                    actions.append(Action("start", r.account, why="uncovered collateral debt"))
                 continue
             near = Decimal(r.equity) < Decimal(r.maintenance) * (1 + cfg.near)
             twap_bad = r.twap_equity < r.twap_maintenance

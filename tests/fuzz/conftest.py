@@ -342,6 +342,11 @@ class FuzzAccount:
     keeper: bool = False
 
 
+# WETH is collateral index 1, priced by market 1 (ETH) with a 10% haircut
+WETH_MARKET = 1
+WETH_HAIRCUT = WAD // 10
+
+
 @dataclass
 class FuzzSystem:
     """One deployment prepared for the state machine (see `_prepare`)."""
@@ -365,6 +370,9 @@ class FuzzSystem:
     system: System  # the system word (fee split, mark age, risk-book header fields)
     base_time: int  # a sequence's first transaction comes after this timestamp
     initial_lp_units: dict[str, int] = field(default_factory=dict)
+    # WETH (collateral index 1): the market that prices it and its haircut (WAD)
+    collateral_market: int = WETH_MARKET
+    haircut: int = WETH_HAIRCUT
 
     def owner_of(self, account: int) -> str:
         return "0x" + format(account >> 96, "040x")
@@ -482,7 +490,7 @@ def _prepare(
     unit = 10**decimals
     max_u = 2**256 - 1
 
-    ch.must(admin, h["admin"], "add_collateral", weth.address, WAD // 10, 1, max_u)
+    ch.must(admin, h["admin"], "add_collateral", weth.address, WETH_HAIRCUT, WETH_MARKET, max_u)
     params: list[MarketParams] = []
     for i, m in enumerate(config.markets):
         ch.must(admin, h["admin"], "set_market_params", i, tuple(m.params().values()))

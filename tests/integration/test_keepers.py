@@ -297,6 +297,23 @@ def test_plan__profit_threshold_and_gas(protocol):
     assert [a.kind for a in plan([read], p, 1_000 + p.duration + 1, c, Decimal(0))] == ["backstop"]
 
 
+def test_plan__collateral_only_debt__is_started(protocol):
+    """No positions, negative equity at the median and the time-weighted price: start
+    (it settles at once); at a non-negative equity, or negative at one price only, no."""
+    p = protocol.auction.params()
+    c = LiquidatorConfig(keeper_account=2)
+
+    def read(equity: int, twap_equity: int) -> AccountRead:
+        return AccountRead(
+            account=1, equity=equity, maintenance=0, notional=0, twap_equity=twap_equity,
+            twap_maintenance=0,
+        )  # fmt: skip
+
+    assert [a.kind for a in plan([read(-1, -1)], p, 1_000, c, Decimal(0))] == ["start"]
+    assert plan([read(0, -1)], p, 1_000, c, Decimal(0)) == []
+    assert plan([read(-1, 5)], p, 1_000, c, Decimal(0)) == []
+
+
 # --- price pusher ----------------------------------------------------------------------------
 
 

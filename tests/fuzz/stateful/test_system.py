@@ -492,10 +492,20 @@ class Ledger:
                 self.protocol += fee - units * fs.scale
                 self.held[0] -= units
             elif name == "CollateralSeized":
-                i = int(a["token_index"])
-                assert a["amount"] == self.bal[a["account"]][i] > 0, f"seized {a}"
-                self.bal[a["account"]][i] = 0
+                # the pool buys just enough at the mark less the haircut (rounded down)
+                i, acct = int(a["token_index"]), a["account"]
+                held = self.bal[acct][i]
+                assert 0 < a["amount"] <= held and self.bal[acct][0] < 0, f"seized {a}"
+                m = self.fs.collateral_market
+                unit = self.marks[m].price * (WAD - self.fs.haircut) // WAD
+                assert a["price"] == unit and a["credit"] == a["amount"] * unit // WAD, a
+                debt = -self.bal[acct][0]
+                if a["amount"] < held:  # part of it: the least that covers the debt
+                    assert a["credit"] >= debt > (a["amount"] - 1) * unit // WAD, a
+                self.bal[acct][i] -= a["amount"]
                 self.seized += a["amount"]
+                self._cash(acct, a["credit"])
+                self.raw_cash -= a["credit"]
             elif name == "BadDebtSettled":
                 acct = a["account"]
                 deficit = -self.bal[acct][0]
@@ -829,7 +839,11 @@ class SystemMachine(RuleBasedStateMachine):
 
     def _vault_equity(self, w: World) -> int:
         """ClearinghouseLens.vault_equity."""
+        fs = self.fs
         eq = w.pool_cash
+        # collateral the pool took over, at the mark less the haircut (rounded down)
+        unit = w.marks[fs.collateral_market].price * (WAD - fs.haircut) // WAD
+        eq += w.seized * unit // WAD
         for m in range(len(self.fs.params)):
             lo, sh = w.oi[m]
             sc, sf = w.sums[m]

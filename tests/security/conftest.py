@@ -1,0 +1,6 @@
+"""Attack regressions reuse the integration tests' liquidation world (LiqWorld)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
