@@ -170,8 +170,9 @@ REVERT_HINTS: dict[str, str] = {
     "clearinghouse: sequencer grace period": (
         "the sequencer restarted recently; wait until its grace period has passed"
     ),
-    "clearinghouse: oracle degraded": (
-        "too few price sources agree right now; retry after the next price update"
+    "clearinghouse: no price quorum": (
+        "fewer than two price sources agree right now, so the market is frozen (closes "
+        "and liquidations too); it resumes by itself at the next update they agree on"
     ),
     "oracle: stale price": "the price feeds are stale; retry after the next price update",
     "oracle: source unavailable": (
