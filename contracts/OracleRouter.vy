@@ -749,6 +749,7 @@ def _read(_market: uint256, _config: uint256) -> (uint256, uint256):
         # and `max_deviation_bps <= 10_000 < 2**14`, so the sums and products below cannot
         # overflow.
 
+
     price: uint256 = 0
     quorum: bool = False
     dev: uint256 = (_config >> _CFG_DEVIATION) & _MASK_16

@@ -11,7 +11,7 @@ each extra scenario adds about 45 gas per position.
 
 Every measured transaction is a fresh transaction (cold storage), 30 seconds after the
 previous one with the feeds refreshed (so funding accrues and snapshots rewrite), on the
-production configuration in config/*.yaml (3 oracle sources for BTC and ETH, 2 for SOL).
+production configuration in config/*.yaml (3 oracle sources per market).
 """
 
 from __future__ import annotations

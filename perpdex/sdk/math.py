@@ -1291,6 +1291,8 @@ def quote(snap: Snapshot, market: int, size_delta: int, now: int | None = None) 
     now = snap.timestamp if now is None else now
     ctx = lens_ctx(snap)
     price = snap.oracle_price(market)
+    if (snap.market(market).oracle_flags or 0) & FLAG_DEGRADED:
+        raise Revert("lens: no price quorum")
     p = snap.params(market)
     long_oi, short_oi = snap.open_interest(market)
     skew = long_oi - short_oi
