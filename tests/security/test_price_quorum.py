@@ -190,3 +190,29 @@ def test_loss_cap_close_out_frozen(w: LiqWorld, chain: Any, trader: Any, keeper:
     with ape.reverts(NO_QUORUM):
         w.p.ops.trigger_loss_cap(acct, sender=keeper)
     assert int(w.ch.position(acct, SOL)[0]) == 100 * WAD
+
+
+def test_liquidation_transfer_refuses_frozen_market_even_with_fresh_mark(
+    w: LiqWorld, chain: Any, trader: Any, admin: Any, stranger: Any
+) -> None:
+    """The clearinghouse itself checks quorum in `liquidation_transfer`, whoever holds
+    LIQUIDATOR_ROLE: a mark refreshed earlier in the same second does not count once a
+    later reading froze the market."""
+    acct = w.account(trader, 20_000, name="locked")
+    w.trade(trader, acct, SOL, "100")
+    w.p.admin.grantRole(w.ch.LIQUIDATOR_ROLE(), stranger, sender=admin)
+    ts = chain.pending_timestamp + 10
+    chain.pending_timestamp = ts
+    _refresh(w)  # quorum: SOL's mark is from `ts`
+    chain.pending_timestamp = ts
+    _sol_two_live_feeds_one_lying(w, chain, 150, 1_500)
+    chain.pending_timestamp = ts
+    assert _frozen(w, _refresh(w)) == [SOL]
+    assert int(w.ch.mark(SOL)[1]) == ts  # the cached mark still looks fresh
+    chain.pending_timestamp = ts
+    w.p.ops.liquidation_begin(acct, 0, 0, sender=stranger)
+
+    chain.pending_timestamp = ts
+    with ape.reverts(NO_QUORUM):
+        w.p.ops.liquidation_transfer(acct, 0, WAD, 0, 0, sender=stranger)
+    assert int(w.ch.position(acct, SOL)[0]) == 100 * WAD
