@@ -278,6 +278,8 @@ def quote(account: uint256, market: uint256, size_delta: int256) -> QuoteView:
     price: uint256 = 0
     flags: uint256 = 0
     price, flags = staticcall _ORACLE.latest(market)
+    # a market without price quorum is frozen: no order would fill
+    assert flags & c.FLAG_DEGRADED == 0, "lens: no price quorum"
     q.oracle_price = price
     p: packing.MarketParams = staticcall clearinghouse.market_params(market)
     long_oi: uint256 = 0

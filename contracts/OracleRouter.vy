@@ -15,16 +15,28 @@
           longest accepted time since `updatedAt`) and its cached `decimals`.
         - valid source: answer > 0, 0 < updatedAt <= now,
           now - updatedAt <= max_age and min_price <= price <= max_price.
-        - price: the median of the valid sources (1: itself; 2: the floor of
-          their mean; 3: the middle one).
-        - flags: FLAG_DEGRADED (1) fewer than `min_fresh` valid sources, or
-          (max - min) * 10_000 > max_deviation_bps * price over the valid
-          sources; FLAG_SEQUENCER_DOWN (2) the sequencer-uptime feed says
+        - agree: two or more prices agree when (max - min) * 10_000 <=
+          max_deviation_bps * reference, the reference being the floor of
+          the mean for two prices and the middle one for three.
+        - quorum: at least `min_fresh` (>= 2) valid sources, and
+            2 valid: they agree -> price = floor of their mean;
+            3 valid: all agree -> price = the median; otherwise exactly one
+              of the pairs (low, mid) and (mid, high) agrees -> the third is
+              an outlier and is dropped, price = floor of the mean of the
+              agreeing pair; otherwise (both pairs or neither) no quorum;
+            0 or 1 valid: no quorum.
+          Never a mean of two disagreeing sources, never a lone source.
+        - flags: FLAG_DEGRADED (1) means "no quorum": the price returned
+          with it is the last quorum price recorded by `observe` (0 before
+          the first), for display only; the clearinghouse freezes the
+          market instead of using it. `latest` and `observe` never revert
+          for want of valid sources. FLAG_SEQUENCER_DOWN (2) the
+          sequencer-uptime feed says
           down (or cannot be read, or its `startedAt` is 0);
           FLAG_SEQUENCER_GRACE (4) the sequencer came back less than
           `grace_period` ago. Risk-increasing actions need flags == 0.
         - EMA: kept per market as (last_price, ema, last_ts). `observe` reads
-          the market, then with dt = now - last_ts, w = min(dt, twap_window):
+          the market; a reading without quorum changes nothing; else with dt = now - last_ts, w = min(dt, twap_window):
               ema' = ema + (last_price - ema) * w / twap_window
           where the division truncates toward zero (signed arithmetic; the
           code branches on the sign so that it stays unsigned), and stores
@@ -295,16 +307,17 @@ def add_market(
     @dev Registers a market with the next id (0, 1, 2, ...; at most
          MAX_MARKETS) and caches each source's `decimals()`.
     @notice Only RISK_ROLE. Emits `MarketAdded`.
-    @param _sources The 1 to 3 feeds, distinct, non-zero, with code.
+    @param _sources The 2 or 3 feeds, distinct, non-zero, with code.
     @param _max_ages Per source, the longest accepted age of `updatedAt`
            in seconds (0 < max_age <= MAX_AGE_LIMIT).
     @param _min_price The lowest accepted price, WAD (> 0).
     @param _max_price The highest accepted price, WAD (> `_min_price`,
            <= MAX_PRICE).
-    @param _max_deviation_bps The largest accepted spread of the valid
-           sources relative to the median, in basis points (1..10_000).
-    @param _min_fresh The fewest valid sources for a reading without
-           FLAG_DEGRADED (1..number of sources).
+    @param _max_deviation_bps The largest spread of sources that still
+           agree, relative to their reference price, in basis points
+           (1..10_000).
+    @param _min_fresh The fewest valid sources for a quorum (2..number of
+           sources).
     @param _twap_window The EMA time constant in seconds (60..86_400).
     @return uint256 The new market id.
     """
@@ -350,7 +363,7 @@ def set_sources(
          The EMA state is kept.
     @notice Only RISK_ROLE. Emits `SourcesUpdated`.
     @param _market The market id.
-    @param _sources The 1 to 3 feeds, distinct, non-zero, with code; at
+    @param _sources The 2 or 3 feeds, distinct, non-zero, with code; at
            least the market's `min_fresh` of them.
     @param _max_ages Per source, the longest accepted age of `updatedAt`
            in seconds (0 < max_age <= MAX_AGE_LIMIT).
@@ -400,10 +413,11 @@ def set_params(
     @param _min_price The lowest accepted price, WAD (> 0).
     @param _max_price The highest accepted price, WAD (> `_min_price`,
            <= MAX_PRICE).
-    @param _max_deviation_bps The largest accepted spread of the valid
-           sources relative to the median, in basis points (1..10_000).
-    @param _min_fresh The fewest valid sources for a reading without
-           FLAG_DEGRADED (1..number of sources).
+    @param _max_deviation_bps The largest spread of sources that still
+           agree, relative to their reference price, in basis points
+           (1..10_000).
+    @param _min_fresh The fewest valid sources for a quorum (2..number of
+           sources).
     @param _twap_window The EMA time constant in seconds (60..86_400).
     """
     access_control._check_role(RISK_ROLE, msg.sender)
@@ -473,8 +487,9 @@ def set_sequencer_feed(_feed: address, _grace_period: uint256):
 @external
 def observe(_market: uint256) -> (uint256, uint256):
     """
-    @dev Reads `_market` like `latest`, then folds the previous reading
-         into the EMA (see the glossary) and records this one. Several
+    @dev Reads `_market` like `latest`; with quorum, folds the previous
+         reading into the EMA (see the glossary) and records this one;
+         without quorum (FLAG_DEGRADED) records nothing. Several
          observations in one block leave the EMA unchanged (dt = 0) and
          keep the newest price as `last_price`.
     @notice Anyone may call it: it only records the feeds' own readings.
@@ -491,6 +506,13 @@ def observe(_market: uint256) -> (uint256, uint256):
     flags: uint256 = 0
     price, flags = self._read(_market, config)
     state: uint256 = self._observations[_market]
+    if flags & FLAG_DEGRADED != 0:
+        # No quorum: nothing is folded into the EMA or recorded; `price` is the last
+        # quorum price and the EMA is reported as stored.
+        log PriceObserved(
+            market=_market, price=price, twap=(state >> _OBS_EMA) & _MASK_96, flags=flags
+        )
+        return price, flags
     ema: uint256 = price
     last_ts: uint256 = state >> _OBS_TS
     if last_ts != 0:
@@ -512,9 +534,9 @@ def observe(_market: uint256) -> (uint256, uint256):
 @view
 def latest(_market: uint256) -> (uint256, uint256):
     """
-    @dev Reads every source of `_market` and returns the median of the
-         valid ones with the flags. Reverts with the reason of the first
-         rejected source (in configured order) if none is valid.
+    @dev Reads every source of `_market` and returns the quorum price
+         with the flags (see the glossary). Without quorum: the last
+         quorum price with FLAG_DEGRADED, never a reverted call.
     @param _market The market id.
     @return uint256 The price, WAD.
     @return uint256 The flags.
@@ -655,9 +677,8 @@ def _known_config(_market: uint256) -> uint256:
 @view
 def _read(_market: uint256, _config: uint256) -> (uint256, uint256):
     """
-    @dev The shared reading of `latest` and `observe`: median of the valid
-         sources and the flags. Reverts with the reason of the first
-         rejected source if none is valid.
+    @dev The shared reading of `latest` and `observe`: the quorum price
+         and the flags, or the last quorum price with FLAG_DEGRADED.
     @param _market The market id.
     @param _config The packed parameters of `_market`.
     @return uint256 The price, WAD.
@@ -670,7 +691,6 @@ def _read(_market: uint256, _config: uint256) -> (uint256, uint256):
     second: uint256 = 0
     third: uint256 = 0
     valid: uint256 = 0
-    first_reject: uint256 = 0
     success: bool = False
     response: Bytes[_ROUND_DATA_SIZE] = b""
     for i: uint256 in range((_config >> _CFG_COUNT) & _MASK_8, bound=MAX_SOURCES):
@@ -725,45 +745,71 @@ def _read(_market: uint256, _config: uint256) -> (uint256, uint256):
                 third = price
             # Cannot overflow: at most MAX_SOURCES iterations.
             valid = unsafe_add(valid, 1)
-        elif first_reject == 0:
-            first_reject = reject
-    if valid == 0:
-        self._raise_rejected(first_reject)
-    # Every price is below 2**96 (`max_price <= MAX_PRICE`), so the sums
-    # and products below cannot overflow.
-    median: uint256 = first
-    spread: uint256 = 0
-    if valid == 2:
-        low: uint256 = min(first, second)
-        high: uint256 = max(first, second)
-        # Cannot overflow: both terms are below 2**96.
-        median = unsafe_add(low, high) // 2
-        # Cannot underflow: `high >= low`.
-        spread = unsafe_sub(high, low)
-    elif valid == 3:
-        low: uint256 = min(first, second)
-        high: uint256 = max(first, second)
-        if third < low:
-            median = low
-            # Cannot underflow: `high >= low > third`.
-            spread = unsafe_sub(high, third)
-        elif third > high:
-            median = high
-            # Cannot underflow: `third > high >= low`.
-            spread = unsafe_sub(third, low)
-        else:
-            median = third
+        # Quorum (see the glossary): every price is below 2**96 (`max_price <= MAX_PRICE`)
+        # and `max_deviation_bps <= 10_000 < 2**14`, so the sums and products below cannot
+        # overflow.
+
+
+    price: uint256 = 0
+    quorum: bool = False
+    dev: uint256 = (_config >> _CFG_DEVIATION) & _MASK_16
+    if valid >= (_config >> _CFG_MIN_FRESH) & _MASK_8:
+        if valid == 2:
+            quorum, price = self._pair(first, second, dev)
+        elif valid == 3:
+            # sort: low <= mid <= high
+            low: uint256 = min(first, second)
+            high: uint256 = max(first, second)
+            mid: uint256 = third
+            if third < low:
+                mid = low
+                low = third
+            elif third > high:
+                mid = high
+                high = third
             # Cannot underflow: `high >= low`.
-            spread = unsafe_sub(high, low)
+            if unsafe_mul(unsafe_sub(high, low), _BPS) <= unsafe_mul(dev, mid):
+                quorum = True
+                price = mid
+            else:
+                low_ok: bool = False
+                low_price: uint256 = 0
+                high_ok: bool = False
+                high_price: uint256 = 0
+                low_ok, low_price = self._pair(low, mid, dev)
+                high_ok, high_price = self._pair(mid, high, dev)
+                # exactly one agreeing pair: the third source is the outlier
+                if low_ok and not high_ok:
+                    quorum = True
+                    price = low_price
+                elif high_ok and not low_ok:
+                    quorum = True
+                    price = high_price
     flags: uint256 = 0
     if _config & _CFG_HAS_SEQUENCER != 0:
         flags = self._sequencer_flags(self._globals)
-    # Cannot overflow: `spread < 2**96` and `max_deviation_bps < 2**16`.
-    if valid < (_config >> _CFG_MIN_FRESH) & _MASK_8 or unsafe_mul(spread, _BPS) > unsafe_mul(
-        (_config >> _CFG_DEVIATION) & _MASK_16, median
-    ):
-        flags |= FLAG_DEGRADED
-    return median, flags
+    if not quorum:
+        # no quorum: the last quorum price, for display only (0 before the first)
+        return self._observations[_market] & _MASK_96, flags | FLAG_DEGRADED
+    return price, flags
+
+
+@internal
+@pure
+def _pair(_a: uint256, _b: uint256, _dev: uint256) -> (bool, uint256):
+    """
+    @dev Whether two valid prices agree within `_dev` basis points of their mean, and
+         that mean (rounded down).
+    @param _a One price (< 2**96).
+    @param _b The other price (< 2**96).
+    @param _dev The market's deviation bound in basis points.
+    @return bool True if (max - min) * 10_000 <= _dev * mean.
+    @return uint256 The floor of the mean.
+    """
+    # Cannot overflow: both prices are below 2**96 and `_dev <= 10_000`.
+    mean: uint256 = unsafe_add(_a, _b) // 2
+    spread: uint256 = unsafe_sub(max(_a, _b), min(_a, _b))
+    return unsafe_mul(spread, _BPS) <= unsafe_mul(_dev, mean), mean
 
 
 @internal
@@ -836,7 +882,7 @@ def _pack_sources(
     @dev Validates each source and max age, reads each feed's
          `decimals()` and returns the packed source words. The lengths
          are checked by `_check_lengths` beforehand.
-    @param _sources The 1 to 3 feeds.
+    @param _sources The 2 or 3 feeds.
     @param _max_ages Per source, the longest accepted age in seconds.
     @return DynArray The packed source words.
     """
@@ -874,12 +920,13 @@ def _check_lengths(
     _sources: DynArray[address, MAX_SOURCES], _max_ages: DynArray[uint256, MAX_SOURCES]
 ):
     """
-    @dev Checks that there is at least one source and one max age per
-         source (the ABI decoder already caps both at MAX_SOURCES).
+    @dev Checks that there are at least two sources (a quorum needs two)
+         and one max age per source (the ABI decoder already caps both at
+         MAX_SOURCES).
     @param _sources The feeds.
     @param _max_ages The max ages.
     """
-    assert len(_sources) != 0, "oracle: no sources"
+    assert len(_sources) >= 2, "oracle: fewer than two sources"
     assert len(_max_ages) == len(_sources), "oracle: length mismatch"
 
 
@@ -898,15 +945,15 @@ def _pack_params(
     @param _min_price The lowest accepted price, WAD.
     @param _max_price The highest accepted price, WAD.
     @param _max_deviation_bps The deviation bound in basis points.
-    @param _min_fresh The fewest valid sources without FLAG_DEGRADED.
+    @param _min_fresh The fewest valid sources for a quorum (>= 2).
     @param _twap_window The EMA time constant in seconds.
-    @param _count The number of sources (1..3).
-    @return uint256 The packed parameters (never zero: `_count >= 1`).
+    @param _count The number of sources (2..3).
+    @return uint256 The packed parameters (never zero: `_count >= 2`).
     """
     assert _min_price != 0 and _min_price < _max_price, "oracle: bad price bounds"
     assert _max_price <= MAX_PRICE, "oracle: max price too large"
     assert _max_deviation_bps != 0 and _max_deviation_bps <= _BPS, "oracle: bad max deviation"
-    assert _min_fresh != 0 and _min_fresh <= _count, "oracle: bad min fresh"
+    assert _min_fresh >= 2 and _min_fresh <= _count, "oracle: bad min fresh"
     assert (
         _twap_window >= MIN_TWAP_WINDOW and _twap_window <= MAX_TWAP_WINDOW
     ), "oracle: bad twap window"
@@ -929,19 +976,3 @@ def _source_address(_word: uint256) -> address:
     @return address The address.
     """
     return convert(convert(_word & _MASK_160, uint160), address)
-
-
-@internal
-@pure
-def _raise_rejected(_reason: uint256):
-    """
-    @dev Reverts with the message of a rejection reason.
-    @param _reason A `_REJECT_*` code.
-    """
-    if _reason == _REJECT_NON_POSITIVE:
-        raise "oracle: non-positive answer"
-    if _reason == _REJECT_STALE:
-        raise "oracle: stale price"
-    if _reason == _REJECT_OUT_OF_RANGE:
-        raise "oracle: answer out of range"
-    raise "oracle: source unavailable"

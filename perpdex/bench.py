@@ -11,7 +11,7 @@ each extra scenario adds about 45 gas per position.
 
 Every measured transaction is a fresh transaction (cold storage), 30 seconds after the
 previous one with the feeds refreshed (so funding accrues and snapshots rewrite), on the
-production configuration in config/*.yaml (3 oracle sources for BTC and ETH, 2 for SOL).
+production configuration in config/*.yaml (3 oracle sources per market).
 """
 
 from __future__ import annotations
@@ -127,20 +127,24 @@ class Bench:
         from perpdex.sdk import riskbook
 
         while p.clearinghouse.market_count() < n:
-            feed = admin.deploy(self.project.MockAggregator, 8, int(btc.price * 10**8))
             o = btc.oracle
+            # as many feeds as BTC ships: a price needs a quorum of two
+            feeds = [
+                admin.deploy(self.project.MockAggregator, 8, int(btc.price * 10**8))
+                for _ in range(o.sources)
+            ]
             p.oracle.add_market(
-                [feed.address],
-                [o.max_age],
+                [f.address for f in feeds],
+                [o.max_age] * len(feeds),
                 o.min_price,
                 o.max_price,
                 o.max_deviation_bps,
-                1,
+                o.min_fresh,
                 o.twap_window,
                 sender=admin,
             )
             p.admin.add_market(btc.params(), sender=admin)
-            p.feeds[f"X{p.clearinghouse.market_count() - 1}"] = [feed]
+            p.feeds[f"X{p.clearinghouse.market_count() - 1}"] = feeds
         # extend the risk book: the clones move like BTC
         code = bytes(self.chain.provider.get_code(p.clearinghouse.risk_book()))[1:]
         book = riskbook.decode(code)

@@ -18,6 +18,8 @@ from perpdex.units import to_bps, to_nano_wad, to_wad
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
+# Oracle feeds every market must ship with (a price needs two agreeing; see load_system).
+MIN_ORACLE_SOURCES = 3
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ def load_system(path: Path | None = None) -> SystemConfig:
                     max_vault_exposure=to_nano_wad(m["max_vault_exposure"]),
                 )
             )
-        return SystemConfig(
+        system = SystemConfig(
             settlement_symbol=str(d["settlement"]["symbol"]),
             settlement_decimals=int(d["settlement"]["decimals"]),
             insurance_bps=to_bps(d["fees"]["insurance_share"]),
@@ -186,6 +188,20 @@ def load_system(path: Path | None = None) -> SystemConfig:
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"config/markets.yaml: bad or missing field {e}; compare with git") from e
+    for m in markets:
+        # a price needs a quorum of two agreeing feeds (OracleRouter); three feeds keep a
+        # quorum when one fails or lies
+        if m.oracle.sources < MIN_ORACLE_SOURCES:
+            raise ConfigError(
+                f"config/markets.yaml: {m.symbol} has {m.oracle.sources} oracle sources; "
+                f"ship at least {MIN_ORACLE_SOURCES} so one bad feed cannot freeze the market"
+            )
+        if not 2 <= m.oracle.min_fresh <= m.oracle.sources:
+            raise ConfigError(
+                f"config/markets.yaml: {m.symbol} min_fresh must be 2..{m.oracle.sources} "
+                "(a price needs a quorum of two agreeing feeds)"
+            )
+    return system
 
 
 def load_risk(path: Path | None = None) -> RiskConfig:

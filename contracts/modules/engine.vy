@@ -62,6 +62,8 @@ def _pool_trade(
     flags: uint256 = 0
     index: int256 = 0
     price, flags, index = self._touch_with(m, p)
+    # no fill of any kind (reduce-only and loss-cap close-outs included) without quorum
+    self._require_quorum(flags)
     size: int256 = packing._pos_size(state._pos[account][m])
     adds: bool = size == 0 or (size > 0) == (delta > 0) or abs(delta) > abs(size)
     if reduce_only:
@@ -222,7 +224,16 @@ def _require_valid_price(flags: uint256):
     """
     assert flags & c.FLAG_SEQUENCER_DOWN == 0, "clearinghouse: sequencer down"
     assert flags & c.FLAG_SEQUENCER_GRACE == 0, "clearinghouse: sequencer grace period"
-    assert flags & c.FLAG_DEGRADED == 0, "clearinghouse: oracle degraded"
+    self._require_quorum(flags)
+
+
+@internal
+@pure
+def _require_quorum(flags: uint256):
+    """
+    @dev Nothing is filled, valued or liquidated at a price without quorum (FLAG_DEGRADED).
+    """
+    assert flags & c.FLAG_DEGRADED == 0, "clearinghouse: no price quorum"
 
 
 @internal
@@ -295,11 +306,25 @@ def _touch_with(m: uint256, p: packing.MarketParams) -> (uint256, uint256, int25
     """
     @dev Reads the oracle (which records its time-weighted price), accrues funding over
          the time since the last touch at the new price, and caches both in the mark word.
+         Without a price quorum (FLAG_DEGRADED) the market freezes instead: the mark word
+         is left as it is (no price, no funding), the params word's FROZEN_BIT is set
+         (MarketFrozen, once) and price 0 is returned with the flags: every caller
+         must check them. The first touch with quorum
+         again clears the bit (MarketResumed) and accrues funding over the whole gap.
     """
     price: uint256 = 0
     flags: uint256 = 0
     price, flags = extcall state.ORACLE.observe(m)
     mw: uint256 = state._mark[m]
+    pw: uint256 = state._params[m]
+    if flags & c.FLAG_DEGRADED != 0:
+        if pw & packing.FROZEN_BIT == 0:
+            state._params[m] = pw | packing.FROZEN_BIT
+            log state.MarketFrozen(market=m, mark=packing._mark_price(mw))
+        return 0, flags, 0
+    if pw & packing.FROZEN_BIT != 0:
+        state._params[m] = pw & ~packing.FROZEN_BIT
+        log state.MarketResumed(market=m, price=price)
     index: int256 = packing._mark_index(mw)
     last: uint256 = packing._mark_time(mw)
     rate: int256 = packing._mark_rate(mw)
@@ -323,10 +348,20 @@ def _touch_with(m: uint256, p: packing.MarketParams) -> (uint256, uint256, int25
 
 
 @internal
+def _touch_quorum(m: uint256):
+    """
+    @dev Touches market `m` for a valuation; reverts if its price lacks quorum (the
+         cached mark would be old).
+    """
+    self._require_quorum(self._touch(m)[1])
+
+
+@internal
 def _refresh_stale(hdr: uint256):
     """
     @dev Re-reads the oracle for every market of the account whose cached mark is older
-         than `max_mark_age`, so a margin check never values risk at an old price.
+         than `max_mark_age`, so a margin check never values risk at an old price; a
+         market without price quorum reverts it.
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
     age: uint256 = packing._system(state._system).max_mark_age
@@ -334,7 +369,7 @@ def _refresh_stale(hdr: uint256):
         if bitmap >> m == 0:
             break
         if (bitmap >> m) & 1 == 1 and packing._mark_time(state._mark[m]) + age < block.timestamp:
-            self._touch(m)
+            self._touch_quorum(m)
     self._refresh_collateral_marks(hdr)
 
 
@@ -350,7 +385,7 @@ def _refresh_collateral_marks(hdr: uint256):
         if (cbits >> i) & 1 == 1:
             m: uint256 = state.collateral_market[i]
             if packing._mark_time(state._mark[m]) + age < block.timestamp:
-                self._touch(m)
+                self._touch_quorum(m)
 
 
 @internal
@@ -678,7 +713,8 @@ def engine_touch(market: uint256) -> (uint256, uint256, int256):
 def engine_refresh_account(account: uint256, stale_only: bool):
     """
     @notice Self-only: refreshes the marks of every market the account holds (positions
-            and collateral), or only the stale ones.
+            and collateral), or only the stale ones. Reverts if one lacks price quorum:
+            nothing (liquidation steps, loss-cap close-outs) may value the account then.
     """
     self._only_self()
     hdr: uint256 = state._header[account]
@@ -690,7 +726,7 @@ def engine_refresh_account(account: uint256, stale_only: bool):
         if bitmap >> m == 0:
             break
         if (bitmap >> m) & 1 == 1:
-            self._touch(m)
+            self._touch_quorum(m)
     self._refresh_collateral_marks(hdr)
 
 

@@ -139,6 +139,7 @@ def liquidation_transfer(
             continue
         mw: uint256 = state._mark[m]
         assert packing._mark_time(mw) == block.timestamp, "clearinghouse: refresh marks first"
+        assert state._params[m] & packing.FROZEN_BIT == 0, "clearinghouse: no price quorum"
         mark: uint256 = packing._mark_price(mw)
         price: uint256 = 0
         if size > 0:

@@ -25,7 +25,8 @@
         params word     skew_scale u48 (whole base units) | maker_fee u24 (1e-8) |
                         taker_fee u24 (1e-8) | max_funding_velocity u32 (1e-6 per
                         day per day) | max_funding_rate u32 (1e-9 per day) |
-                        flags u8 (bit 0 listed, bit 1 paused) | max_oi u64 (whole
+                        flags u8 (bit 0 listed, bit 1 paused, bit 2 frozen: no
+                        price quorum) | max_oi u64 (whole
                         base units) | max_vault_exposure u24 (1e-6 of pool cash)
                         one read per trade; the API takes WAD values on these grids
         pool word       cash int128 | pending_fees uint128              (USD WAD)
@@ -63,6 +64,9 @@ MARKET_LISTED: constant(uint256) = 1
 MARKET_PAUSED: constant(uint256) = 2
 # position of the paused flag in the params word
 PAUSED_BIT: constant(uint256) = 2 << 160
+# frozen: the oracle had no price quorum at the market's last touch (set and cleared
+# only by engine._touch_with; not part of MarketParams, kept by set_market_params)
+FROZEN_BIT: constant(uint256) = 4 << 160
 
 
 struct MarketParams:

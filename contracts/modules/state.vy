@@ -278,6 +278,20 @@ event MarketPaused:
     paused: bool
 
 
+# The oracle lost its price quorum for `market`: trading, closes, liquidation steps,
+# withdrawal checks and vault share pricing that need it revert until it returns;
+# `mark` is the last quorum mark, kept unchanged (no funding accrues while frozen).
+event MarketFrozen:
+    market: indexed(uint256)
+    mark: uint256
+
+
+# The oracle has a price quorum for `market` again (`price`): the market trades again.
+event MarketResumed:
+    market: indexed(uint256)
+    price: uint256
+
+
 # --- immutables ------------------------------------------------------------------------
 
 # @notice The oracle router (trusted, deployed with the system).

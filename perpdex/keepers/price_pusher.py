@@ -1,7 +1,7 @@
 """The price pusher: drives the mock price feeds of a local network or a testnet.
 
 Production feeds are Chainlink's; on anvil and on testnets deployed with `mocks: true`
-every market has 2-3 `MockAggregator`s that anyone may set. The pusher moves them along a
+every market has 3 `MockAggregator`s (at least 2) that anyone may set. The pusher moves them along a
 price path, one step per `interval`:
 
     random-walk  each market's price is multiplied by exp(N(drift, vol)) per step
@@ -11,7 +11,8 @@ price path, one step per `interval`:
                  last answer; the pusher stops at the last row
 
 Each step writes the price to every feed of the market (optionally spread by a few basis
-points between sources, within the oracle's deviation bound) and then calls
+points between sources, strictly within the oracle's deviation bound: feeds that
+disagree leave the market without a price quorum, frozen) and then calls
 `refresh(markets)` so marks, funding and the oracle's time-weighted price follow.
 """
 
@@ -133,6 +134,7 @@ class PricePusher:
         self.source = source
         self.refresh = refresh
         self.spread_bps = spread_bps
+        self._spread_checked = False
         self.pushed = 0
 
     def current(self) -> dict[str, Decimal]:
@@ -146,6 +148,7 @@ class PricePusher:
         """Set every feed of the named markets; refresh all markets."""
         from ape.exceptions import ApeException
 
+        self._check_spread()
         for sym, price in prices.items():
             feeds = self.p.feeds.get(sym)
             if feeds is None:
@@ -169,6 +172,24 @@ class PricePusher:
             self.p.ops.refresh(list(range(len(self.p.feeds))), sender=self.signer)
         self.pushed += 1
         log.info("pushed %s", ", ".join(f"{s} {p:,.2f}" for s, p in sorted(prices.items())))
+
+    def _check_spread(self) -> None:
+        """Refuse a spread that would leave a market's feeds disagreeing: the oracle then
+        has no price quorum and the market freezes (once per pusher)."""
+        if self.spread_bps == 0 or self._spread_checked:
+            return
+        for i, (sym, feeds) in enumerate(self.p.feeds.items()):
+            bound = int(self.p.oracle.market_config(i).max_deviation_bps)
+            # feeds sit at -s .. +s around the price: they span s * (n - 1) bp; strictly
+            # below the bound, so rounding of the answers cannot push them past it
+            if self.spread_bps * (len(feeds) - 1) >= bound:
+                raise PerpdexError(
+                    f"--spread-bps {self.spread_bps} spreads the {len(feeds)} {sym} feeds over "
+                    f"{self.spread_bps * (len(feeds) - 1)} bp, not below the oracle's "
+                    f"{bound} bp deviation bound: the market would lose its price quorum "
+                    "and freeze; use a smaller spread"
+                )
+        self._spread_checked = True
 
     def step(self) -> dict[str, Decimal] | None:
         """Push the source's next prices; None when the path is over."""

@@ -41,6 +41,7 @@ from perpdex.config import ROOT
 from perpdex.errors import DeploymentNotFound, PerpdexError, TransactionRejected
 from perpdex.sdk import riskbook
 from perpdex.sdk.math import (
+    FLAG_DEGRADED,
     NO_RISK_HEALTH,
     NO_SCENARIO,
     PICO_PER_USD,
@@ -170,8 +171,9 @@ REVERT_HINTS: dict[str, str] = {
     "clearinghouse: sequencer grace period": (
         "the sequencer restarted recently; wait until its grace period has passed"
     ),
-    "clearinghouse: oracle degraded": (
-        "too few price sources agree right now; retry after the next price update"
+    "clearinghouse: no price quorum": (
+        "fewer than two price sources agree right now, so the market is frozen (closes "
+        "and liquidations too); it resumes by itself at the next update they agree on"
     ),
     "oracle: stale price": "the price feeds are stale; retry after the next price update",
     "oracle: source unavailable": (
@@ -455,7 +457,7 @@ class MarketInfo:
 
     id: int
     symbol: str
-    oracle_price: Decimal | None  # None: the oracle has no valid price right now
+    oracle_price: Decimal | None  # None: no price quorum right now (the market is frozen)
     mark_price: Decimal
     mark_time: int  # block timestamp of the last touch
     funding_rate: Decimal  # fraction of the price per day; positive: longs pay shorts
@@ -1120,8 +1122,12 @@ class PerpdexClient:
             long_oi, short_oi = self.clearinghouse.open_interest(m)
             p = self.clearinghouse.market_params(m)
             try:
-                oracle: Decimal | None = from_wad(int(self.oracle.latest(m)[0]))
-            except ContractLogicError:  # no valid source right now
+                o_price, o_flags = self.oracle.latest(m)
+                # no price quorum (the router's DEGRADED flag): the market is frozen
+                oracle: Decimal | None = (
+                    None if int(o_flags) & FLAG_DEGRADED else from_wad(int(o_price))
+                )
+            except ContractLogicError:
                 oracle = None
             out.append(
                 MarketInfo(

@@ -1291,6 +1291,8 @@ def quote(snap: Snapshot, market: int, size_delta: int, now: int | None = None) 
     now = snap.timestamp if now is None else now
     ctx = lens_ctx(snap)
     price = snap.oracle_price(market)
+    if (snap.market(market).oracle_flags or 0) & FLAG_DEGRADED:
+        raise Revert("lens: no price quorum")
     p = snap.params(market)
     long_oi, short_oi = snap.open_interest(market)
     skew = long_oi - short_oi
@@ -1373,9 +1375,18 @@ def _with_market(snap: Snapshot, m: int, **changes: object) -> Snapshot:
     return replace(snap, markets=tuple(markets))
 
 
+def _require_quorum(flags: int) -> None:
+    """engine._require_quorum: nothing is filled, valued or liquidated at a price without
+    quorum (the router's FLAG_DEGRADED: fewer than two valid sources agree)."""
+    if flags & FLAG_DEGRADED:
+        raise Revert("clearinghouse: no price quorum")
+
+
 def _touch_market(snap: Snapshot, m: int, now: int) -> Snapshot:
-    """engine._touch: the snapshot with market m's mark re-read and funding accrued."""
+    """engine._touch_quorum: the snapshot with market m's mark re-read and funding
+    accrued; a market without price quorum reverts the valuation."""
     ms = snap.market(m)
+    _require_quorum(ms.oracle_flags or 0)
     mark = touch(ms.mark, ms.params, ms.skew, snap.oracle_price(m), now)
     return _with_market(snap, m, mark=mark)
 
@@ -1436,8 +1447,7 @@ def _require_can_add_risk(snap: Snapshot, m: int, p: MarketParams, flags: int) -
         raise Revert("clearinghouse: sequencer down")
     if flags & FLAG_SEQUENCER_GRACE:
         raise Revert("clearinghouse: sequencer grace period")
-    if flags & FLAG_DEGRADED:
-        raise Revert("clearinghouse: oracle degraded")
+    _require_quorum(flags)
     if snap.book is None:
         raise Revert("clearinghouse: no risk book")
     if m >= snap.book.header.n_markets:
@@ -1478,6 +1488,8 @@ def simulate_trade(
     p = ms.params
     price = snap.oracle_price(market)
     flags = ms.oracle_flags or 0
+    # no fill of any kind (reduce-only included) without a price quorum
+    _require_quorum(flags)
     mark = touch(ms.mark, p, ms.skew, price, now)
     index = mark.index
     pos = snap.position(market)

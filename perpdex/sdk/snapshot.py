@@ -70,7 +70,8 @@ class MarketState:
     mark: Mark
     long_oi: int
     short_oi: int
-    oracle_price: int | None  # OracleRouter.latest median (WAD); None: oracle refused
+    oracle_price: int | None  # OracleRouter.latest quorum price (WAD); with FLAG_DEGRADED
+    # in oracle_flags only the last quorum price, which nothing may use; None: no answer
     oracle_flags: int | None
 
     @property

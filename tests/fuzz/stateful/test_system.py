@@ -105,8 +105,10 @@ DOWN, GRACE, DEGRADED = pm.FLAG_SEQUENCER_DOWN, pm.FLAG_SEQUENCER_GRACE, pm.FLAG
 
 # --- revert reasons ------------------------------------------------------------------------
 
+NO_QUORUM = "clearinghouse: no price quorum"
 ORACLE_REASONS = frozenset(
     {
+        NO_QUORUM,
         "oracle: stale price",
         "oracle: non-positive answer",
         "oracle: answer out of range",
@@ -116,7 +118,7 @@ ORACLE_REASONS = frozenset(
 GATE = {
     DOWN: "clearinghouse: sequencer down",
     GRACE: "clearinghouse: sequencer grace period",
-    DEGRADED: "clearinghouse: oracle degraded",
+    DEGRADED: NO_QUORUM,
 }
 SEQ_GRACE = "auction: sequencer grace period"
 
@@ -169,7 +171,11 @@ class OracleModel:
         return 0
 
     def read(self, m: int, now: int) -> tuple[int, int]:
-        """(median WAD, flags) at `now`, or OracleRevert with the router's reason."""
+        """(quorum price WAD, flags) at `now`: two valid sources that agree -> their mean;
+        three -> the median if all agree, else the one agreeing pair's mean (the outlier
+        dropped); otherwise no quorum: (0, flags | DEGRADED). The router returns its last
+        quorum price there, which nothing may use; the model returns 0 so that a use of it
+        shows."""
         c = self.cfg[m]
         valid: list[int] = []
         first_reject = ""
@@ -190,20 +196,31 @@ class OracleModel:
                 first_reject = first_reject or reason
             else:
                 valid.append(price)
-        if not valid:
-            raise OracleRevert(first_reject)
-        spread = 0
-        median = valid[0]
-        if len(valid) == 2:
-            median = (valid[0] + valid[1]) // 2
-            spread = max(valid) - min(valid)
-        elif len(valid) == 3:
-            median = sorted(valid)[1]
-            spread = max(valid) - min(valid)
+        del first_reject  # the router no longer reverts for want of valid sources
+        dev = c.max_deviation_bps
+
+        def pair(a: int, b: int) -> tuple[bool, int]:
+            mean = (a + b) // 2
+            return abs(a - b) * BPS <= dev * mean, mean
+
+        price = None
+        if len(valid) >= max(c.min_fresh, 2):
+            if len(valid) == 2:
+                ok, mean = pair(*valid)
+                price = mean if ok else None
+            else:
+                lo, mid, hi = sorted(valid)
+                if (hi - lo) * BPS <= dev * mid:
+                    price = mid
+                else:
+                    lo_ok, lo_mean = pair(lo, mid)
+                    hi_ok, hi_mean = pair(mid, hi)
+                    if lo_ok != hi_ok:
+                        price = lo_mean if lo_ok else hi_mean
         flags = self.seq_flags(now)
-        if len(valid) < c.min_fresh or spread * BPS > c.max_deviation_bps * median:
-            flags |= DEGRADED
-        return median, flags
+        if price is None:
+            return 0, flags | DEGRADED
+        return price, flags
 
     def try_read(self, m: int, now: int) -> tuple[int, int] | str:
         try:
@@ -428,6 +445,14 @@ class Ledger:
                 continue
             name = lg.name
             seen.append(name)
+            if name in ("Fill", "MarkUpdated", "MarketFrozen", "MarketResumed"):
+                # 11. price quorum: a mark is cached and a fill (market order, close,
+                # liquidation transfer) happens only where the oracle has quorum now
+                m = int(a["market"])
+                quorum = oracle.read(m, tx.timestamp)[1] & DEGRADED == 0
+                assert quorum == (name != "MarketFrozen"), (
+                    f"{name} in market {m} with oracle quorum {quorum}"
+                )
             if name == "MarkUpdated":
                 m = int(a["market"])
                 model = oracle.read(m, tx.timestamp)[0]
@@ -788,10 +813,12 @@ class SystemMachine(RuleBasedStateMachine):
         )
 
     def _touch(self, snap: Snapshot, m: int, now: int, require_valid: bool) -> Snapshot:
-        """engine._touch (+ _require_valid_price when asked) on a snapshot."""
+        """engine._touch_quorum (+ _require_valid_price when asked) on a snapshot."""
         r = self.oracle.try_read(m, now)
         if isinstance(r, str):
             raise Predicted(r)
+        if r[1] & DEGRADED:
+            raise Predicted(NO_QUORUM)
         if require_valid and (reason := _gate_reason(r[1])):
             raise Predicted(reason)
         return pm._touch_market(snap, m, now)
@@ -1260,7 +1287,7 @@ class SystemMachine(RuleBasedStateMachine):
         size = s.pos[market].size
         now = self.now + 1
         r = self.oracle.try_read(market, now)
-        price = r[0] if isinstance(r, tuple) else w.marks[market].price
+        price = r[0] if isinstance(r, tuple) and r[0] else w.marks[market].price
         base = max(s.margin.equity, 1_000 * WAD) * lev // BPS * WAD // price + dust
         if kind == "open" or size == 0:
             delta = base if long else -base
@@ -1574,11 +1601,23 @@ class SystemMachine(RuleBasedStateMachine):
             self._refresh([market])
 
     def feed_diverges(self, market: int, feed: int, bps: int) -> None:
-        """One source leaves the others: the median holds, the spread may flag it degraded."""
+        """One source leaves the others: with three, the agreeing pair holds the price;
+        with two (or one of three stale), the market loses its quorum and freezes."""
         answers = [self.price[market]] * len(self.fs.feeds[market])
         i = feed % len(answers)
         answers[i] = self._clamp(market, answers[i] * (BPS + bps) // BPS)
         self._post(market, answers)
+
+    def feed_goes_stale(self, market: int, feed: int) -> None:
+        """One source stops updating: it is older than max_age from now on (with a
+        second one gone too, or one lying, the market has no quorum and freezes)."""
+        i = feed % len(self.fs.feeds[market])
+        old = max(self.now - self.fs.config.markets[market].oracle.max_age - 1, 1)
+        ans = self.oracle.feeds[market][i].answer
+        self._plain(
+            self.fs.actors["keeper"], self.fs.feeds[market][i], "set_round_data", ans, old, old
+        )
+        self.oracle.feeds[market][i] = Feed(ans, old)
 
     @rule(seconds=fst.time_steps, repost=fst.reposts)
     def time_passes(self, seconds: int, repost: bool) -> None:
@@ -1682,7 +1721,14 @@ class SystemMachine(RuleBasedStateMachine):
             self.set_loss_cap(pick, bps)
 
     @rule(
-        action=st.sampled_from(["diverge"] * 6 + ["sequencer_down"] * 2 + ["sequencer_up"] * 3),
+        action=st.sampled_from(
+            ["diverge"] * 6
+            + ["stale"] * 2
+            + ["spike"] * 2
+            + ["heal"] * 3
+            + ["sequencer_down"] * 2
+            + ["sequencer_up"] * 3
+        ),
         market=fst.markets,
         feed=fst.feed_picks,
         bps=fst.diverge_bps,
@@ -1690,6 +1736,13 @@ class SystemMachine(RuleBasedStateMachine):
     def oracle_event(self, action: str, market: int, feed: int, bps: int) -> None:
         if action == "diverge":
             self.feed_diverges(market, feed, bps)
+        elif action == "stale":
+            self.feed_goes_stale(market, feed)
+        elif action == "spike":
+            self.feed_diverges(market, feed, 9 * BPS)  # one feed reports 10x
+        elif action == "heal":
+            self._post(market)  # every feed back at the price: quorum returns
+            self._refresh([market])
         else:
             self.sequencer(action == "sequencer_down")
 

@@ -22,9 +22,12 @@ NEW_PRICE = 50  # USD
 
 @pytest.fixture(scope="module")
 def oracle_market(all_actors, granted_roles, project, protocol, admin):
-    """Lists a 4th market (one mock feed at $50) in the oracle router; returns its id."""
-    feed = project.MockAggregator.deploy(8, NEW_PRICE * FEED_USD, sender=admin)
-    tx = protocol.oracle.add_market([feed], [3_600], WAD, 10_000 * WAD, 200, 1, 600, sender=admin)
+    """Lists a 4th market (two mock feeds at $50: a price needs a quorum of two) in the
+    oracle router; returns its id."""
+    feeds = [project.MockAggregator.deploy(8, NEW_PRICE * FEED_USD, sender=admin) for _ in "ab"]
+    tx = protocol.oracle.add_market(
+        feeds, [3_600] * 2, WAD, 10_000 * WAD, 200, 2, 600, sender=admin
+    )
     return tx.return_value
 
 
@@ -135,10 +138,10 @@ def protocol_risk_with_new_market():
 
 
 def test_add_market__too_many_markets__reverts(ch, gov, protocol, oracle_market, new_params, admin):
-    feed = protocol.oracle.sources(oracle_market)[0]
+    feeds = protocol.oracle.sources(oracle_market)
     gov.add_market(new_params, sender=admin)
     while ch.market_count() < 32:
-        protocol.oracle.add_market([feed], [3_600], WAD, 10_000 * WAD, 200, 1, 600, sender=admin)
+        protocol.oracle.add_market(feeds, [3_600] * 2, WAD, 10_000 * WAD, 200, 2, 600, sender=admin)
         gov.add_market(new_params, sender=admin)
     with ape.reverts("clearinghouse: too many markets"):
         gov.add_market(new_params, sender=admin)

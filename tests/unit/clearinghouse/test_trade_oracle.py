@@ -1,9 +1,10 @@
-"""trade and withdraw under oracle trouble: stale, degraded, sequencer down or in grace,
-bad answers.
+"""trade and withdraw under oracle trouble: stale, no price quorum, sequencer down or in
+grace, bad answers.
 
-Risk-increasing actions (adding to a position, taking margin out of an account with
-positions) need a clean price (no flags); risk-reducing trades go through on a degraded
-price or a sequencer outage, but nothing trades without a valid price at all.
+Nothing trades, closes or withdraws against positions without a price quorum (two valid
+sources that agree; one outlier of three is dropped): the market is frozen. Risk-increasing
+actions (adding to a position, taking margin out of an account with positions) also need
+the sequencer up past its grace period; risk-reducing trades go through a sequencer outage.
 """
 
 import ape
@@ -35,11 +36,17 @@ def _size(ch, long_acct):
     return ch.position(long_acct, BTC)[0]
 
 
+def _split(btc_feeds, admin):
+    """90,000 / 110,000 / 100,000: no two sources within 2% of each other: no quorum."""
+    btc_feeds[0].set_answer(110_000 * FEED_USD, sender=admin)
+    btc_feeds[1].set_answer(90_000 * FEED_USD, sender=admin)
+
+
 def test_trade__stale_price__reverts(ch, h, long_acct, trader):
     chain.pending_timestamp += MAX_AGE + 1
-    with ape.reverts("oracle: stale price"):
+    with ape.reverts("clearinghouse: no price quorum"):
         h.trade(trader, long_acct, "BTC", "0.01")
-    with ape.reverts("oracle: stale price"):
+    with ape.reverts("clearinghouse: no price quorum"):
         h.trade(trader, long_acct, "BTC", "-0.01")
     assert _size(ch, long_acct) == 5 * 10**16
 
@@ -61,36 +68,45 @@ def test_trade__one_stale_feed_of_three_is_ignored(ch, h, long_acct, trader, adm
 
 def test_withdraw__stale_price_blocks_margin_check__reverts(ch, ops, token, h, long_acct, trader):
     chain.pending_timestamp += MAX_AGE + 1
-    with ape.reverts("oracle: stale price"):
+    with ape.reverts("clearinghouse: no price quorum"):
         ops.withdraw(long_acct, token, h.usd(1), trader, sender=trader)
     assert ch.balance_of(long_acct, 0) > 9_000 * WAD
 
 
-def test_trade__degraded_increase__reverts(ch, h, long_acct, trader, admin, btc_feeds):
+def test_trade__one_outlier_of_three_is_dropped(ch, h, long_acct, trader, admin, btc_feeds):
     btc_feeds[0].set_answer(110_000 * FEED_USD, sender=admin)  # 10% off, max deviation 2%
-    with ape.reverts("clearinghouse: oracle degraded"):
+    h.trade(trader, long_acct, "BTC", "0.01")
+    assert _size(ch, long_acct) == 6 * 10**16
+    assert ch.mark(BTC)[0] == 100_000 * WAD  # the agreeing pair, not the median of three
+
+
+def test_trade__no_quorum_increase__reverts(ch, h, long_acct, trader, admin, btc_feeds):
+    _split(btc_feeds, admin)
+    with ape.reverts("clearinghouse: no price quorum"):
         h.trade(trader, long_acct, "BTC", "0.01")
-    with ape.reverts("clearinghouse: oracle degraded"):
+    with ape.reverts("clearinghouse: no price quorum"):
         h.trade(trader, h.funded_account(trader, 1_000, name="flat"), "BTC", "-0.01")
     assert _size(ch, long_acct) == 5 * 10**16
 
 
-def test_trade__degraded_reduce(ch, h, long_acct, trader, admin, btc_feeds):
-    btc_feeds[0].set_answer(110_000 * FEED_USD, sender=admin)
-    h.trade(trader, long_acct, "BTC", "-0.02")
-    assert _size(ch, long_acct) == 3 * 10**16
-    h.trade(trader, long_acct, "BTC", "-0.03")
-    assert _size(ch, long_acct) == 0
+def test_trade__no_quorum_reduce__reverts(ch, h, long_acct, trader, admin, btc_feeds):
+    """Changed rule (issue 9): a reduce-only close used to fill at the degraded price."""
+    _split(btc_feeds, admin)
+    with ape.reverts("clearinghouse: no price quorum"):
+        h.trade(trader, long_acct, "BTC", "-0.02")
+    with ape.reverts("clearinghouse: no price quorum"):
+        h.trade(trader, long_acct, "BTC", "-0.05")
+    assert _size(ch, long_acct) == 5 * 10**16
 
 
-def test_trade__degraded_flip__reverts(ch, h, long_acct, trader, admin, btc_feeds):
-    btc_feeds[0].set_answer(110_000 * FEED_USD, sender=admin)
-    with ape.reverts("clearinghouse: oracle degraded"):
+def test_trade__no_quorum_flip__reverts(ch, h, long_acct, trader, admin, btc_feeds):
+    _split(btc_feeds, admin)
+    with ape.reverts("clearinghouse: no price quorum"):
         h.trade(trader, long_acct, "BTC", "-0.06")
 
 
-def test_trade__degraded_market_does_not_block_others(ch, h, long_acct, trader, admin, btc_feeds):
-    btc_feeds[0].set_answer(110_000 * FEED_USD, sender=admin)
+def test_trade__frozen_market_does_not_block_others(ch, h, long_acct, trader, admin, btc_feeds):
+    _split(btc_feeds, admin)
     h.trade(trader, long_acct, "ETH", "1")
     assert ch.position(long_acct, 1)[0] == WAD
 
@@ -138,9 +154,9 @@ def test_trade__after_sequencer_grace(ch, protocol, h, long_acct, trader, admin,
 def test_trade__non_positive_answers__reverts(ch, h, long_acct, trader, admin, btc_feeds, answer):
     for f in btc_feeds:
         f.set_answer(answer, sender=admin)
-    with ape.reverts("oracle: non-positive answer"):
+    with ape.reverts("clearinghouse: no price quorum"):
         h.trade(trader, long_acct, "BTC", "0.01")
-    with ape.reverts("oracle: non-positive answer"):
+    with ape.reverts("clearinghouse: no price quorum"):
         h.trade(trader, long_acct, "BTC", "-0.01")
 
 
@@ -150,20 +166,21 @@ def test_trade__one_zero_answer_of_three_is_ignored(ch, h, long_acct, trader, ad
     assert _size(ch, long_acct) == 6 * 10**16
 
 
-def test_trade__two_zero_answers_of_three_degrade(ch, h, long_acct, trader, admin, btc_feeds):
-    # one valid source < min_fresh (2)
+def test_trade__two_zero_answers_of_three_freeze(ch, h, long_acct, trader, admin, btc_feeds):
+    # one valid source: a lone source never prices anything, not even a close
     btc_feeds[0].set_answer(0, sender=admin)
     btc_feeds[1].set_answer(-5, sender=admin)
-    with ape.reverts("clearinghouse: oracle degraded"):
+    with ape.reverts("clearinghouse: no price quorum"):
         h.trade(trader, long_acct, "BTC", "0.01")
-    h.trade(trader, long_acct, "BTC", "-0.01")
-    assert _size(ch, long_acct) == 4 * 10**16
+    with ape.reverts("clearinghouse: no price quorum"):
+        h.trade(trader, long_acct, "BTC", "-0.01")
+    assert _size(ch, long_acct) == 5 * 10**16
 
 
 def test_trade__answers_out_of_range__reverts(ch, h, long_acct, trader, admin, btc_feeds):
     for f in btc_feeds:
         f.set_answer(100 * FEED_USD, sender=admin)  # below min_price 1,000
-    with ape.reverts("oracle: answer out of range"):
+    with ape.reverts("clearinghouse: no price quorum"):
         h.trade(trader, long_acct, "BTC", "0.01")
 
 
@@ -172,8 +189,8 @@ def test_withdraw__with_positions_on_degraded_price__reverts(
 ):
     """Taking margin out is risk-increasing: it needs the same clean price as a trade."""
     chain.pending_timestamp += 61  # past max_mark_age: the check re-reads the oracle
-    btc_feeds[0].set_answer(110_000 * FEED_USD, sender=admin)
-    with ape.reverts("clearinghouse: oracle degraded"):
+    _split(btc_feeds, admin)
+    with ape.reverts("clearinghouse: no price quorum"):
         ops.withdraw(long_acct, token, h.usd(100), trader, sender=trader)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from .helpers import DEFAULT_PARAMS, MAX_AGE, USD, Params
+from .helpers import DEFAULT_PARAMS, MAX_AGE, USD, Params, Twin
 
 # Actors `admin` (deployer), `keeper` and `stranger` come from tests/conftest.py.
 
@@ -48,6 +48,16 @@ def deploy_feed(project, admin) -> Callable:
 
 
 @pytest.fixture(scope="module")
+def deploy_twin(deploy_feed) -> Callable:
+    """`deploy_twin(decimals, answer)`: two feeds answering alike (see helpers.Twin)."""
+
+    def _deploy(decimals: int = 8, answer: int = 2_000 * USD) -> Twin:
+        return Twin([deploy_feed(decimals, answer), deploy_feed(decimals, answer)])
+
+    return _deploy
+
+
+@pytest.fixture(scope="module")
 def feeds(deploy_feed):
     """Three 8-decimal USD feeds answering 2,000, 2,010 and 2,020."""
     return [deploy_feed(8, (2_000 + 10 * i) * USD) for i in range(3)]
@@ -58,6 +68,8 @@ def add_market(router, admin) -> Callable:
     """`add_market(sources, params=DEFAULT_PARAMS, max_ages=None)` -> market id."""
 
     def _add(sources, params: Params = DEFAULT_PARAMS, max_ages=None):
+        if isinstance(sources, Twin):
+            sources = sources.feeds
         ages = max_ages if max_ages is not None else [MAX_AGE] * len(sources)
         tx = router.add_market(sources, ages, *params.args(), sender=admin)
         return tx.return_value

@@ -48,7 +48,7 @@ def test_revokeRole__risk_manager_loses_setters(router, feeds, admin, risk_manag
     router.revokeRole(RISK_ROLE, risk_manager, sender=admin)
 
     with ape.reverts(MISSING_ROLE):
-        router.add_market([feeds[0]], [MAX_AGE], *DEFAULT_PARAMS.args(), sender=risk_manager)
+        router.add_market(feeds[:2], [MAX_AGE] * 2, *DEFAULT_PARAMS.args(), sender=risk_manager)
 
 
 def test_grantRole__stranger_reverts(router, stranger):

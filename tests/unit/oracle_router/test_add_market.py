@@ -29,7 +29,7 @@ def feed_37_decimals(deploy_feed):
 
 def test_add_market__returns_sequential_ids(router, feeds, admin):
     for expected in range(3):
-        tx = router.add_market([feeds[0]], [MAX_AGE], *DEFAULT_PARAMS.args(), sender=admin)
+        tx = router.add_market(feeds[:2], [MAX_AGE] * 2, *DEFAULT_PARAMS.args(), sender=admin)
         assert tx.return_value == expected
 
     assert router.market_count() == 3
@@ -92,14 +92,14 @@ def test_add_market__accepts_edge_params(router, feeds, admin):
 
 
 def test_add_market__risk_manager_may_add(router, feeds, risk_manager):
-    tx = router.add_market([feeds[0]], [MAX_AGE], *DEFAULT_PARAMS.args(), sender=risk_manager)
+    tx = router.add_market(feeds[:2], [MAX_AGE] * 2, *DEFAULT_PARAMS.args(), sender=risk_manager)
 
     assert tx.return_value == 0
 
 
 def test_add_market__stranger_reverts(router, feeds, stranger):
     with ape.reverts(MISSING_ROLE):
-        router.add_market([feeds[0]], [MAX_AGE], *DEFAULT_PARAMS.args(), sender=stranger)
+        router.add_market(feeds[:2], [MAX_AGE] * 2, *DEFAULT_PARAMS.args(), sender=stranger)
 
 
 @pytest.mark.parametrize("case", list(BAD_SOURCE_CASES))
@@ -125,15 +125,15 @@ def test_add_market__bad_params_revert(router, feeds, admin, case):
 
 def test_add_market__33rd_market_reverts(router, feeds, admin):
     for _ in range(32):
-        router.add_market([feeds[0]], [MAX_AGE], *DEFAULT_PARAMS.args(), sender=admin)
+        router.add_market(feeds[:2], [MAX_AGE] * 2, *DEFAULT_PARAMS.args(), sender=admin)
     assert router.market_count() == 32
 
     with ape.reverts("oracle: too many markets"):
-        router.add_market([feeds[0]], [MAX_AGE], *DEFAULT_PARAMS.args(), sender=admin)
+        router.add_market(feeds[:2], [MAX_AGE] * 2, *DEFAULT_PARAMS.args(), sender=admin)
 
 
 def test_market_views__unknown_market_reverts(router, feeds, add_market):
-    add_market([feeds[0]])
+    add_market(feeds[:2])
 
     for view in (router.market_config, router.sources, router.observation):
         with ape.reverts("oracle: unknown market"):

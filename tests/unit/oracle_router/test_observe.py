@@ -11,10 +11,11 @@ WINDOW = 600
 
 
 @pytest.fixture
-def market(add_market, deploy_feed):
-    """An 18-decimal single-feed market (prices in WAD straight from the feed)."""
-    feed = deploy_feed(18, 2_000 * WAD)
-    return add_market([feed], Params(twap_window=WINDOW)), feed
+def market(add_market, deploy_twin):
+    """An 18-decimal market of two feeds that answer alike (prices in WAD straight from
+    the feeds), driven like one feed."""
+    feed = deploy_twin(18, 2_000 * WAD)
+    return add_market(feed, Params(twap_window=WINDOW)), feed
 
 
 def test_observe__first_sets_ema_to_price(router, market, keeper, chain):
@@ -41,23 +42,44 @@ def test_observe__emits_price_observed(router, market, keeper):
     assert events[0].flags == 0
 
 
-def test_observe__event_carries_flags_and_updated_twap(
+def test_observe__without_quorum_records_nothing(router, feeds, add_market, keeper, admin, chain):
+    market_id = add_market(feeds[:2], Params(min_fresh=2, twap_window=WINDOW))
+    start = chain.pending_timestamp + 10
+    chain.pending_timestamp = start
+    router.observe(market_id, sender=keeper)  # price 2,005, ema 2,005
+    before = router.observation(market_id)
+    feeds[0].set_answer(1_000 * USD, sender=admin)  # 1,000 vs 2,010: no quorum
+    chain.pending_timestamp = start + WINDOW // 2
+
+    tx = router.observe(market_id, sender=keeper)
+
+    # the last quorum price and the stored EMA, with DEGRADED; never the mean 1,505
+    assert tx.events == [
+        router.PriceObserved(market=market_id, price=2_005 * WAD, twap=2_005 * WAD, flags=1)
+    ]
+    assert tx.return_value == (2_005 * WAD, FLAG_DEGRADED)
+    assert router.observation(market_id) == before
+
+
+def test_observe__quorum_returns_folds_last_quorum_price(
     router, feeds, add_market, keeper, admin, chain
 ):
     market_id = add_market(feeds[:2], Params(min_fresh=2, twap_window=WINDOW))
     start = chain.pending_timestamp + 10
     chain.pending_timestamp = start
-    router.observe(market_id, sender=keeper)  # price 2,005, ema 2,005
-    feeds[0].set_answer(1_000 * USD, sender=admin)  # 1,000 vs 2,010: DEGRADED
-    chain.pending_timestamp = start + WINDOW // 2
+    router.observe(market_id, sender=keeper)  # 2,005 at start
+    feeds[0].set_answer(20_000 * USD, sender=admin)
+    chain.pending_timestamp = start + 100
+    router.observe(market_id, sender=keeper)  # no quorum: nothing recorded
+    feeds[0].set_answer(2_030 * USD, sender=admin)  # 2,030 vs 2,010: agree, mean 2,020
+    chain.pending_timestamp = start + 300
 
     tx = router.observe(market_id, sender=keeper)
 
-    # ema = 2,005 + (2,005 - 2,005) * 300 / 600: the EMA moves toward the *previous* price.
-    assert tx.events == [
-        router.PriceObserved(market=market_id, price=1_505 * WAD, twap=2_005 * WAD, flags=1)
-    ]
-    assert tx.return_value == (1_505 * WAD, FLAG_DEGRADED)
+    # the EMA moved toward 2,005 (the last quorum price) over 300 s, never toward 11,005
+    ema = ema_step(2_005 * WAD, 2_005 * WAD, 300, WINDOW)
+    assert tx.return_value == (2_020 * WAD, 0)
+    assert router.observation(market_id) == (2_020 * WAD, ema, start + 300)
 
 
 def test_observe__moves_ema_toward_last_price(router, market, keeper, admin, chain):
@@ -116,27 +138,33 @@ def test_observe__gap_longer_than_window_jumps_to_last_price(router, market, kee
     assert router.PriceObserved.from_receipt(tx)[0].twap == 2_500 * WAD
 
 
-def test_observe__reverts_like_latest(router, market, keeper, admin):
+def test_observe__invalid_sources_do_not_revert(router, market, keeper, admin):
     market_id, feed = market
     feed.set_answer(0, sender=admin)
 
-    with ape.reverts("oracle: non-positive answer"):
-        router.observe(market_id, sender=keeper)
+    tx = router.observe(market_id, sender=keeper)
+
+    assert tx.return_value == (0, FLAG_DEGRADED)
+    assert router.observation(market_id) == (0, 0, 0)
 
 
-def test_observe__stale_reverts(router, market, keeper, set_round, chain):
+def test_observe__stale_has_no_quorum(router, market, keeper, set_round, chain):
     market_id, feed = market
+    router.observe(market_id, sender=keeper)
+    before = router.observation(market_id)
     now = chain.pending_timestamp + 10
     set_round(feed, 2_000 * WAD, now - MAX_AGE - 1)
     chain.pending_timestamp = now
 
-    with ape.reverts("oracle: stale price"):
-        router.observe(market_id, sender=keeper)
+    tx = router.observe(market_id, sender=keeper)
+
+    assert tx.return_value == (2_000 * WAD, FLAG_DEGRADED)
+    assert router.observation(market_id) == before
 
 
 @pytest.mark.parametrize("market_id", [1, 2**256 - 1])
 def test_observe__unknown_market_reverts(router, keeper, feeds, add_market, market_id):
-    add_market([feeds[0]])  # only market 0 exists
+    add_market(feeds[:2])  # only market 0 exists
 
     with ape.reverts("oracle: unknown market"):
         router.observe(market_id, sender=keeper)
@@ -144,7 +172,7 @@ def test_observe__unknown_market_reverts(router, keeper, feeds, add_market, mark
 
 @pytest.mark.parametrize("market_id", [1, 2**256 - 1])
 def test_twap__unknown_market_reverts(router, feeds, add_market, market_id):
-    add_market([feeds[0]])  # only market 0 exists
+    add_market(feeds[:2])  # only market 0 exists
 
     with ape.reverts("oracle: unknown market"):
         router.twap(market_id, skip_trace=True)
@@ -218,11 +246,11 @@ _STEPS = st.lists(
 )
 @given(steps=_STEPS, tail=st.integers(min_value=0, max_value=2 * WINDOW))
 def test_observe__ema_matches_python_reference(
-    router, add_market, deploy_feed, keeper, admin, chain, steps, tail
+    router, add_market, deploy_twin, keeper, admin, chain, steps, tail
 ):
     with chain.isolate():
-        feed = deploy_feed(18, steps[0][1])
-        market_id = add_market([feed], Params(twap_window=WINDOW))
+        feed = deploy_twin(18, steps[0][1])
+        market_id = add_market(feed, Params(twap_window=WINDOW))
         now = chain.pending_timestamp + 10
         last_price = ema = last_ts = None
         for dt, price in steps:

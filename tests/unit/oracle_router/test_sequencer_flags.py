@@ -24,10 +24,10 @@ def with_sequencer(router, admin, sequencer_feed):
 
 
 def test_sequencer_flags__no_feed_is_zero(router, feeds, add_market):
-    market = add_market([feeds[0]])
+    market = add_market(feeds[:2])
 
     assert router.sequencer_flags() == 0
-    assert router.latest(market) == (2_000 * WAD, 0)
+    assert router.latest(market) == (2_005 * WAD, 0)
 
 
 def test_sequencer_flags__up_past_grace_is_zero(with_sequencer, router, set_round, warp, head_time):
@@ -95,10 +95,10 @@ def test_sequencer_flags__zero_grace_period_ends_at_restart(
 
 
 def test_latest__carries_sequencer_down(with_sequencer, router, feeds, add_market, set_round):
-    market = add_market([feeds[0]])
+    market = add_market(feeds[:2])
     set_round(with_sequencer, DOWN, 1, started_at=1)
 
-    assert router.latest(market) == (2_000 * WAD, FLAG_SEQUENCER_DOWN)
+    assert router.latest(market) == (2_005 * WAD, FLAG_SEQUENCER_DOWN)
 
 
 def test_latest__carries_grace_and_degraded(
@@ -111,13 +111,14 @@ def test_latest__carries_grace_and_degraded(
     set_round(with_sequencer, UP, now, started_at=now)
     warp(now)
 
-    assert router.latest(market) == (1_500 * WAD, FLAG_SEQUENCER_GRACE | FLAG_DEGRADED)
+    # no quorum: the last quorum price (none yet) with DEGRADED, and the grace flag
+    assert router.latest(market) == (0, FLAG_SEQUENCER_GRACE | FLAG_DEGRADED)
 
 
 def test_latest__sequencer_set_after_market_is_read(
     router, admin, feeds, add_market, sequencer_feed, set_round
 ):
-    market = add_market([feeds[0]])
+    market = add_market(feeds[:2])
     set_round(sequencer_feed, DOWN, 1, started_at=1)
 
     router.set_sequencer_feed(sequencer_feed, GRACE_PERIOD, sender=admin)
@@ -128,7 +129,7 @@ def test_latest__sequencer_set_after_market_is_read(
 def test_latest__sequencer_removed_is_ignored(
     with_sequencer, router, admin, feeds, add_market, set_round
 ):
-    market = add_market([feeds[0]])
+    market = add_market(feeds[:2])
     set_round(with_sequencer, DOWN, 1, started_at=1)
     assert router.latest(market)[1] == FLAG_SEQUENCER_DOWN
 
@@ -141,9 +142,9 @@ def test_latest__sequencer_removed_is_ignored(
 def test_observe__carries_sequencer_down(
     with_sequencer, router, feeds, add_market, set_round, keeper
 ):
-    market = add_market([feeds[0]])
+    market = add_market(feeds[:2])
     set_round(with_sequencer, DOWN, 1, started_at=1)
 
     tx = router.observe(market, sender=keeper)
 
-    assert tx.return_value == (2_000 * WAD, FLAG_SEQUENCER_DOWN)
+    assert tx.return_value == (2_005 * WAD, FLAG_SEQUENCER_DOWN)

@@ -68,14 +68,15 @@ def test_set_params__tighter_deviation_sets_degraded(router, market, admin):
 
     router.set_params(market, *Params(max_deviation_bps=10).args(), sender=admin)
 
-    assert router.latest(market) == (2_005 * WAD, FLAG_DEGRADED)
+    # 10 apart is 0.5% > 0.1%: no quorum (no observation yet: price 0)
+    assert router.latest(market) == (0, FLAG_DEGRADED)
 
 
 def test_set_params__price_bounds_apply(router, market, admin):
     router.set_params(market, *Params(min_price=2_005 * WAD).args(), sender=admin)
 
-    # 2,000 is now out of range: the median of one valid source.
-    assert router.latest(market) == (2_010 * WAD, 0)
+    # 2,000 is now out of range: one valid source is no quorum
+    assert router.latest(market) == (0, FLAG_DEGRADED)
 
 
 def test_set_params__keeps_sources_and_sequencer(

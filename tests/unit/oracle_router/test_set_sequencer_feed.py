@@ -43,19 +43,19 @@ def test_set_sequencer_feed__emits_old_and_new(router, sequencer_feed, deploy_fe
 def test_set_sequencer_feed__applies_to_existing_and_new_markets(
     router, down_feed, feeds, add_market, admin
 ):
-    before = add_market([feeds[0]])
+    before = add_market(feeds[:2])
 
     router.set_sequencer_feed(down_feed, GRACE_PERIOD, sender=admin)
-    after = add_market([feeds[1]])
+    after = add_market(feeds[1:])
 
-    assert router.latest(before) == (2_000 * WAD, FLAG_SEQUENCER_DOWN)
-    assert router.latest(after) == (2_010 * WAD, FLAG_SEQUENCER_DOWN)
+    assert router.latest(before) == (2_005 * WAD, FLAG_SEQUENCER_DOWN)
+    assert router.latest(after) == (2_015 * WAD, FLAG_SEQUENCER_DOWN)
 
 
 def test_set_sequencer_feed__switching_feeds_keeps_markets_flagged(
     router, down_feed, deploy_feed, feeds, add_market, admin
 ):
-    market = add_market([feeds[0]])
+    market = add_market(feeds[:2])
     router.set_sequencer_feed(deploy_feed(0, 0), GRACE_PERIOD, sender=admin)
 
     router.set_sequencer_feed(down_feed, GRACE_PERIOD, sender=admin)
@@ -65,7 +65,7 @@ def test_set_sequencer_feed__switching_feeds_keeps_markets_flagged(
 
 def test_set_sequencer_feed__zero_address_removes_feed(router, down_feed, feeds, add_market, admin):
     router.set_sequencer_feed(down_feed, GRACE_PERIOD, sender=admin)
-    market = add_market([feeds[0]])
+    market = add_market(feeds[:2])
 
     tx = router.set_sequencer_feed(ZERO_ADDRESS, 0, sender=admin)
 
@@ -74,12 +74,12 @@ def test_set_sequencer_feed__zero_address_removes_feed(router, down_feed, feeds,
     assert (event.old_grace_period, event.new_grace_period) == (GRACE_PERIOD, 0)
     assert router.sequencer_config() == (ZERO_ADDRESS, 0)
     assert router.sequencer_flags() == 0
-    assert router.latest(market) == (2_000 * WAD, 0)
+    assert router.latest(market) == (2_005 * WAD, 0)
 
 
 def test_set_sequencer_feed__keeps_market_count(router, sequencer_feed, feeds, add_market, admin):
-    add_market([feeds[0]])
-    add_market([feeds[1]])
+    add_market(feeds[:2])
+    add_market(feeds[1:])
 
     router.set_sequencer_feed(sequencer_feed, GRACE_PERIOD, sender=admin)
     router.set_sequencer_feed(ZERO_ADDRESS, 0, sender=admin)
