@@ -252,7 +252,8 @@ def _bridged(
     current: RiskBook, target: RiskBook, limits: StepLimits, n_listed: int
 ) -> list[RiskBook] | None:
     """Three legs through two temporary scenarios that move every market down / up by
-    the larger of its current and target imr_min: grow them (the current book still
+    the largest move either book gives it (at least the larger of its current and target
+    imr_min), so they carry both the coverage and the equal moves: grow them (the current book still
     covers), move everything else (they cover), shrink and drop them (the target covers).
     None when there is no room for two more scenarios or a leg fails."""
     n_s = max(current.n_scenarios, target.n_scenarios)
@@ -263,7 +264,20 @@ def _bridged(
         current.markets[m] if m < old_m else target.markets[m] for m in range(n_m)
     )
     reach = [max(start_markets[m].imr_min_bps, target.markets[m].imr_min_bps) for m in range(n_m)]
-    bridges = (tuple(-x for x in reach), tuple(reach))
+
+    def extreme(m: int, d: int) -> int:
+        # the bridges are also the equal moves while they stand: every market at the
+        # largest move either book gives it (and at least imr_min)
+        vals = [d * reach[m]]
+        for b in (current, target):
+            if m < len(b.markets):
+                vals += [row[m] for row in b.shocks]
+        return min(vals) if d < 0 else max(vals)
+
+    bridges = (
+        tuple(extreme(m, -1) for m in range(n_m)),
+        tuple(extreme(m, 1) for m in range(n_m)),
+    )
     names = (
         *(target.names[k] if k < target.n_scenarios else current.names[k] for k in range(n_s)),
         "bridge-down",
