@@ -654,7 +654,7 @@ def check_cmd(
             if fail:
                 raise typer.Exit(1)
         else:
-            console.print(f"[green]✓[/] every book's maintenance margin covers its worst window")
+            console.print("[green]✓[/] every book's maintenance margin covers its worst window")
 
 
 @app.command("plot")

@@ -149,4 +149,6 @@ def parse_position(text: str) -> tuple[str, float]:
             raise ValueError
         return sym.strip().upper(), float(size)
     except ValueError:
-        raise ConfigError(f"--position {text!r}: expected SYMBOL=SIZE, e.g. BTC=3 or SOL=-2000") from None
+        raise ConfigError(
+            f"--position {text!r}: expected SYMBOL=SIZE, e.g. BTC=3 or SOL=-2000"
+        ) from None

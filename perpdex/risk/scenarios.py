@@ -125,7 +125,9 @@ class Adjustment:
     def __str__(self) -> str:
         side = "down" if self.after_bps < 0 else "up"
         why = self.reason or f"no scenario moved {self.market} {side} by its imr_min"
-        return f"{self.scenario}: {self.market} {self.before_bps:+d} -> {self.after_bps:+d} bp ({why})"
+        return (
+            f"{self.scenario}: {self.market} {self.before_bps:+d} -> {self.after_bps:+d} bp ({why})"
+        )
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,13 @@ def _describe(moves: Sequence[float], symbols: Sequence[str]) -> str:
 
 def _candidates(
     series: PriceSeries, est: RiskEstimate, p: DesignParams
-) -> tuple[list[list[ScenarioSpec]], list[list[ScenarioSpec]], list[list[ScenarioSpec]], np.ndarray, np.ndarray]:
+) -> tuple[
+    list[list[ScenarioSpec]],
+    list[list[ScenarioSpec]],
+    list[list[ScenarioSpec]],
+    np.ndarray,
+    np.ndarray,
+]:
     """Candidate down/up pairs: (joint, single-market by size, components by variance),
     and the components. Component pairs are unit moves (one sd along the eigenvector);
     `design` scales the ones it keeps."""
@@ -279,9 +287,7 @@ def _candidates(
             unit = np.zeros(n)
             unit[i] = sd_i
             ks_i = tail_k(resid, p.k_sigma, p.tail_quantile)
-            idio.append(
-                (sd_i, pair("idio", i, syms[i].lower(), unit, ks_i, f"{syms[i]} alone"))
-            )
+            idio.append((sd_i, pair("idio", i, syms[i].lower(), unit, ks_i, f"{syms[i]} alone")))
     idio.sort(key=lambda t: -t[0])
     return joint, [q for _, q in idio], pcs, vals, vecs
 
@@ -400,9 +406,7 @@ def _widen(
             if sp.direction * shocks[k][m] < imr:
                 before = shocks[k][m]
                 shocks[k][m] = sp.direction * imr
-                out.append(
-                    Adjustment(sp.name, syms[m], before, shocks[k][m], "widened to imr_min")
-                )
+                out.append(Adjustment(sp.name, syms[m], before, shocks[k][m], "widened to imr_min"))
     return out
 
 
@@ -423,9 +427,7 @@ def _equal_moves(
                 before = shocks[k][m]
                 shocks[k][m] = ext
                 out.append(
-                    Adjustment(
-                        sp.name, syms[m], before, ext, "widened to the book's largest move"
-                    )
+                    Adjustment(sp.name, syms[m], before, ext, "widened to the book's largest move")
                 )
     return out
 

@@ -28,7 +28,6 @@ import os
 from dataclasses import replace
 
 import ape
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -99,7 +98,9 @@ def requirement(book: RiskBook, legs: list[tuple[int, int, int]], portfolio: boo
     on the mirror (equal to the engine's scan, tests/integration/test_sdk_math.py)."""
     b = pm.Book.from_riskbook(book)
     hd = b.header
-    ctx = pm.Ctx(n_s=hd.n_scenarios, floor_bps=hd.floor_bps, mmr_bps=hd.mmr_bps, portfolio=portfolio)
+    ctx = pm.Ctx(
+        n_s=hd.n_scenarios, floor_bps=hd.floor_bps, mmr_bps=hd.mmr_bps, portfolio=portfolio
+    )
     t = pm.Totals()
     for m, size, price in legs:
         t = pm.add_leg(t, pm.lens_leg(b, m, size, 0, 0, price), price, ctx.n_s)
@@ -128,7 +129,9 @@ def single_moves(book: RiskBook) -> list[dict[int, int]]:
 def legs_from_usd(usd: tuple[float, float, float]) -> list[tuple[int, int, int]]:
     """Signed USD notionals -> legs at PRICES."""
     return [
-        (m, int(x * WAD) * WAD // px, px) for m, (x, px) in enumerate(zip(usd, PRICES)) if x
+        (m, int(x * WAD) * WAD // px, px)
+        for m, (x, px) in enumerate(zip(usd, PRICES, strict=True))
+        if x
     ]
 
 
@@ -310,7 +313,7 @@ def test_chain_charges_the_attack_book_its_btc_move(actors, protocol, h, trader,
     protocol.admin.set_vault(admin, sender=admin)
     protocol.ops.vault_deposit(h.fund(admin, 5_000_000), sender=admin)
     acct = h.funded_account(trader, 200_000, portfolio=True, name="attack")
-    for sym, usd in zip(SYMS, (510_000, -370_000, 120_000)):
+    for sym, usd in zip(SYMS, (510_000, -370_000, 120_000), strict=True):
         h.trade(trader, acct, sym, round(usd / (h.price(sym) / WAD), 6))
     legs = []
     for sym in SYMS:

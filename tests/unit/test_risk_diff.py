@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from legacy_risk_book import LEGACY_BOOK
 from rich.console import Console
 
-from perpdex.config import MarketRisk, load_risk
+from perpdex.config import MarketRisk
 from perpdex.risk.diff import diff_books, ratio_table, scenario_table, summary_line
 from perpdex.sdk import riskbook
 from perpdex.units import WAD
-
-from legacy_risk_book import LEGACY_BOOK
 
 SYMS = ["BTC", "ETH", "SOL"]
 

@@ -10,6 +10,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from legacy_risk_book import LEGACY_BOOK
 
 from perpdex.config import MarketRisk, load_risk
 from perpdex.risk.governance import (
@@ -26,8 +27,6 @@ from perpdex.risk.scenarios import design
 from perpdex.sdk import riskbook
 from perpdex.sdk.riskbook import RiskBook
 from perpdex.units import WAD
-
-from legacy_risk_book import LEGACY_BOOK
 
 SYMS = ["BTC", "ETH", "SOL"]
 DEFAULT = StepLimits(shock_bps=1_000, ratio_bps=200)

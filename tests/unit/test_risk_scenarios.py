@@ -324,7 +324,9 @@ def test_worst_scenario_loss_covers_the_concentration_addon(designed, n):
     S = d.estimate.horizon_cov(d.params.horizon_days)
     x = np.asarray(n)
     addon = d.params.z * math.sqrt(float(x @ S @ x))
-    worst = max(-sum(xi * k / 10_000 for xi, k in zip(x, row, strict=True)) for row in d.book.shocks)
+    worst = max(
+        -sum(xi * k / 10_000 for xi, k in zip(x, row, strict=True)) for row in d.book.shocks
+    )
     assert worst >= addon - np.abs(x).sum() * 1e-4
 
 
@@ -336,9 +338,7 @@ def test_without_the_sqrt_d_scaling_the_addon_is_not_covered(designed):
     x = sum(vecs[:, j] / math.sqrt(vals[j]) for j in range(3))  # a_j * sqrt(l_j) all 1
     S = d.estimate.horizon_cov(d.params.horizon_days)
     addon = d.params.z * math.sqrt(float(x @ S @ x))
-    plain = max(
-        abs(float(x @ (d.params.z * math.sqrt(vals[j]) * vecs[:, j]))) for j in range(3)
-    )
+    plain = max(abs(float(x @ (d.params.z * math.sqrt(vals[j]) * vecs[:, j]))) for j in range(3))
     assert plain < addon * 0.6
     scaled = max(
         -sum(xi * k / 10_000 for xi, k in zip(x, row, strict=True)) for row in d.book.shocks
