@@ -101,13 +101,14 @@ class ScenarioSpec:
     k: float  # standard deviations used
     log_moves: tuple[float, ...]
     note: str
+    linear: bool = False  # the moves are price moves already (no exp(x) - 1)
 
     @property
     def simple_moves(self) -> tuple[float, ...]:
         """Price moves: exp(x) - 1 of the log moves, except the concentration (pc)
         scenarios, which are linear (the move *is* the vector) so that their worst loss
         bounds the linear add-on z * sqrt(n' S n) exactly."""
-        if self.kind == "pc":
+        if self.kind == "pc" or self.linear:
             return self.log_moves
         return tuple(math.expm1(x) for x in self.log_moves)
 
@@ -338,11 +339,19 @@ def design(
         )
     est = estimate(data, p.ewma_lambda, p.window)
     joint, single, pcs, vals, vecs = _candidates(data, est, p)
+    # the first component ("the market": every coin the same way) merges into the equal
+    # moves, scaled out to the book's extremes: one pair fewer (12 scenarios for three
+    # markets, the margin check's gas), and a vertex pushed outwards along itself keeps the
+    # cross-polytope around the ellipsoid
+    merge = bool(joint) and bool(pcs) and pcs[0][0].index == 0 and bool(np.all(vecs[:, 0] > 0))
+    pc1 = pcs[0] if merge else None
+    if merge:
+        pcs = pcs[1:]
     ordered = joint + single + pcs
     keep_pairs = p.max_scenarios // 2
     kept = ordered[:keep_pairs]
     dropped = tuple(s.name for pair in ordered[keep_pairs:] for s in pair)
-    n_pc = sum(1 for pair in kept if pair[0].kind == "pc")
+    n_pc = sum(1 for pair in kept if pair[0].kind == "pc") + (1 if merge else 0)
     scale = p.z * math.sqrt(n_pc) if n_pc else 0.0
     chosen: list[ScenarioSpec] = []
     for pair in kept:
@@ -365,6 +374,30 @@ def design(
     shocks = [[round_up_bps(x) for x in s.simple_moves] for s in chosen]
     adjustments = _widen(shocks, chosen, base, syms)
     adjustments += _cover(shocks, chosen, base, syms)
+    if pc1 is not None:
+        for k, sp in enumerate(chosen):
+            if sp.kind != "joint":
+                continue
+            d = sp.direction
+            unit = next(x for x in pc1 if x.direction == d).log_moves
+            u = [x * scale for x in unit]
+            # every market at least as far as any scenario (and the tail crash / rally)
+            ext = [d * x for x in (min(c) if d < 0 else max(c) for c in zip(*shocks, strict=True))]
+            c = max([1.0, *(e / BPS / (d * ui) for e, ui in zip(ext, u, strict=True))])
+            moves = tuple(c * ui for ui in u)
+            side = "down" if d < 0 else "up"
+            chosen[k] = dataclasses.replace(
+                sp,
+                k=c * scale,
+                log_moves=moves,
+                linear=True,
+                note=(
+                    f"equal move {side}: component 1 at {c * scale:.2f} sd (z {p.z:g} x "
+                    f"sqrt({n_pc}) x {c:.3f}, out to every market's largest {side} move), "
+                    f"linear: {_describe_linear(moves, syms)}"
+                ),
+            )
+            shocks[k] = [round_up_bps(x) for x in moves]
     adjustments += _equal_moves(shocks, chosen, syms)
     book = RiskBook(
         floor_bps=base.floor_bps,

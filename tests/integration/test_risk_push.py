@@ -141,7 +141,7 @@ def test_cli_push_and_diff(protocol, networks, target, tight, tmp_path: Path):
 
     before = run("diff", "--book", str(book_path), *opts)
     assert before.exit_code == 0, before.output
-    assert "publication plan" in before.output and "pc1-down" in before.output
+    assert "publication plan" in before.output and "pc2-down" in before.output
 
     declined = run("push", "--book", str(book_path), *opts, stdin="n\n")
     assert declined.exit_code == 1 and "cancelled; nothing was sent" in declined.output

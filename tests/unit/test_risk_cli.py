@@ -42,7 +42,7 @@ def test_design_writes_a_valid_book(designed):
     out, text = designed
     assert "SYNTHETIC" in text
     assert "principal components" in text and "pc1" in text
-    assert f"wrote 14 scenarios to {out}" in text.replace("\n", "")
+    assert f"wrote 12 scenarios to {out}" in text.replace("\n", "")
     book = load_book(out, SYMS)
     assert policy_problems(book, 3) == []
     # aligned to config/risk.yaml: the crash and rally take the config's first two slots
