@@ -23,9 +23,10 @@ SOL hedge adds to the pair's SOL short (same direction), so the account holds +3
 As isolated legs the book needs about $90,000 (10% of BTC and ETH notional, 15% of SOL,
 plus the size add-on): about $30,000 per strategy, 90% of the collateral. In portfolio
 mode it needs the worst loss of the whole book over the governed scenarios: the book is
-crash-neutral by construction, so the binding scenario is the alt rotation where SOL
-rallies 20% while BTC slips 5% (both SOL shorts lose together), about $60,000. The saving,
-about $30,000, is collateral the trader can use for a fourth strategy.
+sized by crash beta, so the equal moves cost little and the binding scenario is the
+concentration scenario pc2-down, in which SOL rises 9.9% while BTC and ETH fall 6% and 8%
+(both SOL shorts lose together), about $60,000. The saving, about $30,000, is collateral
+the trader can use for a fourth strategy.
 
 `run` opens the book twice on chain (one isolated sub-account, one portfolio sub-account,
 same positions) and reads every figure back (`lens.account_summary` and

@@ -281,10 +281,12 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
     @notice Publishes a new risk book (margin ratios and stress scenarios, layout in
             modules/margin.vy) as contract code. It must cover every listed market, hold
             for each market a scenario moving it down and one moving it up by at least
-            its imr_min, keep the floor at or below every imr_min, and move no value
-            further than the step limits from the current book. While `risk_book_delay`
-            is set, only a book proposed with `propose_risk_book` at least that long ago
-            can be published (once). Risk role only.
+            its imr_min, hold the two equal moves (one scenario moving every market by
+            its largest down shock of the book at once, one by its largest up shock),
+            keep the floor at or below every imr_min, and move no value further than the
+            step limits from the current book. While `risk_book_delay` is set, only a
+            book proposed with `propose_risk_book` at least that long ago can be
+            published (once). Risk role only.
     @param data The whole book (margin.MAX_BOOK_BYTES bytes).
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
@@ -309,6 +311,12 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
         oh = margin._header(margin._book_word(old, 0))
         self._check_step(oh.floor_bps, h.floor_bps, state.max_ratio_step_bps)
         self._check_step(oh.mmr_bps, h.mmr_bps, state.max_ratio_step_bps)
+    # bit k set while scenario k moves every market seen so far by its largest down (up)
+    # shock of the book: the equal moves (a crash and a rally in which every market moves
+    # by its own worst shock at once); one of each must survive every market
+    all_scenarios: uint256 = (1 << h.n_scenarios) - 1
+    equal_down: uint256 = all_scenarios
+    equal_up: uint256 = all_scenarios
     for m: uint256 in range(c.MAX_MARKETS):
         if m == h.n_markets:
             break
@@ -331,6 +339,14 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
         assert -worst_down >= convert(imr, int256) and worst_up >= convert(
             imr, int256
         ), "margin: scenarios must cover initial margin"
+        for k: uint256 in range(c.MAX_SCENARIOS):
+            if k == h.n_scenarios:
+                break
+            x: int256 = margin._shock(w1, k)
+            if x != worst_down:
+                equal_down &= ~(1 << k)
+            if x != worst_up:
+                equal_up &= ~(1 << k)
         if has_old and m < oh.n_markets:
             o0: uint256 = margin._book_word(old, off)
             o1: uint256 = margin._book_word(old, off + 32)
@@ -354,6 +370,9 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
                 assert abs(nx - ox) <= convert(
                     state.max_shock_step_bps, int256
                 ), "margin: shock change above step limit"
+    assert (
+        equal_down != 0 and equal_up != 0
+    ), "margin: no scenario moves every market by its largest shock"
     n: uint256 = len(data) + 1
     initcode: Bytes[margin.MAX_BOOK_BYTES + 11] = concat(
         b"\x61", slice(convert(n, bytes32), 30, 2), b"\x80\x60\x0a\x3d\x39\x3d\xf3\x00", data

@@ -33,7 +33,7 @@ from rich.table import Table
 
 from perpdex.config import ROOT, load_risk, load_system
 from perpdex.errors import ConfigError, DeploymentNotFound, PerpdexError
-from perpdex.risk import governance
+from perpdex.risk import backtest, governance
 from perpdex.risk.diff import diff_books, ratio_table, scenario_table, summary_line
 from perpdex.risk.history import DEFAULT_PRICES, load_prices
 from perpdex.risk.scenarios import Design, DesignParams, book_yaml, design, load_book
@@ -367,13 +367,20 @@ def design_cmd(
     ] = None,
     window: Annotated[int | None, typer.Option(min=2, help="Use the last N days only.")] = None,
     max_scenarios: Annotated[int, typer.Option(min=2, max=16)] = 16,
+    z: Annotated[
+        float,
+        typer.Option(
+            "--z", min=0.01, help="Concentration add-on z * sqrt(n' S n) the components cover."
+        ),
+    ] = 2.33,
     align: Annotated[
         bool,
         typer.Option(help="Order scenarios to minimise the governance steps from --base."),
     ] = True,
 ) -> None:
-    """Derive a scenario set from price history (PCA of the covariance, idiosyncratic and
-    joint moves), enforce the contract's coverage rule and write the book."""
+    """Derive a scenario set from price history (equal moves, single-market moves and
+    concentration scenarios from the covariance), enforce the coverage rules and write
+    the book."""
     with _errors():
         console = _out()
         symbols = _symbols()
@@ -386,10 +393,11 @@ def design_cmd(
             ewma_lambda=ewma,
             window=window,
             max_scenarios=max_scenarios,
+            z=z,
         )
         d = design(series, base_book, symbols, params)
         book = governance.align_to(d.book, base_book) if align else d.book
-        problems = governance.book_problems(book, len(symbols))
+        problems = governance.policy_problems(book, len(symbols))
         if problems:
             raise PerpdexError(
                 f"the designed book would be refused ({problems[0]}); check the margin ratios "
@@ -412,12 +420,12 @@ def design_cmd(
                 f"({series.n_days} days {series.dates[0]}..{series.dates[-1]}"
                 + (", SYNTHETIC data)" if series.synthetic else ")"),
                 f"{d.estimate.method}; horizon {horizon} days; k {k:g} sd; tail quantile "
-                f"{params.tail_quantile}; ratios from {base.name}.",
+                f"{params.tail_quantile}; z {z:g}; ratios from {base.name}.",
                 "Publish in bounded steps with `perpdex risk push --book <this file>`.",
             ]
             notes = {s.name: s.note for s in d.specs}
             for a in d.adjustments:
-                notes[a.scenario] += f" [{a.market} widened to {a.after_bps:+d} bp: coverage]"
+                notes[a.scenario] += f" [{a.market} {a.after_bps:+d} bp: {a.reason or 'coverage'}]"
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(book_yaml(book, symbols, header, notes))
             console.print(
@@ -492,6 +500,13 @@ def run_push(
 ) -> list[Any]:
     """Plan, show, confirm (unless `yes`) and send; shared by `perpdex risk push` and
     `ape run risk_push`."""
+    problems = governance.policy_problems(book, len(symbols))
+    if problems:
+        raise PerpdexError(
+            f"{book_label} breaks the coverage rules ({problems[0]}"
+            + ("" if len(problems) == 1 else f"; +{len(problems) - 1} more")
+            + "); design it with `perpdex risk design`"
+        )
     plan = governance.plan_push(chain_handles, book)
     if not plan.steps:
         console.print(f"[green]✓[/] the chain already holds {book_label}; nothing to send")
@@ -548,6 +563,98 @@ def push_cmd(
         target = load_book(book, c.symbols)
         sender = load_signer(account or _root_value(ctx, "account"))
         run_push(console, c.ch, target, sender, c.symbols, yes, str(book))
+
+
+@app.command("check")
+def check_cmd(
+    prices: PricesOpt = DEFAULT_PRICES,
+    book: Annotated[
+        Path, typer.Option("--book", "-b", help="Risk book YAML (default config/risk.yaml).")
+    ] = DEFAULT_BASE,
+    books: Annotated[
+        Path | None,
+        typer.Option("--books", help="YAML `books: {name: {SYMBOL: size}}` to check."),
+    ] = None,
+    position: Annotated[
+        list[str] | None,
+        typer.Option("--position", "-p", help="SYMBOL=SIZE of one ad-hoc book (repeat)."),
+    ] = None,
+    horizon: Annotated[int, typer.Option(min=1, help="Window length in days.")] = 2,
+    fail: Annotated[
+        bool, typer.Option("--fail/--no-fail", help="Exit 1 when any book is flagged.")
+    ] = True,
+) -> None:
+    """Check books against every HORIZON-day window of the price history: flag any book
+    whose worst historical loss exceeds its (portfolio) maintenance margin."""
+    with _errors():
+        console = _out()
+        symbols = _symbols()
+        series = load_prices(prices)
+        rb = _base_book(book, symbols)
+        shown: dict[str, dict[str, float]] = {}
+        if books is not None:
+            shown.update(backtest.load_books(books))
+        if position:
+            legs: dict[str, float] = {}
+            for p in position:
+                sym, size = backtest.parse_position(p)
+                legs[sym] = size
+            shown["--position"] = legs
+        if not shown:
+            shown = dict(backtest.DEFAULT_BOOKS)
+        results = backtest.check_books(rb, shown, symbols, series, horizon)
+        if series.synthetic:
+            console.print(
+                f"[yellow]note:[/] {_show(prices)} is SYNTHETIC (generated, not market data)"
+            )
+        t = Table(
+            title=f"worst {horizon}-day loss over {results[0].windows} windows vs maintenance "
+            f"margin ({_show(book)})"
+        )
+        for col in (
+            "book",
+            "gross",
+            "IM iso",
+            "IM port",
+            "MM iso",
+            "MM port",
+            f"worst {horizon}-day loss",
+            "window",
+            "windows > MM",
+            "flag",
+        ):
+            t.add_column(col, justify="left" if col in ("book", "window", "flag") else "right")
+        for r in results:
+            flag = ""
+            if r.portfolio_only:
+                flag = "[red]OVER MM (portfolio only)[/]"
+            elif r.flagged:
+                flag = "[red]OVER MM[/]"
+            t.add_row(
+                escape(r.name),
+                f"{r.gross:,.0f}",
+                f"{r.isolated_im:,.0f}",
+                f"{r.portfolio_im:,.0f}",
+                f"{r.isolated_mm:,.0f}",
+                f"{r.portfolio_mm:,.0f}",
+                f"{r.worst_loss:,.0f}",
+                f"{r.worst_start}..{r.worst_end}",
+                f"{r.windows_over_mm}",
+                flag or "[green]ok[/]",
+            )
+        console.print(t)
+        flagged = [r for r in results if r.flagged]
+        if flagged:
+            only = [r.name for r in flagged if r.portfolio_only]
+            console.print(
+                f"[red]{len(flagged)} of {len(results)} book(s) lose more than their "
+                f"maintenance margin in the worst {horizon}-day window[/]"
+                + (f"; the portfolio discount alone explains: {', '.join(only)}" if only else "")
+            )
+            if fail:
+                raise typer.Exit(1)
+        else:
+            console.print("[green]✓[/] every book's maintenance margin covers its worst window")
 
 
 @app.command("plot")

@@ -19,6 +19,16 @@ market are grown first, carry the coverage while the rest moves, and are shrunk 
 at the end. Each planned step is checked against a replica of the contract's rules before
 anything is sent; the last step is the target.
 
+The equal-move rule (the contract's too) survives interpolation only when the joint
+scenarios keep their positions; otherwise the previous book's joint scenario is held at
+every market's extreme shock for the step (always within one shock step, see
+`_hold_equal_moves`) until another scenario takes the role.
+
+`policy_problems` adds the design policy `perpdex risk` enforces before a push on top of
+the contract's rules: every market moves alone (single-market scenarios), down and up, by
+at least its imr_min (the contract cannot require it: 16 scenarios would not hold one
+pair per market for more than 7 markets).
+
 `push` reads the current book and limits from the chain, plans, and sends the steps.
 """
 
@@ -53,6 +63,11 @@ REVERT_HINTS = {
     "margin: book must cover every market": (
         "a market was listed after the book was designed; add its ratios to the book "
         "(config/risk.yaml) and run `perpdex risk design` again"
+    ),
+    "margin: no scenario moves every market by its largest shock": (
+        "add (or widen) an equal-move pair: one scenario moving every market down by its "
+        "largest down shock of the book, one moving every market up by its largest up "
+        "shock (`perpdex risk design` builds them as crypto-crash / crypto-rally)"
     ),
     "margin: scenarios must cover initial margin": (
         "give every market a scenario down and one up by at least its imr_min "
@@ -120,6 +135,54 @@ def book_problems(book: RiskBook, n_listed: int = 0) -> list[str]:
                 f"market {m}: scenarios must move it down and up by at least its imr_min "
                 f"({r.imr_min_bps} bp)"
             )
+    for d, side in ((-1, "down"), (1, "up")):
+        if n_s and n_m and not equal_move_rows(book.shocks, n_m, d):
+            out.append(
+                f"no equal move {side}: no scenario moves every market {side} by its largest "
+                f"{side} shock of the book at once"
+            )
+    return out
+
+
+def _extreme(shocks: Sequence[Sequence[int]], m: int, d: int) -> int:
+    """Market m's largest shock in direction d (-1 down, +1 up), 0 if none goes that way
+    (the contract starts its min / max at 0)."""
+    col = [row[m] for row in shocks]
+    return min([0, *col]) if d < 0 else max([0, *col])
+
+
+def equal_move_rows(shocks: Sequence[Sequence[int]], n_m: int, d: int) -> list[int]:
+    """Scenarios that move every market by its largest shock in direction d at once (the
+    equal move; the contract requires one each way)."""
+    ext = [_extreme(shocks, m, d) for m in range(n_m)]
+    return [k for k, row in enumerate(shocks) if all(row[m] == ext[m] for m in range(n_m))]
+
+
+def single_market_rows(book: RiskBook, m: int, d: int) -> list[int]:
+    """Scenarios that move market m alone (every other market flat) by at least its
+    imr_min in direction d."""
+    imr = book.markets[m].imr_min_bps
+    return [
+        k
+        for k, row in enumerate(book.shocks)
+        if d * row[m] >= imr and all(x == 0 for j, x in enumerate(row) if j != m)
+    ]
+
+
+def policy_problems(book: RiskBook, n_listed: int = 0) -> list[str]:
+    """Why `perpdex risk` refuses to publish `book`: the contract's rules
+    (`book_problems`) plus the single-market rule (each market alone, down and up, by at
+    least its imr_min). Empty if the book passes."""
+    out = book_problems(book, n_listed)
+    if any("do not match" in p for p in out):
+        return out
+    for m, r in enumerate(book.markets):
+        for d, side in ((-1, "down"), (1, "up")):
+            if not single_market_rows(book, m, d):
+                out.append(
+                    f"market {m}: no single-market move {side} (a scenario moving it alone "
+                    f"by at least its imr_min, {r.imr_min_bps} bp)"
+                )
     return out
 
 
@@ -189,7 +252,8 @@ def _bridged(
     current: RiskBook, target: RiskBook, limits: StepLimits, n_listed: int
 ) -> list[RiskBook] | None:
     """Three legs through two temporary scenarios that move every market down / up by
-    the larger of its current and target imr_min: grow them (the current book still
+    the largest move either book gives it (at least the larger of its current and target
+    imr_min), so they carry both the coverage and the equal moves: grow them (the current book still
     covers), move everything else (they cover), shrink and drop them (the target covers).
     None when there is no room for two more scenarios or a leg fails."""
     n_s = max(current.n_scenarios, target.n_scenarios)
@@ -200,7 +264,20 @@ def _bridged(
         current.markets[m] if m < old_m else target.markets[m] for m in range(n_m)
     )
     reach = [max(start_markets[m].imr_min_bps, target.markets[m].imr_min_bps) for m in range(n_m)]
-    bridges = (tuple(-x for x in reach), tuple(reach))
+
+    def extreme(m: int, d: int) -> int:
+        # the bridges are also the equal moves while they stand: every market at the
+        # largest move either book gives it (and at least imr_min)
+        vals = [d * reach[m]]
+        for b in (current, target):
+            if m < len(b.markets):
+                vals += [row[m] for row in b.shocks]
+        return min(vals) if d < 0 else max(vals)
+
+    bridges = (
+        tuple(extreme(m, -1) for m in range(n_m)),
+        tuple(extreme(m, 1) for m in range(n_m)),
+    )
     names = (
         *(target.names[k] if k < target.n_scenarios else current.names[k] for k in range(n_s)),
         "bridge-down",
@@ -301,6 +378,7 @@ def _interpolate(
         ]
         for m in range(n_m):
             _hold_coverage(cur, prev, m, markets[m].imr_min_bps, step)
+        _hold_equal_moves(cur, prev, [r.imr_min_bps for r in markets])
         prev = cur
         if i >= n and cur == s1:
             path.append(target)
@@ -353,6 +431,33 @@ def _hold_coverage(
         k = min(options, key=lambda k: (-d * cur[k][m] >= imr, -d * cur[k][m]))
         cur[k][m] = d * imr
         fixed.add(k)
+
+
+def _hold_equal_moves(cur: list[list[int]], prev: list[list[int]], imr: list[int]) -> None:
+    """Keep an equal move each way in `cur`: if no scenario moves every market by its
+    extreme shock (and by at least imr_min), set the previous book's equal-move scenario
+    to those extremes.
+
+    Feasible within one shock step: every shock of `cur` is within `step` of `prev`, and
+    the anchor row held every market's extreme in `prev` (at or beyond imr_min there, and
+    imr_min rose by at most one step), so the new extreme is at most one step further out
+    than the anchor's old value; the anchor only moves outwards from `cur`, which was
+    within a step inwards. Both extremes are computed before either anchor moves (the
+    down anchor only falls and the up anchor only rises, so neither spoils the other)."""
+    n_s, n_m = len(cur), len(imr)
+    if n_s == 0 or n_m == 0:
+        return
+    ext = {
+        -1: [min(min(r[m] for r in cur), -imr[m]) for m in range(n_m)],
+        1: [max(max(r[m] for r in cur), imr[m]) for m in range(n_m)],
+    }
+    for d in (-1, 1):
+        if any(all(r[m] == ext[d][m] for m in range(n_m)) for r in cur):
+            continue
+        anchors = equal_move_rows(prev, n_m, d)
+        if not anchors:
+            return  # _verify reports it
+        cur[anchors[0]] = list(ext[d])
 
 
 def _verify(current: RiskBook, path: Sequence[RiskBook], limits: StepLimits, n_listed: int) -> None:

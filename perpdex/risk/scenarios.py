@@ -31,6 +31,7 @@ come from the base book (config/risk.yaml), which governance sets separately.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ MAX_DOWN_BPS = BPS  # the contract refuses shocks below -100%
 MAX_UP_BPS = 2**15 - 1  # a shock is a signed 16-bit field
 # float noise allowed when rounding up: 0.15 * 10_000 is 1500.0000000000002, not 1501 bp
 ROUNDING_SLACK_BPS = 1e-9
-KIND_ORDER = {"joint": 0, "pc": 1, "idio": 2}
+KIND_ORDER = {"joint": 0, "idio": 1, "pc": 2}
 
 
 class DesignError(PerpdexError):
@@ -68,7 +69,8 @@ class DesignParams:
     tail_quantile: float | None = 0.995
     ewma_lambda: float | None = None
     window: int | None = None  # last N daily returns only
-    min_explained: float = 0.99
+    min_explained: float = 0.99  # kept for the CLI; every component fits when slots allow
+    z: float = 2.33  # concentration add-on z * sqrt(n' S n): one-sided 99% (normal)
     idiosyncratic: bool = True
     joint: bool = True
     max_scenarios: int = MAX_SCENARIOS
@@ -80,6 +82,8 @@ class DesignParams:
             raise DesignError("--k must be above 0 (it is the move in standard deviations)")
         if self.tail_quantile is not None and not 0.5 < self.tail_quantile < 1:
             raise DesignError("--tail-quantile must lie between 0.5 and 1 (e.g. 0.995)")
+        if self.z <= 0:
+            raise DesignError("--z must be above 0 (the add-on's standard deviations)")
         if not 0 < self.min_explained <= 1:
             raise DesignError("min_explained must lie in (0, 1]")
         if not 2 <= self.max_scenarios <= MAX_SCENARIOS:
@@ -97,9 +101,15 @@ class ScenarioSpec:
     k: float  # standard deviations used
     log_moves: tuple[float, ...]
     note: str
+    linear: bool = False  # the moves are price moves already (no exp(x) - 1)
 
     @property
     def simple_moves(self) -> tuple[float, ...]:
+        """Price moves: exp(x) - 1 of the log moves, except the concentration (pc)
+        scenarios, which are linear (the move *is* the vector) so that their worst loss
+        bounds the linear add-on z * sqrt(n' S n) exactly."""
+        if self.kind == "pc" or self.linear:
+            return self.log_moves
         return tuple(math.expm1(x) for x in self.log_moves)
 
 
@@ -111,12 +121,13 @@ class Adjustment:
     market: str
     before_bps: int
     after_bps: int
+    reason: str = ""
 
     def __str__(self) -> str:
         side = "down" if self.after_bps < 0 else "up"
+        why = self.reason or f"no scenario moved {self.market} {side} by its imr_min"
         return (
-            f"{self.scenario}: {self.market} {self.before_bps:+d} -> {self.after_bps:+d} bp "
-            f"(no scenario moved {self.market} {side} by its imr_min)"
+            f"{self.scenario}: {self.market} {self.before_bps:+d} -> {self.after_bps:+d} bp ({why})"
         )
 
 
@@ -188,8 +199,16 @@ def _describe(moves: Sequence[float], symbols: Sequence[str]) -> str:
 
 def _candidates(
     series: PriceSeries, est: RiskEstimate, p: DesignParams
-) -> tuple[list[list[ScenarioSpec]], np.ndarray, np.ndarray]:
-    """Candidate down/up pairs in priority order, and the components."""
+) -> tuple[
+    list[list[ScenarioSpec]],
+    list[list[ScenarioSpec]],
+    list[list[ScenarioSpec]],
+    np.ndarray,
+    np.ndarray,
+]:
+    """Candidate down/up pairs: (joint, single-market by size, components by variance),
+    and the components. Component pairs are unit moves (one sd along the eigenvector);
+    `design` scales the ones it keeps."""
     syms = est.symbols
     n = len(syms)
     h = p.horizon_days
@@ -201,11 +220,15 @@ def _candidates(
     sig = np.sqrt(np.diag(cov_h))
 
     def pair(
-        kind: str, idx: int, label: str, unit: np.ndarray, scores: np.ndarray, what: str
+        kind: str,
+        idx: int,
+        label: str,
+        unit: np.ndarray,
+        ks: tuple[float, float],
+        what: str,
     ) -> list[ScenarioSpec]:
-        k_dn, k_up = tail_k(scores, p.k_sigma, p.tail_quantile)
         out = []
-        for d, k, side in ((-1, k_dn, "down"), (1, k_up, "up")):
+        for d, k, side in ((-1, ks[0], "down"), (1, ks[1], "up")):
             moves = tuple(float(x) for x in d * k * unit)
             out.append(
                 ScenarioSpec(
@@ -229,22 +252,22 @@ def _candidates(
         joint.append(
             [
                 ScenarioSpec(
-                    "crash",
+                    "crypto-crash",
                     "joint",
                     0,
                     -1,
                     min(k[0] for k in ks),
                     crash,
-                    f"every market down together: {_describe(crash, syms)}",
+                    f"equal move, every market down together: {_describe(crash, syms)}",
                 ),
                 ScenarioSpec(
-                    "rally",
+                    "crypto-rally",
                     "joint",
                     0,
                     1,
                     min(k[1] for k in ks),
                     rally,
-                    f"every market up together: {_describe(rally, syms)}",
+                    f"equal move, every market up together: {_describe(rally, syms)}",
                 ),
             ]
         )
@@ -252,12 +275,8 @@ def _candidates(
     for j in range(n):
         if vals[j] <= 0:
             continue
-        sd = math.sqrt(vals[j])
-        pcs.append(
-            pair("pc", j, f"pc{j + 1}", vecs[:, j] * sd, rh @ vecs[:, j], f"component {j + 1}")
-        )
-    explained = np.cumsum(vals) / vals.sum()
-    n_core = next((j + 1 for j in range(n) if explained[j] >= p.min_explained), n)
+        unit = vecs[:, j] * math.sqrt(vals[j])
+        pcs.append(pair("pc", j, f"pc{j + 1}", unit, (1.0, 1.0), f"component {j + 1}"))
     idio: list[tuple[float, list[ScenarioSpec]]] = []
     if p.idiosyncratic:
         prec = np.linalg.pinv(cov_h)
@@ -268,12 +287,10 @@ def _candidates(
             resid = rh[:, i] - rh @ beta
             unit = np.zeros(n)
             unit[i] = sd_i
-            idio.append(
-                (sd_i, pair("idio", i, f"{syms[i].lower()}-idio", unit, resid, f"{syms[i]} alone"))
-            )
+            ks_i = tail_k(resid, p.k_sigma, p.tail_quantile)
+            idio.append((sd_i, pair("idio", i, syms[i].lower(), unit, ks_i, f"{syms[i]} alone")))
     idio.sort(key=lambda t: -t[0])
-    ordered = joint + pcs[:n_core] + [q for _, q in idio] + pcs[n_core:]
-    return ordered, vals, vecs
+    return joint, [q for _, q in idio], pcs, vals, vecs
 
 
 # --- the design ---------------------------------------------------------------------------
@@ -297,7 +314,15 @@ def design(
     symbols: Sequence[str],
     params: DesignParams | None = None,
 ) -> Design:
-    """Scenario set from `series`, with ratios (and market order `symbols`) from `base`."""
+    """Scenario set from `series`, with ratios (and market order `symbols`) from `base`.
+
+    Kept in order, in down/up pairs, up to `max_scenarios`: the equal move (joint), every
+    market's single-market move, then the concentration scenarios (components by
+    variance). The d components kept are scaled to z * sqrt(d) sd each: the worst loss of
+    any book over +/- that cross-polytope is at least z * sqrt(n' S_d n), the add-on over
+    the components kept (all of them when the slots allow: `Design.concentration_share`).
+    Then every single-market move is widened to at least imr_min, the equal moves to at
+    least imr_min and to every market's extreme shock of the book."""
     p = params or DesignParams()
     syms = tuple(symbols)
     if len(base.markets) != len(syms):
@@ -313,14 +338,67 @@ def design(
             "use a longer history or a shorter --horizon"
         )
     est = estimate(data, p.ewma_lambda, p.window)
-    ordered, vals, vecs = _candidates(data, est, p)
+    joint, single, pcs, vals, vecs = _candidates(data, est, p)
+    # the first component ("the market": every coin the same way) merges into the equal
+    # moves, scaled out to the book's extremes: one pair fewer (12 scenarios for three
+    # markets, the margin check's gas), and a vertex pushed outwards along itself keeps the
+    # cross-polytope around the ellipsoid
+    merge = bool(joint) and bool(pcs) and pcs[0][0].index == 0 and bool(np.all(vecs[:, 0] > 0))
+    pc1 = pcs[0] if merge else None
+    if merge:
+        pcs = pcs[1:]
+    ordered = joint + single + pcs
     keep_pairs = p.max_scenarios // 2
-    chosen = [s for pair in ordered[:keep_pairs] for s in pair]
+    kept = ordered[:keep_pairs]
     dropped = tuple(s.name for pair in ordered[keep_pairs:] for s in pair)
+    n_pc = sum(1 for pair in kept if pair[0].kind == "pc") + (1 if merge else 0)
+    scale = p.z * math.sqrt(n_pc) if n_pc else 0.0
+    chosen: list[ScenarioSpec] = []
+    for pair in kept:
+        for sp in pair:
+            if sp.kind == "pc":
+                moves = tuple(x * scale for x in sp.log_moves)
+                side = "down" if sp.direction < 0 else "up"
+                sp = dataclasses.replace(
+                    sp,
+                    k=scale,
+                    log_moves=moves,
+                    note=(
+                        f"concentration, component {sp.index + 1} {side} {scale:.2f} sd "
+                        f"(z {p.z:g} x sqrt({n_pc})), linear: {_describe_linear(moves, syms)}"
+                    ),
+                )
+            chosen.append(sp)
     chosen.sort(key=lambda s: (KIND_ORDER[s.kind], s.index, s.direction))
     names = [s.name for s in chosen]
     shocks = [[round_up_bps(x) for x in s.simple_moves] for s in chosen]
-    adjustments = _cover(shocks, chosen, base, syms)
+    adjustments = _widen(shocks, chosen, base, syms)
+    adjustments += _cover(shocks, chosen, base, syms)
+    if pc1 is not None:
+        for k, sp in enumerate(chosen):
+            if sp.kind != "joint":
+                continue
+            d = sp.direction
+            unit = next(x for x in pc1 if x.direction == d).log_moves
+            u = [x * scale for x in unit]
+            # every market at least as far as any scenario (and the tail crash / rally)
+            ext = [d * x for x in (min(c) if d < 0 else max(c) for c in zip(*shocks, strict=True))]
+            c = max([1.0, *(e / BPS / (d * ui) for e, ui in zip(ext, u, strict=True))])
+            moves = tuple(c * ui for ui in u)
+            side = "down" if d < 0 else "up"
+            chosen[k] = dataclasses.replace(
+                sp,
+                k=c * scale,
+                log_moves=moves,
+                linear=True,
+                note=(
+                    f"equal move {side}: component 1 at {c * scale:.2f} sd (z {p.z:g} x "
+                    f"sqrt({n_pc}) x {c:.3f}, out to every market's largest {side} move), "
+                    f"linear: {_describe_linear(moves, syms)}"
+                ),
+            )
+            shocks[k] = [round_up_bps(x) for x in moves]
+    adjustments += _equal_moves(shocks, chosen, syms)
     book = RiskBook(
         floor_bps=base.floor_bps,
         maintenance_bps=base.maintenance_bps,
@@ -339,6 +417,52 @@ def design(
         adjustments=tuple(adjustments),
         book=book,
     )
+
+
+def _describe_linear(moves: Sequence[float], symbols: Sequence[str]) -> str:
+    parts = [f"{s} {x:+.1%}" for s, x in zip(symbols, moves, strict=True) if x]
+    return ", ".join(parts) or "no move"
+
+
+def _widen(
+    shocks: list[list[int]], specs: list[ScenarioSpec], base: RiskBook, syms: Sequence[str]
+) -> list[Adjustment]:
+    """Single-market moves to at least imr_min on their market, equal moves to at least
+    imr_min on every market (in place)."""
+    out = []
+    for k, sp in enumerate(specs):
+        if sp.kind not in ("idio", "joint"):
+            continue
+        cols = [sp.index] if sp.kind == "idio" else range(len(syms))
+        for m in cols:
+            imr = base.markets[m].imr_min_bps
+            if sp.direction * shocks[k][m] < imr:
+                before = shocks[k][m]
+                shocks[k][m] = sp.direction * imr
+                out.append(Adjustment(sp.name, syms[m], before, shocks[k][m], "widened to imr_min"))
+    return out
+
+
+def _equal_moves(
+    shocks: list[list[int]], specs: list[ScenarioSpec], syms: Sequence[str]
+) -> list[Adjustment]:
+    """The joint crash (rally) takes every market's largest down (up) shock of the book:
+    the equal move the contract requires (in place)."""
+    out = []
+    for k, sp in enumerate(specs):
+        if sp.kind != "joint":
+            continue
+        d = sp.direction
+        for m in range(len(syms)):
+            col = [row[m] for row in shocks]
+            ext = min(col) if d < 0 else max(col)
+            if shocks[k][m] != ext:
+                before = shocks[k][m]
+                shocks[k][m] = ext
+                out.append(
+                    Adjustment(sp.name, syms[m], before, ext, "widened to the book's largest move")
+                )
+    return out
 
 
 def _cover(

@@ -81,6 +81,11 @@ def books(draw: st.DrawFn) -> RiskBook | None:
         down, up = draw(st.lists(st.integers(0, n_s - 1), min_size=2, max_size=2, unique=True))
         shocks[down][m] = -draw(st.sampled_from([i, i + 1, min(2 * i, BPS)]))
         shocks[up][m] = draw(st.sampled_from([i, i + 1, 2 * i]))
+    # the equal moves set_risk_book requires: every market's lowest / highest shock at once
+    down, up = draw(st.lists(st.integers(0, n_s - 1), min_size=2, max_size=2, unique=True))
+    lows = [min(r[m] for r in shocks) for m in range(len(SYMS))]
+    highs = [max(r[m] for r in shocks) for m in range(len(SYMS))]
+    shocks[down], shocks[up] = lows, highs
     book = RiskBook(
         floor_bps=draw(st.integers(0, min(imr))),
         maintenance_bps=draw(st.integers(1_000, BPS)),

@@ -25,7 +25,7 @@ from perpdex.risk.governance import (
     read_limits,
 )
 from perpdex.risk.history import load_prices
-from perpdex.risk.scenarios import book_yaml, design
+from perpdex.risk.scenarios import DesignParams, book_yaml, design
 from perpdex.sdk import riskbook
 
 SHOCK_STEP, RATIO_STEP = 300, 50
@@ -38,9 +38,12 @@ def symbols(protocol: Any) -> list[str]:
 
 @pytest.fixture
 def target(symbols: list[str]) -> riskbook.RiskBook:
+    """A design further from the published one (config/risk.yaml is the default design):
+    a 3-day horizon and a z of 3."""
     base = riskbook.from_config(load_risk(), symbols)
-    book = design(load_prices(), base, symbols).book
+    book = design(load_prices(), base, symbols, DesignParams(horizon_days=3, z=3.0)).book
     assert book_problems(book, len(symbols)) == []
+    assert book != base
     return book
 
 
@@ -103,8 +106,10 @@ def test_designed_book_at_default_limits_needs_more_than_one_update(protocol, ad
     ch = protocol.clearinghouse
     with ape.reverts("margin: shock change above step limit"):
         protocol.admin.set_risk_book(riskbook.encode(target), sender=admin)
-    aligned = align_to(target, read_book(ch))
-    assert len(plan_push(ch, aligned).steps) < len(plan_push(ch, target).steps)
+    backwards = dataclasses.replace(target, names=target.names[::-1], shocks=target.shocks[::-1])
+    aligned = align_to(backwards, read_book(ch))
+    assert aligned == target  # the design is already in the published order
+    assert len(plan_push(ch, aligned).steps) < len(plan_push(ch, backwards).steps)
     push(ch, aligned, admin)  # a bare Clearinghouse handle works too
     assert read_book(ch) == aligned
 
@@ -136,7 +141,7 @@ def test_cli_push_and_diff(protocol, networks, target, tight, tmp_path: Path):
 
     before = run("diff", "--book", str(book_path), *opts)
     assert before.exit_code == 0, before.output
-    assert "publication plan" in before.output and "crypto-crash → crash" in before.output
+    assert "publication plan" in before.output and "pc2-down" in before.output
 
     declined = run("push", "--book", str(book_path), *opts, stdin="n\n")
     assert declined.exit_code == 1 and "cancelled; nothing was sent" in declined.output

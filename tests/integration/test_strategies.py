@@ -278,36 +278,40 @@ def test_loss_cap__fee_is_capped_by_the_remaining_balance(
     assert ev["fee"] == left and ev["equity"] == equity
 
 
-def _unhedging_pair(protocol, h, trader):
-    """A portfolio account long 30 ETH / short 1,000 SOL on $22,000. The pair needs
-    ~21,000 (its worst scenario, the alt rotation); SOL alone would need 22,530, more than
-    the account's equity, so closing the ETH leg first leaves it under initial margin."""
-    acct = h.funded_account(trader, 22_000, portfolio=True, name="pair")
-    h.trade(trader, acct, "ETH", "30")
-    h.trade(trader, acct, "SOL", "-1000")
+def _unhedging_book(protocol, h, trader):
+    """A portfolio account short 0.5 BTC, long 40 ETH, short 200 SOL on $14,000. The book
+    needs ~12,200 (its worst scenario, ETH falling alone); ETH and SOL without the BTC
+    short need ~16,500 (the equal crash), more than the account's equity, so closing the
+    BTC leg first leaves it under initial margin. (Under the single-market rule a two-leg
+    pair can no longer need less than one of its legs alone: each leg's own move is a
+    scenario.)"""
+    acct = h.funded_account(trader, 14_000, portfolio=True, name="unhedging")
+    h.trade(trader, acct, "BTC", "-0.5")
+    h.trade(trader, acct, "SOL", "-200")
+    h.trade(trader, acct, "ETH", "40")
     return acct
 
 
 def test_loss_cap__portfolio_pair_is_closed_even_when_one_leg_alone_needs_more(
     ch, protocol, h, trader, keeper
 ):
-    """Closing in market order closes the ETH leg first and leaves the SOL short alone,
-    needing more than the account's equity: the trader's own reduce-only order is refused
-    there, the loss-cap close-out is not (it would otherwise fail exactly when needed)."""
-    acct = _unhedging_pair(protocol, h, trader)
+    """Closing in market order closes the BTC leg first and leaves ETH and SOL, needing
+    more than the account's equity: the trader's own reduce-only order is refused there,
+    the loss-cap close-out is not (it would otherwise fail exactly when needed)."""
+    acct = _unhedging_book(protocol, h, trader)
     m = margin(ch, acct)
-    assert m.maintenance < m.initial <= m.equity < 22_530 * USD
+    assert m.maintenance < m.initial <= m.equity < 16_500 * USD
     snap = Snapshot.load(protocol, acct)
     with pytest.raises(pm.Revert, match="clearinghouse: below initial margin"):
-        pm.simulate_trade(snap, ETH, -snap.position(ETH).size)
+        pm.simulate_trade(snap, BTC, -snap.position(BTC).size)
     with ape.reverts("clearinghouse: below initial margin"):
-        h.trade(trader, acct, "ETH", "-30")
+        h.trade(trader, acct, "BTC", "0.5")
     protocol.ops.set_loss_cap(acct, m.equity + 1, sender=trader)
     equity, left = predict_loss_cap_close(protocol, acct)
     tx = protocol.ops.trigger_loss_cap(acct, sender=keeper)
     assert sizes(ch, acct) == [0, 0, 0]
     assert int(ch.balance_of(acct, 0)) == left - 5 * USD
-    assert [f["market"] for f in logs(tx, ch.Fill, ch)] == [ETH, SOL]
+    assert [f["market"] for f in logs(tx, ch.Fill, ch)] == [BTC, ETH, SOL]
     (ev,) = logs(tx, protocol.ops.LossCapTriggered, ch)
     assert ev["equity"] == equity == m.equity
 

@@ -93,7 +93,8 @@ def risk_books(draw: st.DrawFn, strict: bool = False) -> RiskBook:
     """A risk book `set_risk_book` accepts: 1-8 markets, 2-16 scenarios, imr_min 1 bp to
     100%, the floor at or below every imr_min, every shock >= -100%, and for every market
     a scenario moving it down and one moving it up by at least imr_min (exactly imr_min
-    often, unless `strict`: then every covering shock is beyond it)."""
+    often, unless `strict`: then every covering shock is beyond it), and the two equal
+    moves (every market by its largest down / up shock in one scenario)."""
     n_m = draw(st.integers(1, 8))
     n_s = draw(st.integers(2, 16))
     imr = [
@@ -117,6 +118,12 @@ def risk_books(draw: st.DrawFn, strict: bool = False) -> RiskBook:
         lo = 1 if strict else 0
         shocks[down][m] = -draw(st.integers(i + lo, BPS)) if i + lo <= BPS else -BPS
         shocks[up][m] = draw(st.one_of(st.just(i + lo), st.integers(i + lo, 3 * BPS)))
+    # the equal moves set_risk_book requires: one scenario at every market's largest down
+    # shock, another at every market's largest up shock
+    down, up = draw(st.lists(st.integers(0, n_s - 1), min_size=2, max_size=2, unique=True))
+    lows = [min(row[m] for row in shocks) for m in range(n_m)]
+    highs = [max(row[m] for row in shocks) for m in range(n_m)]
+    shocks[down], shocks[up] = lows, highs
     book = RiskBook(
         floor_bps=floor_bps,
         maintenance_bps=draw(st.integers(1, BPS)),
@@ -190,8 +197,7 @@ def test_without_coverage_a_single_position_pays_less_in_portfolio_mode():
     """The coverage rule is what makes property 2 hold: drop it and a lone position is
     discounted (and the replica of set_risk_book's validation refuses the book)."""
     base = deployed_book()
-    # SOL's largest up move cut below its imr_min (15%): crypto-rally +25% -> +10%,
-    # alts-rise-btc-dn +20% -> +10%
+    # SOL's largest up move cut below its imr_min (15%): every SOL rise above 10% -> 10%
     rows = [list(r) for r in base.shocks]
     for k, row in enumerate(rows):
         if row[2] > 1_000:
@@ -242,19 +248,24 @@ def test_growing_any_position_never_lowers_the_isolated_requirement(case, j, ext
 
 def test_growing_a_hedge_leg_can_lower_the_portfolio_requirement():
     """Why property 3 is stated for the whole book and for a lone position: in a hedged
-    book the hedge leg's growth offsets the other leg's worst scenario. Long 1 BTC is
-    charged its isolated 10,010 (the crash costs it 15,000); an ETH short of 7, 8, then
-    10 ETH cuts the crash loss (10,800, 10,200, 9,000) while the isolated sum rises."""
+    book the hedge leg's growth offsets the other legs' worst scenario. Long 1 BTC and
+    30 ETH lose most in the equal move down (BTC -14.5%, ETH -20.6%); a SOL short of 200,
+    300, then 400 SOL cuts that loss (SOL -25.4% in the same move) while the isolated sum
+    rises. Once the crash is hedged, the concentration scenario pc2 (BTC and ETH down,
+    SOL up) binds, so the requirement never falls below the single-market moves."""
     book = deployed_book()
-    btc = (0, WAD, 100_000 * WAD)
-    alone = portfolio(book, [btc])
-    books = [[btc, (1, -n * WAD, 3_000 * WAD)] for n in (7, 8, 10)]
+    long = [(0, WAD, 100_000 * WAD), (1, 30 * WAD, 3_000 * WAD)]
+    alone = portfolio(book, long)
+    books = [[*long, (2, -n * WAD, 150 * WAD)] for n in (200, 300, 400)]
     hedged = [portfolio(book, b) for b in books]
-    assert alone == isolated(book, [btc])
+    assert alone == isolated(book, long)
     assert hedged[0] > hedged[1] > hedged[2]  # bigger hedge, less margin
-    assert hedged[2] < alone
     iso = [isolated(book, b) for b in books]
     assert iso[0] < iso[1] < iso[2]
+    assert hedged[2] < iso[2]
+    # smaller ETH leg: the hedged book costs less than the unhedged one
+    small = [(0, WAD, 100_000 * WAD), (1, 20 * WAD, 3_000 * WAD)]
+    assert portfolio(book, [*small, (2, -300 * WAD, 150 * WAD)]) < portfolio(book, small)
 
 
 # --- 4. never below the floor --------------------------------------------------------------

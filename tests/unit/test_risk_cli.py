@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from perpdex.cli.risk import app
-from perpdex.risk.governance import book_problems
+from perpdex.risk.governance import policy_problems
 from perpdex.risk.scenarios import load_book
 
 SYMS = ["BTC", "ETH", "SOL"]
@@ -42,11 +42,11 @@ def test_design_writes_a_valid_book(designed):
     out, text = designed
     assert "SYNTHETIC" in text
     assert "principal components" in text and "pc1" in text
-    assert f"wrote 14 scenarios to {out}" in text.replace("\n", "")
+    assert f"wrote 12 scenarios to {out}" in text.replace("\n", "")
     book = load_book(out, SYMS)
-    assert book_problems(book, 3) == []
+    assert policy_problems(book, 3) == []
     # aligned to config/risk.yaml: the crash and rally take the config's first two slots
-    assert book.names[:2] == ("crash", "rally")
+    assert book.names[:2] == ("crypto-crash", "crypto-rally")
     assert "SYNTHETIC data" in out.read_text().splitlines()[1]
 
 
@@ -54,16 +54,20 @@ def test_design_without_alignment_keeps_the_natural_order(tmp_path: Path):
     out = tmp_path / "natural.yaml"
     ok(run("design", "--out", str(out), "--no-align", "--horizon", "3", "--ewma", "0.94"))
     book = load_book(out, SYMS)
-    assert book.names[:4] == ("crash", "rally", "pc1-down", "pc1-up")
-    assert book_problems(book, 3) == []
+    assert book.names[:4] == ("crypto-crash", "crypto-rally", "btc-down", "btc-up")
+    assert policy_problems(book, 3) == []
 
 
-def test_diff_against_a_file(designed):
+def test_diff_against_a_file(designed, tmp_path: Path):
     out, _ = designed
-    text = ok(run("diff", "--book", str(out), "--against", CONFIG))
-    assert "crypto-crash → crash" in text and "replaced" in text
-    by_name = ok(run("diff", "--book", str(out), "--against", CONFIG, "--by", "name"))
-    assert "removed" in by_name and "added" in by_name
+    # config/risk.yaml is the default design
+    assert "identical" in ok(run("diff", "--book", str(out), "--against", CONFIG))
+    wider = tmp_path / "z3.yaml"
+    ok(run("design", "--out", str(wider), "--z", "3"))
+    text = ok(run("diff", "--book", str(wider), "--against", CONFIG))
+    assert "pc2-down" in text and "changed" in text
+    by_name = ok(run("diff", "--book", str(wider), "--against", CONFIG, "--by", "name"))
+    assert "changed" in by_name and "identical" not in by_name
     same = ok(run("diff", "--book", CONFIG, "--against", CONFIG))
     assert "identical" in same
 
@@ -85,3 +89,34 @@ def test_errors_are_one_line_with_a_next_step(tmp_path: Path):
     assert "--by must be" in line
     line = one_line_error(run("design", "--out", str(tmp_path / "x.yaml"), "--horizon", "5000"))
     assert "too few" in line
+
+
+# --- check: books against the worst historical windows -----------------------------------------
+
+
+def test_check_flags_books_whose_worst_window_exceeds_maintenance():
+    """The default books on the committed (synthetic) history: every one loses more than
+    its maintenance margin in its worst 2-day window (a lone BTC long too: BTC fell 24% in
+    two days), so the command flags them and exits 1."""
+    result = run("check")
+    assert result.exit_code == 1, result.output
+    assert "OVER MM" in result.output and "worked example" in result.output
+    assert "6 of 6 book(s)" in result.output
+    assert run("check", "--no-fail").exit_code == 0
+
+
+def test_check_passes_a_book_its_margin_covers(tmp_path: Path):
+    books = tmp_path / "books.yaml"
+    books.write_text("books:\n  tiny hedge: {BTC: 0.001, ETH: -0.0333}\n  big: {SOL: 5000}\n")
+    out = run("check", "--books", str(books), "--no-fail")
+    assert out.exit_code == 0, out.output
+    assert "tiny hedge" in out.output and "big" in out.output
+    adhoc = run("check", "-p", "BTC=1", "-p", "ETH=-10")
+    assert adhoc.exit_code == 1 and "--position" in adhoc.output
+
+
+def test_check_errors_are_one_line(tmp_path: Path):
+    assert "SYMBOL=SIZE" in one_line_error(run("check", "-p", "BTC3"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("books: {x: {DOGE: 1}}\n")
+    assert "unknown markets" in one_line_error(run("check", "--books", str(bad)))

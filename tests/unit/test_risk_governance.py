@@ -10,6 +10,7 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from legacy_risk_book import LEGACY_BOOK
 
 from perpdex.config import MarketRisk, load_risk
 from perpdex.risk.governance import (
@@ -49,6 +50,12 @@ def accepted(old: RiskBook | None, new: RiskBook, limits: StepLimits) -> bool:
             return False
         if not (min(0, *col) <= -r.imr_min_bps and max(0, *col) >= r.imr_min_bps):
             return False
+    # the equal moves: one scenario at every market's lowest shock, one at every highest
+    n_m = len(new.markets)
+    lows = tuple(min(0, *(row[m] for row in new.shocks)) for m in range(n_m))
+    highs = tuple(max(0, *(row[m] for row in new.shocks)) for m in range(n_m))
+    if lows not in new.shocks or highs not in new.shocks:
+        return False
     if old is None:
         return True
     ratios = [(old.floor_bps, new.floor_bps), (old.maintenance_bps, new.maintenance_bps)]
@@ -82,12 +89,19 @@ def book(shocks, imr=(1000, 1000, 1500), floor=200, mmr=5000, slope=1000, names=
 
 @pytest.fixture(scope="module")
 def config_book():
-    return riskbook.from_config(load_risk(), SYMS)
+    """The book on chain before issue 9 (item 8): the path starts there."""
+    return LEGACY_BOOK
 
 
 @pytest.fixture(scope="module")
 def designed(config_book):
     return design(load_prices(), config_book, SYMS).book
+
+
+def test_the_published_book_is_the_design():
+    """config/risk.yaml is `perpdex risk design` with the defaults, ratios unchanged."""
+    published = riskbook.from_config(load_risk(), SYMS)
+    assert design(load_prices(), published, SYMS).book == published
 
 
 # --- the replica agrees with the independent checker -------------------------------------------
@@ -143,15 +157,16 @@ def test_and_back_again(config_book, designed):
 
 
 def test_coverage_moving_to_another_scenario_is_held():
-    """Down coverage of market 0 moves from scenario 0 to scenario 1. Halfway along a
-    straight line both sit at -600 > -1000: the contract would refuse that book."""
-    old = book([[-1200, 1200], [0, -1200], [1200, 0]], imr=(1000, 1000))
-    new = book([[0, 1200], [-1200, -1200], [1200, 0]], imr=(1000, 1000))
+    """Down coverage (and the equal move down) moves from scenario 0 to scenario 2.
+    Halfway along a straight line both sit at -600 > -1000: the contract would refuse
+    that book."""
+    old = book([[-1200, -1200], [1200, 1200], [0, 0]], imr=(1000, 1000))
+    new = book([[0, 0], [1200, 1200], [-1200, -1200]], imr=(1000, 1000))
     limits = StepLimits(300, 100)
     path = plan_path(old, new, limits, 2)
     assert_valid_path(old, new, path, limits)
     # the naive straight line is refused in the middle, so the test can fail
-    mid = book([[-600, 1200], [-600, -1200], [1200, 0]], imr=(1000, 1000))
+    mid = book([[-600, -600], [1200, 1200], [-600, -600]], imr=(1000, 1000))
     assert not accepted(None, mid, limits)
     assert any(min(r[0] for r in s.shocks) == -1000 for s in path[:-1])  # the hold
     assert all(s.n_scenarios == 3 for s in path)  # no bridge needed
@@ -234,6 +249,11 @@ def _random_book(rng: random.Random, n_m: int, n_s: int) -> RiskBook:
         k_down, k_up = rng.sample(range(n_s), 2)
         shocks[k_down][m] = -rng.randint(imr[m], 10_000)
         shocks[k_up][m] = rng.randint(imr[m], 12_000)
+    # the equal moves: one scenario at every market's lowest shock, another at its highest
+    k_down, k_up = rng.sample(range(n_s), 2)
+    lows = [min(r[m] for r in shocks) for m in range(n_m)]
+    highs = [max(r[m] for r in shocks) for m in range(n_m)]
+    shocks[k_down], shocks[k_up] = lows, highs
     markets = tuple(
         MarketRisk(imr[m], rng.randint(0, 3000), rng.randint(1, 10**6) * WAD) for m in range(n_m)
     )
@@ -291,6 +311,10 @@ def test_align_never_lengthens_the_path(config_book, designed):
         assert len(plan_path(config_book, aligned, limits, 3)) <= len(
             plan_path(config_book, designed, limits, 3)
         )
-    assert len(plan_path(config_book, aligned, DEFAULT, 3)) < len(
-        plan_path(config_book, designed, DEFAULT, 3)
+    # a book in the reverse order costs more updates until aligned
+    backwards = dataclasses.replace(
+        designed, names=designed.names[::-1], shocks=designed.shocks[::-1]
+    )
+    assert len(plan_path(config_book, align_to(backwards, config_book), DEFAULT, 3)) < len(
+        plan_path(config_book, backwards, DEFAULT, 3)
     )

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perpdex.config import MarketRisk, load_risk
-from perpdex.risk.governance import book_problems
+from perpdex.risk.governance import book_problems, policy_problems
 from perpdex.risk.history import GeneratorParams, generate_prices, load_prices
 from perpdex.risk.scenarios import (
     DesignError,
@@ -91,7 +91,9 @@ def test_design_satisfies_the_contract(series, base):
     assert 1 <= d.book.n_scenarios <= 16
     assert riskbook.decode(riskbook.encode(d.book)) == d.book
     kinds = [s.kind for s in d.specs]
-    assert kinds.count("joint") == 2 and kinds.count("pc") == 6 and kinds.count("idio") == 6
+    assert kinds.count("joint") == 2 and kinds.count("pc") == 4 and kinds.count("idio") == 6
+    assert d.book.n_scenarios == 12  # the gas budget of the margin check
+    assert policy_problems(d.book, n_listed=3) == []  # single-market moves too
 
 
 def test_shocks_round_the_model_moves_away_from_zero(series, base):
@@ -116,12 +118,14 @@ def test_component_scenarios_are_k_sigma_along_the_eigenvectors(series, base):
     for s in d.specs:
         if s.kind != "pc":
             continue
-        assert s.k >= d.params.k_sigma
+        # z * sqrt(d) sd along the component (d = 3 components kept), linear moves
+        assert math.isclose(s.k, d.params.z * math.sqrt(3))
         expected = s.direction * s.k * math.sqrt(d.eigenvalues[s.index]) * vecs[:, s.index]
         assert np.allclose(s.log_moves, expected)
+        assert s.simple_moves == s.log_moves
 
 
-def test_idiosyncratic_scenarios_move_one_market_by_its_residual_sigma(series, base):
+def test_single_market_scenarios_move_one_market_by_its_residual_sigma(series, base):
     d = design(series, base, SYMS)
     prec = np.linalg.inv(d.estimate.horizon_cov(d.params.horizon_days))
     for s in d.specs:
@@ -136,15 +140,19 @@ def test_idiosyncratic_scenarios_move_one_market_by_its_residual_sigma(series, b
 def test_joint_crash_is_at_least_pc1_in_every_market(series, base):
     d = design(series, base, SYMS)
     shocks = dict(zip(d.book.names, d.book.shocks, strict=True))
-    assert all(c <= p for c, p in zip(shocks["crash"], shocks["pc1-down"], strict=True))
-    assert all(c >= p for c, p in zip(shocks["rally"], shocks["pc1-up"], strict=True))
+    # the equal moves: every market at its largest shock of the whole book
+    for m in range(3):
+        col = [row[m] for row in d.book.shocks]
+        assert shocks["crypto-crash"][m] == min(col)
+        assert shocks["crypto-rally"][m] == max(col)
 
 
 def test_fat_tails_raise_k_above_the_floor(series, base):
     off = design(series, base, SYMS, DesignParams(tail_quantile=None))
-    assert all(s.k == 3.5 for s in off.specs)
+    # the single-market moves carry k (the equal moves are component 1 scaled out)
+    assert all(s.k == 3.5 for s in off.specs if s.kind == "idio")
     on = design(series, base, SYMS, DesignParams(tail_quantile=0.999))
-    assert max(s.k for s in on.specs) > 3.5
+    assert max(s.k for s in on.specs if s.kind == "idio") > 3.5
 
 
 # --- coverage -----------------------------------------------------------------------------------
@@ -157,15 +165,15 @@ def test_coverage_is_enforced_through_the_idiosyncratic_scenarios(series, base):
     assert book_problems(d.book, 3) == []
     assert {(a.market, a.after_bps) for a in d.adjustments} >= {("BTC", -3_000), ("SOL", 4_000)}
     row = dict(zip(d.book.names, d.book.shocks, strict=True))
-    assert row["btc-idio-down"][0] == -3_000
-    assert row["sol-idio-up"][2] == 4_000
+    assert row["btc-down"] == (-3_000, 0, 0)
+    assert row["sol-up"] == (0, 0, 4_000)
 
 
 def test_coverage_without_idiosyncratic_scenarios_uses_the_joint_ones(series, base):
     book = _with_imr(base, [3_000, 3_000, 3_000])
     d = design(series, book, SYMS, DesignParams(idiosyncratic=False))
     assert coverage_gaps(d.book) == []
-    assert {a.scenario for a in d.adjustments} <= {"crash", "rally"}
+    assert {a.scenario for a in d.adjustments} <= {"crypto-crash", "crypto-rally"}
 
 
 def test_coverage_with_components_only(series, base):
@@ -178,12 +186,15 @@ def test_coverage_with_components_only(series, base):
 def test_without_the_rule_the_gaps_would_be_visible(series, base):
     """coverage_gaps sees a book that misses imr_min (the check itself can fail)."""
     d = design(series, _with_imr(base, [3_000, 3_000, 3_000]), SYMS)
+    # the model's moves before any widening (the equal moves are built from the widened
+    # book, so they are left out)
+    specs = [s for s in d.specs if s.kind != "joint"]
     raw = riskbook.RiskBook(
         d.book.floor_bps,
         d.book.maintenance_bps,
         d.book.markets,
-        d.book.names,
-        tuple(tuple(round_up_bps(x) for x in s.simple_moves) for s in d.specs),
+        tuple(s.name for s in specs),
+        tuple(tuple(round_up_bps(x) for x in s.simple_moves) for s in specs),
     )
     assert coverage_gaps(raw)
 
@@ -212,9 +223,13 @@ def test_many_markets_are_capped_at_sixteen_scenarios():
     d = design(series, base, params.symbols)
     assert d.book.n_scenarios == 16
     assert d.dropped
-    assert {"crash", "rally", "pc1-down", "pc1-up"} <= set(d.book.names)
+    # equal moves first, then single-market moves by size; no room for components
+    assert {"crypto-crash", "crypto-rally"} <= set(d.book.names)
+    assert not any(name.startswith("pc") for name in d.book.names)
     assert coverage_gaps(d.book) == []
     assert book_problems(d.book, n) == []
+    # 7 single-market pairs fit: the policy names the three markets left out
+    assert len([p for p in policy_problems(d.book, n) if "single-market" in p]) == 6
     smaller = design(series, base, params.symbols, DesignParams(max_scenarios=6))
     assert smaller.book.n_scenarios == 6 and coverage_gaps(smaller.book) == []
 
@@ -291,3 +306,46 @@ def test_portfolio_margin_is_monotone_in_scale(series, base):
         assert r.portfolio >= prev
         assert r.portfolio <= r.isolated + 1e-9
         prev = r.portfolio
+
+
+# --- the concentration add-on ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def designed(series, base):
+    return design(series, base, SYMS)
+
+
+@settings(deadline=None, derandomize=True, max_examples=300)
+@given(
+    n=st.lists(
+        st.floats(min_value=-1e7, max_value=1e7, allow_nan=False), min_size=3, max_size=3
+    ).filter(lambda v: any(abs(x) > 1 for x in v))
+)
+def test_worst_scenario_loss_covers_the_concentration_addon(designed, n):
+    """For any dollar exposures n, the worst loss over the designed scenarios is at least
+    z * sqrt(n' S n), S the 2-day covariance, less the bp rounding (< 1 bp of gross)."""
+    d = designed
+    S = d.estimate.horizon_cov(d.params.horizon_days)
+    x = np.asarray(n)
+    addon = d.params.z * math.sqrt(float(x @ S @ x))
+    worst = max(
+        -sum(xi * k / 10_000 for xi, k in zip(x, row, strict=True)) for row in d.book.shocks
+    )
+    assert worst >= addon - np.abs(x).sum() * 1e-4
+
+
+def test_without_the_sqrt_d_scaling_the_addon_is_not_covered(designed):
+    """The scaling is what covers it: a book loaded equally on all three components
+    loses only z * sqrt(n' S n) / sqrt(3) on the plain +/- z sd component scenarios."""
+    d = designed
+    vals, vecs = d.eigenvalues, d.eigenvectors
+    x = sum(vecs[:, j] / math.sqrt(vals[j]) for j in range(3))  # a_j * sqrt(l_j) all 1
+    S = d.estimate.horizon_cov(d.params.horizon_days)
+    addon = d.params.z * math.sqrt(float(x @ S @ x))
+    plain = max(abs(float(x @ (d.params.z * math.sqrt(vals[j]) * vecs[:, j]))) for j in range(3))
+    assert plain < addon * 0.6
+    scaled = max(
+        -sum(xi * k / 10_000 for xi, k in zip(x, row, strict=True)) for row in d.book.shocks
+    )
+    assert scaled >= addon * 0.999

@@ -192,32 +192,40 @@ def test_set_risk_book__shock_of_minus_100pct(ch, gov, book, admin):
     gov.set_risk_book(riskbook.encode(_shocks(book, 0, BTC, -10_000)), sender=admin)
 
 
+def _clip_btc(book, lo, hi):
+    """Every BTC shock clipped into [lo, hi]."""
+    rows = [list(r) for r in book.shocks]
+    for r in rows:
+        r[BTC] = max(lo, min(hi, r[BTC]))
+    return replace(book, shocks=tuple(tuple(r) for r in rows))
+
+
 def test_set_risk_book__scenarios_miss_initial_margin_down__reverts(gov, book, admin):
-    # BTC's down moves: crypto-crash -1,500, btc-down -1,000; imr_min 1,000
-    bad = _shocks(
-        _shocks(book, _scenario(book, "crypto-crash"), BTC, -900),
-        _scenario(book, "btc-down"),
-        BTC,
-        -900,
-    )
+    # BTC's imr_min is 1,000: no scenario may then move it down by more than 900
+    bad = _clip_btc(book, -900, 10_000)
     with ape.reverts("margin: scenarios must cover initial margin"):
         gov.set_risk_book(riskbook.encode(bad), sender=admin)
 
 
 def test_set_risk_book__scenarios_miss_initial_margin_up__reverts(gov, book, admin):
-    bad = _shocks(
-        _shocks(book, _scenario(book, "crypto-rally"), BTC, 999),
-        _scenario(book, "btc-up"),
-        BTC,
-        999,
-    )
+    bad = _clip_btc(book, -10_000, 999)
     with ape.reverts("margin: scenarios must cover initial margin"):
         gov.set_risk_book(riskbook.encode(bad), sender=admin)
 
 
+def test_set_risk_book__no_equal_move__reverts(gov, book, admin):
+    # BTC alone falls further than in the crash: no scenario holds every market's
+    # largest drop at once
+    k = _scenario(book, "btc-down")
+    bad = _shocks(book, k, BTC, min(r[BTC] for r in book.shocks) - 1)
+    with ape.reverts("margin: no scenario moves every market by its largest shock"):
+        gov.set_risk_book(riskbook.encode(bad), sender=admin)
+
+
 def test_set_risk_book__shock_step__reverts(gov, book, admin):
-    # ETH crypto-crash -2,000 -> -3,001: 1,001 bp > step limit 1,000
-    bad = _shocks(book, _scenario(book, "crypto-crash"), ETH, -3_001)
+    # ETH's crypto-crash shock 1,001 bp further down: above the step limit 1,000
+    k = _scenario(book, "crypto-crash")
+    bad = _shocks(book, k, ETH, book.shocks[k][ETH] - 1_001)
     with ape.reverts("margin: shock change above step limit"):
         gov.set_risk_book(riskbook.encode(bad), sender=admin)
 
@@ -234,6 +242,7 @@ def test_set_risk_book__dropped_scenario_counts_as_a_step__reverts(gov, book, ad
 
 def test_set_risk_book__limits_apply(ch, gov, book, admin):
     gov.set_risk_book_limits(100, 200, sender=admin)
+    crash = book.shocks[0][BTC]  # scenario 0 is the crash: BTC further down keeps it extreme
     with ape.reverts("margin: shock change above step limit"):
-        gov.set_risk_book(riskbook.encode(_shocks(book, 0, BTC, -1_601)), sender=admin)
-    gov.set_risk_book(riskbook.encode(_shocks(book, 0, BTC, -1_600)), sender=admin)
+        gov.set_risk_book(riskbook.encode(_shocks(book, 0, BTC, crash - 101)), sender=admin)
+    gov.set_risk_book(riskbook.encode(_shocks(book, 0, BTC, crash - 100)), sender=admin)
