@@ -71,7 +71,7 @@
                    `access_control`.
                  - Feeds are read with `STATICCALL` and `revert_on_failure`
                    off: a feed that reverts or returns short data counts as
-                   an invalid source ("oracle: source unavailable") instead
+                   an invalid source (unavailable) instead
                    of blocking the market, and cannot re-enter. A feed can
                    still burn the gas it is forwarded: configure only
                    audited feeds.

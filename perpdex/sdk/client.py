@@ -175,20 +175,14 @@ REVERT_HINTS: dict[str, str] = {
         "fewer than two price sources agree right now, so the market is frozen (closes "
         "and liquidations too); it resumes by itself at the next update they agree on"
     ),
-    "oracle: stale price": "the price feeds are stale; retry after the next price update",
-    "oracle: source unavailable": (
-        "a price feed did not answer; retry after the next price update"
-    ),
-    "oracle: non-positive answer": (
-        "a price feed reported a non-positive price; retry after the next price update"
-    ),
-    "oracle: answer out of range": (
-        "a price feed reported a price outside the market's bounds; wait for the feeds"
-    ),
     "clearinghouse: no markets": "name at least one market to refresh",
     # quotes (ClearinghouseLens)
     "lens: zero size": "give a size other than zero, e.g. 0.5 to buy or -0.5 to sell",
     "lens: unknown market": "use a listed market; `perpdex quote` lists them",
+    "lens: no price quorum": (
+        "fewer than two price sources agree right now, so the market is frozen; "
+        "quote again after the next update they agree on"
+    ),
     # the liquidity vault
     "vault: zero amount": (
         "the amount is worth less than one share (or one token unit); give a larger amount"
