@@ -255,9 +255,7 @@ def test_redo__healthy_account__finishes(liq, trader, keeper, keeper_acct, chain
     assert liq.state(v.account)[0] == 0
 
 
-def test_rogue_liquidator__cannot_take_a_healthy_account(
-    liq, trader, stranger, rogue, keeper_acct
-):
+def test_rogue_liquidator__cannot_take_a_healthy_account(liq, trader, stranger, rogue, keeper_acct):
     v = liq.btc_long(trader, 12_000, size="1")
     thief = liq.account(stranger, 100_000, name="thief")
     assert liq.health(v.account) > 1
