@@ -27,7 +27,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from liquidation_helpers import (  # noqa: E402
+from liquidation_helpers import (
     WAD,
     LiqWorld,
     Victim,
