@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -278,8 +279,8 @@ def test_keeper_state__other_deployment__refused(tmp_path):
 def test_plan__profit_threshold_and_gas(protocol):
     p = protocol.auction.params()
     read = AccountRead(
-        account=1, equity=80, maintenance=100, notional=100_000 * WAD, twap_equity=80,
-        twap_maintenance=100, active=True, started=1_000, lot=WAD // 2,
+        account=1, equity=5_000 * WAD, maintenance=7_000 * WAD, notional=100_000 * WAD,
+        twap_equity=80, twap_maintenance=100, active=True, started=1_000, lot=WAD // 2,
         kick=50_000 * WAD, step=1, discount=WAD // 100,
     )  # fmt: skip
     c = LiquidatorConfig(keeper_account=2, min_profit=Decimal(100))
@@ -295,6 +296,14 @@ def test_plan__profit_threshold_and_gas(protocol):
     assert plan([read], p, 1_100, c, Decimal(350), taker_fee=Decimal("0.002")) == []
     # expired: backstop, whatever the profit
     assert [a.kind for a in plan([read], p, 1_000 + p.duration + 1, c, Decimal(0))] == ["backstop"]
+    # a book whose maintenance cannot pay the full discount gets it scaled down
+    # (7% -> 5%: f = 0.8 x 5% / 5.5%): $500 x 0.727 - $350 = $13.6, under the threshold
+    c.hedge = False
+    thin = replace(read, maintenance=5_000 * WAD, equity=4_000 * WAD)
+    assert plan([thin], p, 1_100, c, Decimal(350)) == []
+    # the deadline read from the chain wins over started + duration (a redo moved the clock)
+    redone = replace(read, started=1_300, deadline=1_600)
+    assert [a.kind for a in plan([redone], p, 1_601, c, Decimal(0))] == ["backstop"]
 
 
 # --- price pusher ----------------------------------------------------------------------------
