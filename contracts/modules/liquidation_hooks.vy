@@ -21,6 +21,7 @@
         MIN_POSITION_NOTIONAL moves whole (no dust).
         The Clearinghouse does not trust its liquidator: begin, reward and transfer each
         require the account to be liquidatable at marks refreshed in this block
+        (collateral markets: within max_mark_age, as in every margin check)
         (equity < maintenance), and bound what the caller hands over, with E, M, N the
         account's equity, maintenance and gross notional at those marks:
           reward     <= min(MAX_REWARD_SHARE x M, MAX_KEEPER_REWARD, max(E, 0)), once
@@ -116,8 +117,8 @@ def liquidation_end(account: uint256):
 @view
 def _liquidatable(account: uint256, hdr: uint256) -> state.MarginScan:
     """
-    @dev The account's scan at marks refreshed in this block (every position market and
-         every collateral market); reverts unless equity < maintenance.
+    @dev The account's scan at marks refreshed in this block for every position market
+         (collateral markets: within `max_mark_age`); reverts unless equity < maintenance.
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
     for m: uint256 in range(c.MAX_MARKETS):
@@ -128,14 +129,19 @@ def _liquidatable(account: uint256, hdr: uint256) -> state.MarginScan:
             assert (
                 packing._mark_time(state._mark[m]) == block.timestamp
             ), "clearinghouse: refresh marks first"
+        # collateral is valued at marks no older than `max_mark_age` (what `refresh_account`
+        # guarantees for collateral, as every margin check does)
     cbits: uint256 = packing._collateral_bitmap(hdr)
-    for i: uint256 in range(1, c.MAX_COLLATERALS):
-        if cbits >> i == 0:
-            break
-        if (cbits >> i) & 1 == 1:
-            assert (
-                packing._mark_time(state._mark[state.collateral_market[i]]) == block.timestamp
-            ), "clearinghouse: refresh marks first"
+    if cbits != 0:
+        age: uint256 = packing._system(state._system).max_mark_age
+        for i: uint256 in range(1, c.MAX_COLLATERALS):
+            if cbits >> i == 0:
+                break
+            if (cbits >> i) & 1 == 1:
+                assert (
+                    packing._mark_time(state._mark[state.collateral_market[i]]) + age
+                    >= block.timestamp
+                ), "clearinghouse: refresh marks first"
     e: int256 = 0
     i0: uint256 = 0
     mm: uint256 = 0

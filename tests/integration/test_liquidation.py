@@ -679,6 +679,7 @@ BAD_PARAMS = [
     ("cooldown", 86_401, "auction: cooldown too long"),
     ("keeper_tip", 2**128, "auction: parameter too large"),
     ("target_health", 2**64, "auction: parameter too large"),
+    ("keeper_cap", 1_000 * WAD + 1, "auction: keeper cap above the clearinghouse bound"),
 ]
 
 
