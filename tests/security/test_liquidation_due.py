@@ -360,14 +360,15 @@ def test_redo__after_the_deadline__reverts(liq, trader, keeper, keeper_acct, cha
 def test_step__healthy_again__finishes_without_a_tranche(liq, trader, keeper, keeper_acct, chain):
     """Between tranches: the owner tops up; `step` ends the liquidation, pays no reward."""
     v = liq.btc_long(trader, 12_000, size="1")
-    hold_at_health(liq, v.account, "BTC", Decimal(80_000), Decimal(100_000), Decimal("0.6"))
-    tx = liq.auction.start(v.account, keeper_acct, sender=keeper)
+    liq.hold({"BTC": liq.price_for_health(v.account, Decimal("0.6"))})
+    assert Decimal("0.55") < liq.health(v.account) < Decimal("0.65")
+    liq.auction.start(v.account, keeper_acct, sender=keeper)
     chain.pending_timestamp = int(liq.auction.deadline(v.account)) + 1
     liq.auction.backstop(v.account, sender=keeper)
     active, _, lot, _, _, _ = liq.state(v.account)
     assert active and lot == 0  # 0.6 -> about 0.4 after half the book at the worst price
     liq.p.ops.deposit(v.account, liq.p.token, liq.fund(trader, 20_000), sender=trader)
-    chain.pending_timestamp = ts(chain, tx) + 10_000
+    liq.sleep(liq.params.cooldown)  # feeds re-posted, marks fresh
     tx = liq.auction.step(v.account, keeper_acct, sender=keeper)
     assert tx.decode_logs(liq.auction.TrancheOpened) == []
     assert tx.decode_logs(liq.p.ops.LiquidationRewardPaid) == []
