@@ -129,10 +129,10 @@ def _liquidatable(account: uint256, hdr: uint256) -> state.MarginScan:
             assert (
                 packing._mark_time(state._mark[m]) == block.timestamp
             ), "clearinghouse: refresh marks first"
-        # collateral is valued at marks no older than `max_mark_age` (what `refresh_account`
-        # guarantees for collateral, as every margin check does)
     cbits: uint256 = packing._collateral_bitmap(hdr)
     if cbits != 0:
+        # collateral is valued at marks no older than `max_mark_age` (what
+        # `refresh_account` guarantees for collateral, as every margin check does)
         age: uint256 = packing._system(state._system).max_mark_age
         for i: uint256 in range(1, c.MAX_COLLATERALS):
             if cbits >> i == 0:
