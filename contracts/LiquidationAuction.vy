@@ -10,27 +10,53 @@
                     below `critical_health` (Aave v3's rule: waiting only grows bad
                     debt). Locks the account and opens the first tranche; the caller
                     earns tip + fee x tranche notional, capped, paid from the account.
+          budget    liquidation pays for itself (E = equity, M = maintenance, N = gross
+                    notional, all at fresh marks): every discount and the penalty are
+                    scaled by f = min(1, COST_SHARE x M / (N x (max_discount + penalty)))
+                    so that (d + penalty) x N <= COST_SHARE x M for every d on the
+                    schedule, and the keeper reward of a tranche q is at most
+                    REWARD_SHARE x q x M. Selling q of the book costs at most
+                    (COST_SHARE + REWARD_SHARE) x q x M = 0.9 q M, and frees at least
+                    q x M of maintenance (isolated and portfolio requirements shrink at
+                    least proportionally with the book). So from E = (1 - e) M:
+                      after the whole book  E' >= (0.1 - e) M  > 0 for e < 0.1
+                      after a tranche q     E'/M' >= (1 - e - 0.9 q) / (1 - q) >= 1
+                                            whenever q >= 10 e
+                    i.e. an account entering at health just under 1 never ends in bad
+                    debt from the liquidation's own costs; only price moves can do that.
+                    The Clearinghouse enforces the same bounds itself on every hook.
           tranche   the fraction q of every position (the same for each leg, so hedges
                     stay hedged) that restores health to `target_health` if sold at
-                    the worst discount: q = (t*M - E) / (t*M - N*(d_max + penalty)),
-                    within [min_step, max_step] and each market's window cap. Below
-                    `critical_health`, or for books under `small_account` notional, the
-                    whole book goes at once (no cliffs for large books, no dust for
-                    small ones).
+                    the worst scaled discount with the largest reward:
+                    q = (t*M - E) / (t*M - c), c = N*(d_max + penalty)*f + REWARD_SHARE*M
+                    (c <= 0.9 M < t*M), within [min_step, max_step] and each market's
+                    window cap. Below `critical_health`, for books under `small_account`
+                    notional, or when the rest would be under `small_account`, the whole
+                    book goes at once (no cliffs for large books, no dust for small
+                    ones); the Clearinghouse moves a leg whole when the rest of it would
+                    be under MIN_POSITION_NOTIONAL.
           auction   the tranche is sold by Dutch auction: the price starts at the mark
                     moved `start_discount` against the account and moves linearly to
                     `max_discount` over `duration` (Maker Clipper's LinearDecrease). Any
                     keeper takes all or part into its own account, which must stay
-                    above initial margin. After `duration`, `backstop` gives the rest to
-                    the vault's pool at `max_discount`. Unlike Clipper, the price is
+                    above initial margin; a take is cut to what restores `target_health`
+                    at its discount (Maker Clipper: an auction raises at most what the
+                    account owes), and once a take leaves the account healthy the
+                    liquidation ends and the rest of the lot stays with the owner. The
+                    deadline is fixed when the tranche opens (open + `duration`); after
+                    it, `backstop` gives the rest (cut the same way) to the vault's pool
+                    at the scaled `max_discount`. Unlike Clipper, the price is
                     always the live mark times (1 - discount), so it never goes stale;
                     what can go stale is the discount clock: if the tranche's value moves
                     more than `cusp` from its value when the clock started (prices ran
                     or recovered), anyone may `redo` it, restarting the discount at
-                    `start_discount` (Clipper's `redo`).
+                    `start_discount` (Clipper's `redo`); the deadline does not move.
           after     when a tranche is sold: no positions left -> settle bad debt
                     (insurance, then socialisation) and unlock; healthy -> unlock;
                     still unhealthy -> the next tranche opens after `cooldown` (`step`).
+        Due: every step (start, step, take, backstop, redo) first refreshes the
+        account's marks; if the account is healthy (E >= M) the liquidation ends there
+        (the open lot goes back to the owner) instead of moving anything.
         Every price is the Clearinghouse's mark refreshed in the same transaction.
 @custom:security Holds LIQUIDATOR_ROLE on the Clearinghouse; holds no tokens. Keeper
         rewards are credited to the keeper's account inside the Clearinghouse (no token
@@ -169,6 +195,18 @@ MASK_40: constant(uint256) = 2**40 - 1
 MASK_64: constant(uint256) = 2**64 - 1
 MASK_128: constant(uint256) = 2**128 - 1
 MASK_32: constant(uint256) = 2**32 - 1
+MASK_96: constant(uint256) = 2**96 - 1
+# Liquidation budget, in fractions of maintenance margin (WAD); the Clearinghouse's
+# liquidation hooks enforce the same bounds (modules/liquidation_hooks.vy).
+# @notice discount + penalty, applied to the notional moved, <= this x maintenance/notional
+COST_SHARE: public(constant(uint256)) = 8 * 10**17
+# @notice A tranche's keeper reward <= this x the maintenance the tranche frees
+REWARD_SHARE: public(constant(uint256)) = 10**17
+# @notice Largest keeper reward per tranche (USD WAD), the Clearinghouse's bound
+MAX_KEEPER_REWARD: public(constant(uint256)) = 1_000 * 10**18
+# @notice A liquidation never leaves a position under this notional (USD WAD): the
+#         Clearinghouse moves the whole leg instead
+MIN_POSITION_NOTIONAL: public(constant(uint256)) = 100 * 10**18
 
 # @notice The Clearinghouse this auction liquidates on.
 clearinghouse: public(immutable(IClearinghouse))
@@ -187,9 +225,9 @@ window_cap: public(HashMap[uint256, uint256])
 capped_markets: public(uint256)
 # window start u40 | notional used u216, per market
 _window: HashMap[uint256, uint256]
-# Per account, packed: started_at u40 | lot u64 (WAD fraction of the current book) |
-# kick_notional u128 (USD WAD of the lot when its clock started) | step u16 |
-# active bit 248 | critical bit 249
+# Per account, packed: started_at u40 (discount clock) | lot u64 (WAD fraction of the
+# current book) | kick_notional u96 (USD WAD of the lot when its clock started) |
+# until u32 (deadline - started_at, seconds) | step u16 | active bit 248 | critical bit 249
 _auction: HashMap[uint256, uint256]
 
 ACTIVE_BIT: constant(uint256) = 1 << 248
@@ -254,8 +292,10 @@ def take(account: uint256, keeper_account: uint256, fraction: uint256) -> uint25
     """
     @notice Buys `fraction` (WAD) of the remaining tranche at the current auction price
             into `keeper_account` (owned or operated by the caller), which must end above
-            initial margin. A smaller remainder is taken whole.
-    @return The fraction of the book transferred (WAD).
+            initial margin. The take is cut to what restores `target_health` at this
+            discount; a remainder whose book would be under `small_account` is taken
+            whole. If the account is healthy again, nothing moves: the liquidation ends.
+    @return The fraction of the book transferred (WAD); 0 if the liquidation ended.
     """
     assert fraction != 0 and fraction <= WAD, "auction: bad fraction"
     assert keeper_account != account, "auction: cannot take into the liquidated account"
@@ -268,87 +308,71 @@ def take(account: uint256, keeper_account: uint256, fraction: uint256) -> uint25
     lot: uint256 = (a >> 40) & MASK_64
     assert a & ACTIVE_BIT != 0 and lot != 0, "auction: nothing to take"
     p: Params = self._unpack()
-    elapsed: uint256 = block.timestamp - (a & MASK_40)
-    assert elapsed <= p.duration, "auction: expired, call backstop"
-    extcall clearinghouse.refresh_account(account)
-    if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
-        assert self._critical(
-            staticcall clearinghouse.account_margin(account), p
-        ), "auction: sequencer grace period"
+    started: uint256 = a & MASK_40
+    assert block.timestamp <= started + ((a >> 200) & MASK_32), "auction: expired, call backstop"
+    s: MarginScan = self._due(account, a, p)
+    if s.maintenance == 0:
+        return 0
+    f: uint256 = self._scale(s, p)
+    elapsed: uint256 = min(block.timestamp - started, p.duration)
     discount: uint256 = (
         p.start_discount + (p.max_discount - p.start_discount) * elapsed // p.duration
-    )
+    ) * f // WAD
     part: uint256 = lot
     if fraction < WAD:
         part = lot * fraction // WAD
     assert part != 0, "auction: fraction too small"
-    self._use_window(account, part, a & CRITICAL_BIT != 0)
-    extcall clearinghouse.liquidation_transfer(account, keeper_account, part, discount, p.penalty)
-    left: uint256 = 0
-    kick: uint256 = 0
-    if part < lot:
-        # the lot was a fraction of the book before the take; re-express it on the
-        # smaller book: (lot - part) / (1 - part); its reference value shrinks with it
-        left = (lot - part) * WAD // (WAD - part)
-        kick = ((a >> 104) & MASK_128) * (lot - part) // lot
-    self._auction[account] = (
-        (a & ~((MASK_64 << 40) | (MASK_128 << 104))) | (left << 40) | (kick << 104)
-    )
-    log AuctionTake(
-        account=account,
-        keeper=msg.sender,
-        keeper_account=keeper_account,
-        fraction=part,
-        discount=discount,
-        lot_left=left,
-    )
-    if left == 0:
-        self._after_tranche(account)
-    return part
+    return self._sell(account, keeper_account, a, lot, part, discount, s, p, f)
 
 
 @external
 @nonreentrant
 def backstop(account: uint256):
     """
-    @notice After the auction's duration, the vault's pool takes what is left of the
-            tranche at the maximum discount. Anyone may call it.
+    @notice After the tranche's deadline, the vault's pool takes what is left of it (cut
+            to what restores `target_health`) at the scaled maximum discount. If the
+            account is healthy again, nothing moves: the liquidation ends. Anyone may
+            call it.
     """
     a: uint256 = self._auction[account]
     lot: uint256 = (a >> 40) & MASK_64
     assert a & ACTIVE_BIT != 0 and lot != 0, "auction: nothing to take"
     p: Params = self._unpack()
-    assert block.timestamp - (a & MASK_40) > p.duration, "auction: still running"
-    extcall clearinghouse.refresh_account(account)
-    if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
-        assert self._critical(
-            staticcall clearinghouse.account_margin(account), p
-        ), "auction: sequencer grace period"
-    self._use_window(account, lot, a & CRITICAL_BIT != 0)
-    extcall clearinghouse.liquidation_transfer(account, POOL, lot, p.max_discount, p.penalty)
-    self._auction[account] = a & ~((MASK_64 << 40) | (MASK_128 << 104))
-    log AuctionBackstop(account=account, caller=msg.sender, fraction=lot, discount=p.max_discount)
-    self._after_tranche(account)
+    assert block.timestamp > (a & MASK_40) + ((a >> 200) & MASK_32), "auction: still running"
+    s: MarginScan = self._due(account, a, p)
+    if s.maintenance == 0:
+        return
+    f: uint256 = self._scale(s, p)
+    discount: uint256 = p.max_discount * f // WAD
+    self._sell(account, POOL, a, lot, lot, discount, s, p, f)
 
 
 @external
 @nonreentrant
 def redo(account: uint256):
     """
-    @notice Restarts the auction clock at current prices when the tranche's value has
-            moved more than `cusp` since its clock started. Anyone may call it.
+    @notice Restarts the discount clock at current prices when the tranche's value has
+            moved more than `cusp` since its clock started; the deadline stays where the
+            tranche opened it. If the account is healthy again the liquidation ends
+            instead. Anyone may call it.
     """
     a: uint256 = self._auction[account]
     lot: uint256 = (a >> 40) & MASK_64
     assert a & ACTIVE_BIT != 0 and lot != 0, "auction: nothing to reset"
     p: Params = self._unpack()
-    extcall clearinghouse.refresh_account(account)
-    s: MarginScan = staticcall clearinghouse.account_margin(account)
-    old: uint256 = (a >> 104) & MASK_128
-    now_value: uint256 = lot * s.notional // WAD
+    deadline: uint256 = (a & MASK_40) + ((a >> 200) & MASK_32)
+    assert block.timestamp <= deadline, "auction: expired, call backstop"
+    s: MarginScan = self._due(account, a, p)
+    if s.maintenance == 0:
+        return
+    old: uint256 = (a >> 104) & MASK_96
+    now_value: uint256 = min(lot * s.notional // WAD, MASK_96)
     assert self._moved(old, now_value, p.cusp), "auction: prices have not moved past the cusp"
     self._auction[account] = (
-        (a & ~(MASK_40 | (MASK_128 << 104))) | block.timestamp | (now_value << 104)
+        (a & ~(MASK_40 | (MASK_96 << 104) | (MASK_32 << 200)))
+        | block.timestamp
+        | (now_value << 104)
+        | ((deadline - block.timestamp) << 200)
     )
     log AuctionReset(account=account, caller=msg.sender, old_notional=old, new_notional=now_value)
 
@@ -444,7 +468,8 @@ def params() -> Params:
 def auction(account: uint256) -> (bool, uint256, uint256, uint256, uint256, uint256):
     """
     @notice (active, clock start, lot left as a fraction of the book (WAD), lot notional at
-            the clock start (USD WAD), tranche number, current discount (WAD)).
+            the clock start (USD WAD), tranche number, the schedule's discount now
+            before the maintenance scaling (WAD); `current_discount` is what a take gets).
     """
     a: uint256 = self._auction[account]
     started: uint256 = a & MASK_40
@@ -452,7 +477,7 @@ def auction(account: uint256) -> (bool, uint256, uint256, uint256, uint256, uint
         a & ACTIVE_BIT != 0,
         started,
         (a >> 40) & MASK_64,
-        (a >> 104) & MASK_128,
+        (a >> 104) & MASK_96,
         (a >> 232) & 65_535,
         self._discount(started),
     )
@@ -462,12 +487,125 @@ def auction(account: uint256) -> (bool, uint256, uint256, uint256, uint256, uint
 @view
 def current_discount(account: uint256) -> uint256:
     """
-    @notice The discount a take would get now (WAD).
+    @notice The discount a take would get now (WAD): the schedule's, scaled to the
+            account's maintenance budget at the cached marks.
     """
-    return self._discount(self._auction[account] & MASK_40)
+    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    return self._discount(self._auction[account] & MASK_40) * self._scale(s, self._unpack()) // WAD
+
+
+@external
+@view
+def deadline(account: uint256) -> uint256:
+    """
+    @notice When the open tranche's auction ends and `backstop` may be called (fixed when
+            the tranche opens; 0 if none is open).
+    """
+    a: uint256 = self._auction[account]
+    if (a >> 40) & MASK_64 == 0:
+        return 0
+    return (a & MASK_40) + ((a >> 200) & MASK_32)
 
 
 # --- internals -----------------------------------------------------------------------------
+
+
+@internal
+def _due(account: uint256, a: uint256, p: Params) -> MarginScan:
+    """
+    @dev Refreshes the account's marks and scans it. A healthy account's liquidation
+         ends here (returns a scan with zero maintenance); an unhealthy one must pass the
+         sequencer guard.
+    """
+    extcall clearinghouse.refresh_account(account)
+    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    if s.maintenance == 0 or s.equity >= convert(s.maintenance, int256):
+        self._finish(account, s, (a >> 232) & 65_535)
+        return empty(MarginScan)
+    if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
+        assert self._critical(s, p), "auction: sequencer grace period"
+    return s
+
+
+@internal
+@pure
+def _scale(s: MarginScan, p: Params) -> uint256:
+    # f = min(1, COST_SHARE x M / (N x (max_discount + penalty))), rounded down
+    rate: uint256 = p.max_discount + p.penalty
+    if rate == 0 or s.notional == 0:
+        return WAD
+    return min(WAD, COST_SHARE * s.maintenance // s.notional * WAD // rate)
+
+
+@internal
+@pure
+def _need(s: MarginScan, p: Params, rate: uint256) -> uint256:
+    """
+    @dev The fraction of the book that restores `target_health` when sold at `rate`
+         (discount + penalty, already scaled): (t*M - E) / (t*M - N*rate), rounded up,
+         at most the whole book. t*M > N*rate because rate x N <= COST_SHARE x M.
+    """
+    tm: int256 = convert(s.maintenance * p.target_health // WAD, int256)
+    cost: int256 = convert(s.notional * rate // WAD, int256)
+    if tm <= cost:
+        return WAD
+    q: uint256 = convert((tm - s.equity) * IWAD // (tm - cost), uint256) + 1
+    return min(q, WAD)
+
+
+@internal
+def _sell(
+    account: uint256,
+    taker: uint256,
+    a: uint256,
+    lot: uint256,
+    requested: uint256,
+    discount: uint256,
+    s: MarginScan,
+    p: Params,
+    f: uint256,
+) -> uint256:
+    """
+    @dev Moves min(requested, what restores target health) of the book to `taker`; a
+         book remainder under `small_account` goes with it. Then: healthy -> finish
+         (the rest of the lot stays with the owner); lot sold -> cooldown for the next
+         tranche; otherwise the rest stays for sale.
+    """
+    penalty: uint256 = p.penalty * f // WAD
+    part: uint256 = min(requested, self._need(s, p, discount + penalty))
+    if (WAD - part) * s.notional < p.small_account * WAD:
+        part = lot
+    self._use_window(account, part, a & CRITICAL_BIT != 0)
+    extcall clearinghouse.liquidation_transfer(account, taker, part, discount, penalty)
+    left: uint256 = 0
+    kick: uint256 = 0
+    if part < lot:
+        # the lot was a fraction of the book before the take; re-express it on the
+        # smaller book: (lot - part) / (1 - part); its reference value shrinks with it
+        left = (lot - part) * WAD // (WAD - part)
+        kick = ((a >> 104) & MASK_96) * (lot - part) // lot
+    if taker == POOL:
+        log AuctionBackstop(account=account, caller=msg.sender, fraction=part, discount=discount)
+    else:
+        log AuctionTake(
+            account=account,
+            keeper=msg.sender,
+            keeper_account=taker,
+            fraction=part,
+            discount=discount,
+            lot_left=left,
+        )
+    after: MarginScan = staticcall clearinghouse.account_margin(account)
+    if after.maintenance == 0 or after.equity >= convert(after.maintenance, int256):
+        self._finish(account, after, (a >> 232) & 65_535)
+        return part
+    n: uint256 = (a & ~((MASK_64 << 40) | (MASK_96 << 104))) | (left << 40) | (kick << 104)
+    if left == 0:
+        # still unhealthy: keep the account locked; the next tranche opens after the
+        # cooldown (counted from now)
+        n = (n & ~MASK_40) | block.timestamp
+    self._auction[account] = n
+    return part
 
 
 @internal
@@ -499,15 +637,23 @@ def _moved(old: uint256, new: uint256, cusp: uint256) -> bool:
 def _tranche(account: uint256, s: MarginScan, p: Params, critical: bool) -> uint256:
     if critical or s.notional < p.small_account:
         return WAD
-    # equity after selling q at the worst discount and penalty vs target x maintenance
-    # after (maintenance scales down with the book): solve for q, round up
+    # equity after selling q at the worst scaled discount and penalty, less the largest
+    # reward, vs target x maintenance after (maintenance shrinks at least in proportion
+    # with the book): solve for q, round up. cost <= 0.9 M < t M (glossary).
     tm: int256 = convert(s.maintenance * p.target_health // WAD, int256)
     need: int256 = tm - s.equity
-    cost: int256 = convert(s.notional * (p.max_discount + p.penalty) // WAD, int256)
+    cost: int256 = convert(
+        s.notional * (p.max_discount + p.penalty) // WAD * self._scale(s, p) // WAD
+        + s.maintenance * REWARD_SHARE // WAD,
+        int256,
+    )
     q: uint256 = WAD
     if tm > cost:
         q = convert((need * IWAD + tm - cost - 1) // (tm - cost), uint256)
     q = min(max(q, p.min_step), p.max_step)
+    # no dust: a rest under `small_account` goes with the tranche
+    if (WAD - q) * s.notional < p.small_account * WAD:
+        return WAD
     if self.capped_markets == 0:
         return q
     # each market's window cap
@@ -591,13 +737,18 @@ def _open_tranche(
     step: uint256,
 ):
     q: uint256 = self._tranche(account, s, p, critical)
-    value: uint256 = q * s.notional // WAD
+    value: uint256 = min(q * s.notional // WAD, MASK_96)
+    # tip + fee x notional, within the keeper cap, REWARD_SHARE of the maintenance the
+    # tranche frees and the account's equity (the Clearinghouse checks the same bounds)
     reward: uint256 = min(p.keeper_tip + value * p.keeper_fee // WAD, p.keeper_cap)
+    reward = min(reward, s.maintenance * q // WAD * REWARD_SHARE // WAD)
     reward = min(reward, convert(max(s.equity, 0), uint256))
     flags: uint256 = ACTIVE_BIT
     if critical:
         flags |= CRITICAL_BIT
-    self._auction[account] = flags | (step << 232) | (value << 104) | (q << 40) | block.timestamp
+    self._auction[account] = (
+        flags | (step << 232) | (p.duration << 200) | (value << 104) | (q << 40) | block.timestamp
+    )
     if step == 1:
         extcall clearinghouse.liquidation_begin(account, keeper_account, reward)
     else:
@@ -615,17 +766,6 @@ def _open_tranche(
         twap_maintenance=t.maintenance,
         critical=critical,
     )
-
-
-@internal
-def _after_tranche(account: uint256):
-    s: MarginScan = staticcall clearinghouse.account_margin(account)
-    a: uint256 = self._auction[account]
-    if s.maintenance == 0 or s.equity >= convert(s.maintenance, int256):
-        self._finish(account, s, (a >> 232) & 65_535)
-        return
-    # still unhealthy: keep the account locked; the next tranche opens after the cooldown
-    self._auction[account] = (a & ~MASK_40) | block.timestamp
 
 
 @internal
@@ -700,6 +840,7 @@ def _validate(p: Params):
     ), "auction: bad discounts"
     assert p.penalty < WAD // 10, "auction: penalty too high"
     assert p.keeper_fee < WAD // 10, "auction: keeper fee too high"
+    assert p.keeper_cap <= MAX_KEEPER_REWARD, "auction: keeper cap above the clearinghouse bound"
     assert p.duration != 0 and p.duration <= 86_400, "auction: bad duration"
     assert p.cusp != 0 and p.cusp < WAD, "auction: bad cusp"
     assert p.window != 0, "auction: zero window"

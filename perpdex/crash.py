@@ -118,6 +118,13 @@ class CrashReport:
     untouched: list[int] = field(default_factory=list)
     max_gap: int = 0
     chart: Path | None = None
+    # equity (USD) at the start of each account's current liquidation
+    started_equity: dict[int, float] = field(default_factory=dict)
+    # liquidations that started with positive equity and still ended in bad debt:
+    # (account, equity at start, deficit), USD. Liquidation pays for itself (the auction's
+    # budget is inside maintenance margin), so only a price move faster than the auction
+    # can put one here.
+    positive_then_bad_debt: list[tuple[int, float, float]] = field(default_factory=list)
 
     def table(self) -> Table:
         t = Table(title="crash replay: what happened")
@@ -139,6 +146,8 @@ class CrashReport:
             ("keeper rewards paid", f"${self.rewards:,.2f}"),
             ("penalties to insurance", f"${self.penalties:,.2f}"),
             ("bad debt", f"${self.bad_debt:,.2f}"),
+            ("  liquidations that started with positive equity and still ended in bad debt",
+             f"{len(self.positive_then_bad_debt)}"),
             ("  covered by insurance", f"${self.from_insurance:,.2f}"),
             ("  socialised (vault haircut)", f"${self.socialized:,.2f}"),
             ("insurance fund start -> end",
@@ -370,6 +379,8 @@ def _absorb(report: CrashReport, keeper: str, r: TickReport, t: int) -> None:
         for x in ev.get("TrancheOpened", []):
             report.counts["tranches"] = report.counts.get("tranches", 0) + 1
             report.rewards += _usd(int(x["reward"]))
+            if int(x["step"]) == 1:
+                report.started_equity[int(x["account"])] = _usd(int(x["equity"]))
         for x in ev.get("AuctionTake", []):
             report.takes.append(
                 TakeRecord(t, int(x["account"]), keeper, int(x["discount"]) / WAD, 0.0)
@@ -385,6 +396,11 @@ def _absorb(report: CrashReport, keeper: str, r: TickReport, t: int) -> None:
                 target[-1].notional = _usd(int(x["notional"]))
         for x in ev.get("BadDebtSettled", []):
             report.bad_debt += _usd(int(x["deficit"]))
+            start = report.started_equity.get(int(x["account"]), 0.0)
+            if start > 0:
+                report.positive_then_bad_debt.append(
+                    (int(x["account"]), start, _usd(int(x["deficit"])))
+                )
             report.from_insurance += _usd(int(x["from_insurance"]))
             report.socialized += _usd(int(x["socialized"]))
 

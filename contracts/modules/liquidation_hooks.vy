@@ -18,7 +18,19 @@
                                 is covered from insurance, the rest socialised through
                                 the vault's cash; then unlock
         Positions move proportionally (the same fraction of every leg), so a hedged book
-        stays hedged while it shrinks.
+        stays hedged while it shrinks; a leg whose rest would be worth less than
+        MIN_POSITION_NOTIONAL moves whole (no dust).
+        The Clearinghouse does not trust its liquidator: begin, reward and transfer each
+        require the account to be liquidatable at marks refreshed in this block
+        (collateral markets: within max_mark_age, as in every margin check)
+        (equity < maintenance), and bound what the caller hands over, with E, M, N the
+        account's equity, maintenance and gross notional at those marks:
+          reward     <= min(MAX_REWARD_SHARE x M, MAX_KEEPER_REWARD, max(E, 0)), once
+                        per tranche (a further reward needs a transfer in between)
+          discount + penalty_rate <= MAX_COST_SHARE x M / N
+        so whoever holds LIQUIDATOR_ROLE can neither touch a healthy account nor make a
+        liquidation cost more than 0.9 x the maintenance it frees
+        (LiquidationAuction.vy's glossary has the arithmetic).
 """
 
 from snekmate.auth import access_control
@@ -32,6 +44,15 @@ from . import packing
 uses: state
 uses: engine
 uses: access_control
+
+# Liquidation budget, as fractions of maintenance margin (WAD); LiquidationAuction.vy
+# uses the same numbers.
+MAX_COST_SHARE: constant(uint256) = 8 * 10**17
+MAX_REWARD_SHARE: constant(uint256) = 10**17
+MAX_KEEPER_REWARD: constant(uint256) = 1_000 * 10**18
+MIN_POSITION_NOTIONAL: constant(uint256) = 100 * 10**18
+# Account header flag: a keeper reward was paid and no transfer has happened since.
+ACCOUNT_REWARD_PAID: constant(uint256) = 8
 
 
 @external
@@ -49,26 +70,30 @@ def liquidation_begin(account: uint256, keeper_account: uint256, reward: uint256
     """
     @notice Locks an account for liquidation (no trades, withdrawals or transfers out;
             deposits stay open) and pays the keeper's reward (USD WAD) from it into
-            `keeper_account`'s settlement balance. Liquidator only.
+            `keeper_account`'s settlement balance. Liquidator only; the account must be
+            liquidatable at marks refreshed in this block and the reward within bounds.
     """
     access_control._check_role(state.LIQUIDATOR_ROLE, msg.sender)
     hdr: uint256 = engine._require_exists(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
-    state._header[account] = hdr | c.ACCOUNT_IN_LIQUIDATION
-    self._reward(account, keeper_account, reward)
+    state._header[account] = hdr | c.ACCOUNT_IN_LIQUIDATION | ACCOUNT_REWARD_PAID
+    self._reward(account, keeper_account, reward, self._liquidatable(account, hdr))
     log state.LiquidationBegun(account=account, keeper_account=keeper_account, reward=reward)
 
 
 @external
 def liquidation_reward(account: uint256, keeper_account: uint256, reward: uint256):
     """
-    @notice Pays a keeper's reward for a further tranche of a locked account. Liquidator
-            only.
+    @notice Pays a keeper's reward for a further tranche of a locked account, once per
+            tranche. Liquidator only; the account must be liquidatable at marks refreshed
+            in this block and the reward within bounds.
     """
     access_control._check_role(state.LIQUIDATOR_ROLE, msg.sender)
     hdr: uint256 = engine._require_exists(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION != 0, "clearinghouse: account not in liquidation"
-    self._reward(account, keeper_account, reward)
+    assert hdr & ACCOUNT_REWARD_PAID == 0, "clearinghouse: reward already paid"
+    state._header[account] = hdr | ACCOUNT_REWARD_PAID
+    self._reward(account, keeper_account, reward, self._liquidatable(account, hdr))
     log state.LiquidationRewardPaid(account=account, keeper_account=keeper_account, reward=reward)
 
 
@@ -87,12 +112,64 @@ def liquidation_end(account: uint256):
     assert hdr & c.ACCOUNT_IN_LIQUIDATION != 0, "clearinghouse: account not in liquidation"
     if packing._position_count(hdr) == 0:
         hdr = self._settle_bad_debt(account, hdr)
-    state._header[account] = hdr & ~c.ACCOUNT_IN_LIQUIDATION
+    state._header[account] = hdr & ~(c.ACCOUNT_IN_LIQUIDATION | ACCOUNT_REWARD_PAID)
     log state.LiquidationEnded(account=account)
 
 
 @internal
-def _reward(account: uint256, keeper_account: uint256, reward: uint256):
+@view
+def _liquidatable(account: uint256, hdr: uint256) -> state.MarginScan:
+    """
+    @dev The account's scan at marks refreshed in this block, with quorum, for every
+         position market (collateral markets: within `max_mark_age`); reverts unless
+         equity < maintenance.
+    """
+    bitmap: uint256 = packing._positions_bitmap(hdr)
+    for m: uint256 in range(c.MAX_MARKETS):
+        rest: uint256 = bitmap >> m
+        if rest == 0:
+            break
+        if rest & 1 == 1:
+            assert (
+                packing._mark_time(state._mark[m]) == block.timestamp
+            ), "clearinghouse: refresh marks first"
+            # a frozen market's mark is its last quorum price, not a price
+            assert state._params[m] & packing.FROZEN_BIT == 0, "clearinghouse: no price quorum"
+    cbits: uint256 = packing._collateral_bitmap(hdr)
+    if cbits != 0:
+        # collateral is valued at marks no older than `max_mark_age` (what
+        # `refresh_account` guarantees for collateral, as every margin check does)
+        age: uint256 = packing._system(state._system).max_mark_age
+        for i: uint256 in range(1, c.MAX_COLLATERALS):
+            if cbits >> i == 0:
+                break
+            if (cbits >> i) & 1 == 1:
+                assert (
+                    packing._mark_time(state._mark[state.collateral_market[i]]) + age
+                    >= block.timestamp
+                ), "clearinghouse: refresh marks first"
+    e: int256 = 0
+    i0: uint256 = 0
+    mm: uint256 = 0
+    iso: uint256 = 0
+    n: uint256 = 0
+    e, i0, mm, iso, n = staticcall IClearinghouseEngine(self).account_margin(account)
+    s: state.MarginScan = state.MarginScan(
+        equity=e, initial=i0, maintenance=mm, isolated=iso, notional=n
+    )
+    # (without positions: only negative equity, a debt the other collateral no longer
+    # covers)
+    assert s.equity < convert(s.maintenance, int256), "clearinghouse: account is not liquidatable"
+    return s
+
+
+@internal
+def _reward(account: uint256, keeper_account: uint256, reward: uint256, s: state.MarginScan):
+    assert (
+        reward <= s.maintenance * MAX_REWARD_SHARE // c.WAD
+        and reward <= MAX_KEEPER_REWARD
+        and convert(reward, int256) <= max(s.equity, 0)
+    ), "clearinghouse: reward above the bound"
     if reward == 0:
         return
     assert keeper_account != account, "clearinghouse: keeper account is the account"
@@ -111,7 +188,10 @@ def liquidation_transfer(
             `discount` (WAD) against the liquidated account: longs sell below the mark,
             shorts buy back above it. Charges `penalty_rate` x the notional moved to the
             insurance fund. A taker account must end above initial margin. Liquidator
-            only; marks must have been refreshed in this block.
+            only; marks must have been refreshed in this block, the account must be
+            liquidatable at them, and (discount + penalty_rate) x gross notional at most
+            MAX_COST_SHARE x maintenance. A leg whose rest would be worth less than
+            MIN_POSITION_NOTIONAL moves whole.
     """
     access_control._check_role(state.LIQUIDATOR_ROLE, msg.sender)
     hdr: uint256 = engine._require_exists(account)
@@ -119,6 +199,11 @@ def liquidation_transfer(
     assert fraction != 0 and fraction <= c.WAD, "clearinghouse: bad fraction"
     assert discount < c.WAD and penalty_rate < c.WAD, "clearinghouse: bad discount"
     assert taker != account, "clearinghouse: taker is the account"
+    s: state.MarginScan = self._liquidatable(account, hdr)
+    assert (discount + penalty_rate) * s.notional <= MAX_COST_SHARE * s.maintenance, (
+        "clearinghouse: discount above the bound"
+    )
+    state._header[account] = hdr & ~ACCOUNT_REWARD_PAID
     if taker != state.POOL:
         taker_hdr: uint256 = engine._require_exists(taker)
         assert taker_hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: taker in liquidation"
@@ -132,15 +217,17 @@ def liquidation_transfer(
         if rest & 1 == 0:
             continue
         size: int256 = packing._pos_size(state._pos[account][m])
+        mark: uint256 = packing._mark_price(state._mark[m])
         part: int256 = size
         if fraction < c.WAD:
             part = size * convert(fraction, int256) // c.IWAD  # toward zero: never more than held
+            # no dust: a rest worth less than the minimum goes with the part
+            if fp._mul_div(convert(abs(size - part), uint256), mark, c.WAD, False) < (
+                MIN_POSITION_NOTIONAL
+            ):
+                part = size
         if part == 0:
             continue
-        mw: uint256 = state._mark[m]
-        assert packing._mark_time(mw) == block.timestamp, "clearinghouse: refresh marks first"
-        assert state._params[m] & packing.FROZEN_BIT == 0, "clearinghouse: no price quorum"
-        mark: uint256 = packing._mark_price(mw)
         price: uint256 = 0
         if size > 0:
             price = fp._mul_div(mark, c.WAD - discount, c.WAD, False)

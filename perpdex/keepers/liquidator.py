@@ -10,7 +10,8 @@ One tick = observe -> plan -> execute:
                          `near` of it) and at the time-weighted price
                take      auction running, profit = discount x lot notional - gas
                          (- the hedge's taker fee) above `min_profit`
-               backstop  auction past its duration (the vault takes the rest)
+               backstop  auction past its deadline (fixed when the tranche opened; the
+                         vault takes the rest)
                redo      lot value moved more than `cusp` since its clock started
                step      tranche sold, cooldown over (next tranche, or the end)
                finish    in liquidation and healthy again (owner topped up, prices back)
@@ -39,6 +40,7 @@ from eth_utils import keccak
 
 from perpdex.errors import PerpdexError
 from perpdex.keepers.state import KeeperState
+from perpdex.sdk import math as pm
 from perpdex.units import WAD
 
 if TYPE_CHECKING:
@@ -133,7 +135,8 @@ class AccountRead:
     lot: int = 0  # WAD fraction of the book still for sale
     kick: int = 0  # lot notional when its clock started
     step: int = 0
-    discount: int = 0
+    discount: int = 0  # the schedule's discount now, before the maintenance scaling
+    deadline: int = 0  # fixed when the tranche opened (redo does not move it)
 
     @property
     def has_positions(self) -> bool:
@@ -251,7 +254,8 @@ def plan(
         if r.healthy:
             actions.append(Action("finish", r.account, why="healthy again during the auction"))
             continue
-        if now - r.started > int(params.duration):
+        deadline = r.deadline or r.started + int(params.duration)
+        if now > deadline:
             if cfg.backstop:
                 actions.append(Action("backstop", r.account, why="auction expired"))
             continue
@@ -263,7 +267,13 @@ def plan(
             continue
         fraction = WAD if lot_usd <= cfg.max_take else int(cfg.max_take / lot_usd * WAD)
         part_usd = lot_usd * fraction / WAD
-        discount = Decimal(r.discount) / WAD
+        # what a take gets: the schedule's discount scaled to the maintenance budget
+        # (LiquidationAuction._scale); a take is also cut to what restores target health,
+        # so this is an upper bound (the eth_call in `execute` has the real outcome)
+        scale = pm.liq_scale(
+            r.maintenance, r.notional, int(params.max_discount), int(params.penalty)
+        )
+        discount = Decimal(r.discount * scale // WAD) / WAD
         profit = part_usd * discount - gas_cost_usd - (part_usd * taker_fee if cfg.hedge else 0)
         if profit > cfg.min_profit:
             actions.append(
@@ -388,11 +398,12 @@ class Liquidator:
                 (self.ch.account_margin, (a,)),
                 (self.ch.margin_at_twap, (a,)),
                 (self.auction.auction, (a,)),
+                (self.auction.deadline, (a,)),
             ]
         results = batch_call(calls)
         reads = []
         for i, a in enumerate(accounts):
-            s, t, au = results[3 * i : 3 * i + 3]
+            s, t, au, dl = results[4 * i : 4 * i + 4]
             reads.append(
                 AccountRead(
                     account=a,
@@ -407,6 +418,7 @@ class Liquidator:
                     kick=int(au[3]),
                     step=int(au[4]),
                     discount=int(au[5]),
+                    deadline=int(dl),
                 )
             )
         return reads

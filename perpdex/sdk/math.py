@@ -68,6 +68,10 @@ __all__ = [
     "FLAG_SEQUENCER_DOWN",
     "FLAG_SEQUENCER_GRACE",
     "IWAD",
+    "LIQ_COST_SHARE",
+    "LIQ_MAX_KEEPER_REWARD",
+    "LIQ_MIN_POSITION_NOTIONAL",
+    "LIQ_REWARD_SHARE",
     "LIQ_SEARCH_CEILING",
     "MAX_BISECTION",
     "MAX_COLLATERALS",
@@ -122,6 +126,13 @@ __all__ = [
     "isolated_requirement",
     "lens_ctx",
     "lens_leg",
+    "liq_discount",
+    "liq_leg_part",
+    "liq_need",
+    "liq_reward",
+    "liq_scale",
+    "liq_sell_part",
+    "liq_tranche",
     "liquidation_price",
     "lo_i128",
     "load_legs",
@@ -1585,3 +1596,107 @@ def simulate_trade(
         margin_after=scan(after),
         after=after,
     )
+
+
+# --- liquidation auction (contracts/LiquidationAuction.vy, modules/liquidation_hooks.vy) --
+# The liquidation budget: discount + penalty cost at most LIQ_COST_SHARE x maintenance per
+# unit of book moved, the keeper reward at most LIQ_REWARD_SHARE x the maintenance the
+# tranche frees; the auction's glossary proves an account entering at health 1 - e (e <
+# 0.1) never ends in bad debt from these costs.
+
+LIQ_COST_SHARE = 8 * 10**17
+LIQ_REWARD_SHARE = 10**17
+LIQ_MAX_KEEPER_REWARD = 1_000 * WAD
+LIQ_MIN_POSITION_NOTIONAL = 100 * WAD
+
+
+def liq_scale(maintenance: int, notional: int, max_discount: int, penalty: int) -> int:
+    """LiquidationAuction._scale: f = min(1, COST_SHARE x M / (N x (max_discount +
+    penalty))), rounded down; every discount and the penalty are multiplied by f."""
+    rate = max_discount + penalty
+    if rate == 0 or notional == 0:
+        return WAD
+    return min(WAD, LIQ_COST_SHARE * maintenance // notional * WAD // rate)
+
+
+def liq_discount(elapsed: int, p: dict[str, int], scale: int = WAD) -> int:
+    """The discount `elapsed` seconds into the clock, scaled by `scale` (rounded down)."""
+    elapsed = min(elapsed, p["duration"])
+    d = p["start_discount"] + (p["max_discount"] - p["start_discount"]) * elapsed // p["duration"]
+    return d * scale // WAD
+
+
+def liq_tranche(
+    equity: int, maintenance: int, notional: int, p: dict[str, int], critical: bool
+) -> int:
+    """LiquidationAuction._tranche without window caps: q = (t*M - E) / (t*M - c), c =
+    N*(d_max + penalty)*f + REWARD_SHARE*M, rounded up, in [min_step, max_step]; the whole
+    book below critical health, for books under `small_account`, or when the rest would
+    be under it."""
+    if critical or notional < p["small_account"]:
+        return WAD
+    f = liq_scale(maintenance, notional, p["max_discount"], p["penalty"])
+    tm = maintenance * p["target_health"] // WAD
+    need = tm - equity
+    cost = (
+        notional * (p["max_discount"] + p["penalty"]) // WAD * f // WAD
+        + maintenance * LIQ_REWARD_SHARE // WAD
+    )
+    q = WAD
+    if tm > cost:
+        q = vdiv(need * WAD + tm - cost - 1, tm - cost)
+    q = min(max(q, p["min_step"]), p["max_step"])
+    if (WAD - q) * notional < p["small_account"] * WAD:
+        return WAD
+    return q
+
+
+def liq_reward(value: int, q: int, equity: int, maintenance: int, p: dict[str, int]) -> int:
+    """A tranche's keeper reward: tip + fee x notional, within the keeper cap,
+    REWARD_SHARE of the maintenance the tranche frees and the account's equity."""
+    reward = min(p["keeper_tip"] + value * p["keeper_fee"] // WAD, p["keeper_cap"])
+    reward = min(reward, maintenance * q // WAD * LIQ_REWARD_SHARE // WAD)
+    return min(reward, max(equity, 0))
+
+
+def liq_need(equity: int, maintenance: int, notional: int, target_health: int, rate: int) -> int:
+    """LiquidationAuction._need: the fraction of the book that restores target health
+    when sold at `rate` (scaled discount + penalty): (t*M - E) / (t*M - N*rate) + 1 wei,
+    at most the whole book (Clipper: an auction raises at most what the account owes)."""
+    tm = maintenance * target_health // WAD
+    cost = notional * rate // WAD
+    if tm <= cost:
+        return WAD
+    return min(vdiv((tm - equity) * WAD, tm - cost) + 1, WAD)
+
+
+def liq_sell_part(
+    lot: int,
+    requested: int,
+    equity: int,
+    maintenance: int,
+    notional: int,
+    discount: int,
+    penalty: int,
+    p: dict[str, int],
+) -> int:
+    """The fraction of the book a take (or the backstop) moves: min(requested, need at
+    this discount); the whole lot when the book's rest would be under `small_account`."""
+    part = min(
+        requested, liq_need(equity, maintenance, notional, p["target_health"], discount + penalty)
+    )
+    if (WAD - part) * notional < p["small_account"] * WAD:
+        part = lot
+    return part
+
+
+def liq_leg_part(size: int, fraction: int, mark: int) -> int:
+    """liquidation_transfer's part of one leg: size x fraction toward zero; the whole leg
+    when the rest would be worth less than MIN_POSITION_NOTIONAL."""
+    if fraction >= WAD:
+        return size
+    part = abs(size) * fraction // WAD
+    part = part if size > 0 else -part
+    if mul_div(abs(size - part), mark, WAD, False) < LIQ_MIN_POSITION_NOTIONAL:
+        return size
+    return part

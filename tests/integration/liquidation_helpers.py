@@ -20,6 +20,7 @@ from ape_ethereum.trace import Trace
 
 from perpdex.deploy import Protocol
 from perpdex.keepers.liquidator import accounts_opened, conservation_gap
+from perpdex.sdk import math as pm
 from perpdex.units import WAD
 
 __all__ = [
@@ -208,26 +209,47 @@ class LiqWorld:
 # --- independent mirrors of the auction's formulas (LiquidationAuction.vy header) ----------
 
 
+def params_dict(p: Any) -> dict[str, int]:
+    """The auction's Params struct as a dict (for perpdex.sdk.math's liq_* mirrors)."""
+    if isinstance(p, dict):
+        return p
+    names = [
+        "keeper_tip",
+        "keeper_fee",
+        "keeper_cap",
+        "penalty",
+        "target_health",
+        "critical_health",
+        "min_step",
+        "max_step",
+        "small_account",
+        "cooldown",
+        "start_discount",
+        "max_discount",
+        "duration",
+        "cusp",
+        "window",
+    ]
+    return {n: int(getattr(p, n)) for n in names}
+
+
+def expected_scale(maintenance: int, notional: int, p: Any) -> int:
+    """f = min(1, 0.8 M / (N (d_max + penalty))): discounts and penalty are scaled by it."""
+    return pm.liq_scale(maintenance, notional, int(p.max_discount), int(p.penalty))
+
+
 def expected_tranche(equity: int, maintenance: int, notional: int, p: Any, critical: bool) -> int:
-    """q = (t*M - E) / (t*M - N*(d_max + penalty)), rounded up, within [min_step,
-    max_step]; the whole book below critical health or under `small_account`."""
-    if critical or notional < p.small_account:
-        return WAD
-    tm = maintenance * p.target_health // WAD
-    cost = notional * (p.max_discount + p.penalty) // WAD
-    q = WAD
-    if tm > cost:
-        q = -((-(tm - equity) * WAD) // (tm - cost))  # ceil
-    return min(max(q, p.min_step), p.max_step)
+    """q = (t*M - E) / (t*M - c), c = N*(d_max + penalty)*f + 0.1 M, rounded up, within
+    [min_step, max_step]; the whole book below critical health or under `small_account`."""
+    return pm.liq_tranche(equity, maintenance, notional, params_dict(p), critical)
 
 
-def expected_reward(value: int, equity: int, p: Any) -> int:
-    return min(p.keeper_tip + value * p.keeper_fee // WAD, p.keeper_cap, max(equity, 0))
+def expected_reward(value: int, equity: int, p: Any, maintenance: int, q: int) -> int:
+    return pm.liq_reward(value, q, equity, maintenance, params_dict(p))
 
 
-def expected_discount(elapsed: int, p: Any) -> int:
-    elapsed = min(elapsed, p.duration)
-    return p.start_discount + (p.max_discount - p.start_discount) * elapsed // p.duration
+def expected_discount(elapsed: int, p: Any, scale: int = WAD) -> int:
+    return pm.liq_discount(elapsed, params_dict(p), scale)
 
 
 def fill_price(mark: int, discount: int, long: bool) -> int:

@@ -34,6 +34,8 @@ def test_crash_replay(protocol: Any, accounts: Any, tmp_path: Path) -> None:
     )
     # losses accounted: every dollar of bad debt came from insurance or socialisation
     assert report.bad_debt == pytest.approx(report.from_insurance + report.socialized, abs=1e-9)
+    # liquidation pays for itself: none that started with positive equity ended in bad debt
+    assert report.positive_then_bad_debt == []
     if report.socialized > 0:
         assert report.insurance_end < report.insurance_start + report.penalties
     # conservation held after every step (checked by run(); recorded here)
@@ -48,3 +50,4 @@ def test_crash_replay(protocol: Any, accounts: Any, tmp_path: Path) -> None:
     assert report.chart is not None and report.chart.stat().st_size > 20_000
     text = console.export_text()
     assert "crash replay: what happened" in text and "socialised" in text
+    assert "started with positive equity" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from perpdex.keepers.liquidator import (
 )
 from perpdex.keepers.price_pusher import PricePath, PricePusher, RandomWalk
 from perpdex.keepers.state import KeeperState, StateMismatch
+from perpdex.sdk import math as pm
 from perpdex.units import WAD
 
 BTC = 0
@@ -92,7 +94,10 @@ def test_keeper__starts_and_completes_a_liquidation(
     assert "LiquidationFinished" in take.events
     assert not protocol.auction.auction(unhealthy.account)[0]
     assert kp_world.health(unhealthy.account) >= 1
-    assert int(protocol.clearinghouse.position(kp_keeper_acct, BTC)[0]) == WAD // 2
+    # the take is cut to what restores target health (Clipper): less than the half lot
+    got = int(take.events["AuctionTake"][0]["fraction"])
+    assert 0 < got < WAD // 2
+    assert int(protocol.clearinghouse.position(kp_keeper_acct, BTC)[0]) == got
     # nothing left to do: the next tick sends nothing
     assert k.tick().outcomes == []
     assert json.loads((tmp_path / "k.json").read_text())["counts"] == {"start": 1, "take": 1}
@@ -118,12 +123,14 @@ def test_keeper__unprofitable_auction__backstops_after_expiry(
     assert k.tick().outcomes == []  # no take: below the profit threshold
     chain.pending_timestamp += 301
     kp_world.post()
+    s0 = kp_world.margin(unhealthy.account)
     r = k.tick()
     assert kinds(r) == [("backstop", unhealthy.account)]
-    assert (
-        r.outcomes[0].events["AuctionBackstop"][0]["discount"]
-        == protocol.auction.params().max_discount
-    )
+    p = protocol.auction.params()
+    # the maximum discount, scaled to what the account's maintenance margin can pay
+    scale = pm.liq_scale(s0.maintenance, s0.notional, p.max_discount, p.penalty)
+    assert scale < WAD
+    assert r.outcomes[0].events["AuctionBackstop"][0]["discount"] == (p.max_discount * scale // WAD)
     # sold at the worst discount the account is still unhealthy: after the cooldown the
     # keeper opens the next tranche, and a later backstop ends it
     chain.pending_timestamp += 60
@@ -152,8 +159,10 @@ def test_keeper__hedge_flattens_what_it_took(
     k = Liquidator(protocol, keeper, cfg(kp_keeper_acct, hedge=True))
     k.tick()
     chain.pending_timestamp += 30
-    assert kinds(k.tick()) == [("take", unhealthy.account)]
-    assert int(protocol.clearinghouse.position(kp_keeper_acct, BTC)[0]) == WAD // 2
+    r = k.tick()
+    assert kinds(r) == [("take", unhealthy.account)]
+    got = int(r.outcomes[0].events["AuctionTake"][0]["fraction"])
+    assert int(protocol.clearinghouse.position(kp_keeper_acct, BTC)[0]) == got > 0
     r = k.tick()
     assert kinds(r) == [("hedge", kp_keeper_acct)]
     assert int(protocol.clearinghouse.position(kp_keeper_acct, BTC)[0]) == 0
@@ -186,11 +195,13 @@ def test_two_keepers_race__one_wins_the_other_moves_on(
         _, now, _, reads = k.observe()
         plans.append([x for x in k.plan(reads, now) if x.kind == "take"])
     assert len(plans[0]) == len(plans[1]) == 1
-    assert b.execute(plans[1][0]).ok
+    won = b.execute(plans[1][0])
+    assert won.ok
     lost = a.execute(plans[0][0])
     assert not lost.ok and lost.error == "auction: nothing to take"
     assert int(protocol.clearinghouse.position(kp_keeper_acct, BTC)[0]) == 0
-    assert int(protocol.clearinghouse.position(kp_rival_acct, BTC)[0]) == WAD // 2
+    got = int(won.events["AuctionTake"][0]["fraction"])
+    assert int(protocol.clearinghouse.position(kp_rival_acct, BTC)[0]) == got > 0
     # both carry on: the next ticks find nothing to do and raise nothing
     assert a.tick().outcomes == [] and b.tick().outcomes == []
 
@@ -278,8 +289,8 @@ def test_keeper_state__other_deployment__refused(tmp_path):
 def test_plan__profit_threshold_and_gas(protocol):
     p = protocol.auction.params()
     read = AccountRead(
-        account=1, equity=80, maintenance=100, notional=100_000 * WAD, twap_equity=80,
-        twap_maintenance=100, active=True, started=1_000, lot=WAD // 2,
+        account=1, equity=5_000 * WAD, maintenance=7_000 * WAD, notional=100_000 * WAD,
+        twap_equity=80, twap_maintenance=100, active=True, started=1_000, lot=WAD // 2,
         kick=50_000 * WAD, step=1, discount=WAD // 100,
     )  # fmt: skip
     c = LiquidatorConfig(keeper_account=2, min_profit=Decimal(100))
@@ -295,6 +306,14 @@ def test_plan__profit_threshold_and_gas(protocol):
     assert plan([read], p, 1_100, c, Decimal(350), taker_fee=Decimal("0.002")) == []
     # expired: backstop, whatever the profit
     assert [a.kind for a in plan([read], p, 1_000 + p.duration + 1, c, Decimal(0))] == ["backstop"]
+    # a book whose maintenance cannot pay the full discount gets it scaled down
+    # (7% -> 5%: f = 0.8 x 5% / 5.5%): $500 x 0.727 - $350 = $13.6, under the threshold
+    c.hedge = False
+    thin = replace(read, maintenance=5_000 * WAD, equity=4_000 * WAD)
+    assert plan([thin], p, 1_100, c, Decimal(350)) == []
+    # the deadline read from the chain wins over started + duration (a redo moved the clock)
+    redone = replace(read, started=1_300, deadline=1_600)
+    assert [a.kind for a in plan([redone], p, 1_601, c, Decimal(0))] == ["backstop"]
 
 
 def test_plan__collateral_only_debt__is_started(protocol):

@@ -27,12 +27,15 @@ from liquidation_helpers import (
     Victim,
     expected_discount,
     expected_reward,
+    expected_scale,
     expected_tranche,
     fill_price,
     funded_world,
     part_of,
     quiet_revert_traces,
 )
+
+from perpdex.sdk import math as pm
 
 BTC = 0
 DEPOSIT = 12_000
@@ -187,9 +190,9 @@ def test_partial_ladder__first_tranche_exact(liq, victim, keeper, keeper_acct, c
     assert ev.maintenance == after.maintenance
     assert not ev.critical and ev.step == 1
     q = expected_tranche(ev.equity, ev.maintenance, after.notional, p, False)
-    assert ev.fraction == q == p.max_step  # 5% maintenance cannot absorb a 5.5% cost
+    assert ev.fraction == q == p.max_step  # 0.4 M to restore at a 0.9 M cost: capped
     assert ev.notional == q * after.notional // WAD
-    assert ev.reward == expected_reward(ev.notional, ev.equity, p)
+    assert ev.reward == expected_reward(ev.notional, ev.equity, p, ev.maintenance, q)
     assert (begun.account, begun.keeper_account, begun.reward) == (
         victim.account,
         keeper_acct,
@@ -201,17 +204,31 @@ def test_partial_ladder__first_tranche_exact(liq, victim, keeper, keeper_acct, c
     with ape.reverts("clearinghouse: account in liquidation"):
         liq.trade(victim.owner, victim.account, BTC, "0.1")
 
-    # a keeper takes the whole lot 200 s into the auction
+    # a keeper asks for the whole lot 200 s into the auction; the discount is scaled to
+    # the maintenance budget (5% maintenance cannot pay 5.5%: f = 0.8 x M/N / 5.5%) and
+    # the take is cut to what restores target health at it (Clipper)
+    f = expected_scale(after.maintenance, after.notional, p)
+    assert f < WAD
     chain.pending_timestamp = t0 + 200
     bal0 = int(liq.ch.balance_of(victim.account, 0))
     pool0 = liq.balances()["pool_cash"]
     tx = liq.auction.take(victim.account, keeper_acct, WAD, sender=keeper)
     liq.assert_conserved()
-    d = expected_discount(ts(chain, tx) - t0, p)
+    d = expected_discount(ts(chain, tx) - t0, p, f)
     take = one(tx, liq.auction.AuctionTake)
-    assert (take.fraction, take.discount, take.lot_left) == (q, d, 0)
+    assert take.discount == d
     assert take.keeper_account == keeper_acct and take.keeper == keeper.address
     mark = int(liq.ch.mark(BTC)[0])
+    # the equity the take started from: what it ended with plus what the sale cost
+    moved = one(tx, liq.p.ops.LiquidationTransfer)
+    sold = part_of(victim.size, take.fraction)
+    cost = sold * mark // WAD - sold * fill_price(mark, d, long=True) // WAD + moved.penalty
+    e_before = liq.margin(victim.account).equity + cost
+    need = pm.liq_need(e_before, after.maintenance, after.notional, p.target_health,
+                       d + p.penalty * f // WAD)  # fmt: skip
+    assert abs(take.fraction - need) <= 10**6 and take.fraction < q
+    assert take.lot_left == (q - take.fraction) * WAD // (WAD - take.fraction)
+    q = take.fraction
     part = part_of(victim.size, q)
     fills = {f.account: f for f in tx.decode_logs(liq.ch.Fill)}
     vf, kf = fills[victim.account], fills[keeper_acct]
@@ -220,8 +237,9 @@ def test_partial_ladder__first_tranche_exact(liq, victim, keeper, keeper_acct, c
     assert vf.counterparty == keeper_acct and vf.fee == 0
     moved = one(tx, liq.p.ops.LiquidationTransfer)
     notional = part * mark // WAD
-    penalty = -((-notional * p.penalty) // WAD)
+    penalty = -((-notional * (p.penalty * f // WAD)) // WAD)
     assert (moved.taker, moved.fraction, moved.discount) == (keeper_acct, q, d)
+    assert (d + p.penalty * f // WAD) * after.notional <= pm.LIQ_COST_SHARE * after.maintenance
     assert (moved.notional, moved.penalty) == (notional, penalty)
     # money: the victim pays realised PnL, funding and the penalty; insurance gets the penalty
     assert int(liq.ch.balance_of(victim.account, 0)) == (
@@ -233,7 +251,7 @@ def test_partial_ladder__first_tranche_exact(liq, victim, keeper, keeper_acct, c
     )
     assert int(liq.ch.position(keeper_acct, BTC)[0]) == part
     assert int(liq.ch.position(victim.account, BTC)[0]) == victim.size - part
-    # sold at a small discount the account is healthy again: finished and unlocked
+    # health restored: finished and unlocked; the rest of the lot stays with the owner
     fin = one(tx, liq.auction.LiquidationFinished)
     assert fin.steps == 1 and fin.equity >= fin.maintenance
     one(tx, liq.p.ops.LiquidationEnded)
@@ -252,8 +270,13 @@ def test_partial_ladder__second_tranche_after_cooldown(liq, victim, keeper, keep
     chain.pending_timestamp = t0 + p.duration  # last second of the auction: max discount
     tx = liq.auction.take(victim.account, keeper_acct, WAD, sender=keeper)
     liq.assert_conserved()
-    assert one(tx, liq.auction.AuctionTake).discount == p.max_discount
+    m0 = liq.margin(victim.account)
+    take = one(tx, liq.auction.AuctionTake)
+    # sold whole (the need at the worst discount is above the lot), at the scaled maximum
+    assert take.lot_left == 0
+    assert take.discount < p.max_discount
     none_of(tx, liq.auction.LiquidationFinished)
+    assert m0.equity >= 0
     assert liq.health(victim.account) < 1
     active, clock, lot, kick, step, _ = liq.state(victim.account)
     assert (active, clock, lot, kick, step) == (1, ts(chain, tx), 0, 0, 1)
@@ -271,13 +294,19 @@ def test_partial_ladder__second_tranche_after_cooldown(liq, victim, keeper, keep
     assert ev.step == 2 and not ev.critical
     assert (ev.twap_equity, ev.twap_maintenance) == (0, 0)  # guard figures: start only
     assert ev.fraction == expected_tranche(ev.equity, ev.maintenance, after.notional, p, False)
-    assert ev.reward == paid.reward == expected_reward(ev.notional, ev.equity, p)
+    assert (
+        ev.reward
+        == paid.reward
+        == expected_reward(ev.notional, ev.equity, p, ev.maintenance, ev.fraction)
+    )
     none_of(tx2, liq.p.ops.LiquidationBegun)
     chain.pending_timestamp = ts(chain, tx2) + 10
     tx3 = liq.auction.take(victim.account, keeper_acct, WAD, sender=keeper)
     liq.assert_conserved()
+    moved3 = one(tx3, liq.auction.AuctionTake).fraction
+    assert moved3 <= ev.fraction  # cut to what restores target health
     assert int(liq.ch.position(victim.account, BTC)[0]) == size_before - part_of(
-        size_before, ev.fraction
+        size_before, moved3
     )
     fin = one(tx3, liq.auction.LiquidationFinished)
     assert fin.steps == 2 and fin.equity >= fin.maintenance
@@ -297,10 +326,14 @@ def test_take__part_of_the_lot__rest_stays_for_sale(
     take = one(tx, liq.auction.AuctionTake)
     assert (take.fraction, take.lot_left) == (part, left)
     assert liq.state(victim.account)[2:4] == (left, kick * (lot - part) // lot)
-    # the rest: another keeper takes it whole
+    # the rest: another keeper asks for all of it and gets what restores target health;
+    # the liquidation ends and what is left of the lot stays with the owner
     tx = liq.auction.take(victim.account, rival_acct, WAD, sender=liquidator)
     liq.assert_conserved()
-    assert one(tx, liq.auction.AuctionTake).lot_left == 0
+    take = one(tx, liq.auction.AuctionTake)
+    assert 0 < take.fraction < left
+    one(tx, liq.auction.LiquidationFinished)
+    assert liq.health(victim.account) >= 1
     assert int(liq.ch.position(rival_acct, BTC)[0]) > 0
 
 
@@ -337,12 +370,19 @@ def test_full_liquidation__critical_account_goes_whole(liq, victim, keeper, keep
     chain.pending_timestamp += 10
     tx = liq.auction.take(victim.account, keeper_acct, WAD, sender=keeper)
     liq.assert_conserved()
-    assert int(liq.ch.position(victim.account, BTC)[0]) == 0
-    assert int(liq.ch.position(keeper_acct, BTC)[0]) == victim.size
-    assert one(tx, liq.auction.LiquidationFinished).maintenance == 0
+    # the lot is the whole book, but the take is cut to what restores target health at
+    # this (small) discount: the keeper gets that part, the owner keeps the rest
+    part = one(tx, liq.auction.AuctionTake).fraction
+    assert WAD // 2 < part < WAD
+    kept = int(liq.ch.position(victim.account, BTC)[0])
+    assert kept == victim.size - part_of(victim.size, part) > 0
+    assert int(liq.ch.position(keeper_acct, BTC)[0]) == part_of(victim.size, part)
+    fin = one(tx, liq.auction.LiquidationFinished)
+    assert fin.equity >= fin.maintenance > 0
     one(tx, liq.p.ops.LiquidationEnded)
-    # equity was still positive after the discount: nothing to settle, the rest is the owner's
     none_of(tx, liq.p.ops.BadDebtSettled)
+    # unlocked: the owner closes the rest and withdraws what is left
+    liq.trade(victim.owner, victim.account, BTC, str(Decimal(-kept) / WAD))
     left = int(liq.ch.balance_of(victim.account, 0))
     assert left > 0
     liq.p.ops.withdraw(
@@ -377,20 +417,22 @@ def test_no_bidder__vault_backstop_at_max_discount(
     _, _, lot, _, _, _ = liq.state(victim.account)
     oi_long0, oi_short0 = liq.ch.open_interest(BTC)
     price0 = liq.share_price()
+    s0 = liq.margin(victim.account)  # M/N before the sale set the scale
     tx = liq.auction.backstop(victim.account, sender=stranger)
     liq.assert_conserved()
     b = one(tx, liq.auction.AuctionBackstop)
-    assert (b.caller, b.fraction, b.discount) == (stranger.address, lot, p.max_discount)
+    d = p.max_discount * expected_scale(s0.maintenance, s0.notional, p) // WAD
+    assert (b.caller, b.fraction, b.discount) == (stranger.address, lot, d)
     moved = one(tx, liq.p.ops.LiquidationTransfer)
-    assert (moved.taker, moved.discount) == (0, p.max_discount)
+    assert (moved.taker, moved.discount) == (0, d)
     fill = one(tx, liq.ch.Fill)
     assert fill.counterparty == 0 and fill.size_delta == -part_of(victim.size, lot)
-    assert fill.price == fill_price(int(liq.ch.mark(BTC)[0]), p.max_discount, long=True)
+    assert fill.price == fill_price(int(liq.ch.mark(BTC)[0]), d, long=True)
     # the pool took the long: long open interest fell by what moved
     assert liq.ch.open_interest(BTC) == (oi_long0 - part_of(victim.size, lot), oi_short0)
     # buying below the mark never lowers the share price
     assert liq.share_price() >= price0
-    assert liq.health(victim.account) < 1  # 5.5% cost on half the book: still unhealthy
+    assert liq.health(victim.account) < 1  # 0.85 -> about 0.9: still unhealthy
     assert liq.state(victim.account)[0] == 1
 
 
@@ -637,6 +679,7 @@ BAD_PARAMS = [
     ("cooldown", 86_401, "auction: cooldown too long"),
     ("keeper_tip", 2**128, "auction: parameter too large"),
     ("target_health", 2**64, "auction: parameter too large"),
+    ("keeper_cap", 1_000 * WAD + 1, "auction: keeper cap above the clearinghouse bound"),
 ]
 
 

@@ -247,6 +247,7 @@ class AcctState:
     margin: pm.MarginScan
     loss_cap: int
     auction: tuple[bool, int, int, int, int]  # active, started, lot, kick, step
+    deadline: int = 0  # of the open tranche, fixed when it opened (0: none open)
 
     @property
     def in_liquidation(self) -> bool:
@@ -328,6 +329,7 @@ def read_world(fs: FuzzSystem) -> World:
         calls += [(ch, "account_header", (a.id,)), (ch, "balance_of", (a.id, 0))]
         calls += [(ch, "balance_of", (a.id, 1)), (ch, "account_margin", (a.id,))]
         calls += [(ch, "loss_cap", (a.id,)), (h["auction"], "auction", (a.id,))]
+        calls += [(h["auction"], "deadline", (a.id,))]
         calls += [(ch, "position", (a.id, m)) for m in range(n_m)]
     actors = list(fs.actors.values())
     calls += [(h["token"], "balanceOf", (x,)) for x in actors]
@@ -345,7 +347,7 @@ def read_world(fs: FuzzSystem) -> World:
         obs.append((int(ob[0]), int(ob[1]), int(ob[2])))
     accts: dict[int, AcctState] = {}
     for a in fs.accounts:
-        hdr, b0, b1, mg, cap, auc = (next(r) for _ in range(6))
+        hdr, b0, b1, mg, cap, auc, dl = (next(r) for _ in range(7))
         pos = tuple(pm.Position(*(int(x) for x in next(r))) for _ in range(n_m))
         accts[a.id] = AcctState(
             header=int(hdr),
@@ -354,6 +356,7 @@ def read_world(fs: FuzzSystem) -> World:
             margin=pm.MarginScan(*(int(x) for x in mg)),
             loss_cap=int(cap),
             auction=(bool(auc[0]), int(auc[1]), int(auc[2]), int(auc[3]), int(auc[4])),
+            deadline=int(dl),
         )
     tokens = {x: int(next(r)) for x in actors}
     weths = {x: int(next(r)) for x in actors}
@@ -987,6 +990,9 @@ class SystemMachine(RuleBasedStateMachine):
             assert (t["account"], t["reward"]) == (r["account"], r["reward"]), f"{what}: reward"
             assert t["reward"] <= fs.liquidation["keeper_cap"], f"{what}: reward above cap"
             assert t["reward"] <= max(t["equity"], 0), f"{what}: reward above equity"
+            assert (
+                t["reward"] <= t["maintenance"] * t["fraction"] // WAD * pm.LIQ_REWARD_SHARE // WAD
+            ), f"{what}: reward above its share of the maintenance the tranche frees"
             prev = before.accts[t["account"]].auction
             want_step = 1 if not prev[0] else prev[4] + 1
             assert t["step"] == want_step, f"{what}: tranche {t['step']} after {prev}"
@@ -1792,17 +1798,7 @@ class SystemMachine(RuleBasedStateMachine):
 
     def _tranche(self, s: pm.MarginScan, critical: bool) -> int:
         """LiquidationAuction._tranche (no window caps are set)."""
-        p = self.fs.liquidation
-        if critical or s.notional < p["small_account"]:
-            return WAD
-        tm = s.maintenance * p["target_health"] // WAD
-        need = tm - s.equity
-        cost = s.notional * (p["max_discount"] + p["penalty"]) // WAD
-        q = WAD
-        if tm > cost:
-            q = pm.vdiv(need * WAD + tm - cost - 1, tm - cost)
-            assert q >= 0
-        return min(max(q, p["min_step"]), p["max_step"])
+        return pm.liq_tranche(s.equity, s.maintenance, s.notional, self.fs.liquidation, critical)
 
     def _critical(self, s: pm.MarginScan) -> bool:
         return s.equity < s.maintenance * self.fs.liquidation["critical_health"] // WAD
@@ -1822,9 +1818,8 @@ class SystemMachine(RuleBasedStateMachine):
         if self.oracle.seq_flags(now) & (DOWN | GRACE) and not critical:
             raise Predicted(SEQ_GRACE)
         q = self._tranche(sc, critical)
-        value = q * sc.notional // WAD
-        reward = min(p["keeper_tip"] + value * p["keeper_fee"] // WAD, p["keeper_cap"])
-        reward = min(reward, max(sc.equity, 0))
+        value = min(q * sc.notional // WAD, 2**96 - 1)
+        reward = pm.liq_reward(value, q, sc.equity, sc.maintenance, p)
         if reward and k_acct == acct:
             raise Predicted("clearinghouse: keeper account is the account")
         return q, reward
@@ -1920,20 +1915,27 @@ class SystemMachine(RuleBasedStateMachine):
         return tx
 
     def _check_transfer(
-        self, tx: TxResult, acct: int, before: World, fraction: int, discount: int, taker: int
+        self,
+        tx: TxResult,
+        acct: int,
+        before: World,
+        fraction: int,
+        discount: int,
+        taker: int,
+        penalty_rate: int,
     ) -> None:
         """Each leg moved at the refreshed mark worsened by the discount, the same fraction
-        of every position (toward zero), the penalty on the notional moved."""
-        p = self.fs.liquidation
+        of every position (toward zero; a leg whose rest would be under the minimum notional
+        whole), the scaled penalty on the notional moved."""
         marks = self.world.marks
         want, notional = [], 0
         for m, pos in enumerate(before.accts[acct].pos):
             if pos.size == 0:
                 continue
-            part = pos.size if fraction == WAD else pm.vdiv(pos.size * fraction, WAD)
+            mark = marks[m].price
+            part = pm.liq_leg_part(pos.size, fraction, mark)
             if part == 0:
                 continue
-            mark = marks[m].price
             assert marks[m].touched_at == tx.timestamp, "a leg moved at a mark not refreshed"
             if pos.size > 0:
                 price = pm.mul_div(mark, WAD - discount, WAD, False)
@@ -1948,7 +1950,7 @@ class SystemMachine(RuleBasedStateMachine):
         ]
         assert got == want, f"liquidation fills {got} != reference {want}"
         (lt,) = tx.events("LiquidationTransfer")
-        penalty = pm.mul_div(notional, p["penalty"], WAD, True)
+        penalty = pm.mul_div(notional, penalty_rate, WAD, True)
         assert (lt["notional"], lt["penalty"], lt["fraction"], lt["discount"]) == (
             notional,
             penalty,
@@ -1962,17 +1964,11 @@ class SystemMachine(RuleBasedStateMachine):
         if tx.events("LiquidationFinished"):
             assert not s.in_liquidation, "finished but still locked"
             assert s.margin.maintenance == 0 or s.margin.equity >= s.margin.maintenance
-        elif s.auction[2] == 0:
+        else:
+            assert not s.healthy(), "a take left a healthy account locked (Clipper)"
+        if not tx.events("LiquidationFinished") and s.auction[2] == 0:
             assert s.auction[0] and s.auction[1] == tx.timestamp, f"tranche sold: {s.auction}"
             assert not s.healthy(), "a healthy account left locked after its tranche"
-
-    def _discount(self, started: int, now: int) -> int:
-        p = self.fs.liquidation
-        elapsed = min(now - started, p["duration"])
-        return (
-            p["start_discount"]
-            + (p["max_discount"] - p["start_discount"]) * elapsed // p["duration"]
-        )
 
     def _seq_gate(self, snap: Snapshot, now: int) -> None:
         if self.oracle.seq_flags(now) & (DOWN | GRACE) and not self._critical(pm.scan(snap)):
@@ -1989,22 +1985,36 @@ class SystemMachine(RuleBasedStateMachine):
     def _take(self, a: FuzzAccount, k: int, fraction: int) -> None:
         keeper, k_acct = self._keeper(k)
         now = self.now + 1
-        _, started, lot, _, _ = self.world.accts[a.id].auction
-        part = 0
+        st = self.world.accts[a.id]
+        _, started, lot, _, _ = st.auction
+        part = discount = rate = 0
+        finishes = False
+        p = self.fs.liquidation
         try:
             if k_acct == a.id:
                 raise Predicted("auction: cannot take into the liquidated account")
             if lot == 0:
                 raise Predicted("auction: nothing to take")
-            if now - started > self.fs.liquidation["duration"]:
+            if now > st.deadline:
                 raise Predicted("auction: expired, call backstop")
-            self._seq_gate(self._refreshed(a.id, now), now)
-            part = lot if fraction == WAD else lot * fraction // WAD
-            if part == 0:
-                raise Predicted("auction: fraction too small")
-            if self.world.accts[k_acct].in_liquidation:
-                raise Predicted("clearinghouse: taker in liquidation")
-            expect = loose("clearinghouse: taker below initial margin")
+            snap = self._refreshed(a.id, now)
+            sc = pm.scan(snap)
+            if _healthy(sc):
+                finishes = True  # due no more: the liquidation ends, nothing moves
+            else:
+                self._seq_gate(snap, now)
+                f = pm.liq_scale(sc.maintenance, sc.notional, p["max_discount"], p["penalty"])
+                discount = pm.liq_discount(now - started, p, f)
+                rate = p["penalty"] * f // WAD
+                asked = lot if fraction == WAD else lot * fraction // WAD
+                if asked == 0:
+                    raise Predicted("auction: fraction too small")
+                part = pm.liq_sell_part(
+                    lot, asked, sc.equity, sc.maintenance, sc.notional, discount, rate, p
+                )
+                if self.world.accts[k_acct].in_liquidation:
+                    raise Predicted("clearinghouse: taker in liquidation")
+            expect = OK if finishes else loose("clearinghouse: taker below initial margin")
         except Predicted as e:
             expect = exact(str(e.args[0]))
         except pm.Revert as e:
@@ -2024,13 +2034,16 @@ class SystemMachine(RuleBasedStateMachine):
         )
         if not tx.ok:
             return
-        discount = self._discount(started, now)
+        if finishes:
+            assert not tx.events("LiquidationTransfer"), "a healthy account was taken"
+            assert tx.events("LiquidationFinished"), "a healthy account was not released"
+            return
         (ev,) = tx.events("AuctionTake")
         left = (lot - part) * WAD // (WAD - part) if part < lot else 0
         assert (ev["fraction"], ev["discount"], ev["lot_left"]) == (part, discount, left), (
             f"take {ev} != reference part {part}, discount {discount}, left {left}"
         )
-        self._check_transfer(tx, a.id, before, part, discount, k_acct)
+        self._check_transfer(tx, a.id, before, part, discount, k_acct, rate)
         # the taker adds risk: at or above initial margin (5)
         t = self.world.accts[k_acct].margin
         assert t.equity >= t.initial, f"taker below initial margin after the take: {t}"
@@ -2045,13 +2058,28 @@ class SystemMachine(RuleBasedStateMachine):
 
     def _backstop(self, a: FuzzAccount) -> None:
         now = self.now + 1
-        _, started, lot, _, _ = self.world.accts[a.id].auction
+        st = self.world.accts[a.id]
+        lot = st.auction[2]
+        part = discount = rate = 0
+        finishes = False
+        p = self.fs.liquidation
         try:
             if lot == 0:
                 raise Predicted("auction: nothing to take")
-            if now - started <= self.fs.liquidation["duration"]:
+            if now <= st.deadline:
                 raise Predicted("auction: still running")
-            self._seq_gate(self._refreshed(a.id, now), now)
+            snap = self._refreshed(a.id, now)
+            sc = pm.scan(snap)
+            if _healthy(sc):
+                finishes = True
+            else:
+                self._seq_gate(snap, now)
+                f = pm.liq_scale(sc.maintenance, sc.notional, p["max_discount"], p["penalty"])
+                discount = p["max_discount"] * f // WAD
+                rate = p["penalty"] * f // WAD
+                part = pm.liq_sell_part(
+                    lot, lot, sc.equity, sc.maintenance, sc.notional, discount, rate, p
+                )
             expect = OK
         except Predicted as e:
             expect = exact(str(e.args[0]))
@@ -2068,10 +2096,15 @@ class SystemMachine(RuleBasedStateMachine):
             touched={a.id},
             kind="liquidation",
         )
-        if tx.ok:
-            (ev,) = tx.events("AuctionBackstop")
-            assert ev["fraction"] == lot and ev["discount"] == self.fs.liquidation["max_discount"]
-            self._check_transfer(tx, a.id, before, lot, ev["discount"], POOL)
+        if not tx.ok:
+            return
+        if finishes:
+            assert not tx.events("LiquidationTransfer"), "a healthy account was backstopped"
+            assert tx.events("LiquidationFinished"), "a healthy account was not released"
+            return
+        (ev,) = tx.events("AuctionBackstop")
+        assert (ev["fraction"], ev["discount"]) == (part, discount), f"backstop {ev}"
+        self._check_transfer(tx, a.id, before, part, discount, POOL, rate)
 
     @precondition(lambda self: any(s.auction[0] for s in self.world.accts.values()))
     @rule(pick=fst.account_picks, k=fst.keepers)
@@ -2160,22 +2193,31 @@ class SystemMachine(RuleBasedStateMachine):
 
     def _redo(self, a: FuzzAccount) -> None:
         now = self.now + 1
-        _, _, lot, kick, _ = self.world.accts[a.id].auction
+        st = self.world.accts[a.id]
+        _, _, lot, kick, _ = st.auction
+        finishes = False
         try:
             if lot == 0:
                 raise Predicted("auction: nothing to reset")
+            if now > st.deadline:
+                raise Predicted("auction: expired, call backstop")
             sc = pm.scan(self._refreshed(a.id, now))
-            new = lot * sc.notional // WAD
-            cusp = self.fs.liquidation["cusp"]
-            moved = new != 0 if kick == 0 else (max(kick, new) - min(kick, new)) * WAD > cusp * kick
-            if not moved:
-                raise Predicted("auction: prices have not moved past the cusp")
+            if _healthy(sc):
+                finishes = True
+            else:
+                new = min(lot * sc.notional // WAD, 2**96 - 1)
+                cusp = self.fs.liquidation["cusp"]
+                moved = (
+                    new != 0 if kick == 0 else (max(kick, new) - min(kick, new)) * WAD > cusp * kick
+                )
+                if not moved:
+                    raise Predicted("auction: prices have not moved past the cusp")
             expect = OK
         except Predicted as e:
             expect = exact(str(e.args[0]))
         except pm.Revert as e:
             expect = exact(self._translate(e, now))
-        self._tx(
+        tx = self._tx(
             f"redo {a.label}'s auction",
             self.fs.actors["stranger"],
             "auction",
@@ -2185,6 +2227,11 @@ class SystemMachine(RuleBasedStateMachine):
             touched={a.id},
             kind="liquidation",
         )
+        if tx.ok and finishes:
+            assert tx.events("LiquidationFinished"), "a healthy account was not released"
+        elif tx.ok:
+            # the discount clock restarts; the deadline stays where the tranche opened it
+            assert self.world.accts[a.id].deadline == st.deadline, "redo moved the deadline"
 
     # --- teardown: close everything, withdraw everything ----------------------------------------
 
@@ -2246,7 +2293,7 @@ class SystemMachine(RuleBasedStateMachine):
                     self._wait(p["cooldown"])
                 self._step(a, self._other_keeper(a.id))
                 continue
-            if self.now + 1 - started > p["duration"]:
+            if self.now + 1 > self.world.accts[a.id].deadline:
                 self._backstop(a)
                 continue
             before = self.world.accts[a.id].auction
