@@ -16,6 +16,11 @@
                                 seize its other collateral, cover the deficit from
                                 insurance, socialise the rest through the vault's cash;
                                 then unlock
+        Bad-debt provision: from liquidation start, each step records the account's
+        deficit (max(0, -equity) at the marks just refreshed) in `bad_debt_provision`
+        (event BadDebtProvisioned); the lens takes what insurance cannot cover off vault
+        equity, so an LP who exits while the account is being liquidated shares the loss.
+        Released at liquidation end, in the transaction that settles the bad debt.
         Positions move proportionally (the same fraction of every leg), so a hedged book
         stays hedged while it shrinks.
 """
@@ -31,6 +36,10 @@ from . import packing
 uses: state
 uses: engine
 uses: access_control
+
+
+interface IMarginView:
+    def account_margin(account: uint256) -> state.MarginScan: view
 
 
 @external
@@ -56,6 +65,7 @@ def liquidation_begin(account: uint256, keeper_account: uint256, reward: uint256
     state._header[account] = hdr | c.ACCOUNT_IN_LIQUIDATION
     self._reward(account, keeper_account, reward)
     log state.LiquidationBegun(account=account, keeper_account=keeper_account, reward=reward)
+    self._provision(account)
 
 
 @external
@@ -85,7 +95,29 @@ def liquidation_end(account: uint256):
     if packing._position_count(hdr) == 0:
         hdr = self._settle_bad_debt(account, hdr)
     state._header[account] = hdr & ~c.ACCOUNT_IN_LIQUIDATION
+    self._set_provision(account, 0)
     log state.LiquidationEnded(account=account)
+
+
+@internal
+def _provision(account: uint256):
+    """
+    @dev Provisions the account's deficit, max(0, -equity) at the cached marks (fresh: the
+         auction refreshes them before every step), against the vault.
+    """
+    equity: int256 = (staticcall IMarginView(self).account_margin(account)).equity
+    self._set_provision(account, convert(max(-equity, 0), uint256))
+
+
+@internal
+def _set_provision(account: uint256, amount: uint256):
+    old: uint256 = state._provision[account]
+    if amount == old:
+        return
+    state._provision[account] = amount
+    total: uint256 = state.bad_debt_provision + amount - old
+    state.bad_debt_provision = total
+    log state.BadDebtProvisioned(account=account, provision=amount, total=total)
 
 
 @internal
@@ -158,6 +190,7 @@ def liquidation_transfer(
         notional=notional,
         penalty=penalty,
     )
+    self._provision(account)
 
 
 @internal

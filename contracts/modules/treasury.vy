@@ -83,14 +83,15 @@ def vault_withdraw(amount: uint256, receiver: address):
 @external
 def sync_marks():
     """
-    @notice Refreshes every market with open interest whose mark is stale; the vault
-            calls it before pricing shares.
+    @notice Re-reads the oracle for every market with open interest (not only the stale
+            ones), so the vault prices shares at the current price of every market: an
+            LP cannot deposit at a mark the feeds have already left behind. The vault
+            calls it before every deposit and withdrawal; anyone may call it.
     """
-    age: uint256 = packing._system(state._system).max_mark_age
     for m: uint256 in range(c.MAX_MARKETS):
         if m == state.market_count:
             break
-        if state._oi[m] != 0 and packing._mark_time(state._mark[m]) + age < block.timestamp:
+        if state._oi[m] != 0:
             extcall IClearinghouseEngine(self).engine_touch(m)
 
 

@@ -415,7 +415,7 @@ def test_lp_status__equals_the_chain(sdk_lp, sdk_trader, protocol, lp, trading_a
     assert st.pool_equity == from_wad(protocol.lens.vault_equity())
     assert st.pool_cash == from_wad(ch.pool_cash())
     assert st.insurance == from_wad(ch.insurance_fund()) > 0  # the trades paid fees
-    assert st.withdraw_fee == Decimal("0.003")
+    assert st.withdraw_fee == Decimal("0.0075")
     # one whole share is worth the share price (the vault's own conversion, in units)
     assert abs(st.share_price * USDC - vault.convertToAssets(10**12)) <= 1
     btc = st.markets[0]

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from liquidation_helpers import WAD, LiqWorld, quiet_revert_traces  # noqa: E402
+from liquidation_helpers import WAD, LiqWorld, quiet_revert_traces
 
 BTC, ETH, SOL = 0, 1, 2
 LP_DEPOSIT = 1_000_000
