@@ -176,3 +176,32 @@ def test_sandwich_correlated_update_across_markets__unprofitable(
     out = redeem_all(w, stranger)
     print(f"sandwich: in ${units / w.unit:,.2f}, out ${Decimal(out) / w.unit:,.2f}")
     assert out < units, f"sandwich paid {out - units} units"
+
+
+def test_exit_ahead_of_correlated_update_and_return__unprofitable(
+    world: LiqWorld, lp: Any, trader: Any, stranger: Any, keeper: Any
+) -> None:
+    """The other side of the sandwich: an LP who sees a round of feed updates against the
+    pool coming (every market 0.5% up while traders are long near the caps) leaves before
+    it and comes back after. The fee it pays exceeds the loss it dodges."""
+    w = world
+    w.lp_deposit(lp, 900_000)
+    units = w.fund(stranger, 100_000)
+    w.p.token.approve(w.vault, units, sender=stranger)
+    w.vault.deposit(units, stranger, sender=stranger)
+    cash = Decimal(int(w.ch.pool_cash())) / WAD
+    acct = w.account(trader, 2_000_000, name="longs")
+    for m, sym in ((BTC, "BTC"), (ETH, "ETH"), (SOL, "SOL")):
+        cap = Decimal(int(w.ch.market_params(m).max_vault_exposure)) / WAD
+        size = (cash * cap * Decimal("0.85") / w.feed_price(sym)).quantize(Decimal("0.001"))
+        w.trade(trader, acct, m, size)
+    shares = int(w.vault.balanceOf(stranger))
+    # what staying through the update is worth: the same update applied in a snapshot
+    new = {s: w.feed_price(s) * Decimal("1.005") for s in ("BTC", "ETH", "SOL")}
+    out = redeem_all(w, stranger)  # leaves just before the update
+    w.post(new)  # the correlated round: the pool loses about 0.5% x 0.85 x 1.4
+    back = int(w.vault.previewDeposit(out))
+    stay_value = int(w.vault.previewRedeem(shares))
+    back_value = int(w.vault.previewRedeem(back))
+    print(f"exit-and-return: {back_value / w.unit:,.2f} vs staying {stay_value / w.unit:,.2f}")
+    assert back_value < stay_value, (back_value, stay_value)
