@@ -101,8 +101,10 @@ def test_liquidation_start__provisions_the_deficit(
     assert deficit > 30_000 * WAD
     assert prov[0].provision == deficit and prov[0].total == deficit
     assert int(w.ch.bad_debt_provision()) == deficit
-    # the provision, net of what insurance will cover, comes off vault equity at once
-    assert int(w.p.lens.vault_equity()) == equity_before - (deficit - insurance)
+    # the provision, net of what insurance will cover, comes off vault equity at once (up
+    # to the funding the start's mark refresh accrues if the clock moved a second: < $1)
+    fell = equity_before - int(w.p.lens.vault_equity())
+    assert abs(fell - (deficit - insurance)) < WAD, (fell, deficit, insurance)
     assert w.share_price() < price_before
     # settled: the provision is released in the transaction that socialises the loss
     chain.pending_timestamp += int(w.params.duration) + 1
@@ -131,8 +133,9 @@ def test_liquidation_start__insurance_covers_the_provision(
     price = w.share_price()
     tx = w.auction.start(victim, keeper_acct, sender=keeper)
     assert tx.decode_logs(w.p.ops.BadDebtProvisioned)[0].provision > 0
-    assert int(w.p.lens.vault_equity()) == before
-    assert w.share_price() == price
+    # nothing comes off (only funding a mark refresh accrues if the clock moved: < $1)
+    assert abs(int(w.p.lens.vault_equity()) - before) < WAD
+    assert abs(w.share_price() - price) <= 1
 
 
 def test_healthy_liquidation__no_provision(
