@@ -82,6 +82,7 @@ exports: (
     engine.engine_pool_trade,
     engine.engine_fill,
     state.seized_collateral,
+    state.bad_debt_provision,
     views.account_header,
     views.account_owner,
     views.account_id,

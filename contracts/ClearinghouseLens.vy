@@ -48,6 +48,8 @@ interface IClearinghouse:
     def market_count() -> uint256: view
     def ORACLE() -> address: view
     def pool_cash() -> int256: view
+    def bad_debt_provision() -> uint256: view
+    def insurance_fund() -> uint256: view
     def pool_sums(market: uint256) -> (int256, int256): view
     def system_params() -> packing.System: view
 
@@ -156,9 +158,16 @@ def vault_equity() -> int256:
     @notice The vault pool's equity (USD WAD) at the cached marks: its cash (with its share
             of fees not yet swept), minus traders' unrealised PnL, plus the funding traders
             owe it, plus the collateral it took over from accounts with bad debt (at the
-            mark less the haircut). The LiquidityVault prices its shares with this.
+            mark less the haircut), minus the bad debt provisioned for accounts under
+            liquidation that the insurance fund cannot cover (max(0, provision -
+            insurance)). The LiquidityVault prices its shares with this.
     """
     equity: int256 = staticcall clearinghouse.pool_cash()
+    provision: uint256 = staticcall clearinghouse.bad_debt_provision()
+    if provision != 0:
+        insurance: uint256 = staticcall clearinghouse.insurance_fund()
+        if provision > insurance:
+            equity -= convert(provision - insurance, int256)
     n: uint256 = staticcall clearinghouse.market_count()
     for m: uint256 in range(c.MAX_MARKETS):
         if m == n:

@@ -8,7 +8,10 @@
         (traders' losses and gains, funding, its share of fees, socialised bad debt) is
         the LPs'. `totalAssets` is the pool's equity: cash minus traders' unrealised PnL
         plus funding traders owe, at marks refreshed before every deposit and withdrawal
-        (computed by ClearinghouseLens.vault_equity).
+        (computed by ClearinghouseLens.vault_equity), less the bad debt provisioned for
+        accounts under liquidation that insurance cannot cover: a deficit is shared by
+        every LP from the moment its liquidation starts, so leaving ahead of the
+        settlement does not pass it to the LPs who stay.
 
         Shares are snekmate's ERC-20. The conversion is snekmate's ERC-4626 formula with
         virtual shares and assets (a decimals offset), which makes a first-depositor
@@ -16,13 +19,21 @@
         because it prices shares from `asset.balanceOf(self)`, and our assets are a
         claim inside the Clearinghouse.
 
-        Front-running protection: an LP who sees an oracle update coming could deposit
-        before a move that favours the pool and leave after it, or leave before a move
-        that hurts it. Every withdrawal pays `withdraw_fee_bps` into the pool (to the
-        LPs who stay); the fee is set above the largest share-price move one oracle
-        update can cause (feed deviation threshold x max vault exposure / pool cash,
-        e.g. 0.5% x 0.5 = 25 bp), so neither trade pays. docs/architecture.md has the
-        arithmetic.
+        Front-running protection: shares are priced at the current oracle price of
+        every market with open interest (`sync_marks` re-reads them all before every
+        deposit and withdrawal), so nobody can deposit at a mark the feeds have already
+        left. What remains is an LP who sees an oracle update coming (the transaction
+        that moves the feeds) and deposits before a move that favours the pool, or
+        leaves before one that hurts it. One update round can move every market at
+        once (correlated assets), so the largest share-price move it causes is
+            sum over markets m of  d_m x |exposure_m| / equity  <=  d x sum_m cap_m
+        with d_m the feeds' deviation threshold (Chainlink: 0.5%) and cap_m the
+        market's vault-exposure cap (a fraction of the pool). With the configured caps
+        (BTC 0.5, ETH 0.5, SOL 0.4: sum 1.4) that is 0.5% x 1.4 = 70 bp. Every
+        withdrawal pays `withdraw_fee_bps` (75 bp) into the pool, to the LPs who stay,
+        so neither trade pays. The fee can never be set below `min_withdraw_fee_bps`,
+        that bound, fixed at deployment (perpdex.config checks the configuration;
+        docs/architecture.md has the arithmetic).
 @custom:security Marks are refreshed (`sync_marks`) before shares are priced. Deposits are
         refused while the pool's equity is not positive (new money would absorb old
         losses). `@nonreentrant` on every function that moves tokens.
@@ -91,17 +102,26 @@ _DECIMALS_OFFSET: immutable(uint256)
 
 # @notice Fee (bp of the assets redeemed) paid into the pool on every withdrawal.
 withdraw_fee_bps: public(uint256)
+# @notice Lowest withdrawal fee the owner may set (bp): the largest share-price move one
+#         oracle update across every market can cause (see the contract's notice).
+min_withdraw_fee_bps: public(immutable(uint256))
 
 
 @deploy
-def __init__(lens_: ILens, decimals_offset: uint8, withdraw_fee_bps_: uint256):
+def __init__(
+    lens_: ILens, decimals_offset: uint8, withdraw_fee_bps_: uint256, min_withdraw_fee_bps_: uint256
+):
     """
     @param lens_ The ClearinghouseLens of the Clearinghouse whose pool this vault owns (the
            Clearinghouse's admin must then `set_vault` this vault).
     @param decimals_offset Virtual-share offset (shares have asset decimals + offset).
     @param withdraw_fee_bps_ Initial withdrawal fee in basis points.
+    @param min_withdraw_fee_bps_ Floor of the fee: feed deviation threshold x the sum of
+           the markets' vault-exposure caps, in basis points (perpdex.config computes it).
     """
     assert withdraw_fee_bps_ <= MAX_WITHDRAW_FEE_BPS, "vault: fee too high"
+    assert withdraw_fee_bps_ >= min_withdraw_fee_bps_, "vault: fee below the exposure bound"
+    min_withdraw_fee_bps = min_withdraw_fee_bps_
     lens = lens_
     clearinghouse_: IClearinghouse = IClearinghouse(staticcall lens_.clearinghouse())
     clearinghouse = clearinghouse_
@@ -283,10 +303,12 @@ def redeem(shares: uint256, receiver: address, owner: address) -> uint256:
 @external
 def set_withdraw_fee(fee_bps: uint256):
     """
-    @notice Sets the withdrawal fee (bp, at most 200). Owner only.
+    @notice Sets the withdrawal fee (bp, at most 200 and at least `min_withdraw_fee_bps`).
+            Owner only.
     """
     ownable._check_owner()
     assert fee_bps <= MAX_WITHDRAW_FEE_BPS, "vault: fee too high"
+    assert fee_bps >= min_withdraw_fee_bps, "vault: fee below the exposure bound"
     log WithdrawFeeUpdated(old_fee_bps=self.withdraw_fee_bps, new_fee_bps=fee_bps)
     self.withdraw_fee_bps = fee_bps
 

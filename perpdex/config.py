@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from perpdex.errors import ConfigError
-from perpdex.units import to_bps, to_nano_wad, to_wad
+from perpdex.units import WAD, to_bps, to_nano_wad, to_wad
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
@@ -94,8 +94,18 @@ class SystemConfig:
     loss_cap_fee: int  # WAD
     markets: tuple[MarketConfig, ...]
     vault_decimals_offset: int = 6
-    vault_withdraw_fee_bps: int = 30
+    vault_withdraw_fee_bps: int = 75
+    vault_feed_deviation_bps: int = 50
     liquidation: LiquidationConfig | None = None
+
+    @property
+    def vault_min_withdraw_fee_bps(self) -> int:
+        """The largest share-price move one oracle update round can cause, in bp
+        (rounded up): feed deviation threshold x the sum of every market's vault-exposure
+        cap (a correlated update moves every market at once). The vault's withdrawal fee
+        must be at least this (LiquidityVault's notice has the arithmetic)."""
+        caps = sum(m.max_vault_exposure for m in self.markets)
+        return -(-self.vault_feed_deviation_bps * caps // WAD)
 
     def market(self, symbol: str) -> MarketConfig:
         for m in self.markets:
@@ -179,6 +189,7 @@ def load_system(path: Path | None = None) -> SystemConfig:
             markets=tuple(markets),
             vault_decimals_offset=int(d["vault"]["decimals_offset"]),
             vault_withdraw_fee_bps=to_bps(d["vault"]["withdraw_fee"]),
+            vault_feed_deviation_bps=to_bps(d["vault"]["feed_deviation"]),
             liquidation=LiquidationConfig(
                 **{
                     k: (int(v) if k in ("cooldown", "duration", "window") else to_wad(v))
@@ -186,6 +197,13 @@ def load_system(path: Path | None = None) -> SystemConfig:
                 }
             ),
         )
+        if system.vault_withdraw_fee_bps < system.vault_min_withdraw_fee_bps:
+            raise ConfigError(
+                f"config/markets.yaml: vault.withdraw_fee {system.vault_withdraw_fee_bps} bp is "
+                f"below {system.vault_min_withdraw_fee_bps} bp, the share-price move one "
+                "oracle update can cause (feed_deviation x the sum of max_vault_exposure)"
+            )
+        return system
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"config/markets.yaml: bad or missing field {e}; compare with git") from e
     for m in markets:

@@ -276,7 +276,12 @@ def deploy_system(
     # --- liquidity vault ------------------------------------------------------------
     lens = reuse_or_deploy("lens", "ClearinghouseLens", ch)
     vault = reuse_or_deploy(
-        "vault", "LiquidityVault", lens, system.vault_decimals_offset, system.vault_withdraw_fee_bps
+        "vault",
+        "LiquidityVault",
+        lens,
+        system.vault_decimals_offset,
+        system.vault_withdraw_fee_bps,
+        system.vault_min_withdraw_fee_bps,
     )
     if ch.vault() != vault.address:
         admin.set_vault(vault, sender=deployer)

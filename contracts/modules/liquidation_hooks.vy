@@ -17,6 +17,11 @@
                                 collateral at the mark less the haircut; a deficit left
                                 is covered from insurance, the rest socialised through
                                 the vault's cash; then unlock
+        Bad-debt provision: from liquidation start, each step records the account's
+        deficit (max(0, -equity) at the marks just refreshed) in `bad_debt_provision`
+        (event BadDebtProvisioned); the lens takes what insurance cannot cover off vault
+        equity, so an LP who exits while the account is being liquidated shares the loss.
+        Released at liquidation end, in the transaction that settles the bad debt.
         Positions move proportionally (the same fraction of every leg), so a hedged book
         stays hedged while it shrinks; a leg whose rest would be worth less than
         MIN_POSITION_NOTIONAL moves whole (no dust).
@@ -55,6 +60,10 @@ MIN_POSITION_NOTIONAL: constant(uint256) = 100 * 10**18
 ACCOUNT_REWARD_PAID: constant(uint256) = 8
 
 
+interface IMarginView:
+    def account_margin(account: uint256) -> state.MarginScan: view
+
+
 @external
 def refresh_account(account: uint256):
     """
@@ -79,6 +88,7 @@ def liquidation_begin(account: uint256, keeper_account: uint256, reward: uint256
     state._header[account] = hdr | c.ACCOUNT_IN_LIQUIDATION | ACCOUNT_REWARD_PAID
     self._reward(account, keeper_account, reward, self._liquidatable(account, hdr))
     log state.LiquidationBegun(account=account, keeper_account=keeper_account, reward=reward)
+    self._provision(account)
 
 
 @external
@@ -113,6 +123,7 @@ def liquidation_end(account: uint256):
     if packing._position_count(hdr) == 0:
         hdr = self._settle_bad_debt(account, hdr)
     state._header[account] = hdr & ~(c.ACCOUNT_IN_LIQUIDATION | ACCOUNT_REWARD_PAID)
+    self._set_provision(account, 0)
     log state.LiquidationEnded(account=account)
 
 
@@ -161,6 +172,27 @@ def _liquidatable(account: uint256, hdr: uint256) -> state.MarginScan:
     # covers)
     assert s.equity < convert(s.maintenance, int256), "clearinghouse: account is not liquidatable"
     return s
+
+
+@internal
+def _provision(account: uint256):
+    """
+    @dev Provisions the account's deficit, max(0, -equity) at the cached marks (fresh: the
+         auction refreshes them before every step), against the vault.
+    """
+    equity: int256 = (staticcall IMarginView(self).account_margin(account)).equity
+    self._set_provision(account, convert(max(-equity, 0), uint256))
+
+
+@internal
+def _set_provision(account: uint256, amount: uint256):
+    old: uint256 = state._provision[account]
+    if amount == old:
+        return
+    state._provision[account] = amount
+    total: uint256 = state.bad_debt_provision + amount - old
+    state.bad_debt_provision = total
+    log state.BadDebtProvisioned(account=account, provision=amount, total=total)
 
 
 @internal
@@ -249,6 +281,7 @@ def liquidation_transfer(
         notional=notional,
         penalty=penalty,
     )
+    self._provision(account)
 
 
 @internal

@@ -273,6 +273,12 @@ event BadDebtSettled:
     socialized: uint256
 
 
+event BadDebtProvisioned:
+    account: indexed(uint256)
+    provision: uint256
+    total: uint256
+
+
 event MarketPaused:
     market: indexed(uint256)
     paused: bool
@@ -376,6 +382,16 @@ seized_collateral: public(HashMap[uint256, uint256])
 
 # @notice Fee (USD WAD) paid from the account to whoever triggers its loss cap.
 loss_cap_fee: public(uint256)
+
+# --- bad-debt provision ----------------------------------------------------------------------
+
+# @notice Bad debt provisioned against the vault (USD WAD): the sum over accounts under
+#         liquidation of max(0, -equity) at their last liquidation step. The lens subtracts
+#         what insurance cannot cover from vault equity, so LPs share a deficit from the
+#         moment its liquidation starts, not from its settlement.
+bad_debt_provision: public(uint256)
+# @dev Each account's part of `bad_debt_provision`.
+_provision: HashMap[uint256, uint256]
 
 
 @deploy

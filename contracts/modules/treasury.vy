@@ -83,18 +83,17 @@ def vault_withdraw(amount: uint256, receiver: address):
 @external
 def sync_marks():
     """
-    @notice Refreshes every market with open interest whose mark is stale or frozen; the
-            vault calls it before pricing shares. Reverts if one lacks price quorum:
-            shares are never priced at a mark the oracle can no longer confirm.
+    @notice Re-reads the oracle for every market with open interest (not only the stale
+            ones), so the vault prices shares at the current price of every market: an
+            LP cannot deposit at a mark the feeds have already left behind. Reverts if one
+            lacks price quorum: shares are never priced at a mark the oracle can no longer
+            confirm. The vault calls it before every deposit and withdrawal; anyone may
+            call it.
     """
-    age: uint256 = packing._system(state._system).max_mark_age
     for m: uint256 in range(c.MAX_MARKETS):
         if m == state.market_count:
             break
-        if state._oi[m] != 0 and (
-            packing._mark_time(state._mark[m]) + age < block.timestamp
-            or state._params[m] & packing.FROZEN_BIT != 0
-        ):
+        if state._oi[m] != 0:
             flags: uint256 = (extcall IClearinghouseEngine(self).engine_touch(m))[1]
             assert flags & c.FLAG_DEGRADED == 0, "clearinghouse: no price quorum"
 

@@ -168,6 +168,7 @@ class LiqWorld:
             "pool_cash": int(ch.pool_cash()),
             "protocol_fees": int(ch.protocol_fees()),
             "vault_equity": int(self.p.lens.vault_equity()),
+            "provision": int(ch.bad_debt_provision()),
         }
 
     def all_accounts(self) -> list[int]:

@@ -499,16 +499,24 @@ def test_bad_debt__insurance_short__loss_socialised(liq, victim, keeper, keeper_
     tx, bal0, steps = bad_debt_run(liq, victim, keeper, keeper_acct, chain)
     bad = check_settlement(liq, victim, tx, bal0, steps)
     assert bad.socialized > 0 and steps[-1][2]["insurance"] == 0
-    # the share price falls in the socialising step and only there
+    # the share price falls when the deficit is provisioned, at liquidation start
+    # (BadDebtProvisioned: the loss insurance cannot cover comes off vault equity), not
+    # when it is settled: an LP leaving in between shares it (tests/security/
+    # test_lp_fairness.py)
     prices = [s[1] for s in steps]
-    assert prices[:-1] == sorted(prices[:-1]), prices
-    assert prices[-1] < prices[-2], prices
-    # the pool's equity fell by the socialised loss, less what it gained buying at a discount
+    before, start, expired = (s[2] for s in steps[:3])
+    assert start["provision"] > start["insurance"] and prices[1] < prices[0], prices
+    fell = before["vault_equity"] - start["vault_equity"]
+    assert abs(fell - (start["provision"] - start["insurance"])) < WAD, fell  # funding
+    assert steps[-1][2]["provision"] == 0
+    # at settlement the pool's equity moves by the socialised loss less what it gained
+    # buying at a discount, less the provision it already carried
     mark = int(liq.ch.mark(BTC)[0])
     fill = one(tx, liq.ch.Fill)
     gain = -fill.size_delta * (mark - fill.price) // WAD
-    drop = steps[-2][2]["vault_equity"] - steps[-1][2]["vault_equity"]
-    assert abs(drop - (bad.socialized - gain)) <= 10**15, (drop, bad.socialized, gain)
+    carried = expired["provision"] - expired["insurance"]
+    drop = expired["vault_equity"] - steps[-1][2]["vault_equity"]
+    assert abs(drop - (bad.socialized - gain - carried)) <= 10**15, (drop, bad.socialized, gain)
 
 
 # --- the discount clock, top-ups, window caps ----------------------------------------------

@@ -354,7 +354,7 @@ def test_lp__deposit_status_withdraw(run, protocol, lp, cli_pool):
     out = ok(run("lp", "withdraw", "--all", account=LP))
     assert vault.balanceOf(lp) == 0
     assert token.balanceOf(lp) == 10_000 * USDC + int(redeemable * USDC)
-    assert f"for {fmt_amount(redeemable)} USDC" in out and "0.30% withdrawal fee" in out
+    assert f"for {fmt_amount(redeemable)} USDC" in out and "0.75% withdrawal fee" in out
 
 
 def test_lp__withdraw_amount(run, protocol, lp, cli_pool):

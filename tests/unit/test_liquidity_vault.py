@@ -103,10 +103,18 @@ def test_redeem__everything__leaves_no_shares(
 
 def test_set_withdraw_fee__owner__emits(vault: Any, admin: Any) -> None:
     old = int(vault.withdraw_fee_bps())
-    tx = vault.set_withdraw_fee(50, sender=admin)
-    assert int(vault.withdraw_fee_bps()) == 50
+    tx = vault.set_withdraw_fee(100, sender=admin)
+    assert int(vault.withdraw_fee_bps()) == 100
     (ev,) = list(tx.decode_logs(vault.WithdrawFeeUpdated))
-    assert (ev.old_fee_bps, ev.new_fee_bps) == (old, 50)
+    assert (ev.old_fee_bps, ev.new_fee_bps) == (old, 100)
+
+
+def test_set_withdraw_fee__below_exposure_bound__reverts(vault: Any, admin: Any) -> None:
+    floor = int(vault.min_withdraw_fee_bps())
+    with ape.reverts("vault: fee below the exposure bound"):
+        vault.set_withdraw_fee(floor - 1, sender=admin)
+    vault.set_withdraw_fee(floor, sender=admin)
+    assert int(vault.withdraw_fee_bps()) == floor
 
 
 def test_set_withdraw_fee__too_high__reverts(vault: Any, admin: Any) -> None:
@@ -116,9 +124,31 @@ def test_set_withdraw_fee__too_high__reverts(vault: Any, admin: Any) -> None:
 
 def test_set_withdraw_fee__not_owner__reverts(vault: Any, stranger: Any) -> None:
     with ape.reverts("ownable: caller is not the owner"):
-        vault.set_withdraw_fee(10, sender=stranger)
+        vault.set_withdraw_fee(100, sender=stranger)
 
 
 def test_constructor__fee_too_high__reverts(project: Any, protocol: Any, admin: Any) -> None:
     with ape.reverts("vault: fee too high"):
-        project.LiquidityVault.deploy(protocol.lens, 3, 201, sender=admin)
+        project.LiquidityVault.deploy(protocol.lens, 3, 201, 70, sender=admin)
+
+
+def test_constructor__fee_below_exposure_bound__reverts(
+    project: Any, protocol: Any, admin: Any
+) -> None:
+    with ape.reverts("vault: fee below the exposure bound"):
+        project.LiquidityVault.deploy(protocol.lens, 3, 69, 70, sender=admin)
+
+
+def test_withdraw_fee__covers_one_update_across_every_market(vault: Any, protocol: Any) -> None:
+    """The deployed floor and fee cover feed deviation x the sum of the markets'
+    exposure caps (a correlated oracle round moves every market at once), read from the
+    deployed markets, not from the config alone."""
+    from perpdex.units import WAD
+
+    system = protocol.system
+    ch = protocol.clearinghouse
+    caps = sum(int(ch.market_params(m).max_vault_exposure) for m in range(int(ch.market_count())))
+    bound = -(-system.vault_feed_deviation_bps * caps // WAD)
+    assert bound == 70  # 0.5% x (0.5 + 0.5 + 0.4)
+    assert int(vault.min_withdraw_fee_bps()) == bound
+    assert int(vault.withdraw_fee_bps()) >= bound

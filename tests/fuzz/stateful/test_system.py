@@ -284,6 +284,7 @@ class World:
     total_assets: int
     vault_equity: int
     paused: bool
+    provision: int
     marks: tuple[pm.Mark, ...]
     oi: tuple[tuple[int, int], ...]
     sums: tuple[tuple[int, int], ...]
@@ -317,6 +318,7 @@ def read_world(fs: FuzzSystem) -> World:
         (h["vault"], "totalAssets", ()),
         (h["lens"], "vault_equity", ()),
         (ch, "paused", ()),
+        (ch, "bad_debt_provision", ()),
     ]
     for m in range(n_m):
         calls += [
@@ -337,7 +339,7 @@ def read_world(fs: FuzzSystem) -> World:
     calls += [(h["vault"], "balanceOf", (x,)) for x in actors]
     number, ts = fs.chain.head()
     r = iter(fs.chain.read(calls))
-    g = [next(r) for _ in range(15)]
+    g = [next(r) for _ in range(16)]
     marks, oi, sums, obs = [], [], [], []
     for _ in range(n_m):
         mk, o, s, ob = next(r), next(r), next(r), next(r)
@@ -378,6 +380,7 @@ def read_world(fs: FuzzSystem) -> World:
         total_assets=int(g[12]),
         vault_equity=int(g[13]),
         paused=bool(g[14]),
+        provision=int(g[15]),
         marks=tuple(marks),
         oi=tuple(oi),
         sums=tuple(sums),
@@ -696,6 +699,7 @@ class SystemMachine(RuleBasedStateMachine):
         self.tx_count = 0
         self.max_slack = 0
         self.zero_sum_gap: list[int] = []
+        self.provisions: dict[int, int] = {}  # account -> its BadDebtProvisioned amount
         self.lp_fee_last = 0
         self.lp_virtual_last = 0
         self.dirty = False
@@ -884,7 +888,8 @@ class SystemMachine(RuleBasedStateMachine):
             trader_pnl = pm.vdiv(skew * mk.price, WAD) - sc
             owed = pm.div_floor(skew * mk.index, 10**12) - sf
             eq += owed - trader_pnl
-        return eq
+        # bad debt provisioned at liquidation steps, less what insurance will cover
+        return eq - max(w.provision - w.insurance, 0)
 
     def _check_world(
         self,
@@ -914,6 +919,21 @@ class SystemMachine(RuleBasedStateMachine):
         vault_eq = self._vault_equity(w)
         assert vault_eq == w.vault_equity, f"{what}: lens vault equity {w.vault_equity}"
         assert w.total_assets == max(vault_eq, 0) // fs.scale, f"{what}: totalAssets"
+        # 4b. bad-debt provision: only an account under liquidation carries one; each
+        # liquidation step records its deficit, max(0, -equity) at the step's fresh marks
+        last: dict[int, int] = {}
+        for e in tx.events("BadDebtProvisioned") if tx is not None else []:
+            last[int(e["account"])] = int(e["provision"])
+            self.provisions[int(e["account"])] = int(e["provision"])
+            assert int(e["total"]) == sum(self.provisions.values()), f"{what}: provision total"
+        assert w.provision == sum(self.provisions.values()), f"{what}: provision {w.provision}"
+        for acct, amount in self.provisions.items():
+            s = w.accts[acct]
+            assert amount == 0 or s.in_liquidation, f"{what}: provision left after liquidation"
+            if acct in last and s.in_liquidation:
+                assert amount == max(-s.margin.equity, 0), (
+                    f"{what}: {fs.label(acct)} provision {amount}, equity {s.margin.equity}"
+                )
         # 3. open interest from every account's positions, within caps
         for m in range(n_m):
             lo = sum(s.pos[m].size for s in w.accts.values() if s.pos[m].size > 0)
@@ -1042,7 +1062,10 @@ class SystemMachine(RuleBasedStateMachine):
             )
         assets = (w.token_ch - self.donated["ch"]) * fs.scale
         eq_sum = sum(self._equity_settlement(w, a) for a in w.accts)
-        gap = assets - (eq_sum + w.vault_equity + w.insurance + w.protocol_fees)
+        # the lens takes the provisioned bad debt off vault equity; eq_sum already counts
+        # those accounts' negative equity, so add it back to count the deficit once
+        pool = w.vault_equity + max(w.provision - w.insurance, 0)
+        gap = assets - (eq_sum + pool + w.insurance + w.protocol_fees)
         self.zero_sum_gap.append(gap)
         n_pos = sum(1 for s in w.accts.values() for p in s.pos if p.size)
         assert gap >= 0, f"{what}: claims exceed the tokens held by {-gap} wei"
