@@ -104,6 +104,10 @@ REVERT_HINTS: dict[str, str] = {
     "clearinghouse: below initial margin": (
         "reduce positions or deposit first; `perpdex account` shows the initial margin"
     ),
+    "clearinghouse: unrealised profit is not withdrawable": (
+        "open profit is withdrawable once realised: close or reduce the position first, or "
+        "withdraw less; `perpdex withdraw` reports what is withdrawable now"
+    ),
     "clearinghouse: not account owner": (
         "only the owner of the account can do this; sign as the owner "
         "(CLI: --account <owner alias>)"
@@ -1037,12 +1041,31 @@ class PerpdexClient:
         receiver: Any = None,
     ) -> ReceiptAPI:
         """Withdraw `amount` of `token` to `receiver` (default: the signer). Owner only; the
-        account must stay above initial margin."""
+        account must stay above initial margin counting unrealised PnL only when negative
+        (`withdrawable` gives the most it accepts)."""
         col = self.collateral(token)
         units = self._units(amount, col)
         signer = self._require_signer("withdraw")
         to = _address(receiver if receiver is not None else signer)
         return self._send("withdraw", self.ops.withdraw, account, col.address, units, to)
+
+    def withdrawable_units(self, account: int, token: str = "USDC") -> int:
+        """Largest `withdraw` (or transfer out) of `token` the chain accepts in the next
+        block, in token units: the balance, limited by equity less positive unrealised PnL
+        less the initial requirement at freshly read marks (`math.withdrawable`)."""
+        from perpdex.sdk import math as pm
+        from perpdex.sdk.snapshot import Snapshot
+
+        col = self.collateral(token)
+        snap = Snapshot.load(self, account, "pending")
+        scale = int(self.clearinghouse.collateral_scale(col.index))
+        return pm.withdrawable(snap, col.index, scale)
+
+    def withdrawable(self, account: int, token: str = "USDC") -> Decimal:
+        """`withdrawable_units` in token amounts (USDC: dollars). Unrealised profit is not
+        withdrawable until a fill realises it."""
+        col = self.collateral(token)
+        return Decimal(self.withdrawable_units(account, token)).scaleb(-col.decimals)
 
     def transfer(
         self,
