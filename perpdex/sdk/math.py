@@ -69,6 +69,7 @@ __all__ = [
     "FLAG_SEQUENCER_GRACE",
     "IWAD",
     "LIQ_SEARCH_CEILING",
+    "LOSS_CAP_WINDOW",
     "MAX_BISECTION",
     "MAX_COLLATERALS",
     "MAX_MARKETS",
@@ -111,6 +112,8 @@ __all__ = [
     "fee",
     "fee_split",
     "fill_price",
+    "force_close",
+    "forced_limit",
     "funding_delta",
     "funding_owed",
     "gap",
@@ -1541,7 +1544,7 @@ def simulate_trade(
     """trading.trade -> engine._pool_trade, in full: touch the market (oracle price,
     funding accrued to `now`), the fill price and fee against the pool, settlement
     (_settle_side: funding, realised PnL, open interest, the position), the fee
-    (_collect_fee), the caps of a risk-adding fill (_check_caps), and the post-trade
+    (_collect_fee), the caps (_check_caps, every fill), and the post-trade
     margin check (_check_after_trade: stale marks re-read, then equity >= initial, or a
     reduce-only trade that does not raise the requirement). Raises `Revert` with the
     contract's reason where the trade would revert.
@@ -1626,17 +1629,17 @@ def simulate_trade(
         block_number=-1,
     )
     after = _with_market(after, market, mark=mark, long_oi=long_oi, short_oi=short_oi)
-    if adds:  # _check_caps
-        if long_oi > ms.long_oi and long_oi > p.max_oi:
-            raise Revert("clearinghouse: open interest cap reached")
-        if short_oi > ms.short_oi and short_oi > p.max_oi:
-            raise Revert("clearinghouse: open interest cap reached")
-        new_skew = skew + size_delta
-        if abs(new_skew) > abs(skew) and raw_cash is not None:
-            exposure = abs(new_skew) * price // WAD
-            limit = raw_cash * p.max_vault_exposure // WAD if raw_cash > 0 else 0
-            if exposure > limit:
-                raise Revert("clearinghouse: vault exposure cap reached")
+    # _check_caps, on every fill (reduces included)
+    if long_oi > ms.long_oi and long_oi > p.max_oi:
+        raise Revert("clearinghouse: open interest cap reached")
+    if short_oi > ms.short_oi and short_oi > p.max_oi:
+        raise Revert("clearinghouse: open interest cap reached")
+    new_skew = skew + size_delta
+    if abs(new_skew) > abs(skew) and raw_cash is not None:
+        exposure = abs(new_skew) * price // WAD
+        limit = raw_cash * p.max_vault_exposure // WAD if raw_cash > 0 else 0
+        if exposure > limit:
+            raise Revert("clearinghouse: vault exposure cap reached")
     refreshed: tuple[int, ...] = ()
     if adds or hdr & ACCOUNT_PORTFOLIO != 0:  # _check_after_trade
         after, refreshed = refresh_stale(after, now)
@@ -1660,3 +1663,92 @@ def simulate_trade(
         margin_after=scan(after),
         after=after,
     )
+
+
+# --- trading.vy: loss-cap close-outs -----------------------------------------------------
+
+LOSS_CAP_WINDOW = 60  # trading.LOSS_CAP_WINDOW (seconds)
+
+
+def forced_limit(p: MarketParams) -> int:
+    """trading._forced_limit: the most base size loss-cap close-outs may force through
+    one market per window, 2 x min(maker_fee, taker_fee) x skew_scale (a sandwich's
+    capture, S x P x L / skew_scale, then never exceeds its fees, 2 x maker x S x P)."""
+    return 2 * min(p.maker_fee, p.taker_fee) * p.skew_scale // WAD
+
+
+def force_close(
+    snap: Snapshot, market: int, window: int, now: int | None = None
+) -> tuple[TradeResult | None, int]:
+    """trading._force_close: closes as much of the position in `market` as the market's
+    loss-cap window (`loss_cap_window(market)`, start << 128 | used) allows, at the
+    oracle price, paying the maker/taker fee. Returns (the fill, or None when the window
+    is used up, and the window word after). Assumes the account's marks were just
+    touched at `now` (trigger_loss_cap refreshes them first)."""
+    now = snap.timestamp if now is None else now
+    ms = snap.market(market)
+    p = ms.params
+    used = window & MASK_128
+    if (window >> 128) + LOSS_CAP_WINDOW <= now:
+        used, window = 0, now << 128
+    limit = forced_limit(p)
+    if used >= limit:
+        return None, window
+    pos = snap.position(market)
+    amount = min(abs(pos.size), limit - used)
+    delta = -amount if pos.size > 0 else amount
+    window = (window >> 128 << 128) | (used + amount)
+    flags = ms.oracle_flags or 0
+    if flags & FLAG_SEQUENCER_DOWN:
+        raise Revert("clearinghouse: sequencer down")
+    if flags & FLAG_SEQUENCER_GRACE:
+        raise Revert("clearinghouse: sequencer grace period")
+    if flags & FLAG_DEGRADED:
+        raise Revert("clearinghouse: oracle degraded")
+    price = snap.oracle_price(market)
+    mark = touch(ms.mark, p, ms.skew, price, now)
+    index = mark.index
+    fee_ = fee(price, ms.skew, delta, p.maker_fee, p.taker_fee)
+    funding_paid = funding_owed(pos.size, funding_delta(pos.snapshot, index))
+    new_size, new_cost, realized = apply_fill(pos.size, pos.cost, delta, price)
+    cash = realized - funding_paid
+    long_oi, short_oi = ms.long_oi, ms.short_oi
+    if pos.size > 0:
+        long_oi -= pos.size - max(new_size, 0)
+    else:
+        short_oi -= -pos.size - max(-new_size, 0)
+    positions = dict(snap.positions)
+    if new_size == 0:
+        positions.pop(market, None)
+    else:
+        positions[market] = Position(
+            new_size, new_cost, pos_snapshot(pack_pos(new_size, new_cost, index))
+        )
+    balances = dict(snap.balances)
+    balances[0] = snap.balance(0) + cash - fee_
+    raw_cash: int | None = None
+    if snap.pool_cash is not None:
+        raw_cash = snap.pool_cash - fee_split(snap.pending_fees, snap.system)[2] - cash
+    pending = snap.pending_fees + fee_
+    after = replace(
+        snap,
+        header=with_position(snap.header, market, new_size != 0),
+        balances=balances,
+        positions=positions,
+        pool_cash=None if raw_cash is None else raw_cash + fee_split(pending, snap.system)[2],
+        pending_fees=pending,
+        timestamp=now,
+        block_number=-1,
+    )
+    after = _with_market(after, market, mark=mark, long_oi=long_oi, short_oi=short_oi)
+    res = TradeResult(
+        fill_price=price,
+        fee=fee_,
+        realized_pnl=realized,
+        funding_paid=funding_paid,
+        adds=False,
+        refreshed=(),
+        margin_after=scan(after),
+        after=after,
+    )
+    return res, window
