@@ -108,6 +108,10 @@ REVERT_HINTS: dict[str, str] = {
         "open profit is withdrawable once realised: close or reduce the position first, or "
         "withdraw less; `perpdex withdraw` reports what is withdrawable now"
     ),
+    "clearinghouse: loss-cap window used up": (
+        "forced closes in these markets reached their per-window size; try again in a "
+        "minute"
+    ),
     "clearinghouse: not account owner": (
         "only the owner of the account can do this; sign as the owner "
         "(CLI: --account <owner alias>)"
@@ -988,10 +992,12 @@ class PerpdexClient:
         return from_wad(int(self.clearinghouse.loss_cap_fee()))
 
     def trigger_loss_cap(self, account: int) -> ReceiptAPI:
-        """Close every position of `account`, whose equity is below its loss cap,
-        reduce-only against the vault; the signer (anyone) earns `loss_cap_fee`. The
-        receipt holds the `LossCapTriggered` event (equity, floor, fee) and a `Fill` per
-        closed position."""
+        """Close the positions of `account`, whose equity is below its loss cap,
+        reduce-only against the vault at the oracle price; per market at most
+        2 x min(maker, taker) x skew_scale per 60 s window closes (the rest in later
+        calls). The signer (anyone) earns `loss_cap_fee`. The receipt holds the
+        `LossCapTriggered` event (equity, floor, fee) and a `Fill` per (partly) closed
+        position."""
         return self._send("trigger loss cap", self.ops.trigger_loss_cap, account)
 
     # --- collateral ------------------------------------------------------------------------
