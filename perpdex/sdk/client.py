@@ -109,8 +109,7 @@ REVERT_HINTS: dict[str, str] = {
         "withdraw less; `perpdex withdraw` reports what is withdrawable now"
     ),
     "clearinghouse: loss-cap window used up": (
-        "forced closes in these markets reached their per-window size; try again in a "
-        "minute"
+        "forced closes in these markets reached their per-window size; try again in a minute"
     ),
     "clearinghouse: not account owner": (
         "only the owner of the account can do this; sign as the owner "
