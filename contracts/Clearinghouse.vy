@@ -74,6 +74,7 @@ exports: (
     state.max_shock_step_bps,
     state.max_ratio_step_bps,
     state.loss_cap_fee,
+    state.loss_cap_window,
     accounts.open_account,
     trading.trade,
     engine.engine_touch,

@@ -7,6 +7,11 @@
         without storage), operators (trade, never withdraw), deposits credited by the
         measured balance change, withdrawals and transfers through the margin gate,
         margin mode and loss cap per sub-account.
+        Value leaves an account only against realised equity: withdrawals and transfers
+        out pass the margin gate with every position's unrealised PnL (funding owed
+        included) counted only when negative, min(pnl, 0), position by position. A mark
+        pump, or a hedge leg's paper profit, can never be taken out before it is realised
+        by a fill (the Mango pattern); realised profit is in the balance and withdrawable.
 """
 
 from ethereum.ercs import IERC20
@@ -19,6 +24,7 @@ from . import packing
 from . import pricing
 from . import funding
 from . import margin
+from . import positions
 
 uses: state
 uses: engine
@@ -127,9 +133,7 @@ def withdraw(account: uint256, token: address, amount: uint256, receiver: addres
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     idx: uint256 = engine._token_index(token)
     engine._debit(account, hdr, idx, amount)
-    extcall IClearinghouseEngine(self).engine_check_initial(
-        account, "clearinghouse: below initial margin", True
-    )
+    self._check_value_out(account)
     state.collateral_held[idx] -= amount
     assert extcall IERC20(token).transfer(
         receiver, amount, default_return_value=True
@@ -156,9 +160,49 @@ def transfer_collateral(
     state._balance[to_account][idx] += convert(amount * state.collateral_scale[idx], int256)
     if idx != 0:
         state._header[to_account] = packing._with_collateral(to_hdr, idx, True)
-    extcall IClearinghouseEngine(self).engine_check_initial(
-        from_account, "clearinghouse: below initial margin", True
-    )
+    self._check_value_out(from_account)
     log state.CollateralTransferred(
         from_account=from_account, to_account=to_account, token=token, amount=amount
+    )
+
+
+@internal
+def _check_value_out(account: uint256):
+    """
+    @dev The gate for value leaving an account: the strict margin gate (every oracle of
+         the account re-read, degraded prices refused, equity >= initial), then the same
+         check with positive unrealised PnL left out: equity - sum(max(pnl_i, 0)) >=
+         initial, where pnl_i = value_i - cost_i - funding owed_i at the marks just read
+         (the terms `engine._scan` sums into equity). Only this path pays for the extra
+         pass; the margin checks of trades are unchanged.
+    """
+    core: IClearinghouseEngine = IClearinghouseEngine(self)
+    extcall core.engine_check_initial(account, "clearinghouse: below initial margin", True)
+    bitmap: uint256 = packing._positions_bitmap(state._header[account])
+    if bitmap == 0:
+        return
+    profit: int256 = 0
+    for m: uint256 in range(c.MAX_MARKETS):
+        if bitmap >> m == 0:
+            break
+        if (bitmap >> m) & 1 == 0:
+            continue
+        pw: uint256 = state._pos[account][m]
+        size: int256 = packing._pos_size(pw)
+        mw: uint256 = state._mark[m]
+        pnl: int256 = positions._value_pnl(
+            size, packing._pos_cost(pw), packing._mark_price(mw)
+        ) - positions._funding_owed(size, packing._pos_funding_delta(pw, packing._mark_index(mw)))
+        if pnl > 0:
+            profit += pnl
+    if profit == 0:
+        return
+    equity: int256 = 0
+    initial: uint256 = 0
+    x: uint256 = 0
+    y: uint256 = 0
+    z: uint256 = 0
+    equity, initial, x, y, z = staticcall core.account_margin(account)
+    assert equity - profit >= convert(initial, int256), (
+        "clearinghouse: unrealised profit is not withdrawable"
     )

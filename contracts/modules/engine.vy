@@ -80,8 +80,9 @@ def _pool_trade(
     fee: uint256 = pricing._fee(fill, skew, delta, p.maker_fee, p.taker_fee)
     new_hdr: uint256 = self._fill(account, hdr, m, delta, fill, index, state.POOL, fee)
     self._collect_fee(account, fee)
-    if adds:
-        self._check_caps(m, p, oi, skew, skew + delta, price)
+    # caps on every fill, reduces included: closing a hedge must not leave the vault
+    # above its exposure cap (the OI caps bind only sides that grow)
+    self._check_caps(m, p, oi, skew, skew + delta, price)
     # reduce_only is the loss-cap close-out, which closes every leg in turn: closing a
     # hedge leg first may raise the requirement for a moment, and must not stop it
     if (adds or new_hdr & c.ACCOUNT_PORTFOLIO != 0) and not reduce_only:
@@ -247,7 +248,8 @@ def _check_caps(
     price: uint256,
 ):
     """
-    @dev Open-interest cap per side and the vault's exposure cap, for risk-adding fills.
+    @dev Open-interest cap per side that grows, and the vault's exposure cap when the
+         fill moves |skew| up (whether the account adds or reduces).
     """
     oi: uint256 = state._oi[m]
     long_oi: uint256 = oi & packing.MASK_128

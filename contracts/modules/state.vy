@@ -382,6 +382,9 @@ seized_collateral: public(HashMap[uint256, uint256])
 
 # @notice Fee (USD WAD) paid from the account to whoever triggers its loss cap.
 loss_cap_fee: public(uint256)
+# @notice Forced loss-cap close-outs per market in the current window: window start
+#         (block time) << 128 | base size closed in it (WAD). See modules/trading.vy.
+loss_cap_window: public(uint256[c.MAX_MARKETS])
 
 # --- bad-debt provision ----------------------------------------------------------------------
 

@@ -4,7 +4,9 @@
 @custom:contract-name trading
 @license MIT
 @notice Entry points that trade against the vault's pool through the one settlement
-        path in modules/engine.vy.
+        path in modules/engine.vy. Loss-cap close-outs are forced trades whose timing the
+        caller controls: they fill at the oracle price and their size per market per
+        window is bounded by the fees a sandwich must pay (`_forced_limit`).
 """
 
 from ..interfaces import IClearinghouseEngine
@@ -50,13 +52,43 @@ def refresh(markets: DynArray[uint256, c.MAX_MARKETS]):
         extcall IClearinghouseEngine(self).engine_touch(m)
 
 
+# @notice Length of a loss-cap window (seconds): forced close-outs in one market add up
+#         to at most `_forced_limit` per window.
+LOSS_CAP_WINDOW: constant(uint256) = 60
+
+
+@internal
+@pure
+def _forced_limit(p: packing.MarketParams) -> uint256:
+    """
+    @dev Largest base size the loss-cap close-out may force through one market in one
+         window: 2 x min(maker_fee, taker_fee) x skew_scale.
+         Why: the caller chooses when a forced trade happens, so it can wrap it. A round
+         trip of size S around a forced fill of size L (sell S, force L, buy S back, or the
+         mirror image) gains the premium the forced fill moved, S x P x L / skew_scale
+         (the fill price is P x (1 + (2K + d) / 2S_k), linear in the skew), and pays at
+         least the maker fee on both legs, 2 x S x P x min(maker, taker). With
+         L <= 2 x min(maker, taker) x skew_scale the gain never exceeds the fees, whatever
+         S. The forced fill itself is at the oracle price (no premium to push): the
+         sandwich can capture only the skew move, and that is bounded here. The rest of
+         a position closes in later windows (Synthetix v3 bounds liquidations the same
+         way, by (maker + taker) x skew_scale per window).
+    """
+    return 2 * min(p.maker_fee, p.taker_fee) * p.skew_scale // c.WAD
+
+
 @external
 @nonreentrant
 def trigger_loss_cap(account: uint256):
     """
-    @notice Closes every position of an account whose equity is below its loss cap,
-            reduce-only against the vault. The caller earns `loss_cap_fee` (at most the
-            account's remaining settlement balance), paid in settlement tokens.
+    @notice Closes the positions of an account whose equity is below its loss cap,
+            reduce-only against the vault, at the oracle price (no skew premium), paying
+            the maker/taker fee. Per market, forced closes add up to at most
+            2 x min(maker_fee, taker_fee) x skew_scale per 60 s window (`_forced_limit`
+            explains why a sandwich then cannot pay); what is left closes in later calls.
+            The caller earns `loss_cap_fee` (at most the account's remaining settlement
+            balance), paid in settlement tokens. Refuses prices that are degraded or a
+            sequencer that is down or in grace.
     """
     equity_floor: uint256 = state.loss_cap[account]
     assert equity_floor != 0, "clearinghouse: no loss cap"
@@ -68,18 +100,56 @@ def trigger_loss_cap(account: uint256):
     extcall core.engine_refresh_account(account, False)
     equity: int256 = (staticcall core.account_margin(account))[0]
     assert equity < convert(equity_floor, int256), "clearinghouse: equity above loss cap"
+    closed: bool = False
     for m: uint256 in range(c.MAX_MARKETS):
         if bitmap >> m == 0:
             break
         if (bitmap >> m) & 1 == 1:
-            size: int256 = packing._pos_size(state._pos[account][m])
-            bound: uint256 = max_value(uint256)
-            if size > 0:
-                bound = 0
-            extcall core.engine_pool_trade(account, m, -size, bound, True)
+            closed = self._force_close(account, m) or closed
+    assert closed, "clearinghouse: loss-cap window used up"
+    hdr = state._header[account]
+    # no silent bad debt: closing the last position must not leave negative equity
+    if packing._position_count(hdr) == 0 and state._balance[account][0] < 0:
+        extcall core.engine_check_initial(
+            account, "clearinghouse: close leaves negative equity", False
+        )
     fee: uint256 = min(state.loss_cap_fee, convert(max(state._balance[account][0], 0), uint256))
     state._balance[account][0] -= convert(fee, int256)
     engine._pay_out(msg.sender, fee)
     log state.LossCapTriggered(
         account=account, keeper=msg.sender, equity=equity, equity_floor=equity_floor, fee=fee
     )
+
+
+@internal
+def _force_close(account: uint256, m: uint256) -> bool:
+    """
+    @dev Closes as much of the account's position in market `m` as the market's window
+         allows, at the oracle price just read; returns whether anything closed.
+    """
+    p: packing.MarketParams = packing._unpack_params(state._params[m])
+    w: uint256 = state.loss_cap_window[m]
+    used: uint256 = w & packing.MASK_128
+    if (w >> 128) + LOSS_CAP_WINDOW <= block.timestamp:
+        used = 0
+        w = block.timestamp << 128
+    limit: uint256 = self._forced_limit(p)
+    if used >= limit:
+        return False
+    size: int256 = packing._pos_size(state._pos[account][m])
+    amount: uint256 = min(convert(abs(size), uint256), limit - used)
+    delta: int256 = convert(amount, int256)
+    if size > 0:
+        delta = -delta
+    state.loss_cap_window[m] = (w >> 128 << 128) | (used + amount)
+    price: uint256 = 0
+    flags: uint256 = 0
+    index: int256 = 0
+    price, flags, index = extcall IClearinghouseEngine(self).engine_touch(m)
+    engine._require_valid_price(flags)
+    oi: uint256 = state._oi[m]
+    skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
+    fee: uint256 = pricing._fee(price, skew, delta, p.maker_fee, p.taker_fee)
+    extcall IClearinghouseEngine(self).engine_fill(account, state.POOL, m, delta, price)
+    engine._collect_fee(account, fee)
+    return True

@@ -21,6 +21,10 @@ from . import margin
 uses: state
 uses: access_control
 
+# @notice LP withdrawals may take the vault's exposure up to this multiple of the cap
+#         traders are held to (bp), so traders at the cap never freeze LP exits.
+LP_EXIT_HEADROOM_BPS: constant(uint256) = 15_000
+
 
 @external
 @nonreentrant
@@ -49,7 +53,9 @@ def vault_deposit(amount: uint256):
 def vault_withdraw(amount: uint256, receiver: address):
     """
     @notice Pays settlement tokens out of the pool (LP withdrawals). The pool must keep
-            every market's vault exposure within its cap.
+            every market's vault exposure within 1.5x its cap. Traders are held to the
+            cap itself on every fill (reduces included), so no trader position can block
+            LP exits: with every market at its cap, a third of the cash can still leave.
     @param amount Token units.
     """
     assert msg.sender == state.vault, "clearinghouse: caller is not the vault"
@@ -69,7 +75,8 @@ def vault_withdraw(amount: uint256, receiver: address):
             p: packing.MarketParams = packing._unpack_params(state._params[m])
             exposure: uint256 = skew * packing._mark_price(state._mark[m]) // c.WAD
             assert (
-                exposure <= convert(cash, uint256) * p.max_vault_exposure // c.WAD
+                exposure * c.BPS
+                <= convert(cash, uint256) * p.max_vault_exposure // c.WAD * LP_EXIT_HEADROOM_BPS
             ), "clearinghouse: vault exposure cap reached"
     state.collateral_held[0] -= amount
     assert extcall IERC20(state.collateral_token[0]).transfer(

@@ -160,7 +160,8 @@ def withdraw(
         f"[green]✓[/] withdrew {fmt_amount(amount)} {col.symbol} from "
         f"{account_label(summary.info)} "
         f"to {receiver}; balance {fmt_amount(summary.balances[col.symbol])} {col.symbol}, "
-        f"free margin {fmt_usd(summary.margin.free)}"
+        f"free margin {fmt_usd(summary.margin.free)}, still withdrawable "
+        f"{fmt_amount(client.withdrawable(acct, col.symbol))} {col.symbol}"
     )
 
 

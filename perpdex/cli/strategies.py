@@ -289,7 +289,8 @@ def loss_cap_trigger(
         ),
     ],
 ) -> None:
-    """Close every position of an account below its loss cap; the caller earns the fee."""
+    """Close the positions of an account below its loss cap (at the oracle price, a
+    bounded size per market per minute); the caller earns the fee."""
     s = session(ctx)
     client = s.client()
     label = account_label(client.account(account_id))

@@ -105,6 +105,13 @@ REVERT_HINTS: dict[str, str] = {
     "clearinghouse: below initial margin": (
         "reduce positions or deposit first; `perpdex account` shows the initial margin"
     ),
+    "clearinghouse: unrealised profit is not withdrawable": (
+        "open profit is withdrawable once realised: close or reduce the position first, or "
+        "withdraw less; `perpdex withdraw` reports what is withdrawable now"
+    ),
+    "clearinghouse: loss-cap window used up": (
+        "forced closes in these markets reached their per-window size; try again in a minute"
+    ),
     "clearinghouse: not account owner": (
         "only the owner of the account can do this; sign as the owner "
         "(CLI: --account <owner alias>)"
@@ -980,10 +987,12 @@ class PerpdexClient:
         return from_wad(int(self.clearinghouse.loss_cap_fee()))
 
     def trigger_loss_cap(self, account: int) -> ReceiptAPI:
-        """Close every position of `account`, whose equity is below its loss cap,
-        reduce-only against the vault; the signer (anyone) earns `loss_cap_fee`. The
-        receipt holds the `LossCapTriggered` event (equity, floor, fee) and a `Fill` per
-        closed position."""
+        """Close the positions of `account`, whose equity is below its loss cap,
+        reduce-only against the vault at the oracle price; per market at most
+        2 x min(maker, taker) x skew_scale per 60 s window closes (the rest in later
+        calls). The signer (anyone) earns `loss_cap_fee`. The receipt holds the
+        `LossCapTriggered` event (equity, floor, fee) and a `Fill` per (partly) closed
+        position."""
         return self._send("trigger loss cap", self.ops.trigger_loss_cap, account)
 
     # --- collateral ------------------------------------------------------------------------
@@ -1033,12 +1042,31 @@ class PerpdexClient:
         receiver: Any = None,
     ) -> ReceiptAPI:
         """Withdraw `amount` of `token` to `receiver` (default: the signer). Owner only; the
-        account must stay above initial margin."""
+        account must stay above initial margin counting unrealised PnL only when negative
+        (`withdrawable` gives the most it accepts)."""
         col = self.collateral(token)
         units = self._units(amount, col)
         signer = self._require_signer("withdraw")
         to = _address(receiver if receiver is not None else signer)
         return self._send("withdraw", self.ops.withdraw, account, col.address, units, to)
+
+    def withdrawable_units(self, account: int, token: str = "USDC") -> int:
+        """Largest `withdraw` (or transfer out) of `token` the chain accepts in the next
+        block, in token units: the balance, limited by equity less positive unrealised PnL
+        less the initial requirement at freshly read marks (`math.withdrawable`)."""
+        from perpdex.sdk import math as pm
+        from perpdex.sdk.snapshot import Snapshot
+
+        col = self.collateral(token)
+        snap = Snapshot.load(self, account, "pending")
+        scale = int(self.clearinghouse.collateral_scale(col.index))
+        return pm.withdrawable(snap, col.index, scale)
+
+    def withdrawable(self, account: int, token: str = "USDC") -> Decimal:
+        """`withdrawable_units` in token amounts (USDC: dollars). Unrealised profit is not
+        withdrawable until a fill realises it."""
+        col = self.collateral(token)
+        return Decimal(self.withdrawable_units(account, token)).scaleb(-col.decimals)
 
     def transfer(
         self,

@@ -73,6 +73,7 @@ __all__ = [
     "LIQ_MIN_POSITION_NOTIONAL",
     "LIQ_REWARD_SHARE",
     "LIQ_SEARCH_CEILING",
+    "LOSS_CAP_WINDOW",
     "MAX_BISECTION",
     "MAX_COLLATERALS",
     "MAX_MARKETS",
@@ -115,6 +116,8 @@ __all__ = [
     "fee",
     "fee_split",
     "fill_price",
+    "force_close",
+    "forced_limit",
     "funding_delta",
     "funding_owed",
     "gap",
@@ -161,15 +164,19 @@ __all__ = [
     "shock",
     "simulate_trade",
     "smul_div",
+    "strict_refresh",
     "touch",
     "touched_index",
     "unpack_mark",
     "unpack_params",
     "unpack_system",
+    "unrealized_profit",
+    "value_out_free",
     "value_pnl",
     "vdiv",
     "vmod",
     "with_position",
+    "withdrawable",
 ]
 
 # --- constants (contracts/modules/constants.vy, packing.vy, ClearinghouseLens.vy) ----------
@@ -957,6 +964,89 @@ def scan(
     )
 
 
+def unrealized_profit(snap: Snapshot) -> int:
+    """accounts._check_value_out's extra pass: the sum over positions of max(pnl, 0),
+    pnl = value_pnl at the cached mark less the funding owed against its index (the terms
+    `scan` adds to equity), USD WAD."""
+    total = 0
+    bitmap = positions_bitmap(snap.header)
+    for m in range(MAX_MARKETS):
+        if bitmap >> m == 0:
+            break
+        if (bitmap >> m) & 1 == 0:
+            continue
+        pos = snap.position(m)
+        mark = snap.mark(m)
+        pnl = value_pnl(pos.size, pos.cost, mark.price) - funding_owed(
+            pos.size, funding_delta(pos.snapshot, mark.index)
+        )
+        total += max(pnl, 0)
+    return total
+
+
+def strict_refresh(snap: Snapshot, now: int | None = None) -> Snapshot:
+    """engine_check_initial(strict=True): every market the account holds (positions,
+    then secondary collateral prices) touched at `now` (default: the snapshot's block
+    time) at the oracle median; raises Revert where the oracle refuses a price."""
+    now = snap.timestamp if now is None else now
+    bitmap = positions_bitmap(snap.header)
+    cbits = collateral_bitmap(snap.header)
+    if bitmap == 0 and cbits == 0:
+        return snap
+    touched = [m for m in range(MAX_MARKETS) if (bitmap >> m) & 1]
+    for i in range(1, MAX_COLLATERALS):
+        if (cbits >> i) & 1 and snap.collateral(i).market not in touched:
+            touched.append(snap.collateral(i).market)
+    markets = list(snap.markets)
+    for m in touched:
+        ms = snap.market(m)
+        mark = touch(ms.mark, ms.params, ms.skew, snap.oracle_price(m), now)
+        markets[m] = replace(ms, mark=mark)
+    return replace(snap, markets=tuple(markets))
+
+
+def value_out_free(snap: Snapshot, now: int | None = None) -> int:
+    """Equity a withdrawal or transfer out may take (USD WAD, may be negative): equity
+    less positive unrealised PnL less the initial requirement, at the marks the strict
+    gate writes at `now`."""
+    fresh = strict_refresh(snap, now)
+    s = scan(fresh)
+    return s.equity - unrealized_profit(fresh) - s.initial
+
+
+def withdrawable(snap: Snapshot, index: int, scale: int, now: int | None = None) -> int:
+    """Largest amount of collateral `index` (token units; `scale` = WAD per unit, the
+    token's `collateral_scale`) that `withdraw` or `transfer_collateral` accepts now:
+    the balance, limited by the value-out gate (equity - sum max(pnl, 0) >= initial)."""
+    bal = snap.balance(index)
+    if bal <= 0:
+        return 0
+    units_held = bal // scale
+    fresh = strict_refresh(snap, now)
+    s = scan(fresh)
+    free = s.equity - unrealized_profit(fresh) - s.initial
+    if free < 0:
+        return 0
+    if index == 0:
+        return min(units_held, free // scale)
+
+    def ok(units: int) -> bool:
+        balances = dict(fresh.balances)
+        balances[index] = bal - units * scale
+        after = replace(fresh, balances=balances)
+        t = scan(after)
+        return t.equity - unrealized_profit(after) >= t.initial
+
+    lo, hi = 0, units_held
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 # --- ClearinghouseLens.vy -----------------------------------------------------------------
 
 
@@ -1475,7 +1565,7 @@ def simulate_trade(
     """trading.trade -> engine._pool_trade, in full: touch the market (oracle price,
     funding accrued to `now`), the fill price and fee against the pool, settlement
     (_settle_side: funding, realised PnL, open interest, the position), the fee
-    (_collect_fee), the caps of a risk-adding fill (_check_caps), and the post-trade
+    (_collect_fee), the caps (_check_caps, every fill), and the post-trade
     margin check (_check_after_trade: stale marks re-read, then equity >= initial, or a
     reduce-only trade that does not raise the requirement). Raises `Revert` with the
     contract's reason where the trade would revert.
@@ -1562,17 +1652,17 @@ def simulate_trade(
         block_number=-1,
     )
     after = _with_market(after, market, mark=mark, long_oi=long_oi, short_oi=short_oi)
-    if adds:  # _check_caps
-        if long_oi > ms.long_oi and long_oi > p.max_oi:
-            raise Revert("clearinghouse: open interest cap reached")
-        if short_oi > ms.short_oi and short_oi > p.max_oi:
-            raise Revert("clearinghouse: open interest cap reached")
-        new_skew = skew + size_delta
-        if abs(new_skew) > abs(skew) and raw_cash is not None:
-            exposure = abs(new_skew) * price // WAD
-            limit = raw_cash * p.max_vault_exposure // WAD if raw_cash > 0 else 0
-            if exposure > limit:
-                raise Revert("clearinghouse: vault exposure cap reached")
+    # _check_caps, on every fill (reduces included)
+    if long_oi > ms.long_oi and long_oi > p.max_oi:
+        raise Revert("clearinghouse: open interest cap reached")
+    if short_oi > ms.short_oi and short_oi > p.max_oi:
+        raise Revert("clearinghouse: open interest cap reached")
+    new_skew = skew + size_delta
+    if abs(new_skew) > abs(skew) and raw_cash is not None:
+        exposure = abs(new_skew) * price // WAD
+        limit = raw_cash * p.max_vault_exposure // WAD if raw_cash > 0 else 0
+        if exposure > limit:
+            raise Revert("clearinghouse: vault exposure cap reached")
     refreshed: tuple[int, ...] = ()
     if adds or hdr & ACCOUNT_PORTFOLIO != 0:  # _check_after_trade
         after, refreshed = refresh_stale(after, now)
@@ -1700,3 +1790,92 @@ def liq_leg_part(size: int, fraction: int, mark: int) -> int:
     if mul_div(abs(size - part), mark, WAD, False) < LIQ_MIN_POSITION_NOTIONAL:
         return size
     return part
+
+
+# --- trading.vy: loss-cap close-outs -----------------------------------------------------
+
+LOSS_CAP_WINDOW = 60  # trading.LOSS_CAP_WINDOW (seconds)
+
+
+def forced_limit(p: MarketParams) -> int:
+    """trading._forced_limit: the most base size loss-cap close-outs may force through
+    one market per window, 2 x min(maker_fee, taker_fee) x skew_scale (a sandwich's
+    capture, S x P x L / skew_scale, then never exceeds its fees, 2 x maker x S x P)."""
+    return 2 * min(p.maker_fee, p.taker_fee) * p.skew_scale // WAD
+
+
+def force_close(
+    snap: Snapshot, market: int, window: int, now: int | None = None
+) -> tuple[TradeResult | None, int]:
+    """trading._force_close: closes as much of the position in `market` as the market's
+    loss-cap window (`loss_cap_window(market)`, start << 128 | used) allows, at the
+    oracle price, paying the maker/taker fee. Returns (the fill, or None when the window
+    is used up, and the window word after). Assumes the account's marks were just
+    touched at `now` (trigger_loss_cap refreshes them first)."""
+    now = snap.timestamp if now is None else now
+    ms = snap.market(market)
+    p = ms.params
+    used = window & MASK_128
+    if (window >> 128) + LOSS_CAP_WINDOW <= now:
+        used, window = 0, now << 128
+    limit = forced_limit(p)
+    if used >= limit:
+        return None, window
+    pos = snap.position(market)
+    amount = min(abs(pos.size), limit - used)
+    delta = -amount if pos.size > 0 else amount
+    window = (window >> 128 << 128) | (used + amount)
+    flags = ms.oracle_flags or 0
+    if flags & FLAG_SEQUENCER_DOWN:
+        raise Revert("clearinghouse: sequencer down")
+    if flags & FLAG_SEQUENCER_GRACE:
+        raise Revert("clearinghouse: sequencer grace period")
+    if flags & FLAG_DEGRADED:
+        raise Revert("clearinghouse: oracle degraded")
+    price = snap.oracle_price(market)
+    mark = touch(ms.mark, p, ms.skew, price, now)
+    index = mark.index
+    fee_ = fee(price, ms.skew, delta, p.maker_fee, p.taker_fee)
+    funding_paid = funding_owed(pos.size, funding_delta(pos.snapshot, index))
+    new_size, new_cost, realized = apply_fill(pos.size, pos.cost, delta, price)
+    cash = realized - funding_paid
+    long_oi, short_oi = ms.long_oi, ms.short_oi
+    if pos.size > 0:
+        long_oi -= pos.size - max(new_size, 0)
+    else:
+        short_oi -= -pos.size - max(-new_size, 0)
+    positions = dict(snap.positions)
+    if new_size == 0:
+        positions.pop(market, None)
+    else:
+        positions[market] = Position(
+            new_size, new_cost, pos_snapshot(pack_pos(new_size, new_cost, index))
+        )
+    balances = dict(snap.balances)
+    balances[0] = snap.balance(0) + cash - fee_
+    raw_cash: int | None = None
+    if snap.pool_cash is not None:
+        raw_cash = snap.pool_cash - fee_split(snap.pending_fees, snap.system)[2] - cash
+    pending = snap.pending_fees + fee_
+    after = replace(
+        snap,
+        header=with_position(snap.header, market, new_size != 0),
+        balances=balances,
+        positions=positions,
+        pool_cash=None if raw_cash is None else raw_cash + fee_split(pending, snap.system)[2],
+        pending_fees=pending,
+        timestamp=now,
+        block_number=-1,
+    )
+    after = _with_market(after, market, mark=mark, long_oi=long_oi, short_oi=short_oi)
+    res = TradeResult(
+        fill_price=price,
+        fee=fee_,
+        realized_pnl=realized,
+        funding_paid=funding_paid,
+        adds=False,
+        refreshed=(),
+        margin_after=scan(after),
+        after=after,
+    )
+    return res, window

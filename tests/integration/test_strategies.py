@@ -100,17 +100,19 @@ def margin(ch: Any, acct: int) -> Any:
 
 
 def predict_loss_cap_close(protocol: Any, acct: int) -> tuple[int, int]:
-    """(equity the trigger sees, settlement balance after its reduce-only closes, before
-    the fee), from the mirror: one market order per position in market order, each on
-    the state the previous one left. The close-out skips the per-leg margin check (a
-    portfolio book may need more for a moment while its hedge legs close), so the fills
-    are simulated on the account read as isolated, where a reduce-only order is never
-    checked; fills, fees and balances do not depend on the mode."""
-    snap = Snapshot.load(protocol, acct)
+    """(equity the trigger sees, settlement balance after its closes, before the fee),
+    from the mirror: every mark of the account re-read, then per market in order a
+    forced close at the oracle price within the market's loss-cap window
+    (`pm.force_close`), each on the state the previous one left. The books here are small
+    enough to close in one window. Pins the next block's time (the trigger comes next)."""
+    ape.chain.pending_timestamp += 1
+    snap = pm.strict_refresh(Snapshot.load(protocol, acct, "pending"))
     equity = pm.scan(snap).equity
-    snap = replace(snap, header=snap.header & ~PORTFOLIO_FLAG)
+    ch = protocol.clearinghouse
     for m in sorted(snap.positions):
-        snap = pm.simulate_trade(snap, m, -snap.position(m).size).after
+        res, _ = pm.force_close(snap, m, int(ch.loss_cap_window(m)))
+        assert res is not None
+        snap = res.after
     assert not snap.positions
     return equity, snap.balance(0)
 

@@ -830,8 +830,10 @@ class SystemMachine(RuleBasedStateMachine):
             raise Predicted(reason)
         return pm._touch_market(snap, m, now)
 
-    def _gate(self, snap: Snapshot, now: int, reason: str) -> None:
-        """engine_check_initial(strict=True) on a snapshot; raises Predicted."""
+    def _gate(self, snap: Snapshot, now: int, reason: str, value_out: bool = False) -> None:
+        """engine_check_initial(strict=True) on a snapshot; raises Predicted. `value_out`
+        (withdrawals, transfers out: accounts._check_value_out) then also needs equity
+        less positive unrealised PnL to cover the initial requirement."""
         hdr = snap.header
         if pm.position_count(hdr) == 0 and pm.collateral_bitmap(hdr) == 0:
             if snap.balance(0) < 0:
@@ -845,6 +847,8 @@ class SystemMachine(RuleBasedStateMachine):
         s = pm.scan(snap)
         if s.equity < s.initial:
             raise Predicted(reason)
+        if value_out and s.equity - pm.unrealized_profit(snap) < s.initial:
+            raise Predicted("clearinghouse: unrealised profit is not withdrawable")
 
     def _refreshed(self, acct: int, now: int) -> Snapshot:
         """engine_refresh_account(account, False): every position market touched, then
@@ -1018,7 +1022,14 @@ class SystemMachine(RuleBasedStateMachine):
             assert t["step"] == want_step, f"{what}: tranche {t['step']} after {prev}"
         for e in tx.events("LossCapTriggered"):
             acct = int(e["account"])
-            assert before.accts[acct].has_positions and not w.accts[acct].has_positions
+            # every position shrinks toward zero (the window may leave part of it open)
+            b_pos, a_pos = before.accts[acct].pos, w.accts[acct].pos
+            assert before.accts[acct].has_positions, f"{what}: loss cap without positions"
+            assert all(
+                abs(x.size) <= abs(y.size) and x.size * y.size >= 0
+                for x, y in zip(a_pos, b_pos, strict=True)
+            ), f"{what}: loss cap added risk"
+            assert any(x.size != y.size for x, y in zip(a_pos, b_pos, strict=True))
             assert e["fee"] <= fs.config.loss_cap_fee, f"{what}: loss-cap fee above the fee"
         self._zero_sum(w, what)
 
@@ -1152,7 +1163,10 @@ class SystemMachine(RuleBasedStateMachine):
             if idx == 1 and s.bal[1] == wad:
                 hdr &= ~(1 << 41)
             self._gate(
-                replace(snap, balances=bal, header=hdr), now, "clearinghouse: below initial margin"
+                replace(snap, balances=bal, header=hdr),
+                now,
+                "clearinghouse: below initial margin",
+                value_out=True,
             )
         except Predicted as e:
             return exact(str(e.args[0]))
@@ -1417,11 +1431,20 @@ class SystemMachine(RuleBasedStateMachine):
             snap = self._refreshed(a.id, now)
             if pm.scan(snap).equity >= s.loss_cap:
                 raise Predicted("clearinghouse: equity above loss cap")
+            # trading._force_close per market: at the oracle, within the loss-cap window
+            closed = False
             for m in range(len(self.fs.params)):
-                size = snap.position(m).size
-                if size:
-                    res = pm.simulate_trade(snap, m, -size, now=now)
-                    snap = res.after
+                if snap.position(m).size:
+                    window = int(
+                        self.fs.chain.read([(self.fs.h["ch"], "loss_cap_window", (m,))])[0]
+                    )
+                    res, _ = pm.force_close(snap, m, window, now)
+                    if res is not None:
+                        snap, closed = res.after, True
+            if not closed:
+                raise Predicted("clearinghouse: loss-cap window used up")
+            if pm.position_count(snap.header) == 0 and snap.balance(0) < 0:
+                pm.check_initial(snap, now, "clearinghouse: close leaves negative equity")
             expect = OK
         except Predicted as e:
             expect = exact(str(e.args[0]))
