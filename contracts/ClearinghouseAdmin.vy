@@ -53,6 +53,8 @@ exports: (
     governance.set_risk_book_delay,
     # not governance: kept in this half for bytecode room (Ops is the fuller one)
     treasury.buy_collateral,
+    treasury.fund_insurance,
+    treasury.withdraw_protocol_fees,
 )
 
 

@@ -45,8 +45,6 @@ exports: (
     treasury.vault_deposit,
     treasury.vault_withdraw,
     treasury.sync_marks,
-    treasury.fund_insurance,
-    treasury.withdraw_protocol_fees,
     liquidation_hooks.refresh_account,
     liquidation_hooks.liquidation_begin,
     liquidation_hooks.liquidation_reward,

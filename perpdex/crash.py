@@ -295,7 +295,7 @@ def run(
     p.token.mint(lp, units, sender=lp)
     p.token.approve(p.vault, units, sender=lp)
     p.vault.deposit(units, lp, sender=lp)
-    p.ops.fund_insurance(_fund(p, admin, cfg.insurance_usd), sender=admin)
+    p.admin.fund_insurance(_fund(p, admin, cfg.insurance_usd), sender=admin)
     ka = _open(p, keeper_a, cfg.keeper_usd, False, "keeper A")
     kb = _open(p, keeper_b, cfg.keeper_usd, False, "keeper B")
     population = build_population(p, owners, cfg.accounts, rng)

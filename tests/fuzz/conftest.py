@@ -504,7 +504,7 @@ def _prepare(
             ch.must(addr, h["weth"], "approve", h["ch"].address, max_u)
     for role, usd in LP_DEPOSIT_USD.items():
         ch.must(actors[role], h["vault"], "deposit", usd * unit, actors[role])
-    ch.must(admin, h["ops"], "fund_insurance", INSURANCE_USD * unit)
+    ch.must(admin, h["admin"], "fund_insurance", INSURANCE_USD * unit)
     accts: list[FuzzAccount] = []
     keeper_account: dict[str, int] = {}
     for role, label, portfolio, usd, weth_n in ACCOUNT_PLAN:

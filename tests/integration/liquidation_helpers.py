@@ -94,7 +94,7 @@ class LiqWorld:
         units = self.usd(dollars)
         self.p.token.mint(who, units, sender=who)
         self.p.token.approve(self.ch, units, sender=who)
-        self.p.ops.fund_insurance(units, sender=who)
+        self.p.admin.fund_insurance(units, sender=who)
 
     def trade(self, who: Any, acct: int, market: int, size: str | Decimal) -> Any:
         s = int(Decimal(str(size)) * WAD)

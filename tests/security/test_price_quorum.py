@@ -195,7 +195,7 @@ def test_loss_cap_close_out_frozen(w: LiqWorld, chain: Any, trader: Any, keeper:
 def test_liquidation_transfer_refuses_frozen_market_even_with_fresh_mark(
     w: LiqWorld, chain: Any, trader: Any, admin: Any, stranger: Any
 ) -> None:
-    """The clearinghouse itself checks quorum in `liquidation_transfer`, whoever holds
+    """The clearinghouse itself checks quorum in its liquidation hooks, whoever holds
     LIQUIDATOR_ROLE: a mark refreshed earlier in the same second does not count once a
     later reading froze the market."""
     acct = w.account(trader, 20_000, name="locked")
@@ -209,10 +209,9 @@ def test_liquidation_transfer_refuses_frozen_market_even_with_fresh_mark(
     chain.pending_timestamp = ts
     assert _frozen(w, _refresh(w)) == [SOL]
     assert int(w.ch.mark(SOL)[1]) == ts  # the cached mark still looks fresh
-    chain.pending_timestamp = ts
-    w.p.ops.liquidation_begin(acct, 0, 0, sender=stranger)
-
+    # every hook checks quorum itself (modules/liquidation_hooks.vy `_liquidatable`),
+    # before even asking whether the account is liquidatable
     chain.pending_timestamp = ts
     with ape.reverts(NO_QUORUM):
-        w.p.ops.liquidation_transfer(acct, 0, WAD, 0, 0, sender=stranger)
+        w.p.ops.liquidation_begin(acct, 0, 0, sender=stranger)
     assert int(w.ch.position(acct, SOL)[0]) == 100 * WAD

@@ -54,12 +54,13 @@ def keeper_acct(liq: LiqWorld, keeper: Any) -> int:
     return liq.account(keeper, 200_000, name="keeper")
 
 
-def weth_account(liq: LiqWorld, weth: Any, who: Any, amount: int) -> int:
+def weth_account(liq: LiqWorld, weth: Any, who: Any, amount: int | Decimal) -> int:
     """An account holding `amount` WETH (whole tokens) and no USDC."""
     acct = int(liq.ch.open_account("weth", False, sender=who).return_value)
-    weth.mint(who, amount * WAD, sender=who)
+    wad = int(Decimal(amount) * WAD)
+    weth.mint(who, wad, sender=who)
     weth.approve(liq.ch, 2**256 - 1, sender=who)
-    liq.p.ops.deposit(acct, weth, amount * WAD, sender=who)
+    liq.p.ops.deposit(acct, weth, wad, sender=who)
     return acct
 
 
@@ -77,8 +78,8 @@ def crash_to_health(liq: LiqWorld, acct: int, health: Decimal) -> None:
 
 
 def settle_whole_book(liq: LiqWorld, acct: int, keeper: Any, keeper_acct: int) -> Any:
-    """Start (the account is critical: the whole book goes at once) and take it all at
-    once. Returns the take's receipt."""
+    """Start (a book under `small_account` goes whole) and take it all at once. Returns
+    the take's receipt."""
     tx = liq.auction.start(acct, keeper_acct, sender=keeper)
     [opened] = tx.decode_logs(liq.auction.TrancheOpened)
     assert opened.fraction == WAD
@@ -87,15 +88,24 @@ def settle_whole_book(liq: LiqWorld, acct: int, keeper: Any, keeper_acct: int) -
     return tx
 
 
+def small_weth_book(liq: LiqWorld, weth: Any, trader: Any) -> int:
+    """0.1 WETH ($270 after the haircut) backing 0.015 BTC ($1,500, under `small_account`,
+    so the auction sells it whole), crashed to health 0.6: the book goes at a small
+    discount and the account keeps positive equity, so its WETH more than covers the
+    settlement debt the BTC loss left."""
+    acct = weth_account(liq, weth, trader, Decimal("0.1"))
+    liq.trade(trader, acct, BTC, "0.015")
+    assert liq.margin(acct).notional < liq.params.small_account
+    crash_to_health(liq, acct, Decimal("0.6"))
+    return acct
+
+
 def test_settlement__sells_only_what_covers_the_debt(
     liq: LiqWorld, weth: Any, trader: Any, keeper: Any, keeper_acct: int
 ) -> None:
-    """10 WETH ($27,000 after the haircut) backing a BTC long that crashes to health 0.4:
-    the USDC debt is covered by part of the WETH; the rest stays the owner's; insurance
-    and LPs pay nothing."""
-    acct = weth_account(liq, weth, trader, 10)
-    liq.trade(trader, acct, BTC, "1")
-    crash_to_health(liq, acct, Decimal("0.4"))
+    """The pool buys just enough WETH for the debt; the rest stays the owner's; insurance
+    and LPs pay nothing. (Before the fix all 0.1 WETH was seized.)"""
+    acct = small_weth_book(liq, weth, trader)
     insurance0 = int(liq.ch.insurance_fund())
     tx = settle_whole_book(liq, acct, keeper, keeper_acct)
     liq.assert_conserved()
@@ -103,7 +113,7 @@ def test_settlement__sells_only_what_covers_the_debt(
     mark = int(liq.ch.mark(ETH)[0])
     unit = mark * (WAD - HAIRCUT) // WAD
     assert seized.price == unit
-    assert 0 < seized.amount < 10 * WAD
+    assert 0 < seized.amount < WAD // 10
     assert seized.credit == seized.amount * unit // WAD
     # just enough: one wei of WETH less would not have covered the debt
     debt = seized.credit - int(liq.ch.balance_of(acct, 0))
@@ -111,7 +121,7 @@ def test_settlement__sells_only_what_covers_the_debt(
     assert tx.decode_logs(liq.p.ops.BadDebtSettled) == []
     assert int(liq.ch.insurance_fund()) >= insurance0
     left = int(liq.ch.balance_of(acct, 1))
-    assert left == 10 * WAD - seized.amount
+    assert left == WAD // 10 - seized.amount
     assert int(liq.ch.seized_collateral(1)) == seized.amount
     # the surplus is the owner's to withdraw
     liq.p.ops.withdraw(acct, weth, left, trader, sender=trader)
@@ -121,9 +131,7 @@ def test_settlement__sells_only_what_covers_the_debt(
 def test_settlement__pool_buying_does_not_move_vault_equity(
     liq: LiqWorld, weth: Any, trader: Any, keeper: Any, keeper_acct: int
 ) -> None:
-    acct = weth_account(liq, weth, trader, 10)
-    liq.trade(trader, acct, BTC, "1")
-    crash_to_health(liq, acct, Decimal("0.4"))
+    acct = small_weth_book(liq, weth, trader)
     liq.auction.start(acct, keeper_acct, sender=keeper)
     before = int(liq.p.lens.vault_equity())
     price0 = liq.share_price()

@@ -1702,7 +1702,11 @@ class SystemMachine(RuleBasedStateMachine):
         admin = self.fs.actors["admin"]
         self._mint(admin, usd * self.fs.unit)
         self._tx(
-            f"admin funds insurance with ${usd}", admin, "ops", "fund_insurance", usd * self.fs.unit
+            f"admin funds insurance with ${usd}",
+            admin,
+            "admin",
+            "fund_insurance",
+            usd * self.fs.unit,
         )
 
     def withdraw_protocol_fees(self) -> None:
@@ -1712,7 +1716,7 @@ class SystemMachine(RuleBasedStateMachine):
         self._tx(
             "admin withdraws protocol fees",
             admin,
-            "ops",
+            "admin",
             "withdraw_protocol_fees",
             admin,
             expect=exact(reason),

@@ -101,15 +101,15 @@ def test_settlement_18__round_trip_conserves_tokens(dai_system, dai_acct, h, tra
 
 
 def test_settlement_18__protocol_fees_paid_without_dust(dai_system, dai_acct, trader, admin, lp):
-    core, ops, gov, dai = dai_system
+    core, _ops, gov, dai = dai_system
     gov.set_fee_split(1_000, 2_000, sender=admin)
     core.trade(dai_acct, BTC, WAD // 10, MAX_UINT256, sender=trader)
     fees = core.protocol_fees()
     assert fees > 0
-    tx = ops.withdraw_protocol_fees(lp, sender=admin)
+    tx = gov.withdraw_protocol_fees(lp, sender=admin)
     assert dai.balanceOf(lp) == fees
     assert core.protocol_fees() == 0
-    expect_event(tx, ops.ProtocolFeesWithdrawn, core, receiver=lp, amount=fees)
+    expect_event(tx, gov.ProtocolFeesWithdrawn, core, receiver=lp, amount=fees)
     assert _conserved(core, dai, [dai_acct])
 
 

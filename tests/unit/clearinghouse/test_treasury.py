@@ -65,47 +65,47 @@ def test_vault_withdraw__not_the_vault__reverts(ops, h, stranger):
         ops.vault_withdraw(h.usd(1), stranger, sender=stranger)
 
 
-def test_fund_insurance__anyone(ch, ops, h, stranger):
+def test_fund_insurance__anyone(ch, gov, h, stranger):
     before = ch.insurance_fund()
     units = h.fund(stranger, 250)
-    tx = ops.fund_insurance(units, sender=stranger)
+    tx = gov.fund_insurance(units, sender=stranger)
     assert ch.insurance_fund() == before + 250 * WAD
     expect_event(
-        tx, ops.InsuranceFunded, ch, sender=stranger, amount=250 * WAD, insurance=before + 250 * WAD
+        tx, gov.InsuranceFunded, ch, sender=stranger, amount=250 * WAD, insurance=before + 250 * WAD
     )
 
 
-def test_fund_insurance__zero_amount__reverts(ops, stranger):
+def test_fund_insurance__zero_amount__reverts(gov, stranger):
     with ape.reverts("clearinghouse: zero amount"):
-        ops.fund_insurance(0, sender=stranger)
+        gov.fund_insurance(0, sender=stranger)
 
 
-def test_withdraw_protocol_fees__admin(ch, ops, gov, token, h, trader, admin, lp):
+def test_withdraw_protocol_fees__admin(ch, gov, token, h, trader, admin, lp):
     gov.set_fee_split(0, 10_000, sender=admin)
     acct = h.funded_account(trader, 10_000)
     fee = ch.Fill.from_receipt(h.trade(trader, acct, "BTC", "0.1"))[0].fee
     units = fee // 10**12
-    tx = ops.withdraw_protocol_fees(lp, sender=admin)
+    tx = gov.withdraw_protocol_fees(lp, sender=admin)
     assert token.balanceOf(lp) == units
     assert ch.protocol_fees() == fee - units * 10**12  # dust below one token unit stays
-    expect_event(tx, ops.ProtocolFeesWithdrawn, ch, receiver=lp, amount=units * 10**12)
+    expect_event(tx, gov.ProtocolFeesWithdrawn, ch, receiver=lp, amount=units * 10**12)
 
 
-def test_withdraw_protocol_fees__nothing_accrued__reverts(ops, admin):
+def test_withdraw_protocol_fees__nothing_accrued__reverts(gov, admin):
     with ape.reverts("clearinghouse: zero amount"):
-        ops.withdraw_protocol_fees(admin, sender=admin)
+        gov.withdraw_protocol_fees(admin, sender=admin)
 
 
-def test_withdraw_protocol_fees__zero_receiver__reverts(ops, admin):
+def test_withdraw_protocol_fees__zero_receiver__reverts(gov, admin):
     with ape.reverts("clearinghouse: zero receiver"):
-        ops.withdraw_protocol_fees(ZERO_ADDRESS, sender=admin)
+        gov.withdraw_protocol_fees(ZERO_ADDRESS, sender=admin)
 
 
 @pytest.mark.parametrize("who", ["risk_manager", "guardian", "stranger"])
-def test_withdraw_protocol_fees__not_admin__reverts(ops, granted_roles, request, who):
+def test_withdraw_protocol_fees__not_admin__reverts(gov, granted_roles, request, who):
     actor = request.getfixturevalue(who)
     with ape.reverts(MISSING_ROLE):
-        ops.withdraw_protocol_fees(actor, sender=actor)
+        gov.withdraw_protocol_fees(actor, sender=actor)
 
 
 def test_refresh__touches_each_market(ch, ops, stranger):
