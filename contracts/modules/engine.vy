@@ -780,11 +780,17 @@ def engine_pool_trade(
 
 @external
 def engine_fill(
-    account: uint256, counterparty: uint256, market: uint256, size_delta: int256, price: uint256
+    account: uint256,
+    counterparty: uint256,
+    market: uint256,
+    size_delta: int256,
+    price: uint256,
+    fee: uint256,
 ):
     """
     @notice Self-only: `account` trades `size_delta` with `counterparty` (POOL = the vault)
-            at `price`, through the one settlement path. Used by liquidation transfers.
+            at `price`, through the one settlement path, paying `fee` (logged in its
+            Fill). Used by liquidation transfers and loss-cap close-outs.
     """
     self._only_self()
     mw: uint256 = state._mark[market]
@@ -796,5 +802,6 @@ def engine_fill(
         price,
         packing._mark_index(mw),
         counterparty,
-        0,
+        fee,
     )
+    self._collect_fee(account, fee)

@@ -265,7 +265,7 @@ def liquidation_transfer(
             price = fp._mul_div(mark, c.WAD - discount, c.WAD, False)
         else:
             price = fp._mul_div(mark, c.WAD + discount, c.WAD, True)
-        extcall core.engine_fill(account, taker, m, -part, price)
+        extcall core.engine_fill(account, taker, m, -part, price, 0)
         notional += fp._mul_div(convert(abs(part), uint256), mark, c.WAD, False)
     penalty: uint256 = fp._mul_div(notional, penalty_rate, c.WAD, True)
     if penalty != 0:

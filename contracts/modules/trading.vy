@@ -150,6 +150,5 @@ def _force_close(account: uint256, m: uint256) -> bool:
     oi: uint256 = state._oi[m]
     skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
     fee: uint256 = pricing._fee(price, skew, delta, p.maker_fee, p.taker_fee)
-    extcall IClearinghouseEngine(self).engine_fill(account, state.POOL, m, delta, price)
-    engine._collect_fee(account, fee)
+    extcall IClearinghouseEngine(self).engine_fill(account, state.POOL, m, delta, price, fee)
     return True

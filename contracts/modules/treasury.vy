@@ -90,9 +90,10 @@ def vault_withdraw(amount: uint256, receiver: address):
 @external
 def sync_marks():
     """
-    @notice Re-reads the oracle for every market with open interest (not only the stale
-            ones), so the vault prices shares at the current price of every market: an
-            LP cannot deposit at a mark the feeds have already left behind. Reverts if one
+    @notice Reads the oracle for every market with open interest (not only the stale
+            ones) and refreshes each mark that differs from it, so the vault prices
+            shares at the current price of every market: an LP cannot deposit at a mark
+            the feeds have already left behind. Reverts if one
             lacks price quorum: shares are never priced at a mark the oracle can no longer
             confirm. The vault calls it before every deposit and withdrawal; anyone may
             call it.
@@ -100,9 +101,19 @@ def sync_marks():
     for m: uint256 in range(c.MAX_MARKETS):
         if m == state.market_count:
             break
-        if state._oi[m] != 0:
-            flags: uint256 = (extcall IClearinghouseEngine(self).engine_touch(m))[1]
-            assert flags & c.FLAG_DEGRADED == 0, "clearinghouse: no price quorum"
+        if state._oi[m] == 0:
+            continue
+        price: uint256 = 0
+        flags: uint256 = 0
+        price, flags = staticcall state.ORACLE.latest(m)
+        assert flags & c.FLAG_DEGRADED == 0, "clearinghouse: no price quorum"
+        # a mark already at the oracle's price needs no write (and accrues no funding in
+        # the middle of an LP action); any other mark, frozen or stale, is re-read
+        if (
+            price != packing._mark_price(state._mark[m])
+            or state._params[m] & (packing.FROZEN_BIT) != 0
+        ):
+            extcall IClearinghouseEngine(self).engine_touch(m)
 
 
 @external
