@@ -1,6 +1,7 @@
 # perpdex Makefile: every target sets up what it needs on a fresh machine.
 #   make demo       venv + pip + npm, start anvil, deploy, run the end-to-end demo
-#   make test       same set-up, then lint (ruff, mamushi, natrix) and the whole suite
+#   make test       same set-up, then lint (ruff, mypy, mamushi, natrix) and the whole suite
+#   make test-quick the edit loop: unit tests and a short fuzz (no lint), about 3 minutes
 #   make test-fork  integration tests against an anvil fork of a simulated L2 testnet
 #   make bench      gas benchmark -> docs/gas.md, docs/gas.json
 SHELL := /bin/bash
@@ -24,7 +25,8 @@ export PYTHONDONTWRITEBYTECODE := 1
 # up to 32 KB.
 NATRIX_FLAGS := -d NTX11 NTX4 -c MemoryExpansion.max_frame_size=32768
 
-.PHONY: help setup lint format compile test test-fork demo bench clean
+.PHONY: help setup lint format compile test test-quick test-sessions test-fuzz \
+	test-integration test-unit test-unit-quick test-fuzz-quick test-fork demo bench clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -45,11 +47,20 @@ $(STAMPS)/npm: package.json package-lock.json
 
 setup: $(STAMPS)/venv $(STAMPS)/npm
 
-lint: setup
+# Lint and compile re-run only when a source changed (the stamp and the build artefact
+# are newer than every source), so the edit loop does not pay ~60 s for nothing.
+CONTRACTS := $(shell find contracts -name '*.vy' -o -name '*.vyi')
+PY_SOURCES := $(shell find perpdex scripts tests -name '*.py')
+
+$(STAMPS)/lint: $(STAMPS)/venv $(CONTRACTS) $(PY_SOURCES) pyproject.toml
 	$(BIN)/ruff check perpdex scripts tests
 	$(BIN)/ruff format --check perpdex scripts tests
+	$(BIN)/mypy perpdex
 	$(BIN)/mamushi --check --line-length 100 contracts
 	$(BIN)/natrix lint contracts/*.vy contracts/mocks/*.vy $(NATRIX_FLAGS)
+	@touch $@
+
+lint: setup $(STAMPS)/lint
 
 format: setup
 	$(BIN)/ruff format perpdex scripts tests
@@ -57,19 +68,61 @@ format: setup
 	$(BIN)/mamushi --line-length 100 contracts
 
 # ape does not notice edits to imported modules (contracts/modules/ is excluded from
-# standalone compilation), so every test run rebuilds from source.
-compile: setup
+# standalone compilation), so a change to any contract source rebuilds everything.
+.build/__local__.json: $(STAMPS)/venv $(CONTRACTS) ape-config.yaml
 	$(BIN)/ape compile --force
+	@touch $@
+
+compile: setup .build/__local__.json
 
 # The stateful fuzz runs its derandomised `ci` profile here (tests/fuzz/conftest.py);
 # PERPDEX_FUZZ_PROFILE=quick|deep overrides it.
-# One ape session per test directory: collected together, a test_liquidation fixture
-# fails with "vault exposure cap reached" that passes when its directory runs alone
-# (a cross-directory isolation leak, not yet found; see the issue 9 note).
-test: setup lint compile
-	PERPDEX_FUZZ_PROFILE=$${PERPDEX_FUZZ_PROFILE:-ci} $(BIN)/ape test tests/fuzz -p no:cacheprovider -q
-	$(BIN)/ape test tests/integration -p no:cacheprovider -q
-	$(BIN)/ape test tests/unit tests/security -p no:cacheprovider -q
+# One ape session per test directory (collected together, a test_liquidation fixture
+# fails with "vault exposure cap reached" that passes when its directory runs alone: a
+# cross-directory isolation leak, see the issue 9 note). The sessions run two at a time:
+# an ape session is one Python process driving its own anvil, so on 2 cores two sessions
+# overlap well (measured in the issue 10 note). -O prints each session's output whole
+# when it ends; -k lets the others finish after a failure.
+# At the end perpdex.perf prints the slowest 15 tests of all sessions and the wall time
+# since the first line below (set-up included), recorded as test_suite_s in docs/perf.json.
+PYTEST_ARGS := -p no:cacheprovider -q
+# Each session runs on an anvil that perpdex.devnet starts (retried on a new port if it
+# dies or is slow) and ape attaches to: ape's own start-up is one 20 s try, which once
+# timed out in CI with two sessions sharing 2 cores.
+APE_TEST = $(BIN)/python -m perpdex.devnet ape-test --name $@ --
+
+test:
+	@mkdir -p $(STAMPS) && rm -f $(STAMPS)/junit-*.xml && date +%s > $(STAMPS)/test_t0
+	@$(MAKE) --no-print-directory setup lint compile
+	@rc=0; $(MAKE) --no-print-directory -k -j2 -O test-sessions || rc=$$?; \
+	  $(BIN)/python -m perpdex.perf report $$([ $$rc = 0 ] && echo --record); exit $$rc
+
+test-sessions: test-integration test-unit test-fuzz
+
+test-fuzz:
+	PERPDEX_FUZZ_PROFILE=$${PERPDEX_FUZZ_PROFILE:-ci} $(APE_TEST) tests/fuzz \
+	  $(PYTEST_ARGS) --junitxml=$(STAMPS)/junit-fuzz.xml
+
+test-integration:
+	$(APE_TEST) tests/integration $(PYTEST_ARGS) --junitxml=$(STAMPS)/junit-integration.xml
+
+test-unit:
+	$(APE_TEST) tests/unit tests/security $(PYTEST_ARGS) \
+	  --junitxml=$(STAMPS)/junit-unit.xml
+
+# The edit loop: no lint; compile only if a contract changed; unit tests and the quick
+# fuzz profile, two sessions at a time. `make test` before pushing.
+test-quick: setup compile
+	@rm -f $(STAMPS)/junit-*.xml && date +%s > $(STAMPS)/test_t0
+	@rc=0; $(MAKE) --no-print-directory -k -j2 -O test-unit-quick test-fuzz-quick || rc=$$?; \
+	  $(BIN)/python -m perpdex.perf report; exit $$rc
+
+test-unit-quick:
+	$(APE_TEST) tests/unit $(PYTEST_ARGS) --junitxml=$(STAMPS)/junit-unit.xml
+
+test-fuzz-quick:
+	PERPDEX_FUZZ_PROFILE=quick $(APE_TEST) tests/fuzz $(PYTEST_ARGS) \
+	  --junitxml=$(STAMPS)/junit-fuzz.xml
 
 # test-fork/demo start (and always stop) their own anvils; see perpdex/devnet.py.
 test-fork: setup compile
@@ -82,4 +135,4 @@ bench: setup
 	$(BIN)/ape run bench_gas
 
 clean:
-	rm -rf $(VENV) node_modules $(STAMPS) .build .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules $(STAMPS) .build .pytest_cache .ruff_cache .mypy_cache .hypothesis

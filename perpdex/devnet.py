@@ -2,6 +2,11 @@
 
     python -m perpdex.devnet demo [--port 8545]
         start anvil, `ape run deploy`, `ape run demo`, stop anvil.
+    python -m perpdex.devnet ape-test [--name N] -- PYTEST ARGS
+        one `ape test` session on its own anvil (`make test` runs two at a time): the
+        anvil is started here, retried on a new port if it dies or does not answer, and
+        ape attaches to it. ape's own start-up (one try, 20 s) once failed in CI with two
+        sessions sharing 2 cores.
     python -m perpdex.devnet fork-test [--port-a N] [--port-b N] [-- PYTEST ARGS]
         anvil A plays an L2 testnet whose token, price feeds and sequencer feed already
         exist at the fixed addresses of config/networks.yaml[testnet-sim]; anvil B forks A
@@ -54,6 +59,11 @@ APE = Path(sys.executable).parent / "ape"
 LOG_DIR = ROOT / ".anvil"
 CHAIN_ID = 31337
 START_TIMEOUT = 30.0  # seconds for anvil to answer eth_chainId
+SESSION_START_TIMEOUT = 60.0  # the same for a test session's anvil on a loaded machine
+SESSION_START_ATTEMPTS = 3
+# ape-foundry's own anvil flags that the devnet's command does not already give: no gas
+# fee, so tests see exactly the balances ape's managed anvil would give them.
+APE_TEST_ANVIL_ARGS = ["--block-base-fee-per-gas", "0", "--gas-price", "0"]
 SIM_KEY = "testnet-sim"
 FEED_DECIMALS = 8
 # The sequencer feed of the simulated testnet reports "up" since this long before the
@@ -158,6 +168,8 @@ class Anvil:
     fork_url: str | None = None
     fork_block: int | None = None
     extra_args: list[str] = field(default_factory=list)
+    start_timeout: float = START_TIMEOUT
+    quiet: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -209,7 +221,7 @@ class Anvil:
             cwd=ROOT,
         )
         log.close()
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while True:
             if self.proc.poll() is not None:
                 tail = self.log_path.read_text(errors="replace")[-2000:]
@@ -225,10 +237,12 @@ class Anvil:
                     self.stop()
                     raise DevnetError(
                         f"anvil {self.name} did not answer eth_chainId on {self.url} within "
-                        f"{START_TIMEOUT:.0f}s; see {self.log_path}"
+                        f"{self.start_timeout:.0f}s; see {self.log_path}"
                     ) from None
                 time.sleep(0.1)
         what = f"fork of {self.fork_url}" if self.fork_url else "fresh chain"
+        if self.quiet:
+            return
         console.print(
             f"[green]anvil {self.name}[/] up on {self.url} (chain id {chain_id}, {what}, "
             f"pid {self.proc.pid})"
@@ -246,7 +260,8 @@ class Anvil:
                 break
             except subprocess.TimeoutExpired:
                 continue
-        console.print(f"anvil {self.name} on port {self.port} stopped")
+        if not self.quiet:
+            console.print(f"anvil {self.name} on port {self.port} stopped")
 
     @contextlib.contextmanager
     def running(self, busy_hint: str = "Stop it or choose another port.") -> Iterator[Anvil]:
@@ -492,6 +507,48 @@ def fork_test(port_a: int | None, port_b: int | None, pytest_args: Sequence[str]
 
 
 # --------------------------------------------------------------------------------------
+# one test session
+# --------------------------------------------------------------------------------------
+
+
+def start_session_anvil(name: str) -> Anvil:
+    """A started anvil for one `ape test` session: a free port, up to
+    SESSION_START_ATTEMPTS tries (a new port each time) of SESSION_START_TIMEOUT s."""
+    errors: list[str] = []
+    for _ in range(SESSION_START_ATTEMPTS):
+        node = Anvil(
+            name,
+            free_port(),
+            extra_args=list(APE_TEST_ANVIL_ARGS),
+            start_timeout=SESSION_START_TIMEOUT,
+            quiet=True,
+        )
+        try:
+            node.start(busy_hint="Retrying on another port.")
+            return node
+        except DevnetError as e:
+            errors.append(str(e))
+            console.print(f"[yellow]anvil {name} did not start, retrying:[/] {e}")
+    raise DevnetError(
+        f"anvil {name} failed {SESSION_START_ATTEMPTS} times; last error: {errors[-1]}. "
+        "Is the machine out of memory or processes? See the logs under .anvil/."
+    )
+
+
+def ape_test_session(name: str, pytest_args: Sequence[str]) -> int:
+    """`ape test PYTEST_ARGS` attached to an anvil started (and always stopped) here."""
+    node = start_session_anvil(name)
+    try:
+        cmd = [str(APE), "test", *pytest_args, "--network", TEST_NETWORK]
+        env = {**os.environ, "APE_FOUNDRY_HOST": node.url}
+        return subprocess.run(
+            cmd, env=env, cwd=ROOT, check=False, preexec_fn=_die_with_parent
+        ).returncode
+    finally:
+        node.stop()
+
+
+# --------------------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------------------
 
@@ -501,6 +558,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="anvil + `ape run deploy` + `ape run demo`")
     d.add_argument("--port", type=int, default=8545, help="anvil port (default 8545)")
+    t = sub.add_parser(
+        "ape-test",
+        help="one `ape test` session on its own anvil (retried start-up)",
+        description="Arguments after `--` go to `ape test` (e.g. -- tests/unit -q).",
+    )
+    t.add_argument("--name", default="tests", help="names the anvil log under .anvil/")
+    t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     f = sub.add_parser(
         "fork-test",
         help="integration tests against a fork of a simulated L2 testnet",
@@ -519,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "demo":
             return demo(args.port)
         extra = [x for x in args.pytest_args if x != "--"]
+        if args.cmd == "ape-test":
+            return ape_test_session(args.name, extra)
         return fork_test(args.port_a, args.port_b, extra)
     except PerpdexError as e:
         console.print(f"[red]error:[/] {e}")
