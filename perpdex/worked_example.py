@@ -23,10 +23,11 @@ SOL hedge adds to the pair's SOL short (same direction), so the account holds +3
 As isolated legs the book needs about $90,000 (10% of BTC and ETH notional, 15% of SOL,
 plus the size add-on): about $30,000 per strategy, 90% of the collateral. In portfolio
 mode it needs the worst loss of the whole book over the governed scenarios: the book is
-sized by crash beta, so the equal moves cost little and the binding scenario is the
-concentration scenario pc2-down, in which SOL rises 9.9% while BTC and ETH fall 6% and 8%
-(both SOL shorts lose together), about $60,000. The saving, about $30,000, is collateral
-the trader can use for a fourth strategy.
+sized by crash beta, so the equal moves cost little and the binding scenario is sol-up,
+SOL alone up 24% (its move widened to the 99.5% two-day historical loss; both SOL shorts
+lose together), about $72,600, with the concentration scenario pc2-down (SOL +11.5%
+against BTC and ETH) a close second. The saving, about $17,600, is collateral the trader
+can use for a fourth strategy.
 
 `run` opens the book twice on chain (one isolated sub-account, one portfolio sub-account,
 same positions) and reads every figure back (`lens.account_summary` and
@@ -44,8 +45,9 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Group
 from rich.table import Table
 
+from perpdex.constants import WAD
 from perpdex.errors import PerpdexError
-from perpdex.units import WAD, to_units, to_wad
+from perpdex.units import to_units, to_wad
 
 if TYPE_CHECKING:
     from perpdex.deploy import Protocol
@@ -275,17 +277,21 @@ def open_book(
     return account
 
 
+def _lens(p: Protocol) -> Any:
+    if p.lens is None:
+        raise PerpdexError("the deployment has no lens; run `ape run deploy` again")
+    return p.lens
+
+
 def read_figures(p: Protocol, account: int) -> AccountFigures:
     """Every margin figure of `account`, from `ch.account_margin` and
     `lens.account_summary` (same block)."""
     from ape import chain
 
-    if p.lens is None:
-        raise PerpdexError("the deployment has no lens; run `ape run deploy` again")
-    ch = p.clearinghouse
+    ch, lens = p.clearinghouse, _lens(p)
     block = int(chain.blocks.head.number)
     m = ch.account_margin(account, block_id=block)
-    v = p.lens.account_summary(account, block_id=block)
+    v = lens.account_summary(account, block_id=block)
     binding = int(v.binding_scenario)
     symbols = p.symbols
     return AccountFigures(
@@ -465,8 +471,8 @@ def render(ex: WorkedExample) -> Group:
     for sym in ex.symbols:
         scen.add_column(sym, justify="right")
     scen.add_column("book loss", justify="right")
-    for row in _scenario_rows(ex):
-        scen.add_row(*row, style="bold" if row[-1].endswith("binds") else None)
+    for loss_row in _scenario_rows(ex):
+        scen.add_row(*loss_row, style="bold" if loss_row[-1].endswith("binds") else None)
     return Group(strategies, positions, side, scen)
 
 
@@ -538,7 +544,7 @@ def close_book(p: Protocol, trader: Any, account: int, slippage: Decimal = SLIPP
     """Closes every position of `account` with market orders and withdraws its collateral
     back to `trader`, so later demo steps start from a flat vault."""
     ch = p.clearinghouse
-    for q in p.lens.account_summary(account).positions:
+    for q in _lens(p).account_summary(account).positions:
         size = int(q.size)
         if size == 0:
             continue

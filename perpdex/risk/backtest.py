@@ -6,10 +6,20 @@ exposure had it been held through that window:
 
     loss_t = -sum_i n_i * (P_i[t + h] / P_i[t] - 1),      n_i = s_i * P_i(today)
 
-The book is flagged when its worst window loses more than its maintenance margin (the
-buffer left for liquidation once it becomes liquidatable), in portfolio mode; the isolated
-maintenance margin is shown beside it, so a flag that only the portfolio discount causes
-("portfolio only") stands apart from ratios that are thin for the history in any mode.
+Two figures per book:
+
+* the *tail loss*, the `quantile` (default 99.5%) of the window losses: the confidence and
+  horizon the scenarios are designed to (docs/risk-model.md section 3). The scenario loss
+  sets the initial margin, so the book *passes* when its initial requirement covers the
+  tail loss. A book is *flagged* when it does not and it gets a portfolio discount (the
+  discount is part of what the history breaks); a book that fails even at its isolated
+  requirement is reported as *ratios thin* (the governed imr_min, not the scenarios: a lone
+  BTC long pays its isolated margin in either mode);
+* the *worst* window against the maintenance margin (the stress report the issue asks
+  for): how many windows lose more than the buffer left once the book is liquidatable.
+  The sample maximum of ~1,460 overlapping fat-tailed windows is about twice the 99.5%
+  quantile (BTC -24% against -13% on data/prices.csv); no ratio short of about 50% covers
+  it, so it is reported, not gated on, unless asked (`--quantile 1 --against maintenance`).
 
 Requirements use `scenarios.requirements` (the contract's formulas without the wei
 rounding).
@@ -25,9 +35,11 @@ import numpy as np
 
 from perpdex.config import _load_yaml
 from perpdex.errors import ConfigError
+from perpdex.risk import directions
 from perpdex.risk.history import PriceSeries
 from perpdex.risk.scenarios import requirements
 from perpdex.sdk.riskbook import RiskBook
+from perpdex.units import BPS, WAD
 
 # The books `perpdex risk check` is shown when none are given (sizes in base units at the
 # history's last closes, BTC 100,000 / ETH 3,000 / SOL 150 for data/prices.csv).
@@ -56,17 +68,48 @@ class BookCheck:
     worst_end: str
     windows: int
     windows_over_mm: int  # windows losing more than the portfolio maintenance margin
+    tail_loss: float = 0.0  # the `quantile` of the window losses
+    quantile: float = 0.995
+    windows_over_im: int = 0  # windows losing more than the portfolio initial margin
+    against: str = "initial"  # the requirement the tail loss is held against
+
+    def _level(self, portfolio: bool) -> float:
+        if self.against == "maintenance":
+            return self.portfolio_mm if portfolio else self.isolated_mm
+        return self.portfolio_im if portfolio else self.isolated_im
+
+    @property
+    def discounted(self) -> bool:
+        """Portfolio mode charges less than the isolated sum."""
+        return self.portfolio_im < self.isolated_im
+
+    @property
+    def uncovered(self) -> bool:
+        """The tail loss exceeds the portfolio requirement (`against`)."""
+        return self.tail_loss > self._level(True)
 
     @property
     def flagged(self) -> bool:
-        """The worst window loses more than the portfolio maintenance margin."""
-        return self.worst_loss > self.portfolio_mm
+        """The tail loss exceeds the portfolio requirement of a discounted book: portfolio
+        mode is part of what the history breaks."""
+        return self.uncovered and self.discounted
+
+    @property
+    def ratios_thin(self) -> bool:
+        """The tail loss exceeds even the isolated requirement: the governed ratios are
+        thin for the history in either mode."""
+        return self.tail_loss > self._level(False)
 
     @property
     def portfolio_only(self) -> bool:
-        """Flagged, but the isolated maintenance margin would have covered it: the
-        portfolio discount is what the history breaks."""
-        return self.flagged and self.worst_loss <= self.isolated_mm
+        """Flagged, but the isolated requirement would have covered it: the portfolio
+        discount alone is what the history breaks."""
+        return self.flagged and not self.ratios_thin
+
+    @property
+    def worst_over_mm(self) -> bool:
+        """The worst window loses more than the portfolio maintenance margin (reported)."""
+        return self.worst_loss > self.portfolio_mm
 
 
 def window_losses(series: PriceSeries, exposure: Sequence[float], horizon: int = 2) -> np.ndarray:
@@ -88,8 +131,14 @@ def check_book(
     symbols: Sequence[str],
     series: PriceSeries,
     horizon: int = 2,
+    quantile: float = 0.995,
+    against: str = "initial",
 ) -> BookCheck:
     """`sizes` (base units by symbol) under `book` against `series` (same symbols)."""
+    if not 0.5 < quantile <= 1:
+        raise ConfigError("--quantile must lie in (0.5, 1]; 1 is the worst window")
+    if against not in ("initial", "maintenance"):
+        raise ConfigError("--against must be initial or maintenance")
     unknown = sorted(set(sizes) - set(symbols))
     if unknown:
         raise ConfigError(f"book {name!r}: unknown markets {unknown}; use {list(symbols)}")
@@ -111,6 +160,10 @@ def check_book(
         worst_end=data.dates[t + horizon],
         windows=int(losses.size),
         windows_over_mm=int(np.sum(losses > m.maintenance_portfolio)),
+        tail_loss=float(np.quantile(losses, quantile)),
+        quantile=quantile,
+        windows_over_im=int(np.sum(losses > m.portfolio)),
+        against=against,
     )
 
 
@@ -120,8 +173,13 @@ def check_books(
     symbols: Sequence[str],
     series: PriceSeries,
     horizon: int = 2,
+    quantile: float = 0.995,
+    against: str = "initial",
 ) -> list[BookCheck]:
-    return [check_book(n, book, s, symbols, series, horizon) for n, s in books.items()]
+    return [
+        check_book(n, book, s, symbols, series, horizon, quantile, against)
+        for n, s in books.items()
+    ]
 
 
 def load_books(path: Path | str) -> dict[str, dict[str, float]]:
@@ -152,3 +210,126 @@ def parse_position(text: str) -> tuple[str, float]:
         raise ConfigError(
             f"--position {text!r}: expected SYMBOL=SIZE, e.g. BTC=3 or SOL=-2000"
         ) from None
+
+
+# --- adversarial search: the worst book direction -------------------------------------------
+
+# gross sizes (USD) the search tries: the add-on grows with size, so a direction's ratio
+# depends on it a little
+SEARCH_GROSS: tuple[float, ...] = (20_000.0, 100_000.0, 1_000_000.0)
+SEARCH_SAMPLES = 20_000
+SEARCH_SEED = 9  # issue 9; the search is deterministic, so the gate is reproducible
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The worst book direction found (`weights`: signed shares of gross, |w| sums to 1)."""
+
+    weights: tuple[float, ...]
+    gross: float
+    sizes: dict[str, float]  # base units at the history's last closes
+    ratio: float  # min(tail loss, isolated) / portfolio requirement: above 1 is flagged
+    tail_ratio: float  # tail loss / portfolio requirement
+    evaluated: int  # books evaluated
+
+    def label(self, symbols: Sequence[str]) -> str:
+        legs = ", ".join(
+            f"{s} {w:+.1%}" for s, w in zip(symbols, self.weights, strict=True) if abs(w) >= 5e-4
+        )
+        return f"worst found (${self.gross:,.0f}: {legs})"
+
+
+def direction_ratios(
+    book: RiskBook,
+    moves: np.ndarray,
+    prices: np.ndarray,
+    weights: np.ndarray,
+    gross: float,
+    quantile: float = 0.995,
+    against: str = "initial",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each row of `weights` (signed shares of `gross`, markets in book order):
+    (min(tail loss, isolated) / portfolio requirement, tail loss / portfolio requirement,
+    discounted), vectorised `requirements`. `moves` are the window price moves (windows x markets),
+    `prices` today's closes.
+
+    The first ratio is the gate: it is above 1 exactly when the book is flagged (it gets
+    a discount and its tail loss exceeds its portfolio requirement)."""
+    imr = np.array([r.imr_min_bps for r in book.markets], dtype=np.float64) / BPS
+    slope = np.array([r.imr_slope_bps for r in book.markets], dtype=np.float64) / BPS
+    scale = np.array([r.margin_scale for r in book.markets], dtype=np.float64) / WAD
+    shocks = np.asarray(book.shocks, dtype=np.float64).reshape(book.n_scenarios, -1) / BPS
+    n = np.atleast_2d(np.asarray(weights, dtype=np.float64)) * gross  # dollar exposures
+    notional = np.abs(n)
+    addon = np.sum(notional * slope * (notional / prices) / scale, axis=1)
+    iso = notional @ imr + addon
+    worst = np.maximum(np.max(-(n @ shocks.T), axis=1), 0.0)
+    floor = book.floor_bps / BPS * np.sum(notional, axis=1)
+    port = np.minimum(iso, np.maximum(worst, floor) + addon)
+    tail = directions.tail_losses(moves, n, quantile)
+    if against == "maintenance":
+        mmr = book.maintenance_bps / BPS
+        iso, port = iso * mmr, port * mmr
+    return np.minimum(tail, iso) / port, tail / port, port < iso * (1 - 1e-12)
+
+
+def search_worst(
+    book: RiskBook,
+    symbols: Sequence[str],
+    series: PriceSeries,
+    horizon: int = 2,
+    quantile: float = 0.995,
+    against: str = "initial",
+    gross: Sequence[float] = SEARCH_GROSS,
+    samples: int = SEARCH_SAMPLES,
+    seed: int = SEARCH_SEED,
+) -> SearchResult:
+    """The book, over every direction of the markets and the `gross` sizes, with the
+    largest gate ratio min(tail loss, isolated) / portfolio requirement among the books
+    that get a portfolio discount (a book paying isolated margin only when none does).
+
+    Directions are signed weights on the unit L1 sphere (`directions.sphere`: every axis
+    and pair of axes and `samples` seeded random ones); the best 16 per size are refined
+    locally (`directions.climb`). Each evaluation is the tail of the window losses and the
+    margin formulas in numpy (`direction_ratios`)."""
+    if horizon < 1:
+        raise ConfigError("--horizon must be at least 1 day")
+    data = series.select(tuple(symbols))
+    if data.n_days <= horizon:
+        raise ConfigError(f"{data.n_days} days of prices are too few for {horizon}-day windows")
+    moves = directions.window_moves(data.prices, horizon)
+    prices = np.asarray(data.prices[-1], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    base = directions.sphere(len(symbols), samples, rng)
+    best: tuple[float, float, np.ndarray, float] | None = None
+    best_val = -1.0
+    evaluated = 0
+    for g in gross:
+
+        def gate(w: np.ndarray, g: float = g) -> np.ndarray:
+            nonlocal evaluated
+            evaluated += w.shape[0]
+            r, _, discounted = direction_ratios(book, moves, prices, w, g, quantile, against)
+            # a book paying isolated margin is the ratios' business, not the scenarios':
+            # it ranks below every discounted book (its ratio is at most 1 anyway)
+            return np.where(discounted, r, r / 2)
+
+        r = gate(base)
+        top = base[np.argsort(r)[::-1][:16]]
+        cur, val = directions.climb(gate, top, rng)
+        i = int(np.argmax(val))
+        if val[i] > best_val:
+            best_val = float(val[i])
+            r, t, _ = direction_ratios(book, moves, prices, cur[i : i + 1], g, quantile, against)
+            best = (float(r[0]), float(t[0]), cur[i].copy(), float(g))
+    assert best is not None
+    ratio, tail_ratio, w, g = best
+    sizes = {s: float(wi * g / px) for s, wi, px in zip(symbols, w, prices, strict=True) if wi != 0}
+    return SearchResult(
+        weights=tuple(float(x) for x in w),
+        gross=g,
+        sizes=sizes,
+        ratio=ratio,
+        tail_ratio=tail_ratio,
+        evaluated=evaluated,
+    )

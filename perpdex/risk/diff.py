@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from perpdex.sdk.riskbook import MAX_SCENARIOS, RiskBook
+from perpdex.constants import MAX_SCENARIOS
+from perpdex.sdk.riskbook import RiskBook
 from perpdex.units import from_wad
 
 
@@ -250,8 +251,8 @@ def scenario_table(
     t.add_column("scenario")
     t.add_column("status")
     t.add_column("#", justify="right", no_wrap=True)
-    for s in d.symbols:
-        t.add_column(s, justify="right", no_wrap=True)
+    for sym in d.symbols:
+        t.add_column(sym, justify="right", no_wrap=True)
     t.add_column("max Δ", justify="right")
     for s in d.scenarios:
         if not all_rows and s.status == "unchanged":

@@ -42,13 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from perpdex.config import ROOT, MarketRisk
+from perpdex.constants import BPS, MAX_MARKETS, MAX_SCENARIOS
 from perpdex.errors import PerpdexError, TransactionRejected
 from perpdex.sdk import riskbook
 from perpdex.sdk.riskbook import RiskBook
-from perpdex.units import BPS
 
-MAX_SCENARIOS = riskbook.MAX_SCENARIOS
-MAX_MARKETS = riskbook.MAX_MARKETS
 SHOCK_MIN, SHOCK_MAX = -(2**15), 2**15 - 1
 
 REVERT_HINTS = {

@@ -18,22 +18,16 @@ from typing import Any
 import ape
 import ape.exceptions
 import pytest
-from liquidation_helpers import quiet_revert_traces
 from rich.console import Console
 
 from perpdex import worked_example as we
 from perpdex.config import ROOT, RiskConfig, load_risk
+from perpdex.constants import BPS
 from perpdex.sdk import math as pm
 from perpdex.sdk import riskbook
 from perpdex.units import WAD
 
-BPS = 10_000
 USD = WAD  # one dollar in USD WAD
-
-
-@pytest.fixture(autouse=True)
-def _quiet_worked_example_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet_revert_traces(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +104,11 @@ def test_worked_example__portfolio_is_worst_loss_plus_addon(worked, h, risk_conf
     assert port.isolated == iso  # the same legs, priced alone
     assert port.floor == floor and port.addon == addon
     assert port.maintenance == ceil_div(expected * risk_config.maintenance_bps, BPS)
-    # the claim: materially less, around $60k
-    assert port.initial <= worked.isolated.initial * 70 // 100
-    assert 55_000 * USD <= port.initial <= 65_000 * USD
-    assert worked.saving == worked.isolated.initial - port.initial >= 25_000 * USD
+    # the claim: materially less (about $72.6k: the scenarios now cover every
+    # direction's 99.5% two-day historical loss, so less than the issue's ~$60k)
+    assert port.initial <= worked.isolated.initial * 85 // 100
+    assert 65_000 * USD <= port.initial <= 75_000 * USD
+    assert worked.saving == worked.isolated.initial - port.initial >= 15_000 * USD
 
 
 def test_worked_example__portfolio_equals_the_sdk_mirror(worked, protocol, h, risk_config):
@@ -148,13 +143,15 @@ def test_worked_example__every_scenario_loss_and_the_binding_one(worked, h, risk
     assert worked.portfolio.worst_loss == expected[k]
     # the strategies are sized by crash beta: the equal moves (every coin by its largest
     # shock at once) cost a small fraction of the binding loss, so what binds is a
-    # concentration scenario that moves the coins apart
+    # scenario that moves the coins apart: SOL up against BTC and ETH (both SOL shorts
+    # lose together), alone (sol-up) or with BTC and ETH down (pc2-down, a close second)
     names = [sc.name for sc in risk_config.scenarios]
     for equal in ("crypto-crash", "crypto-rally"):
         assert abs(raw[names.index(equal)]) * 10 < raw[k]
-    assert names[k].startswith("pc")
     shocks = risk_config.scenarios[k].shocks_bps
-    assert len({shocks.get(s, 0) for s in worked.symbols}) == len(worked.symbols)
+    assert shocks.get("SOL", 0) > 0 >= max(shocks.get("BTC", 0), shocks.get("ETH", 0))
+    second = sorted(raw)[-2]
+    assert names[raw.index(second)] == "pc2-down" and second * 10 > raw[k] * 9
 
 
 def test_worked_example__same_positions_in_both_modes(worked, protocol, h):

@@ -5,9 +5,8 @@ published one (diffs, step plans from the chain's old book to the new one) start
 from __future__ import annotations
 
 from perpdex.config import MarketRisk
+from perpdex.constants import WAD
 from perpdex.sdk.riskbook import RiskBook
-
-WAD = 10**18
 
 LEGACY_BOOK = RiskBook(
     floor_bps=200,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perpdex.config import MarketRisk, load_risk
+from perpdex.risk.correlation import log_returns
 from perpdex.risk.governance import book_problems, policy_problems
 from perpdex.risk.history import GeneratorParams, generate_prices, load_prices
 from perpdex.risk.scenarios import (
@@ -118,8 +120,15 @@ def test_component_scenarios_are_k_sigma_along_the_eigenvectors(series, base):
     for s in d.specs:
         if s.kind != "pc":
             continue
-        # z * sqrt(d) sd along the component (d = 3 components kept), linear moves
-        assert math.isclose(s.k, d.params.z * math.sqrt(3))
+        # z * sqrt(d) sd along the component (d = 3 components kept), linear moves; z
+        # raised to the component's own one-sided quantile at z's confidence (99%) when
+        # that is fatter (standardised h-day scores of the demeaned log moves)
+        rh = log_returns(series.select(SYMS).prices, d.params.horizon_days)
+        score = (rh - rh.mean(axis=0)) @ vecs[:, s.index]
+        score = s.direction * score / score.std()
+        z_tail = max(d.params.z, float(np.quantile(score, NormalDist().cdf(d.params.z))))
+        assert math.isclose(s.k, z_tail * math.sqrt(3))
+        assert s.k >= d.params.z * math.sqrt(3)
         expected = s.direction * s.k * math.sqrt(d.eigenvalues[s.index]) * vecs[:, s.index]
         assert np.allclose(s.log_moves, expected)
         assert s.simple_moves == s.log_moves
@@ -173,7 +182,9 @@ def test_coverage_without_idiosyncratic_scenarios_uses_the_joint_ones(series, ba
     book = _with_imr(base, [3_000, 3_000, 3_000])
     d = design(series, book, SYMS, DesignParams(idiosyncratic=False))
     assert coverage_gaps(d.book) == []
-    assert {a.scenario for a in d.adjustments} <= {"crypto-crash", "crypto-rally"}
+    # the imr_min widenings (the historical-tail ones may widen any scenario)
+    imr = {a.scenario for a in d.adjustments if "historical" not in a.reason}
+    assert imr <= {"crypto-crash", "crypto-rally"}
 
 
 def test_coverage_with_components_only(series, base):
@@ -288,10 +299,11 @@ def test_single_position_portfolio_equals_isolated(series, base):
 
 def test_hedged_book_posts_less_but_at_least_the_floor(series, base):
     """Long 1 BTC against $100k of ETH short: with correlation 0.8 the pair still moves
-    about 3.4% in two days (sd), so the 3.5 sd scenarios keep ~60% of isolated margin."""
+    about 3.4% in two days (sd); its 99.5% 2-day loss (13,582 on the committed history,
+    BTC alone falling) sets the charge: ~78% of isolated margin."""
     d = design(series, base, SYMS)
     r = requirements(d.book, [1.0, -100_000 / 3_000, 0.0], PRICES)
-    assert r.portfolio < 0.75 * r.isolated
+    assert r.portfolio < 0.8 * r.isolated
     assert r.worst_loss > 0.10 * 100_000  # but the spread risk is priced
     assert r.portfolio >= r.floor + r.addon - 1e-9
     assert math.isclose(r.maintenance_portfolio, r.portfolio * 0.5)
