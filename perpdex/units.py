@@ -1,35 +1,42 @@
 """Unit conversions shared by the SDK, the deploy and the tests.
 
-On chain: prices, sizes and money are WAD (1e18) integers, packed market fractions are
-nano (1e-9) units, shocks and margin ratios are basis points. Conversions from decimal
-strings go through `Decimal` so "0.0005" becomes exactly 5 * 10**14.
+On chain: prices, sizes and money are WAD (1e18) integers; market fractions (fees,
+funding, exposure) are WAD too but must sit on the grids their packed fields hold (1e-6 to
+1e-9, contracts/modules/packing.vy); shocks and margin ratios are basis points. Conversions
+from decimal strings go through `Decimal` so "0.0005" becomes exactly 5 * 10**14.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal
 
-WAD = 10**18
+from perpdex.constants import BPS, WAD
+
+# the finest grid of the packed market parameters (1e-9 of a WAD)
 NANO = 10**9
-BPS = 10_000
 
 
 def _dec(x: int | float | str | Decimal) -> Decimal:
     return x if isinstance(x, Decimal) else Decimal(str(x))
 
 
+# 80 digits: a uint256 has 78, so every on-chain figure converts exactly (the default
+# context keeps 28 and would round a size of 1e10 units or more)
+EXACT = Context(prec=80)
+
+
 def to_wad(x: int | float | str | Decimal) -> int:
     """Decimal quantity -> WAD integer (exact for up to 18 decimals)."""
-    return int(_dec(x) * WAD)
+    return int(EXACT.multiply(_dec(x), WAD))
 
 
 def from_wad(x: int) -> Decimal:
-    """WAD integer -> Decimal."""
-    return Decimal(x) / WAD
+    """WAD integer -> Decimal, exactly."""
+    return EXACT.divide(Decimal(x), WAD)
 
 
 def to_nano_wad(x: int | float | str | Decimal) -> int:
-    """Fraction -> WAD rounded to the 1e-9 grid the contract's packed parameters hold."""
+    """Fraction -> WAD truncated to the 1e-9 grid (the finest of the packed parameters')."""
     return int(_dec(x) * NANO) * NANO
 
 
