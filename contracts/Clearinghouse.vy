@@ -10,8 +10,10 @@
           Clearinghouse            the hot path: accounts, market orders, mark refreshes,
                                    views, and the settlement engine itself
           ClearinghouseOps         deposits, withdrawals, transfers, margin modes, loss
-                                   caps, vault cash, insurance, liquidation hooks
-          ClearinghouseAdmin       governance: markets, collateral, fees, risk book, pause
+                                   caps, liquidation hooks
+          ClearinghouseAdmin       governance: markets, collateral, fees, risk book,
+                                   pause; and the treasury: insurance, protocol fees,
+                                   collateral sales, the vault's cash
         A selector not exported here goes by delegatecall to Ops, and from Ops to Admin.
         The halves call the engine back through self-only entry points (`engine_*`), so it
         is compiled once. Extension functions return nothing through the proxy; their

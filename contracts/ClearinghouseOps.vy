@@ -4,10 +4,11 @@
 @custom:contract-name ClearinghouseOps
 @license MIT
 @notice Executed only by delegatecall from the Clearinghouse (its own storage is never
-        used): deposits, withdrawals, collateral transfers, margin modes, loss caps, vault
-        cash, insurance and liquidation hooks. Call these functions on the Clearinghouse
-        address with this contract's ABI; they return nothing. Selectors not exported here
-        go on, again by delegatecall, to ClearinghouseAdmin.
+        used): deposits, withdrawals, collateral transfers, margin modes, loss caps and
+        the liquidation hooks (the vault's cash calls live in ClearinghouseAdmin). Call
+        these functions on the Clearinghouse address with this contract's ABI; they
+        return nothing. Selectors not exported here go on, again by delegatecall, to
+        ClearinghouseAdmin.
 """
 
 from snekmate.auth import access_control
@@ -42,9 +43,6 @@ exports: (
     accounts.set_loss_cap,
     trading.refresh,
     trading.trigger_loss_cap,
-    treasury.vault_deposit,
-    treasury.vault_withdraw,
-    treasury.sync_marks,
     liquidation_hooks.refresh_account,
     liquidation_hooks.liquidation_begin,
     liquidation_hooks.liquidation_reward,

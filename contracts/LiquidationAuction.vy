@@ -66,6 +66,7 @@
 
 from snekmate.auth import ownable
 from snekmate.auth import ownable_2step
+from .modules import constants as c
 
 initializes: ownable
 initializes: ownable_2step[ownable := ownable]
@@ -206,7 +207,7 @@ REWARD_SHARE: public(constant(uint256)) = 10**17
 MAX_KEEPER_REWARD: public(constant(uint256)) = 1_000 * 10**18
 # @notice A liquidation never leaves a position under this notional (USD WAD): the
 #         Clearinghouse moves the whole leg instead
-MIN_POSITION_NOTIONAL: public(constant(uint256)) = 100 * 10**18
+MIN_POSITION_NOTIONAL: public(constant(uint256)) = c.MIN_POSITION_NOTIONAL
 
 # @notice The Clearinghouse this auction liquidates on.
 clearinghouse: public(immutable(IClearinghouse))

@@ -26,11 +26,12 @@
         that moves the feeds) and deposits before a move that favours the pool, or
         leaves before one that hurts it. One update round can move every market at
         once (correlated assets), so the largest share-price move it causes is
-            sum over markets m of  d_m x |exposure_m| / equity  <=  d x sum_m cap_m
-        with d_m the feeds' deviation threshold (Chainlink: 0.5%) and cap_m the
-        market's vault-exposure cap (a fraction of the pool). With the configured caps
-        (BTC 0.5, ETH 0.5, SOL 0.4: sum 1.4) that is 0.5% x 1.4 = 70 bp. Every
-        withdrawal pays `withdraw_fee_bps` (75 bp) into the pool, to the LPs who stay,
+            sum over markets m of  d_m x |exposure_m| / equity  <=  d x h x sum_m cap_m
+        with d_m the feeds' deviation threshold (Chainlink: 0.5%), cap_m the market's
+        vault-exposure cap (a fraction of the pool) and h = 1.5 the headroom LP exits
+        may use above the caps. With the configured caps (BTC 0.5, ETH 0.5, SOL 0.4:
+        sum 1.4) that is 0.5% x 1.5 x 1.4 = 105 bp. Every
+        withdrawal pays `withdraw_fee_bps` (105 bp) into the pool, to the LPs who stay,
         so neither trade pays. The fee can never be set below `min_withdraw_fee_bps`,
         that bound, fixed at deployment (perpdex.config checks the configuration;
         docs/architecture.md has the arithmetic).

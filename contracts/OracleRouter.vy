@@ -61,7 +61,7 @@
           grace_period, [224, 232) market count, [232, 256) unused.
         The per-market words live in fixed-size arrays indexed by market
         id (no `KECCAK256` per access). Prices fit in 96 bits because
-        `max_price <= MAX_PRICE` (2**96 - 1, about 7.9e10 USD per unit) and
+        `max_price <= MAX_PRICE` (2**88 - 1, about 3.1e8 USD per unit) and
         the EMA is a convex combination of past prices. `observe` on a
         market with n sources costs 2 + n cold `SLOAD`s, one `SSTORE`, n
         feed calls and one log; a sequencer feed adds one `SLOAD` and one
@@ -107,6 +107,8 @@ from snekmate.auth import access_control
 
 initializes: access_control
 
+from .modules import constants as c
+
 exports: (
     access_control.hasRole,
     access_control.grantRole,
@@ -145,8 +147,10 @@ MAX_MARKETS: public(constant(uint256)) = 32
 MAX_SOURCES: public(constant(uint256)) = 3
 
 
-# @dev The largest accepted `max_price` (prices are packed in 96 bits).
-MAX_PRICE: public(constant(uint256)) = 2**96 - 1
+# @dev The largest accepted `max_price`, so every price returned is at most this: the
+#      clearinghouse's bound (its mark word stores prices in 88 bits), one constant in
+#      modules/constants.vy. The router's own words have 96-bit price fields.
+MAX_PRICE: public(constant(uint256)) = c.MAX_PRICE
 
 
 # @dev The largest accepted `max_age`, about 194 days (packed in 24 bits).

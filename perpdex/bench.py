@@ -27,8 +27,9 @@ from rich.console import Console
 from rich.table import Table
 
 from perpdex.config import ROOT
+from perpdex.constants import WAD
 from perpdex.deploy import Protocol, deploy_system
-from perpdex.units import WAD
+from perpdex.errors import PerpdexError
 
 DOCS = ROOT / "docs"
 CODE_SIZE_LIMIT = 24_576
@@ -80,6 +81,12 @@ def l1_fee_usd(calldata_len: int, sample: bytes | None = None) -> Decimal:
 class Bench:
     def __init__(self, p: Protocol, accounts: Any, chain: Any, project: Any) -> None:
         self.p, self.accounts, self.chain, self.project = p, accounts, chain, project
+        if p.vault is None or p.auction is None:
+            raise PerpdexError(
+                "the benchmark measures the vault and the liquidation auction too; "
+                "run it on a full deploy_system() deployment (`make bench`)"
+            )
+        self.vault, self.auction = p.vault, p.auction
         self.admin = accounts[0]
         self.rows: list[Row] = []
         self.unit = 10**p.system.settlement_decimals
@@ -163,9 +170,9 @@ class Bench:
 
         units = self.fund(lp, 50_000_000)
         self.tick()
-        self.record("lp_deposit", p.vault.deposit(units // 2, lp, sender=lp))
+        self.record("lp_deposit", self.vault.deposit(units // 2, lp, sender=lp))
         self.tick()
-        self.record("lp_deposit_again", p.vault.deposit(units // 4, lp, sender=lp))
+        self.record("lp_deposit_again", self.vault.deposit(units // 4, lp, sender=lp))
 
         self.fund(trader, 1_000_000)
         self.record("open_account", ch.open_account("bench", False, sender=trader))
@@ -209,8 +216,8 @@ class Bench:
             "withdraw", ops.withdraw(acct, p.token, 10_000 * self.unit, trader, sender=trader)
         )
         self.tick()
-        shares = p.vault.balanceOf(lp) // 10
-        self.record("lp_withdraw", p.vault.redeem(shares, lp, lp, sender=lp))
+        shares = self.vault.balanceOf(lp) // 10
+        self.record("lp_withdraw", self.vault.redeem(shares, lp, lp, sender=lp))
 
         self.liquidation(trader, a[4], a[5])
 
@@ -223,7 +230,10 @@ class Bench:
             ops.deposit(book, p.token, 300_000 * self.unit, sender=trader)
             for n, m in enumerate(markets, start=1):
                 self.tick()
-                tx = self.trade(trader, book, m, self.size("BTC", 5_000) * (1 if n % 2 else -1))
+                # $5,000 of each market (the clones are priced like BTC): above the
+                # $100 minimum position in every one
+                sym = p.system.markets[m].symbol if m < len(p.system.markets) else "BTC"
+                tx = self.trade(trader, book, m, self.size(sym, 5_000) * (1 if n % 2 else -1))
                 if n == 8:
                     self.record(f"open_8th_position_{mode}", tx)
                 self.tick()
@@ -256,7 +266,8 @@ class Bench:
         p.ops.deposit(victim, p.token, 12_000 * unit, sender=trader)
         self.tick()
         self.trade(trader, victim, 0, self.size("BTC", 100_000))
-        seasoned, fresh = [], []
+        seasoned: list[int] = []  # keeper account ids
+        fresh: list[int] = []
         for who, book in ((keeper, seasoned), (keeper2, fresh)):
             self.fund(who, 200_000)
             acct = int(ch.open_account("keeper", False, sender=who).return_value)
@@ -274,19 +285,19 @@ class Bench:
         self.chain.pending_timestamp += 2
         self.record(
             "liquidation_start",
-            p.auction.start(victim, seasoned[0], sender=keeper),
+            self.auction.start(victim, seasoned[0], sender=keeper),
             "1-position account, tranche of half the book",
         )
         self.chain.pending_timestamp += 120
         self.record(
             "auction_take",
-            p.auction.take(victim, seasoned[0], WAD // 2, sender=keeper),
+            self.auction.take(victim, seasoned[0], WAD // 2, sender=keeper),
             "into a keeper account already holding the market",
         )
         self.chain.pending_timestamp += 30
         self.record(
             "auction_take_fresh_account",
-            p.auction.take(victim, fresh[0], WAD, sender=keeper2),
+            self.auction.take(victim, fresh[0], WAD, sender=keeper2),
             "into a keeper account with no position yet",
         )
         # restore BTC for the rest of the benchmark

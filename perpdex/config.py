@@ -13,13 +13,19 @@ from typing import Any
 
 import yaml
 
+from perpdex.constants import BPS, WAD
 from perpdex.errors import ConfigError
-from perpdex.units import WAD, to_bps, to_nano_wad, to_wad
+from perpdex.units import to_bps, to_nano_wad, to_wad
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "config"
 # Oracle feeds every market must ship with (a price needs two agreeing; see load_system).
 MIN_ORACLE_SOURCES = 3
+
+# modules/treasury.vy LP_EXIT_HEADROOM_BPS: LP withdrawals may take the vault's exposure
+# to this multiple of the caps traders are held to (tests/unit/test_liquidity_vault.py
+# checks the two are equal)
+LP_EXIT_HEADROOM_BPS = 15_000
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class SystemConfig:
     loss_cap_fee: int  # WAD
     markets: tuple[MarketConfig, ...]
     vault_decimals_offset: int = 6
-    vault_withdraw_fee_bps: int = 75
+    vault_withdraw_fee_bps: int = 105
     vault_feed_deviation_bps: int = 50
     liquidation: LiquidationConfig | None = None
 
@@ -102,10 +108,11 @@ class SystemConfig:
     def vault_min_withdraw_fee_bps(self) -> int:
         """The largest share-price move one oracle update round can cause, in bp
         (rounded up): feed deviation threshold x the sum of every market's vault-exposure
-        cap (a correlated update moves every market at once). The vault's withdrawal fee
-        must be at least this (LiquidityVault's notice has the arithmetic)."""
+        cap (a correlated update moves every market at once) x the headroom LP exits may
+        use above the caps (LP_EXIT_HEADROOM_BPS). The vault's withdrawal fee must be at
+        least this (LiquidityVault's notice has the arithmetic)."""
         caps = sum(m.max_vault_exposure for m in self.markets)
-        return -(-self.vault_feed_deviation_bps * caps // WAD)
+        return -(-self.vault_feed_deviation_bps * caps * LP_EXIT_HEADROOM_BPS // (WAD * BPS))
 
     def market(self, symbol: str) -> MarketConfig:
         for m in self.markets:

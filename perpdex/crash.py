@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from perpdex import chaintime
+from perpdex.constants import WAD
 from perpdex.errors import PerpdexError
 from perpdex.keepers.liquidator import (
     Liquidator,
@@ -45,7 +46,6 @@ from perpdex.keepers.liquidator import (
     conservation_gap,
 )
 from perpdex.keepers.price_pusher import PricePusher
-from perpdex.units import WAD
 
 if TYPE_CHECKING:
     from perpdex.deploy import Protocol

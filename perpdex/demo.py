@@ -42,9 +42,10 @@ from perpdex.cli.portfolio import (
     savings_table,
     scenario_table,
 )
+from perpdex.constants import WAD
 from perpdex.deploy import Protocol, load_protocol
 from perpdex.sdk.client import Fill, LpMove, PerpdexClient, Portfolio
-from perpdex.units import WAD, to_units
+from perpdex.units import to_units
 
 # Trader name -> (ape test account index, USDC deposited, portfolio margin).
 TRADERS: dict[str, tuple[int, Decimal, bool]] = {

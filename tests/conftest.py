@@ -2,17 +2,36 @@
 
 ape isolates every test with a chain snapshot, so the session-scoped deployment is paid
 once and each test starts from it.
+
+Every revert in the suite carries a reason string, and tests match those strings only. ape
+would also print a call trace and map each revert (transaction or eth_call) to a source
+traceback, about a second per revert (ape-vyper asks for the revert's dev message, which
+walks the whole source AST): `pytest_configure` turns that off for the whole suite.
+PERPDEX_SHOW_REVERT_TRACES=1 keeps it, for debugging a failing test.
 """
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from ape.exceptions import TransactionError
+from ape_ethereum.trace import Trace
 
 from perpdex.deploy import Protocol, deploy_system, network_key
 from perpdex.units import WAD
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Skips ape's revert traces and source tracebacks (see the module docstring)."""
+    if os.environ.get("PERPDEX_SHOW_REVERT_TRACES"):
+        return
+    Trace.show = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+    TransactionError.source_traceback = property(  # type: ignore[assignment,method-assign]
+        lambda self: None, lambda self, value: None
+    )
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,7 @@ from ..interfaces import IClearinghouseEngine
 from . import state
 from . import engine
 from . import constants as c
-from . import fixed_point as fp
 from . import packing
-from . import pricing
-from . import funding
 from . import margin
 from . import positions
 

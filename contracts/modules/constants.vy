@@ -15,8 +15,6 @@ WAD: constant(uint256) = 10**18
 IWAD: constant(int256) = 10**18
 BPS: constant(uint256) = 10_000
 IBPS: constant(int256) = 10_000
-# Packed market parameters are stored in nano units (1e-9) and scaled by NANO to WAD.
-NANO: constant(uint256) = 10**9
 SECONDS_PER_DAY: constant(uint256) = 86_400
 
 # Hard caps: every loop in the protocol is bounded by one of these.
@@ -24,11 +22,16 @@ MAX_MARKETS: constant(uint256) = 32
 MAX_POSITIONS: constant(uint256) = 16
 MAX_COLLATERALS: constant(uint256) = 8
 MAX_SCENARIOS: constant(uint256) = 16
-MAX_BATCH: constant(uint256) = 32
 
-# Largest packed values (see modules/packing.vy for the word layouts).
+# Largest packed values (see modules/packing.vy for the word layouts). MAX_PRICE is the
+# mark word's 88-bit price; OracleRouter.vy refuses a market whose max_price exceeds it.
 MAX_PRICE: constant(uint256) = 2**88 - 1
 MAX_ABS_I128: constant(int256) = 2**127 - 1
+
+# Smallest position a fill may leave (USD WAD of |size| x price at the oracle price):
+# market orders refuse to leave less (closing to zero is always allowed), loss-cap
+# close-outs and liquidations move the whole leg instead.
+MIN_POSITION_NOTIONAL: constant(uint256) = 100 * 10**18
 
 # Oracle router flags (mirrors OracleRouter.vy).
 FLAG_DEGRADED: constant(uint256) = 1
@@ -39,7 +42,3 @@ FLAG_SEQUENCER_GRACE: constant(uint256) = 4
 ACCOUNT_EXISTS: constant(uint256) = 1
 ACCOUNT_PORTFOLIO: constant(uint256) = 2
 ACCOUNT_IN_LIQUIDATION: constant(uint256) = 4
-
-# Margin modes as seen by callers.
-MODE_ISOLATED: constant(uint8) = 0
-MODE_PORTFOLIO: constant(uint8) = 1

@@ -68,6 +68,17 @@ def _pool_trade(
     adds: bool = size == 0 or (size > 0) == (delta > 0) or abs(delta) > abs(size)
     if reduce_only:
         assert not adds, "clearinghouse: not reduce-only"
+    # no dust: the fill leaves zero or at least MIN_POSITION_NOTIONAL at the oracle price.
+    # In whole dollars d (truncated), |d| < M exactly when d + (M - 1), as two's
+    # complement, is at most 2 (M - 1): one comparison (bytecode). An absurd delta may
+    # wrap here, but then the fill price overflows and the trade reverts anyway.
+    left: int256 = size + delta
+    usd: int256 = unsafe_div(
+        unsafe_mul(left, convert(convert(price, bytes32), int256)), c.IWAD * c.IWAD
+    )
+    assert left == 0 or unsafe_add(
+        convert(convert(usd, bytes32), uint256), c.MIN_POSITION_NOTIONAL // c.WAD - 1
+    ) > 2 * (c.MIN_POSITION_NOTIONAL // c.WAD - 1), "clearinghouse: min position size"
     if adds:
         self._require_can_add_risk(m, p, flags)
     oi: uint256 = state._oi[m]

@@ -9,16 +9,13 @@
         change against the current book.
 """
 
-from ethereum.ercs import IERC20
 from ethereum.ercs import IERC20Detailed
 from ..interfaces import IClearinghouseEngine
 from . import state
 from snekmate.auth import access_control
 from snekmate.utils import pausable
 from . import constants as c
-from . import fixed_point as fp
 from . import packing
-from . import pricing
 from . import funding
 from . import margin
 

@@ -24,7 +24,7 @@
         Released at liquidation end, in the transaction that settles the bad debt.
         Positions move proportionally (the same fraction of every leg), so a hedged book
         stays hedged while it shrinks; a leg whose rest would be worth less than
-        MIN_POSITION_NOTIONAL moves whole (no dust).
+        MIN_POSITION_NOTIONAL (modules/constants.vy) moves whole (no dust).
         The Clearinghouse does not trust its liquidator: begin, reward and transfer each
         require the account to be liquidatable at marks refreshed in this block
         (collateral markets: within max_mark_age, as in every margin check)
@@ -55,7 +55,6 @@ uses: access_control
 MAX_COST_SHARE: constant(uint256) = 8 * 10**17
 MAX_REWARD_SHARE: constant(uint256) = 10**17
 MAX_KEEPER_REWARD: constant(uint256) = 1_000 * 10**18
-MIN_POSITION_NOTIONAL: constant(uint256) = 100 * 10**18
 # Account header flag: a keeper reward was paid and no transfer has happened since.
 ACCOUNT_REWARD_PAID: constant(uint256) = 8
 
@@ -223,7 +222,8 @@ def liquidation_transfer(
             only; marks must have been refreshed in this block, the account must be
             liquidatable at them, and (discount + penalty_rate) x gross notional at most
             MAX_COST_SHARE x maintenance. A leg whose rest would be worth less than
-            MIN_POSITION_NOTIONAL moves whole.
+            MIN_POSITION_NOTIONAL moves whole; a taker account's leg must end at zero or
+            at least MIN_POSITION_NOTIONAL where only part of a leg moved.
     """
     access_control._check_role(state.LIQUIDATOR_ROLE, msg.sender)
     hdr: uint256 = engine._require_exists(account)
@@ -255,7 +255,7 @@ def liquidation_transfer(
             part = size * convert(fraction, int256) // c.IWAD  # toward zero: never more than held
             # no dust: a rest worth less than the minimum goes with the part
             if fp._mul_div(convert(abs(size - part), uint256), mark, c.WAD, False) < (
-                MIN_POSITION_NOTIONAL
+                c.MIN_POSITION_NOTIONAL
             ):
                 part = size
         if part == 0:
@@ -266,6 +266,15 @@ def liquidation_transfer(
         else:
             price = fp._mul_div(mark, c.WAD + discount, c.WAD, True)
         extcall core.engine_fill(account, taker, m, -part, price, 0)
+        if part != size and taker != state.POOL:
+            # the taker's leg obeys the minimum too (a whole leg moves as it is): a
+            # sliver of a large leg would open dust no market order may open
+            held: int256 = packing._pos_size(state._pos[taker][m])
+            assert (
+                held == 0
+                or fp._mul_div(convert(abs(held), uint256), mark, c.WAD, False)
+                >= c.MIN_POSITION_NOTIONAL
+            ), "clearinghouse: min position size"
         notional += fp._mul_div(convert(abs(part), uint256), mark, c.WAD, False)
     penalty: uint256 = fp._mul_div(notional, penalty_rate, c.WAD, True)
     if penalty != 0:

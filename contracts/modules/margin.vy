@@ -40,9 +40,7 @@ from . import constants as c
 
 HEADER_BYTES: constant(uint256) = 32
 MARKET_BYTES: constant(uint256) = 64
-NAME_BYTES: constant(uint256) = 32
 MARKETS_BYTES: constant(uint256) = 2_048  # 64 * 32
-NAMES_OFFSET: constant(uint256) = 2_080  # 32 + 64 * 32
 MAX_BOOK_BYTES: constant(uint256) = 2_592  # 32 + 64 * 32 + 32 * 16
 MASK_16: constant(uint256) = 2**16 - 1
 MASK_8: constant(uint256) = 2**8 - 1

@@ -153,7 +153,7 @@ def _pack_mark(price: uint256, ts: uint256, index: int256, rate: int256) -> uint
     """
     @dev `rate` in WAD per day is truncated toward zero to the 1e-15 grid.
     """
-    assert price <= MASK_88, "packing: price too large"
+    assert price <= c.MAX_PRICE, "packing: price too large"
     assert index <= MAX_I72 and index >= -MAX_I72, "packing: funding index too large"
     femto: int256 = rate // FEMTO_PER_WAD
     assert femto <= MAX_I56 and femto >= -MAX_I56, "packing: funding rate too large"

@@ -49,14 +49,3 @@ def _fee(
         maker_size = min(size, convert(abs(skew), uint256))
     weighted: uint256 = maker_size * maker_fee + (size - maker_size) * taker_fee
     return fp._mul_div(weighted, fill_price, c.WAD * c.WAD, True)
-
-
-@internal
-@pure
-def _maker_size(skew: int256, delta: int256) -> uint256:
-    """
-    @dev Size of the fill that reduces |skew| (charged the maker fee).
-    """
-    if (skew > 0 and delta < 0) or (skew < 0 and delta > 0):
-        return min(convert(abs(delta), uint256), convert(abs(skew), uint256))
-    return 0

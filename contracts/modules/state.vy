@@ -3,12 +3,13 @@
 @title Clearinghouse state: storage, events and shared types
 @custom:contract-name state
 @license MIT
-@notice Every storage variable of the clearinghouse lives here and nowhere else. Both
-        deployables (`Clearinghouse.vy`, the hot path, and `ClearinghouseExtension.vy`,
-        reached by delegatecall for governance, vault, insurance and liquidation calls)
-        initialise exactly the same modules in exactly the same order, so they share one
-        storage layout by construction; tests/security/test_storage_layout.py compares
-        the compiler's layouts to prove it.
+@notice Every storage variable of the clearinghouse lives here and nowhere else. All
+        three deployables (`Clearinghouse.vy`, the hot path, and `ClearinghouseOps.vy`
+        and `ClearinghouseAdmin.vy`, reached by delegatecall for account operations,
+        liquidation hooks, governance, treasury and vault calls) initialise exactly the
+        same modules in exactly the same order, so they share one storage layout by
+        construction; tests/security/test_storage_layout.py compares the compiler's
+        layouts to prove it.
         Packed words (`_header`, `_pos`, `_mark`, `_oi`, `_pool_sums`, `_params_*`) are
         described in modules/packing.vy. Per-market words are fixed arrays (slot = base
         + market id, no hashing) and an account's positions one hashed array, because a

@@ -13,11 +13,8 @@ from ..interfaces import IClearinghouseEngine
 from . import state
 from . import engine
 from . import constants as c
-from . import fixed_point as fp
 from . import packing
 from . import pricing
-from . import funding
-from . import margin
 
 uses: state
 uses: engine
@@ -136,17 +133,22 @@ def _force_close(account: uint256, m: uint256) -> bool:
     limit: uint256 = self._forced_limit(p)
     if used >= limit:
         return False
-    size: int256 = packing._pos_size(state._pos[account][m])
-    amount: uint256 = min(convert(abs(size), uint256), limit - used)
-    delta: int256 = convert(amount, int256)
-    if size > 0:
-        delta = -delta
-    state.loss_cap_window[m] = (w >> 128 << 128) | (used + amount)
     price: uint256 = 0
     flags: uint256 = 0
     index: int256 = 0
     price, flags, index = extcall IClearinghouseEngine(self).engine_touch(m)
     engine._require_valid_price(flags)
+    pos: int256 = packing._pos_size(state._pos[account][m])
+    size: uint256 = convert(abs(pos), uint256)
+    amount: uint256 = min(size, limit - used)
+    # no dust: a rest worth less than MIN_POSITION_NOTIONAL closes with the window's part
+    # (the window overshoots by under that much base, whose premium is cents)
+    if (size - amount) * price < c.MIN_POSITION_NOTIONAL * c.WAD:
+        amount = size
+    delta: int256 = convert(amount, int256)
+    if pos > 0:
+        delta = -delta
+    state.loss_cap_window[m] = (w >> 128 << 128) | (used + amount)
     oi: uint256 = state._oi[m]
     skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
     fee: uint256 = pricing._fee(price, skew, delta, p.maker_fee, p.taker_fee)

@@ -14,9 +14,6 @@ from snekmate.auth import access_control
 from . import constants as c
 from . import fixed_point as fp
 from . import packing
-from . import pricing
-from . import funding
-from . import margin
 
 uses: state
 uses: access_control

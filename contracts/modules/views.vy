@@ -10,11 +10,7 @@
 from . import state
 from . import engine
 from . import constants as c
-from . import fixed_point as fp
 from . import packing
-from . import pricing
-from . import funding
-from . import margin
 
 uses: state
 uses: engine

@@ -31,6 +31,10 @@ from perpdex.errors import PerpdexError
 if TYPE_CHECKING:
     from ape.api import AccountAPI
 
+    # typer (0.29) runs on its own vendored copy of click: TyperGroup.invoke takes that
+    # Context, not click.Context (typer.Context is a subclass, too narrow for an override)
+    from typer._click import Context as ClickContext
+
     from perpdex.sdk.client import PerpdexClient
 
 __all__ = [
@@ -76,7 +80,7 @@ def fail(message: str) -> NoReturn:
 class PerpdexGroup(TyperGroup):
     """Root command group: turns perpdex and ape errors into one line and exit code 1."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         from ape.exceptions import ApeException
 
         try:

@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import keccak
 
+from perpdex.constants import WAD
 from perpdex.errors import PerpdexError
 from perpdex.keepers.state import KeeperState
 from perpdex.sdk import math as pm
-from perpdex.units import WAD
 
 if TYPE_CHECKING:
     from perpdex.deploy import Protocol

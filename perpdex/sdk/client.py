@@ -38,10 +38,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perpdex.config import ROOT
+from perpdex.constants import (
+    ACCOUNT_EXISTS,
+    ACCOUNT_IN_LIQUIDATION,
+    ACCOUNT_PORTFOLIO,
+    BPS,
+    FLAG_DEGRADED,
+    WAD,
+)
 from perpdex.errors import DeploymentNotFound, PerpdexError, TransactionRejected
 from perpdex.sdk import riskbook
 from perpdex.sdk.math import (
-    FLAG_DEGRADED,
     NO_RISK_HEALTH,
     NO_SCENARIO,
     PICO_PER_USD,
@@ -49,7 +56,7 @@ from perpdex.sdk.math import (
     PositionView,
     QuoteView,
 )
-from perpdex.units import WAD, from_wad, to_units, to_wad
+from perpdex.units import EXACT, from_wad, to_units, to_wad
 
 if TYPE_CHECKING:
     from ape.api import AccountAPI, ReceiptAPI
@@ -80,13 +87,8 @@ __all__ = [
     "rejected",
 ]
 
-# Account header flags (contracts/modules/constants.vy, low byte of the header word).
-ACCOUNT_EXISTS = 1
-ACCOUNT_PORTFOLIO = 2
-ACCOUNT_IN_LIQUIDATION = 4
 INDEX_BITS = 96
 MAX_NAME_BYTES = 32
-BPS = 10_000
 
 #: Default worst fill accepted by `trade` and `close`: the quoted fill price moved 0.5%
 #: against the order.
@@ -158,6 +160,10 @@ REVERT_HINTS: dict[str, str] = {
     "clearinghouse: unknown market": "use a listed market; `perpdex quote` lists them",
     "clearinghouse: zero size": "give a size above zero",
     "clearinghouse: not reduce-only": "only orders that shrink the position are allowed here",
+    "clearinghouse: min position size": (
+        "an order must leave the position closed or worth at least $100 at the oracle "
+        "price; close it whole (`perpdex close SYMBOL`) or trade a larger size"
+    ),
     "clearinghouse: too many positions": (
         "close a position first, or trade from another sub-account"
     ),
@@ -1233,6 +1239,7 @@ class PerpdexClient:
             bound = to_wad(_positive(acceptable_price, "acceptable price"))
         else:
             bound = quote.acceptable_price(max_slippage)
+        self._require_min_position(account, m, delta, quote)
         receipt = self._send("trade", self.clearinghouse.trade, account, m, delta, bound)
         fills = [
             f
@@ -1261,6 +1268,17 @@ class PerpdexClient:
             block_number=receipt.block_number,
         )
 
+    def _require_min_position(self, account: int, m: int, delta: int, quote: Quote) -> None:
+        """Refuses, before sending, an order the Clearinghouse refuses for leaving a
+        position worth less than MIN_POSITION_NOTIONAL (pm.require_min_position)."""
+        from perpdex.sdk import math as pm
+
+        size = int(self.clearinghouse.position(account, m)[0])
+        try:
+            pm.require_min_position(size + delta, quote.view.oracle_price)
+        except pm.Revert as err:
+            raise TransactionRejected("trade", str(err), hint_for(str(err))) from err
+
     def position_size(self, account: int, market: str | int) -> Decimal:
         """Signed size of the account's position (0 when flat)."""
         return from_wad(int(self.clearinghouse.position(account, self.market_id(market))[0]))
@@ -1280,7 +1298,8 @@ class PerpdexClient:
                 f"account {account:#x} has no {self.deployment.markets[m]} position to close; "
                 "`perpdex portfolio` lists its positions"
             )
-        return self.trade(account, m, -size, max_slippage=max_slippage)
+        # copy_negate: exact (unary minus would round to the context's 28 digits)
+        return self.trade(account, m, size.copy_negate(), max_slippage=max_slippage)
 
     def refresh(self, markets: Sequence[str | int] | None = None) -> ReceiptAPI:
         """Re-read the oracle and accrue funding on `markets` (default: all). Anyone can."""
@@ -1532,7 +1551,7 @@ def _size_wad(size: Decimal | int | str) -> int:
         raise PerpdexError(
             f"size must be a number other than zero (0.5 buys, -0.5 sells), got {size}"
         )
-    wad = value.scaleb(18)
+    wad = EXACT.scaleb(value, 18)  # exact: the default context would round past 28 digits
     if wad != wad.to_integral_value():
         raise PerpdexError(f"size {size} is finer than 18 decimals; round it")
     return int(wad)

@@ -52,8 +52,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from perpdex.constants import (
+    ACCOUNT_EXISTS,
+    ACCOUNT_IN_LIQUIDATION,
+    ACCOUNT_PORTFOLIO,
+    BPS,
+    FLAG_DEGRADED,
+    FLAG_SEQUENCER_DOWN,
+    FLAG_SEQUENCER_GRACE,
+    IWAD,
+    MAX_ABS_I128,
+    MAX_COLLATERALS,
+    MAX_MARKETS,
+    MAX_POSITIONS,
+    MAX_PRICE,
+    MAX_SCENARIOS,
+    MIN_POSITION_NOTIONAL,
+    SECONDS_PER_DAY,
+    WAD,
+)
 from perpdex.errors import PerpdexError
 from perpdex.sdk import riskbook
+from perpdex.units import NANO
 
 if TYPE_CHECKING:
     from perpdex.sdk.snapshot import Snapshot
@@ -78,7 +98,9 @@ __all__ = [
     "MAX_COLLATERALS",
     "MAX_MARKETS",
     "MAX_POSITIONS",
+    "MAX_PRICE",
     "MAX_SCENARIOS",
+    "MIN_POSITION_NOTIONAL",
     "NANO",
     "NO_OVERRIDE",
     "NO_RISK_HEALTH",
@@ -160,6 +182,7 @@ __all__ = [
     "positions_bitmap",
     "quote",
     "refresh_stale",
+    "require_min_position",
     "scan",
     "shock",
     "simulate_trade",
@@ -179,31 +202,11 @@ __all__ = [
     "withdrawable",
 ]
 
-# --- constants (contracts/modules/constants.vy, packing.vy, ClearinghouseLens.vy) ----------
+# --- constants (packing.vy, ClearinghouseLens.vy; constants.vy's are in perpdex.constants) --
 
-WAD = 10**18
-IWAD = 10**18
-BPS = 10_000
-IBPS = 10_000
-NANO = 10**9
-SECONDS_PER_DAY = 86_400
-MAX_MARKETS = 32
-MAX_POSITIONS = 16
-MAX_COLLATERALS = 8
-MAX_SCENARIOS = 16
-MAX_ABS_I128 = 2**127 - 1
 UINT256_MAX = 2**256 - 1
 INT256_MAX = 2**255 - 1
 INT256_MIN = -(2**255)
-
-ACCOUNT_EXISTS = 1
-ACCOUNT_PORTFOLIO = 2
-ACCOUNT_IN_LIQUIDATION = 4
-
-# oracle router flags
-FLAG_DEGRADED = 1
-FLAG_SEQUENCER_DOWN = 2
-FLAG_SEQUENCER_GRACE = 4
 
 MASK_128 = 2**128 - 1
 MASK_96 = 2**96 - 1
@@ -373,7 +376,7 @@ def mark_rate(w: int) -> int:
 
 def pack_mark(price: int, ts: int, index: int, rate: int) -> int:
     """packing._pack_mark: `rate` is truncated toward zero to the 1e-15 grid."""
-    if price > MASK_88:
+    if price > MAX_PRICE:
         raise Revert("packing: price too large")
     if not -MAX_I72 <= index <= MAX_I72:
         raise Revert("packing: funding index too large")
@@ -798,7 +801,7 @@ def fill_price(price: int, skew: int, delta: int, skew_scale: int) -> int:
 
 
 def maker_size(skew: int, delta: int) -> int:
-    """pricing._maker_size: the part of |delta| that reduces |skew|."""
+    """The maker part of pricing._fee: the part of |delta| that reduces |skew|."""
     if (skew > 0 and delta < 0) or (skew < 0 and delta > 0):
         return min(abs(delta), abs(skew))
     return 0
@@ -1470,9 +1473,12 @@ class TradeResult:
     after: Snapshot
 
 
-def _with_market(snap: Snapshot, m: int, **changes: object) -> Snapshot:
+def _with_market(snap: Snapshot, m: int, mark: Mark, oi: tuple[int, int] | None = None) -> Snapshot:
+    """The snapshot with market m's mark (and, after a fill, its long and short open
+    interest) replaced."""
     markets = list(snap.markets)
-    markets[m] = replace(markets[m], **changes)
+    long_oi, short_oi = (markets[m].long_oi, markets[m].short_oi) if oi is None else oi
+    markets[m] = replace(markets[m], mark=mark, long_oi=long_oi, short_oi=short_oi)
     return replace(snap, markets=tuple(markets))
 
 
@@ -1489,7 +1495,7 @@ def _touch_market(snap: Snapshot, m: int, now: int) -> Snapshot:
     ms = snap.market(m)
     _require_quorum(ms.oracle_flags or 0)
     mark = touch(ms.mark, ms.params, ms.skew, snap.oracle_price(m), now)
-    return _with_market(snap, m, mark=mark)
+    return _with_market(snap, m, mark)
 
 
 def check_initial(snap: Snapshot, now: int, reason: str) -> tuple[Snapshot, tuple[int, ...]]:
@@ -1536,6 +1542,15 @@ def refresh_stale(snap: Snapshot, now: int | None = None) -> tuple[Snapshot, tup
                     snap = _touch_market(snap, m, now)
                     touched.append(m)
     return snap, tuple(touched)
+
+
+def require_min_position(size_after: int, price: int) -> None:
+    """engine._pool_trade's dust check: a market order leaves the position at zero or
+    worth at least MIN_POSITION_NOTIONAL at the oracle price `price` (whole dollars,
+    truncated toward zero, as the contract compares them)."""
+    usd = vdiv(size_after * price, IWAD * IWAD)
+    if size_after != 0 and abs(usd) < MIN_POSITION_NOTIONAL // WAD:
+        raise Revert("clearinghouse: min position size")
 
 
 def _require_can_add_risk(snap: Snapshot, m: int, p: MarketParams, flags: int) -> None:
@@ -1596,6 +1611,7 @@ def simulate_trade(
     pos = snap.position(market)
     size, cost = pos.size, pos.cost
     adds = size == 0 or (size > 0) == (size_delta > 0) or abs(size_delta) > abs(size)
+    require_min_position(size + size_delta, price)
     if adds:
         _require_can_add_risk(snap, market, p, flags)
     skew = ms.skew
@@ -1651,7 +1667,7 @@ def simulate_trade(
         timestamp=now,
         block_number=-1,
     )
-    after = _with_market(after, market, mark=mark, long_oi=long_oi, short_oi=short_oi)
+    after = _with_market(after, market, mark, (long_oi, short_oi))
     # _check_caps, on every fill (reduces included)
     if long_oi > ms.long_oi and long_oi > p.max_oi:
         raise Revert("clearinghouse: open interest cap reached")
@@ -1697,7 +1713,7 @@ def simulate_trade(
 LIQ_COST_SHARE = 8 * 10**17
 LIQ_REWARD_SHARE = 10**17
 LIQ_MAX_KEEPER_REWARD = 1_000 * WAD
-LIQ_MIN_POSITION_NOTIONAL = 100 * WAD
+LIQ_MIN_POSITION_NOTIONAL = MIN_POSITION_NOTIONAL  # the same constant (modules/constants.vy)
 
 
 def liq_scale(maintenance: int, notional: int, max_discount: int, penalty: int) -> int:
@@ -1792,6 +1808,16 @@ def liq_leg_part(size: int, fraction: int, mark: int) -> int:
     return part
 
 
+def liq_taker_leg_ok(size: int, part: int, taker_size: int, mark: int) -> bool:
+    """liquidation_transfer's rule for a taker account: where only part of a leg moves
+    (`part` of `size`), the taker's leg ends at zero or at least MIN_POSITION_NOTIONAL at
+    the mark; a whole leg moves as it is."""
+    if part in (0, size):
+        return True
+    held = taker_size + part
+    return held == 0 or mul_div(abs(held), mark, WAD, False) >= LIQ_MIN_POSITION_NOTIONAL
+
+
 # --- trading.vy: loss-cap close-outs -----------------------------------------------------
 
 LOSS_CAP_WINDOW = 60  # trading.LOSS_CAP_WINDOW (seconds)
@@ -1808,7 +1834,8 @@ def force_close(
     snap: Snapshot, market: int, window: int, now: int | None = None
 ) -> tuple[TradeResult | None, int]:
     """trading._force_close: closes as much of the position in `market` as the market's
-    loss-cap window (`loss_cap_window(market)`, start << 128 | used) allows, at the
+    loss-cap window (`loss_cap_window(market)`, start << 128 | used) allows (the whole
+    position when the rest would be worth less than MIN_POSITION_NOTIONAL), at the
     oracle price, paying the maker/taker fee. Returns (the fill, or None when the window
     is used up, and the window word after). Assumes the account's marks were just
     touched at `now` (trigger_loss_cap refreshes them first)."""
@@ -1821,18 +1848,21 @@ def force_close(
     limit = forced_limit(p)
     if used >= limit:
         return None, window
-    pos = snap.position(market)
-    amount = min(abs(pos.size), limit - used)
-    delta = -amount if pos.size > 0 else amount
-    window = (window >> 128 << 128) | (used + amount)
     flags = ms.oracle_flags or 0
     if flags & FLAG_SEQUENCER_DOWN:
         raise Revert("clearinghouse: sequencer down")
     if flags & FLAG_SEQUENCER_GRACE:
         raise Revert("clearinghouse: sequencer grace period")
     if flags & FLAG_DEGRADED:
-        raise Revert("clearinghouse: oracle degraded")
+        raise Revert("clearinghouse: no price quorum")
     price = snap.oracle_price(market)
+    pos = snap.position(market)
+    amount = min(abs(pos.size), limit - used)
+    # no dust: a rest worth less than MIN_POSITION_NOTIONAL closes with the window's part
+    if (abs(pos.size) - amount) * price < MIN_POSITION_NOTIONAL * WAD:
+        amount = abs(pos.size)
+    delta = -amount if pos.size > 0 else amount
+    window = (window >> 128 << 128) | (used + amount)
     mark = touch(ms.mark, p, ms.skew, price, now)
     index = mark.index
     fee_ = fee(price, ms.skew, delta, p.maker_fee, p.taker_fee)
@@ -1867,7 +1897,7 @@ def force_close(
         timestamp=now,
         block_number=-1,
     )
-    after = _with_market(after, market, mark=mark, long_oi=long_oi, short_oi=short_oi)
+    after = _with_market(after, market, mark, (long_oi, short_oi))
     res = TradeResult(
         fill_price=price,
         fee=fee_,

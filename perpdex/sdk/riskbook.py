@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perpdex.config import MarketRisk, RiskConfig, Scenario
+from perpdex.constants import MAX_MARKETS, MAX_SCENARIOS
 
 SHOCK_MIN, SHOCK_MAX = -(2**15), 2**15 - 1
-MAX_SCENARIOS = 16
-MAX_MARKETS = 32
 MARKETS_OFFSET = 32
 NAMES_OFFSET = 32 + 64 * MAX_MARKETS
 BOOK_BYTES = NAMES_OFFSET + 32 * MAX_SCENARIOS  # fixed size, unused slots zero

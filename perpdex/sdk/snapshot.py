@@ -30,13 +30,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from perpdex.sdk import riskbook
-from perpdex.sdk.math import (
+from perpdex.constants import (
     ACCOUNT_EXISTS,
     ACCOUNT_IN_LIQUIDATION,
     ACCOUNT_PORTFOLIO,
     MAX_COLLATERALS,
     MAX_MARKETS,
+)
+from perpdex.sdk import riskbook
+from perpdex.sdk.math import (
     Book,
     Mark,
     MarketParams,

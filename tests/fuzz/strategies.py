@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-WAD = 10**18
-BPS = 10_000
+from perpdex.constants import WAD
+
 DAY = 86_400
 
 

@@ -8,15 +8,10 @@ right ABI, and check conservation of the settlement token.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-
-import ape.exceptions
-import pytest
-from ape_ethereum.trace import Trace
 
 from perpdex.deploy import Protocol
 from perpdex.keepers.liquidator import accounts_opened, conservation_gap
@@ -27,20 +22,10 @@ __all__ = [
     "WAD",
     "LiqWorld",
     "Victim",
-    "quiet_revert_traces",
 ]
 
 BTC = 0
 TWAP_WINDOW = 600  # config/markets.yaml oracle.twap_window of every market
-
-
-def quiet_revert_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    """ape prints a call trace and maps every revert to a source traceback (seconds per
-    revert); these tests match revert strings only. PERPDEX_SHOW_REVERT_TRACES=1 keeps
-    them (see tests/unit/clearinghouse/conftest.py)."""
-    if not os.environ.get("PERPDEX_SHOW_REVERT_TRACES"):
-        monkeypatch.setattr(Trace, "show", lambda self, *args, **kwargs: None)
-        monkeypatch.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
 
 
 @dataclass

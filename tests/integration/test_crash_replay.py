@@ -9,17 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from liquidation_helpers import quiet_revert_traces
 from rich.console import Console
 
 from perpdex.crash import CrashConfig, run
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _crash_quiet_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet_revert_traces(monkeypatch)
 
 
 def test_crash_replay(protocol: Any, accounts: Any, tmp_path: Path) -> None:

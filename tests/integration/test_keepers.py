@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from liquidation_helpers import LiqWorld, Victim, funded_world, quiet_revert_traces
+from liquidation_helpers import LiqWorld, Victim, funded_world
 
 from perpdex.keepers import liquidator as liquidator_module
 from perpdex.keepers.liquidator import (
@@ -27,11 +27,6 @@ from perpdex.sdk import math as pm
 from perpdex.units import WAD
 
 BTC = 0
-
-
-@pytest.fixture(autouse=True)
-def _keeper_quiet_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet_revert_traces(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +215,6 @@ def test_keeper__reverted_send_does_not_crash_it(
     assert not out.ok and out.stage == "send"
     assert "already in liquidation" in out.error
     monkeypatch.undo()
-    quiet_revert_traces(monkeypatch)
     assert a.run(interval=0, ticks=2) == 2
 
 

@@ -32,7 +32,6 @@ from liquidation_helpers import (
     fill_price,
     funded_world,
     part_of,
-    quiet_revert_traces,
 )
 
 from perpdex.sdk import math as pm
@@ -40,11 +39,6 @@ from perpdex.sdk import math as pm
 BTC = 0
 DEPOSIT = 12_000
 INSURANCE = 1_000
-
-
-@pytest.fixture(autouse=True)
-def _liquidation_quiet_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet_revert_traces(monkeypatch)
 
 
 @pytest.fixture(scope="module")

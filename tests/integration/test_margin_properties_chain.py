@@ -28,14 +28,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perpdex.config import MarketRisk, load_risk
+from perpdex.constants import BPS, WAD
 from perpdex.risk.governance import book_problems
 from perpdex.sdk import math as pm
 from perpdex.sdk import riskbook
 from perpdex.sdk.riskbook import RiskBook
 from perpdex.sdk.snapshot import Snapshot
 
-WAD = 10**18
-BPS = 10_000
 USDC = 10**6
 FEED = 10**8
 MAX_UINT256 = 2**256 - 1

@@ -61,7 +61,7 @@ def funded(client: PerpdexClient, token: Any, trader: Any) -> int:
 def seeded_pool(protocol: Any, h: Any, admin: Any) -> None:
     """Pool cash for market orders (the vault contract arrives later)."""
     protocol.admin.set_vault(admin, sender=admin)
-    protocol.ops.vault_deposit(h.fund(admin, 1_000_000), sender=admin)
+    protocol.admin.vault_deposit(h.fund(admin, 1_000_000), sender=admin)
 
 
 # --- construction ----------------------------------------------------------------------------

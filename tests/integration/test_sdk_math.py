@@ -32,16 +32,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from ape.exceptions import ContractLogicError, TransactionError
-from ape_ethereum.trace import Trace
+from ape.exceptions import ContractLogicError
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from perpdex.constants import WAD
 from perpdex.sdk import math as pm
 from perpdex.sdk import riskbook
 from perpdex.sdk.snapshot import Snapshot
 
-WAD = 10**18
 USDC = 10**6
 FEED = 10**8  # one dollar in an 8-decimal mock feed
 MAX_UINT256 = 2**256 - 1
@@ -50,14 +49,6 @@ DAY = 86_400
 
 
 # --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _quiet_revert_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Refused trades are part of the test; skip ape's slow trace rendering for them."""
-    if not os.environ.get("PERPDEX_SHOW_REVERT_TRACES"):
-        monkeypatch.setattr(Trace, "show", lambda self, *args, **kwargs: None)
-        monkeypatch.setattr(TransactionError, "_get_ape_traceback", lambda self: None)
 
 
 @pytest.fixture

@@ -370,7 +370,7 @@ def test_lp__deposit_and_redeem_round_trip_pays_the_fee(sdk_lp, protocol, lp, ad
     out = sdk_lp.lp_redeem()
     assert vault.balanceOf(lp) == 0
     assert out.assets * USDC == preview == token.balanceOf(lp) - 40_000 * USDC
-    fee = 10_000 * USDC * int(vault.withdraw_fee_bps()) // 10_000  # 0.75%
+    fee = 10_000 * USDC * int(vault.withdraw_fee_bps()) // 10_000  # 1.05%
     assert 10_000 * USDC - fee - 1 <= preview <= 10_000 * USDC - fee
     # the fee stayed in the pool, with the LP who stayed
     assert vault.convertToAssets(vault.balanceOf(admin)) >= admin_worth + fee - 2
@@ -415,7 +415,7 @@ def test_lp_status__equals_the_chain(sdk_lp, sdk_trader, protocol, lp, trading_a
     assert st.pool_equity == from_wad(protocol.lens.vault_equity())
     assert st.pool_cash == from_wad(ch.pool_cash())
     assert st.insurance == from_wad(ch.insurance_fund()) > 0  # the trades paid fees
-    assert st.withdraw_fee == Decimal("0.0075")
+    assert st.withdraw_fee == Decimal("0.0105")
     # one whole share is worth the share price (the vault's own conversion, in units)
     assert abs(st.share_price * USDC - vault.convertToAssets(10**12)) <= 1
     btc = st.markets[0]

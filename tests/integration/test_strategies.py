@@ -16,7 +16,6 @@ from typing import Any
 import ape
 import ape.exceptions
 import pytest
-from liquidation_helpers import quiet_revert_traces
 
 from perpdex.sdk import math as pm
 from perpdex.sdk.snapshot import Snapshot
@@ -30,11 +29,6 @@ USD = WAD
 PORTFOLIO_FLAG = 2
 
 pytestmark = pytest.mark.usefixtures("strategies_world")
-
-
-@pytest.fixture(autouse=True)
-def _quiet_strategy_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet_revert_traces(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +331,8 @@ def test_loss_cap__portfolio_account_closes_when_no_leg_unhedges(ch, protocol, h
 
 
 def _hedged(protocol, h, trader, dollars, portfolio):
-    """Long 1 BTC hedged by short 20 ETH: isolated ~16,000, portfolio ~11,000."""
+    """Long 1 BTC hedged by short 20 ETH: isolated ~16,016, portfolio ~15,586 (the
+    fat-tailed book charges this pair almost in full)."""
     acct = h.funded_account(trader, dollars, portfolio=portfolio, name="hedged")
     h.trade(trader, acct, "BTC", "1")
     h.trade(trader, acct, "ETH", "-20")
@@ -365,7 +360,7 @@ def test_mode_switch__both_ways_changes_only_the_requirement(ch, protocol, h, tr
 
 
 def test_mode_switch__to_isolated_under_margined__reverts(ch, protocol, h, trader):
-    acct = _hedged(protocol, h, trader, 14_000, portfolio=True)
+    acct = _hedged(protocol, h, trader, 15_800, portfolio=True)
     m = margin(ch, acct)
     assert m.initial <= m.equity < m.isolated
     before = state_of(ch, acct)
@@ -378,7 +373,7 @@ def test_mode_switch__to_isolated_under_margined__reverts(ch, protocol, h, trade
 def test_mode_switch__to_isolated_at_the_boundary(ch, protocol, h, trader):
     """To the token unit: one unit short of the isolated requirement is refused, enough
     for it switches."""
-    acct = _hedged(protocol, h, trader, 14_000, portfolio=True)
+    acct = _hedged(protocol, h, trader, 15_800, portfolio=True)
     m = margin(ch, acct)
     short = m.isolated - m.equity
     need = -(-short // UNIT)  # units that lift equity to the isolated requirement

@@ -32,16 +32,10 @@ from liquidation_helpers import (
     LiqWorld,
     Victim,
     funded_world,
-    quiet_revert_traces,
 )
 
 BTC, ETH = 0, 1
 EPS_HEALTH = Decimal("0.995")  # "health 1 - epsilon"
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet_revert_traces(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -338,7 +332,9 @@ def test_tranche__never_leaves_a_position_below_the_minimum(
     minimum notional; the transfer takes that leg whole."""
     acct = liq.account(trader, 12_000, name="dust")
     liq.trade(trader, acct, BTC, "1")
-    liq.trade(trader, acct, ETH, "0.03")  # about $90
+    # about $120, then ETH falls to leave about $90 (no order may open a leg that small)
+    liq.trade(trader, acct, ETH, "0.04")
+    liq.post({"ETH": liq.feed_price("ETH") * Decimal("0.75")})
     hold_at_health(liq, acct, "BTC", Decimal(90_000), Decimal(100_000), EPS_HEALTH)
     tx = liq.auction.start(acct, keeper_acct, sender=keeper)
     chain.pending_timestamp = ts(chain, tx) + 30
@@ -346,6 +342,46 @@ def test_tranche__never_leaves_a_position_below_the_minimum(
     mark = int(liq.ch.mark(ETH)[0])
     left = abs(int(liq.ch.position(acct, ETH)[0])) * mark // WAD
     assert left == 0 or left >= int(liq.auction.MIN_POSITION_NOTIONAL())
+
+
+def test_take__a_sliver_of_a_large_leg_is_refused_to_the_taker(
+    liq, trader, keeper, keeper_acct, chain
+):
+    """Found by the outside review (F1): a keeper took $10 of a 1-BTC liquidation and
+    its own account held a $10 BTC leg, which no market order may open. The taker's side
+    of a partial leg now obeys the minimum; a take of at least $100 goes through."""
+    v = liq.btc_long(trader, 12_000, size="1")
+    liq.hold({"BTC": liq.price_for_health(v.account, Decimal("0.9"))})
+    liq.auction.start(v.account, keeper_acct, sender=keeper)
+    lot = liq.state(v.account)[2]
+    mark = int(liq.ch.mark(BTC)[0])
+    held = int(liq.ch.position(keeper_acct, BTC)[0])
+
+    def fraction_worth(usd: int) -> int:
+        return (usd * WAD * WAD // mark) * WAD // lot  # of the lot, for a 1-BTC book
+
+    with ape.reverts("clearinghouse: min position size"):
+        liq.auction.take(v.account, keeper_acct, fraction_worth(10), sender=keeper)
+    liq.auction.take(v.account, keeper_acct, fraction_worth(150), sender=keeper)
+    got = abs(int(liq.ch.position(keeper_acct, BTC)[0]) - held) * mark // WAD
+    assert 100 * WAD <= got <= 151 * WAD
+
+
+def test_take__a_small_leg_moves_whole_to_the_taker(liq, trader, keeper, keeper_acct, chain):
+    """The account's own leg under $100 (a price fall made it so) moves whole: the taker
+    receives it as it is, so the minimum never blocks a take of an account with dust."""
+    acct = liq.account(trader, 12_000, name="dust2")
+    liq.trade(trader, acct, BTC, "1")
+    liq.trade(trader, acct, ETH, "0.04")
+    liq.post({"ETH": liq.feed_price("ETH") * Decimal("0.75")})
+    hold_at_health(liq, acct, "BTC", Decimal(90_000), Decimal(100_000), EPS_HEALTH)
+    eth_before = int(liq.ch.position(keeper_acct, ETH)[0])
+    tx = liq.auction.start(acct, keeper_acct, sender=keeper)
+    chain.pending_timestamp = ts(chain, tx) + 30
+    liq.auction.take(acct, keeper_acct, WAD, sender=keeper)
+    assert int(liq.ch.position(acct, ETH)[0]) == 0
+    moved = int(liq.ch.position(keeper_acct, ETH)[0]) - eth_before
+    assert moved == 4 * 10**16  # the whole $90 leg
 
 
 def test_redo__after_the_deadline__reverts(liq, trader, keeper, keeper_acct, chain):

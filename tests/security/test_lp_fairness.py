@@ -26,15 +26,10 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "integration"))
-from liquidation_helpers import WAD, LiqWorld, quiet_revert_traces
+from liquidation_helpers import WAD, LiqWorld
 
 BTC, ETH, SOL = 0, 1, 2
 LP_DEPOSIT = 1_000_000
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet_revert_traces(monkeypatch)
 
 
 @pytest.fixture

@@ -22,18 +22,14 @@ import ape
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
-from liquidation_helpers import LiqWorld, funded_world, quiet_revert_traces
+from liquidation_helpers import LiqWorld, funded_world
+
+from perpdex.constants import WAD
 
 BTC, SOL = 0, 2
-WAD = 10**18
 FEED = 10**8  # one dollar in the 8-decimal mock feeds
 MAX_AGE = 3_600  # config/markets.yaml oracle.max_age
 NO_QUORUM = "clearinghouse: no price quorum"
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet_revert_traces(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +50,20 @@ def _resumed(w: LiqWorld, tx: Any) -> list[tuple[int, int]]:
     return [(int(e.market), int(e.price)) for e in w.ch.MarketResumed.from_receipt(tx)]
 
 
-def _sol_two_live_feeds_one_lying(w: LiqWorld, chain: Any, honest: int, lie: int) -> None:
-    """SOL as it shipped (two live feeds; the third is stale), one feed reporting `lie`."""
+def _sol_two_live_feeds_one_lying(
+    w: LiqWorld, chain: Any, honest: int, lie: int, pin: bool = False
+) -> None:
+    """SOL as it shipped (two live feeds; the third is stale), one feed reporting `lie`.
+
+    With `pin`, every transaction is mined in the same second as the first: anvil
+    otherwise lets the wall clock move the next block on (seen on a slow CI machine)."""
     feeds = w.p.feeds["SOL"]
     now = chain.pending_timestamp
-    feeds[0].set_round_data(honest * FEED, now, now, sender=w.who)
-    feeds[1].set_round_data(lie * FEED, now, now, sender=w.who)
-    feeds[2].set_round_data(honest * FEED, now - MAX_AGE - 1, now - MAX_AGE - 1, sender=w.who)
+    rounds = ((honest, now), (lie, now), (honest, now - MAX_AGE - 1))
+    for feed, (price, at) in zip(feeds, rounds, strict=True):
+        if pin:
+            chain.pending_timestamp = now
+        feed.set_round_data(price * FEED, at, at, sender=w.who)
 
 
 def test_outlier_of_three_is_dropped__close_fills_at_honest_price(
@@ -205,7 +208,7 @@ def test_liquidation_transfer_refuses_frozen_market_even_with_fresh_mark(
     chain.pending_timestamp = ts
     _refresh(w)  # quorum: SOL's mark is from `ts`
     chain.pending_timestamp = ts
-    _sol_two_live_feeds_one_lying(w, chain, 150, 1_500)
+    _sol_two_live_feeds_one_lying(w, chain, 150, 1_500, pin=True)
     chain.pending_timestamp = ts
     assert _frozen(w, _refresh(w)) == [SOL]
     assert int(w.ch.mark(SOL)[1]) == ts  # the cached mark still looks fresh

@@ -24,16 +24,10 @@ from liquidation_helpers import (
     WAD,
     LiqWorld,
     funded_world,
-    quiet_revert_traces,
 )
 
 BTC, ETH = 0, 1
 HAIRCUT = WAD // 10  # 10%
-
-
-@pytest.fixture(autouse=True)
-def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet_revert_traces(monkeypatch)
 
 
 @pytest.fixture(scope="module")

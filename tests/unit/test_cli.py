@@ -130,7 +130,7 @@ def test_account__table_shows_every_sub_account(cli, sdk, h, protocol, admin, wa
     sdk.open_account("hedge", portfolio=True)
     sdk.deposit(main, Decimal("10000"))
     protocol.admin.set_vault(admin, sender=admin)
-    protocol.ops.vault_deposit(h.fund(admin, 1_000_000), sender=admin)
+    protocol.admin.vault_deposit(h.fund(admin, 1_000_000), sender=admin)
     h.trade(sdk.signer, main, "BTC", "0.1")
     m = sdk.margin(main)
     balance = sdk.balances(main)["USDC"]

@@ -42,7 +42,7 @@ def sizes(ch: Any, acct: int) -> list[int]:
 
 def hedged(h: Any, trader: Any, dollars: int, portfolio: bool) -> int:
     """The trader's sub-account long 1 BTC hedged by short 20 ETH: the isolated
-    requirement is ~$16,000, the portfolio one ~$11,000."""
+    requirement is ~$16,016, the portfolio one ~$15,586."""
     acct = h.funded_account(trader, dollars, portfolio=portfolio, name="hedged")
     h.trade(trader, acct, "BTC", "1")
     h.trade(trader, acct, "ETH", "-20")
@@ -97,7 +97,7 @@ def test_mode__both_ways_prints_the_requirement_before_and_after(cli, ch, sdk, h
 def test_mode__under_margined_in_isolated__refused_with_the_shortfall(
     cli, ch, sdk, h, trader, cli_pool
 ):
-    acct = hedged(h, trader, 14_000, portfolio=True)
+    acct = hedged(h, trader, 15_800, portfolio=True)
     m = sdk.margin(acct)
     assert m.initial <= m.equity < m.isolated
     line = failed(cli("mode", "isolated"))

@@ -5,10 +5,13 @@ with everything it holds). Share pricing and round trips are checked by the stat
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import ape
 import pytest
+
+from perpdex.config import LP_EXIT_HEADROOM_BPS, ROOT
 
 ZERO = "0x0000000000000000000000000000000000000000"
 
@@ -103,10 +106,10 @@ def test_redeem__everything__leaves_no_shares(
 
 def test_set_withdraw_fee__owner__emits(vault: Any, admin: Any) -> None:
     old = int(vault.withdraw_fee_bps())
-    tx = vault.set_withdraw_fee(100, sender=admin)
-    assert int(vault.withdraw_fee_bps()) == 100
+    tx = vault.set_withdraw_fee(150, sender=admin)
+    assert int(vault.withdraw_fee_bps()) == 150
     (ev,) = list(tx.decode_logs(vault.WithdrawFeeUpdated))
-    assert (ev.old_fee_bps, ev.new_fee_bps) == (old, 100)
+    assert (ev.old_fee_bps, ev.new_fee_bps) == (old, 150)
 
 
 def test_set_withdraw_fee__below_exposure_bound__reverts(vault: Any, admin: Any) -> None:
@@ -141,14 +144,21 @@ def test_constructor__fee_below_exposure_bound__reverts(
 
 def test_withdraw_fee__covers_one_update_across_every_market(vault: Any, protocol: Any) -> None:
     """The deployed floor and fee cover feed deviation x the sum of the markets'
-    exposure caps (a correlated oracle round moves every market at once), read from the
-    deployed markets, not from the config alone."""
+    exposure caps (a correlated oracle round moves every market at once) x the headroom
+    LP exits may use above the caps, read from the deployed markets and the treasury
+    module's constant, not from the config alone."""
     from perpdex.units import WAD
+
+    headroom = re.search(
+        r"LP_EXIT_HEADROOM_BPS: constant\(uint256\) = ([0-9_]+)",
+        (ROOT / "contracts" / "modules" / "treasury.vy").read_text(),
+    )
+    assert headroom is not None and int(headroom[1]) == LP_EXIT_HEADROOM_BPS
 
     system = protocol.system
     ch = protocol.clearinghouse
     caps = sum(int(ch.market_params(m).max_vault_exposure) for m in range(int(ch.market_count())))
-    bound = -(-system.vault_feed_deviation_bps * caps // WAD)
-    assert bound == 70  # 0.5% x (0.5 + 0.5 + 0.4)
+    bound = -(-system.vault_feed_deviation_bps * caps * LP_EXIT_HEADROOM_BPS // (WAD * 10_000))
+    assert bound == 105  # 0.5% x (0.5 + 0.5 + 0.4) x 1.5
     assert int(vault.min_withdraw_fee_bps()) == bound
     assert int(vault.withdraw_fee_bps()) >= bound

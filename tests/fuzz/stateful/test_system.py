@@ -1,6 +1,5 @@
-"""Stateful fuzz of the whole perpdex system: the invariants of
-/work/shared/reference/invariants.md after every transaction, at 6 and 18 settlement
-decimals.
+"""Stateful fuzz of the whole perpdex system: the invariants of docs/invariants.md after
+every transaction, at 6 and 18 settlement decimals.
 
 The machine drives traders (isolated and portfolio sub-accounts, USDC and WETH collateral)
 trading all three markets (opens, adds, reductions, closes, flips), LPs in the vault
@@ -32,7 +31,7 @@ Every action is predicted or checked against an independent Python model:
 A reverted action must leave the whole system (every figure the machine reads) as it
 was, and its reason must be one the action can legitimately fail with.
 
-Invariants (numbers as in invariants.md), after every transaction:
+Invariants (numbers as in docs/invariants.md), after every transaction:
 
 1. conservation: settlement tokens held by the Clearinghouse x scale == sum of account
    balances + pool cash + insurance + protocol fees (+ donations), at most 1 wei of
@@ -89,18 +88,17 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from perpdex.constants import BPS, WAD
 from perpdex.sdk import math as pm
 from perpdex.sdk.snapshot import CollateralInfo, MarketState, Snapshot
 
 from .. import strategies as fst
 from ..conftest import FuzzAccount, FuzzSystem, RpcError, TxResult, fuzz_profile
 
-WAD = 10**18
-BPS = 10_000
 MAX_U = 2**256 - 1
 POOL = 0
 FEED_SCALE = 10**10  # 8-decimal feed answer -> WAD
-MAX_PRICE = 2**96 - 1
+MAX_PRICE = 2**88 - 1  # OracleRouter.MAX_PRICE (modules/constants.vy)
 DOWN, GRACE, DEGRADED = pm.FLAG_SEQUENCER_DOWN, pm.FLAG_SEQUENCER_GRACE, pm.FLAG_DEGRADED
 
 # --- revert reasons ------------------------------------------------------------------------
@@ -712,6 +710,7 @@ class SystemMachine(RuleBasedStateMachine):
         self.provisions: dict[int, int] = {}  # account -> its BadDebtProvisioned amount
         self.lp_fee_last = 0
         self.lp_virtual_last = 0
+        self.last_explained = 0  # the last step's explained vault-equity change (WAD)
         self.dirty = False
         self.collaterals = {
             0: CollateralInfo(0, fs.h["token"].address, 0, 0),
@@ -1010,12 +1009,8 @@ class SystemMachine(RuleBasedStateMachine):
             ), f"{what}: a donation moved the vault"
         if kind == "lp":
             assert not _price_lt(p_after, p_before), f"{what}: an LP action lowered share price"
-        if _price_lt(p_after, p_before):
-            socialized = sum(a["socialized"] for a in tx.events("BadDebtSettled"))
-            moved = tx.events("MarkUpdated") or tx.events("Fill")
-            assert socialized or moved, (
-                f"{what}: share price fell without trading, marks moving or socialisation"
-            )
+        if kind != "donation":
+            self._share_price_explained(before, w, tx, what)
         # 8. once only: one capped reward per tranche
         opened = tx.events("TrancheOpened")
         rewards = tx.events("LiquidationBegun") + tx.events("LiquidationRewardPaid")
@@ -1044,6 +1039,55 @@ class SystemMachine(RuleBasedStateMachine):
             assert any(x.size != y.size for x, y in zip(a_pos, b_pos, strict=True))
             assert e["fee"] <= fs.config.loss_cap_fee, f"{what}: loss-cap fee above the fee"
         self._zero_sum(w, what)
+
+    def _explained_equity(self, before: World, after: World, tx: TxResult) -> int:
+        """Vault equity (USD WAD) after `tx` as trader PnL, funding and fees explain it:
+        the book as it was before, valued at the marks after (price moves and funding
+        accrued), plus what each fill against the pool moved from the trader to the
+        vault at that mark (skew premium, liquidation discount: size x (price - mark))
+        and the vault's share of its fee. Rounded down by a few wei per fill."""
+        ref = self._vault_equity(replace(before, marks=after.marks))
+        fs = self.fs
+        keep = BPS - fs.system.insurance_bps - fs.system.protocol_bps
+        for f in tx.events("Fill"):
+            if f["counterparty"] != POOL:
+                continue  # account to account: the pool's books net to zero
+            mark = after.marks[f["market"]].price
+            ref += pm.div_floor(f["size_delta"] * (f["price"] - mark), WAD) - 2
+            ref += f["fee"] * keep // BPS - 2
+        return ref
+
+    def _share_price_explained(self, before: World, w: World, tx: TxResult, what: str) -> None:
+        """6. The share price moves only with trader PnL against the vault, fees and
+        funding (`_explained_equity`), and falls beyond that only in a step that
+        socialised a loss: by at most what it socialised (BadDebtSettled) plus what a
+        liquidation step newly provisioned beyond insurance (BadDebtProvisioned). Per
+        share, so LP deposits and redemptions (shares priced at the fresh marks) are held
+        to it too. Rounding: a few wei per fill and market."""
+        fs = self.fs
+        ref = self._explained_equity(before, w, tx)
+        self.last_explained = ref - self._vault_equity(before)
+        allowed = 0
+        if tx.events("BadDebtSettled") or tx.events("BadDebtProvisioned"):
+            uncovered_before = max(before.provision - before.insurance, 0)
+            uncovered_after = max(w.provision - w.insurance, 0)
+            allowed = sum(e["socialized"] for e in tx.events("BadDebtSettled"))
+            allowed += max(uncovered_after - uncovered_before, 0)
+        tol = 2 * len(fs.params) + 2
+        floor = ref - allowed - tol
+        p_ref = (max(floor, 0) // fs.scale + 1, before.supply + self.offset)
+        p_after = (w.total_assets + 1, w.supply + self.offset)
+        if w.supply == before.supply:
+            # same shares: compare equity to the wei, not only the token-unit share price
+            assert w.vault_equity >= floor, (
+                f"{what}: vault equity {w.vault_equity} fell {floor - w.vault_equity} wei "
+                f"below what trader PnL, funding and fees explain ({ref}; socialised or "
+                f"provisioned {allowed})"
+            )
+        assert not _price_lt(p_after, p_ref), (
+            f"{what}: share price {p_after} below {p_ref}, what trader PnL, funding and "
+            f"fees explain (socialised or provisioned {allowed})"
+        )
 
     def _zero_sum(self, w: World, what: str) -> None:
         """2. Zero-sum: trader PnL + vault PnL + fees sum to zero, and funding paid equals
@@ -1628,6 +1672,92 @@ class SystemMachine(RuleBasedStateMachine):
         if tx.ok:
             assert self.world.tokens[lp] <= wallet, "an ERC-4626 round trip made a profit"
 
+    @rule(
+        pick=fst.lps,
+        usd=fst.lp_usd,
+        around=st.sampled_from(["jump", "jump", "start", "settle"]),
+        market=fst.markets,
+        bps=fst.jump_bps,
+        k=fst.keepers,
+        acct_pick=fst.account_picks,
+    )
+    def lp_sandwich(
+        self, pick: int, usd: int, around: str, market: int, bps: int, k: int, acct_pick: int
+    ) -> None:
+        """6. An adversarial LP deposits right before an oracle jump (feeds posted, marks
+        not refreshed: the vault's own sync on redeem moves them), a liquidation start
+        (which provisions the account's deficit) or a backstop that may settle bad debt,
+        and redeems its shares right after. It gets at most its share of what the vault
+        went through in between, valued net of provisioned bad debt: no profit from a
+        stale mark, no escape from a provisioned loss. Every step is also held to the
+        strict share-price rule (`_share_price_explained`)."""
+        lp = self._lp(pick)
+        units = usd * self.fs.unit
+        self._mint(lp, units)
+        tx = self._tx(
+            f"LP deposits ${usd} before a {around}",
+            lp,
+            "vault",
+            "deposit",
+            units,
+            lp,
+            expect=loose(self.VAULT_REASONS),
+        )
+        if not tx.ok:
+            return
+        (dep,) = [e for e in tx.events("Deposit") if "shares" in e]
+        e1, s1 = self.world.vault_equity, self.world.supply
+        if around == "jump":
+            self.price[market] = self._clamp(market, self.price[market] * (BPS + bps) // BPS)
+            self._post(market)
+        elif around == "start":
+            self._sync()
+            pool = self._liquidatable()
+            pool = [a for a in pool if not self.world.accts[a.id].healthy()] or pool
+            if pool:
+                self._start(self._pick(acct_pick, pool), k)
+        else:
+            self._sync()
+            pool = self._in_auction()
+            if pool:
+                a = self._pick(acct_pick, pool)
+                self.now = max(self.now, self.world.accts[a.id].deadline)
+                for m in range(len(self.fs.feeds)):
+                    self._post(m)
+                self._backstop(a)
+        self._sync()
+        before = self.world
+        tx = self._tx(
+            f"LP redeems the {dep['shares']} shares after the {around}",
+            lp,
+            "vault",
+            "redeem",
+            dep["shares"],
+            lp,
+            lp,
+            expect=loose(self.VAULT_REASONS),
+        )
+        if not tx.ok:
+            return
+        (out,) = [e for e in tx.events("Withdraw") if "shares" in e]
+        w, scale = self.world, self.fs.scale
+        # the equity the redeem priced shares at: the book before it at the marks it
+        # synced, less provisioned bad debt insurance does not cover (the lens's rule)
+        priced = self._vault_equity(replace(before, marks=w.marks))
+        cap = dep["shares"] * (max(priced, 0) // scale + 1) // (before.supply + self.offset)
+        assert out["assets"] <= cap, (
+            f"LP paid {out['assets']} for {dep['shares']} shares, above {cap}: its share of "
+            f"equity net of the provision ({before.provision} provisioned, insurance "
+            f"{before.insurance})"
+        )
+        # profit at most its share of how the vault's equity moved while it held
+        moved = max(priced - e1, 0)
+        share = -(-dep["shares"] * moved // (s1 + self.offset)) // scale + 1
+        assert out["assets"] - dep["assets"] <= share, (
+            f"LP made {out['assets'] - dep['assets']} units round a {around}; its share of "
+            f"the vault's gain was {share}"
+        )
+
     # --- rules: market data and time ---------------------------------------------------------
 
     def _post(self, m: int, answers: list[int] | None = None) -> None:
@@ -2086,6 +2216,12 @@ class SystemMachine(RuleBasedStateMachine):
                 )
                 if self.world.accts[k_acct].in_liquidation:
                     raise Predicted("clearinghouse: taker in liquidation")
+                for m, pos in enumerate(st.pos):
+                    mark = snap.mark(m).price
+                    leg = pm.liq_leg_part(pos.size, part, mark) if pos.size else 0
+                    taker_size = self.world.accts[k_acct].pos[m].size
+                    if not pm.liq_taker_leg_ok(pos.size, leg, taker_size, mark):
+                        raise Predicted("clearinghouse: min position size")
             expect = OK if finishes else loose("clearinghouse: taker below initial margin")
         except Predicted as e:
             expect = exact(str(e.args[0]))

@@ -22,22 +22,12 @@ PERPDEX_SHOW_REVERT_TRACES=1 to get them back when debugging a failure.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-import ape.exceptions
 import pytest
-from ape_ethereum.trace import Trace
 
 from .helpers import ETH, POOL_USD, WAD
-
-
-@pytest.fixture(autouse=True)
-def _quiet_revert_traces(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not os.environ.get("PERPDEX_SHOW_REVERT_TRACES"):
-        monkeypatch.setattr(Trace, "show", lambda self, *args, **kwargs: None)
-        monkeypatch.setattr(ape.exceptions, "_get_ape_traceback_from_tx", lambda txn: None)
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +66,7 @@ def vault_cash(all_actors: None, protocol: Any, h: Any, admin: Any) -> int:
     """Admin stands in for the vault and seeds the pool with POOL_USD."""
     protocol.admin.set_vault(admin, sender=admin)
     units = h.fund(admin, POOL_USD)
-    protocol.ops.vault_deposit(units, sender=admin)
+    protocol.admin.vault_deposit(units, sender=admin)
     return units
 
 

@@ -8,7 +8,8 @@ from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from hexbytes import HexBytes
 
-from perpdex.units import NANO, WAD
+from perpdex.constants import WAD
+from perpdex.units import NANO
 
 ZERO_ADDRESS = "0x" + "00" * 20
 MAX_UINT256 = 2**256 - 1
@@ -18,10 +19,6 @@ BTC, ETH, SOL = 0, 1, 2
 FEED_USD = 10**8  # one dollar in an 8-decimal mock feed
 
 POOL_USD = 1_000_000  # cash the `vault_cash` fixture puts in the pool
-
-# account header bits (contracts/modules/constants.vy, packing.vy)
-ACCOUNT_EXISTS = 1
-ACCOUNT_PORTFOLIO = 2
 
 MISSING_ROLE = "access_control: account is missing role"
 

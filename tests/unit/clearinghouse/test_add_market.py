@@ -106,12 +106,12 @@ def test_add_market__untradable_until_risk_book_covers_it(
     gov.add_market(new_params, sender=admin)
     acct = h.funded_account(trader, 10_000)
     with ape.reverts("clearinghouse: market not in risk book"):
-        ch.trade(acct, oracle_market, WAD, MAX_UINT256, sender=trader)
+        ch.trade(acct, oracle_market, 3 * WAD, MAX_UINT256, sender=trader)
     symbols = [*protocol.symbols, "NEW"]
     risk = protocol_risk_with_new_market()
     gov.set_risk_book(riskbook.encode(riskbook.from_config(risk, symbols)), sender=admin)
-    ch.trade(acct, oracle_market, WAD, MAX_UINT256, sender=trader)
-    assert ch.position(acct, oracle_market)[0] == WAD
+    ch.trade(acct, oracle_market, 3 * WAD, MAX_UINT256, sender=trader)
+    assert ch.position(acct, oracle_market)[0] == 3 * WAD
 
 
 def protocol_risk_with_new_market():

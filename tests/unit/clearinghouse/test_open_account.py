@@ -3,7 +3,9 @@
 import ape
 import pytest
 
-from .helpers import ACCOUNT_EXISTS, ACCOUNT_PORTFOLIO, expect_event
+from perpdex.constants import ACCOUNT_EXISTS, ACCOUNT_PORTFOLIO
+
+from .helpers import expect_event
 
 
 def test_open_account__first_is_index_zero(ch, trader):

@@ -3,7 +3,9 @@
 import ape
 import pytest
 
-from .helpers import ACCOUNT_PORTFOLIO, expect_event
+from perpdex.constants import ACCOUNT_PORTFOLIO
+
+from .helpers import expect_event
 
 pytestmark = pytest.mark.usefixtures("vault_cash")
 

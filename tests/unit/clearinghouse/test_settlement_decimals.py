@@ -28,7 +28,7 @@ def dai_system(deploy_trio, deploy_token, protocol, admin):
     gov.set_vault(admin, sender=admin)
     dai.mint(admin, 1_000_000 * WAD, sender=admin)
     dai.approve(core, MAX_UINT256, sender=admin)
-    ops.vault_deposit(1_000_000 * WAD, sender=admin)
+    gov.vault_deposit(1_000_000 * WAD, sender=admin)
     return core, ops, gov, dai
 
 

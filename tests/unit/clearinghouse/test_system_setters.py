@@ -143,7 +143,7 @@ def test_set_vault__admin(ch, gov, admin, lp):
 def test_set_vault__old_vault_loses_access(ch, ops, gov, h, admin, lp):
     gov.set_vault(lp, sender=admin)
     with ape.reverts("clearinghouse: caller is not the vault"):
-        ops.vault_withdraw(h.usd(1), admin, sender=admin)
+        gov.vault_withdraw(h.usd(1), admin, sender=admin)
 
 
 def test_set_vault__zero__reverts(ch, gov, admin):

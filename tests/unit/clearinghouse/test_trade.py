@@ -161,9 +161,9 @@ def test_trade__reduce_allowed_below_initial_margin(ch, ops, h, trader, admin):
     assert ch.position(small, BTC)[0] == WAD // 200
 
 
-def test_trade__without_pool_cash__reverts(ch, ops, h, funded_acct, trader, admin):
+def test_trade__without_pool_cash__reverts(ch, gov, h, funded_acct, trader, admin):
     # the pool takes the other side: no cash, no exposure allowed
-    ops.vault_withdraw(h.usd(1_000_000), admin, sender=admin)
+    gov.vault_withdraw(h.usd(1_000_000), admin, sender=admin)
     with ape.reverts("clearinghouse: vault exposure cap reached"):
         h.trade(trader, funded_acct, "BTC", "0.01")
 

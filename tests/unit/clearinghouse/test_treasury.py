@@ -8,35 +8,35 @@ from .helpers import MISSING_ROLE, POOL_USD, WAD, ZERO_ADDRESS, expect_event
 pytestmark = pytest.mark.usefixtures("vault_cash")
 
 
-def test_vault_deposit__vault(ch, ops, h, admin):
+def test_vault_deposit__vault(ch, gov, h, admin):
     cash = ch.pool_cash()
     units = h.fund(admin, 500)
-    tx = ops.vault_deposit(units, sender=admin)
+    tx = gov.vault_deposit(units, sender=admin)
     assert ch.pool_cash() == cash + 500 * WAD
     expect_event(
-        tx, ops.VaultCashMoved, ch, receiver=admin, amount=500 * WAD, pool_cash=cash + 500 * WAD
+        tx, gov.VaultCashMoved, ch, receiver=admin, amount=500 * WAD, pool_cash=cash + 500 * WAD
     )
 
 
-def test_vault_deposit__not_the_vault__reverts(ch, ops, h, stranger):
+def test_vault_deposit__not_the_vault__reverts(ch, gov, h, stranger):
     units = h.fund(stranger, 500)
     with ape.reverts("clearinghouse: caller is not the vault"):
-        ops.vault_deposit(units, sender=stranger)
+        gov.vault_deposit(units, sender=stranger)
     assert h.p.token.balanceOf(stranger) == units
 
 
-def test_vault_deposit__zero_amount__reverts(ops, admin):
+def test_vault_deposit__zero_amount__reverts(gov, admin):
     with ape.reverts("clearinghouse: zero amount"):
-        ops.vault_deposit(0, sender=admin)
+        gov.vault_deposit(0, sender=admin)
 
 
-def test_vault_withdraw__vault(ch, ops, token, h, admin, lp):
-    tx = ops.vault_withdraw(h.usd(1_000), lp, sender=admin)
+def test_vault_withdraw__vault(ch, gov, token, h, admin, lp):
+    tx = gov.vault_withdraw(h.usd(1_000), lp, sender=admin)
     assert token.balanceOf(lp) == h.usd(1_000)
     assert ch.pool_cash() == (POOL_USD - 1_000) * WAD
     expect_event(
         tx,
-        ops.VaultCashMoved,
+        gov.VaultCashMoved,
         ch,
         receiver=lp,
         amount=-1_000 * WAD,
@@ -44,25 +44,25 @@ def test_vault_withdraw__vault(ch, ops, token, h, admin, lp):
     )
 
 
-def test_vault_withdraw__more_than_pool_cash__reverts(ch, ops, h, admin):
+def test_vault_withdraw__more_than_pool_cash__reverts(ch, gov, h, admin):
     with ape.reverts("clearinghouse: insufficient pool cash"):
-        ops.vault_withdraw(h.usd(POOL_USD) + 1, admin, sender=admin)
+        gov.vault_withdraw(h.usd(POOL_USD) + 1, admin, sender=admin)
     assert ch.pool_cash() == POOL_USD * WAD
 
 
-def test_vault_withdraw__exposure_cap__reverts(ch, ops, h, trader, admin):
+def test_vault_withdraw__exposure_cap__reverts(ch, gov, h, trader, admin):
     acct = h.funded_account(trader, 100_000)
     # the pool is short $200,000; traders' cap 50% of cash, LP exits may go to 1.5x that
     # (75%): cash may fall to $266,667
     h.trade(trader, acct, "BTC", "2")
     with ape.reverts("clearinghouse: vault exposure cap reached"):
-        ops.vault_withdraw(h.usd(740_000), admin, sender=admin)
-    ops.vault_withdraw(h.usd(730_000), admin, sender=admin)
+        gov.vault_withdraw(h.usd(740_000), admin, sender=admin)
+    gov.vault_withdraw(h.usd(730_000), admin, sender=admin)
 
 
-def test_vault_withdraw__not_the_vault__reverts(ops, h, stranger):
+def test_vault_withdraw__not_the_vault__reverts(gov, h, stranger):
     with ape.reverts("clearinghouse: caller is not the vault"):
-        ops.vault_withdraw(h.usd(1), stranger, sender=stranger)
+        gov.vault_withdraw(h.usd(1), stranger, sender=stranger)
 
 
 def test_fund_insurance__anyone(ch, gov, h, stranger):

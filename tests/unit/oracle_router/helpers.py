@@ -2,17 +2,13 @@
 
 from dataclasses import dataclass
 
+from perpdex.constants import BPS, WAD
+
 ZERO_ADDRESS = "0x" + "00" * 20
 
-WAD = 10**18
-BPS = 10_000
 USD = 10**8  # one dollar in an 8-decimal Chainlink USD feed
 
-FLAG_DEGRADED = 1
-FLAG_SEQUENCER_DOWN = 2
-FLAG_SEQUENCER_GRACE = 4
-
-MAX_PRICE = 2**96 - 1
+MAX_PRICE = 2**88 - 1  # modules/constants.vy: the clearinghouse's 88-bit mark price
 MAX_AGE_LIMIT = 2**24 - 1
 MAX_AGE = 3_600
 GRACE_PERIOD = 3_600

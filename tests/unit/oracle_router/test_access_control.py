@@ -3,15 +3,9 @@
 import ape
 from eth_utils import keccak
 
-from .helpers import (
-    DEFAULT_PARAMS,
-    FLAG_DEGRADED,
-    FLAG_SEQUENCER_DOWN,
-    FLAG_SEQUENCER_GRACE,
-    MAX_AGE,
-    MAX_AGE_LIMIT,
-    MAX_PRICE,
-)
+from perpdex.constants import FLAG_DEGRADED, FLAG_SEQUENCER_DOWN, FLAG_SEQUENCER_GRACE
+
+from .helpers import DEFAULT_PARAMS, MAX_AGE, MAX_AGE_LIMIT, MAX_PRICE
 
 DEFAULT_ADMIN_ROLE = b"\x00" * 32
 RISK_ROLE = keccak(text="RISK_ROLE")

@@ -6,7 +6,9 @@ from itertools import permutations
 import ape
 import pytest
 
-from .helpers import BPS, FLAG_DEGRADED, MAX_AGE, MAX_PRICE, USD, WAD, Params
+from perpdex.constants import FLAG_DEGRADED
+
+from .helpers import BPS, MAX_AGE, MAX_PRICE, USD, WAD, Params
 
 
 def test_latest__two_sources_return_floor_of_mean(router, deploy_feed, add_market):

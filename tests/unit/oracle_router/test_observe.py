@@ -5,7 +5,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .helpers import FLAG_DEGRADED, MAX_AGE, USD, WAD, Params, ema_step
+from perpdex.constants import FLAG_DEGRADED
+
+from .helpers import MAX_AGE, USD, WAD, Params, ema_step
 
 WINDOW = 600
 

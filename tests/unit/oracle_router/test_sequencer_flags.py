@@ -3,15 +3,9 @@
 import ape
 import pytest
 
-from .helpers import (
-    FLAG_DEGRADED,
-    FLAG_SEQUENCER_DOWN,
-    FLAG_SEQUENCER_GRACE,
-    GRACE_PERIOD,
-    USD,
-    WAD,
-    Params,
-)
+from perpdex.constants import FLAG_DEGRADED, FLAG_SEQUENCER_DOWN, FLAG_SEQUENCER_GRACE
+
+from .helpers import GRACE_PERIOD, USD, WAD, Params
 
 UP = 0
 DOWN = 1

@@ -3,16 +3,9 @@
 import ape
 import pytest
 
-from .helpers import (
-    BAD_PARAM_CASES,
-    DEFAULT_PARAMS,
-    EDGE_PARAMS,
-    FLAG_DEGRADED,
-    FLAG_SEQUENCER_DOWN,
-    GRACE_PERIOD,
-    WAD,
-    Params,
-)
+from perpdex.constants import FLAG_DEGRADED, FLAG_SEQUENCER_DOWN
+
+from .helpers import BAD_PARAM_CASES, DEFAULT_PARAMS, EDGE_PARAMS, GRACE_PERIOD, WAD, Params
 
 MISSING_ROLE = "access_control: account is missing role"
 

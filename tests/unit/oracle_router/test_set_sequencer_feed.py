@@ -3,7 +3,9 @@
 import ape
 import pytest
 
-from .helpers import FLAG_SEQUENCER_DOWN, GRACE_PERIOD, WAD, ZERO_ADDRESS
+from perpdex.constants import FLAG_SEQUENCER_DOWN
+
+from .helpers import GRACE_PERIOD, WAD, ZERO_ADDRESS
 
 MISSING_ROLE = "access_control: account is missing role"
 MAX_GRACE_PERIOD = 86_400
