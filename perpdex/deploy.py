@@ -24,7 +24,7 @@ from perpdex.config import (
     load_system,
 )
 from perpdex.errors import ConfigError, DeploymentNotFound
-from perpdex.sdk import riskbook
+from perpdex.sdk import gas, riskbook
 
 FEED_DECIMALS = 8
 # Manifest keys of contracts deployed after the core suite -> contract names.
@@ -201,7 +201,9 @@ def deploy_system(
         now = chain.pending_timestamp
         if sequencer.latestRoundData()[2] > now - grace:
             # report "up since before the grace period" so trading starts at once
-            sequencer.set_round_data(0, now - grace - 1, now, sender=deployer)
+            gas.send(
+                "set_round_data", sequencer.set_round_data, 0, now - grace - 1, now, sender=deployer
+            )
             sent += 1
     else:
         token = _at("MockERC20", external("token"))
@@ -220,7 +222,9 @@ def deploy_system(
         if oracle.market_count() > i:
             continue
         o = m.oracle
-        oracle.add_market(
+        gas.send(
+            "add_market",
+            oracle.add_market,
             [f.address for f in feeds[m.symbol]],
             [o.max_age] * len(feeds[m.symbol]),
             o.min_price,
@@ -234,7 +238,13 @@ def deploy_system(
         log(f"oracle: listed {m.symbol} as market {i} ({len(feeds[m.symbol])} sources)")
     grace = int(net.get("sequencer_grace", 3600))
     if tuple(oracle.sequencer_config()) != (sequencer.address, grace):
-        oracle.set_sequencer_feed(sequencer.address, grace, sender=deployer)
+        gas.send(
+            "set_sequencer_feed",
+            oracle.set_sequencer_feed,
+            sequencer.address,
+            grace,
+            sender=deployer,
+        )
         sent += 1
 
     # --- clearinghouse: three code halves at one address ------------------------------
@@ -248,13 +258,13 @@ def deploy_system(
     for i, m in enumerate(system.markets):
         if ch.market_count() > i:
             continue
-        admin.add_market(m.params(), sender=deployer)
+        gas.send("add_market", admin.add_market, m.params(), sender=deployer)
         sent += 1
         log(f"clearinghouse: listed {m.symbol} as market {i}")
     book = riskbook.encode(riskbook.from_config(risk, [m.symbol for m in system.markets]))
     current = ch.risk_book()
     if int(current, 16) == 0:
-        admin.set_risk_book(book, sender=deployer)
+        gas.send("set_risk_book", admin.set_risk_book, book, sender=deployer)
         sent += 1
         log(f"clearinghouse: published risk book ({len(risk.scenarios)} scenarios)")
     elif bytes(chain.provider.get_code(current))[1:] != book:
@@ -264,13 +274,19 @@ def deploy_system(
         )
     sysp = ch.system_params()
     if (sysp.insurance_bps, sysp.protocol_bps) != (system.insurance_bps, system.protocol_bps):
-        admin.set_fee_split(system.insurance_bps, system.protocol_bps, sender=deployer)
+        gas.send(
+            "set_fee_split",
+            admin.set_fee_split,
+            system.insurance_bps,
+            system.protocol_bps,
+            sender=deployer,
+        )
         sent += 1
     if sysp.max_mark_age != system.max_mark_age:
-        admin.set_max_mark_age(system.max_mark_age, sender=deployer)
+        gas.send("set_max_mark_age", admin.set_max_mark_age, system.max_mark_age, sender=deployer)
         sent += 1
     if ch.loss_cap_fee() != system.loss_cap_fee:
-        admin.set_loss_cap_fee(system.loss_cap_fee, sender=deployer)
+        gas.send("set_loss_cap_fee", admin.set_loss_cap_fee, system.loss_cap_fee, sender=deployer)
         sent += 1
 
     # --- liquidity vault ------------------------------------------------------------
@@ -284,7 +300,7 @@ def deploy_system(
         system.vault_min_withdraw_fee_bps,
     )
     if ch.vault() != vault.address:
-        admin.set_vault(vault, sender=deployer)
+        gas.send("set_vault", admin.set_vault, vault, sender=deployer)
         sent += 1
         log(f"clearinghouse: vault set to {vault.address}")
 
@@ -293,7 +309,7 @@ def deploy_system(
     auction = reuse_or_deploy("auction", "LiquidationAuction", ch, system.liquidation.params())
     role = ch.LIQUIDATOR_ROLE()
     if not ch.hasRole(role, auction.address):
-        admin.grantRole(role, auction, sender=deployer)
+        gas.send("grantRole", admin.grantRole, role, auction, sender=deployer)
         sent += 1
         log(f"clearinghouse: LIQUIDATOR_ROLE granted to {auction.address}")
 
@@ -359,45 +375,64 @@ def _hand_over(
     admin_role = ch.DEFAULT_ADMIN_ROLE()
     if ch.hasRole(admin_role, me):
         if int(ch.risk_book_delay()) != delay:
-            admin.set_risk_book_delay(delay, sender=deployer)
+            gas.send("set_risk_book_delay", admin.set_risk_book_delay, delay, sender=deployer)
             sent += 1
         if not ch.hasRole(admin_role, tl):
-            admin.grantRole(admin_role, tl, sender=deployer)
+            gas.send("grantRole", admin.grantRole, admin_role, tl, sender=deployer)
             sent += 1
-        admin.renounceRole(admin_role, me, sender=deployer)
+        gas.send("renounceRole", admin.renounceRole, admin_role, me, sender=deployer)
         sent += 1
         log(f"clearinghouse: admin handed to the timelock ({delay} s)")
     # grant both before renouncing: granting needs the admin role
     oracle_roles = (oracle.RISK_ROLE(), oracle.DEFAULT_ADMIN_ROLE())
     for role in oracle_roles:
         if oracle.hasRole(role, me) and not oracle.hasRole(role, tl):
-            oracle.grantRole(role, tl, sender=deployer)
+            gas.send("grantRole", oracle.grantRole, role, tl, sender=deployer)
             sent += 1
     for role in oracle_roles:
         if oracle.hasRole(role, me):
-            oracle.renounceRole(role, me, sender=deployer)
+            gas.send("renounceRole", oracle.renounceRole, role, me, sender=deployer)
             sent += 1
             log(f"oracle: role {role.hex()[:10]}… handed to the timelock")
     if vault.owner() == me:
-        vault.transfer_ownership(tl, sender=deployer)
+        gas.send("transfer_ownership", vault.transfer_ownership, tl, sender=deployer)
         sent += 1
         log("vault: ownership handed to the timelock")
     if auction.owner() == me and auction.pending_owner() != tl:
-        auction.transfer_ownership(tl, sender=deployer)
+        gas.send("transfer_ownership", auction.transfer_ownership, tl, sender=deployer)
         sent += 1
     if auction.owner() != tl and auction.pending_owner() == tl:
         call = auction.accept_ownership.encode_input()
         salt = b"\x00" * 32
         op = timelock.hash_operation(auction.address, 0, call, b"\x00" * 32, salt)
         if not timelock.is_operation(op):
-            timelock.schedule(auction.address, 0, call, b"\x00" * 32, salt, delay, sender=deployer)
+            gas.send(
+                "schedule",
+                timelock.schedule,
+                auction.address,
+                0,
+                call,
+                b"\x00" * 32,
+                salt,
+                delay,
+                sender=deployer,
+            )
             sent += 1
             log(
                 f"auction: ownership transfer scheduled; re-run the deploy after "
                 f"{delay} s to execute it"
             )
         elif timelock.is_operation_ready(op):
-            timelock.execute(auction.address, 0, call, b"\x00" * 32, salt, sender=deployer)
+            gas.send(
+                "execute",
+                timelock.execute,
+                auction.address,
+                0,
+                call,
+                b"\x00" * 32,
+                salt,
+                sender=deployer,
+            )
             sent += 1
             log("auction: ownership accepted by the timelock")
     return sent

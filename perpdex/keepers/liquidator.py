@@ -41,6 +41,7 @@ from eth_utils import keccak
 from perpdex.constants import WAD
 from perpdex.errors import PerpdexError
 from perpdex.keepers.state import KeeperState
+from perpdex.sdk import gas
 from perpdex.sdk import math as pm
 
 if TYPE_CHECKING:
@@ -549,8 +550,8 @@ class Liquidator:
             self.history.append(out)
             return out
         try:
-            tx = method(*args, sender=self.signer)
-        except ApeException as e:
+            tx = gas.send(label, method, *args, sender=self.signer)
+        except (ApeException, gas.OutOfGas) as e:
             msg = str(getattr(e, "revert_message", None) or e).strip().splitlines()[0]
             self.log.warning("%s reverted: %s (another keeper was faster?)", label, msg)
             out = Outcome(action, False, error=msg, stage="send")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from perpdex.errors import PerpdexError
+from perpdex.sdk import gas
 
 if TYPE_CHECKING:
     from perpdex.deploy import Protocol as Deployment
@@ -162,14 +163,19 @@ class PricePusher:
                 offset = (i - (len(feeds) - 1) / 2) * self.spread_bps / 10_000
                 answer = int(price * Decimal(repr(1 + offset)) * 10**FEED_DECIMALS)
                 try:
-                    f.set_answer(answer, sender=self.signer)
+                    gas.send(f"{sym} price", f.set_answer, answer, sender=self.signer)
                 except ApeException as e:
                     raise PerpdexError(
                         f"cannot set the {sym} feed {f.address} ({e}); the pusher only drives "
                         "MockAggregator feeds (local networks and testnets with `mocks: true`)"
                     ) from e
         if self.refresh:
-            self.p.ops.refresh(list(range(len(self.p.feeds))), sender=self.signer)
+            gas.send(
+                "mark refresh",
+                self.p.ops.refresh,
+                list(range(len(self.p.feeds))),
+                sender=self.signer,
+            )
         self.pushed += 1
         log.info("pushed %s", ", ".join(f"{s} {p:,.2f}" for s, p in sorted(prices.items())))
 

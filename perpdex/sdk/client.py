@@ -47,7 +47,7 @@ from perpdex.constants import (
     WAD,
 )
 from perpdex.errors import DeploymentNotFound, PerpdexError, TransactionRejected
-from perpdex.sdk import riskbook
+from perpdex.sdk import gas, riskbook
 from perpdex.sdk.math import (
     NO_RISK_HEALTH,
     NO_SCENARIO,
@@ -1517,7 +1517,7 @@ class PerpdexClient:
         if self.preflight:
             self._simulate(action, method, args, signer)
         try:
-            return method(*args, sender=signer)
+            return gas.send(action, method, *args, sender=signer)
         except ContractLogicError as err:
             raise rejected(action, err) from err
 

@@ -1,0 +1,74 @@
+"""Gas limits for live networks: every perpdex transaction is sent with a padded estimate.
+
+ape's local test network gives each transaction the block gas limit; a live L2 node (and
+ape on any live network) uses `eth_estimateGas`, which is taken against the latest block.
+A trade whose block refreshes marks, accrues funding or crosses a cold slot costs more
+than the estimate said, and an exact estimate also loses to the 63/64 rule on the
+delegatecalls into the Clearinghouse halves: it reverts out of gas and the fee is paid.
+So the SDK, CLI, keepers and deploy send `estimate x GAS_MULTIPLIER + GAS_HEADROOM`
+(PERPDEX_GAS_MULTIPLIER overrides the multiplier), and report an out-of-gas failure as
+such, with what to change.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from perpdex.errors import PerpdexError
+
+GAS_MULTIPLIER = 1.3
+GAS_HEADROOM = 30_000
+
+
+class OutOfGas(PerpdexError):
+    """A transaction ran out of gas: its limit was below what the chain needed."""
+
+
+def multiplier() -> float:
+    raw = os.environ.get("PERPDEX_GAS_MULTIPLIER")
+    if raw is None:
+        return GAS_MULTIPLIER
+    try:
+        value = float(raw)
+    except ValueError:
+        raise PerpdexError(
+            f"PERPDEX_GAS_MULTIPLIER={raw!r} is not a number; use e.g. 1.5"
+        ) from None
+    if not 1.0 <= value <= 10.0:
+        raise PerpdexError(f"PERPDEX_GAS_MULTIPLIER={raw} must be between 1 and 10; use e.g. 1.5")
+    return value
+
+
+def padded_gas(estimate: int) -> int:
+    """The limit sent for an `eth_estimateGas` figure (rounded up)."""
+    return math.ceil(estimate * multiplier()) + GAS_HEADROOM
+
+
+def send(action: str, method: Any, *args: Any, sender: Any, **kw: Any) -> Any:
+    """`method(*args, sender=sender)` with a padded gas estimate; raises `OutOfGas`
+    (not a VM error) when the limit ran short.
+
+    A node reports a transaction that ran dry inside a delegatecall as a plain failure
+    (the outer frame reverts with its last 1/64), so a failure is diagnosed by estimating
+    again: if the call now succeeds given enough gas and needs more than the limit sent,
+    the limit was the cause. Otherwise the original error (the revert reason) stands.
+    """
+    if "gas_limit" not in kw:
+        kw["gas_limit"] = padded_gas(int(method.estimate_gas_cost(*args, sender=sender)))
+    limit = int(kw["gas_limit"])
+    try:
+        return method(*args, sender=sender, **kw)
+    except Exception as err:
+        try:
+            need = int(method.estimate_gas_cost(*args, sender=sender))
+        except Exception:  # it reverts whatever the gas: a real revert
+            raise err from None
+        if need <= limit:
+            raise
+        raise OutOfGas(
+            f"{action} ran out of gas: sent with a limit of {limit:,}, it needs about "
+            f"{need:,} now. Nothing changed but the fee was paid. Retry; if it recurs, set "
+            "PERPDEX_GAS_MULTIPLIER=2 and report it"
+        ) from err
