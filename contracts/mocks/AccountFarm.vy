@@ -59,7 +59,9 @@ def open_many(
     @param _size Base size (WAD) of the even accounts' long; odd ones are short.
     """
     assert len(_deposits) != 0, "farm: no deposits"
-    assert extcall _token.approve(clearinghouse.address, max_value(uint256), default_return_value=True)
+    assert extcall _token.approve(
+        clearinghouse.address, max_value(uint256), default_return_value=True
+    )
     for k: uint256 in range(MAX_BATCH):
         if k == _n:
             break

@@ -3,8 +3,9 @@
 One tick = observe -> plan -> execute:
 
     observe  scan `AccountOpened` / `Fill` logs since the cursor for new accounts, then
-             read every known account in one JSON-RPC batch: its margin at the cached
-             marks, its margin at the oracle's time-weighted prices, and its auction
+             read every known account (keepers/scan.py: chunked JSON-RPC batches, one
+             block): its margin at the cached marks, and for accounts in or near
+             liquidation its margin at the oracle's time-weighted prices and its auction
     plan     pure function of what was read (see `plan`):
                start     not in liquidation, unhealthy at the cached marks (or within
                          `near` of it) and at the time-weighted price
