@@ -236,3 +236,25 @@ def test_scan__only_candidates_get_the_expensive_reads(caplog):
     assert reads[4].detailed and reads[4].equity == -5
     assert all('"0x4d"' in json.dumps(json.loads(b)) for b in t.bodies)  # pinned to block 77
     assert s.stats.accounts == 5 and s.stats.detailed == 3 and s.stats.failed == 1
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def test_rpc_limits__options_beat_networks_yaml_beat_defaults(monkeypatch):
+    import perpdex.config
+    from perpdex.cli.keeper import rpc_limits
+    from perpdex.errors import PerpdexError
+
+    nets = {"l2": {"keeper_rpc": {"max_calls": 500, "parallel": 4}}, "bare": {}}
+    monkeypatch.setattr(perpdex.config, "load_networks", lambda: nets)
+    given = {"max_calls": None, "max_bytes": 65_536, "parallel": None}
+    assert rpc_limits("l2", given) == {
+        "rpc_max_calls": 500,
+        "rpc_max_bytes": 65_536,
+        "rpc_parallel": 4,
+    }
+    assert rpc_limits("bare", given) == {"rpc_max_bytes": 65_536}
+    nets["l2"]["keeper_rpc"]["max_call"] = 1
+    with pytest.raises(PerpdexError, match="unknown key"):
+        rpc_limits("l2", given)
