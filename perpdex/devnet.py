@@ -7,6 +7,8 @@
         anvil is started here, retried on a new port if it dies or does not answer, and
         ape attaches to it. ape's own start-up (one try, 20 s) once failed in CI with two
         sessions sharing 2 cores.
+    python -m perpdex.devnet bench-keeper [--port N]
+        `ape run bench_keeper` on an anvil without step tracing (`make bench`).
     python -m perpdex.devnet fork-test [--port-a N] [--port-b N] [-- PYTEST ARGS]
         anvil A plays an L2 testnet whose token, price feeds and sequencer feed already
         exist at the fixed addresses of config/networks.yaml[testnet-sim]; anvil B forks A
@@ -169,6 +171,7 @@ class Anvil:
     fork_block: int | None = None
     extra_args: list[str] = field(default_factory=list)
     start_timeout: float = START_TIMEOUT
+    steps_tracing: bool = True  # ape's call traces; off for benchmarks (a node's speed)
     quiet: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
@@ -188,7 +191,7 @@ class Anvil:
             "--mnemonic", acc.mnemonic,
             "--derivation-path", acc.hd_path,
             "--accounts", str(acc.count),
-            "--steps-tracing",
+            *(["--steps-tracing"] if self.steps_tracing else []),
             "--silent",
         ]  # fmt: skip
         if self.fork_url:
@@ -319,6 +322,18 @@ def demo(port: int) -> int:
                 return rc
     console.print("[green]demo finished[/]")
     return 0
+
+
+def bench_keeper(port: int | None) -> int:
+    """Fresh anvil without step tracing (ape's tracing slows every eth_call several-fold;
+    a keeper's node has none) -> `ape run bench_keeper` -> stop. Returns an exit code."""
+    node = Anvil("bench-keeper", port or free_port(), steps_tracing=False)
+    with node.running():
+        env = {"PERPDEX_NETWORK": "local", "PYTHONWARNINGS": "ignore::UserWarning"}
+        rc = run_ape(["run", "bench_keeper", *node_args(node.url), "-v", "WARNING"], env)
+        if rc != 0:
+            console.print(f"[red]`ape run bench_keeper` failed (exit code {rc})[/]")
+        return rc
 
 
 # --------------------------------------------------------------------------------------
@@ -565,6 +580,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--name", default="tests", help="names the anvil log under .anvil/")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    b = sub.add_parser("bench-keeper", help="anvil without step tracing + `ape run bench_keeper`")
+    b.add_argument("--port", type=int, default=None, help="anvil port (default: free)")
     f = sub.add_parser(
         "fork-test",
         help="integration tests against a fork of a simulated L2 testnet",
@@ -582,6 +599,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "demo":
             return demo(args.port)
+        if args.cmd == "bench-keeper":
+            return bench_keeper(args.port)
         extra = [x for x in args.pytest_args if x != "--"]
         if args.cmd == "ape-test":
             return ape_test_session(args.name, extra)

@@ -2,6 +2,7 @@
 
     perpdex keeper liquidate [--once] [--state PATH] [--interval S] [--keeper-sub N]
                              [--min-profit USD] [--max-take USD] [--hedge] [--ticks N]
+                             [--rpc-max-calls N] [--rpc-max-bytes N] [--rpc-parallel N]
     perpdex keeper prices    [--path FILE|random-walk] [--interval S] [--steps N]
                              [--seed N] [--vol X] [--warp]
 
@@ -101,6 +102,26 @@ def tick_table(report: TickReport) -> Table:
     return t
 
 
+def rpc_limits(key: str, given: dict[str, int | None]) -> dict[str, int]:
+    """The scan's batch limits: command-line options, else config/networks.yaml
+    `<network>.keeper_rpc` (max_calls, max_bytes, parallel), else LiquidatorConfig's."""
+    from perpdex.config import load_networks
+
+    section = load_networks().get(key, {}).get("keeper_rpc") or {}
+    unknown = set(section) - set(given)
+    if unknown:
+        raise PerpdexError(
+            f"config/networks.yaml[{key}].keeper_rpc: unknown key(s) {sorted(unknown)}; "
+            f"use {sorted(given)}"
+        )
+    out = {}
+    for name, value in given.items():
+        v = value if value is not None else section.get(name)
+        if v is not None:
+            out[f"rpc_{name}"] = int(v)
+    return out
+
+
 @app.command("liquidate")
 def liquidate(
     ctx: typer.Context,
@@ -145,6 +166,22 @@ def liquidate(
     no_backstop: Annotated[
         bool, typer.Option("--no-backstop", help="Leave expired auctions to others.")
     ] = False,
+    rpc_max_calls: Annotated[
+        int | None,
+        typer.Option(
+            "--rpc-max-calls", min=1, help="eth_calls per JSON-RPC batch (default 1,000)."
+        ),
+    ] = None,
+    rpc_max_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--rpc-max-bytes", min=256, help="Bytes per JSON-RPC request (default 1 MiB)."
+        ),
+    ] = None,
+    rpc_parallel: Annotated[
+        int | None,
+        typer.Option("--rpc-parallel", min=1, help="JSON-RPC batches in flight (default 2)."),
+    ] = None,
 ) -> None:
     """Watch every account; start, bid on, backstop and finish liquidations."""
     from perpdex.deploy import network_key
@@ -168,6 +205,9 @@ def liquidate(
         hedge=hedge,
         backstop=not no_backstop,
     )
+    given = {"max_calls": rpc_max_calls, "max_bytes": rpc_max_bytes, "parallel": rpc_parallel}
+    for name, value in rpc_limits(network_key(), given).items():
+        setattr(cfg, name, value)
     path = state or DEFAULT_STATE_DIR / f"liquidator-{network_key()}.json"
     keeper = Liquidator(p, signer, cfg, state_path=path, name=signer.address[:10])
     say(

@@ -3,8 +3,9 @@
 One tick = observe -> plan -> execute:
 
     observe  scan `AccountOpened` / `Fill` logs since the cursor for new accounts, then
-             read every known account in one JSON-RPC batch: its margin at the cached
-             marks, its margin at the oracle's time-weighted prices, and its auction
+             read every known account (keepers/scan.py: chunked JSON-RPC batches, one
+             block): its margin at the cached marks, and for accounts in or near
+             liquidation its margin at the oracle's time-weighted prices and its auction
     plan     pure function of what was read (see `plan`):
                start     not in liquidation, unhealthy at the cached marks (or within
                          `near` of it) and at the time-weighted price
@@ -40,6 +41,12 @@ from eth_utils import keccak
 
 from perpdex.constants import WAD
 from perpdex.errors import PerpdexError
+from perpdex.keepers.scan import (
+    AccountScanner,
+    BatchLimits,
+    RpcBatcher,
+    transport_for,
+)
 from perpdex.keepers.state import KeeperState
 from perpdex.sdk import gas
 from perpdex.sdk import math as pm
@@ -77,6 +84,14 @@ def _web3(p: Protocol) -> Any:
     from ape import chain
 
     return chain.provider.web3
+
+
+def _transport() -> Any:
+    """Raw keep-alive HTTP to the node ape is connected to (through web3 otherwise)."""
+    from ape import chain
+
+    uri = getattr(chain.provider, "http_uri", None)
+    return transport_for(chain.provider.web3, uri if isinstance(uri, str) else None)
 
 
 def _logs(p: Protocol, topics: list[Any], start: int, stop: int, chunk: int) -> list[Any]:
@@ -138,6 +153,9 @@ class AccountRead:
     step: int = 0
     discount: int = 0  # the schedule's discount now, before the maintenance scaling
     deadline: int = 0  # fixed when the tranche opened (redo does not move it)
+    # False: the scan's cheap first phase only (not in liquidation, not near it); the
+    # time-weighted figures then repeat the cached-mark ones (keepers/scan.py)
+    detailed: bool = True
 
     @property
     def has_positions(self) -> bool:
@@ -213,6 +231,11 @@ class LiquidatorConfig:
     backstop: bool = True  # call backstop on expired auctions (public service)
     start_block: int = 0  # first block to scan when there is no state yet
     log_chunk: int = 5_000  # blocks per eth_getLogs
+    # JSON-RPC batches of the account scan (keepers/scan.py): calls and request bytes per
+    # batch (hosted providers refuse more than ~1,000 calls), batches in flight at once
+    rpc_max_calls: int = 1_000
+    rpc_max_bytes: int = 1_048_576
+    rpc_parallel: int = 2
 
 
 def plan(
@@ -341,6 +364,7 @@ class Liquidator:
         self._params = self.auction.params()
         self._eth_market = self._find_market("ETH")
         self._taker_fee = Decimal(0)
+        self._scanner: AccountScanner | None = None
         self._check_keeper_account()
 
     # --- set-up --------------------------------------------------------------------------
@@ -391,38 +415,24 @@ class Liquidator:
             self.log.info("discovered %d account(s) in blocks %d..%d", new, start, head)
         return new
 
-    def read(self, accounts: Sequence[int]) -> list[AccountRead]:
-        """Margin, time-weighted margin and auction of every account, in one batch."""
-        calls: list[tuple[Any, tuple[Any, ...]]] = []
-        for a in accounts:
-            calls += [
-                (self.ch.account_margin, (a,)),
-                (self.ch.margin_at_twap, (a,)),
-                (self.auction.auction, (a,)),
-                (self.auction.deadline, (a,)),
-            ]
-        results = batch_call(calls)
-        reads = []
-        for i, a in enumerate(accounts):
-            s, t, au, dl = results[4 * i : 4 * i + 4]
-            reads.append(
-                AccountRead(
-                    account=a,
-                    equity=int(s[0]),
-                    maintenance=int(s[2]),
-                    notional=int(s[4]),
-                    twap_equity=int(t[0]),
-                    twap_maintenance=int(t[2]),
-                    active=bool(au[0]),
-                    started=int(au[1]),
-                    lot=int(au[2]),
-                    kick=int(au[3]),
-                    step=int(au[4]),
-                    discount=int(au[5]),
-                    deadline=int(dl),
-                )
+    @property
+    def scanner(self) -> AccountScanner:
+        """The two-phase account scan over chunked JSON-RPC batches (keepers/scan.py)."""
+        if self._scanner is None:
+            limits = BatchLimits(
+                self.cfg.rpc_max_calls, self.cfg.rpc_max_bytes, self.cfg.rpc_parallel
             )
-        return reads
+            batcher = RpcBatcher(_transport(), limits)
+            self._scanner = AccountScanner(
+                str(self.ch.address), str(self.auction.address), batcher, self.cfg.near
+            )
+        return self._scanner
+
+    def read(self, accounts: Sequence[int], block: int | str = "latest") -> list[AccountRead]:
+        """Every account at `block`: margin at the cached marks, and for those in or near
+        liquidation the time-weighted margin and the auction (`AccountRead.detailed`).
+        An account whose read failed is left out (logged at WARNING)."""
+        return self.scanner.scan(accounts, block)
 
     def gas_cost_usd(self) -> Decimal:
         from ape import chain
@@ -455,7 +465,7 @@ class Liquidator:
         head = chain.blocks.head
         discovered = self.discover(int(head.number))
         accounts = sorted(self.state.accounts)
-        reads = self.read(accounts) if accounts else []
+        reads = self.read(accounts, int(head.number)) if accounts else []
         return int(head.number), int(head.timestamp), discovered, reads
 
     def plan(self, reads: Sequence[AccountRead], now: int) -> list[Action]:
@@ -610,30 +620,22 @@ def preflight(method: Any, args: tuple[Any, ...], sender: str) -> str | None:
     return None
 
 
-def batch_call(calls: Sequence[tuple[Any, tuple[Any, ...]]]) -> list[Any]:
-    """Run ape view calls in one JSON-RPC batch (falls back to one call each when the
-    provider has no batch support); returns the decoded outputs in order."""
-    from ape import chain
-
+def batch_call(
+    calls: Sequence[tuple[Any, tuple[Any, ...]]], limits: BatchLimits | None = None
+) -> list[Any]:
+    """Run ape view calls as chunked JSON-RPC batches (keepers/scan.py: a refused batch
+    is split, then sent one call at a time, with a warning); returns the decoded outputs
+    in order. A call that failed is re-run through ape, which raises its real error."""
     if not calls:
         return []
-    w3 = chain.provider.web3
-    requests = [
-        ("eth_call", [{"to": m.contract.address, "data": _hex(m.encode_input(*a))}, "latest"])
-        for m, a in calls
-    ]
-    try:
-        replies = w3.provider.make_batch_request(requests)
-    except (AttributeError, NotImplementedError, TypeError, ValueError):
-        return [m(*a) for m, a in calls]
-    if not isinstance(replies, list) or len(replies) != len(calls):
-        return [m(*a) for m, a in calls]
+    batcher = RpcBatcher(_transport(), limits or BatchLimits())
+    raw = batcher.call([(str(m.contract.address), _hex(m.encode_input(*a))) for m, a in calls])
     out = []
-    for (m, a), r in zip(calls, sorted(replies, key=lambda r: int(r["id"])), strict=True):
-        if "error" in r or r.get("result") is None:
+    for (m, a), r in zip(calls, raw, strict=True):
+        if r is None or len(r) <= 2:
             out.append(m(*a))  # let ape raise the real error
             continue
-        out.append(_decode(m, bytes.fromhex(str(r["result"]).removeprefix("0x"))))
+        out.append(_decode(m, bytes.fromhex(r.removeprefix("0x"))))
     return out
 
 

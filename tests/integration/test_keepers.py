@@ -163,6 +163,77 @@ def test_keeper__hedge_flattens_what_it_took(
     assert int(protocol.clearinghouse.position(kp_keeper_acct, BTC)[0]) == 0
 
 
+# --- the scan (perpdex/keepers/scan.py) against ape's own calls ------------------------------
+
+
+def test_scan__equals_ape_per_call_results(
+    protocol, kp_world, unhealthy, trader, keeper, kp_keeper_acct, chain
+):
+    """A healthy account, an account in liquidation, an empty one and the keeper's: the
+    raw batch read decodes to what ape's per-call machinery returns."""
+    ch, auction = protocol.clearinghouse, protocol.auction
+    healthy = kp_world.btc_long(trader, 50_000).account
+    empty = kp_world.account(trader, 100, name="empty")
+    k = Liquidator(protocol, keeper, cfg(kp_keeper_acct))
+    assert kinds(k.tick()) == [("start", unhealthy.account)]
+    chain.pending_timestamp += 30
+    chain.mine()
+    accounts = [healthy, unhealthy.account, empty, kp_keeper_acct]
+    head = int(chain.blocks.head.number)
+    # near = 10**6: every account with positions is read in full (the empty ones never)
+    full = Liquidator(protocol, keeper, cfg(kp_keeper_acct, near=Decimal(10**6)))
+    detailed: dict[str, set[int]] = {}
+    for name, keeper_ in (("k", k), ("full", full)):
+        reads = keeper_.read(accounts, head)
+        assert [r.account for r in reads] == accounts
+        detailed[name] = {r.account for r in reads if r.detailed}
+        for r in reads:
+            a = r.account
+            m, t = ch.account_margin(a), ch.margin_at_twap(a)
+            assert (r.equity, r.maintenance, r.notional) == (int(m[0]), int(m[2]), int(m[4]))
+            if not r.detailed:
+                continue
+            au = auction.auction(a)
+            assert (r.twap_equity, r.twap_maintenance) == (int(t[0]), int(t[2]))
+            assert (r.active, r.started, r.lot, r.kick, r.step, r.discount) == (
+                bool(au[0]),
+                *(int(x) for x in au[1:]),
+            )
+            assert r.deadline == int(auction.deadline(a))
+    assert detailed == {"k": {unhealthy.account}, "full": {unhealthy.account, healthy}}
+    reads = {r.account: r for r in k.read(accounts, head)}
+    assert reads[unhealthy.account].active and reads[unhealthy.account].lot > 0
+    # batch_call (the crash replay's reader) decodes as ape does, in chunks of 3 calls
+    calls = [(ch.account_margin, (a,)) for a in accounts] + [
+        (auction.auction, (a,)) for a in accounts
+    ]
+    got = liquidator_module.batch_call(calls, liquidator_module.BatchLimits(max_calls=3))
+    assert [tuple(int(x) for x in g) for g in got] == [
+        tuple(int(x) for x in m(*args)) for m, args in calls
+    ]
+
+
+def test_scan__failed_reads_are_skipped_with_a_warning(
+    protocol, kp_world, unhealthy, keeper, kp_keeper_acct, caplog, monkeypatch
+):
+    """A provider that errors on every call: the tick reads nothing, warns, and goes on."""
+    k = Liquidator(protocol, keeper, cfg(kp_keeper_acct))
+
+    def failing(body: bytes) -> Any:
+        reqs = json.loads(body)
+        err = {"code": -32000, "message": "header not found"}
+        if isinstance(reqs, list):
+            return [{"jsonrpc": "2.0", "id": r["id"], "error": err} for r in reqs]
+        return {"jsonrpc": "2.0", "id": reqs["id"], "error": err}
+
+    monkeypatch.setattr(k.scanner.batcher, "transport", failing)
+    caplog.set_level(logging.WARNING, logger="perpdex.keepers.scan")
+    report = k.tick()
+    assert report.outcomes == [] and report.watched == 0
+    assert "account read(s) reverted or failed" in caplog.text
+    assert "header not found" in caplog.text
+
+
 # --- races and reverts ---------------------------------------------------------------------
 
 
