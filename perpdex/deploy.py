@@ -77,8 +77,36 @@ def network_key() -> str:
     return "local" if name == "local" else f"{eco}-{name}"
 
 
+def deployments_dir() -> Path:
+    """Where manifests live: deployments/, or PERPDEX_DEPLOYMENTS_DIR (the demo and other
+    throw-away runs use their own folder, so they never touch a manifest a user relies on)."""
+    import os
+
+    override = os.environ.get("PERPDEX_DEPLOYMENTS_DIR")
+    return Path(override).expanduser() if override else DEPLOYMENTS_DIR
+
+
 def manifest_path(key: str) -> Path:
-    return DEPLOYMENTS_DIR / f"{key}.json"
+    return deployments_dir() / f"{key}.json"
+
+
+def backup_manifest(path: Path, log: Callable[[str], None] = lambda _m: None) -> Path | None:
+    """Copy `path` aside (`<name>.<UTC time>.bak.json`) before it is replaced; None if there
+    was nothing to keep."""
+    import shutil
+    import time
+
+    if not path.exists():
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    backup = path.with_name(f"{path.stem}.{stamp}.bak.json")
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = path.with_name(f"{path.stem}.{stamp}-{n}.bak.json")
+    shutil.copy2(path, backup)
+    log(f"kept the previous manifest as {backup}")
+    return backup
 
 
 def _has_code(address: str | None) -> bool:
@@ -145,6 +173,8 @@ def deploy_system(
     genesis = chain.blocks[0].hash.hex()
     if mf.data.get("genesis") not in (None, genesis):
         log(f"{manifest} records a deployment on another chain (genesis differs): deploying afresh")
+        if manifest is not None:
+            backup_manifest(manifest, log)
         mf.data = {"network": key, "contracts": {}}
     mf.data["chain_id"] = chain.chain_id
     mf.data["genesis"] = genesis

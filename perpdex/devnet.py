@@ -59,6 +59,7 @@ from perpdex.errors import ConfigError, PerpdexError
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
 APE = Path(sys.executable).parent / "ape"
 LOG_DIR = ROOT / ".anvil"
+DEMO_DEPLOYMENTS = ROOT / ".demo" / "deployments"
 CHAIN_ID = 31337
 START_TIMEOUT = 30.0  # seconds for anvil to answer eth_chainId
 SESSION_START_TIMEOUT = 60.0  # the same for a test session's anvil on a loaded machine
@@ -314,7 +315,13 @@ def demo(port: int) -> int:
     hint = f"Stop it, or run the demo on another port: make demo DEMO_PORT={port + 10}"
     with node.running(busy_hint=hint):
         # quieter ape (no per-transaction INFO lines); the scripts print their own progress
-        env = {"PERPDEX_NETWORK": "local", "PYTHONWARNINGS": "ignore::UserWarning"}
+        # the demo's chain dies with it: its manifest goes to its own folder, never over
+        # deployments/local.json that a user's devnet relies on
+        env = {
+            "PERPDEX_NETWORK": "local",
+            "PERPDEX_DEPLOYMENTS_DIR": str(DEMO_DEPLOYMENTS),
+            "PYTHONWARNINGS": "ignore::UserWarning",
+        }
         for script in ("deploy", "demo"):
             rc = run_ape(["run", script, *node_args(node.url), "-v", "WARNING"], env)
             if rc != 0:
@@ -329,7 +336,11 @@ def bench_keeper(port: int | None) -> int:
     a keeper's node has none) -> `ape run bench_keeper` -> stop. Returns an exit code."""
     node = Anvil("bench-keeper", port or free_port(), steps_tracing=False)
     with node.running():
-        env = {"PERPDEX_NETWORK": "local", "PYTHONWARNINGS": "ignore::UserWarning"}
+        env = {
+            "PERPDEX_NETWORK": "local",
+            "PERPDEX_DEPLOYMENTS_DIR": str(DEMO_DEPLOYMENTS),
+            "PYTHONWARNINGS": "ignore::UserWarning",
+        }
         rc = run_ape(["run", "bench_keeper", *node_args(node.url), "-v", "WARNING"], env)
         if rc != 0:
             console.print(f"[red]`ape run bench_keeper` failed (exit code {rc})[/]")

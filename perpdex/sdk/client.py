@@ -285,6 +285,29 @@ class Deployment:
     lens: str | None = None
     auction: str | None = None
     path: Path | None = None
+    genesis: str | None = None
+
+    def check_chain(self) -> None:
+        """Refuses a manifest written on another chain than the connected one: a restarted
+        anvil keeps chain id 31337 and even the addresses, so the genesis block decides."""
+        from ape import chain
+
+        where = self.path or self.network
+        if chain.chain_id != self.chain_id:
+            raise DeploymentNotFound(
+                f"{where} belongs to chain id {self.chain_id}, but the node is chain id "
+                f"{chain.chain_id}; pick that network (--network) or another manifest "
+                "(--deployment)"
+            )
+        if self.genesis is None:
+            return
+        here = chain.blocks[0].hash.hex()
+        if here.removeprefix("0x") != self.genesis.removeprefix("0x"):
+            raise DeploymentNotFound(
+                f"{where} belongs to another chain (genesis {self.genesis[:12]}..., this node "
+                f"{here[:12]}...): the node was restarted or is a different chain. Redeploy "
+                "(`make demo`, `perpdex devnet up` or `ape run deploy`) or pass --deployment"
+            )
 
     @classmethod
     def load(cls, path: Path) -> Deployment:
@@ -313,6 +336,7 @@ class Deployment:
                 lens=_optional(c.get("lens")),
                 auction=_optional(c.get("auction")),
                 path=path,
+                genesis=_optional(data.get("genesis")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DeploymentNotFound(
@@ -369,6 +393,7 @@ class Deployment:
             },
             "markets": list(self.markets),
             "settlement_decimals": self.settlement_decimals,
+            **({"genesis": self.genesis} if self.genesis else {}),
         }
 
     def write(self, path: Path) -> Path:
@@ -897,8 +922,10 @@ class PerpdexClient:
         preflight: bool = True,
     ) -> PerpdexClient:
         """Client for the manifest at a path, of a network key, or (None) of the connected
-        network."""
-        return cls(Deployment.load(resolve_manifest(manifest)), signer, preflight=preflight)
+        network. Refuses a manifest of another chain (`Deployment.check_chain`)."""
+        deployment = Deployment.load(resolve_manifest(manifest))
+        deployment.check_chain()
+        return cls(deployment, signer, preflight=preflight)
 
     @classmethod
     def from_protocol(

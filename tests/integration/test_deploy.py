@@ -181,3 +181,42 @@ def test_deploy__demo_without_manifest_says_what_to_do(tmp_path):
 
     with pytest.raises(DeploymentNotFound, match="ape run deploy"):
         demo.load_protocol("local", tmp_path / "missing.json")
+
+
+def _other_chain(manifest: Path) -> None:
+    """Make the manifest look as if written on a restarted anvil (another genesis)."""
+    data = json.loads(manifest.read_text())
+    data["genesis"] = "0x" + "ab" * 32
+    manifest.write_text(json.dumps(data))
+
+
+def test_manifest__of_another_chain_is_backed_up_before_a_fresh_deploy(admin, manifest):
+    key = network_key()
+    deploy_system(admin, key=key, manifest=manifest)
+    _other_chain(manifest)
+    before = manifest.read_text()
+    logs: list[str] = []
+    deploy_system(admin, key=key, manifest=manifest, log=logs.append)
+    backups = list(manifest.parent.glob("test.*.bak.json"))
+    assert len(backups) == 1
+    assert backups[0].read_text() == before
+    assert any("kept the previous manifest" in line for line in logs)
+
+
+def test_manifest__client_refuses_one_of_another_chain(admin, manifest):
+    from perpdex.errors import DeploymentNotFound
+    from perpdex.sdk.client import PerpdexClient
+
+    deploy_system(admin, key=network_key(), manifest=manifest)
+    assert PerpdexClient.from_manifest(manifest).deployment.genesis is not None
+    _other_chain(manifest)
+    with pytest.raises(DeploymentNotFound, match=r"belongs to another chain .* Redeploy"):
+        PerpdexClient.from_manifest(manifest)
+
+
+def test_manifest__folder_override_keeps_throwaway_runs_apart(monkeypatch, tmp_path):
+    from perpdex.deploy import DEPLOYMENTS_DIR, manifest_path
+
+    assert manifest_path("local") == DEPLOYMENTS_DIR / "local.json"
+    monkeypatch.setenv("PERPDEX_DEPLOYMENTS_DIR", str(tmp_path / "demo"))
+    assert manifest_path("local") == tmp_path / "demo" / "local.json"
