@@ -44,6 +44,7 @@ from perpdex.constants import (
     ACCOUNT_PORTFOLIO,
     BPS,
     FLAG_DEGRADED,
+    MAX_PRICE,
     WAD,
 )
 from perpdex.errors import DeploymentNotFound, PerpdexError, TransactionRejected
@@ -421,6 +422,19 @@ def resolve_manifest(spec: str | Path | None = None) -> Path:
 
 
 # --- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderCheck:
+    """`PerpdexClient.check_order`: the order's fate in the next block, and the largest
+    order in its direction that would pass (signed base units; 0 when none would)."""
+
+    quote: Quote
+    accepted: bool
+    reason: str | None
+    hint: str | None
+    max_size: Decimal
+    max_leverage: Decimal | None  # position notional / equity after the largest order
 
 
 @dataclass(frozen=True)
@@ -1101,6 +1115,29 @@ class PerpdexClient:
         col = self.collateral(token)
         return Decimal(self.withdrawable_units(account, token)).scaleb(-col.decimals)
 
+    def withdraw_all(
+        self, account: int, token: str = "USDC", receiver: Any = None
+    ) -> tuple[ReceiptAPI, int]:
+        """Withdraw everything of `token` the rules allow now (`withdrawable_units`: the
+        whole balance when the account is flat). Returns the receipt and the token units
+        sent; refuses with the reason when nothing can leave."""
+        col = self.collateral(token)
+        units = self.withdrawable_units(account, token)
+        if units <= 0:
+            balance = int(self.clearinghouse.balance_of(account, col.index))
+            why = (
+                f"the account holds no {col.symbol}"
+                if balance <= 0
+                else f"its {col.symbol} backs the open positions' initial margin"
+            )
+            raise PerpdexError(
+                f"nothing of {col.symbol} can be withdrawn from {account:#x} now: {why}; close "
+                "or reduce positions first (`perpdex close SYMBOL`)"
+            )
+        signer = self._require_signer("withdraw")
+        to = _address(receiver if receiver is not None else signer)
+        return self._send("withdraw", self.ops.withdraw, account, col.address, units, to), units
+
     def transfer(
         self,
         from_account: int,
@@ -1233,6 +1270,63 @@ class PerpdexClient:
         number = block_id if isinstance(block_id, int) else None
         return Quote(
             account, m, self.deployment.markets[m], from_wad(delta), _quote_view(raw), number
+        )
+
+    def check_order(
+        self,
+        account: int,
+        market: str | int,
+        size: Decimal | int | str,
+        *,
+        max_slippage: Decimal | str = DEFAULT_MAX_SLIPPAGE,
+    ) -> OrderCheck:
+        """Would this market order be accepted in the next block, and if not why; and the
+        largest order in the same direction that would be, with the leverage it leaves.
+        Simulates `trade` (eth_call from the account's owner); signs nothing."""
+        from perpdex.sdk import math as pm
+
+        m = self.market_id(market)
+        delta = _size_wad(size)
+        sender = str(self.clearinghouse.account_owner(account))
+        quote = self.quote(account, m, from_wad(delta))
+        bound = quote.acceptable_price(max_slippage)
+        size_now = int(self.clearinghouse.position(account, m)[0])
+
+        def refusal(d: int, b: int) -> str | None:
+            try:
+                pm.require_min_position(size_now + d, quote.view.oracle_price)
+            except pm.Revert as err:
+                return str(err)
+            return self._call_reason(self.clearinghouse.trade, (account, m, d, b), sender)
+
+        reason = refusal(delta, bound)
+        sign = 1 if delta > 0 else -1
+        loose = MAX_PRICE if sign > 0 else 1  # the size search ignores slippage
+        # upper end: what 100x the account's equity buys at the oracle price
+        equity = max(quote.view.equity_after, 0) + abs(delta) * quote.view.oracle_price // WAD
+        hi = max(abs(delta), equity * 100 * WAD // max(quote.view.oracle_price, 1)) + 1
+        lo = 0
+        if refusal(sign * hi, loose) is None:
+            lo = hi
+        while hi - lo > max(1, hi // 10**6):
+            mid = (lo + hi) // 2
+            if refusal(sign * mid, loose) is None:
+                lo = mid
+            else:
+                hi = mid
+        leverage: Decimal | None = None
+        if lo > 0:
+            q = self.quote(account, m, from_wad(sign * lo))
+            notional = abs(size_now + sign * lo) * q.view.oracle_price // WAD
+            if q.view.equity_after > 0:
+                leverage = Decimal(notional) / Decimal(q.view.equity_after)
+        return OrderCheck(
+            quote=quote,
+            accepted=reason is None,
+            reason=reason,
+            hint=hint_for(reason) if reason else None,
+            max_size=from_wad(sign * lo),
+            max_leverage=leverage,
         )
 
     def trade(
@@ -1439,6 +1533,46 @@ class PerpdexClient:
         receipt = self._send("LP redeem", vault.redeem, units, to, signer.address)
         return self._lp_move(receipt, vault.Withdraw)
 
+    def lp_redeemable_shares(self, owner: Any = None) -> tuple[int, int, str | None]:
+        """(held, redeemable now, why not all): the most of `owner`'s shares (default: the
+        signer) a `redeem` accepts in the next block, found by simulating redeems (the
+        vault's exposure caps may hold part back while traders' positions need the cash),
+        and the vault's reason when that is not all of them."""
+        vault = self._require("vault", self.vault)
+        who = _address(owner if owner is not None else self._require_signer("LP redeem"))
+        held = int(vault.balanceOf(who))
+        if held == 0:
+            return 0, 0, None
+
+        def reason(shares: int) -> str | None:
+            return self._call_reason(vault.redeem, (shares, who, who), who)
+
+        full = reason(held)
+        if full is None:
+            return held, held, None
+        lo, hi = 0, held  # lo passes (0 shares: nothing to check), hi fails
+        while hi - lo > max(1, held // 1_000_000):
+            mid = (lo + hi) // 2
+            if reason(mid) is None:
+                lo = mid
+            else:
+                hi = mid
+        return held, lo, full
+
+    def lp_redeem_all(self, receiver: Any = None) -> LpMove:
+        """Redeem every share the vault accepts now (`lp_redeemable_shares`); says why when
+        it holds some back."""
+        held, ok, why = self.lp_redeemable_shares()
+        if held == 0:
+            return self.lp_redeem(None, receiver)  # raises "holds no LP shares"
+        if ok == 0:
+            raise TransactionRejected("LP redeem", why or "refused", hint_for(why or ""))
+        vault = self._require("vault", self.vault)
+        signer = self._require_signer("LP redeem")
+        to = _address(receiver if receiver is not None else signer)
+        receipt = self._send("LP redeem", vault.redeem, ok, to, signer.address)
+        return self._lp_move(receipt, vault.Withdraw)
+
     def lp_status(self, owner: Any = None) -> LpStatus:
         """Shares, their value and the pool (equity, cash, insurance, per-market use of the
         vault's exposure cap) for `owner` (default: the signer)."""
@@ -1547,6 +1681,20 @@ class PerpdexClient:
             return gas.send(action, method, *args, sender=signer)
         except ContractLogicError as err:
             raise rejected(action, err) from err
+
+    def _call_reason(self, method: Any, args: tuple[Any, ...], sender: str) -> str | None:
+        """None if `method(*args)` from `sender` would succeed in the next block, else the
+        revert reason (an eth_call; nothing is sent)."""
+        from ape import networks
+        from web3.exceptions import ContractLogicError as CallReverted
+
+        web3 = networks.provider.web3
+        call = {"from": sender, "to": method.contract.address, "data": method.encode_input(*args)}
+        try:
+            web3.eth.call(call, "pending")
+        except CallReverted as err:
+            return _call_revert_reason(err)
+        return None
 
     def _simulate(self, action: str, method: Any, args: tuple[Any, ...], signer: Any) -> None:
         """Run the transaction as an eth_call; raise `TransactionRejected` if it reverts."""
