@@ -173,6 +173,7 @@ class Anvil:
     extra_args: list[str] = field(default_factory=list)
     start_timeout: float = START_TIMEOUT
     steps_tracing: bool = True  # ape's call traces; off for benchmarks (a node's speed)
+    detach: bool = False  # `devnet up`: keep running after this process exits
     quiet: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
@@ -221,7 +222,7 @@ class Anvil:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # stop() signals the whole group (node wrapper + anvil)
-            preexec_fn=_die_with_parent,
+            preexec_fn=None if self.detach else _die_with_parent,
             cwd=ROOT,
         )
         log.close()
@@ -533,6 +534,171 @@ def fork_test(port_a: int | None, port_b: int | None, pytest_args: Sequence[str]
 
 
 # --------------------------------------------------------------------------------------
+# a devnet for humans: `perpdex devnet up | down`, `perpdex faucet`
+# --------------------------------------------------------------------------------------
+
+USDC_UNITS = 10**6
+DEVNET_POOL_USDC = 2_000_000  # the vault's first LP deposit (test account 0)
+DEVNET_WALLET_USDC = 100_000  # each funded test wallet
+DEVNET_WALLETS = 5  # test accounts 1..5
+FAUCET_ETH = 10 * 10**18
+
+
+def _pid_path(port: int) -> Path:
+    return LOG_DIR / f"devnet-{port}.pid"
+
+
+def _selector(signature: str) -> str:
+    from eth_utils import keccak
+
+    return keccak(text=signature)[:4].hex()
+
+
+def _send_as(
+    url: str, sender: str, to: str, signature: str, types: list[str], args: list[Any]
+) -> str:
+    """eth_sendTransaction from an account the dev node unlocked (anvil's test accounts);
+    waits for the receipt and raises if it failed."""
+    from eth_abi import encode
+
+    data = "0x" + _selector(signature) + encode(types, args).hex()
+    tx_hash = rpc(url, "eth_sendTransaction", [{"from": sender, "to": to, "data": data}])
+    for _ in range(100):
+        receipt = rpc(url, "eth_getTransactionReceipt", [tx_hash])
+        if receipt is not None:
+            if int(receipt["status"], 16) != 1:
+                raise DevnetError(f"{signature} from {sender} failed on {url} ({tx_hash})")
+            return str(tx_hash)
+        time.sleep(0.05)
+    raise DevnetError(f"{signature} ({tx_hash}) was not mined on {url}; is the node mining?")
+
+
+def _manifest_token_vault(manifest: Path) -> tuple[str, str | None, str | None]:
+    if not manifest.exists():
+        raise DevnetError(
+            f"no deployment manifest at {manifest}; start a devnet first (`perpdex devnet up`)"
+        )
+    data = json.loads(manifest.read_text())
+    c = data.get("contracts", {})
+    return str(c["token"]), c.get("vault"), data.get("genesis")
+
+
+def _require_dev_chain(url: str, genesis: str | None, manifest: Path) -> None:
+    try:
+        client = str(rpc(url, "web3_clientVersion")).lower()
+    except (OSError, urllib.error.URLError) as e:
+        raise DevnetError(
+            f"no node answers on {url} ({e}); start one with `perpdex devnet up`"
+        ) from None
+    if "anvil" not in client:
+        raise DevnetError(
+            f"{url} is not a local anvil ({client}); the faucet only mints on a devnet"
+        )
+    head = rpc(url, "eth_getBlockByNumber", ["0x0", False])["hash"]
+    if genesis and head.removeprefix("0x") != genesis.removeprefix("0x"):
+        raise DevnetError(
+            f"{manifest} was deployed on another chain than the one on {url} (the node was "
+            "restarted?); run `perpdex devnet up` again"
+        )
+
+
+def faucet(url: str, manifest: Path, to: str, usdc: int, eth: int = FAUCET_ETH) -> None:
+    """Mint `usdc` mock USDC (whole dollars) to `to` and set its ETH balance to `eth` wei,
+    on a local anvil devnet only."""
+    from eth_utils import is_address, to_checksum_address
+
+    if not is_address(to):
+        raise DevnetError(f"{to!r} is not an address; pass 0x followed by 40 hex digits")
+    if usdc < 0:
+        raise DevnetError(f"the faucet amount must be zero or more dollars, got {usdc}")
+    token, _vault, genesis = _manifest_token_vault(manifest)
+    _require_dev_chain(url, genesis, manifest)
+    who = to_checksum_address(to)
+    sender = rpc(url, "eth_accounts")[0]
+    if usdc:
+        _send_as(
+            url,
+            sender,
+            token,
+            "mint(address,uint256)",
+            ["address", "uint256"],
+            [who, usdc * USDC_UNITS],
+        )
+    rpc(url, "anvil_setBalance", [who, hex(eth)])
+
+
+def fund_devnet(url: str, manifest: Path) -> list[str]:
+    """The vault's first LP (test account 0 deposits DEVNET_POOL_USDC, so trades have a
+    counterparty from the first block) and DEVNET_WALLETS funded test wallets. Returns
+    the funded wallets."""
+    token, vault, _genesis = _manifest_token_vault(manifest)
+    wallets = [str(a) for a in rpc(url, "eth_accounts")]
+    lp = wallets[0]
+    if vault:
+        units = DEVNET_POOL_USDC * USDC_UNITS
+        _send_as(url, lp, token, "mint(address,uint256)", ["address", "uint256"], [lp, units])
+        _send_as(url, lp, token, "approve(address,uint256)", ["address", "uint256"], [vault, units])
+        _send_as(url, lp, vault, "deposit(uint256,address)", ["uint256", "address"], [units, lp])
+    funded = wallets[1 : 1 + DEVNET_WALLETS]
+    for w in funded:
+        units = DEVNET_WALLET_USDC * USDC_UNITS
+        _send_as(url, lp, token, "mint(address,uint256)", ["address", "uint256"], [w, units])
+    return funded
+
+
+def devnet_up(port: int) -> int:
+    """Start an anvil that outlives this command, deploy to it (deployments/local.json,
+    an older one of another chain is kept as a .bak.json), fund the vault and five
+    test wallets, and print how to use it."""
+    node = Anvil("devnet", port, detach=True)
+    node.start(busy_hint=f"Stop it (`perpdex devnet down --port {port}`) or pick --port.")
+    assert node.proc is not None
+    _pid_path(port).write_text(str(node.proc.pid))
+    env = {"PERPDEX_NETWORK": "local", "PYTHONWARNINGS": "ignore::UserWarning"}
+    try:
+        rc = run_ape(["run", "deploy", *node_args(node.url), "-v", "WARNING"], env)
+        if rc != 0:
+            raise DevnetError(f"`ape run deploy` failed (exit code {rc})")
+        from perpdex.deploy import manifest_path
+
+        manifest = manifest_path("local")
+        funded = fund_devnet(node.url, manifest)
+    except BaseException:
+        node.stop()
+        _pid_path(port).unlink(missing_ok=True)
+        raise
+    t = Table(title=f"devnet on {node.url} (anvil pid {node.proc.pid}, chain id {CHAIN_ID})")
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row("manifest", str(manifest))
+    t.add_row("vault", f"{DEVNET_POOL_USDC:,} USDC from test:0 (the first LP)")
+    for i, w in enumerate(funded, start=1):
+        t.add_row(f"test:{i}", f"{w}  {DEVNET_WALLET_USDC:,} USDC")
+    console.print(t)
+    console.print(
+        f"use it:  export PERPDEX_RPC_URL={node.url}   (or pass --rpc {node.url})\n"
+        "         perpdex -a test:1 open-account main && perpdex -a test:1 deposit 10000\n"
+        "         perpdex faucet 0xYOUR_ADDRESS --amount 50000\n"
+        f"stop it: perpdex devnet down --port {port}"
+    )
+    return 0
+
+
+def devnet_down(port: int) -> int:
+    """Stop the anvil `devnet up` left on `port`."""
+    pid_file = _pid_path(port)
+    if not pid_file.exists():
+        console.print(f"no devnet recorded on port {port} ({pid_file} is missing)")
+        return 1
+    pid = int(pid_file.read_text())
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    pid_file.unlink()
+    console.print(f"devnet on port {port} (pid {pid}) stopped")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
 # one test session
 # --------------------------------------------------------------------------------------
 
@@ -584,6 +750,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="anvil + `ape run deploy` + `ape run demo`")
     d.add_argument("--port", type=int, default=8545, help="anvil port (default 8545)")
+    up = sub.add_parser("up", help="anvil left running + deploy + funded vault and wallets")
+    up.add_argument("--port", type=int, default=8545, help="anvil port (default 8545)")
+    down = sub.add_parser("down", help="stop the anvil `up` started")
+    down.add_argument("--port", type=int, default=8545)
+    fc = sub.add_parser("faucet", help="mint mock USDC and set ETH for an address (devnet only)")
+    fc.add_argument("address")
+    fc.add_argument("--amount", type=int, default=10_000, help="USDC (whole dollars)")
+    fc.add_argument("--rpc", default=os.environ.get("PERPDEX_RPC_URL", "http://127.0.0.1:8545"))
     t = sub.add_parser(
         "ape-test",
         help="one `ape test` session on its own anvil (retried start-up)",
@@ -610,6 +784,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "demo":
             return demo(args.port)
+        if args.cmd == "up":
+            return devnet_up(args.port)
+        if args.cmd == "down":
+            return devnet_down(args.port)
+        if args.cmd == "faucet":
+            from perpdex.deploy import manifest_path
+
+            faucet(args.rpc, manifest_path("local"), args.address, args.amount)
+            console.print(f"[green]✓[/] {args.amount:,} USDC and 10 ETH to {args.address}")
+            return 0
         if args.cmd == "bench-keeper":
             return bench_keeper(args.port)
         extra = [x for x in args.pytest_args if x != "--"]
