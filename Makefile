@@ -3,7 +3,7 @@
 #   make test       same set-up, then lint (ruff, mypy, mamushi, natrix) and the whole suite
 #   make test-quick the edit loop: unit tests and a short fuzz (no lint), about 3 minutes
 #   make test-fork  integration tests against an anvil fork of a simulated L2 testnet
-#   make bench      gas benchmark -> docs/gas.md, docs/gas.json
+#   make bench      gas benchmark -> docs/gas.md, docs/gas.json; CLI start-up -> docs/perf.json
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -131,8 +131,10 @@ test-fork: setup compile
 demo: setup compile
 	$(BIN)/python -m perpdex.devnet demo --port $(DEMO_PORT)
 
-bench: setup
+# The CLI start-up benchmark starts its own anvil (and stops it) for the read command.
+bench: setup compile
 	$(BIN)/ape run bench_gas
+	$(BIN)/python -m perpdex.cli.bench_startup
 
 clean:
 	rm -rf $(VENV) node_modules $(STAMPS) .build .pytest_cache .ruff_cache .mypy_cache .hypothesis
