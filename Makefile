@@ -3,7 +3,7 @@
 #   make test       same set-up, then lint (ruff, mypy, mamushi, natrix) and the whole suite
 #   make test-quick the edit loop: unit tests and a short fuzz (no lint), about 3 minutes
 #   make test-fork  integration tests against an anvil fork of a simulated L2 testnet
-#   make bench      gas benchmark -> docs/gas.md, docs/gas.json; keeper scan -> docs/perf.json
+#   make bench      gas -> docs/gas.md, docs/gas.json; keeper scan, CLI start-up -> docs/perf.json
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -134,9 +134,11 @@ demo: setup compile
 # bench-keeper: the liquidation keeper's account-scan rate at 10,000 accounts ->
 # docs/perf.json keeper_scan_accounts_per_s (its own anvil, without ape's step tracing;
 # the set-up opens the accounts in ~125 transactions, about 3 minutes on 2 cores).
-bench: setup
+# The CLI start-up benchmark starts its own anvil (and stops it) for the read command.
+bench: setup compile
 	$(BIN)/ape run bench_gas
 	$(BIN)/python -m perpdex.devnet bench-keeper
+	$(BIN)/python -m perpdex.cli.bench_startup
 
 clean:
 	rm -rf $(VENV) node_modules $(STAMPS) .build .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -261,3 +261,55 @@ def load_risk(path: Path | None = None) -> RiskConfig:
 def load_networks(path: Path | None = None) -> dict[str, Any]:
     """Read config/networks.yaml (per-network deploy settings)."""
     return _load_yaml("networks.yaml", path)
+
+
+def rpc_env_problem(choice: str, config: Path | None = None) -> str | None:
+    """What to set when the ape network `choice` (`arbitrum:sepolia[:node]`) reads its RPC
+    URL from an environment variable (ape-config.yaml `node: <eco>: <net>: uri: $VAR`) that
+    is unset; None when nothing is missing (or the choice is a URL or not configured so).
+
+    ape itself only says "Invalid uri: $VAR" (or prints a traceback), after seconds of
+    start-up, so the CLI and the scripts check this first.
+    """
+    import os
+    import re
+
+    parts = choice.split(":")
+    if len(parts) < 2 or "//" in choice or (len(parts) > 2 and parts[2] not in ("", "node")):
+        return None
+    path = config or ROOT / "ape-config.yaml"
+    try:
+        node = (yaml.safe_load(path.read_text()) or {}).get("node") or {}
+        uri = node.get(parts[0], {}).get(parts[1], {}).get("uri")
+    except (OSError, AttributeError, yaml.YAMLError):
+        return None
+    if not isinstance(uri, str) or not (
+        m := re.fullmatch(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", uri)
+    ):
+        return None
+    var = m.group(1)
+    if os.environ.get(var):
+        return None
+    return (
+        f"{parts[0]}:{parts[1]} reads its RPC URL from the environment variable {var}, which "
+        f"is not set: `export {var}=https://...` (your RPC provider's endpoint for that "
+        "network), then retry"
+    )
+
+
+def exit_if_rpc_unset(argv: list[str]) -> None:
+    """For `ape run` scripts, at import (before ape connects): exit with one line when the
+    `--network` in `argv` needs an unset RPC variable (see rpc_env_problem)."""
+    import sys
+
+    choice = next(
+        (
+            a.split("=", 1)[1] if "=" in a else argv[i + 1]
+            for i, a in enumerate(argv)
+            if (a == "--network" and i + 1 < len(argv)) or a.startswith("--network=")
+        ),
+        None,
+    )
+    if choice and (problem := rpc_env_problem(choice)):
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(1)

@@ -495,7 +495,12 @@ def run(
     console = console or Console()
     p = protocol or load_protocol(key)
     wallets = accounts.test_accounts
-    console.print(deployment_table(p))
+    # `ape run deploy` (run just before by `make demo`) printed the deployment table:
+    # one line here, not the table a second time
+    console.print(
+        f"demo on the perpdex deployment of {p.network}: Clearinghouse "
+        f"{p.clearinghouse.address} (`ape run deploy` lists every contract)"
+    )
 
     # 1. traders
     state = DemoState(p, create_traders(wallets))

@@ -16,12 +16,19 @@ import os
 import sys
 from typing import Any
 
+import click
+from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 
-from perpdex.config import load_networks
+from perpdex.config import exit_if_rpc_unset, load_networks
 from perpdex.demo import deployment_table
 from perpdex.deploy import deploy_system, manifest_path, network_key
 from perpdex.errors import ConfigError, PerpdexError
+
+# ape runs a script that defines `cli` at discovery, before it connects to --network: a
+# network whose RPC URL variable is unset ends here in one line, not in ape's
+# "Invalid uri: $VAR" (or a traceback)
+exit_if_rpc_unset(sys.argv)
 
 
 def pick_deployer(key: str) -> Any:
@@ -80,3 +87,10 @@ def main() -> None:
         console.print(f"[green]{sent} transaction(s) sent; manifest saved to {path}[/]")
     else:
         console.print("[green]already deployed and configured: nothing changed (0 transactions)[/]")
+
+
+@click.command(
+    cls=ConnectedProviderCommand, short_help="Deploy, resume or verify the perpdex suite."
+)
+def cli() -> None:
+    main()

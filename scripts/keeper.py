@@ -22,12 +22,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import click
+from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 from rich.logging import RichHandler
 
+from perpdex.config import exit_if_rpc_unset
 from perpdex.deploy import load_protocol, network_key
 from perpdex.errors import PerpdexError
 from perpdex.keepers.liquidator import Liquidator, LiquidatorConfig
+from perpdex.keepers.state import StateLock
+
+# ape runs a script that defines `cli` at discovery, before it connects to --network: a
+# network whose RPC URL variable is unset ends here in one line, not in ape's
+# "Invalid uri: $VAR" (or a traceback)
+exit_if_rpc_unset(sys.argv)
 
 LOCAL_KEEPER_INDEX = 5
 LOCAL_KEEPER_DEPOSIT = 500_000  # USDC minted and deposited on local networks
@@ -88,19 +97,28 @@ def main() -> None:
         state = Path(
             os.environ.get("PERPDEX_KEEPER_STATE", f".keeper/liquidator-{network_key()}.json")
         )
-        keeper = Liquidator(p, who, cfg, state_path=state, name=who.address[:10])
-        ticks = os.environ.get("PERPDEX_KEEPER_TICKS")
-        console.print(
-            f"keeper {who.address} on {p.network}, state {state} "
-            f"(cursor {keeper.state.cursor}); Ctrl-C stops it"
-        )
-        n = keeper.run(
-            interval=float(os.environ.get("PERPDEX_KEEPER_INTERVAL", "2")),
-            ticks=int(ticks) if ticks else None,
-        )
+        with StateLock(state):  # a second keeper on this state file stops here
+            keeper = Liquidator(p, who, cfg, state_path=state, name=who.address[:10])
+            ticks = os.environ.get("PERPDEX_KEEPER_TICKS")
+            console.print(
+                f"keeper {who.address} on {p.network}, state {state} "
+                f"(cursor {keeper.state.cursor}); Ctrl-C stops it"
+            )
+            n = keeper.run(
+                interval=float(os.environ.get("PERPDEX_KEEPER_INTERVAL", "2")),
+                ticks=int(ticks) if ticks else None,
+            )
         console.print(f"stopped after {n} tick(s); actions: {keeper.state.counts}")
     except PerpdexError as e:
         console.print(f"[red]error:[/] {e}")
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("[yellow]stopped; state saved[/]")
+
+
+@click.command(
+    cls=ConnectedProviderCommand,
+    short_help="Run the liquidation keeper (settings from PERPDEX_KEEPER_*).",
+)
+def cli() -> None:
+    main()

@@ -12,14 +12,25 @@ A command takes `ctx: typer.Context`, gets the connection, signer and client fro
 root app's class) prints that as one red line with its hint and exits with code 1, so
 commands never print tracebacks or handle errors themselves.
 
-ape is imported only when a command needs the chain, so `perpdex --help` stays fast.
+Start-up: `perpdex --help` and `perpdex --version` import neither ape nor the command
+modules. main.py mounts the command groups lazily (`LazyCommand`): the root `--help`
+lists them from a one-line summary kept next to the mount, and a group's module is
+imported when the command is dispatched. ape is imported only when a command needs the
+chain. `python -m perpdex.cli.bench_startup` measures both.
+
+Output: rich tables on a terminal; when stdout is not a terminal (a pipe, a file, CI) the
+width is fixed (`PIPE_WIDTH`, unless COLUMNS says otherwise), so the text does not depend on
+the terminal of whoever ran it. Read commands also take `--json` (perpdex/cli/jsonout.py).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn
 
 import typer
 from rich.console import Console
@@ -33,12 +44,17 @@ if TYPE_CHECKING:
 
     # typer (0.29) runs on its own vendored copy of click: TyperGroup.invoke takes that
     # Context, not click.Context (typer.Context is a subclass, too narrow for an override)
+    from typer._click import Command as ClickCommand
     from typer._click import Context as ClickContext
+    from typer._click import HelpFormatter
 
     from perpdex.sdk.client import PerpdexClient
 
 __all__ = [
     "DEFAULT_NETWORK",
+    "NUMBER_ARGS",
+    "PIPE_WIDTH",
+    "LazyCommand",
     "PerpdexGroup",
     "Session",
     "console",
@@ -54,15 +70,26 @@ __all__ = [
 
 DEFAULT_NETWORK = "ethereum:local:node"
 TEST_ACCOUNT_PREFIX = "test:"
+# Columns when the output is not a terminal and COLUMNS is unset: wider than every table
+# (rich's own fallback, 80, would cut table cells short with "…").
+PIPE_WIDTH = 240
+
+
+def _width(stream: Any) -> int | None:
+    """None (rich asks the terminal, or reads COLUMNS) on a terminal or with COLUMNS set;
+    PIPE_WIDTH otherwise."""
+    if os.environ.get("COLUMNS") or stream.isatty():
+        return None
+    return PIPE_WIDTH
 
 
 def console() -> Console:
     """Console for results (built per call so it follows the current stdout and COLUMNS)."""
-    return Console(highlight=False)
+    return Console(highlight=False, width=_width(sys.stdout))
 
 
 def _err_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
 
 def say(message: str) -> None:
@@ -77,21 +104,90 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=1)
 
 
+@dataclass(frozen=True)
+class LazyCommand:
+    """A command (or command group) of the root app whose module is imported on dispatch.
+
+    `module`.`attr` is a `typer.Typer`. With `group`, that Typer is the group mounted as the
+    command's name (`perpdex lp ...`); without, the command of that name is taken from it
+    (root commands such as `quote`). `summary` is what the root `--help` lists: the first
+    paragraph of the command's help (tests/unit/test_cli_startup.py keeps them equal).
+    """
+
+    module: str
+    attr: str
+    summary: str
+    group: bool = False
+
+    def load(self, name: str) -> ClickCommand:
+        import typer.main
+
+        typer_app = getattr(importlib.import_module(self.module), self.attr)
+        cmd = typer.main.get_command(typer_app)
+        if self.group:
+            cmd.name = name
+            return cmd
+        subs = getattr(cmd, "commands", None)
+        found = cmd if subs is None else subs.get(name)  # a one-command Typer is the command
+        if found is None or found.name != name:
+            raise LookupError(f"{self.module}.{self.attr} has no command {name!r}")
+        return found
+
+
 class PerpdexGroup(TyperGroup):
-    """Root command group: turns perpdex and ape errors into one line and exit code 1."""
+    """Root command group: mounts `lazy` commands, turns perpdex and ape errors into one
+    line and exit code 1."""
+
+    lazy: ClassVar[dict[str, LazyCommand]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._listing = False  # rendering --help: lazy commands stay unimported stubs
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in self.lazy if n not in self.commands)]
+
+    def get_command(self, ctx: ClickContext, cmd_name: str) -> ClickCommand | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None or cmd_name not in self.lazy:
+            return found
+        spec = self.lazy[cmd_name]
+        if self._listing:
+            from typer.core import TyperCommand
+
+            return TyperCommand(cmd_name, help=spec.summary)
+        loaded = spec.load(cmd_name)
+        self.commands[cmd_name] = loaded
+        return loaded
+
+    def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def invoke(self, ctx: ClickContext) -> Any:
-        from ape.exceptions import ApeException
-
         try:
             return super().invoke(ctx)
         except PerpdexError as e:
             fail(str(e))
-        except ApeException as e:
+        except Exception as e:
+            if not _is_ape_error(e):
+                raise
             fail(
                 f"{_one_line(e)}; check that --network reaches the chain of the deployment "
                 "and that --account can sign there"
             )
+
+
+def _is_ape_error(err: BaseException) -> bool:
+    """Whether `err` is an ApeException (without importing ape when it never was)."""
+    if "ape.exceptions" not in sys.modules:
+        return False
+    from ape.exceptions import ApeException
+
+    return isinstance(err, ApeException)
 
 
 class Session:
@@ -137,6 +233,10 @@ class Session:
         ):
             self._connected = True
             return
+        from perpdex.config import rpc_env_problem
+
+        if problem := rpc_env_problem(self.network):
+            raise PerpdexError(problem)
         if not self.verbose:
             from ape.logging import logger
 
@@ -248,6 +348,13 @@ def _load_account(alias: str) -> AccountAPI:
         n = alias.removeprefix(TEST_ACCOUNT_PREFIX)
         if not n.isdigit():
             raise PerpdexError(f"{alias!r} is not a test account; write it as test:N, e.g. test:1")
+        count = len(accounts.test_accounts)
+        if int(n) >= count:
+            raise PerpdexError(
+                f"there is no test account {alias}: ape has {count} (test:0 to "
+                f"test:{count - 1}); pick one of those, or raise `test: number_of_accounts` "
+                "in ape-config.yaml (and anvil's --accounts)"
+            )
         return accounts.test_accounts[int(n)]
     try:
         account = accounts.load(alias)
@@ -265,14 +372,24 @@ def _load_account(alias: str) -> AccountAPI:
 # --- parsing and formatting ------------------------------------------------------------------
 
 
+# Commands whose amounts are arguments take `-100` as an argument (not an unknown option),
+# so parse_amount can say that amounts are positive.
+NUMBER_ARGS = {"ignore_unknown_options": True}
+
+
 def parse_amount(text: str) -> Decimal:
     """A positive decimal amount such as 250 or 99.5 (no thousands separators)."""
     try:
         value = Decimal(text.replace("_", ""))
     except InvalidOperation as e:
+        if text.startswith("-"):  # an unknown option passed through by NUMBER_ARGS
+            raise typer.BadParameter(f"no such option {text!r}; see --help") from e
         raise typer.BadParameter(f"{text!r} is not a number; write it like 250 or 99.5") from e
     if not value.is_finite() or value <= 0:
-        raise typer.BadParameter(f"{text!r} must be a number above zero")
+        raise typer.BadParameter(
+            f"{text!r}: amounts must be above zero (the command says the direction: "
+            "deposit or withdraw)"
+        )
     return value
 
 

@@ -58,10 +58,24 @@ def _protocol(ctx: typer.Context) -> Protocol:
     return load_protocol(network_key(), path)
 
 
+class _PrintedByTheCommand(logging.Filter):
+    """Drops the keepers' log lines that these commands print themselves, so nothing shows
+    twice: the liquidator's per-action lines (`liquidate` prints one table row per action)
+    and the pusher's "pushed ..." line (`prices` prints the prices). Errors always pass."""
+
+    DROP = frozenset(
+        {("perpdex.keepers.liquidator", "execute"), ("perpdex.keepers.price_pusher", "push")}
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or (record.name, record.funcName) not in self.DROP
+
+
 def _logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
     handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    handler.addFilter(_PrintedByTheCommand())
     logger = logging.getLogger("perpdex.keepers")
     logger.handlers = [handler]
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -186,6 +200,7 @@ def liquidate(
     """Watch every account; start, bid on, backstop and finish liquidations."""
     from perpdex.deploy import network_key
     from perpdex.keepers.liquidator import Liquidator, LiquidatorConfig
+    from perpdex.keepers.state import StateLock
 
     s = session(ctx)
     _logging(s.verbose)
@@ -209,6 +224,9 @@ def liquidate(
     for name, value in rpc_limits(network_key(), given).items():
         setattr(cfg, name, value)
     path = state or DEFAULT_STATE_DIR / f"liquidator-{network_key()}.json"
+    lock = StateLock(path)
+    lock.acquire()  # a second keeper on this state file stops here, before reading it
+    ctx.call_on_close(lock.release)
     keeper = Liquidator(p, signer, cfg, state_path=path, name=signer.address[:10])
     say(
         f"keeper {signer.address} -> account {short_id(keeper_account)} on {p.network}; "

@@ -16,15 +16,27 @@ Mounted on the root app by main.py (`app.add_typer(lp.app, name="lp")`).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from perpdex.cli import console, fmt_amount, fmt_usd, parse_amount, say, session
+from perpdex.cli import (
+    NUMBER_ARGS,
+    console,
+    fmt_amount,
+    fmt_usd,
+    jsonout,
+    parse_amount,
+    say,
+    session,
+)
+from perpdex.cli.jsonout import Json
 from perpdex.cli.portfolio import fmt_pct, fmt_price, fmt_qty, new_table
 from perpdex.errors import PerpdexError
-from perpdex.sdk.client import LpStatus
+
+if TYPE_CHECKING:
+    from perpdex.sdk.client import LpStatus
 
 app = typer.Typer(
     name="lp",
@@ -109,7 +121,7 @@ def print_status(st: LpStatus, symbol: str) -> None:
     out.print(utilisation_table(st))
 
 
-@app.command("deposit")
+@app.command("deposit", context_settings=NUMBER_ARGS)
 def deposit(
     ctx: typer.Context,
     amount: Annotated[
@@ -130,7 +142,7 @@ def deposit(
     )
 
 
-@app.command("withdraw")
+@app.command("withdraw", context_settings=NUMBER_ARGS)
 def withdraw(
     ctx: typer.Context,
     amount: Annotated[
@@ -172,6 +184,7 @@ def status(
     owner: Annotated[
         str | None, typer.Option("--owner", help="Address to show (default: --account).")
     ] = None,
+    json_out: Json = False,
 ) -> None:
     """Shares, share price, what they redeem for, the pool, insurance and utilisation."""
     s = session(ctx)
@@ -181,4 +194,8 @@ def status(
         raise PerpdexError(
             f"whose LP position? on {s.network} give --owner ADDRESS or --account <ape alias>"
         )
-    print_status(client.lp_status(who), client.collaterals()[0].symbol)
+    st, symbol = client.lp_status(who), client.collaterals()[0].symbol
+    if json_out:
+        jsonout.emit(jsonout.lp_status(st, symbol))
+        return
+    print_status(st, symbol)

@@ -8,63 +8,131 @@ bottom of this file (see "command groups").
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from decimal import Decimal
-from types import ModuleType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.measure import Measurement
-from rich.table import Table
 
 from perpdex.cli import (
     DEFAULT_NETWORK,
+    NUMBER_ARGS,
     AccountId,
+    LazyCommand,
     PerpdexGroup,
     Session,
     Sub,
     console,
     fmt_amount,
     fmt_usd,
-    lp,
     parse_amount,
-    portfolio,
-    risk,
     say,
     session,
     short_id,
-    strategies,
-    trade,
 )
-from perpdex.cli.portfolio import account_label
+from perpdex.cli.jsonout import Json
 from perpdex.errors import PerpdexError
-from perpdex.sdk.client import AccountSummary, PerpdexClient
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from perpdex.sdk.client import AccountInfo, AccountSummary, PerpdexClient
 
 
-def _optional_group(module: str) -> ModuleType | None:
-    """A command-group module that may not be in this tree yet (None then); an import
-    error inside a module that exists still surfaces."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name != module:
-            raise
-        return None
+class RootGroup(PerpdexGroup):
+    """The root `perpdex` group. The command groups below are imported when dispatched
+    (perpdex.cli.LazyCommand); `--help` lists them from these summaries, in this order
+    after the commands defined in this file."""
 
+    lazy: ClassVar[dict[str, LazyCommand]] = {
+        "quote": LazyCommand(
+            "perpdex.cli.trade",
+            "app",
+            "Quote a market order (fill price, impact, fee, margin and liquidation price "
+            "after it), or list the markets. Signs nothing.",
+        ),
+        "trade": LazyCommand(
+            "perpdex.cli.trade",
+            "app",
+            "Market order against the vault: SIZE base units (0.5 buys, -0.5 sells).",
+        ),
+        "close": LazyCommand(
+            "perpdex.cli.trade",
+            "app",
+            "Close a whole position at market; prints the realised PnL.",
+        ),
+        "portfolio": LazyCommand(
+            "perpdex.cli.portfolio",
+            "app",
+            "Positions, PnL, funding, margin, health and liquidation prices, the loss under "
+            "every stress scenario, which one binds, and the margin saved against isolated "
+            "mode.",
+        ),
+        "mode": LazyCommand(
+            "perpdex.cli.strategies",
+            "app",
+            "Switch a sub-account to isolated or portfolio (scenario) margin.",
+        ),
+        "operator": LazyCommand(
+            "perpdex.cli.strategies",
+            "operator_app",
+            "Let another address trade a sub-account (operators may trade, never withdraw).",
+            group=True,
+        ),
+        "loss-cap": LazyCommand(
+            "perpdex.cli.strategies",
+            "loss_cap_app",
+            "A sub-account's equity floor: below it anyone may close all its positions for a fee.",
+            group=True,
+        ),
+        "lp": LazyCommand(
+            "perpdex.cli.lp",
+            "app",
+            "Provide liquidity: deposit into the vault, withdraw, and see shares and the pool.",
+            group=True,
+        ),
+        "risk": LazyCommand(
+            "perpdex.cli.risk",
+            "app",
+            "Design, compare and publish the risk book (portfolio-margin stress scenarios).",
+            group=True,
+        ),
+        "keeper": LazyCommand(
+            "perpdex.cli.keeper",
+            "app",
+            "Run keeper bots: liquidations and (local networks, testnets) mock price feeds.",
+            group=True,
+        ),
+    }
 
-keeper = _optional_group("perpdex.cli.keeper")
 
 app = typer.Typer(
-    cls=PerpdexGroup,
+    cls=RootGroup,
     name="perpdex",
     help="Trade and manage perpdex accounts from the command line.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,  # never print locals: they can hold keys
 )
+
+
+def version_text() -> str:
+    """`perpdex 0.1.0 (python 3.11.7)`: the installed package's version."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("perpdex")
+    except PackageNotFoundError:
+        v = "unknown (not installed: `pip install -e .`)"
+    return f"perpdex {v} (python {platform.python_version()})"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
 
 # --- shared options -----------------------------------------------------------------------
 
@@ -107,6 +175,15 @@ def main(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show ape's connection and transaction logs.")
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit (needs no chain).",
+        ),
+    ] = False,
 ) -> None:
     """Trade and manage perpdex accounts from the command line."""
     if not verbose:
@@ -118,7 +195,7 @@ def main(
 # --- collateral ---------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(context_settings=NUMBER_ARGS)
 def deposit(
     ctx: typer.Context,
     amount: Amount,
@@ -139,7 +216,7 @@ def deposit(
     )
 
 
-@app.command()
+@app.command(context_settings=NUMBER_ARGS)
 def withdraw(
     ctx: typer.Context,
     amount: Amount,
@@ -165,7 +242,7 @@ def withdraw(
     )
 
 
-@app.command()
+@app.command(context_settings=NUMBER_ARGS)
 def transfer(
     ctx: typer.Context,
     amount: Amount,
@@ -191,10 +268,24 @@ def transfer(
 # --- accounts -----------------------------------------------------------------------------
 
 
+def parse_name(text: str) -> str:
+    """A sub-account name: not empty, no leading or trailing blanks."""
+    if not text.strip():
+        raise typer.BadParameter(
+            "give the sub-account a name, e.g. `perpdex open-account main` (up to 32 bytes)"
+        )
+    if text != text.strip():
+        raise typer.BadParameter(f"{text!r} starts or ends with blanks; write {text.strip()!r}")
+    return text
+
+
 @app.command("open-account")
 def open_account(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Strategy name (up to 32 bytes).")],
+    name: Annotated[
+        str,
+        typer.Argument(parser=parse_name, metavar="NAME", help="Strategy name (up to 32 bytes)."),
+    ],
     portfolio: Annotated[
         bool,
         typer.Option("--portfolio", help="Portfolio (scenario) margin instead of isolated margin."),
@@ -206,6 +297,12 @@ def open_account(
     label = account_label(info)
     say(f"[green]✓[/] opened sub-account {label} with {info.mode} margin; id {info.id:#x}")
     say(f"  next: perpdex deposit AMOUNT --sub {info.index}")
+
+
+def account_label(info: AccountInfo) -> str:
+    from perpdex.cli.portfolio import account_label as label
+
+    return label(info)
 
 
 def _health(summary: AccountSummary) -> str:
@@ -244,6 +341,9 @@ def account_table(
     client: PerpdexClient, summaries: list[AccountSummary], title: str, full_ids: bool = False
 ) -> Table:
     """The `perpdex account` table (for any command that lists sub-accounts)."""
+    from rich import box
+    from rich.table import Table
+
     settlement = client.collaterals()[0].symbol
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", justify="right", no_wrap=True)
@@ -277,7 +377,9 @@ def print_accounts(
     client: PerpdexClient, summaries: list[AccountSummary], title: str, full_ids: bool = False
 ) -> None:
     """The accounts as a table, or one block per account when the terminal is too narrow."""
-    out: Console = console()
+    from rich.measure import Measurement
+
+    out = console()
     table = account_table(client, summaries, title, full_ids)
     natural = Measurement.get(out, out.options.update_width(10**6), table).maximum
     if natural <= out.width:
@@ -307,6 +409,7 @@ def account(
     full_ids: Annotated[
         bool, typer.Option("--full-ids", help="Print whole account ids (for --account-id).")
     ] = False,
+    json_out: Json = False,
 ) -> None:
     """List sub-accounts: mode, loss cap, balances, equity, requirements and health."""
     s = session(ctx)
@@ -318,30 +421,24 @@ def account(
         )
     infos = client.accounts(who)
     address = infos[0].owner if infos else str(getattr(who, "address", who))
+    summaries = [client.summary(i.id) for i in infos]
+    if json_out:
+        from perpdex.cli import jsonout
+
+        jsonout.emit(jsonout.summaries(address, client.deployment.network, summaries))
+        return
     if not infos:
         say(f"{address} has no sub-account yet; open one with `perpdex open-account NAME`")
         return
-    summaries = [client.summary(i.id) for i in infos]
     title = f"sub-accounts of {address} on {client.deployment.network}"
     print_accounts(client, summaries, title, full_ids)
 
 
 # --- command groups -------------------------------------------------------------------------
 # Each group lives in its own module under perpdex/cli/ and exposes a `typer.Typer`, mounted
-# here. Its commands take `ctx: typer.Context`, use `perpdex.cli.session(ctx).client()` and
-# raise PerpdexError on failure; the root group prints the one-line error and exits with 1.
-# A Typer mounted without a name adds its commands to the root (quote, trade, close,
-# portfolio, mode).
-
-app.add_typer(trade.app)
-app.add_typer(portfolio.app)
-app.add_typer(strategies.app)
-app.add_typer(strategies.operator_app, name="operator")
-app.add_typer(strategies.loss_cap_app, name="loss-cap")
-app.add_typer(lp.app, name="lp")
-app.add_typer(risk.app, name="risk")
-if keeper is not None:
-    app.add_typer(keeper.app, name="keeper")
+# lazily by RootGroup.lazy above (imported when dispatched, so `perpdex --help` stays fast).
+# Its commands take `ctx: typer.Context`, use `perpdex.cli.session(ctx).client()` and raise
+# PerpdexError on failure; the root group prints the one-line error and exits with 1.
 
 
 if __name__ == "__main__":

@@ -14,14 +14,18 @@ Mounted on the root app by main.py (`app.add_typer(portfolio.app)`: a root comma
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import typer
 from rich import box
 from rich.measure import Measurement
 from rich.table import Table
 
-from perpdex.cli import AccountId, Sub, console, fmt_usd, session, short_id
-from perpdex.sdk.client import AccountInfo, Portfolio, PositionLine
+from perpdex.cli import AccountId, Sub, console, fmt_usd, jsonout, session, short_id
+from perpdex.cli.jsonout import Json
+
+if TYPE_CHECKING:
+    from perpdex.sdk.client import AccountInfo, Portfolio, PositionLine
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 
@@ -260,9 +264,9 @@ def print_portfolio(pf: Portfolio, shocks: dict[str, tuple[int, ...]] | None = N
     out.print(savings_table(pf))
     if not pf.portfolio_mode and pf.margin_saved > 0:
         out.print(
-            f"switch this account to portfolio margin to free {fmt_usd(pf.margin_saved)} "
-            "(PerpdexClient.set_margin_mode), or open a portfolio sub-account with "
-            "`perpdex open-account NAME --portfolio`",
+            f"switch this account to portfolio margin to free {fmt_usd(pf.margin_saved)}: "
+            f"`perpdex mode portfolio --account-id {pf.info.id:#x}`, or open a portfolio "
+            "sub-account with `perpdex open-account NAME --portfolio`",
             soft_wrap=True,
         )
 
@@ -279,11 +283,17 @@ def book_shocks(
 
 
 @app.command("portfolio")
-def portfolio(ctx: typer.Context, sub: Sub = None, account_id: AccountId = None) -> None:
+def portfolio(
+    ctx: typer.Context, sub: Sub = None, account_id: AccountId = None, json_out: Json = False
+) -> None:
     """Positions, PnL, funding, margin, health and liquidation prices, the loss under every
     stress scenario, which one binds, and the margin saved against isolated mode."""
     s = session(ctx)
     client = s.client()
     acct = s.resolve_account(client, sub, account_id)
     pf = client.portfolio(acct)
-    print_portfolio(pf, book_shocks(pf, client.risk_book().shocks))
+    shocks = book_shocks(pf, client.risk_book().shocks)
+    if json_out:
+        jsonout.emit(jsonout.portfolio(pf, shocks))
+        return
+    print_portfolio(pf, shocks)

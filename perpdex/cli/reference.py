@@ -37,10 +37,10 @@ def commands() -> list[CommandRef]:
     out: list[CommandRef] = []
 
     def walk(cmd: Any, path: list[str]) -> None:
-        subs = getattr(cmd, "commands", None)
-        if subs:
-            for name, sub in subs.items():
-                walk(sub, [*path, name])
+        if hasattr(cmd, "list_commands"):  # a group; the root's lazy commands load here
+            ctx = typer.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), [*path, name])
             return
         opts: list[str] = []
         args: list[str] = []

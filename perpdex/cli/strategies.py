@@ -28,11 +28,13 @@ from perpdex.cli import (
     console,
     fmt_amount,
     fmt_usd,
+    jsonout,
     parse_account_id,
     parse_amount,
     say,
     session,
 )
+from perpdex.cli.jsonout import Json
 from perpdex.cli.portfolio import account_label, fmt_pct, fmt_size, new_table
 from perpdex.cli.trade import SIGNED_ARGS
 from perpdex.errors import PerpdexError, TransactionRejected
@@ -149,7 +151,11 @@ def operator_remove(
 
 @operator_app.command("check")
 def operator_check(
-    ctx: typer.Context, address: Address, sub: Sub = None, account_id: AccountId = None
+    ctx: typer.Context,
+    address: Address,
+    sub: Sub = None,
+    account_id: AccountId = None,
+    json_out: Json = False,
 ) -> None:
     """Whether ADDRESS may trade the sub-account."""
     s = session(ctx)
@@ -157,6 +163,18 @@ def operator_check(
     acct = s.resolve_account(client, sub, account_id)
     allowed = client.is_operator(acct, address)
     info = client.account(acct)
+    if json_out:
+        owner = address.lower() == info.owner.lower()
+        jsonout.emit(
+            {
+                "account": jsonout.account_info(info),
+                "address": address,
+                "is_owner": owner,
+                "may_trade": owner or allowed,
+                "is_operator": allowed,
+            }
+        )
+        return
     label = account_label(info)
     if address.lower() == info.owner.lower():
         say(f"{address} owns {label}: it trades, withdraws and appoints operators")
@@ -229,12 +247,27 @@ def loss_cap_clear(ctx: typer.Context, sub: Sub = None, account_id: AccountId = 
 
 
 @loss_cap_app.command("show")
-def loss_cap_show(ctx: typer.Context, sub: Sub = None, account_id: AccountId = None) -> None:
+def loss_cap_show(
+    ctx: typer.Context, sub: Sub = None, account_id: AccountId = None, json_out: Json = False
+) -> None:
     """The account's equity floor against its equity now (at the cached marks)."""
     s = session(ctx)
     client = s.client(signer_required=False)
     acct = s.resolve_account(client, sub, account_id)
     summary = client.summary(acct)
+    if json_out:
+        m, floor = summary.margin, summary.loss_cap
+        jsonout.emit(
+            {
+                "account": jsonout.account_info(summary.info),
+                "loss_cap": jsonout.num(floor) if floor else None,
+                "equity": jsonout.num(m.equity),
+                "headroom": jsonout.num(m.equity - floor) if floor else None,
+                "trigger_fee": jsonout.num(client.loss_cap_fee()),
+                "triggerable": bool(floor) and m.equity < floor and m.health is not None,
+            }
+        )
+        return
     label = account_label(summary.info)
     if not summary.loss_cap:
         say(

@@ -21,7 +21,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from perpdex.cli import Session, console, fmt_amount, fmt_usd, say, session
+from perpdex.cli import Session, console, fmt_amount, fmt_usd, jsonout, say, session
+from perpdex.cli.jsonout import Json
 from perpdex.cli.portfolio import (
     AccountId,
     Sub,
@@ -172,6 +173,23 @@ def fill_line(f: Fill) -> str:
 # --- helpers -------------------------------------------------------------------------------
 
 
+def check_limit(q: Quote, limit: Decimal) -> None:
+    """Refuse a --limit the quoted fill is already past (a buy's limit below the fill, a
+    sell's above): it cannot fill now, and the contract's revert would read as if the price
+    had moved. Says how far the limit is from the quote and what would fill."""
+    fill = q.fill_price
+    if (limit >= fill) if q.is_buy else (limit <= fill):
+        return
+    away = abs(limit - fill) / fill
+    side, verb, edge = ("buy", "below", "at least") if q.is_buy else ("sell", "above", "at most")
+    raise PerpdexError(
+        f"--limit {fmt_price(limit)} is {fmt_pct(away)} {verb} the quoted fill "
+        f"{fmt_price(fill)} (oracle {fmt_price(q.oracle_price)}) for this {side}: the order "
+        f"cannot fill at that price now. Set --limit to {edge} {fmt_price(fill)}, use "
+        f"--slippage PCT instead, or wait for the market to reach your price and retry"
+    )
+
+
 def _now(
     client: PerpdexClient, acct: int, exists: bool
 ) -> tuple[Decimal, Decimal, Decimal, Decimal | None] | None:
@@ -208,12 +226,16 @@ def quote(
     ] = None,
     sub: Sub = None,
     account_id: AccountId = None,
+    json_out: Json = False,
 ) -> None:
     """Quote a market order (fill price, impact, fee, margin and liquidation price after
     it), or list the markets. Signs nothing."""
     s = session(ctx)
     client = s.client(signer_required=False)
     if symbol is None:
+        if json_out:
+            jsonout.emit(jsonout.markets(client.deployment.network, client.markets()))
+            return
         console().print(markets_table(client.markets(), f"markets on {client.deployment.network}"))
         say("quote one: perpdex quote SYMBOL SIZE (0.5 buys, -0.5 sells)")
         return
@@ -222,13 +244,16 @@ def quote(
     client.market_id(symbol)  # an unknown market fails before any account lookup
     acct, exists = _quote_account(s, client, sub, account_id)
     q = client.quote(acct, symbol, size)
+    bound = q.acceptable_price(DEFAULT_MAX_SLIPPAGE)
+    if json_out:
+        jsonout.emit(jsonout.quote(q, exists, Decimal(bound) / 10**18))
+        return
     console().print(quote_table(q, _now(client, acct, exists)))
     if not exists:
         say(
             "no sub-account yet: figures after the order assume an empty account; "
             "open one with `perpdex open-account NAME` and deposit"
         )
-    bound = q.acceptable_price(DEFAULT_MAX_SLIPPAGE)
     say(
         f"trade it: perpdex trade {q.symbol} {q.size} (fills up to "
         f"{fmt_price(Decimal(bound) / 10**18)} at the default {DEFAULT_SLIPPAGE_TEXT}% slippage)"
@@ -240,7 +265,16 @@ def trade(
     ctx: typer.Context,
     symbol: Symbol,
     size: Size,
-    slippage: Slippage = DEFAULT_SLIPPAGE_TEXT,  # type: ignore[assignment]  # parsed
+    slippage: Annotated[
+        Decimal | None,
+        typer.Option(
+            "--slippage",
+            parser=parse_percent,
+            metavar="PCT",
+            help="Worst fill accepted: the quoted fill moved this many percent against you "
+            f"(default {DEFAULT_SLIPPAGE_TEXT}).",
+        ),
+    ] = None,
     limit: Annotated[
         Decimal | None,
         typer.Option(
@@ -254,6 +288,10 @@ def trade(
     account_id: AccountId = None,
 ) -> None:
     """Market order against the vault: SIZE base units (0.5 buys, -0.5 sells)."""
+    if slippage is not None and limit is not None:
+        raise typer.BadParameter(
+            "give --slippage PCT or --limit PRICE, not both: each sets the worst fill price"
+        )
     s = session(ctx)
     client = s.client()
     client.market_id(symbol)
@@ -261,7 +299,16 @@ def trade(
     info = client.account(acct)
     q = client.quote(acct, symbol, size)
     console().print(quote_table(q, _now(client, acct, True)))
-    f = client.trade(acct, symbol, size, max_slippage=slippage, acceptable_price=limit, quote=q)
+    if limit is not None:
+        check_limit(q, limit)
+    f = client.trade(
+        acct,
+        symbol,
+        size,
+        max_slippage=DEFAULT_MAX_SLIPPAGE if slippage is None else slippage,
+        acceptable_price=limit,
+        quote=q,
+    )
     say(fill_line(f))
     after = client.margin(acct)
     say(

@@ -9,26 +9,87 @@ block it scanned, so a restart scans only the blocks it missed.
 The file is rewritten atomically (temporary file + rename) after every tick, so a keeper
 killed at any moment leaves either the previous or the new state, never half of one. A
 file written for another chain or another Clearinghouse is refused, not silently reused.
+
+Two keepers on one state file would each rewrite it with their own cursor and accounts;
+`StateLock` (held for the whole run by `perpdex keeper liquidate` and `ape run keeper`)
+refuses the second one. The lock is an advisory `flock` on `<state>.lock`, which the
+operating system releases when the process ends however it ends, so it never goes stale.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import IO, Any
 
 from perpdex.errors import PerpdexError
 
-__all__ = ["STATE_VERSION", "KeeperState", "StateMismatch"]
+__all__ = ["STATE_VERSION", "KeeperState", "StateLock", "StateLocked", "StateMismatch"]
 
 STATE_VERSION = 1
 
 
 class StateMismatch(PerpdexError):
     """The state file belongs to another chain or deployment."""
+
+
+class StateLocked(PerpdexError):
+    """Another running keeper holds the state file."""
+
+
+class StateLock:
+    """Exclusive use of one keeper state file while a keeper runs: `with StateLock(path):`.
+
+    Raises StateLocked (naming the other process) when another keeper holds it.
+    """
+
+    def __init__(self, state_path: Path) -> None:
+        self.state_path = state_path
+        self.path = state_path.with_name(state_path.name + ".lock")
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = self.path.open("a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise StateLocked(
+                f"another keeper (pid {holder}) is running on {self.state_path}; stop it "
+                "first, or give this one its own state file with --state PATH "
+                "(PERPDEX_KEEPER_STATE for `ape run keeper`)"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+
+    def release(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+    def __enter__(self) -> StateLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
 
 
 @dataclass

@@ -875,9 +875,15 @@ def _contract_type(name: str) -> Any:
 
 
 def _at(name: str, address: str) -> Any:
-    from ape import Contract
+    """A handle on the contract at `address` with the project's compiled type.
 
-    return Contract(address, contract_type=_contract_type(name))
+    Built directly, not with `ape.Contract(...)`: that first looks the address up in ape's
+    contract cache and merges ABIs (the Clearinghouse and its Ops share an address), about
+    one second of every CLI command's start-up (perpdex/cli/bench_startup.py)."""
+    from ape.contracts import ContractInstance
+    from eth_utils import to_checksum_address
+
+    return ContractInstance(to_checksum_address(address), _contract_type(name))
 
 
 def _address(who: Any) -> str:

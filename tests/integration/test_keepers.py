@@ -440,12 +440,9 @@ def keeper_cli(protocol: Any, networks: Any, tmp_path: Path) -> Any:
     """`perpdex keeper ...` in-process, on the test chain, with a manifest of `protocol`."""
     from typer.testing import CliRunner
 
-    from perpdex.cli import keeper as keeper_cli_module
     from perpdex.cli.main import app
     from perpdex.sdk.client import Deployment
 
-    if not any(g.name == "keeper" for g in app.registered_groups):
-        app.add_typer(keeper_cli_module.app, name="keeper")  # until main.py mounts it
     manifest = Deployment.from_protocol(protocol).write(tmp_path / "local.json")
     choice = str(networks.provider.network_choice)
 
@@ -466,6 +463,30 @@ def test_cli_keeper_liquidate__once_starts_and_saves_state(
     assert "start" in result.output and "ok" in result.output
     assert protocol.auction.auction(unhealthy.account)[0]
     assert json.loads(state.read_text())["counts"] == {"start": 1}
+
+
+def test_cli_keeper_liquidate__state_file_in_use__one_line_error(
+    keeper_cli, kp_keeper_acct, tmp_path
+):
+    from perpdex.keepers.state import StateLock
+
+    state = tmp_path / "shared.json"
+    sub = kp_keeper_acct & (2**96 - 1)
+    with StateLock(state):  # another keeper runs on this file
+        result = keeper_cli("liquidate", "--once", "--state", str(state), "--keeper-sub", str(sub))
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "another keeper (pid" in lines[0] and "--state PATH" in lines[0]
+    assert not state.exists()  # refused before reading or writing it
+    ok = keeper_cli("liquidate", "--once", "--state", str(state), "--keeper-sub", str(sub))
+    assert ok.exit_code == 0, ok.output  # free once the other stopped
+
+
+def test_cli_keeper_prices__each_step_printed_once(keeper_cli, kp_world):
+    result = keeper_cli("prices", "--steps", "2", "--interval", "0.1", "--seed", "3", "--warp")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("BTC $") == 2  # the command's line, not also the log's
+    assert "pushed BTC" not in result.output
 
 
 def test_cli_keeper_liquidate__no_keeper_account__one_line_error(keeper_cli, tmp_path):

@@ -6,6 +6,7 @@ reads the deployment from a manifest written for the session's `protocol` fixtur
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -283,6 +284,34 @@ def test_missing_manifest__one_line_error(cli, tmp_path):
 def test_unknown_account_alias__one_line_error(cli):
     line = failed(cli("account", account="nobody-here"))
     assert "no ape account named 'nobody-here'" in line
+
+
+def test_unknown_test_account__one_line_error(cli):
+    line = failed(cli("account", account="test:99"))
+    assert "there is no test account test:99" in line and "test:0 to test:" in line
+
+
+def test_account_json__every_sub_account(cli, sdk, trader, wallet):
+    acct = sdk.open_account("basis")
+    sdk.deposit(acct, 1_000)
+    sdk.open_account("hedge", portfolio=True)
+    result = cli("account", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["owner"] == trader.address
+    first, second = doc["accounts"]
+    assert first["id"] == f"{acct:#x}" and first["name"] == "basis"
+    assert first["balances"] == {"USDC": "1000"} and first["health"] is None
+    assert (first["mode"], second["mode"]) == ("isolated", "portfolio")
+
+
+def test_account_json__no_sub_account__empty_list(cli, trader):
+    result = cli("account", "--json")
+    assert json.loads(result.stdout) == {
+        "owner": trader.address,
+        "network": "local",
+        "accounts": [],
+    }
 
 
 def test_cli__keeps_the_test_provider_connected(cli, networks):

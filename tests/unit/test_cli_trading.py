@@ -7,6 +7,7 @@ Clearinghouse's views and Fill events, the vault; errors are one line with a nex
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -191,17 +192,39 @@ def test_trade__negative_size_opens_a_short(run, protocol, cli_acct):
     assert "✓ sold 4 ETH" in out and "position -4 ETH" in out
 
 
-def test_trade__limit_below_the_fill__one_line_error_with_next_step(run, protocol, cli_acct):
+def test_trade__limit_below_the_fill__refused_with_the_distance_to_the_quote(
+    run, protocol, cli_acct
+):
     q = protocol.lens.quote(cli_acct, 0, WAD)
-    limit = str(from_wad(q.fill_price) - 1)
-    result = run("trade", "BTC", "1", "--limit", limit)
+    fill = from_wad(q.fill_price)
+    limit = fill * Decimal("0.9")
+    result = run("trade", "BTC", "1", "--limit", str(limit))
     assert result.exit_code == 1
-    line = result.output.strip().splitlines()[-1]
-    assert line == (
-        "error: trade failed: clearinghouse: price worse than acceptable. the price moved "
-        "past your limit; quote again and retry, or widen the limit"
+    line = result.output.strip().splitlines()[-1]  # after the quote table
+    away = fmt_pct((fill - limit) / fill)
+    assert line.startswith(
+        f"error: --limit {fmt_price(limit)} is {away} below the quoted fill {fmt_price(fill)}"
     )
+    assert f"Set --limit to at least {fmt_price(fill)}, use --slippage PCT instead" in line
+    assert "moved past" not in line
     assert protocol.clearinghouse.position(cli_acct, 0)[0] == 0
+
+
+def test_trade__sell_limit_above_the_fill__refused(run, protocol, cli_acct):
+    q = protocol.lens.quote(cli_acct, 1, -2 * WAD)
+    fill = from_wad(q.fill_price)
+    result = run("trade", "ETH", "-2", "--limit", str(fill + 1))
+    assert result.exit_code == 1
+    line = result.output.strip().splitlines()[-1]  # after the quote table
+    assert f"above the quoted fill {fmt_price(fill)} (oracle" in line
+    assert f"Set --limit to at most {fmt_price(fill)}" in line
+    assert protocol.clearinghouse.position(cli_acct, 1)[0] == 0
+
+
+def test_trade__limit_at_the_fill__fills(run, protocol, cli_acct):
+    q = protocol.lens.quote(cli_acct, 0, WAD // 2)
+    ok(run("trade", "BTC", "0.5", "--limit", str(from_wad(q.fill_price))))
+    assert protocol.clearinghouse.position(cli_acct, 0)[0] == WAD // 2
 
 
 def test_trade__beyond_margin__one_line_error(run, protocol, cli_acct):
@@ -306,6 +329,8 @@ def test_portfolio__isolated_account_shows_what_switching_saves(
     assert "isolated margin" in out
     assert row(out, "portfolio", "mode", "would", "save")[-2] == fmt_usd(pf.margin_saved)
     assert "switch this account to portfolio margin" in out
+    assert f"`perpdex mode portfolio --account-id {acct:#x}`" in out
+    assert "PerpdexClient" not in out
 
 
 def test_portfolio__narrow_terminal__one_block_per_position(run, protocol, cli_client, cli_acct):
@@ -389,3 +414,70 @@ def test_lp__withdraw_without_shares__one_line_error(run, cli_pool):
 def test_lp__deposit_more_than_wallet__one_line_error(run, cli_pool):
     line = failed(run("lp", "deposit", "5", account="test:7"))
     assert "transfer amount exceeds balance" in line and "fund the wallet first" in line
+
+
+# --- --json -------------------------------------------------------------------------------------
+
+
+def as_json(result: Any) -> Any:
+    """The one JSON document a --json command printed (nothing else on stdout)."""
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_quote_json__markets_match_the_oracle(run, protocol, cli_pool):
+    doc = as_json(run("quote", "--json", account=None))
+    assert [m["symbol"] for m in doc["markets"]] == list(protocol.symbols)
+    for m in doc["markets"]:
+        raw = protocol.oracle.latest(m["id"])[0]
+        assert Decimal(m["oracle_price"]) == from_wad(raw)
+        params = protocol.clearinghouse.market_params(m["id"])
+        assert Decimal(m["taker_fee"]) == from_wad(params.taker_fee)
+        assert m["paused"] is False and isinstance(m["mark_time"], int)
+
+
+def test_quote_json__order_matches_the_lens_to_the_wei(run, protocol, cli_acct):
+    doc = as_json(run("quote", "ETH", "-4", "--json"))
+    q = protocol.lens.quote(cli_acct, 1, -4 * WAD)
+    assert doc["account"] == f"{cli_acct:#x}" and doc["account_exists"] is True
+    assert doc["side"] == "sell" and doc["size"] == "-4"
+    for key, raw in (
+        ("fill_price", q.fill_price),
+        ("oracle_price", q.oracle_price),
+        ("fee", q.fee),
+        ("equity_after", q.equity_after),
+        ("initial_after", q.initial_after),
+        ("liquidation_price_after", q.liquidation_price_after),
+    ):
+        assert Decimal(doc[key]) * WAD == raw, key  # exact: no float, no rounding
+
+
+def test_portfolio_json__matches_the_lens(run, protocol, cli_client, cli_acct):
+    cli_client.trade(cli_acct, "BTC", "0.3")
+    cli_client.trade(cli_acct, "ETH", "-6")
+    doc = as_json(run("portfolio", "--json"))
+    v = protocol.lens.account_summary(cli_acct)
+    assert doc["account"]["id"] == f"{cli_acct:#x}" and doc["margin"]["mode"] == "portfolio"
+    assert Decimal(doc["margin"]["equity"]) * WAD == v.equity
+    assert Decimal(doc["margin"]["initial"]) * WAD == v.initial
+    assert Decimal(doc["requirement"]["isolated"]) * WAD == v.isolated_initial
+    by_symbol = {p["symbol"]: p for p in doc["positions"]}
+    for p in v.positions:
+        line = by_symbol[protocol.symbols[p.market]]
+        assert Decimal(line["size"]) * WAD == p.size
+        assert Decimal(line["entry_price"]) * WAD == p.entry_price
+    losses = [Decimal(s["loss"]) * WAD for s in doc["scenarios"]]
+    assert losses == [Decimal(x) for x in v.scenario_losses]
+    assert [s["binding"] for s in doc["scenarios"]].index(True) == v.binding_scenario
+    assert set(doc["scenarios"][0]["shocks_bp"]) == {"BTC", "ETH"}
+
+
+def test_lp_status_json(run, protocol, lp, cli_pool):
+    protocol.token.mint(lp, 1_000 * USDC, sender=lp)
+    ok(run("lp", "deposit", "1000", account=LP))
+    doc = as_json(run("lp", "status", "--json", account=LP))
+    vault = protocol.vault
+    assert Decimal(doc["shares"]) == Decimal(vault.balanceOf(lp)) / 10**12
+    assert Decimal(doc["redeemable"]) == Decimal(vault.previewRedeem(vault.balanceOf(lp))) / USDC
+    assert Decimal(doc["pool"]["insurance"]) * WAD == protocol.clearinghouse.insurance_fund()
+    assert [m["symbol"] for m in doc["markets"]] == list(protocol.symbols)

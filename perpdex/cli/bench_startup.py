@@ -1,0 +1,109 @@
+"""Start-up time of the `perpdex` command: `make bench` (after the gas benchmark).
+
+    python -m perpdex.cli.bench_startup [--runs N] [--no-record]
+
+Times whole processes, as a user meets them, and prints min / median / max per command:
+- `perpdex --help`: no chain, no ape (the command groups are imported on dispatch);
+- `perpdex --version`;
+- `perpdex quote`: a read that needs the chain, against an anvil started here with a fresh
+  deployment (manifest in a temporary folder, so deployments/local.json is left alone).
+It records the medians of the first and the last as `cli_help_s` and `cli_read_s` in
+docs/perf.json (perpdex.perf.record), unless --no-record.
+
+The read's floor is ape's own start-up (plugins, provider, contract types): see
+docs/cli.md "Machine-readable output and pipes" and the figures this prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from perpdex.config import ROOT
+from perpdex.devnet import NODE_NETWORK, Anvil, free_port, node_settings
+from perpdex.perf import record
+
+# the console script a user runs (pyproject's `perpdex` entry point); PYTHONPATH=ROOT below
+# makes it load this tree
+_SCRIPT = Path(sys.executable).parent / "perpdex"
+PERPDEX = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "perpdex.cli.main"]
+
+
+def time_runs(cmd: Sequence[str], runs: int, env: dict[str, str]) -> list[float]:
+    """Wall seconds of `runs` runs of `cmd` (after one unrecorded warm-up run, which fills
+    the OS file cache and Python's bytecode cache); fails on a non-zero exit."""
+    out: list[float] = []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(
+                f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
+            )
+        if i:
+            out.append(wall)
+    return out
+
+
+def deploy(url: str, manifest: Path) -> None:
+    """A fresh perpdex deployment on the anvil at `url`, its manifest at `manifest`."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"pydantic_settings\..*")  # ape's plugin load
+    from ape import accounts, networks
+    from ape.logging import logger
+
+    from perpdex.deploy import deploy_system
+
+    logger.set_level("WARNING")
+    with networks.parse_network_choice(NODE_NETWORK, provider_settings=node_settings(url)):
+        deploy_system(accounts.test_accounts[0], key="local", manifest=manifest, log=lambda _: None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m perpdex.cli.bench_startup")
+    ap.add_argument("--runs", type=int, default=7, help="timed runs per command (default 7)")
+    ap.add_argument("--no-record", action="store_true", help="do not write docs/perf.json")
+    args = ap.parse_args(argv)
+    console = Console()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    env.pop("COLUMNS", None)
+    rows: list[tuple[str, list[float]]] = []
+    rows.append(("perpdex --help", time_runs([*PERPDEX, "--help"], args.runs, env)))
+    rows.append(("perpdex --version", time_runs([*PERPDEX, "--version"], args.runs, env)))
+    node = Anvil("bench-cli", free_port(), quiet=True)
+    with node.running(), tempfile.TemporaryDirectory() as tmp:
+        manifest = Path(tmp) / "local.json"
+        console.print(f"deploying on {node.url} for the read command ...")
+        deploy(node.url, manifest)
+        read = [*PERPDEX, "--network", node.url, "--deployment", str(manifest), "quote"]
+        rows.append(("perpdex quote (reads the chain)", time_runs(read, args.runs, env)))
+    table = Table(title=f"perpdex start-up, whole process, {args.runs} runs each (seconds)")
+    table.add_column("command")
+    for name in ("min", "median", "max"):
+        table.add_column(name, justify="right")
+    for name, times in rows:
+        table.add_row(
+            name, f"{min(times):.3f}", f"{statistics.median(times):.3f}", f"{max(times):.3f}"
+        )
+    console.print(table)
+    help_s, read_s = statistics.median(rows[0][1]), statistics.median(rows[-1][1])
+    if not args.no_record:
+        record({"cli_help_s": round(help_s, 3), "cli_read_s": round(read_s, 3)})
+        console.print(f"recorded cli_help_s={help_s:.3f}, cli_read_s={read_s:.3f} (docs/perf.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

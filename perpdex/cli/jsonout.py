@@ -1,0 +1,244 @@
+"""`--json` output of the read commands: one JSON document on stdout, nothing else.
+
+Conventions (docs/cli.md "Machine-readable output"):
+- money, prices, sizes, rates and shares are strings holding the exact decimal the SDK
+  computed (`"100000"`, `"-12.5"`, `"0.0005"`; never a float, never an exponent), so no
+  precision is lost and a reader parses them with its own decimal type; ratios computed
+  by division (health, utilisation, liquidation distance) carry 28 significant digits;
+- counts, indices, block numbers and timestamps are JSON integers;
+- account ids are 0x-prefixed hex strings (they are 256-bit and overflow JSON numbers in
+  most readers); addresses are checksummed hex strings;
+- a figure that does not exist is `null` (no oracle price, no liquidation price, no health
+  without positions); keys are always present.
+
+Builders take the SDK's result objects (perpdex.sdk.client), so the JSON and the tables
+are two views of the same figures.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from perpdex.sdk.client import (
+        AccountInfo,
+        AccountSummary,
+        LpStatus,
+        MarketInfo,
+        Portfolio,
+        Quote,
+    )
+
+__all__ = [
+    "Json",
+    "account_info",
+    "emit",
+    "lp_status",
+    "markets",
+    "num",
+    "portfolio",
+    "quote",
+    "summaries",
+]
+
+Json = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document (docs/cli.md) instead of tables."),
+]
+
+
+def num(value: Decimal | int | None) -> str | None:
+    """The exact decimal as a string without exponent (`1E+2` -> `"100"`); None -> None."""
+    if value is None:
+        return None
+    d = Decimal(value)
+    text = format(d.normalize(), "f") if d else "0"
+    return text
+
+
+def emit(document: Any) -> None:
+    """Print `document` as indented JSON on stdout (keys in the builders' order)."""
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def account_info(info: AccountInfo) -> dict[str, Any]:
+    return {
+        "id": f"{info.id:#x}",
+        "owner": info.owner,
+        "index": info.index,
+        "name": info.name,
+        "mode": info.mode,
+        "in_liquidation": info.in_liquidation,
+    }
+
+
+def markets(network: str, items: list[MarketInfo]) -> dict[str, Any]:
+    """`perpdex quote --json` without a market."""
+    return {
+        "network": network,
+        "markets": [
+            {
+                "id": m.id,
+                "symbol": m.symbol,
+                "oracle_price": num(m.oracle_price),
+                "mark_price": num(m.mark_price) if m.mark_time else None,
+                "mark_time": m.mark_time,
+                "funding_rate_per_day": num(m.funding_rate),
+                "long_oi": num(m.long_oi),
+                "short_oi": num(m.short_oi),
+                "skew": num(m.skew),
+                "max_oi": num(m.max_oi),
+                "maker_fee": num(m.maker_fee),
+                "taker_fee": num(m.taker_fee),
+                "paused": m.paused,
+            }
+            for m in items
+        ],
+    }
+
+
+def quote(q: Quote, account_exists: bool, acceptable_price: Decimal) -> dict[str, Any]:
+    """`perpdex quote SYMBOL SIZE --json`: the lens's figures for the order."""
+    return {
+        "account": f"{q.account:#x}",
+        "account_exists": account_exists,
+        "market": q.market,
+        "symbol": q.symbol,
+        "size": num(q.size),
+        "side": "buy" if q.is_buy else "sell",
+        "block_number": q.block_number,
+        "oracle_price": num(q.oracle_price),
+        "fill_price": num(q.fill_price),
+        "price_impact": num(q.price_impact),
+        "notional": num(q.notional),
+        "fee": num(q.fee),
+        "realized_pnl": num(q.realized_pnl),
+        "funding_paid": num(q.funding_paid),
+        "equity_after": num(q.equity_after),
+        "initial_after": num(q.initial_after),
+        "maintenance_after": num(q.maintenance_after),
+        "health_after": num(q.health_after),
+        "liquidation_price_after": num(q.liquidation_price_after),
+        "acceptable_price_default_slippage": num(acceptable_price),
+    }
+
+
+def summaries(owner: str, network: str, items: list[AccountSummary]) -> dict[str, Any]:
+    """`perpdex account --json`: every sub-account of `owner`."""
+    return {
+        "owner": owner,
+        "network": network,
+        "accounts": [
+            {
+                **account_info(s.info),
+                "balances": {k: num(v) for k, v in s.balances.items()},
+                "loss_cap": num(s.loss_cap) if s.loss_cap else None,
+                "equity": num(s.margin.equity),
+                "initial": num(s.margin.initial),
+                "maintenance": num(s.margin.maintenance),
+                "isolated_initial": num(s.margin.isolated),
+                "notional": num(s.margin.notional),
+                "free": num(s.margin.free),
+                "health": num(s.margin.health),
+            }
+            for s in items
+        ],
+    }
+
+
+def portfolio(pf: Portfolio, shocks: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """`perpdex portfolio --json`: positions, margin, scenarios and the savings."""
+    worst = pf.binding_scenario
+    held = [p.symbol for p in pf.positions]
+    return {
+        "account": account_info(pf.info),
+        "block_number": pf.block_number,
+        "positions": [
+            {
+                "market": p.market,
+                "symbol": p.symbol,
+                "side": p.side,
+                "size": num(p.size),
+                "entry_price": num(p.entry_price),
+                "mark_price": num(p.mark_price),
+                "notional": num(p.notional),
+                "unrealized_pnl": num(p.unrealized_pnl),
+                "funding_pnl": num(p.funding_pnl),
+                "isolated_initial": num(p.isolated_initial),
+                "liquidation_price": num(p.liquidation_price),
+                "liquidation_distance": num(p.liquidation_distance),
+            }
+            for p in pf.positions
+        ],
+        "margin": {
+            "mode": "portfolio" if pf.portfolio_mode else "isolated",
+            "collateral": num(pf.collateral_value),
+            "unrealized_pnl": num(pf.unrealized_pnl),
+            "funding_pnl": num(-pf.funding_owed),
+            "equity": num(pf.equity),
+            "initial": num(pf.initial),
+            "maintenance": num(pf.maintenance),
+            "free": num(pf.free),
+            "health": num(pf.health),
+        },
+        "scenarios": [
+            {
+                "index": s.index,
+                "name": s.name,
+                "shocks_bp": {sym: shocks[sym][s.index] for sym in held if sym in shocks},
+                "loss": num(s.loss),
+                "binding": s.binding,
+            }
+            for s in pf.scenarios
+        ],
+        "requirement": {
+            "isolated": num(pf.isolated_initial),
+            "worst_scenario": worst.name if worst else None,
+            "worst_loss": num(pf.worst_loss),
+            "floor": num(pf.floor),
+            "addon": num(pf.addon),
+            "portfolio": num(pf.portfolio_initial),
+            "binds": pf.binds,
+            "margin_saved": num(pf.margin_saved),
+        },
+    }
+
+
+def lp_status(st: LpStatus, symbol: str) -> dict[str, Any]:
+    """`perpdex lp status --json`."""
+    return {
+        "owner": st.owner,
+        "token": symbol,
+        "shares": num(st.shares),
+        "share_price": num(st.share_price),
+        "assets": num(st.assets),
+        "redeemable": num(st.redeemable),
+        "withdraw_fee": num(st.withdraw_fee),
+        "pool": {
+            "total_shares": num(st.total_shares),
+            "total_assets": num(st.total_assets),
+            "equity": num(st.pool_equity),
+            "cash": num(st.pool_cash),
+            "insurance": num(st.insurance),
+            "protocol_fees": num(st.protocol_fees),
+        },
+        "markets": [
+            {
+                "market": m.market,
+                "symbol": m.symbol,
+                "long_oi": num(m.long_oi),
+                "short_oi": num(m.short_oi),
+                "vault_side": m.vault_side,
+                "mark_price": num(m.mark_price),
+                "funding_rate_per_day": num(m.funding_rate),
+                "exposure": num(m.exposure),
+                "cap": num(m.cap),
+                "utilisation": num(m.utilisation),
+            }
+            for m in st.markets
+        ],
+    }
