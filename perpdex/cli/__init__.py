@@ -29,7 +29,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn
 
 import typer
@@ -206,8 +206,13 @@ class Session:
         account: str | None = None,
         deployment: str | None = None,
         verbose: bool = False,
+        rpc: str | None = None,
     ) -> None:
         self._ctx = ctx
+        self.rpc = rpc
+        self._provider_settings: dict[str, Any] | None = None
+        if rpc:
+            network, self._provider_settings = rpc_network(rpc)
         self.network = network
         self.account = account
         self.deployment = deployment
@@ -242,7 +247,9 @@ class Session:
 
             logger.set_level("WARNING")  # ape's "Connecting…" and "Confirmed…" lines
         try:
-            manager = networks.parse_network_choice(self.network, disconnect_after=True)
+            manager = networks.parse_network_choice(
+                self.network, disconnect_after=True, provider_settings=self._provider_settings
+            )
             self._ctx.with_resource(manager)
         except (ApeException, OSError) as e:  # OSError: requests' ConnectionError family
             raise PerpdexError(
@@ -332,6 +339,29 @@ def _one_line(err: BaseException, limit: int = 160) -> str:
     """First sentence of an exception message, on one line."""
     text = " ".join(str(err).split()).split(". ")[0].rstrip(".") or type(err).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def rpc_network(url: str) -> tuple[str, dict[str, Any] | None]:
+    """The ape network choice (and provider settings) for `--rpc URL`. A local anvil is
+    attached through ape-foundry (APE_FOUNDRY_HOST), so it stays a development chain:
+    test accounts, `ethereum-local` manifests and time warps work; any other node goes
+    through ape's node provider with that URI."""
+    import os
+
+    from perpdex.devnet import DevnetError, rpc
+
+    try:
+        client = str(rpc(url, "web3_clientVersion", timeout=5.0)).lower()
+        chain_id = int(rpc(url, "eth_chainId", timeout=5.0), 16)
+    except (OSError, DevnetError, ValueError) as e:
+        raise PerpdexError(
+            f"no JSON-RPC node answers on {url} ({_one_line(e)}); start one (`perpdex devnet "
+            "up`) or fix --rpc / PERPDEX_RPC_URL"
+        ) from None
+    if "anvil" in client:
+        os.environ["APE_FOUNDRY_HOST"] = url
+        return "ethereum:local:foundry", None
+    return "ethereum:local:node", {"ethereum": {"local": {"uri": url, "chain_id": chain_id}}}
 
 
 def _same_network(active: str, requested: str) -> bool:
@@ -430,10 +460,12 @@ def short_id(account: int) -> str:
 
 
 def fmt_amount(value: Decimal, max_places: int = 6) -> str:
-    """`1,234.5` -> `1,234.50`; keeps up to `max_places` significant decimals."""
+    """`1,234.5` -> `1,234.50`; keeps up to `max_places` significant decimals, cut toward
+    zero (never rounded up: a balance shown can always be withdrawn as shown)."""
     exponent = value.normalize().as_tuple().exponent
     places = min(max_places, max(2, -exponent if isinstance(exponent, int) else 2))
-    return f"{value:,.{places}f}"
+    cut = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+    return f"{cut:,.{places}f}"
 
 
 def fmt_usd(value: Decimal) -> str:

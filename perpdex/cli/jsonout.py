@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         AccountSummary,
         LpStatus,
         MarketInfo,
+        OrderCheck,
         Portfolio,
         Quote,
     )
@@ -98,6 +99,18 @@ def markets(network: str, items: list[MarketInfo]) -> dict[str, Any]:
             }
             for m in items
         ],
+    }
+
+
+def order_check(c: OrderCheck | None) -> dict[str, Any]:
+    """The verdict fields `perpdex quote --json` adds (null without an account)."""
+    if c is None:
+        return {"accepted": None, "refusal": None, "max_size": None, "max_leverage": None}
+    return {
+        "accepted": c.accepted,
+        "refusal": c.reason,
+        "max_size": num(c.max_size),
+        "max_leverage": num(c.max_leverage),
     }
 
 

@@ -15,7 +15,7 @@ Mounted on the root app by main.py (`app.add_typer(lp.app, name="lp")`).
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -52,7 +52,8 @@ To = Annotated[
 
 
 def fmt_shares(value: Decimal) -> str:
-    return f"{value:,.6f}"
+    """Six places, cut toward zero (a shown share count can always be redeemed)."""
+    return f"{value.quantize(Decimal('0.000001'), rounding=ROUND_DOWN):,.6f}"
 
 
 def position_table(st: LpStatus, symbol: str = "USDC") -> Table:
@@ -153,7 +154,12 @@ def withdraw(
             help="Tokens to receive after the fee (or use --all / --shares).",
         ),
     ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Redeem every share you hold.")] = False,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Redeem every share the vault releases now (caps may hold some)."
+        ),
+    ] = False,
     shares: Annotated[
         Decimal | None,
         typer.Option("--shares", parser=parse_amount, metavar="N", help="Redeem N shares."),
@@ -166,15 +172,24 @@ def withdraw(
         raise typer.BadParameter("give exactly one of AMOUNT, --all or --shares N")
     client = session(ctx).client()
     symbol = client.collaterals()[0].symbol
+    held_back = ""
     if amount is not None:
         move = client.lp_withdraw(amount, receiver=to)
+    elif all_:
+        held, ok, why = client.lp_redeemable_shares()
+        move = client.lp_redeem_all(receiver=to)
+        if 0 < ok < held:
+            held_back = (
+                f"; the vault holds back the other shares for now ({why}): they are released "
+                "as traders' positions shrink or more LPs deposit"
+            )
     else:
         move = client.lp_redeem(shares, receiver=to)
     st = client.lp_status(move.owner)
     say(
         f"[green]✓[/] redeemed {fmt_shares(move.shares)} shares for {fmt_amount(move.assets)} "
         f"{symbol} (after the {fmt_pct(st.withdraw_fee)} withdrawal fee, paid to the pool); "
-        f"{fmt_shares(st.shares)} shares left worth {fmt_amount(st.assets)} {symbol}"
+        f"{fmt_shares(st.shares)} shares left worth {fmt_amount(st.assets)} {symbol}{held_back}"
     )
 
 

@@ -97,6 +97,17 @@ class RootGroup(PerpdexGroup):
             "Design, compare and publish the risk book (portfolio-margin stress scenarios).",
             group=True,
         ),
+        "devnet": LazyCommand(
+            "perpdex.cli.devnet",
+            "app",
+            "A local devnet: anvil with perpdex deployed and funded.",
+            group=True,
+        ),
+        "faucet": LazyCommand(
+            "perpdex.cli.devnet",
+            "faucet_app",
+            "Mint mock USDC and 10 ETH to ADDRESS on a local devnet (never on a live network).",
+        ),
         "keeper": LazyCommand(
             "perpdex.cli.keeper",
             "app",
@@ -172,6 +183,15 @@ def main(
             help="Deployment manifest path or network key (default: deployments/<network>.json).",
         ),
     ] = None,
+    rpc: Annotated[
+        str | None,
+        typer.Option(
+            "--rpc",
+            envvar="PERPDEX_RPC_URL",
+            help="JSON-RPC URL of the node (overrides --network; a local anvil stays a "
+            "development chain), e.g. http://127.0.0.1:8545. Env: PERPDEX_RPC_URL.",
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show ape's connection and transaction logs.")
     ] = False,
@@ -189,7 +209,9 @@ def main(
     if not verbose:
         # raised while ape loads its plugins; says nothing a perpdex user can act on
         warnings.filterwarnings("ignore", module=r"pydantic_settings\..*")
-    ctx.obj = Session(ctx, network=network, account=account, deployment=deployment, verbose=verbose)
+    ctx.obj = Session(
+        ctx, network=network, account=account, deployment=deployment, verbose=verbose, rpc=rpc
+    )
 
 
 # --- collateral ---------------------------------------------------------------------------
@@ -219,22 +241,43 @@ def deposit(
 @app.command(context_settings=NUMBER_ARGS)
 def withdraw(
     ctx: typer.Context,
-    amount: Amount,
+    amount: Annotated[
+        Decimal | None,
+        typer.Argument(
+            parser=parse_amount,
+            metavar="AMOUNT",
+            help="Token amount, e.g. 250 or 99.5 (or --all).",
+        ),
+    ] = None,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Everything the margin rules allow now (the whole balance when flat).",
+        ),
+    ] = False,
     sub: Sub = None,
     account_id: AccountId = None,
     token: Token = "USDC",
     to: Annotated[str | None, typer.Option("--to", help="Receiver address (default: you).")] = None,
 ) -> None:
     """Withdraw collateral from one of your sub-accounts to your wallet (or --to)."""
+    if (amount is None) == (not all_):
+        raise typer.BadParameter("give AMOUNT or --all (not both)")
     s = session(ctx)
     client = s.client()
     acct = s.resolve_account(client, sub, account_id)
     col = client.collateral(token)
-    client.withdraw(acct, amount, col.symbol, receiver=to)
+    if all_:
+        _, units = client.withdraw_all(acct, col.symbol, receiver=to)
+        amount = Decimal(units).scaleb(-col.decimals)
+    else:
+        assert amount is not None
+        client.withdraw(acct, amount, col.symbol, receiver=to)
     summary = client.summary(acct)
     receiver = to if to is not None else getattr(s.signer(), "address", "you")
     say(
-        f"[green]✓[/] withdrew {fmt_amount(amount)} {col.symbol} from "
+        f"[green]✓[/] withdrew {fmt_amount(amount, col.decimals)} {col.symbol} from "
         f"{account_label(summary.info)} "
         f"to {receiver}; balance {fmt_amount(summary.balances[col.symbol])} {col.symbol}, "
         f"free margin {fmt_usd(summary.margin.free)}, still withdrawable "

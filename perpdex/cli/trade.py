@@ -243,21 +243,38 @@ def quote(
         raise typer.BadParameter("give the SIZE to quote, e.g. 0.5 (buy) or -0.5 (sell)")
     client.market_id(symbol)  # an unknown market fails before any account lookup
     acct, exists = _quote_account(s, client, sub, account_id)
-    q = client.quote(acct, symbol, size)
+    check = client.check_order(acct, symbol, size) if exists else None
+    q = check.quote if check is not None else client.quote(acct, symbol, size)
     bound = q.acceptable_price(DEFAULT_MAX_SLIPPAGE)
     if json_out:
-        jsonout.emit(jsonout.quote(q, exists, Decimal(bound) / 10**18))
+        out = jsonout.quote(q, exists, Decimal(bound) / 10**18)
+        out.update(jsonout.order_check(check))
+        jsonout.emit(out)
         return
     console().print(quote_table(q, _now(client, acct, exists)))
-    if not exists:
+    if check is None:
         say(
             "no sub-account yet: figures after the order assume an empty account; "
             "open one with `perpdex open-account NAME` and deposit"
         )
-    say(
-        f"trade it: perpdex trade {q.symbol} {q.size} (fills up to "
-        f"{fmt_price(Decimal(bound) / 10**18)} at the default {DEFAULT_SLIPPAGE_TEXT}% slippage)"
+        return
+    lev = f", {check.max_leverage:.1f}x leverage" if check.max_leverage is not None else ""
+    largest = (
+        f"largest {q.symbol} order that would pass now: {fmt_size(check.max_size)}{lev}"
+        if check.max_size != 0
+        else "no order in this direction would pass now"
     )
+    if check.accepted:
+        say(f"[green]would be accepted[/] in the next block; {largest}")
+        say(
+            f"trade it: perpdex trade {q.symbol} {q.size} (fills up to "
+            f"{fmt_price(Decimal(bound) / 10**18)} at the default {DEFAULT_SLIPPAGE_TEXT}% "
+            "slippage)"
+        )
+    else:
+        hint = f" ({check.hint})" if check.hint else ""
+        say(f"[red]would be refused[/]: {check.reason}{hint}")
+        say(largest)
 
 
 @app.command("trade", context_settings=SIGNED_ARGS)
