@@ -211,9 +211,7 @@ class Session:
         self._ctx = ctx
         self.rpc = rpc
         self._provider_settings: dict[str, Any] | None = None
-        if rpc:
-            network, self._provider_settings = rpc_network(rpc)
-        self.network = network
+        self.network = network  # with `rpc`, chosen on connect (`rpc_network`)
         self.account = account
         self.deployment = deployment
         self.verbose = verbose
@@ -227,6 +225,8 @@ class Session:
         """Connect to `--network` (once), or adopt the matching connected provider."""
         if self._connected:
             return
+        if self.rpc:
+            self.network, self._provider_settings = rpc_network(self.rpc)
         from ape import networks
         from ape.exceptions import ApeException
 
