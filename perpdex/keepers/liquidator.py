@@ -49,7 +49,7 @@ from perpdex.keepers.scan import (
 )
 from perpdex.keepers.state import KeeperState
 from perpdex.sdk import gas
-from perpdex.sdk import math as pm
+from perpdex.sdk import math as pm  # the auction's rules: perpdex/sdk/math/liquidation_auction.py
 
 if TYPE_CHECKING:
     from perpdex.deploy import Protocol
@@ -74,7 +74,6 @@ FILL = (
     + keccak(text="Fill(uint256,uint256,uint256,int256,uint256,uint256,int256,int256,int256)").hex()
 )
 POOL = 0
-IN_LIQUIDATION = 4  # account header flag (contracts/modules/constants.vy)
 
 
 # --- chain reads shared with the tests and the crash replay ---------------------------------
@@ -163,7 +162,7 @@ class AccountRead:
 
     @property
     def healthy(self) -> bool:
-        return self.maintenance == 0 or self.equity >= self.maintenance
+        return pm.liq_healthy(self.equity, self.maintenance)
 
     @property
     def health(self) -> Decimal | None:
@@ -171,7 +170,7 @@ class AccountRead:
 
     @property
     def lot_notional(self) -> int:
-        return self.lot * self.notional // WAD
+        return pm.liq_lot_value(self.lot, self.notional)
 
 
 @dataclass(frozen=True)
@@ -283,7 +282,7 @@ def plan(
             if cfg.backstop:
                 actions.append(Action("backstop", r.account, why="auction expired"))
             continue
-        if _moved(r.kick, r.lot_notional, int(params.cusp)):
+        if pm.liq_moved(r.kick, r.lot_notional, int(params.cusp)):
             actions.append(Action("redo", r.account, why="lot value moved past the cusp"))
             continue
         lot_usd = Decimal(r.lot_notional) / WAD
@@ -297,7 +296,7 @@ def plan(
         scale = pm.liq_scale(
             r.maintenance, r.notional, int(params.max_discount), int(params.penalty)
         )
-        discount = Decimal(r.discount * scale // WAD) / WAD
+        discount = Decimal(pm.liq_scaled(r.discount, scale)) / WAD
         profit = part_usd * discount - gas_cost_usd - (part_usd * taker_fee if cfg.hedge else 0)
         if profit > cfg.min_profit:
             actions.append(
@@ -322,12 +321,6 @@ def _why(r: AccountRead) -> str:
     h = f"{r.health:.3f}" if r.health is not None else "-"
     th = f"{Decimal(r.twap_equity) / r.twap_maintenance:.3f}" if r.twap_maintenance else "-"
     return f"health {h} (time-weighted {th})"
-
-
-def _moved(old: int, new: int, cusp: int) -> bool:
-    if old == 0:
-        return new != 0
-    return abs(old - new) * WAD > cusp * old
 
 
 # --- the keeper --------------------------------------------------------------------------------

@@ -21,167 +21,29 @@ liquidation prices, quotes, a whole trade) exactly as the contracts do, so
 wei. A "pending" snapshot carries the pending block's timestamp (the next block's, as set
 by `chain.pending_timestamp`), so its quotes accrue funding to it.
 
-The dataclasses here hold no chain handles: a snapshot can be built by hand (tests,
-what-if analysis) with `Snapshot(...)` and `dataclasses.replace`.
+The dataclasses (`Snapshot`, `MarketState`, `CollateralInfo`) live in the mirror,
+perpdex/sdk/math/views.py, and hold no chain handles: a snapshot can be built by hand
+(tests, what-if analysis) with `Snapshot(...)` and `dataclasses.replace`. This module adds
+only the chain reading (`Snapshot.load`), so the mirror never imports it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from perpdex.constants import (
-    ACCOUNT_EXISTS,
-    ACCOUNT_IN_LIQUIDATION,
-    ACCOUNT_PORTFOLIO,
-    MAX_COLLATERALS,
-    MAX_MARKETS,
-)
-from perpdex.sdk import riskbook
-from perpdex.sdk.math import (
-    Book,
-    Mark,
-    MarketParams,
-    Position,
-    Revert,
-    System,
-    collateral_bitmap,
-    positions_bitmap,
-)
+from perpdex.constants import MAX_COLLATERALS, MAX_MARKETS
+from perpdex.sdk.math import views
+from perpdex.sdk.math.margin import Book, RiskBook, decode
+from perpdex.sdk.math.packing import Mark, MarketParams, Position, System, positions_bitmap
+from perpdex.sdk.math.views import CollateralInfo, MarketState
 
 __all__ = ["CollateralInfo", "MarketState", "Snapshot"]
 
 
 @dataclass(frozen=True)
-class CollateralInfo:
-    """A listed collateral token (index >= 1 is secondary): the market whose mark prices
-    it and its haircut (WAD fraction). Index 0, the settlement token, has neither."""
-
-    index: int
-    token: str
-    market: int
-    haircut: int
-
-
-@dataclass(frozen=True)
-class MarketState:
-    """One market at the snapshot's block."""
-
-    market: int
-    params: MarketParams
-    mark: Mark
-    long_oi: int
-    short_oi: int
-    oracle_price: int | None  # OracleRouter.latest quorum price (WAD); with FLAG_DEGRADED
-    # in oracle_flags only the last quorum price, which nothing may use; None: no answer
-    oracle_flags: int | None
-
-    @property
-    def skew(self) -> int:
-        """Long minus short open interest of trader positions (base WAD)."""
-        return self.long_oi - self.short_oi
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Raw chain state for one account at one block (see the module docstring)."""
-
-    account: int
-    block_number: int
-    timestamp: int  # block.timestamp of the block read
-    header: int
-    market_count: int
-    balances: dict[int, int]  # collateral index -> balance (USD WAD scale)
-    collaterals: dict[int, CollateralInfo]  # every listed token, index 0 included
-    positions: dict[int, Position]  # market -> position, for the positions bitmap
-    markets: tuple[MarketState, ...]  # by market id
-    book: Book | None  # None: no risk book published
-    risk_book: riskbook.RiskBook | None = None
-    book_address: str | None = None
-    system: System = field(default_factory=lambda: System(0, 0, 0, 0, 0, 0, 0))
-    pool_cash: int | None = None  # views.pool_cash: with its share of pending fees
-    pending_fees: int = 0  # fees accrued since the last sweep (views.pending_fees)
-    paused: bool = False  # the whole clearinghouse paused (no new risk)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    # --- accessors the math reads through ------------------------------------------------
-
-    @property
-    def exists(self) -> bool:
-        return self.header & ACCOUNT_EXISTS != 0
-
-    @property
-    def portfolio(self) -> bool:
-        return self.header & ACCOUNT_PORTFOLIO != 0
-
-    @property
-    def in_liquidation(self) -> bool:
-        return self.header & ACCOUNT_IN_LIQUIDATION != 0
-
-    @property
-    def max_mark_age(self) -> int:
-        return self.system.max_mark_age
-
-    def balance(self, index: int) -> int:
-        """`balance_of(account, index)` (0 for a token the snapshot did not read)."""
-        return self.balances.get(index, 0)
-
-    def collateral(self, index: int) -> CollateralInfo:
-        try:
-            return self.collaterals[index]
-        except KeyError:
-            raise Revert(f"snapshot holds no collateral token {index}") from None
-
-    def position(self, market: int) -> Position:
-        """`position(account, market)`; a market outside the positions bitmap is empty."""
-        return self.positions.get(market, Position())
-
-    def market(self, market: int) -> MarketState:
-        if not 0 <= market < len(self.markets):
-            raise Revert(f"snapshot holds no market {market}")
-        return self.markets[market]
-
-    def mark(self, market: int) -> Mark:
-        return self.market(market).mark
-
-    def params(self, market: int) -> MarketParams:
-        return self.market(market).params
-
-    def open_interest(self, market: int) -> tuple[int, int]:
-        ms = self.market(market)
-        return ms.long_oi, ms.short_oi
-
-    def oracle_price(self, market: int) -> int:
-        price = self.market(market).oracle_price
-        if price is None:
-            raise Revert(f"oracle: market {market} had no valid price at this block")
-        return price
-
-    def require_book(self) -> Book:
-        if self.book is None:
-            raise Revert("slice out of bounds")  # the engine slices the empty address's code
-        return self.book
-
-    def stale_markets(self, now: int | None = None) -> list[int]:
-        """Markets of the account (positions, then secondary collateral prices) whose
-        cached mark is older than `max_mark_age` at `now` (default: the block's timestamp),
-        in the order a margin check re-reads them (engine._refresh_stale)."""
-        now = self.timestamp if now is None else now
-        age = self.system.max_mark_age
-        out = [
-            m
-            for m in range(MAX_MARKETS)
-            if (positions_bitmap(self.header) >> m) & 1 and self.mark(m).touched_at + age < now
-        ]
-        cbits = collateral_bitmap(self.header)
-        for i in range(1, MAX_COLLATERALS):
-            if (cbits >> i) & 1:
-                m = self.collateral(i).market
-                if m not in out and self.mark(m).touched_at + age < now:
-                    out.append(m)
-        return out
-
-    # --- loading ---------------------------------------------------------------------------
+class Snapshot(views.Snapshot):
+    """`perpdex.sdk.math.views.Snapshot` with `load`, the chain reading (same fields)."""
 
     @classmethod
     def load(
@@ -282,11 +144,11 @@ class Snapshot:
 
         book_address = str(call(ch.risk_book))
         book: Book | None = None
-        decoded: riskbook.RiskBook | None = None
+        decoded: RiskBook | None = None
         if int(book_address, 16) != 0:
             code = bytes(chain.provider.get_code(book_address, block_id=bid))
             book = Book.from_code(code)
-            decoded = riskbook.decode(book.data)
+            decoded = decode(book.data)
 
         sp = call(ch.system_params)
         system = System(

@@ -3,9 +3,9 @@
 Everything a new trader does, each step a `perpdex` subprocess as a shell would run it,
 against `perpdex devnet up` on a non-default port (its own anvil and manifest folder, so
 nothing of the user's is touched): faucet, deposit, LP, trades in three markets, a mode
-switch, a loss cap hit by a crash and closed by the keeper, withdraw everything (to less than one token unit).
-At the end every transaction on the chain is checked to have been sent with a gas limit
-from an estimate, never the block gas limit (what live networks do).
+switch, a loss cap hit by a crash and closed by the keeper, withdraw everything (to less
+than one token unit). At the end every transaction on the chain is checked to have been
+sent with a gas limit from an estimate, never the block gas limit (what live networks do).
 """
 
 from __future__ import annotations

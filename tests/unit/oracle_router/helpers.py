@@ -1,17 +1,21 @@
-"""Constants, parameter sets and the Python EMA reference for the OracleRouter tests."""
+"""Constants, parameter sets and the Python EMA reference (the SDK mirror's
+perpdex.sdk.math.oracle_router.ema, so the chain tests check the mirror) for the
+OracleRouter tests."""
 
 from dataclasses import dataclass
 
-from perpdex.constants import BPS, WAD
+from perpdex.constants import BPS, MAX_PRICE, WAD
+from perpdex.sdk.math.oracle_router import ema
 
 ZERO_ADDRESS = "0x" + "00" * 20
 
 USD = 10**8  # one dollar in an 8-decimal Chainlink USD feed
 
-MAX_PRICE = 2**88 - 1  # modules/constants.vy: the clearinghouse's 88-bit mark price
 MAX_AGE_LIMIT = 2**24 - 1
 MAX_AGE = 3_600
 GRACE_PERIOD = 3_600
+
+ema_step = ema  # the router's EMA step, as the tests call it
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,6 @@ class Params:
 
 
 DEFAULT_PARAMS = Params()
-
-
-def ema_step(last_price: int, ema: int, dt: int, window: int) -> int:
-    """Python reference of the router's EMA step (division truncates toward zero)."""
-    weight = min(dt, window)
-    diff = last_price - ema
-    step = abs(diff) * weight // window
-    return ema + step if diff >= 0 else ema - step
 
 
 # Bad `(sources, max_ages)` inputs shared by `add_market` and `set_sources` tests. Each
