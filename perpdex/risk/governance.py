@@ -3,9 +3,10 @@
 `set_risk_book` (contracts/modules/governance.vy) refuses a book that moves any shock by
 more than `max_shock_step_bps`, or the floor, the maintenance ratio or any market's imr_min
 or imr_slope by more than `max_ratio_step_bps`, from the current book (a scenario missing
-on one side counts as all zeros; rows of markets new to the book and margin_scale are not
-bounded). Every published book must also pass the static checks: coverage (each market
-moved down and up by at least its imr_min), floor <= imr_min, shocks >= -100%.
+on one side counts as all zeros; rows of markets new to the book are not bounded), and
+any market's margin_scale by more than a halving or a doubling. Every published book must
+also pass the static checks: coverage (each market moved down and up by at least its
+imr_min), floor <= imr_min, shocks >= -100%.
 
 `plan_path` interpolates linearly from the current book to the target in n steps, n the
 fewest the limits allow, with every value rounded half-up on the way (so a step moves a
@@ -45,7 +46,12 @@ from perpdex.config import ROOT, MarketRisk
 from perpdex.constants import BPS, MAX_SCENARIOS
 from perpdex.errors import PerpdexError, TransactionRejected
 from perpdex.sdk import riskbook
-from perpdex.sdk.math.governance import book_problems, check_step, equal_move_rows
+from perpdex.sdk.math.governance import (
+    book_problems,
+    check_step,
+    equal_move_rows,
+    scale_step_ok,
+)
 from perpdex.sdk.math.margin import SHOCK_MAX
 from perpdex.sdk.riskbook import RiskBook
 
@@ -140,6 +146,9 @@ def step_problems(old: RiskBook, new: RiskBook, limits: StepLimits) -> list[str]
     for m in range(min(len(old.markets), len(new.markets))):
         ratio(f"market {m} imr_min", old.markets[m].imr_min_bps, new.markets[m].imr_min_bps)
         ratio(f"market {m} imr_slope", old.markets[m].imr_slope_bps, new.markets[m].imr_slope_bps)
+        a_s, b_s = old.markets[m].margin_scale, new.markets[m].margin_scale
+        if not scale_step_ok(a_s, b_s):
+            out.append(f"market {m} margin_scale moves {a_s} -> {b_s} (at most x2 or /2 a step)")
         for k in range(MAX_SCENARIOS):
             a = old.shocks[k][m] if k < old.n_scenarios else 0
             b = new.shocks[k][m] if k < new.n_scenarios else 0
@@ -164,6 +173,20 @@ def _clamp(x: int, centre: int, radius: int) -> int:
 
 def _steps_for(delta: int, limit: int) -> int:
     return math.ceil(abs(delta) / limit)
+
+
+def _scale_steps(a: int, b: int) -> int:
+    """Updates needed to move a margin_scale from a to b, halving or doubling at most."""
+    n = 0
+    while a != b:
+        a = _scale_toward(a, b)
+        n += 1
+    return n
+
+
+def _scale_toward(prev: int, target: int) -> int:
+    """The next margin_scale on the way from `prev` to `target` (the contract's bound)."""
+    return min(target, prev * 2) if target > prev else max(target, (prev + 1) // 2)
 
 
 def plan_path(
@@ -295,7 +318,9 @@ def _interpolate(
             for k in range(n_s)
             for m in range(n_m)
         ]
+        + [_scale_steps(r0[m].margin_scale, r1[m].margin_scale) for m in range(n_m)]
     )
+    scales = [r.margin_scale for r in r0]
     names = tuple(
         target.names[k] if k < target.n_scenarios else current.names[k] for k in range(n_s)
     )
@@ -305,11 +330,12 @@ def _interpolate(
     max_iter = n + 2 * math.ceil((2 * BPS + SHOCK_MAX) / step) + 2
     for i in range(1, max_iter + 1):
         t = min(i, n)
+        scales = [_scale_toward(scales[m], r1[m].margin_scale) for m in range(n_m)]
         markets = tuple(
             MarketRisk(
                 imr_min_bps=_lerp(r0[m].imr_min_bps, r1[m].imr_min_bps, t, n),
                 imr_slope_bps=_lerp(r0[m].imr_slope_bps, r1[m].imr_slope_bps, t, n),
-                margin_scale=r1[m].margin_scale,
+                margin_scale=scales[m],
             )
             for m in range(n_m)
         )

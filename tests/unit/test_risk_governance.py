@@ -62,6 +62,9 @@ def accepted(old: RiskBook | None, new: RiskBook, limits: StepLimits) -> bool:
     for m in range(min(len(old.markets), len(new.markets))):
         ratios.append((old.markets[m].imr_min_bps, new.markets[m].imr_min_bps))
         ratios.append((old.markets[m].imr_slope_bps, new.markets[m].imr_slope_bps))
+        a_s, b_s = old.markets[m].margin_scale, new.markets[m].margin_scale
+        if b_s * 2 < a_s or b_s > a_s * 2:  # "margin: scale change above step limit"
+            return False
         for k in range(16):
             a = old.shocks[k][m] if k < old.n_scenarios else 0
             b = new.shocks[k][m] if k < new.n_scenarios else 0
@@ -204,6 +207,20 @@ def test_ratios_floor_and_maintenance_interpolate_within_limits():
     assert_valid_path(old, new, path, limits)
     for s in path:
         assert s.floor_bps <= min(m.imr_min_bps for m in s.markets)
+
+
+def test_margin_scale_moves_at_most_a_doubling_a_step():
+    """The contract refuses a margin_scale more than doubled or halved in one update (found
+    by the mirror's layout work: the planner used to jump straight to the target)."""
+    old = book([[-1000, -1000], [1000, 1000]], imr=(1000, 1000))
+    grown = dataclasses.replace(old.markets[0], margin_scale=old.markets[0].margin_scale * 10)
+    new = dataclasses.replace(old, markets=(grown, old.markets[1]))
+    assert any("margin_scale" in p for p in step_problems(old, new, DEFAULT))
+    path = plan_path(old, new, DEFAULT)
+    assert_valid_path(old, new, path, DEFAULT)
+    assert len(path) == 4  # x2, x2, x2, then x1.25
+    back = plan_path(new, old, DEFAULT)
+    assert_valid_path(new, old, back, DEFAULT)
 
 
 def test_a_new_market_row_is_published_at_once():
