@@ -11,6 +11,10 @@ token units (e.g. 6 decimals for USDC) and from the chain's USD WAD (1e18). A tr
 the contracts refuse raises `TransactionRejected` whose `hint` comes from `REVERT_HINTS`,
 the one table of known revert strings, shared with the CLI.
 
+Layout: this module is the client class; its typed results live in `results.py`, the
+manifest (`Deployment`) in `manifest.py`, the revert hints in `hints.py`, contract handles
+in `handles.py`, gas padding in `gas.py`; every public name is re-exported here.
+
     with networks.parse_network_choice("ethereum:local:node"):
         client = PerpdexClient.from_manifest("local", signer=accounts.test_accounts[1])
         acct = client.open_account("basis")
@@ -29,15 +33,11 @@ base units (positive buys), prices and money dollars.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perpdex.config import ROOT
 from perpdex.constants import (
     ACCOUNT_EXISTS,
     ACCOUNT_IN_LIQUIDATION,
@@ -49,13 +49,39 @@ from perpdex.constants import (
 )
 from perpdex.errors import DeploymentNotFound, PerpdexError, TransactionRejected
 from perpdex.sdk import gas, riskbook
+from perpdex.sdk.handles import _address, _at
+from perpdex.sdk.hints import (
+    REVERT_HINTS,
+    UNKNOWN_REVERT_HINT,
+    _call_revert_reason,
+    hint_for,
+    rejected,
+)
+from perpdex.sdk.manifest import Deployment, resolve_manifest
 from perpdex.sdk.math import (
-    NO_RISK_HEALTH,
     NO_SCENARIO,
     PICO_PER_USD,
-    AccountView,
-    PositionView,
-    QuoteView,
+)
+from perpdex.sdk.results import (
+    DEFAULT_MAX_SLIPPAGE,
+    AccountInfo,
+    AccountSummary,
+    Collateral,
+    Fill,
+    LpMove,
+    LpStatus,
+    Margin,
+    MarketInfo,
+    MarketUse,
+    OrderCheck,
+    Portfolio,
+    PositionLine,
+    Quote,
+    ScenarioLoss,
+    _account_view,
+    _price_or_none,
+    _quote_view,
+    acceptable_price,
 )
 from perpdex.units import EXACT, from_wad, to_units, to_wad
 
@@ -67,6 +93,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_SLIPPAGE",
     "REVERT_HINTS",
+    "UNKNOWN_REVERT_HINT",
     "AccountInfo",
     "AccountSummary",
     "Collateral",
@@ -77,6 +104,7 @@ __all__ = [
     "Margin",
     "MarketInfo",
     "MarketUse",
+    "OrderCheck",
     "PerpdexClient",
     "Portfolio",
     "PositionLine",
@@ -91,810 +119,12 @@ __all__ = [
 INDEX_BITS = 96
 MAX_NAME_BYTES = 32
 
-#: Default worst fill accepted by `trade` and `close`: the quoted fill price moved 0.5%
-#: against the order.
-DEFAULT_MAX_SLIPPAGE = Decimal("0.005")
-
-# --- revert strings -> what to do next ---------------------------------------------------
-
-#: Every revert string a user can meet, mapped to the next step. The SDK puts the hint on
-#: `TransactionRejected`; the CLI prints it. Keys match the contracts exactly
-#: (tests/integration/test_sdk_client.py checks each key still exists in contracts/).
-REVERT_HINTS: dict[str, str] = {
-    # accounts and collateral
-    "clearinghouse: insufficient balance": (
-        "deposit more or withdraw less; `perpdex account` shows the balances"
-    ),
-    "clearinghouse: below initial margin": (
-        "reduce positions or deposit first; `perpdex account` shows the initial margin"
-    ),
-    "clearinghouse: unrealised profit is not withdrawable": (
-        "open profit is withdrawable once realised: close or reduce the position first, or "
-        "withdraw less; `perpdex withdraw` reports what is withdrawable now"
-    ),
-    "clearinghouse: loss-cap window used up": (
-        "forced closes in these markets reached their per-window size; try again in a minute"
-    ),
-    "clearinghouse: not account owner": (
-        "only the owner of the account can do this; sign as the owner "
-        "(CLI: --account <owner alias>)"
-    ),
-    "clearinghouse: not authorized": (
-        "only the owner or an operator it approved can trade this account; sign as the "
-        "owner (CLI: --account <owner alias>) or have the owner approve you "
-        "(`perpdex operator add ADDRESS`)"
-    ),
-    "clearinghouse: unknown account": (
-        "open the sub-account first (`perpdex open-account NAME`) or check the id with "
-        "`perpdex account`"
-    ),
-    "clearinghouse: zero amount": "give an amount above zero",
-    "clearinghouse: same account": "pick two different sub-accounts",
-    "clearinghouse: unknown token": (
-        "use a listed collateral token; `perpdex account` shows the balances by token"
-    ),
-    "clearinghouse: zero receiver": "give the receiver's address",
-    "clearinghouse: zero operator": "give the operator's address",
-    "clearinghouse: account in liquidation": (
-        "the account is frozen until its liquidation auction settles; wait for it"
-    ),
-    "clearinghouse: deposit cap reached": (
-        "this token's deposit cap is full; deposit less or use the settlement token"
-    ),
-    "clearinghouse: nothing received": (
-        "the token moved nothing; check the token address and your wallet balance"
-    ),
-    "clearinghouse: transfer failed": (
-        "the token refused the transfer; check your wallet balance and allowance"
-    ),
-    "clearinghouse: mode unchanged": (
-        "the account already uses that margin mode; `perpdex account` shows each mode"
-    ),
-    "clearinghouse: mode switch leaves account under-margined": (
-        "reduce positions or deposit before switching margin mode"
-    ),
-    # trading
-    "clearinghouse: paused": (
-        "the exchange is paused by its guardian; only risk-reducing orders work until it resumes"
-    ),
-    "clearinghouse: market paused": "this market is paused; trade another market or wait",
-    "clearinghouse: unknown market": "use a listed market; `perpdex quote` lists them",
-    "clearinghouse: zero size": "give a size above zero",
-    "clearinghouse: not reduce-only": "only orders that shrink the position are allowed here",
-    "clearinghouse: min position size": (
-        "an order must leave the position closed or worth at least $100 at the oracle "
-        "price; close it whole (`perpdex close SYMBOL`) or trade a larger size"
-    ),
-    "clearinghouse: too many positions": (
-        "close a position first, or trade from another sub-account"
-    ),
-    "clearinghouse: price worse than acceptable": (
-        "the price moved past your limit; quote again and retry, or widen the limit"
-    ),
-    "clearinghouse: open interest cap reached": (
-        "the market's open-interest cap is full; trade smaller or wait for it to free up"
-    ),
-    "clearinghouse: vault exposure cap reached": (
-        "the vault cannot take more of this side; trade smaller or take the other side"
-    ),
-    "clearinghouse: insufficient pool cash": (
-        "the liquidity vault is short of cash; trade smaller or wait for LP deposits"
-    ),
-    "pricing: price impact too large": "trade smaller; this order would move the price too far",
-    "clearinghouse: sequencer down": "the L2 sequencer is down; wait until it is back up",
-    "clearinghouse: sequencer grace period": (
-        "the sequencer restarted recently; wait until its grace period has passed"
-    ),
-    "clearinghouse: no price quorum": (
-        "fewer than two price sources agree right now, so the market is frozen (closes "
-        "and liquidations too); it resumes by itself at the next update they agree on"
-    ),
-    "clearinghouse: no markets": "name at least one market to refresh",
-    # quotes (ClearinghouseLens)
-    "lens: zero size": "give a size other than zero, e.g. 0.5 to buy or -0.5 to sell",
-    "lens: unknown market": "use a listed market; `perpdex quote` lists them",
-    "lens: no price quorum": (
-        "fewer than two price sources agree right now, so the market is frozen; "
-        "quote again after the next update they agree on"
-    ),
-    # the liquidity vault
-    "vault: zero amount": (
-        "the amount is worth less than one share (or one token unit); give a larger amount"
-    ),
-    "vault: zero receiver": "give the receiver's address",
-    "vault: pool is insolvent": (
-        "the pool's equity is not positive, so deposits are closed until it recovers"
-    ),
-    "erc20: burn amount exceeds balance": (
-        "you hold fewer LP shares than that; `perpdex lp status` shows what you can withdraw"
-    ),
-    # loss caps
-    "clearinghouse: no loss cap": (
-        "the account has no loss cap; its owner sets one with `perpdex loss-cap set USD`"
-    ),
-    "clearinghouse: equity above loss cap": (
-        "the account's equity is not below its loss cap, so there is nothing to trigger; "
-        "`perpdex loss-cap show --account-id ID` compares the two"
-    ),
-    "clearinghouse: close leaves negative equity": (
-        "the account's losses exceed its collateral, so closing its last position would "
-        "leave a debt; deposit to cover it, or leave the position to liquidation"
-    ),
-    "clearinghouse: no positions": (
-        "the account has no open positions, so a loss cap has nothing to close"
-    ),
-    # the settlement token (snekmate's erc20 and the mocks)
-    "erc20: transfer amount exceeds balance": (
-        "your wallet holds less of this token; deposit less or fund the wallet first"
-    ),
-    "erc20: insufficient allowance": (
-        "approve the clearinghouse for this token first (PerpdexClient.deposit does it)"
-    ),
-    "mock: transfer amount exceeds balance": (
-        "your wallet holds less of this token; deposit less or fund the wallet first"
-    ),
-    "mock: insufficient allowance": (
-        "approve the clearinghouse for this token first (PerpdexClient.deposit does it)"
-    ),
-    # roles
-    "access_control: account is missing role": (
-        "this needs a governance role; sign with the admin, risk or guardian account"
-    ),
-    "pausable: contract is paused": "the exchange is paused; wait until the guardian resumes it",
-}
-
-UNKNOWN_REVERT_HINT = (
-    "the contract gave no known reason; check the account with `perpdex account` and that "
-    "--network and --deployment point at the right chain"
-)
-
-
-def hint_for(reason: str) -> str:
-    """What to do next after the contracts refused a transaction with `reason`."""
-    return REVERT_HINTS.get(reason.strip(), UNKNOWN_REVERT_HINT)
-
-
-def rejected(action: str, err: Exception) -> TransactionRejected:
-    """`TransactionRejected` for an ape `ContractLogicError` raised while doing `action`."""
-    reason = str(getattr(err, "revert_message", None) or err).strip() or "reverted"
-    return TransactionRejected(action, reason, hint_for(reason))
-
 
 class UnknownAccount(PerpdexError):
     """The account id names no opened sub-account."""
 
 
-# --- manifest ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """The addresses of one deployment, as recorded in `deployments/<network>.json`."""
-
-    network: str
-    chain_id: int
-    token: str
-    oracle: str
-    clearinghouse: str
-    clearinghouse_ops: str
-    clearinghouse_admin: str
-    markets: tuple[str, ...]
-    settlement_decimals: int
-    feeds: dict[str, list[str]] = field(default_factory=dict)
-    sequencer_feed: str | None = None
-    vault: str | None = None
-    lens: str | None = None
-    auction: str | None = None
-    path: Path | None = None
-    genesis: str | None = None
-
-    def check_chain(self) -> None:
-        """Refuses a manifest written on another chain than the connected one: a restarted
-        anvil keeps chain id 31337 and even the addresses, so the genesis block decides."""
-        from ape import chain
-
-        where = self.path or self.network
-        if chain.chain_id != self.chain_id:
-            raise DeploymentNotFound(
-                f"{where} belongs to chain id {self.chain_id}, but the node is chain id "
-                f"{chain.chain_id}; pick that network (--network) or another manifest "
-                "(--deployment)"
-            )
-        if self.genesis is None:
-            return
-        here = chain.blocks[0].hash.hex()
-        if here.removeprefix("0x") != self.genesis.removeprefix("0x"):
-            raise DeploymentNotFound(
-                f"{where} belongs to another chain (genesis {self.genesis[:12]}..., this node "
-                f"{here[:12]}...): the node was restarted or is a different chain. Redeploy "
-                "(`make demo`, `perpdex devnet up` or `ape run deploy`) or pass --deployment"
-            )
-
-    @classmethod
-    def load(cls, path: Path) -> Deployment:
-        """Read a manifest file."""
-        if not path.exists():
-            raise DeploymentNotFound(
-                f"no deployment manifest at {path}; deploy first (`ape run deploy --network "
-                "<choice>`) or pass --deployment <manifest path>"
-            )
-        try:
-            data = json.loads(path.read_text())
-            c = data["contracts"]
-            return cls(
-                network=str(data.get("network", path.stem)),
-                chain_id=int(data["chain_id"]),
-                token=str(c["token"]),
-                oracle=str(c["oracle"]),
-                clearinghouse=str(c["clearinghouse"]),
-                clearinghouse_ops=str(c["clearinghouse_ops"]),
-                clearinghouse_admin=str(c["clearinghouse_admin"]),
-                markets=tuple(str(s) for s in data["markets"]),
-                settlement_decimals=int(data["settlement_decimals"]),
-                feeds={str(k): [str(a) for a in v] for k, v in c.get("feeds", {}).items()},
-                sequencer_feed=c.get("sequencer_feed"),
-                vault=_optional(c.get("vault")),
-                lens=_optional(c.get("lens")),
-                auction=_optional(c.get("auction")),
-                path=path,
-                genesis=_optional(data.get("genesis")),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise DeploymentNotFound(
-                f"{path} is incomplete (missing or bad field {e}); re-run the deploy to "
-                "finish it (`ape run deploy --network <choice>`)"
-            ) from e
-
-    @classmethod
-    def from_protocol(cls, protocol: Protocol) -> Deployment:
-        """The manifest of a deployment held as a `Protocol` (tests, scripts)."""
-        from ape import chain
-
-        ops_half = str(protocol.clearinghouse.OPS())
-        return cls(
-            network=protocol.network,
-            chain_id=chain.chain_id,
-            token=str(protocol.token.address),
-            oracle=str(protocol.oracle.address),
-            clearinghouse=str(protocol.clearinghouse.address),
-            clearinghouse_ops=ops_half,
-            # read on the Ops half itself: values do not come back through the proxy
-            clearinghouse_admin=str(_at("ClearinghouseOps", ops_half).ADMIN()),
-            markets=tuple(protocol.symbols),
-            settlement_decimals=protocol.system.settlement_decimals,
-            feeds={s: [str(f.address) for f in fs] for s, fs in protocol.feeds.items()},
-            sequencer_feed=str(protocol.sequencer.address) if protocol.sequencer else None,
-            vault=str(protocol.vault.address) if protocol.vault is not None else None,
-            lens=str(protocol.lens.address) if protocol.lens is not None else None,
-            auction=str(protocol.auction.address) if protocol.auction is not None else None,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The manifest layout `deploy_system` writes."""
-        return {
-            "network": self.network,
-            "chain_id": self.chain_id,
-            "contracts": {
-                "token": self.token,
-                "oracle": self.oracle,
-                "clearinghouse": self.clearinghouse,
-                "clearinghouse_ops": self.clearinghouse_ops,
-                "clearinghouse_admin": self.clearinghouse_admin,
-                "feeds": self.feeds,
-                "sequencer_feed": self.sequencer_feed,
-                **{
-                    k: v
-                    for k, v in (
-                        ("vault", self.vault),
-                        ("lens", self.lens),
-                        ("auction", self.auction),
-                    )
-                    if v is not None
-                },
-            },
-            "markets": list(self.markets),
-            "settlement_decimals": self.settlement_decimals,
-            **({"genesis": self.genesis} if self.genesis else {}),
-        }
-
-    def write(self, path: Path) -> Path:
-        """Save as a manifest file (creates the folder)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
-        return path
-
-
-def _optional(value: Any) -> str | None:
-    return str(value) if value else None
-
-
-def resolve_manifest(spec: str | Path | None = None) -> Path:
-    """Manifest path for a path, a network key (`local`, `arbitrum-sepolia`) or, with None,
-    the connected ape network."""
-    from perpdex.deploy import manifest_path, network_key
-
-    if spec is None:
-        return manifest_path(network_key())
-    text = str(spec)
-    if isinstance(spec, Path) or text.endswith(".json") or "/" in text or "\\" in text:
-        return Path(text).expanduser()
-    return manifest_path(text)
-
-
-# --- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OrderCheck:
-    """`PerpdexClient.check_order`: the order's fate in the next block, and the largest
-    order in its direction that would pass (signed base units; 0 when none would)."""
-
-    quote: Quote
-    accepted: bool
-    reason: str | None
-    hint: str | None
-    max_size: Decimal
-    max_leverage: Decimal | None  # position notional / equity after the largest order
-
-
-@dataclass(frozen=True)
-class Collateral:
-    """A listed collateral token (index 0 is the settlement token)."""
-
-    index: int
-    symbol: str
-    address: str
-    decimals: int
-
-
-@dataclass(frozen=True)
-class AccountInfo:
-    """One sub-account: its id is `owner << 96 | index`."""
-
-    id: int
-    owner: str
-    index: int
-    name: str
-    portfolio: bool
-    in_liquidation: bool
-
-    @property
-    def mode(self) -> str:
-        """`portfolio` (scenario margin) or `isolated`."""
-        return "portfolio" if self.portfolio else "isolated"
-
-
-@dataclass(frozen=True)
-class Margin:
-    """The `account_margin` view at the cached marks, in dollars."""
-
-    equity: Decimal
-    initial: Decimal
-    maintenance: Decimal
-    isolated: Decimal
-    notional: Decimal
-
-    @property
-    def free(self) -> Decimal:
-        """Equity above the initial requirement: what can still be withdrawn or risked."""
-        return self.equity - self.initial
-
-    @property
-    def health(self) -> Decimal | None:
-        """Equity over maintenance requirement (below 1: liquidatable); None without risk."""
-        if self.maintenance == 0:
-            return None
-        return self.equity / self.maintenance
-
-
-@dataclass(frozen=True)
-class AccountSummary:
-    """Everything `perpdex account` shows for one sub-account."""
-
-    info: AccountInfo
-    balances: dict[str, Decimal]
-    margin: Margin
-    loss_cap: Decimal = Decimal(0)  # equity floor in dollars; 0: no cap
-
-
-@dataclass(frozen=True)
-class MarketInfo:
-    """One listed market: the oracle, the cached mark and funding, open interest."""
-
-    id: int
-    symbol: str
-    oracle_price: Decimal | None  # None: no price quorum right now (the market is frozen)
-    mark_price: Decimal
-    mark_time: int  # block timestamp of the last touch
-    funding_rate: Decimal  # fraction of the price per day; positive: longs pay shorts
-    funding_index: Decimal  # cumulative funding, dollars per unit of base
-    long_oi: Decimal
-    short_oi: Decimal
-    max_oi: Decimal  # per side
-    skew_scale: Decimal
-    maker_fee: Decimal
-    taker_fee: Decimal
-    max_vault_exposure: Decimal  # fraction of pool cash
-    paused: bool
-
-    @property
-    def skew(self) -> Decimal:
-        """Long minus short open interest: the vault holds the other side."""
-        return self.long_oi - self.short_oi
-
-
-@dataclass(frozen=True)
-class Quote:
-    """What a market order would do now (`ClearinghouseLens.quote`), in dollars.
-
-    `view` keeps the lens's integers (WAD) for exact comparisons and for the slippage bound.
-    """
-
-    account: int
-    market: int
-    symbol: str
-    size: Decimal  # signed base units: positive buys
-    view: QuoteView
-    block_number: int | None = None
-
-    @property
-    def is_buy(self) -> bool:
-        return self.size > 0
-
-    @property
-    def oracle_price(self) -> Decimal:
-        return from_wad(self.view.oracle_price)
-
-    @property
-    def fill_price(self) -> Decimal:
-        return from_wad(self.view.fill_price)
-
-    @property
-    def price_impact(self) -> Decimal:
-        """(fill - oracle) / oracle, signed."""
-        return from_wad(self.view.price_impact)
-
-    @property
-    def notional(self) -> Decimal:
-        return abs(self.size) * self.fill_price
-
-    @property
-    def fee(self) -> Decimal:
-        return from_wad(self.view.fee)
-
-    @property
-    def realized_pnl(self) -> Decimal:
-        return from_wad(self.view.realized_pnl)
-
-    @property
-    def funding_paid(self) -> Decimal:
-        """Funding the existing position settles with this order (positive: it pays)."""
-        return from_wad(self.view.funding_paid)
-
-    @property
-    def equity_after(self) -> Decimal:
-        return from_wad(self.view.equity_after)
-
-    @property
-    def initial_after(self) -> Decimal:
-        return from_wad(self.view.initial_after)
-
-    @property
-    def maintenance_after(self) -> Decimal:
-        return from_wad(self.view.maintenance_after)
-
-    @property
-    def health_after(self) -> Decimal | None:
-        """Equity over maintenance after the order; None when nothing is at risk."""
-        return _health(self.view.health_after)
-
-    @property
-    def liquidation_price_after(self) -> Decimal | None:
-        """The market's liquidation price after the order; None if it closes the position
-        or none exists within the lens's search range."""
-        return _price_or_none(self.view.liquidation_price_after)
-
-    def acceptable_price(self, max_slippage: Decimal | str = DEFAULT_MAX_SLIPPAGE) -> int:
-        """Worst fill price (WAD) for this order: see `acceptable_price`."""
-        return acceptable_price(self.view.fill_price, self.size > 0, max_slippage)
-
-
-@dataclass(frozen=True)
-class Fill:
-    """A market order as the Clearinghouse filled it (its `Fill` event), in dollars."""
-
-    account: int
-    market: int
-    symbol: str
-    size_delta: Decimal
-    price: Decimal
-    fee: Decimal
-    realized_pnl: Decimal
-    funding_paid: Decimal  # settled by the position before the fill (positive: paid)
-    size_after: Decimal
-    acceptable_price: Decimal  # the bound the order carried
-    quote: Quote  # the quote the bound was computed from
-    tx_hash: str
-    block_number: int | None
-
-    @property
-    def cash_flow(self) -> Decimal:
-        """Change in the settlement balance: realised PnL minus funding and fee."""
-        return self.realized_pnl - self.funding_paid - self.fee
-
-
-@dataclass(frozen=True)
-class PositionLine:
-    """One position of `Portfolio`, at the cached mark."""
-
-    market: int
-    symbol: str
-    size: Decimal
-    entry_price: Decimal
-    mark_price: Decimal
-    notional: Decimal
-    unrealized_pnl: Decimal
-    funding_owed: Decimal  # accrued and not yet settled; positive: the position pays
-    isolated_initial: Decimal  # this position's requirement in isolated mode
-    liquidation_price: Decimal | None  # None: none within the lens's search range
-
-    @property
-    def side(self) -> str:
-        return "long" if self.size > 0 else "short"
-
-    @property
-    def funding_pnl(self) -> Decimal:
-        """Accrued funding as PnL: positive when the position receives."""
-        return -self.funding_owed
-
-    @property
-    def liquidation_distance(self) -> Decimal | None:
-        """How far the mark may move against the position before liquidation (fraction)."""
-        if self.liquidation_price is None or self.mark_price == 0:
-            return None
-        return abs(self.liquidation_price - self.mark_price) / self.mark_price
-
-
-@dataclass(frozen=True)
-class ScenarioLoss:
-    """The account's loss under one stress scenario of the risk book."""
-
-    index: int
-    name: str
-    loss: Decimal  # positive: the account loses
-    binding: bool  # the largest loss (what portfolio margin is set from)
-
-
-@dataclass(frozen=True)
-class Portfolio:
-    """`ClearinghouseLens.account_summary` with names, in dollars.
-
-    Portfolio (scenario) margin: initial = min(isolated, max(worst scenario loss, floor) +
-    add-on); `portfolio_initial` computes that from the lens's figures for either mode, so
-    an isolated account sees what switching would save.
-    """
-
-    info: AccountInfo
-    view: AccountView
-    positions: tuple[PositionLine, ...]
-    scenarios: tuple[ScenarioLoss, ...]
-    block_number: int | None = None
-
-    @property
-    def portfolio_mode(self) -> bool:
-        return self.view.portfolio
-
-    @property
-    def collateral_value(self) -> Decimal:
-        return from_wad(self.view.collateral_value)
-
-    @property
-    def unrealized_pnl(self) -> Decimal:
-        return from_wad(self.view.unrealized_pnl)
-
-    @property
-    def funding_owed(self) -> Decimal:
-        return from_wad(self.view.funding_owed)
-
-    @property
-    def equity(self) -> Decimal:
-        return from_wad(self.view.equity)
-
-    @property
-    def initial(self) -> Decimal:
-        """The requirement in the account's own mode."""
-        return from_wad(self.view.initial)
-
-    @property
-    def maintenance(self) -> Decimal:
-        return from_wad(self.view.maintenance)
-
-    @property
-    def free(self) -> Decimal:
-        return self.equity - self.initial
-
-    @property
-    def health(self) -> Decimal | None:
-        return _health(self.view.health)
-
-    @property
-    def isolated_initial(self) -> Decimal:
-        """Sum of the positions' isolated requirements."""
-        return from_wad(self.view.isolated_initial)
-
-    @property
-    def floor(self) -> Decimal:
-        """The floor: a fraction of gross notional no portfolio can go below."""
-        return from_wad(self.view.floor)
-
-    @property
-    def addon(self) -> Decimal:
-        """The size add-on (the size-scaled part of the isolated requirements)."""
-        return from_wad(self.view.addon)
-
-    @property
-    def worst_loss(self) -> Decimal:
-        return max((s.loss for s in self.scenarios), default=Decimal(0)).max(Decimal(0))
-
-    @property
-    def binding_scenario(self) -> ScenarioLoss | None:
-        return next((s for s in self.scenarios if s.binding), None)
-
-    @property
-    def stress_requirement(self) -> Decimal:
-        """max(worst scenario loss, floor) + add-on."""
-        return max(self.worst_loss, self.floor) + self.addon
-
-    @property
-    def portfolio_initial(self) -> Decimal:
-        """The initial requirement in portfolio mode (margin._combine)."""
-        return min(self.isolated_initial, self.stress_requirement)
-
-    @property
-    def margin_saved(self) -> Decimal:
-        """Isolated requirement minus the portfolio-mode requirement (never negative)."""
-        return self.isolated_initial - self.portfolio_initial
-
-    @property
-    def binds(self) -> str:
-        """What sets the portfolio requirement: `isolated`, `floor`, a scenario name, or
-        `none` without positions."""
-        if not self.positions:
-            return "none"
-        if self.isolated_initial <= self.stress_requirement:
-            return "isolated"
-        scenario = self.binding_scenario
-        if scenario is None or self.floor > self.worst_loss:
-            return "floor"
-        return scenario.name
-
-
-@dataclass(frozen=True)
-class LpMove:
-    """One vault deposit or withdrawal, from its ERC-4626 event."""
-
-    owner: str
-    assets: Decimal  # tokens in (deposit) or paid out after the fee (withdrawal)
-    shares: Decimal  # shares minted or burnt
-    tx_hash: str
-
-
-@dataclass(frozen=True)
-class MarketUse:
-    """How much of the vault's exposure cap one market uses."""
-
-    market: int
-    symbol: str
-    long_oi: Decimal
-    short_oi: Decimal
-    mark_price: Decimal
-    funding_rate: Decimal
-    exposure: Decimal  # |skew| x mark: the vault's position value, dollars
-    cap: Decimal  # pool cash x max_vault_exposure
-    utilisation: Decimal | None  # exposure / cap; None when the cap is zero
-
-    @property
-    def vault_side(self) -> str:
-        skew = self.long_oi - self.short_oi
-        return "flat" if skew == 0 else ("short" if skew > 0 else "long")
-
-
-@dataclass(frozen=True)
-class LpStatus:
-    """An LP's shares and the pool behind them."""
-
-    owner: str
-    shares: Decimal
-    assets: Decimal  # shares at the current price, before the withdrawal fee
-    redeemable: Decimal  # what redeeming every share pays now, after the fee
-    share_price: Decimal  # assets per share
-    total_shares: Decimal
-    total_assets: Decimal  # vault.totalAssets (the pool's equity, token units rounded down)
-    pool_equity: Decimal  # lens.vault_equity: cash - traders' PnL + funding owed to it
-    pool_cash: Decimal
-    insurance: Decimal
-    protocol_fees: Decimal
-    withdraw_fee: Decimal  # fraction of the assets redeemed
-    markets: tuple[MarketUse, ...]
-
-
-def acceptable_price(fill_price_wad: int, buy: bool, max_slippage: Decimal | str) -> int:
-    """The worst fill price (WAD) an order accepts: `fill_price_wad` moved `max_slippage`
-    (a fraction, e.g. 0.005) against it, rounded in the order's favour of filling: up for a
-    buy, down for a sell."""
-    slip = Decimal(str(max_slippage))
-    if not slip.is_finite() or not 0 <= slip < 1:
-        raise PerpdexError(
-            f"max slippage {max_slippage} must be a fraction from 0 up to 1, e.g. 0.005 for 0.5%"
-        )
-    s = to_wad(slip)
-    if buy:
-        return (fill_price_wad * (WAD + s) + WAD - 1) // WAD
-    return fill_price_wad * (WAD - s) // WAD
-
-
-def _health(raw: int) -> Decimal | None:
-    return None if raw == NO_RISK_HEALTH else from_wad(raw)
-
-
-def _price_or_none(raw: int) -> Decimal | None:
-    return None if raw == 0 else from_wad(raw)
-
-
-def _quote_view(raw: Any) -> QuoteView:
-    """The lens's QuoteView struct as ints."""
-    return QuoteView(**{f.name: int(getattr(raw, f.name)) for f in fields(QuoteView)})
-
-
-def _account_view(raw: Any) -> AccountView:
-    """The lens's AccountView struct as ints."""
-    skip = ("portfolio", "scenario_losses", "positions")
-    kw: dict[str, Any] = {
-        f.name: int(getattr(raw, f.name)) for f in fields(AccountView) if f.name not in skip
-    }
-    return AccountView(
-        portfolio=bool(raw.portfolio),
-        scenario_losses=tuple(int(x) for x in raw.scenario_losses),
-        positions=tuple(
-            PositionView(**{f.name: int(getattr(p, f.name)) for f in fields(PositionView)})
-            for p in raw.positions
-        ),
-        **kw,
-    )
-
-
 # --- the client -------------------------------------------------------------------------------
-
-
-@cache
-def _contract_type(name: str) -> Any:
-    from ape import Project, project
-
-    proj = project if Path(project.path).resolve() == ROOT else Project(ROOT)
-    return getattr(proj, name).contract_type
-
-
-def _at(name: str, address: str) -> Any:
-    """A handle on the contract at `address` with the project's compiled type.
-
-    Built directly, not with `ape.Contract(...)`: that first looks the address up in ape's
-    contract cache and merges ABIs (the Clearinghouse and its Ops share an address), about
-    one second of every CLI command's start-up (perpdex/cli/bench_startup.py)."""
-    from ape.contracts import ContractInstance
-    from eth_utils import to_checksum_address
-
-    return ContractInstance(to_checksum_address(address), _contract_type(name))
-
-
-def _address(who: Any) -> str:
-    from eth_utils import is_address, to_checksum_address
-
-    text = str(getattr(who, "address", who))
-    if not is_address(text):
-        raise PerpdexError(f"{text!r} is not an address; give a 0x-prefixed 20-byte address")
-    return str(to_checksum_address(text))
-
-
 class PerpdexClient:
     """Accounts, collateral and margin on one perpdex deployment.
 
@@ -944,8 +174,9 @@ class PerpdexClient:
         """Client for the manifest at a path, of a network key, or (None) of the connected
         network. Refuses a manifest of another chain (`Deployment.check_chain`)."""
         deployment = Deployment.load(resolve_manifest(manifest))
+        client = cls(deployment, signer, preflight=preflight)  # checks the chain id
         deployment.check_chain()
-        return cls(deployment, signer, preflight=preflight)
+        return client
 
     @classmethod
     def from_protocol(
@@ -1760,10 +991,3 @@ def _usd_wad(value: Decimal | int | str, what: str) -> int:
     if wad != wad.to_integral_value():
         raise PerpdexError(f"{what} {value} is finer than 18 decimals; round it")
     return int(wad)
-
-
-def _call_revert_reason(err: Exception) -> str:
-    """The revert string of a web3 `ContractLogicError` ("execution reverted: <reason>")."""
-    text = str(getattr(err, "message", None) or err).strip()
-    reason = text.removeprefix("execution reverted").removeprefix(":").strip()
-    return reason or "reverted without a reason"
