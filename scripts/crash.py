@@ -1,4 +1,4 @@
-"""`ape run crash [--network ...]`: the crash replay (body in perpdex/crash.py).
+"""`ape run crash [--network ...]`: the crash replay (body in perpdex/showcase/crash.py).
 
 Replays a March-2020-style crash (BTC -40%, ETH -45%, SOL -50% over ten minutes) on a
 seeded population of accounts with two liquidation keepers running, prints the summary
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from perpdex.crash import CrashConfig, CrashInvariantError, run
 from perpdex.deploy import load_protocol
 from perpdex.errors import PerpdexError
+from perpdex.showcase.crash import CrashConfig, CrashInvariantError, run
 
 
 def main() -> None:

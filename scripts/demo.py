@@ -1,4 +1,4 @@
-"""`ape run demo [--network ...]`: the end-to-end demo (body in perpdex/demo.py).
+"""`ape run demo [--network ...]`: the end-to-end demo (body in perpdex/showcase/demo.py).
 
 Needs a deployment on the same network (`ape run deploy`); `make demo` does both.
 """
@@ -10,8 +10,8 @@ import sys
 
 from rich.console import Console
 
-from perpdex.demo import run
 from perpdex.errors import PerpdexError
+from perpdex.showcase.demo import run
 
 
 def main() -> None:

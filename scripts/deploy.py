@@ -21,9 +21,9 @@ from ape.cli import ConnectedProviderCommand
 from rich.console import Console
 
 from perpdex.config import exit_if_rpc_unset, load_networks
-from perpdex.demo import deployment_table
 from perpdex.deploy import deploy_system, manifest_path, network_key
 from perpdex.errors import ConfigError, PerpdexError
+from perpdex.showcase.demo import deployment_table
 
 # ape runs a script that defines `cli` at discovery, before it connects to --network: a
 # network whose RPC URL variable is unset ends here in one line, not in ape's

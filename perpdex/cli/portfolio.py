@@ -6,7 +6,7 @@ isolated mode.
 
 Every figure comes from `ClearinghouseLens.account_summary` at the cached marks (what the
 Clearinghouse's own margin check sees); scenario names come from the on-chain risk book.
-The table builders here are also used by `perpdex trade` and the demo (perpdex/demo.py).
+The table builders here are also used by `perpdex trade` and the demo (perpdex/showcase/demo.py).
 
 Mounted on the root app by main.py (`app.add_typer(portfolio.app)`: a root command).
 """

@@ -1,4 +1,4 @@
-"""The crash replay (perpdex/crash.py) as a test: a -40% crash over ten minutes on 30
+"""The crash replay (perpdex/showcase/crash.py) as a test: a -40% crash over ten minutes on 30
 accounts with two keepers; every account ends healthy or fully liquidated, bad debt is
 covered by insurance then socialised with events, conservation holds after every step,
 and the summary table and chart are produced."""
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from perpdex.crash import CrashConfig, run
+from perpdex.showcase.crash import CrashConfig, run
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from perpdex import demo
 from perpdex.cli.portfolio import fmt_pct, fmt_price, fmt_size, pnl
+from perpdex.showcase import demo
 from perpdex.units import WAD, from_wad
 
 WIDTH = 220

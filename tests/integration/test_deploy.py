@@ -154,7 +154,7 @@ def test_deploy__manifest_drives_the_demo(admin, manifest, accounts):
     """The manifest is enough to rebuild every handle; the demo's steps run on it."""
     from rich.console import Console
 
-    from perpdex import demo
+    from perpdex.showcase import demo
 
     key = network_key()
     deployed = deploy_system(admin, key=key, manifest=manifest)
@@ -176,8 +176,8 @@ def test_deploy__manifest_drives_the_demo(admin, manifest, accounts):
 
 
 def test_deploy__demo_without_manifest_says_what_to_do(tmp_path):
-    from perpdex import demo
     from perpdex.errors import DeploymentNotFound
+    from perpdex.showcase import demo
 
     with pytest.raises(DeploymentNotFound, match="ape run deploy"):
         demo.load_protocol("local", tmp_path / "missing.json")

@@ -1,4 +1,4 @@
-"""The worked example (perpdex/worked_example.py): $100k of collateral, a BTC long, an
+"""The worked example (perpdex/showcase/worked_example.py): $100k of collateral, a BTC long, an
 ETH/SOL pair and a SOL crash hedge need about $90k as isolated legs and about $60k in
 portfolio mode.
 
@@ -20,11 +20,11 @@ import ape.exceptions
 import pytest
 from rich.console import Console
 
-from perpdex import worked_example as we
 from perpdex.config import ROOT, RiskConfig, load_risk
 from perpdex.constants import BPS
 from perpdex.sdk import math as pm
 from perpdex.sdk import riskbook
+from perpdex.showcase import worked_example as we
 from perpdex.units import WAD
 
 USD = WAD  # one dollar in USD WAD

@@ -13,8 +13,8 @@ The story (`run()`):
   5. trader B's portfolio: scenario losses, the binding one, margin saved   (portfolio)
   6. closes with realised PnL                                                  (closes)
   7. the vault's share price, insurance fund and final balances      (vault, balances)
-  8. the portfolio-margin worked example (perpdex/worked_example.py) and the crash
-     replay (perpdex/crash.py), each printing its own tables
+  8. the portfolio-margin worked example (perpdex/showcase/worked_example.py) and the crash
+     replay (perpdex/showcase/crash.py), each printing its own tables
 
 Every figure printed is read from the chain (Fill events, the lens, the vault); the
 trading goes through `perpdex.sdk.client.PerpdexClient`, as a user's would.
@@ -553,8 +553,8 @@ def run(
 
     # 8. the portfolio-margin worked example, then the crash replay (own modules, own tables)
     if extra_steps:
-        from perpdex.crash import crash_replay_step
-        from perpdex.worked_example import worked_example_step
+        from perpdex.showcase.crash import crash_replay_step
+        from perpdex.showcase.worked_example import worked_example_step
 
         worked_example_step(p, console)
         crash_replay_step(p, console)
