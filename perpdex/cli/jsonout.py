@@ -33,16 +33,21 @@ if TYPE_CHECKING:
         Portfolio,
         Quote,
     )
+    from perpdex.sdk.history import AccountHistory, PnlCorrelation, StrategyBook
+    from perpdex.sdk.shock import StressResult
 
 __all__ = [
     "Json",
     "account_info",
     "emit",
+    "histories",
     "lp_status",
     "markets",
     "num",
     "portfolio",
     "quote",
+    "strategies",
+    "stress",
     "summaries",
 ]
 
@@ -253,5 +258,172 @@ def lp_status(st: LpStatus, symbol: str) -> dict[str, Any]:
                 "utilisation": num(m.utilisation),
             }
             for m in st.markets
+        ],
+    }
+
+
+# --- multi-strategy views (perpdex/cli/portfolio_all.py) ---------------------------------------
+
+
+def stress(rows: list[tuple[AccountInfo, StressResult]]) -> dict[str, Any] | None:
+    """`--shock`: the shocked prices, then each account before and after, and the total."""
+    if not rows:
+        return None
+    out = [
+        {
+            "account": account_info(info),
+            "block_number": r.block_number,
+            "equity_before": num(r.equity_before),
+            "initial_before": num(r.initial_before),
+            "maintenance_before": num(r.maintenance_before),
+            "health_before": num(r.health_before),
+            "equity_after": num(r.equity_after),
+            "initial_after": num(r.initial_after),
+            "maintenance_after": num(r.maintenance_after),
+            "health_after": num(r.health_after),
+            "equity_change": num(r.equity_change),
+            "liquidatable": r.liquidatable,
+            "positions": [
+                {
+                    "market": leg.market,
+                    "symbol": leg.symbol,
+                    "size": num(leg.size),
+                    "price_before": num(leg.price_before),
+                    "price_after": num(leg.price_after),
+                    "value_change": num(leg.pnl_change),
+                }
+                for leg in r.legs
+            ],
+        }
+        for info, r in rows
+    ]
+    before = sum((r.equity_before for _, r in rows), Decimal(0))
+    after = sum((r.equity_after for _, r in rows), Decimal(0))
+    maint = sum((r.maintenance_after for _, r in rows), Decimal(0))
+    return {
+        "prices": [
+            {
+                "market": p.market,
+                "symbol": p.symbol,
+                "move": num(p.move),
+                "base_price": num(p.base),
+                "base_source": p.source,
+                "shocked_price": num(p.shocked),
+            }
+            for p in rows[0][1].prices
+        ],
+        "accounts": out,
+        "total": {
+            "equity_before": num(before),
+            "equity_after": num(after),
+            "maintenance_after": num(maint),
+            "health_after": num(after / maint) if maint else None,
+            "liquidatable": [f"{info.id:#x}" for info, r in rows if r.liquidatable],
+        },
+    }
+
+
+def correlation(c: PnlCorrelation) -> dict[str, Any]:
+    return {
+        "accounts": [f"{a:#x}" for a in c.accounts],
+        "blocks": list(c.blocks),
+        "points": c.points,
+        "enough_history": c.enough,
+        "matrix": None if c.matrix is None else [[num(r) for r in row] for row in c.matrix],
+    }
+
+
+def strategies(
+    book: StrategyBook, network: str, shocked: list[tuple[AccountInfo, StressResult]] | None
+) -> dict[str, Any]:
+    """`perpdex portfolio --all --json`."""
+
+    def pnl_fields(x: Any) -> dict[str, Any]:
+        return {
+            "realized": num(x.realized_pnl),
+            "unrealized": num(x.unrealized_pnl),
+            "funding": num(x.funding),
+            "fees": num(x.fees),
+            "total": num(x.total_pnl),
+        }
+
+    return {
+        "owner": book.owner,
+        "network": network,
+        "block_number": book.block_number,
+        "from_block": book.from_block,
+        "accounts": [
+            {
+                **account_info(line.info),
+                "equity": num(line.equity),
+                "margin_used": num(line.margin_used),
+                "maintenance": num(line.maintenance),
+                "free": num(line.free),
+                "health": num(line.health),
+                "pnl": pnl_fields(line),
+            }
+            for line in book.lines
+        ],
+        "totals": {
+            "equity": num(book.equity),
+            "margin_used": num(book.margin_used),
+            "maintenance": num(book.maintenance),
+            "free": num(book.free),
+            "health": num(book.health),
+            "pnl": pnl_fields(book),
+        },
+        "correlation": correlation(book.correlation),
+        "shock": stress(shocked) if shocked is not None else None,
+    }
+
+
+def histories(network: str, items: list[AccountHistory]) -> dict[str, Any]:
+    """`perpdex history --json`: each account's events, totals and cumulative P&L."""
+    return {
+        "network": network,
+        "accounts": [
+            {
+                "account": account_info(h.info),
+                "from_block": h.from_block,
+                "to_block": h.to_block,
+                "events": [
+                    {
+                        "block_number": e.block_number,
+                        "log_index": e.log_index,
+                        "tx_hash": e.tx_hash,
+                        "kind": e.kind,
+                        "market": e.market,
+                        "symbol": e.symbol,
+                        "size_delta": num(e.size_delta),
+                        "price": num(e.price),
+                        "size_after": num(e.size_after),
+                        "realized_pnl": num(e.realized_pnl),
+                        "funding": num(e.funding),
+                        "fee": num(e.fee),
+                        "other": num(e.other),
+                        "token": e.token,
+                        "amount": num(e.amount) if e.token is not None else None,
+                        "counterparty": None if e.counterparty is None else f"{e.counterparty:#x}",
+                        "pnl": num(e.pnl),
+                    }
+                    for e in h.events
+                ],
+                "totals": {
+                    "realized_pnl": num(h.realized_pnl),
+                    "funding_settled": num(h.funding_settled),
+                    "fees": num(h.fees),
+                    "other": num(h.other),
+                    "settled_pnl": num(h.cash_pnl),
+                    "unrealized_pnl": num(h.unrealized_pnl),
+                    "funding_accrued": num(h.funding_accrued),
+                    "total_pnl": num(h.total_pnl),
+                    "net_flows": {k: num(v) for k, v in h.flows.items()},
+                },
+                "series": [
+                    {"block_number": p.block_number, "pnl": num(p.pnl), "label": p.label}
+                    for p in h.series
+                ],
+            }
+            for h in items
         ],
     }

@@ -68,6 +68,12 @@ class RootGroup(PerpdexGroup):
             "every stress scenario, which one binds, and the margin saved against isolated "
             "mode.",
         ),
+        "history": LazyCommand(
+            "perpdex.cli.history",
+            "app",
+            "P&L history from the chain's events: fills (realised P&L, funding, fee), deposits, "
+            "withdrawals, transfers and liquidation charges, with the cumulative P&L series.",
+        ),
         "mode": LazyCommand(
             "perpdex.cli.strategies",
             "app",

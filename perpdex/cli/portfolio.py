@@ -2,19 +2,22 @@
 loss under every stress scenario with the one that binds and the margin saved against
 isolated mode.
 
-    perpdex portfolio [--sub N | --account-id ID]
+    perpdex portfolio [--sub N | --account-id ID | --all [--owner ADDR]] [--shock SYM=PCT%,...]
+                      [--from-block B] [--json]
 
 Every figure comes from `ClearinghouseLens.account_summary` at the cached marks (what the
 Clearinghouse's own margin check sees); scenario names come from the on-chain risk book.
 The table builders here are also used by `perpdex trade` and the demo (perpdex/showcase/demo.py).
 
-Mounted on the root app by main.py (`app.add_typer(portfolio.app)`: a root command).
+Mounted on the root app by main.py (`RootGroup.lazy`: a root command). `--all` and
+`--shock` are laid out by perpdex/cli/portfolio_all.py (figures: perpdex/sdk/history.py,
+perpdex/sdk/shock.py).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -282,18 +285,112 @@ def book_shocks(
 # --- the command ------------------------------------------------------------------------------
 
 
+AllAccounts = Annotated[
+    bool,
+    typer.Option(
+        "--all",
+        help="Every sub-account of the owner in one table with totals and the correlation "
+        "of their P&L.",
+    ),
+]
+Owner = Annotated[
+    str | None,
+    typer.Option("--owner", metavar="ADDR", help="Whose sub-accounts, with --all (default: you)."),
+]
+FromBlock = Annotated[
+    int | None,
+    typer.Option(
+        "--from-block",
+        min=0,
+        metavar="B",
+        help="With --all: first block of the event history the P&L is read from (default 0: all).",
+    ),
+]
+Shock = Annotated[
+    str | None,
+    typer.Option(
+        "--shock",
+        metavar="SYM=PCT%,...",
+        help="Custom stress, e.g. BTC=-30%,ETH=-25%: equity, maintenance and health at "
+        "the shocked oracle prices (other markets unchanged).",
+    ),
+]
+
+
 @app.command("portfolio")
 def portfolio(
-    ctx: typer.Context, sub: Sub = None, account_id: AccountId = None, json_out: Json = False
+    ctx: typer.Context,
+    sub: Sub = None,
+    account_id: AccountId = None,
+    all_: AllAccounts = False,
+    owner: Owner = None,
+    shock: Shock = None,
+    from_block: FromBlock = None,
+    json_out: Json = False,
 ) -> None:
     """Positions, PnL, funding, margin, health and liquidation prices, the loss under every
-    stress scenario, which one binds, and the margin saved against isolated mode."""
+    stress scenario, which one binds, and the margin saved against isolated mode.
+
+    With --all: every sub-account of the owner (you, or --owner) with equity, margin used,
+    free margin, health and P&L (realised, unrealised, funding, fees) and their totals,
+    then the correlation of the strategies' P&L from their event history. --shock
+    revalues the account(s) at shocked oracle prices and says which would be liquidatable.
+    """
+    if all_ and (sub is not None or account_id is not None):
+        raise typer.BadParameter("give --all or --sub / --account-id, not both")
+    if owner is not None and not all_:
+        raise typer.BadParameter(
+            "--owner goes with --all; for one account of another owner use --account-id"
+        )
+    if from_block is not None and not all_:
+        raise typer.BadParameter(
+            "--from-block goes with --all; one account's history: `perpdex history`"
+        )
+    if all_:
+        _portfolio_all(ctx, owner, shock, from_block or 0, json_out)
+        return
     s = session(ctx)
     client = s.client()
     acct = s.resolve_account(client, sub, account_id)
+    moves = client.parse_shocks(shock) if shock is not None else None
     pf = client.portfolio(acct)
     shocks = book_shocks(pf, client.risk_book().shocks)
+    stressed = [(pf.info, client.stress(acct, moves))] if moves is not None else None
     if json_out:
-        jsonout.emit(jsonout.portfolio(pf, shocks))
+        document = jsonout.portfolio(pf, shocks)
+        if stressed is not None:
+            document["shock"] = jsonout.stress(stressed)
+        jsonout.emit(document)
         return
     print_portfolio(pf, shocks)
+    if stressed is not None:
+        from perpdex.cli.portfolio_all import print_stress
+
+        print_stress(stressed)
+
+
+def _portfolio_all(
+    ctx: typer.Context, owner: str | None, shock: str | None, from_block: int, json_out: bool
+) -> None:
+    from perpdex.cli.portfolio_all import print_strategies, print_stress
+    from perpdex.errors import PerpdexError
+
+    s = session(ctx)
+    client = s.client(signer_required=False)
+    who = owner if owner is not None else client.signer
+    if who is None:
+        raise PerpdexError(
+            f"whose sub-accounts? on {s.network} give --owner ADDRESS or --account <ape alias>"
+        )
+    moves = client.parse_shocks(shock) if shock is not None else None
+    book = client.strategies(who, from_block)
+    stressed = None
+    if moves is not None:
+        stressed = [(line.info, client.stress(line.info.id, moves)) for line in book.lines]
+    network = client.deployment.network
+    if json_out:
+        jsonout.emit(jsonout.strategies(book, network, stressed))
+        return
+    print_strategies(book, network)
+    if stressed:
+        print_stress(stressed)

@@ -33,7 +33,7 @@ base units (positive buys), prices and money dollars.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +48,8 @@ from perpdex.constants import (
     WAD,
 )
 from perpdex.errors import DeploymentNotFound, PerpdexError, TransactionRejected
-from perpdex.sdk import gas, riskbook
+from perpdex.sdk import gas, riskbook, shock
+from perpdex.sdk import history as hist
 from perpdex.sdk.handles import _address, _at
 from perpdex.sdk.hints import (
     REVERT_HINTS,
@@ -873,6 +874,158 @@ class PerpdexClient:
             shares=Decimal(int(ev.shares)) / share_unit,
             tx_hash=str(receipt.txn_hash),
         )
+
+    # --- P&L history, strategy views, custom stress (perpdex/sdk/history.py, shock.py) ---
+
+    def history(
+        self,
+        accounts: int | Sequence[int],
+        from_block: int = 0,
+        *,
+        chunk: int = hist.LOG_CHUNK,
+        portfolios: Mapping[int, Portfolio] | None = None,
+    ) -> list[hist.AccountHistory]:
+        """P&L history of each account (in the order given): its events in blocks
+        [from_block, head] (eth_getLogs in `chunk`-block requests) and the open positions'
+        unrealised P&L and unsettled funding at the head (`portfolio`; pass `portfolios`
+        already read to reuse them)."""
+        ids = [accounts] if isinstance(accounts, int) else list(dict.fromkeys(accounts))
+        if from_block < 0:
+            raise PerpdexError(f"from block {from_block} is negative; give 0 or a block number")
+        if chunk < 1:
+            raise PerpdexError(f"log chunk {chunk} must be at least 1 block")
+        if not ids:
+            return []
+        given = portfolios or {}
+        pfs = {a: given[a] if a in given else self.portfolio(a) for a in ids}
+        head = min(int(pf.block_number or 0) for pf in pfs.values())
+        if from_block > head:
+            raise PerpdexError(
+                f"from block {from_block} is after the chain's head {head}; give a block "
+                "at or before it (0: the whole chain)"
+            )
+        events = self._account_events(ids, from_block, head, chunk)
+        return [
+            hist.AccountHistory(
+                info=pfs[a].info,
+                from_block=from_block,
+                to_block=head,
+                events=tuple(e for e in events if e.account == a),
+                unrealized_pnl=pfs[a].unrealized_pnl,
+                funding_accrued=-pfs[a].funding_owed,
+            )
+            for a in ids
+        ]
+
+    def strategies(
+        self, owner: Any = None, from_block: int = 0, *, chunk: int = hist.LOG_CHUNK
+    ) -> hist.StrategyBook:
+        """Every sub-account of `owner` (default: the signer) with equity, margin used,
+        free margin, health and P&L (realised, unrealised, funding, fees) since
+        `from_block`, and the correlation of their P&L series."""
+        from ape import chain
+
+        who = _address(owner if owner is not None else self._require_signer("list accounts"))
+        infos = self.accounts(who)
+        pfs = {i.id: self.portfolio(i.id) for i in infos}
+        found = self.history(list(pfs), from_block, chunk=chunk, portfolios=pfs)
+        lines = tuple(hist.StrategyLine(pfs[h.account], h) for h in found)
+        block = found[0].to_block if found else int(chain.blocks.head.number or 0)
+        corr = hist.correlate({h.account: h.series for h in found})
+        return hist.StrategyBook(who, block, from_block, lines, corr)
+
+    def parse_shocks(self, text: str) -> dict[int, Decimal]:
+        """`BTC=-30%,ETH=-25%` -> {market id: move as a fraction} (`shock.parse_shocks`)."""
+        return shock.parse_shocks(text, self.deployment.markets)
+
+    def stress(
+        self,
+        account: int,
+        moves: str | Mapping[int, Decimal | int | str] | Mapping[str, Decimal | int | str],
+    ) -> shock.StressResult:
+        """`account` revalued with each market of `moves` at its oracle price moved by the
+        shock (every other market at its cached mark), by the SDK's mirror of the engine's
+        margin scan at the head block: equity, requirements and health before and after,
+        and whether it would be liquidatable. `moves`: the CLI's text (`BTC=-30%`) or
+        {symbol or id: move as a fraction, e.g. Decimal("-0.3")}."""
+        from perpdex.sdk.snapshot import Snapshot
+
+        if isinstance(moves, str):
+            parsed = self.parse_shocks(moves)
+        else:
+            parsed = {}
+            for key, value in moves.items():
+                m = self.market_id(key)
+                move = Decimal(str(value))
+                if m in parsed or not move.is_finite() or not -1 < move <= shock.MAX_MOVE:
+                    raise PerpdexError(
+                        f"shock {key!r}: {value!r} must be one move per market above -1 and at "
+                        f"most {shock.MAX_MOVE} (a fraction: -0.3 for -30%)"
+                    )
+                parsed[m] = move
+        self.account(account)  # refuses an account that is not open
+        snap = Snapshot.load(self, account)
+        return shock.stress(snap, parsed, self.deployment.markets)
+
+    def _account_events(
+        self, ids: Sequence[int], start: int, stop: int, chunk: int
+    ) -> list[hist.AccountEvent]:
+        """The history events of `ids` in blocks [start, stop], in chain order."""
+        from ape import chain
+        from eth_abi import decode
+        from eth_utils import keccak, to_checksum_address
+
+        specs: dict[str, Any] = {}
+        for ct in (self.clearinghouse.contract_type, self.ops.contract_type):
+            for ev in ct.events:
+                if ev.name in hist.EVENT_NAMES:
+                    specs["0x" + keccak(text=ev.selector).hex()] = ev
+        topics = ["0x" + a.to_bytes(32, "big").hex() for a in ids]
+        second = [t for t, ev in specs.items() if ev.name in hist.SECOND_ACCOUNT]
+        addresses = list(dict.fromkeys([self.clearinghouse.address, self.ops.address]))
+        w3 = chain.provider.web3
+        raw: dict[tuple[int, int], Any] = {}
+        lo = start
+        while lo <= stop:
+            hi = min(lo + chunk - 1, stop)
+            for filt in ([list(specs), topics], [second, None, topics]):
+                for log in w3.eth.get_logs(
+                    {"address": addresses, "fromBlock": lo, "toBlock": hi, "topics": filt}
+                ):
+                    raw[(int(log["blockNumber"]), int(log["logIndex"]))] = log
+            lo = hi + 1
+
+        def topic_value(typ: str, word: bytes) -> Any:
+            if typ == "address":
+                return to_checksum_address(word[-20:])
+            if typ == "bool":
+                return word[-1] != 0
+            return int.from_bytes(word, "big", signed=typ.startswith("int"))
+
+        tokens = {c.address.lower(): (c.symbol, c.decimals) for c in self.collaterals()}
+        wanted = set(ids)
+        out: list[hist.AccountEvent] = []
+        for (block, index), log in sorted(raw.items()):
+            ev = specs["0x" + bytes(log["topics"][0]).hex()]
+            indexed = [i for i in ev.inputs if i.indexed]
+            data = [i for i in ev.inputs if not i.indexed]
+            fields = {
+                i.name: topic_value(i.type, bytes(t))
+                for i, t in zip(indexed, log["topics"][1:], strict=True)
+            }
+            values = decode([i.type for i in data], bytes(log["data"]))
+            fields.update({i.name: v for i, v in zip(data, values, strict=True)})
+            out += hist.account_events(
+                ev.name,
+                fields,
+                accounts=wanted,
+                block_number=block,
+                log_index=index,
+                tx_hash="0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"),
+                symbols=self.deployment.markets,
+                tokens=tokens,
+            )
+        return out
 
     # --- plumbing -----------------------------------------------------------------------------
 
