@@ -2,7 +2,8 @@
 #   make demo       venv + pip + npm, start anvil, deploy, run the end-to-end demo
 #   make test       same set-up, then lint (ruff, mypy, mamushi, natrix) and the whole suite
 #   make test-quick the edit loop: unit tests and a short fuzz (no lint), about 3 minutes
-#   make test-fork  integration tests against an anvil fork of a simulated L2 testnet
+#   make test-fork  integration tests against an anvil fork of a simulated L2 testnet, then
+#                   the L2 testnet deploy dry run (imitation Arbitrum/Base/Optimism Sepolia)
 #   make bench      gas -> docs/gas.md, docs/gas.json; keeper scan, CLI start-up -> docs/perf.json
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -125,8 +126,11 @@ test-fuzz-quick:
 	  --junitxml=$(STAMPS)/junit-fuzz.xml
 
 # test-fork/demo start (and always stop) their own anvils; see perpdex/devnet.py.
+# l2-dry-run (perpdex/l2dryrun.py, about 3 minutes): the real `ape run deploy` against
+# one anvil per L2 testnet imitating it, deployer a throwaway keyfile account.
 test-fork: setup compile
 	$(BIN)/python -m perpdex.devnet fork-test
+	$(BIN)/python -m perpdex.devnet l2-dry-run
 
 demo: setup compile
 	$(BIN)/python -m perpdex.devnet demo --port $(DEMO_PORT)

@@ -121,6 +121,20 @@ def _at(name: str, address: str) -> Any:
     return Contract(address, contract_type=getattr(project, name).contract_type)
 
 
+def _deploy(deployer: Any, container: Any, *args: Any) -> Any:
+    """`deployer.deploy(container, *args)` with a padded gas estimate, like every other
+    perpdex transaction (perpdex.sdk.gas). ape sends a creation on a live network with the
+    bare `eth_estimateGas` figure, which leaves nothing for an L2's L1-fee component or
+    the price moving between the estimate and the block (found by
+    `python -m perpdex.devnet l2-dry-run`)."""
+    from ape import chain
+
+    txn = container(*args)
+    txn.sender = deployer.address
+    estimate = int(chain.provider.estimate_gas_cost(txn))
+    return deployer.deploy(container, *args, gas_limit=gas.padded_gas(estimate))
+
+
 class _Manifest:
     def __init__(self, path: Path | None, key: str) -> None:
         self.path = path
@@ -185,7 +199,7 @@ def deploy_system(
         addr = mf.get(name)
         if _has_code(addr):
             return _at(contract, addr)
-        inst = deployer.deploy(getattr(project, contract), *args)
+        inst = _deploy(deployer, getattr(project, contract), *args)
         sent += 1
         log(f"deployed {contract:<22} {inst.address}  ({name})")
         mf.put(name, inst.address)
@@ -219,7 +233,7 @@ def deploy_system(
                 continue
             answer = int(m.price * 10**FEED_DECIMALS)
             feeds[m.symbol] = [
-                deployer.deploy(project.MockAggregator, FEED_DECIMALS, answer)
+                _deploy(deployer, project.MockAggregator, FEED_DECIMALS, answer)
                 for _ in range(m.oracle.sources)
             ]
             sent += m.oracle.sources

@@ -14,6 +14,9 @@
         exist at the fixed addresses of config/networks.yaml[testnet-sim]; anvil B forks A
         (`--fork-url`, reading A's state lazily) and `ape test tests/integration -m fork`
         runs against B with PERPDEX_NETWORK=testnet-sim.
+    python -m perpdex.devnet l2-dry-run [--chain arbitrum|base|optimism ...]
+        the real `ape run deploy --network <eco>:sepolia` against anvils imitating the L2
+        testnets (chain id, no unlocked accounts, a keyfile deployer); perpdex/l2dryrun.py.
 
 Every anvil started here is stopped on exit, also on Ctrl-C, SIGTERM or an exception (it
 runs in its own process group, which is signalled as a whole: the npm `anvil` is a node
@@ -775,6 +778,17 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--port-a", type=int, default=None, help="simulated testnet (default: free)")
     f.add_argument("--port-b", type=int, default=None, help="the fork (default: free)")
     f.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    # L2 testnet deploy dry run: perpdex/l2dryrun.py
+    dr = sub.add_parser(
+        "l2-dry-run",
+        help="`ape run deploy` against anvils imitating Arbitrum/Base/Optimism Sepolia",
+    )
+    dr.add_argument(
+        "--chain",
+        action="append",
+        choices=["arbitrum", "base", "optimism"],
+        help="only this chain (repeatable; default: all three)",
+    )
     return p
 
 
@@ -796,6 +810,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.cmd == "bench-keeper":
             return bench_keeper(args.port)
+        if args.cmd == "l2-dry-run":
+            from perpdex.l2dryrun import CHAINS, l2_dry_run
+
+            return l2_dry_run(args.chain or list(CHAINS))
         extra = [x for x in args.pytest_args if x != "--"]
         if args.cmd == "ape-test":
             return ape_test_session(args.name, extra)
