@@ -108,6 +108,16 @@ def protocol(admin: Any) -> Protocol:
     return deploy_system(admin, key=network_key(), manifest=None)
 
 
+@pytest.fixture
+def vault_pool(protocol: Protocol, admin: Any) -> Any:
+    """$2M in the vault from the admin (its first LP), so market orders have a counterparty."""
+    units = 2_000_000 * 10**protocol.system.settlement_decimals
+    protocol.token.mint(admin, units, sender=admin)
+    protocol.token.approve(protocol.vault, units, sender=admin)
+    protocol.vault.deposit(units, admin, sender=admin)
+    return protocol.vault
+
+
 @pytest.fixture(scope="session")
 def ch(protocol: Protocol) -> Any:
     return protocol.clearinghouse

@@ -20,12 +20,8 @@ USDC = 10**6
 
 
 @pytest.fixture
-def pool(protocol: Any, admin: Any) -> Any:
-    units = 2_000_000 * USDC
-    protocol.token.mint(admin, units, sender=admin)
-    protocol.token.approve(protocol.vault, units, sender=admin)
-    protocol.vault.deposit(units, admin, sender=admin)
-    return protocol.vault
+def pool(vault_pool: Any) -> Any:
+    return vault_pool
 
 
 def _push_prices(p: Any, who: Any, moves: dict[str, float]) -> None:

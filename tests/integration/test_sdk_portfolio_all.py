@@ -27,11 +27,8 @@ def _set_price(p: Any, symbol: str, usd: Decimal | int, who: Any) -> None:
 
 
 @pytest.fixture
-def pool(protocol: Any, admin: Any) -> None:
-    units = 2_000_000 * USDC
-    protocol.token.mint(admin, units, sender=admin)
-    protocol.token.approve(protocol.vault, units, sender=admin)
-    protocol.vault.deposit(units, admin, sender=admin)
+def pool(vault_pool: Any) -> Any:
+    return vault_pool
 
 
 @pytest.fixture

@@ -29,12 +29,8 @@ def network_choice(networks: Any) -> str:
 
 
 @pytest.fixture
-def cli_pool(protocol: Any, admin: Any) -> None:
+def cli_pool(vault_pool: Any) -> None:
     """$2M in the vault from the admin, so market orders fill."""
-    units = 2_000_000 * 10**6
-    protocol.token.mint(admin, units, sender=admin)
-    protocol.token.approve(protocol.vault, units, sender=admin)
-    protocol.vault.deposit(units, admin, sender=admin)
 
 
 @pytest.fixture
