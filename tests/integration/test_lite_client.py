@@ -163,3 +163,66 @@ def test_other_chain__refused(rpc_url, deployment):
 def test_unreachable_node__raises_rpc_error(deployment):
     with pytest.raises(RpcError, match="no JSON-RPC answer"):
         ReadClient("http://127.0.0.1:9", deployment)
+
+
+def test_check_order__equals_the_ape_client(reader, ape_client, acct):
+    for size in (Decimal("0.2"), Decimal("-40")):
+        assert reader.check_order(acct, "BTC", size) == ape_client.check_order(acct, "BTC", size)
+
+
+# --- the CLI's fast path -----------------------------------------------------------------------
+
+_RUN_CLI = """
+import sys
+from perpdex.cli.main import app
+try:
+    app(sys.argv[1:], prog_name="perpdex")
+except SystemExit as e:
+    code = e.code
+ape = sorted(m for m in sys.modules if m == "ape" or m.startswith(("ape.", "ape_", "web3")))
+print("IMPORTED:" + ",".join(ape), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _cli(*args: str) -> tuple[Any, list[str]]:
+    import os
+    import subprocess
+    import sys
+
+    from perpdex.config import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    env.pop("PERPDEX_RPC_URL", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_CLI, *args], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = [x for x in proc.stderr.splitlines() if x.startswith("IMPORTED:")][-1]
+    imported = [m for m in line.removeprefix("IMPORTED:").split(",") if m]
+    return proc, imported
+
+
+def test_cli_rpc_quote__reads_without_importing_ape(
+    rpc_url, deployment, ape_client, acct, tmp_path, chain
+):
+    import json
+
+    from perpdex.cli import jsonout
+
+    manifest = deployment.write(tmp_path / "local.json")
+    proc, imported = _cli("--rpc", rpc_url, "--deployment", str(manifest), "quote", "--json")
+    assert imported == []
+    expected = json.loads(json.dumps(jsonout.markets(deployment.network, ape_client.markets())))
+    assert json.loads(proc.stdout) == expected
+
+    proc, imported = _cli(
+        "--rpc", rpc_url, "--deployment", str(manifest),
+        "quote", "BTC", "-0.25", "--account-id", hex(acct), "--json",
+    )  # fmt: skip
+    assert imported == []
+    out = json.loads(proc.stdout)
+    check = ape_client.check_order(acct, "BTC", Decimal("-0.25"))
+    assert Decimal(out["fill_price"]) == check.quote.fill_price
+    assert out["accepted"] is True
+    assert Decimal(out["max_size"]) == check.max_size

@@ -49,6 +49,7 @@ from perpdex.sdk.results import (
     Fill,
     Margin,
     MarketInfo,
+    OrderCheck,
     Quote,
     _fill,
     _margin,
@@ -238,6 +239,31 @@ class ReadClient:
         return Quote(
             account, m, self.deployment.markets[m], from_wad(delta), _quote_view(raw), number
         )
+
+    def check_order(
+        self,
+        account: int,
+        market: str | int,
+        size: Decimal | int | str,
+        *,
+        max_slippage: Decimal | str = DEFAULT_MAX_SLIPPAGE,
+    ) -> OrderCheck:
+        """Would this market order be accepted in the next block, and if not why; and the
+        largest one in the same direction that would be: `PerpdexClient.check_order`
+        itself, run on this client's handles (eth_call simulations; signs nothing)."""
+        return PerpdexClient.check_order(
+            cast(Any, self), account, market, size, max_slippage=max_slippage
+        )
+
+    def _call_reason(self, method: Any, args: tuple[Any, ...], sender: str) -> str | None:
+        """None if `method(*args)` from `sender` would succeed in the next block, else the
+        revert reason (an eth_call; nothing is sent)."""
+        call = {"from": sender, "to": method.contract.address, "data": method.encode_input(*args)}
+        try:
+            self.rpc("eth_call", call, "pending")
+        except Reverted as r:
+            return r.reason
+        return None
 
     def _require_lens(self) -> Contract:
         if self.lens is None:

@@ -185,6 +185,13 @@ class Contract:
             elif entry["type"] == "event":
                 self.events.setdefault(entry["name"], Event(entry["name"], tuple(entry["inputs"])))
 
+    def __getattr__(self, name: str) -> BoundFunction:
+        """`contract.name(*args)` reads like an ape contract handle, so the ape client's
+        methods written against handles (e.g. `PerpdexClient.check_order`) run on this one."""
+        if name.startswith("_") or name not in self.__dict__.get("functions", {}):
+            raise AttributeError(name)
+        return BoundFunction(self, self.functions[name])
+
     def fn(self, name: str) -> Function:
         try:
             return self.functions[name]
@@ -215,3 +222,17 @@ class Contract:
             and log["topics"]
             and log["topics"][0] == ev.topic
         ]
+
+
+@dataclass(frozen=True)
+class BoundFunction:
+    """One function of a `Contract`, callable by eth_call (ape's handle interface)."""
+
+    contract: Contract
+    function: Function
+
+    def __call__(self, *args: Any, block_id: int | str = "latest") -> Any:
+        return self.contract.call(self.function.name, *args, block=block_id)
+
+    def encode_input(self, *args: Any) -> str:
+        return self.function.encode(*args)
