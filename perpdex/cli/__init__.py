@@ -309,15 +309,11 @@ class Session:
         if not self.rpc:
             return None
         if self._read is None:
-            from perpdex.deploy import manifest_path
             from perpdex.sdk.lite import ReadClient
             from perpdex.sdk.manifest import Deployment, resolve_manifest
 
-            path = (
-                resolve_manifest(self.deployment)
-                if self.deployment
-                else manifest_path(os.environ.get("PERPDEX_NETWORK") or "local")
-            )
+            key = os.environ.get("PERPDEX_NETWORK") or "local"
+            path = resolve_manifest(self.deployment or key)
             self._read = ReadClient(self.rpc, Deployment.load(path))
         return self._read
 
