@@ -72,6 +72,7 @@ format: setup
 # standalone compilation), so a change to any contract source rebuilds everything.
 .build/__local__.json: $(STAMPS)/venv $(CONTRACTS) ape-config.yaml
 	$(BIN)/ape compile --force
+	$(BIN)/python -m perpdex.sdk.lite.abi --write
 	@touch $@
 
 compile: setup .build/__local__.json

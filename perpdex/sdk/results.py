@@ -467,3 +467,68 @@ def _account_view(raw: Any) -> AccountView:
         ),
         **kw,
     )
+
+
+def _market_info(
+    market: int, symbol: str, mark: Any, open_interest: Any, params: Any, oracle: Any | None
+) -> MarketInfo:
+    """A `MarketInfo` from the Clearinghouse's `mark`, `open_interest` and `market_params`
+    and the OracleRouter's `latest` (None when it reverted): shared by the ape client and
+    the standalone one (perpdex.sdk.lite) so both report the same figures."""
+    from perpdex.constants import FLAG_DEGRADED
+    from perpdex.sdk.math import PICO_PER_USD
+
+    price, ts, index, rate = mark
+    long_oi, short_oi = open_interest
+    oracle_price: Decimal | None = None
+    if oracle is not None:
+        o_price, o_flags = oracle
+        # no price quorum (the router's DEGRADED flag): the market is frozen
+        oracle_price = None if int(o_flags) & FLAG_DEGRADED else from_wad(int(o_price))
+    return MarketInfo(
+        id=market,
+        symbol=symbol,
+        oracle_price=oracle_price,
+        mark_price=from_wad(int(price)),
+        mark_time=int(ts),
+        funding_rate=from_wad(int(rate)),
+        funding_index=Decimal(int(index)) / PICO_PER_USD,
+        long_oi=from_wad(int(long_oi)),
+        short_oi=from_wad(int(short_oi)),
+        max_oi=from_wad(int(params.max_oi)),
+        skew_scale=from_wad(int(params.skew_scale)),
+        maker_fee=from_wad(int(params.maker_fee)),
+        taker_fee=from_wad(int(params.taker_fee)),
+        max_vault_exposure=from_wad(int(params.max_vault_exposure)),
+        paused=bool(params.paused),
+    )
+
+
+def _margin(raw: Any) -> Margin:
+    """The Clearinghouse's `account_margin` struct in dollars."""
+    return Margin(
+        equity=from_wad(int(raw.equity)),
+        initial=from_wad(int(raw.initial)),
+        maintenance=from_wad(int(raw.maintenance)),
+        isolated=from_wad(int(raw.isolated)),
+        notional=from_wad(int(raw.notional)),
+    )
+
+
+def _fill(ev: Any, quote: Quote, bound: int, tx_hash: str, block_number: int | None) -> Fill:
+    """A `Fill` from the Clearinghouse's Fill event and the quote its bound came from."""
+    return Fill(
+        account=quote.account,
+        market=quote.market,
+        symbol=quote.symbol,
+        size_delta=from_wad(int(ev.size_delta)),
+        price=from_wad(int(ev.price)),
+        fee=from_wad(int(ev.fee)),
+        realized_pnl=from_wad(int(ev.realized_pnl)),
+        funding_paid=from_wad(int(ev.funding_paid)),
+        size_after=from_wad(int(ev.size)),
+        acceptable_price=from_wad(bound),
+        quote=quote,
+        tx_hash=tx_hash,
+        block_number=block_number,
+    )
