@@ -43,7 +43,6 @@ from perpdex.constants import (
     ACCOUNT_IN_LIQUIDATION,
     ACCOUNT_PORTFOLIO,
     BPS,
-    FLAG_DEGRADED,
     MAX_PRICE,
     WAD,
 )
@@ -61,7 +60,6 @@ from perpdex.sdk.hints import (
 from perpdex.sdk.manifest import Deployment, resolve_manifest
 from perpdex.sdk.math import (
     NO_SCENARIO,
-    PICO_PER_USD,
 )
 from perpdex.sdk.results import (
     DEFAULT_MAX_SLIPPAGE,
@@ -80,6 +78,9 @@ from perpdex.sdk.results import (
     Quote,
     ScenarioLoss,
     _account_view,
+    _fill,
+    _margin,
+    _market_info,
     _price_or_none,
     _quote_view,
     acceptable_price,
@@ -404,14 +405,7 @@ class PerpdexClient:
 
     def margin(self, account: int) -> Margin:
         """Equity and requirements at the cached marks (`account_margin` view), in dollars."""
-        s = self.clearinghouse.account_margin(account)
-        return Margin(
-            equity=from_wad(int(s.equity)),
-            initial=from_wad(int(s.initial)),
-            maintenance=from_wad(int(s.maintenance)),
-            isolated=from_wad(int(s.isolated)),
-            notional=from_wad(int(s.notional)),
-        )
+        return _margin(self.clearinghouse.account_margin(account))
 
     def summary(self, account: int) -> AccountSummary:
         """Info, balances, margin and loss cap of one sub-account."""
@@ -448,36 +442,14 @@ class PerpdexClient:
 
         out = []
         for m, symbol in enumerate(self.deployment.markets):
-            price, ts, index, rate = self.clearinghouse.mark(m)
-            long_oi, short_oi = self.clearinghouse.open_interest(m)
-            p = self.clearinghouse.market_params(m)
             try:
-                o_price, o_flags = self.oracle.latest(m)
-                # no price quorum (the router's DEGRADED flag): the market is frozen
-                oracle: Decimal | None = (
-                    None if int(o_flags) & FLAG_DEGRADED else from_wad(int(o_price))
-                )
+                oracle = self.oracle.latest(m)
             except ContractLogicError:
                 oracle = None
-            out.append(
-                MarketInfo(
-                    id=m,
-                    symbol=symbol,
-                    oracle_price=oracle,
-                    mark_price=from_wad(int(price)),
-                    mark_time=int(ts),
-                    funding_rate=from_wad(int(rate)),
-                    funding_index=Decimal(int(index)) / PICO_PER_USD,
-                    long_oi=from_wad(int(long_oi)),
-                    short_oi=from_wad(int(short_oi)),
-                    max_oi=from_wad(int(p.max_oi)),
-                    skew_scale=from_wad(int(p.skew_scale)),
-                    maker_fee=from_wad(int(p.maker_fee)),
-                    taker_fee=from_wad(int(p.taker_fee)),
-                    max_vault_exposure=from_wad(int(p.max_vault_exposure)),
-                    paused=bool(p.paused),
-                )
-            )
+            mark = self.clearinghouse.mark(m)
+            oi = self.clearinghouse.open_interest(m)
+            params = self.clearinghouse.market_params(m)
+            out.append(_market_info(m, symbol, mark, oi, params, oracle))
         return out
 
     def quote(
@@ -610,22 +582,7 @@ class PerpdexClient:
                 f"trade {receipt.txn_hash} emitted no Fill for this account; check the "
                 "transaction in a block explorer"
             )
-        ev = fills[-1]
-        return Fill(
-            account=account,
-            market=m,
-            symbol=self.deployment.markets[m],
-            size_delta=from_wad(int(ev.size_delta)),
-            price=from_wad(int(ev.price)),
-            fee=from_wad(int(ev.fee)),
-            realized_pnl=from_wad(int(ev.realized_pnl)),
-            funding_paid=from_wad(int(ev.funding_paid)),
-            size_after=from_wad(int(ev.size)),
-            acceptable_price=from_wad(bound),
-            quote=quote,
-            tx_hash=str(receipt.txn_hash),
-            block_number=receipt.block_number,
-        )
+        return _fill(fills[-1], quote, bound, str(receipt.txn_hash), receipt.block_number)
 
     def _require_min_position(self, account: int, m: int, delta: int, quote: Quote) -> None:
         """Refuses, before sending, an order the Clearinghouse refuses for leaving a
