@@ -125,7 +125,9 @@ def test_keeper__unprofitable_auction__backstops_after_expiry(
     # the maximum discount, scaled to what the account's maintenance margin can pay
     scale = pm.liq_scale(s0.maintenance, s0.notional, p.max_discount, p.penalty)
     assert scale < WAD
-    assert r.outcomes[0].events["AuctionBackstop"][0]["discount"] == (p.max_discount * scale // WAD)
+    assert r.outcomes[0].events["AuctionBackstop"][0]["discount"] == pm.liq_scaled(
+        p.max_discount, scale
+    )
     # sold at the worst discount the account is still unhealthy: after the cooldown the
     # keeper opens the next tranche, and a later backstop ends it
     chain.pending_timestamp += 60

@@ -218,8 +218,8 @@ def test_partial_ladder__first_tranche_exact(liq, victim, keeper, keeper_acct, c
     sold = part_of(victim.size, take.fraction)
     cost = sold * mark // WAD - sold * fill_price(mark, d, long=True) // WAD + moved.penalty
     e_before = liq.margin(victim.account).equity + cost
-    need = pm.liq_need(e_before, after.maintenance, after.notional, p.target_health,
-                       d + p.penalty * f // WAD)  # fmt: skip
+    rate = pm.liq_scaled(p.penalty, f)  # the scaled penalty
+    need = pm.liq_need(e_before, after.maintenance, after.notional, p.target_health, d + rate)
     assert abs(take.fraction - need) <= 10**6 and take.fraction < q
     assert take.lot_left == (q - take.fraction) * WAD // (WAD - take.fraction)
     q = take.fraction
@@ -231,9 +231,9 @@ def test_partial_ladder__first_tranche_exact(liq, victim, keeper, keeper_acct, c
     assert vf.counterparty == keeper_acct and vf.fee == 0
     moved = one(tx, liq.p.ops.LiquidationTransfer)
     notional = part * mark // WAD
-    penalty = -((-notional * (p.penalty * f // WAD)) // WAD)
+    penalty = -((-notional * rate) // WAD)
     assert (moved.taker, moved.fraction, moved.discount) == (keeper_acct, q, d)
-    assert (d + p.penalty * f // WAD) * after.notional <= pm.LIQ_COST_SHARE * after.maintenance
+    assert (d + rate) * after.notional <= pm.LIQ_COST_SHARE * after.maintenance
     assert (moved.notional, moved.penalty) == (notional, penalty)
     # money: the victim pays realised PnL, funding and the penalty; insurance gets the penalty
     assert int(liq.ch.balance_of(victim.account, 0)) == (
@@ -526,7 +526,7 @@ def test_redo__after_price_move_past_cusp(liq, victim, keeper, keeper_acct, stra
     chain.pending_timestamp = t0 + 300
     liq.post({"BTC": price * Decimal("0.88")})  # 12% lower: past the 10% cusp
     tx = liq.auction.redo(victim.account, sender=stranger)
-    new = lot * int(liq.margin(victim.account).notional) // WAD
+    new = pm.liq_lot_value(lot, int(liq.margin(victim.account).notional))
     reset = one(tx, liq.auction.AuctionReset)
     assert (reset.caller, reset.old_notional, reset.new_notional) == (stranger.address, kick, new)
     active, clock, lot2, kick2, _, discount = liq.state(victim.account)

@@ -418,7 +418,7 @@ class Invariants(WorldView):
         s = self.world.accts[acct]
         if tx.events("LiquidationFinished"):
             assert not s.in_liquidation, "finished but still locked"
-            assert s.margin.maintenance == 0 or s.margin.equity >= s.margin.maintenance
+            assert s.healthy(), "finished but still unhealthy"
         else:
             assert not s.healthy(), "a take left a healthy account locked (Clipper)"
         if not tx.events("LiquidationFinished") and s.auction[2] == 0:

@@ -22,11 +22,6 @@ from .oracle_model import OracleModel
 from .world import World
 
 
-def _pos_snapshot(index: int) -> int:
-    """The low 64 bits of a funding index, as `position()` returns them."""
-    return index & (2**64 - 1)
-
-
 class Ledger:
     """Every balance, position and bucket, rebuilt from events alone (module doc)."""
 
@@ -219,7 +214,9 @@ class Ledger:
         self.pos[acct][m] = (
             pm.Position()
             if new_size == 0
-            else pm.Position(new_size, new_cost, _pos_snapshot(index))
+            else pm.Position(
+                new_size, new_cost, pm.pos_snapshot(pm.pack_pos(new_size, new_cost, index))
+            )
         )
 
     def compare(self, w: World) -> None:

@@ -1071,7 +1071,8 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
         return pm.liq_tranche(s.equity, s.maintenance, s.notional, self.fs.liquidation, critical)
 
     def _critical(self, s: pm.MarginScan) -> bool:
-        return s.equity < s.maintenance * self.fs.liquidation["critical_health"] // WAD
+        """LiquidationAuction._critical at `s` (the mirror's rule, this system's params)."""
+        return pm.liq_critical(s.equity, s.maintenance, self.fs.liquidation["critical_health"])
 
     def _refresh_touched(self, acct: int, now: int) -> set[int]:
         s = self.world.accts[acct]
@@ -1088,7 +1089,7 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
         if self.oracle.seq_flags(now) & (DOWN | GRACE) and not critical:
             raise Predicted(SEQ_GRACE)
         q = self._tranche(sc, critical)
-        value = min(q * sc.notional // WAD, 2**96 - 1)
+        value = pm.liq_lot_value(q, sc.notional)
         reward = pm.liq_reward(value, q, sc.equity, sc.maintenance, p)
         if reward and k_acct == acct:
             raise Predicted("clearinghouse: keeper account is the account")
@@ -1258,7 +1259,7 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
                 self._seq_gate(snap, now)
                 f = pm.liq_scale(sc.maintenance, sc.notional, p["max_discount"], p["penalty"])
                 discount = pm.liq_discount(now - started, p, f)
-                rate = p["penalty"] * f // WAD
+                rate = pm.liq_scaled(p["penalty"], f)
                 asked = lot if fraction == WAD else lot * fraction // WAD
                 if asked == 0:
                     raise Predicted("auction: fraction too small")
@@ -1334,8 +1335,8 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
             else:
                 self._seq_gate(snap, now)
                 f = pm.liq_scale(sc.maintenance, sc.notional, p["max_discount"], p["penalty"])
-                discount = p["max_discount"] * f // WAD
-                rate = p["penalty"] * f // WAD
+                discount = pm.liq_scaled(p["max_discount"], f)
+                rate = pm.liq_scaled(p["penalty"], f)
                 part = pm.liq_sell_part(
                     lot, lot, sc.equity, sc.maintenance, sc.notional, discount, rate, p
                 )
@@ -1464,12 +1465,8 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
             if healthy(sc):
                 finishes = True
             else:
-                new = min(lot * sc.notional // WAD, 2**96 - 1)
-                cusp = self.fs.liquidation["cusp"]
-                moved = (
-                    new != 0 if kick == 0 else (max(kick, new) - min(kick, new)) * WAD > cusp * kick
-                )
-                if not moved:
+                new = pm.liq_lot_value(lot, sc.notional)
+                if not pm.liq_moved(kick, new, self.fs.liquidation["cusp"]):
                     raise Predicted("auction: prices have not moved past the cusp")
             expect = OK
         except Predicted as e:

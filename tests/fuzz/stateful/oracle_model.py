@@ -6,6 +6,11 @@ Part of the split of the system machine (tests/fuzz/stateful/): `machine.py` mov
 feeds and keeps this model in step; the predictions there, the event ledger
 (`ledger.py`) and the invariants (`invariants.py`) read prices and flags from it. The
 revert reasons the oracle path can produce live here too.
+
+Independent of the SDK mirror on purpose: `perpdex.sdk.math.oracle_router` mirrors the
+same router rules, but this model is the fuzz's differential check of the router, so it
+re-derives them instead of calling the mirror (a mistake shared with the mirror would go
+unseen). Only constants (flag bits, MAX_PRICE) are shared; do not swap in the mirror.
 """
 
 from __future__ import annotations
@@ -13,11 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from perpdex.constants import BPS
+from perpdex.constants import BPS, MAX_PRICE
 from perpdex.sdk import math as pm
 
 FEED_SCALE = 10**10  # 8-decimal feed answer -> WAD
-MAX_PRICE = 2**88 - 1  # OracleRouter.MAX_PRICE (modules/constants.vy)
 DOWN, GRACE, DEGRADED = pm.FLAG_SEQUENCER_DOWN, pm.FLAG_SEQUENCER_GRACE, pm.FLAG_DEGRADED
 
 # --- revert reasons ------------------------------------------------------------------------

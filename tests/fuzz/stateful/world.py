@@ -47,8 +47,9 @@ class AcctState:
 
 
 def healthy(s: pm.MarginScan) -> bool:
-    """The auction's rule: no requirement, or equity >= maintenance."""
-    return s.maintenance == 0 or s.equity >= s.maintenance
+    """The auction's rule at `s` (`pm.liq_healthy`): no requirement, or equity >=
+    maintenance."""
+    return pm.liq_healthy(s.equity, s.maintenance)
 
 
 @dataclass(frozen=True)
