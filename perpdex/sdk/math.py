@@ -1014,13 +1014,17 @@ def value_out_free(snap: Snapshot, now: int | None = None) -> int:
     gate writes at `now`."""
     fresh = strict_refresh(snap, now)
     s = scan(fresh)
-    return s.equity - unrealized_profit(fresh) - s.initial
+    free = s.equity - unrealized_profit(fresh) - s.initial
+    if snap.loss_cap:  # the loss cap: equity after the debit stays >= the floor
+        free = min(free, s.equity - snap.loss_cap)
+    return free
 
 
 def withdrawable(snap: Snapshot, index: int, scale: int, now: int | None = None) -> int:
     """Largest amount of collateral `index` (token units; `scale` = WAD per unit, the
     token's `collateral_scale`) that `withdraw` or `transfer_collateral` accepts now:
-    the balance, limited by the value-out gate (equity - sum max(pnl, 0) >= initial)."""
+    the balance, limited by the value-out gate (equity - sum max(pnl, 0) >= initial, and
+    equity >= the loss cap if one is set)."""
     bal = snap.balance(index)
     if bal <= 0:
         return 0
@@ -1028,6 +1032,8 @@ def withdrawable(snap: Snapshot, index: int, scale: int, now: int | None = None)
     fresh = strict_refresh(snap, now)
     s = scan(fresh)
     free = s.equity - unrealized_profit(fresh) - s.initial
+    if snap.loss_cap:  # the loss cap: equity after the debit stays >= the floor
+        free = min(free, s.equity - snap.loss_cap)
     if free < 0:
         return 0
     if index == 0:
@@ -1038,7 +1044,7 @@ def withdrawable(snap: Snapshot, index: int, scale: int, now: int | None = None)
         balances[index] = bal - units * scale
         after = replace(fresh, balances=balances)
         t = scan(after)
-        return t.equity - unrealized_profit(after) >= t.initial
+        return t.equity - unrealized_profit(after) >= t.initial and t.equity >= snap.loss_cap
 
     lo, hi = 0, units_held
     while lo < hi:
@@ -1582,7 +1588,8 @@ def simulate_trade(
     (_settle_side: funding, realised PnL, open interest, the position), the fee
     (_collect_fee), the caps (_check_caps, every fill), and the post-trade
     margin check (_check_after_trade: stale marks re-read, then equity >= initial, or a
-    reduce-only trade that does not raise the requirement). Raises `Revert` with the
+    reduce-only trade that does not raise the requirement; a trade that adds needs
+    equity >= the loss cap too). Raises `Revert` with the
     contract's reason where the trade would revert.
 
     Unlike the lens's `quote` (which `quote` mirrors), the figures after the trade are
@@ -1689,6 +1696,8 @@ def simulate_trade(
             before = scan(after, with_equity=False, override_market=market, override_size=size)
             if s.initial > before.initial:
                 raise Revert("clearinghouse: below initial margin")
+        elif adds and s.equity < snap.loss_cap:  # (perpdex.sdk.losscap.below_loss_cap)
+            raise Revert("clearinghouse: below loss cap, reduce only")
     if position_count(hdr) == 0 and balances[0] < 0:  # no debt left beyond liquidation's reach
         after, more = check_initial(after, now, "clearinghouse: close leaves negative equity")
         refreshed += tuple(m for m in more if m not in refreshed)

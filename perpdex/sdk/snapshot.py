@@ -102,6 +102,7 @@ class Snapshot:
     pool_cash: int | None = None  # views.pool_cash: with its share of pending fees
     pending_fees: int = 0  # fees accrued since the last sweep (views.pending_fees)
     paused: bool = False  # the whole clearinghouse paused (no new risk)
+    loss_cap: int = 0  # state.loss_cap: the account's equity floor (USD WAD); 0: none
     extra: dict[str, Any] = field(default_factory=dict)
 
     # --- accessors the math reads through ------------------------------------------------
@@ -301,6 +302,7 @@ class Snapshot:
         pool_cash = int(call(ch.pool_cash))
         pending_fees = int(call(ch.pending_fees)) if hasattr(ch, "pending_fees") else 0
         paused = bool(call(ch.paused))
+        loss_cap = int(call(ch.loss_cap, account))
         return cls(
             account=int(account),
             block_number=number,
@@ -318,6 +320,7 @@ class Snapshot:
             pool_cash=pool_cash,
             pending_fees=pending_fees,
             paused=paused,
+            loss_cap=loss_cap,
         )
 
 
