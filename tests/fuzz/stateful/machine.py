@@ -1633,6 +1633,17 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
         # withdraw every balance
         for a in self.accounts:
             s = self.world.accts[a.id]
+            if s.loss_cap:  # a floor keeps value in (accounts._check_value_out): clear it
+                self._tx(
+                    f"teardown: {a.label} clears its loss cap",
+                    a.owner,
+                    "ops",
+                    "set_loss_cap",
+                    a.id,
+                    0,
+                    touched={a.id},
+                )
+                s = self.world.accts[a.id]
             if s.bal[0] < 0:  # a settlement debt the WETH backs: the owner repays it first
                 repay = -(s.bal[0] // fs.scale)  # rounded up to whole token units
                 self._mint(a.owner, repay)
