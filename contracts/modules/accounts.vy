@@ -6,7 +6,8 @@
 @notice Sub-accounts (id = owner << 96 | index, so the owner is read from the id
         without storage), operators (trade, never withdraw), deposits credited by the
         measured balance change, withdrawals and transfers through the margin gate,
-        margin mode and loss cap per sub-account.
+        margin mode and loss cap per sub-account (below its floor an account only
+        reduces, and no value leaves it past the floor: modules/engine.vy).
         Value leaves an account only against realised equity: withdrawals and transfers
         out pass the margin gate with every position's unrealised PnL (funding owed
         included) counted only when negative, min(pnl, 0), position by position. A mark
@@ -81,7 +82,10 @@ def set_margin_mode(account: uint256, portfolio: bool):
 def set_loss_cap(account: uint256, equity_floor: uint256):
     """
     @notice Sets the account's equity floor (USD WAD). Below it anyone may close every
-            position of the account (reduce-only) for `loss_cap_fee`. 0 removes the cap.
+            position of the account (reduce-only) for `loss_cap_fee`, the account's own
+            trades may only reduce, and withdrawals and transfers out may not leave
+            equity below it. 0 removes the cap. A floor above the current equity is
+            accepted (the SDK asks for confirmation first).
     """
     engine._require_owner(account)
     log state.LossCapSet(account=account, old_floor=state.loss_cap[account], new_floor=equity_floor)
@@ -121,7 +125,8 @@ def deposit(account: uint256, token: address, amount: uint256):
 def withdraw(account: uint256, token: address, amount: uint256, receiver: address):
     """
     @notice Withdraws collateral to `receiver`. Only the owner; the account must stay
-            above initial margin (with no positions, only balances are checked).
+            above initial margin (with no positions, only balances are checked) and at
+            or above its loss cap, if one is set.
     @param amount Token units.
     """
     assert amount != 0, "clearinghouse: zero amount"
@@ -144,7 +149,7 @@ def transfer_collateral(
 ):
     """
     @notice Moves collateral between two sub-accounts of the caller in one call. The
-            sending account must stay above initial margin.
+            sending account must stay above initial margin and at or above its loss cap.
     @param amount Token units.
     """
     assert amount != 0, "clearinghouse: zero amount"
@@ -167,7 +172,8 @@ def transfer_collateral(
 def _check_value_out(account: uint256):
     """
     @dev The gate for value leaving an account: the strict margin gate (every oracle of
-         the account re-read, degraded prices refused, equity >= initial), then the same
+         the account re-read, degraded prices refused, equity >= initial), the loss cap
+         (equity after the debit >= the floor, if one is set), then the same
          check with positive unrealised PnL left out: equity - sum(max(pnl_i, 0)) >=
          initial, where pnl_i = value_i - cost_i - funding owed_i at the marks just read
          (the terms `engine._scan` sums into equity). Only this path pays for the extra
@@ -175,6 +181,8 @@ def _check_value_out(account: uint256):
     """
     core: IClearinghouseEngine = IClearinghouseEngine(self)
     extcall core.engine_check_initial(account, "clearinghouse: below initial margin", True)
+    # the strict check just re-read every mark of the account: the trigger's figure
+    engine._require_loss_cap(account, "clearinghouse: would cross loss cap")
     bitmap: uint256 = packing._positions_bitmap(state._header[account])
     if bitmap == 0:
         return

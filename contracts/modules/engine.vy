@@ -13,6 +13,7 @@
 """
 
 from ethereum.ercs import IERC20
+from ..interfaces import IClearinghouseEngine
 from . import state
 from snekmate.utils import pausable
 from . import constants as c
@@ -283,15 +284,52 @@ def _check_after_trade(account: uint256, hdr: uint256, m: uint256, old_size: int
     """
     @dev A trade must leave the account at or above initial margin, unless it is
          reduce-only and does not raise the requirement (portfolio mode, where closing a
-         hedge leg can raise it).
+         hedge leg can raise it). A trade that adds (opens, grows or flips a position)
+         must also leave equity at or above the account's loss cap.
     """
     self._refresh_stale(hdr)
     s: state.MarginScan = self._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
     if s.equity >= convert(s.initial, int256):
+        # below its loss cap an account only reduces: a trade that opens, grows or flips
+        # a position must leave equity >= the floor (`_below_loss_cap`, inlined for
+        # bytecode; equity >= initial >= 0 here, so its bits read as a uint256). The
+        # close-out (reduce_only) never comes here.
+        if adds:
+            assert convert(convert(s.equity, bytes32), uint256) >= state.loss_cap[account], (
+                "clearinghouse: below loss cap, reduce only"
+            )
         return
-    assert not adds, "clearinghouse: below initial margin"
-    before: state.MarginScan = self._scan(account, hdr, False, False, m, old_size)
-    assert s.initial <= before.initial, "clearinghouse: below initial margin"
+    # one revert string for both refusals (bytecode); `and` short-circuits, so an adding
+    # trade is refused without the second scan
+    assert not adds and s.initial <= self._scan(
+        account, hdr, False, False, m, old_size
+    ).initial, "clearinghouse: below initial margin"
+
+
+@internal
+@view
+def _below_loss_cap(account: uint256, equity: int256) -> bool:
+    """
+    @dev The loss-cap test every path shares (trigger, trades, value out): a floor is set
+         and `equity` (the `_scan` figure, as `account_margin` returns it) is below it.
+    """
+    cap: uint256 = state.loss_cap[account]
+    return cap != 0 and (equity < 0 or convert(equity, uint256) < cap)
+
+
+@internal
+@view
+def _require_loss_cap(account: uint256, reason: String[48]):
+    """
+    @dev Reverts with `reason` when the account has a loss cap and its equity at the
+         cached marks (`account_margin`, what `trigger_loss_cap` reads; callers refresh
+         the marks first) is below it. Costs one SLOAD without a cap. For the extension
+         halves: the engine's own scan is not compiled into them.
+    """
+    if state.loss_cap[account] == 0:
+        return
+    equity: int256 = (staticcall IClearinghouseEngine(self).account_margin(account))[0]
+    assert not self._below_loss_cap(account, equity), reason
 
 
 @internal

@@ -218,7 +218,8 @@ def liquidation_transfer(
             (an account, or 0 for the vault's pool) at each market's mark moved
             `discount` (WAD) against the liquidated account: longs sell below the mark,
             shorts buy back above it. Charges `penalty_rate` x the notional moved to the
-            insurance fund. A taker account must end above initial margin. Liquidator
+            insurance fund. A taker account must end above initial margin and, if it has
+            a loss cap, at or above its floor (a take adds risk). Liquidator
             only; marks must have been refreshed in this block, the account must be
             liquidatable at them, and (discount + penalty_rate) x gross notional at most
             MAX_COST_SHARE x maintenance. A leg whose rest would be worth less than
@@ -282,6 +283,8 @@ def liquidation_transfer(
         state._treasury += penalty  # insurance is the low half; cannot carry: insurance < 2**128
     if taker != state.POOL:
         extcall core.engine_check_initial(taker, "clearinghouse: taker below initial margin", False)
+        # a take adds risk to the taker: not into an account left below its loss cap
+        engine._require_loss_cap(taker, "clearinghouse: taker below loss cap")
     log state.LiquidationTransfer(
         account=account,
         taker=taker,

@@ -31,6 +31,8 @@ def trade(
     @param acceptable_price Worst fill price accepted (WAD): a ceiling for buys, a floor
            for sells.
     @return The fill price (WAD).
+    @dev An order that opens, grows or flips a position must leave the account at or
+         above initial margin and at or above its loss cap.
     """
     hdr: uint256 = engine._require_trader(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
@@ -96,7 +98,7 @@ def trigger_loss_cap(account: uint256):
     core: IClearinghouseEngine = IClearinghouseEngine(self)
     extcall core.engine_refresh_account(account, False)
     equity: int256 = (staticcall core.account_margin(account))[0]
-    assert equity < convert(equity_floor, int256), "clearinghouse: equity above loss cap"
+    assert engine._below_loss_cap(account, equity), "clearinghouse: equity above loss cap"
     closed: bool = False
     for m: uint256 in range(c.MAX_MARKETS):
         if bitmap >> m == 0:

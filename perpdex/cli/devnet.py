@@ -15,8 +15,10 @@ import typer
 from perpdex.cli import say
 from perpdex.errors import PerpdexError
 
-app = typer.Typer(help="A local devnet: anvil with perpdex deployed and funded.")
-faucet_app = typer.Typer()
+app = typer.Typer(
+    help="A local devnet: anvil with perpdex deployed and funded.", add_completion=False
+)
+faucet_app = typer.Typer(add_completion=False)
 
 Port = Annotated[int, typer.Option("--port", min=1, max=65_535, help="anvil port.")]
 

@@ -3,6 +3,7 @@
     perpdex keeper liquidate [--once] [--state PATH] [--interval S] [--keeper-sub N]
                              [--min-profit USD] [--max-take USD] [--hedge] [--ticks N]
                              [--rpc-max-calls N] [--rpc-max-bytes N] [--rpc-parallel N]
+    perpdex keeper loss-caps [--once] [--state PATH] [--interval S] [--ticks N]
     perpdex keeper prices    [--path FILE|random-walk] [--interval S] [--steps N]
                              [--seed N] [--vol X] [--warp]
 
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="keeper",
-    help="Run keeper bots: liquidations and (local networks, testnets) mock price feeds.",
+    help="Run keeper bots: liquidations, loss caps and (local networks, testnets) mock "
+    "price feeds.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -247,6 +249,72 @@ def liquidate(
     n = keeper.run(interval=interval, ticks=ticks, stop=stop, on_tick=show)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(keeper.state.counts.items())) or "none"
     say(f"stopped after {n} tick(s); actions so far: {counts}; state saved to {path}")
+
+
+@app.command("loss-caps")
+def loss_caps(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Run one tick and exit.")] = False,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="State file (default .keeper/loss-caps-<network>.json)."),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between ticks.")
+    ] = 5.0,
+    ticks: Annotated[
+        int | None, typer.Option("--ticks", min=1, help="Stop after this many ticks.")
+    ] = None,
+) -> None:
+    """Trigger every sub-account below its loss cap (the close-out fee pays the signer)."""
+    from perpdex.deploy import network_key
+    from perpdex.keepers.loss_caps import LossCapConfig, LossCapKeeper, LossCapReport
+
+    s = session(ctx)
+    _logging(s.verbose)
+    p = _protocol(ctx)
+    signer = s.signer()
+    assert signer is not None  # required=True raises instead
+    cfg = LossCapConfig()
+    for name, value in rpc_limits(
+        network_key(), dict.fromkeys(("max_calls", "max_bytes", "parallel"))
+    ).items():
+        setattr(cfg, name, value)
+    path = state or DEFAULT_STATE_DIR / f"loss-caps-{network_key()}.json"
+    keeper = LossCapKeeper(p, signer, cfg, state_path=path, name=signer.address[:10])
+    say(
+        f"loss-cap keeper {signer.address} on {p.network}; state {path} (cursor block "
+        f"{keeper.state.cursor}, {len(keeper.state.accounts)} capped account(s) known)"
+    )
+    out = console()
+
+    def show(report: LossCapReport) -> None:
+        if not (report.outcomes or once):
+            return
+        t = Table(
+            title=f"block {report.block}: {report.capped} capped account(s) with positions, "
+            f"{report.below} below the floor"
+        )
+        for col in ("account", "result", "fee", "gas", "detail"):
+            t.add_column(col, justify="right" if col in ("fee", "gas") else "left")
+        for o in report.outcomes:
+            t.add_row(
+                short_id(o.account),
+                "[green]triggered[/]" if o.ok else f"[yellow]{o.stage}: {o.error}[/]",
+                fmt_usd(Decimal(o.fee) / 10**18) if o.ok else "-",
+                f"{o.gas_used:,}" if o.ok else "-",
+                o.why,
+            )
+        out.print(t)
+
+    if once:
+        show(keeper.tick())
+        return
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    n = keeper.run(interval=interval, ticks=ticks, stop=stop, on_tick=show)
+    done = keeper.state.counts.get("trigger", 0)
+    say(f"stopped after {n} tick(s); {done} trigger(s) so far; state saved to {path}")
 
 
 @app.command("prices")

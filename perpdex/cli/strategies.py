@@ -2,13 +2,16 @@
 
     perpdex mode isolated|portfolio         [--sub N | --account-id ID]
     perpdex operator add|remove|check ADDRESS  [--sub N | --account-id ID]
-    perpdex loss-cap set USD | clear | show  [--sub N | --account-id ID]
+    perpdex loss-cap set USD [--yes-above-equity] | clear | show  [--sub N | --account-id ID]
     perpdex loss-cap trigger --account-id ID
 
 Only the account's owner switches its mode, appoints operators (who may trade it but
 never withdraw or move collateral) and sets its loss cap, an equity floor: once the
 account's equity is below it, anyone may close every position of it (reduce-only against
-the vault) with `trigger` and earns the Clearinghouse's `loss_cap_fee` for it.
+the vault) with `trigger` and earns the Clearinghouse's `loss_cap_fee` for it (the
+`perpdex keeper loss-caps` bot does so), the account's own orders may only reduce, and no
+withdrawal or transfer may take equity below it. A floor above the equity needs
+`--yes-above-equity`.
 
 Three Typers, mounted by main.py: `app` (the root command `mode`), `operator_app` as
 `perpdex operator` and `loss_cap_app` as `perpdex loss-cap`.
@@ -203,13 +206,21 @@ def loss_cap_set(
     ],
     sub: Sub = None,
     account_id: AccountId = None,
+    yes_above_equity: Annotated[
+        bool,
+        typer.Option(
+            "--yes-above-equity",
+            help="Set the floor even above the account's equity (anyone may then close "
+            "every position at once).",
+        ),
+    ] = False,
 ) -> None:
     """Set the equity floor below which anyone may close every position of the account."""
     s = session(ctx)
     client = s.client()
     acct = s.resolve_account(client, sub, account_id)
     old = client.loss_cap(acct)
-    client.set_loss_cap(acct, usd)
+    client.set_loss_cap(acct, usd, confirm_above_equity=yes_above_equity)
     summary = client.summary(acct)
     equity, fee = summary.margin.equity, client.loss_cap_fee()
     was = fmt_usd(old) if old else "none"

@@ -101,6 +101,7 @@ __all__ = [
     "Collateral",
     "Deployment",
     "Fill",
+    "LossCapAboveEquity",
     "LpMove",
     "LpStatus",
     "Margin",
@@ -124,6 +125,23 @@ MAX_NAME_BYTES = 32
 
 class UnknownAccount(PerpdexError):
     """The account id names no opened sub-account."""
+
+
+class LossCapAboveEquity(PerpdexError):
+    """`set_loss_cap` refused before sending: the floor is above the account's equity, so
+    anyone could close its positions at once. Pass `confirm_above_equity=True` to set it
+    anyway (CLI: `--yes-above-equity`)."""
+
+    def __init__(self, account: int, floor: Decimal, equity: Decimal) -> None:
+        self.account = account
+        self.floor = floor
+        self.equity = equity
+        super().__init__(
+            f"loss cap ${floor:,.2f} is above the account's equity ${equity:,.2f}: once set, "
+            "anyone may close every position at once and the account may only reduce; set a "
+            "floor at or below the equity, or confirm (SDK: confirm_above_equity=True, CLI: "
+            "--yes-above-equity)"
+        )
 
 
 # --- the client -------------------------------------------------------------------------------
@@ -256,12 +274,37 @@ class PerpdexClient:
         """Whether `operator` may trade `account`."""
         return bool(self.clearinghouse.is_operator(account, _address(operator)))
 
-    def set_loss_cap(self, account: int, equity_floor: Decimal | int | str) -> ReceiptAPI:
+    def set_loss_cap(
+        self,
+        account: int,
+        equity_floor: Decimal | int | str,
+        confirm_above_equity: bool = False,
+    ) -> ReceiptAPI:
         """Set `account`'s loss cap: once its equity is below `equity_floor` dollars, anyone
-        may close every position of it (`trigger_loss_cap`) for `loss_cap_fee`. 0 clears
-        the cap. Owner only."""
+        may close every position of it (`trigger_loss_cap`) for `loss_cap_fee`, its own
+        trades may only reduce, and withdrawals and transfers out may not cross it. 0
+        clears the cap. Owner only.
+
+        A floor above the equity the trigger would read now (`losscap.trigger_equity`) is
+        refused before anything is sent (`LossCapAboveEquity`) unless
+        `confirm_above_equity`."""
         floor = _usd_wad(equity_floor, "loss cap")
+        signer = getattr(self.signer, "address", None)
+        owner = signer is not None and int(str(signer), 16) == account >> INDEX_BITS
+        # (a non-owner is refused by the chain: no question to ask first)
+        if floor and owner and not confirm_above_equity:
+            equity = self.loss_cap_equity(account)
+            if floor > equity:
+                raise LossCapAboveEquity(account, from_wad(floor), from_wad(equity))
         return self._send("set loss cap", self.ops.set_loss_cap, account, floor)
+
+    def loss_cap_equity(self, account: int) -> int:
+        """USD WAD equity `trigger_loss_cap` would compare with the floor in the next block
+        (every mark of the account re-read)."""
+        from perpdex.sdk.losscap import trigger_equity
+        from perpdex.sdk.snapshot import Snapshot
+
+        return trigger_equity(Snapshot.load(self, account, "pending"))
 
     def loss_cap(self, account: int) -> Decimal:
         """`account`'s equity floor in dollars (0: no loss cap)."""

@@ -30,6 +30,18 @@ REVERT_HINTS: dict[str, str] = {
         "open profit is withdrawable once realised: close or reduce the position first, or "
         "withdraw less; `perpdex withdraw` reports what is withdrawable now"
     ),
+    "clearinghouse: below loss cap, reduce only": (
+        "the account's equity is below its loss cap: only orders that reduce positions "
+        "are accepted; deposit, or lower the cap (`perpdex loss-cap set` / `clear`)"
+    ),
+    "clearinghouse: would cross loss cap": (
+        "this would leave equity below the account's loss cap; move less (`perpdex "
+        "withdraw` reports what is withdrawable now) or lower the cap first"
+    ),
+    "clearinghouse: taker below loss cap": (
+        "the taking account would end below its loss cap; take into another account or "
+        "lower its cap"
+    ),
     "clearinghouse: loss-cap window used up": (
         "forced closes in these markets reached their per-window size; try again in a minute"
     ),

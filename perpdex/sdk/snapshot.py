@@ -163,6 +163,7 @@ class Snapshot(views.Snapshot):
         pool_cash = int(call(ch.pool_cash))
         pending_fees = int(call(ch.pending_fees)) if hasattr(ch, "pending_fees") else 0
         paused = bool(call(ch.paused))
+        loss_cap = int(call(ch.loss_cap, account))
         return cls(
             account=int(account),
             block_number=number,
@@ -180,6 +181,7 @@ class Snapshot(views.Snapshot):
             pool_cash=pool_cash,
             pending_fees=pending_fees,
             paused=paused,
+            loss_cap=loss_cap,
         )
 
 

@@ -210,9 +210,13 @@ def test_loss_cap__set_show_clear(cli, ch, sdk, h, trader):
     assert "has no loss cap; its owner sets one" in ok(cli("loss-cap", "show"))
 
 
-def test_loss_cap__set_above_the_equity__warns(cli, ch, h, trader):
+def test_loss_cap__set_above_the_equity__needs_confirmation_then_warns(cli, ch, h, trader):
     acct = h.funded_account(trader, 100)
-    out = ok(cli("loss-cap", "set", "500"))
+    line = failed(cli("loss-cap", "set", "500"))
+    assert "loss cap $500.00 is above the account's equity $100.00" in line
+    assert "--yes-above-equity" in line
+    assert int(ch.loss_cap(acct)) == 0  # refused before sending
+    out = ok(cli("loss-cap", "set", "500", "--yes-above-equity"))
     assert int(ch.loss_cap(acct)) == 500 * WAD
     assert "equity $100.00 is already below it: any position this account opens" in out
 
@@ -255,7 +259,7 @@ def test_loss_cap__trigger_below_the_floor_closes_and_pays_the_caller(
     cli, ch, protocol, sdk, h, trader, keeper, cli_pool
 ):
     acct = losing(protocol, h, trader)
-    out = ok(cli("loss-cap", "set", "19000"))
+    out = ok(cli("loss-cap", "set", "19000", "--yes-above-equity"))
     equity = sdk.margin(acct).equity
     assert equity < 19_000
     assert f"equity {fmt_usd(equity)} is already below it" in out

@@ -40,13 +40,17 @@ def value_out_free(snap: Snapshot, now: int | None = None) -> int:
     gate writes at `now`."""
     fresh = strict_refresh(snap, now)
     s = scan(fresh)
-    return s.equity - unrealized_profit(fresh) - s.initial
+    free = s.equity - unrealized_profit(fresh) - s.initial
+    if snap.loss_cap:  # the loss cap: equity after the debit stays >= the floor
+        free = min(free, s.equity - snap.loss_cap)
+    return free
 
 
 def withdrawable(snap: Snapshot, index: int, scale: int, now: int | None = None) -> int:
     """Largest amount of collateral `index` (token units; `scale` = WAD per unit, the
     token's `collateral_scale`) that `withdraw` or `transfer_collateral` accepts now:
-    the balance, limited by the value-out gate (equity - sum max(pnl, 0) >= initial)."""
+    the balance, limited by the value-out gate (equity - sum max(pnl, 0) >= initial, and
+    equity >= the loss cap if one is set)."""
     bal = snap.balance(index)
     if bal <= 0:
         return 0
@@ -54,6 +58,8 @@ def withdrawable(snap: Snapshot, index: int, scale: int, now: int | None = None)
     fresh = strict_refresh(snap, now)
     s = scan(fresh)
     free = s.equity - unrealized_profit(fresh) - s.initial
+    if snap.loss_cap:  # the loss cap: equity after the debit stays >= the floor
+        free = min(free, s.equity - snap.loss_cap)
     if free < 0:
         return 0
     if index == 0:
@@ -64,7 +70,7 @@ def withdrawable(snap: Snapshot, index: int, scale: int, now: int | None = None)
         balances[index] = bal - units * scale
         after = replace(fresh, balances=balances)
         t = scan(after)
-        return t.equity - unrealized_profit(after) >= t.initial
+        return t.equity - unrealized_profit(after) >= t.initial and t.equity >= snap.loss_cap
 
     lo, hi = 0, units_held
     while lo < hi:

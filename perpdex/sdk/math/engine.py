@@ -305,7 +305,8 @@ def simulate_trade(
     (_settle_side: funding, realised PnL, open interest, the position), the fee
     (_collect_fee), the caps (_check_caps, every fill), and the post-trade
     margin check (_check_after_trade: stale marks re-read, then equity >= initial, or a
-    reduce-only trade that does not raise the requirement). Raises `Revert` with the
+    reduce-only trade that does not raise the requirement; a trade that adds needs
+    equity >= the loss cap too). Raises `Revert` with the
     contract's reason where the trade would revert.
 
     Unlike the lens's `quote` (which `quote` mirrors), the figures after the trade are
@@ -412,6 +413,8 @@ def simulate_trade(
             before = scan(after, with_equity=False, override_market=market, override_size=size)
             if s.initial > before.initial:
                 raise Revert("clearinghouse: below initial margin")
+        elif adds and s.equity < snap.loss_cap:  # (perpdex.sdk.losscap.below_loss_cap)
+            raise Revert("clearinghouse: below loss cap, reduce only")
     if position_count(hdr) == 0 and balances[0] < 0:  # no debt left beyond liquidation's reach
         after, more = check_initial(after, now, "clearinghouse: close leaves negative equity")
         refreshed += tuple(m for m in more if m not in refreshed)

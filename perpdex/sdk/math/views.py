@@ -78,6 +78,7 @@ class Snapshot:
     pool_cash: int | None = None  # views.pool_cash: with its share of pending fees
     pending_fees: int = 0  # fees accrued since the last sweep (views.pending_fees)
     paused: bool = False  # the whole clearinghouse paused (no new risk)
+    loss_cap: int = 0  # state.loss_cap: the account's equity floor (USD WAD); 0: none
     extra: dict[str, Any] = field(default_factory=dict)
 
     # --- accessors the math reads through ------------------------------------------------

@@ -236,12 +236,15 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
 
     def _gate(self, snap: Snapshot, now: int, reason: str, value_out: bool = False) -> None:
         """engine_check_initial(strict=True) on a snapshot; raises Predicted. `value_out`
-        (withdrawals, transfers out: accounts._check_value_out) then also needs equity
-        less positive unrealised PnL to cover the initial requirement."""
+        (withdrawals, transfers out: accounts._check_value_out) then also needs equity at
+        or above the loss cap and equity less positive unrealised PnL to cover the
+        initial requirement."""
         hdr = snap.header
         if pm.position_count(hdr) == 0 and pm.collateral_bitmap(hdr) == 0:
             if snap.balance(0) < 0:
                 raise Predicted(reason)
+            if value_out and snap.balance(0) < snap.loss_cap:
+                raise Predicted("clearinghouse: would cross loss cap")
             return
         for m in range(len(self.fs.params)):
             if (pm.positions_bitmap(hdr) >> m) & 1:
@@ -251,6 +254,8 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
         s = pm.scan(snap)
         if s.equity < s.initial:
             raise Predicted(reason)
+        if value_out and s.equity < snap.loss_cap:
+            raise Predicted("clearinghouse: would cross loss cap")
         if value_out and s.equity - pm.unrealized_profit(snap) < s.initial:
             raise Predicted("clearinghouse: unrealised profit is not withdrawable")
 
@@ -1274,7 +1279,14 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
                     taker_size = self.world.accts[k_acct].pos[m].size
                     if not pm.liq_taker_leg_ok(pos.size, leg, taker_size, mark):
                         raise Predicted("clearinghouse: min position size")
-            expect = OK if finishes else loose("clearinghouse: taker below initial margin")
+            expect = (
+                OK
+                if finishes
+                else loose(
+                    "clearinghouse: taker below initial margin",
+                    "clearinghouse: taker below loss cap",
+                )
+            )
         except Predicted as e:
             expect = exact(str(e.args[0]))
         except pm.Revert as e:
@@ -1618,6 +1630,17 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
         # withdraw every balance
         for a in self.accounts:
             s = self.world.accts[a.id]
+            if s.loss_cap:  # a floor keeps value in (accounts._check_value_out): clear it
+                self._tx(
+                    f"teardown: {a.label} clears its loss cap",
+                    a.owner,
+                    "ops",
+                    "set_loss_cap",
+                    a.id,
+                    0,
+                    touched={a.id},
+                )
+                s = self.world.accts[a.id]
             if s.bal[0] < 0:  # a settlement debt the WETH backs: the owner repays it first
                 repay = -(s.bal[0] // fs.scale)  # rounded up to whole token units
                 self._mint(a.owner, repay)

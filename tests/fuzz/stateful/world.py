@@ -261,6 +261,7 @@ class WorldView:
             pool_cash=w.pool_cash,
             pending_fees=w.pending,
             paused=w.paused,
+            loss_cap=s.loss_cap,
         )
 
     def _markets_of(self, w: World) -> tuple[MarketState, ...]:

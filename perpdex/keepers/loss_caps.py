@@ -1,0 +1,257 @@
+"""The loss-cap keeper: triggers every sub-account whose equity fell below its loss cap.
+
+A loss cap (`accounts.set_loss_cap`) is an owner's strategy stop: below the floor anyone
+may call `trading.trigger_loss_cap(account)`, which closes the positions reduce-only at
+the oracle price (a bounded size per market per 60 s window) and pays the caller
+`loss_cap_fee`. Without a bot nobody calls it; this is the bot.
+
+One tick = observe -> plan -> execute, like the liquidation keeper (keepers/liquidator.py):
+
+    observe  scan `LossCapSet` logs since the cursor for accounts that ever had a cap,
+             then read each one at the head block in one JSON-RPC batch: its floor
+             (`loss_cap`), header (positions? in liquidation?) and `account_margin`
+             (equity at the cached marks)
+    plan     candidates: a floor set, positions open, not in liquidation, and equity at
+             the cached marks below floor x (1 + near) (the trigger re-reads every mark:
+             an account just above the floor at old marks may be below it at fresh ones)
+    execute  each candidate's `trigger_loss_cap` is first run as an eth_call (the chain
+             decides: "equity above loss cap", "loss-cap window used up", a price without
+             quorum...), skipped and logged if it would revert, else sent with
+             `perpdex.sdk.gas.send`. A revert at send (another keeper was faster) is
+             logged; the tick goes on.
+
+Everything but the account list is re-read every tick, so the keeper is idempotent and
+restartable: a triggered account has no positions left (or a used-up window) and is not
+triggered again. `KeeperState` keeps the account list and the log cursor in a JSON file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eth_utils import keccak
+
+from perpdex.constants import WAD
+from perpdex.keepers.liquidator import _logs, _topic_int, batch_call, preflight
+from perpdex.keepers.scan import BatchLimits
+from perpdex.keepers.state import KeeperState
+from perpdex.sdk import gas
+
+if TYPE_CHECKING:
+    from perpdex.deploy import Protocol
+
+__all__ = ["CapRead", "LossCapConfig", "LossCapKeeper", "LossCapReport", "TriggerOutcome"]
+
+log = logging.getLogger("perpdex.keepers.loss_caps")
+
+LOSS_CAP_SET = "0x" + keccak(text="LossCapSet(uint256,uint256,uint256)").hex()
+IN_LIQUIDATION = 4  # account header flag (contracts/modules/constants.vy)
+POSITION_COUNT_SHIFT = 48  # header bits 48..55: open positions (modules/packing.vy)
+
+
+@dataclass(frozen=True)
+class CapRead:
+    """One capped account at one block (USD WAD)."""
+
+    account: int
+    floor: int
+    header: int
+    equity: int  # at the cached marks
+
+    @property
+    def has_positions(self) -> bool:
+        return (self.header >> POSITION_COUNT_SHIFT) & 0xFF != 0
+
+    @property
+    def in_liquidation(self) -> bool:
+        return self.header & IN_LIQUIDATION != 0
+
+    @property
+    def below(self) -> bool:
+        """Below the floor at the cached marks (the trigger's own test, engine._below_loss_cap)."""
+        return self.floor != 0 and self.equity < self.floor
+
+
+@dataclass
+class TriggerOutcome:
+    account: int
+    ok: bool
+    why: str  # what the keeper saw
+    tx_hash: str = ""
+    gas_used: int = 0
+    fee: int = 0  # USD WAD earned (LossCapTriggered.fee)
+    error: str = ""
+    stage: str = ""  # "preflight" (eth_call refused it, no gas) or "send"
+
+
+@dataclass
+class LossCapReport:
+    block: int
+    discovered: int
+    capped: int  # accounts with a floor set and positions open
+    below: int  # of those, below the floor at the cached marks
+    outcomes: list[TriggerOutcome] = field(default_factory=list)
+
+
+@dataclass
+class LossCapConfig:
+    near: Decimal = Decimal("0.02")  # preflight accounts within this share above the floor
+    start_block: int = 0  # first block to scan when there is no state yet
+    log_chunk: int = 5_000  # blocks per eth_getLogs
+    rpc_max_calls: int = 1_000
+    rpc_max_bytes: int = 1_048_576
+    rpc_parallel: int = 2
+
+
+def plan(reads: Sequence[CapRead], near: Decimal) -> list[CapRead]:
+    """Accounts worth an eth_call of `trigger_loss_cap`: a floor, positions, not in
+    liquidation, equity at the cached marks below floor x (1 + near)."""
+    out = []
+    for r in reads:
+        if r.floor == 0 or not r.has_positions or r.in_liquidation:
+            continue
+        if Decimal(r.equity) < Decimal(r.floor) * (1 + near):
+            out.append(r)
+    return out
+
+
+class LossCapKeeper:
+    """One signer triggering loss caps on one deployment; the fee goes to the signer."""
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        signer: Any,
+        config: LossCapConfig | None = None,
+        state_path: Path | None = None,
+        name: str = "loss-caps",
+    ) -> None:
+        from ape import chain
+
+        self.p = protocol
+        self.ch = protocol.clearinghouse
+        self.ops = protocol.ops
+        self.signer = signer
+        self.cfg = config or LossCapConfig()
+        self.log = logging.LoggerAdapter(log, {"keeper": name})
+        self.state = KeeperState.load(
+            state_path, chain.chain_id, str(self.ch.address), self.cfg.start_block
+        )
+        self.history: list[TriggerOutcome] = []
+
+    def discover(self, head: int) -> int:
+        """Scan `LossCapSet` logs up to `head`; returns how many accounts were new."""
+        start = self.state.cursor + 1
+        if start > head:
+            return 0
+        new = 0
+        for x in _logs(self.p, [LOSS_CAP_SET], start, head, self.cfg.log_chunk):
+            a = _topic_int(x["topics"][1])
+            if a not in self.state.accounts:
+                self.state.accounts.add(a)
+                new += 1
+        self.state.cursor = head
+        if new:
+            self.log.info("discovered %d capped account(s) in blocks %d..%d", new, start, head)
+        return new
+
+    def read(self, accounts: Sequence[int]) -> list[CapRead]:
+        """Floor, header and equity of each account (one batch at the latest block)."""
+        if not accounts:
+            return []
+        ch = self.ch
+        calls: list[tuple[Any, tuple[Any, ...]]] = []
+        for a in accounts:
+            calls += [(ch.loss_cap, (a,)), (ch.account_header, (a,)), (ch.account_margin, (a,))]
+        limits = BatchLimits(self.cfg.rpc_max_calls, self.cfg.rpc_max_bytes, self.cfg.rpc_parallel)
+        out = batch_call(calls, limits)
+        reads = []
+        for i, a in enumerate(accounts):
+            floor, header, margin = out[3 * i : 3 * i + 3]
+            equity = margin[0] if isinstance(margin, list | tuple) else margin.equity
+            reads.append(CapRead(a, int(floor), int(header), int(equity)))
+        return reads
+
+    def tick(self) -> LossCapReport:
+        """Observe, plan, execute, save. Never raises for a refused transaction."""
+        from ape import chain
+
+        head = int(chain.blocks.head.number)
+        discovered = self.discover(head)
+        reads = self.read(sorted(self.state.accounts))
+        capped = [r for r in reads if r.floor and r.has_positions]
+        report = LossCapReport(
+            block=head,
+            discovered=discovered,
+            capped=len(capped),
+            below=sum(1 for r in capped if r.below),
+        )
+        for r in plan(reads, self.cfg.near):
+            report.outcomes.append(self.trigger(r))
+        self.state.save()
+        return report
+
+    def trigger(self, r: CapRead) -> TriggerOutcome:
+        """Preflight `trigger_loss_cap` as an eth_call, then send it."""
+        from ape.exceptions import ApeException
+
+        label = f"trigger {r.account:#x}"
+        why = f"equity ${_usd(r.equity)} vs floor ${_usd(r.floor)} at the cached marks"
+        method = self.ops.trigger_loss_cap
+        reason = preflight(method, (r.account,), self.signer.address)
+        if reason is not None:
+            self.log.info("skip %s: %s (%s)", label, reason, why)
+            return self._done(
+                TriggerOutcome(r.account, False, why, error=reason, stage="preflight")
+            )
+        try:
+            tx = gas.send(label, method, r.account, sender=self.signer)
+        except (ApeException, gas.OutOfGas) as e:
+            msg = str(getattr(e, "revert_message", None) or e).strip().splitlines()[0]
+            self.log.warning("%s reverted: %s (another keeper was faster?)", label, msg)
+            return self._done(TriggerOutcome(r.account, False, why, error=msg, stage="send"))
+        fees = [int(x.fee) for x in tx.decode_logs(self.ops.LossCapTriggered)]
+        out = TriggerOutcome(
+            r.account, True, why, str(tx.txn_hash), int(tx.gas_used), fee=sum(fees)
+        )
+        self.state.count("trigger")
+        self.log.info("%s ok: %s; fee $%s, gas %d", label, why, _usd(out.fee), out.gas_used)
+        return self._done(out)
+
+    def _done(self, out: TriggerOutcome) -> TriggerOutcome:
+        self.history.append(out)
+        return out
+
+    def run(
+        self,
+        interval: float = 5.0,
+        ticks: int | None = None,
+        stop: threading.Event | None = None,
+        on_tick: Callable[[LossCapReport], None] | None = None,
+    ) -> int:
+        """Tick every `interval` seconds until `stop` is set or `ticks` ran; a tick that
+        fails outside a transaction (node unreachable...) is logged and retried."""
+        n = 0
+        stop = stop or threading.Event()
+        while not stop.is_set() and (ticks is None or n < ticks):
+            try:
+                report = self.tick()
+                if on_tick:
+                    on_tick(report)
+            except Exception as e:  # a keeper must survive the node
+                self.log.error("tick failed (%s: %s); retrying", type(e).__name__, e)
+            n += 1
+            if ticks is None or n < ticks:
+                stop.wait(interval)
+        self.state.save()
+        return n
+
+
+def _usd(wad: int) -> str:
+    return f"{Decimal(wad) / WAD:,.2f}"
