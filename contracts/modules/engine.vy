@@ -287,7 +287,10 @@ def _check_after_trade(account: uint256, hdr: uint256, m: uint256, old_size: int
          hedge leg can raise it). A trade that adds (opens, grows or flips a position)
          must also leave equity at or above the account's loss cap.
     """
-    self._refresh_stale(hdr)
+    # an adding trade of a capped account is valued at fresh marks (every position
+    # market re-read), as the trigger values it: a stale mark must not let an
+    # account below its floor add risk (review finding L1)
+    self._refresh_stale(hdr, adds and state.loss_cap[account] != 0)
     s: state.MarginScan = self._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
     if s.equity >= convert(s.initial, int256):
         # below its loss cap an account only reduces: a trade that opens, grows or flips
@@ -408,18 +411,21 @@ def _touch_quorum(m: uint256):
 
 
 @internal
-def _refresh_stale(hdr: uint256):
+def _refresh_stale(hdr: uint256, every: bool = False):
     """
     @dev Re-reads the oracle for every market of the account whose cached mark is older
-         than `max_mark_age`, so a margin check never values risk at an old price; a
-         market without price quorum reverts it.
+         than `max_mark_age` (with `every`, all of them: a feed may have moved within the
+         second its mark was written), so a margin check never values risk at an old
+         price; a market without price quorum reverts it.
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
     age: uint256 = packing._system(state._system).max_mark_age
     for m: uint256 in range(c.MAX_MARKETS):
         if bitmap >> m == 0:
             break
-        if (bitmap >> m) & 1 == 1 and packing._mark_time(state._mark[m]) + age < block.timestamp:
+        if (bitmap >> m) & 1 == 1 and (
+            every or packing._mark_time(state._mark[m]) + age < block.timestamp
+        ):
             self._touch_quorum(m)
     self._refresh_collateral_marks(hdr)
 

@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import keccak
 
-from perpdex.constants import WAD
+from perpdex.constants import ACCOUNT_IN_LIQUIDATION, WAD
 from perpdex.keepers.liquidator import _logs, _topic_int, batch_call, preflight
 from perpdex.keepers.scan import BatchLimits
 from perpdex.keepers.state import KeeperState
 from perpdex.sdk import gas
+from perpdex.sdk import math as pm
 
 if TYPE_CHECKING:
     from perpdex.deploy import Protocol
@@ -51,8 +52,6 @@ __all__ = ["CapRead", "LossCapConfig", "LossCapKeeper", "LossCapReport", "Trigge
 log = logging.getLogger("perpdex.keepers.loss_caps")
 
 LOSS_CAP_SET = "0x" + keccak(text="LossCapSet(uint256,uint256,uint256)").hex()
-IN_LIQUIDATION = 4  # account header flag (contracts/modules/constants.vy)
-POSITION_COUNT_SHIFT = 48  # header bits 48..55: open positions (modules/packing.vy)
 
 
 @dataclass(frozen=True)
@@ -63,14 +62,15 @@ class CapRead:
     floor: int
     header: int
     equity: int  # at the cached marks
+    settlement: int = 0  # settlement-token balance (USD WAD): the fee is paid from it
 
     @property
     def has_positions(self) -> bool:
-        return (self.header >> POSITION_COUNT_SHIFT) & 0xFF != 0
+        return pm.position_count(self.header) != 0
 
     @property
     def in_liquidation(self) -> bool:
-        return self.header & IN_LIQUIDATION != 0
+        return self.header & ACCOUNT_IN_LIQUIDATION != 0
 
     @property
     def below(self) -> bool:
@@ -111,10 +111,13 @@ class LossCapConfig:
 
 def plan(reads: Sequence[CapRead], near: Decimal) -> list[CapRead]:
     """Accounts worth an eth_call of `trigger_loss_cap`: a floor, positions, not in
-    liquidation, equity at the cached marks below floor x (1 + near)."""
+    liquidation, a settlement balance to pay the fee from (the contract pays
+    min(loss_cap_fee, balance): an account holding only other collateral is a bait that
+    earns $0 for the gas, review finding K1), equity at the cached marks below
+    floor x (1 + near)."""
     out = []
     for r in reads:
-        if r.floor == 0 or not r.has_positions or r.in_liquidation:
+        if r.floor == 0 or not r.has_positions or r.in_liquidation or r.settlement <= 0:
             continue
         if Decimal(r.equity) < Decimal(r.floor) * (1 + near):
             out.append(r)
@@ -162,20 +165,26 @@ class LossCapKeeper:
         return new
 
     def read(self, accounts: Sequence[int]) -> list[CapRead]:
-        """Floor, header and equity of each account (one batch at the latest block)."""
+        """Floor, header, equity and settlement balance of each account (one batch at the
+        latest block)."""
         if not accounts:
             return []
         ch = self.ch
         calls: list[tuple[Any, tuple[Any, ...]]] = []
         for a in accounts:
-            calls += [(ch.loss_cap, (a,)), (ch.account_header, (a,)), (ch.account_margin, (a,))]
+            calls += [
+                (ch.loss_cap, (a,)),
+                (ch.account_header, (a,)),
+                (ch.account_margin, (a,)),
+                (ch.balance_of, (a, 0)),
+            ]
         limits = BatchLimits(self.cfg.rpc_max_calls, self.cfg.rpc_max_bytes, self.cfg.rpc_parallel)
         out = batch_call(calls, limits)
         reads = []
         for i, a in enumerate(accounts):
-            floor, header, margin = out[3 * i : 3 * i + 3]
+            floor, header, margin, settlement = out[4 * i : 4 * i + 4]
             equity = margin[0] if isinstance(margin, list | tuple) else margin.equity
-            reads.append(CapRead(a, int(floor), int(header), int(equity)))
+            reads.append(CapRead(a, int(floor), int(header), int(equity), int(settlement)))
         return reads
 
     def tick(self) -> LossCapReport:

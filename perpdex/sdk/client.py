@@ -120,6 +120,9 @@ __all__ = [
 ]
 
 INDEX_BITS = 96
+#: `withdraw_all` with open positions takes what is withdrawable now and this many seconds
+#: later, so funding accrued before the transaction lands cannot make it fail.
+WITHDRAW_ALL_SLACK_S = 60
 MAX_NAME_BYTES = 32
 
 
@@ -403,19 +406,37 @@ class PerpdexClient:
         """Withdraw everything of `token` the rules allow now (`withdrawable_units`: the
         whole balance when the account is flat). Returns the receipt and the token units
         sent; refuses with the reason when nothing can leave."""
+        from perpdex.sdk import math as pm
+        from perpdex.sdk.snapshot import Snapshot
+
         col = self.collateral(token)
-        units = self.withdrawable_units(account, token)
+        snap = Snapshot.load(self, account, "pending")
+        scale = int(self.clearinghouse.collateral_scale(col.index))
+        units = pm.withdrawable(snap, col.index, scale)
+        if pm.position_count(snap.header):
+            # funding accrues until the transaction lands: take what is withdrawable both
+            # now and WITHDRAW_ALL_SLACK_S later (equity moves one way in between)
+            later = snap.timestamp + WITHDRAW_ALL_SLACK_S
+            units = min(units, pm.withdrawable(snap, col.index, scale, later))
         if units <= 0:
             balance = int(self.clearinghouse.balance_of(account, col.index))
-            why = (
-                f"the account holds no {col.symbol}"
-                if balance <= 0
-                else f"its {col.symbol} backs the open positions' initial margin"
-            )
-            raise PerpdexError(
-                f"nothing of {col.symbol} can be withdrawn from {account:#x} now: {why}; close "
-                "or reduce positions first (`perpdex close SYMBOL`)"
-            )
+            floor = int(self.clearinghouse.loss_cap(account))
+            flat = pm.position_count(int(self.clearinghouse.account_header(account))) == 0
+            if balance <= 0:
+                why = f"the account holds no {col.symbol}; deposit first"
+            elif floor and int(self.clearinghouse.account_margin(account).equity) <= floor:
+                why = (
+                    f"its equity is at or below its loss cap (${from_wad(floor):,.2f}), which "
+                    "nothing may cross; lower or clear the cap first (`perpdex loss-cap clear`)"
+                )
+            elif flat:
+                why = "the margin gate refuses it now; check `perpdex account`"
+            else:
+                why = (
+                    f"its {col.symbol} backs the open positions' initial margin; close or "
+                    "reduce positions first (`perpdex close SYMBOL`)"
+                )
+            raise PerpdexError(f"nothing of {col.symbol} can be withdrawn from {account:#x}: {why}")
         signer = self._require_signer("withdraw")
         to = _address(receiver if receiver is not None else signer)
         return self._send("withdraw", self.ops.withdraw, account, col.address, units, to), units

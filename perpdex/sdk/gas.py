@@ -46,14 +46,22 @@ def padded_gas(estimate: int) -> int:
     return math.ceil(estimate * multiplier()) + GAS_HEADROOM
 
 
+def _revert_reason(err: BaseException) -> str | None:
+    """The revert string a failure carries (ape's `revert_message`), None if it has
+    none; ape's default 'Transaction failed.' is no reason."""
+    reason = str(getattr(err, "revert_message", None) or "").strip()
+    return reason if reason and reason != "Transaction failed." else None
+
+
 def send(action: str, method: Any, *args: Any, sender: Any, **kw: Any) -> Any:
     """`method(*args, sender=sender)` with a padded gas estimate; raises `OutOfGas`
     (not a VM error) when the limit ran short.
 
-    A node reports a transaction that ran dry inside a delegatecall as a plain failure
-    (the outer frame reverts with its last 1/64), so a failure is diagnosed by estimating
-    again: if the call now succeeds given enough gas and needs more than the limit sent,
-    the limit was the cause. Otherwise the original error (the revert reason) stands.
+    A failure with a revert reason is a revert and is raised as it is. A node reports a
+    transaction that ran dry inside a delegatecall as a plain failure (the outer frame
+    reverts with its last 1/64, no reason), so a reasonless failure is diagnosed by
+    estimating again: if the call now succeeds given enough gas and needs more than the
+    limit sent, the limit was the cause. Otherwise the original error stands.
     """
     if "gas_limit" not in kw:
         kw["gas_limit"] = padded_gas(int(method.estimate_gas_cost(*args, sender=sender)))
@@ -61,6 +69,8 @@ def send(action: str, method: Any, *args: Any, sender: Any, **kw: Any) -> Any:
     try:
         return method(*args, sender=sender, **kw)
     except Exception as err:
+        if _revert_reason(err):  # the chain said why: a revert, whatever the gas
+            raise
         try:
             need = int(method.estimate_gas_cost(*args, sender=sender))
         except Exception:  # it reverts whatever the gas: a real revert

@@ -122,12 +122,13 @@ def test_plan__only_capped_open_unlocked_accounts_near_or_below():
 
     pos = 1 << 48
     reads = [
-        CapRead(1, 100 * WAD, pos | 1, 99 * WAD),  # below
-        CapRead(2, 100 * WAD, pos | 1, 101 * WAD),  # within 2%
-        CapRead(3, 100 * WAD, pos | 1, 103 * WAD),  # above
-        CapRead(4, 0, pos | 1, -5 * WAD),  # no cap
-        CapRead(5, 100 * WAD, 1, 0),  # no positions
-        CapRead(6, 100 * WAD, pos | 1 | 4, 0),  # in liquidation
+        CapRead(1, 100 * WAD, pos | 1, 99 * WAD, 50 * WAD),  # below
+        CapRead(2, 100 * WAD, pos | 1, 101 * WAD, 50 * WAD),  # within 2%
+        CapRead(3, 100 * WAD, pos | 1, 103 * WAD, 50 * WAD),  # above
+        CapRead(4, 0, pos | 1, -5 * WAD, 50 * WAD),  # no cap
+        CapRead(5, 100 * WAD, 1, 0, 50 * WAD),  # no positions
+        CapRead(6, 100 * WAD, pos | 1 | 4, 0, 50 * WAD),  # in liquidation
+        CapRead(7, 100 * WAD, pos | 1, 50 * WAD, 0),  # no settlement balance: no fee
     ]
     from decimal import Decimal
 

@@ -454,9 +454,12 @@ class TradeClient(ReadClient):
             if receipt is not None:
                 return cast(dict[str, Any], receipt)
             time.sleep(RECEIPT_POLL_S)
+        # the transaction may have been dropped (outbid, node restart): ask the node for
+        # the nonce next time instead of counting on from this one (review finding N1)
+        self._nonce = None
         raise RpcError(
             f"transaction {tx_hash} was not mined within {RECEIPT_TIMEOUT_S:.0f} s; check it "
-            "in a block explorer before sending it again (the nonce is taken)"
+            "in a block explorer before sending it again"
         )
 
     def _refused(

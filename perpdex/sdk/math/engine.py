@@ -238,12 +238,15 @@ def check_initial(snap: Snapshot, now: int, reason: str) -> tuple[Snapshot, tupl
     return snap, refreshed
 
 
-def refresh_stale(snap: Snapshot, now: int | None = None) -> tuple[Snapshot, tuple[int, ...]]:
+def refresh_stale(
+    snap: Snapshot, now: int | None = None, every: bool = False
+) -> tuple[Snapshot, tuple[int, ...]]:
     """engine._refresh_stale (+ _refresh_collateral_marks): re-reads every market of the
     account (positions, then secondary collateral prices) whose cached mark is older than
     `max_mark_age` at `now`, as every margin check does first. Returns the refreshed
     snapshot and the markets touched. Assumes the oracle prices at `now` are the ones the
-    snapshot read."""
+    snapshot read. `every`: every position market is re-read whatever its age (an
+    adding trade of an account with a loss cap)."""
     now = snap.timestamp if now is None else now
     age = snap.system.max_mark_age
     touched: list[int] = []
@@ -251,7 +254,7 @@ def refresh_stale(snap: Snapshot, now: int | None = None) -> tuple[Snapshot, tup
     for m in range(MAX_MARKETS):
         if bitmap >> m == 0:
             break
-        if (bitmap >> m) & 1 == 1 and snap.mark(m).touched_at + age < now:
+        if (bitmap >> m) & 1 == 1 and (every or snap.mark(m).touched_at + age < now):
             snap = _touch_market(snap, m, now)
             touched.append(m)
     cbits = collateral_bitmap(snap.header)
@@ -405,7 +408,7 @@ def simulate_trade(
             raise Revert("clearinghouse: vault exposure cap reached")
     refreshed: tuple[int, ...] = ()
     if adds or hdr & ACCOUNT_PORTFOLIO != 0:  # _check_after_trade
-        after, refreshed = refresh_stale(after, now)
+        after, refreshed = refresh_stale(after, now, every=adds and snap.loss_cap != 0)
         s = scan(after)
         if s.equity < s.initial:
             if adds:
