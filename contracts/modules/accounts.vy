@@ -126,7 +126,8 @@ def withdraw(account: uint256, token: address, amount: uint256, receiver: addres
     """
     @notice Withdraws collateral to `receiver`. Only the owner; the account must stay
             above initial margin (with no positions, only balances are checked) and at
-            or above its loss cap, if one is set.
+            or above its loss cap, if one is set. A flat account's settlement balance
+            left below one token unit goes to protocol fees (`DustSwept`).
     @param amount Token units.
     """
     assert amount != 0, "clearinghouse: zero amount"
@@ -141,6 +142,15 @@ def withdraw(account: uint256, token: address, amount: uint256, receiver: addres
         receiver, amount, default_return_value=True
     ), "clearinghouse: transfer failed"
     log state.Withdraw(account=account, token=token, receiver=receiver, amount=amount)
+    if idx == 0 and packing._positions_bitmap(hdr) == 0:
+        # a flat account's settlement balance below one token unit (PnL is kept in WAD)
+        # can never be paid out: it goes to protocol fees, like the close-out fee's
+        # remainder, so `withdraw --all` leaves the account at exactly zero
+        dust: int256 = state._balance[account][0]
+        if dust > 0 and dust < convert(state.SETTLEMENT_SCALE, int256):
+            state._balance[account][0] = 0
+            state._treasury += convert(dust, uint256) << 128
+            log state.DustSwept(account=account, amount=convert(dust, uint256))
 
 
 @external

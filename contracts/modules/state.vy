@@ -191,6 +191,11 @@ event VaultCashMoved:
     pool_cash: int256
 
 
+event DustSwept:
+    account: indexed(uint256)
+    amount: uint256  # USD WAD, below one settlement-token unit, to protocol fees
+
+
 event InsuranceFunded:
     sender: indexed(address)
     amount: uint256

@@ -9,6 +9,7 @@ Read this first if you touch the history:
 - Events read (contracts/modules/state.vy): Fill (realised PnL, funding settled, fee; one
   per side, so a liquidation taker sees its own), Deposit, Withdraw,
   CollateralTransferred (both ends), LossCapTriggered (the trigger fee the account pays),
+  DustSwept (a flat account's balance below one token unit, taken with a withdrawal),
   LiquidationBegun / LiquidationRewardPaid (the keeper's reward: paid by the account,
   received by the keeper's account), LiquidationTransfer (the penalty) and
   BadDebtSettled (the deficit written off). Not listed: CollateralSeized (secondary
@@ -62,6 +63,7 @@ EVENT_NAMES = (
     "Withdraw",
     "CollateralTransferred",
     "LossCapTriggered",
+    "DustSwept",
     "LiquidationBegun",
     "LiquidationRewardPaid",
     "LiquidationTransfer",
@@ -170,6 +172,8 @@ def account_events(
             out.append(new(to, "transfer in", token=symbol, amount=amount, counterparty=first))
     elif name == "LossCapTriggered" and first in accounts:
         out.append(new(first, "loss-cap fee", fee=from_wad(int(fields["fee"]))))
+    elif name == "DustSwept" and first in accounts:  # below one token unit, to fees
+        out.append(new(first, "dust swept", fee=from_wad(int(fields["amount"]))))
     elif name in ("LiquidationBegun", "LiquidationRewardPaid"):
         reward = from_wad(int(fields["reward"]))
         keeper = int(fields["keeper_account"])

@@ -107,3 +107,31 @@ def test_lp_redeemable__caps_hold_part_back_and_say_why(protocol, admin, trader,
     assert left == held - ok
     step = max(1, held // 1_000)
     assert lp_client._call_reason(protocol.vault.redeem, (step, lp, lp), lp.address)
+
+
+def test_withdraw_all__dust_below_one_unit_goes_to_fees(client, pool, protocol, trader, keeper):
+    """PnL is kept in WAD, USDC pays out in 1e-6: a flat account's rest below one unit
+    cannot be paid, so the withdrawal moves it to protocol fees (DustSwept) and the
+    account ends at exactly zero."""
+    acct = client.open_account("dust")
+    client.deposit(acct, 5_000)
+    client.trade(acct, "ETH", "1.2345")
+    for feed in protocol.feeds["ETH"]:
+        feed.set_answer(int(feed.latestRoundData()[1]) * 1_000_003 // 1_000_000, sender=keeper)
+    client.close(acct, "ETH")
+    rest = int(protocol.clearinghouse.balance_of(acct, 0)) % 10**12
+    assert rest != 0, "no dust to sweep: change the prices"
+    fees_before = int(protocol.clearinghouse.protocol_fees())
+    receipt, _ = client.withdraw_all(acct)
+    swept = list(receipt.decode_logs(protocol.ops.DustSwept))
+    assert [int(e.amount) for e in swept] == [rest]
+    assert int(protocol.clearinghouse.balance_of(acct, 0)) == 0
+    assert int(protocol.clearinghouse.protocol_fees()) == fees_before + rest
+
+
+def test_withdraw__dust_stays_while_positions_are_open(client, pool, protocol):
+    acct = client.open_account("open-dust")
+    client.deposit(acct, 5_000)
+    client.trade(acct, "ETH", "1.2345")
+    receipt = client.withdraw(acct, 10)
+    assert not list(receipt.decode_logs(protocol.ops.DustSwept))

@@ -132,6 +132,11 @@ class Ledger:
             elif name == "LiquidationTransfer":
                 self._cash(a["account"], -a["penalty"])
                 self.insurance += a["penalty"]
+            elif name == "DustSwept":  # after its Withdraw: the sub-unit rest of a flat account
+                acct = a["account"]
+                assert 0 < a["amount"] < fs.scale and self.bal[acct][0] == a["amount"], a
+                self._cash(acct, -a["amount"])
+                self.protocol += a["amount"]
             elif name == "LossCapTriggered":
                 fee = a["fee"]
                 self._cash(a["account"], -fee)
