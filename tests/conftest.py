@@ -12,6 +12,7 @@ PERPDEX_SHOW_REVERT_TRACES=1 keeps it, for debugging a failing test.
 
 from __future__ import annotations
 
+import logging
 import os
 from decimal import Decimal
 from typing import Any
@@ -32,6 +33,16 @@ def pytest_configure(config: pytest.Config) -> None:
     TransactionError.source_traceback = property(  # type: ignore[assignment,method-assign]
         lambda self: None, lambda self, value: None
     )
+
+
+@pytest.fixture(autouse=True)
+def _keeper_logs_propagate() -> None:
+    """A `perpdex keeper` command run in-process (CLI tests) gives the keepers' logger its
+    own handler and stops propagation, for the whole process; reset it so a later test's
+    caplog sees the keepers' lines whatever ran before."""
+    lg = logging.getLogger("perpdex.keepers")
+    lg.handlers = []
+    lg.propagate = True
 
 
 @pytest.fixture(scope="session")

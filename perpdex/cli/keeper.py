@@ -138,20 +138,22 @@ def rpc_limits(key: str, given: dict[str, int | None]) -> dict[str, int]:
     return out
 
 
+# options every keeper loop takes
+Once = Annotated[bool, typer.Option("--once", help="Run one tick and exit.")]
+Interval = Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between ticks.")]
+Ticks = Annotated[int | None, typer.Option("--ticks", min=1, help="Stop after this many ticks.")]
+
+
 @app.command("liquidate")
 def liquidate(
     ctx: typer.Context,
-    once: Annotated[bool, typer.Option("--once", help="Run one tick and exit.")] = False,
+    once: Once = False,
     state: Annotated[
         Path | None,
         typer.Option("--state", help="State file (default .keeper/liquidator-<network>.json)."),
     ] = None,
-    interval: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Seconds between ticks.")
-    ] = 2.0,
-    ticks: Annotated[
-        int | None, typer.Option("--ticks", min=1, help="Stop after this many ticks.")
-    ] = None,
+    interval: Interval = 2.0,
+    ticks: Ticks = None,
     keeper_sub: Annotated[
         int | None,
         typer.Option("--keeper-sub", min=0, help="Signer's sub-account for rewards and takes."),
@@ -254,17 +256,13 @@ def liquidate(
 @app.command("loss-caps")
 def loss_caps(
     ctx: typer.Context,
-    once: Annotated[bool, typer.Option("--once", help="Run one tick and exit.")] = False,
+    once: Once = False,
     state: Annotated[
         Path | None,
         typer.Option("--state", help="State file (default .keeper/loss-caps-<network>.json)."),
     ] = None,
-    interval: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Seconds between ticks.")
-    ] = 5.0,
-    ticks: Annotated[
-        int | None, typer.Option("--ticks", min=1, help="Stop after this many ticks.")
-    ] = None,
+    interval: Interval = 5.0,
+    ticks: Ticks = None,
 ) -> None:
     """Trigger every sub-account below its loss cap (the close-out fee pays the signer)."""
     from perpdex.deploy import network_key

@@ -41,6 +41,7 @@ from eth_utils import keccak
 
 from perpdex.constants import WAD
 from perpdex.errors import PerpdexError
+from perpdex.keepers.loop import run_ticks
 from perpdex.keepers.scan import (
     AccountScanner,
     BatchLimits,
@@ -498,20 +499,7 @@ class Liquidator:
     ) -> int:
         """Tick every `interval` seconds until `stop` is set or `ticks` ran; a tick that
         fails outside a transaction (node unreachable...) is logged and retried."""
-        n = 0
-        stop = stop or threading.Event()
-        while not stop.is_set() and (ticks is None or n < ticks):
-            try:
-                report = self.tick()
-                if on_tick:
-                    on_tick(report)
-            except Exception as e:  # a keeper must survive the node
-                self.log.error("tick failed (%s: %s); retrying", type(e).__name__, e)
-            n += 1
-            if ticks is None or n < ticks:
-                stop.wait(interval)
-        self.state.save()
-        return n
+        return run_ticks(self.tick, self.state.save, self.log, interval, ticks, stop, on_tick)
 
     # --- execute ---------------------------------------------------------------------------
 

@@ -621,20 +621,9 @@ class PerpdexClient:
         bound; without it the client quotes now. Refused with the contract's reason and a
         hint when the fill would be worse, or margin, caps or the oracle say no.
         """
-        m = self.market_id(market)
-        delta = _size_wad(size)
-        if quote is None:
-            quote = self.quote(account, m, from_wad(delta))
-        elif (quote.account, quote.market, to_wad(quote.size)) != (account, m, delta):
-            raise PerpdexError(
-                f"the quote is for {quote.size} {quote.symbol} on account {quote.account:#x}, "
-                "not this order; quote this order first"
-            )
-        if acceptable_price is not None:
-            bound = to_wad(_positive(acceptable_price, "acceptable price"))
-        else:
-            bound = quote.acceptable_price(max_slippage)
-        self._require_min_position(account, m, delta, quote)
+        m, delta, quote, bound = prepare_order(
+            self, account, market, size, max_slippage, acceptable_price, quote
+        )
         receipt = self._send("trade", self.clearinghouse.trade, account, m, delta, bound)
         fills = [
             f
@@ -1125,6 +1114,36 @@ class PerpdexClient:
         except CallReverted as err:
             reason = _call_revert_reason(err)
             raise TransactionRejected(action, reason, hint_for(reason)) from err
+
+
+def prepare_order(
+    client: Any,
+    account: int,
+    market: str | int,
+    size: Decimal | int | str,
+    max_slippage: Decimal | str,
+    acceptable_price: Decimal | int | str | None,
+    quote: Quote | None,
+) -> tuple[int, int, Quote, int]:
+    """(market id, size WAD, quote, worst acceptable price WAD) of a market order, for the
+    ape client and the standalone one alike: the quote given (it must be for this order)
+    or a fresh one, the bound from `acceptable_price` (dollars) or the quote moved
+    `max_slippage`, and the minimum position size checked before anything is signed."""
+    m = client.market_id(market)
+    delta = _size_wad(size)
+    if quote is None:
+        quote = client.quote(account, m, from_wad(delta))
+    elif (quote.account, quote.market, to_wad(quote.size)) != (account, m, delta):
+        raise PerpdexError(
+            f"the quote is for {quote.size} {quote.symbol} on account {quote.account:#x}, "
+            "not this order; quote this order first"
+        )
+    if acceptable_price is not None:
+        bound = to_wad(_positive(acceptable_price, "acceptable price"))
+    else:
+        bound = quote.acceptable_price(max_slippage)
+    client._require_min_position(account, m, delta, quote)
+    return m, delta, quote, bound
 
 
 def _size_wad(size: Decimal | int | str) -> int:

@@ -34,8 +34,8 @@ from perpdex.sdk.client import (
     MAX_NAME_BYTES,
     PerpdexClient,
     UnknownAccount,
-    _positive,
     _size_wad,
+    prepare_order,
 )
 from perpdex.sdk.handles import _address
 from perpdex.sdk.hints import hint_for
@@ -56,7 +56,7 @@ from perpdex.sdk.results import (
     _market_info,
     _quote_view,
 )
-from perpdex.units import from_wad, to_wad
+from perpdex.units import from_wad
 
 RECEIPT_TIMEOUT_S = 120.0
 RECEIPT_POLL_S = 0.05
@@ -340,20 +340,9 @@ class TradeClient(ReadClient):
     ) -> Fill:
         """Market order of `size` (signed base units: positive buys) against the vault,
         bounded by `acceptable_price` (dollars) or the quote moved `max_slippage`."""
-        m = self.market_id(market)
-        delta = _size_wad(size)
-        if quote is None:
-            quote = self.quote(account, m, from_wad(delta))
-        elif (quote.account, quote.market, to_wad(quote.size)) != (account, m, delta):
-            raise PerpdexError(
-                f"the quote is for {quote.size} {quote.symbol} on account {quote.account:#x}, "
-                "not this order; quote this order first"
-            )
-        if acceptable_price is not None:
-            bound = to_wad(_positive(acceptable_price, "acceptable price"))
-        else:
-            bound = quote.acceptable_price(max_slippage)
-        self._require_min_position(account, m, delta, quote)
+        m, delta, quote, bound = prepare_order(
+            self, account, market, size, max_slippage, acceptable_price, quote
+        )
         receipt = self._send("trade", self.clearinghouse, "trade", account, m, delta, bound)
         fills = [
             f
