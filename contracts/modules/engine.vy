@@ -304,9 +304,9 @@ def _check_after_trade(account: uint256, hdr: uint256, m: uint256, old_size: int
         return
     # one revert string for both refusals (bytecode); `and` short-circuits, so an adding
     # trade is refused without the second scan
-    assert not adds and s.initial <= self._scan(
-        account, hdr, False, False, m, old_size
-    ).initial, "clearinghouse: below initial margin"
+    assert (
+        not adds and s.initial <= self._scan(account, hdr, False, False, m, old_size).initial
+    ), "clearinghouse: below initial margin"
 
 
 @internal
