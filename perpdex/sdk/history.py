@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from perpdex.units import from_wad
 
 if TYPE_CHECKING:
-    from perpdex.sdk.client import AccountInfo, Portfolio
+    from perpdex.sdk.results import AccountInfo, Portfolio
 
 __all__ = [
     "EVENT_NAMES",
