@@ -37,32 +37,15 @@ def row(out: str, *starts: str, last: bool = False) -> list[str]:
     return found[-1] if last else found[0]
 
 
-# The owner of this module's strategies is a test account no other module trades with:
-# `--all` lists every sub-account of the owner, so an account left by another module
-# (the suite has a cross-module isolation leak, see the Makefile) would change the list.
-OWNER = "test:8"
-
-
-@pytest.fixture
-def trader(accounts: Any) -> Any:
-    return accounts[8]
-
-
-@pytest.fixture
-def cli(cli: Any) -> Any:
-    def run(*args: str, account: str | None = OWNER, **kw: Any) -> Any:
-        return cli(*args, account=account, **kw)
-
-    return run
-
-
 @pytest.fixture
 def cli_client(protocol: Any, trader: Any) -> PerpdexClient:
     return PerpdexClient.from_protocol(protocol, trader)
 
 
 @pytest.fixture
-def book(cli_client: PerpdexClient, protocol: Any, trader: Any, cli_pool: None) -> list[int]:
+def cli_strategies(
+    cli_client: PerpdexClient, protocol: Any, trader: Any, cli_pool: None
+) -> list[int]:
     """The trader's strategies: 'trend' (isolated, BTC), 'pair' (portfolio, ETH/SOL) and
     'lev' (isolated, 8x BTC), with P&L at several blocks."""
     protocol.token.mint(trader, 200_000 * USDC, sender=trader)
@@ -92,11 +75,15 @@ def book(cli_client: PerpdexClient, protocol: Any, trader: Any, cli_pool: None) 
 # --- portfolio --all ------------------------------------------------------------------------
 
 
-def test_portfolio_all__one_row_per_strategy_totals_and_correlation(run_all, protocol, book):
+def test_portfolio_all__one_row_per_strategy_totals_and_correlation(
+    run_all, protocol, cli_strategies
+):
     out = run_all()
     ch = protocol.clearinghouse
     equities = []
-    for index, (acct, name) in enumerate(zip(book, ("trend", "pair", "lev"), strict=True)):
+    for index, (acct, name) in enumerate(
+        zip(cli_strategies, ("trend", "pair", "lev"), strict=True)
+    ):
         m = ch.account_margin(acct)
         equity = from_wad(int(m.equity))
         equities.append(equity)
@@ -111,10 +98,10 @@ def test_portfolio_all__one_row_per_strategy_totals_and_correlation(run_all, pro
     assert len(corr) == 2 + 3
 
 
-def test_portfolio_all__json_matches_the_chain(cli, protocol, book):
+def test_portfolio_all__json_matches_the_chain(cli, protocol, cli_strategies):
     doc = json.loads(ok(cli("portfolio", "--all", "--json")))
-    assert [a["id"] for a in doc["accounts"]] == [f"{a:#x}" for a in book]
-    for a, acct in zip(doc["accounts"], book, strict=True):
+    assert [a["id"] for a in doc["accounts"]] == [f"{a:#x}" for a in cli_strategies]
+    for a, acct in zip(doc["accounts"], cli_strategies, strict=True):
         m = protocol.clearinghouse.account_margin(acct, block_id=doc["block_number"])
         assert a["equity"] == num(from_wad(int(m.equity)))
         assert a["margin_used"] == num(from_wad(int(m.initial)))
@@ -141,7 +128,7 @@ def test_portfolio_all__not_enough_history(cli, cli_client, protocol, trader, cl
     assert doc["correlation"]["matrix"] is None
 
 
-def test_portfolio_all__another_owner_without_a_signer_of_theirs(cli, trader, book):
+def test_portfolio_all__another_owner_without_a_signer_of_theirs(cli, trader, cli_strategies):
     out = ok(cli("portfolio", "--all", "--owner", trader.address, account="test:7"))
     assert f"strategies of {trader.address}" in out
     assert row(out, "#2", "lev")
@@ -150,8 +137,8 @@ def test_portfolio_all__another_owner_without_a_signer_of_theirs(cli, trader, bo
 # --- --shock ------------------------------------------------------------------------------------
 
 
-def test_portfolio_shock__one_account(cli, cli_client, book):
-    trend = book[0]
+def test_portfolio_shock__one_account(cli, cli_client, cli_strategies):
+    trend = cli_strategies[0]
     out = ok(cli("portfolio", "--sub", "0", "--shock", "BTC=-30%"))
     r = cli_client.stress(trend, "BTC=-30%")
     assert "stress: BTC -30.00% (" in out
@@ -167,9 +154,11 @@ def test_portfolio_shock__one_account(cli, cli_client, book):
     assert doc["positions"]  # the usual portfolio document is still there
 
 
-def test_portfolio_shock__all_accounts_total_and_who_is_liquidatable(cli, cli_client, book):
+def test_portfolio_shock__all_accounts_total_and_who_is_liquidatable(
+    cli, cli_client, cli_strategies
+):
     out = ok(cli("portfolio", "--all", "--shock", "BTC=-30%,ETH=-25%"))
-    results = [cli_client.stress(a, "BTC=-30%,ETH=-25%") for a in book]
+    results = [cli_client.stress(a, "BTC=-30%,ETH=-25%") for a in cli_strategies]
     assert [r.liquidatable for r in results] == [False, False, True]  # 'lev': 8x long BTC
     assert "liquidatable after the shock: #2 'lev'" in out
     before = fmt_usd(sum((r.equity_before for r in results), Decimal(0)))
@@ -177,7 +166,7 @@ def test_portfolio_shock__all_accounts_total_and_who_is_liquidatable(cli, cli_cl
     assert total[2] == fmt_usd(sum((r.equity_after for r in results), Decimal(0)))
     assert total[-3:] == ["1", "of", "3"]
     doc = json.loads(ok(cli("portfolio", "--all", "--shock", "BTC=-30%,ETH=-25%", "--json")))
-    assert doc["shock"]["total"]["liquidatable"] == [f"{book[2]:#x}"]
+    assert doc["shock"]["total"]["liquidatable"] == [f"{cli_strategies[2]:#x}"]
     assert [a["equity_after"] for a in doc["shock"]["accounts"]] == [
         num(r.equity_after) for r in results
     ]
@@ -193,13 +182,15 @@ def test_portfolio_shock__all_accounts_total_and_who_is_liquidatable(cli, cli_cl
         ("BTC=-10%,ETH=-5%,btc=-20%", "BTC is shocked twice"),
     ],
 )
-def test_portfolio_shock__bad_input_is_one_line_with_the_format(cli, book, shock, problem):
+def test_portfolio_shock__bad_input_is_one_line_with_the_format(
+    cli, cli_strategies, shock, problem
+):
     line = failed(cli("portfolio", "--all", "--shock", shock))
     assert problem in line
     assert "SYMBOL=PCT% pairs separated by commas, e.g. BTC=-30%,ETH=-25%" in line
 
 
-def test_portfolio_all__usage_mistakes(cli, book):
+def test_portfolio_all__usage_mistakes(cli, cli_strategies):
     for args in (
         ["portfolio", "--all", "--sub", "1"],
         ["portfolio", "--owner", "0x" + "11" * 20],
@@ -213,8 +204,10 @@ def test_portfolio_all__usage_mistakes(cli, book):
 # --- history ------------------------------------------------------------------------------------
 
 
-def test_history__events_and_cumulative_pnl_match_the_fill_events(cli, protocol, chain, book):
-    trend = book[0]
+def test_history__events_and_cumulative_pnl_match_the_fill_events(
+    cli, protocol, chain, cli_strategies
+):
+    trend = cli_strategies[0]
     out = ok(cli("history", "--sub", "0"))
     fills = [
         f
@@ -233,10 +226,10 @@ def test_history__events_and_cumulative_pnl_match_the_fill_events(cli, protocol,
     assert row(out, str(chain.blocks.height), "now")
 
 
-def test_history__all_json_reconciles_each_balance(cli, protocol, book):
+def test_history__all_json_reconciles_each_balance(cli, protocol, cli_strategies):
     doc = json.loads(ok(cli("history", "--all", "--json")))
-    assert [a["account"]["id"] for a in doc["accounts"]] == [f"{a:#x}" for a in book]
-    for a, acct in zip(doc["accounts"], book, strict=True):
+    assert [a["account"]["id"] for a in doc["accounts"]] == [f"{a:#x}" for a in cli_strategies]
+    for a, acct in zip(doc["accounts"], cli_strategies, strict=True):
         t = a["totals"]
         balance = from_wad(int(protocol.clearinghouse.balance_of(acct, 0)))
         assert Decimal(t["net_flows"]["USDC"]) + Decimal(t["settled_pnl"]) == balance
