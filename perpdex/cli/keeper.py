@@ -23,10 +23,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -138,6 +139,32 @@ def rpc_limits(key: str, given: dict[str, int | None]) -> dict[str, int]:
     return out
 
 
+def _locked_state(ctx: typer.Context, state: Path | None, kind: str) -> Path:
+    """The keeper's state file (`--state`, else .keeper/<kind>-<network>.json), locked for
+    the whole command: a second keeper on the same file stops here, before reading it."""
+    from perpdex.deploy import network_key
+    from perpdex.keepers.state import StateLock
+
+    path = state or DEFAULT_STATE_DIR / f"{kind}-{network_key()}.json"
+    lock = StateLock(path)
+    lock.acquire()
+    ctx.call_on_close(lock.release)
+    return path
+
+
+def _run_keeper(
+    keeper: Any, once: bool, interval: float, ticks: int | None, show: Callable[[Any], None]
+) -> int | None:
+    """One tick (`--once`: returns None) or the loop until Ctrl-C / SIGTERM or `ticks`
+    (returns the ticks run)."""
+    if once:
+        show(keeper.tick())
+        return None
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    return int(keeper.run(interval=interval, ticks=ticks, stop=stop, on_tick=show))
+
+
 # options every keeper loop takes
 Once = Annotated[bool, typer.Option("--once", help="Run one tick and exit.")]
 Interval = Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between ticks.")]
@@ -204,7 +231,6 @@ def liquidate(
     """Watch every account; start, bid on, backstop and finish liquidations."""
     from perpdex.deploy import network_key
     from perpdex.keepers.liquidator import Liquidator, LiquidatorConfig
-    from perpdex.keepers.state import StateLock
 
     s = session(ctx)
     _logging(s.verbose)
@@ -227,10 +253,7 @@ def liquidate(
     given = {"max_calls": rpc_max_calls, "max_bytes": rpc_max_bytes, "parallel": rpc_parallel}
     for name, value in rpc_limits(network_key(), given).items():
         setattr(cfg, name, value)
-    path = state or DEFAULT_STATE_DIR / f"liquidator-{network_key()}.json"
-    lock = StateLock(path)
-    lock.acquire()  # a second keeper on this state file stops here, before reading it
-    ctx.call_on_close(lock.release)
+    path = _locked_state(ctx, state, "liquidator")
     keeper = Liquidator(p, signer, cfg, state_path=path, name=signer.address[:10])
     say(
         f"keeper {signer.address} -> account {short_id(keeper_account)} on {p.network}; "
@@ -243,12 +266,9 @@ def liquidate(
         if report.outcomes or once:
             out.print(tick_table(report))
 
-    if once:
-        show(keeper.tick())
+    n = _run_keeper(keeper, once, interval, ticks, show)
+    if n is None:
         return
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    n = keeper.run(interval=interval, ticks=ticks, stop=stop, on_tick=show)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(keeper.state.counts.items())) or "none"
     say(f"stopped after {n} tick(s); actions so far: {counts}; state saved to {path}")
 
@@ -278,7 +298,7 @@ def loss_caps(
         network_key(), dict.fromkeys(("max_calls", "max_bytes", "parallel"))
     ).items():
         setattr(cfg, name, value)
-    path = state or DEFAULT_STATE_DIR / f"loss-caps-{network_key()}.json"
+    path = _locked_state(ctx, state, "loss-caps")
     keeper = LossCapKeeper(p, signer, cfg, state_path=path, name=signer.address[:10])
     say(
         f"loss-cap keeper {signer.address} on {p.network}; state {path} (cursor block "
@@ -305,12 +325,9 @@ def loss_caps(
             )
         out.print(t)
 
-    if once:
-        show(keeper.tick())
+    n = _run_keeper(keeper, once, interval, ticks, show)
+    if n is None:
         return
-    stop = threading.Event()
-    _stop_on_signals(stop)
-    n = keeper.run(interval=interval, ticks=ticks, stop=stop, on_tick=show)
     done = keeper.state.counts.get("trigger", 0)
     say(f"stopped after {n} tick(s); {done} trigger(s) so far; state saved to {path}")
 

@@ -67,3 +67,15 @@ def test_quote__refused_order_does_not_suggest_itself(cli, client):
     data = json.loads(ok(cli("quote", "ETH", "100", "--json")))
     assert data["accepted"] is False and data["refusal"]
     assert Decimal(0) < Decimal(data["max_size"]) < Decimal(100)
+
+
+@pytest.mark.parametrize("kind", ["liquidate", "loss-caps"])
+def test_keeper__second_one_on_a_state_file_is_refused(cli, client, tmp_path, kind):
+    """Both keeper commands lock their state file for the whole run (`_locked_state`)."""
+    from perpdex.keepers.state import StateLock
+
+    client.open_account("keeper")  # `liquidate` resolves the keeper's sub-account first
+    state = tmp_path / f"{kind}.json"
+    with StateLock(state):
+        line = failed(cli("keeper", kind, "--once", "--state", str(state)))
+    assert "is running on" in line
