@@ -419,12 +419,12 @@ class PerpdexClient:
             later = snap.timestamp + WITHDRAW_ALL_SLACK_S
             units = min(units, pm.withdrawable(snap, col.index, scale, later))
         if units <= 0:
-            balance = int(self.clearinghouse.balance_of(account, col.index))
-            floor = int(self.clearinghouse.loss_cap(account))
-            flat = pm.position_count(int(self.clearinghouse.account_header(account))) == 0
-            if balance <= 0:
+            # the snapshot already holds what explains it (`account_margin` = pm.scan)
+            floor = snap.loss_cap
+            flat = pm.position_count(snap.header) == 0
+            if snap.balance(col.index) <= 0:
                 why = f"the account holds no {col.symbol}; deposit first"
-            elif floor and int(self.clearinghouse.account_margin(account).equity) <= floor:
+            elif floor and pm.scan(snap).equity <= floor:
                 why = (
                     f"its equity is at or below its loss cap (${from_wad(floor):,.2f}), which "
                     "nothing may cross; lower or clear the cap first (`perpdex loss-cap clear`)"
