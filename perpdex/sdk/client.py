@@ -178,7 +178,7 @@ class PerpdexClient:
         self.transport: Transport = transport if transport is not None else ApeTransport()
         self.deployment = deployment
         if check:
-            self._check_chain()
+            deployment.check_chain(self.transport)
         self.signer = signer
         self.preflight = preflight
         at = self.transport.at
@@ -189,32 +189,6 @@ class PerpdexClient:
         self.vault = at("LiquidityVault", deployment.vault) if deployment.vault else None
         self._collaterals: dict[int, Collateral] = {}
         self._books: dict[str, riskbook.RiskBook] = {}
-
-    def _check_chain(self) -> None:
-        """The manifest's chain id, then its genesis hash (a restarted anvil keeps chain id
-        31337 and even the addresses), then the Clearinghouse's code."""
-        dep, t = self.deployment, self.transport
-        where = dep.path or dep.network
-        chain_id = t.chain_id()
-        if chain_id != dep.chain_id:
-            raise DeploymentNotFound(
-                f"{where} is for chain {dep.chain_id} but {t.describe()} is chain {chain_id}; "
-                f"pick the matching {t.option} or --deployment"
-            )
-        if dep.genesis is not None:
-            here = t.genesis()
-            if here != dep.genesis.removeprefix("0x"):
-                raise DeploymentNotFound(
-                    f"{where} belongs to another chain (genesis {dep.genesis[:12]}..., this "
-                    f"node {here[:12]}...): the node was restarted or is a different chain. "
-                    "Redeploy (`make demo`, `perpdex devnet up` or `ape run deploy`) or pass "
-                    "--deployment"
-                )
-        if not t.code(dep.clearinghouse):
-            raise DeploymentNotFound(
-                f"no Clearinghouse code at {dep.clearinghouse} ({where}); the chain was "
-                "reset since the deploy: redeploy (`ape run deploy --network <choice>`)"
-            )
 
     @classmethod
     def from_manifest(
