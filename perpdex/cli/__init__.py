@@ -16,7 +16,9 @@ Start-up: `perpdex --help` and `perpdex --version` import neither ape nor the co
 modules. main.py mounts the command groups lazily (`LazyCommand`): the root `--help`
 lists them from a one-line summary kept next to the mount, and a group's module is
 imported when the command is dispatched. ape is imported only when a command needs the
-chain. `python -m perpdex.cli.bench_startup` measures both.
+chain, and never by a read command given `--rpc`: those take `Session.reader()` (the
+standalone client) and `Session.address()` (the --account's address, no key unlocked).
+`python -m perpdex.cli.bench_startup` measures them.
 
 Output: rich tables on a terminal; when stdout is not a terminal (a pipe, a file, CI) the
 width is fixed (`PIPE_WIDTH`, unless COLUMNS says otherwise), so the text does not depend on
@@ -30,6 +32,7 @@ import os
 import sys
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn
 
 import typer
@@ -49,7 +52,6 @@ if TYPE_CHECKING:
     from typer._click import HelpFormatter
 
     from perpdex.sdk.client import PerpdexClient
-    from perpdex.sdk.lite import ReadClient
 
 __all__ = [
     "DEFAULT_NETWORK",
@@ -219,7 +221,7 @@ class Session:
         self._connected = False
         self._signer: AccountAPI | None = None
         self._client: PerpdexClient | None = None
-        self._read: ReadClient | None = None
+        self._read: PerpdexClient | None = None
 
     # --- network ------------------------------------------------------------------------
 
@@ -289,6 +291,8 @@ class Session:
                 )
             else:
                 return None
+        if not required and _is_address(alias):
+            return None  # a read for that address (`Session.address`): nothing signs
         self._signer = _load_account(alias)
         return self._signer
 
@@ -301,13 +305,14 @@ class Session:
             self._client = PerpdexClient.from_manifest(self.deployment, signer)
         return self._client
 
-    def read_client(self) -> ReadClient | None:
-        """The standalone read client (perpdex.sdk.lite: no ape, ~10x faster to start)
-        when `--rpc` / PERPDEX_RPC_URL gives the node, else None. Its manifest is
-        `--deployment`, or the local one (`--rpc` always means an `ethereum:local:*`
-        network to the ape path too; PERPDEX_NETWORK overrides the key)."""
+    def reader(self) -> PerpdexClient:
+        """The client of a read command. With `--rpc` / PERPDEX_RPC_URL: the standalone
+        `perpdex.sdk.lite.ReadClient` (the same client over raw JSON-RPC: no ape, ~10x
+        faster to start) for `--deployment`, or the local manifest (`--rpc` always means an
+        `ethereum:local:*` network to the ape path too; PERPDEX_NETWORK overrides the
+        key). Otherwise the ape client, with no key unlocked."""
         if not self.rpc:
-            return None
+            return self.client(signer_required=False)
         if self._read is None:
             from perpdex.sdk.lite import ReadClient
             from perpdex.sdk.manifest import Deployment, resolve_manifest
@@ -317,10 +322,33 @@ class Session:
             self._read = ReadClient(self.rpc, Deployment.load(path))
         return self._read
 
+    @property
+    def where(self) -> str:
+        """The node, for messages: the `--rpc` URL or the `--network` choice."""
+        return self.rpc or self.network
+
+    def address(self, required: bool = True) -> str | None:
+        """The `--account`'s address (default test:0 on local networks, forks and with
+        `--rpc`), for reads: `test:N`, a raw address or an ape keyfile alias, resolved
+        without unlocking a key (and without ape under `--rpc`). None when no account was
+        given, none is required and the network is not a development chain."""
+        if self._signer is not None:
+            return str(self._signer.address)
+        alias = self.account
+        if alias is not None and _is_address(alias):
+            from perpdex.sdk.handles import _address
+
+            return _address(alias)
+        if not self.rpc:
+            signer = self.signer(required)
+            return None if signer is None else str(signer.address)
+        return account_address(alias or f"{TEST_ACCOUNT_PREFIX}0")
+
     def resolve_account(
         self, client: PerpdexClient, sub: int | None, account_id: int | None
     ) -> int:
-        """Account id from `--account-id`, or the signer's sub-account `--sub` (default 0)."""
+        """Account id from `--account-id`, or the `--account`'s sub-account `--sub`
+        (default 0)."""
         if sub is not None and account_id is not None:
             raise typer.BadParameter("give --sub or --account-id, not both")
         if account_id is not None:
@@ -328,21 +356,20 @@ class Session:
         return self.own_sub_account(client, sub or 0)
 
     def own_sub_account(self, client: PerpdexClient, index: int) -> int:
-        """Id of the signer's sub-account `index`, checked to exist."""
-        signer = self.signer()
-        assert signer is not None  # required=True raises instead of returning None
-        count = client.sub_account_count(signer)
+        """Id of the `--account`'s sub-account `index`, checked to exist."""
+        owner = self.address()
+        assert owner is not None  # required=True raises instead of returning None
+        count = client.sub_account_count(owner)
         if count == 0:
             raise PerpdexError(
-                f"{signer.address} has no sub-account yet; open one with "
-                "`perpdex open-account NAME`"
+                f"{owner} has no sub-account yet; open one with `perpdex open-account NAME`"
             )
         if not 0 <= index < count:
             raise PerpdexError(
-                f"{signer.address} has sub-accounts 0..{count - 1}, not {index}; pick one "
+                f"{owner} has sub-accounts 0..{count - 1}, not {index}; pick one "
                 "with --sub or open another with `perpdex open-account NAME`"
             )
-        return client.account_id(signer, index)
+        return client.account_id(owner, index)
 
 
 def session(ctx: typer.Context) -> Session:
@@ -388,22 +415,63 @@ def _same_network(active: str, requested: str) -> bool:
     return len(want) <= len(have) and all(w in ("", h) for w, h in zip(want, have, strict=False))
 
 
+def _is_address(text: str) -> bool:
+    body = text.removeprefix("0x")
+    return text.startswith("0x") and len(body) == 40 and all(c in HEX for c in body)
+
+
+HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _test_index(alias: str, count: int) -> int:
+    """N of `test:N`, checked against the `count` test accounts there are."""
+    n = alias.removeprefix(TEST_ACCOUNT_PREFIX)
+    if not n.isdigit():
+        raise PerpdexError(f"{alias!r} is not a test account; write it as test:N, e.g. test:1")
+    if int(n) >= count:
+        raise PerpdexError(
+            f"there is no test account {alias}: ape has {count} (test:0 to "
+            f"test:{count - 1}); pick one of those, or raise `test: number_of_accounts` "
+            "in ape-config.yaml (and anvil's --accounts)"
+        )
+    return int(n)
+
+
+def account_address(alias: str) -> str:
+    """The address of `--account` without ape or a key: `test:N` derived from ape's test
+    mnemonic (perpdex/sdk/lite/keys.py), a keyfile alias read from ape's accounts folder
+    (APE_DATA_FOLDER, default ~/.ape: the keyfile records its address)."""
+    import json
+
+    if alias.startswith(TEST_ACCOUNT_PREFIX):
+        from perpdex.sdk.lite.keys import test_account_address, test_accounts
+
+        return test_account_address(_test_index(alias, test_accounts().count))
+    folder = Path(os.environ.get("APE_DATA_FOLDER") or Path.home() / ".ape") / "accounts"
+    keyfile = folder / f"{alias}.json"
+    try:
+        address = str(json.loads(keyfile.read_text())["address"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PerpdexError(
+            f"no ape account named {alias!r} ({keyfile} unreadable: {_one_line(e)}); import "
+            f"it with `ape accounts import {alias}`, or give --account test:N or an address"
+        ) from None
+    from perpdex.sdk.handles import _address
+
+    return _address(address if address.startswith("0x") else "0x" + address)
+
+
 def _load_account(alias: str) -> AccountAPI:
     from ape import accounts
     from ape.exceptions import ApeException
 
     if alias.startswith(TEST_ACCOUNT_PREFIX):
-        n = alias.removeprefix(TEST_ACCOUNT_PREFIX)
-        if not n.isdigit():
-            raise PerpdexError(f"{alias!r} is not a test account; write it as test:N, e.g. test:1")
-        count = len(accounts.test_accounts)
-        if int(n) >= count:
-            raise PerpdexError(
-                f"there is no test account {alias}: ape has {count} (test:0 to "
-                f"test:{count - 1}); pick one of those, or raise `test: number_of_accounts` "
-                "in ape-config.yaml (and anvil's --accounts)"
-            )
-        return accounts.test_accounts[int(n)]
+        return accounts.test_accounts[_test_index(alias, len(accounts.test_accounts))]
+    if _is_address(alias):
+        raise PerpdexError(
+            f"{alias} is an address: it can be read (`--owner`, read commands) but not "
+            "sign; give --account <ape alias> or test:N"
+        )
     try:
         account = accounts.load(alias)
     except (ApeException, IndexError, KeyError) as e:

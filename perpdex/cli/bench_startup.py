@@ -8,10 +8,13 @@ Times whole processes, as a user meets them, and prints min / median / max per c
 - `perpdex --rpc URL quote`: a read that needs the chain, against an anvil started here
   with a fresh deployment (manifest in a temporary folder, so deployments/local.json is
   left alone), through the standalone client (perpdex.sdk.lite: no ape);
+- `perpdex --rpc URL account`: test:0's sub-accounts (one opened here), the same way: the
+  account resolved without ape (perpdex/sdk/lite/keys.py) and a summary per sub-account;
 - `perpdex --network URL quote`: the same read through ape (plugins, provider, contract
   types: the floor of every command that signs).
-It records the medians as `cli_help_s`, `cli_read_s` (the --rpc read) and `cli_read_ape_s`
-in docs/perf.json (perpdex.perf.record), unless --no-record.
+It records the medians as `cli_help_s`, `cli_read_s` (the --rpc quote),
+`cli_read_account_s` (the --rpc account) and `cli_read_ape_s` in docs/perf.json
+(perpdex.perf.record), unless --no-record.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ def time_runs(cmd: Sequence[str], runs: int, env: dict[str, str]) -> list[float]
 
 
 def deploy(url: str, manifest: Path) -> None:
-    """A fresh perpdex deployment on the anvil at `url`, its manifest at `manifest`."""
+    """A fresh perpdex deployment on the anvil at `url`, its manifest at `manifest`, and a
+    sub-account of test:0 for `perpdex account` to show."""
     import warnings
 
     warnings.filterwarnings("ignore", module=r"pydantic_settings\..*")  # ape's plugin load
@@ -65,10 +69,13 @@ def deploy(url: str, manifest: Path) -> None:
     from ape.logging import logger
 
     from perpdex.deploy import deploy_system
+    from perpdex.sdk.client import PerpdexClient
 
     logger.set_level("WARNING")
     with networks.parse_network_choice(NODE_NETWORK, provider_settings=node_settings(url)):
-        deploy_system(accounts.test_accounts[0], key="local", manifest=manifest, log=lambda _: None)
+        owner = accounts.test_accounts[0]
+        deploy_system(owner, key="local", manifest=manifest, log=lambda _: None)
+        PerpdexClient.from_manifest(manifest, owner).open_account("bench")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,8 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         manifest = Path(tmp) / "local.json"
         console.print(f"deploying on {node.url} for the read command ...")
         deploy(node.url, manifest)
-        fast = [*PERPDEX, "--rpc", node.url, "--deployment", str(manifest), "quote"]
-        rows.append(("perpdex --rpc URL quote (no ape)", time_runs(fast, args.runs, env)))
+        lite = [*PERPDEX, "--rpc", node.url, "--deployment", str(manifest)]
+        rows.append(
+            ("perpdex --rpc URL quote (no ape)", time_runs([*lite, "quote"], args.runs, env))
+        )
+        account = time_runs([*lite, "account"], args.runs, env)
+        rows.append(("perpdex --rpc URL account (no ape)", account))
         read = [*PERPDEX, "--network", node.url, "--deployment", str(manifest), "quote"]
         rows.append(("perpdex quote through ape", time_runs(read, args.runs, env)))
     table = Table(title=f"perpdex start-up, whole process, {args.runs} runs each (seconds)")
@@ -103,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "cli_help_s": statistics.median(rows[0][1]),
         "cli_read_s": statistics.median(rows[2][1]),
-        "cli_read_ape_s": statistics.median(rows[3][1]),
+        "cli_read_account_s": statistics.median(rows[3][1]),
+        "cli_read_ape_s": statistics.median(rows[4][1]),
     }
     text = ", ".join(f"{k}={v:.3f}" for k, v in figures.items())
     if not args.no_record:

@@ -61,21 +61,19 @@ def history(
     if owner is not None and not all_:
         raise typer.BadParameter("--owner goes with --all; for one account use --account-id")
     s = session(ctx)
+    client = s.reader()
     if all_:
-        client = s.client(signer_required=False)
-        who = owner if owner is not None else client.signer
+        who = owner if owner is not None else s.address(required=False)
         if who is None:
             raise PerpdexError(
-                f"whose sub-accounts? on {s.network} give --owner ADDRESS or --account <alias>"
+                f"whose sub-accounts? on {s.where} give --owner ADDRESS or --account <alias>"
             )
         ids = [i.id for i in client.accounts(who)]
         if not ids:
             raise PerpdexError(
-                f"{getattr(who, 'address', who)} has no sub-account yet; open one with "
-                "`perpdex open-account NAME`"
+                f"{who} has no sub-account yet; open one with `perpdex open-account NAME`"
             )
     else:
-        client = s.client()
         ids = [s.resolve_account(client, sub, account_id)]
     found = client.history(ids, from_block, chunk=chunk)
     if json_out:

@@ -203,11 +203,11 @@ def status(
 ) -> None:
     """Shares, share price, what they redeem for, the pool, insurance and utilisation."""
     s = session(ctx)
-    client = s.client(signer_required=False)
-    who = owner if owner is not None else client.signer
+    client = s.reader()
+    who = owner if owner is not None else s.address(required=False)
     if who is None:
         raise PerpdexError(
-            f"whose LP position? on {s.network} give --owner ADDRESS or --account <ape alias>"
+            f"whose LP position? on {s.where} give --owner ADDRESS or --account <ape alias>"
         )
     st, symbol = client.lp_status(who), client.collaterals()[0].symbol
     if json_out:

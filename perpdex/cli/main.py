@@ -463,14 +463,14 @@ def account(
 ) -> None:
     """List sub-accounts: mode, loss cap, balances, equity, requirements and health."""
     s = session(ctx)
-    client = s.client(signer_required=False)
-    who = owner if owner is not None else client.signer
+    client = s.reader()
+    who = owner if owner is not None else s.address(required=False)
     if who is None:
         raise PerpdexError(
-            f"whose accounts? on {s.network} give --owner ADDRESS or --account <ape alias>"
+            f"whose accounts? on {s.where} give --owner ADDRESS or --account <ape alias>"
         )
     infos = client.accounts(who)
-    address = infos[0].owner if infos else str(getattr(who, "address", who))
+    address = infos[0].owner if infos else who
     summaries = [client.summary(i.id) for i in infos]
     if json_out:
         from perpdex.cli import jsonout

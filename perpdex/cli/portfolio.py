@@ -350,7 +350,7 @@ def portfolio(
         _portfolio_all(ctx, owner, shock, from_block or 0, json_out)
         return
     s = session(ctx)
-    client = s.client()
+    client = s.reader()
     acct = s.resolve_account(client, sub, account_id)
     moves = client.parse_shocks(shock) if shock is not None else None
     pf = client.portfolio(acct)
@@ -376,11 +376,11 @@ def _portfolio_all(
     from perpdex.errors import PerpdexError
 
     s = session(ctx)
-    client = s.client(signer_required=False)
-    who = owner if owner is not None else client.signer
+    client = s.reader()
+    who = owner if owner is not None else s.address(required=False)
     if who is None:
         raise PerpdexError(
-            f"whose sub-accounts? on {s.network} give --owner ADDRESS or --account <ape alias>"
+            f"whose sub-accounts? on {s.where} give --owner ADDRESS or --account <ape alias>"
         )
     moves = client.parse_shocks(shock) if shock is not None else None
     book = client.strategies(who, from_block)

@@ -190,7 +190,7 @@ def _manifest(spec: str | None) -> Path:
 
 
 def open_chain(stack: ExitStack, network: str, deployment: str | None) -> DeploymentHandles:
-    from ape import chain
+    from perpdex.sdk.manifest import check_chain
 
     _connect(stack, network)
     path = _manifest(deployment)
@@ -208,16 +208,9 @@ def open_chain(stack: ExitStack, network: str, deployment: str | None) -> Deploy
         raise DeploymentNotFound(
             f"{path} is incomplete (missing or bad field {e}); re-run `ape run deploy`"
         ) from e
-    if chain_id != chain.chain_id:
-        raise DeploymentNotFound(
-            f"{path} is for chain {chain_id} but {network} is chain {chain.chain_id}; pick the "
-            "matching --network or --deployment"
-        )
-    if not chain.provider.get_code(address):
-        raise DeploymentNotFound(
-            f"no Clearinghouse code at {address} ({path}); the chain was reset since the "
-            "deploy: redeploy (`ape run deploy --network <choice>`)"
-        )
+    # chain id, genesis hash (a restarted anvil keeps the chain id) and code
+    genesis = data.get("genesis")
+    check_chain(path, chain_id, str(genesis) if genesis else None, address)
     return DeploymentHandles(
         ch=governance.contract_at("Clearinghouse", address),
         admin=governance.contract_at("ClearinghouseAdmin", address),

@@ -162,7 +162,7 @@ def operator_check(
 ) -> None:
     """Whether ADDRESS may trade the sub-account."""
     s = session(ctx)
-    client = s.client(signer_required=False)
+    client = s.reader()
     acct = s.resolve_account(client, sub, account_id)
     allowed = client.is_operator(acct, address)
     info = client.account(acct)
@@ -263,7 +263,7 @@ def loss_cap_show(
 ) -> None:
     """The account's equity floor against its equity now (at the cached marks)."""
     s = session(ctx)
-    client = s.client(signer_required=False)
+    client = s.reader()
     acct = s.resolve_account(client, sub, account_id)
     summary = client.summary(acct)
     if json_out:

@@ -16,7 +16,7 @@ Mounted on the root app by main.py (`app.add_typer(trade.app)`: root commands).
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -37,9 +37,6 @@ from perpdex.cli.portfolio import (
 )
 from perpdex.errors import PerpdexError
 from perpdex.sdk.client import DEFAULT_MAX_SLIPPAGE, Fill, MarketInfo, PerpdexClient, Quote
-
-if TYPE_CHECKING:
-    from perpdex.sdk.lite import ReadClient
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 
@@ -194,7 +191,7 @@ def check_limit(q: Quote, limit: Decimal) -> None:
 
 
 def _now(
-    client: PerpdexClient | ReadClient, acct: int, exists: bool
+    client: PerpdexClient, acct: int, exists: bool
 ) -> tuple[Decimal, Decimal, Decimal, Decimal | None] | None:
     if not exists:
         return None
@@ -206,11 +203,11 @@ def _quote_account(
     s: Session, client: PerpdexClient, sub: int | None, account_id: int | None
 ) -> tuple[int, bool]:
     """The account to quote for and whether it exists: without a sub-account yet, quote as
-    the signer's first (empty) one."""
+    the `--account`'s first (empty) one."""
     if account_id is None and not sub:
-        signer = s.signer()
-        if signer is not None and client.sub_account_count(signer) == 0:
-            return client.account_id(signer, 0), False
+        owner = s.address()
+        if owner is not None and client.sub_account_count(owner) == 0:
+            return client.account_id(owner, 0), False
     return s.resolve_account(client, sub, account_id), True
 
 
@@ -234,10 +231,7 @@ def quote(
     """Quote a market order (fill price, impact, fee, margin and liquidation price after
     it), or list the markets. Signs nothing."""
     s = session(ctx)
-    # with --rpc, what needs no signer reads through the standalone client (no ape)
-    fast = symbol is None or (account_id is not None and sub is None and s.account is None)
-    lite = s.read_client() if fast else None
-    client: PerpdexClient | ReadClient = lite or s.client(signer_required=False)
+    client = s.reader()  # with --rpc: the standalone client (no ape)
     if symbol is None:
         if json_out:
             jsonout.emit(jsonout.markets(client.deployment.network, client.markets()))
@@ -248,11 +242,7 @@ def quote(
     if size is None:
         raise typer.BadParameter("give the SIZE to quote, e.g. 0.5 (buy) or -0.5 (sell)")
     client.market_id(symbol)  # an unknown market fails before any account lookup
-    if isinstance(client, PerpdexClient):
-        acct, exists = _quote_account(s, client, sub, account_id)
-    else:
-        assert account_id is not None  # `fast` above
-        acct, exists = account_id, True
+    acct, exists = _quote_account(s, client, sub, account_id)
     check = client.check_order(acct, symbol, size) if exists else None
     q = check.quote if check is not None else client.quote(acct, symbol, size)
     bound = q.acceptable_price(DEFAULT_MAX_SLIPPAGE)

@@ -3,8 +3,10 @@ the liquidity vault.
 
 The client reads the contract addresses from a deployment manifest
 (`deployments/<network>.json`, written by `perpdex.deploy.deploy_system`) or from a
-`Protocol` (the test fixture), and talks to them through ape, so it must be used inside an
-active ape network context (`ape console`, `ape test`, `networks.parse_network_choice`).
+`Protocol` (the test fixture), and talks to them through a transport
+(perpdex/sdk/transport.py): ape by default, so it must be used inside an active ape network
+context (`ape console`, `ape test`, `networks.parse_network_choice`); the standalone
+`perpdex.sdk.lite.ReadClient` / `TradeClient` are this class over raw JSON-RPC (no ape).
 
 Amounts go in and come out as `Decimal` token amounts or dollars; the client converts to
 token units (e.g. 6 decimals for USDC) and from the chain's USD WAD (1e18). A transaction
@@ -49,7 +51,7 @@ from perpdex.constants import (
 from perpdex.errors import DeploymentNotFound, PerpdexError, TransactionRejected
 from perpdex.sdk import gas, riskbook, shock
 from perpdex.sdk import history as hist
-from perpdex.sdk.handles import _address, _at
+from perpdex.sdk.handles import _address
 from perpdex.sdk.hints import (
     REVERT_HINTS,
     UNKNOWN_REVERT_HINT,
@@ -85,6 +87,7 @@ from perpdex.sdk.results import (
     _quote_view,
     acceptable_price,
 )
+from perpdex.sdk.transport import ApeTransport, Log, Transport
 from perpdex.units import EXACT, from_wad, to_units, to_wad
 
 if TYPE_CHECKING:
@@ -156,33 +159,34 @@ class PerpdexClient:
     client without one can only read. With `preflight` (the default) every transaction is
     first run as an `eth_call`: one that would revert raises `TransactionRejected` before
     anything is signed, and ape prints no revert call trace.
+
+    `transport` is how it reaches the chain (perpdex/sdk/transport.py): ape's provider by
+    default; `perpdex.sdk.lite.ReadClient` is this client over raw JSON-RPC. With `check`
+    (the default) it refuses a manifest of another chain (chain id, genesis hash) or one
+    whose Clearinghouse has no code, saying what to do next.
     """
 
     def __init__(
-        self, deployment: Deployment, signer: AccountAPI | None = None, *, preflight: bool = True
+        self,
+        deployment: Deployment,
+        signer: AccountAPI | None = None,
+        *,
+        preflight: bool = True,
+        transport: Transport | None = None,
+        check: bool = True,
     ) -> None:
-        from ape import chain
-
-        if chain.chain_id != deployment.chain_id:
-            where = deployment.path or deployment.network
-            raise DeploymentNotFound(
-                f"{where} is for chain {deployment.chain_id} but the connected network is "
-                f"chain {chain.chain_id}; pick the matching --network or --deployment"
-            )
-        if not chain.provider.get_code(deployment.clearinghouse):
-            where = deployment.path or deployment.network
-            raise DeploymentNotFound(
-                f"no Clearinghouse code at {deployment.clearinghouse} ({where}); the chain was "
-                "reset since the deploy: redeploy (`ape run deploy --network <choice>`)"
-            )
+        self.transport: Transport = transport if transport is not None else ApeTransport()
         self.deployment = deployment
+        if check:
+            deployment.check_chain(self.transport)
         self.signer = signer
         self.preflight = preflight
-        self.clearinghouse = _at("Clearinghouse", deployment.clearinghouse)
-        self.ops = _at("ClearinghouseOps", deployment.clearinghouse)
-        self.oracle = _at("OracleRouter", deployment.oracle)
-        self.lens = _at("ClearinghouseLens", deployment.lens) if deployment.lens else None
-        self.vault = _at("LiquidityVault", deployment.vault) if deployment.vault else None
+        at = self.transport.at
+        self.clearinghouse = at("Clearinghouse", deployment.clearinghouse)
+        self.ops = at("ClearinghouseOps", deployment.clearinghouse)
+        self.oracle = at("OracleRouter", deployment.oracle)
+        self.lens = at("ClearinghouseLens", deployment.lens) if deployment.lens else None
+        self.vault = at("LiquidityVault", deployment.vault) if deployment.vault else None
         self._collaterals: dict[int, Collateral] = {}
         self._books: dict[str, riskbook.RiskBook] = {}
 
@@ -195,11 +199,8 @@ class PerpdexClient:
         preflight: bool = True,
     ) -> PerpdexClient:
         """Client for the manifest at a path, of a network key, or (None) of the connected
-        network. Refuses a manifest of another chain (`Deployment.check_chain`)."""
-        deployment = Deployment.load(resolve_manifest(manifest))
-        client = cls(deployment, signer, preflight=preflight)  # checks the chain id
-        deployment.check_chain()
-        return client
+        network. Refuses a manifest of another chain (chain id, genesis hash)."""
+        return cls(Deployment.load(resolve_manifest(manifest)), signer, preflight=preflight)
 
     @classmethod
     def from_protocol(
@@ -210,7 +211,9 @@ class PerpdexClient:
 
     def with_signer(self, signer: AccountAPI | None) -> PerpdexClient:
         """The same deployment, signing as another account."""
-        return type(self)(self.deployment, signer, preflight=self.preflight)
+        return PerpdexClient(
+            self.deployment, signer, preflight=self.preflight, transport=self.transport
+        )
 
     # --- accounts ------------------------------------------------------------------------
 
@@ -228,25 +231,22 @@ class PerpdexClient:
 
     def account(self, account: int) -> AccountInfo:
         """Owner, index, name and mode of an opened sub-account."""
-        hdr = int(self.clearinghouse.account_header(account))
-        if not hdr & ACCOUNT_EXISTS:
-            raise UnknownAccount(
-                f"account {account:#x} is not open; open one with `perpdex open-account NAME` "
-                "or list yours with `perpdex account`"
-            )
-        return AccountInfo(
-            id=account,
-            owner=_address(f"{account >> INDEX_BITS:#042x}"),
-            index=account & (2**INDEX_BITS - 1),
-            name=str(self.clearinghouse.account_name(account)),
-            portfolio=bool(hdr & ACCOUNT_PORTFOLIO),
-            in_liquidation=bool(hdr & ACCOUNT_IN_LIQUIDATION),
-        )
+        return self._infos([account])[0]
 
     def accounts(self, owner: Any = None) -> list[AccountInfo]:
         """Every sub-account of `owner` (default: the signer), in index order."""
         who = _address(owner if owner is not None else self._require_signer("list accounts"))
-        return [self.account(self.account_id(who, i)) for i in range(self.sub_account_count(who))]
+        return self._infos([self.account_id(who, i) for i in range(self.sub_account_count(who))])
+
+    def _infos(self, ids: Sequence[int]) -> list[AccountInfo]:
+        """`account` of each id, read together (one JSON-RPC batch through the lite
+        transport)."""
+        ch = self.clearinghouse
+        got = self.transport.calls(
+            [c for a in ids for c in ((ch.account_header, (a,)), (ch.account_name, (a,)))],
+            "latest",
+        )
+        return [_info(a, got[2 * k], got[2 * k + 1]) for k, a in enumerate(ids)]
 
     def open_account(self, name: str, portfolio: bool = False) -> int:
         """Open the signer's next sub-account; returns its id.
@@ -335,7 +335,8 @@ class PerpdexClient:
         for i in range(count):
             if i not in self._collaterals:
                 address = str(self.clearinghouse.collateral_token(i))
-                token = _at("MockERC20", address)  # any ERC-20: only symbol/decimals are read
+                # any ERC-20: only symbol/decimals are read
+                token = self.transport.at("MockERC20", address)
                 self._collaterals[i] = Collateral(
                     index=i,
                     symbol=str(token.symbol()),
@@ -361,7 +362,7 @@ class PerpdexClient:
         col = self.collateral(token)
         units = self._units(amount, col)
         signer = self._require_signer("deposit")
-        erc20 = _at("MockERC20", col.address)
+        erc20 = self.transport.at("MockERC20", col.address)
         if int(erc20.allowance(signer.address, self.clearinghouse.address)) < units:
             self._send("approve", erc20.approve, self.clearinghouse.address, units)
         return self._send("deposit", self.ops.deposit, account, col.address, units)
@@ -472,12 +473,29 @@ class PerpdexClient:
         return _margin(self.clearinghouse.account_margin(account))
 
     def summary(self, account: int) -> AccountSummary:
-        """Info, balances, margin and loss cap of one sub-account."""
+        """Info, balances, margin and loss cap of one sub-account (read together: one
+        JSON-RPC batch through the lite transport)."""
+        cols = self.collaterals()
+        ch = self.clearinghouse
+        got = self.transport.calls(
+            [
+                (ch.account_header, (account,)),
+                (ch.account_name, (account,)),
+                (ch.account_margin, (account,)),
+                (ch.loss_cap, (account,)),
+                *((ch.balance_of, (account, c.index)) for c in cols),
+            ],
+            "latest",
+        )
+        info = _info(account, got[0], got[1])  # an account not open: UnknownAccount first
+        for value in got[2:]:
+            if isinstance(value, Exception):
+                raise value
         return AccountSummary(
-            info=self.account(account),
-            balances=self.balances(account),
-            margin=self.margin(account),
-            loss_cap=self.loss_cap(account),
+            info=info,
+            balances={c.symbol: from_wad(int(v)) for c, v in zip(cols, got[4:], strict=True)},
+            margin=_margin(got[2]),
+            loss_cap=from_wad(int(got[3])),
         )
 
     # --- markets and quotes ------------------------------------------------------------------
@@ -501,19 +519,27 @@ class PerpdexClient:
         return self.deployment.markets[self.market_id(market)]
 
     def markets(self) -> list[MarketInfo]:
-        """Every listed market with its oracle price, mark, funding and open interest."""
-        from ape.exceptions import ContractLogicError
-
+        """Every listed market with its oracle price, mark, funding and open interest (one
+        JSON-RPC batch through the lite transport)."""
+        ch = self.clearinghouse
+        n = len(self.deployment.markets)
+        calls: list[tuple[Any, tuple[Any, ...]]] = []
+        for m in range(n):
+            calls += [(self.oracle.latest, (m,)), (ch.mark, (m,))]
+            calls += [(ch.open_interest, (m,)), (ch.market_params, (m,))]
+        got = self.transport.calls(calls, "latest")
+        revert = self.transport.revert_errors
         out = []
         for m, symbol in enumerate(self.deployment.markets):
-            try:
-                oracle = self.oracle.latest(m)
-            except ContractLogicError:
-                oracle = None
-            mark = self.clearinghouse.mark(m)
-            oi = self.clearinghouse.open_interest(m)
-            params = self.clearinghouse.market_params(m)
-            out.append(_market_info(m, symbol, mark, oi, params, oracle))
+            oracle, mark, oi, params = got[4 * m : 4 * m + 4]
+            for value in (mark, oi, params):
+                if isinstance(value, BaseException):
+                    raise value
+            out.append(
+                _market_info(
+                    m, symbol, mark, oi, params, None if isinstance(oracle, revert) else oracle
+                )
+            )
         return out
 
     def quote(
@@ -531,16 +557,14 @@ class PerpdexClient:
         `block_id` ("pending", a number) quotes against another block than the head; a
         quote and a trade in the same block agree to the wei.
         """
-        from ape.exceptions import ContractLogicError
-
         lens = self._require("lens", self.lens)
         m = self.market_id(market)
         delta = _size_wad(size)
         kwargs: dict[str, Any] = {} if block_id is None else {"block_id": block_id}
         try:
             raw = lens.quote(account, m, delta, **kwargs)
-        except ContractLogicError as err:
-            raise rejected("quote", err) from err
+        except self.transport.revert_errors as err:
+            raise _rejected("quote", err) from None
         number = block_id if isinstance(block_id, int) else None
         return Quote(
             account, m, self.deployment.markets[m], from_wad(delta), _quote_view(raw), number
@@ -687,26 +711,22 @@ class PerpdexClient:
 
     def risk_book(self) -> riskbook.RiskBook:
         """The risk book the Clearinghouse uses now (decoded from its code)."""
-        from ape import chain
-
         address = str(self.clearinghouse.risk_book())
         if int(address, 16) == 0:
             raise PerpdexError(
                 "no risk book is published on this deployment; publish one with `perpdex risk push`"
             )
         if address not in self._books:
-            code = bytes(chain.provider.get_code(address))
+            code = self.transport.code(address)
             self._books[address] = riskbook.decode(code[1:])  # skip the leading STOP byte
         return self._books[address]
 
     def portfolio(self, account: int) -> Portfolio:
         """Positions, PnL, funding, margin, health, liquidation prices and the loss under
         every stress scenario (`ClearinghouseLens.account_summary`), at the cached marks."""
-        from ape import chain
-
         lens = self._require("lens", self.lens)
         info = self.account(account)
-        block = int(chain.blocks.head.number or 0)
+        block = self._head()
         view = _account_view(lens.account_summary(account, block_id=block))
         names = self.scenario_names()
         symbols = self.deployment.markets
@@ -746,7 +766,7 @@ class PerpdexClient:
         units = self._units(amount, col)
         signer = self._require_signer("LP deposit")
         to = _address(receiver if receiver is not None else signer)
-        erc20 = _at("MockERC20", col.address)
+        erc20 = self.transport.at("MockERC20", col.address)
         if int(erc20.allowance(signer.address, vault.address)) < units:
             self._send("approve", erc20.approve, vault.address, units)
         receipt = self._send("LP deposit", vault.deposit, units, to)
@@ -933,14 +953,12 @@ class PerpdexClient:
         """Every sub-account of `owner` (default: the signer) with equity, margin used,
         free margin, health and P&L (realised, unrealised, funding, fees) since
         `from_block`, and the correlation of their P&L series."""
-        from ape import chain
-
         who = _address(owner if owner is not None else self._require_signer("list accounts"))
         infos = self.accounts(who)
         pfs = {i.id: self.portfolio(i.id) for i in infos}
         found = self.history(list(pfs), from_block, chunk=chunk, portfolios=pfs)
         lines = tuple(hist.StrategyLine(pfs[h.account], h) for h in found)
-        block = found[0].to_block if found else int(chain.blocks.head.number or 0)
+        block = found[0].to_block if found else self._head()
         corr = hist.correlate({h.account: h.series for h in found})
         return hist.StrategyBook(who, block, from_block, lines, corr)
 
@@ -980,29 +998,28 @@ class PerpdexClient:
     def _account_events(
         self, ids: Sequence[int], start: int, stop: int, chunk: int
     ) -> list[hist.AccountEvent]:
-        """The history events of `ids` in blocks [start, stop], in chain order."""
-        from ape import chain
+        """The history events of `ids` in blocks [start, stop], in chain order (decoded with
+        the shipped ABI, perpdex/abi/Clearinghouse.json: the Clearinghouse and its halves)."""
         from eth_abi import decode
         from eth_utils import keccak, to_checksum_address
 
-        specs: dict[str, Any] = {}
-        for ct in (self.clearinghouse.contract_type, self.ops.contract_type):
-            for ev in ct.events:
-                if ev.name in hist.EVENT_NAMES:
-                    specs["0x" + keccak(text=ev.selector).hex()] = ev
+        from perpdex.sdk.lite.abi import load
+
+        specs: dict[str, dict[str, Any]] = {}
+        for ev in load("Clearinghouse"):
+            if ev["type"] == "event" and ev["name"] in hist.EVENT_NAMES:
+                sig = f"{ev['name']}({','.join(i['type'] for i in ev['inputs'])})"
+                specs["0x" + keccak(text=sig).hex()] = ev
         topics = ["0x" + a.to_bytes(32, "big").hex() for a in ids]
-        second = [t for t, ev in specs.items() if ev.name in hist.SECOND_ACCOUNT]
+        second = [t for t, ev in specs.items() if ev["name"] in hist.SECOND_ACCOUNT]
         addresses = list(dict.fromkeys([self.clearinghouse.address, self.ops.address]))
-        w3 = chain.provider.web3
-        raw: dict[tuple[int, int], Any] = {}
+        raw: dict[tuple[int, int], Log] = {}
         lo = start
         while lo <= stop:
             hi = min(lo + chunk - 1, stop)
             for filt in ([list(specs), topics], [second, None, topics]):
-                for log in w3.eth.get_logs(
-                    {"address": addresses, "fromBlock": lo, "toBlock": hi, "topics": filt}
-                ):
-                    raw[(int(log["blockNumber"]), int(log["logIndex"]))] = log
+                for log in self.transport.logs(addresses, filt, lo, hi):
+                    raw[(log.block_number, log.log_index)] = log
             lo = hi + 1
 
         def topic_value(typ: str, word: bytes) -> Any:
@@ -1016,22 +1033,22 @@ class PerpdexClient:
         wanted = set(ids)
         out: list[hist.AccountEvent] = []
         for (block, index), log in sorted(raw.items()):
-            ev = specs["0x" + bytes(log["topics"][0]).hex()]
-            indexed = [i for i in ev.inputs if i.indexed]
-            data = [i for i in ev.inputs if not i.indexed]
+            ev = specs["0x" + log.topics[0].hex()]
+            indexed = [i for i in ev["inputs"] if i.get("indexed")]
+            data = [i for i in ev["inputs"] if not i.get("indexed")]
             fields = {
-                i.name: topic_value(i.type, bytes(t))
-                for i, t in zip(indexed, log["topics"][1:], strict=True)
+                i["name"]: topic_value(i["type"], t)
+                for i, t in zip(indexed, log.topics[1:], strict=True)
             }
-            values = decode([i.type for i in data], bytes(log["data"]))
-            fields.update({i.name: v for i, v in zip(data, values, strict=True)})
+            values = decode([i["type"] for i in data], log.data)
+            fields.update({i["name"]: v for i, v in zip(data, values, strict=True)})
             out += hist.account_events(
-                ev.name,
+                ev["name"],
                 fields,
                 accounts=wanted,
                 block_number=block,
                 log_index=index,
-                tx_hash="0x" + bytes(log["transactionHash"]).hex().removeprefix("0x"),
+                tx_hash=log.tx_hash,
                 symbols=self.deployment.markets,
                 tokens=tokens,
             )
@@ -1085,16 +1102,13 @@ class PerpdexClient:
     def _call_reason(self, method: Any, args: tuple[Any, ...], sender: str) -> str | None:
         """None if `method(*args)` from `sender` would succeed in the next block, else the
         revert reason (an eth_call; nothing is sent)."""
-        from ape import networks
-        from web3.exceptions import ContractLogicError as CallReverted
+        return self.transport.call_reason(
+            str(method.contract.address), method.encode_input(*args), sender
+        )
 
-        web3 = networks.provider.web3
-        call = {"from": sender, "to": method.contract.address, "data": method.encode_input(*args)}
-        try:
-            web3.eth.call(call, "pending")
-        except CallReverted as err:
-            return _call_revert_reason(err)
-        return None
+    def _head(self) -> int:
+        """The head block's number."""
+        return int(self.transport.block("latest")[0] or 0)
 
     def _simulate(self, action: str, method: Any, args: tuple[Any, ...], signer: Any) -> None:
         """Run the transaction as an eth_call; raise `TransactionRejected` if it reverts."""
@@ -1114,6 +1128,35 @@ class PerpdexClient:
         except CallReverted as err:
             reason = _call_revert_reason(err)
             raise TransactionRejected(action, reason, hint_for(reason)) from err
+
+
+def _info(account: int, header: Any, name: Any) -> AccountInfo:
+    """`AccountInfo` from the account's header and name (as read); refuses one not open."""
+    for value in (header, name):
+        if isinstance(value, Exception):
+            raise value
+    hdr = int(header)
+    if not hdr & ACCOUNT_EXISTS:
+        raise UnknownAccount(
+            f"account {account:#x} is not open; open one with `perpdex open-account NAME` "
+            "or list yours with `perpdex account`"
+        )
+    return AccountInfo(
+        id=account,
+        owner=_address(f"{account >> INDEX_BITS:#042x}"),
+        index=account & (2**INDEX_BITS - 1),
+        name=str(name),
+        portfolio=bool(hdr & ACCOUNT_PORTFOLIO),
+        in_liquidation=bool(hdr & ACCOUNT_IN_LIQUIDATION),
+    )
+
+
+def _rejected(action: str, err: Exception) -> TransactionRejected:
+    """`TransactionRejected` for a call refused through either transport (ape's
+    `ContractLogicError`, or the lite handles' own `TransactionRejected`)."""
+    if isinstance(err, TransactionRejected):
+        return TransactionRejected(action, err.reason, err.hint)
+    return rejected(action, err)
 
 
 def prepare_order(

@@ -14,6 +14,7 @@ from perpdex.errors import DeploymentNotFound
 
 if TYPE_CHECKING:
     from perpdex.deploy import Protocol
+    from perpdex.sdk.transport import Transport
 
 from perpdex.sdk.handles import _at
 
@@ -39,22 +40,12 @@ class Deployment:
     path: Path | None = None
     genesis: str | None = None
 
-    def check_chain(self) -> None:
-        """Refuses a manifest written on another chain than the connected one: a restarted
-        anvil keeps chain id 31337 and even the addresses, so the genesis block decides
-        (the client checks the chain id itself)."""
-        from ape import chain
-
-        where = self.path or self.network
-        if self.genesis is None:
-            return
-        here = chain.blocks[0].hash.hex()
-        if here.removeprefix("0x") != self.genesis.removeprefix("0x"):
-            raise DeploymentNotFound(
-                f"{where} belongs to another chain (genesis {self.genesis[:12]}..., this node "
-                f"{here[:12]}...): the node was restarted or is a different chain. Redeploy "
-                "(`make demo`, `perpdex devnet up` or `ape run deploy`) or pass --deployment"
-            )
+    def check_chain(self, transport: Transport | None = None) -> None:
+        """Refuses a manifest written on another chain than the node `transport` reaches
+        (default: ape's connected provider): `check_chain` below."""
+        check_chain(
+            self.path or self.network, self.chain_id, self.genesis, self.clearinghouse, transport
+        )
 
     @classmethod
     def load(cls, path: Path) -> Deployment:
@@ -148,6 +139,41 @@ class Deployment:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
         return path
+
+
+def check_chain(
+    where: Any,
+    chain_id: int,
+    genesis: str | None,
+    clearinghouse: str,
+    transport: Transport | None = None,
+) -> None:
+    """Refuses a manifest (`where`) of another chain than the node `transport` reaches
+    (default: ape's connected provider): its chain id, then its genesis hash (a restarted
+    anvil keeps chain id 31337 and even the addresses), then the Clearinghouse's code.
+    Every client and `perpdex risk diff|push` check this."""
+    from perpdex.sdk.transport import ApeTransport
+
+    t = transport if transport is not None else ApeTransport()
+    here_id = t.chain_id()
+    if here_id != chain_id:
+        raise DeploymentNotFound(
+            f"{where} is for chain {chain_id} but {t.describe()} is chain {here_id}; "
+            f"pick the matching {t.option} or --deployment"
+        )
+    if genesis is not None:
+        here = t.genesis()
+        if here != genesis.removeprefix("0x"):
+            raise DeploymentNotFound(
+                f"{where} belongs to another chain (genesis {genesis[:12]}..., this node "
+                f"{here[:12]}...): the node was restarted or is a different chain. Redeploy "
+                "(`make demo`, `perpdex devnet up` or `ape run deploy`) or pass --deployment"
+            )
+    if not t.code(clearinghouse):
+        raise DeploymentNotFound(
+            f"no Clearinghouse code at {clearinghouse} ({where}); the chain was reset since "
+            "the deploy: redeploy (`ape run deploy --network <choice>`)"
+        )
 
 
 def _optional(value: Any) -> str | None:

@@ -56,70 +56,94 @@ class Snapshot(views.Snapshot):
     ) -> Snapshot:
         """Read the snapshot of `account` at one block.
 
-        `protocol_or_contracts`: a `perpdex.deploy.Protocol`, a `PerpdexClient`, anything
-        with a `.clearinghouse` (and optionally `.oracle`) attribute, or the Clearinghouse
+        `protocol_or_contracts`: a `perpdex.deploy.Protocol`, a `PerpdexClient` (its
+        transport reads: the lite one in two JSON-RPC batches), anything with a
+        `.clearinghouse` (and optionally `.oracle`) attribute, or the Clearinghouse
         contract itself. `block_id`: a block number, "latest" / None (the head, pinned to
         its number so every read sees the same block), or "pending".
         """
-        from ape import chain
+        from perpdex.sdk.transport import ApeTransport, Transport
 
+        t: Transport = getattr(protocol_or_contracts, "transport", None) or ApeTransport()
         ch = getattr(protocol_or_contracts, "clearinghouse", protocol_or_contracts)
         oracle = oracle or getattr(protocol_or_contracts, "oracle", None)
         if oracle is None:
-            oracle = _at("OracleRouter", str(ch.ORACLE()))
+            oracle = t.at("OracleRouter", str(ch.ORACLE()))
 
-        if block_id is None or block_id == "latest":
-            blk = chain.provider.get_block("latest")
-            bid: int | str = int(blk.number)
-        elif block_id == "pending":
-            blk = chain.provider.get_block("pending")
-            bid = "pending"
-        else:
-            blk = chain.provider.get_block(block_id)
-            bid = int(blk.number) if blk.number is not None else block_id
-        timestamp = int(blk.timestamp)
-        number = int(blk.number) if blk.number is not None else -1
+        tag = "latest" if block_id is None else block_id
+        number_or_none, timestamp = t.block(tag)
+        number = number_or_none if number_or_none is not None else -1
+        # "pending" stays a tag; anything else is pinned to its number
+        bid: int | str = tag if tag == "pending" or number_or_none is None else number
 
-        def call(fn: Any, *args: Any) -> Any:
-            return fn(*args, block_id=bid)
+        def read(calls: list[tuple[Any, tuple[Any, ...]]]) -> list[Any]:
+            return t.calls(calls, bid)
 
-        header = int(call(ch.account_header, account))
-        market_count = int(call(ch.market_count))
-        collateral_count = int(call(ch.collateral_count))
+        # round 1: what says which collaterals, positions and markets to read
+        first = [
+            (ch.account_header, (account,)),
+            (ch.market_count, ()),
+            (ch.collateral_count, ()),
+            (ch.risk_book, ()),
+            (ch.system_params, ()),
+            (ch.pool_cash, ()),
+            (ch.paused, ()),
+            (ch.loss_cap, (account,)),
+        ]
+        if hasattr(ch, "pending_fees"):
+            first.append((ch.pending_fees, ()))
+        got = _raise_reverts(read(first))
+        header, market_count, collateral_count = int(got[0]), int(got[1]), int(got[2])
+        book_address, sp = str(got[3]), got[4]
+        pool_cash, paused, loss_cap = int(got[5]), bool(got[6]), int(got[7])
+        pending_fees = int(got[8]) if len(got) > 8 else 0
+
+        # round 2: per collateral, position and market
+        n_col = min(collateral_count, MAX_COLLATERALS)
+        bitmap = positions_bitmap(header)
+        held = [m for m in range(MAX_MARKETS) if (bitmap >> m) & 1]
+        second: list[tuple[Any, tuple[Any, ...]]] = []
+        for i in range(n_col):
+            second += [(ch.collateral_token, (i,)), (ch.balance_of, (account, i))]
+            if i:
+                second += [(ch.collateral_market, (i,)), (ch.collateral_haircut, (i,))]
+        second += [(ch.position, (account, m)) for m in held]
+        for m in range(market_count):
+            second += [(ch.mark, (m,)), (ch.open_interest, (m,)), (ch.market_params, (m,))]
+            second.append((oracle.latest, (m,)))
+        rest = iter(read(second))
+
+        def take() -> Any:
+            value = next(rest)
+            if isinstance(value, BaseException):
+                raise value
+            return value
 
         collaterals: dict[int, CollateralInfo] = {}
         balances: dict[int, int] = {}
-        for i in range(min(collateral_count, MAX_COLLATERALS)):
-            token = str(call(ch.collateral_token, i))
+        for i in range(n_col):
+            token, balances[i] = str(take()), int(take())
             if i == 0:
                 collaterals[i] = CollateralInfo(index=0, token=token, market=0, haircut=0)
             else:
-                collaterals[i] = CollateralInfo(
-                    index=i,
-                    token=token,
-                    market=int(call(ch.collateral_market, i)),
-                    haircut=int(call(ch.collateral_haircut, i)),
-                )
-            balances[i] = int(call(ch.balance_of, account, i))
+                market, haircut = int(take()), int(take())
+                collaterals[i] = CollateralInfo(i, token, market, haircut)
 
         positions: dict[int, Position] = {}
-        bitmap = positions_bitmap(header)
-        for m in range(MAX_MARKETS):
-            if (bitmap >> m) & 1:
-                size, cost, snap = call(ch.position, account, m)
-                positions[m] = Position(int(size), int(cost), int(snap))
+        for m in held:
+            size, cost, snap = take()
+            positions[m] = Position(int(size), int(cost), int(snap))
 
         markets: list[MarketState] = []
         for m in range(market_count):
-            price, ts, index, rate = call(ch.mark, m)
-            long_oi, short_oi = call(ch.open_interest, m)
-            p = call(ch.market_params, m)
-            try:
-                o_price, o_flags = call(oracle.latest, m)
-                oracle_price: int | None = int(o_price)
-                oracle_flags: int | None = int(o_flags)
-            except Exception:  # the router reverts when no source is valid
-                oracle_price = oracle_flags = None
+            price, ts, index, rate = take()
+            long_oi, short_oi = take()
+            p = take()
+            latest = next(rest)  # the router reverts when no source is valid
+            oracle_price: int | None = None
+            oracle_flags: int | None = None
+            if not isinstance(latest, BaseException):
+                oracle_price, oracle_flags = int(latest[0]), int(latest[1])
             markets.append(
                 MarketState(
                     market=m,
@@ -142,15 +166,12 @@ class Snapshot(views.Snapshot):
                 )
             )
 
-        book_address = str(call(ch.risk_book))
         book: Book | None = None
         decoded: RiskBook | None = None
         if int(book_address, 16) != 0:
-            code = bytes(chain.provider.get_code(book_address, block_id=bid))
-            book = Book.from_code(code)
+            book = Book.from_code(t.code(book_address, bid))
             decoded = decode(book.data)
 
-        sp = call(ch.system_params)
         system = System(
             book=int(str(sp.book), 16),
             n_scenarios=int(sp.n_scenarios),
@@ -160,10 +181,6 @@ class Snapshot(views.Snapshot):
             protocol_bps=int(sp.protocol_bps),
             max_mark_age=int(sp.max_mark_age),
         )
-        pool_cash = int(call(ch.pool_cash))
-        pending_fees = int(call(ch.pending_fees)) if hasattr(ch, "pending_fees") else 0
-        paused = bool(call(ch.paused))
-        loss_cap = int(call(ch.loss_cap, account))
         return cls(
             account=int(account),
             block_number=number,
@@ -185,7 +202,8 @@ class Snapshot(views.Snapshot):
         )
 
 
-def _at(name: str, address: str) -> Any:
-    from ape import Contract, project
-
-    return Contract(address, contract_type=getattr(project, name).contract_type)
+def _raise_reverts(values: list[Any]) -> list[Any]:
+    for v in values:
+        if isinstance(v, BaseException):
+            raise v
+    return values

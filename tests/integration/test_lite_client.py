@@ -80,7 +80,7 @@ def test_account_figures__equal_the_ape_client(reader, ape_client, acct, trader)
 @pytest.mark.parametrize("size", ["0.25", "-1.5"])
 def test_quote__equals_the_ape_client_in_the_same_block(reader, ape_client, acct, chain, size):
     block = chain.blocks.head.number
-    lite = reader.quote(acct, "BTC", Decimal(size), block=block)
+    lite = reader.quote(acct, "BTC", Decimal(size), block_id=block)
     ape = ape_client.quote(acct, "BTC", Decimal(size), block_id=block)
     assert lite == ape
     assert lite.view.fee > 0
@@ -90,7 +90,7 @@ def test_quote__equals_the_ape_client_in_the_same_block(reader, ape_client, acct
 def test_call_refused_by_the_lens__raises_with_reason_and_hint(reader, acct):
     # market 99 passes no client-side check: the lens itself refuses it
     with pytest.raises(TransactionRejected) as info:
-        reader._require_lens().call("quote", acct, 99, 10**18)
+        reader.lens.call("quote", acct, 99, 10**18)
     assert info.value.reason == "lens: unknown market"
     assert info.value.hint == REVERT_HINTS["lens: unknown market"]
 

@@ -159,6 +159,27 @@ def test_cli_push_and_diff(protocol, networks, target, tight, tmp_path: Path):
     assert after.exit_code == 0 and "already holds this book" in after.output
 
 
+def test_cli_push__manifest_of_another_genesis__refused(protocol, networks, target, tmp_path):
+    """A restarted anvil keeps chain id and addresses: the genesis hash tells them apart."""
+    ch = protocol.clearinghouse
+    here = ape.chain.blocks[0].hash.hex().removeprefix("0x")
+    book_path = tmp_path / "book.yaml"
+    book_path.write_text(book_yaml(target, protocol.symbols))
+    outputs = []
+    for genesis in (here, "ab" * 32):
+        manifest = tmp_path / "local.json"
+        doc = {"chain_id": ape.chain.chain_id, "contracts": {"clearinghouse": ch.address}}
+        manifest.write_text(json.dumps({**doc, "markets": protocol.symbols, "genesis": genesis}))
+        opts = ["--network", networks.provider.network_choice, "--deployment", str(manifest)]
+        args = ["push", "--book", str(book_path), "--account", "test:0", *opts]
+        outputs.append(CliRunner().invoke(risk_app, args, input="n\n", env={"COLUMNS": "200"}))
+    same, other = outputs
+    assert "belongs to another chain" not in same.output  # got as far as the question
+    assert "cancelled; nothing was sent" in same.output
+    assert other.exit_code == 1 and "belongs to another chain" in other.output
+    assert read_book(ch) != target
+
+
 def test_ape_run_script(protocol, target, tight, tmp_path: Path, monkeypatch, capsys):
     """scripts/risk_push.py (what `ape run risk_push` runs) on the test chain."""
     import importlib.util

@@ -85,7 +85,7 @@ def test_send__after_a_dropped_transaction__the_next_one_uses_the_nodes_nonce(
     monkeypatch.setattr(c, "_account", type("A", (), {"sign_transaction": staticmethod(spy)}))
     for _ in range(2):
         with pytest.raises(RpcError, match="not mined"):
-            c._send("refresh", c.clearinghouse, "refresh", [0])
+            c._send("refresh", c.ops.refresh, [0])
     assert nonces[0] == PENDING
     assert nonces[1] == PENDING, (
         f"second order signed with nonce {nonces[1]} while the node is at {PENDING}: a gap"

@@ -47,18 +47,54 @@ class Rpc:
 
     def __call__(self, method: str, *params: Any) -> Any:
         self._id += 1
-        body = json.dumps({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
+        body = {"jsonrpc": "2.0", "id": self._id, "method": method, "params": params}
+        return self._result(method, self._post(body, method))
+
+    def batch(self, requests: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """Several requests in one JSON-RPC batch: each one's result in order, or in its
+        place the `Reverted` of a call that reverted; any other error raises `RpcError`.
+        (A node that refuses batches answers with one error object: that raises too.)"""
+        if not requests:
+            return []
+        first = self._id + 1
+        body = [
+            {"jsonrpc": "2.0", "id": first + i, "method": m, "params": p}
+            for i, (m, p) in enumerate(requests)
+        ]
+        self._id += len(requests)
+        what = f"a batch of {len(requests)} ({requests[0][0]}, ...)"
+        replies = self._post(body, what)
+        if not isinstance(replies, list):
+            raise RpcError(
+                f"{self.url} refused {what}: {replies.get('error', replies)}; use a node that "
+                "takes JSON-RPC batches"
+            )
+        by_id = {r.get("id"): r for r in replies}
+        out: list[Any] = []
+        for i, (method, _) in enumerate(requests):
+            reply = by_id.get(first + i)
+            if reply is None:
+                raise RpcError(f"{self.url} left {method} of {what} unanswered; retry")
+            try:
+                out.append(self._result(method, reply))
+            except Reverted as r:
+                out.append(r)
+        return out
+
+    def _post(self, body: Any, what: str) -> Any:
         req = urllib.request.Request(
-            self.url, data=body.encode(), headers={"Content-Type": "application/json"}
+            self.url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
         try:
             with _NO_PROXY.open(req, timeout=self.timeout) as resp:
-                reply = json.loads(resp.read())
+                return json.loads(resp.read())
         except (OSError, ValueError) as e:  # URLError, timeouts, refused, bad JSON
             raise RpcError(
-                f"no JSON-RPC answer from {self.url} to {method} ({e}); check the URL "
+                f"no JSON-RPC answer from {self.url} to {what} ({e}); check the URL "
                 "(--rpc / PERPDEX_RPC_URL) and that the node is up (`perpdex devnet up`)"
             ) from None
+
+    def _result(self, method: str, reply: dict[str, Any]) -> Any:
         if "error" in reply:
             err = reply["error"]
             reason = revert_reason(err)
@@ -96,8 +132,15 @@ def _type(param: dict[str, Any]) -> str:
 
 
 def _named(param: dict[str, Any], value: Any) -> Any:
-    """A decoded value with its struct fields as attributes (what results.py reads)."""
+    """A decoded value with its struct fields as attributes (what results.py reads) and
+    addresses checksummed (as ape returns them)."""
     kind = str(param["type"])
+    if kind == "address":
+        from eth_utils import to_checksum_address
+
+        return to_checksum_address(value)
+    if kind.startswith("address["):
+        return [_named({**param, "type": kind[: kind.rindex("[")]}, v) for v in value]
     if kind.startswith("tuple") and kind.endswith("]"):  # an array of structs
         element = {**param, "type": kind[: kind.rindex("[")]}
         return [_named(element, v) for v in value]
@@ -185,12 +228,17 @@ class Contract:
             elif entry["type"] == "event":
                 self.events.setdefault(entry["name"], Event(entry["name"], tuple(entry["inputs"])))
 
-    def __getattr__(self, name: str) -> BoundFunction:
-        """`contract.name(*args)` reads like an ape contract handle, so the ape client's
-        methods written against handles (e.g. `PerpdexClient.check_order`) run on this one."""
-        if name.startswith("_") or name not in self.__dict__.get("functions", {}):
+    def __getattr__(self, name: str) -> BoundFunction | BoundEvent:
+        """`contract.name(*args)` reads like an ape contract handle (and `contract.Event`
+        names an event for `Receipt.decode_logs`), so `PerpdexClient`'s code written
+        against handles runs on this one."""
+        if name.startswith("_"):
             raise AttributeError(name)
-        return BoundFunction(self, self.functions[name])
+        if name in self.__dict__.get("functions", {}):
+            return BoundFunction(self, self.functions[name])
+        if name in self.__dict__.get("events", {}):
+            return BoundEvent(self, self.events[name])
+        raise AttributeError(name)
 
     def fn(self, name: str) -> Function:
         try:
@@ -236,3 +284,15 @@ class BoundFunction:
 
     def encode_input(self, *args: Any) -> str:
         return self.function.encode(*args)
+
+
+@dataclass(frozen=True)
+class BoundEvent:
+    """One event of a `Contract` (ape's event handle, for `Receipt.decode_logs`)."""
+
+    contract: Contract
+    event: Event
+
+    @property
+    def name(self) -> str:
+        return self.event.name
