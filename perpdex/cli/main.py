@@ -103,6 +103,14 @@ class RootGroup(PerpdexGroup):
             "Design, compare and publish the risk book (portfolio-margin stress scenarios).",
             group=True,
         ),
+        "stress": LazyCommand(
+            "perpdex.cli.stress",
+            "app",
+            "Run accounts through real crash periods (BTC/ETH/SOL daily closes of March 2020, "
+            "May 2021, June 2022, November 2022 and August 2024) and through the on-chain "
+            "scenario set: P&L per scenario and per day, resulting health, which accounts would "
+            "be liquidated and when.",
+        ),
         "devnet": LazyCommand(
             "perpdex.cli.devnet",
             "app",
