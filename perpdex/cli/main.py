@@ -111,6 +111,14 @@ class RootGroup(PerpdexGroup):
             "scenario set: P&L per scenario and per day, resulting health, which accounts would "
             "be liquidated and when.",
         ),
+        "gas": LazyCommand(
+            "perpdex.cli.gas",
+            "app",
+            "Fee per operation on an OP-stack chain (Ecotone, Fjord) and on Arbitrum: measured "
+            "L2 gas, calldata and signed-transaction bytes, their compressed sizes, the L1 data "
+            "fee and the total, at gas prices you pass or read from the chain (--rpc); with "
+            "--per-day N, a day of a strategy's rebalancing.",
+        ),
         "devnet": LazyCommand(
             "perpdex.cli.devnet",
             "app",
