@@ -252,7 +252,11 @@ class Cost:
 
 
 def cost(op: Operation, gas: int, prices: Prices) -> Cost:
-    data = op.calldata
+    return cost_of(op, op.calldata, gas, prices)
+
+
+def cost_of(op: Operation, data: bytes, gas: int, prices: Prices) -> Cost:
+    """`data` sent to `op.to` with `gas` measured, priced at `prices`."""
     limit = int(gas * 1.3) + 30_000  # the SDK's padded limit (perpdex.sdk.gas)
     op_tx = l1fee.signed_tx(
         op.to, data, chain_id=OP_CHAIN_ID, gas=limit, max_fee_per_gas=prices.op_l2_gas_price * 2

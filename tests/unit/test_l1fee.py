@@ -216,3 +216,27 @@ def test_cli_gas__table_and_a_day_of_rebalancing():
     assert f"{increase.calldata_bytes} / {len(increase.op_tx)}" in res.output
     bad = runner.invoke(app, ["gas", "--per-day", "3", "--rebalance-op", "swap"])
     assert bad.exit_code == 1 and "unknown operation 'swap'" in bad.output
+
+
+def test_gas_report__prices_each_transaction_and_no_view_call(tmp_path, monkeypatch):
+    """docs/gas.md's generator: rows with calldata get their own L1 fee from their signed
+    bytes; view calls (GasProbe rows) show none; the assumptions are stated."""
+    from perpdex import bench
+
+    monkeypatch.setattr(bench, "DOCS", tmp_path)
+    trade = fm.operation("increase").calldata
+    rows = [
+        bench.Row("increase", 150_000, len(trade), "", trade, fm.CLEARINGHOUSE),
+        bench.Row("lp_deposit", 220_000, 68, "", fm.operation("lp_deposit").calldata, fm.VAULT),
+        bench.Row("margin_check_8_portfolio", 59_000, 0, "view call via GasProbe"),
+    ]
+    summary = {"per_position_increase": 7_000, "per_position_increase_isolated": 6_000}
+    text = bench.write(rows, summary, {"Clearinghouse": 24_000})
+    lines = {ln.split(" | ")[0].lstrip("| "): ln for ln in text.splitlines() if ln.startswith("|")}
+    cost = fm.cost_of(fm.operation("increase"), trade, 150_000, fm.DEFAULTS)
+    assert f"| {len(cost.op_tx)} | {cost.fastlz_bytes} |" in lines["increase"]
+    assert f"{fm.DEFAULTS.usd(cost.fjord_fee):.5f}" in lines["increase"]
+    assert lines["margin_check_8"].count("| - |") >= 1
+    assert lines["increase"] != lines["lp_deposit"].replace("lp_deposit", "increase")
+    assert "## L1 data fee: model and assumptions" in text
+    assert "FastLZ" in text and "brotli" in text and "zlib" not in text
