@@ -17,7 +17,6 @@ production configuration in config/*.yaml (3 oracle sources per market).
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +29,7 @@ from perpdex.config import ROOT
 from perpdex.constants import WAD
 from perpdex.deploy import Protocol, deploy_system
 from perpdex.errors import PerpdexError
+from perpdex.sdk import feemodel
 
 DOCS = ROOT / "docs"
 CODE_SIZE_LIMIT = 24_576
@@ -44,15 +44,10 @@ BUDGETS: dict[str, int] = {
 }
 PER_POSITION_BUDGET = 15_000
 
-# L1 data-fee model (OP Stack Ecotone/Fjord style; Arbitrum prices compressed bytes
-# similarly). A signed type-2 transaction carries ~110 bytes besides calldata; zlib level
-# 9 stands in for the sequencer's compressor. Parameters are documented assumptions.
-TX_OVERHEAD_BYTES = 110
-L1_BASE_FEE_GWEI = Decimal("10")
-L1_BLOB_BASE_FEE_GWEI = Decimal("1")
-BASE_FEE_SCALAR = Decimal("0.001368")  # Base mainnet-like (1368 / 1e6)
-BLOB_BASE_FEE_SCALAR = Decimal("0.810949")
-ETH_USD = Decimal("3000")
+# L1 data fee: each measured transaction's calldata, re-signed as an EIP-1559 transaction
+# (perpdex.sdk.l1fee.signed_tx) and priced by perpdex.sdk.feemodel under OP-stack Fjord
+# (FastLZ) and Arbitrum (brotli) at feemodel.DEFAULTS; view calls (GasProbe rows) send no
+# transaction and pay no L1 fee.
 
 
 @dataclass
@@ -61,21 +56,30 @@ class Row:
     gas: int
     calldata: int
     note: str = ""
+    data: bytes | None = None  # the transaction's calldata; None: a view call
+    to: str = ""
 
     @property
-    def l1_fee_usd(self) -> Decimal:
-        return l1_fee_usd(self.calldata)
+    def priced(self) -> feemodel.Cost | None:
+        """The transaction priced by the fee model (None for a view call)."""
+        if self.data is None:
+            return None
+        op = feemodel.Operation(self.key, self.key, self.to or feemodel.CLEARINGHOUSE, "", ())
+        return feemodel.cost_of(op, self.data, self.gas, feemodel.DEFAULTS)
 
 
-def l1_fee_usd(calldata_len: int, sample: bytes | None = None) -> Decimal:
-    """Modelled L1 data fee in USD for a transaction with `calldata_len` bytes."""
-    raw = (sample or bytes(calldata_len)) + bytes(TX_OVERHEAD_BYTES)
-    compressed = max(len(zlib.compress(raw, 9)), 100)  # Fjord floors at 100 bytes
-    gas_price_gwei = (
-        16 * BASE_FEE_SCALAR * L1_BASE_FEE_GWEI + BLOB_BASE_FEE_SCALAR * L1_BLOB_BASE_FEE_GWEI
+def _fee_cells(row: Row) -> tuple[str, str, str, str]:
+    """(signed tx bytes, FastLZ bytes, Fjord L1 fee, Arbitrum L1 fee) as table cells."""
+    c = row.priced
+    if c is None:
+        return ("-", "-", "-", "-")
+    usd = feemodel.DEFAULTS.usd
+    return (
+        str(len(c.op_tx)),
+        str(c.fastlz_bytes),
+        f"{usd(c.fjord_fee):.5f}",
+        f"{usd(c.arb_l1_fee):.5f}",
     )
-    fee_eth = Decimal(compressed) * gas_price_gwei / Decimal(10**9)
-    return fee_eth * ETH_USD
 
 
 class Bench:
@@ -110,7 +114,9 @@ class Bench:
 
     def record(self, key: str, tx: Any, note: str = "") -> int:
         gas = int(tx.gas_used)
-        self.rows.append(Row(key, gas, len(bytes(tx.data)), note))
+        data = bytes(tx.data)
+        to = str(getattr(tx, "receiver", "") or "")
+        self.rows.append(Row(key, gas, len(data), note, data, to))
         return gas
 
     def fund(self, who: Any, dollars: int) -> int:
@@ -364,6 +370,54 @@ def bytecode_sizes(project: Any) -> dict[str, int]:
     return sizes
 
 
+def _gwei(wei: int) -> str:
+    text = f"{Decimal(wei) / 10**9:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+_P = feemodel.DEFAULTS
+L1_FEE_NOTES = [
+    "## L1 data fee: model and assumptions",
+    "",
+    "Each measured transaction's calldata is re-signed as an EIP-1559 (type 2) transaction "
+    "(`perpdex.sdk.l1fee.signed_tx`: chain id 8453 for the OP stack, 42161 for Arbitrum, "
+    "nonce 1,000, the SDK's padded gas limit, a throwaway key whose 64 signature bytes are "
+    "incompressible like any real signature), and the signed bytes, type byte and RLP "
+    "envelope included, are priced as the nodes price them (`perpdex gas` prints the same "
+    "figures for the user operations, with Ecotone too):",
+    "",
+    "- **OP stack, Fjord** (op-geth `NewL1CostFuncFjord`): `estimatedSize = max(100e6, "
+    "-42,585,600 + 836,500 x fastlzSize)`, fee = `estimatedSize x (16 x baseFeeScalar x "
+    "l1BaseFee + blobBaseFeeScalar x blobBaseFee) / 1e12`, fastlzSize the FastLZ level-1 "
+    "size of the signed transaction (`perpdex.sdk.l1fee.flz_compress`, checked against "
+    "op-geth's published vectors in tests/unit/test_l1fee.py).",
+    "- **OP stack, Ecotone** (before Fjord): `(4 x zero bytes + 16 x non-zero bytes) x "
+    "(16 x baseFeeScalar x l1BaseFee + blobBaseFeeScalar x blobBaseFee) / 16e6`.",
+    "- **Arbitrum** (Nitro `getPosterUnitsWithoutCache`): 16 units per byte of the signed "
+    f"transaction brotli-compressed at level {_P.brotli_level} (ArbOS 20 and later; 22-bit "
+    "window), times the L1 price per unit (`ArbGasInfo.getL1BaseFeeEstimate`). The chain "
+    "charges it as extra L2 gas; the fee in wei is the same.",
+    "",
+    "Fjord's regression floors the estimate at 100 bytes, reached below 171 FastLZ bytes: "
+    "most rows here pay that minimum, and the rows whose bytes compress worse (withdraw, "
+    "auction_take) pay more. Ecotone and Arbitrum price every byte.",
+    "",
+    f"Prices (assumptions, not live figures): L1 base fee {_gwei(_P.op.l1_base_fee)} gwei, "
+    f"blob base fee {_gwei(_P.op.blob_base_fee)} gwei, Base-like scalars "
+    f"{_P.op.base_fee_scalar} / {_P.op.blob_base_fee_scalar} (x 1e-6), Arbitrum's price per "
+    f"unit {_gwei(_P.arb_l1_price_per_unit)} gwei (the OP-stack price of one compressed byte "
+    f"/ 16, so both chains pay the same per compressed byte), ETH ${_P.eth_usd:,.0f}. "
+    "`perpdex gas --rpc URL` reads the live figures from an L2 node.",
+    "",
+    "What the model leaves out: the sequencer compresses whole batches, so a transaction's "
+    "real share of a batch is usually smaller than its own compressed size (Fjord's "
+    "regression was fitted to that; Arbitrum charges the per-transaction estimate and "
+    "reconciles the difference through its price per unit); small transactions barely "
+    "compress alone (brotli's framing can make them a few bytes longer). View calls "
+    "(`margin_check_*`, `external_call_overhead`) send no transaction and pay no L1 fee.",
+]
+
+
 def write(rows: list[Row], summary: dict[str, int], sizes: dict[str, int]) -> str:
     DOCS.mkdir(exist_ok=True)
     (DOCS / "gas.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -376,15 +430,17 @@ def write(rows: list[Row], summary: dict[str, int], sizes: dict[str, int]) -> st
         "requirement computation (GasProbe). Oracle feeds are mocks: a Chainlink proxy read "
         "costs roughly 5-8k more per source than the mock's.",
         "",
-        "| operation | gas | budget | calldata bytes | modelled L1 fee (USD) | note |",
-        "|---|---:|---:|---:|---:|---|",
+        "| operation | gas | budget | calldata bytes | signed tx bytes | FastLZ bytes | "
+        "L1 fee Fjord (USD) | L1 fee Arbitrum (USD) | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         key = r.key.replace("_portfolio", "").replace("_isolated", " (isolated)")
         budget = BUDGETS.get(r.key.removesuffix("_portfolio"), 0)
+        tx_bytes, flz, fjord, arb = _fee_cells(r)
         lines.append(
             f"| {key} | {r.gas:,} | {f'{budget:,}' if budget else ''} | {r.calldata} | "
-            f"{r.l1_fee_usd:.4f} | {r.note} |"
+            f"{tx_bytes} | {flz} | {fjord} | {arb} | {r.note} |"
         )
     lines += [
         "",
@@ -393,11 +449,7 @@ def write(rows: list[Row], summary: dict[str, int], sizes: dict[str, int]) -> st
         f"{summary['per_position_increase_isolated']:,} (isolated); budget "
         f"{PER_POSITION_BUDGET:,}.",
         "",
-        "L1 data fee model: OP Stack Fjord-style, `compressed_size x (16 x base_fee_scalar x "
-        f"l1_base_fee + blob_base_fee_scalar x blob_base_fee)`, with l1_base_fee "
-        f"{L1_BASE_FEE_GWEI} gwei, blob_base_fee {L1_BLOB_BASE_FEE_GWEI} gwei, scalars "
-        f"{BASE_FEE_SCALAR} / {BLOB_BASE_FEE_SCALAR}, ETH ${ETH_USD}, {TX_OVERHEAD_BYTES} "
-        "bytes of signature and envelope, zlib-9 as the compressor.",
+        *L1_FEE_NOTES,
         "",
         "## Bytecode sizes (EIP-170 limit 24,576 bytes)",
         "",
@@ -422,7 +474,7 @@ def main() -> None:
     summary = summarize(rows, sizes)
     write(rows, summary, sizes)
     t = Table(title="gas per operation (docs/gas.md)")
-    for col in ("operation", "gas", "budget", "calldata", "L1 fee USD"):
+    for col in ("operation", "gas", "budget", "calldata", "tx", "FastLZ", "Fjord $", "Arb. $"):
         t.add_column(col, justify="right" if col != "operation" else "left")
     for r in rows:
         budget = BUDGETS.get(r.key.removesuffix("_portfolio"), 0)
@@ -432,7 +484,7 @@ def main() -> None:
             f"{r.gas:,}",
             f"{budget:,}" if budget else "",
             str(r.calldata),
-            f"{r.l1_fee_usd:.4f}",
+            *_fee_cells(r),
             style=style,
         )
     console.print(t)

@@ -103,6 +103,22 @@ class RootGroup(PerpdexGroup):
             "Design, compare and publish the risk book (portfolio-margin stress scenarios).",
             group=True,
         ),
+        "stress": LazyCommand(
+            "perpdex.cli.stress",
+            "app",
+            "Run accounts through real crash periods (BTC/ETH/SOL daily closes of March 2020, "
+            "May 2021, June 2022, November 2022 and August 2024) and through the on-chain "
+            "scenario set: P&L per scenario and per day, resulting health, which accounts would "
+            "be liquidated and when.",
+        ),
+        "gas": LazyCommand(
+            "perpdex.cli.gas",
+            "app",
+            "Fee per operation on an OP-stack chain (Ecotone, Fjord) and on Arbitrum: measured "
+            "L2 gas, calldata and signed-transaction bytes, their compressed sizes, the L1 data "
+            "fee and the total, at gas prices you pass or read from the chain (--rpc); with "
+            "--per-day N, a day of a strategy's rebalancing.",
+        ),
         "devnet": LazyCommand(
             "perpdex.cli.devnet",
             "app",

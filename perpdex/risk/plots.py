@@ -91,3 +91,49 @@ def scenario_chart(
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def stress_chart(
+    scenario_names: Sequence[str],
+    scenario_pnl: np.ndarray,
+    scenario_liquidated: np.ndarray,
+    periods: Sequence[tuple[str, Sequence[str], np.ndarray, np.ndarray]],
+    path: Path | str,
+    title: str = "historical stress",
+) -> Path:
+    """`perpdex stress`'s chart: the book's total P&L under each on-chain scenario (bars,
+    red where an account would be liquidated), then one panel per crash period with the
+    total equity day by day and a marker on each day accounts are first liquidated.
+    `periods`: (label, dates, total equity per day, accounts first liquidated per day)."""
+    n = 1 + len(periods)
+    cols = 2
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(12, 3.4 * rows))
+    ax = fig.add_subplot(rows, cols, 1)
+    x = np.arange(len(scenario_names))
+    colors = ["#d62728" if liq else "#1f77b4" for liq in scenario_liquidated]
+    ax.bar(x, scenario_pnl, color=colors)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks(x, labels=list(scenario_names), rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("P&L (USD)")
+    ax.set_title("on-chain scenarios: total P&L (red: a liquidation)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    for i, (label, dates, equity, liquidated) in enumerate(periods, start=2):
+        ax = fig.add_subplot(rows, cols, i)
+        d = np.arange(len(dates))
+        ax.plot(d, equity, color="#1f77b4", marker=".", linewidth=1.2)
+        hit = np.nonzero(liquidated)[0]
+        if hit.size:
+            ax.scatter(hit, equity[hit], color="#d62728", zorder=3, label="liquidations")
+            for j in hit:
+                ax.annotate(str(int(liquidated[j])), (j, equity[j]), fontsize=7, color="#d62728")
+            ax.legend(fontsize=7)
+        ax.axhline(0, color="black", linewidth=0.6)
+        step = max(1, len(dates) // 6)
+        ax.set_xticks(d[::step], labels=[s[5:] for s in dates[::step]], fontsize=7)
+        ax.set_ylabel("equity (USD)")
+        ax.set_title(f"{label}: total equity by day", fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
