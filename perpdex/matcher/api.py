@@ -27,7 +27,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from perpdex.matcher import sigs
@@ -102,6 +102,13 @@ def order_json(bo: BookOrder) -> dict[str, Any]:
     }
 
 
+def _details(errors: Any) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(x) for x in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+        for err in errors
+    ]
+
+
 def _error(status: int, code: str, detail: str | list[Any]) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status)
 
@@ -174,11 +181,7 @@ def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_r: Request, e: RequestValidationError) -> JSONResponse:
-        detail = [
-            {"loc": [str(x) for x in err.get("loc", ())], "msg": str(err.get("msg", ""))}
-            for err in e.errors()
-        ]
-        return _error(422, "invalid_request", detail)
+        return _error(422, "invalid_request", _details(e.errors()))
 
     @app.exception_handler(Unavailable)
     async def _unavailable(_r: Request, e: Unavailable) -> JSONResponse:
@@ -189,13 +192,19 @@ def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
         return _error(500, "internal", f"{type(e).__name__}: the matcher logged the details")
 
     @app.post("/orders", status_code=201)
-    async def place(body: OrderIn) -> Any:
+    async def place(request: Request) -> Any:
+        # the body is parsed and validated in one step by pydantic-core (the hot path)
         svc.check()
+        try:
+            body = OrderIn.model_validate_json(await request.body())
+        except ValidationError as e:
+            return _error(422, "invalid_request", _details(e.errors()))
         if not HEX_SIG.match(body.signature):
             return _error(400, "bad_signature", "signature must be 0x + 130 hex digits (r||s||v)")
+        sig = bytes.fromhex(body.signature[2:])
         try:
             order = body.order()
-            digest = matcher.verify(order, bytes.fromhex(body.signature[2:]))
+            digest = matcher.verify(order, sig)
         except o.OrderError as e:
             return _error(422, "invalid_order", str(e))
         except sigs.SignatureError as e:
@@ -203,7 +212,7 @@ def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
         except Unauthorized as e:
             return _error(403, "wrong_signer", str(e))
         try:
-            outcome, ops = matcher.submit(digest, order, bytes.fromhex(body.signature[2:]))
+            outcome, ops = matcher.submit(digest, order, sig)
         except Rejected as e:
             status = 409 if e.code in ("duplicate", "post_only_would_cross") else 422
             return _error(status, e.code, str(e))

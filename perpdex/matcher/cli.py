@@ -110,4 +110,6 @@ def serve(
         port=port,
         log_level="warning",
         access_log=False,
+        loop="uvloop",
+        http="httptools",
     )

@@ -103,7 +103,10 @@ class Service:
                 continue
             all_ops = [op for ops, _ in group for op in ops]
             try:
-                await self._run(self.writer, self.m.store.apply, all_ops)
+                # statements on the loop (CPU, no waiting), the commit (the disk) on the
+                # writer thread: the loop matches the next group meanwhile
+                conn = self.m.store.stage(all_ops)
+                await self._run(self.writer, self.m.store.commit, conn)
             except Exception as e:
                 self.failed = f"{type(e).__name__}: {e}"
                 log.exception("commit failed: the matcher refuses writes until restarted")

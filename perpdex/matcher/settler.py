@@ -124,6 +124,14 @@ class FakeChain:
     settlements: list[tuple[str, str, int]] = field(default_factory=list)
     broadcasts: int = 0
 
+    def _digests(self) -> sigs.DigestCache:
+        cache = self.__dict__.get("_cache")
+        if cache is None:
+            cache = self.__dict__["_cache"] = sigs.DigestCache(
+                self.chain_id, self.verifying_contract
+            )
+        return cache
+
     def cancel(self, digest: str) -> None:
         self.cancelled.add(digest)
         self.log.append(CancelEvent(digest))
@@ -133,7 +141,7 @@ class FakeChain:
         self.log.append(NonceCancelEvent(account, nonce))
 
     def _fillable(self, digest: str, order: o.Order, sig: bytes, size: int) -> bool:
-        cache = sigs.DigestCache(self.chain_id, self.verifying_contract)
+        cache = self._digests()
         if cache.digest(order).hex() != digest.removeprefix("0x"):
             return False
         try:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     Engine,
     Float,
     Integer,
@@ -301,6 +302,31 @@ class Store:
 
     def apply(self, ops: Sequence[Op]) -> None:
         """All `ops` in one transaction; raises (nothing written) on any error."""
+        self.commit(self.stage(ops))
+
+    def stage(self, ops: Sequence[Op]) -> Connection:
+        """Runs `ops` in a new transaction left open: `commit(conn)` makes them durable (the
+        service stages on its event loop and commits, i.e. waits for the disk, on a thread)."""
+        conn = self.engine.connect()
+        try:
+            conn.begin()
+            self._execute(conn, ops)
+        except BaseException:
+            conn.rollback()
+            conn.close()
+            raise
+        return conn
+
+    def commit(self, conn: Connection) -> None:
+        try:
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+    def _execute(self, conn: Connection, ops: Sequence[Op]) -> None:
         new_orders: list[dict[str, Any]] = []
         order_updates: dict[str, dict[str, Any]] = {}
         new_fills: list[dict[str, Any]] = []
@@ -315,45 +341,44 @@ class Store:
             else:
                 rest.append(op)
         # an order inserted and updated in the same group: the update runs after the insert
-        with self.engine.begin() as conn:
-            if new_orders:
-                conn.execute(insert(orders_t), new_orders)
-            if order_updates:
-                conn.execute(self._upd_order, list(order_updates.values()))
-            if new_fills:
-                conn.execute(insert(fills_t), new_fills)
-            for op in rest:
-                if isinstance(op, SetFillState):
-                    values: dict[str, Any] = {"state": op.state}
-                    if op.batch_id is not None:
-                        values["batch_id"] = op.batch_id
-                    conn.execute(update(fills_t).where(fills_t.c.seq.in_(op.seqs)).values(**values))
-                elif isinstance(op, InsertBatch):
-                    conn.execute(
-                        insert(batches_t).values(
-                            id=op.id,
-                            tx_id=op.tx_id,
-                            payload=op.payload,
-                            fills=json.dumps(list(op.fills)),
-                            state=PENDING,
-                            created_at=op.at,
-                            updated_at=op.at,
-                        )
+        if new_orders:
+            conn.execute(insert(orders_t), new_orders)
+        if order_updates:
+            conn.execute(self._upd_order, list(order_updates.values()))
+        if new_fills:
+            conn.execute(insert(fills_t), new_fills)
+        for op in rest:
+            if isinstance(op, SetFillState):
+                values: dict[str, Any] = {"state": op.state}
+                if op.batch_id is not None:
+                    values["batch_id"] = op.batch_id
+                conn.execute(update(fills_t).where(fills_t.c.seq.in_(op.seqs)).values(**values))
+            elif isinstance(op, InsertBatch):
+                conn.execute(
+                    insert(batches_t).values(
+                        id=op.id,
+                        tx_id=op.tx_id,
+                        payload=op.payload,
+                        fills=json.dumps(list(op.fills)),
+                        state=PENDING,
+                        created_at=op.at,
+                        updated_at=op.at,
                     )
-                elif isinstance(op, SetBatchState):
+                )
+            elif isinstance(op, SetBatchState):
+                conn.execute(
+                    update(batches_t)
+                    .where(batches_t.c.id == op.id)
+                    .values(state=op.state, updated_at=op.at)
+                )
+            elif isinstance(op, SetMeta):
+                found = conn.execute(select(meta_t.c.key).where(meta_t.c.key == op.key)).first()
+                if found is None:
+                    conn.execute(insert(meta_t).values(key=op.key, value=op.value))
+                else:
                     conn.execute(
-                        update(batches_t)
-                        .where(batches_t.c.id == op.id)
-                        .values(state=op.state, updated_at=op.at)
+                        update(meta_t).where(meta_t.c.key == op.key).values(value=op.value)
                     )
-                elif isinstance(op, SetMeta):
-                    found = conn.execute(select(meta_t.c.key).where(meta_t.c.key == op.key)).first()
-                    if found is None:
-                        conn.execute(insert(meta_t).values(key=op.key, value=op.value))
-                    else:
-                        conn.execute(
-                            update(meta_t).where(meta_t.c.key == op.key).values(value=op.value)
-                        )
 
     # ---- reads --------------------------------------------------------------------------
 
