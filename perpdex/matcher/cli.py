@@ -29,6 +29,12 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _group() -> None:
+    """Run an off-chain order matcher: signed limit orders, price-time priority, batch
+    settlement on chain."""
+
+
 @app.command()
 def serve(
     ctx: typer.Context,
