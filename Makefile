@@ -4,7 +4,8 @@
 #   make test-quick the edit loop: unit tests and a short fuzz (no lint), about 3 minutes
 #   make test-fork  integration tests against an anvil fork of a simulated L2 testnet, then
 #                   the L2 testnet deploy dry run (imitation Arbitrum/Base/Optimism Sepolia)
-#   make bench      gas -> docs/gas.md, docs/gas.json; keeper scan, CLI start-up, stress -> docs/perf.json
+#   make bench      gas -> docs/gas.md, docs/gas.json; keeper scan, CLI start-up, stress,
+#                   matcher load -> docs/perf.json
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -141,11 +142,14 @@ demo: setup compile
 # the set-up opens the accounts in ~125 transactions, about 3 minutes on 2 cores).
 # The CLI start-up benchmark starts its own anvil (and stops it) for the read command.
 # stress_bench (pure numpy, seconds): stress_10k_x16_s and stress_history_10k_s.
+# The matcher load benchmark runs a matcher on loopback against SQLite, then against a
+# throwaway PostgreSQL server (perpdex/matcher/bench.py; about a minute).
 bench: setup compile
 	$(BIN)/ape run bench_gas
 	$(BIN)/python -m perpdex.devnet bench-keeper
 	$(BIN)/python -m perpdex.cli.bench_startup
 	$(BIN)/python -m perpdex.risk.stress_bench
+	$(BIN)/python -m perpdex.matcher.bench
 
 clean:
 	rm -rf $(VENV) node_modules $(STAMPS) .build .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -137,6 +137,13 @@ class RootGroup(PerpdexGroup):
             "feeds.",
             group=True,
         ),
+        "matcher": LazyCommand(
+            "perpdex.matcher.cli",
+            "app",
+            "Run an off-chain order matcher: signed limit orders, price-time priority, batch "
+            "settlement on chain.",
+            group=True,
+        ),
     }
 
 

@@ -1,0 +1,322 @@
+"""The matcher's HTTP and websocket API (FastAPI).
+
+  POST   /orders              a signed order: {account, market, size, limit_price, expiry,
+                              nonce, flags?, trigger_price?, keeper_fee?, signature}; integers
+                              as JSON numbers or decimal strings (WAD amounts overflow
+                              JavaScript numbers: send strings); 201 once committed
+  DELETE /orders/{digest}     header X-Perpdex-Signature: the owner's personal_sign of
+                              "perpdex matcher: cancel order <digest>" (sigs.sign_cancel)
+  GET    /book/{market}       aggregated levels, best first (?depth=N)
+  GET    /orders?account=ID   an account's orders, newest first (?status=open&limit=N)
+  GET    /fills               fills, oldest first (?market=&account=&after=SEQ&limit=N)
+  WS     /ws/fills            every committed fill as JSON (?market= to filter)
+  GET    /health
+
+Every error is JSON {"error": code, "detail": text}: 4xx for the caller's mistakes (bad
+JSON, unknown field, oversized body, bad signature, unknown market, ...), 503 when the
+matcher stopped accepting writes. A bad request never changes state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from perpdex.matcher import sigs
+from perpdex.matcher.core import Matcher, NotFound, Unauthorized
+from perpdex.matcher.engine import BookOrder, Rejected
+from perpdex.matcher.service import Service, Unavailable, fill_message
+from perpdex.sdk import orders as o
+
+MAX_BODY = 4096  # a signed order is ~600 bytes of JSON
+HEX_SIG = re.compile(r"^0x[0-9a-fA-F]{130}$")
+HEX_DIGEST = re.compile(r"^0x[0-9a-f]{64}$")
+DIGITS = re.compile(r"^-?[0-9]{1,80}$")
+
+
+def _integer(v: Any) -> int:
+    """An integer given as a JSON number or a decimal string; refuses floats and bools."""
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise ValueError("must be an integer or a decimal string")
+    if isinstance(v, str):
+        if not DIGITS.match(v):
+            raise ValueError("must be a decimal integer string (WAD amounts: 1e18 = 1.0)")
+        return int(v)
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_integer)]
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account: Int
+    market: Int
+    size: Int
+    limit_price: Int
+    expiry: Int
+    nonce: Int
+    flags: Int = 0
+    trigger_price: Int = 0
+    keeper_fee: Int = 0
+    signature: str
+
+    def order(self) -> o.Order:
+        return o.Order(
+            account=self.account,
+            market=self.market,
+            size=self.size,
+            limit_price=self.limit_price,
+            expiry=self.expiry,
+            nonce=self.nonce,
+            flags=self.flags,
+            trigger_price=self.trigger_price,
+            keeper_fee=self.keeper_fee,
+        )
+
+
+def order_json(bo: BookOrder) -> dict[str, Any]:
+    od = bo.order
+    return {
+        "digest": bo.digest,
+        "account": str(od.account),
+        "market": od.market,
+        "size": str(od.size),
+        "limit_price": str(od.limit_price),
+        "expiry": od.expiry,
+        "nonce": str(od.nonce),
+        "flags": od.flags,
+        "filled": str(bo.filled),
+        "remaining": str(bo.remaining),
+        "status": bo.status,
+        "seq": bo.seq,
+    }
+
+
+def _details(errors: Any) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(x) for x in err.get("loc", ())], "msg": str(err.get("msg", ""))}
+        for err in errors
+    ]
+
+
+def _error(status: int, code: str, detail: str | list[Any]) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+class BodyLimit:
+    """Refuses a request body over `limit` bytes with 413 before the app reads it (by its
+    Content-Length, or while it streams for a chunked body)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", []):
+            if k == b"content-length":
+                try:
+                    too_big = int(v) > self.limit
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await self._refuse(scope, receive, send)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                break
+            body = msg.get("body", b"")
+            size += len(body)
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(body)
+            more = msg.get("more_body", False)
+        body_all = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body_all, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resp = _error(413, "body_too_large", f"request body over {self.limit} bytes")
+        await resp(scope, receive, send)
+
+
+def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
+    svc = service or Service(matcher)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await svc.start()
+        try:
+            yield
+        finally:
+            await svc.stop()
+
+    app = FastAPI(title="perpdex matcher", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.service = svc
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_r: Request, e: RequestValidationError) -> JSONResponse:
+        return _error(422, "invalid_request", _details(e.errors()))
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(_r: Request, e: Unavailable) -> JSONResponse:
+        return _error(503, "unavailable", str(e))
+
+    @app.exception_handler(Exception)
+    async def _internal(_r: Request, e: Exception) -> JSONResponse:
+        return _error(500, "internal", f"{type(e).__name__}: the matcher logged the details")
+
+    @app.post("/orders", status_code=201)
+    async def place(request: Request) -> Any:
+        # the body is parsed and validated in one step by pydantic-core (the hot path)
+        svc.check()
+        try:
+            body = OrderIn.model_validate_json(await request.body())
+        except ValidationError as e:
+            return _error(422, "invalid_request", _details(e.errors()))
+        if not HEX_SIG.match(body.signature):
+            return _error(400, "bad_signature", "signature must be 0x + 130 hex digits (r||s||v)")
+        sig = bytes.fromhex(body.signature[2:])
+        try:
+            order = body.order()
+            digest = matcher.verify(order, sig)
+        except o.OrderError as e:
+            return _error(422, "invalid_order", str(e))
+        except sigs.SignatureError as e:
+            return _error(400, "bad_signature", str(e))
+        except Unauthorized as e:
+            return _error(403, "wrong_signer", str(e))
+        try:
+            outcome, ops = matcher.submit(digest, order, sig)
+        except Rejected as e:
+            status = 409 if e.code in ("duplicate", "post_only_would_cross") else 422
+            return _error(status, e.code, str(e))
+        await svc.commit(ops)
+        matcher.submit_committed(outcome)
+        svc.publish(outcome.fills)
+        out = order_json(outcome.taker)
+        out["fills"] = [fill_message(f) for f in outcome.fills]
+        return JSONResponse(out, status_code=201)
+
+    @app.delete("/orders/{digest}")
+    async def cancel(
+        digest: str,
+        x_perpdex_signature: Annotated[str | None, Header()] = None,
+    ) -> Any:
+        svc.check()
+        if not HEX_DIGEST.match(digest):
+            return _error(422, "invalid_digest", "digest must be 0x + 64 lower-case hex digits")
+        if x_perpdex_signature is None or not HEX_SIG.match(x_perpdex_signature):
+            return _error(
+                401,
+                "missing_signature",
+                "send header X-Perpdex-Signature: the owner's personal_sign of "
+                f"'{sigs.CANCEL_PREFIX}{digest}'",
+            )
+        try:
+            bo, ops = matcher.cancel(digest, bytes.fromhex(x_perpdex_signature[2:]))
+        except NotFound as e:
+            return _error(404, "not_open", str(e))
+        except sigs.SignatureError as e:
+            return _error(400, "bad_signature", str(e))
+        except Unauthorized as e:
+            return _error(403, "wrong_signer", str(e))
+        await svc.commit(ops)
+        return order_json(bo)
+
+    @app.get("/book/{market}")
+    async def book(market: int, depth: Annotated[int, Query(ge=1, le=500)] = 50) -> Any:
+        if market not in matcher.engine.books:
+            return _error(404, "unknown_market", f"market {market} is not traded here")
+        bids, asks = matcher.engine.levels(market, depth)
+
+        def lv(rows: list[tuple[int, int, int]]) -> list[dict[str, Any]]:
+            return [{"price": str(p), "size": str(s), "orders": n} for p, s, n in rows]
+
+        return {"market": market, "bids": lv(bids), "asks": lv(asks)}
+
+    @app.get("/orders")
+    async def orders(
+        account: Annotated[str, Query(max_length=80)],
+        status: Annotated[str | None, Query(pattern="^(open|filled|cancelled|expired)$")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Any:
+        try:
+            acct = int(account, 0)
+        except ValueError:
+            return _error(422, "invalid_account", "account must be a decimal or 0x-hex id")
+        rows = await svc.read(matcher.store.orders_of, acct, status, limit)
+        return {"account": str(acct), "orders": [order_json(b) for b in rows]}
+
+    @app.get("/fills")
+    async def fills(
+        market: int | None = None,
+        account: Annotated[str | None, Query(max_length=80)] = None,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Any:
+        acct = None
+        if account is not None:
+            try:
+                acct = int(account, 0)
+            except ValueError:
+                return _error(422, "invalid_account", "account must be a decimal or 0x-hex id")
+        rows = await svc.read(matcher.store.fills, market, acct, after, limit)
+        return {"fills": rows}
+
+    @app.get("/health")
+    async def health() -> Any:
+        return {
+            "ok": svc.failed is None,
+            "error": svc.failed,
+            "open_orders": len(matcher.engine.orders),
+            "queued_fills": len(matcher.queued),
+            "pending_batches": len(matcher.pending),
+            "commits": svc.commits,
+        }
+
+    @app.websocket("/ws/fills")
+    async def ws_fills(ws: WebSocket, market: int | None = None) -> None:
+        await ws.accept()
+        q = svc.subscribe()
+        try:
+            while True:
+                msg = await q.get()
+                if market is not None and msg.get("market") not in (None, market):
+                    continue
+                await ws.send_json(msg)
+                if "error" in msg:
+                    await ws.close(code=1008)
+                    return
+        except WebSocketDisconnect:
+            pass
+        finally:
+            svc.listeners.discard(q)
+
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    return app

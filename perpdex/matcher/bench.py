@@ -1,0 +1,257 @@
+"""Load benchmark of the matcher: `python -m perpdex.matcher.bench` (run by `make bench`).
+
+A real matcher (uvicorn, the same app as `perpdex matcher serve`, fake settler) runs in a
+subprocess on loopback; a client places pre-signed orders (signed before the clock starts)
+over keep-alive HTTP connections, `--concurrency` requests in flight, bounded by `--orders`
+and `--seconds`. An order counts when its 201 arrived, i.e. after the matcher committed it
+to the database. Prints orders/s and p50/p99 latency for SQLite and for PostgreSQL (a
+throwaway server with its default durability), and merges `matcher_orders_per_s`,
+`matcher_p99_ms` (SQLite) and `matcher_orders_per_s_postgres` into docs/perf.json.
+
+The order flow crosses: about half the orders rest, half fill against them, so the
+figures include matching, fills and their persistence, not just inserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from coincurve import PrivateKey
+from rich.console import Console
+from rich.table import Table
+
+from perpdex.matcher import sigs
+from perpdex.sdk import orders as o
+
+CHAIN_ID = 31337
+CH = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+WAD = 10**18
+N_KEYS = 16
+
+
+def presign(n: int, seed: int = 1) -> list[bytes]:
+    """n HTTP requests (bytes) carrying orders signed with coincurve (low-s, as eth_account)."""
+    rng = random.Random(seed)
+    keys = [PrivateKey(bytes([i + 1]) * 32) for i in range(N_KEYS)]
+    owners = [sigs.keccak(k.public_key.format(compressed=False)[1:])[12:] for k in keys]
+    cache = sigs.DigestCache(CHAIN_ID, CH)
+    expiry = int(time.time()) + 86_400
+    out = []
+    for i in range(n):
+        k = rng.randrange(N_KEYS)
+        buy = rng.random() < 0.5
+        # prices around 2,000 with a 10-tick spread: many orders cross, many rest
+        price = (2_000 + rng.randint(-5, 5) + (1 if buy else -1) * rng.randint(0, 3)) * WAD
+        size = rng.randint(1, 20) * WAD // 10
+        order = o.Order(
+            account=(int.from_bytes(owners[k], "big") << 96) | 1,
+            market=rng.randrange(2),
+            size=size if buy else -size,
+            limit_price=price,
+            expiry=expiry,
+            nonce=i,
+            flags=o.FLAG_IOC if rng.random() < 0.1 else 0,
+        )
+        rs_v = keys[k].sign_recoverable(cache.digest(order), hasher=None)
+        sig = rs_v[:64] + bytes([rs_v[64] + 27])
+        body = {f: str(v) for f, v in order.__dict__.items()}
+        body["signature"] = "0x" + sig.hex()
+        raw = json.dumps(body, separators=(",", ":")).encode()
+        out.append(
+            b"POST /orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(raw)}\r\n\r\n".encode()
+            + raw
+        )
+    return out
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    await reader.readexactly(length)
+    return status
+
+
+@dataclass
+class Result:
+    orders: int
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.orders / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        xs = sorted(self.latencies)
+        return xs[min(len(xs) - 1, int(p * len(xs)))] * 1000 if xs else float("nan")
+
+
+async def load(port: int, requests: list[bytes], concurrency: int, seconds: float) -> Result:
+    it = iter(requests)
+    lat: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for req in it:
+                if time.perf_counter() > deadline:
+                    return
+                t0 = time.perf_counter()
+                writer.write(req)
+                status = await _read_response(reader)
+                if status == 201:
+                    lat.append(time.perf_counter() - t0)
+                else:
+                    errors += 1
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return Result(len(lat), time.perf_counter() - t0, lat, errors)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(db: str, port: int) -> None:
+    """The matcher process (`--serve`)."""
+    import uvicorn
+
+    from perpdex.matcher.api import create_app
+    from perpdex.matcher.core import Matcher, MatcherConfig
+    from perpdex.matcher.settler import FakeChain, FakeSettler
+    from perpdex.matcher.store import Store
+
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0, 1}), batch_size=50, settle_interval=0.5)
+    chain = FakeChain(CHAIN_ID, CH, now=int(time.time()))
+    app = create_app(Matcher(config, Store(db), FakeSettler(chain)))
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+def run_backend(db: str, requests: list[bytes], concurrency: int, seconds: float) -> Result:
+    port = _free_port()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "perpdex.matcher.bench", "--serve", db, "--port", str(port)],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the matcher did not start: see its output above") from None
+                time.sleep(0.1)
+        warm = min(200, len(requests) // 10)
+        asyncio.run(load(port, requests[:warm], 8, seconds))
+        return asyncio.run(load(port, requests[warm:], concurrency, seconds))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m perpdex.matcher.bench", description=__doc__)
+    ap.add_argument("--orders", type=int, default=20_000, help="at most this many orders")
+    ap.add_argument("--seconds", type=float, default=15.0, help="and at most this long")
+    ap.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    ap.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    ap.add_argument("--no-record", action="store_true", help="do not write docs/perf.json")
+    ap.add_argument("--serve", metavar="DB_URL", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port)
+        return 0
+    console = Console()
+    t = time.perf_counter()
+    requests = presign(args.orders + 200)
+    console.print(f"signed {len(requests):,} orders in {time.perf_counter() - t:.1f} s (untimed)")
+    results: dict[str, Result] = {}
+    with tempfile.TemporaryDirectory(prefix="perpdex-matcher-bench-") as tmp:
+        if args.backend in ("sqlite", "both"):
+            db = f"sqlite:///{Path(tmp) / 'bench.db'}"
+            results["sqlite"] = run_backend(db, requests, args.concurrency, args.seconds)
+        if args.backend in ("postgresql", "both"):
+            from perpdex.matcher.pg import NoPostgres, TempPostgres
+
+            try:
+                with TempPostgres(durable=True) as pg:
+                    db = pg.new_database("bench")
+                    results["postgresql"] = run_backend(
+                        db, requests, args.concurrency, args.seconds
+                    )
+            except NoPostgres as e:
+                console.print(f"[bold red]PostgreSQL skipped: {e}[/]")
+    table = Table(
+        title=f"matcher on loopback: {args.concurrency} requests in flight, ack after commit"
+    )
+    for col in ("backend", "orders", "seconds", "orders/s", "p50 ms", "p99 ms", "errors"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    for name, r in results.items():
+        table.add_row(
+            name,
+            f"{r.orders:,}",
+            f"{r.seconds:.1f}",
+            f"{r.rate:,.0f}",
+            f"{r.pct(0.50):.1f}",
+            f"{r.pct(0.99):.1f}",
+            f"{r.errors:,}",
+        )
+    console.print(table)
+    console.print("targets (SQLite): >= 2,000 orders/s, p99 < 25 ms")
+    if not args.no_record and results:
+        from perpdex.perf import record
+
+        values: dict[str, float] = {}
+        if "sqlite" in results:
+            values["matcher_orders_per_s"] = round(results["sqlite"].rate)
+            values["matcher_p99_ms"] = round(results["sqlite"].pct(0.99), 1)
+        if "postgresql" in results:
+            values["matcher_orders_per_s_postgres"] = round(results["postgresql"].rate)
+        record(values)
+        console.print(f"recorded {values} (docs/perf.json)")
+    return 0 if all(r.errors == 0 for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""The matcher's asyncio runtime around `core.Matcher`: group commit, the settlement and
+reconciliation loop, and the fill stream.
+
+Threads: the event loop owns all in-memory state (engine, queues). Database writes run on
+one writer thread, chain calls on another, so a slow RPC never delays an acknowledgement.
+
+Group commit: a request matches at once (in memory) and queues its database operations;
+the committer writes everything queued since its last commit in one transaction and only
+then completes the waiting requests (and streams their fills). Under load many orders
+share one commit (one fsync), which is what makes persistence cheap; each acknowledgement
+still follows the commit that holds its order. If a commit fails, the matcher's memory is
+ahead of its database: it refuses every further request with 503 and must be restarted
+(the restart rebuilds the book from the database; nothing acknowledged is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from perpdex.matcher import store as st
+from perpdex.matcher.core import Matcher
+from perpdex.matcher.engine import Fill
+
+log = logging.getLogger("perpdex.matcher")
+T = TypeVar("T")
+
+
+class Unavailable(RuntimeError):
+    """The matcher stopped accepting writes (a commit failed); restart it."""
+
+
+class Service:
+    def __init__(self, matcher: Matcher, tick: float = 0.05, reconcile_every: float = 1.0) -> None:
+        self.m = matcher
+        self.tick = tick
+        self.reconcile_every = reconcile_every
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="matcher-db-write")
+        self.readers = ThreadPoolExecutor(2, thread_name_prefix="matcher-db-read")
+        self.chain = ThreadPoolExecutor(1, thread_name_prefix="matcher-chain")
+        self.failed: str | None = None
+        self._queue: list[tuple[list[st.Op], asyncio.Future[None]]] = []
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.listeners: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.commits = 0
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        await self._run(self.writer, self.m.start)
+        self._tasks = [
+            asyncio.create_task(self._committer(), name="matcher-committer"),
+            asyncio.create_task(self._ticker(), name="matcher-ticker"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for ex in (self.writer, self.readers, self.chain):
+            ex.shutdown(wait=True)
+        self.m.store.close()
+
+    async def _run(self, ex: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(ex, fn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._run(self.readers, fn, *args)
+
+    # ---- group commit -------------------------------------------------------------------
+
+    def check(self) -> None:
+        if self.failed is not None:
+            raise Unavailable(
+                f"the matcher stopped accepting writes after a database error ({self.failed}); "
+                "restart it: it rebuilds its book from the database"
+            )
+
+    async def commit(self, ops: list[st.Op]) -> None:
+        """Returns once `ops` are committed (with whatever else was queued meanwhile)."""
+        self.check()
+        assert self._wake is not None, "Service.start() first"
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((ops, fut))
+        self._wake.set()
+        await fut
+
+    async def _committer(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            group, self._queue = self._queue, []
+            if not group:
+                continue
+            all_ops = [op for ops, _ in group for op in ops]
+            try:
+                # statements on the loop (CPU, no waiting), the commit (the disk) on the
+                # writer thread: the loop matches the next group meanwhile
+                conn = self.m.store.stage(all_ops)
+                await self._run(self.writer, self.m.store.commit, conn)
+            except Exception as e:
+                self.failed = f"{type(e).__name__}: {e}"
+                log.exception("commit failed: the matcher refuses writes until restarted")
+                for _, fut in group:
+                    if not fut.done():
+                        fut.set_exception(Unavailable(self.failed))
+                continue
+            self.commits += 1
+            for _, fut in group:
+                if not fut.done():
+                    fut.set_result(None)
+
+    # ---- fills stream -------------------------------------------------------------------
+
+    def publish(self, fills: list[Fill]) -> None:
+        for f in fills:
+            msg = fill_message(f)
+            for q in list(self.listeners):
+                if q.full():  # a client that does not read is dropped, not waited for
+                    self.listeners.discard(q)
+                    q.put_nowait({"error": "too slow: fills were dropped; reconnect"})
+                    continue
+                q.put_nowait(msg)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        self.listeners.add(q)
+        return q
+
+    # ---- settlement and reconciliation --------------------------------------------------
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_reconcile = 0.0
+        while True:
+            await asyncio.sleep(self.tick)
+            if self.failed is not None:
+                continue
+            try:
+                ops = self.m.expire_ops()
+                if ops:
+                    await self.commit(ops)
+                while self.m.due():
+                    await self._settle_one()
+                if self.m.pending:
+                    await self._confirm()
+                if loop.time() - last_reconcile >= self.reconcile_every:
+                    last_reconcile = loop.time()
+                    await self._reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("settlement step failed; retrying at the next tick")
+
+    async def _settle_one(self) -> None:
+        taken = self.m.take_batch()
+        if taken is None:
+            return
+        batch_id, fills = taken
+        try:
+            prepared = await self._run(self.chain, self.m.settler.prepare, fills)
+            await self.commit(self.m.batch_ops(batch_id, prepared, fills))
+        except Exception:
+            self.m.batch_lost(batch_id)
+            raise
+        pb = self.m.batch_committed(batch_id, prepared, fills)
+        pb.sent_at = self.m.clock()
+        await self._run(self.chain, self.m.settler.broadcast, prepared)
+
+    async def _confirm(self) -> None:
+        for pb in list(self.m.pending.values()):
+            r = await self._run(self.chain, self.m.settler.receipt, pb.prepared.tx_id)
+            if r is None:
+                if self.m.clock() - pb.sent_at >= self.m.config.resend_after:
+                    pb.sent_at = self.m.clock()
+                    await self._run(self.chain, self.m.settler.broadcast, pb.prepared)
+                continue
+            await self.commit(self.m.receipt_ops(pb, r))
+            self.m.receipt_committed(pb)
+
+    async def _reconcile(self) -> None:
+        events, cursor = await self._run(self.chain, self.m.settler.events, self.m.cursor)
+        if not events and cursor == self.m.cursor:
+            return
+        known = await self.read(self.m.store.known_pairs, self.m.event_pairs(events))
+        await self.commit(self.m.event_ops(events, cursor, known))
+
+
+def fill_message(f: Fill) -> dict[str, Any]:
+    return {
+        "seq": f.seq,
+        "market": f.market,
+        "maker": f.maker,
+        "taker": f.taker,
+        "maker_account": str(f.maker_account),
+        "taker_account": str(f.taker_account),
+        "size": str(f.size),
+        "price": str(f.price),
+        "taker_side": "buy" if f.taker_is_buy else "sell",
+    }

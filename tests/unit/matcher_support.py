@@ -1,0 +1,93 @@
+"""Shared helpers of the matcher tests (test_matcher_*.py): keys, signed orders, and the
+`db_url` fixture that runs a test on SQLite and on a real PostgreSQL server started for the
+session (perpdex.matcher.pg). Import the fixtures into a test module with
+`from matcher_support import db_url, pg_server  # noqa: F401`."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from perpdex.matcher.core import Matcher, MatcherConfig
+from perpdex.matcher.pg import NoPostgres, TempPostgres
+from perpdex.matcher.settler import FakeChain, FakeSettler
+from perpdex.matcher.store import Store, sqlite_url
+from perpdex.sdk import orders as o
+
+CHAIN_ID = 31337
+CH = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+KEYS = ["0x" + f"{i:02x}" * 32 for i in range(1, 6)]
+ADDRS = [Account.from_key(k).address for k in KEYS]
+NOW = 1_800_000_000
+WAD = 10**18
+_nonce = itertools.count(1)
+
+
+def account(i: int, sub: int = 0) -> int:
+    return (int(ADDRS[i], 16) << 96) | sub
+
+
+def signed(
+    who: int,
+    size: float,
+    price: float,
+    flags: int = 0,
+    expiry: int = NOW + 3600,
+    market: int = 0,
+    key: str | None = None,
+    chain_id: int = CHAIN_ID,
+    contract: str = CH,
+) -> tuple[o.Order, bytes]:
+    order = o.Order(
+        account=account(who),
+        market=market,
+        size=int(size * WAD),
+        limit_price=int(price * WAD),
+        expiry=expiry,
+        nonce=next(_nonce),
+        flags=flags,
+    )
+    return order, o.sign_order(order, key or KEYS[who], chain_id, contract)
+
+
+class Clock:
+    def __init__(self, t: float = NOW) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make_matcher(url: str, chain: FakeChain, clock: Clock, **cfg: float) -> Matcher:
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0, 1}), **cfg)  # type: ignore[arg-type]
+    m = Matcher(config, Store(url), FakeSettler(chain), clock=clock)
+    m.start()
+    return m
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[TempPostgres | None]:
+    try:
+        pg = TempPostgres(durable=False)
+    except NoPostgres as e:
+        yield None
+        print(f"\n*** PostgreSQL tests SKIPPED: {e} ***")
+        return
+    with pg:
+        yield pg
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_server: TempPostgres | None) -> str:
+    if request.param == "sqlite":
+        return sqlite_url(str(tmp_path / "matcher.db"))
+    if pg_server is None:
+        pytest.skip(
+            "PostgreSQL server binaries are absent: `apt-get install -y postgresql` "
+            "(.ci/run does) to run the PostgreSQL backend tests"
+        )
+    return pg_server.new_database("m")

@@ -1,0 +1,178 @@
+"""The matcher's HTTP and websocket API in-process (FastAPI TestClient, SQLite): the happy
+path, and every kind of bad input getting a clear 4xx JSON error while nothing changes and
+the matcher keeps serving."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from matcher_support import CH, CHAIN_ID, KEYS, NOW, WAD, Clock, signed
+
+from perpdex.matcher import sigs
+from perpdex.matcher.api import MAX_BODY, create_app
+from perpdex.matcher.core import Matcher, MatcherConfig
+from perpdex.matcher.settler import FakeChain, FakeSettler
+from perpdex.matcher.store import Store, sqlite_url
+from perpdex.sdk import orders as o
+
+
+def body(order: o.Order, sig: bytes) -> dict[str, Any]:
+    d: dict[str, Any] = {k: str(v) for k, v in order.__dict__.items()}
+    d["market"] = order.market  # numbers are accepted too
+    d["signature"] = "0x" + sig.hex()
+    return d
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    chain = FakeChain(CHAIN_ID, CH, now=NOW)
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), batch_size=1, settle_interval=0.05)
+    m = Matcher(config, Store(sqlite_url(str(tmp_path / "m.db"))), FakeSettler(chain), Clock())
+    with TestClient(create_app(m)) as c:
+        c.chain = chain  # type: ignore[attr-defined]
+        yield c
+
+
+def test_place_match_book_orders_fills_stream(client: TestClient) -> None:
+    with client.websocket_connect("/ws/fills") as ws:
+        r = client.post("/orders", json=body(*signed(0, -2, 100)))
+        assert r.status_code == 201, r.text
+        maker = r.json()
+        assert maker["status"] == "open" and maker["fills"] == []
+        assert client.get("/book/0").json()["asks"] == [
+            {"price": str(100 * WAD), "size": str(2 * WAD), "orders": 1}
+        ]
+        r = client.post("/orders", json=body(*signed(1, 1, 101)))
+        assert r.status_code == 201
+        taker = r.json()
+        assert taker["status"] == "filled" and taker["fills"][0]["price"] == str(100 * WAD)
+        msg = ws.receive_json()
+        assert (msg["maker"], msg["taker"], msg["size"]) == (
+            maker["digest"],
+            taker["digest"],
+            str(WAD),
+        )
+    mine = client.get("/orders", params={"account": maker["account"]}).json()["orders"]
+    assert [(x["digest"], x["remaining"]) for x in mine] == [(maker["digest"], str(WAD))]
+    fills = client.get("/fills").json()["fills"]
+    assert len(fills) == 1 and fills[0]["taker"] == taker["digest"]
+
+
+def test_cancel_needs_the_owner_signature(client: TestClient) -> None:
+    d = client.post("/orders", json=body(*signed(0, 1, 90))).json()["digest"]
+    assert client.delete(f"/orders/{d}").status_code == 401
+    bad = {"X-Perpdex-Signature": "0x" + sigs.sign_cancel(d, KEYS[1]).hex()}
+    assert client.delete(f"/orders/{d}", headers=bad).json()["error"] == "wrong_signer"
+    good = {"X-Perpdex-Signature": "0x" + sigs.sign_cancel(d, KEYS[0]).hex()}
+    r = client.delete(f"/orders/{d}", headers=good)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert client.delete(f"/orders/{d}", headers=good).status_code == 404
+    assert client.get("/book/0").json()["bids"] == []
+
+
+def _high_s(order: o.Order, sig: bytes) -> dict[str, Any]:
+    s = int.from_bytes(sig[32:64], "big")
+    twin = sig[:32] + (sigs.SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - sig[64]])
+    return body(order, twin)
+
+
+BAD: list[tuple[str, Any, int, str]] = [
+    ("malformed json", b"{not json", 422, "invalid_request"),
+    ("not an object", b"[1, 2]", 422, "invalid_request"),
+    ("unknown field", lambda: {**body(*signed(0, 1, 90)), "leverage": 100}, 422, "invalid_request"),
+    ("float amount", lambda: {**body(*signed(0, 1, 90)), "size": 1.5}, 422, "invalid_request"),
+    ("bool amount", lambda: {**body(*signed(0, 1, 90)), "nonce": True}, 422, "invalid_request"),
+    (
+        "missing field",
+        lambda: {k: v for k, v in body(*signed(0, 1, 90)).items() if k != "nonce"},
+        422,
+        "invalid_request",
+    ),
+    ("size 0", lambda: {**body(*signed(0, 1, 90)), "size": "0"}, 422, "invalid_order"),
+    ("sig not hex", lambda: {**body(*signed(0, 1, 90)), "signature": "0xzz"}, 400, "bad_signature"),
+    (
+        "sig short",
+        lambda: {**body(*signed(0, 1, 90)), "signature": "0x" + "ab" * 64},
+        400,
+        "bad_signature",
+    ),
+    ("high s", lambda: _high_s(*signed(0, 1, 90)), 400, "bad_signature"),
+    ("wrong signer", lambda: body(*signed(0, 1, 90, key=KEYS[1])), 403, "wrong_signer"),
+    ("wrong chain", lambda: body(*signed(0, 1, 90, chain_id=1)), 403, "wrong_signer"),
+    (
+        "wrong contract",
+        lambda: body(*signed(0, 1, 90, contract="0x" + "22" * 20)),
+        403,
+        "wrong_signer",
+    ),
+    (
+        "tampered",
+        lambda: {**body(*signed(0, 1, 90)), "limit_price": str(95 * WAD)},
+        403,
+        "wrong_signer",
+    ),
+    ("expired", lambda: body(*signed(0, 1, 90, expiry=NOW)), 422, "expired"),
+    ("unknown market", lambda: body(*signed(0, 1, 90, market=1)), 422, "unknown_market"),
+    (
+        "post-only crossing",
+        lambda: body(*signed(0, 1, 200, flags=o.FLAG_POST_ONLY)),
+        409,
+        "post_only_would_cross",
+    ),
+    ("oversized", lambda: {**body(*signed(0, 1, 90)), "x": "a" * MAX_BODY}, 413, "body_too_large"),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
+def test_bad_input_is_refused_and_nothing_changes(
+    client: TestClient, payload: Any, status: int, code: str
+) -> None:
+    client.post("/orders", json=body(*signed(3, -1, 150)))  # one resting ask
+    book = client.get("/book/0").json()
+    data = payload() if callable(payload) else payload
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    r = client.post("/orders", content=raw, headers={"content-type": "application/json"})
+    assert (r.status_code, r.json()["error"]) == (status, code), r.text
+    assert r.json()["detail"]
+    assert client.get("/book/0").json() == book
+    assert client.get("/fills").json()["fills"] == []
+    assert client.get("/health").json()["ok"] is True
+    assert client.post("/orders", json=body(*signed(4, 1, 90))).status_code == 201  # serving
+
+
+def test_duplicate_and_chunked_oversized_refused(client: TestClient) -> None:
+    b = body(*signed(0, 1, 90))
+    assert client.post("/orders", json=b).status_code == 201
+    r = client.post("/orders", json=b)
+    assert (r.status_code, r.json()["error"]) == (409, "duplicate")
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(MAX_BODY // 100 + 2):
+            yield b" " * 100
+
+    r = client.post("/orders", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert client.get("/orders", params={"account": "nope"}).status_code == 422
+    assert client.get("/book/9").status_code == 404
+
+
+def test_fills_settle_through_the_settler(client: TestClient) -> None:
+    import time
+
+    client.post("/orders", json=body(*signed(0, -1, 100)))
+    client.post("/orders", json=body(*signed(1, 1, 100)))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        fills = client.get("/fills").json()["fills"]
+        if fills[0]["state"] == "settled":
+            break
+        time.sleep(0.05)
+    assert fills[0]["state"] == "settled"
+    assert len(client.chain.settlements) == 1  # type: ignore[attr-defined]
