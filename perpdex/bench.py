@@ -604,7 +604,7 @@ def main() -> None:
     console.print(t)
     ft = Table(title="trades against their floor (docs/gas.md)")
     for col in ("operation", "gas", "floor", "gas/floor", "slots set", "slots changed", "feeds"):
-        ft.add_column(col, justify="right" if col != "operation" else "left")
+        ft.add_column(col, justify="right" if col != "operation" else "left", no_wrap=True)
     for r in rows:
         if r.floor is not None:
             f = r.floor

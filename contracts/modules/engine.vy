@@ -382,7 +382,7 @@ def _touch_with(m: uint256, p: packing.MarketParams, reuse: bool) -> (uint256, u
         return mw & packing.MASK_88, 0, packing._mark_index(mw)
     price: uint256 = 0
     flags: uint256 = 0
-    price, flags = extcall state.ORACLE.observe(m)
+    price, flags = extcall state.ORACLE.record(m)
     if flags & c.FLAG_DEGRADED != 0:
         if have & 1 == 0:
             state._params[m] = pw | (1 << packing.ORACLE_SHIFT)
