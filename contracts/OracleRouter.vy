@@ -225,6 +225,13 @@ _observations: uint256[MAX_MARKETS]
 _globals: uint256
 
 
+# @dev The sequencer flags already read in this transaction, plus one (0: not read yet).
+# A trade that refreshes several markets reads the sequencer feed once; transient, so it
+# never outlives the transaction (a persistent per-block copy would cost a 2,900-gas
+# write to the first reader of every block).
+_sequencer_tx: transient(uint256)
+
+
 # @dev Emitted when `add_market` registers market `market`.
 event MarketAdded:
     market: indexed(uint256)
@@ -465,6 +472,7 @@ def set_sequencer_feed(_feed: address, _grace_period: uint256):
     assert _grace_period <= MAX_GRACE_PERIOD, "oracle: grace period too long"
     assert _feed == empty(address) or _feed.is_contract, "oracle: feed has no code"
     glb: uint256 = self._globals
+    self._sequencer_tx = 0
     self._globals = (
         (glb & (_MASK_8 << _GLB_COUNT))
         | (_grace_period << _GLB_GRACE)
@@ -502,21 +510,63 @@ def observe(_market: uint256) -> (uint256, uint256):
     @return uint256 The price, WAD.
     @return uint256 The flags.
     """
+    price: uint256 = 0
+    flags: uint256 = 0
+    ema: uint256 = 0
+    price, flags, ema = self._observe(_market)
+    log PriceObserved(market=_market, price=price, twap=ema, flags=flags)
+    return price, flags
+
+
+@external
+def record(_market: uint256) -> (uint256, uint256):
+    """
+    @dev `observe` without the `PriceObserved` event, for a caller that
+         logs the price itself (the clearinghouse's `MarkUpdated`): the
+         same reading, quorum rules, EMA update and flags.
+    @notice Anyone may call it: it only records the feeds' own readings.
+    @param _market The market id.
+    @return uint256 The price, WAD.
+    @return uint256 The flags.
+    """
+    price: uint256 = 0
+    flags: uint256 = 0
+    ema: uint256 = 0
+    price, flags, ema = self._observe(_market)
+    return price, flags
+
+
+@internal
+def _observe(_market: uint256) -> (uint256, uint256, uint256):
+    """
+    @dev The reading and recording of `observe` and `record`; the
+         sequencer feed is read once per transaction (`_sequencer_tx`).
+    @return uint256 The price, WAD.
+    @return uint256 The flags.
+    @return uint256 The EMA after this observation (as stored without quorum).
+    """
     # `_known_config`, inlined: this is the clearinghouse's hot path.
     assert _market < MAX_MARKETS, "oracle: unknown market"
     config: uint256 = self._config[_market]
     assert config != 0, "oracle: unknown market"
     price: uint256 = 0
+    quorum: bool = False
+    price, quorum = self._quorum(_market, config)
     flags: uint256 = 0
-    price, flags = self._read(_market, config)
+    if config & _CFG_HAS_SEQUENCER != 0:
+        cached: uint256 = self._sequencer_tx
+        if cached != 0:
+            # Cannot underflow: the cache holds the flags plus one.
+            flags = unsafe_sub(cached, 1)
+        else:
+            flags = self._sequencer_flags(self._globals)
+            # Cannot overflow: the flags are at most 6.
+            self._sequencer_tx = unsafe_add(flags, 1)
     state: uint256 = self._observations[_market]
-    if flags & FLAG_DEGRADED != 0:
-        # No quorum: nothing is folded into the EMA or recorded; `price` is the last
+    if not quorum:
+        # No quorum: nothing is folded into the EMA or recorded; the price is the last
         # quorum price and the EMA is reported as stored.
-        log PriceObserved(
-            market=_market, price=price, twap=(state >> _OBS_EMA) & _MASK_96, flags=flags
-        )
-        return price, flags
+        return state & _MASK_96, flags | FLAG_DEGRADED, (state >> _OBS_EMA) & _MASK_96
     ema: uint256 = price
     last_ts: uint256 = state >> _OBS_TS
     if last_ts != 0:
@@ -530,8 +580,7 @@ def observe(_market: uint256) -> (uint256, uint256):
     # `price` and `ema` are below 2**96 (`max_price <= MAX_PRICE`) and a
     # timestamp fits in 64 bits, so the fields do not overlap.
     self._observations[_market] = price | (ema << _OBS_EMA) | (block.timestamp << _OBS_TS)
-    log PriceObserved(market=_market, price=price, twap=ema, flags=flags)
-    return price, flags
+    return price, flags, ema
 
 
 @external
@@ -681,12 +730,35 @@ def _known_config(_market: uint256) -> uint256:
 @view
 def _read(_market: uint256, _config: uint256) -> (uint256, uint256):
     """
-    @dev The shared reading of `latest` and `observe`: the quorum price
-         and the flags, or the last quorum price with FLAG_DEGRADED.
+    @dev The reading of `latest`: the quorum price and the flags, or the
+         last quorum price with FLAG_DEGRADED.
     @param _market The market id.
     @param _config The packed parameters of `_market`.
     @return uint256 The price, WAD.
     @return uint256 The flags.
+    """
+    price: uint256 = 0
+    quorum: bool = False
+    price, quorum = self._quorum(_market, _config)
+    flags: uint256 = 0
+    if _config & _CFG_HAS_SEQUENCER != 0:
+        flags = self._sequencer_flags(self._globals)
+    if not quorum:
+        # no quorum: the last quorum price, for display only (0 before the first)
+        return self._observations[_market] & _MASK_96, flags | FLAG_DEGRADED
+    return price, flags
+
+
+@internal
+@view
+def _quorum(_market: uint256, _config: uint256) -> (uint256, bool):
+    """
+    @dev The shared feed reading of `latest`, `observe` and `record`: the
+         quorum price and whether there is one (see the glossary).
+    @param _market The market id.
+    @param _config The packed parameters of `_market`.
+    @return uint256 The quorum price, WAD (0 without quorum).
+    @return bool Whether the sources reached a quorum.
     """
     min_price: uint256 = _config & _MASK_96
     max_price: uint256 = (_config >> _CFG_MAX_PRICE) & _MASK_96
@@ -789,13 +861,7 @@ def _read(_market: uint256, _config: uint256) -> (uint256, uint256):
                 elif high_ok and not low_ok:
                     quorum = True
                     price = high_price
-    flags: uint256 = 0
-    if _config & _CFG_HAS_SEQUENCER != 0:
-        flags = self._sequencer_flags(self._globals)
-    if not quorum:
-        # no quorum: the last quorum price, for display only (0 before the first)
-        return self._observations[_market] & _MASK_96, flags | FLAG_DEGRADED
-    return price, flags
+    return price, quorum
 
 
 @internal

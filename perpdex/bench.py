@@ -36,7 +36,8 @@ CODE_SIZE_LIMIT = 24_576
 
 # Budgets from the issues (total tx gas unless the row says otherwise).
 BUDGETS: dict[str, int] = {
-    "increase": 150_000,
+    "increase": 125_000,
+    "open_new_account": 145_000,
     "margin_check_8": 60_000,
     "liquidation_start": 200_000,
     "auction_take": 250_000,
@@ -50,6 +51,43 @@ PER_POSITION_BUDGET = 15_000
 # transaction and pay no L1 fee.
 
 
+# Rows whose storage floor the report shows (trades: what a trade cannot avoid paying).
+FLOOR_ROWS = (
+    "open_first_trade_of_market",
+    "open_new_account",
+    "increase",
+    "increase_same_block_mark",
+)
+INTRINSIC_GAS = 21_000
+COLD_SLOAD = 2_100
+SSTORE_SET = 20_000  # zero to non-zero
+SSTORE_RESET = 2_900  # non-zero to another value
+COLD_ACCOUNT = 2_600
+
+
+@dataclass
+class Floor:
+    """What a transaction cannot avoid, computed from its own trace: the intrinsic cost,
+    its calldata, one cold access and write per storage slot it changes (a set where the
+    slot was zero), and every price-feed read (the cold call plus the feed's own gas)."""
+
+    calldata: int
+    slots_set: int
+    slots_reset: int
+    feed_reads: int
+    feed_gas: int
+
+    @property
+    def total(self) -> int:
+        return (
+            INTRINSIC_GAS
+            + self.calldata
+            + self.slots_set * (COLD_SLOAD + SSTORE_SET)
+            + self.slots_reset * (COLD_SLOAD + SSTORE_RESET)
+            + self.feed_gas
+        )
+
+
 @dataclass
 class Row:
     key: str
@@ -58,6 +96,7 @@ class Row:
     note: str = ""
     data: bytes | None = None  # the transaction's calldata; None: a view call
     to: str = ""
+    floor: Floor | None = None
 
     @property
     def priced(self) -> feemodel.Cost | None:
@@ -109,15 +148,94 @@ class Bench:
         markets = list(range(self.p.clearinghouse.market_count()))
         self.p.ops.refresh(markets, sender=self.admin)
         # the measured transaction lands later than the keeper's refresh (a trade in the
-        # same second would find oracle and mark words unchanged and pay less)
+        # same block reuses the refreshed mark and pays less: its own row)
         self.chain.pending_timestamp += 2
+
+    def same_block_trade(self, who: Any, acct: int, market: int, size: int) -> Any:
+        """The keeper's `refresh` and a trade mined in one block (automine paused), the
+        trade second: what a trade costs when the mark is already refreshed this block."""
+        self.chain.pending_timestamp += 30
+        for sym, feeds in self.p.feeds.items():
+            base = sym if not sym.startswith("X") else "BTC"
+            for f in feeds:
+                f.set_answer(int(self.p.system.market(base).price * 10**8), sender=self.admin)
+        markets = list(range(self.p.clearinghouse.market_count()))
+        web3 = self.chain.provider.web3
+        request = self.chain.provider.make_request
+        bound = 2**256 - 1 if size > 0 else 0
+        request("evm_setAutomine", [False])
+        try:
+            sent = [
+                web3.eth.send_transaction(
+                    {
+                        "from": sender.address,
+                        "to": self.p.clearinghouse.address,
+                        "data": data,
+                        "gas": 2_000_000,
+                    }
+                )
+                for sender, data in (
+                    (self.admin, self.p.ops.refresh.encode_input(markets)),
+                    (who, self.p.clearinghouse.trade.encode_input(acct, market, size, bound)),
+                )
+            ]
+            request("evm_mine", [])
+        finally:
+            request("evm_setAutomine", [True])
+        refresh, trade = (web3.eth.get_transaction_receipt(h) for h in sent)
+        if refresh["blockNumber"] != trade["blockNumber"] or trade["status"] != 1:
+            raise PerpdexError(
+                "the same-block trade did not land after the refresh in one block; "
+                "check that the node is an anvil that supports evm_setAutomine"
+            )
+        self.chain.pending_timestamp += 2
+        return self.chain.provider.get_receipt(trade["transactionHash"].hex())
 
     def record(self, key: str, tx: Any, note: str = "") -> int:
         gas = int(tx.gas_used)
         data = bytes(tx.data)
         to = str(getattr(tx, "receiver", "") or "")
-        self.rows.append(Row(key, gas, len(data), note, data, to))
+        floor = self.floor(tx, data) if key in FLOOR_ROWS else None
+        self.rows.append(Row(key, gas, len(data), note, data, to, floor))
         return gas
+
+    def floor(self, tx: Any, data: bytes) -> Floor:
+        """The storage floor of `tx` from anvil's prestate (diff mode) and call traces."""
+        txhash = tx.txn_hash if isinstance(tx.txn_hash, str) else tx.txn_hash.hex()
+        request = self.chain.provider.make_request
+        diff = request(
+            "debug_traceTransaction",
+            [txhash, {"tracer": "prestateTracer", "tracerConfig": {"diffMode": True}}],
+        )
+        pre, post = diff.get("pre", {}), diff.get("post", {})
+        slots_set = slots_reset = 0
+        for addr, after in post.items():
+            before = pre.get(addr, {}).get("storage", {})
+            for slot, value in after.get("storage", {}).items():
+                old = int(before.get(slot, "0x0"), 16)
+                if int(value, 16) == old:
+                    continue
+                if old == 0:
+                    slots_set += 1
+                else:
+                    slots_reset += 1
+        feeds = {f.address.lower() for fs in self.p.feeds.values() for f in fs}
+        if self.p.sequencer is not None:
+            feeds.add(self.p.sequencer.address.lower())
+        calls = request("debug_traceTransaction", [txhash, {"tracer": "callTracer"}])
+        reads = feed_gas = 0
+        seen: set[str] = set()
+        stack = [calls]
+        while stack:
+            frame = stack.pop()
+            to = frame.get("to", "").lower()
+            if to in feeds:
+                reads += 1
+                feed_gas += (100 if to in seen else COLD_ACCOUNT) + int(frame["gasUsed"], 16)
+                seen.add(to)
+            stack.extend(frame.get("calls", []))
+        calldata = sum(16 if b else 4 for b in data)
+        return Floor(calldata, slots_set, slots_reset, reads, feed_gas)
 
     def fund(self, who: Any, dollars: int) -> int:
         units = dollars * self.unit
@@ -187,9 +305,9 @@ class Bench:
         self.record("deposit", ops.deposit(acct, p.token, 100_000 * self.unit, sender=trader))
         self.tick()
         self.record(
-            "open",
+            "open_first_trade_of_market",
             self.trade(trader, acct, btc, self.size("BTC", 50_000)),
-            "first position of the account",
+            "first position of the account and first trade of the market",
         )
         # what a trade pays extra when a market's mark is older than max_mark_age
         self.chain.pending_timestamp += 120
@@ -210,8 +328,27 @@ class Bench:
         self.record(
             "increase",
             self.trade(trader, acct, btc, self.size("BTC", 20_000)),
-            "account with one position",
+            "account with one position; the trade reads its own oracle",
         )
+        self.record(
+            "increase_same_block_mark",
+            self.same_block_trade(trader, acct, btc, self.size("BTC", 1_000)),
+            "as `increase`, in the block of the keeper's refresh: reuses the mark",
+        )
+        # a new account's first trade in a market that already trades
+        newcomer = self.accounts[6]
+        self.fund(newcomer, 200_000)
+        fresh = int(ch.open_account("newcomer", False, sender=newcomer).return_value)
+        ops.deposit(fresh, p.token, 100_000 * self.unit, sender=newcomer)
+        self.tick()
+        self.record(
+            "open_new_account",
+            self.trade(newcomer, fresh, btc, self.size("BTC", 20_000)),
+            "first position of a new account in a market already trading",
+        )
+        # closed again: the rows below (the vault's share pricing) see the same book
+        self.tick()
+        self.trade(newcomer, fresh, btc, -ch.position(fresh, btc)[0])
         self.tick()
         self.record("reduce", self.trade(trader, acct, btc, -self.size("BTC", 30_000)))
         self.tick()
@@ -317,8 +454,10 @@ def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int]:
         "deposit": g["deposit"],
         "deposit_first": g["deposit_first"],
         "withdraw": g["withdraw"],
-        "open": g["open"],
+        "open_first_trade_of_market": g["open_first_trade_of_market"],
+        "open_new_account": g["open_new_account"],
         "increase": g["increase"],
+        "increase_same_block_mark": g["increase_same_block_mark"],
         "reduce": g["reduce"],
         "close": g["close"],
         "lp_deposit": g["lp_deposit"],
@@ -337,6 +476,9 @@ def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int]:
         "per_position_increase": per_position(g, "portfolio"),
         "per_position_increase_isolated": per_position(g, "isolated"),
     }
+    for r in rows:
+        if r.floor is not None:
+            out[f"{r.key}_floor"] = r.floor.total
     for name, size in sizes.items():
         out[f"bytecode_{name}"] = size
     return out
@@ -444,6 +586,29 @@ def write(rows: list[Row], summary: dict[str, int], sizes: dict[str, int]) -> st
         )
     lines += [
         "",
+        "## Trades against their floor",
+        "",
+        "The floor is what the transaction cannot avoid, computed from its own trace: "
+        f"{INTRINSIC_GAS:,} intrinsic + calldata (16 gas a non-zero byte, 4 a zero byte) + "
+        f"per storage slot it changes one cold access and the write ({COLD_SLOAD + SSTORE_SET:,} "
+        f"where the slot was zero, {COLD_SLOAD + SSTORE_RESET:,} otherwise) + every price-feed "
+        "read (the cold call and the feed's own gas). Everything above it is reading state, "
+        "the router, events and computation.",
+        "",
+        "| operation | gas | floor | gas / floor | calldata gas | slots set | slots changed | "
+        "feed reads (gas) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r.floor is None:
+            continue
+        f = r.floor
+        lines.append(
+            f"| {r.key} | {r.gas:,} | {f.total:,} | {r.gas / f.total:.2f} | {f.calldata:,} | "
+            f"{f.slots_set} | {f.slots_reset} | {f.feed_reads} ({f.feed_gas:,}) |"
+        )
+    lines += [
+        "",
         f"Extra gas per open position on a market order: "
         f"{summary['per_position_increase']:,} (portfolio), "
         f"{summary['per_position_increase_isolated']:,} (isolated); budget "
@@ -488,6 +653,22 @@ def main() -> None:
             style=style,
         )
     console.print(t)
+    ft = Table(title="trades against their floor (docs/gas.md)")
+    for col in ("operation", "gas", "floor", "gas/floor", "slots set", "slots changed", "feeds"):
+        ft.add_column(col, justify="right" if col != "operation" else "left", no_wrap=True)
+    for r in rows:
+        if r.floor is not None:
+            f = r.floor
+            ft.add_row(
+                r.key,
+                f"{r.gas:,}",
+                f"{f.total:,}",
+                f"{r.gas / f.total:.2f}",
+                str(f.slots_set),
+                str(f.slots_reset),
+                f"{f.feed_reads} ({f.feed_gas:,})",
+            )
+    console.print(ft)
     console.print(
         f"per extra position: {summary['per_position_increase']:,} gas (portfolio), "
         f"{summary['per_position_increase_isolated']:,} (isolated); budget {PER_POSITION_BUDGET:,}"

@@ -62,7 +62,7 @@ def _pool_trade(
     price: uint256 = 0
     flags: uint256 = 0
     index: int256 = 0
-    price, flags, index = self._touch_with(m, p)
+    price, flags, index = self._touch_with(m, p, True)
     # no fill of any kind (reduce-only and loss-cap close-outs included) without quorum
     self._require_quorum(flags)
     size: int256 = packing._pos_size(state._pos[account][m])
@@ -83,7 +83,7 @@ def _pool_trade(
     if adds:
         self._require_can_add_risk(m, p, flags)
     oi: uint256 = state._oi[m]
-    skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
+    skew: int256 = convert(oi << 128 >> 128, int256) - convert(oi >> 128, int256)
     fill: uint256 = pricing._fill_price(price, skew, delta, p.skew_scale)
     if delta > 0:
         assert fill <= acceptable, "clearinghouse: price worse than acceptable"
@@ -171,7 +171,7 @@ def _settle_side(
         + fp._div_ceil(new_size * index - size * old_snap, packing.PICO_PER_USD),
     )
     oi: uint256 = state._oi[m]
-    long_oi: int256 = convert(oi & packing.MASK_128, int256)
+    long_oi: int256 = convert(oi << 128 >> 128, int256)
     short_oi: int256 = convert(oi >> 128, int256)
     if size > 0:
         long_oi -= size
@@ -264,9 +264,9 @@ def _check_caps(
          fill moves |skew| up (whether the account adds or reduces).
     """
     oi: uint256 = state._oi[m]
-    long_oi: uint256 = oi & packing.MASK_128
+    long_oi: uint256 = oi << 128 >> 128
     short_oi: uint256 = oi >> 128
-    if long_oi > old_oi & packing.MASK_128:
+    if long_oi > old_oi << 128 >> 128:
         assert long_oi <= p.max_oi, "clearinghouse: open interest cap reached"
     if short_oi > old_oi >> 128:
         assert short_oi <= p.max_oi, "clearinghouse: open interest cap reached"
@@ -352,39 +352,56 @@ def _check_initial(account: uint256, hdr: uint256, reason: String[64]):
 
 @internal
 def _touch(m: uint256) -> (uint256, uint256, int256):
-    return self._touch_with(m, packing._unpack_params(state._params[m]))
+    return self._touch_with(m, packing._unpack_params(state._params[m]), False)
 
 
 @internal
-def _touch_with(m: uint256, p: packing.MarketParams) -> (uint256, uint256, int256):
+def _touch_with(m: uint256, p: packing.MarketParams, reuse: bool) -> (uint256, uint256, int256):
     """
-    @dev Reads the oracle (which records its time-weighted price), accrues funding over
+    @dev Reads the oracle (`record`: it updates its time-weighted price and logs nothing;
+         MarkUpdated carries the price), accrues funding over
          the time since the last touch at the new price, and caches both in the mark word.
          Without a price quorum (FLAG_DEGRADED) the market freezes instead: the mark word
          is left as it is (no price, no funding), the params word's FROZEN_BIT is set
          (MarketFrozen, once) and price 0 is returned with the flags: every caller
          must check them. The first touch with quorum
          again clears the bit (MarketResumed) and accrues funding over the whole gap.
+         With `reuse` (a trade), a mark written in this block (same timestamp and block
+         tag, packing.vy) by a quorum touch that saw
+         the sequencer up, and no touch without quorum since (both oracle bits clear), is
+         returned as it is: the router would read the same feeds at the same timestamp,
+         so quorum, staleness, deviation and the sequencer rules gave their answer
+         already; no oracle call, no write.
     """
-    price: uint256 = 0
-    flags: uint256 = 0
-    price, flags = extcall state.ORACLE.observe(m)
     mw: uint256 = state._mark[m]
     pw: uint256 = state._params[m]
+    # the oracle bits (packing.ORACLE_SHIFT, small shifts for bytecode): 1 frozen,
+    # 2 sequencer flagged at the last quorum touch
+    have: uint256 = (pw >> packing.ORACLE_SHIFT) & 3
+    if reuse and have == 0 and packing._mark_is_this_block(mw):
+        return mw & packing.MASK_88, 0, packing._mark_index(mw)
+    price: uint256 = 0
+    flags: uint256 = 0
+    price, flags = extcall state.ORACLE.record(m)
     if flags & c.FLAG_DEGRADED != 0:
-        if pw & packing.FROZEN_BIT == 0:
-            state._params[m] = pw | packing.FROZEN_BIT
+        if have & 1 == 0:
+            state._params[m] = pw | (1 << packing.ORACLE_SHIFT)
             log state.MarketFrozen(market=m, mark=packing._mark_price(mw))
         return 0, flags, 0
-    if pw & packing.FROZEN_BIT != 0:
-        state._params[m] = pw & ~packing.FROZEN_BIT
+    # with quorum, `flags` holds only sequencer flags: SEQUENCER_BIT records them
+    want: uint256 = 0
+    if flags != 0:
+        want = 2
+    if have != want:
+        state._params[m] = pw ^ ((have ^ want) << packing.ORACLE_SHIFT)
+    if have & 1 != 0:
         log state.MarketResumed(market=m, price=price)
     index: int256 = packing._mark_index(mw)
     last: uint256 = packing._mark_time(mw)
     rate: int256 = packing._mark_rate(mw)
     if last != 0 and block.timestamp > last:
         oi: uint256 = state._oi[m]
-        skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
+        skew: int256 = convert(oi << 128 >> 128, int256) - convert(oi >> 128, int256)
         delta_index: int256 = 0
         rate, delta_index = funding._accrue(
             rate,
@@ -396,7 +413,9 @@ def _touch_with(m: uint256, p: packing.MarketParams) -> (uint256, uint256, int25
             price,
         )
         index += delta_index
-    state._mark[m] = packing._pack_mark(price, block.timestamp, index, rate)
+    state._mark[m] = packing._pack_mark(
+        price, block.timestamp | (block.number & 63) << 34, index, rate
+    )
     log state.MarkUpdated(market=m, price=price, funding_rate=rate, funding_index=index)
     return price, flags, index
 

@@ -61,8 +61,8 @@ def set_market_params(market: uint256, params: packing.MarketParams):
     p.listed = True
     p.paused = state._params[market] & packing.PAUSED_BIT != 0
     self._validate_params(p)
-    # the frozen bit belongs to the oracle's state, not to governance: keep it
-    a: uint256 = packing._pack_params(p) | (state._params[market] & packing.FROZEN_BIT)
+    # the frozen and sequencer bits belong to the oracle's state, not to governance: keep
+    a: uint256 = packing._pack_params(p) | (state._params[market] & packing.ORACLE_BITS)
     log state.MarketParamsUpdated(market=market, old_params=state._params[market], new_params=a)
     state._params[market] = a
 

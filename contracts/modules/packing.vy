@@ -14,11 +14,14 @@
                         difference (index - snapshot) mod 2**64, exact while less than
                         2**63 pico-USD (9.2 million USD) per unit accrues between two
                         settlements of one position (TCP-sequence-number arithmetic)
-        mark word       price uint88 | touched_at uint40 | funding_index int72 |
-                        funding_rate int56
+        mark word       price uint88 | touched_at uint34 | block_tag uint6 |
+                        funding_index int72 | funding_rate int56
                         index in pico-USD (1e-12) per unit of base; rate in 1e-15 per
                         day; price, index and rate are refreshed together, so one
-                        timestamp serves all three
+                        timestamp serves all three (34 bits: until the year 2514);
+                        block_tag = block.number mod 64 at the touch, so a trade
+                        reuses a mark only in the block that wrote it, not in a
+                        later block of the same second
         oi word         long_oi uint128 | short_oi uint128            (base WAD)
         pool sums word  sum_cost int128 | sum_funding int128         (USD WAD)
                         sums over all trader positions in the market, for the vault
@@ -26,7 +29,8 @@
                         taker_fee u24 (1e-8) | max_funding_velocity u32 (1e-6 per
                         day per day) | max_funding_rate u32 (1e-9 per day) |
                         flags u8 (bit 0 listed, bit 1 paused, bit 2 frozen: no
-                        price quorum) | max_oi u64 (whole
+                        price quorum, bit 3 sequencer flagged at the last quorum
+                        touch) | max_oi u64 (whole
                         base units) | max_vault_exposure u24 (1e-6 of pool cash)
                         one read per trade; the API takes WAD values on these grids
         pool word       cash int128 | pending_fees uint128              (USD WAD)
@@ -47,6 +51,7 @@ from . import constants as c
 MASK_128: constant(uint256) = 2**128 - 1
 MASK_88: constant(uint256) = 2**88 - 1
 MASK_40: constant(uint256) = 2**40 - 1
+MASK_34: constant(uint256) = 2**34 - 1
 MASK_32: constant(uint256) = 2**32 - 1
 MASK_8: constant(uint256) = 2**8 - 1
 MASK_96: constant(uint256) = 2**96 - 1
@@ -67,6 +72,13 @@ PAUSED_BIT: constant(uint256) = 2 << 160
 # frozen: the oracle had no price quorum at the market's last touch (set and cleared
 # only by engine._touch_with; not part of MarketParams, kept by set_market_params)
 FROZEN_BIT: constant(uint256) = 4 << 160
+# sequencer flagged (down or in grace) at the market's last quorum touch: a mark written
+# then is not reused by a trade in the same block (set and cleared only by
+# engine._touch_with, kept by set_market_params like FROZEN_BIT)
+SEQUENCER_BIT: constant(uint256) = 8 << 160
+ORACLE_BITS: constant(uint256) = FROZEN_BIT | SEQUENCER_BIT
+# the two oracle bits are (params >> ORACLE_SHIFT) & 3: 1 frozen, 2 sequencer flagged
+ORACLE_SHIFT: constant(uint256) = 162
 
 
 struct MarketParams:
@@ -126,7 +138,18 @@ def _mark_price(w: uint256) -> uint256:
 @internal
 @pure
 def _mark_time(w: uint256) -> uint256:
-    return (w >> 88) & MASK_40
+    return (w >> 88) & MASK_34
+
+
+@internal
+@view
+def _mark_is_this_block(w: uint256) -> bool:
+    """
+    @dev Whether the mark word was written in this block: same timestamp and same
+         block_tag (block.number mod 64; 40 bits of the word hold both).
+    """
+    # bits 88..127, by shifts (small pushes: bytecode)
+    return w << 128 >> 216 == block.timestamp | (block.number & 63) << 34
 
 
 @internal
@@ -151,7 +174,8 @@ def _mark_rate(w: uint256) -> int256:
 @pure
 def _pack_mark(price: uint256, ts: uint256, index: int256, rate: int256) -> uint256:
     """
-    @dev `rate` in WAD per day is truncated toward zero to the 1e-15 grid.
+    @dev `rate` in WAD per day is truncated toward zero to the 1e-15 grid; `ts` is the
+         40-bit touch stamp: the timestamp, plus the block tag << 34 (engine._touch_with).
     """
     assert price <= c.MAX_PRICE, "packing: price too large"
     assert index <= MAX_I72 and index >= -MAX_I72, "packing: funding index too large"
@@ -159,8 +183,8 @@ def _pack_mark(price: uint256, ts: uint256, index: int256, rate: int256) -> uint
     assert femto <= MAX_I56 and femto >= -MAX_I56, "packing: funding rate too large"
     return (
         (convert(convert(femto, bytes32), uint256) << 200)
-        | ((convert(convert(index, bytes32), uint256) & (2**72 - 1)) << 128)
-        | ((ts & MASK_40) << 88)
+        | (convert(convert(index, bytes32), uint256) << 184 >> 56)
+        | (ts << 216 >> 128)
         | price
     )
 

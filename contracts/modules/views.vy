@@ -83,7 +83,7 @@ def open_interest(market: uint256) -> (uint256, uint256):
     @notice (long, short) open interest of trader positions, base WAD.
     """
     oi: uint256 = state._oi[market]
-    return oi & packing.MASK_128, oi >> 128
+    return oi << 128 >> 128, oi >> 128
 
 
 @external
@@ -165,7 +165,7 @@ def insurance_fund() -> uint256:
     proto: uint256 = 0
     vault: uint256 = 0
     ins, proto, vault = self._pending_split()
-    return (state._treasury & packing.MASK_128) + ins
+    return (state._treasury << 128 >> 128) + ins
 
 
 @external

@@ -16,6 +16,7 @@ MASK_96 = 2**96 - 1
 MASK_88 = 2**88 - 1
 MASK_64 = 2**64 - 1
 MASK_40 = 2**40 - 1
+MASK_34 = 2**34 - 1
 MASK_32 = 2**32 - 1
 MASK_16 = 2**16 - 1
 MASK_8 = 2**8 - 1
@@ -60,8 +61,9 @@ def mark_price(w: int) -> int:
 
 
 def mark_time(w: int) -> int:
-    """packing._mark_time: timestamp of the last touch."""
-    return (w >> 88) & MASK_40
+    """packing._mark_time: timestamp of the last touch (34 bits; the 6 above it hold the
+    block tag, block.number mod 64, that lets a trade reuse a mark of its own block)."""
+    return (w >> 88) & MASK_34
 
 
 def mark_index(w: int) -> int:
@@ -75,7 +77,8 @@ def mark_rate(w: int) -> int:
 
 
 def pack_mark(price: int, ts: int, index: int, rate: int) -> int:
-    """packing._pack_mark: `rate` is truncated toward zero to the 1e-15 grid."""
+    """packing._pack_mark: `rate` is truncated toward zero to the 1e-15 grid; `ts` is the
+    40-bit touch stamp (timestamp | block tag << 34)."""
     if price > MAX_PRICE:
         raise Revert("packing: price too large")
     if not -MAX_I72 <= index <= MAX_I72:
