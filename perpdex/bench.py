@@ -346,6 +346,7 @@ def bytecode_sizes(project: Any) -> dict[str, int]:
         "Clearinghouse",
         "ClearinghouseOps",
         "ClearinghouseAdmin",
+        "ClearinghouseRisk",
         "ClearinghouseLens",
         "OracleRouter",
         "LiquidityVault",

@@ -188,4 +188,6 @@ class Snapshot(views.Snapshot):
 def _at(name: str, address: str) -> Any:
     from ape import Contract, project
 
-    return Contract(address, contract_type=getattr(project, name).contract_type)
+    from perpdex.sdk.handles import contract_type
+
+    return Contract(address, contract_type=contract_type(project, name))
