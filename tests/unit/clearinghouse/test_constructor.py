@@ -39,7 +39,6 @@ def test_constructor__initial_state(deploy_trio, protocol, token18, admin):
     assert core.loss_cap_fee() == 5 * 10**18
 
 
-
 def _admin_half(project, oracle, token, admin):
     """An Admin half over a Risk half, both built for `oracle` and `token`."""
     risk = project.ClearinghouseRisk.deploy(oracle, token, sender=admin)
@@ -52,6 +51,7 @@ def test_constructor__risk_half_for_another_token__reverts(
     risk = project.ClearinghouseRisk.deploy(protocol.oracle, token, sender=admin)
     with ape.reverts("clearinghouse: extension mismatch"):
         project.ClearinghouseAdmin.deploy(protocol.oracle, token18, risk, sender=admin)
+
 
 def test_constructor__six_decimals_scale(ch, token):
     assert ch.SETTLEMENT_SCALE() == 10**12
