@@ -35,6 +35,7 @@ from .modules import treasury
 from .modules import governance
 from .modules import views
 from .modules import liquidation_hooks
+from .modules import vault_limits
 
 initializes: access_control
 initializes: pausable
@@ -46,6 +47,7 @@ initializes: treasury[state := state, access_control := access_control]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
+initializes: vault_limits[state := state, engine := engine]
 
 exports: (
     access_control.hasRole,
@@ -58,7 +60,6 @@ exports: (
     state.LIQUIDATOR_ROLE,
     state.ORACLE,
     state.SETTLEMENT_SCALE,
-    state.account_name,
     state.loss_cap,
     state.sub_account_count,
     state.is_operator,
@@ -67,28 +68,20 @@ exports: (
     state.collateral_scale,
     state.collateral_haircut,
     state.collateral_market,
-    state.collateral_cap,
     state.collateral_held,
     state.vault,
     state.market_count,
-    state.risk_book_version,
-    state.risk_book_delay,
-    state.max_shock_step_bps,
-    state.max_ratio_step_bps,
-    state.loss_cap_fee,
-    state.loss_cap_window,
     accounts.open_account,
     trading.trade,
     engine.engine_touch,
     engine.engine_refresh_account,
+    engine.refresh_account,
     engine.engine_check_initial,
     engine.engine_pool_trade,
     engine.engine_fill,
     state.seized_collateral,
     state.bad_debt_provision,
     views.account_header,
-    views.account_owner,
-    views.account_id,
     views.balance_of,
     views.position,
     views.mark,
@@ -96,15 +89,12 @@ exports: (
     views.pool_sums,
     views.market_params,
     views.account_margin,
-    views.margin_at_twap,
     views.margin_requirement,
+    views.margin_at_twap,
     views.settlement_token,
     views.insurance_fund,
     views.pool_cash,
-    views.pending_fees,
-    views.protocol_fees,
     views.system_params,
-    views.risk_book,
 )
 
 
@@ -144,8 +134,10 @@ def __init__(oracle: IOracleRouter, settlement_token: address, admin: address, o
 
 
 @external
-def __default__():
+@raw_return
+def __default__() -> Bytes[128]:
     """
-    @notice Forwards every other call to ClearinghouseOps by delegatecall; reverts bubble up.
+    @notice Forwards every other call to ClearinghouseOps by delegatecall; its return data
+            (the cold getters Ops exports; at most 128 bytes) and reverts bubble up.
     """
-    raw_call(OPS, msg.data, is_delegate_call=True)
+    return raw_call(OPS, msg.data, max_outsize=128, is_delegate_call=True)

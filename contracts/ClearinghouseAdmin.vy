@@ -7,7 +7,8 @@
         storage is never used): markets, collateral, fees, pausing and the risk book, and
         for bytecode room the treasury's calls (insurance, fees, the vault's cash). Call
         these functions on the Clearinghouse address with this contract's ABI; they
-        return nothing.
+        return nothing. Selectors not exported here go on, by delegatecall, to
+        ClearinghouseRisk (auto-deleveraging and the vault's limits).
 """
 
 from snekmate.auth import access_control
@@ -21,6 +22,7 @@ from .modules import treasury
 from .modules import governance
 from .modules import views
 from .modules import liquidation_hooks
+from .modules import vault_limits
 
 initializes: access_control
 initializes: pausable
@@ -32,6 +34,7 @@ initializes: treasury[state := state, access_control := access_control]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
+initializes: vault_limits[state := state, engine := engine]
 
 exports: (
     access_control.grantRole,
@@ -63,12 +66,28 @@ exports: (
 )
 
 
+interface IExtension:
+    def extension_config() -> (address, address): view
+
+
+# @notice Vault-limits half, reached by delegatecall for selectors not exported here.
+RISK: public(immutable(address))
+
+
 @deploy
-def __init__(oracle: IOracleRouter, settlement_token: address):
+def __init__(oracle: IOracleRouter, settlement_token: address, risk_half: address):
     """
     @param oracle Must equal the Clearinghouse's oracle.
     @param settlement_token Must equal the Clearinghouse's settlement token.
+    @param risk_half A `ClearinghouseRisk` deployed with the same oracle and token.
     """
+    ext_oracle: address = empty(address)
+    ext_token: address = empty(address)
+    ext_oracle, ext_token = staticcall IExtension(risk_half).extension_config()
+    assert (
+        ext_oracle == oracle.address and ext_token == settlement_token
+    ), "clearinghouse: extension mismatch"
+    RISK = risk_half
     access_control.__init__()
     pausable.__init__()
     state.__init__(oracle, settlement_token)
@@ -81,3 +100,11 @@ def extension_config() -> (address, address):
     @notice The oracle and settlement token this code half was built for.
     """
     return state.ORACLE.address, state.collateral_token[0]
+
+
+@external
+def __default__():
+    """
+    @notice Forwards the remaining selectors to ClearinghouseRisk by delegatecall.
+    """
+    raw_call(RISK, msg.data, is_delegate_call=True)

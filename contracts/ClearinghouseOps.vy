@@ -22,6 +22,7 @@ from .modules import treasury
 from .modules import governance
 from .modules import views
 from .modules import liquidation_hooks
+from .modules import vault_limits
 
 initializes: access_control
 initializes: pausable
@@ -33,6 +34,7 @@ initializes: treasury[state := state, access_control := access_control]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
+initializes: vault_limits[state := state, engine := engine]
 
 exports: (
     accounts.set_operator,
@@ -43,11 +45,28 @@ exports: (
     accounts.set_loss_cap,
     trading.refresh,
     trading.trigger_loss_cap,
-    liquidation_hooks.refresh_account,
     liquidation_hooks.liquidation_begin,
     liquidation_hooks.liquidation_reward,
     liquidation_hooks.liquidation_transfer,
     liquidation_hooks.liquidation_end,
+    #    # cold getters, here for the hot half's bytecode room (no contract calls them on a
+    # gas-budgeted path); the Clearinghouse's __default__ returns their data
+    state.account_name,
+    state.risk_book_version,
+    state.risk_book_delay,
+    state.max_shock_step_bps,
+    state.max_ratio_step_bps,
+    state.loss_cap_fee,
+    state.loss_cap_window,
+    state.collateral_cap,
+    state.max_total_exposure,
+    state.max_pnl_factor,
+    state.adl_target_factor,
+    views.account_owner,
+    views.account_id,
+    views.pending_fees,
+    views.protocol_fees,
+    views.risk_book,
 )
 
 

@@ -257,6 +257,11 @@ class Bench:
         btc = p.system.markets[0]
         from perpdex.sdk import riskbook
 
+        # room under the total exposure cap for the clones (each has BTC's cap)
+        ops = p.ops
+        p.risk.set_vault_limits(
+            3 * WAD, int(ops.max_pnl_factor()), int(ops.adl_target_factor()), sender=admin
+        )
         while p.clearinghouse.market_count() < n:
             o = btc.oracle
             # as many feeds as BTC ships: a price needs a quorum of two
@@ -494,6 +499,7 @@ def bytecode_sizes(project: Any) -> dict[str, int]:
         "Clearinghouse",
         "ClearinghouseOps",
         "ClearinghouseAdmin",
+        "ClearinghouseRisk",
         "ClearinghouseLens",
         "OracleRouter",
         "LiquidityVault",

@@ -39,7 +39,7 @@ DEPLOYMENTS_DIR = ROOT / "deployments"
 
 @dataclass
 class Protocol:
-    """Every deployed contract, with the Clearinghouse under its three ABIs."""
+    """Every deployed contract, with the Clearinghouse under its four ABIs."""
 
     network: str
     system: SystemConfig
@@ -55,6 +55,12 @@ class Protocol:
     lens: Any | None = None
     timelock: Any | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def risk(self) -> Any:
+        """ClearinghouseRisk ABI at the Clearinghouse address (auto-deleveraging, the
+        vault's limits)."""
+        return _at("ClearinghouseRisk", self.clearinghouse.address)
 
     @property
     def symbols(self) -> list[str]:
@@ -118,7 +124,9 @@ def _has_code(address: str | None) -> bool:
 def _at(name: str, address: str) -> Any:
     from ape import Contract, project
 
-    return Contract(address, contract_type=getattr(project, name).contract_type)
+    from perpdex.sdk.handles import contract_type
+
+    return Contract(address, contract_type=contract_type(project, name))
 
 
 def _deploy(deployer: Any, container: Any, *args: Any) -> Any:
@@ -291,12 +299,16 @@ def deploy_system(
         )
         sent += 1
 
-    # --- clearinghouse: three code halves at one address ------------------------------
-    admin_half = reuse_or_deploy("clearinghouse_admin", "ClearinghouseAdmin", oracle, token)
+    # --- clearinghouse: four code halves at one address ------------------------------
+    risk_half = reuse_or_deploy("clearinghouse_risk", "ClearinghouseRisk", oracle, token)
+    admin_half = reuse_or_deploy(
+        "clearinghouse_admin", "ClearinghouseAdmin", oracle, token, risk_half
+    )
     ops_half = reuse_or_deploy("clearinghouse_ops", "ClearinghouseOps", oracle, token, admin_half)
     ch = reuse_or_deploy(
         "clearinghouse", "Clearinghouse", oracle, token, deployer.address, ops_half
     )
+    ch = _at("Clearinghouse", ch.address)  # with the getters its Ops half answers
     ops = _at("ClearinghouseOps", ch.address)
     admin = _at("ClearinghouseAdmin", ch.address)
     for i, m in enumerate(system.markets):

@@ -261,7 +261,8 @@ def _check_caps(
 ):
     """
     @dev Open-interest cap per side that grows, and the vault's exposure cap when the
-         fill moves |skew| up (whether the account adds or reduces).
+         fill moves |skew| up (whether the account adds or reduces; a reduce the cap
+         refuses can close with `close_with_adl`, modules/vault_limits.vy).
     """
     oi: uint256 = state._oi[m]
     long_oi: uint256 = oi << 128 >> 128
@@ -272,10 +273,17 @@ def _check_caps(
         assert short_oi <= p.max_oi, "clearinghouse: open interest cap reached"
     if abs(new_skew) > abs(skew):
         exposure: uint256 = convert(abs(new_skew), uint256) * price // c.WAD
-        cash: int256 = packing._lo_i128(state._pool)
+        # against pool equity, cheaply and conservatively: cash plus the pool's unrealised
+        # loss in this market (sum of cost bases - skew x price; the words are warm). The
+        # other markets and the bad-debt provision count in auto-deleveraging
+        # (modules/vault_limits.vy), which restores the cap against full equity.
+        base: int256 = packing._lo_i128(state._pool) + min(
+            packing._lo_i128(state._pool_sums[m]) - new_skew * convert(price, int256) // c.IWAD,
+            0,
+        )
         limit: uint256 = 0
-        if cash > 0:
-            limit = convert(cash, uint256) * p.max_vault_exposure // c.WAD
+        if base > 0:
+            limit = convert(base, uint256) * p.max_vault_exposure // c.WAD
         assert exposure <= limit, "clearinghouse: vault exposure cap reached"
 
 
@@ -797,6 +805,24 @@ def engine_refresh_account(account: uint256, stale_only: bool):
     if stale_only:
         self._refresh_stale(hdr)
         return
+    self._refresh_all(hdr)
+
+
+@external
+def refresh_account(account: uint256):
+    """
+    @notice Re-reads the oracle for every market an account holds (positions and
+            collateral) and accrues their funding. Anyone may call it. In the hot half,
+            not behind the proxy: the liquidation auction calls it on every step.
+    """
+    self._refresh_all(self._require_exists(account))
+
+
+@internal
+def _refresh_all(hdr: uint256):
+    """
+    @dev Touches every position market with quorum, then the collateral markets.
+    """
     bitmap: uint256 = packing._positions_bitmap(hdr)
     for m: uint256 in range(c.MAX_MARKETS):
         if bitmap >> m == 0:

@@ -40,6 +40,7 @@ def add_market(params: packing.MarketParams):
     p.paused = False
     self._validate_params(p)
     a: uint256 = packing._pack_params(p)
+    self._check_total_exposure(m, p.max_vault_exposure)
     state._params[m] = a
     state.market_count = m + 1
     log state.MarketListed(market=m, params=a)
@@ -63,6 +64,7 @@ def set_market_params(market: uint256, params: packing.MarketParams):
     self._validate_params(p)
     # the frozen and sequencer bits belong to the oracle's state, not to governance: keep
     a: uint256 = packing._pack_params(p) | (state._params[market] & packing.ORACLE_BITS)
+    self._check_total_exposure(market, p.max_vault_exposure)
     log state.MarketParamsUpdated(market=market, old_params=state._params[market], new_params=a)
     state._params[market] = a
 
@@ -77,6 +79,49 @@ def _validate_params(p: packing.MarketParams):
     assert p.max_funding_rate <= 4 * c.WAD, "clearinghouse: max funding rate above 4 per day"
     assert p.max_oi != 0, "clearinghouse: zero max open interest"
     assert p.max_vault_exposure != 0, "clearinghouse: zero vault exposure cap"
+
+
+@internal
+@view
+def _check_total_exposure(market: uint256, fraction: uint256):
+    """
+    @dev The sum of every market's max_vault_exposure, with `fraction` for `market`, must
+         stay within max_total_exposure (one bounded pass over the listed markets).
+    """
+    total: uint256 = fraction
+    for i: uint256 in range(c.MAX_MARKETS):
+        if i >= state.market_count:
+            break
+        if i != market:
+            total += (state._params[i] >> 232) * packing.EXPOSURE_UNIT
+    assert total <= state.max_total_exposure, "clearinghouse: exposure caps above the total cap"
+
+
+@external
+def set_vault_limits(max_total_exposure: uint256, max_pnl_factor: uint256, adl_target: uint256):
+    """
+    @notice The vault's limits across markets (WAD fractions of pool equity): the cap on
+            the sum of the markets' exposure caps (at least their current sum, at most
+            3), and the PnL cap that opens auto-deleveraging with the level it stops at
+            (0 < target < factor <= 1). Admin only (the Timelock after the hand-over).
+    """
+    access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
+    assert (
+        adl_target != 0 and adl_target < max_pnl_factor and max_pnl_factor <= c.WAD
+    ), "clearinghouse: bad pnl factors"
+    assert max_total_exposure <= 3 * c.WAD, "clearinghouse: total cap above 3"
+    log state.VaultLimitsUpdated(
+        old_max_total_exposure=state.max_total_exposure,
+        new_max_total_exposure=max_total_exposure,
+        old_max_pnl_factor=state.max_pnl_factor,
+        new_max_pnl_factor=max_pnl_factor,
+        old_adl_target_factor=state.adl_target_factor,
+        new_adl_target_factor=adl_target,
+    )
+    state.max_total_exposure = max_total_exposure
+    state.max_pnl_factor = max_pnl_factor
+    state.adl_target_factor = adl_target
+    self._check_total_exposure(c.MAX_MARKETS, 0)
 
 
 @external

@@ -64,16 +64,6 @@ interface IMarginView:
 
 
 @external
-def refresh_account(account: uint256):
-    """
-    @notice Re-reads the oracle for every market an account holds (positions and
-            collateral) and accrues their funding. Anyone may call it.
-    """
-    engine._require_exists(account)
-    extcall IClearinghouseEngine(self).engine_refresh_account(account, False)
-
-
-@external
 def liquidation_begin(account: uint256, keeper_account: uint256, reward: uint256):
     """
     @notice Locks an account for liquidation (no trades, withdrawals or transfers out;

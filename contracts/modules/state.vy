@@ -304,6 +304,30 @@ event MarketResumed:
     price: uint256
 
 
+# A keeper closed `size_delta` of `account`'s position in `market` at the oracle `price`
+# (no premium, no fee) to bring the vault back within its limits (modules/vault_limits.vy):
+# reason 1 = PnL cap (traders' net unrealised profit `trader_pnl` above max_pnl_factor x
+# `pool_equity`), 2 = exposure cap, 3 = paired with a trader's close the cap would block.
+event AutoDeleveraged:
+    account: indexed(uint256)
+    market: indexed(uint256)
+    keeper: indexed(address)
+    size_delta: int256
+    price: uint256
+    trader_pnl: int256
+    pool_equity: int256
+    reason: uint256
+
+
+event VaultLimitsUpdated:
+    old_max_total_exposure: uint256
+    new_max_total_exposure: uint256
+    old_max_pnl_factor: uint256
+    new_max_pnl_factor: uint256
+    old_adl_target_factor: uint256
+    new_adl_target_factor: uint256
+
+
 # --- immutables ------------------------------------------------------------------------
 
 # @notice The oracle router (trusted, deployed with the system).
@@ -402,6 +426,17 @@ bad_debt_provision: public(uint256)
 # @dev Each account's part of `bad_debt_provision`.
 _provision: HashMap[uint256, uint256]
 
+# --- vault limits (modules/vault_limits.vy; appended: earlier slots keep their place) -------
+
+# @notice Cap (WAD fraction) on the sum of every market's max_vault_exposure: market
+#         parameters that would take the sum above it are refused.
+max_total_exposure: public(uint256)
+# @notice PnL cap (WAD fraction of pool equity): while traders' net unrealised profit in a
+#         market exceeds it, anyone may auto-deleverage that market's profitable positions.
+max_pnl_factor: public(uint256)
+# @notice Auto-deleveraging for the PnL cap stops at this fraction (WAD) of pool equity.
+adl_target_factor: public(uint256)
+
 
 @deploy
 def __init__(oracle: IOracleRouter, settlement_token: address):
@@ -424,6 +459,11 @@ def __init__(oracle: IOracleRouter, settlement_token: address):
     # 10% of fees to insurance, marks valid 60 s, no risk book yet
     self._system = (60 << 232) | (1_000 << 200)
     self.loss_cap_fee = 5 * 10**18
+    # exposure caps add up to at most the pool's equity; ADL from 45% down to 40% (GMX v2's
+    # MAX_PNL_FACTOR_FOR_ADL / MIN_PNL_FACTOR_AFTER_ADL style)
+    self.max_total_exposure = 10**18
+    self.max_pnl_factor = 45 * 10**16
+    self.adl_target_factor = 40 * 10**16
 
 
 @internal

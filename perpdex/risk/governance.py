@@ -572,8 +572,10 @@ def _handles(target: Any) -> tuple[Any, Any]:
 def _contract_type(name: str) -> Any:
     from ape import Project, project
 
+    from perpdex.sdk.handles import contract_type
+
     proj = project if Path(project.path).resolve() == ROOT else Project(ROOT)
-    return getattr(proj, name).contract_type
+    return contract_type(proj, name)
 
 
 def contract_at(name: str, address: str) -> Any:

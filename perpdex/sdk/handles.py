@@ -20,7 +20,28 @@ def _contract_type(name: str) -> Any:
     from ape import Project, project
 
     proj = project if Path(project.path).resolve() == ROOT else Project(ROOT)
-    return getattr(proj, name).contract_type
+    return contract_type(proj, name)
+
+
+def contract_type(proj: Any, name: str) -> Any:
+    """`proj`'s compiled type of `name`; for the Clearinghouse, with the view functions of
+    its Ops half added: cold getters live there for the hot half's bytecode room, and the
+    Clearinghouse's `__default__` returns their data (contracts/ClearinghouseOps.vy), so
+    `clearinghouse.loss_cap_fee()` keeps working on the one address."""
+    ct = getattr(proj, name).contract_type
+    if name != "Clearinghouse":
+        return ct
+    from ethpm_types import ContractType
+
+    have = {a.selector for a in ct.abi if a.type == "function"}
+    extra = [
+        a
+        for a in proj.ClearinghouseOps.contract_type.abi
+        if a.type == "function" and a.stateMutability in ("view", "pure") and a.selector not in have
+    ]
+    data = ct.model_dump(by_alias=True, mode="json")
+    data["abi"] = [a.model_dump(by_alias=True, mode="json") for a in [*ct.abi, *extra]]
+    return ContractType.model_validate(data)
 
 
 def _at(name: str, address: str) -> Any:

@@ -43,6 +43,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from perpdex.config import MarketConfig, SystemConfig, load_system
 from perpdex.deploy import Protocol, deploy_system
+from perpdex.sdk.handles import contract_type
 from perpdex.sdk.math import Book, MarketParams, System
 
 from .strategies import FUZZ_MARKETS, WAD
@@ -438,7 +439,7 @@ def _prepare(
     rpc = Rpc(ape_chain.provider.web3.provider.endpoint_uri)
     types = [
         project.MockERC20.contract_type,
-        project.Clearinghouse.contract_type,
+        contract_type(project, "Clearinghouse"),
         project.ClearinghouseOps.contract_type,
         project.ClearinghouseAdmin.contract_type,
         project.LiquidityVault.contract_type,
@@ -454,7 +455,7 @@ def _prepare(
     h = {
         "token": ch.handle("token", p.token.address, project.MockERC20.contract_type),
         "weth": ch.handle("weth", weth.address, project.MockERC20.contract_type),
-        "ch": ch.handle("ch", p.clearinghouse.address, project.Clearinghouse.contract_type),
+        "ch": ch.handle("ch", p.clearinghouse.address, contract_type(project, "Clearinghouse")),
         "ops": ch.handle("ops", p.clearinghouse.address, project.ClearinghouseOps.contract_type),
         "admin": ch.handle(
             "admin", p.clearinghouse.address, project.ClearinghouseAdmin.contract_type

@@ -174,7 +174,7 @@ def test_lone_btc_source_prices_nothing(w: LiqWorld, chain: Any, trader: Any) ->
     with ape.reverts(NO_QUORUM):
         w.trade(trader, acct, BTC, "0.1")
     with ape.reverts(NO_QUORUM):
-        w.p.ops.refresh_account(acct, sender=trader)
+        w.p.clearinghouse.refresh_account(acct, sender=trader)
     # a second feed comes back agreeing with the honest price: quorum of two, resumes
     feeds[0].set_answer(100_000 * FEED, sender=w.who)
     feeds[2].set_answer(100_000 * FEED, sender=w.who)

@@ -1,4 +1,4 @@
-"""The three Clearinghouse code halves share one storage; every deployable fits EIP-170.
+"""The four Clearinghouse code halves share one storage; every deployable fits EIP-170.
 
 The halves run at one address (Clearinghouse delegates to ClearinghouseOps, which
 delegates to ClearinghouseAdmin), so a slot that means one thing in one half and another
@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VYPER = Path(sys.executable).with_name("vyper")
-HALVES = ("Clearinghouse", "ClearinghouseOps", "ClearinghouseAdmin")
+HALVES = ("Clearinghouse", "ClearinghouseOps", "ClearinghouseAdmin", "ClearinghouseRisk")
 MAX_CODE_SIZE = 24_576  # EIP-170
 
 
@@ -100,6 +100,9 @@ def test_code_size__deployed_code_under_limit(protocol, project, chain, Contract
         "Clearinghouse": ch.address,
         "ClearinghouseOps": ops_half.address,
         "ClearinghouseAdmin": ops_half.ADMIN(),
+        "ClearinghouseRisk": Contract(
+            ops_half.ADMIN(), contract_type=project.ClearinghouseAdmin.contract_type
+        ).RISK(),
         "OracleRouter": protocol.oracle.address,
     }
     for name in ("vault", "lens"):

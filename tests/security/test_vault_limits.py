@@ -1,11 +1,20 @@
-"""Issue 9, item 4 (part): vault exposure caps hold on reduces; traders cannot freeze LPs.
+"""Issue 9, item 4: vault risk limits on every path.
 
-Attack on main at e9e2063: a long on one account and a hedging short on another, then the
-short closed: the reduce skipped `_check_caps`, leaving the vault 1.8x over its exposure
-cap (BTC: 50% of pool cash), and from then on every LP withdrawal reverted
-(`vault_withdraw` checks the cap). Now every fill that moves |skew| up is held to the cap
-(reduces included), and LP withdrawals may take the exposure to 1.5x the cap, so with
-traders at the cap a third of the pool's cash can still leave.
+Attacks on main at e9e2063 (the issue's "Vault limits bypassed"), each with its regression:
+- a long and a hedging short, then the short closed: the vault carried 1.8x its exposure
+  cap and every LP withdrawal reverted. Now every fill that moves |skew| up is held to
+  the cap (reduces included); LP exits may take exposure to 1.5x the cap.
+- the per-market caps were fractions of pool cash adding up to 1.4x cash: after a +80%
+  rally traders were owed $1.50M while the clearinghouse held $1.28M. Now governance
+  refuses caps summing above `max_total_exposure` (1.0 by default), and the hot-path cap
+  is measured against cash plus the pool's unrealised loss in the market.
+- no PnL cap, no auto-deleveraging: now `auto_deleverage` (GMX v2's MAX_PNL_FACTOR / ADL)
+  closes profitable positions at the oracle price while traders' profit in a market is
+  above `max_pnl_factor` x pool equity, down to `adl_target_factor`.
+- backstop takes and loss-cap close-outs ignore the cap (refusing them would leave bad
+  debt): when they leave a market above its cap, ADL of the skew's side restores it.
+- review F2: with the cap binding reduces, a whale filling the cap from the other side
+  kept a trader from closing. `close_with_adl` pairs the close with the whale's ADL.
 """
 
 from __future__ import annotations
@@ -15,14 +24,16 @@ from typing import Any
 import ape
 import pytest
 
+from perpdex.sdk.math import vault_limits as vl
 from perpdex.units import WAD
 
 CAP = "clearinghouse: vault exposure cap reached"
+MAX = 2**256 - 1
 
 
 @pytest.fixture(scope="module")
 def limits_pool(actors: dict[str, Any], protocol: Any, h: Any) -> int:
-    """$1M of LP cash: the BTC cap is $500k of vault exposure (5 BTC at $100k)."""
+    """$1M of LP cash: the BTC cap is 40% of it, $400k of vault exposure (4 BTC)."""
     lp = actors["lp"]
     units = h.fund(lp, 1_000_000)
     protocol.token.approve(protocol.vault, units, sender=lp)
@@ -37,6 +48,46 @@ def _exposure(ch: Any, m: int) -> tuple[int, int]:
     return abs(long_oi - short_oi) * price // WAD, cash
 
 
+def _pool(protocol: Any) -> tuple[int, list[vl.PoolMarket]]:
+    """(the contract's conservative pool equity, every market) from the chain's views."""
+    ch = protocol.clearinghouse
+    markets = []
+    for m in range(int(ch.market_count())):
+        long_oi, short_oi = (int(x) for x in ch.open_interest(m))
+        sum_cost, sum_funding = (int(x) for x in ch.pool_sums(m))
+        price, _, index, _ = (int(x) for x in ch.mark(m))
+        cap = int(ch.market_params(m).max_vault_exposure)
+        markets.append(vl.PoolMarket(long_oi, short_oi, sum_cost, sum_funding, price, index, cap))
+    # the raw cash word: pool_cash() adds the vault's share of unswept fees
+    pending = int(ch.pending_fees())
+    sys = ch.system_params()
+    to_vault = (
+        pending
+        - pending * int(sys.insurance_bps) // 10_000
+        - pending * int(sys.protocol_bps) // 10_000
+    )
+    cash = int(ch.pool_cash()) - to_vault
+    equity = vl.pool_equity(cash, markets, int(ch.bad_debt_provision()), int(ch.insurance_fund()))
+    return equity, markets
+
+
+def _limits(protocol: Any, admin: Any, factor_bps: int, target_bps: int) -> None:
+    """Lowers the PnL cap so a realistic move reaches it."""
+    protocol.risk.set_vault_limits(
+        int(protocol.ops.max_total_exposure()),
+        factor_bps * WAD // 10_000,
+        target_bps * WAD // 10_000,
+        sender=admin,
+    )
+
+
+def _index_delta(ch: Any, account: int, m: int) -> int:
+    """Funding index now minus the position's snapshot (the contract's wrapped 64 bits)."""
+    snap = int(ch.position(account, m)[2])
+    diff = (int(ch.mark(m)[2]) - snap) % 2**64
+    return diff - 2**64 if diff >= 2**63 else diff
+
+
 def test_hedge_close__cannot_lift_exposure_over_the_cap(
     protocol, ch, h, trader, hedger, limits_pool
 ):
@@ -44,10 +95,10 @@ def test_hedge_close__cannot_lift_exposure_over_the_cap(
     cap = int(protocol.clearinghouse.market_params(btc).max_vault_exposure)
     longs = h.funded_account(trader, 300_000, name="long leg")
     shorts = h.funded_account(hedger, 300_000, name="short leg")
-    h.trade(trader, longs, "BTC", "4.9")  # at the cap: the vault is short ~$490k
+    h.trade(trader, longs, "BTC", "3.9")  # at the cap: the vault is short ~$390k
     h.trade(hedger, shorts, "BTC", "-4")
-    h.trade(trader, longs, "BTC", "4")  # skew back to 4.9
-    # the attack: close the hedge, leaving the vault short 8.9 BTC (1.8x the cap)
+    h.trade(trader, longs, "BTC", "4")  # skew back to 3.9
+    # the attack: close the hedge, leaving the vault short 7.9 BTC (2x the cap)
     with ape.reverts(CAP):
         h.trade(hedger, shorts, "BTC", "4")
     exposure, cash = _exposure(ch, btc)
@@ -61,7 +112,7 @@ def test_hedge_close__cannot_lift_exposure_over_the_cap(
 def test_lp_exit__not_frozen_by_traders_at_the_cap(protocol, ch, h, trader, lp, limits_pool):
     btc = protocol.market_id("BTC")
     acct = h.funded_account(trader, 300_000, name="at cap")
-    h.trade(trader, acct, "BTC", "4.9")
+    h.trade(trader, acct, "BTC", "3.9")
     exposure, cash = _exposure(ch, btc)
     cap = int(protocol.clearinghouse.market_params(btc).max_vault_exposure)
     assert exposure > cash * cap // WAD * 9 // 10  # traders at (about) the cap
@@ -72,3 +123,195 @@ def test_lp_exit__not_frozen_by_traders_at_the_cap(protocol, ch, h, trader, lp, 
     # and no further than 1.5x the cap
     with ape.reverts():
         protocol.vault.redeem(shares // 2, lp, lp, sender=lp)
+
+
+# --- the total cap across markets --------------------------------------------------------
+
+
+def test_total_cap__governance_refuses_caps_above_it(protocol, admin):
+    ch, ops = protocol.clearinghouse, protocol.ops
+    n = int(ch.market_count())
+    caps = [int(ch.market_params(m).max_vault_exposure) for m in range(n)]
+    assert sum(caps) <= int(ops.max_total_exposure()) == WAD  # 0.4 + 0.35 + 0.25
+    # on main the three summed to 1.4: raising BTC back to 0.5 is refused now
+    params = dict(ch.market_params(0).items())
+    params["max_vault_exposure"] = WAD // 2
+    with ape.reverts("clearinghouse: exposure caps above the total cap"):
+        protocol.admin.set_market_params(0, params, sender=admin)
+    # lowering the total below the caps' sum is refused too
+    factor, target = int(ops.max_pnl_factor()), int(ops.adl_target_factor())
+    with ape.reverts("clearinghouse: exposure caps above the total cap"):
+        protocol.risk.set_vault_limits(WAD * 9 // 10, factor, target, sender=admin)
+
+
+def test_total_cap__only_the_admin_sets_limits(protocol, admin, stranger):
+    with ape.reverts():
+        protocol.risk.set_vault_limits(WAD, WAD // 2, WAD // 4, sender=stranger)
+    with ape.reverts("clearinghouse: bad pnl factors"):
+        protocol.risk.set_vault_limits(WAD, WAD // 4, WAD // 2, sender=admin)
+
+
+def test_rally__clearinghouse_holds_what_traders_are_owed(
+    protocol, ch, h, trader, admin, keeper, limits_pool
+):
+    """The issue's figures: caps summing to 1.4x cash, traders long at every cap, +80%:
+    owed $1.50M, held $1.28M. With the caps summing to 1.0 the tokens still cover every
+    trader's claim after the same rally, and ADL is open well before."""
+    acct = h.funded_account(trader, 1_500_000, name="rally")
+    equity, markets = _pool(protocol)
+    for m, sym in enumerate(protocol.symbols):
+        size = equity * markets[m].max_vault_exposure // h.price(sym) * 97 // 100
+        ch.trade(acct, m, size, MAX, sender=trader)
+    for sym in protocol.symbols:
+        h.set_price(sym, h.price(sym) * 18 // 10 / WAD, admin)
+    protocol.ops.refresh(list(range(len(protocol.symbols))), sender=keeper)
+    equity, markets = _pool(protocol)
+    owed = int(ch.account_margin(acct)[0])
+    held = int(protocol.token.balanceOf(ch)) * 10**12
+    print(f"after +80%: traders owed ${owed / WAD:,.0f}, clearinghouse holds ${held / WAD:,.0f}")
+    assert held >= owed
+    # the PnL cap is exceeded in every market: ADL may close the rally's winner
+    factor = int(protocol.ops.max_pnl_factor())
+    assert all(vl.pnl_capped(vl.trader_pnl(mk), equity, factor) for mk in markets)
+    tx = protocol.risk.auto_deleverage(acct, 0, sender=keeper)
+    assert tx.decode_logs(protocol.risk.AutoDeleveraged)[0].reason == vl.REASON_PNL
+
+
+# --- the PnL cap and ADL -------------------------------------------------------------------
+
+
+def test_adl__fires_exactly_when_the_pnl_cap_is_exceeded(
+    protocol, ch, h, trader, hedger, admin, keeper, limits_pool
+):
+    _limits(protocol, admin, 1_000, 500)
+    btc = protocol.market_id("BTC")
+    winner = h.funded_account(trader, 100_000, name="winner")
+    loser = h.funded_account(hedger, 100_000, name="loser")
+    h.trade(trader, winner, "BTC", "2")
+    h.trade(hedger, loser, "BTC", "-0.5")
+    # +25%: traders' net profit ~$37.5k against ~$960k of equity: 3.9% < 10%
+    h.set_price("BTC", 125_000, admin)
+    protocol.ops.refresh([btc], sender=keeper)
+    with ape.reverts("clearinghouse: vault within its limits"):
+        protocol.risk.auto_deleverage(winner, btc, sender=keeper)
+    # +60%: ~$90k against ~$910k: 9.9%, still healthy
+    h.set_price("BTC", 160_000, admin)
+    protocol.ops.refresh([btc], sender=keeper)
+    equity, markets = _pool(protocol)
+    assert not vl.pnl_capped(vl.trader_pnl(markets[btc]), equity, WAD // 10)
+    with ape.reverts("clearinghouse: vault within its limits"):
+        protocol.risk.auto_deleverage(winner, btc, sender=keeper)
+    # +70%: ~$105k against ~$895k: 11.7% > 10%: ADL opens
+    h.set_price("BTC", 170_000, admin)
+    protocol.ops.refresh([btc], sender=keeper)
+    equity, markets = _pool(protocol)
+    mk = markets[btc]
+    assert vl.pnl_capped(vl.trader_pnl(mk), equity, WAD // 10)
+    # never the losing side
+    with ape.reverts("clearinghouse: adl closes profitable positions only"):
+        protocol.risk.auto_deleverage(loser, btc, sender=keeper)
+    # the mirror predicts the close to the wei, from the figures the ADL read (its own
+    # mark refresh accrues a second of funding after ours; the Fill logs the funding)
+    size, cost, _ = (int(x) for x in ch.position(winner, btc))
+    delta = _index_delta(ch, winner, btc)
+    reason, _ = vl.adl_amount(mk, size, cost, delta, equity, WAD // 10, WAD // 20)
+    tx = protocol.risk.auto_deleverage(winner, btc, sender=keeper)
+    ev = tx.decode_logs(protocol.risk.AutoDeleveraged)[0]
+    assert abs(ev.trader_pnl - vl.trader_pnl(mk)) < WAD and abs(ev.pool_equity - equity) < WAD
+    owed = int(ch.Fill.from_receipt(tx)[0].funding_paid)
+    price_pnl = size * mk.price // WAD - cost
+    amount = vl.pnl_close_amount(size, price_pnl, owed, ev.trader_pnl, ev.pool_equity, WAD // 20)
+    expected = vl.deleverage_delta(size, amount, mk.price)
+    assert (ev.reason, ev.size_delta, ev.price) == (reason, expected, mk.price)
+    fill = ch.Fill.from_receipt(tx)[0]
+    assert fill.fee == 0 and fill.price == mk.price  # oracle price, no premium, no fee
+    # brought to the target (5%), not below it by more than rounding, and ADL closes
+    after, markets = _pool(protocol)
+    ratio = vl.trader_pnl(markets[btc]) * WAD // after
+    print(f"ADL closed {-expected / WAD:.4f} BTC: profit/equity {ratio / WAD:.4%}")
+    assert WAD // 20 - WAD // 1000 <= ratio <= WAD // 20
+    with ape.reverts("clearinghouse: vault within its limits"):
+        protocol.risk.auto_deleverage(winner, btc, sender=keeper)
+
+
+def test_adl__refused_on_a_market_where_traders_lose(
+    protocol, ch, h, trader, admin, keeper, limits_pool
+):
+    _limits(protocol, admin, 1_000, 500)
+    acct = h.funded_account(trader, 100_000, name="eth long")
+    h.trade(trader, acct, "ETH", "20")
+    h.set_price("ETH", h.price("ETH") * 8 // 10 / WAD, admin)
+    eth = protocol.market_id("ETH")
+    protocol.ops.refresh([eth], sender=keeper)
+    with ape.reverts("clearinghouse: vault within its limits"):
+        protocol.risk.auto_deleverage(acct, eth, sender=keeper)
+    with ape.reverts("clearinghouse: no position to deleverage"):
+        protocol.risk.auto_deleverage(acct, protocol.market_id("SOL"), sender=keeper)
+
+
+# --- F2 and paths no cap may stop ----------------------------------------------------------
+
+
+def test_f2__a_whale_at_the_cap_cannot_block_a_close(
+    protocol, ch, h, trader, hedger, keeper, limits_pool
+):
+    btc = protocol.market_id("BTC")
+    cap = int(ch.market_params(btc).max_vault_exposure)
+    closer = h.funded_account(trader, 100_000, name="closer")
+    whale = h.funded_account(hedger, 400_000, name="whale")
+    h.trade(trader, closer, "BTC", "-2")  # the vault is long $200k
+    h.trade(hedger, whale, "BTC", "5.9")  # the whale fills the cap: vault short $390k
+    # F2: closing the short would take the vault to $590k short
+    with ape.reverts(CAP):
+        h.trade(trader, closer, "BTC", "2")
+    # an operator cannot pair someone else's close either way: only the owner or operator
+    with ape.reverts("clearinghouse: not authorized"):
+        protocol.risk.close_with_adl(closer, btc, 2 * WAD, MAX, whale, sender=keeper)
+    tx = protocol.risk.close_with_adl(closer, btc, 2 * WAD, MAX, whale, sender=trader)
+    ev = tx.decode_logs(protocol.risk.AutoDeleveraged)[0]
+    assert ev.account == whale and ev.reason == vl.REASON_PAIRED
+    assert int(ch.position(closer, btc)[0]) == 0
+    # what the close takes over the cap (skew 3.9 + 2 - the 4 BTC cap = 1.9 BTC) and the
+    # estimate's 2% more, never the whole whale
+    assert 19 * WAD // 10 <= -ev.size_delta <= 19 * WAD // 10 * 10_300 // 10_000
+    exposure, cash = _exposure(ch, btc)
+    assert exposure <= cash * cap // WAD
+    print(f"close_with_adl: whale deleveraged {-ev.size_delta / WAD:.4f} BTC")
+
+
+def test_loss_cap_close_out__over_the_cap_then_adl_restores_it(
+    protocol, ch, h, trader, hedger, admin, keeper, limits_pool
+):
+    """A loss-cap close-out (like a backstop take) checks no exposure cap; when it leaves
+    the market above its cap against pool equity, ADL of the skew's side restores it."""
+    btc = protocol.market_id("BTC")
+    capped = h.funded_account(trader, 20_000, name="capped short")
+    other = h.funded_account(trader, 20_000, name="other short")
+    whale = h.funded_account(hedger, 400_000, name="whale")
+    h.trade(trader, capped, "BTC", "-1")
+    h.trade(trader, other, "BTC", "-0.5")
+    h.trade(hedger, whale, "BTC", "5.4")  # skew 3.9: at the cap
+    equity = int(ch.account_margin(capped)[0])
+    protocol.ops.set_loss_cap(capped, equity - 500 * WAD, sender=trader)
+    h.set_price("BTC", 101_000, admin)  # the short loses $1k: below its floor
+    protocol.ops.trigger_loss_cap(capped, sender=keeper)
+    equity_pool, markets = _pool(protocol)
+    mk = markets[btc]
+    assert abs(mk.skew) * mk.price // WAD > vl.exposure_cap(mk, equity_pool)
+    with ape.reverts("clearinghouse: adl closes the skew's side only"):
+        protocol.risk.auto_deleverage(other, btc, sender=keeper)
+    size, cost, _ = (int(x) for x in ch.position(whale, btc))
+    factor, target = int(protocol.ops.max_pnl_factor()), int(protocol.ops.adl_target_factor())
+    delta = _index_delta(ch, whale, btc)
+    tx = protocol.risk.auto_deleverage(whale, btc, sender=keeper)
+    ev = tx.decode_logs(protocol.risk.AutoDeleveraged)[0]
+    # the mirror, at the equity the ADL read (a second of funding after ours)
+    assert abs(ev.pool_equity - equity_pool) < WAD
+    reason, amount = vl.adl_amount(mk, size, cost, delta, ev.pool_equity, factor, target)
+    assert ev.reason == reason == vl.REASON_EXPOSURE
+    assert ev.size_delta == vl.deleverage_delta(size, amount, mk.price)
+    equity_pool, markets = _pool(protocol)
+    mk = markets[btc]
+    assert abs(mk.skew) * mk.price // WAD <= vl.exposure_cap(mk, equity_pool)
+    with ape.reverts("clearinghouse: vault within its limits"):
+        protocol.risk.auto_deleverage(whale, btc, sender=keeper)

@@ -14,6 +14,7 @@ DEPLOYABLES = (
     "Clearinghouse",
     "ClearinghouseOps",
     "ClearinghouseAdmin",
+    "ClearinghouseRisk",
     "OracleRouter",
     "LiquidityVault",
     "LiquidationAuction",

@@ -120,13 +120,16 @@ def deploy_trio(all_actors: None, project: Any, protocol: Any, admin: Any) -> Ca
     (core, ops ABI, admin ABI), all at the core's address."""
     from ape import Contract
 
+    from perpdex.sdk.handles import contract_type
+
     def _deploy(token: Any, owner: Any = None) -> tuple[Any, Any, Any]:
         oracle = protocol.oracle
-        admin_half = project.ClearinghouseAdmin.deploy(oracle, token, sender=admin)
+        risk_half = project.ClearinghouseRisk.deploy(oracle, token, sender=admin)
+        admin_half = project.ClearinghouseAdmin.deploy(oracle, token, risk_half, sender=admin)
         ops_half = project.ClearinghouseOps.deploy(oracle, token, admin_half, sender=admin)
         core = project.Clearinghouse.deploy(oracle, token, owner or admin, ops_half, sender=admin)
         return (
-            core,
+            Contract(core.address, contract_type=contract_type(project, "Clearinghouse")),
             Contract(core.address, contract_type=project.ClearinghouseOps.contract_type),
             Contract(core.address, contract_type=project.ClearinghouseAdmin.contract_type),
         )

@@ -28,6 +28,9 @@ def oracle_market(all_actors, granted_roles, project, protocol, admin):
     tx = protocol.oracle.add_market(
         feeds, [3_600] * 2, WAD, 10_000 * WAD, 200, 2, 600, sender=admin
     )
+    # room under the total exposure cap (the configured markets use all of 1.0)
+    limits = (int(protocol.ops.max_pnl_factor()), int(protocol.ops.adl_target_factor()))
+    protocol.risk.set_vault_limits(2 * WAD, *limits, sender=admin)
     return tx.return_value
 
 
@@ -139,6 +142,7 @@ def protocol_risk_with_new_market():
 
 def test_add_market__too_many_markets__reverts(ch, gov, protocol, oracle_market, new_params, admin):
     feeds = protocol.oracle.sources(oracle_market)
+    new_params["max_vault_exposure"] = 10**16  # 1%: 29 more fit under the total cap
     gov.add_market(new_params, sender=admin)
     while ch.market_count() < 32:
         protocol.oracle.add_market(feeds, [3_600] * 2, WAD, 10_000 * WAD, 200, 2, 600, sender=admin)

@@ -74,7 +74,7 @@ def test_set_market_params__bad_params__reverts(ch, gov, btc_params, admin, case
 
 def test_set_market_params__accrues_funding_under_old_params(ch, gov, h, btc_params, trader, admin):
     acct = h.funded_account(trader, 100_000)
-    h.trade(trader, acct, "BTC", "5")  # skew: longs pay, the rate drifts up
+    h.trade(trader, acct, "BTC", "3")  # skew: longs pay, the rate drifts up
     _, t0, index0, _ = ch.mark(BTC)
     chain.pending_timestamp += 3_600
     for f in h.p.feeds["BTC"]:

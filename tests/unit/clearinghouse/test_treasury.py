@@ -52,12 +52,12 @@ def test_vault_withdraw__more_than_pool_cash__reverts(ch, gov, h, admin):
 
 def test_vault_withdraw__exposure_cap__reverts(ch, gov, h, trader, admin):
     acct = h.funded_account(trader, 100_000)
-    # the pool is short $200,000; traders' cap 50% of cash, LP exits may go to 1.5x that
-    # (75%): cash may fall to $266,667
+    # the pool is short $200,000; traders' cap 40% of cash, LP exits may go to 1.5x that
+    # (60%): cash may fall to $333,334
     h.trade(trader, acct, "BTC", "2")
     with ape.reverts("clearinghouse: vault exposure cap reached"):
-        gov.vault_withdraw(h.usd(740_000), admin, sender=admin)
-    gov.vault_withdraw(h.usd(730_000), admin, sender=admin)
+        gov.vault_withdraw(h.usd(670_000), admin, sender=admin)
+    gov.vault_withdraw(h.usd(660_000), admin, sender=admin)
 
 
 def test_vault_withdraw__not_the_vault__reverts(gov, h, stranger):

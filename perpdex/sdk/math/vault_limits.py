@@ -1,0 +1,112 @@
+"""Mirror of contracts/modules/vault_limits.vy: the PnL cap and auto-deleveraging (ADL).
+
+Same integer arithmetic as the contract (Vyper's truncating `//` on signed values), so a
+keeper can tell which positions `auto_deleverage` accepts and by how much it closes them
+before sending anything (perpdex/keepers/adl.py; tests/security/test_vault_limits.py
+checks the figures against the chain's events).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perpdex.constants import IWAD, MIN_POSITION_NOTIONAL, WAD
+from perpdex.sdk.math.fixed_point import div_floor, mul_div
+from perpdex.sdk.math.packing import PICO_PER_USD
+from perpdex.sdk.math.positions import funding_owed
+from perpdex.sdk.math.vyper import Revert, vdiv
+
+REASON_PNL = 1
+REASON_EXPOSURE = 2
+REASON_PAIRED = 3
+
+
+@dataclass(frozen=True)
+class PoolMarket:
+    """One market as the pool sees it (chain views: open_interest, pool_sums, mark)."""
+
+    long_oi: int
+    short_oi: int
+    sum_cost: int
+    sum_funding: int
+    price: int
+    index: int
+    max_vault_exposure: int
+
+    @property
+    def skew(self) -> int:
+        return self.long_oi - self.short_oi
+
+
+def trader_pnl(m: PoolMarket) -> int:
+    """Traders' net unrealised PnL in the market net of the funding they owe."""
+    pnl = vdiv(m.skew * m.price, IWAD) - m.sum_cost
+    owed = div_floor(m.skew * m.index, PICO_PER_USD) - m.sum_funding
+    return pnl - owed
+
+
+def pool_equity(cash: int, markets: list[PoolMarket], provision: int, insurance: int) -> int:
+    """The contract's conservative pool equity: raw cash, every market's claim, minus
+    the provision insurance does not cover (seized collateral and unswept fees left out)."""
+    equity = cash - sum(trader_pnl(m) for m in markets)
+    if provision > insurance:
+        equity -= provision - insurance
+    return equity
+
+
+def exposure_cap(m: PoolMarket, base: int) -> int:
+    return base * m.max_vault_exposure // WAD if base > 0 else 0
+
+
+def pnl_capped(pnl: int, equity: int, max_pnl_factor: int) -> bool:
+    return max_pnl_factor != 0 and pnl * IWAD > max_pnl_factor * max(equity, 0)
+
+
+def adl_amount(
+    m: PoolMarket,
+    size: int,
+    cost: int,
+    index_delta: int,
+    equity: int,
+    max_pnl_factor: int,
+    target_factor: int,
+) -> tuple[int, int]:
+    """(reason, base amount before the minimum-position rule) `auto_deleverage` closes
+    of a position (`size`, `cost`, funding index - its snapshot) at `m.price`; raises
+    Revert with the contract's reason when it refuses."""
+    if size == 0:
+        raise Revert("clearinghouse: no position to deleverage")
+    pnl = trader_pnl(m)
+    capped = pnl_capped(pnl, equity, max_pnl_factor)
+    price_pnl = vdiv(size * m.price, IWAD) - cost
+    owed = funding_owed(size, index_delta)
+    if capped and price_pnl > owed and price_pnl > 0:
+        return REASON_PNL, pnl_close_amount(size, price_pnl, owed, pnl, equity, target_factor)
+    exposure = abs(m.skew) * m.price // WAD
+    cap = exposure_cap(m, equity)
+    if exposure <= cap:
+        if capped:
+            raise Revert("clearinghouse: adl closes profitable positions only")
+        raise Revert("clearinghouse: vault within its limits")
+    if (size > 0) != (m.skew > 0):
+        raise Revert("clearinghouse: adl closes the skew's side only")
+    return REASON_EXPOSURE, mul_div(exposure - cap, WAD, m.price, True)
+
+
+def pnl_close_amount(
+    size: int, price_pnl: int, owed: int, pnl: int, equity: int, target_factor: int
+) -> int:
+    """Base amount of a profitable position (PnL `price_pnl` at the oracle price, funding
+    `owed`, settled whole) whose close takes the market's traders' profit `pnl` down to
+    `target_factor` x `equity`: closing q of it takes q x price_pnl - owed off."""
+    excess = pnl - vdiv(target_factor * max(equity, 0), IWAD)
+    return mul_div(abs(size), excess + owed, price_pnl, True)
+
+
+def deleverage_delta(size: int, amount: int, price: int) -> int:
+    """The signed fill `_deleverage` makes: at most the position, and all of it when the
+    rest would be below the minimum position."""
+    n = min(amount, abs(size))
+    if (abs(size) - n) * price < MIN_POSITION_NOTIONAL * WAD:
+        n = abs(size)
+    return -n if size > 0 else n
