@@ -39,7 +39,7 @@ DEPLOYMENTS_DIR = ROOT / "deployments"
 
 @dataclass
 class Protocol:
-    """Every deployed contract, with the Clearinghouse under its three ABIs."""
+    """Every deployed contract, with the Clearinghouse under its four ABIs."""
 
     network: str
     system: SystemConfig
@@ -54,6 +54,7 @@ class Protocol:
     auction: Any | None = None
     lens: Any | None = None
     timelock: Any | None = None
+    orders: Any | None = None  # ClearinghouseOrders ABI at the Clearinghouse address
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -291,14 +292,18 @@ def deploy_system(
         )
         sent += 1
 
-    # --- clearinghouse: three code halves at one address ------------------------------
-    admin_half = reuse_or_deploy("clearinghouse_admin", "ClearinghouseAdmin", oracle, token)
+    # --- clearinghouse: four code halves at one address -------------------------------
+    orders_half = reuse_or_deploy("clearinghouse_orders", "ClearinghouseOrders", oracle, token)
+    admin_half = reuse_or_deploy(
+        "clearinghouse_admin", "ClearinghouseAdmin", oracle, token, orders_half
+    )
     ops_half = reuse_or_deploy("clearinghouse_ops", "ClearinghouseOps", oracle, token, admin_half)
     ch = reuse_or_deploy(
         "clearinghouse", "Clearinghouse", oracle, token, deployer.address, ops_half
     )
     ops = _at("ClearinghouseOps", ch.address)
     admin = _at("ClearinghouseAdmin", ch.address)
+    orders = _at("ClearinghouseOrders", ch.address)
     for i, m in enumerate(system.markets):
         if ch.market_count() > i:
             continue
@@ -386,6 +391,7 @@ def deploy_system(
         lens=lens,
         auction=auction,
         timelock=timelock,
+        orders=orders,
         extra={"transactions": sent},
     )
 
@@ -519,6 +525,7 @@ def load_protocol(key: str | None = None, path: Path | None = None) -> Protocol:
         clearinghouse=_at("Clearinghouse", ch),
         ops=_at("ClearinghouseOps", ch),
         admin=_at("ClearinghouseAdmin", ch),
+        orders=_at("ClearinghouseOrders", ch),
         feeds={s: [_at("MockAggregator", a) for a in fs] for s, fs in c["feeds"].items()},
         sequencer=_at("MockAggregator", c["sequencer_feed"]) if c.get("sequencer_feed") else None,
         **{f: _at(name, c[f]) for f, name in OPTIONAL_CONTRACTS.items() if c.get(f)},

@@ -441,6 +441,7 @@ def _prepare(
         project.Clearinghouse.contract_type,
         project.ClearinghouseOps.contract_type,
         project.ClearinghouseAdmin.contract_type,
+        project.ClearinghouseOrders.contract_type,
         project.LiquidityVault.contract_type,
         project.ClearinghouseLens.contract_type,
         project.LiquidationAuction.contract_type,

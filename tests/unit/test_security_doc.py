@@ -14,6 +14,7 @@ DEPLOYABLES = (
     "Clearinghouse",
     "ClearinghouseOps",
     "ClearinghouseAdmin",
+    "ClearinghouseOrders",
     "OracleRouter",
     "LiquidityVault",
     "LiquidationAuction",

@@ -4,8 +4,9 @@ reads the chain without ape or a compiled build.
     python -m perpdex.sdk.lite.abi --write   # export from .build/__local__.json (make compile)
     python -m perpdex.sdk.lite.abi --check   # exit 1 when the committed ABIs are stale
 
-`Clearinghouse.json` is the Clearinghouse's ABI merged with its Ops and Admin halves: every
-selector the main contract does not export reaches Ops (and from it Admin) by delegatecall
+`Clearinghouse.json` is the Clearinghouse's ABI merged with its Ops, Admin and Orders halves:
+every selector the main contract does not export reaches Ops (and from it Admin, then Orders)
+by delegatecall
 through its `__default__`, so one address answers all three (contracts/Clearinghouse.vy).
 tests/unit/test_lite_abi.py fails when the committed files differ from the compiled ones.
 """
@@ -24,7 +25,12 @@ BUILD = Path(__file__).resolve().parents[3] / ".build" / "__local__.json"
 
 #: shipped file -> the compiled contracts merged into it (the first one's ABI first)
 SHIPPED: dict[str, tuple[str, ...]] = {
-    "Clearinghouse": ("Clearinghouse", "ClearinghouseOps", "ClearinghouseAdmin"),
+    "Clearinghouse": (
+        "Clearinghouse",
+        "ClearinghouseOps",
+        "ClearinghouseAdmin",
+        "ClearinghouseOrders",
+    ),
     "ClearinghouseLens": ("ClearinghouseLens",),
     "LiquidityVault": ("LiquidityVault",),
     "MockERC20": ("MockERC20",),

@@ -6,6 +6,12 @@ import pytest
 from .helpers import ZERO_ADDRESS
 
 
+def _admin_half(project, oracle, token, admin):
+    """A ClearinghouseAdmin on a fresh ClearinghouseOrders half (the deploy order)."""
+    orders = project.ClearinghouseOrders.deploy(oracle, token, sender=admin)
+    return project.ClearinghouseAdmin.deploy(oracle, token, orders, sender=admin)
+
+
 @pytest.fixture(scope="module")
 def token18(deploy_token):
     return deploy_token(18, "DAI")
@@ -45,7 +51,7 @@ def test_constructor__six_decimals_scale(ch, token):
 
 
 def test_constructor__zero_admin__reverts(project, protocol, token18, admin):
-    a = project.ClearinghouseAdmin.deploy(protocol.oracle, token18, sender=admin)
+    a = _admin_half(project, protocol.oracle, token18, admin)
     o = project.ClearinghouseOps.deploy(protocol.oracle, token18, a, sender=admin)
     with ape.reverts("clearinghouse: zero admin"):
         project.Clearinghouse.deploy(protocol.oracle, token18, ZERO_ADDRESS, o, sender=admin)
@@ -57,7 +63,7 @@ def test_constructor__zero_extension__reverts(project, protocol, token18, admin)
 
 
 def test_constructor__ops_for_another_token__reverts(project, protocol, token, token18, admin):
-    a = project.ClearinghouseAdmin.deploy(protocol.oracle, token, sender=admin)
+    a = _admin_half(project, protocol.oracle, token, admin)
     o = project.ClearinghouseOps.deploy(protocol.oracle, token, a, sender=admin)
     with ape.reverts("clearinghouse: extension mismatch"):
         project.Clearinghouse.deploy(protocol.oracle, token18, admin, o, sender=admin)
@@ -65,7 +71,7 @@ def test_constructor__ops_for_another_token__reverts(project, protocol, token, t
 
 def test_constructor__ops_for_another_oracle__reverts(project, protocol, token18, admin):
     other = project.OracleRouter.deploy(sender=admin)
-    a = project.ClearinghouseAdmin.deploy(other, token18, sender=admin)
+    a = _admin_half(project, other, token18, admin)
     o = project.ClearinghouseOps.deploy(other, token18, a, sender=admin)
     with ape.reverts("clearinghouse: extension mismatch"):
         project.Clearinghouse.deploy(protocol.oracle, token18, admin, o, sender=admin)
@@ -74,21 +80,29 @@ def test_constructor__ops_for_another_oracle__reverts(project, protocol, token18
 def test_constructor__admin_half_for_another_token__reverts(
     project, protocol, token, token18, admin
 ):
-    a = project.ClearinghouseAdmin.deploy(protocol.oracle, token, sender=admin)
+    a = _admin_half(project, protocol.oracle, token, admin)
     with ape.reverts("clearinghouse: extension mismatch"):
         project.ClearinghouseOps.deploy(protocol.oracle, token18, a, sender=admin)
 
 
+def test_constructor__orders_half_for_another_token__reverts(
+    project, protocol, token, token18, admin
+):
+    o = project.ClearinghouseOrders.deploy(protocol.oracle, token, sender=admin)
+    with ape.reverts("clearinghouse: extension mismatch"):
+        project.ClearinghouseAdmin.deploy(protocol.oracle, token18, o, sender=admin)
+
+
 def test_constructor__token_above_18_decimals__reverts(project, protocol, deploy_token, admin):
     with ape.reverts("clearinghouse: token decimals above 18"):
-        project.ClearinghouseAdmin.deploy(protocol.oracle, deploy_token(19, "X19"), sender=admin)
+        project.ClearinghouseOrders.deploy(protocol.oracle, deploy_token(19, "X19"), sender=admin)
 
 
 def test_constructor__zero_oracle__reverts(project, token18, admin):
     with ape.reverts("clearinghouse: zero oracle"):
-        project.ClearinghouseAdmin.deploy(ZERO_ADDRESS, token18, sender=admin)
+        project.ClearinghouseOrders.deploy(ZERO_ADDRESS, token18, sender=admin)
 
 
 def test_constructor__zero_token__reverts(project, protocol, admin):
     with ape.reverts("clearinghouse: zero token"):
-        project.ClearinghouseAdmin.deploy(protocol.oracle, ZERO_ADDRESS, sender=admin)
+        project.ClearinghouseOrders.deploy(protocol.oracle, ZERO_ADDRESS, sender=admin)
