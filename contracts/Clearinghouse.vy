@@ -4,7 +4,7 @@
 @custom:contract-name Clearinghouse
 @license MIT
 @notice The cross-margin clearinghouse: accounts, collateral, perpetual positions and the
-        settlement path every fill goes through. One address and one storage, three code
+        settlement path every fill goes through. One address and one storage, four code
         halves, because the engine does not fit the 24 KB contract-size limit
         (docs/architecture.md weighs the options):
           Clearinghouse            the hot path: accounts, market orders, mark refreshes,
@@ -14,12 +14,14 @@
           ClearinghouseAdmin       governance: markets, collateral, fees, risk book,
                                    pause; and the treasury: insurance, protocol fees,
                                    collateral sales, the vault's cash
-        A selector not exported here goes by delegatecall to Ops, and from Ops to Admin.
+          ClearinghouseOrders      settlement of matched signed (EIP-712) orders, cancels
+        A selector not exported here goes by delegatecall to Ops, from Ops to Admin, and
+        from Admin to Orders.
         The halves call the engine back through self-only entry points (`engine_*`), so it
         is compiled once. Extension functions return nothing through the proxy; their
         results are events and state read back through the views here.
 @custom:security The extension addresses are immutable and checked at deployment to share
-        the oracle and settlement token. All three halves initialise the same modules in
+        the oracle and settlement token. All four halves initialise the same modules in
         the same order, so their storage layouts are identical (a test compares the
         compiler's layouts). `engine_*` functions revert unless called by this contract.
 """

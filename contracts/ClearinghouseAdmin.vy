@@ -7,8 +7,8 @@
         storage is never used): markets, collateral, fees, pausing and the risk book, and
         for bytecode room the treasury's calls (insurance, fees, the vault's cash). Call
         these functions on the Clearinghouse address with this contract's ABI; they
-        return nothing. Selectors not exported here go on, by delegatecall, to
-        ClearinghouseRisk (auto-deleveraging and the vault's limits).
+        return nothing. Selectors not exported here go on, again by delegatecall, to
+        ClearinghouseOrders (signed-order settlement and cancels).
 """
 
 from snekmate.auth import access_control
@@ -70,27 +70,27 @@ interface IExtension:
     def extension_config() -> (address, address): view
 
 
-# @notice Vault-limits half, reached by delegatecall for selectors not exported here.
-RISK: public(immutable(address))
+# @notice Signed-order half, reached by delegatecall for selectors not exported here.
+ORDERS: public(immutable(address))
 
 
 @deploy
-def __init__(oracle: IOracleRouter, settlement_token: address, risk_half: address):
+def __init__(oracle: IOracleRouter, settlement_token: address, orders_half: address):
     """
     @param oracle Must equal the Clearinghouse's oracle.
     @param settlement_token Must equal the Clearinghouse's settlement token.
-    @param risk_half A `ClearinghouseRisk` deployed with the same oracle and token.
+    @param orders_half A `ClearinghouseOrders` deployed with the same oracle and token.
     """
     ext_oracle: address = empty(address)
     ext_token: address = empty(address)
-    ext_oracle, ext_token = staticcall IExtension(risk_half).extension_config()
+    ext_oracle, ext_token = staticcall IExtension(orders_half).extension_config()
     assert (
         ext_oracle == oracle.address and ext_token == settlement_token
     ), "clearinghouse: extension mismatch"
-    RISK = risk_half
     access_control.__init__()
     pausable.__init__()
     state.__init__(oracle, settlement_token)
+    ORDERS = orders_half
 
 
 @external
@@ -105,6 +105,6 @@ def extension_config() -> (address, address):
 @external
 def __default__():
     """
-    @notice Forwards the remaining selectors to ClearinghouseRisk by delegatecall.
+    @notice Forwards the remaining selectors to ClearinghouseOrders by delegatecall.
     """
-    raw_call(RISK, msg.data, is_delegate_call=True)
+    raw_call(ORDERS, msg.data, is_delegate_call=True)

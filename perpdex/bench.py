@@ -42,7 +42,9 @@ BUDGETS: dict[str, int] = {
     "liquidation_start": 200_000,
     "auction_take": 250_000,
     "auction_take_fresh_account": 250_000,
+    "batch_fill_20": 75_000,  # per fill
 }
+BATCH_FILLS = 20
 PER_POSITION_BUDGET = 15_000
 
 # L1 data fee: each measured transaction's calldata, re-signed as an EIP-1559 transaction
@@ -105,6 +107,12 @@ class Row:
             return None
         op = feemodel.Operation(self.key, self.key, self.to or feemodel.CLEARINGHOUSE, "", ())
         return feemodel.cost_of(op, self.data, self.gas, feemodel.DEFAULTS)
+
+
+def _batch_fee_usd(row: Row) -> Decimal:
+    """The Fjord L1 fee (USD) of a row's whole transaction (a batch: divide per fill)."""
+    c = row.priced
+    return feemodel.DEFAULTS.usd(c.fjord_fee) if c is not None else Decimal(0)
 
 
 def _fee_cells(row: Row) -> tuple[str, str, str, str]:
@@ -368,6 +376,7 @@ class Bench:
         self.record("lp_withdraw", self.vault.redeem(shares, lp, lp, sender=lp))
 
         self.liquidation(trader, a[4], a[5])
+        self.signed_batches([a[i] for i in range(1, 9)])
 
         # books of 1..8 positions: increase gas by position count, margin checks, 8th open
         markets = self.extra_markets(8)
@@ -400,6 +409,57 @@ class Bench:
             Row("external_call_overhead", base, 0, "GasProbe on a storage-free getter")
         )
         return self.rows
+
+    def signed_batches(self, owners: list[Any]) -> None:
+        """Batch settlement of signed orders: 20 fills between 40 distinct accounts (5
+        sub-accounts of each of 8 owners), maker i sells to taker i at the oracle price.
+        The first batch opens every account's first position with its first order
+        (nonce 0: fresh replay-state words); the measured one adds to that one position
+        with each account's second order, as a trader's steady state. Gas per fill is
+        the batch's total transaction gas / 20."""
+        from perpdex.sdk import orders as so
+
+        p, ch, chain = self.p, self.p.clearinghouse, self.chain
+        assert p.orders is not None
+        accts: list[tuple[Any, int]] = []
+        for who in owners:
+            self.fund(who, 250_000)
+            for _ in range(2 * BATCH_FILLS // len(owners)):
+                acct = int(ch.open_account("signed", False, sender=who).return_value)
+                p.ops.deposit(acct, p.token, 50_000 * self.unit, sender=who)
+                accts.append((who, acct))
+
+        def batch(nonce: int, usd: int) -> list[int]:
+            price = int(p.oracle.latest(0)[0])
+            size = self.size("BTC", usd)
+            expiry = chain.pending_timestamp + 3_600
+            fills = []
+            for i in range(BATCH_FILLS):
+                (mo, ma), (to, ta) = accts[2 * i], accts[2 * i + 1]
+                legs = []
+                for who, acct, sign in ((mo, ma, -1), (to, ta, 1)):
+                    order = so.Order(acct, 0, sign * size, price, expiry, nonce)
+                    sig = so.sign_order(order, who.private_key, chain.chain_id, ch.address)
+                    legs.append(so.SignedOrder(order, sig))
+                fills.append(so.MatchedFill(legs[0], legs[1], size))
+            return so.encode_fill_batch(fills)
+
+        for key, nonce, usd, note in (
+            ("batch_fill_20_first", 0, 20_000, "first order of each account: opens it"),
+            ("batch_fill_20", 1, 5_000, "accounts with one position; per fill"),
+        ):
+            self.tick()
+            words = batch(nonce, usd)
+            tx = p.orders.settle(words, sender=self.admin)
+            data = bytes(tx.data)
+            per_fill = int(tx.gas_used) // BATCH_FILLS
+            row = Row(key, per_fill, len(data), note, data, str(ch.address))
+            fee = _batch_fee_usd(row)
+            row.note = (
+                f"{note} (gas / {BATCH_FILLS}; calldata and Fjord L1 fee of the batch: "
+                f"{len(data) // BATCH_FILLS} bytes, ${fee / BATCH_FILLS:.5f} per fill)"
+            )
+            self.rows.append(row)
 
     def set_btc(self, usd: int) -> None:
         for f in self.p.feeds["BTC"]:
@@ -453,9 +513,10 @@ class Bench:
         self.set_btc(int(p.system.market("BTC").price))
 
 
-def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int]:
+def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int | float]:
     g = {r.key: r.gas for r in rows}
-    out = {
+    batch = next(r for r in rows if r.key == "batch_fill_20")
+    out: dict[str, int | float] = {
         "deposit": g["deposit"],
         "deposit_first": g["deposit_first"],
         "withdraw": g["withdraw"],
@@ -480,6 +541,10 @@ def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int]:
         "auction_take_fresh_account": g["auction_take_fresh_account"],
         "per_position_increase": per_position(g, "portfolio"),
         "per_position_increase_isolated": per_position(g, "isolated"),
+        "batch_fill_20": g["batch_fill_20"],
+        "batch_fill_20_first": g["batch_fill_20_first"],
+        "batch_fill_20_calldata_bytes_per_fill": batch.calldata // BATCH_FILLS,
+        "batch_fill_20_l1_fee_usd_per_fill": round(float(_batch_fee_usd(batch)) / BATCH_FILLS, 6),
     }
     for r in rows:
         if r.floor is not None:
@@ -499,6 +564,7 @@ def bytecode_sizes(project: Any) -> dict[str, int]:
         "Clearinghouse",
         "ClearinghouseOps",
         "ClearinghouseAdmin",
+        "ClearinghouseOrders",
         "ClearinghouseRisk",
         "ClearinghouseLens",
         "OracleRouter",
@@ -566,7 +632,7 @@ L1_FEE_NOTES = [
 ]
 
 
-def write(rows: list[Row], summary: dict[str, int], sizes: dict[str, int]) -> str:
+def write(rows: list[Row], summary: dict[str, int | float], sizes: dict[str, int]) -> str:
     DOCS.mkdir(exist_ok=True)
     (DOCS / "gas.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [

@@ -54,6 +54,7 @@ class Protocol:
     auction: Any | None = None
     lens: Any | None = None
     timelock: Any | None = None
+    orders: Any | None = None  # ClearinghouseOrders ABI at the Clearinghouse address
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -299,10 +300,13 @@ def deploy_system(
         )
         sent += 1
 
-    # --- clearinghouse: four code halves at one address ------------------------------
+    # --- clearinghouse: five code halves at one address ------------------------------
     risk_half = reuse_or_deploy("clearinghouse_risk", "ClearinghouseRisk", oracle, token)
+    orders_half = reuse_or_deploy(
+        "clearinghouse_orders", "ClearinghouseOrders", oracle, token, risk_half
+    )
     admin_half = reuse_or_deploy(
-        "clearinghouse_admin", "ClearinghouseAdmin", oracle, token, risk_half
+        "clearinghouse_admin", "ClearinghouseAdmin", oracle, token, orders_half
     )
     ops_half = reuse_or_deploy("clearinghouse_ops", "ClearinghouseOps", oracle, token, admin_half)
     ch = reuse_or_deploy(
@@ -311,6 +315,7 @@ def deploy_system(
     ch = _at("Clearinghouse", ch.address)  # with the getters its Ops half answers
     ops = _at("ClearinghouseOps", ch.address)
     admin = _at("ClearinghouseAdmin", ch.address)
+    orders = _at("ClearinghouseOrders", ch.address)
     for i, m in enumerate(system.markets):
         if ch.market_count() > i:
             continue
@@ -398,6 +403,7 @@ def deploy_system(
         lens=lens,
         auction=auction,
         timelock=timelock,
+        orders=orders,
         extra={"transactions": sent},
     )
 
@@ -531,6 +537,7 @@ def load_protocol(key: str | None = None, path: Path | None = None) -> Protocol:
         clearinghouse=_at("Clearinghouse", ch),
         ops=_at("ClearinghouseOps", ch),
         admin=_at("ClearinghouseAdmin", ch),
+        orders=_at("ClearinghouseOrders", ch),
         feeds={s: [_at("MockAggregator", a) for a in fs] for s, fs in c["feeds"].items()},
         sequencer=_at("MockAggregator", c["sequencer_feed"]) if c.get("sequencer_feed") else None,
         **{f: _at(name, c[f]) for f, name in OPTIONAL_CONTRACTS.items() if c.get(f)},

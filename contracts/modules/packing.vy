@@ -38,7 +38,9 @@
                         insurance, protocol and vault (`state._sweep_fees`): a trade
                         writes one word for both
         account header  flags uint8 | positions bitmap uint32 |
-                        collateral bitmap uint8 | position count uint8
+                        collateral bitmap uint8 | position count uint8 |
+                        (bits 56-191 unused) | min order nonce uint64 (bits
+                        192-255, `cancel_below` in ClearinghouseOrders.vy)
         treasury word   insurance_fund uint128 | protocol_fees uint128    (USD WAD)
         system word     risk_book address | n_scenarios u8 | floor_bps u16 |
                         mmr_bps u16 | fee_insurance_bps u16 | fee_protocol_bps u16 |

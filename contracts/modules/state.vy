@@ -4,9 +4,10 @@
 @custom:contract-name state
 @license MIT
 @notice Every storage variable of the clearinghouse lives here and nowhere else. All
-        three deployables (`Clearinghouse.vy`, the hot path, and `ClearinghouseOps.vy`
-        and `ClearinghouseAdmin.vy`, reached by delegatecall for account operations,
-        liquidation hooks, governance, treasury and vault calls) initialise exactly the
+        four deployables (`Clearinghouse.vy`, the hot path, and `ClearinghouseOps.vy`,
+        `ClearinghouseAdmin.vy` and `ClearinghouseOrders.vy`, reached by delegatecall for
+        account operations, liquidation hooks, governance, treasury and vault calls, and
+        signed orders) initialise exactly the
         same modules in exactly the same order, so they share one storage layout by
         construction; tests/security/test_storage_layout.py compares the compiler's
         layouts to prove it.
@@ -328,6 +329,29 @@ event VaultLimitsUpdated:
     new_adl_target_factor: uint256
 
 
+# A signed maker order and a signed taker order traded `size` (base WAD) at `price` (the
+# maker's limit). Both sides' `Fill` events precede it; the digests are the EIP-712
+# order hashes (perpdex/sdk/orders.py `order_digest`).
+event OrdersMatched:
+    maker_order: indexed(bytes32)
+    taker_order: indexed(bytes32)
+    size: uint256
+    price: uint256
+
+
+# The account's order `order` was cancelled: its nonce is consumed.
+event OrderCancelled:
+    account: indexed(uint256)
+    nonce: uint256
+    order: indexed(bytes32)
+
+
+# Every order of the account with a nonce below `min_nonce` is cancelled.
+event NoncesCancelled:
+    account: indexed(uint256)
+    min_nonce: uint256
+
+
 # --- immutables ------------------------------------------------------------------------
 
 # @notice The oracle router (trusted, deployed with the system).
@@ -436,6 +460,14 @@ max_total_exposure: public(uint256)
 max_pnl_factor: public(uint256)
 # @notice Auto-deleveraging for the PnL cap stops at this fraction (WAD) of pool equity.
 adl_target_factor: public(uint256)
+
+# --- signed orders (ClearinghouseOrders.vy) ------------------------------------------------
+
+# @dev Per account, per nonce >> 7: two bits per nonce (bit 2k: partly filled, its amount
+#      in `_order_filled`; bit 2k + 1: done, filled completely or cancelled).
+_order_bits: HashMap[uint256, HashMap[uint256, uint256]]
+# @dev Base size filled so far of a partly filled order, by EIP-712 digest.
+_order_filled: HashMap[bytes32, uint256]
 
 
 @deploy

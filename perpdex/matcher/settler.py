@@ -250,6 +250,22 @@ class FakeSettler:
 # ---- the real chain (wired at merge) -------------------------------------------------------
 
 
+def settle_calldata(fills: Sequence[MatchedFill]) -> bytes:
+    """Calldata of the Clearinghouse's `settle(uint256[])` for these matched pairs."""
+    from eth_abi import encode
+    from eth_utils import keccak
+
+    words = o.encode_fill_batch(
+        [
+            o.MatchedFill(
+                o.SignedOrder(f.maker, f.maker_sig), o.SignedOrder(f.taker, f.taker_sig), f.size
+            )
+            for f in fills
+        ]
+    )
+    return keccak(text="settle(uint256[])")[:4] + encode(["uint256[]"], [words])
+
+
 class ChainSettler:
     """Settles through the Clearinghouse with a local key over JSON-RPC (web3).
 
@@ -275,7 +291,7 @@ class ChainSettler:
         self.clearinghouse = Web3.to_checksum_address(clearinghouse)
 
     def prepare(self, fills: Sequence[MatchedFill]) -> Prepared:
-        data: bytes = o.encode_fill_batch(fills)  # type: ignore[attr-defined]
+        data = settle_calldata(fills)
         tx: dict[str, Any] = {
             "to": self.clearinghouse,
             "data": data,

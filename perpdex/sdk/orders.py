@@ -20,7 +20,10 @@ Order fields (all amounts WAD, 1e18):
   keeper_fee    settlement-token WAD paid by the order's account to whoever executes a
                 triggered order (0 for a plain order)
   expiry        unix seconds after which the order cannot fill
-  nonce         per-account; cancel one order by its hash or every order below a nonce
+  nonce         per-account, distinct among the account's live orders: an order that
+                fills completely or is cancelled consumes its nonce (no other order of
+                the account with that nonce can fill afterwards); `cancel_below`
+                cancels every order below a nonce
   flags         FLAG_* bits below
 """
 
@@ -186,3 +189,129 @@ def recover_signer(order: Order, signature: bytes, chain_id: int, verifying_cont
             signature=signature,
         )
     )
+
+
+# --- batch settlement calldata (ClearinghouseOrders.settle) ------------------------------
+#
+# `settle(batch: uint256[])` takes 10 words per fill: the maker order, then the taker
+# order, 5 words each (ABI-encoding two 9-word orders and two `bytes` signatures costs
+# about three times the calldata):
+#   w0  account
+#   w1  limit_price << 128 | abs(size)
+#   w2  nonce | expiry << 64 | flags << 128 | market << 136 | sell << 152 |
+#       (v - 27) << 153 | eip1271 << 154 | fill size << 160 (taker order only)
+#   w3  r      w4  s       (an EIP-1271 signature: its 64 bytes)
+# The contract rebuilds the Order struct from these words, so the digest it checks is the
+# one the signer signed; trigger_price and keeper_fee must be 0 in this encoding.
+
+MAX_FILLS_PER_BATCH = 32  # ClearinghouseOrders.MAX_FILLS
+WORDS_PER_ORDER = 5
+WORDS_PER_FILL = 2 * WORDS_PER_ORDER
+FILL_BAND_BPS = 200  # ClearinghouseOrders.FILL_BAND_BPS: fill price within 2% of the oracle
+# 64-byte signatures of contract wallets (EIP-1271) are flagged in w2, not by a `v`.
+EIP1271_SIGNATURE_BYTES = 64
+
+
+@dataclass(frozen=True)
+class SignedOrder:
+    order: Order
+    # 65 bytes r || s || v (v 27/28) from `sign_order`, or 64 bytes for an EIP-1271
+    # contract-wallet owner (passed to its isValidSignature as they are)
+    signature: bytes
+
+    @property
+    def is_contract_signature(self) -> bool:
+        return len(self.signature) == EIP1271_SIGNATURE_BYTES
+
+
+@dataclass(frozen=True)
+class MatchedFill:
+    """The taker trades `size` (base WAD, > 0) of its order at the maker's limit price."""
+
+    maker: SignedOrder
+    taker: SignedOrder
+    size: int
+
+
+def _order_words(s: SignedOrder, fill_size: int) -> list[int]:
+    o = s.order
+    o.validate()
+    if o.trigger_price or o.keeper_fee:
+        raise OrderError("conditional orders are not settled by `settle` yet (trigger_price 0)")
+    if abs(o.size) >= 2**128 or o.limit_price >= 2**128:
+        raise OrderError("size and limit price must be below 2**128 to settle")
+    if o.market >= 2**16:
+        raise OrderError("market id must be below 2**16 to settle")
+    sig = bytes(s.signature)
+    if len(sig) == 65:
+        v = sig[64]
+        if v not in (27, 28):
+            raise OrderError(f"signature v must be 27 or 28, got {v}")
+        v_bit, eip1271 = v - 27, 0
+    elif len(sig) == EIP1271_SIGNATURE_BYTES:
+        v_bit, eip1271 = 0, 1
+    else:
+        raise OrderError(
+            f"signature must be 65 bytes (ECDSA) or 64 (EIP-1271 wallet), got {len(sig)}"
+        )
+    w2 = (
+        o.nonce
+        | o.expiry << 64
+        | o.flags << 128
+        | o.market << 136
+        | int(o.size < 0) << 152
+        | v_bit << 153
+        | eip1271 << 154
+        | fill_size << 160
+    )
+    return [
+        o.account,
+        o.limit_price << 128 | abs(o.size),
+        w2,
+        int.from_bytes(sig[:32], "big"),
+        int.from_bytes(sig[32:64], "big"),
+    ]
+
+
+def encode_fill_batch(fills: list[MatchedFill]) -> list[int]:
+    """The `batch` argument of `settle` (ClearinghouseOrders.vy) for these fills, in
+    order. Checks what the contract checks on the orders' face; state (nonces, filled
+    amounts, margin) only the chain knows: simulate the call first."""
+    if not 0 < len(fills) <= MAX_FILLS_PER_BATCH:
+        raise OrderError(f"a batch holds 1 to {MAX_FILLS_PER_BATCH} fills, got {len(fills)}")
+    words: list[int] = []
+    for n, f in enumerate(fills):
+        m, t = f.maker.order, f.taker.order
+        if not 0 < f.size < 2**96:
+            raise OrderError(f"fill {n}: size must be > 0 (base WAD, below 2**96)")
+        if m.market != t.market:
+            raise OrderError(f"fill {n}: maker and taker orders are for different markets")
+        if (m.size > 0) == (t.size > 0):
+            raise OrderError(f"fill {n}: maker and taker orders are on the same side")
+        words += _order_words(f.maker, 0) + _order_words(f.taker, f.size)
+    return words
+
+
+def decode_fill_batch(words: list[int]) -> list[tuple[Order, Order, int]]:
+    """(maker order, taker order, fill size) of each fill of a `settle` batch: what a
+    matcher reconciling pending transactions needs (signatures are dropped)."""
+    if not words or len(words) % WORDS_PER_FILL:
+        raise OrderError(f"a batch is a positive multiple of {WORDS_PER_FILL} words")
+
+    def order(w: list[int]) -> Order:
+        size = w[1] & (2**128 - 1)
+        return Order(
+            account=w[0],
+            market=(w[2] >> 136) & 0xFFFF,
+            size=-size if (w[2] >> 152) & 1 else size,
+            limit_price=w[1] >> 128,
+            expiry=(w[2] >> 64) & (2**64 - 1),
+            nonce=w[2] & (2**64 - 1),
+            flags=(w[2] >> 128) & 0xFF,
+        )
+
+    out = []
+    for i in range(0, len(words), WORDS_PER_FILL):
+        w = words[i : i + WORDS_PER_FILL]
+        out.append((order(w[:5]), order(w[5:]), w[7] >> 160))
+    return out

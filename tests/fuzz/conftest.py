@@ -442,6 +442,7 @@ def _prepare(
         contract_type(project, "Clearinghouse"),
         project.ClearinghouseOps.contract_type,
         project.ClearinghouseAdmin.contract_type,
+        project.ClearinghouseOrders.contract_type,
         project.LiquidityVault.contract_type,
         project.ClearinghouseLens.contract_type,
         project.LiquidationAuction.contract_type,

@@ -22,6 +22,7 @@ SINGLE_CONTRACTS = (
     "token",
     "sequencer_feed",
     "oracle",
+    "clearinghouse_orders",
     "clearinghouse_admin",
     "clearinghouse_ops",
     "clearinghouse",

@@ -1,10 +1,11 @@
 """The four Clearinghouse code halves share one storage; every deployable fits EIP-170.
 
 The halves run at one address (Clearinghouse delegates to ClearinghouseOps, which
-delegates to ClearinghouseAdmin), so a slot that means one thing in one half and another
-thing in the next would corrupt state. Each half initialises the same modules in the same
-order; this test holds the compiler to it. The size limit is checked on ape's compiled
-runtime code and on the code actually deployed (runtime plus immutables).
+delegates to ClearinghouseAdmin, which delegates to ClearinghouseOrders), so a slot that
+means one thing in one half and another thing in the next would corrupt state. Each half
+initialises the same modules in the same order; this test holds the compiler to it. The
+size limit is checked on ape's compiled runtime code and on the code actually deployed
+(runtime plus immutables).
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VYPER = Path(sys.executable).with_name("vyper")
-HALVES = ("Clearinghouse", "ClearinghouseOps", "ClearinghouseAdmin", "ClearinghouseRisk")
+HALVES = (
+    "Clearinghouse",
+    "ClearinghouseOps",
+    "ClearinghouseAdmin",
+    "ClearinghouseOrders",
+    "ClearinghouseRisk",
+)
 MAX_CODE_SIZE = 24_576  # EIP-170
 
 
 @cache
 def _layouts() -> dict[str, dict[str, Any]]:
-    """Compiler layouts of the three halves (compiled in parallel: ~5 s each)."""
+    """Compiler layouts of the four halves (compiled in parallel: ~5 s each)."""
     with ThreadPoolExecutor(len(HALVES)) as pool:
         return dict(zip(HALVES, pool.map(_compile_layout, HALVES), strict=True))
 
@@ -100,8 +107,14 @@ def test_code_size__deployed_code_under_limit(protocol, project, chain, Contract
         "Clearinghouse": ch.address,
         "ClearinghouseOps": ops_half.address,
         "ClearinghouseAdmin": ops_half.ADMIN(),
-        "ClearinghouseRisk": Contract(
+        "ClearinghouseOrders": Contract(
             ops_half.ADMIN(), contract_type=project.ClearinghouseAdmin.contract_type
+        ).ORDERS(),
+        "ClearinghouseRisk": Contract(
+            Contract(
+                ops_half.ADMIN(), contract_type=project.ClearinghouseAdmin.contract_type
+            ).ORDERS(),
+            contract_type=project.ClearinghouseOrders.contract_type,
         ).RISK(),
         "OracleRouter": protocol.oracle.address,
     }

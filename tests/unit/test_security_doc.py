@@ -14,6 +14,7 @@ DEPLOYABLES = (
     "Clearinghouse",
     "ClearinghouseOps",
     "ClearinghouseAdmin",
+    "ClearinghouseOrders",
     "ClearinghouseRisk",
     "OracleRouter",
     "LiquidityVault",

@@ -125,7 +125,8 @@ def deploy_trio(all_actors: None, project: Any, protocol: Any, admin: Any) -> Ca
     def _deploy(token: Any, owner: Any = None) -> tuple[Any, Any, Any]:
         oracle = protocol.oracle
         risk_half = project.ClearinghouseRisk.deploy(oracle, token, sender=admin)
-        admin_half = project.ClearinghouseAdmin.deploy(oracle, token, risk_half, sender=admin)
+        orders_half = project.ClearinghouseOrders.deploy(oracle, token, risk_half, sender=admin)
+        admin_half = project.ClearinghouseAdmin.deploy(oracle, token, orders_half, sender=admin)
         ops_half = project.ClearinghouseOps.deploy(oracle, token, admin_half, sender=admin)
         core = project.Clearinghouse.deploy(oracle, token, owner or admin, ops_half, sender=admin)
         return (

@@ -1,9 +1,16 @@
-"""Deployment of the three code halves: roles, shared oracle and token, input checks."""
+"""Deployment of the five code halves: roles, shared oracle and token, input checks."""
 
 import ape
 import pytest
 
 from .helpers import ZERO_ADDRESS
+
+
+def _admin_half(project, oracle, token, admin):
+    """A ClearinghouseAdmin over fresh Orders and Risk halves (the deploy order)."""
+    risk = project.ClearinghouseRisk.deploy(oracle, token, sender=admin)
+    orders = project.ClearinghouseOrders.deploy(oracle, token, risk, sender=admin)
+    return project.ClearinghouseAdmin.deploy(oracle, token, orders, sender=admin)
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +46,12 @@ def test_constructor__initial_state(deploy_trio, protocol, token18, admin):
     assert core.loss_cap_fee() == 5 * 10**18
 
 
-def _admin_half(project, oracle, token, admin):
-    """An Admin half over a Risk half, both built for `oracle` and `token`."""
-    risk = project.ClearinghouseRisk.deploy(oracle, token, sender=admin)
-    return project.ClearinghouseAdmin.deploy(oracle, token, risk, sender=admin)
-
-
 def test_constructor__risk_half_for_another_token__reverts(
     project, protocol, token, token18, admin
 ):
     risk = project.ClearinghouseRisk.deploy(protocol.oracle, token, sender=admin)
     with ape.reverts("clearinghouse: extension mismatch"):
-        project.ClearinghouseAdmin.deploy(protocol.oracle, token18, risk, sender=admin)
+        project.ClearinghouseOrders.deploy(protocol.oracle, token18, risk, sender=admin)
 
 
 def test_constructor__six_decimals_scale(ch, token):
@@ -91,6 +92,15 @@ def test_constructor__admin_half_for_another_token__reverts(
     a = _admin_half(project, protocol.oracle, token, admin)
     with ape.reverts("clearinghouse: extension mismatch"):
         project.ClearinghouseOps.deploy(protocol.oracle, token18, a, sender=admin)
+
+
+def test_constructor__orders_half_for_another_token__reverts(
+    project, protocol, token, token18, admin
+):
+    risk = project.ClearinghouseRisk.deploy(protocol.oracle, token, sender=admin)
+    o = project.ClearinghouseOrders.deploy(protocol.oracle, token, risk, sender=admin)
+    with ape.reverts("clearinghouse: extension mismatch"):
+        project.ClearinghouseAdmin.deploy(protocol.oracle, token18, o, sender=admin)
 
 
 def test_constructor__token_above_18_decimals__reverts(project, protocol, deploy_token, admin):

@@ -1,0 +1,431 @@
+# pragma version ~=0.4.3
+"""
+@title perpdex Clearinghouse signed-order half
+@custom:contract-name ClearinghouseOrders
+@license MIT
+@notice Executed only by delegatecall (Clearinghouse -> Ops -> Admin -> here; its own
+        storage is never used): settlement of matched EIP-712 signed orders, and their
+        cancellation. Call these functions on the Clearinghouse address with this
+        contract's ABI; they return nothing (results are events). Selectors not exported
+        here go on, by delegatecall, to ClearinghouseRisk (auto-deleveraging and the
+        vault's limits), the last half.
+        Orders are the struct of perpdex/sdk/orders.py, signed for the domain
+        ("perpdex", "1", chain id, the Clearinghouse address). `settle` takes a batch of
+        matched pairs in a compact word encoding (below; `encode_fill_batch` in
+        perpdex/sdk/orders.py writes it) and is permissionless: it checks both
+        signatures itself (the account's owner or an operator; an owner that is a
+        contract wallet through EIP-1271), the orders' limits, expiry, nonces and filled
+        amounts, and settles each fill at the maker's limit price through the engine's
+        one settlement path, with the checks a market order has (quorum, pause, minimum
+        size, open-interest caps, margin and loss cap).
+        Replay state: every order has a per-account nonce. Two bits per nonce, 128 per
+        storage word (`state._order_bits`): "partly filled" (its filled amount is in
+        `state._order_filled[digest]`) and "done" (completely filled or cancelled): an
+        order that fills completely in one go writes only its nonce word, which its
+        account's earlier orders have usually made non-zero (5,000 gas instead of the
+        22,100 a fresh slot per order costs). Filling an order completely or cancelling
+        it consumes its nonce, so an account's live orders carry distinct nonces.
+        `cancel_below` raises the account's minimum nonce (the header's top 64 bits).
+        A batch is atomic: any bad fill reverts it (nothing settled); a matcher simulates
+        first and drops what fails.
+@custom:security No trusted settler: whoever submits a batch can only execute what both
+        signers signed, at the maker's price, within a band of the oracle price. The
+        domain separator is computed from `self` (the Clearinghouse under delegatecall)
+        and `chain.id` on every call.
+
+        Batch encoding: 10 words per fill, maker order then taker order, 5 words each:
+          w0  account
+          w1  limit_price << 128 | abs(size)              (each below 2**128)
+          w2  nonce (bits 0-63) | expiry (64-127) | flags (128-135) | market (136-151) |
+              sell (152) | ECDSA v - 27 (153) | EIP-1271 signature (154) |
+              fill size, taker order only (160-255)
+          w3  r   (EIP-1271: the first 32 signature bytes)
+          w4  s   (EIP-1271: the next 32)
+        trigger_price and keeper_fee are 0 in this encoding (conditional orders are not
+        settled here yet).
+"""
+
+from snekmate.auth import access_control
+from snekmate.utils import pausable
+from snekmate.utils import ecdsa
+from snekmate.utils import signature_checker
+from .interfaces import IOracleRouter
+from .interfaces import IClearinghouseEngine
+from .modules import state
+from .modules import engine
+from .modules import accounts
+from .modules import trading
+from .modules import treasury
+from .modules import governance
+from .modules import views
+from .modules import liquidation_hooks
+from .modules import constants as c
+from .modules import packing
+from .modules import fixed_point as fp
+
+initializes: access_control
+initializes: pausable
+initializes: state
+initializes: engine[state := state, pausable := pausable]
+initializes: accounts[state := state, engine := engine]
+initializes: trading[state := state, engine := engine]
+initializes: treasury[state := state, access_control := access_control]
+initializes: governance[state := state, access_control := access_control, pausable := pausable]
+initializes: views[state := state, engine := engine]
+initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
+
+# @notice Most fills per `settle` call.
+MAX_FILLS: constant(uint256) = 32
+WORDS_PER_ORDER: constant(uint256) = 5
+WORDS_PER_FILL: constant(uint256) = 2 * WORDS_PER_ORDER
+# @notice A fill's price (the maker's limit) must be within this many bp of the oracle
+#         price: two colluding accounts cannot move value between them (nor push one
+#         under water on a reducing fill, which has no margin check) at an absurd price.
+FILL_BAND_BPS: constant(uint256) = 200
+
+FLAG_REDUCE_ONLY: constant(uint256) = 1
+FLAG_POST_ONLY: constant(uint256) = 2
+FLAG_IOC: constant(uint256) = 4
+# the header's top 64 bits: orders with a lower nonce are cancelled (`cancel_below`)
+MIN_NONCE_SHIFT: constant(uint256) = 192
+ORDER_PARTIAL: constant(uint256) = 1
+ORDER_DONE: constant(uint256) = 2
+
+ORDER_TYPEHASH: constant(bytes32) = keccak256(
+    "Order(uint256 account,uint256 market,int256 size,uint256 limitPrice,uint256 triggerPrice,uint256 keeperFee,uint64 expiry,uint64 nonce,uint8 flags)"
+)
+DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
+    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+NAME_HASH: constant(bytes32) = keccak256("perpdex")
+VERSION_HASH: constant(bytes32) = keccak256("1")
+
+
+# @notice The EIP-712 order (perpdex/sdk/orders.py), as `cancel_order` takes it.
+struct Order:
+    account: uint256
+    market: uint256
+    size: int256
+    limitPrice: uint256
+    triggerPrice: uint256
+    keeperFee: uint256
+    expiry: uint64
+    nonce: uint64
+    flags: uint8
+
+
+# one decoded order of a batch
+struct Signed:
+    account: uint256
+    size: int256
+    limit: uint256
+    w2: uint256
+    r: uint256
+    s: uint256
+
+
+interface IExtension:
+    def extension_config() -> (address, address): view
+
+
+# @notice Vault-limits half, reached by delegatecall for selectors not exported here.
+RISK: public(immutable(address))
+
+
+@deploy
+def __init__(oracle: IOracleRouter, settlement_token: address, risk_half: address):
+    """
+    @param oracle Must equal the Clearinghouse's oracle.
+    @param settlement_token Must equal the Clearinghouse's settlement token.
+    @param risk_half A `ClearinghouseRisk` deployed with the same oracle and token.
+    """
+    ext_oracle: address = empty(address)
+    ext_token: address = empty(address)
+    ext_oracle, ext_token = staticcall IExtension(risk_half).extension_config()
+    assert (
+        ext_oracle == oracle.address and ext_token == settlement_token
+    ), "clearinghouse: extension mismatch"
+    RISK = risk_half
+    access_control.__init__()
+    pausable.__init__()
+    state.__init__(oracle, settlement_token)
+
+
+@external
+@view
+def extension_config() -> (address, address):
+    """
+    @notice The oracle and settlement token this code half was built for.
+    """
+    return state.ORACLE.address, state.collateral_token[0]
+
+
+@internal
+@view
+def _domain() -> bytes32:
+    return keccak256(abi_encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self))
+
+
+@internal
+@pure
+def _digest(domain: bytes32, o: Order) -> bytes32:
+    struct_hash: bytes32 = keccak256(
+        abi_encode(
+            ORDER_TYPEHASH,
+            o.account,
+            o.market,
+            o.size,
+            o.limitPrice,
+            o.triggerPrice,
+            o.keeperFee,
+            o.expiry,
+            o.nonce,
+            o.flags,
+        )
+    )
+    return keccak256(concat(b"\x19\x01", domain, struct_hash))
+
+
+@internal
+@view
+def _decode(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL], b: uint256) -> Signed:
+    w1: uint256 = batch[b + 1]
+    w2: uint256 = batch[b + 2]
+    size: int256 = convert(w1 & packing.MASK_128, int256)
+    if (w2 >> 152) & 1 == 1:
+        size = -size
+    return Signed(
+        account=batch[b], size=size, limit=w1 >> 128, w2=w2, r=batch[b + 3], s=batch[b + 4]
+    )
+
+
+@internal
+@view
+def _order(o: Signed) -> Order:
+    return Order(
+        account=o.account,
+        market=(o.w2 >> 136) & packing.MASK_16,
+        size=o.size,
+        limitPrice=o.limit,
+        triggerPrice=0,
+        keeperFee=0,
+        expiry=convert((o.w2 >> 64) & packing.MASK_64, uint64),
+        nonce=convert(o.w2 & packing.MASK_64, uint64),
+        flags=convert((o.w2 >> 128) & packing.MASK_8, uint8),
+    )
+
+
+@internal
+@view
+def _verify(account: uint256, digest: bytes32, o: Signed):
+    """
+    @dev The order was signed by the account's owner or one of its operators (ECDSA,
+         low s), or the owner is a contract wallet that accepts it (EIP-1271).
+    """
+    owner: address = convert(account >> 96, address)
+    if (o.w2 >> 154) & 1 == 1:
+        assert signature_checker._is_valid_ERC1271_signature_now(
+            owner, digest, concat(convert(o.r, bytes32), convert(o.s, bytes32))
+        ), "clearinghouse: bad wallet signature"
+        return
+    # snekmate's bound: one valid signature per order (EIP-2 low s)
+    assert o.s <= ecdsa._MALLEABILITY_THRESHOLD, "clearinghouse: high-s signature"
+    signer: address = ecrecover(digest, 27 + ((o.w2 >> 153) & 1), o.r, o.s)
+    assert signer != empty(address), "clearinghouse: bad signature"
+    assert (
+        signer == owner or state.is_operator[account][signer]
+    ), "clearinghouse: signer not authorized"
+
+
+@internal
+def _use(o: Signed, amount: uint256, domain: bytes32) -> (uint256, bytes32):
+    """
+    @dev Checks one order of a fill (account, expiry, nonce, signature, remaining size)
+         and books `amount` against it. Returns the account's header and the digest.
+    """
+    hdr: uint256 = engine._require_exists(o.account)
+    assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    nonce: uint256 = o.w2 & packing.MASK_64
+    assert (o.w2 >> 64) & packing.MASK_64 >= block.timestamp, "clearinghouse: order expired"
+    assert nonce >= hdr >> MIN_NONCE_SHIFT, "clearinghouse: order nonce cancelled"
+    digest: bytes32 = self._digest(domain, self._order(o))
+    self._verify(o.account, digest, o)
+    key: uint256 = nonce >> 7
+    at: uint256 = (nonce & 127) << 1
+    bits: uint256 = state._order_bits[o.account][key]
+    st: uint256 = (bits >> at) & 3
+    assert st & ORDER_DONE == 0, "clearinghouse: order done"
+    filled: uint256 = amount
+    if st & ORDER_PARTIAL != 0:
+        filled += state._order_filled[digest]
+    total: uint256 = convert(abs(o.size), uint256)
+    assert filled <= total, "clearinghouse: order overfilled"
+    if filled == total:
+        bits |= ORDER_DONE << at
+        if st & ORDER_PARTIAL != 0:
+            state._order_filled[digest] = 0
+    else:
+        bits |= ORDER_PARTIAL << at
+        state._order_filled[digest] = filled
+    state._order_bits[o.account][key] = bits
+    return hdr, digest
+
+
+@internal
+def _side(
+    account: uint256,
+    m: uint256,
+    p: packing.MarketParams,
+    delta: int256,
+    price: uint256,
+    flags: uint256,
+    order_flags: uint256,
+) -> (int256, bool):
+    """
+    @dev Pre-fill checks of one side, as a market order has them: reduce-only, minimum
+         position size at the oracle price, and risk may be added only when allowed.
+         Returns (size before, whether the fill adds risk).
+    """
+    size: int256 = packing._pos_size(state._pos[account][m])
+    adds: bool = size == 0 or (size > 0) == (delta > 0) or abs(delta) > abs(size)
+    if order_flags & FLAG_REDUCE_ONLY != 0:
+        assert not adds, "clearinghouse: not reduce-only"
+    left: int256 = size + delta
+    assert left == 0 or convert(abs(left), uint256) * price >= c.MIN_POSITION_NOTIONAL * c.WAD, (
+        "clearinghouse: min position size"
+    )
+    if adds:
+        engine._require_can_add_risk(m, p, flags)
+    return size, adds
+
+
+@internal
+def _after(account: uint256, hdr: uint256, m: uint256, size: int256, adds: bool):
+    """
+    @dev Post-fill margin checks of one side, as `engine._pool_trade` makes them.
+    """
+    if adds or hdr & c.ACCOUNT_PORTFOLIO != 0:
+        engine._check_after_trade(account, hdr, m, size, adds)
+    # closing the last position must not leave a debt no liquidation can reach (rare:
+    # the engine's own entry point, for bytecode)
+    if packing._position_count(hdr) == 0 and state._balance[account][0] < 0:
+        extcall IClearinghouseEngine(self).engine_check_initial(
+            account, "clearinghouse: close leaves negative equity", False
+        )
+
+
+@external
+@nonreentrant
+def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
+    """
+    @notice Settles matched pairs of signed orders (permissionless). Each fill trades
+            the taker order's fill size at the maker's limit price; the maker pays the
+            maker fee, the taker the taker fee. Atomic: any bad fill reverts the batch.
+    @param batch 10 words per fill (encoding in the contract's notice;
+           `perpdex.sdk.orders.encode_fill_batch`).
+    """
+    n: uint256 = len(batch) // WORDS_PER_FILL
+    assert n != 0 and n * WORDS_PER_FILL == len(batch), "clearinghouse: malformed batch"
+    domain: bytes32 = self._domain()
+    touched: uint256 = 0
+    prices: uint256[c.MAX_MARKETS] = empty(uint256[c.MAX_MARKETS])
+    oflags: uint256[c.MAX_MARKETS] = empty(uint256[c.MAX_MARKETS])
+    indices: int256[c.MAX_MARKETS] = empty(int256[c.MAX_MARKETS])
+    for i: uint256 in range(MAX_FILLS):
+        if i == n:
+            break
+        maker: Signed = self._decode(batch, i * WORDS_PER_FILL)
+        taker: Signed = self._decode(batch, i * WORDS_PER_FILL + WORDS_PER_ORDER)
+        m: uint256 = (maker.w2 >> 136) & packing.MASK_16
+        assert (taker.w2 >> 136) & packing.MASK_16 == m, "clearinghouse: market mismatch"
+        assert m < state.market_count, "clearinghouse: unknown market"
+        assert (maker.size > 0) != (taker.size > 0), "clearinghouse: same side"
+        assert maker.account != taker.account, "clearinghouse: self-trade"
+        amount: uint256 = taker.w2 >> 160
+        assert amount != 0, "clearinghouse: zero fill"
+        price: uint256 = maker.limit
+        assert (price <= taker.limit) == (taker.size > 0) or price == taker.limit, (
+            "clearinghouse: limit not crossed"
+        )
+        mf: uint256 = (maker.w2 >> 128) & packing.MASK_8
+        tf: uint256 = (taker.w2 >> 128) & packing.MASK_8
+        assert tf & FLAG_POST_ONLY == 0, "clearinghouse: post-only as taker"
+        assert mf & FLAG_IOC == 0, "clearinghouse: IOC order as maker"
+        hdr_m: uint256 = 0
+        hdr_t: uint256 = 0
+        dm: bytes32 = empty(bytes32)
+        dt: bytes32 = empty(bytes32)
+        hdr_m, dm = self._use(maker, amount, domain)
+        hdr_t, dt = self._use(taker, amount, domain)
+        p: packing.MarketParams = packing._unpack_params(state._params[m])
+        if (touched >> m) & 1 == 0:
+            touched |= 1 << m
+            prices[m], oflags[m], indices[m] = engine._touch_with(m, p, True)
+        oracle: uint256 = prices[m]
+        # no fill of any kind (reduce-only included) without quorum
+        engine._require_quorum(oflags[m])
+        band: uint256 = oracle * FILL_BAND_BPS // c.BPS
+        assert price + band >= oracle and price <= oracle + band, (
+            "clearinghouse: price off oracle band"
+        )
+        delta: int256 = convert(amount, int256)
+        if taker.size < 0:
+            delta = -delta
+        size_t: int256 = 0
+        size_m: int256 = 0
+        adds_t: bool = False
+        adds_m: bool = False
+        size_t, adds_t = self._side(taker.account, m, p, delta, oracle, oflags[m], tf)
+        size_m, adds_m = self._side(maker.account, m, p, -delta, oracle, oflags[m], mf)
+        fee_t: uint256 = fp._mul_div(amount * p.taker_fee, price, c.WAD * c.WAD, True)
+        fee_m: uint256 = fp._mul_div(amount * p.maker_fee, price, c.WAD * c.WAD, True)
+        oi: uint256 = state._oi[m]
+        hdr_t = engine._settle_side(
+            taker.account, hdr_t, m, delta, price, indices[m], maker.account, fee_t
+        )
+        hdr_m = engine._settle_side(
+            maker.account, hdr_m, m, -delta, price, indices[m], taker.account, fee_m
+        )
+        engine._collect_fee(taker.account, fee_t)
+        engine._collect_fee(maker.account, fee_m)
+        # a matched fill leaves the skew as it was: only the open-interest caps can bind
+        engine._check_caps(m, p, oi, 0, 0, price)
+        self._after(taker.account, hdr_t, m, size_t, adds_t)
+        self._after(maker.account, hdr_m, m, size_m, adds_m)
+        log state.OrdersMatched(maker_order=dm, taker_order=dt, size=amount, price=price)
+
+
+@external
+def cancel_order(order: Order):
+    """
+    @notice Cancels one order (owner or operator): its nonce is consumed, so no order of
+            the account with that nonce can fill afterwards.
+    """
+    engine._require_trader(order.account)
+    nonce: uint256 = convert(order.nonce, uint256)
+    key: uint256 = nonce >> 7
+    state._order_bits[order.account][key] |= ORDER_DONE << ((nonce & 127) << 1)
+    log state.OrderCancelled(
+        account=order.account, nonce=nonce, order=self._digest(self._domain(), order)
+    )
+
+
+@external
+def cancel_below(account: uint256, nonce: uint64):
+    """
+    @notice Cancels every order of the account with a nonce below `nonce` (owner or
+            operator); the minimum only rises.
+    """
+    hdr: uint256 = engine._require_trader(account)
+    n: uint256 = convert(nonce, uint256)
+    assert n > hdr >> MIN_NONCE_SHIFT, "clearinghouse: min nonce only rises"
+    state._header[account] = (hdr & ((1 << MIN_NONCE_SHIFT) - 1)) | (n << MIN_NONCE_SHIFT)
+    log state.NoncesCancelled(account=account, min_nonce=n)
+
+
+@external
+def __default__():
+    """
+    @notice Forwards the remaining selectors to ClearinghouseRisk by delegatecall.
+    """
+    raw_call(RISK, msg.data, is_delegate_call=True)
