@@ -16,7 +16,7 @@ Start-up: `perpdex --help` and `perpdex --version` import neither ape nor the co
 modules. main.py mounts the command groups lazily (`LazyCommand`): the root `--help`
 lists them from a one-line summary kept next to the mount, and a group's module is
 imported when the command is dispatched. ape is imported only when a command needs the
-chain. `python -m perpdex.cli.bench_startup` measures both.
+chain. `python -m perpdex.devtools.bench_startup` measures both.
 
 Output: rich tables on a terminal; when stdout is not a terminal (a pipe, a file, CI) the
 width is fixed (`PIPE_WIDTH`, unless COLUMNS says otherwise), so the text does not depend on
@@ -366,7 +366,7 @@ def rpc_network(url: str) -> tuple[str, dict[str, Any] | None]:
     through ape's node provider with that URI."""
     import os
 
-    from perpdex.devnet import DevnetError, rpc
+    from perpdex.devtools.devnet import DevnetError, rpc
 
     try:
         client = str(rpc(url, "web3_clientVersion", timeout=5.0)).lower()
