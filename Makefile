@@ -86,19 +86,19 @@ compile: setup .build/__local__.json
 # an ape session is one Python process driving its own anvil, so on 2 cores two sessions
 # overlap well (measured in the issue 10 note). -O prints each session's output whole
 # when it ends; -k lets the others finish after a failure.
-# At the end perpdex.perf prints the slowest 15 tests of all sessions and the wall time
+# At the end perpdex.devtools.perf prints the slowest 15 tests of all sessions and the wall time
 # since the first line below (set-up included), recorded as test_suite_s in docs/perf.json.
 PYTEST_ARGS := -p no:cacheprovider -q
-# Each session runs on an anvil that perpdex.devnet starts (retried on a new port if it
+# Each session runs on an anvil that perpdex.devtools.devnet starts (retried on a new port if it
 # dies or is slow) and ape attaches to: ape's own start-up is one 20 s try, which once
 # timed out in CI with two sessions sharing 2 cores.
-APE_TEST = $(BIN)/python -m perpdex.devnet ape-test --name $@ --
+APE_TEST = $(BIN)/python -m perpdex.devtools.devnet ape-test --name $@ --
 
 test:
 	@mkdir -p $(STAMPS) && rm -f $(STAMPS)/junit-*.xml && date +%s > $(STAMPS)/test_t0
 	@$(MAKE) --no-print-directory setup lint compile
 	@rc=0; $(MAKE) --no-print-directory -k -j2 -O test-sessions || rc=$$?; \
-	  $(BIN)/python -m perpdex.perf report $$([ $$rc = 0 ] && echo --record); exit $$rc
+	  $(BIN)/python -m perpdex.devtools.perf report $$([ $$rc = 0 ] && echo --record); exit $$rc
 
 test-sessions: test-integration test-unit test-fuzz
 
@@ -118,7 +118,7 @@ test-unit:
 test-quick: setup compile
 	@rm -f $(STAMPS)/junit-*.xml && date +%s > $(STAMPS)/test_t0
 	@rc=0; $(MAKE) --no-print-directory -k -j2 -O test-unit-quick test-fuzz-quick || rc=$$?; \
-	  $(BIN)/python -m perpdex.perf report; exit $$rc
+	  $(BIN)/python -m perpdex.devtools.perf report; exit $$rc
 
 test-unit-quick:
 	$(APE_TEST) tests/unit $(PYTEST_ARGS) --junitxml=$(STAMPS)/junit-unit.xml
@@ -127,15 +127,15 @@ test-fuzz-quick:
 	PERPDEX_FUZZ_PROFILE=quick $(APE_TEST) tests/fuzz $(PYTEST_ARGS) \
 	  --junitxml=$(STAMPS)/junit-fuzz.xml
 
-# test-fork/demo start (and always stop) their own anvils; see perpdex/devnet.py.
-# l2-dry-run (perpdex/l2dryrun.py, about 3 minutes): the real `ape run deploy` against
+# test-fork/demo start (and always stop) their own anvils; see perpdex/devtools/devnet.py.
+# l2-dry-run (perpdex/devtools/l2dryrun.py, about 3 minutes): the real `ape run deploy` against
 # one anvil per L2 testnet imitating it, deployer a throwaway keyfile account.
 test-fork: setup compile
-	$(BIN)/python -m perpdex.devnet fork-test
-	$(BIN)/python -m perpdex.devnet l2-dry-run
+	$(BIN)/python -m perpdex.devtools.devnet fork-test
+	$(BIN)/python -m perpdex.devtools.devnet l2-dry-run
 
 demo: setup compile
-	$(BIN)/python -m perpdex.devnet demo --port $(DEMO_PORT)
+	$(BIN)/python -m perpdex.devtools.devnet demo --port $(DEMO_PORT)
 
 # bench-keeper: the liquidation keeper's account-scan rate at 10,000 accounts ->
 # docs/perf.json keeper_scan_accounts_per_s (its own anvil, without ape's step tracing;
@@ -146,8 +146,8 @@ demo: setup compile
 # throwaway PostgreSQL server (perpdex/matcher/bench.py; about a minute).
 bench: setup compile
 	$(BIN)/ape run bench_gas
-	$(BIN)/python -m perpdex.devnet bench-keeper
-	$(BIN)/python -m perpdex.cli.bench_startup
+	$(BIN)/python -m perpdex.devtools.devnet bench-keeper
+	$(BIN)/python -m perpdex.devtools.bench_startup
 	$(BIN)/python -m perpdex.risk.stress_bench
 	$(BIN)/python -m perpdex.matcher.bench
 

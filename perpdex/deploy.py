@@ -135,7 +135,7 @@ def _deploy(deployer: Any, container: Any, *args: Any) -> Any:
     perpdex transaction (perpdex.sdk.gas). ape sends a creation on a live network with the
     bare `eth_estimateGas` figure, which leaves nothing for an L2's L1-fee component or
     the price moving between the estimate and the block (found by
-    `python -m perpdex.devnet l2-dry-run`)."""
+    `python -m perpdex.devtools.devnet l2-dry-run`)."""
     from ape import chain
 
     txn = container(*args)

@@ -5,7 +5,7 @@
 @custom:contract-name AccountFarm
 @license MIT
 @notice Opens many Clearinghouse accounts in one transaction, each funded and holding
-        one position, so the keeper scan benchmark (perpdex/keeper_bench.py) sets up
+        one position, so the keeper scan benchmark (perpdex/devtools/keeper_bench.py) sets up
         10,000 accounts in a few dozen transactions instead of 30,000. The accounts
         belong to this contract; positions alternate long and short so the vault's
         exposure stays flat.

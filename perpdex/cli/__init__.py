@@ -18,7 +18,7 @@ lists them from a one-line summary kept next to the mount, and a group's module 
 imported when the command is dispatched. ape is imported only when a command needs the
 chain, and never by a read command given `--rpc`: those take `Session.reader()` (the
 standalone client) and `Session.address()` (the --account's address, no key unlocked).
-`python -m perpdex.cli.bench_startup` measures them.
+`python -m perpdex.devtools.bench_startup` measures them.
 
 Output: rich tables on a terminal; when stdout is not a terminal (a pipe, a file, CI) the
 width is fixed (`PIPE_WIDTH`, unless COLUMNS says otherwise), so the text does not depend on
@@ -393,7 +393,7 @@ def rpc_network(url: str) -> tuple[str, dict[str, Any] | None]:
     through ape's node provider with that URI."""
     import os
 
-    from perpdex.devnet import DevnetError, rpc
+    from perpdex.devtools.devnet import DevnetError, rpc
 
     try:
         client = str(rpc(url, "web3_clientVersion", timeout=5.0)).lower()

@@ -1,7 +1,7 @@
 """`perpdex devnet up|down` and `perpdex faucet`: a local chain to learn and test on.
 
 `devnet up` leaves an anvil running with the suite deployed, the vault funded by its first
-LP and five test wallets funded (perpdex.devnet does the work over plain JSON-RPC); point
+LP and five test wallets funded (perpdex.devtools.devnet does the work over plain JSON-RPC); point
 the other commands at it with `--rpc URL` or PERPDEX_RPC_URL. `faucet` mints mock USDC and
 ETH on such a chain only.
 """
@@ -31,7 +31,7 @@ def _exit(rc: int) -> None:
 @app.command("up")
 def up(port: Port = 8545) -> None:
     """Start anvil (left running), deploy, fund the vault and five test wallets."""
-    from perpdex.devnet import DevnetError, devnet_up
+    from perpdex.devtools.devnet import DevnetError, devnet_up
 
     try:
         _exit(devnet_up(port))
@@ -42,7 +42,7 @@ def up(port: Port = 8545) -> None:
 @app.command("down")
 def down(port: Port = 8545) -> None:
     """Stop the anvil `perpdex devnet up` started on --port."""
-    from perpdex.devnet import devnet_down
+    from perpdex.devtools.devnet import devnet_down
 
     _exit(devnet_down(port))
 
@@ -57,8 +57,8 @@ def faucet(
 ) -> None:
     """Mint mock USDC and 10 ETH to ADDRESS on a local devnet (never on a live network)."""
     from perpdex.deploy import manifest_path
-    from perpdex.devnet import DevnetError
-    from perpdex.devnet import faucet as mint
+    from perpdex.devtools.devnet import DevnetError
+    from perpdex.devtools.devnet import faucet as mint
 
     rpc = getattr(ctx.obj, "rpc", None) or "http://127.0.0.1:8545"
     try:

@@ -46,7 +46,8 @@ from perpdex.keepers.scan import (
     AccountScanner,
     BatchLimits,
     RpcBatcher,
-    transport_for,
+    ape_transport,
+    batch_call,
 )
 from perpdex.keepers.state import KeeperState
 from perpdex.sdk import gas
@@ -86,14 +87,6 @@ def _web3(p: Protocol) -> Any:
     return chain.provider.web3
 
 
-def _transport() -> Any:
-    """Raw keep-alive HTTP to the node ape is connected to (through web3 otherwise)."""
-    from ape import chain
-
-    uri = getattr(chain.provider, "http_uri", None)
-    return transport_for(chain.provider.web3, uri if isinstance(uri, str) else None)
-
-
 def _logs(p: Protocol, topics: list[Any], start: int, stop: int, chunk: int) -> list[Any]:
     w3 = _web3(p)
     out: list[Any] = []
@@ -125,12 +118,20 @@ def conservation_gap(p: Protocol, accounts: Iterable[int]) -> int:
     """Settlement tokens held by the Clearinghouse (in USD WAD) minus everything owed from
     them: every account's settlement balance (negative ones count negative), the pool's
     cash, the insurance fund and the protocol fees. Never below zero; equal up to dust."""
+    from ape import chain
+
     ch = p.clearinghouse
     scale = 10 ** (18 - p.system.settlement_decimals)
-    held = int(p.token.balanceOf(ch)) * scale
-    owed = int(ch.pool_cash()) + int(ch.insurance_fund()) + int(ch.protocol_fees())
-    owed += sum(int(ch.balance_of(a, 0)) for a in accounts)
-    return held - owed
+    calls: list[tuple[Any, tuple[Any, ...]]] = [
+        (p.token.balanceOf, (str(ch.address),)),
+        (ch.pool_cash, ()),
+        (ch.insurance_fund, ()),
+        (ch.protocol_fees, ()),
+    ]
+    calls += [(ch.balance_of, (a, 0)) for a in accounts]
+    # one batch at one block (the head), so no transaction lands between the reads
+    held, *owed = (int(x) for x in batch_call(calls, block=int(chain.blocks.head.number)))
+    return held * scale - sum(owed)
 
 
 # --- what a tick sees, plans and does ---------------------------------------------------------
@@ -416,7 +417,7 @@ class Liquidator:
             limits = BatchLimits(
                 self.cfg.rpc_max_calls, self.cfg.rpc_max_bytes, self.cfg.rpc_parallel
             )
-            batcher = RpcBatcher(_transport(), limits)
+            batcher = RpcBatcher(ape_transport(), limits)
             self._scanner = AccountScanner(
                 str(self.ch.address), str(self.auction.address), batcher, self.cfg.near
             )
@@ -444,12 +445,10 @@ class Liquidator:
         return Decimal(self.cfg.take_gas * price) / WAD * eth
 
     def own_positions(self) -> list[tuple[int, int]]:
-        out = []
-        for m in range(int(self.ch.market_count())):
-            size = int(self.ch.position(self.cfg.keeper_account, m)[0])
-            if size:
-                out.append((m, size))
-        return out
+        n = int(self.ch.market_count())
+        acct = self.cfg.keeper_account
+        got = batch_call([(self.ch.position, (acct, m)) for m in range(n)])
+        return [(m, int(pos[0])) for m, pos in enumerate(got) if int(pos[0])]
 
     # --- one tick --------------------------------------------------------------------------
 
@@ -599,35 +598,3 @@ def preflight(method: Any, args: tuple[Any, ...], sender: str) -> str | None:
         text = str(getattr(e, "message", None) or e).strip()
         return text.removeprefix("execution reverted").removeprefix(":").strip() or "reverted"
     return None
-
-
-def batch_call(
-    calls: Sequence[tuple[Any, tuple[Any, ...]]], limits: BatchLimits | None = None
-) -> list[Any]:
-    """Run ape view calls as chunked JSON-RPC batches (keepers/scan.py: a refused batch
-    is split, then sent one call at a time, with a warning); returns the decoded outputs
-    in order. A call that failed is re-run through ape, which raises its real error."""
-    if not calls:
-        return []
-    batcher = RpcBatcher(_transport(), limits or BatchLimits())
-    raw = batcher.call([(str(m.contract.address), _hex(m.encode_input(*a))) for m, a in calls])
-    out = []
-    for (m, a), r in zip(calls, raw, strict=True):
-        if r is None or len(r) <= 2:
-            out.append(m(*a))  # let ape raise the real error
-            continue
-        out.append(_decode(m, bytes.fromhex(r.removeprefix("0x"))))
-    return out
-
-
-def _hex(data: Any) -> str:
-    return data if isinstance(data, str) else "0x" + bytes(data).hex()
-
-
-def _decode(method: Any, raw: bytes) -> Any:
-    from eth_abi import decode
-
-    abi = method.abis[0]
-    types = [o.canonical_type for o in abi.outputs]
-    values = decode(types, raw)
-    return values[0] if len(values) == 1 else values

@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 from eth_utils import keccak
 
 from perpdex.constants import ACCOUNT_IN_LIQUIDATION, WAD
-from perpdex.keepers.liquidator import _logs, _topic_int, batch_call, preflight
+from perpdex.keepers.liquidator import _logs, _topic_int, preflight
 from perpdex.keepers.loop import run_ticks
-from perpdex.keepers.scan import BatchLimits
+from perpdex.keepers.scan import BatchLimits, batch_call
 from perpdex.keepers.state import KeeperState
 from perpdex.sdk import gas
 from perpdex.sdk import math as pm

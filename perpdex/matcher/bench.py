@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     console.print("targets (SQLite): >= 2,000 orders/s, p99 < 25 ms")
     if not args.no_record and results:
-        from perpdex.perf import record
+        from perpdex.devtools.perf import record
 
         values: dict[str, float] = {}
         if "sqlite" in results:

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from perpdex.config import load_risk
 from perpdex.constants import MAX_SCENARIOS
-from perpdex.perf import record
+from perpdex.devtools.perf import record
 from perpdex.risk import stress
 from perpdex.sdk import riskbook
 

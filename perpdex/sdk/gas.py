@@ -5,6 +5,12 @@ ape on any live network) uses `eth_estimateGas`, which is taken against the late
 A trade whose block refreshes marks, accrues funding or crosses a cold slot costs more
 than the estimate said, and an exact estimate also loses to the 63/64 rule on the
 delegatecalls into the Clearinghouse halves: it reverts out of gas and the fee is paid.
+A trade also reuses a mark refreshed earlier in its own block and then skips the oracle
+(engine._touch_with): an estimate taken right after a keeper's refresh sees that cheap
+path (~87k for an increase), the trade lands a block later and pays the whole oracle path
+(~148k). No multiplier covers a fixed ~60k gap on a small estimate, so the headroom holds
+one market's full oracle read (ORACLE_PATH_GAS; Chainlink proxies cost 5-8k more per
+source than the local mocks). An unused limit costs nothing on an L2 (gas used is paid).
 So the SDK, CLI, keepers and deploy send `estimate x GAS_MULTIPLIER + GAS_HEADROOM`
 (PERPDEX_GAS_MULTIPLIER overrides the multiplier), and report an out-of-gas failure as
 such, with what to change.
@@ -19,7 +25,10 @@ from typing import Any
 from perpdex.errors import PerpdexError
 
 GAS_MULTIPLIER = 1.3
-GAS_HEADROOM = 30_000
+# one market's oracle read (3 sources + the sequencer feed, the router's update and the
+# mark write) that a same-block-mark estimate skips
+ORACLE_PATH_GAS = 80_000
+GAS_HEADROOM = 30_000 + ORACLE_PATH_GAS
 
 
 class OutOfGas(PerpdexError):

@@ -49,7 +49,7 @@ def _at(name: str, address: str) -> Any:
 
     Built directly, not with `ape.Contract(...)`: that first looks the address up in ape's
     contract cache and merges ABIs (the Clearinghouse and its Ops share an address), about
-    one second of every CLI command's start-up (perpdex/cli/bench_startup.py)."""
+    one second of every CLI command's start-up (perpdex/devtools/bench_startup.py)."""
     from ape.contracts import ContractInstance
     from eth_utils import to_checksum_address
 

@@ -129,13 +129,22 @@ class ApeTransport:
         return bytes(chain.provider.get_code(address, block_id=block))
 
     def calls(self, calls: Sequence[tuple[Any, tuple[Any, ...]]], block: int | str) -> list[Any]:
+        # one chunked JSON-RPC batch (perpdex.keepers.scan.batch_call: ~15 ms a snapshot
+        # against ~300 ms one ape call at a time); a failed call is re-run through ape for
+        # its real exception
+        from perpdex.keepers.scan import batch_call
+
         errors = self.revert_errors
         out: list[Any] = []
-        for method, args in calls:
-            try:
-                out.append(method(*args, block_id=block))
-            except errors as e:
-                out.append(e)
+        for (method, args), value in zip(
+            calls, batch_call(calls, block=block, strict=False), strict=True
+        ):
+            if value is None:
+                try:
+                    value = method(*args, block_id=block)
+                except errors as e:
+                    value = e
+            out.append(value)
         return out
 
     def logs(

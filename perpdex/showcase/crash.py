@@ -408,7 +408,7 @@ def _absorb(report: CrashReport, keeper: str, r: TickReport, t: int) -> None:
 def _record(
     p: Protocol, population: dict[int, str], accounts: list[int], t: int, report: CrashReport
 ) -> StepRecord:
-    from perpdex.keepers.liquidator import batch_call
+    from perpdex.keepers.scan import batch_call
 
     assert p.auction is not None
     ch, auction = p.clearinghouse, p.auction
@@ -416,7 +416,11 @@ def _record(
     calls: list[tuple[Any, tuple[Any, ...]]] = []
     for a in ids:
         calls += [(ch.account_margin, (a,)), (auction.auction, (a,))]
+    n = len(calls)
+    calls += [(ch.mark, (p.market_id(s),)) for s in p.symbols]
+    calls.append((ch.insurance_fund, ()))
     res = batch_call(calls)
+    marks, insurance = res[n:-1], res[-1]
     health, discounts = {}, {}
     for i, a in enumerate(ids):
         s, au = res[2 * i], res[2 * i + 1]
@@ -433,10 +437,10 @@ def _record(
         )
     return StepRecord(
         t=t,
-        prices={s: int(ch.mark(p.market_id(s))[0]) / WAD for s in p.symbols},
+        prices={s: int(m[0]) / WAD for s, m in zip(p.symbols, marks, strict=True)},
         health=health,
         discounts=discounts,
-        insurance=_usd(int(ch.insurance_fund())),
+        insurance=_usd(int(insurance)),
         socialized=report.socialized,
         share_price=_share_price(p),
         gap=gap,

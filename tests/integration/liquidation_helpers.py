@@ -15,6 +15,8 @@ from typing import Any
 
 from perpdex.deploy import Protocol
 from perpdex.keepers.liquidator import accounts_opened, conservation_gap
+from perpdex.keepers.price_pusher import send_raw
+from perpdex.keepers.scan import batch_call
 from perpdex.sdk import math as pm
 from perpdex.units import WAD
 
@@ -93,16 +95,20 @@ class LiqWorld:
 
     def post(self, prices: dict[str, Decimal | int | str] | None = None) -> None:
         """Posts `prices` to every feed of those markets and re-posts the others' last
-        answers (so nothing goes stale), then refreshes every market."""
+        answers (so nothing goes stale), then refreshes every market: one block each, as
+        ape would, but over raw JSON-RPC (perpdex.keepers.price_pusher.send_raw)."""
         prices = prices or {}
-        for sym, feeds in self.p.feeds.items():
-            if sym in prices:
-                answer = int(Decimal(str(prices[sym])) * 10**8)
-            else:
-                answer = int(feeds[0].latestRoundData()[1])
-            for f in feeds:
-                f.set_answer(answer, sender=self.who)
-        self.p.ops.refresh(list(range(len(self.p.feeds))), sender=self.who)
+        others = [sym for sym in self.p.feeds if sym not in prices]
+        last = batch_call([(self.p.feeds[sym][0].latestRoundData, ()) for sym in others])
+        answers = {sym: int(r[1]) for sym, r in zip(others, last, strict=True)}
+        answers |= {sym: int(Decimal(str(v)) * 10**8) for sym, v in prices.items()}
+        sends = [
+            (f"{sym} price", f.set_answer, (answers[sym],))
+            for sym, feeds in self.p.feeds.items()
+            for f in feeds
+        ]
+        sends.append(("refresh", self.p.ops.refresh, (list(range(len(self.p.feeds))),)))
+        send_raw(self.who.address, sends)
 
     def hold(
         self, prices: dict[str, Decimal | int | str], seconds: int = 600, step: int = 600

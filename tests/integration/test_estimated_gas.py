@@ -100,6 +100,36 @@ def test_estimate__runs_short_when_prices_move_before_inclusion(
     print("bare estimates that ran short:", short or "none")
 
 
+def test_estimate__taken_on_a_mark_refreshed_in_its_block_still_covers_the_oracle_path(
+    protocol, trader, keeper, pool, chain
+):
+    """A trade reuses a quorum-checked mark refreshed in its own block and skips the
+    oracle (engine._touch_with, about 60k gas less). An estimate taken right after a
+    keeper's `refresh` sees that cheap path; the trade is included a block later, where
+    the mark is stale, and pays the whole oracle path. The bare estimate runs short; the
+    SDK's padded one (perpdex.sdk.gas) must not."""
+    c = PerpdexClient.from_protocol(protocol, trader)
+    protocol.token.mint(trader, 200_000 * USDC, sender=trader)
+    acct = c.open_account("reuse")
+    c.deposit(acct, 150_000)
+    c.trade(acct, "BTC", "0.5")
+    ch = protocol.clearinghouse
+    m = protocol.market_id("BTC")
+    delta, bound = 10**17, 2**88 - 1
+    _push_prices(protocol, keeper, {"BTC": 1.001})
+    protocol.ops.refresh([m], sender=keeper)
+    est = int(ch.trade.estimate_gas_cost(acct, m, delta, bound, sender=trader))
+    chain.mine(1, deltatime=2)  # the trade lands in a later block: the mark is stale
+    snap = chain.snapshot()
+    bare = ch.trade(acct, m, delta, bound, sender=trader, gas_limit=est, raise_on_revert=False)
+    chain.restore(snap)
+    r = ch.trade(
+        acct, m, delta, bound, sender=trader, gas_limit=padded_gas(est), raise_on_revert=False
+    )
+    print(f"estimate {est:,}; bare estimate failed: {bare.failed}; used {r.gas_used:,}")
+    assert not r.failed, f"padded estimate {padded_gas(est):,} ran short: used {r.gas_used:,}"
+
+
 def test_out_of_gas__is_reported_as_such(protocol, trader, pool):
     """A limit that cannot cover the call ends in OutOfGas with what to do, not a VM
     error (the node refuses it before mining, or it is mined and fails)."""

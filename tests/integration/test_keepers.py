@@ -22,6 +22,7 @@ from perpdex.keepers.liquidator import (
     plan,
 )
 from perpdex.keepers.price_pusher import PricePath, PricePusher, RandomWalk
+from perpdex.keepers.scan import BatchLimits, batch_call
 from perpdex.keepers.state import KeeperState, StateMismatch
 from perpdex.sdk import math as pm
 from perpdex.units import WAD
@@ -209,7 +210,7 @@ def test_scan__equals_ape_per_call_results(
     calls = [(ch.account_margin, (a,)) for a in accounts] + [
         (auction.auction, (a,)) for a in accounts
     ]
-    got = liquidator_module.batch_call(calls, liquidator_module.BatchLimits(max_calls=3))
+    got = batch_call(calls, BatchLimits(max_calls=3))
     assert [tuple(int(x) for x in g) for g in got] == [
         tuple(int(x) for x in m(*args)) for m, args in calls
     ]

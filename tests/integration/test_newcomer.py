@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from perpdex.devnet import free_port, rpc
+from perpdex.devtools.devnet import free_port, rpc
 
 BIN = Path(sys.executable).parent
 TRADER = "test:6"  # not funded by `devnet up`: the faucet pays for everything

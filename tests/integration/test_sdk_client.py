@@ -26,23 +26,6 @@ from perpdex.units import WAD
 USDC = 10**6  # token units per dollar
 
 
-# tests/conftest.py's session-scoped `ch`, `token` and `h` keep the first `protocol` they
-# saw; tests/integration/conftest.py overrides `protocol`, so rebind them to this one.
-@pytest.fixture
-def ch(protocol: Any) -> Any:
-    return protocol.clearinghouse
-
-
-@pytest.fixture
-def token(protocol: Any) -> Any:
-    return protocol.token
-
-
-@pytest.fixture
-def h(h: Any, protocol: Any) -> Any:
-    return type(h)(protocol)
-
-
 @pytest.fixture
 def client(protocol: Any, trader: Any) -> PerpdexClient:
     return PerpdexClient.from_protocol(protocol, trader)

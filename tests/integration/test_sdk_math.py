@@ -37,6 +37,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from perpdex.constants import WAD
+from perpdex.keepers.price_pusher import send_raw
+from perpdex.keepers.scan import batch_call
 from perpdex.sdk import math as pm
 from perpdex.sdk import riskbook
 from perpdex.sdk.snapshot import Snapshot
@@ -329,15 +331,17 @@ class Runner:
             bps = tuple(-sign * max(abs(b), 800) if i == m else b for i, b in enumerate(bps))
             refresh = tuple(r or i == m for i, r in enumerate(refresh))
         # read the prices before the jump: after it, the feeds are stale until updated
-        answers = [
-            self.oracle_price(m) * (10_000 + bps[m]) // 10_000 // 10**10
-            for m in range(len(self.symbols))
-        ]
+        latest = batch_call([(self.p.oracle.latest, (m,)) for m in range(len(self.symbols))])
+        answers = [int(o[0]) * (10_000 + bps[m]) // 10_000 // 10**10 for m, o in enumerate(latest)]
         if dt:
             self.chain.pending_timestamp = int(self.chain.blocks.head.timestamp) + dt
-        for sym, answer in zip(self.symbols, answers, strict=True):
-            for f in self.p.feeds[sym]:
-                f.set_answer(answer, sender=self.w["keeper"])
+        # one block per feed, as ape would send them, over raw JSON-RPC
+        sends = [
+            (f"{sym} price", f.set_answer, (answer,))
+            for sym, answer in zip(self.symbols, answers, strict=True)
+            for f in self.p.feeds[sym]
+        ]
+        send_raw(self.w["keeper"].address, sends)
         markets = [m for m in range(len(self.symbols)) if refresh[m]]
         if markets:
             self.refresh(markets)

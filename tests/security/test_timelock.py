@@ -26,14 +26,14 @@ ZERO32 = b"\x00" * 32
 
 
 @pytest.fixture(scope="module")
-def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def timelock_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("timelock") / "local-timelock.json"
 
 
 @pytest.fixture(scope="module")
-def locked(actors: dict[str, Any], manifest: Path) -> Protocol:
+def locked(actors: dict[str, Any], timelock_manifest: Path) -> Protocol:
     """A second deployment on the test chain, handed over to a 24 h Timelock."""
-    return deploy_system(actors["admin"], manifest=manifest, timelock_delay=DELAY)
+    return deploy_system(actors["admin"], manifest=timelock_manifest, timelock_delay=DELAY)
 
 
 def _schedule(p: Protocol, target: Any, data: bytes, who: Any, salt: bytes = ZERO32) -> bytes:
@@ -195,15 +195,15 @@ def test_risk_push__proposes_then_publishes(locked: Protocol, admin: Any, chain:
 
 
 def test_auction_ownership__accepted_by_a_rerun_after_the_delay(
-    locked: Protocol, admin: Any, manifest: Path, chain: Any
+    locked: Protocol, admin: Any, timelock_manifest: Path, chain: Any
 ) -> None:
     assert locked.auction is not None and locked.timelock is not None
     assert locked.auction.owner() == admin.address
-    again = deploy_system(admin, manifest=manifest, timelock_delay=DELAY)
+    again = deploy_system(admin, manifest=timelock_manifest, timelock_delay=DELAY)
     assert again.auction.owner() == admin.address  # type: ignore[union-attr]
     chain.pending_timestamp += DELAY
     chain.mine()
-    again = deploy_system(admin, manifest=manifest, timelock_delay=DELAY)
+    again = deploy_system(admin, manifest=timelock_manifest, timelock_delay=DELAY)
     assert again.auction.owner() == locked.timelock.address  # type: ignore[union-attr]
 
 

@@ -30,23 +30,6 @@ USDC = 10**6
 TRADER = "test:1"  # the `trader` fixture is ape's test account 1
 
 
-# tests/conftest.py's session-scoped `ch`, `token` and `h` keep the first `protocol` they
-# saw; tests/integration/conftest.py overrides `protocol`, so rebind them to this one.
-@pytest.fixture
-def ch(protocol: Any) -> Any:
-    return protocol.clearinghouse
-
-
-@pytest.fixture
-def token(protocol: Any) -> Any:
-    return protocol.token
-
-
-@pytest.fixture
-def h(h: Any, protocol: Any) -> Any:
-    return type(h)(protocol)
-
-
 @pytest.fixture
 def sdk(protocol: Any, trader: Any) -> PerpdexClient:
     return PerpdexClient.from_protocol(protocol, trader)

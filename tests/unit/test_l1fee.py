@@ -221,7 +221,7 @@ def test_cli_gas__table_and_a_day_of_rebalancing():
 def test_gas_report__prices_each_transaction_and_no_view_call(tmp_path, monkeypatch):
     """docs/gas.md's generator: rows with calldata get their own L1 fee from their signed
     bytes; view calls (GasProbe rows) show none; the assumptions are stated."""
-    from perpdex import bench
+    from perpdex.devtools import bench
 
     monkeypatch.setattr(bench, "DOCS", tmp_path)
     trade = fm.operation("increase").calldata

@@ -1,4 +1,4 @@
-"""perpdex.perf: the end-of-run table `make test` prints and the figure it records."""
+"""perpdex.devtools.perf: the end-of-run table `make test` prints and the figure it records."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from perpdex import perf
+from perpdex.devtools import perf
 
 
 def _junit(path: Path, cases: list[tuple[str, float]]) -> None:

@@ -25,7 +25,7 @@ def series(rows: list[tuple[float, float, float]]) -> PriceSeries:
 
 
 @pytest.fixture(scope="module")
-def book():
+def published_book():
     return riskbook.from_config(load_risk(), list(SYMS))
 
 
@@ -39,52 +39,52 @@ def test_window_losses_by_hand():
         window_losses(s, [1, 0, 0], 4)
 
 
-def test_a_hedge_that_breaks_beyond_its_portfolio_margin_is_flagged_portfolio_only(book):
+def test_a_hedge_that_breaks_beyond_its_portfolio_margin_is_flagged_portfolio_only(published_book):
     """BTC/ETH pair ($100k each way). BTC -17% with ETH flat in two days loses 17,000:
     more than the portfolio initial margin, less than the isolated one."""
     sizes = {"BTC": 1.0, "ETH": -100_000 / 3_000}
-    m = requirements(book, [1.0, sizes["ETH"], 0.0], [100_000.0, 3_000.0, 150.0])
+    m = requirements(published_book, [1.0, sizes["ETH"], 0.0], [100_000.0, 3_000.0, 150.0])
     assert m.portfolio < 17_000 < m.isolated
     s = series([(100_000 / 0.83, 3_000, 150), (100_000, 3_000, 150), (100_000, 3_000, 150)])
-    r = check_book("pair", book, sizes, SYMS, s)
+    r = check_book("pair", published_book, sizes, SYMS, s)
     assert r.worst_loss == pytest.approx(17_000) == r.tail_loss
     assert r.flagged and r.portfolio_only and r.discounted and not r.ratios_thin
     assert (r.worst_start, r.worst_end) == ("2024-01-01", "2024-01-03")
     assert r.windows == 1 and r.windows_over_mm == 1 and r.windows_over_im == 1
     calm = series([(100_000 / 0.97, 3_000, 150), (100_000, 3_000, 150), (100_000, 3_000, 150)])
-    assert not check_book("pair", book, sizes, SYMS, calm).flagged
+    assert not check_book("pair", published_book, sizes, SYMS, calm).flagged
     # held against maintenance instead, an 8% move is enough
     mid = series([(100_000 / 0.92, 3_000, 150), (100_000, 3_000, 150), (100_000, 3_000, 150)])
-    assert not check_book("pair", book, sizes, SYMS, mid).flagged
-    r = check_book("pair", book, sizes, SYMS, mid, against="maintenance")
+    assert not check_book("pair", published_book, sizes, SYMS, mid).flagged
+    r = check_book("pair", published_book, sizes, SYMS, mid, against="maintenance")
     assert r.flagged and r.portfolio_only
 
 
-def test_a_directional_loss_beyond_isolated_is_ratios_not_portfolio(book):
+def test_a_directional_loss_beyond_isolated_is_ratios_not_portfolio(published_book):
     """A lone long pays its isolated margin in either mode: a loss beyond it is about the
     ratios (imr_min), never a portfolio flag."""
     s = series([(125_000, 3_000, 150), (110_000, 3_000, 150), (100_000, 3_000, 150)])
-    r = check_book("long", book, {"BTC": 1}, SYMS, s)
+    r = check_book("long", published_book, {"BTC": 1}, SYMS, s)
     assert r.ratios_thin and r.uncovered and not r.discounted
     assert not r.flagged and not r.portfolio_only  # -20% on a lone long: thin in any mode
 
 
-def test_the_tail_is_a_quantile_of_the_windows_and_1_is_the_worst(book):
+def test_the_tail_is_a_quantile_of_the_windows_and_1_is_the_worst(published_book):
     """Three 2-day windows losing 0, 1,000 and 20,000 on a $100k BTC long."""
     s = series([(b, 3_000, 150) for b in (125_000, 125_000, 125_000, 123_750, 100_000)])
     losses = window_losses(s, [100_000, 0, 0], 2)
     assert np.allclose(losses, [0, 1_000, 20_000])
-    med = check_book("long", book, {"BTC": 1}, SYMS, s, quantile=0.51)
-    worst = check_book("long", book, {"BTC": 1}, SYMS, s, quantile=1.0)
+    med = check_book("long", published_book, {"BTC": 1}, SYMS, s, quantile=0.51)
+    worst = check_book("long", published_book, {"BTC": 1}, SYMS, s, quantile=1.0)
     assert med.tail_loss == pytest.approx(np.quantile(losses, 0.51))
     assert worst.tail_loss == pytest.approx(20_000) == worst.worst_loss
     with pytest.raises(ConfigError, match="quantile"):
-        check_book("long", book, {"BTC": 1}, SYMS, s, quantile=0.2)
+        check_book("long", published_book, {"BTC": 1}, SYMS, s, quantile=0.2)
     with pytest.raises(ConfigError, match="against"):
-        check_book("long", book, {"BTC": 1}, SYMS, s, against="variation")
+        check_book("long", published_book, {"BTC": 1}, SYMS, s, against="variation")
 
 
-def test_the_check_tells_the_gamed_book_from_the_published_one(book):
+def test_the_check_tells_the_gamed_book_from_the_published_one(published_book):
     """On the committed history: the check flags the issue's attack book under the book it
     was found on (63% off) and passes it under the published book, and every default
     book's portfolio initial margin covers its 99.5% 2-day loss."""
@@ -95,7 +95,7 @@ def test_the_check_tells_the_gamed_book_from_the_published_one(book):
     attack = {"26% net long (issue 9)": DEFAULT_BOOKS["26% net long (issue 9)"]}
     (old,) = check_books(LEGACY_BOOK, attack, SYMS, hist)
     assert old.flagged and old.portfolio_only
-    results = check_books(book, DEFAULT_BOOKS, SYMS, hist)
+    results = check_books(published_book, DEFAULT_BOOKS, SYMS, hist)
     assert [r.name for r in results if r.flagged] == []
     # the lone BTC long pays isolated margin; its 10% imr_min is below BTC's 99.5% 2-day move
     assert [r.name for r in results if r.ratios_thin] == ["long BTC"]
@@ -103,10 +103,10 @@ def test_the_check_tells_the_gamed_book_from_the_published_one(book):
     assert all(r.worst_over_mm for r in results)
 
 
-def test_bad_inputs(book):
+def test_bad_inputs(published_book):
     s = series([(1, 1, 1), (1, 1, 1), (1, 1, 1)])
     with pytest.raises(ConfigError, match="unknown markets"):
-        check_book("x", book, {"DOGE": 1}, SYMS, s)
+        check_book("x", published_book, {"DOGE": 1}, SYMS, s)
     assert parse_position("sol=-2000") == ("SOL", -2000.0)
     with pytest.raises(ConfigError, match="SYMBOL=SIZE"):
         parse_position("BTC")
@@ -132,7 +132,7 @@ def test_f3_review__three_leg_book_covered_at_99_5():
     )
 
 
-def test_the_search_finds_what_the_fixed_books_miss(book):
+def test_the_search_finds_what_the_fixed_books_miss(published_book):
     """The adversarial search over every book direction ($20k/$100k/$1M gross): under the
     hand-written book it finds a discounted book whose 99.5% 2-day loss exceeds its
     portfolio IM (the check's own row agrees); under the published book none."""
@@ -144,9 +144,9 @@ def test_the_search_finds_what_the_fixed_books_miss(book):
     assert old.ratio > 1.2 and old.tail_ratio >= old.ratio
     r = check_book(old.label(SYMS), LEGACY_BOOK, old.sizes, SYMS, hist)
     assert r.flagged and r.tail_loss / r.portfolio_im == pytest.approx(old.tail_ratio)
-    new = search_worst(book, SYMS, hist)
+    new = search_worst(published_book, SYMS, hist)
     assert new.ratio <= 1.0 and sum(abs(w) for w in new.weights) == pytest.approx(1.0)
-    r = check_book(new.label(SYMS), book, new.sizes, SYMS, hist)
+    r = check_book(new.label(SYMS), published_book, new.sizes, SYMS, hist)
     assert r.discounted and not r.flagged
     # deterministic: the gate is reproducible
-    assert search_worst(book, SYMS, hist) == new
+    assert search_worst(published_book, SYMS, hist) == new

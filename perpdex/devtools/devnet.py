@@ -1,22 +1,22 @@
 """Local anvil devnets for `make demo` and `make test-fork`.
 
-    python -m perpdex.devnet demo [--port 8545]
+    python -m perpdex.devtools.devnet demo [--port 8545]
         start anvil, `ape run deploy`, `ape run demo`, stop anvil.
-    python -m perpdex.devnet ape-test [--name N] -- PYTEST ARGS
+    python -m perpdex.devtools.devnet ape-test [--name N] -- PYTEST ARGS
         one `ape test` session on its own anvil (`make test` runs two at a time): the
         anvil is started here, retried on a new port if it dies or does not answer, and
         ape attaches to it. ape's own start-up (one try, 20 s) once failed in CI with two
         sessions sharing 2 cores.
-    python -m perpdex.devnet bench-keeper [--port N]
+    python -m perpdex.devtools.devnet bench-keeper [--port N]
         `ape run bench_keeper` on an anvil without step tracing (`make bench`).
-    python -m perpdex.devnet fork-test [--port-a N] [--port-b N] [-- PYTEST ARGS]
+    python -m perpdex.devtools.devnet fork-test [--port-a N] [--port-b N] [-- PYTEST ARGS]
         anvil A plays an L2 testnet whose token, price feeds and sequencer feed already
         exist at the fixed addresses of config/networks.yaml[testnet-sim]; anvil B forks A
         (`--fork-url`, reading A's state lazily) and `ape test tests/integration -m fork`
         runs against B with PERPDEX_NETWORK=testnet-sim.
-    python -m perpdex.devnet l2-dry-run [--chain arbitrum|base|optimism ...]
+    python -m perpdex.devtools.devnet l2-dry-run [--chain arbitrum|base|optimism ...]
         the real `ape run deploy --network <eco>:sepolia` against anvils imitating the L2
-        testnets (chain id, no unlocked accounts, a keyfile deployer); perpdex/l2dryrun.py.
+        testnets (chain id, no unlocked accounts, a keyfile deployer); perpdex/devtools/l2dryrun.py.
 
 Every anvil started here is stopped on exit, also on Ctrl-C, SIGTERM or an exception (it
 runs in its own process group, which is signalled as a whole: the npm `anvil` is a node
@@ -369,7 +369,7 @@ def expected_sim_addresses() -> dict[str, Any]:
         }
     except KeyError as e:
         raise ConfigError(
-            f"config/networks.yaml[{SIM_KEY}] lacks {e}; run `python -m perpdex.devnet "
+            f"config/networks.yaml[{SIM_KEY}] lacks {e}; run `python -m perpdex.devtools.devnet "
             "fork-test` once and copy the addresses it prints"
         ) from e
 
@@ -446,7 +446,7 @@ def check_sim_addresses(got: dict[str, Any]) -> None:
     if bad:
         raise DevnetError(
             f"{bad} simulated-testnet address(es) differ from config/networks.yaml[{SIM_KEY}]: "
-            "the deploy order in perpdex/devnet.py or the market list changed. Put the "
+            "the deploy order in perpdex/devtools/devnet.py or the market list changed. Put the "
             "'deployed on A' addresses into config/networks.yaml and re-run."
         )
 
@@ -749,7 +749,9 @@ def ape_test_session(name: str, pytest_args: Sequence[str]) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m perpdex.devnet", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m perpdex.devtools.devnet", description=__doc__.split("\n")[0]
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="anvil + `ape run deploy` + `ape run demo`")
     d.add_argument("--port", type=int, default=8545, help="anvil port (default 8545)")
@@ -778,7 +780,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--port-a", type=int, default=None, help="simulated testnet (default: free)")
     f.add_argument("--port-b", type=int, default=None, help="the fork (default: free)")
     f.add_argument("pytest_args", nargs=argparse.REMAINDER)
-    # L2 testnet deploy dry run: perpdex/l2dryrun.py
+    # L2 testnet deploy dry run: perpdex/devtools/l2dryrun.py
     dr = sub.add_parser(
         "l2-dry-run",
         help="`ape run deploy` against anvils imitating Arbitrum/Base/Optimism Sepolia",
@@ -811,7 +813,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "bench-keeper":
             return bench_keeper(args.port)
         if args.cmd == "l2-dry-run":
-            from perpdex.l2dryrun import CHAINS, l2_dry_run
+            from perpdex.devtools.l2dryrun import CHAINS, l2_dry_run
 
             return l2_dry_run(args.chain or list(CHAINS))
         extra = [x for x in args.pytest_args if x != "--"]

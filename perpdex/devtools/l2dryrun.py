@@ -1,4 +1,5 @@
-"""Dry run of the L2 testnet deploy: `python -m perpdex.devnet l2-dry-run` (`make test-fork`).
+"""Dry run of the L2 testnet deploy (`make test-fork`):
+`python -m perpdex.devtools.devnet l2-dry-run`.
 
 For Arbitrum, Base and Optimism Sepolia in turn, an anvil imitates the testnet closely
 enough that the real entry point cannot tell the difference:
@@ -36,7 +37,8 @@ from typing import Any
 
 from rich.table import Table
 
-from perpdex.devnet import (
+from perpdex.config import ROOT
+from perpdex.devtools.devnet import (
     ANVIL,
     APE,
     LOG_DIR,
@@ -168,7 +170,7 @@ def run_deploy(l2: L2, url: str, data_folder: Path, manifests: Path, passphrase:
     proc = subprocess.run(
         cmd,
         env=env,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -179,7 +179,7 @@ def main() -> None:
             f"{r.fallbacks:,}",
         )
     console.print(t)
-    from perpdex.perf import PERF_JSON, record
+    from perpdex.devtools.perf import PERF_JSON, record
 
     if ACCOUNTS == 10_000:
         record({"keeper_scan_accounts_per_s": round(results[0].rate)})

@@ -2,7 +2,7 @@
 
 `make test` stamps its start (`.stamps/test_t0`, set-up included) and runs one ape
 session per test directory, each writing a JUnit XML report into `.stamps/`. At the end
-`python -m perpdex.perf report` prints the slowest 15 tests across every session and the
+`python -m perpdex.devtools.perf report` prints the slowest 15 tests across every session and the
 total, and records the run's wall time as `test_suite_s` in docs/perf.json (a flat
 `{"key": number}` file that `make bench` also writes to).
 """
@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
     args = argv[1:]
     if not args or args[0] != "report" or args[1:] not in ([], ["--record"]):
         print(
-            "usage: python -m perpdex.perf report [--record]   (run by `make test`)",
+            "usage: python -m perpdex.devtools.perf report [--record]   (run by `make test`)",
             file=sys.stderr,
         )
         return 2

@@ -1,6 +1,6 @@
 """Start-up time of the `perpdex` command: `make bench` (after the gas benchmark).
 
-    python -m perpdex.cli.bench_startup [--runs N] [--no-record]
+    python -m perpdex.devtools.bench_startup [--runs N] [--no-record]
 
 Times whole processes, as a user meets them, and prints min / median / max per command:
 - `perpdex --help`: no chain, no ape (the command groups are imported on dispatch);
@@ -14,7 +14,7 @@ Times whole processes, as a user meets them, and prints min / median / max per c
   types: the floor of every command that signs).
 It records the medians as `cli_help_s`, `cli_read_s` (the --rpc quote),
 `cli_read_account_s` (the --rpc account) and `cli_read_ape_s` in docs/perf.json
-(perpdex.perf.record), unless --no-record.
+(perpdex.devtools.perf.record), unless --no-record.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from rich.console import Console
 from rich.table import Table
 
 from perpdex.config import ROOT
-from perpdex.devnet import NODE_NETWORK, Anvil, free_port, node_settings
-from perpdex.perf import record
+from perpdex.devtools.devnet import NODE_NETWORK, Anvil, free_port, node_settings
+from perpdex.devtools.perf import record
 
 # the console script a user runs (pyproject's `perpdex` entry point); PYTHONPATH=ROOT below
 # makes it load this tree
@@ -79,7 +79,7 @@ def deploy(url: str, manifest: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m perpdex.cli.bench_startup")
+    ap = argparse.ArgumentParser(prog="python -m perpdex.devtools.bench_startup")
     ap.add_argument("--runs", type=int, default=7, help="timed runs per command (default 7)")
     ap.add_argument("--no-record", action="store_true", help="do not write docs/perf.json")
     args = ap.parse_args(argv)
