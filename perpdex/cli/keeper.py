@@ -4,6 +4,7 @@
                              [--min-profit USD] [--max-take USD] [--hedge] [--ticks N]
                              [--rpc-max-calls N] [--rpc-max-bytes N] [--rpc-parallel N]
     perpdex keeper loss-caps [--once] [--state PATH] [--interval S] [--ticks N]
+    perpdex keeper adl       [--once] [--state PATH] [--interval S] [--ticks N] [--near X]
     perpdex keeper prices    [--path FILE|random-walk] [--interval S] [--steps N]
                              [--seed N] [--vol X] [--warp]
 
@@ -41,8 +42,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="keeper",
-    help="Run keeper bots: liquidations, loss caps and (local networks, testnets) mock "
-    "price feeds.",
+    help="Run keeper bots: liquidations, loss caps, auto-deleveraging and (local networks, "
+    "testnets) mock price feeds.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -330,6 +331,101 @@ def loss_caps(
         return
     done = keeper.state.counts.get("trigger", 0)
     say(f"stopped after {n} tick(s); {done} trigger(s) so far; state saved to {path}")
+
+
+@app.command("adl")
+def adl(
+    ctx: typer.Context,
+    once: Once = False,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="State file (default .keeper/adl-<network>.json)."),
+    ] = None,
+    interval: Interval = 5.0,
+    ticks: Ticks = None,
+    near: Annotated[
+        float,
+        typer.Option(
+            "--near",
+            min=0,
+            max=0.5,
+            help="Also try a market this share below a limit at the cached marks (the "
+            "contract decides at the oracle price).",
+        ),
+    ] = 0.02,
+) -> None:
+    """Auto-deleverage markets over the vault's PnL or exposure cap (most profitable
+    positions first, just back to the target); the signer pays the gas, earns nothing."""
+    from perpdex.deploy import network_key
+    from perpdex.keepers.adl import AdlConfig, AdlKeeper, AdlReport
+
+    s = session(ctx)
+    _logging(s.verbose)
+    p = _protocol(ctx)
+    signer = s.signer()
+    assert signer is not None  # required=True raises instead
+    cfg = AdlConfig(near=Decimal(str(near)))
+    for name, value in rpc_limits(
+        network_key(), dict.fromkeys(("max_calls", "max_bytes", "parallel"))
+    ).items():
+        setattr(cfg, name, value)
+    path = _locked_state(ctx, state, "adl")
+    keeper = AdlKeeper(p, signer, cfg, state_path=path, name=signer.address[:10])
+    say(
+        f"ADL keeper {signer.address} on {p.network}; state {path} (cursor block "
+        f"{keeper.state.cursor}, {len(keeper.state.accounts)} account(s) known)"
+    )
+    out = console()
+    symbols = p.symbols
+
+    def show(report: AdlReport) -> None:
+        if not (report.outcomes or once):
+            return
+        t = Table(title=f"block {report.block}: vault limits by market")
+        for col in ("market", "profit/equity", "exposure", "cap", "ADL"):
+            t.add_column(col, justify="left" if col in ("market", "ADL") else "right")
+        for st in report.markets:
+            after = report.after.get(st.market)
+            state_txt = (
+                "[red]PnL cap[/]"
+                if st.pnl_capped
+                else "[red]exposure cap[/]"
+                if st.over_cap
+                else "[yellow]near[/]"
+                if st.near
+                else "[green]within[/]"
+            )
+            if after is not None:
+                state_txt += f" -> {'[green]within[/]' if not after.open else '[red]still open[/]'}"
+            t.add_row(
+                symbols[st.market] if st.market < len(symbols) else str(st.market),
+                f"{st.ratio:.2%}" + (f" -> {after.ratio:.2%}" if after else ""),
+                fmt_usd(Decimal(st.exposure) / 10**18),
+                fmt_usd(Decimal(st.cap) / 10**18),
+                state_txt,
+            )
+        out.print(t)
+        if not report.outcomes:
+            return
+        a = Table(title="auto-deleverage transactions")
+        for col in ("account", "market", "result", "closed", "gas", "detail"):
+            a.add_column(col, justify="right" if col in ("closed", "gas") else "left")
+        for o in report.outcomes:
+            a.add_row(
+                short_id(o.account),
+                symbols[o.market] if o.market < len(symbols) else str(o.market),
+                "[green]ok[/]" if o.ok else f"[yellow]{o.stage}: {o.error}[/]",
+                f"{Decimal(-o.size_delta) / 10**18:.4f}" if o.ok else "-",
+                f"{o.gas_used:,}" if o.ok else "-",
+                o.why,
+            )
+        out.print(a)
+
+    n = _run_keeper(keeper, once, interval, ticks, show)
+    if n is None:
+        return
+    done = keeper.state.counts.get("adl", 0)
+    say(f"stopped after {n} round(s); {done} ADL(s) so far; state saved to {path}")
 
 
 @app.command("prices")

@@ -1,9 +1,11 @@
-"""Keeper bots: the liquidation keeper and the mock-feed price pusher.
+"""Keeper bots: liquidations, loss caps, auto-deleveraging and the mock-feed price pusher.
 
     perpdex keeper liquidate [--once] [--state PATH]     (or `ape run keeper`)
+    perpdex keeper loss-caps [--once] [--state PATH]    (keepers/loss_caps.py)
+    perpdex keeper adl [--once] [--state PATH]          (keepers/adl.py)
     perpdex keeper prices [--path FILE|random-walk]
 
-Both are plain Python loops over ape (see docs/operations.md for why not silverback):
+All are plain Python loops over ape (see docs/operations.md for why not silverback):
 `Liquidator.tick()` and `PricePusher.step()` do one round each and return what they did,
 so tests, the crash replay and the command line drive the same code.
 """

@@ -69,9 +69,9 @@ def test_quote__refused_order_does_not_suggest_itself(cli, client):
     assert Decimal(0) < Decimal(data["max_size"]) < Decimal(100)
 
 
-@pytest.mark.parametrize("kind", ["liquidate", "loss-caps"])
+@pytest.mark.parametrize("kind", ["liquidate", "loss-caps", "adl"])
 def test_keeper__second_one_on_a_state_file_is_refused(cli, client, tmp_path, kind):
-    """Both keeper commands lock their state file for the whole run (`_locked_state`)."""
+    """Every keeper command locks its state file for the whole run (`_locked_state`)."""
     from perpdex.keepers.state import StateLock
 
     client.open_account("keeper")  # `liquidate` resolves the keeper's sub-account first
@@ -79,3 +79,10 @@ def test_keeper__second_one_on_a_state_file_is_refused(cli, client, tmp_path, ki
     with StateLock(state):
         line = failed(cli("keeper", kind, "--once", "--state", str(state)))
     assert "is running on" in line
+
+
+def test_keeper_adl__once_prints_every_market_and_sends_nothing(cli, tmp_path):
+    out = ok(cli("keeper", "adl", "--once", "--state", str(tmp_path / "adl.json")))
+    assert "vault limits by market" in out
+    assert all(sym in out for sym in ("BTC", "ETH", "SOL")) and "within" in out
+    assert "auto-deleverage transactions" not in out
