@@ -202,3 +202,16 @@ def test_refused__same_owner_two_accounts_cannot_beat_the_oi_cap(w: World, h: An
     size = (max_oi - long_oi) / WAD + 1
     with ape.reverts("clearinghouse: open interest cap reached"):
         w.settle(_fill_at(w, (b, owner), (a, owner), size, w.btc))
+
+
+def test_refused__below_its_loss_cap_an_account_cannot_add_through_settle(w: World, h: Any) -> None:
+    """A signed order that grows a position of an account below its loss cap is refused
+    as a market order is (the floor is read at fresh marks)."""
+    w.settle(w.pair(0.5))  # taker long 0.5 BTC
+    floor = _equity(w, w.taker) - 500 * WAD
+    w.p.ops.set_loss_cap(w.taker, floor, sender=w.taker_owner)
+    h.set_price("BTC", w.btc * 98 // 100 / WAD, w.admin)  # the long loses ~$1k
+    mk = w.sign(w.order(w.maker, -0.5), w.maker_owner)
+    tk = w.sign(w.order(w.taker, 0.5), w.taker_owner)
+    with ape.reverts("clearinghouse: below loss cap, reduce only"):
+        w.orders.settle(o.encode_fill_batch([o.MatchedFill(mk, tk, WAD // 2)]), sender=w.submitter)
