@@ -92,9 +92,24 @@ def test_module_imports_alone_in_a_fresh_interpreter(module):
 
 
 def _imports(path: Path, package: str) -> set[str]:
-    """Modules of perpdex.sdk that `path` imports anywhere (function bodies included)."""
+    """Modules of perpdex.sdk that `path` imports anywhere (function bodies included),
+    except under `if TYPE_CHECKING:` and in a module-level `__getattr__` (PEP 562 lazy
+    names): neither runs when the module is imported."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    skipped: set[int] = set()
+    for top in tree.body:
+        lazy = isinstance(top, ast.FunctionDef) and top.name == "__getattr__"
+        typing_only = (
+            isinstance(top, ast.If)
+            and isinstance(top.test, ast.Name)
+            and top.test.id == "TYPE_CHECKING"
+        )
+        if lazy or typing_only:
+            skipped.update(id(n) for n in ast.walk(top))
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module:
             base = node.module
             if node.level:

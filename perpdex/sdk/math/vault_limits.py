@@ -1,4 +1,5 @@
-"""Mirror of contracts/modules/vault_limits.vy: the PnL cap and auto-deleveraging (ADL).
+"""Mirror of contracts/modules/vault_limits.vy: the PnL cap and auto-deleveraging (ADL),
+and the vault's exposure caps measured against pool equity.
 
 Same integer arithmetic as the contract (Vyper's truncating `//` on signed values), so a
 keeper can tell which positions `auto_deleverage` accepts and by how much it closes them
