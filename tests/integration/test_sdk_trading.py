@@ -226,7 +226,7 @@ def test_trade__quote_for_another_order__refused(sdk_trader, trading_acct):
 def test_trade__beyond_margin__hint(sdk_trader, trader, trading_acct):
     nonce = trader.nonce
     with pytest.raises(TransactionRejected) as e:
-        sdk_trader.trade(trading_acct, "BTC", "10")  # $1M of BTC on $50k
+        sdk_trader.trade(trading_acct, "BTC", "7")  # $700k of BTC on $50k, inside the $800k cap
     assert e.value.reason == "clearinghouse: below initial margin"
     assert "reduce positions or deposit first" in str(e.value)
     assert trader.nonce == nonce
