@@ -284,7 +284,7 @@ def _check_caps(
         limit: uint256 = 0
         if base > 0:
             limit = convert(base, uint256) * p.max_vault_exposure // c.WAD
-        assert exposure <= limit, "clearinghouse: vault exposure cap reached"
+        assert exposure <= limit, c.VAULT_CAP_REACHED
 
 
 @internal

@@ -18,9 +18,13 @@
         cap (refusing them would leave bad debt or a breached floor); when one leaves a
         market above its cap against pool equity, anyone may close positions on the
         skew's side at the oracle price, just enough to come back to the cap.
-        F2: a trader's reduce that the cap would block may be paired with the ADL of a
+        F2: a trader's reduce that the cap blocks may be paired with the ADL of a
         position on the skew's side (`close_with_adl`), so a whale at the cap cannot keep
-        a trader from closing.
+        a trader from closing. Blocks, not "would block by some estimate": the reduce is
+        tried through the trade's own path first, and only its exposure-cap refusal
+        opens the ADL, sized to what the close needs (review 3, R3-4).
+        Every ADL is a fill through the one settlement path: the position's funding is
+        settled whole at the fill, partial closes and size-0 fills included.
         Pool equity here: cash + the pool's unrealised PnL and funding in every market at
         the cached marks (the market acted on is re-read first) - the bad-debt provision
         insurance does not cover. Seized collateral and unswept fees are left out, so the
@@ -36,6 +40,7 @@ from . import constants as c
 from . import fixed_point as fp
 from . import packing
 from . import positions
+from . import pricing
 
 uses: state
 uses: engine
@@ -43,9 +48,9 @@ uses: engine
 REASON_PNL: constant(uint256) = 1
 REASON_EXPOSURE: constant(uint256) = 2
 REASON_PAIRED: constant(uint256) = 3
-# a paired ADL closes this much more than the estimate needs (bp), for the close's
-# premium, fee and funding, so the trader's own cap check passes
-PAIRED_BUFFER_BPS: constant(uint256) = 200
+# a paired ADL closes this much more than its (already conservative) estimate needs (bp),
+# a margin for the estimate's rounding so the trader's own cap check passes
+PAIRED_BUFFER_BPS: constant(uint256) = 10
 
 
 @internal
@@ -150,6 +155,9 @@ def auto_deleverage(account: uint256, market: uint256):
               (after a backstop take or a loss-cap close-out, which no cap refuses): a
               position on the skew's side closes until the exposure is at the cap
               (reason 2).
+            Funding the position owes or earned is settled whole at the fill; when the
+            funding it earned alone brings the profit to the target, the fill is of size
+            0 (nothing closes, the funding is paid out).
             Anyone may call it (`perpdex keeper adl`). A rest below the minimum position
             closes too; a portfolio account must not be left liquidatable.
     """
@@ -173,9 +181,12 @@ def auto_deleverage(account: uint256, market: uint256):
     if capped and price_pnl > owed and price_pnl > 0:
         # closing q of the position takes q x price_pnl - owed off the traders' profit
         excess: int256 = pnl - convert(state.adl_target_factor, int256) * base // c.IWAD
-        amount = fp._mul_div(
-            abs_size, convert(excess + owed, uint256), convert(price_pnl, uint256), True
-        )
+        # funding the position earned (owed < 0) is settled whole by any fill: when that
+        # alone brings the profit to the target, the fill is of size 0 (nothing closes)
+        if excess + owed > 0:
+            amount = fp._mul_div(
+                abs_size, convert(excess + owed, uint256), convert(price_pnl, uint256), True
+            )
     else:
         skew: int256 = self._skew(market)
         exposure: uint256 = convert(abs(skew), uint256) * price // c.WAD
@@ -200,13 +211,16 @@ def close_with_adl(
     adl_account: uint256,
 ):
     """
-    @notice A reduce-only market order (owner or operator) that the vault's exposure cap
-            would refuse (review finding F2: a whale filling the cap from the other side)
-            closes anyway: first `adl_account`'s position on the skew's side is
-            auto-deleveraged at the oracle price (no premium, no fee) by about what the
-            close would take the exposure over the cap (an estimate rounded up by 2%),
-            then the order fills as `trade` fills it, cap check included. Without an
-            excess nothing is deleveraged.
+    @notice A reduce-only market order (owner or operator) that goes through even when
+            the vault's exposure cap refuses it (review finding F2: a whale filling the
+            cap from the other side). The order is first tried as `trade` would fill
+            it; only if that fill is refused by the hot path's exposure cap
+            ("clearinghouse: vault exposure cap reached", the one check a trade applies)
+            is `adl_account`'s position on the skew's side auto-deleveraged at the oracle
+            price (no premium, no fee), by what the close needs (`_paired_amount`), and
+            the order filled again, cap check included. Otherwise the order fills (or
+            fails) exactly as `trade`, and `adl_account` is left untouched (review 3,
+            R3-4: a cap estimate must never deleverage anybody the cap did not need).
     """
     hdr: uint256 = engine._require_trader(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
@@ -216,44 +230,112 @@ def close_with_adl(
     assert (
         size_delta != 0 and (held > 0) != (size_delta > 0) and abs(size_delta) <= abs(held)
     ), "clearinghouse: not reduce-only"
-    new_skew: int256 = self._skew(market) + size_delta
-    exposure: uint256 = convert(abs(new_skew), uint256) * price // c.WAD
-    # the hot path's base after both fills, estimated at the oracle price: cash + the
-    # pool's PnL in the market (K) is unchanged by fills at the oracle price, and
-    # base = min(cash, K); cash falls by what the two traders realise
-    cash: int256 = packing._lo_i128(state._pool)
-    k: int256 = (
-        cash
-        + packing._lo_i128(state._pool_sums[market])
-        - self._skew(market) * convert(price, int256) // c.IWAD
+    # the plain reduce, through the trade's own path; its state stays only if it fills
+    ok: bool = False
+    response: Bytes[132] = b""
+    ok, response = raw_call(
+        self,
+        abi_encode(
+            account,
+            market,
+            size_delta,
+            acceptable_price,
+            False,
+            method_id=method_id("engine_pool_trade(uint256,uint256,int256,uint256,bool)"),
+        ),
+        max_outsize=132,
+        revert_on_failure=False,
     )
-    pw: uint256 = state._pos[account][market]
-    realised: int256 = (
-        (held * convert(price, int256) // c.IWAD - packing._pos_cost(pw))
-        * abs(size_delta) // abs(held)
-    )
-    size: int256 = self._target(adl_account, market)
-    aw: uint256 = state._pos[adl_account][market]
-    whale: int256 = size * convert(price, int256) // c.IWAD - packing._pos_cost(aw)
-    base: int256 = min(cash - max(realised, 0) - max(whale, 0), k)
-    cap: uint256 = self._cap(market, base)
-    if exposure > cap:
+    if ok:
+        return
+    if keccak256(response) == keccak256(
+        abi_encode(c.VAULT_CAP_REACHED, method_id=method_id("Error(string)"))
+    ):
+        size: int256 = self._target(adl_account, market)
+        new_skew: int256 = self._skew(market) + size_delta
         assert (size > 0) == (new_skew > 0), "clearinghouse: adl closes the skew's side only"
-        amount: uint256 = self._ceil_base(exposure - cap, price)
-        amount += amount * PAIRED_BUFFER_BPS // c.BPS
         self._deleverage(
             adl_account,
             market,
             size,
-            amount,
+            self._paired_amount(account, market, size_delta, adl_account, size, price),
             price,
             REASON_PAIRED,
             self._trader_pnl(market),
             self._pool_equity(),
         )
+    # refused for another reason: filled again, it reverts with that reason
     extcall IClearinghouseEngine(self).engine_pool_trade(
         account, market, size_delta, acceptable_price, False
     )
+
+
+@internal
+@view
+def _paired_amount(
+    account: uint256,
+    m: uint256,
+    size_delta: int256,
+    adl_account: uint256,
+    adl_size: int256,
+    price: uint256,
+) -> uint256:
+    """
+    @dev Base amount of `adl_account`'s position (`adl_size`, on the side of the skew the
+         close grows) to close at `price` so that `account`'s reduce passes the hot
+         path's cap: exposure |skew| x P at most f x min(cash, K), f the market's
+         max_vault_exposure, K = cash + sum of cost bases - skew x P. A fill at the
+         oracle price leaves K unchanged and takes from cash only what it realises, so
+         closing q of the target takes q x P off the exposure and f x q x (its PnL per
+         unit) off the cash term. Conservative: the closer's fill is valued at the best
+         price any such ADL can leave it (skew -size_delta), both positions' funding is
+         settled whole, the result is rounded up and never above the new skew, then
+         PAIRED_BUFFER_BPS and 1 wei more. Mirrored by
+         perpdex/sdk/math/vault_limits.py `paired_amount`.
+    """
+    p: packing.MarketParams = packing._unpack_params(state._params[m])
+    index: int256 = packing._mark_index(state._mark[m])
+    iprice: int256 = convert(price, int256)
+    skew: int256 = self._skew(m) + size_delta
+    most: uint256 = convert(abs(skew), uint256)
+    exposure: int256 = convert(most * price // c.WAD, int256)
+    pw: uint256 = state._pos[account][m]
+    held: int256 = packing._pos_size(pw)
+    cost: int256 = packing._pos_cost(pw)
+    new_size: int256 = 0
+    new_cost: int256 = 0
+    realised: int256 = 0
+    new_size, new_cost, realised = positions._apply_fill(
+        held, cost, size_delta, pricing._fill_price(price, -size_delta, size_delta, p.skew_scale)
+    )
+    aw: uint256 = state._pos[adl_account][m]
+    cash: int256 = (
+        packing._lo_i128(state._pool)
+        - realised
+        + positions._funding_owed(held, packing._pos_funding_delta(pw, index))
+        + positions._funding_owed(adl_size, packing._pos_funding_delta(aw, index))
+    )
+    k: int256 = (
+        cash + packing._lo_i128(state._pool_sums[m]) + new_cost - cost - skew * iprice // c.IWAD
+    )
+    f: int256 = convert(p.max_vault_exposure, int256)
+    q: uint256 = 0
+    need: int256 = exposure - fp._div_floor(f * k, c.IWAD)
+    if need > 0:
+        q = fp._mul_div(convert(need, uint256), c.WAD, price, True)
+    need = exposure - fp._div_floor(f * cash, c.IWAD)
+    if need > 0:
+        # PnL per unit of the target closed (USD WAD per base WAD, rounded up)
+        unit: int256 = fp._div_ceil(
+            adl_size * iprice - packing._pos_cost(aw) * c.IWAD, abs(adl_size)
+        )
+        slope: int256 = iprice - fp._div_ceil(f * unit, c.IWAD)
+        if slope <= 0:
+            q = most
+        else:
+            q = max(q, fp._mul_div(convert(need, uint256), c.WAD, convert(slope, uint256), True))
+    q = min(q, most)
+    return q + q * PAIRED_BUFFER_BPS // c.BPS + 1
 
 
 @internal

@@ -4,7 +4,8 @@ and the vault's exposure caps measured against pool equity.
 Same integer arithmetic as the contract (Vyper's truncating `//` on signed values), so a
 keeper can tell which positions `auto_deleverage` accepts and by how much it closes them
 before sending anything (perpdex/keepers/adl.py; tests/security/test_vault_limits.py
-checks the figures against the chain's events).
+checks the figures against the chain's events), and how much of its target
+`close_with_adl` closes once a reduce is refused by the cap (`paired_amount`).
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perpdex.constants import IWAD, MIN_POSITION_NOTIONAL, WAD
-from perpdex.sdk.math.fixed_point import div_floor, mul_div
+from perpdex.sdk.math.fixed_point import div_ceil, div_floor, mul_div
 from perpdex.sdk.math.packing import PICO_PER_USD
-from perpdex.sdk.math.positions import funding_owed
+from perpdex.sdk.math.positions import apply_fill, funding_owed
+from perpdex.sdk.math.pricing import fill_price
 from perpdex.sdk.math.vyper import Revert, vdiv
 
 REASON_PNL = 1
 REASON_EXPOSURE = 2
 REASON_PAIRED = 3
+BPS = 10_000
+PAIRED_BUFFER_BPS = 10
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,12 @@ def pnl_close_amount(
 ) -> int:
     """Base amount of a profitable position (PnL `price_pnl` at the oracle price, funding
     `owed`, settled whole) whose close takes the market's traders' profit `pnl` down to
-    `target_factor` x `equity`: closing q of it takes q x price_pnl - owed off."""
+    `target_factor` x `equity`: closing q of it takes q x price_pnl - owed off. 0 when
+    the funding the position earned (owed < 0) covers the excess: the contract then
+    fills 0, which settles that funding and closes nothing."""
     excess = pnl - vdiv(target_factor * max(equity, 0), IWAD)
+    if excess + owed <= 0:
+        return 0  # settling the funding it earned is enough: a fill of size 0
     return mul_div(abs(size), excess + owed, price_pnl, True)
 
 
@@ -111,3 +119,48 @@ def deleverage_delta(size: int, amount: int, price: int) -> int:
     if (abs(size) - n) * price < MIN_POSITION_NOTIONAL * WAD:
         n = abs(size)
     return -n if size > 0 else n
+
+
+def paired_amount(
+    m: PoolMarket,
+    cash: int,
+    skew_scale: int,
+    size_delta: int,
+    held: int,
+    held_cost: int,
+    held_index_delta: int,
+    adl_size: int,
+    adl_cost: int,
+    adl_index_delta: int,
+) -> int:
+    """The base amount `close_with_adl` asks `_deleverage` to close of the ADL target
+    (`adl_size`, `adl_cost`, funding index - its snapshot) when the closer's reduce of
+    `size_delta` (its position `held`, `held_cost`, `held_index_delta`) is refused by the
+    hot path's exposure cap; `cash` is the raw pool cash word and `m` the market at the
+    oracle price the call touched. Whether the reduce is refused is the chain's own
+    trade, tried first; this is only the size once it is (before the minimum-position
+    rule: `deleverage_delta`)."""
+    skew = m.skew + size_delta
+    most = abs(skew)
+    exposure = most * m.price // WAD
+    best = fill_price(m.price, -size_delta, size_delta, skew_scale)
+    _, new_cost, realised = apply_fill(held, held_cost, size_delta, best)
+    cash = (
+        cash
+        - realised
+        + funding_owed(held, held_index_delta)
+        + funding_owed(adl_size, adl_index_delta)
+    )
+    k = cash + m.sum_cost + new_cost - held_cost - vdiv(skew * m.price, IWAD)
+    f = m.max_vault_exposure
+    q = 0
+    need = exposure - div_floor(f * k, IWAD)
+    if need > 0:
+        q = mul_div(need, WAD, m.price, True)
+    need = exposure - div_floor(f * cash, IWAD)
+    if need > 0:
+        unit = div_ceil(adl_size * m.price - adl_cost * IWAD, abs(adl_size))
+        slope = m.price - div_ceil(f * unit, IWAD)
+        q = most if slope <= 0 else max(q, mul_div(need, WAD, slope, True))
+    q = min(q, most)
+    return q + q * PAIRED_BUFFER_BPS // BPS + 1
