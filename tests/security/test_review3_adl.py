@@ -1,8 +1,9 @@
 """Review 3: adversarial tests of auto-deleveraging (ClearinghouseRisk: `auto_deleverage`,
 `close_with_adl`) and the vault limits' equity figure (modules/vault_limits.vy).
 
-Findings are `xfail(strict=True)` tests asserting the invariant the attack breaks (they
-fail on the current code, figures in the docstring); the rest show an attack refused.
+Findings were `xfail(strict=True)` tests asserting the invariant the attack breaks
+(figures in the docstring); R3-4 is fixed and its test passes, with regressions for the
+ADL amount and the funding settled at ADL fills. The rest show an attack refused.
 """
 
 from __future__ import annotations
