@@ -217,11 +217,36 @@ def _rejected(action: str, err: Exception) -> PerpdexError:
     return rejected(action, err)
 
 
-def ensure_pool(p: Protocol, lp: Any, usd: Decimal = POOL_USD) -> None:
-    """Tops the liquidity vault's pool cash up to `usd` from `lp` (test tokens minted),
-    so the example's trades fit under the vault exposure caps."""
+def _pool_needed(p: Protocol, strategies: Sequence[Strategy]) -> Decimal:
+    """Pool cash under which the example's two books (isolated and portfolio, open at
+    once) could meet a vault exposure cap: per market, the vault's exposure today plus
+    both books' legs, over the market's cap fraction, with a 10% margin. Other trading
+    (an earlier demo step, a test session) may already have used part of a cap."""
+    from perpdex.sdk.client import PerpdexClient
+
+    legs: dict[str, Decimal] = {}
+    for s in strategies:
+        for leg in s.legs:
+            legs[leg.symbol] = legs.get(leg.symbol, Decimal(0)) + abs(leg.size)
+    need = Decimal(0)
+    for mk in PerpdexClient.from_protocol(p).markets():
+        if mk.symbol in legs and mk.max_vault_exposure > 0:
+            exposure = (abs(mk.skew) + 2 * legs[mk.symbol]) * mk.mark_price
+            need = max(need, exposure / mk.max_vault_exposure * Decimal("1.1"))
+    return need
+
+
+def ensure_pool(
+    p: Protocol, lp: Any, usd: Decimal = POOL_USD, strategies: Sequence[Strategy] = STRATEGIES
+) -> None:
+    """Tops the liquidity vault's pool cash up to `usd`, or more if the vault's exposure
+    caps need it for `strategies` (`_pool_needed`), from `lp` (test tokens minted), so the
+    example's trades fit under the caps."""
+    if p.vault is None:
+        return
     have = Decimal(int(p.clearinghouse.pool_cash())) / WAD
-    if have >= usd or p.vault is None:
+    usd = max(usd, _pool_needed(p, strategies))
+    if have >= usd:
         return
     units = to_units(usd - have, p.system.settlement_decimals)
     if int(p.token.balanceOf(lp)) < units:
@@ -343,7 +368,7 @@ def run(
     from perpdex.sdk.math import Book
 
     if lp is not None:
-        ensure_pool(p, lp, pool_usd)
+        ensure_pool(p, lp, pool_usd, strategies)
     iso = open_book(p, trader, ISOLATED_NAME, False, strategies, collateral)
     port = open_book(p, trader, PORTFOLIO_NAME, True, strategies, collateral)
     code = bytes(chain.provider.get_code(str(p.clearinghouse.risk_book())))

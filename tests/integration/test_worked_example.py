@@ -238,8 +238,15 @@ def test_worked_example__readme_quotes_the_chain_figures(worked):
 def test_worked_example__demo_step_resets_prices_prints_and_closes(
     protocol, ch, h, accounts, admin
 ):
-    """The demo's step after other trading: prices moved away from the reference ones,
-    the step puts them back, prints the same figures and leaves both books flat."""
+    """The demo's step after other trading: prices moved away from the reference ones and
+    another trader's short holds the vault long SOL, part of its cap (a fresh-clone run
+    once failed here: the books' SOL legs met the cap); the step puts the prices back,
+    tops the pool up to what the caps need, prints the same figures and leaves both
+    books flat."""
+    other = accounts[7]
+    acct = h.funded_account(other, 200_000, name="sol short")
+    we.ensure_pool(protocol, accounts[we.DEMO_LP_INDEX], Decimal(3_000_000))
+    h.trade(other, acct, "SOL", "-4000")  # the vault takes $600k+ of long SOL
     for sym, px in (("BTC", 93_000), ("ETH", 3_300), ("SOL", 120)):
         h.set_price(sym, px, admin)
     console = Console(width=160, record=True)
