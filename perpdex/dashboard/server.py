@@ -135,6 +135,7 @@ class Poller(threading.Thread):
         self.stopped = threading.Event()
         self.reads = 0
         self.last: int | None = None  # the block last read (None: read at the next poll)
+        self.failing = False  # the last poll failed (logged once until a read works)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -148,13 +149,19 @@ class Poller(threading.Thread):
                 return last
             document = self.tracker.read()
         except PerpdexError as e:
-            log.warning("dashboard read failed: %s", e)
+            if not self.failing:  # once per outage, not every poll
+                log.warning("dashboard read failed (retrying every %.1f s): %s", self.interval, e)
+            self.failing = True
             self.hub.set_status(ok=False, error=str(e))
             return None
         except Exception as e:  # a bug must not kill the thread: say it on the page
             log.exception("dashboard read failed")
+            self.failing = True
             self.hub.set_status(ok=False, error=f"{type(e).__name__}: {e}")
             return None
+        if self.failing:
+            log.warning("dashboard read works again at block %s", document["block_number"])
+        self.failing = False
         self.reads += 1
         self.hub.set_document(document)
         self.hub.set_status(ok=True, error=None, head=document["block_number"])

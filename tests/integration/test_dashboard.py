@@ -262,7 +262,7 @@ def test_dashboard__page_shows_the_sdk_figures_and_updates_live(
     server = start_dashboard(rpc_url, manifest, owner, tmp_path, port)
     browser = Browser()
     try:
-        browser("open", url=f"http://127.0.0.1:{port}/")
+        browser("open", url=f"http://127.0.0.1:{port}/", timeout_ms=30_000)
         fig = browser("figures")
         assert fig["errors"] == []
         assert fig["live"] == "live"
@@ -278,7 +278,7 @@ def test_dashboard__page_shows_the_sdk_figures_and_updates_live(
         block = fig["block"]
         client = PerpdexClient.from_protocol(protocol, trader)
         client.trade(owner_accounts["pair"], "ETH", "-3")
-        after = browser("wait_head", above=block, timeout_ms=20_000)
+        after = browser("wait_head", above=block, timeout_ms=30_000)
         assert after["mark"], "the page reloaded instead of updating in place"
         assert after["version"] > fig["version"]
         pair = f"{owner_accounts['pair']:#x}"

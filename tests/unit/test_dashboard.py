@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import socket
 from decimal import Decimal
 from pathlib import Path
@@ -19,8 +20,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from perpdex.cli.main import app
-from perpdex.dashboard.server import Hub, create_app, sse
+from perpdex.dashboard.server import Hub, Poller, create_app, sse
 from perpdex.dashboard.state import figures, rebalancer_status
+from perpdex.errors import PerpdexError
 from perpdex.sdk.history import MIN_POINTS, MarkPoint, returns_correlation
 
 MANIFEST = {
@@ -195,3 +197,40 @@ def test_returns_correlation__too_few_steps_or_a_flat_market():
         _marks({0: [(1, "100"), (2, "101"), (3, "99"), (4, "102")], 1: [(1, "5")]})
     )
     assert flat.matrix is not None and flat.matrix[0][1] is None  # a flat series: undefined
+
+
+class _FlakyTracker:
+    """A Tracker stand-in: the node answers, stops, then answers again."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.block = 7
+        self.reads = 0
+
+    def head(self) -> int:
+        if not self.up:
+            raise PerpdexError("no JSON-RPC answer from http://127.0.0.1:1 (refused)")
+        return self.block
+
+    def read(self) -> dict[str, Any]:
+        self.reads += 1
+        return _doc(self.block, "100")
+
+
+def test_poller__reads_a_new_block_once_keeps_the_figures_when_the_node_stops(caplog):
+    tracker = _FlakyTracker()
+    hub = Hub()
+    poller = Poller(tracker, hub, interval=0.1)  # type: ignore[arg-type]
+    assert poller.poll(None) == 7 and tracker.reads == 1
+    assert poller.poll(7) == 7 and tracker.reads == 1  # same head: nothing re-read
+    tracker.up = False
+    with caplog.at_level(logging.WARNING, logger="perpdex.dashboard"):
+        assert poller.poll(7) is None
+        assert poller.poll(None) is None
+    assert hub.status["ok"] is False and "no JSON-RPC answer" in hub.status["error"]
+    assert len(caplog.records) == 1  # logged once per outage
+    snap = hub.snapshot()
+    assert snap is not None and snap["block_number"] == 7  # the last figures stay
+    tracker.up, tracker.block = True, 8
+    assert poller.poll(None) == 8
+    assert hub.status == {**hub.status, "ok": True, "error": None, "head": 8}

@@ -112,8 +112,10 @@ function h(tag, attrs, ...children) {
 
 function figure(field, value, text, extra = {}, cls = "num") {
   // a <td> holding one figure: data-field, data-value (exact), and the shown text
-  const tone = extra.tone === "pnl" ? (isNeg(value) ? " neg" : isPos(value) ? " pos" : "")
-    : extra.tone === "neg" && isNeg(value) ? " neg" : "";
+  // colour by the sign of what is shown (a figure that rounds to $0.00 stays plain)
+  const sign = String(text).replace(/^[^-+]*/, "").charAt(0);
+  const tone = extra.tone === "pnl" ? (sign === "-" ? " neg" : sign === "+" ? " pos" : "")
+    : extra.tone === "neg" && String(text).startsWith("-") ? " neg" : "";
   return h("td", {
     class: cls + tone + (extra.cls ? " " + extra.cls : ""),
     data: { field, value: value === null ? "null" : value, account: extra.account,
