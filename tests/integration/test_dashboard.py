@@ -16,14 +16,17 @@ browser: a liquidation started by a keeper shows up as running, with its auction
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ import pytest
 from liquidation_helpers import LiqWorld, funded_world
 
 from perpdex.cli.jsonout import num
+from perpdex.dashboard.server import Hub, create_app
 from perpdex.dashboard.state import Tracker
 from perpdex.sdk import history as hist
 from perpdex.sdk.client import Deployment, PerpdexClient
@@ -154,6 +158,30 @@ def start_dashboard(
             time.sleep(0.2)
     proc.kill()
     pytest.fail("perpdex dashboard did not start listening within 90 s")
+
+
+@contextlib.contextmanager
+def served(document: dict[str, Any]) -> Iterator[str]:
+    """The dashboard's app serving one fixed document on a free loopback port."""
+    import uvicorn
+
+    hub = Hub()
+    hub.set_document(document)
+    hub.set_status(ok=True, error=None, head=document["block_number"])
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def cell(fig: dict[str, Any], field: str, account: str, market: str | None = None) -> Any:
@@ -336,6 +364,24 @@ def test_tracker__a_running_liquidation_with_its_auction(liq, protocol, trader, 
     assert [r["own"] for r in mine["liquidations"]["running"]] == [True]
     [acct] = mine["strategies"]["accounts"]
     assert acct["in_liquidation"] is True
+
+    # the page lays the running auction out (served from this document, no poller)
+    if not Path(CHROMIUM).exists():
+        return
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with served(mine) as url:
+        browser = Browser()
+        try:
+            browser("open", url=url, timeout_ms=30_000)
+            fig = browser("figures")
+            browser("screenshot", path=str(SHOTS / "dashboard-liquidation.png"))
+        finally:
+            browser.close()
+    assert fig["errors"] == []
+    a = f"{victim.account:#x}"
+    assert cell(fig, "lot_left", a)["value"] == num(q.lot_left)
+    assert cell(fig, "discount", a)["value"] == num(q.discount)
+    assert "in liquidation" in cell(fig, "health", a)["text"]
 
 
 def test_mark_history__the_marks_the_chain_recorded_and_their_returns(
