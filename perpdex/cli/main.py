@@ -74,6 +74,14 @@ class RootGroup(PerpdexGroup):
             "P&L history from the chain's events: fills (realised P&L, funding, fee), deposits, "
             "withdrawals, transfers and liquidation charges, with the cumulative P&L series.",
         ),
+        "dashboard": LazyCommand(
+            "perpdex.cli.dashboard",
+            "app",
+            "A local web page for one owner, updated live from the chain: every sub-account "
+            "with equity, margin, health and liquidation prices, P&L per strategy and over "
+            "time, the correlation of strategies and markets, the stress scenarios, "
+            "liquidations and loss caps.",
+        ),
         "mode": LazyCommand(
             "perpdex.cli.strategies",
             "app",

@@ -69,6 +69,7 @@ from perpdex.sdk.results import (
     AccountSummary,
     Collateral,
     Fill,
+    Liquidation,
     LpMove,
     LpStatus,
     Margin,
@@ -104,6 +105,7 @@ __all__ = [
     "Collateral",
     "Deployment",
     "Fill",
+    "Liquidation",
     "LossCapAboveEquity",
     "LpMove",
     "LpStatus",
@@ -189,6 +191,7 @@ class PerpdexClient:
         self.vault = at("LiquidityVault", deployment.vault) if deployment.vault else None
         self._collaterals: dict[int, Collateral] = {}
         self._books: dict[str, riskbook.RiskBook] = {}
+        self._auction: Any = None  # the LiquidationAuction handle, built on first use
 
     @classmethod
     def from_manifest(
@@ -994,6 +997,125 @@ class PerpdexClient:
         self.account(account)  # refuses an account that is not open
         snap = Snapshot.load(self, account)
         return shock.stress(snap, parsed, self.deployment.markets)
+
+    def mark_history(
+        self, from_block: int = 0, to_block: int | None = None, *, chunk: int = hist.LOG_CHUNK
+    ) -> dict[int, tuple[hist.MarkPoint, ...]]:
+        """Every listed market's cached mark after each `MarkUpdated` in blocks
+        [from_block, to_block] (default: the head), by market id (every market has a key);
+        `hist.returns_correlation` correlates their returns."""
+        stop = self._head() if to_block is None else to_block
+        out: dict[int, list[hist.MarkPoint]] = {m: [] for m in range(len(self.deployment.markets))}
+        for fields, log in self._logs("MarkUpdated", from_block, stop, chunk):
+            m = int(fields["market"])
+            if m in out:
+                out[m].append(
+                    hist.MarkPoint(
+                        market=m,
+                        block_number=log.block_number,
+                        log_index=log.log_index,
+                        price=from_wad(int(fields["price"])),
+                        funding_rate=from_wad(int(fields["funding_rate"])),
+                    )
+                )
+        return {m: tuple(points) for m, points in out.items()}
+
+    def liquidation_starts(
+        self, from_block: int = 0, to_block: int | None = None, *, chunk: int = hist.LOG_CHUNK
+    ) -> tuple[int, ...]:
+        """Every account whose liquidation began (`LiquidationBegun`) in blocks
+        [from_block, to_block] (default: the head), once each, in order of first start;
+        `liquidations` says which are still running."""
+        stop = self._head() if to_block is None else to_block
+        found = self._logs("LiquidationBegun", from_block, stop, chunk)
+        return tuple(dict.fromkeys(int(fields["account"]) for fields, _ in found))
+
+    def liquidations(self, accounts: Sequence[int]) -> list[Liquidation]:
+        """The liquidation state of each account (in the order given; one JSON-RPC batch
+        through the lite transport): in liquidation or not, its margin at the cached marks,
+        and its auction's open tranche, discount now and deadline."""
+        ids = list(accounts)
+        if not ids:
+            return []
+        if self._auction is None:
+            address = self._require("auction", self.deployment.auction)
+            self._auction = self.transport.at("LiquidationAuction", address)
+        ch, auction = self.clearinghouse, self._auction
+        per = 6
+        got = self.transport.calls(
+            [
+                c
+                for a in ids
+                for c in (
+                    (ch.account_header, (a,)),
+                    (ch.account_name, (a,)),
+                    (ch.account_margin, (a,)),
+                    (auction.auction, (a,)),
+                    (auction.current_discount, (a,)),
+                    (auction.deadline, (a,)),
+                )
+            ],
+            "latest",
+        )
+        out = []
+        for k, a in enumerate(ids):
+            header, name, margin, state, discount, deadline = got[per * k : per * k + per]
+            info = _info(a, header, name)
+            for value in (margin, state, discount, deadline):
+                if isinstance(value, Exception):
+                    raise value
+            active, started, lot_left, lot_notional, tranche, _ = state
+            out.append(
+                Liquidation(
+                    info=info,
+                    margin=_margin(margin),
+                    auction_active=bool(active),
+                    clock_start=int(started),
+                    lot_left=from_wad(int(lot_left)),
+                    lot_notional=from_wad(int(lot_notional)),
+                    tranche=int(tranche),
+                    discount=from_wad(int(discount)),
+                    deadline=int(deadline),
+                )
+            )
+        return out
+
+    def _logs(
+        self, name: str, start: int, stop: int, chunk: int
+    ) -> list[tuple[dict[str, Any], Log]]:
+        """The Clearinghouse's `name` events in blocks [start, stop] (eth_getLogs in
+        `chunk`-block requests), decoded with the shipped ABI, in chain order."""
+        from eth_abi import decode
+        from eth_utils import keccak
+
+        from perpdex.sdk.lite.abi import load
+
+        if start < 0:
+            raise PerpdexError(f"from block {start} is negative; give 0 or a block number")
+        if chunk < 1:
+            raise PerpdexError(f"log chunk {chunk} must be at least 1 block")
+        [ev] = [e for e in load("Clearinghouse") if e["type"] == "event" and e["name"] == name]
+        topic = "0x" + keccak(text=f"{name}({','.join(i['type'] for i in ev['inputs'])})").hex()
+        addresses = list(dict.fromkeys([self.clearinghouse.address, self.ops.address]))
+        raw: dict[tuple[int, int], Log] = {}
+        lo = start
+        while lo <= stop:
+            hi = min(lo + chunk - 1, stop)
+            for log in self.transport.logs(addresses, [topic], lo, hi):
+                raw[(log.block_number, log.log_index)] = log
+            lo = hi + 1
+        indexed = [i for i in ev["inputs"] if i.get("indexed")]
+        data = [i for i in ev["inputs"] if not i.get("indexed")]
+        out = []
+        for _, log in sorted(raw.items()):
+            fields: dict[str, Any] = {
+                i["name"]: int.from_bytes(t, "big", signed=i["type"].startswith("int"))
+                for i, t in zip(indexed, log.topics[1:], strict=True)
+            }
+            values = decode([i["type"] for i in data], log.data)
+            fields.update({i["name"]: v for i, v in zip(data, values, strict=True)})
+            out.append((fields, log))
+        return out
 
     def _account_events(
         self, ids: Sequence[int], start: int, stop: int, chunk: int

@@ -21,6 +21,9 @@ Read this first if you touch the history:
 - `correlate` aligns several series on the union of their blocks and takes the Pearson
   correlation of their P&L changes per step (Decimal, 28 digits); below `MIN_POINTS`
   steps there is not enough history and the matrix is None.
+- Markets: `PerpdexClient.mark_history` reads the cached mark after each `MarkUpdated`
+  (`MarkPoint`); `returns_correlation` aligns the markets on the blocks where a mark moved
+  and correlates their returns the same way (`perpdex dashboard`).
 """
 
 from __future__ import annotations
@@ -41,13 +44,16 @@ __all__ = [
     "MIN_POINTS",
     "AccountEvent",
     "AccountHistory",
+    "MarkPoint",
     "PnlCorrelation",
     "PnlPoint",
+    "ReturnsCorrelation",
     "StrategyBook",
     "StrategyLine",
     "account_events",
     "correlate",
     "pearson",
+    "returns_correlation",
 ]
 
 ZERO = Decimal(0)
@@ -348,6 +354,70 @@ def correlate(series: Mapping[int, Sequence[PnlPoint]]) -> PnlCorrelation:
     if len(blocks) >= MIN_POINTS:
         matrix = tuple(tuple(pearson(ci, cj) for cj in changes) for ci in changes)
     return PnlCorrelation(accounts, blocks, tuple(changes), matrix)
+
+
+@dataclass(frozen=True)
+class MarkPoint:
+    """A market's cached mark after a `MarkUpdated` event (the last one of its block)."""
+
+    market: int
+    block_number: int
+    log_index: int
+    price: Decimal
+    funding_rate: Decimal  # fraction of the price per day; positive: longs pay shorts
+
+
+@dataclass(frozen=True)
+class ReturnsCorrelation:
+    """Pearson correlation of several markets' mark returns, aligned on `blocks`."""
+
+    markets: tuple[int, ...]
+    symbols: tuple[str, ...]
+    blocks: tuple[int, ...]  # the steps: blocks where a mark moved, every market priced
+    returns: tuple[tuple[Decimal, ...], ...]  # [market][step]: price / previous - 1
+    matrix: tuple[tuple[Decimal | None, ...], ...] | None  # None: not enough history
+
+    @property
+    def points(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def enough(self) -> bool:
+        return self.matrix is not None
+
+
+def returns_correlation(
+    marks: Mapping[int, Sequence[MarkPoint]], symbols: Sequence[str] = ()
+) -> ReturnsCorrelation:
+    """Align the marks of several markets on the blocks where at least one of them moved
+    (a market holds its last mark between its points; the last point of a block wins) and
+    correlate their simple returns per step, counted from the first block where every
+    market has a mark. Not enough history (matrix None) below `MIN_POINTS` steps."""
+    markets = tuple(marks)
+    level: dict[int, dict[int, Decimal]] = {m: {} for m in markets}
+    for m in markets:
+        for p in sorted(marks[m], key=lambda q: (q.block_number, q.log_index)):
+            level[m][p.block_number] = p.price
+    all_blocks = sorted({b for m in markets for b in level[m]})
+    prev: dict[int, Decimal] = {}
+    steps: list[int] = []
+    rows: dict[int, list[Decimal]] = {m: [] for m in markets}
+    with localcontext() as ctx:
+        ctx.prec = 28
+        for b in all_blocks:
+            cur = {**prev, **{m: level[m][b] for m in markets if b in level[m]}}
+            ready = len(prev) == len(markets) and all(prev.values())
+            if ready and any(cur[m] != prev[m] for m in markets):
+                steps.append(b)
+                for m in markets:
+                    rows[m].append(cur[m] / prev[m] - 1)
+            prev = cur
+    returns = tuple(tuple(rows[m]) for m in markets)
+    matrix = None
+    if len(steps) >= MIN_POINTS:
+        matrix = tuple(tuple(pearson(ri, rj) for rj in returns) for ri in returns)
+    names = tuple(symbols[m] if m < len(symbols) else str(m) for m in markets)
+    return ReturnsCorrelation(markets, names, tuple(steps), returns, matrix)
 
 
 @dataclass(frozen=True)

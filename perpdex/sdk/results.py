@@ -376,6 +376,26 @@ class Portfolio:
 
 
 @dataclass(frozen=True)
+class Liquidation:
+    """An account's liquidation state: its header and margin at the cached marks, and
+    its auction (`LiquidationAuction.auction`, `current_discount`, `deadline`)."""
+
+    info: AccountInfo
+    margin: Margin
+    auction_active: bool  # a tranche's auction clock is running
+    clock_start: int  # block timestamp the open tranche's clock started (0: none)
+    lot_left: Decimal  # fraction of the book still for sale in the open tranche
+    lot_notional: Decimal  # the lot's notional at the clock start, dollars
+    tranche: int  # tranche number (1: the start)
+    discount: Decimal  # what a take gets now (the schedule's, scaled to the budget)
+    deadline: int  # when `backstop` may be called (0: no tranche open)
+
+    @property
+    def in_liquidation(self) -> bool:
+        return self.info.in_liquidation
+
+
+@dataclass(frozen=True)
 class LpMove:
     """One vault deposit or withdrawal, from its ERC-4626 event."""
 

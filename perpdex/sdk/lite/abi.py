@@ -33,6 +33,7 @@ SHIPPED: dict[str, tuple[str, ...]] = {
         "ClearinghouseOrders",
     ),
     "ClearinghouseLens": ("ClearinghouseLens",),
+    "LiquidationAuction": ("LiquidationAuction",),
     "LiquidityVault": ("LiquidityVault",),
     "MockERC20": ("MockERC20",),
     "OracleRouter": ("OracleRouter",),
