@@ -4,11 +4,12 @@
 @custom:contract-name ClearinghouseOrders
 @license MIT
 @notice Executed only by delegatecall (Clearinghouse -> Ops -> Admin -> here; its own
-        storage is never used): settlement of matched EIP-712 signed orders, and their
-        cancellation. Call these functions on the Clearinghouse address with this
-        contract's ABI; they return nothing (results are events). Selectors not exported
-        here go on, by delegatecall, to ClearinghouseRisk (auto-deleveraging and the
-        vault's limits), the last half.
+        storage is never used): settlement of matched EIP-712 signed orders. Call
+        `settle` on the Clearinghouse address with this contract's ABI; it returns
+        nothing (results are events). Selectors not exported here go on, by
+        delegatecall, to ClearinghouseRisk (auto-deleveraging, the vault's limits, and
+        the orders' cancels `cancel_order` / `cancel_below`, moved there for bytecode
+        room), the last half.
         Orders are the struct of perpdex/sdk/orders.py, signed for the domain
         ("perpdex", "1", chain id, the Clearinghouse address). `settle` takes a batch of
         matched pairs in a compact word encoding (below; `encode_fill_batch` in
@@ -25,7 +26,8 @@
         account's earlier orders have usually made non-zero (5,000 gas instead of the
         22,100 a fresh slot per order costs). Filling an order completely or cancelling
         it consumes its nonce, so an account's live orders carry distinct nonces.
-        `cancel_below` raises the account's minimum nonce (the header's top 64 bits).
+        `cancel_below` (ClearinghouseRisk) raises the account's minimum nonce (the
+        header's top 64 bits).
         A batch is atomic: any bad fill reverts it (nothing settled); a matcher simulates
         first and drops what fails.
 @custom:security No trusted settler: whoever submits a batch can only execute what both
@@ -62,6 +64,7 @@ from .modules import liquidation_hooks
 from .modules import constants as c
 from .modules import packing
 from .modules import fixed_point as fp
+from .modules import order_hash as oh
 
 initializes: access_control
 initializes: pausable
@@ -86,33 +89,6 @@ FILL_BAND_BPS: constant(uint256) = 200
 FLAG_REDUCE_ONLY: constant(uint256) = 1
 FLAG_POST_ONLY: constant(uint256) = 2
 FLAG_IOC: constant(uint256) = 4
-# the header's top 64 bits: orders with a lower nonce are cancelled (`cancel_below`)
-MIN_NONCE_SHIFT: constant(uint256) = 192
-ORDER_PARTIAL: constant(uint256) = 1
-ORDER_DONE: constant(uint256) = 2
-
-ORDER_TYPEHASH: constant(bytes32) = keccak256(
-    "Order(uint256 account,uint256 market,int256 size,uint256 limitPrice,uint256 triggerPrice,uint256 keeperFee,uint64 expiry,uint64 nonce,uint8 flags)"
-)
-DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
-    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
-NAME_HASH: constant(bytes32) = keccak256("perpdex")
-VERSION_HASH: constant(bytes32) = keccak256("1")
-
-
-# @notice The EIP-712 order (perpdex/sdk/orders.py), as `cancel_order` takes it.
-struct Order:
-    account: uint256
-    market: uint256
-    size: int256
-    limitPrice: uint256
-    triggerPrice: uint256
-    keeperFee: uint256
-    expiry: uint64
-    nonce: uint64
-    flags: uint8
-
 
 # one decoded order of a batch
 struct Signed:
@@ -162,32 +138,6 @@ def extension_config() -> (address, address):
 
 @internal
 @view
-def _domain() -> bytes32:
-    return keccak256(abi_encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self))
-
-
-@internal
-@pure
-def _digest(domain: bytes32, o: Order) -> bytes32:
-    struct_hash: bytes32 = keccak256(
-        abi_encode(
-            ORDER_TYPEHASH,
-            o.account,
-            o.market,
-            o.size,
-            o.limitPrice,
-            o.triggerPrice,
-            o.keeperFee,
-            o.expiry,
-            o.nonce,
-            o.flags,
-        )
-    )
-    return keccak256(concat(b"\x19\x01", domain, struct_hash))
-
-
-@internal
-@view
 def _decode(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL], b: uint256) -> Signed:
     w1: uint256 = batch[b + 1]
     w2: uint256 = batch[b + 2]
@@ -201,8 +151,8 @@ def _decode(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL], b: uint256) ->
 
 @internal
 @view
-def _order(o: Signed) -> Order:
-    return Order(
+def _order(o: Signed) -> oh.Order:
+    return oh.Order(
         account=o.account,
         market=(o.w2 >> 136) & packing.MASK_16,
         size=o.size,
@@ -247,25 +197,25 @@ def _use(o: Signed, amount: uint256, domain: bytes32) -> (uint256, bytes32):
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     nonce: uint256 = o.w2 & packing.MASK_64
     assert (o.w2 >> 64) & packing.MASK_64 >= block.timestamp, "clearinghouse: order expired"
-    assert nonce >= hdr >> MIN_NONCE_SHIFT, "clearinghouse: order nonce cancelled"
-    digest: bytes32 = self._digest(domain, self._order(o))
+    assert nonce >= hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: order nonce cancelled"
+    digest: bytes32 = oh._digest(domain, self._order(o))
     self._verify(o.account, digest, o)
     key: uint256 = nonce >> 7
     at: uint256 = (nonce & 127) << 1
     bits: uint256 = state._order_bits[o.account][key]
     st: uint256 = (bits >> at) & 3
-    assert st & ORDER_DONE == 0, "clearinghouse: order done"
+    assert st & oh.ORDER_DONE == 0, "clearinghouse: order done"
     filled: uint256 = amount
-    if st & ORDER_PARTIAL != 0:
+    if st & oh.ORDER_PARTIAL != 0:
         filled += state._order_filled[digest]
     total: uint256 = convert(abs(o.size), uint256)
     assert filled <= total, "clearinghouse: order overfilled"
     if filled == total:
-        bits |= ORDER_DONE << at
-        if st & ORDER_PARTIAL != 0:
+        bits |= oh.ORDER_DONE << at
+        if st & oh.ORDER_PARTIAL != 0:
             state._order_filled[digest] = 0
     else:
-        bits |= ORDER_PARTIAL << at
+        bits |= oh.ORDER_PARTIAL << at
         state._order_filled[digest] = filled
     state._order_bits[o.account][key] = bits
     return hdr, digest
@@ -326,7 +276,7 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
     """
     n: uint256 = len(batch) // WORDS_PER_FILL
     assert n != 0 and n * WORDS_PER_FILL == len(batch), "clearinghouse: malformed batch"
-    domain: bytes32 = self._domain()
+    domain: bytes32 = oh._domain()
     touched: uint256 = 0
     prices: uint256[c.MAX_MARKETS] = empty(uint256[c.MAX_MARKETS])
     oflags: uint256[c.MAX_MARKETS] = empty(uint256[c.MAX_MARKETS])
@@ -393,34 +343,6 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         self._after(taker.account, hdr_t, m, size_t, adds_t)
         self._after(maker.account, hdr_m, m, size_m, adds_m)
         log state.OrdersMatched(maker_order=dm, taker_order=dt, size=amount, price=price)
-
-
-@external
-def cancel_order(order: Order):
-    """
-    @notice Cancels one order (owner or operator): its nonce is consumed, so no order of
-            the account with that nonce can fill afterwards.
-    """
-    engine._require_trader(order.account)
-    nonce: uint256 = convert(order.nonce, uint256)
-    key: uint256 = nonce >> 7
-    state._order_bits[order.account][key] |= ORDER_DONE << ((nonce & 127) << 1)
-    log state.OrderCancelled(
-        account=order.account, nonce=nonce, order=self._digest(self._domain(), order)
-    )
-
-
-@external
-def cancel_below(account: uint256, nonce: uint64):
-    """
-    @notice Cancels every order of the account with a nonce below `nonce` (owner or
-            operator); the minimum only rises.
-    """
-    hdr: uint256 = engine._require_trader(account)
-    n: uint256 = convert(nonce, uint256)
-    assert n > hdr >> MIN_NONCE_SHIFT, "clearinghouse: min nonce only rises"
-    state._header[account] = (hdr & ((1 << MIN_NONCE_SHIFT) - 1)) | (n << MIN_NONCE_SHIFT)
-    log state.NoncesCancelled(account=account, min_nonce=n)
 
 
 @external
