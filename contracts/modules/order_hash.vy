@@ -11,7 +11,8 @@
 """
 
 # replay state (state._order_bits), two bits per nonce: "partly filled" (its filled
-# amount is in state._order_filled[digest]) and "done" (filled completely or cancelled)
+# amount is in state._order_filled[digest]) and "done" (filled completely, cancelled, or
+# an IOC order after its first batch)
 ORDER_PARTIAL: constant(uint256) = 1
 ORDER_DONE: constant(uint256) = 2
 # the header's top 64 bits: orders with a lower nonce are cancelled (`cancel_below`)
