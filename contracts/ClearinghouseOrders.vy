@@ -4,11 +4,12 @@
 @custom:contract-name ClearinghouseOrders
 @license MIT
 @notice Executed only by delegatecall (Clearinghouse -> Ops -> Admin -> here; its own
-        storage is never used): settlement of matched EIP-712 signed orders, and their
-        cancellation. Call these functions on the Clearinghouse address with this
-        contract's ABI; they return nothing (results are events). Selectors not exported
-        here go on, by delegatecall, to ClearinghouseRisk (auto-deleveraging and the
-        vault's limits), the last half.
+        storage is never used): settlement of matched EIP-712 signed orders. Call
+        `settle` on the Clearinghouse address with this contract's ABI; it returns
+        nothing (results are events). Selectors not exported here go on, by
+        delegatecall, to ClearinghouseRisk (auto-deleveraging, the vault's limits, and
+        the orders' cancels `cancel_order` / `cancel_below`, moved there for bytecode
+        room), the last half.
         Orders are the struct of perpdex/sdk/orders.py, signed for the domain
         ("perpdex", "1", chain id, the Clearinghouse address). `settle` takes a batch of
         matched pairs in a compact word encoding (below; `encode_fill_batch` in
@@ -18,6 +19,15 @@
         amounts, and settles each fill at the maker's limit price through the engine's
         one settlement path, with the checks a market order has (quorum, pause, minimum
         size, open-interest caps, margin and loss cap).
+        Off-oracle fills (review 3): the side that fills at a price worse than the
+        oracle's (buys above it, sells below it) must end the fill at or above its
+        maintenance requirement in its own margin mode (R3-2), and its order must be
+        signed by the owner: an operator's order fills only at the oracle price or
+        better for the account (R3-1), so an operator trades for the account but cannot
+        move its value to another account beyond fees.
+        Immediate-or-cancel (FLAG_IOC, taker only): the order is done after the batch it
+        first fills in; its fills there must follow each other (a sweep of several
+        makers), and its remainder is cancelled (R3-3).
         Replay state: every order has a per-account nonce. Two bits per nonce, 128 per
         storage word (`state._order_bits`): "partly filled" (its filled amount is in
         `state._order_filled[digest]`) and "done" (completely filled or cancelled): an
@@ -25,11 +35,13 @@
         account's earlier orders have usually made non-zero (5,000 gas instead of the
         22,100 a fresh slot per order costs). Filling an order completely or cancelling
         it consumes its nonce, so an account's live orders carry distinct nonces.
-        `cancel_below` raises the account's minimum nonce (the header's top 64 bits).
+        `cancel_below` (ClearinghouseRisk) raises the account's minimum nonce (the
+        header's top 64 bits).
         A batch is atomic: any bad fill reverts it (nothing settled); a matcher simulates
         first and drops what fails.
 @custom:security No trusted settler: whoever submits a batch can only execute what both
-        signers signed, at the maker's price, within a band of the oracle price. The
+        signers signed, at the maker's price, within a band of the oracle price (and at
+        the oracle price or better for an operator-signed order). The
         domain separator is computed from `self` (the Clearinghouse under delegatecall)
         and `chain.id` on every call.
 
@@ -62,6 +74,7 @@ from .modules import liquidation_hooks
 from .modules import constants as c
 from .modules import packing
 from .modules import fixed_point as fp
+from .modules import order_hash as oh
 
 initializes: access_control
 initializes: pausable
@@ -79,39 +92,16 @@ MAX_FILLS: constant(uint256) = 32
 WORDS_PER_ORDER: constant(uint256) = 5
 WORDS_PER_FILL: constant(uint256) = 2 * WORDS_PER_ORDER
 # @notice A fill's price (the maker's limit) must be within this many bp of the oracle
-#         price: two colluding accounts cannot move value between them (nor push one
-#         under water on a reducing fill, which has no margin check) at an absurd price.
+#         price: two colluding accounts cannot move value between them at an absurd
+#         price. Within the band the side filled worse than the oracle must stay above
+#         maintenance (an account below it cannot be dumped to another, R3-2).
 FILL_BAND_BPS: constant(uint256) = 200
 
 FLAG_REDUCE_ONLY: constant(uint256) = 1
 FLAG_POST_ONLY: constant(uint256) = 2
 FLAG_IOC: constant(uint256) = 4
-# the header's top 64 bits: orders with a lower nonce are cancelled (`cancel_below`)
-MIN_NONCE_SHIFT: constant(uint256) = 192
-ORDER_PARTIAL: constant(uint256) = 1
-ORDER_DONE: constant(uint256) = 2
-
-ORDER_TYPEHASH: constant(bytes32) = keccak256(
-    "Order(uint256 account,uint256 market,int256 size,uint256 limitPrice,uint256 triggerPrice,uint256 keeperFee,uint64 expiry,uint64 nonce,uint8 flags)"
-)
-DOMAIN_TYPEHASH: constant(bytes32) = keccak256(
-    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
-NAME_HASH: constant(bytes32) = keccak256("perpdex")
-VERSION_HASH: constant(bytes32) = keccak256("1")
-
-
-# @notice The EIP-712 order (perpdex/sdk/orders.py), as `cancel_order` takes it.
-struct Order:
-    account: uint256
-    market: uint256
-    size: int256
-    limitPrice: uint256
-    triggerPrice: uint256
-    keeperFee: uint256
-    expiry: uint64
-    nonce: uint64
-    flags: uint8
+# the IOC flag's bit in w2 (flags at bit 128)
+IOC_BIT: constant(uint256) = 130
 
 
 # one decoded order of a batch
@@ -162,32 +152,6 @@ def extension_config() -> (address, address):
 
 @internal
 @view
-def _domain() -> bytes32:
-    return keccak256(abi_encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, chain.id, self))
-
-
-@internal
-@pure
-def _digest(domain: bytes32, o: Order) -> bytes32:
-    struct_hash: bytes32 = keccak256(
-        abi_encode(
-            ORDER_TYPEHASH,
-            o.account,
-            o.market,
-            o.size,
-            o.limitPrice,
-            o.triggerPrice,
-            o.keeperFee,
-            o.expiry,
-            o.nonce,
-            o.flags,
-        )
-    )
-    return keccak256(concat(b"\x19\x01", domain, struct_hash))
-
-
-@internal
-@view
 def _decode(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL], b: uint256) -> Signed:
     w1: uint256 = batch[b + 1]
     w2: uint256 = batch[b + 2]
@@ -201,8 +165,8 @@ def _decode(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL], b: uint256) ->
 
 @internal
 @view
-def _order(o: Signed) -> Order:
-    return Order(
+def _order(o: Signed) -> oh.Order:
+    return oh.Order(
         account=o.account,
         market=(o.w2 >> 136) & packing.MASK_16,
         size=o.size,
@@ -217,58 +181,70 @@ def _order(o: Signed) -> Order:
 
 @internal
 @view
-def _verify(account: uint256, digest: bytes32, o: Signed):
+def _verify(account: uint256, digest: bytes32, o: Signed) -> bool:
     """
     @dev The order was signed by the account's owner or one of its operators (ECDSA,
-         low s), or the owner is a contract wallet that accepts it (EIP-1271).
+         low s), or the owner is a contract wallet that accepts it (EIP-1271; only the
+         owner signs that way). Returns whether an operator (not the owner) signed.
     """
     owner: address = convert(account >> 96, address)
     if (o.w2 >> 154) & 1 == 1:
         assert signature_checker._is_valid_ERC1271_signature_now(
             owner, digest, concat(convert(o.r, bytes32), convert(o.s, bytes32))
         ), "clearinghouse: bad wallet signature"
-        return
+        return False
     # snekmate's bound: one valid signature per order (EIP-2 low s)
     assert o.s <= ecdsa._MALLEABILITY_THRESHOLD, "clearinghouse: high-s signature"
     signer: address = ecrecover(digest, 27 + ((o.w2 >> 153) & 1), o.r, o.s)
     assert signer != empty(address), "clearinghouse: bad signature"
-    assert (
-        signer == owner or state.is_operator[account][signer]
-    ), "clearinghouse: signer not authorized"
+    if signer == owner:
+        return False
+    assert state.is_operator[account][signer], "clearinghouse: signer not authorized"
+    return True
 
 
 @internal
-def _use(o: Signed, amount: uint256, domain: bytes32) -> (uint256, bytes32):
+def _use(
+    o: Signed, amount: uint256, domain: bytes32, sweep: bytes32, swept: uint256
+) -> (uint256, bytes32, bool, uint256):
     """
     @dev Checks one order of a fill (account, expiry, nonce, signature, remaining size)
-         and books `amount` against it. Returns the account's header and the digest.
+         and books `amount` against it. `sweep` is the IOC order the previous fill's
+         taker filled (`swept` of it, in this batch): it may fill on although done.
+         Returns the account's header, the digest, whether an operator signed it and
+         the order's filled amount after this fill.
     """
     hdr: uint256 = engine._require_exists(o.account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     nonce: uint256 = o.w2 & packing.MASK_64
     assert (o.w2 >> 64) & packing.MASK_64 >= block.timestamp, "clearinghouse: order expired"
-    assert nonce >= hdr >> MIN_NONCE_SHIFT, "clearinghouse: order nonce cancelled"
-    digest: bytes32 = self._digest(domain, self._order(o))
-    self._verify(o.account, digest, o)
+    assert nonce >= hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: order nonce cancelled"
+    digest: bytes32 = oh._digest(domain, self._order(o))
+    by_operator: bool = self._verify(o.account, digest, o)
     key: uint256 = nonce >> 7
     at: uint256 = (nonce & 127) << 1
     bits: uint256 = state._order_bits[o.account][key]
     st: uint256 = (bits >> at) & 3
-    assert st & ORDER_DONE == 0, "clearinghouse: order done"
     filled: uint256 = amount
-    if st & ORDER_PARTIAL != 0:
-        filled += state._order_filled[digest]
+    if digest == sweep:
+        # an IOC order sweeping on (its DONE bit was set by its first fill, just before)
+        filled += swept
+    else:
+        assert st & oh.ORDER_DONE == 0, "clearinghouse: order done"
+        if st & oh.ORDER_PARTIAL != 0:
+            filled += state._order_filled[digest]
     total: uint256 = convert(abs(o.size), uint256)
     assert filled <= total, "clearinghouse: order overfilled"
-    if filled == total:
-        bits |= ORDER_DONE << at
-        if st & ORDER_PARTIAL != 0:
+    # an IOC order is done at its first fill (never partly filled: IOC orders only take)
+    if filled == total or (o.w2 >> IOC_BIT) & 1 != 0:
+        bits |= oh.ORDER_DONE << at
+        if st & oh.ORDER_PARTIAL != 0:
             state._order_filled[digest] = 0
     else:
-        bits |= ORDER_PARTIAL << at
+        bits |= oh.ORDER_PARTIAL << at
         state._order_filled[digest] = filled
     state._order_bits[o.account][key] = bits
-    return hdr, digest
+    return hdr, digest, by_operator, filled
 
 
 @internal
@@ -300,12 +276,20 @@ def _side(
 
 
 @internal
-def _after(account: uint256, hdr: uint256, m: uint256, size: int256, adds: bool):
+def _after(account: uint256, hdr: uint256, m: uint256, size: int256, adds: bool, worse: bool):
     """
-    @dev Post-fill margin checks of one side, as `engine._pool_trade` makes them.
+    @dev Post-fill margin checks of one side, as `engine._pool_trade` makes them; and a
+         side filled `worse` than the oracle price must stay at or above maintenance in
+         its own margin mode (an adding fill already passed initial margin).
     """
     if adds or hdr & c.ACCOUNT_PORTFOLIO != 0:
         engine._check_after_trade(account, hdr, m, size, adds)
+    if worse and not adds:
+        engine._refresh_stale(hdr)
+        s: state.MarginScan = engine._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
+        assert s.equity >= convert(s.maintenance, int256), (
+            "clearinghouse: off-oracle fill below maintenance"
+        )
     # closing the last position must not leave a debt no liquidation can reach (rare:
     # the engine's own entry point, for bytecode)
     if packing._position_count(hdr) == 0 and state._balance[account][0] < 0:
@@ -326,7 +310,9 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
     """
     n: uint256 = len(batch) // WORDS_PER_FILL
     assert n != 0 and n * WORDS_PER_FILL == len(batch), "clearinghouse: malformed batch"
-    domain: bytes32 = self._domain()
+    domain: bytes32 = oh._domain()
+    sweep: bytes32 = empty(bytes32)
+    swept: uint256 = 0
     touched: uint256 = 0
     prices: uint256[c.MAX_MARKETS] = empty(uint256[c.MAX_MARKETS])
     oflags: uint256[c.MAX_MARKETS] = empty(uint256[c.MAX_MARKETS])
@@ -355,8 +341,16 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         hdr_t: uint256 = 0
         dm: bytes32 = empty(bytes32)
         dt: bytes32 = empty(bytes32)
-        hdr_m, dm = self._use(maker, amount, domain)
-        hdr_t, dt = self._use(taker, amount, domain)
+        op_m: bool = False
+        op_t: bool = False
+        filled: uint256 = 0
+        hdr_m, dm, op_m, filled = self._use(maker, amount, domain, empty(bytes32), 0)
+        hdr_t, dt, op_t, filled = self._use(taker, amount, domain, sweep, swept)
+        # an IOC taker may fill on only in the fills right after this one
+        sweep = empty(bytes32)
+        if tf & FLAG_IOC != 0:
+            sweep = dt
+            swept = filled
         p: packing.MarketParams = packing._unpack_params(state._params[m])
         if (touched >> m) & 1 == 0:
             touched |= 1 << m
@@ -371,6 +365,13 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         delta: int256 = convert(amount, int256)
         if taker.size < 0:
             delta = -delta
+        # the side that buys above the oracle price or sells below it: it must stay above
+        # maintenance (`_after`), and an operator may not sign for it (R3-1, R3-2)
+        worse_t: bool = price != oracle and (price > oracle) == (delta > 0)
+        worse_m: bool = price != oracle and not worse_t
+        assert not ((worse_t and op_t) or (worse_m and op_m)), (
+            "clearinghouse: operator fill worse than oracle"
+        )
         size_t: int256 = 0
         size_m: int256 = 0
         adds_t: bool = False
@@ -390,37 +391,9 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         engine._collect_fee(maker.account, fee_m)
         # a matched fill leaves the skew as it was: only the open-interest caps can bind
         engine._check_caps(m, p, oi, 0, 0, price)
-        self._after(taker.account, hdr_t, m, size_t, adds_t)
-        self._after(maker.account, hdr_m, m, size_m, adds_m)
+        self._after(taker.account, hdr_t, m, size_t, adds_t, worse_t)
+        self._after(maker.account, hdr_m, m, size_m, adds_m, worse_m)
         log state.OrdersMatched(maker_order=dm, taker_order=dt, size=amount, price=price)
-
-
-@external
-def cancel_order(order: Order):
-    """
-    @notice Cancels one order (owner or operator): its nonce is consumed, so no order of
-            the account with that nonce can fill afterwards.
-    """
-    engine._require_trader(order.account)
-    nonce: uint256 = convert(order.nonce, uint256)
-    key: uint256 = nonce >> 7
-    state._order_bits[order.account][key] |= ORDER_DONE << ((nonce & 127) << 1)
-    log state.OrderCancelled(
-        account=order.account, nonce=nonce, order=self._digest(self._domain(), order)
-    )
-
-
-@external
-def cancel_below(account: uint256, nonce: uint64):
-    """
-    @notice Cancels every order of the account with a nonce below `nonce` (owner or
-            operator); the minimum only rises.
-    """
-    hdr: uint256 = engine._require_trader(account)
-    n: uint256 = convert(nonce, uint256)
-    assert n > hdr >> MIN_NONCE_SHIFT, "clearinghouse: min nonce only rises"
-    state._header[account] = (hdr & ((1 << MIN_NONCE_SHIFT) - 1)) | (n << MIN_NONCE_SHIFT)
-    log state.NoncesCancelled(account=account, min_nonce=n)
 
 
 @external

@@ -23,6 +23,7 @@ from .modules import governance
 from .modules import views
 from .modules import liquidation_hooks
 from .modules import vault_limits
+from .modules import order_hash as oh
 
 initializes: access_control
 initializes: pausable
@@ -61,3 +62,33 @@ def extension_config() -> (address, address):
     @notice The oracle and settlement token this code half was built for.
     """
     return state.ORACLE.address, state.collateral_token[0]
+
+
+@external
+def cancel_order(order: oh.Order):
+    """
+    @notice Cancels one signed order (owner or operator): its nonce is consumed, so no
+            order of the account with that nonce can fill afterwards.
+    @param order The order as signed (perpdex/sdk/orders.py `Order.as_message`).
+    """
+    engine._require_trader(order.account)
+    nonce: uint256 = convert(order.nonce, uint256)
+    state._order_bits[order.account][nonce >> 7] |= oh.ORDER_DONE << ((nonce & 127) << 1)
+    log state.OrderCancelled(
+        account=order.account, nonce=nonce, order=oh._digest(oh._domain(), order)
+    )
+
+
+@external
+def cancel_below(account: uint256, nonce: uint64):
+    """
+    @notice Cancels every signed order of the account with a nonce below `nonce` (owner
+            or operator); the minimum only rises.
+    @param account The sub-account id.
+    @param nonce The new minimum nonce (above the current one).
+    """
+    hdr: uint256 = engine._require_trader(account)
+    n: uint256 = convert(nonce, uint256)
+    assert n > hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: min nonce only rises"
+    state._header[account] = (hdr & ((1 << oh.MIN_NONCE_SHIFT) - 1)) | (n << oh.MIN_NONCE_SHIFT)
+    log state.NoncesCancelled(account=account, min_nonce=n)

@@ -216,11 +216,19 @@ class Matcher:
         return first is not None and self.clock() - first >= self.config.settle_interval
 
     def take_batch(self) -> tuple[int, list[MatchedFill]] | None:
-        """Moves up to batch_size queued fills into a new batch (in memory)."""
+        """Moves up to batch_size queued fills into a new batch (in memory), more to
+        finish an IOC taker's sweep (at most MAX_FILLS_PER_BATCH)."""
         with self._lock:
             if not self.queued:
                 return None
-            seqs = sorted(self.queued)[: self.config.batch_size]
+            queued = sorted(self.queued)
+            seqs = queued[: self.config.batch_size]
+            # an IOC taker fills on chain only in the batch of its first fill, its fills
+            # one after another: a sweep is never split across two batches
+            for s in queued[len(seqs) :]:
+                if len(seqs) >= o.MAX_FILLS_PER_BATCH or not self._sweeps_on(seqs[-1], s):
+                    break
+                seqs.append(s)
             fills = [self.queued.pop(s) for s in seqs]
             self._first_queued_at = self.clock() if self.queued else None
             batch_id = self.next_batch
@@ -235,6 +243,11 @@ class Matcher:
             )
         self._inflight[batch_id] = fills
         return batch_id, matched
+
+    def _sweeps_on(self, a: int, b: int) -> bool:
+        """Queued fill `b` continues the IOC taker's sweep of fill `a`."""
+        taker = self.queued[a].taker
+        return self.queued[b].taker == taker and bool(self._signed[taker].order.flags & o.FLAG_IOC)
 
     def batch_ops(self, batch_id: int, prepared: Prepared, fills: list[MatchedFill]) -> list[st.Op]:
         seqs = tuple(f.seq for f in fills)

@@ -111,7 +111,7 @@ class Settler(Protocol):
 @dataclass
 class FakeChain:
     """What the chain remembers across matcher restarts: per-order filled amounts,
-    cancels, applied transactions and the event log."""
+    cancels, IOC orders done, applied transactions and the event log."""
 
     chain_id: int
     verifying_contract: str
@@ -123,6 +123,9 @@ class FakeChain:
     log: list[ChainEvent] = field(default_factory=list)
     settlements: list[tuple[str, str, int]] = field(default_factory=list)
     broadcasts: int = 0
+    # IOC takers that filled: like the contract (R3-3), an IOC order fills only in the
+    # batch of its first fill, in fills one after another (a sweep)
+    ioc_done: set[str] = field(default_factory=set)
 
     def _digests(self) -> sigs.DigestCache:
         cache = self.__dict__.get("_cache")
@@ -158,7 +161,13 @@ class FakeChain:
     def execute(self, fills: Sequence[MatchedFill]) -> Receipt:
         """Settles each fill the contract would accept; skips the others."""
         done = set()
+        sweep: str | None = None  # the IOC taker of the previous fill
         for f in fills:
+            ioc = bool(f.taker.flags & o.FLAG_IOC)
+            if ioc and f.taker_digest in self.ioc_done and f.taker_digest != sweep:
+                sweep = None
+                continue
+            sweep = f.taker_digest if ioc else None
             price = f.maker.limit_price
             crosses = f.taker.is_buy != f.maker.is_buy and (
                 price <= f.taker.limit_price if f.taker.is_buy else price >= f.taker.limit_price
@@ -172,6 +181,8 @@ class FakeChain:
                 continue
             self.filled[f.maker_digest] = self.filled.get(f.maker_digest, 0) + f.size
             self.filled[f.taker_digest] = self.filled.get(f.taker_digest, 0) + f.size
+            if ioc:
+                self.ioc_done.add(f.taker_digest)
             self.settlements.append((f.maker_digest, f.taker_digest, f.size))
             self.log.append(FillEvent(f.maker_digest, f.taker_digest, f.size, price))
             done.add(f.pair)

@@ -27,18 +27,31 @@ def contract_type(proj: Any, name: str) -> Any:
     """`proj`'s compiled type of `name`; for the Clearinghouse, with the view functions of
     its Ops half added: cold getters live there for the hot half's bytecode room, and the
     Clearinghouse's `__default__` returns their data (contracts/ClearinghouseOps.vy), so
-    `clearinghouse.loss_cap_fee()` keeps working on the one address."""
+    `clearinghouse.loss_cap_fee()` keeps working on the one address. For
+    ClearinghouseOrders, with the functions and events of ClearinghouseRisk added: the
+    orders' cancels (`cancel_order`, `cancel_below`) live there for the Orders half's
+    bytecode room, and Orders forwards every selector it lacks to Risk, so
+    `orders.cancel_order(...)` keeps working on the Clearinghouse address."""
     ct = getattr(proj, name).contract_type
-    if name != "Clearinghouse":
+    if name not in ("Clearinghouse", "ClearinghouseOrders"):
         return ct
     from ethpm_types import ContractType
 
-    have = {a.selector for a in ct.abi if a.type == "function"}
-    extra = [
-        a
-        for a in proj.ClearinghouseOps.contract_type.abi
-        if a.type == "function" and a.stateMutability in ("view", "pure") and a.selector not in have
-    ]
+    have = {a.selector for a in ct.abi if a.type in ("function", "event")}
+    if name == "Clearinghouse":
+        extra = [
+            a
+            for a in proj.ClearinghouseOps.contract_type.abi
+            if a.type == "function"
+            and a.stateMutability in ("view", "pure")
+            and a.selector not in have
+        ]
+    else:
+        extra = [
+            a
+            for a in proj.ClearinghouseRisk.contract_type.abi
+            if a.type in ("function", "event") and a.selector not in have
+        ]
     data = ct.model_dump(by_alias=True, mode="json")
     data["abi"] = [a.model_dump(by_alias=True, mode="json") for a in [*ct.abi, *extra]]
     return ContractType.model_validate(data)

@@ -111,6 +111,16 @@ REVERT_HINTS: dict[str, str] = {
         "the liquidity vault is short of cash; trade smaller or wait for LP deposits"
     ),
     "pricing: price impact too large": "trade smaller; this order would move the price too far",
+    # signed orders (`settle`)
+    "clearinghouse: operator fill worse than oracle": (
+        "an order an operator signed fills only at the oracle price or better for the "
+        "account (buy at or below it, sell at or above it); have the owner sign it, or "
+        "match it at a better price"
+    ),
+    "clearinghouse: off-oracle fill below maintenance": (
+        "a fill worse than the oracle price must leave the account above maintenance "
+        "margin; fill at the oracle price, fill less, or deposit first"
+    ),
     "clearinghouse: sequencer down": "the L2 sequencer is down; wait until it is back up",
     "clearinghouse: sequencer grace period": (
         "the sequencer restarted recently; wait until its grace period has passed"

@@ -11,7 +11,10 @@ fill on another).
 
 Order fields (all amounts WAD, 1e18):
   account       the sub-account id (owner << 96 | index); the signer must be its owner
-                or an operator the owner authorised
+                or an operator the owner authorised. An operator's order fills only at
+                the oracle price or better for the account (a buy at or below it, a sell
+                at or above it); the owner's within the 2% band, and a fill worse than
+                the oracle must leave the account above maintenance
   market        market index
   size          signed base size: positive buys, negative sells (never 0)
   limit_price   worst price accepted: a ceiling for buys, a floor for sells
@@ -41,6 +44,8 @@ DOMAIN_VERSION = "1"
 
 FLAG_REDUCE_ONLY = 1
 FLAG_POST_ONLY = 2
+# Immediate-or-cancel, taker only: done after the batch of its first fill (its fills
+# there one after another); the remainder is cancelled on chain.
 FLAG_IOC = 4
 # With a trigger price: arm when the oracle price is >= trigger (else when <= trigger).
 FLAG_TRIGGER_ABOVE = 8

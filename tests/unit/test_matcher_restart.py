@@ -1,6 +1,7 @@
 """The matcher's state machine on SQLite and on a real PostgreSQL server: the book survives
 a restart, a crash anywhere in a batch never settles a fill twice, the chain's cancel and
-fill events are reconciled, and the fake chain (like the contract) refuses overfills."""
+fill events are reconciled, and the fake chain (like the contract) refuses overfills and
+IOC remainders."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from perpdex.matcher import sigs
 from perpdex.matcher import store as st
 from perpdex.matcher.core import Matcher, NotFound, Unauthorized
 from perpdex.matcher.settler import FakeChain, FakeSettler, MatchedFill, SimulatedCrash
+from perpdex.sdk import orders as o
 
 
 def _book(m: Matcher) -> tuple[object, ...]:
@@ -181,3 +183,33 @@ def test_fake_chain_refuses_overfill_and_bad_fills() -> None:
     assert not chain.execute([fill(WAD)]).settled  # the maker is now fully filled
     assert chain.filled == {md: WAD, td: WAD}
     assert FakeSettler(chain).receipt("0xunknown") is None
+
+
+def test_fake_chain_ioc_taker_done_after_its_batch() -> None:
+    """Like the contract (review 3, R3-3): an IOC taker fills only in the batch of its
+    first fill, in fills one after another; its remainder cannot fill later."""
+    chain = FakeChain(CHAIN_ID, CH, now=NOW)
+    cache = sigs.DigestCache(CHAIN_ID, CH)
+    tk, tks = signed(1, 3, 100, flags=o.FLAG_IOC)
+    td = "0x" + cache.digest(tk).hex()
+
+    def fill() -> MatchedFill:
+        mk, mks = signed(0, -1, 100)
+        return MatchedFill(0, "0x" + cache.digest(mk).hex(), mk, mks, td, tk, tks, WAD)
+
+    sweep = [fill(), fill()]
+    assert len(chain.execute(sweep).settled) == 2
+    assert not chain.execute([fill()]).settled
+    assert chain.filled[td] == 2 * WAD
+
+
+def test_take_batch_keeps_an_ioc_sweep_together(db_url: str) -> None:
+    """A batch never splits an IOC taker's fills (the chain would refuse the tail)."""
+    chain, clock = FakeChain(CHAIN_ID, CH, now=NOW), Clock()
+    m = make_matcher(db_url, chain, clock, batch_size=2)
+    for i in range(3):
+        m.place(*signed(0, -1, 100 + i))
+    m.place(*signed(1, 3, 102, flags=o.FLAG_IOC))
+    assert len(m.queued) == 3
+    m.settle_now()
+    assert m.queued == {} and len(chain.settlements) == 3
