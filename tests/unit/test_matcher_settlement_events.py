@@ -20,7 +20,7 @@ from perpdex.sdk import settlement as cs
 from perpdex.sdk.lite.rpc import Rpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
-from test_signed_orders import World  # noqa: E402
+from test_signed_orders import World
 
 ROOT = Path(__file__).resolve().parents[2]
 
