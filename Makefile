@@ -5,7 +5,7 @@
 #   make test-fork  integration tests against an anvil fork of a simulated L2 testnet, then
 #                   the L2 testnet deploy dry run (imitation Arbitrum/Base/Optimism Sepolia)
 #   make bench      gas -> docs/gas.md, docs/gas.json; keeper scan, CLI start-up, stress,
-#                   matcher load -> docs/perf.json
+#                   matcher load and settlement -> docs/perf.json
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -143,13 +143,15 @@ demo: setup compile
 # The CLI start-up benchmark starts its own anvil (and stops it) for the read command.
 # stress_bench (pure numpy, seconds): stress_10k_x16_s and stress_history_10k_s.
 # The matcher load benchmark runs a matcher on loopback against SQLite, then against a
-# throwaway PostgreSQL server (perpdex/matcher/bench.py; about a minute).
+# throwaway PostgreSQL server (perpdex/matcher/bench.py; about a minute), then settles
+# 640 matched fills into a fresh anvil through ChainSettler -> settle_fills_per_s.
 bench: setup compile
 	$(BIN)/ape run bench_gas
 	$(BIN)/python -m perpdex.devtools.devnet bench-keeper
 	$(BIN)/python -m perpdex.devtools.bench_startup
 	$(BIN)/python -m perpdex.risk.stress_bench
 	$(BIN)/python -m perpdex.matcher.bench
+	$(BIN)/python -m perpdex.devtools.devnet bench-settle
 
 clean:
 	rm -rf $(VENV) node_modules $(STAMPS) .build .pytest_cache .ruff_cache .mypy_cache .hypothesis

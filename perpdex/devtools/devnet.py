@@ -9,6 +9,8 @@
         sessions sharing 2 cores.
     python -m perpdex.devtools.devnet bench-keeper [--port N]
         `ape run bench_keeper` on an anvil without step tracing (`make bench`).
+    python -m perpdex.devtools.devnet bench-settle [--port N]
+        `ape run bench_settle` (the matcher's settlement rate) likewise (`make bench`).
     python -m perpdex.devtools.devnet fork-test [--port-a N] [--port-b N] [-- PYTEST ARGS]
         anvil A plays an L2 testnet whose token, price feeds and sequencer feed already
         exist at the fixed addresses of config/networks.yaml[testnet-sim]; anvil B forks A
@@ -335,19 +337,19 @@ def demo(port: int) -> int:
     return 0
 
 
-def bench_keeper(port: int | None) -> int:
+def bench_keeper(port: int | None, script: str = "bench_keeper") -> int:
     """Fresh anvil without step tracing (ape's tracing slows every eth_call several-fold;
-    a keeper's node has none) -> `ape run bench_keeper` -> stop. Returns an exit code."""
-    node = Anvil("bench-keeper", port or free_port(), steps_tracing=False)
+    a keeper's node has none) -> `ape run <script>` -> stop. Returns an exit code."""
+    node = Anvil(script.replace("_", "-"), port or free_port(), steps_tracing=False)
     with node.running():
         env = {
             "PERPDEX_NETWORK": "local",
             "PERPDEX_DEPLOYMENTS_DIR": str(DEMO_DEPLOYMENTS),
             "PYTHONWARNINGS": "ignore::UserWarning",
         }
-        rc = run_ape(["run", "bench_keeper", *node_args(node.url), "-v", "WARNING"], env)
+        rc = run_ape(["run", script, *node_args(node.url), "-v", "WARNING"], env)
         if rc != 0:
-            console.print(f"[red]`ape run bench_keeper` failed (exit code {rc})[/]")
+            console.print(f"[red]`ape run {script}` failed (exit code {rc})[/]")
         return rc
 
 
@@ -772,6 +774,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
     b = sub.add_parser("bench-keeper", help="anvil without step tracing + `ape run bench_keeper`")
     b.add_argument("--port", type=int, default=None, help="anvil port (default: free)")
+    bs = sub.add_parser("bench-settle", help="anvil without step tracing + `ape run bench_settle`")
+    bs.add_argument("--port", type=int, default=None, help="anvil port (default: free)")
     f = sub.add_parser(
         "fork-test",
         help="integration tests against a fork of a simulated L2 testnet",
@@ -812,6 +816,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.cmd == "bench-keeper":
             return bench_keeper(args.port)
+        if args.cmd == "bench-settle":
+            return bench_keeper(args.port, "bench_settle")
         if args.cmd == "l2-dry-run":
             from perpdex.devtools.l2dryrun import CHAINS, l2_dry_run
 

@@ -3,7 +3,10 @@
   POST   /orders              a signed order: {account, market, size, limit_price, expiry,
                               nonce, flags?, trigger_price?, keeper_fee?, signature}; integers
                               as JSON numbers or decimal strings (WAD amounts overflow
-                              JavaScript numbers: send strings); 201 once committed
+                              JavaScript numbers: send strings); 201 once committed; 409
+                              `nonce_in_use` when an open or not yet settled order of the
+                              account has that nonce (the chain's replay state is per
+                              account and nonce)
   DELETE /orders/{digest}     header X-Perpdex-Signature: the owner's personal_sign of
                               "perpdex matcher: cancel order <digest>" (sigs.sign_cancel)
   GET    /book/{market}       aggregated levels, best first (?depth=N)
@@ -214,7 +217,8 @@ def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
         try:
             outcome, ops = matcher.submit(digest, order, sig)
         except Rejected as e:
-            status = 409 if e.code in ("duplicate", "post_only_would_cross") else 422
+            conflict = ("duplicate", "post_only_would_cross", "nonce_in_use")
+            status = 409 if e.code in conflict else 422
             return _error(status, e.code, str(e))
         await svc.commit(ops)
         matcher.submit_committed(outcome)
@@ -263,7 +267,9 @@ def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
     @app.get("/orders")
     async def orders(
         account: Annotated[str, Query(max_length=80)],
-        status: Annotated[str | None, Query(pattern="^(open|filled|cancelled|expired)$")] = None,
+        status: Annotated[
+            str | None, Query(pattern="^(open|filled|cancelled|expired|rejected)$")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
         try:
@@ -296,6 +302,8 @@ def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
             "error": svc.failed,
             "open_orders": len(matcher.engine.orders),
             "queued_fills": len(matcher.queued),
+            "deferred_fills": len(matcher.deferred),
+            "inflight_fills": matcher.inflight(),
             "pending_batches": len(matcher.pending),
             "commits": svc.commits,
         }

@@ -10,6 +10,15 @@ throwaway server with its default durability), and merges `matcher_orders_per_s`
 
 The order flow crosses: about half the orders rest, half fill against them, so the
 figures include matching, fills and their persistence, not just inserts.
+
+Settlement into a chain (`python -m perpdex.devtools.devnet bench-settle`, which `make
+bench` runs: a fresh anvil without step tracing, then `ape run bench_settle` calling
+`settle_main` here): the suite is deployed, four maker and four taker accounts funded,
+and the matcher (SQLite, `ChainSettler` over JSON-RPC, 32 fills a batch) is given
+PERPDEX_BENCH_FILLS (default 640) matched pairs of pre-signed orders. The clock runs
+from the first batch's preparation to the last receipt recorded: fills/s settled into
+anvil through the matcher's settlement path (simulate, sign, record pending, broadcast,
+receipt, commit), merged into docs/perf.json as `settle_fills_per_s`.
 """
 
 from __future__ import annotations
@@ -187,6 +196,132 @@ def run_backend(db: str, requests: list[bytes], concurrency: int, seconds: float
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+SETTLE_FILLS = int(os.environ.get("PERPDEX_BENCH_FILLS", "640"))
+SETTLE_PAIRS = 4
+SETTLE_SIZE = WAD // 100  # 0.01 BTC a fill (~$1,000)
+
+
+@dataclass
+class SettleResult:
+    fills: int
+    batches: int
+    seconds: float
+    gas: int
+
+    @property
+    def rate(self) -> float:
+        return self.fills / self.seconds if self.seconds else 0.0
+
+
+def settle_run(
+    rpc_url: str, clearinghouse: str, settler_key: str, orders: list[tuple[o.Order, bytes]], db: str
+) -> SettleResult:
+    """Places `orders` (maker, taker, maker, taker, ...) into a matcher, then times
+    settling every fill into the chain at `rpc_url`."""
+    from perpdex.matcher.core import Matcher, MatcherConfig
+    from perpdex.matcher.settler import ChainSettler
+    from perpdex.matcher.store import Store
+
+    settler = ChainSettler(rpc_url, clearinghouse, settler_key)
+    config = MatcherConfig(
+        settler.chain_id,
+        clearinghouse,
+        frozenset({0}),
+        batch_size=o.MAX_FILLS_PER_BATCH,
+        settle_interval=0.0,
+        resend_after=5.0,
+    )
+    m = Matcher(config, Store(db), settler)
+    m.start()
+    for order, sig in orders:
+        m.place(order, sig)
+    fills = len(m.queued)
+    t0 = time.perf_counter()
+    batches = 0
+    while m.queued or m.pending:
+        while m.queued:
+            m.settle_now()
+            batches += 1
+        m.confirm_now()
+    seconds = time.perf_counter() - t0
+    settled = m.store.fills_in_state("settled")
+    if len(settled) != fills:
+        raise RuntimeError(f"only {len(settled)} of {fills} fills settled: see the log above")
+    from sqlalchemy import select
+
+    from perpdex.matcher.store import batches_t
+
+    with m.store.engine.connect() as conn:
+        tx_ids = [str(r.tx_id) for r in conn.execute(select(batches_t.c.tx_id)).all()]
+    gas = sum(int(settler.rpc("eth_getTransactionReceipt", t)["gasUsed"], 16) for t in tx_ids)
+    m.store.close()
+    return SettleResult(fills, batches, seconds, gas)
+
+
+def settle_main() -> None:
+    """`ape run bench_settle`: on the connected (fresh, local) chain."""
+    from ape import accounts, chain
+    from eth_account import Account
+
+    from perpdex.deploy import deploy_system
+
+    console = Console()
+    admin = accounts.test_accounts[0]
+    t = time.perf_counter()
+    p = deploy_system(admin, key="local", manifest=None)
+    traders = [accounts.test_accounts[i] for i in range(1, 1 + 2 * SETTLE_PAIRS)]
+    unit = 10**p.system.settlement_decimals
+    ids = []
+    for who in traders:
+        acct = int(p.clearinghouse.open_account("bench", False, sender=who).return_value)
+        p.token.mint(who, 1_000_000 * unit, sender=who)
+        p.token.approve(p.clearinghouse, 2**256 - 1, sender=who)
+        p.ops.deposit(acct, p.token, 1_000_000 * unit, sender=who)
+        ids.append(acct)
+    settler = Account.create()
+    admin.transfer(settler.address, 10**19)
+    console.print(
+        f"set-up (deploy, {len(traders)} funded accounts): {time.perf_counter() - t:.0f} s"
+    )
+    ch = str(p.clearinghouse.address)
+    price = int(p.oracle.latest(p.market_id("BTC"))[0])
+    expiry = int(chain.pending_timestamp) + 3_600
+    cache = sigs.DigestCache(int(chain.chain_id), ch)
+    keys = [PrivateKey(bytes.fromhex(str(who.private_key).removeprefix("0x"))) for who in traders]
+
+    def sign(k: int, size: int, nonce: int) -> tuple[o.Order, bytes]:
+        order = o.Order(ids[k], 0, size, price, expiry, nonce)
+        rs_v = keys[k].sign_recoverable(cache.digest(order), hasher=None)
+        return order, rs_v[:64] + bytes([rs_v[64] + 27])
+
+    orders = []
+    for i in range(SETTLE_FILLS):
+        pair = i % SETTLE_PAIRS
+        orders.append(sign(pair, -SETTLE_SIZE, i))  # maker: sells, rests
+        orders.append(sign(SETTLE_PAIRS + pair, SETTLE_SIZE, i))  # taker: buys it
+    with tempfile.TemporaryDirectory(prefix="perpdex-settle-bench-") as tmp:
+        db = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        r = settle_run(str(chain.provider.uri), ch, settler.key.hex(), orders, db)
+    table = Table(title="matcher settlement into anvil (ChainSettler, SQLite, automine)")
+    for col in ("fills", "batches", "seconds", "fills/s", "gas/fill"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{r.fills:,}",
+        f"{r.batches:,}",
+        f"{r.seconds:.1f}",
+        f"{r.rate:,.0f}",
+        f"{r.gas // max(r.fills, 1):,}",
+    )
+    console.print(table)
+    if os.environ.get("PERPDEX_BENCH_NO_RECORD"):
+        return
+    from perpdex.devtools.perf import record
+
+    values: dict[str, float] = {"settle_fills_per_s": round(r.rate)}
+    record(values)
+    console.print(f"recorded {values} (docs/perf.json)")
 
 
 def main(argv: list[str] | None = None) -> int:

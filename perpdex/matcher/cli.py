@@ -5,8 +5,16 @@
                           [--rpc URL --key-env VAR] [--batch-size N] [--settle-interval S]
 
 The chain id, Clearinghouse address and market count come from the deployment manifest
-(`--deployment`, default deployments/local.json) unless given. The settling key is read
-from an environment variable (never from the command line).
+(`--deployment`, default deployments/local.json) unless given. With `--settler chain`
+(the default) the matcher settles its batches into that Clearinghouse through `--rpc`
+(default: the global --rpc / PERPDEX_RPC_URL, else http://127.0.0.1:8545), paying gas
+from the key in the environment variable `--key-env` (never from the command line). It
+checks the node first (chain id against the manifest, the Clearinghouse's code, the
+key's gas money) and says what to fix.
+
+    perpdex devnet up                                  # a local chain, deployed
+    perpdex faucet 0xSETTLER                           # gas money for the settling key
+    PERPDEX_MATCHER_KEY=0x... perpdex matcher serve
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from typing import Annotated
 import typer
 
 from perpdex.cli import say, session
+
+DEFAULT_RPC = "http://127.0.0.1:8545"
 
 app = typer.Typer(
     name="matcher",
@@ -53,9 +63,13 @@ def serve(
     markets: Annotated[
         int | None, typer.Option(help="markets 0..N-1 are traded (default: the manifest's)")
     ] = None,
-    rpc: Annotated[str, typer.Option(help="JSON-RPC URL for --settler chain")] = (
-        "http://127.0.0.1:8545"
-    ),
+    rpc: Annotated[
+        str | None,
+        typer.Option(
+            help="JSON-RPC URL for --settler chain (default: the global --rpc / "
+            f"PERPDEX_RPC_URL, else {DEFAULT_RPC})"
+        ),
+    ] = None,
     key_env: Annotated[
         str, typer.Option(help="environment variable holding the settling private key")
     ] = "PERPDEX_MATCHER_KEY",
@@ -88,13 +102,20 @@ def serve(
     if settler == "fake":
         s = FakeSettler(FakeChain(chain_id, clearinghouse))
     elif settler == "chain":
-        key = os.environ.get(key_env)
+        key = os.environ.get(key_env, "").strip()
         if not key:
-            raise PerpdexError(f"set {key_env} to the settling account's private key")
+            raise PerpdexError(
+                f"--settler chain pays each batch's gas from a key: `export {key_env}=0x...` "
+                f"(the private key of an account with ETH on chain {chain_id}; on a devnet "
+                "fund any address with `perpdex faucet ADDRESS`), or try the matcher "
+                "without a chain: --settler fake"
+            )
+        url = rpc or session(ctx).rpc or DEFAULT_RPC
         try:
-            s = ChainSettler(rpc, clearinghouse, key)
+            s = ChainSettler(url, clearinghouse, key, chain_id=chain_id)
         except SettlerUnavailable as e:
-            raise PerpdexError(str(e)) from e
+            raise PerpdexError(f"--settler chain: {e}") from None
+        say(f"settling into {clearinghouse} on chain {chain_id} via {url}, gas from {s.sender}")
     else:
         raise typer.BadParameter("--settler must be chain or fake")
     config = MatcherConfig(

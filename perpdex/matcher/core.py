@@ -15,6 +15,17 @@ A crash anywhere leaves the batch either unrecorded (its fills are still `queued
 database and go into a new batch) or `pending` (at start it is confirmed from its receipt
 or, if the chain has never seen it, re-broadcast with the *same* signed bytes, which the
 chain cannot execute twice). Chain events (fills by anyone, cancels) are reconciled too.
+
+Fills the chain refuses (`settle` is atomic, so the settler simulates and drops them;
+see settler.py and blame.py): in the same commit as the batch, a dropped fill is
+  - blamed on one or both of its orders: the fill fails, the blamed orders are
+    `rejected` (off the book), and the other order gets the amount back: it stays on the
+    book, or, if that fill had closed it, matches again or rests (`Engine.reopen`);
+  - blamed on nobody (quorum, price band, caps, pause): it waits `retry_after` seconds in
+    `deferred` and is tried again; after `max_attempts` both orders are rejected.
+A batch whose transaction reverted or can never be mined settled nothing: its fills go
+back to the queue (and through the simulation again). A fill is only marked settled from
+a receipt of a transaction that executed, so no fill is ever settled twice.
 """
 
 from __future__ import annotations
@@ -28,10 +39,20 @@ from dataclasses import dataclass, field
 
 from perpdex.matcher import sigs
 from perpdex.matcher import store as st
-from perpdex.matcher.engine import CANCELLED, BookOrder, Engine, Fill, Outcome
+from perpdex.matcher.engine import (
+    CANCELLED,
+    FILLED,
+    REJECTED,
+    BookOrder,
+    Engine,
+    Fill,
+    Outcome,
+    nonce_in_use,
+)
 from perpdex.matcher.settler import (
     CancelEvent,
     ChainEvent,
+    Dropped,
     FillEvent,
     MatchedFill,
     NonceCancelEvent,
@@ -54,6 +75,8 @@ class MatcherConfig:
     batch_size: int = 20  # settle as soon as this many fills are queued...
     settle_interval: float = 2.0  # ...or when the oldest has waited this long (seconds)
     resend_after: float = 30.0  # re-broadcast a pending batch without receipt after this
+    retry_after: float = 10.0  # a fill the chain refused for no order's fault waits this
+    max_attempts: int = 5  # ...this many times; then both its orders are rejected
 
 
 class Unauthorized(ValueError):
@@ -83,9 +106,14 @@ class Matcher:
     pending: dict[int, PendingBatch] = field(default_factory=dict)
     cursor: str | None = None
     next_batch: int = 1
+    deferred: dict[int, tuple[Fill, float]] = field(default_factory=dict)  # fill, retry at
     _signed: dict[str, BookOrder] = field(default_factory=dict)  # orders of unsettled fills
+    _nonce_refs: dict[tuple[int, int], str] = field(default_factory=dict)  # of _signed
     _first_queued_at: float | None = None
     _inflight: dict[int, list[Fill]] = field(default_factory=dict)  # taken, not yet recorded
+    _dropping: dict[int, tuple[list[Outcome], list[Fill]]] = field(default_factory=dict)
+    _attempts: dict[int, int] = field(default_factory=dict)  # fill seq -> refusals so far
+    reopened: list[Fill] = field(default_factory=list)  # new fills of reopened orders
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -109,9 +137,11 @@ class Matcher:
             self.engine.rest(bo)
         rows = self.store.fills_in_state(st.QUEUED, st.PENDING)
         fills = {int(r.seq): st.fill_from_row(r) for r in rows}
-        self._signed = self.store.orders_by_digest(
+        self._signed, self._nonce_refs = {}, {}
+        for bo in self.store.orders_by_digest(
             d for f in fills.values() for d in (f.maker, f.taker)
-        )
+        ).values():
+            self._hold(self.engine.orders.get(bo.digest, bo))
         for r in rows:
             if r.state == st.QUEUED:
                 self.queued[int(r.seq)] = fills[int(r.seq)]
@@ -151,26 +181,45 @@ class Matcher:
 
     def submit(self, digest: str, order: o.Order, signature: bytes) -> tuple[Outcome, list[st.Op]]:
         """Matches a verified order; returns what happened and the ops to commit before
-        acknowledging it. Raises engine.Rejected (nothing changed)."""
+        acknowledging it. Raises engine.Rejected (nothing changed), also `nonce_in_use`
+        when an open order or an order with unsettled fills holds the account's nonce."""
         now = self.clock()
+        held = self._nonce_refs.get((order.account, order.nonce))
+        if held is not None and digest not in self.engine.orders:
+            raise nonce_in_use(order, held)
         outcome = self.engine.submit(digest, order, signature, int(now))
         ops: list[st.Op] = [st.InsertOrder.of(outcome.taker, now)]
         for bo in outcome.touched:
             ops.append(st.UpdateOrder(bo.digest, bo.filled, bo.status))
         for f in outcome.fills:
             ops.append(st.InsertFill.of(f, now))
+        self._hold_outcome(outcome)  # the nonce is taken from now on, not from the commit
         return outcome, ops
+
+    def _hold(self, bo: BookOrder) -> None:
+        self._signed.setdefault(bo.digest, bo)
+        self._nonce_refs[(bo.order.account, bo.order.nonce)] = bo.digest
+
+    def _release(self, digest: str) -> None:
+        bo = self._signed.pop(digest, None)
+        if bo is not None:
+            key = (bo.order.account, bo.order.nonce)
+            if self._nonce_refs.get(key) == digest:
+                del self._nonce_refs[key]
+
+    def _hold_outcome(self, outcome: Outcome) -> None:
+        if outcome.fills:
+            self._hold(outcome.taker)
+            for bo in outcome.touched:
+                self._hold(bo)
 
     def submit_committed(self, outcome: Outcome) -> None:
         """After the commit: the fills join the settlement queue."""
         if not outcome.fills:
             return
         with self._lock:
-            self._signed[outcome.taker.digest] = outcome.taker
             for f in outcome.fills:
                 self.queued[f.seq] = f
-            for bo in outcome.touched:
-                self._signed.setdefault(bo.digest, bo)
             if self._first_queued_at is None:
                 self._first_queued_at = self.clock()
 
@@ -207,7 +256,24 @@ class Matcher:
 
     # ---- settlement ---------------------------------------------------------------------
 
+    def _promote(self) -> None:
+        """Deferred fills whose wait is over go back to the queue."""
+        if not self.deferred:
+            return
+        now = self.clock()
+        with self._lock:
+            for seq, (f, at) in list(self.deferred.items()):
+                if at <= now:
+                    del self.deferred[seq]
+                    self.queued[seq] = f
+                    # it has waited long enough: due at once
+                    due = now - self.config.settle_interval
+                    self._first_queued_at = min(self._first_queued_at or due, due)
+            if self.queued and self._first_queued_at is None:
+                self._first_queued_at = now
+
     def due(self) -> bool:
+        self._promote()
         if not self.queued:
             return False
         if len(self.queued) >= self.config.batch_size:
@@ -218,6 +284,7 @@ class Matcher:
     def take_batch(self) -> tuple[int, list[MatchedFill]] | None:
         """Moves up to batch_size queued fills into a new batch (in memory), more to
         finish an IOC taker's sweep (at most MAX_FILLS_PER_BATCH)."""
+        self._promote()
         with self._lock:
             if not self.queued:
                 return None
@@ -250,22 +317,115 @@ class Matcher:
         return self.queued[b].taker == taker and bool(self._signed[taker].order.flags & o.FLAG_IOC)
 
     def batch_ops(self, batch_id: int, prepared: Prepared, fills: list[MatchedFill]) -> list[st.Op]:
-        seqs = tuple(f.seq for f in fills)
-        return [
-            st.InsertBatch(batch_id, prepared.tx_id, prepared.payload, seqs, self.clock()),
-            st.SetFillState(seqs, st.PENDING, batch_id),
-        ]
+        """The batch and its fills `pending`; the dropped fills failed (their blamed orders
+        rejected, the other orders given their amounts back) or waiting for a retry."""
+        drops = {d.seq: d for d in prepared.dropped}
+        seqs = tuple(f.seq for f in fills if f.seq not in drops)
+        ops: list[st.Op] = []
+        if seqs:
+            assert prepared.sends, "a prepared batch with fills has a transaction"
+            ops.append(
+                st.InsertBatch(batch_id, prepared.tx_id, prepared.payload, seqs, self.clock())
+            )
+            ops.append(st.SetFillState(seqs, st.PENDING, batch_id))
+        by_seq = {f.seq: f for f in self._inflight.get(batch_id, [])}
+        outcomes: list[Outcome] = []
+        retry: list[Fill] = []
+        for d in prepared.dropped:
+            fill = by_seq.get(d.seq)
+            if fill is None:
+                continue
+            tries = self._attempts[fill.seq] = self._attempts.get(fill.seq, 0) + 1
+            blame = d.blame
+            if not blame and tries >= self.config.max_attempts:
+                log.error(
+                    "fill %d refused %d times (%s): rejecting both its orders",
+                    fill.seq,
+                    tries,
+                    d.reason,
+                )
+                blame = (fill.maker, fill.taker)
+            if blame:
+                ops += self._fail_ops(fill, Dropped(d.seq, d.reason, blame), outcomes)
+            else:
+                log.warning(
+                    "fill %d refused by the chain for now (%s): retrying in %.0f s",
+                    fill.seq,
+                    d.reason,
+                    self.config.retry_after,
+                )
+                retry.append(fill)
+        self._dropping[batch_id] = (outcomes, retry)
+        return ops
+
+    def _fail_ops(self, fill: Fill, d: Dropped, outcomes: list[Outcome]) -> list[st.Op]:
+        """A fill the chain refused for good: it fails; its blamed orders are rejected; the
+        other order gets the amount back (and, if that fill had closed it, reopens)."""
+        ops: list[st.Op] = [st.SetFillState((fill.seq,), st.FAILED)]
+        now = self.clock()
+        # blamed orders first, so a reopened order cannot match them again
+        for digest in sorted((fill.maker, fill.taker), key=lambda x: x not in d.blame):
+            bo = self.engine.orders.get(digest) or self._signed.get(digest)
+            if bo is None:
+                continue
+            bo.filled = max(0, bo.filled - fill.size)
+            if digest in d.blame:
+                if digest in self.engine.orders:
+                    self.engine.cancel(digest, REJECTED)
+                bo.status = REJECTED
+                ops.append(st.UpdateOrder(digest, bo.filled, REJECTED))
+                log.warning(
+                    "order %s rejected: the chain refused its fill %d (%s)",
+                    digest,
+                    fill.seq,
+                    d.reason,
+                )
+            elif digest in self.engine.orders or bo.status != FILLED:
+                ops.append(st.UpdateOrder(digest, bo.filled, bo.status))
+            else:
+                oc = self.engine.reopen(bo, int(now))
+                ops.append(st.UpdateOrder(digest, bo.filled, bo.status))
+                for t in oc.touched:
+                    ops.append(st.UpdateOrder(t.digest, t.filled, t.status))
+                for f in oc.fills:
+                    ops.append(st.InsertFill.of(f, now))
+                self._hold_outcome(oc)
+                outcomes.append(oc)
+        return ops
 
     def batch_committed(
         self, batch_id: int, prepared: Prepared, fills: list[MatchedFill]
-    ) -> PendingBatch:
-        by_seq = {f.seq: f for f in self._inflight.pop(batch_id, [])}
+    ) -> PendingBatch | None:
+        """After the commit of `batch_ops`; None when nothing is to be sent."""
+        inflight = self._inflight.pop(batch_id, [])
+        outcomes, retry = self._dropping.pop(batch_id, ([], []))
+        at = self.clock() + self.config.retry_after
+        with self._lock:
+            for f in retry:
+                self.deferred[f.seq] = (f, at)
+            for oc in outcomes:
+                for f in oc.fills:
+                    self.queued[f.seq] = f
+                    self.reopened.append(f)
+            if self.queued and self._first_queued_at is None:
+                self._first_queued_at = self.clock()
+        dropped = {d.seq for d in prepared.dropped}
+        waiting = {f.seq for f in retry}
+        failed = [f for f in inflight if f.seq in dropped and f.seq not in waiting]
+        for f in failed:
+            self._attempts.pop(f.seq, None)
+        self._forget(failed)
+        kept = [f for f in inflight if f.seq not in dropped]
+        if not kept:
+            return None
+        by_seq = {f.seq: f for f in kept}
         pb = PendingBatch(batch_id, prepared, [by_seq[m.seq] for m in fills if m.seq in by_seq])
         self.pending[batch_id] = pb
         return pb
 
     def batch_lost(self, batch_id: int) -> None:
         """Prepare or the commit failed: the fills go back to the queue."""
+        self._dropping.pop(batch_id, None)
         with self._lock:
             for f in self._inflight.pop(batch_id, []):
                 self.queued[f.seq] = f
@@ -273,6 +433,19 @@ class Matcher:
                 self._first_queued_at = self.clock()
 
     def receipt_ops(self, pb: PendingBatch, receipt: Receipt) -> list[st.Op]:
+        seqs = tuple(f.seq for f in pb.fills)
+        if not receipt.ok:
+            log.warning(
+                "batch %d (transaction %s) reverted or can never be mined: nothing settled, "
+                "its fills %s go back to the queue",
+                pb.id,
+                pb.prepared.tx_id,
+                seqs,
+            )
+            return [
+                st.SetFillState(seqs, st.QUEUED),
+                st.SetBatchState(pb.id, st.FAILED, self.clock()),
+            ]
         settled = tuple(f.seq for f in pb.fills if (f.maker, f.taker) in receipt.settled)
         failed = tuple(f.seq for f in pb.fills if (f.maker, f.taker) not in receipt.settled)
         ops: list[st.Op] = []
@@ -287,20 +460,45 @@ class Matcher:
                 pb.prepared.tx_id,
             )
             ops.append(st.SetFillState(failed, st.FAILED))
-        state = st.SETTLED if receipt.ok else st.FAILED
-        ops.append(st.SetBatchState(pb.id, state, self.clock()))
+        ops.append(st.SetBatchState(pb.id, st.SETTLED, self.clock()))
         return ops
 
-    def receipt_committed(self, pb: PendingBatch) -> None:
+    def receipt_committed(self, pb: PendingBatch, receipt: Receipt | None = None) -> None:
         self.pending.pop(pb.id, None)
-        with self._lock:  # forget the signed orders no unsettled fill needs any more
+        if receipt is not None and not receipt.ok:
+            with self._lock:
+                for f in pb.fills:
+                    self._attempts[f.seq] = self._attempts.get(f.seq, 0) + 1
+                    self.queued[f.seq] = f
+                if self.queued and self._first_queued_at is None:
+                    self._first_queued_at = self.clock()
+            return
+        for f in pb.fills:
+            self._attempts.pop(f.seq, None)
+        self._forget(pb.fills)
+
+    def _forget(self, done: list[Fill]) -> None:
+        """Forgets the signed orders (and frees the nonces) no unsettled fill needs."""
+        if not done:
+            return
+        with self._lock:
             live = [*self.queued.values(), *(f for b in self.pending.values() for f in b.fills)]
             live += [f for fs in self._inflight.values() for f in fs]
+            live += [f for f, _ in self.deferred.values()]
             keep = {d for f in live for d in (f.maker, f.taker)}
-            for f in pb.fills:
+            for f in done:
                 for d in (f.maker, f.taker):
                     if d not in keep:
-                        self._signed.pop(d, None)
+                        self._release(d)
+
+    def inflight(self) -> int:
+        """Fills taken into a batch not yet recorded (being prepared)."""
+        return sum(len(fs) for fs in self._inflight.values())
+
+    def take_reopened(self) -> list[Fill]:
+        """The fills reopened orders made since the last call (for the fills stream)."""
+        out, self.reopened = self.reopened, []
+        return out
 
     # ---- chain events -------------------------------------------------------------------
 
@@ -321,6 +519,9 @@ class Matcher:
                         ops.append(st.UpdateOrder(bo.digest, bo.filled, bo.status))
             elif isinstance(ev, CancelEvent):
                 bo = self.engine.cancel(ev.digest)
+                if bo is None and ev.account is not None and ev.nonce is not None:
+                    # the nonce is consumed: an open order with it is dead whatever its digest
+                    bo = self.engine.cancel_nonce(ev.account, ev.nonce)
                 if bo is not None:
                     ops.append(st.UpdateOrder(bo.digest, bo.filled, CANCELLED))
             elif isinstance(ev, NonceCancelEvent):
@@ -348,6 +549,8 @@ class Matcher:
             self.batch_lost(batch_id)
             raise
         pb = self.batch_committed(batch_id, prepared, fills)
+        if pb is None:
+            return batch_id
         pb.sent_at = self.clock()
         self.settler.broadcast(prepared)
         return batch_id
@@ -361,7 +564,7 @@ class Matcher:
                     self.settler.broadcast(pb.prepared)
                 continue
             self.store.apply(self.receipt_ops(pb, r))
-            self.receipt_committed(pb)
+            self.receipt_committed(pb, r)
 
     def reconcile_now(self) -> None:
         events, cursor = self.settler.events(self.cursor)

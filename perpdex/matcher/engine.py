@@ -12,7 +12,11 @@ Rules:
   met while matching or by `expire(now)`;
 - self-trade prevention: a taker that meets a resting order of the same account cancels
   that resting order (it could not settle against itself) and matches on;
-- conditional orders (a trigger price) are not matched here (issue 12 item 4).
+- conditional orders (a trigger price) are not matched here (issue 12 item 4);
+- one open order per (account, nonce): the chain keeps one replay state per nonce, so a
+  second order with a nonce in use is refused (`nonce_in_use`);
+- a fill the chain refused is undone (`reopen`): the order it belonged to matches again
+  from where it stood, or rests, as if it had just arrived.
 Amounts are integers (WAD); sizes inside the engine are unsigned base amounts.
 """
 
@@ -29,6 +33,7 @@ OPEN = "open"
 FILLED = "filled"
 CANCELLED = "cancelled"
 EXPIRED = "expired"
+REJECTED = "rejected"  # the chain refused to settle it (cancelled there, margin, ...)
 
 
 class Rejected(ValueError):
@@ -132,6 +137,15 @@ class _Side:
         return out
 
 
+def nonce_in_use(order: o.Order, holder: str) -> Rejected:
+    return Rejected(
+        "nonce_in_use",
+        f"nonce {order.nonce} of account {order.account:#x} is in use by order {holder} "
+        "(open, or filled and not yet settled): the chain keeps one replay state per "
+        "(account, nonce), so sign this order with a nonce the account has not used",
+    )
+
+
 class Book:
     def __init__(self, market: int) -> None:
         self.market = market
@@ -144,6 +158,7 @@ class Engine:
         self.books = {m: Book(m) for m in markets}
         self.orders: dict[str, BookOrder] = {}  # open orders only
         self.by_account: dict[int, set[str]] = {}
+        self.nonces: dict[tuple[int, int], str] = {}  # (account, nonce) -> open order
         self._expiry: list[tuple[int, int, str]] = []  # (expiry, seq, digest) heap
         self.next_order_seq = next_order_seq
         self.next_fill_seq = next_fill_seq
@@ -173,21 +188,64 @@ class Engine:
         self.check(order, now)
         if digest in self.orders:
             raise Rejected("duplicate", f"order {digest} is already on the book")
-        book = self.books[order.market]
-        is_buy = order.is_buy
-        opposite = book.asks if is_buy else book.bids
-        limit = order.limit_price
-        if order.flags & o.FLAG_POST_ONLY:
-            best = self._best_live(opposite, now)
-            if best is not None and (best <= limit if is_buy else best >= limit):
-                raise Rejected(
-                    "post_only_would_cross",
-                    f"post-only order would cross the best {'ask' if is_buy else 'bid'} "
-                    f"{best}: lower the price or drop the post-only flag",
-                )
+        held = self.nonces.get((order.account, order.nonce))
+        if held is not None:
+            raise nonce_in_use(order, held)
+        self._check_post_only(order, now)
         taker = BookOrder(digest, order, signature, self.next_order_seq)
         self.next_order_seq += 1
         out = Outcome(taker)
+        self._match(taker, out, now)
+        return out
+
+    def reopen(self, bo: BookOrder, now: int) -> Outcome:
+        """A closed order whose filled amount was lowered (the chain refused one of its
+        fills) takes its remainder back to the book: an expired order stays expired, an
+        IOC order's remainder is cancelled, a post-only order that would now cross is
+        cancelled; otherwise it matches like a new arrival (keeping its seq) and rests
+        what is left."""
+        assert bo.digest not in self.orders, "reopen is for closed orders"
+        out = Outcome(bo)
+        bo.status = OPEN
+        if bo.order.expiry <= now:
+            bo.status = EXPIRED
+        elif not bo.remaining:
+            bo.status = FILLED
+        elif bo.order.flags & o.FLAG_IOC:
+            bo.status = CANCELLED
+        elif (bo.order.account, bo.order.nonce) in self.nonces:
+            bo.status = CANCELLED  # another open order took the nonce meanwhile
+        else:
+            try:
+                self._check_post_only(bo.order, now)
+            except Rejected:
+                bo.status = CANCELLED
+                return out
+            self._match(bo, out, now)
+        return out
+
+    def _check_post_only(self, order: o.Order, now: int) -> None:
+        if not order.flags & o.FLAG_POST_ONLY:
+            return
+        is_buy = order.is_buy
+        book = self.books[order.market]
+        best = self._best_live(book.asks if is_buy else book.bids, now)
+        if best is not None and (
+            best <= order.limit_price if is_buy else best >= order.limit_price
+        ):
+            raise Rejected(
+                "post_only_would_cross",
+                f"post-only order would cross the best {'ask' if is_buy else 'bid'} "
+                f"{best}: lower the price or drop the post-only flag",
+            )
+
+    def _match(self, taker: BookOrder, out: Outcome, now: int) -> None:
+        """Matches `taker` against the opposite side, then rests it, fills it or (IOC)
+        cancels its remainder."""
+        order, digest = taker.order, taker.digest
+        is_buy = order.is_buy
+        opposite = self.books[order.market].asks if is_buy else self.books[order.market].bids
+        limit = order.limit_price
         while taker.remaining and opposite.prices:
             price = opposite.best()
             assert price is not None
@@ -231,8 +289,8 @@ class Engine:
         elif order.flags & o.FLAG_IOC:
             taker.status = CANCELLED
         else:
+            taker.status = OPEN
             self.rest(taker)
-        return out
 
     def rest(self, bo: BookOrder) -> None:
         """Puts an open order on its book (also used to rebuild the book at start)."""
@@ -240,6 +298,7 @@ class Engine:
         (book.bids if bo.order.is_buy else book.asks).add(bo)
         self.orders[bo.digest] = bo
         self.by_account.setdefault(bo.order.account, set()).add(bo.digest)
+        self.nonces[(bo.order.account, bo.order.nonce)] = bo.digest
         heapq.heappush(self._expiry, (bo.order.expiry, bo.seq, bo.digest))
 
     def _best_live(self, side: _Side, now: int) -> int | None:
@@ -263,6 +322,9 @@ class Engine:
         else:
             side.remove(bo)
         self.orders.pop(bo.digest, None)
+        key = (bo.order.account, bo.order.nonce)
+        if self.nonces.get(key) == bo.digest:
+            del self.nonces[key]
         digests = self.by_account.get(bo.order.account)
         if digests is not None:
             digests.discard(bo.digest)
@@ -292,6 +354,12 @@ class Engine:
                 self._close(bo, CANCELLED, self._side_of(bo))
                 out.append(bo)
         return out
+
+    def cancel_nonce(self, account: int, nonce: int) -> BookOrder | None:
+        """The chain consumed this nonce of the account (`cancel_order`): its open order
+        with that nonce, whatever its digest, can never fill."""
+        digest = self.nonces.get((account, nonce))
+        return None if digest is None else self.cancel(digest)
 
     def reduce(self, digest: str, amount: int) -> BookOrder | None:
         """Someone else filled `amount` of an order resting here (another matcher settled

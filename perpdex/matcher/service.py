@@ -149,10 +149,12 @@ class Service:
                 ops = self.m.expire_ops()
                 if ops:
                     await self.commit(ops)
-                while self.m.due():
-                    await self._settle_one()
+                # receipts (and re-broadcasts of pending batches) before any new batch, so
+                # a batch recorded but never sent takes its nonce before a new one does
                 if self.m.pending:
                     await self._confirm()
+                while self.m.due():
+                    await self._settle_one()
                 if loop.time() - last_reconcile >= self.reconcile_every:
                     last_reconcile = loop.time()
                     await self._reconcile()
@@ -173,6 +175,9 @@ class Service:
             self.m.batch_lost(batch_id)
             raise
         pb = self.m.batch_committed(batch_id, prepared, fills)
+        self.publish(self.m.take_reopened())
+        if pb is None:
+            return
         pb.sent_at = self.m.clock()
         await self._run(self.chain, self.m.settler.broadcast, prepared)
 
@@ -185,7 +190,7 @@ class Service:
                     await self._run(self.chain, self.m.settler.broadcast, pb.prepared)
                 continue
             await self.commit(self.m.receipt_ops(pb, r))
-            self.m.receipt_committed(pb)
+            self.m.receipt_committed(pb, r)
 
     async def _reconcile(self) -> None:
         events, cursor = await self._run(self.chain, self.m.settler.events, self.m.cursor)

@@ -39,6 +39,10 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak
 
+# the chain's side of settlement (events, replay state): perpdex/sdk/settlement.py
+from perpdex.sdk.settlement import ChainEvent as ChainEvent
+from perpdex.sdk.settlement import decode_settlement_logs as decode_settlement_logs
+
 DOMAIN_NAME = "perpdex"
 DOMAIN_VERSION = "1"
 

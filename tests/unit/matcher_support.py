@@ -41,6 +41,7 @@ def signed(
     key: str | None = None,
     chain_id: int = CHAIN_ID,
     contract: str = CH,
+    nonce: int | None = None,
 ) -> tuple[o.Order, bytes]:
     order = o.Order(
         account=account(who),
@@ -48,7 +49,7 @@ def signed(
         size=int(size * WAD),
         limit_price=int(price * WAD),
         expiry=expiry,
-        nonce=next(_nonce),
+        nonce=next(_nonce) if nonce is None else nonce,
         flags=flags,
     )
     return order, o.sign_order(order, key or KEYS[who], chain_id, contract)

@@ -176,3 +176,17 @@ def test_fills_settle_through_the_settler(client: TestClient) -> None:
         time.sleep(0.05)
     assert fills[0]["state"] == "settled"
     assert len(client.chain.settlements) == 1  # type: ignore[attr-defined]
+
+
+def test_nonce_in_use_is_a_409(client: TestClient) -> None:
+    first = client.post("/orders", json=body(*signed(0, 1, 90, nonce=77)))
+    assert first.status_code == 201
+    r = client.post("/orders", json=body(*signed(0, 2, 91, nonce=77)))
+    assert (r.status_code, r.json()["error"]) == (409, "nonce_in_use")
+    assert first.json()["digest"] in r.json()["detail"]
+    assert client.post("/orders", json=body(*signed(1, -1, 95, nonce=77))).status_code == 201
+    assert client.get("/book/0").json()["bids"][0]["orders"] == 1
+    listed = client.get(
+        "/orders", params={"account": first.json()["account"], "status": "rejected"}
+    )
+    assert listed.status_code == 200 and listed.json()["orders"] == []

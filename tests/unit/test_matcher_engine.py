@@ -1,6 +1,7 @@
 """The matching engine alone (pure, no signatures, no database): price-time priority,
 partial fills at the maker's price, post-only, IOC, expiry, self-trade prevention,
-cancels, and determinism."""
+cancels, one open order per (account, nonce), reopening after a refused fill, and
+determinism."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ import random
 
 import pytest
 
-from perpdex.matcher.engine import CANCELLED, EXPIRED, FILLED, OPEN, Engine, Rejected
+from perpdex.matcher.engine import (
+    CANCELLED,
+    EXPIRED,
+    FILLED,
+    OPEN,
+    BookOrder,
+    Engine,
+    Rejected,
+)
 from perpdex.sdk import orders as o
 
 NOW = 1_000
@@ -143,6 +152,46 @@ def test_cancel_and_cancel_below_nonce() -> None:
     assert e.cancel("a") is not None and e.cancel("a") is None
     assert [x.digest for x in e.cancel_below_nonce(a.account, c.nonce)] == ["b"]
     assert [x.digest for x in e.open_orders(a.account)] == ["c"]
+
+
+def test_one_open_order_per_account_nonce() -> None:
+    e = Engine({0})
+    a = order(1, 1, 90)
+    put(e, "a", a)
+    with pytest.raises(Rejected) as r:
+        put(e, "a2", o.Order(1, 0, 2, 91, NOW + 100, a.nonce))
+    assert r.value.code == "nonce_in_use" and "a2" not in e.orders
+    put(e, "other", o.Order(2, 0, 2, 91, NOW + 100, a.nonce))  # another account's nonce
+    # the chain consumed the nonce (cancel_order of any order with it): the open one goes
+    gone = e.cancel_nonce(1, a.nonce)
+    assert gone is not None and (gone.digest, gone.status) == ("a", CANCELLED)
+    assert "a" not in e.orders and e.cancel_nonce(1, a.nonce) is None
+    put(e, "a3", o.Order(1, 0, 2, 89, NOW + 100, a.nonce))  # free again
+
+
+def test_reopen_after_a_refused_fill() -> None:
+    e = Engine({0})
+    put(e, "m", order(1, -5, 100))
+    t = put(e, "t", order(2, 5, 100)).taker
+    assert t.status == FILLED and e.levels(0) == ([], [])
+    t.filled -= 5  # the chain refused the fill (its maker is rejected elsewhere)
+    out = e.reopen(t, NOW)
+    assert (out.fills, t.status, e.levels(0)) == ([], OPEN, ([(100, 5, 1)], []))
+    # a reopened order matches what is on the book now, as a taker, keeping its seq
+    e.cancel("t")
+    put(e, "m2", order(3, -2, 99))
+    t.filled, t.status = 0, FILLED
+    seq = t.seq
+    out = e.reopen(t, NOW)
+    assert [(f.maker, f.taker, f.size, f.price) for f in out.fills] == [("m2", "t", 2, 99)]
+    assert t.remaining == 3 and t.status == OPEN and t.seq == seq
+    # IOC: the remainder is cancelled; past its expiry: expired
+    i = put(e, "i", order(4, -3, 100, flags=o.FLAG_IOC)).taker
+    assert i.status == FILLED
+    i.filled -= 1
+    assert e.reopen(i, NOW).fills == [] and i.status == CANCELLED
+    x = BookOrder("x", order(5, -1, 100, expiry=NOW + 10), b"", 99, 0, FILLED)
+    assert e.reopen(x, NOW + 10).fills == [] and x.status == EXPIRED
 
 
 def test_never_overfills_and_replays_deterministically() -> None:

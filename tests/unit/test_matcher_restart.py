@@ -1,7 +1,9 @@
 """The matcher's state machine on SQLite and on a real PostgreSQL server: the book survives
 a restart, a crash anywhere in a batch never settles a fill twice, the chain's cancel and
-fill events are reconciled, and the fake chain (like the contract) refuses overfills and
-IOC remainders."""
+fill events are reconciled, the fake chain (like the contract) refuses overfills and IOC
+remainders, and fills the chain refuses are dropped from their batch: the blamed order
+rejected, the other order given its amount back, a fill nobody is blamed for retried,
+then given up; a reverted batch's fills are queued again."""
 
 from __future__ import annotations
 
@@ -23,7 +25,14 @@ from matcher_support import (  # noqa: F401
 from perpdex.matcher import sigs
 from perpdex.matcher import store as st
 from perpdex.matcher.core import Matcher, NotFound, Unauthorized
-from perpdex.matcher.settler import FakeChain, FakeSettler, MatchedFill, SimulatedCrash
+from perpdex.matcher.engine import Rejected
+from perpdex.matcher.settler import (
+    CancelEvent,
+    FakeChain,
+    FakeSettler,
+    MatchedFill,
+    SimulatedCrash,
+)
 from perpdex.sdk import orders as o
 
 
@@ -213,3 +222,119 @@ def test_take_batch_keeps_an_ioc_sweep_together(db_url: str) -> None:
     assert len(m.queued) == 3
     m.settle_now()
     assert m.queued == {} and len(chain.settlements) == 3
+
+
+def _status(m: Matcher, digest: str) -> tuple[str, int]:
+    bo = m.store.order(digest)
+    assert bo is not None
+    return bo.status, bo.remaining
+
+
+def test_refused_fill__blamed_order_rejected__good_fills_settle(db_url: str) -> None:
+    chain, clock = FakeChain(CHAIN_ID, CH, now=NOW), Clock()
+    m = make_matcher(db_url, chain, clock)
+    m.place(*signed(0, -1, 100))
+    good = m.place(*signed(1, 1, 100)).fills[0]
+    gone = m.place(*signed(2, -1, 100)).taker
+    chain.cancel(gone.digest)  # on chain; the matcher has not reconciled it yet
+    taker = m.place(*signed(3, 1, 100)).taker
+    assert taker.status == "filled" and len(m.queued) == 2
+    m.settle_now()
+    assert [(a, b) for a, b, _ in chain.settlements] == [(good.maker, good.taker)]
+    m.confirm_now()
+    states = {int(r.seq): r.state for r in m.store.fills_in_state(st.SETTLED, st.FAILED)}
+    assert states == {1: st.SETTLED, 2: st.FAILED}
+    assert _status(m, gone.digest) == ("rejected", WAD)
+    # the taker got its amount back and rests again, where a new ask finds it
+    assert _status(m, taker.digest) == ("open", WAD)
+    assert m.engine.levels(0) == ([(100 * WAD, WAD, 1)], [])
+    assert m.queued == {} and m.pending == {}
+    m2 = _restart(m, chain, clock)
+    assert sorted(m2.engine.orders) == [taker.digest]
+    again = m2.place(*signed(4, -1, 100))
+    assert [f.maker for f in again.fills] == [taker.digest]
+    m2.settle_now()
+    m2.confirm_now()
+    assert len(chain.settlements) == 2 and _status(m2, taker.digest) == ("filled", 0)
+
+
+def test_refusal_nobody_is_blamed_for__retried_then_given_up(db_url: str) -> None:
+    chain, clock = FakeChain(CHAIN_ID, CH, now=NOW), Clock()
+    m = make_matcher(db_url, chain, clock, retry_after=10, max_attempts=3)
+    a = m.place(*signed(0, -1, 100)).taker
+    b = m.place(*signed(1, 1, 100)).taker
+    chain.halted = "clearinghouse: no price quorum"
+    assert m.settle_now() is not None and chain.broadcasts == 0
+    assert m.queued == {} and list(m.deferred) == [1] and not m.due()
+    clock.t += 10
+    assert m.due()
+    m.settle_now()  # refused again: waits again
+    assert list(m.deferred) == [1]
+    chain.halted = None
+    clock.t += 10
+    m.settle_now()
+    m.confirm_now()
+    assert len(chain.settlements) == 1 and m.deferred == {}
+    # a refusal that lasts: after max_attempts both orders are rejected, the fill failed
+    c = m.place(*signed(2, -1, 100)).taker
+    d = m.place(*signed(3, 1, 100)).taker
+    chain.halted = "clearinghouse: price off oracle band"
+    for _ in range(3):
+        m.settle_now()
+        clock.t += 10
+    assert m.deferred == {} and m.queued == {}
+    assert _status(m, c.digest) == ("rejected", WAD) and _status(m, d.digest)[0] == "rejected"
+    assert [int(r.seq) for r in m.store.fills_in_state(st.FAILED)] == [2]
+    assert (_status(m, a.digest), _status(m, b.digest)) == (("filled", 0), ("filled", 0))
+
+
+def test_reverted_batch__fills_queued_again__settled_once(db_url: str) -> None:
+    chain, clock = FakeChain(CHAIN_ID, CH, now=NOW), Clock()
+    m = make_matcher(db_url, chain, clock)
+    _trade(m, 2)
+    fills = sorted(m.queued)
+    m.settler.revert = True  # type: ignore[attr-defined]
+    m.settle_now()
+    m.confirm_now()
+    assert chain.settlements == [] and sorted(m.queued) == fills and m.pending == {}
+    assert {r.state for r in m.store.fills_in_state(st.QUEUED)} == {st.QUEUED}
+    assert set(m.store.batch_states().values()) == {st.FAILED}
+    m.settler.revert = False  # type: ignore[attr-defined]
+    m2 = _restart(m, chain, clock)  # the queue survives a restart too
+    m2.settle_now()
+    m2.confirm_now()
+    pairs = [(a, b) for a, b, _ in chain.settlements]
+    assert len(pairs) == len(set(pairs)) == len(fills)
+
+
+def test_nonce_in_use__until_its_fills_settle(db_url: str) -> None:
+    chain, clock = FakeChain(CHAIN_ID, CH, now=NOW), Clock()
+    m = make_matcher(db_url, chain, clock)
+    resting = m.place(*signed(0, -1, 100, nonce=7)).taker
+    with pytest.raises(Rejected) as r:
+        m.place(*signed(0, -2, 101, nonce=7))
+    assert r.value.code == "nonce_in_use" and resting.digest in str(r.value)
+    m.place(*signed(1, 1, 100, nonce=7))  # another account's nonce 7: fine
+    # filled, not yet settled: the nonce is still taken (the same order, too)
+    with pytest.raises(Rejected, match="in use by order"):
+        m.place(*signed(0, -2, 101, nonce=7))
+    with pytest.raises(Rejected) as r:
+        m.place(resting.order, resting.signature)
+    assert r.value.code == "nonce_in_use"
+    assert len(m.engine.orders) == 0
+    m2 = _restart(m, chain, clock)  # rebuilt from the unsettled fills
+    with pytest.raises(Rejected):
+        m2.place(*signed(0, -2, 101, nonce=7))
+    m2.settle_now()
+    m2.confirm_now()
+    assert m2.place(*signed(0, -2, 101, nonce=7)).taker.status == "open"
+
+
+def test_chain_cancel_consumes_the_nonce_whatever_the_digest(db_url: str) -> None:
+    chain, clock = FakeChain(CHAIN_ID, CH, now=NOW), Clock()
+    m = make_matcher(db_url, chain, clock)
+    bo = m.place(*signed(0, -1, 100, nonce=42)).taker
+    # the owner cancelled, on chain, another order with the same nonce
+    chain.log.append(CancelEvent("0x" + "ab" * 32, account(0), 42))
+    m.reconcile_now()
+    assert m.engine.orders == {} and _status(m, bo.digest)[0] == "cancelled"
