@@ -10,6 +10,7 @@ chain's state:
                      from the account header and the order's replay bits (storage,
                      perpdex/sdk/settlement.py), counting the fills kept before it
   signature          the side whose signature does not recover its account's owner
+  operator price     an operator-signed side filled worse than the oracle (R3-1)
   order flags        reduce-only that would add risk, post-only as taker, IOC as maker
   minimum size       the side left with a position under the minimum notional
   anything else      (margin, loss cap, negative equity on close, ...) the fill is
@@ -121,6 +122,14 @@ def _order_at_fault(
             return True
         filled = probe.storage(cs.order_filled_slot(s.digest)) if st & cs.ORDER_PARTIAL else 0
         return filled + _booked(s.digest, kept) + f.size > abs(order.size)
+    if reason == "operator fill worse than oracle":
+        # review 3, R3-1: an operator-signed order fills only at the oracle or better; the
+        # operator's side (signer other than the owner) is at fault
+        try:
+            digest = bytes.fromhex(s.digest.removeprefix("0x"))
+            return sigs.recover(digest, s.sig) != sigs.owner_of(acct)
+        except (sigs.SignatureError, ValueError):
+            return True
     if reason in SIGNATURE_REASONS:
         try:
             digest = bytes.fromhex(s.digest.removeprefix("0x"))

@@ -102,6 +102,9 @@ def test_signature_and_flag_reasons() -> None:
         WAD,
     )
     assert blame(Chain(), forged, "clearinghouse: signer not authorized", []) == (f.taker_digest,)
+    # R3-1: the operator-signed side (KEYS[3] signs account 1's order) filled off-oracle
+    reason = "clearinghouse: operator fill worse than oracle"
+    assert blame(Chain(), forged, reason, []) == (f.taker_digest,)
     reduce = fill(1, signed(0, -1, 100), signed(1, 1, 100, flags=o.FLAG_REDUCE_ONLY), WAD)
     chain = Chain(positions={reduce.taker.account: 0})
     assert blame(chain, reduce, "clearinghouse: not reduce-only", []) == (reduce.taker_digest,)
