@@ -252,7 +252,7 @@ def close_with_adl(
             self._pool_equity(),
         )
     extcall IClearinghouseEngine(self).engine_pool_trade(
-        account, market, size_delta, acceptable_price, False
+        account, market, size_delta, acceptable_price, engine.TRADE_CHECKED
     )
 
 
