@@ -244,8 +244,9 @@ def test_sdk__bad_orders__refused_before_the_chain(client, funded):
         client.quote_multi(funded, {"BTC": "1", "ETH": "0"})
     with pytest.raises(PerpdexError, match="not a listed market"):
         client.trade_multi(funded, {"BTC": "1", "DOGE": "5"})
-    with pytest.raises(TransactionRejected, match="market twice"):
+    with pytest.raises(TransactionRejected, match="market twice") as twice:
         client.quote_multi(funded, [("BTC", "1"), ("btc", "2")])
+    assert "add the sizes of that market up" in twice.value.hint
     q = client.quote_multi(funded, {"BTC": "1"})
     with pytest.raises(PerpdexError, match="quote this order first"):
         client.trade_multi(funded, {"BTC": "2"}, quote=q)
@@ -395,6 +396,25 @@ def test_estimate__taken_on_marks_refreshed_in_its_block__padding_covers_every_l
     )
     print(f"estimate {est:,}; limit {limit:,}; used {r.gas_used:,}")
     assert not r.failed
+
+
+# --- the standalone client (no ape) ------------------------------------------------------------
+
+
+def test_lite_trade_client__multi_leg_order_equals_its_quote(
+    client, protocol, trader, chain, funded
+):
+    from perpdex.sdk.lite import TradeClient
+
+    lite = TradeClient(
+        str(chain.provider.uri), Deployment.from_protocol(protocol), trader.private_key
+    )
+    order = {"SOL": "-300", "BTC": "0.2"}
+    q = lite.quote_multi(funded, order)
+    assert q == client.quote_multi(funded, order)  # the same mirror over the same block
+    fill = lite.trade_multi(funded, order, quote=q)
+    assert [leg.price for leg in fill.legs] == [leg.fill_price for leg in q.legs]
+    assert positions(protocol, funded) == {"BTC": Decimal("0.2"), "SOL": -300}
 
 
 # --- the CLI -----------------------------------------------------------------------------------
