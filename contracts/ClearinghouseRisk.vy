@@ -4,9 +4,10 @@
 @custom:contract-name ClearinghouseRisk
 @license MIT
 @notice Executed only by delegatecall (Clearinghouse -> ClearinghouseOps ->
-        ClearinghouseAdmin -> here; its own storage is never used): auto-deleveraging
-        and the vault's limits across markets (modules/vault_limits.vy), in a half of
-        their own for bytecode room. Call these functions on the Clearinghouse address
+        ClearinghouseAdmin -> ClearinghouseOrders -> here; its own storage is never
+        used): auto-deleveraging and the vault's limits across markets
+        (modules/vault_limits.vy), and multi-leg market orders (`trade_multi`), in a half
+        of their own for bytecode room. Call these functions on the Clearinghouse address
         with this contract's ABI; they return nothing (the limits' getters are on
         ClearinghouseOps).
 """
@@ -14,6 +15,7 @@
 from snekmate.auth import access_control
 from snekmate.utils import pausable
 from .interfaces import IOracleRouter
+from .interfaces import IClearinghouseEngine
 from .modules import state
 from .modules import engine
 from .modules import accounts
@@ -24,6 +26,9 @@ from .modules import views
 from .modules import liquidation_hooks
 from .modules import vault_limits
 from .modules import order_hash as oh
+from .modules import constants as c
+from .modules import packing
+from .modules import positions
 
 initializes: access_control
 initializes: pausable
@@ -92,3 +97,83 @@ def cancel_below(account: uint256, nonce: uint64):
     assert n > hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: min nonce only rises"
     state._header[account] = (hdr & ((1 << oh.MIN_NONCE_SHIFT) - 1)) | (n << oh.MIN_NONCE_SHIFT)
     log state.NoncesCancelled(account=account, min_nonce=n)
+
+
+# --- multi-leg market orders (issue 12 item 5) ------------------------------------------
+
+# @notice Most legs one `trade_multi` takes.
+MAX_LEGS: constant(uint256) = 8
+
+
+struct Leg:
+    market: uint256
+    size_delta: int256
+    acceptable_price: uint256
+
+
+@external
+def trade_multi(account: uint256, legs: DynArray[Leg, c.MAX_MARKETS]):
+    """
+    @notice Several market orders of one sub-account against the liquidity vault in one
+            transaction, margin-checked once, on the final book. Each leg settles exactly
+            like `trade` (fill price, fee, caps, price quorum, minimum position size, its
+            acceptable price) and logs its Fill. Then: if any leg opens, grows or flips a
+            position, the account must end at or above initial margin and its loss cap;
+            if every leg reduces, a portfolio account must end at or above initial margin
+            or with a requirement no higher than before (the rules of `trade`).
+    @param legs (market, size_delta, acceptable_price) per leg, at most MAX_LEGS, each
+           market once; sizes and prices as in `trade`.
+    @dev Owner or operator only. Legs fill in the order given; they are on distinct
+         markets, so no leg's price depends on another's.
+    """
+    hdr: uint256 = engine._require_trader(account)
+    assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    assert len(legs) != 0, "clearinghouse: no legs"
+    assert len(legs) <= MAX_LEGS, "clearinghouse: too many legs"
+    seen: uint256 = 0
+    adds: bool = False
+    for leg: Leg in legs:
+        assert leg.size_delta != 0, "clearinghouse: zero size"
+        assert leg.market < state.market_count, "clearinghouse: unknown market"
+        assert (seen >> leg.market) & 1 == 0, "clearinghouse: market twice"
+        seen |= 1 << leg.market
+        # distinct markets: each leg meets the position held before the order
+        if positions._adds(packing._pos_size(state._pos[account][leg.market]), leg.size_delta):
+            adds = True
+    core: IClearinghouseEngine = IClearinghouseEngine(self)
+    reduce_rule: bool = not adds and hdr & c.ACCOUNT_PORTFOLIO != 0
+    before: uint256 = 0
+    if reduce_rule:
+        # the requirement before, at the marks the final check reads: the legs' markets
+        # read now (their fills reuse these marks) and every stale mark re-read
+        for leg: Leg in legs:
+            extcall core.engine_touch(leg.market)
+        extcall core.engine_refresh_account(account, True)
+        before = (staticcall core.account_margin(account))[1]
+    for leg: Leg in legs:
+        extcall core.engine_pool_trade(
+            account, leg.market, leg.size_delta, leg.acceptable_price, engine.TRADE_DEFERRED
+        )
+    if adds or reduce_rule:
+        # engine._check_after_trade's rule, on the final book: fresh marks (every
+        # position's when an adding order meets a loss cap; nothing went stale since
+        # `before`, same block), then initial margin, or for reduces a requirement no
+        # higher than before; an order that adds must also leave equity at its loss cap
+        extcall core.engine_refresh_account(account, not adds or state.loss_cap[account] == 0)
+        equity: int256 = 0
+        initial: uint256 = 0
+        maintenance: uint256 = 0
+        isolated: uint256 = 0
+        notional: uint256 = 0
+        equity, initial, maintenance, isolated, notional = staticcall core.account_margin(account)
+        assert equity >= convert(initial, int256) or (
+            not adds and initial <= before
+        ), "clearinghouse: below initial margin"
+        assert not (adds and engine._below_loss_cap(account, equity)), (
+            "clearinghouse: below loss cap, reduce only"
+        )
+    # closing the last position must not leave a debt no liquidation can reach
+    if packing._position_count(state._header[account]) == 0 and state._balance[account][0] < 0:
+        extcall core.engine_check_initial(
+            account, "clearinghouse: close leaves negative equity", False
+        )

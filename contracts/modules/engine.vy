@@ -27,6 +27,14 @@ from . import positions
 uses: state
 uses: pausable
 
+# `_pool_trade` modes. CHECKED: a market order, margin-checked after its fill. REDUCE_ONLY:
+# a loss-cap close-out, refused if it adds, not margin-checked (it closes every leg in
+# turn). DEFERRED: one leg of a multi-leg order (ClearinghouseRisk.trade_multi), which
+# checks the final book once after its last leg instead.
+TRADE_CHECKED: constant(uint256) = 0
+TRADE_REDUCE_ONLY: constant(uint256) = 1
+TRADE_DEFERRED: constant(uint256) = 2
+
 
 @internal
 def _debit(account: uint256, hdr: uint256, idx: uint256, amount: uint256) -> uint256:
@@ -51,10 +59,11 @@ def _pool_trade(
     m: uint256,
     delta: int256,
     acceptable: uint256,
-    reduce_only: bool,
+    mode: uint256,
 ) -> uint256:
     """
-    @dev A market order against the vault's pool. Returns the fill price.
+    @dev A market order against the vault's pool (`mode`: TRADE_* above). Returns the
+         fill price.
     """
     assert delta != 0, "clearinghouse: zero size"
     assert m < state.market_count, "clearinghouse: unknown market"
@@ -66,8 +75,8 @@ def _pool_trade(
     # no fill of any kind (reduce-only and loss-cap close-outs included) without quorum
     self._require_quorum(flags)
     size: int256 = packing._pos_size(state._pos[account][m])
-    adds: bool = size == 0 or (size > 0) == (delta > 0) or abs(delta) > abs(size)
-    if reduce_only:
+    adds: bool = positions._adds(size, delta)
+    if mode == TRADE_REDUCE_ONLY:
         assert not adds, "clearinghouse: not reduce-only"
     # no dust: the fill leaves zero or at least MIN_POSITION_NOTIONAL at the oracle price.
     # In whole dollars d (truncated), |d| < M exactly when d + (M - 1), as two's
@@ -95,9 +104,12 @@ def _pool_trade(
     # caps on every fill, reduces included: closing a hedge must not leave the vault
     # above its exposure cap (the OI caps bind only sides that grow)
     self._check_caps(m, p, oi, skew, skew + delta, price)
-    # reduce_only is the loss-cap close-out, which closes every leg in turn: closing a
+    # a multi-leg order's margin checks run once, on its final book
+    if mode == TRADE_DEFERRED:
+        return fill
+    # TRADE_REDUCE_ONLY is a forced close-out, which closes every leg in turn: closing a
     # hedge leg first may raise the requirement for a moment, and must not stop it
-    if (adds or new_hdr & c.ACCOUNT_PORTFOLIO != 0) and not reduce_only:
+    if (adds or new_hdr & c.ACCOUNT_PORTFOLIO != 0) and mode == TRADE_CHECKED:
         self._check_after_trade(account, new_hdr, m, size, adds)
     # closing the last position must not leave a debt no liquidation can reach: an
     # underwater account keeps its positions until a liquidation settles the deficit
@@ -866,15 +878,17 @@ def engine_pool_trade(
     market: uint256,
     size_delta: int256,
     acceptable_price: uint256,
-    reduce_only: bool,
+    mode: uint256,
 ) -> uint256:
     """
     @notice Self-only: a market order against the vault's pool through the settlement path.
+    @param mode TRADE_CHECKED, TRADE_REDUCE_ONLY or TRADE_DEFERRED (margin checks left to
+           the caller, which checks the final book).
     @return The fill price.
     """
     self._only_self()
     return self._pool_trade(
-        account, state._header[account], market, size_delta, acceptable_price, reduce_only
+        account, state._header[account], market, size_delta, acceptable_price, mode
     )
 
 

@@ -46,6 +46,16 @@ def _apply_fill(
 
 @internal
 @pure
+def _adds(size: int256, delta: int256) -> bool:
+    """
+    @dev Whether filling `delta` against a position of `size` adds risk: it opens, grows
+         or flips the position (anything but a pure reduce or close).
+    """
+    return size == 0 or (size > 0) == (delta > 0) or abs(delta) > abs(size)
+
+
+@internal
+@pure
 def _funding_owed(size: int256, index_delta: int256) -> int256:
     """
     @dev Funding a position owes (positive) or earns (negative) for an index move, USD WAD.

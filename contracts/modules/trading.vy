@@ -36,7 +36,9 @@ def trade(
     """
     hdr: uint256 = engine._require_trader(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
-    return engine._pool_trade(account, hdr, market, size_delta, acceptable_price, False)
+    return engine._pool_trade(
+        account, hdr, market, size_delta, acceptable_price, engine.TRADE_CHECKED
+    )
 
 
 @external

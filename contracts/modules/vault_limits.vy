@@ -240,8 +240,8 @@ def close_with_adl(
             market,
             size_delta,
             acceptable_price,
-            False,
-            method_id=method_id("engine_pool_trade(uint256,uint256,int256,uint256,bool)"),
+            engine.TRADE_CHECKED,
+            method_id=method_id("engine_pool_trade(uint256,uint256,int256,uint256,uint256)"),
         ),
         max_outsize=132,
         revert_on_failure=False,
@@ -266,7 +266,7 @@ def close_with_adl(
         )
     # refused for another reason: filled again, it reverts with that reason
     extcall IClearinghouseEngine(self).engine_pool_trade(
-        account, market, size_delta, acceptable_price, False
+        account, market, size_delta, acceptable_price, engine.TRADE_CHECKED
     )
 
 

@@ -18,6 +18,7 @@ are two views of the same figures.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from perpdex.sdk.client import (
         AccountInfo,
         AccountSummary,
+        Fill,
+        LegFill,
         LpStatus,
+        Margin,
         MarketInfo,
         OrderCheck,
         Portfolio,
@@ -49,6 +53,7 @@ __all__ = [
     "strategies",
     "stress",
     "summaries",
+    "trade",
 ]
 
 Json = Annotated[
@@ -142,6 +147,44 @@ def quote(q: Quote, account_exists: bool, acceptable_price: Decimal) -> dict[str
         "health_after": num(q.health_after),
         "liquidation_price_after": num(q.liquidation_price_after),
         "acceptable_price_default_slippage": num(acceptable_price),
+    }
+
+
+def trade(
+    info: AccountInfo, fills: Sequence[Fill] | Sequence[LegFill], after: Margin
+) -> dict[str, Any]:
+    """`perpdex trade ... --json`: the order's fills (one per leg; one transaction) and the
+    account's margin after it."""
+    return {
+        "account": account_info(info),
+        "tx_hash": fills[0].tx_hash if fills else None,
+        "block_number": fills[0].block_number if fills else None,
+        "legs": [
+            {
+                "market": f.market,
+                "symbol": f.symbol,
+                "side": "buy" if f.size_delta > 0 else "sell",
+                "size_delta": num(f.size_delta),
+                "fill_price": num(f.price),
+                "quoted_fill_price": num(f.quote.fill_price),
+                "acceptable_price": num(f.acceptable_price),
+                "fee": num(f.fee),
+                "realized_pnl": num(f.realized_pnl),
+                "funding_paid": num(f.funding_paid),
+                "cash_flow": num(f.cash_flow),
+                "size_after": num(f.size_after),
+            }
+            for f in fills
+        ],
+        "fee": num(sum((f.fee for f in fills), Decimal(0))),
+        "cash_flow": num(sum((f.cash_flow for f in fills), Decimal(0))),
+        "margin_after": {
+            "equity": num(after.equity),
+            "initial": num(after.initial),
+            "maintenance": num(after.maintenance),
+            "free": num(after.free),
+            "health": num(after.health),
+        },
     }
 
 

@@ -54,7 +54,8 @@ class RootGroup(PerpdexGroup):
         "trade": LazyCommand(
             "perpdex.cli.trade",
             "app",
-            "Market order against the vault: SIZE base units (0.5 buys, -0.5 sells).",
+            "Market order against the vault: SIZE base units (0.5 buys, -0.5 sells); several "
+            "SYMBOL SIZE pairs trade in one transaction, margin-checked once on the final book.",
         ),
         "close": LazyCommand(
             "perpdex.cli.trade",

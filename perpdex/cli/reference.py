@@ -46,7 +46,9 @@ def commands() -> list[CommandRef]:
         args: list[str] = []
         for p in cmd.params:
             if p.param_type_name == "argument":
-                args.append(p.name.upper())
+                # a variadic argument as its usage shows it: [SYMBOL SIZE]...
+                many = p.nargs == -1
+                args.append(f"[{p.metavar or p.name.upper()}]..." if many else p.name.upper())
                 continue
             longs = [o for o in p.opts if o.startswith("--")]
             if not longs or "--help" in longs:

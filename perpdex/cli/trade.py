@@ -2,13 +2,18 @@
 
     perpdex quote                               every market: oracle, mark, funding, OI
     perpdex quote SYMBOL SIZE  [--sub N]        what the order would do; signs nothing
-    perpdex trade SYMBOL SIZE  [--slippage PCT | --limit PRICE] [--sub N]
+    perpdex trade SYMBOL SIZE  [--slippage PCT | --limit PRICE] [--sub N] [--json]
+    perpdex trade SYMBOL SIZE SYMBOL SIZE ...  [--slippage PCT] [--sub N] [--json]
     perpdex close SYMBOL       [--slippage PCT] [--sub N]
 
 SIZE is signed base units: 0.5 buys (goes long), -0.5 sells (goes short). A trade carries
 a worst acceptable price: the quoted fill moved --slippage percent against the order
 (default 0.5), or --limit; the Clearinghouse refuses a fill beyond it. Figures come from
-`ClearinghouseLens.quote`, which the trade matches to the wei in the same block.
+`ClearinghouseLens.quote`, which the trade matches to the wei in the same block. Several
+SYMBOL SIZE pairs are one multi-leg order (`trade_multi`): every leg fills in one
+transaction and the margin check runs once, on the final book (a hedged book needs only
+its final requirement); its figures come from the SDK's mirror of the contract over the
+pending block, which the fills match to the wei.
 
 Mounted on the root app by main.py (`app.add_typer(trade.app)`: root commands).
 """
@@ -36,7 +41,15 @@ from perpdex.cli.portfolio import (
     pnl,
 )
 from perpdex.errors import PerpdexError
-from perpdex.sdk.client import DEFAULT_MAX_SLIPPAGE, Fill, MarketInfo, PerpdexClient, Quote
+from perpdex.sdk.client import (
+    DEFAULT_MAX_SLIPPAGE,
+    Fill,
+    LegFill,
+    MarketInfo,
+    MultiQuote,
+    PerpdexClient,
+    Quote,
+)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 
@@ -155,8 +168,50 @@ def quote_table(q: Quote, now: tuple[Decimal, Decimal, Decimal, Decimal | None] 
     return t
 
 
-def fill_line(f: Fill) -> str:
-    """One line describing a fill."""
+def multi_quote_table(
+    q: MultiQuote, now: tuple[Decimal, Decimal, Decimal, Decimal | None] | None
+) -> Table:
+    """Each leg's predicted fill, and the account's margin now and after the whole order.
+    `now`: (equity, initial, maintenance, health) before the order."""
+    t = new_table(f"quote: multi-leg order, {len(q.legs)} legs, one margin check")
+    t.add_column("market", no_wrap=True)
+    for name in ("side", "size", "oracle", "fill price", "impact", "notional", "fee"):
+        t.add_column(name, justify="right", no_wrap=True)
+    for leg in q.legs:
+        t.add_row(
+            leg.symbol,
+            "buy" if leg.is_buy else "sell",
+            fmt_qty(abs(leg.size)),
+            fmt_price(leg.oracle_price),
+            f"[bold]{fmt_price(leg.fill_price)}[/]",
+            fmt_pct(leg.price_impact, 4),
+            fmt_usd(leg.notional),
+            fmt_usd(leg.fee),
+        )
+    m = new_table(None)
+    m.add_column("", no_wrap=True)
+    m.add_column("now" if now else "", justify="right", no_wrap=True)
+    m.add_column("after the order", justify="right", no_wrap=True)
+    e0, i0, m0, h0 = now or (None, None, None, None)
+    m.add_row("equity", fmt_usd(e0) if e0 is not None else "", fmt_usd(q.equity_after))
+    m.add_row("initial margin", fmt_usd(i0) if i0 is not None else "", fmt_usd(q.initial_after))
+    m.add_row(
+        "maintenance margin", fmt_usd(m0) if m0 is not None else "", fmt_usd(q.maintenance_after)
+    )
+    before = (
+        health_text(h0, e0, i0, m0) if e0 is not None and i0 is not None and m0 is not None else ""
+    )
+    after = health_text(q.health_after, q.equity_after, q.initial_after, q.maintenance_after)
+    m.add_row("health", before, after)
+    outer = new_table(None, header=False)
+    outer.add_column()
+    outer.add_row(t)
+    outer.add_row(m)
+    return outer
+
+
+def fill_line(f: Fill | LegFill, with_tx: bool = True) -> str:
+    """One line describing a fill (`with_tx`: ending with its transaction hash)."""
     verb = "bought" if f.size_delta > 0 else "sold"
     text = (
         f"[green]✓[/] {verb} {fmt_qty(abs(f.size_delta))} {f.symbol} at "
@@ -167,7 +222,7 @@ def fill_line(f: Fill) -> str:
     if f.funding_paid:
         text += f", funding {pnl(-f.funding_paid)}"
     position = "flat" if f.size_after == 0 else f"{fmt_size(f.size_after)} {f.symbol}"
-    return f"{text}; position {position}; tx {f.tx_hash}"
+    return f"{text}; position {position}" + (f"; tx {f.tx_hash}" if with_tx else "")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -277,11 +332,30 @@ def quote(
         say(largest)
 
 
+def parse_legs(symbol: str, size: Decimal, more: list[str]) -> list[tuple[str, Decimal]]:
+    """The SYMBOL SIZE pairs of `perpdex trade`, in order (the first pair parsed by typer)."""
+    if len(more) % 2:
+        raise typer.BadParameter(
+            f"{more[-1]!r} has no size: give SYMBOL SIZE pairs, e.g. perpdex trade BTC 1 ETH -30"
+        )
+    legs = [(symbol, size)]
+    legs += [(more[k], parse_size(more[k + 1])) for k in range(0, len(more), 2)]
+    return legs
+
+
 @app.command("trade", context_settings=SIGNED_ARGS)
 def trade(
     ctx: typer.Context,
     symbol: Symbol,
     size: Size,
+    more: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="SYMBOL SIZE",
+            help="More legs: several pairs trade in one transaction, margin-checked once.",
+            show_default=False,
+        ),
+    ] = None,
     slippage: Annotated[
         Decimal | None,
         typer.Option(
@@ -298,36 +372,64 @@ def trade(
             "--limit",
             parser=parse_price,
             metavar="PRICE",
-            help="Worst fill price accepted, instead of --slippage.",
+            help="Worst fill price accepted, instead of --slippage (one leg only).",
         ),
     ] = None,
     sub: Sub = None,
     account_id: AccountId = None,
+    json_out: Json = False,
 ) -> None:
-    """Market order against the vault: SIZE base units (0.5 buys, -0.5 sells)."""
+    """Market order against the vault: SIZE base units (0.5 buys, -0.5 sells); several
+    SYMBOL SIZE pairs trade in one transaction, margin-checked once on the final book.
+
+    `perpdex trade BTC 1 ETH -30 SOL -500` opens a hedged book in one multi-leg order: it
+    needs only the final book's initial margin, not what each leg alone would need on the
+    way there."""
     if slippage is not None and limit is not None:
         raise typer.BadParameter(
             "give --slippage PCT or --limit PRICE, not both: each sets the worst fill price"
         )
+    legs = parse_legs(symbol, size, more or [])
+    if len(legs) > 1 and limit is not None:
+        raise typer.BadParameter(
+            "--limit sets one price and this order has several legs; use --slippage PCT"
+        )
     s = session(ctx)
     client = s.client()
-    client.market_id(symbol)
+    ids = [client.market_id(sym) for sym, _ in legs]
+    twice = sorted({client.symbol(m) for m in ids if ids.count(m) > 1})
+    if twice:
+        raise typer.BadParameter(
+            f"{', '.join(twice)} given twice: one leg per market (add the sizes up)"
+        )
     acct = s.resolve_account(client, sub, account_id)
     info = client.account(acct)
-    q = client.quote(acct, symbol, size)
-    console().print(quote_table(q, _now(client, acct, True)))
-    if limit is not None:
-        check_limit(q, limit)
-    f = client.trade(
-        acct,
-        symbol,
-        size,
-        max_slippage=DEFAULT_MAX_SLIPPAGE if slippage is None else slippage,
-        acceptable_price=limit,
-        quote=q,
-    )
-    say(fill_line(f))
+    max_slippage = DEFAULT_MAX_SLIPPAGE if slippage is None else slippage
+    fills: list[Fill] | list[LegFill]
+    if len(legs) == 1:
+        q = client.quote(acct, symbol, size)
+        if not json_out:
+            console().print(quote_table(q, _now(client, acct, True)))
+        if limit is not None:
+            check_limit(q, limit)
+        fills = [
+            client.trade(
+                acct, symbol, size, max_slippage=max_slippage, acceptable_price=limit, quote=q
+            )
+        ]
+    else:
+        mq = client.quote_multi(acct, legs)
+        if not json_out:
+            console().print(multi_quote_table(mq, _now(client, acct, True)))
+        fills = list(client.trade_multi(acct, legs, max_slippage=max_slippage, quote=mq).legs)
     after = client.margin(acct)
+    if json_out:
+        jsonout.emit(jsonout.trade(info, fills, after))
+        return
+    for f in fills:
+        say(fill_line(f, with_tx=len(fills) == 1))
+    if len(fills) > 1:
+        say(f"{len(fills)} fills in one transaction, one margin check; tx {fills[0].tx_hash}")
     say(
         f"{account_label(info)}: equity {fmt_usd(after.equity)}, free margin "
         f"{fmt_usd(after.free)}, health "

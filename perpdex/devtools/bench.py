@@ -378,6 +378,23 @@ class Bench:
         self.liquidation(trader, a[4], a[5])
         self.signed_batches([a[i] for i in range(1, 9)])
 
+        # a multi-leg order (ClearinghouseRisk.trade_multi): three markets opened in one
+        # transaction, one margin check on the final book
+        sol = 2
+        multi = int(ch.open_account("multi", True, sender=trader).return_value)
+        ops.deposit(multi, p.token, 100_000 * self.unit, sender=trader)
+        self.tick()
+        legs = [
+            (btc, self.size("BTC", 20_000), 2**256 - 1),
+            (eth, -self.size("ETH", 20_000), 0),
+            (sol, self.size("SOL", 10_000), 2**256 - 1),
+        ]
+        self.record(
+            "trade_multi_3",
+            p.risk.trade_multi(multi, legs, sender=trader),
+            "3 legs (BTC, ETH, SOL) opened in one order, one margin check",
+        )
+
         # books of 1..8 positions: increase gas by position count, margin checks, 8th open
         markets = self.extra_markets(8)
         for portfolio in (False, True):
@@ -536,6 +553,7 @@ def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int | float]:
         "margin_check_8_isolated": g["margin_check_8_isolated"],
         "open_8th_position": g["open_8th_position_portfolio"],
         "open_8th_position_isolated": g["open_8th_position_isolated"],
+        "trade_multi_3": g["trade_multi_3"],
         "liquidation_start": g["liquidation_start"],
         "auction_take": g["auction_take"],
         "auction_take_fresh_account": g["auction_take_fresh_account"],

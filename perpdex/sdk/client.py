@@ -69,12 +69,16 @@ from perpdex.sdk.results import (
     AccountSummary,
     Collateral,
     Fill,
+    LegFill,
+    LegQuote,
     Liquidation,
     LpMove,
     LpStatus,
     Margin,
     MarketInfo,
     MarketUse,
+    MultiFill,
+    MultiQuote,
     OrderCheck,
     Portfolio,
     PositionLine,
@@ -82,6 +86,7 @@ from perpdex.sdk.results import (
     ScenarioLoss,
     _account_view,
     _fill,
+    _leg_fill,
     _margin,
     _market_info,
     _price_or_none,
@@ -105,6 +110,8 @@ __all__ = [
     "Collateral",
     "Deployment",
     "Fill",
+    "LegFill",
+    "LegQuote",
     "Liquidation",
     "LossCapAboveEquity",
     "LpMove",
@@ -112,6 +119,8 @@ __all__ = [
     "Margin",
     "MarketInfo",
     "MarketUse",
+    "MultiFill",
+    "MultiQuote",
     "OrderCheck",
     "PerpdexClient",
     "Portfolio",
@@ -186,6 +195,8 @@ class PerpdexClient:
         at = self.transport.at
         self.clearinghouse = at("Clearinghouse", deployment.clearinghouse)
         self.ops = at("ClearinghouseOps", deployment.clearinghouse)
+        # the Risk half's ABI at the same address (multi-leg orders, auto-deleveraging)
+        self.risk = at("ClearinghouseRisk", deployment.clearinghouse)
         self.oracle = at("OracleRouter", deployment.oracle)
         self.lens = at("ClearinghouseLens", deployment.lens) if deployment.lens else None
         self.vault = at("LiquidityVault", deployment.vault) if deployment.vault else None
@@ -663,6 +674,128 @@ class PerpdexClient:
                 "transaction in a block explorer"
             )
         return _fill(fills[-1], quote, bound, str(receipt.txn_hash), receipt.block_number)
+
+    def quote_multi(self, account: int, legs: Legs) -> MultiQuote:
+        """What a multi-leg order (`trade_multi`) would do in the next block: each leg's
+        fill price, fee, realised PnL and funding, and the account's margin after the whole
+        order, by the SDK's mirror of the contract (`math.fill_multi` / `check_multi`) over
+        the pending block's state, so the fills match the chain's to the wei. `legs`:
+        {symbol or id: signed size} or (symbol or id, size) pairs, in fill order. Signs
+        nothing.
+
+        A leg the chain would refuse (size, market, price quorum, caps, minimum position
+        size) raises `TransactionRejected`; a final margin check that would refuse the
+        order is returned as `refusal` (with the figures after it)."""
+        return self._quote_multi(account, self._leg_orders(legs))
+
+    def _quote_multi(self, account: int, orders: list[tuple[int, int]]) -> MultiQuote:
+        """`quote_multi` of [(market id, size WAD)]."""
+        from perpdex.sdk import math as pm
+        from perpdex.sdk.snapshot import Snapshot
+
+        snap = Snapshot.load(self, account, "pending")
+        try:
+            filled = pm.fill_multi(snap, [(m, d, None) for m, d in orders])
+        except pm.Revert as err:
+            raise TransactionRejected("quote", str(err), hint_for(str(err))) from None
+        refusal: str | None = None
+        try:
+            margin = pm.check_multi(filled, snap.loss_cap).margin_after
+        except pm.Revert as err:
+            refusal = str(err)
+            margin = pm.scan(filled.after)
+        symbols = self.deployment.markets
+        return MultiQuote(
+            account=account,
+            legs=tuple(
+                LegQuote(f.market, symbols[f.market], from_wad(f.size_delta), f)
+                for f in filled.fills
+            ),
+            margin_after=margin,
+            timestamp=filled.now,
+            refusal=refusal,
+            hint=hint_for(refusal) if refusal else None,
+        )
+
+    def trade_multi(
+        self,
+        account: int,
+        legs: Legs,
+        *,
+        max_slippage: Decimal | str = DEFAULT_MAX_SLIPPAGE,
+        slippage: Decimal | str | None = None,
+        acceptable_prices: Mapping[str | int, Decimal | int | str] | None = None,
+        quote: MultiQuote | None = None,
+    ) -> MultiFill:
+        """Several market orders of one sub-account in one transaction
+        (`ClearinghouseRisk.trade_multi`), margin-checked once on the final book: a hedged
+        book opens with the collateral its final requirement needs, not what each leg
+        alone would. `legs`: {symbol or id: signed size} (e.g. {"BTC": "1", "ETH": "-30"})
+        or (symbol or id, size) pairs, in fill order; at most 8, each market once.
+
+        Each leg carries a worst acceptable price: `acceptable_prices[leg]` if given (in
+        dollars), else its predicted fill (`quote_multi`, or `quote` if given) moved
+        `max_slippage` (a fraction; `slippage` is the same) against it. Refused with the
+        contract's reason and a hint before anything is signed when the chain would
+        refuse it. Returns each leg's fill, in order."""
+        orders = self._leg_orders(legs)
+        if quote is None:
+            quote = self._quote_multi(account, orders)
+        elif quote.account != account or [(q.market, to_wad(q.size)) for q in quote.legs] != orders:
+            raise PerpdexError(
+                f"the quote is for another order ({_legs_text(quote)} on account "
+                f"{quote.account:#x}); quote this order first"
+            )
+        slip = max_slippage if slippage is None else slippage
+        given = {
+            self.market_id(k): to_wad(_positive(v, "acceptable price"))
+            for k, v in (acceptable_prices or {}).items()
+        }
+        unknown = set(given) - {m for m, _ in orders}
+        if unknown:
+            names = ", ".join(self.deployment.markets[m] for m in sorted(unknown))
+            raise PerpdexError(
+                f"acceptable prices given for {names}, which the order does not trade"
+            )
+        bounds = [given.get(q.market, q.acceptable_price(slip)) for q in quote.legs]
+        args = [(m, d, b) for (m, d), b in zip(orders, bounds, strict=True)]
+        receipt = self._send("trade", self.risk.trade_multi, account, args, oracle_reads=len(args))
+        fills = {
+            int(f.market): f
+            for f in receipt.decode_logs(self.clearinghouse.Fill)
+            if int(f.account) == account
+        }
+        missing = [q.symbol for q in quote.legs if q.market not in fills]
+        if missing:
+            raise PerpdexError(
+                f"trade {receipt.txn_hash} emitted no Fill for {', '.join(missing)} of this "
+                "account; check the transaction in a block explorer"
+            )
+        tx, block = str(receipt.txn_hash), receipt.block_number
+        return MultiFill(
+            account=account,
+            legs=tuple(
+                _leg_fill(fills[q.market], q, b, tx, block)
+                for q, b in zip(quote.legs, bounds, strict=True)
+            ),
+            quote=quote,
+            tx_hash=tx,
+            block_number=block,
+        )
+
+    def _leg_orders(self, legs: Legs) -> list[tuple[int, int]]:
+        """[(market id, size WAD)] of a multi-leg order, in the order given."""
+        pairs = list(legs.items()) if isinstance(legs, Mapping) else list(legs)
+        out: list[tuple[int, int]] = []
+        for pair in pairs:
+            if len(pair) != 2:
+                raise PerpdexError(
+                    f"leg {pair!r} is not a (market, size) pair; write legs like "
+                    '{"BTC": "1", "ETH": "-30"}'
+                )
+            market, size = pair
+            out.append((self.market_id(market), _size_wad(size)))
+        return out
 
     def _require_min_position(self, account: int, m: int, delta: int, quote: Quote) -> None:
         """Refuses, before sending, an order the Clearinghouse refuses for leaving a
@@ -1210,14 +1343,16 @@ class PerpdexClient:
             )
         return to_units(value, col.decimals)
 
-    def _send(self, action: str, method: Any, *args: Any) -> ReceiptAPI:
+    def _send(self, action: str, method: Any, *args: Any, oracle_reads: int = 1) -> ReceiptAPI:
+        """Preflight and send `method(*args)` with a padded gas estimate; `oracle_reads`:
+        markets whose oracle read the estimate may skip (`gas.padded_gas`)."""
         from ape.exceptions import ContractLogicError
 
         signer = self._require_signer(action)
         if self.preflight:
             self._simulate(action, method, args, signer)
         try:
-            return gas.send(action, method, *args, sender=signer)
+            return gas.send(action, method, *args, sender=signer, oracle_reads=oracle_reads)
         except ContractLogicError as err:
             raise rejected(action, err) from err
 
@@ -1309,6 +1444,14 @@ def prepare_order(
         bound = quote.acceptable_price(max_slippage)
     client._require_min_position(account, m, delta, quote)
     return m, delta, quote, bound
+
+
+#: The legs of a multi-leg order: {symbol or id: signed size} or (symbol or id, size) pairs.
+Legs = Mapping[str | int, Decimal | int | str] | Sequence[tuple[str | int, Decimal | int | str]]
+
+
+def _legs_text(q: MultiQuote) -> str:
+    return ", ".join(f"{leg.size} {leg.symbol}" for leg in q.legs)
 
 
 def _size_wad(size: Decimal | int | str) -> int:

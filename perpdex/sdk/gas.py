@@ -10,7 +10,9 @@ A trade also reuses a mark refreshed earlier in its own block and then skips the
 path (~87k for an increase), the trade lands a block later and pays the whole oracle path
 (~148k). No multiplier covers a fixed ~60k gap on a small estimate, so the headroom holds
 one market's full oracle read (ORACLE_PATH_GAS; Chainlink proxies cost 5-8k more per
-source than the local mocks). An unused limit costs nothing on an L2 (gas used is paid).
+source than the local mocks), one per leg for a multi-leg order (`trade_multi`: each leg
+may skip its market's read in the estimate). An unused limit costs nothing on an L2 (gas
+used is paid).
 So the SDK, CLI, keepers and deploy send `estimate x GAS_MULTIPLIER + GAS_HEADROOM`
 (PERPDEX_GAS_MULTIPLIER overrides the multiplier), and report an out-of-gas failure as
 such, with what to change.
@@ -50,9 +52,12 @@ def multiplier() -> float:
     return value
 
 
-def padded_gas(estimate: int) -> int:
-    """The limit sent for an `eth_estimateGas` figure (rounded up)."""
-    return math.ceil(estimate * multiplier()) + GAS_HEADROOM
+def padded_gas(estimate: int, oracle_reads: int = 1) -> int:
+    """The limit sent for an `eth_estimateGas` figure (rounded up). `oracle_reads`: how
+    many markets' oracle reads the estimate may have skipped on a same-block mark (the
+    legs of a multi-leg order; 1 for everything else)."""
+    extra = ORACLE_PATH_GAS * (max(oracle_reads, 1) - 1)
+    return math.ceil(estimate * multiplier()) + GAS_HEADROOM + extra
 
 
 def _revert_reason(err: BaseException) -> str | None:
@@ -62,9 +67,11 @@ def _revert_reason(err: BaseException) -> str | None:
     return reason if reason and reason != "Transaction failed." else None
 
 
-def send(action: str, method: Any, *args: Any, sender: Any, **kw: Any) -> Any:
-    """`method(*args, sender=sender)` with a padded gas estimate; raises `OutOfGas`
-    (not a VM error) when the limit ran short.
+def send(
+    action: str, method: Any, *args: Any, sender: Any, oracle_reads: int = 1, **kw: Any
+) -> Any:
+    """`method(*args, sender=sender)` with a padded gas estimate (`padded_gas`, with
+    `oracle_reads`); raises `OutOfGas` (not a VM error) when the limit ran short.
 
     A failure with a revert reason is a revert and is raised as it is. A node reports a
     transaction that ran dry inside a delegatecall as a plain failure (the outer frame
@@ -73,7 +80,8 @@ def send(action: str, method: Any, *args: Any, sender: Any, **kw: Any) -> Any:
     limit sent, the limit was the cause. Otherwise the original error stands.
     """
     if "gas_limit" not in kw:
-        kw["gas_limit"] = padded_gas(int(method.estimate_gas_cost(*args, sender=sender)))
+        estimate = int(method.estimate_gas_cost(*args, sender=sender))
+        kw["gas_limit"] = padded_gas(estimate, oracle_reads)
     limit = int(kw["gas_limit"])
     try:
         return method(*args, sender=sender, **kw)

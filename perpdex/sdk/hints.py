@@ -90,6 +90,13 @@ REVERT_HINTS: dict[str, str] = {
     "clearinghouse: market paused": "this market is paused; trade another market or wait",
     "clearinghouse: unknown market": "use a listed market; `perpdex quote` lists them",
     "clearinghouse: zero size": "give a size above zero",
+    "clearinghouse: no legs": "give at least one SYMBOL SIZE pair",
+    "clearinghouse: too many legs": (
+        "a multi-leg order takes at most 8 legs; split it into several orders"
+    ),
+    "clearinghouse: market twice": (
+        "a multi-leg order trades each market once; add the sizes of that market up"
+    ),
     "clearinghouse: not reduce-only": "only orders that shrink the position are allowed here",
     "clearinghouse: min position size": (
         "an order must leave the position closed or worth at least $100 at the oracle "

@@ -16,8 +16,11 @@ from perpdex.errors import PerpdexError
 from perpdex.sdk.math import (
     NO_RISK_HEALTH,
     AccountView,
+    MarginScan,
+    PoolFill,
     PositionView,
     QuoteView,
+    health,
 )
 from perpdex.units import from_wad, to_wad
 
@@ -227,6 +230,154 @@ class Fill:
     def cash_flow(self) -> Decimal:
         """Change in the settlement balance: realised PnL minus funding and fee."""
         return self.realized_pnl - self.funding_paid - self.fee
+
+
+@dataclass(frozen=True)
+class LegQuote:
+    """One leg of a multi-leg order as `PerpdexClient.quote_multi` predicts it, in dollars;
+    `view` keeps the mirror's integers (WAD), which the chain's fill matches to the wei."""
+
+    market: int
+    symbol: str
+    size: Decimal  # signed base units: positive buys
+    view: PoolFill
+
+    @property
+    def is_buy(self) -> bool:
+        return self.size > 0
+
+    @property
+    def oracle_price(self) -> Decimal:
+        return from_wad(self.view.oracle_price)
+
+    @property
+    def fill_price(self) -> Decimal:
+        return from_wad(self.view.fill_price)
+
+    @property
+    def price_impact(self) -> Decimal:
+        """(fill - oracle) / oracle, signed."""
+        return (self.fill_price - self.oracle_price) / self.oracle_price
+
+    @property
+    def notional(self) -> Decimal:
+        return abs(self.size) * self.fill_price
+
+    @property
+    def fee(self) -> Decimal:
+        return from_wad(self.view.fee)
+
+    @property
+    def realized_pnl(self) -> Decimal:
+        return from_wad(self.view.realized_pnl)
+
+    @property
+    def funding_paid(self) -> Decimal:
+        """Funding the existing position settles with this leg (positive: it pays)."""
+        return from_wad(self.view.funding_paid)
+
+    @property
+    def size_after(self) -> Decimal:
+        return from_wad(self.view.size_after)
+
+    def acceptable_price(self, max_slippage: Decimal | str = DEFAULT_MAX_SLIPPAGE) -> int:
+        """Worst fill price (WAD) for this leg: see `acceptable_price`."""
+        return acceptable_price(self.view.fill_price, self.size > 0, max_slippage)
+
+
+@dataclass(frozen=True)
+class MultiQuote:
+    """What a multi-leg order would do in the next block (`PerpdexClient.quote_multi`,
+    the SDK's mirror of `trade_multi` over the pending block's state): each leg's fill and
+    the account's margin after the whole order. `refusal` is the contract's reason when
+    the final margin check would refuse the order (None: accepted), with its `hint`."""
+
+    account: int
+    legs: tuple[LegQuote, ...]
+    margin_after: MarginScan
+    timestamp: int  # the block time quoted (the pending block's)
+    refusal: str | None = None
+    hint: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.refusal is None
+
+    @property
+    def fee(self) -> Decimal:
+        return sum((leg.fee for leg in self.legs), Decimal(0))
+
+    @property
+    def notional(self) -> Decimal:
+        return sum((leg.notional for leg in self.legs), Decimal(0))
+
+    @property
+    def equity_after(self) -> Decimal:
+        return from_wad(self.margin_after.equity)
+
+    @property
+    def initial_after(self) -> Decimal:
+        return from_wad(self.margin_after.initial)
+
+    @property
+    def maintenance_after(self) -> Decimal:
+        return from_wad(self.margin_after.maintenance)
+
+    @property
+    def health_after(self) -> Decimal | None:
+        """Equity over maintenance after the order; None when nothing is at risk."""
+        return _health(health(self.margin_after.equity, self.margin_after.maintenance))
+
+    def acceptable_prices(
+        self, max_slippage: Decimal | str = DEFAULT_MAX_SLIPPAGE
+    ) -> tuple[int, ...]:
+        """Each leg's worst fill price (WAD), in leg order."""
+        return tuple(leg.acceptable_price(max_slippage) for leg in self.legs)
+
+
+@dataclass(frozen=True)
+class LegFill:
+    """One leg of a multi-leg order as the Clearinghouse filled it (its `Fill` event)."""
+
+    account: int
+    market: int
+    symbol: str
+    size_delta: Decimal
+    price: Decimal
+    fee: Decimal
+    realized_pnl: Decimal
+    funding_paid: Decimal  # settled by the position before the fill (positive: paid)
+    size_after: Decimal
+    acceptable_price: Decimal  # the bound the leg carried
+    quote: LegQuote  # the prediction the bound was computed from
+    tx_hash: str
+    block_number: int | None
+
+    @property
+    def cash_flow(self) -> Decimal:
+        """Change in the settlement balance: realised PnL minus funding and fee."""
+        return self.realized_pnl - self.funding_paid - self.fee
+
+
+@dataclass(frozen=True)
+class MultiFill:
+    """A multi-leg order as the Clearinghouse filled it: one `LegFill` per leg, in order,
+    from one transaction."""
+
+    account: int
+    legs: tuple[LegFill, ...]
+    quote: MultiQuote
+    tx_hash: str
+    block_number: int | None
+
+    @property
+    def fee(self) -> Decimal:
+        return sum((leg.fee for leg in self.legs), Decimal(0))
+
+    @property
+    def cash_flow(self) -> Decimal:
+        """Change in the settlement balance over every leg."""
+        return sum((leg.cash_flow for leg in self.legs), Decimal(0))
 
 
 @dataclass(frozen=True)
@@ -539,6 +690,27 @@ def _fill(ev: Any, quote: Quote, bound: int, tx_hash: str, block_number: int | N
     """A `Fill` from the Clearinghouse's Fill event and the quote its bound came from."""
     return Fill(
         account=quote.account,
+        market=quote.market,
+        symbol=quote.symbol,
+        size_delta=from_wad(int(ev.size_delta)),
+        price=from_wad(int(ev.price)),
+        fee=from_wad(int(ev.fee)),
+        realized_pnl=from_wad(int(ev.realized_pnl)),
+        funding_paid=from_wad(int(ev.funding_paid)),
+        size_after=from_wad(int(ev.size)),
+        acceptable_price=from_wad(bound),
+        quote=quote,
+        tx_hash=tx_hash,
+        block_number=block_number,
+    )
+
+
+def _leg_fill(
+    ev: Any, quote: LegQuote, bound: int, tx_hash: str, block_number: int | None
+) -> LegFill:
+    """A `LegFill` from the Clearinghouse's Fill event of one leg and its prediction."""
+    return LegFill(
+        account=int(ev.account),
         market=quote.market,
         symbol=quote.symbol,
         size_delta=from_wad(int(ev.size_delta)),

@@ -59,12 +59,15 @@ __all__ = [
     "PORTFOLIO_NAME",
     "STRATEGIES",
     "AccountFigures",
+    "LegOrderCollateral",
     "PositionFigures",
     "Strategy",
     "StrategyLeg",
     "WorkedExample",
     "ensure_pool",
     "format_usd",
+    "leg_order_collateral",
+    "leg_order_markdown",
     "markdown",
     "net_positions",
     "open_book",
@@ -386,6 +389,65 @@ def run(
     )
 
 
+# --- opening the book leg by leg or in one multi-leg order -------------------------------
+
+
+@dataclass(frozen=True)
+class LegOrderCollateral:
+    """The collateral (USD WAD) a flat sub-account needs to open a book: leg by leg, one
+    market order per leg margin-checked after its fill, for every order of the legs; and
+    in one multi-leg order (`trade_multi`), checked once on the final book. Each figure is
+    the least deposit every check passes with: max over the checks of (initial
+    requirement - equity without the deposit), the latter being the fees and skew premium
+    paid so far (negative)."""
+
+    symbols: tuple[str, ...]  # the legs, in `legs` order
+    by_order: tuple[tuple[tuple[str, ...], int], ...]  # (leg order, collateral needed)
+    one_order: int
+
+    @property
+    def best(self) -> tuple[tuple[str, ...], int]:
+        return min(self.by_order, key=lambda x: x[1])
+
+    @property
+    def worst(self) -> tuple[tuple[str, ...], int]:
+        return max(self.by_order, key=lambda x: x[1])
+
+    def extra(self, need: int) -> Decimal:
+        """How much more than the multi-leg order `need` is, as a fraction."""
+        return Decimal(need - self.one_order) / Decimal(self.one_order)
+
+
+def leg_order_collateral(
+    snap: Any, legs: Sequence[tuple[int, int]], symbols: Sequence[str]
+) -> LegOrderCollateral:
+    """`LegOrderCollateral` of opening `legs` ((market, size WAD), distinct markets;
+    `symbols` by market id) from
+    `snap`, a flat sub-account's `perpdex.sdk.snapshot.Snapshot` (its collateral does not
+    count), by the SDK's mirror of the contracts: `pool_fill` and `scan` after each leg for
+    the leg-by-leg orders (all in the snapshot's block: fill prices do not depend on the
+    order, the legs being on distinct markets), `fill_multi` for the multi-leg order."""
+    from itertools import permutations
+
+    from perpdex.sdk import math as pm
+
+    base = pm.scan(snap).equity
+    names = tuple(symbols[m] for m, _ in legs)
+
+    def short(s: pm.MarginScan) -> int:
+        return max(s.initial - (s.equity - base), 0)
+
+    by_order = []
+    for order in permutations(range(len(legs))):
+        cur, need = snap, 0
+        for k in order:
+            _, cur = pm.pool_fill(cur, legs[k][0], legs[k][1], snap.timestamp)
+            need = max(need, short(pm.scan(cur)))
+        by_order.append((tuple(names[k] for k in order), need))
+    multi = pm.fill_multi(snap, [(m, d, None) for m, d in legs], snap.timestamp)
+    return LegOrderCollateral(names, tuple(by_order), short(pm.scan(multi.after)))
+
+
 # --- rendering (no chain needed) --------------------------------------------------------
 
 
@@ -536,6 +598,34 @@ def markdown(ex: WorkedExample) -> str:
         ),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def leg_order_markdown(books: Sequence[tuple[str, dict[str, Decimal], LegOrderCollateral]]) -> str:
+    """The collateral table of docs/worked-example.md ("Opening the book: leg by leg or in
+    one order"): per book (label, {symbol: size}, its `LegOrderCollateral`), what one
+    multi-leg order needs and what the best and the worst leg order need leg by leg."""
+
+    def order_cell(c: LegOrderCollateral, which: tuple[tuple[str, ...], int]) -> str:
+        same = len({need for _, need in c.by_order}) == 1
+        where = "any order" if same else ", ".join(which[0])
+        extra = c.extra(which[1])
+        more = f"; {'+' if extra >= 0 else ''}{_pct(extra)}" if which[1] != c.one_order else ""
+        return f"{format_usd(which[1])} ({where}{more})"
+
+    rows = [
+        (
+            ", ".join(f"{_size(size)} {sym}" for sym, size in book.items()) + f" ({label})",
+            format_usd(c.one_order),
+            order_cell(c, c.best),
+            order_cell(c, c.worst),
+        )
+        for label, book, c in books
+    ]
+    return _md(
+        ("book", "one multi-leg order", "leg by leg, best order", "leg by leg, worst order"),
+        rows,
+        (False, True, True, True),
+    )
 
 
 # --- the demo step ------------------------------------------------------------------------

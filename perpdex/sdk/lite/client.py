@@ -105,10 +105,10 @@ class TradeClient(ReadClient):
     def _require_signer(self, action: str) -> Any:
         return self._account
 
-    def _send(self, action: str, method: Any, *args: Any) -> Any:
+    def _send(self, action: str, method: Any, *args: Any, oracle_reads: int = 1) -> Any:
         """Preflight, sign, send and wait for `method(*args)` (a handle's function, as in
         `PerpdexClient._send`: every write method of the shared client sends through this);
-        returns a `Receipt`."""
+        returns a `Receipt`. `oracle_reads` as in `gas.padded_gas`."""
         fn = cast(BoundFunction, method)
         call = {
             "from": self.address,
@@ -120,7 +120,7 @@ class TradeClient(ReadClient):
             estimate = int(self.rpc("eth_estimateGas", call), 16)
         except Reverted as r:
             raise TransactionRejected(action, r.reason, hint_for(r.reason)) from None
-        limit = gas.padded_gas(estimate)
+        limit = gas.padded_gas(estimate, oracle_reads)
         tx: dict[str, Any] = {
             "chainId": self._chain_id,
             "nonce": self._next_nonce(),

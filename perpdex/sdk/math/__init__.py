@@ -31,6 +31,7 @@ the bottom (a module imports only those above it):
   positions, pricing, funding    the pure trading math of those modules
   views                modules/views.vy: Snapshot, the raw chain state at one block
   engine               modules/engine.vy: touch, collateral_value, scan, simulate_trade
+  clearinghouse_risk   ClearinghouseRisk.vy: simulate_multi (multi-leg orders)
   accounts             modules/accounts.vy: the value-out gate, withdrawable
   clearinghouse_lens   ClearinghouseLens.vy: account_summary, quote, liquidation_price
   liquidation_hooks    modules/liquidation_hooks.vy: budget bounds, per-leg transfer rules
@@ -52,6 +53,8 @@ The engine, lens and trade layers read a `views.Snapshot` (the raw chain state a
     quote(snap, m, d)     == lens.quote(account, m, d)            (same block)
     simulate_trade(snap, m, d, now=t)  -> what ch.trade does in a block at time t,
                                           including the account's margin after it
+    simulate_multi(snap, [(m, d, bound), ...], now=t)
+                                       -> what trade_multi does (one check at the end)
 
 `quote` mirrors the lens, including its one approximation: the figures *after* the trade
 value the other positions and secondary collateral at their cached marks, whereas the
@@ -110,10 +113,21 @@ from perpdex.sdk.math.clearinghouse_lens import (
     quote_collateral_value,
     touched_index,
 )
+from perpdex.sdk.math.clearinghouse_risk import (
+    MAX_LEGS,
+    LegOrder,
+    MultiFills,
+    MultiTradeResult,
+    check_multi,
+    fill_multi,
+    simulate_multi,
+)
 from perpdex.sdk.math.engine import (
+    PoolFill,
     TradeResult,
     check_initial,
     collateral_value,
+    pool_fill,
     refresh_stale,
     require_min_position,
     scan,
@@ -240,6 +254,7 @@ from perpdex.sdk.math.packing import (
     _grid as _grid,
 )
 from perpdex.sdk.math.positions import (
+    adds_risk,
     apply_fill,
     funding_owed,
     value_pnl,
@@ -327,6 +342,7 @@ __all__ = [
     "MAX_I56",
     "MAX_I72",
     "MAX_I96",
+    "MAX_LEGS",
     "MAX_MARKETS",
     "MAX_POSITIONS",
     "MAX_PRICE",
@@ -352,10 +368,14 @@ __all__ = [
     "CollateralInfo",
     "Ctx",
     "Leg",
+    "LegOrder",
     "MarginScan",
     "Mark",
     "MarketParams",
     "MarketState",
+    "MultiFills",
+    "MultiTradeResult",
+    "PoolFill",
     "Position",
     "PositionView",
     "QuoteView",
@@ -368,10 +388,12 @@ __all__ = [
     "account_summary",
     "accrue",
     "add_leg",
+    "adds_risk",
     "apply_fill",
     "binding_scenario",
     "book_header",
     "check_initial",
+    "check_multi",
     "collateral_bitmap",
     "collateral_value",
     "combine",
@@ -379,6 +401,7 @@ __all__ = [
     "div_floor",
     "fee",
     "fee_split",
+    "fill_multi",
     "fill_price",
     "force_close",
     "forced_limit",
@@ -424,6 +447,7 @@ __all__ = [
     "pack_pos",
     "pack_system",
     "pack_u128",
+    "pool_fill",
     "pos_cost",
     "pos_funding_delta",
     "pos_size",
@@ -436,6 +460,7 @@ __all__ = [
     "require_min_position",
     "scan",
     "shock",
+    "simulate_multi",
     "simulate_trade",
     "smul_div",
     "strict_refresh",

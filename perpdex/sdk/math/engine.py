@@ -1,6 +1,7 @@
 """Mirror of contracts/modules/engine.vy: touching a market (mark transition), the margin
 scan, stale-mark refreshes, the initial-margin gate and the pool trade in full
-(`simulate_trade` = `_pool_trade`), over a `views.Snapshot`.
+(`simulate_trade` = `_pool_trade`; `pool_fill` = its fill without the margin checks, a
+leg of a multi-leg order), over a `views.Snapshot`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from perpdex.sdk.math.packing import (
     unpack_mark,
     with_position,
 )
-from perpdex.sdk.math.positions import apply_fill, funding_owed
+from perpdex.sdk.math.positions import adds_risk, apply_fill, funding_owed
 from perpdex.sdk.math.pricing import fee, fill_price
 from perpdex.sdk.math.state import NO_OVERRIDE, MarginScan, fee_split
 from perpdex.sdk.math.views import Snapshot
@@ -296,33 +297,38 @@ def _require_can_add_risk(snap: Snapshot, m: int, p: MarketParams, flags: int) -
         raise Revert("clearinghouse: market not in risk book")
 
 
-def simulate_trade(
+@dataclass(frozen=True)
+class PoolFill:
+    """One fill of engine._pool_trade against the vault's pool (a market order, or one
+    leg of a multi-leg order): the oracle price it was valued at, the fill price and fee,
+    the amounts settled, the position before and after, and whether it adds risk (opens,
+    grows or flips the position)."""
+
+    market: int
+    size_delta: int
+    oracle_price: int
+    fill_price: int
+    fee: int
+    realized_pnl: int
+    funding_paid: int
+    size_before: int
+    size_after: int
+    adds: bool
+
+
+def pool_fill(
     snap: Snapshot,
     market: int,
     size_delta: int,
-    now: int | None = None,
+    now: int,
     acceptable_price: int | None = None,
-) -> TradeResult:
-    """trading.trade -> engine._pool_trade, in full: touch the market (oracle price,
-    funding accrued to `now`), the fill price and fee against the pool, settlement
-    (_settle_side: funding, realised PnL, open interest, the position), the fee
-    (_collect_fee), the caps (_check_caps, every fill), and the post-trade
-    margin check (_check_after_trade: stale marks re-read, then equity >= initial, or a
-    reduce-only trade that does not raise the requirement; a trade that adds needs
-    equity >= the loss cap too). Raises `Revert` with the
-    contract's reason where the trade would revert.
-
-    Unlike the lens's `quote` (which `quote` mirrors), the figures after the trade are
-    exact even when other marks are stale or a secondary collateral is priced by the
-    traded market. `now` defaults to the snapshot's timestamp; pass the pending block's.
-    The exposure cap (on the pool's raw cash, before pending fees are swept) is checked
-    only when the snapshot carries `pool_cash`. Does not check who sends it. Assumes the
-    oracle prices at `now` are the ones the snapshot read."""
-    now = snap.timestamp if now is None else now
-    if snap.header & ACCOUNT_EXISTS == 0:
-        raise Revert("clearinghouse: unknown account")
-    if snap.header & ACCOUNT_IN_LIQUIDATION != 0:
-        raise Revert("clearinghouse: account in liquidation")
+) -> tuple[PoolFill, Snapshot]:
+    """engine._pool_trade up to its margin checks (mode TRADE_DEFERRED, a leg of
+    `trade_multi`, stops there): the zero-size and market checks, the touch (oracle price,
+    funding accrued to `now`), the quorum, dust and add-risk gates, the fill price and its
+    bound, settlement (_settle_side), the fee (_collect_fee) and the caps (_check_caps).
+    Returns the fill and the account's state after it. Raises `Revert` where the contract
+    reverts."""
     if size_delta == 0:
         raise Revert("clearinghouse: zero size")
     if market >= snap.market_count:
@@ -337,7 +343,7 @@ def simulate_trade(
     index = mark.index
     pos = snap.position(market)
     size, cost = pos.size, pos.cost
-    adds = size == 0 or (size > 0) == (size_delta > 0) or abs(size_delta) > abs(size)
+    adds = adds_risk(size, size_delta)
     require_min_position(size + size_delta, price)
     if adds:
         _require_can_add_risk(snap, market, p, flags)
@@ -406,26 +412,87 @@ def simulate_trade(
         limit = raw_cash * p.max_vault_exposure // WAD if raw_cash > 0 else 0
         if exposure > limit:
             raise Revert("clearinghouse: vault exposure cap reached")
+    filled = PoolFill(
+        market=market,
+        size_delta=size_delta,
+        oracle_price=price,
+        fill_price=fill,
+        fee=fee_,
+        realized_pnl=realized,
+        funding_paid=funding_paid,
+        size_before=size,
+        size_after=new_size,
+        adds=adds,
+    )
+    return filled, after
+
+
+def _require_trader_state(snap: Snapshot) -> None:
+    """The account checks of `trade` and `trade_multi` the snapshot can make (who sends
+    the order is not checked): it exists and is not being liquidated."""
+    if snap.header & ACCOUNT_EXISTS == 0:
+        raise Revert("clearinghouse: unknown account")
+    if snap.header & ACCOUNT_IN_LIQUIDATION != 0:
+        raise Revert("clearinghouse: account in liquidation")
+
+
+def _require_no_stranded_debt(
+    snap: Snapshot, now: int, refreshed: tuple[int, ...]
+) -> tuple[Snapshot, tuple[int, ...]]:
+    """The end of every order: closing the last position must not leave a debt no
+    liquidation can reach (engine._check_initial with its own reason)."""
+    if position_count(snap.header) == 0 and snap.balance(0) < 0:
+        snap, more = check_initial(snap, now, "clearinghouse: close leaves negative equity")
+        refreshed += tuple(m for m in more if m not in refreshed)
+    return snap, refreshed
+
+
+def simulate_trade(
+    snap: Snapshot,
+    market: int,
+    size_delta: int,
+    now: int | None = None,
+    acceptable_price: int | None = None,
+) -> TradeResult:
+    """trading.trade -> engine._pool_trade, in full: touch the market (oracle price,
+    funding accrued to `now`), the fill price and fee against the pool, settlement
+    (_settle_side: funding, realised PnL, open interest, the position), the fee
+    (_collect_fee), the caps (_check_caps, every fill), and the post-trade
+    margin check (_check_after_trade: stale marks re-read, then equity >= initial, or a
+    reduce-only trade that does not raise the requirement; a trade that adds needs
+    equity >= the loss cap too). Raises `Revert` with the
+    contract's reason where the trade would revert.
+
+    Unlike the lens's `quote` (which `quote` mirrors), the figures after the trade are
+    exact even when other marks are stale or a secondary collateral is priced by the
+    traded market. `now` defaults to the snapshot's timestamp; pass the pending block's.
+    The exposure cap (on the pool's raw cash, before pending fees are swept) is checked
+    only when the snapshot carries `pool_cash`. Does not check who sends it. Assumes the
+    oracle prices at `now` are the ones the snapshot read."""
+    now = snap.timestamp if now is None else now
+    _require_trader_state(snap)
+    filled, after = pool_fill(snap, market, size_delta, now, acceptable_price)
+    adds = filled.adds
     refreshed: tuple[int, ...] = ()
-    if adds or hdr & ACCOUNT_PORTFOLIO != 0:  # _check_after_trade
+    if adds or after.header & ACCOUNT_PORTFOLIO != 0:  # _check_after_trade
         after, refreshed = refresh_stale(after, now, every=adds and snap.loss_cap != 0)
         s = scan(after)
         if s.equity < s.initial:
             if adds:
                 raise Revert("clearinghouse: below initial margin")
-            before = scan(after, with_equity=False, override_market=market, override_size=size)
+            before = scan(
+                after, with_equity=False, override_market=market, override_size=filled.size_before
+            )
             if s.initial > before.initial:
                 raise Revert("clearinghouse: below initial margin")
         elif adds and s.equity < snap.loss_cap:  # (perpdex.sdk.losscap.below_loss_cap)
             raise Revert("clearinghouse: below loss cap, reduce only")
-    if position_count(hdr) == 0 and balances[0] < 0:  # no debt left beyond liquidation's reach
-        after, more = check_initial(after, now, "clearinghouse: close leaves negative equity")
-        refreshed += tuple(m for m in more if m not in refreshed)
+    after, refreshed = _require_no_stranded_debt(after, now, refreshed)
     return TradeResult(
-        fill_price=fill,
-        fee=fee_,
-        realized_pnl=realized,
-        funding_paid=funding_paid,
+        fill_price=filled.fill_price,
+        fee=filled.fee,
+        realized_pnl=filled.realized_pnl,
+        funding_paid=filled.funding_paid,
         adds=adds,
         refreshed=refreshed,
         margin_after=scan(after),

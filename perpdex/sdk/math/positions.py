@@ -27,6 +27,12 @@ def apply_fill(size: int, cost: int, delta: int, price: int) -> tuple[int, int, 
     )
 
 
+def adds_risk(size: int, delta: int) -> bool:
+    """positions._adds: whether filling `delta` against a position of `size` opens, grows
+    or flips it (anything but a pure reduce or close)."""
+    return size == 0 or (size > 0) == (delta > 0) or abs(delta) > abs(size)
+
+
 def funding_owed(size: int, index_delta: int) -> int:
     """positions._funding_owed: funding a position owes (+) or earns (-), USD WAD."""
     if index_delta == 0:

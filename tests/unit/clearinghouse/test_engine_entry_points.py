@@ -20,7 +20,7 @@ def test_engine_pool_trade__outside_caller__reverts(ch, engine_acct, request, wh
     # would skip the authorisation, pause and price-bound checks of `trade`
     with ape.reverts(REASON):
         ch.engine_pool_trade(
-            engine_acct, BTC, WAD, MAX_UINT256, False, sender=request.getfixturevalue(who)
+            engine_acct, BTC, WAD, MAX_UINT256, 0, sender=request.getfixturevalue(who)
         )
     assert ch.position(engine_acct, BTC)[0] == 0
 
