@@ -83,8 +83,9 @@ OPERATIONS: tuple[Operation, ...] = (
         (ACCOUNT, USDC, 5_000 * 10**6, OWNER),
     ),
     Operation(
-        "open", "open", CLEARINGHOUSE, TRADE, (ACCOUNT, 0, 2 * WAD // 10, 101_000 * WAD),
-        "market buy 0.2 BTC with a price bound",
+        "open", "open_new_account", CLEARINGHOUSE, TRADE,
+        (ACCOUNT, 0, 2 * WAD // 10, 101_000 * WAD),
+        "market buy 0.2 BTC with a price bound (a new position in a trading market)",
     ),
     Operation(
         "increase", "increase", CLEARINGHOUSE, TRADE,

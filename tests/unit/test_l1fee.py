@@ -240,3 +240,12 @@ def test_gas_report__prices_each_transaction_and_no_view_call(tmp_path, monkeypa
     assert lines["increase"] != lines["lp_deposit"].replace("lp_deposit", "increase")
     assert "## L1 data fee: model and assumptions" in text
     assert "FastLZ" in text and "brotli" in text and "zlib" not in text
+
+
+def test_every_operation_reads_a_key_make_bench_writes() -> None:
+    """`perpdex gas` prices each operation with its docs/gas.json row: a bench rename
+    (`open` became `open_first_trade_of_market` / `open_new_account`) must not leave an
+    operation without its measured gas."""
+    measured = fm.measured_gas()
+    missing = [op.gas_key for op in fm.OPERATIONS if op.gas_key not in measured]
+    assert not missing, f"docs/gas.json lacks {missing}: re-run `make bench`"
