@@ -52,7 +52,8 @@ def open_account(name: String[32], portfolio: bool) -> uint256:
 def set_operator(account: uint256, operator: address, allowed: bool):
     """
     @notice Authorises (or revokes, at once) an address to trade for an account.
-            Operators can never withdraw or move collateral.
+            Operators never withdraw; collateral moves only between two accounts of
+            the same owner that the operator operates both of (`transfer_collateral`).
     """
     engine._require_owner(account)
     assert operator != empty(address), "clearinghouse: zero operator"
@@ -158,14 +159,25 @@ def transfer_collateral(
     from_account: uint256, to_account: uint256, token: address, amount: uint256
 ):
     """
-    @notice Moves collateral between two sub-accounts of the caller in one call. The
-            sending account must stay above initial margin and at or above its loss cap.
+    @notice Moves collateral between two sub-accounts of one owner in one call: by the
+            owner, or by an operator of both accounts (a rebalancing bot topping up a
+            strategy from its reserve; the collateral never leaves the owner's accounts,
+            and an operator of both could already trade either). The sending account
+            must stay above initial margin and at or above its loss cap.
     @param amount Token units.
     """
     assert amount != 0, "clearinghouse: zero amount"
     assert from_account != to_account, "clearinghouse: same account"
-    hdr: uint256 = engine._require_owner(from_account)
-    to_hdr: uint256 = engine._require_owner(to_account)
+    hdr: uint256 = engine._require_exists(from_account)
+    to_hdr: uint256 = engine._require_exists(to_account)
+    owner: address = engine._owner(from_account)
+    assert engine._owner(to_account) == owner and (
+        msg.sender == owner
+        or (
+            state.is_operator[from_account][msg.sender]
+            and state.is_operator[to_account][msg.sender]
+        )
+    ), "clearinghouse: not account owner"
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     idx: uint256 = engine._token_index(token)
     engine._debit(from_account, hdr, idx, amount)

@@ -7,6 +7,10 @@
     perpdex keeper adl       [--once] [--state PATH] [--interval S] [--ticks N] [--near X]
     perpdex keeper prices    [--path FILE|random-walk] [--interval S] [--steps N]
                              [--seed N] [--vol X] [--warp]
+    perpdex keeper rebalance [run] --rules FILE [--once] [--state PATH] [--interval S]
+                             [--ticks N] [--slippage PCT]
+    perpdex keeper rebalance pause|resume|status [--state PATH] [--note TEXT]
+    perpdex keeper rebalance kill [--rules FILE] [--bot ADDRESS] [--state PATH]
 
 Both connect to `--network` (default ethereum:local:node: an anvil on port 8545, e.g. the
 one `make demo` starts) and read the deployment manifest; they sign with `--account`
@@ -16,11 +20,16 @@ with `perpdex open-account keeper` and `perpdex deposit AMOUNT`. Stop either wit
 the keeper's state file lets the next start resume where this one stopped
 (docs/operations.md).
 
+`rebalance` signs as the bot, an operator of the owner's managed sub-accounts (`run`), or
+as the owner (`kill`); `pause`, `resume` and `status` only edit or read the state file,
+without the chain.
+
 Mount on the root app with `app.add_typer(keeper.app, name="keeper")`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -39,11 +48,12 @@ from perpdex.errors import PerpdexError
 if TYPE_CHECKING:
     from perpdex.deploy import Protocol
     from perpdex.keepers.liquidator import TickReport
+    from perpdex.keepers.rebalance import TickReport as RebalanceTick
 
 app = typer.Typer(
     name="keeper",
-    help="Run keeper bots: liquidations, loss caps, auto-deleveraging and (local networks, "
-    "testnets) mock price feeds.",
+    help="Run keeper bots: liquidations, loss caps, auto-deleveraging, the strategy "
+    "rebalancer and (local networks, testnets) mock price feeds.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -64,11 +74,18 @@ def _protocol(ctx: typer.Context) -> Protocol:
 
 class _PrintedByTheCommand(logging.Filter):
     """Drops the keepers' log lines that these commands print themselves, so nothing shows
-    twice: the liquidator's per-action lines (`liquidate` prints one table row per action)
-    and the pusher's "pushed ..." line (`prices` prints the prices). Errors always pass."""
+    twice: the liquidator's per-action lines (`liquidate` prints one table row per action),
+    the pusher's "pushed ..." line (`prices` prints the prices) and the rebalancer's
+    override lines (`rebalance pause|resume|kill` print the change and the revocations).
+    Errors always pass."""
 
     DROP = frozenset(
-        {("perpdex.keepers.liquidator", "execute"), ("perpdex.keepers.price_pusher", "push")}
+        {
+            ("perpdex.keepers.liquidator", "execute"),
+            ("perpdex.keepers.price_pusher", "push"),
+            ("perpdex.keepers.rebalance", "set_mode"),
+            ("perpdex.keepers.rebalance", "kill"),
+        }
     )
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -486,3 +503,276 @@ def prices(
 
     n = pusher.run(every, steps=steps, warp=warp, stop=stop, on_step=show)
     say(f"pushed {n} step(s)")
+
+
+REBALANCE_ACTIONS = ("run", "pause", "resume", "kill", "status")
+
+
+def _offline_key(ctx: typer.Context) -> str:
+    """The network key without connecting (PERPDEX_NETWORK, else --network's ecosystem and
+    network: `ethereum:local:node` -> local), as `perpdex.deploy.network_key` names it."""
+    import os
+
+    if key := os.environ.get("PERPDEX_NETWORK"):
+        return key
+    parts = session(ctx).network.split(":")
+    eco = parts[0] or "ethereum"
+    name = (parts[1] if len(parts) > 1 and parts[1] else "local").removesuffix("-fork")
+    return "local" if name == "local" else f"{eco}-{name}"
+
+
+@app.command("rebalance")
+def rebalance(
+    ctx: typer.Context,
+    action: Annotated[
+        str,
+        typer.Argument(
+            metavar="[run|pause|resume|kill|status]",
+            help="run (default): the bot; pause / resume: stop or restart its actions; "
+            "kill: revoke its operator rights on chain (signed by the owner); status: the "
+            "state file.",
+        ),
+    ] = "run",
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules", metavar="FILE", help="Rules (YAML; see config/rebalance.example.yaml)."
+        ),
+    ] = None,
+    once: Once = False,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="State file (default .keeper/rebalance-<network>.json)."),
+    ] = None,
+    interval: Interval = 10.0,
+    ticks: Ticks = None,
+    slippage: Annotated[
+        float,
+        typer.Option(
+            "--slippage", min=0, max=10, help="Percent a reduce leg may fill past its quote."
+        ),
+    ] = 0.5,
+    bot: Annotated[
+        str | None,
+        typer.Option(
+            "--bot",
+            metavar="ADDRESS",
+            help="kill: the bot's address (default: the rules' `bot`, else the state file's).",
+        ),
+    ] = None,
+    note: Annotated[
+        str, typer.Option("--note", help="pause / resume / kill: why (state file and log).")
+    ] = "",
+) -> None:
+    """Keep each managed strategy (a sub-account) inside its health band, leverage and
+    hedge ratio: top it up from its reserve sub-account or reduce it with one multi-leg
+    reduce-only order, as its rules prefer; pause, resume, or kill (revoke the bot's
+    operator rights on chain).
+
+    The bot signs with --account, an operator of every managed sub-account; every action
+    is logged with its reason and appended to <state>.actions.jsonl.
+    """
+    if action not in REBALANCE_ACTIONS:
+        raise typer.BadParameter(
+            f"{action!r}; use one of {', '.join(REBALANCE_ACTIONS)}", param_hint="ACTION"
+        )
+    s = session(ctx)
+    _logging(s.verbose)
+    from perpdex.keepers import rebalance as rb
+
+    if action in ("pause", "resume", "status"):
+        path = state or rb.default_state_path(_offline_key(ctx))
+        if action == "status":
+            _rebalance_status(path)
+            return
+        before = rb.read_state(path).get("mode", "active")
+        mode = "paused" if action == "pause" else "active"
+        rb.set_mode(path, mode, action, note)
+        say(f"rebalancer {mode} ({path}; was {before}); a running bot follows at its next tick")
+        if action == "resume" and before == "killed":
+            say(
+                "[yellow]the bot was killed: its operator rights are revoked on chain; the "
+                "owner grants them again with `perpdex operator add BOT --sub N`[/]"
+            )
+        return
+    if action == "kill":
+        _rebalance_kill(ctx, rules, state, bot, note)
+        return
+    _rebalance_run(ctx, rules, once, state, interval, ticks, slippage)
+
+
+def _load_rules(client: Any, rules: Path) -> Any:
+    from perpdex.keepers.rebalance_rules import load_rules
+
+    return load_rules(rules, client.deployment.markets)
+
+
+def _rebalance_run(
+    ctx: typer.Context,
+    rules: Path | None,
+    once: bool,
+    state: Path | None,
+    interval: float,
+    ticks: int | None,
+    slippage: float,
+) -> None:
+    from perpdex.keepers.rebalance import Rebalancer
+
+    if rules is None:
+        raise typer.BadParameter("the bot needs its rules: --rules FILE", param_hint="--rules")
+    s = session(ctx)
+    client = s.client()
+    rs = _load_rules(client, rules)  # a bad file stops here, before anything is sent
+    signer = str(client.signer.address) if client.signer else ""
+    if rs.bot is not None and rs.bot.lower() != signer.lower():
+        raise PerpdexError(
+            f"{rules} names the bot {rs.bot}, but --account signs as {signer}; run the bot "
+            "with its own key"
+        )
+    managed = [client.account_id(rs.owner, i) for i in rs.managed_subs()]
+    for acct in managed:
+        client.account(acct)  # an account not open: UnknownAccount, nothing sent
+    if signer.lower() == rs.owner.lower():
+        say(
+            "[yellow]the bot signs as the owner: `kill` cannot revoke the owner; run it "
+            "with an operator's key instead[/]"
+        )
+    else:
+        missing = [a for a in managed if not client.is_operator(a, signer)]
+        for a in missing:
+            say(
+                f"[yellow]{signer} is no operator of {short_id(a)}: its actions there are "
+                f"refused; the owner grants it with `perpdex operator add {signer} --sub "
+                f"{a & (2**96 - 1)}`[/]"
+            )
+    path = _locked_state(ctx, state, "rebalance")
+    bot = Rebalancer(
+        client, rs, state_path=path, max_slippage=Decimal(str(slippage)) / 100, name="rebalance"
+    )
+    say(
+        f"rebalancer {signer} for {rs.owner}'s {len(rs.strategies)} strateg"
+        f"{'y' if len(rs.strategies) == 1 else 'ies'} on {client.deployment.network}; mode "
+        f"{bot.mode}; state {path}; actions {path.with_name(path.stem + '.actions.jsonl')}"
+    )
+    out = console()
+
+    def show(report: RebalanceTick) -> None:
+        if not (report.outcomes or once):
+            return
+        t = Table(title=f"block {report.block}: rebalancer {report.mode}")
+        for col in ("strategy", "account", "health", "leverage", "hedge", "decision", "result"):
+            t.add_column(col, justify="right" if col in ("health", "leverage", "hedge") else "left")
+        for st in report.strategies:
+            if st.state is None or st.decision is None:
+                t.add_row(st.rule.name, short_id(st.account), "-", "-", "-", "-", st.error)
+                continue
+            x, r = st.state, st.rule
+            ratio = x.hedge_ratio(r.hedge) if r.hedge else None
+            result = "-"
+            if st.outcomes:
+                o = st.outcomes[-1]
+                result = (
+                    f"[green]{o.plan}[/] (tx {o.tx_hash[:10]}…)"
+                    if o.ok
+                    else f"[yellow]{o.plan}: {o.stage}: {o.error}[/]"
+                )
+            elif st.decision.breaches and report.mode != "active":
+                result = f"{report.mode}: no action"
+            t.add_row(
+                r.name,
+                short_id(st.account),
+                _num(x.health, 3),
+                _num(x.leverage, 2),
+                _num(ratio, 3),
+                st.decision.reason or "-",
+                result,
+            )
+        out.print(t)
+
+    n = _run_keeper(bot, once, interval, ticks, show)
+    if n is None:
+        return
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(bot.counts.items())) or "none"
+    say(f"stopped after {n} tick(s); actions so far: {counts}; state saved to {path}")
+
+
+def _num(value: Decimal | None, places: int) -> str:
+    if value is None:
+        return "-"
+    return "inf" if not value.is_finite() else f"{value:.{places}f}"
+
+
+def _rebalance_kill(
+    ctx: typer.Context, rules: Path | None, state: Path | None, bot: str | None, note: str
+) -> None:
+    from perpdex.deploy import network_key
+    from perpdex.keepers import rebalance as rb
+    from perpdex.sdk.handles import _address
+
+    s = session(ctx)
+    client = s.client()
+    path = state or rb.default_state_path(network_key())
+    saved = rb.read_state(path)
+    rs = _load_rules(client, rules) if rules is not None else None
+    who = bot or (rs.bot if rs is not None else None) or saved.get("bot")
+    if not who:
+        raise PerpdexError(
+            "whose rights to revoke? give --bot ADDRESS (or `bot:` in --rules, or a state "
+            f"file with the bot's address: {path} has none)"
+        )
+    if rs is not None:
+        accounts = [client.account_id(rs.owner, i) for i in rs.managed_subs()]
+    else:
+        accounts = [int(a, 16) for a in saved.get("accounts", [])]
+    if not accounts:
+        raise PerpdexError(f"which accounts? give --rules FILE ({path} lists no managed accounts)")
+    signer = str(client.signer.address) if client.signer else ""
+    owners = {_address(f"{a >> 96:#042x}") for a in accounts}
+    if owners != {_address(signer)}:
+        raise PerpdexError(
+            f"kill is signed by the owner of the managed accounts ({', '.join(sorted(owners))}"
+            f"): only the owner may revoke an operator; give --account OWNER, not {signer}"
+        )
+    done = rb.kill(client, accounts, _address(who), path, note)
+    t = Table(title=f"kill: {who}'s operator rights")
+    for col in ("account", "was operator", "result", "tx"):
+        t.add_column(col)
+    for r in done:
+        t.add_row(
+            short_id(r.account),
+            "yes" if r.was_operator else "no",
+            "[green]revoked[/]"
+            if r.ok and r.was_operator
+            else "ok"
+            if r.ok
+            else f"[red]{r.error}[/]",
+            r.tx_hash or "-",
+        )
+    console().print(t)
+    sent = sum(1 for r in done if r.tx_hash)
+    failed = [r for r in done if not r.ok]
+    say(
+        f"{sent} transaction(s), one per account still operated: the Clearinghouse has no "
+        "batch revoke and the deployment no multicall. Mode killed in "
+        f"{path}; `resume` after granting the rights again"
+    )
+    if failed:
+        raise PerpdexError(
+            f"{len(failed)} revocation(s) failed ({failed[0].error}); the bot may still trade "
+            "those accounts: retry `perpdex keeper rebalance kill`"
+        )
+
+
+def _rebalance_status(path: Path) -> None:
+    from perpdex.keepers import rebalance as rb
+
+    data = rb.read_state(path)
+    if not data:
+        say(f"no rebalancer state at {path} (the bot never ran there, nothing paused)")
+        return
+    t = Table(title=f"rebalancer state {path}")
+    t.add_column("field")
+    t.add_column("value")
+    for k, v in data.items():
+        t.add_row(k, v if isinstance(v, str) else json.dumps(v))
+    console().print(t)

@@ -6,11 +6,13 @@
     perpdex loss-cap trigger --account-id ID
 
 Only the account's owner switches its mode, appoints operators (who may trade it but
-never withdraw or move collateral) and sets its loss cap, an equity floor: once the
-account's equity is below it, anyone may close every position of it (reduce-only against
-the vault) with `trigger` and earns the Clearinghouse's `loss_cap_fee` for it (the
-`perpdex keeper loss-caps` bot does so), the account's own orders may only reduce, and no
-withdrawal or transfer may take equity below it. A floor above the equity needs
+never withdraw; an operator of two of the owner's sub-accounts may move collateral
+between those two, as `perpdex keeper rebalance` tops up a strategy) and sets its loss
+cap, an equity floor: once the account's equity is below it, anyone may close every
+position of it (reduce-only against the vault) with `trigger` and earns the
+Clearinghouse's `loss_cap_fee` for it (the `perpdex keeper loss-caps` bot does so), the
+account's own orders may only reduce, and no withdrawal or transfer may take equity below
+it. A floor above the equity needs
 `--yes-above-equity`.
 
 Three Typers, mounted by main.py: `app` (the root command `mode`), `operator_app` as
@@ -128,7 +130,8 @@ def _under_margined(e: TransactionRejected, info: AccountInfo, m: Margin) -> Per
 def operator_add(
     ctx: typer.Context, address: Address, sub: Sub = None, account_id: AccountId = None
 ) -> None:
-    """Let ADDRESS trade the sub-account (it can never withdraw or move collateral)."""
+    """Let ADDRESS trade the sub-account (it can never withdraw; it may move collateral
+    only to or from another of your sub-accounts it also operates)."""
     s = session(ctx)
     client = s.client()
     acct = s.resolve_account(client, sub, account_id)
@@ -136,7 +139,8 @@ def operator_add(
     info = client.account(acct)
     say(
         f"[green]✓[/] {address} may now trade {account_label(info)}; operators never withdraw "
-        f"or move collateral. revoke: perpdex operator remove {address} --sub {info.index}"
+        "(they move collateral only between two of your sub-accounts they both operate). "
+        f"revoke: perpdex operator remove {address} --sub {info.index}"
     )
 
 

@@ -463,7 +463,8 @@ class PerpdexClient:
         amount: Decimal | int | str,
         token: str = "USDC",
     ) -> ReceiptAPI:
-        """Move `amount` of `token` between two of the signer's sub-accounts."""
+        """Move `amount` of `token` between two sub-accounts of one owner: the signer's
+        own, or (the signer an operator of both) those of the owner it operates."""
         col = self.collateral(token)
         units = self._units(amount, col)
         return self._send(

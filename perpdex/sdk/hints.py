@@ -46,7 +46,8 @@ REVERT_HINTS: dict[str, str] = {
         "forced closes in these markets reached their per-window size; try again in a minute"
     ),
     "clearinghouse: not account owner": (
-        "only the owner of the account can do this; sign as the owner "
+        "only the owner of the account can do this (a transfer between two of its "
+        "sub-accounts: also an operator of both); sign as the owner "
         "(CLI: --account <owner alias>)"
     ),
     "clearinghouse: not authorized": (

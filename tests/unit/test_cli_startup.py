@@ -50,8 +50,19 @@ def imported_by(*args: str) -> set[str]:
 # --- start-up ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["lp", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["lp", "--help"],
+        ["keeper", "rebalance", "--help"],
+        ["keeper", "rebalance", "status", "--state", "/nonexistent/rebalance.json"],
+    ],
+)
 def test_startup__help_and_version_import_no_chain_stack(args):
+    """Also `keeper rebalance pause|resume|status`: the override edits a file, so a human
+    stops the bot at once, without ape or a node."""
     mods = imported_by(*args)
     heavy = sorted(m for m in mods if m.split(".")[0] in HEAVY or m in HEAVY)
     assert not heavy, f"`perpdex {' '.join(args)}` imported {heavy[:8]}"
@@ -276,6 +287,10 @@ def test_keeper_cli__drops_the_log_lines_it_prints_itself():
     assert f.filter(_record("perpdex.keepers.liquidator", "execute", logging.ERROR))
     assert f.filter(_record("perpdex.keepers.liquidator", "_discover"))
     assert f.filter(_record("perpdex.keepers.price_pusher", "run"))
+    assert not f.filter(_record("perpdex.keepers.rebalance", "set_mode"))
+    assert not f.filter(_record("perpdex.keepers.rebalance", "kill"))
+    assert f.filter(_record("perpdex.keepers.rebalance", "kill", logging.ERROR))
+    assert f.filter(_record("perpdex.keepers.rebalance", "_done"))  # the bot's actions
 
 
 def test_gitignore_has_the_keeper_state():

@@ -1,4 +1,5 @@
-"""transfer_collateral: between the caller's own sub-accounts, one call, margin-checked."""
+"""transfer_collateral: between two sub-accounts of one owner (by the owner, or an operator
+of both), one call, margin-checked."""
 
 import ape
 import pytest
@@ -109,12 +110,37 @@ def test_transfer_collateral__from_another_owners_account__reverts(
     assert ch.balance_of(a, 0) == 1_000 * WAD
 
 
-def test_transfer_collateral__operator__reverts(ch, ops, token, h, own_accts, trader, keeper):
+def test_transfer_collateral__operator_of_both__moves_between_them(
+    ch, ops, token, h, own_accts, trader, keeper
+):
+    """An operator of both accounts of one owner moves collateral between them (issue 13:
+    the rebalancing bot tops up a strategy from its reserve; the collateral stays with the
+    owner). An operator of only one of them, or after revocation, is refused."""
     a, b = own_accts
     ops.set_operator(a, keeper, True, sender=trader)
-    ops.set_operator(b, keeper, True, sender=trader)
     with ape.reverts("clearinghouse: not account owner"):
-        ops.transfer_collateral(a, b, token, h.usd(1), sender=keeper)
+        ops.transfer_collateral(a, b, token, h.usd(1), sender=keeper)  # b not operated
+    ops.set_operator(b, keeper, True, sender=trader)
+    ops.transfer_collateral(a, b, token, h.usd(250), sender=keeper)
+    assert ch.balance_of(a, 0) == 750 * WAD
+    assert ch.balance_of(b, 0) == 250 * WAD
+    assert token.balanceOf(keeper) == 0
+    ops.set_operator(a, keeper, False, sender=trader)
+    with ape.reverts("clearinghouse: not account owner"):
+        ops.transfer_collateral(b, a, token, h.usd(1), sender=keeper)
+
+
+def test_transfer_collateral__operator_of_both_owners__reverts(
+    ch, ops, token, h, own_accts, trader, hedger, keeper
+):
+    """Operating two accounts of different owners moves nothing between them."""
+    a, _ = own_accts
+    theirs = h.open(hedger, "theirs")
+    ops.set_operator(a, keeper, True, sender=trader)
+    ops.set_operator(theirs, keeper, True, sender=hedger)
+    with ape.reverts("clearinghouse: not account owner"):
+        ops.transfer_collateral(a, theirs, token, h.usd(1), sender=keeper)
+    assert ch.balance_of(a, 0) == 1_000 * WAD
 
 
 def test_transfer_collateral__same_account__reverts(ch, ops, token, h, own_accts, trader):
