@@ -24,6 +24,7 @@ from .modules import views
 from .modules import liquidation_hooks
 from .modules import vault_limits
 from .modules import order_hash as oh
+from .modules import conditional
 
 initializes: access_control
 initializes: pausable
@@ -36,11 +37,15 @@ initializes: governance[state := state, access_control := access_control, pausab
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
 initializes: vault_limits[state := state, engine := engine]
+initializes: oh[state := state]
+initializes: conditional[state := state, engine := engine, accounts := accounts, oh := oh]
 
 exports: (
     vault_limits.auto_deleverage,
     vault_limits.close_with_adl,
     governance.set_vault_limits,
+    # conditional orders (stop-market, stop-limit, take-profit): modules/conditional.vy
+    conditional.execute_order,
 )
 
 
