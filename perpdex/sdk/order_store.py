@@ -38,10 +38,15 @@ __all__ = [
     "append",
     "default_path",
     "load",
+    "next_nonce",
 ]
 
 STORE_VERSION = 1
 DEFAULT_DIR = Path(".orders")
+# Conditional orders take nonces from 2**32 up: an account's nonces are one space shared
+# with the matcher's orders (which count from 0), and a nonce consumed by either kills
+# the other's order with that nonce. `cancel_below` under 2**32 leaves the stops alive.
+NONCE_BASE = 2**32
 
 
 def default_path(network: str) -> Path:
@@ -183,3 +188,11 @@ def require_path(path: Path) -> Path:
             f"{path if path.suffix else path / '<network>.jsonl'}) or pass --orders PATH"
         )
     return path
+
+
+def next_nonce(orders: list[StoredOrder], account: int, min_nonce: int = 0) -> int:
+    """A fresh nonce for the account's next conditional order: above every nonce it has
+    in `orders`, at least NONCE_BASE and the account's minimum nonce on chain (the
+    header's top 64 bits, raised by `cancel_below`)."""
+    used = [s.order.nonce for s in orders if s.order.account == account]
+    return max([NONCE_BASE, min_nonce, *(n + 1 for n in used)])
