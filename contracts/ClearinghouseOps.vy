@@ -23,6 +23,8 @@ from .modules import governance
 from .modules import views
 from .modules import liquidation_hooks
 from .modules import vault_limits
+from .modules import order_hash as oh
+from .modules import conditional
 
 initializes: access_control
 initializes: pausable
@@ -35,6 +37,8 @@ initializes: governance[state := state, access_control := access_control, pausab
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
 initializes: vault_limits[state := state, engine := engine]
+initializes: oh[state := state]
+initializes: conditional[state := state, engine := engine, accounts := accounts, oh := oh]
 
 exports: (
     accounts.set_operator,
@@ -49,6 +53,9 @@ exports: (
     liquidation_hooks.liquidation_reward,
     liquidation_hooks.liquidation_transfer,
     liquidation_hooks.liquidation_end,
+    # self-only: a conditional order's keeper fee through the withdrawal gate compiled
+    # here (`execute_order` itself is in ClearinghouseRisk)
+    conditional.conditional_keeper_fee,
     #    # cold getters, here for the hot half's bytecode room (no contract calls them on a
     # gas-budgeted path); the Clearinghouse's __default__ returns their data
     state.account_name,

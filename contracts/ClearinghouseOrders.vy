@@ -53,14 +53,13 @@
               fill size, taker order only (160-255)
           w3  r   (EIP-1271: the first 32 signature bytes)
           w4  s   (EIP-1271: the next 32)
-        trigger_price and keeper_fee are 0 in this encoding (conditional orders are not
-        settled here yet).
+        trigger_price and keeper_fee are 0 in this encoding: a conditional order (trigger
+        price set) never settles here; it fires against the vault through
+        `execute_order` (modules/conditional.vy, in ClearinghouseRisk).
 """
 
 from snekmate.auth import access_control
 from snekmate.utils import pausable
-from snekmate.utils import ecdsa
-from snekmate.utils import signature_checker
 from .interfaces import IOracleRouter
 from .interfaces import IClearinghouseEngine
 from .modules import state
@@ -86,6 +85,7 @@ initializes: treasury[state := state, access_control := access_control]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
+initializes: oh[state := state]
 
 # @notice Most fills per `settle` call.
 MAX_FILLS: constant(uint256) = 32
@@ -97,9 +97,6 @@ WORDS_PER_FILL: constant(uint256) = 2 * WORDS_PER_ORDER
 #         maintenance (an account below it cannot be dumped to another, R3-2).
 FILL_BAND_BPS: constant(uint256) = 200
 
-FLAG_REDUCE_ONLY: constant(uint256) = 1
-FLAG_POST_ONLY: constant(uint256) = 2
-FLAG_IOC: constant(uint256) = 4
 # the IOC flag's bit in w2 (flags at bit 128)
 IOC_BIT: constant(uint256) = 130
 
@@ -180,30 +177,6 @@ def _order(o: Signed) -> oh.Order:
 
 
 @internal
-@view
-def _verify(account: uint256, digest: bytes32, o: Signed) -> bool:
-    """
-    @dev The order was signed by the account's owner or one of its operators (ECDSA,
-         low s), or the owner is a contract wallet that accepts it (EIP-1271; only the
-         owner signs that way). Returns whether an operator (not the owner) signed.
-    """
-    owner: address = convert(account >> 96, address)
-    if (o.w2 >> 154) & 1 == 1:
-        assert signature_checker._is_valid_ERC1271_signature_now(
-            owner, digest, concat(convert(o.r, bytes32), convert(o.s, bytes32))
-        ), "clearinghouse: bad wallet signature"
-        return False
-    # snekmate's bound: one valid signature per order (EIP-2 low s)
-    assert o.s <= ecdsa._MALLEABILITY_THRESHOLD, "clearinghouse: high-s signature"
-    signer: address = ecrecover(digest, 27 + ((o.w2 >> 153) & 1), o.r, o.s)
-    assert signer != empty(address), "clearinghouse: bad signature"
-    if signer == owner:
-        return False
-    assert state.is_operator[account][signer], "clearinghouse: signer not authorized"
-    return True
-
-
-@internal
 def _use(
     o: Signed, amount: uint256, domain: bytes32, sweep: bytes32, swept: uint256
 ) -> (uint256, bytes32, bool, uint256):
@@ -220,7 +193,7 @@ def _use(
     assert (o.w2 >> 64) & packing.MASK_64 >= block.timestamp, "clearinghouse: order expired"
     assert nonce >= hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: order nonce cancelled"
     digest: bytes32 = oh._digest(domain, self._order(o))
-    by_operator: bool = self._verify(o.account, digest, o)
+    by_operator: bool = oh._verify(o.account, digest, o.w2 >> 153, o.r, o.s)
     key: uint256 = nonce >> 7
     at: uint256 = (nonce & 127) << 1
     bits: uint256 = state._order_bits[o.account][key]
@@ -264,7 +237,7 @@ def _side(
     """
     size: int256 = packing._pos_size(state._pos[account][m])
     adds: bool = size == 0 or (size > 0) == (delta > 0) or abs(delta) > abs(size)
-    if order_flags & FLAG_REDUCE_ONLY != 0:
+    if order_flags & oh.FLAG_REDUCE_ONLY != 0:
         assert not adds, "clearinghouse: not reduce-only"
     left: int256 = size + delta
     assert left == 0 or convert(abs(left), uint256) * price >= c.MIN_POSITION_NOTIONAL * c.WAD, (
@@ -335,8 +308,8 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         )
         mf: uint256 = (maker.w2 >> 128) & packing.MASK_8
         tf: uint256 = (taker.w2 >> 128) & packing.MASK_8
-        assert tf & FLAG_POST_ONLY == 0, "clearinghouse: post-only as taker"
-        assert mf & FLAG_IOC == 0, "clearinghouse: IOC order as maker"
+        assert tf & oh.FLAG_POST_ONLY == 0, "clearinghouse: post-only as taker"
+        assert mf & oh.FLAG_IOC == 0, "clearinghouse: IOC order as maker"
         hdr_m: uint256 = 0
         hdr_t: uint256 = 0
         dm: bytes32 = empty(bytes32)
@@ -348,7 +321,7 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         hdr_t, dt, op_t, filled = self._use(taker, amount, domain, sweep, swept)
         # an IOC taker may fill on only in the fills right after this one
         sweep = empty(bytes32)
-        if tf & FLAG_IOC != 0:
+        if tf & oh.FLAG_IOC != 0:
             sweep = dt
             swept = filled
         p: packing.MarketParams = packing._unpack_params(state._params[m])

@@ -29,6 +29,7 @@ from .modules import order_hash as oh
 from .modules import constants as c
 from .modules import packing
 from .modules import positions
+from .modules import conditional
 
 initializes: access_control
 initializes: pausable
@@ -41,11 +42,15 @@ initializes: governance[state := state, access_control := access_control, pausab
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
 initializes: vault_limits[state := state, engine := engine]
+initializes: oh[state := state]
+initializes: conditional[state := state, engine := engine, accounts := accounts, oh := oh]
 
 exports: (
     vault_limits.auto_deleverage,
     vault_limits.close_with_adl,
     governance.set_vault_limits,
+    # conditional orders (stop-market, stop-limit, take-profit): modules/conditional.vy
+    conditional.execute_order,
 )
 
 

@@ -1,20 +1,34 @@
 # pragma version ~=0.4.3
 """
-@title EIP-712 signed orders: the type, its digest and the replay-state bits
+@title EIP-712 signed orders: the type, its digest, its signature and the replay bits
 @custom:contract-name order_hash
 @license MIT
-@notice Stateless, shared by the two halves that read signed orders: ClearinghouseOrders
-        (`settle`) and ClearinghouseRisk (`cancel_order`, `cancel_below`), so the digest
-        a fill checks and the one a cancel logs are computed by one piece of code. The
-        struct is the one of perpdex/sdk/orders.py; the domain is ("perpdex", "1",
-        chain id, `self`: the Clearinghouse, since both halves run by delegatecall).
+@notice No storage of its own, shared by the two halves that read signed orders:
+        ClearinghouseOrders (`settle`) and ClearinghouseRisk (`cancel_order`,
+        `cancel_below`, and `execute_order` of modules/conditional.vy), so the digest a
+        fill checks, the one a cancel logs and the signature check of a matched fill and
+        of a conditional order are one piece of code. The struct is the one of
+        perpdex/sdk/orders.py; the domain is ("perpdex", "1", chain id, `self`: the
+        Clearinghouse, since both halves run by delegatecall).
 """
+
+from snekmate.utils import ecdsa
+from snekmate.utils import signature_checker
+from . import state
+
+uses: state
 
 # replay state (state._order_bits), two bits per nonce: "partly filled" (its filled
 # amount is in state._order_filled[digest]) and "done" (filled completely, cancelled, or
 # an IOC order after its first batch)
 ORDER_PARTIAL: constant(uint256) = 1
 ORDER_DONE: constant(uint256) = 2
+# order flags (perpdex/sdk/orders.py FLAG_*)
+FLAG_REDUCE_ONLY: constant(uint256) = 1
+FLAG_POST_ONLY: constant(uint256) = 2
+FLAG_IOC: constant(uint256) = 4
+# a conditional order arms when the oracle price is >= its trigger (else <= it)
+FLAG_TRIGGER_ABOVE: constant(uint256) = 8
 # the header's top 64 bits: orders with a lower nonce are cancelled (`cancel_below`)
 MIN_NONCE_SHIFT: constant(uint256) = 192
 
@@ -65,3 +79,29 @@ def _digest(domain: bytes32, o: Order) -> bytes32:
         )
     )
     return keccak256(concat(b"\x19\x01", domain, struct_hash))
+
+
+@internal
+@view
+def _verify(account: uint256, digest: bytes32, sig: uint256, r: uint256, s: uint256) -> bool:
+    """
+    @dev The order was signed by the account's owner or one of its operators (ECDSA,
+         low s), or the owner is a contract wallet that accepts it (EIP-1271; only the
+         owner signs that way). `sig`: bit 0 = ECDSA v - 27, bit 1 = an EIP-1271
+         signature (its 64 bytes are r, s). Returns whether an operator (not the owner)
+         signed.
+    """
+    owner: address = convert(account >> 96, address)
+    if (sig >> 1) & 1 == 1:
+        assert signature_checker._is_valid_ERC1271_signature_now(
+            owner, digest, concat(convert(r, bytes32), convert(s, bytes32))
+        ), "clearinghouse: bad wallet signature"
+        return False
+    # snekmate's bound: one valid signature per order (EIP-2 low s)
+    assert s <= ecdsa._MALLEABILITY_THRESHOLD, "clearinghouse: high-s signature"
+    signer: address = ecrecover(digest, 27 + (sig & 1), r, s)
+    assert signer != empty(address), "clearinghouse: bad signature"
+    if signer == owner:
+        return False
+    assert state.is_operator[account][signer], "clearinghouse: signer not authorized"
+    return True

@@ -352,6 +352,21 @@ event NoncesCancelled:
     min_nonce: uint256
 
 
+# A conditional order `order` (its EIP-712 digest) of `account` fired: the oracle price
+# `oracle_price` (with quorum) had crossed its trigger, the account traded `size_delta`
+# (base WAD; a reduce-only order clipped to the position) against the vault at `price`
+# (its Fill precedes this), and `keeper`, the caller, earned `keeper_fee` (USD WAD; 0
+# when the withdrawal gate refused it). The order's nonce is consumed.
+event ConditionalOrderExecuted:
+    account: indexed(uint256)
+    order: indexed(bytes32)
+    keeper: indexed(address)
+    size_delta: int256
+    price: uint256
+    oracle_price: uint256
+    keeper_fee: uint256
+
+
 # --- immutables ------------------------------------------------------------------------
 
 # @notice The oracle router (trusted, deployed with the system).

@@ -5,6 +5,8 @@
                              [--rpc-max-calls N] [--rpc-max-bytes N] [--rpc-parallel N]
     perpdex keeper loss-caps [--once] [--state PATH] [--interval S] [--ticks N]
     perpdex keeper adl       [--once] [--state PATH] [--interval S] [--ticks N] [--near X]
+    perpdex keeper orders    [--once] [--state PATH] [--interval S] [--ticks N]
+                             [--orders PATH] [--min-fee USD]
     perpdex keeper prices    [--path FILE|random-walk] [--interval S] [--steps N]
                              [--seed N] [--vol X] [--warp]
     perpdex keeper rebalance [run] --rules FILE [--once] [--state PATH] [--interval S]
@@ -52,8 +54,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="keeper",
-    help="Run keeper bots: liquidations, loss caps, auto-deleveraging, the strategy "
-    "rebalancer and (local networks, testnets) mock price feeds.",
+    help="Run keeper bots: liquidations, loss caps, auto-deleveraging, conditional orders, "
+    "the strategy rebalancer and (local networks, testnets) mock price feeds.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -75,13 +77,16 @@ def _protocol(ctx: typer.Context) -> Protocol:
 class _PrintedByTheCommand(logging.Filter):
     """Drops the keepers' log lines that these commands print themselves, so nothing shows
     twice: the liquidator's per-action lines (`liquidate` prints one table row per action),
-    the pusher's "pushed ..." line (`prices` prints the prices) and the rebalancer's
-    override lines (`rebalance pause|resume|kill` print the change and the revocations).
-    Errors always pass."""
+    the orders keeper's per-order lines (`orders` prints one row per order tried), the
+    pusher's "pushed ..." line (`prices` prints the prices) and the rebalancer's override
+    lines (`rebalance pause|resume|kill` print the change and the revocations). Errors
+    always pass."""
 
     DROP = frozenset(
         {
             ("perpdex.keepers.liquidator", "execute"),
+            ("perpdex.keepers.orders", "execute"),
+            ("perpdex.keepers.orders", "_refused"),
             ("perpdex.keepers.price_pusher", "push"),
             ("perpdex.keepers.rebalance", "set_mode"),
             ("perpdex.keepers.rebalance", "kill"),
@@ -443,6 +448,84 @@ def adl(
         return
     done = keeper.state.counts.get("adl", 0)
     say(f"stopped after {n} round(s); {done} ADL(s) so far; state saved to {path}")
+
+
+@app.command("orders")
+def orders(
+    ctx: typer.Context,
+    once: Once = False,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="State file (default .keeper/orders-<network>.json)."),
+    ] = None,
+    interval: Interval = 2.0,
+    ticks: Ticks = None,
+    orders_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--orders",
+            help="Signed orders: a JSON-lines file or a directory of them (default "
+            ".orders/<network>.jsonl, what `perpdex orders stop` writes).",
+        ),
+    ] = None,
+    min_fee: Annotated[
+        float, typer.Option("--min-fee", min=0, help="Skip orders paying a lower keeper fee (USD).")
+    ] = 0.0,
+) -> None:
+    """Execute signed stop and take-profit orders once the oracle price crosses their
+    trigger (the orders' keeper fees pay the signer)."""
+    from perpdex.deploy import network_key
+    from perpdex.keepers.orders import OrdersConfig, OrdersKeeper, OrdersReport
+    from perpdex.sdk import order_store as store
+
+    s = session(ctx)
+    _logging(s.verbose)
+    p = _protocol(ctx)
+    signer = s.signer()
+    assert signer is not None  # required=True raises instead
+    source = orders_path or store.default_path(network_key())
+    cfg = OrdersConfig(orders=source, min_fee=int(Decimal(str(min_fee)) * 10**18))
+    for name, value in rpc_limits(
+        network_key(), dict.fromkeys(("max_calls", "max_bytes", "parallel"))
+    ).items():
+        setattr(cfg, name, value)
+    path = _locked_state(ctx, state, "orders")
+    keeper = OrdersKeeper(p, signer, cfg, state_path=path, name=signer.address[:10])
+    say(
+        f"orders keeper {signer.address} on {p.network}; orders from {source}"
+        f"{'' if source.exists() else ' (none yet: waiting for it)'}; state {path} "
+        f"({len(keeper.state.done)} finished order(s) known)"
+    )
+    out = console()
+    symbols = p.symbols
+
+    def show(report: OrdersReport) -> None:
+        if not (report.outcomes or once):
+            return
+        t = Table(
+            title=f"block {report.block}: {report.live} live order(s) of {report.loaded}, "
+            f"{report.triggered} triggered"
+        )
+        for col in ("order", "account", "kind", "market", "result", "fee", "gas", "detail"):
+            t.add_column(col, justify="right" if col in ("fee", "gas") else "left")
+        for o in report.outcomes:
+            t.add_row(
+                o.order[:10],
+                short_id(o.account),
+                o.kind,
+                symbols[o.market] if o.market < len(symbols) else str(o.market),
+                "[green]executed[/]" if o.ok else f"[yellow]{o.stage}: {o.error}[/]",
+                fmt_usd(Decimal(o.fee) / 10**18) if o.ok else "-",
+                f"{o.gas_used:,}" if o.ok else "-",
+                o.why,
+            )
+        out.print(t)
+
+    n = _run_keeper(keeper, once, interval, ticks, show)
+    if n is None:
+        return
+    done = keeper.state.counts.get("execute", 0)
+    say(f"stopped after {n} tick(s); {done} order(s) executed so far; state saved to {path}")
 
 
 @app.command("prices")

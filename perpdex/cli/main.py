@@ -139,11 +139,18 @@ class RootGroup(PerpdexGroup):
             "faucet_app",
             "Mint mock USDC and 10 ETH to ADDRESS on a local devnet (never on a live network).",
         ),
+        "orders": LazyCommand(
+            "perpdex.cli.orders",
+            "app",
+            "Stop-market, stop-limit and take-profit orders: sign and store them for keepers, "
+            "list their state, cancel them on chain.",
+            group=True,
+        ),
         "keeper": LazyCommand(
             "perpdex.cli.keeper",
             "app",
-            "Run keeper bots: liquidations, loss caps, auto-deleveraging, the strategy "
-            "rebalancer and (local networks, testnets) mock price feeds.",
+            "Run keeper bots: liquidations, loss caps, auto-deleveraging, conditional orders, "
+            "the strategy rebalancer and (local networks, testnets) mock price feeds.",
             group=True,
         ),
         "matcher": LazyCommand(

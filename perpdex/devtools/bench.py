@@ -377,6 +377,7 @@ class Bench:
 
         self.liquidation(trader, a[4], a[5])
         self.signed_batches([a[i] for i in range(1, 9)])
+        self.conditional_stop(trader, self.admin)
 
         # a multi-leg order (ClearinghouseRisk.trade_multi): three markets opened in one
         # transaction, one margin check on the final book
@@ -478,6 +479,43 @@ class Bench:
             )
             self.rows.append(row)
 
+    def conditional_stop(self, trader: Any, keeper: Any) -> None:
+        """A keeper executes a stop-loss (reduce-only, $1 keeper fee) of a 1-BTC long
+        after BTC fell through its trigger, with a price keeper's `refresh` two seconds
+        before, as the trades' rows: the trigger read at the oracle, the EIP-712
+        signature, the nonce, the fill against the vault and the fee through the
+        withdrawal gate, paid in tokens to the keeper."""
+        from perpdex.sdk import orders as so
+
+        p, ch, chain = self.p, self.p.clearinghouse, self.chain
+        assert p.orders is not None
+        self.fund(trader, 50_000)
+        acct = int(ch.open_account("stop", False, sender=trader).return_value)
+        p.ops.deposit(acct, p.token, 50_000 * self.unit, sender=trader)
+        self.tick()
+        self.trade(trader, acct, 0, WAD)
+        order = so.stop_loss(
+            acct,
+            0,
+            -WAD,
+            99_000 * WAD,
+            expiry=chain.pending_timestamp + 3_600,
+            nonce=2**32,
+            keeper_fee=WAD,
+        )
+        sig = so.sign_order(order, trader.private_key, chain.chain_id, ch.address)
+        chain.pending_timestamp += 30
+        self.set_btc(98_000)
+        p.ops.refresh([0], sender=self.admin)
+        chain.pending_timestamp += 2
+        tx = p.orders.execute_order(*so.execute_args(so.SignedOrder(order, sig)), sender=keeper)
+        self.record(
+            "execute_stop",
+            tx,
+            "a keeper fires a reduce-only stop-loss closing a 1-BTC long; $1 keeper fee",
+        )
+        self.set_btc(int(p.system.market("BTC").price))
+
     def set_btc(self, usd: int) -> None:
         for f in self.p.feeds["BTC"]:
             f.set_answer(usd * 10**8, sender=self.admin)
@@ -561,6 +599,7 @@ def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int | float]:
         "per_position_increase_isolated": per_position(g, "isolated"),
         "batch_fill_20": g["batch_fill_20"],
         "batch_fill_20_first": g["batch_fill_20_first"],
+        "execute_stop": g["execute_stop"],
         "batch_fill_20_calldata_bytes_per_fill": batch.calldata // BATCH_FILLS,
         "batch_fill_20_l1_fee_usd_per_fill": round(float(_batch_fee_usd(batch)) / BATCH_FILLS, 6),
     }

@@ -4,7 +4,9 @@ The chain is the source of truth for every auction (a keeper re-reads `auction(a
 each tick, so it acts the same whether it ran for a week or just started). What the chain
 does not give cheaply is *which accounts exist*: the keeper learns them from
 `AccountOpened` and `Fill` logs, and the file keeps the accounts it has seen and the last
-block it scanned, so a restart scans only the blocks it missed.
+block it scanned, so a restart scans only the blocks it missed. The orders keeper also
+keeps the signed orders it saw finish for good (`done`), so it never asks the chain
+about them again (the chain would refuse them anyway: their nonces are consumed).
 
 The file is rewritten atomically (temporary file + rename) after every tick, so a keeper
 killed at any moment leaves either the previous or the new state, never half of one. A
@@ -102,6 +104,9 @@ class KeeperState:
     accounts: set[int] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)  # successful actions by kind
     path: Path | None = None
+    # one-shot jobs finished for good, id -> why (the orders keeper: signed orders
+    # executed, cancelled, expired or invalid); written only when not empty
+    done: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -139,10 +144,11 @@ class KeeperState:
             accounts={int(a, 16) for a in data.get("accounts", [])},
             counts={str(k): int(v) for k, v in data.get("counts", {}).items()},
             path=path,
+            done={str(k): str(v) for k, v in data.get("done", {}).items()},
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "version": STATE_VERSION,
             "chain_id": self.chain_id,
             "clearinghouse": self.clearinghouse,
@@ -150,6 +156,9 @@ class KeeperState:
             "accounts": sorted(f"{a:#x}" for a in self.accounts),
             "counts": dict(sorted(self.counts.items())),
         }
+        if self.done:
+            out["done"] = dict(sorted(self.done.items()))
+        return out
 
     def save(self) -> None:
         """Write the state atomically (no-op for an in-memory keeper)."""

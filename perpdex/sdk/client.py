@@ -51,6 +51,7 @@ from perpdex.constants import (
 from perpdex.errors import DeploymentNotFound, PerpdexError, TransactionRejected
 from perpdex.sdk import gas, riskbook, shock
 from perpdex.sdk import history as hist
+from perpdex.sdk import orders as so
 from perpdex.sdk.handles import _address
 from perpdex.sdk.hints import (
     REVERT_HINTS,
@@ -68,6 +69,7 @@ from perpdex.sdk.results import (
     AccountInfo,
     AccountSummary,
     Collateral,
+    ConditionalStatus,
     Fill,
     LegFill,
     LegQuote,
@@ -108,6 +110,7 @@ __all__ = [
     "AccountInfo",
     "AccountSummary",
     "Collateral",
+    "ConditionalStatus",
     "Deployment",
     "Fill",
     "LegFill",
@@ -203,6 +206,7 @@ class PerpdexClient:
         self._collaterals: dict[int, Collateral] = {}
         self._books: dict[str, riskbook.RiskBook] = {}
         self._auction: Any = None  # the LiquidationAuction handle, built on first use
+        self._orders: Any = None  # the signed-order halves' handle, built on first use
 
     @classmethod
     def from_manifest(
@@ -340,6 +344,66 @@ class PerpdexClient:
         `LossCapTriggered` event (equity, floor, fee) and a `Fill` per (partly) closed
         position."""
         return self._send("trigger loss cap", self.ops.trigger_loss_cap, account)
+
+    # --- conditional orders (contracts/modules/conditional.vy) ---------------------------
+
+    @property
+    def orders(self) -> Any:
+        """The signed-order halves (ClearinghouseOrders with ClearinghouseRisk's functions
+        and events) at the Clearinghouse address."""
+        if self._orders is None:
+            self._orders = self.transport.at("ClearinghouseOrders", self.deployment.clearinghouse)
+        return self._orders
+
+    def sign_order(self, order: so.Order) -> so.SignedOrder:
+        """The signer's EIP-712 signature of `order` for this deployment (ape accounts:
+        test accounts and keyfiles; a keyfile may ask to confirm)."""
+        from eth_account.messages import encode_typed_data
+
+        signer = self._require_signer("sign an order")
+        order.validate()
+        doc = so.typed_data(order, self.deployment.chain_id, self.deployment.clearinghouse)
+        sig = signer.sign_message(encode_typed_data(full_message=doc))
+        if sig is None:
+            raise PerpdexError("the order was not signed (signing refused or unsupported)")
+        return so.SignedOrder(order, bytes(sig.encode_rsv()))
+
+    def execute_order(self, signed: so.SignedOrder) -> ReceiptAPI:
+        """Execute a triggered conditional order against the vault (anyone may); the
+        signer earns its keeper fee (`ConditionalOrderExecuted.keeper_fee` in the
+        receipt). Refused, before anything is sent, with the contract's reason: `not
+        triggered`, `order done`, `order expired`, `price worse than acceptable`..."""
+        return self._send("execute order", self.orders.execute_order, *so.execute_args(signed))
+
+    def cancel_order(self, order: so.Order) -> ReceiptAPI:
+        """Cancel one signed order on chain (owner or operator): its nonce is consumed."""
+        return self._send("cancel order", self.orders.cancel_order, so.order_tuple(order))
+
+    def order_status(self, signed: so.SignedOrder, sender: str | None = None) -> ConditionalStatus:
+        """Whether a conditional order is triggered now and what `execute_order` would say:
+        the oracle price and its quorum, the order's state (`orders.order_state`: the
+        eth_call of `execute_order` from `sender`, default the signer or the account's
+        owner) and the keeper fee it would pay at the current balance. Sends nothing."""
+        order = signed.order
+        so.validate_conditional(order)
+        price, flags = (int(x) for x in self.oracle.latest(order.market))
+        who = sender or (
+            str(self.signer.address)
+            if self.signer is not None
+            else _address(f"{order.account >> INDEX_BITS:#042x}")
+        )
+        reason = self._call_reason(self.orders.execute_order, so.execute_args(signed), who)
+        balance = int(self.clearinghouse.balance_of(order.account, 0))
+        scale = int(self.clearinghouse.SETTLEMENT_SCALE())
+        return ConditionalStatus(
+            digest=so.order_digest(order, self.deployment.chain_id, self.deployment.clearinghouse),
+            oracle_price=from_wad(price),
+            quorum=not flags & 1,
+            triggered=so.is_triggered(order, price),
+            state=so.order_state(reason),
+            reason=reason,
+            expected_fee=from_wad(so.expected_keeper_fee(order, balance, scale)),
+        )
 
     # --- collateral ------------------------------------------------------------------------
 

@@ -28,11 +28,17 @@ Order fields (all amounts WAD, 1e18):
                 the account with that nonce can fill afterwards); `cancel_below`
                 cancels every order below a nonce
   flags         FLAG_* bits below
+
+Conditional orders (a trigger price; `stop`, `stop_loss`, `take_profit` below build them)
+are never matched: anyone (a keeper, `perpdex keeper orders`) executes one against the
+vault with `execute_order` (contracts/modules/conditional.vy) once the oracle price has
+crossed its trigger, and earns its keeper fee.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from eth_abi import encode
 from eth_account import Account
@@ -324,3 +330,216 @@ def decode_fill_batch(words: list[int]) -> list[tuple[Order, Order, int]]:
         w = words[i : i + WORDS_PER_FILL]
         out.append((order(w[:5]), order(w[5:]), w[7] >> 160))
     return out
+
+
+# --- conditional orders (contracts/modules/conditional.vy `execute_order`) ----------------
+#
+# One mechanism: the order fires against the vault, whole (a reduce-only order clipped to
+# the position), once the oracle price (with quorum) has crossed the trigger: at or above
+# it with FLAG_TRIGGER_ABOVE, at or below it without. Its limit price is the fill's
+# acceptable price: a stop-limit sets it near the trigger (in a gap it waits until the
+# price is back within it), a stop-market far (`DEFAULT_STOP_SLIPPAGE_BPS` beyond the
+# trigger), so only an extreme gap keeps it from filling.
+#
+#   kind                        size   trigger                  builder
+#   stop-loss of a long         sell   below the price          stop_loss(size < 0)
+#   take-profit of a long       sell   above (TRIGGER_ABOVE)    take_profit(size < 0)
+#   stop-loss of a short        buy    above (TRIGGER_ABOVE)    stop_loss(size > 0)
+#   take-profit of a short      buy    below                    take_profit(size > 0)
+#   stop entry (breakout)       buy above / sell below          stop(reduce_only=False)
+
+# A stop-market order's limit: this far beyond the trigger (5%), against the order.
+DEFAULT_STOP_SLIPPAGE_BPS = 500
+BPS = 10_000
+# `execute_order`'s v for a contract wallet's (EIP-1271) 64-byte signature
+EIP1271_V = 0
+
+
+def limit_from_trigger(trigger_price: int, is_buy: bool, slippage_bps: int) -> int:
+    """A stop-market order's limit: the trigger moved `slippage_bps` against the order (a
+    ceiling above it for a buy, a floor below it for a sell), rounded to the tighter side."""
+    if not 0 <= slippage_bps < BPS:
+        raise OrderError(f"slippage must be 0 to {BPS - 1} bp, got {slippage_bps}")
+    if is_buy:
+        return trigger_price * (BPS + slippage_bps) // BPS
+    return max(-(-trigger_price * (BPS - slippage_bps) // BPS), 1)
+
+
+def conditional(
+    account: int,
+    market: int,
+    size: int,
+    trigger_price: int,
+    *,
+    trigger_above: bool,
+    expiry: int,
+    nonce: int,
+    limit_price: int | None = None,
+    slippage_bps: int = DEFAULT_STOP_SLIPPAGE_BPS,
+    keeper_fee: int = 0,
+    reduce_only: bool = True,
+) -> Order:
+    """A conditional order (all amounts WAD). Without `limit_price` it is a stop-market
+    order: limit `slippage_bps` beyond the trigger (`limit_from_trigger`)."""
+    if trigger_price <= 0:
+        raise OrderError("a conditional order needs a trigger price above 0 (WAD)")
+    if size == 0:
+        raise OrderError("order size is 0: pass a positive size to buy, negative to sell")
+    if limit_price is None:
+        limit_price = limit_from_trigger(trigger_price, size > 0, slippage_bps)
+    elif (size > 0 and limit_price < trigger_price) or (size < 0 and limit_price > trigger_price):
+        side = "buy's ceiling below" if size > 0 else "sell's floor above"
+        raise OrderError(
+            f"limit {limit_price} is a {side} the trigger {trigger_price}: it could never "
+            "fill when the trigger fires; give a limit beyond the trigger"
+        )
+    flags = (FLAG_REDUCE_ONLY if reduce_only else 0) | (FLAG_TRIGGER_ABOVE if trigger_above else 0)
+    order = Order(
+        account=account,
+        market=market,
+        size=size,
+        limit_price=limit_price,
+        expiry=expiry,
+        nonce=nonce,
+        flags=flags,
+        trigger_price=trigger_price,
+        keeper_fee=keeper_fee,
+    )
+    validate_conditional(order)
+    return order
+
+
+def stop(account: int, market: int, size: int, trigger_price: int, **kw: Any) -> Order:
+    """A stop order (stop-market, or stop-limit with `limit_price`): a sell arms when the
+    price falls to the trigger, a buy when it rises to it. Reduce-only unless
+    `reduce_only=False` (a breakout entry)."""
+    return conditional(account, market, size, trigger_price, trigger_above=size > 0, **kw)
+
+
+def stop_loss(account: int, market: int, size: int, trigger_price: int, **kw: Any) -> Order:
+    """A reduce-only stop closing a position: `size` < 0 (sell) for a long, the trigger
+    below the price; `size` > 0 (buy) for a short, the trigger above."""
+    kw.setdefault("reduce_only", True)
+    return stop(account, market, size, trigger_price, **kw)
+
+
+def take_profit(account: int, market: int, size: int, trigger_price: int, **kw: Any) -> Order:
+    """A reduce-only order taking a position's profit: `size` < 0 (sell) for a long arms
+    when the price rises to the trigger, `size` > 0 (buy) for a short when it falls to it."""
+    kw.setdefault("reduce_only", True)
+    return conditional(account, market, size, trigger_price, trigger_above=size < 0, **kw)
+
+
+def validate_conditional(order: Order) -> None:
+    """What `execute_order` refuses on the order's face."""
+    order.validate()
+    if not order.trigger_price:
+        raise OrderError("not a conditional order: its trigger price is 0")
+    if order.flags & FLAG_POST_ONLY:
+        raise OrderError("a conditional order fills against the vault: it cannot be post-only")
+
+
+def kind(order: Order) -> str:
+    """`stop` or `take-profit` (a reduce-only stop is a stop-loss) of a conditional
+    order, from its side and trigger direction: a stop buys above / sells below."""
+    above = bool(order.flags & FLAG_TRIGGER_ABOVE)
+    return "stop" if above == order.is_buy else "take-profit"
+
+
+def is_triggered(order: Order, oracle_price: int) -> bool:
+    """Whether the oracle price (WAD, with quorum) has crossed the order's trigger:
+    `execute_order`'s own test."""
+    if order.flags & FLAG_TRIGGER_ABOVE:
+        return oracle_price >= order.trigger_price
+    return oracle_price <= order.trigger_price
+
+
+def expected_keeper_fee(order: Order, settlement_balance: int, settlement_scale: int) -> int:
+    """The most `execute_order` pays the executor (USD WAD): the order's fee, at most the
+    account's settlement balance after the fill (pass the balance now for an estimate),
+    in whole token units. It pays 0 when the withdrawal gate refuses the fee (the
+    account short of initial margin without its unrealised profit): not modelled here."""
+    fee = min(order.keeper_fee, max(settlement_balance, 0))
+    return fee - fee % settlement_scale
+
+
+def split_signature(signature: bytes) -> tuple[int, int, int]:
+    """`execute_order`'s (v, r, s): a 65-byte ECDSA signature's own (v 27/28), or v 0 and
+    the two words of a contract wallet's 64-byte EIP-1271 signature."""
+    sig = bytes(signature)
+    if len(sig) == 65:
+        v = sig[64] + 27 if sig[64] in (0, 1) else sig[64]
+        if v not in (27, 28):
+            raise OrderError(f"signature v must be 27 or 28, got {sig[64]}")
+    elif len(sig) == EIP1271_SIGNATURE_BYTES:
+        v = EIP1271_V
+    else:
+        raise OrderError(
+            f"signature must be 65 bytes (ECDSA) or 64 (EIP-1271 wallet), got {len(sig)}"
+        )
+    return v, int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")
+
+
+def order_tuple(order: Order) -> tuple[int, ...]:
+    """The Order struct as an ABI tuple (field order of ORDER_FIELDS)."""
+    values = asdict(order)
+    return tuple(int(values[p]) for p, _, _ in ORDER_FIELDS)
+
+
+def execute_args(signed: SignedOrder) -> tuple[Any, ...]:
+    """The arguments of `execute_order(order, v, r, s)` for a signed conditional order."""
+    validate_conditional(signed.order)
+    return (order_tuple(signed.order), *split_signature(signed.signature))
+
+
+def signed_to_json(signed: SignedOrder) -> dict[str, Any]:
+    """A signed order as JSON (integers as decimal strings: WAD values overflow doubles)."""
+    values = asdict(signed.order)
+    return {
+        "order": {p: str(values[p]) for p, _, _ in ORDER_FIELDS},
+        "signature": "0x" + bytes(signed.signature).hex(),
+    }
+
+
+def signed_from_json(data: dict[str, Any]) -> SignedOrder:
+    """The inverse of `signed_to_json`; refuses a malformed record with OrderError."""
+    try:
+        fields = {p: int(str(data["order"][p]), 0) for p, _, _ in ORDER_FIELDS}
+        sig = bytes.fromhex(str(data["signature"]).removeprefix("0x"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise OrderError(f"malformed signed order ({type(e).__name__}: {e})") from e
+    order = Order(**fields)
+    order.validate()
+    return SignedOrder(order, sig)
+
+
+# What `execute_order`'s refusal says about a conditional order: final states never change
+# (the keeper stops trying), the others may pass later.
+ORDER_STATES: dict[str, str] = {
+    "clearinghouse: not triggered": "waiting",
+    "clearinghouse: order done": "done",
+    "clearinghouse: order nonce cancelled": "cancelled",
+    "clearinghouse: order expired": "expired",
+    "clearinghouse: not a conditional order": "invalid",
+    "clearinghouse: post-only conditional order": "invalid",
+    "clearinghouse: bad signature": "invalid",
+    "clearinghouse: bad wallet signature": "invalid",
+    "clearinghouse: high-s signature": "invalid",
+    "clearinghouse: signer not authorized": "invalid",
+    "clearinghouse: unknown account": "invalid",
+    "clearinghouse: unknown market": "invalid",
+}
+FINAL_STATES = frozenset({"done", "cancelled", "expired", "invalid"})
+# a signer may be made an operator later: not final for the keeper, final for a reader
+RETRYABLE_INVALID = frozenset({"clearinghouse: signer not authorized"})
+
+
+def order_state(reason: str | None) -> str:
+    """`executable` (the eth_call of `execute_order` passed), `waiting` (not triggered),
+    `done` (executed, filled by `settle` or cancelled by nonce), `cancelled` (below the
+    account's minimum nonce), `expired`, `invalid` (never executable: signature, kind),
+    else `blocked` (triggered but refused for now: no price quorum, nothing to reduce,
+    the limit, margin, caps, a pause)."""
+    if reason is None:
+        return "executable"
+    return ORDER_STATES.get(reason.strip(), "blocked")

@@ -47,6 +47,23 @@ class OrderCheck:
 
 
 @dataclass(frozen=True)
+class ConditionalStatus:
+    """`PerpdexClient.order_status`: a conditional order against the chain now (dollars)."""
+
+    digest: bytes  # the order's EIP-712 digest: its id in events
+    oracle_price: Decimal
+    quorum: bool  # the oracle has a price quorum (no trigger fires without one)
+    triggered: bool  # the oracle price has crossed the trigger (`orders.is_triggered`)
+    state: str  # `orders.order_state`: executable, waiting, done, cancelled, ...
+    reason: str | None  # execute_order's refusal (None: it would execute now)
+    expected_fee: Decimal  # keeper fee at the current settlement balance
+
+    @property
+    def executable(self) -> bool:
+        return self.reason is None
+
+
+@dataclass(frozen=True)
 class Collateral:
     """A listed collateral token (index 0 is the settlement token)."""
 

@@ -291,10 +291,16 @@ def test_keeper_cli__drops_the_log_lines_it_prints_itself():
     assert not f.filter(_record("perpdex.keepers.rebalance", "kill"))
     assert f.filter(_record("perpdex.keepers.rebalance", "kill", logging.ERROR))
     assert f.filter(_record("perpdex.keepers.rebalance", "_done"))  # the bot's actions
+    # the orders keeper: the command prints a row per order executed or refused
+    assert not f.filter(_record("perpdex.keepers.orders", "execute"))
+    assert not f.filter(_record("perpdex.keepers.orders", "_refused"))
+    assert f.filter(_record("perpdex.keepers.orders", "load", logging.WARNING))
 
 
 def test_gitignore_has_the_keeper_state():
-    assert ".keeper/" in (ROOT / ".gitignore").read_text().split()
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert ".keeper/" in ignored
+    assert ".orders/" in ignored  # `perpdex orders stop` writes signed orders there
 
 
 # --- --json numbers -----------------------------------------------------------------------------
