@@ -241,6 +241,7 @@ def lp_status(st: LpStatus, symbol: str) -> dict[str, Any]:
             "total_assets": num(st.total_assets),
             "equity": num(st.pool_equity),
             "cash": num(st.pool_cash),
+            "exit_room": num(st.exit_room),
             "insurance": num(st.insurance),
             "protocol_fees": num(st.protocol_fees),
         },

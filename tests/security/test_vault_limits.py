@@ -34,7 +34,10 @@ import ape
 import pytest
 from liquidation_helpers import LiqWorld
 
+from perpdex.sdk import math as pm
+from perpdex.sdk.client import PerpdexClient
 from perpdex.sdk.math import vault_limits as vl
+from perpdex.sdk.snapshot import Snapshot
 from perpdex.units import WAD
 
 CAP = "clearinghouse: vault exposure cap reached"
@@ -156,8 +159,8 @@ def test_lp_exit__measured_by_the_trade_paths_rule(
     pool cash while a trader's fill is held to cash plus the pool's unrealised loss in the
     market. Traders long BTC at the cap, BTC +15%: the old check let $252k leave, taking
     BTC to 1.7x its cap by the trade path's measure. Now the exit uses the same rule
-    (`state._exposure_limit`) with 1.5x headroom; the SDK's mirror (`max_exit`) is the
-    exact limit: that many token units leave, one more is refused."""
+    (`state._exposure_limit`) with 1.5x headroom; `lp_status().exit_room` (the SDK's
+    mirror) is the exact limit: that many token units leave, one more is refused."""
     btc = protocol.market_id("BTC")
     acct = h.funded_account(trader, 300_000, name="rally long")
     h.trade(trader, acct, "BTC", "3.9")
@@ -167,8 +170,8 @@ def test_lp_exit__measured_by_the_trade_paths_rule(
     cash = int(ch.pool_cash())  # what the exit sees: it sweeps the fees first
     _, markets = _pool(protocol)
     mk = markets[btc]
-    room = vl.max_exit(cash, markets, unit)
-    assert room > 0
+    room = PerpdexClient.from_protocol(protocol, lp).lp_status().exit_room * 10**6
+    assert room == vl.max_exit(cash, markets, unit) > 0
     # the old check (1.5x cap x cash) would have let this much leave
     old = cash // unit - vl.exposure(mk) * 10_000 * WAD // (mk.max_vault_exposure * 15_000) // unit
     print(f"BTC +15%: LP exits may take ${room / 10**6:,.2f} (old rule: ${old / 10**6:,.2f})")
@@ -506,3 +509,76 @@ def test_backstop__over_the_cap_is_not_refused_then_adl_restores_it(
     with ape.reverts("clearinghouse: vault within its limits"):
         protocol.risk.auto_deleverage(whale, btc, sender=keeper)
     w.assert_conserved()
+
+
+# --- the SDK refuses exactly what the chain refuses ------------------------------------------
+
+
+def _largest_fill(snap: Any, m: int, sign: int, now: int) -> tuple[int, str]:
+    """The largest order (base WAD, in the direction `sign`) `math.simulate_trade` fills,
+    by bisection to the wei, and its reason to refuse one wei more."""
+
+    def reason(d: int) -> str | None:
+        try:
+            pm.simulate_trade(snap, m, sign * d, now=now)
+        except pm.Revert as err:
+            return str(err)
+        return None
+
+    lo, hi = 2 * 10**15, 10 * WAD  # $190+: above the minimum position
+    assert reason(lo) is None and reason(hi) is not None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if reason(mid) is None else (lo, mid)
+    return lo, reason(hi) or ""
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["traders ahead (cap below cash)", "traders behind (cap on cash)", "a reduce grows it"],
+)
+def test_sdk__refuses_exactly_the_trades_the_chain_refuses(
+    protocol, ch, h, chain, trader, hedger, admin, keeper, limits_pool, state
+):
+    """Differential, to the wei: in each state the SDK's pre-trade check
+    (`math.simulate_trade` over `Snapshot.load`, the mirror's `exposure_limit`) finds the
+    largest order the vault's exposure cap admits; the chain fills exactly that order and
+    refuses one wei more with the cap's reason. Before, the SDK measured the cap against
+    cash alone: with traders ahead it admitted orders $12k (0.11 BTC) larger than the chain
+    does, and $6k larger for the reduce."""
+    btc = protocol.market_id("BTC")
+    taker = h.funded_account(hedger, 2_000_000, name="taker")
+    longs = h.funded_account(trader, 400_000, name="longs")
+    sign = 1
+    if state.startswith("traders ahead"):
+        h.trade(trader, longs, "BTC", "3")
+        h.set_price("BTC", 110_000, admin)
+    elif state.startswith("traders behind"):
+        h.trade(trader, longs, "BTC", "3")
+        h.set_price("BTC", 95_000, admin)
+    else:  # the taker is short; closing it moves the skew further long
+        h.trade(hedger, taker, "BTC", "-1.5")
+        h.trade(trader, longs, "BTC", "5.2")  # skew 3.7
+        h.set_price("BTC", 104_000, admin)
+    protocol.ops.refresh([btc], sender=keeper)
+    head = chain.blocks.head
+    now = int(head.timestamp) + 2
+    snap = Snapshot.load(protocol, taker, int(head.number))
+    size, why = _largest_fill(snap, btc, sign, now)
+    assert why == CAP, why
+    if state.startswith("a reduce"):
+        assert size < 15 * WAD // 10  # a reduce of the short is what the cap stops
+    _, markets = _pool(protocol)
+    cash_only = int(ch.pool_cash()) * markets[btc].max_vault_exposure // WAD - vl.exposure(
+        markets[btc]
+    )
+    print(
+        f"{state}: the SDK and the chain admit {size / WAD:.18f} BTC (cash-only room "
+        f"${cash_only / WAD:,.0f})"
+    )
+    chain.pending_timestamp = now
+    with ape.reverts(CAP):
+        ch.trade(taker, btc, sign * (size + 1), MAX, sender=hedger)
+    chain.pending_timestamp = now
+    tx = ch.trade(taker, btc, sign * size, MAX, sender=hedger)
+    assert int(chain.blocks[tx.block_number].timestamp) == now

@@ -22,6 +22,7 @@ from perpdex.constants import (
     MIN_POSITION_NOTIONAL,
     WAD,
 )
+from perpdex.sdk.math import vault_limits as vl
 from perpdex.sdk.math.fixed_point import div_floor, mul_div
 from perpdex.sdk.math.funding import accrue
 from perpdex.sdk.math.margin import combine, isolated_requirement, shock
@@ -315,8 +316,10 @@ def simulate_trade(
     Unlike the lens's `quote` (which `quote` mirrors), the figures after the trade are
     exact even when other marks are stale or a secondary collateral is priced by the
     traded market. `now` defaults to the snapshot's timestamp; pass the pending block's.
-    The exposure cap (on the pool's raw cash, before pending fees are swept) is checked
-    only when the snapshot carries `pool_cash`. Does not check who sends it. Assumes the
+    The vault's exposure cap (`vault_limits.exposure_limit`, the chain's one rule: the
+    pool's raw cash, before pending fees are swept, plus its unrealised loss in the
+    market after the fill) is checked only when the snapshot carries `pool_cash` and the
+    market's `pool_sum_cost` (`Snapshot.load` reads both). Does not check who sends it. Assumes the
     oracle prices at `now` are the ones the snapshot read."""
     now = snap.timestamp if now is None else now
     if snap.header & ACCOUNT_EXISTS == 0:
@@ -401,10 +404,19 @@ def simulate_trade(
     if short_oi > ms.short_oi and short_oi > p.max_oi:
         raise Revert("clearinghouse: open interest cap reached")
     new_skew = skew + size_delta
-    if abs(new_skew) > abs(skew) and raw_cash is not None:
-        exposure = abs(new_skew) * price // WAD
-        limit = raw_cash * p.max_vault_exposure // WAD if raw_cash > 0 else 0
-        if exposure > limit:
+    if abs(new_skew) > abs(skew) and raw_cash is not None and ms.pool_sum_cost is not None:
+        # the one exposure rule (state._exposure_limit), at the fill's skew, cost sum and
+        # raw cash
+        pool = vl.PoolMarket(
+            long_oi=long_oi,
+            short_oi=short_oi,
+            sum_cost=ms.pool_sum_cost + new_cost - cost,
+            sum_funding=0,
+            price=price,
+            index=index,
+            max_vault_exposure=p.max_vault_exposure,
+        )
+        if vl.exposure(pool) > vl.exposure_limit(pool, raw_cash):
             raise Revert("clearinghouse: vault exposure cap reached")
     refreshed: tuple[int, ...] = ()
     if adds or hdr & ACCOUNT_PORTFOLIO != 0:  # _check_after_trade
