@@ -12,8 +12,14 @@ from perpdex.sdk.lite.rpc import BoundFunction, Contract, Reverted, Rpc
 from perpdex.sdk.transport import Log
 
 # compiled contract -> the shipped ABI that holds it (perpdex/sdk/lite/abi.py: the
-# Clearinghouse's file merges its Ops and Admin halves, which answer at its address)
-_SHIPPED = {"ClearinghouseOps": "Clearinghouse", "ClearinghouseAdmin": "Clearinghouse"}
+# Clearinghouse's file merges its Ops, Admin, Orders and Risk halves, which answer at its
+# address)
+_SHIPPED = {
+    "ClearinghouseOps": "Clearinghouse",
+    "ClearinghouseAdmin": "Clearinghouse",
+    "ClearinghouseOrders": "Clearinghouse",
+    "ClearinghouseRisk": "Clearinghouse",
+}
 
 
 def _hex(block: int | str) -> str:
