@@ -25,6 +25,7 @@ from perpdex.config import (
 )
 from perpdex.errors import ConfigError, DeploymentNotFound
 from perpdex.sdk import gas, riskbook
+from perpdex.sdk.manifest import HALVES, chain_halves, verify_halves
 
 FEED_DECIMALS = 8
 # Manifest keys of contracts deployed after the core suite -> contract names.
@@ -301,6 +302,15 @@ def deploy_system(
         sent += 1
 
     # --- clearinghouse: five code halves at one address ------------------------------
+    live = mf.get("clearinghouse")
+    if _has_code(live):
+        # a live Clearinghouse fixes its halves: record the ones it delegates to (a
+        # manifest written before the Orders and Risk halves were recorded lacks them,
+        # and deploying new ones would record halves nothing calls)
+        for name, address in chain_halves(str(live)).items():
+            if mf.get(name) != address:
+                log(f"manifest: {name} {address} (read from the Clearinghouse)")
+                mf.put(name, address)
     risk_half = reuse_or_deploy("clearinghouse_risk", "ClearinghouseRisk", oracle, token)
     orders_half = reuse_or_deploy(
         "clearinghouse_orders", "ClearinghouseOrders", oracle, token, risk_half
@@ -529,6 +539,9 @@ def load_protocol(key: str | None = None, path: Path | None = None) -> Protocol:
             f"{path} records no live clearinghouse on this chain (a restarted anvil?); "
             "redeploy with `ape run deploy`"
         )
+    # the code halves it records are the ones the Clearinghouse delegates to (an older
+    # manifest without the Orders and Risk halves loads, with a ManifestWarning)
+    halves = verify_halves(path, ch, {key: c.get(key) for key, _, _ in HALVES})
     return Protocol(
         network=key,
         system=load_system(),
@@ -541,5 +554,5 @@ def load_protocol(key: str | None = None, path: Path | None = None) -> Protocol:
         feeds={s: [_at("MockAggregator", a) for a in fs] for s, fs in c["feeds"].items()},
         sequencer=_at("MockAggregator", c["sequencer_feed"]) if c.get("sequencer_feed") else None,
         **{f: _at(name, c[f]) for f, name in OPTIONAL_CONTRACTS.items() if c.get(f)},
-        extra={"manifest": str(path), "chain_id": data.get("chain_id")},
+        extra={"manifest": str(path), "chain_id": data.get("chain_id"), "halves": halves},
     )

@@ -284,19 +284,14 @@ def _check_caps(
     if short_oi > old_oi >> 128:
         assert short_oi <= p.max_oi, "clearinghouse: open interest cap reached"
     if abs(new_skew) > abs(skew):
-        exposure: uint256 = convert(abs(new_skew), uint256) * price // c.WAD
         # against pool equity, cheaply and conservatively: cash plus the pool's unrealised
-        # loss in this market (sum of cost bases - skew x price; the words are warm). The
-        # other markets and the bad-debt provision count in auto-deleveraging
-        # (modules/vault_limits.vy), which restores the cap against full equity.
-        base: int256 = packing._lo_i128(state._pool) + min(
-            packing._lo_i128(state._pool_sums[m]) - new_skew * convert(price, int256) // c.IWAD,
-            0,
-        )
-        limit: uint256 = 0
-        if base > 0:
-            limit = convert(base, uint256) * p.max_vault_exposure // c.WAD
-        assert exposure <= limit, c.VAULT_CAP_REACHED
+        # loss in this market at the fill's skew (the words are warm): the one rule LP
+        # exits and auto-deleveraging measure too (state._exposure_limit). The other
+        # markets and the bad-debt provision count in auto-deleveraging
+        # (modules/vault_limits.vy), which restores the cap against full equity as well.
+        assert convert(abs(new_skew), uint256) * price // c.WAD <= state._exposure_limit(
+            m, new_skew, price, p.max_vault_exposure
+        ), c.VAULT_CAP_REACHED
 
 
 @internal

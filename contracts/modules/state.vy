@@ -536,3 +536,25 @@ def _sweep_fees():
     log FeesSwept(
         amount=pending, to_insurance=to_insurance, to_protocol=to_protocol, to_vault=to_vault
     )
+
+
+@internal
+@view
+def _exposure_limit(m: uint256, skew: int256, price: uint256, f: uint256) -> uint256:
+    """
+    @dev THE vault exposure rule (issue 9, property 4; docs/security.md row "4. vault
+         limits"): the most vault exposure (|skew| x price, USD WAD) market `m` may carry
+         at trader skew `skew` and `price`: `f` (its max_vault_exposure) x the pool's raw
+         cash plus its unrealised loss in that market (sum of cost bases - skew x price,
+         when negative), 0 when that is not positive. Every path measures the cap with it:
+         trader fills (engine._check_caps, at the fill's skew and cash), LP exits
+         (treasury.vault_withdraw, with headroom, at the cash left) and auto-deleveraging
+         (vault_limits, with full pool equity besides). Mirrored by
+         perpdex/sdk/math/vault_limits.py `exposure_limit`.
+    """
+    base: int256 = packing._lo_i128(self._pool) + min(
+        packing._lo_i128(self._pool_sums[m]) - skew * convert(price, int256) // c.IWAD, 0
+    )
+    if base <= 0:
+        return 0
+    return convert(base, uint256) * f // c.WAD

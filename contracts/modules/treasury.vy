@@ -19,7 +19,8 @@ uses: state
 uses: access_control
 
 # @notice LP withdrawals may take the vault's exposure up to this multiple of the cap
-#         traders are held to (bp), so traders at the cap never freeze LP exits.
+#         traders are held to (bp, against the same measure), so traders at the cap never
+#         freeze LP exits.
 LP_EXIT_HEADROOM_BPS: constant(uint256) = 15_000
 
 
@@ -49,10 +50,15 @@ def vault_deposit(amount: uint256):
 @nonreentrant
 def vault_withdraw(amount: uint256, receiver: address):
     """
-    @notice Pays settlement tokens out of the pool (LP withdrawals). The pool must keep
-            every market's vault exposure within 1.5x its cap. Traders are held to the
-            cap itself on every fill (reduces included), so no trader position can block
-            LP exits: with every market at its cap, a third of the cash can still leave.
+    @notice Pays settlement tokens out of the pool (LP withdrawals). The cash left must
+            keep every market's vault exposure within 1.5x its cap, measured by the rule
+            trader fills are held to (state._exposure_limit: cash plus the pool's
+            unrealised loss in the market). Traders are held to the cap itself on every
+            fill (reduces included), so no trader position can block LP exits: with a
+            market at its cap, a third of that measure can still leave at once; once a
+            market is above its cap (price moves, exits, backstops, close-outs), anyone
+            may auto-deleverage it back (modules/vault_limits.vy), which opens the exits
+            again (docs/security.md, property 4).
     @param amount Token units.
     """
     assert msg.sender == state.vault, "clearinghouse: caller is not the vault"
@@ -65,16 +71,14 @@ def vault_withdraw(amount: uint256, receiver: address):
         if m == state.market_count:
             break
         oi: uint256 = state._oi[m]
-        skew: uint256 = convert(
-            abs(convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)), uint256
-        )
+        skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
         if skew != 0:
-            p: packing.MarketParams = packing._unpack_params(state._params[m])
-            exposure: uint256 = skew * packing._mark_price(state._mark[m]) // c.WAD
+            price: uint256 = packing._mark_price(state._mark[m])
+            f: uint256 = packing._unpack_params(state._params[m]).max_vault_exposure
             assert (
-                exposure * c.BPS
-                <= convert(cash, uint256) * p.max_vault_exposure // c.WAD * LP_EXIT_HEADROOM_BPS
-            ), "clearinghouse: vault exposure cap reached"
+                convert(abs(skew), uint256) * price // c.WAD * c.BPS
+                <= state._exposure_limit(m, skew, price, f) * LP_EXIT_HEADROOM_BPS
+            ), c.VAULT_CAP_REACHED
     state.collateral_held[0] -= amount
     assert extcall IERC20(state.collateral_token[0]).transfer(
         receiver, amount, default_return_value=True

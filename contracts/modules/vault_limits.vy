@@ -15,9 +15,13 @@
         oracle price (no premium, no fee), just enough to bring the profit down to
         adl_target_factor x equity.
         Exposure restored: backstop takes and loss-cap close-outs are never refused by a
-        cap (refusing them would leave bad debt or a breached floor); when one leaves a
-        market above its cap against pool equity, anyone may close positions on the
-        skew's side at the oracle price, just enough to come back to the cap.
+        cap (refusing them would leave bad debt or a breached floor), and LP exits may
+        take a market to 1.5x its cap; when any of these (or a price move) leaves a
+        market above its cap, against pool equity or by the trade path's rule
+        (state._exposure_limit, which LP exits use too), anyone may close positions on
+        the skew's side at the oracle price, just enough to come back within both: so a
+        market that holds LP exits back can always be deleveraged, and no trader can
+        freeze them.
         F2: a trader's reduce that the cap blocks may be paired with the ADL of a
         position on the skew's side (`close_with_adl`), so a whale at the cap cannot keep
         a trader from closing. Blocks, not "would block by some estimate": the reduce is
@@ -97,17 +101,59 @@ def _pool_equity() -> int256:
 
 
 @internal
-@view
-def _cap(m: uint256, base: int256) -> uint256:
+@pure
+def _cap(f: uint256, base: int256) -> uint256:
     """
-    @dev The market's exposure cap (USD WAD) against `base`.
+    @dev An exposure cap (USD WAD) of fraction `f` against `base`.
     """
     if base <= 0:
         return 0
-    return (
-        convert(base, uint256)
-        * packing._unpack_params(state._params[m]).max_vault_exposure // c.WAD
-    )
+    return convert(base, uint256) * f // c.WAD
+
+
+@internal
+@view
+def _exposure_amount(
+    m: uint256,
+    skew: int256,
+    exposure: uint256,
+    cap: uint256,
+    price: uint256,
+    f: uint256,
+    size: int256,
+    cost: int256,
+    owed: int256,
+) -> uint256:
+    """
+    @dev Base amount of a position on the skew's side (`size`, `cost`, funding `owed`,
+         settled whole at the fill) to close at the oracle `price` so that the exposure
+         comes back within both caps: `cap` (against full pool equity, which such a fill
+         leaves unchanged) and the trade path's rule (state._exposure_limit, f x min(K,
+         cash) with K = cash + sum of cost bases - skew x P): the fill leaves K unchanged
+         but for the funding settled, and takes from cash what it realises (q x the
+         position's PnL per unit, rounded up). Rounded up, +1 wei on the rule's terms.
+         Mirrored by perpdex/sdk/math/vault_limits.py `exposure_amount`.
+    """
+    q: uint256 = 0
+    if exposure > cap:
+        q = self._ceil_base(exposure - cap, price)
+    iprice: int256 = convert(price, int256)
+    fi: int256 = convert(f, int256)
+    e: int256 = convert(exposure, int256)
+    cash: int256 = packing._lo_i128(state._pool) + owed
+    k: int256 = cash + packing._lo_i128(state._pool_sums[m]) - skew * iprice // c.IWAD
+    need: int256 = e - fp._div_floor(fi * k, c.IWAD)
+    if need > 0:
+        q = max(q, self._ceil_base(convert(need, uint256), price) + 1)
+    need = e - fp._div_floor(fi * cash, c.IWAD)
+    if need > 0:
+        # PnL per unit of the position closed (USD WAD per base WAD, rounded up)
+        unit: int256 = fp._div_ceil(size * iprice - cost * c.IWAD, abs(size))
+        slope: int256 = iprice - fp._div_ceil(fi * unit, c.IWAD)
+        if slope <= 0:
+            return convert(abs(size), uint256)
+        q = max(q, fp._mul_div(convert(need, uint256), c.WAD, convert(slope, uint256), True) + 1)
+    return q
 
 
 @internal
@@ -151,9 +197,10 @@ def auto_deleverage(account: uint256, market: uint256):
             - PnL cap: traders' net unrealised profit in the market above
               max_pnl_factor x pool equity: a profitable position closes until the
               profit is adl_target_factor x equity (reason 1);
-            - exposure cap: the vault's exposure above max_vault_exposure x pool equity
-              (after a backstop take or a loss-cap close-out, which no cap refuses): a
-              position on the skew's side closes until the exposure is at the cap
+            - exposure cap: the vault's exposure above max_vault_exposure x pool equity,
+              or above the trade path's rule that LP exits use (after a price move, an LP
+              exit, a backstop take or a loss-cap close-out, which no cap refuses): a
+              position on the skew's side closes until the exposure is within both
               (reason 2).
             Funding the position owes or earned is settled whole at the fill; when the
             funding it earned alone brings the profit to the target, the fill is of size
@@ -190,14 +237,19 @@ def auto_deleverage(account: uint256, market: uint256):
     else:
         skew: int256 = self._skew(market)
         exposure: uint256 = convert(abs(skew), uint256) * price // c.WAD
-        cap: uint256 = self._cap(market, equity)
-        if exposure <= cap:
+        f: uint256 = packing._unpack_params(state._params[market]).max_vault_exposure
+        cap: uint256 = self._cap(f, equity)
+        # the cap against full equity and the trade path's rule, the one LP exits use:
+        # whenever exits are held back by a market's exposure, its ADL is open
+        if exposure <= min(cap, state._exposure_limit(market, skew, price, f)):
             if capped:
                 raise "clearinghouse: adl closes profitable positions only"
             raise "clearinghouse: vault within its limits"
         assert (size > 0) == (skew > 0), "clearinghouse: adl closes the skew's side only"
         reason = REASON_EXPOSURE
-        amount = self._ceil_base(exposure - cap, price)
+        amount = self._exposure_amount(
+            market, skew, exposure, cap, price, f, size, packing._pos_cost(pw), owed
+        )
     self._deleverage(account, market, size, amount, price, reason, pnl, equity)
 
 

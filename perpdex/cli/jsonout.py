@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -62,13 +62,19 @@ Json = Annotated[
 ]
 
 
+# 28 significant digits, Python's default: explicit, because importing vyper (ape's
+# compiler plugin, in-process) replaces the thread's decimal context with a 78-digit one
+# and the same ratio would then print with 78 digits in one process and 28 in another
+JSON_CONTEXT = Context(prec=28)
+
+
 def num(value: Decimal | int | None) -> str | None:
-    """The exact decimal as a string without exponent (`1E+2` -> `"100"`); None -> None."""
+    """The decimal as a string without exponent (`1E+2` -> `"100"`), at most 28
+    significant digits whatever the thread's decimal context; None -> None."""
     if value is None:
         return None
     d = Decimal(value)
-    text = format(d.normalize(), "f") if d else "0"
-    return text
+    return format(d.normalize(JSON_CONTEXT), "f") if d else "0"
 
 
 def emit(document: Any) -> None:
@@ -284,6 +290,7 @@ def lp_status(st: LpStatus, symbol: str) -> dict[str, Any]:
             "total_assets": num(st.total_assets),
             "equity": num(st.pool_equity),
             "cash": num(st.pool_cash),
+            "exit_room": num(st.exit_room),
             "insurance": num(st.insurance),
             "protocol_fees": num(st.protocol_fees),
         },

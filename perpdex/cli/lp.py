@@ -81,6 +81,7 @@ def pool_table(st: LpStatus, symbol: str = "USDC") -> Table:
     t.add_row("vault assets (totalAssets)", f"{fmt_amount(st.total_assets)} {symbol}")
     t.add_row("pool equity (cash - trader PnL + funding)", fmt_usd(st.pool_equity))
     t.add_row("pool cash", fmt_usd(st.pool_cash))
+    t.add_row("LP exits may take now (1.5x the caps)", f"{fmt_amount(st.exit_room)} {symbol}")
     t.add_row("insurance fund", fmt_usd(st.insurance))
     t.add_row("protocol fees", fmt_usd(st.protocol_fees))
     t.add_row("withdrawal fee", fmt_pct(st.withdraw_fee))

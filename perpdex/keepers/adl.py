@@ -6,9 +6,10 @@ is permissionless and does nothing unless the vault is outside its limits in `ma
     PnL cap        traders' net unrealised profit > max_pnl_factor x pool equity: a
                    profitable position closes at the oracle price, just enough to bring
                    the profit down to adl_target_factor x equity (reason 1)
-    exposure cap   |skew| x price > max_vault_exposure x pool equity (after a backstop
-                   take or a loss-cap close-out, which no cap refuses): a position on the
-                   skew's side closes down to the cap (reason 2)
+    exposure cap   |skew| x price > max_vault_exposure x pool equity, or above the
+                   trade path's rule that LP exits use too (after a price move, an LP
+                   exit, a backstop take or a loss-cap close-out, which no cap refuses):
+                   a position on the skew's side closes down to the cap (reason 2)
 
 Nobody calls it without a bot; this is the bot. One round = observe -> plan -> execute:
 
@@ -114,7 +115,7 @@ class MarketStatus:
     pnl: int  # traders' net unrealised profit
     equity: int  # pool equity
     exposure: int  # |skew| x price
-    cap: int  # exposure cap against pool equity
+    cap: int  # exposure cap: the lower of pool equity's and the trade path's rule
     pnl_capped: bool  # ADL open under the PnL cap
     over_cap: bool  # ADL open under the exposure cap
     near: bool  # within `near` below a limit: worth an eth_call at the oracle price
@@ -141,8 +142,9 @@ def market_status(pool: PoolRead, m: int, near: Decimal = Decimal(0)) -> MarketS
     mk = pool.markets[m]
     equity = pool.equity
     pnl = vl.trader_pnl(mk)
-    exposure = abs(mk.skew) * mk.price // WAD
-    cap = vl.exposure_cap(mk, equity)
+    exposure = vl.exposure(mk)
+    # ADL opens above the cap against pool equity or the trade path's rule (LP exits')
+    cap = min(vl.exposure_cap(mk, equity), vl.exposure_limit(mk, pool.cash))
     capped = vl.pnl_capped(pnl, equity, pool.max_pnl_factor)
     over = exposure > cap
     limit = Decimal(pool.max_pnl_factor) * max(equity, 0) / WAD
@@ -416,6 +418,7 @@ class AdlKeeper:
                 pool.equity,
                 pool.max_pnl_factor,
                 pool.target_factor,
+                cash=pool.cash,
             )
             expected = vl.deleverage_delta(c.size, amount, c.price)
         except Revert:

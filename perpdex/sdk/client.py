@@ -64,6 +64,7 @@ from perpdex.sdk.manifest import Deployment, resolve_manifest
 from perpdex.sdk.math import (
     NO_SCENARIO,
 )
+from perpdex.sdk.math import vault_limits as vl
 from perpdex.sdk.results import (
     DEFAULT_MAX_SLIPPAGE,
     AccountInfo,
@@ -1044,7 +1045,11 @@ class PerpdexClient:
 
     def lp_status(self, owner: Any = None) -> LpStatus:
         """Shares, their value and the pool (equity, cash, insurance, per-market use of the
-        vault's exposure cap) for `owner` (default: the signer)."""
+        vault's exposure cap, and how much cash LP exits may take now) for `owner`
+        (default: the signer). The cap and the exit room are the chain's own rule
+        (perpdex/sdk/math/vault_limits.py `exposure_limit`, `max_exit`) at the cached
+        marks: a withdrawal of `exit_room` passes and one token unit more is refused, as
+        long as the marks do not move (the vault re-reads them first)."""
         vault = self._require("vault", self.vault)
         lens = self._require("lens", self.lens)
         who = _address(owner if owner is not None else self._require_signer("LP status"))
@@ -1055,11 +1060,12 @@ class PerpdexClient:
         shares = int(vault.balanceOf(who))
         supply = int(vault.totalSupply())
         total_assets = int(vault.totalAssets())
-        cash = int(self.clearinghouse.pool_cash())
+        cash, raw_cash, pool = self.vault_pool()
         uses = []
-        for mk in self.markets():
-            exposure = abs(mk.skew) * mk.mark_price
-            cap = max(from_wad(cash), Decimal(0)) * mk.max_vault_exposure
+        for mk, pm_ in zip(self.markets(), pool, strict=True):
+            # the chain's one rule (vault_limits.exposure_limit) at the cached mark
+            exposure = vl.exposure(pm_)
+            cap = vl.exposure_limit(pm_, raw_cash)
             uses.append(
                 MarketUse(
                     market=mk.id,
@@ -1068,11 +1074,12 @@ class PerpdexClient:
                     short_oi=mk.short_oi,
                     mark_price=mk.mark_price,
                     funding_rate=mk.funding_rate,
-                    exposure=exposure,
-                    cap=cap,
-                    utilisation=exposure / cap if cap > 0 else None,
+                    exposure=from_wad(exposure),
+                    cap=from_wad(cap),
+                    utilisation=Decimal(exposure) / Decimal(cap) if cap > 0 else None,
                 )
             )
+        scale = 10 ** (18 - self.deployment.settlement_decimals)
         return LpStatus(
             owner=who,
             shares=Decimal(shares) / share_unit,
@@ -1088,7 +1095,50 @@ class PerpdexClient:
             protocol_fees=from_wad(int(self.clearinghouse.protocol_fees())),
             withdraw_fee=Decimal(int(vault.withdraw_fee_bps())) / BPS,
             markets=tuple(uses),
+            exit_room=Decimal(vl.max_exit(cash, pool, scale)) / asset_unit,
         )
+
+    def vault_pool(self) -> tuple[int, int, list[vl.PoolMarket]]:
+        """(views.pool_cash, the raw cash word, every market as the vault's limits read
+        it) in one batch, USD WAD at the cached marks: what `perpdex/sdk/math/
+        vault_limits.py` needs to apply the chain's exposure rule (`exposure_limit`: a
+        trader fill's cap reads the raw cash; `max_exit`: an LP exit sweeps the fees
+        first, so it reads pool_cash)."""
+        ch = self.clearinghouse
+        n = len(self.deployment.markets)
+        calls: list[tuple[Any, tuple[Any, ...]]] = [
+            (ch.pool_cash, ()),
+            (self.ops.pending_fees, ()),
+            (ch.system_params, ()),
+        ]
+        for m in range(n):
+            calls += [(ch.open_interest, (m,)), (ch.pool_sums, (m,))]
+            calls += [(ch.mark, (m,)), (ch.market_params, (m,))]
+        got = self.transport.calls(calls, "latest")
+        for value in got:
+            if isinstance(value, BaseException):
+                raise value
+        cash, pending, sysp = int(got[0]), int(got[1]), got[2]
+        to_vault = (
+            pending
+            - pending * int(sysp.insurance_bps) // BPS
+            - pending * int(sysp.protocol_bps) // BPS
+        )
+        pool = []
+        for m in range(n):
+            oi, sums, mark, params = got[3 + 4 * m : 7 + 4 * m]
+            pool.append(
+                vl.PoolMarket(
+                    long_oi=int(oi[0]),
+                    short_oi=int(oi[1]),
+                    sum_cost=int(sums[0]),
+                    sum_funding=int(sums[1]),
+                    price=int(mark[0]),
+                    index=int(mark[2]),
+                    max_vault_exposure=int(params.max_vault_exposure),
+                )
+            )
+        return cash, cash - to_vault, pool
 
     def _lp_move(self, receipt: ReceiptAPI, event: Any) -> LpMove:
         logs = list(receipt.decode_logs(event))

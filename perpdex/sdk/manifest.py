@@ -6,6 +6,7 @@ network key or the connected network.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,12 +17,29 @@ if TYPE_CHECKING:
     from perpdex.deploy import Protocol
     from perpdex.sdk.transport import Transport
 
-from perpdex.sdk.handles import _at
+
+#: The Clearinghouse's code halves in delegation order (Clearinghouse -> Ops -> Admin ->
+#: Orders -> Risk, contracts/Clearinghouse.vy): the manifest key, and the contract and
+#: getter (an immutable) that names the half on the one before it.
+HALVES: tuple[tuple[str, str, str], ...] = (
+    ("clearinghouse_ops", "Clearinghouse", "OPS"),
+    ("clearinghouse_admin", "ClearinghouseOps", "ADMIN"),
+    ("clearinghouse_orders", "ClearinghouseAdmin", "ORDERS"),
+    ("clearinghouse_risk", "ClearinghouseOrders", "RISK"),
+)
+
+
+class ManifestWarning(UserWarning):
+    """A manifest that still works but lacks something a newer deploy records."""
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """The addresses of one deployment, as recorded in `deployments/<network>.json`."""
+    """The addresses of one deployment, as recorded in `deployments/<network>.json`.
+
+    `clearinghouse_orders` and `clearinghouse_risk` are None in a manifest written before
+    they were recorded: it still loads, and `check_chain` reads them from the chain and
+    warns (ManifestWarning) until the deploy is re-run to record them."""
 
     network: str
     chain_id: int
@@ -39,13 +57,22 @@ class Deployment:
     auction: str | None = None
     path: Path | None = None
     genesis: str | None = None
+    clearinghouse_orders: str | None = None
+    clearinghouse_risk: str | None = None
 
-    def check_chain(self, transport: Transport | None = None) -> None:
+    def halves(self) -> dict[str, str | None]:
+        """The Clearinghouse's code halves as recorded, in delegation order (None: not
+        recorded)."""
+        return {key: getattr(self, key) for key, _, _ in HALVES}
+
+    def check_chain(self, transport: Transport | None = None) -> dict[str, str]:
         """Refuses a manifest written on another chain than the node `transport` reaches
-        (default: ape's connected provider): `check_chain` below."""
-        check_chain(
-            self.path or self.network, self.chain_id, self.genesis, self.clearinghouse, transport
-        )
+        (default: ape's connected provider): `check_chain` below; then one whose recorded
+        code halves are not the ones its Clearinghouse delegates to. Returns the halves as
+        the chain names them; warns (ManifestWarning) when the manifest lacks some."""
+        where = self.path or self.network
+        check_chain(where, self.chain_id, self.genesis, self.clearinghouse, transport)
+        return verify_halves(where, self.clearinghouse, self.halves(), transport)
 
     @classmethod
     def load(cls, path: Path) -> Deployment:
@@ -75,6 +102,8 @@ class Deployment:
                 auction=_optional(c.get("auction")),
                 path=path,
                 genesis=_optional(data.get("genesis")),
+                clearinghouse_orders=_optional(c.get("clearinghouse_orders")),
+                clearinghouse_risk=_optional(c.get("clearinghouse_risk")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DeploymentNotFound(
@@ -87,16 +116,18 @@ class Deployment:
         """The manifest of a deployment held as a `Protocol` (tests, scripts)."""
         from ape import chain
 
-        ops_half = str(protocol.clearinghouse.OPS())
+        # each read on the half before: values do not come back through the proxy
+        halves = chain_halves(str(protocol.clearinghouse.address))
         return cls(
             network=protocol.network,
             chain_id=chain.chain_id,
             token=str(protocol.token.address),
             oracle=str(protocol.oracle.address),
             clearinghouse=str(protocol.clearinghouse.address),
-            clearinghouse_ops=ops_half,
-            # read on the Ops half itself: values do not come back through the proxy
-            clearinghouse_admin=str(_at("ClearinghouseOps", ops_half).ADMIN()),
+            clearinghouse_ops=halves["clearinghouse_ops"],
+            clearinghouse_admin=halves["clearinghouse_admin"],
+            clearinghouse_orders=halves["clearinghouse_orders"],
+            clearinghouse_risk=halves["clearinghouse_risk"],
             markets=tuple(protocol.symbols),
             settlement_decimals=protocol.system.settlement_decimals,
             feeds={s: [str(f.address) for f in fs] for s, fs in protocol.feeds.items()},
@@ -122,6 +153,8 @@ class Deployment:
                 **{
                     k: v
                     for k, v in (
+                        ("clearinghouse_orders", self.clearinghouse_orders),
+                        ("clearinghouse_risk", self.clearinghouse_risk),
                         ("vault", self.vault),
                         ("lens", self.lens),
                         ("auction", self.auction),
@@ -174,6 +207,83 @@ def check_chain(
             f"no Clearinghouse code at {clearinghouse} ({where}); the chain was reset since "
             "the deploy: redeploy (`ape run deploy --network <choice>`)"
         )
+
+
+def verify_halves(
+    where: Any,
+    clearinghouse: str,
+    recorded: dict[str, str | None],
+    transport: Transport | None = None,
+) -> dict[str, str]:
+    """Refuses a manifest (`where`) whose `recorded` code halves are not the ones the
+    Clearinghouse delegates to; warns (ManifestWarning) naming the chain's address of
+    each half it lacks (a manifest written before the Orders and Risk halves were
+    recorded). Returns the halves as the chain names them (`chain_halves`)."""
+    live = chain_halves(clearinghouse, transport, recorded)
+    for key, address in live.items():
+        mine = recorded.get(key)
+        if mine is not None and mine.lower() != address.lower():
+            raise DeploymentNotFound(
+                f"{where} records {key} {mine}, but the Clearinghouse at {clearinghouse} "
+                f"delegates to {address}: the manifest does not describe this deployment. "
+                "Re-run the deploy to rewrite it (`ape run deploy --network <choice>`) or "
+                "pass the right --deployment"
+            )
+    missing = [key for key in live if recorded.get(key) is None]
+    if missing:
+        warnings.warn(
+            ManifestWarning(
+                f"{where} was written before the Clearinghouse's {' and '.join(missing)} "
+                "were recorded; read from the chain: "
+                + ", ".join(f"{key} {live[key]}" for key in missing)
+                + ". Re-run the deploy (`ape run deploy --network <choice>`) to record them: "
+                "it reads them from the Clearinghouse, nothing is redeployed"
+            ),
+            stacklevel=3,
+        )
+    return live
+
+
+def chain_halves(
+    clearinghouse: str,
+    transport: Transport | None = None,
+    recorded: dict[str, str | None] | None = None,
+) -> dict[str, str]:
+    """The code halves the Clearinghouse at `clearinghouse` delegates to, read from the
+    chain (each half's immutable pointer to the next), in delegation order by manifest
+    key. With every half `recorded`, one batch asks each getter at the recorded address
+    (a wrong one shows as a mismatch at the first half that differs); otherwise the
+    chain is walked one call at a time. Refuses a Clearinghouse whose halves cannot name
+    the next one (older contracts than this perpdex)."""
+    from perpdex.sdk.transport import ApeTransport
+
+    t = transport if transport is not None else ApeTransport()
+    recorded = recorded or {}
+    callers: list[str | None] = [clearinghouse]
+    callers += [recorded.get(k) for k, _, _ in HALVES[:-1]]
+    if all(callers):
+        got = t.calls(
+            [
+                (getattr(t.at(contract, str(addr)), getter), ())
+                for (_, contract, getter), addr in zip(HALVES, callers, strict=True)
+            ],
+            "latest",
+        )
+        if not any(isinstance(g, BaseException) for g in got):
+            return {key: str(g) for (key, _, _), g in zip(HALVES, got, strict=True)}
+    out: dict[str, str] = {}
+    previous = clearinghouse
+    for key, contract, getter in HALVES:
+        try:
+            previous = str(getattr(t.at(contract, previous), getter)())
+        except Exception as e:  # a revert or an undecodable answer: no such getter
+            raise DeploymentNotFound(
+                f"the Clearinghouse at {clearinghouse} does not name its {key} "
+                f"({contract} {previous}.{getter}() failed: {e}); it runs older contracts "
+                "than this perpdex: redeploy (`ape run deploy --network <choice>`)"
+            ) from e
+        out[key] = previous
+    return out
 
 
 def _optional(value: Any) -> str | None:

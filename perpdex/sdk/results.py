@@ -584,7 +584,7 @@ class MarketUse:
     mark_price: Decimal
     funding_rate: Decimal
     exposure: Decimal  # |skew| x mark: the vault's position value, dollars
-    cap: Decimal  # pool cash x max_vault_exposure
+    cap: Decimal  # max_vault_exposure x (raw pool cash + its unrealised loss in the market)
     utilisation: Decimal | None  # exposure / cap; None when the cap is zero
 
     @property
@@ -610,6 +610,8 @@ class LpStatus:
     protocol_fees: Decimal
     withdraw_fee: Decimal  # fraction of the assets redeemed
     markets: tuple[MarketUse, ...]
+    # token units the pool's cash may pay LPs now: every market within 1.5x its cap
+    exit_room: Decimal = Decimal(0)
 
 
 def acceptable_price(fill_price_wad: int, buy: bool, max_slippage: Decimal | str) -> int:

@@ -110,7 +110,7 @@ class Snapshot(views.Snapshot):
         second += [(ch.position, (account, m)) for m in held]
         for m in range(market_count):
             second += [(ch.mark, (m,)), (ch.open_interest, (m,)), (ch.market_params, (m,))]
-            second.append((oracle.latest, (m,)))
+            second += [(ch.pool_sums, (m,)), (oracle.latest, (m,))]
         rest = iter(read(second))
 
         def take() -> Any:
@@ -139,6 +139,7 @@ class Snapshot(views.Snapshot):
             price, ts, index, rate = take()
             long_oi, short_oi = take()
             p = take()
+            sum_cost = int(take()[0])
             latest = next(rest)  # the router reverts when no source is valid
             oracle_price: int | None = None
             oracle_flags: int | None = None
@@ -163,6 +164,7 @@ class Snapshot(views.Snapshot):
                     short_oi=int(short_oi),
                     oracle_price=oracle_price,
                     oracle_flags=oracle_flags,
+                    pool_sum_cost=sum_cost,
                 )
             )
 

@@ -45,6 +45,7 @@ from perpdex.cli.portfolio import (
 from perpdex.constants import WAD
 from perpdex.deploy import Protocol, load_protocol
 from perpdex.sdk.client import Fill, LpMove, PerpdexClient, Portfolio
+from perpdex.sdk.manifest import chain_halves
 from perpdex.units import to_units
 
 # Trader name -> (ape test account index, USDC deposited, portfolio margin).
@@ -439,20 +440,24 @@ def deployment_table(p: Protocol, title: str | None = None) -> Table:
     table = Table(title=title or f"perpdex deployment ({p.network})")
     table.add_column("contract")
     table.add_column("address", style="cyan", no_wrap=True, min_width=42)
-    rows: list[tuple[str, Any]] = [
-        ("Clearinghouse (+Ops, Admin)", p.clearinghouse),
-        ("OracleRouter", p.oracle),
-        (f"token ({p.system.settlement_symbol})", p.token),
+    rows: list[tuple[str, str]] = [("Clearinghouse", str(p.clearinghouse.address))]
+    # the code halves it delegates to, as the chain names them (load_protocol checked the
+    # manifest's against them)
+    halves = p.extra.get("halves") or chain_halves(str(p.clearinghouse.address))
+    rows += [(f"  {key.removeprefix('clearinghouse_')} half", a) for key, a in halves.items()]
+    rows += [
+        ("OracleRouter", str(p.oracle.address)),
+        (f"token ({p.system.settlement_symbol})", str(p.token.address)),
     ]
     for sym, feeds in p.feeds.items():
-        rows += [(f"{sym} feed {i}", f) for i, f in enumerate(feeds)]
+        rows += [(f"{sym} feed {i}", str(f.address)) for i, f in enumerate(feeds)]
     if p.sequencer is not None:
-        rows.append(("sequencer feed", p.sequencer))
+        rows.append(("sequencer feed", str(p.sequencer.address)))
     for name in ("vault", "auction", "lens"):
         if (c := getattr(p, name)) is not None:
-            rows.append((name, c))
-    for name, c in rows:
-        table.add_row(name, str(c.address))
+            rows.append((name, str(c.address)))
+    for name, address in rows:
+        table.add_row(name, address)
     return table
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from perpdex.config import load_networks
-from perpdex.deploy import Protocol, deploy_system, network_key
+from perpdex.deploy import Protocol, deploy_system, load_protocol, network_key
+from perpdex.sdk.manifest import HALVES, chain_halves
 
 pytestmark = pytest.mark.fork
 
@@ -22,6 +23,7 @@ SINGLE_CONTRACTS = (
     "token",
     "sequencer_feed",
     "oracle",
+    "clearinghouse_risk",
     "clearinghouse_orders",
     "clearinghouse_admin",
     "clearinghouse_ops",
@@ -79,6 +81,72 @@ def test_deploy__manifest_records_every_contract(admin, manifest, chain):
         assert len(c["feeds"][m.symbol]) == m.oracle.sources
     if p.vault is not None:
         assert c["vault"] == p.vault.address
+    # every code half, as the Clearinghouse delegates to it
+    assert {k: c[k] for k, _, _ in HALVES} == chain_halves(p.clearinghouse.address)
+
+
+def _older(manifest: Path) -> dict[str, str]:
+    """Strip the Orders and Risk halves, as manifests written before they were recorded
+    lack them; returns what they were."""
+    data = json.loads(manifest.read_text())
+    gone = {k: data["contracts"].pop(k) for k in ("clearinghouse_orders", "clearinghouse_risk")}
+    manifest.write_text(json.dumps(data))
+    return gone
+
+
+def test_deploy__older_manifest__records_the_halves_from_the_chain(admin, manifest):
+    """Before: a re-run on a manifest without the Orders and Risk halves deployed two new
+    ones and recorded them, though the live Clearinghouse still delegates to the old
+    ones. Now it records the halves the Clearinghouse names and sends nothing."""
+    key = network_key()
+    deploy_system(admin, key=key, manifest=manifest)
+    gone = _older(manifest)
+    logs: list[str] = []
+    again = deploy_system(admin, key=key, manifest=manifest, log=logs.append)
+    assert again.extra["transactions"] == 0
+    c = json.loads(manifest.read_text())["contracts"]
+    assert {k: c[k] for k in gone} == gone
+    assert {k: c[k] for k, _, _ in HALVES} == chain_halves(again.clearinghouse.address)
+    assert any("read from the Clearinghouse" in line for line in logs)
+
+
+def test_manifest__sdk_records_loads_and_checks_every_half(admin, manifest, tmp_path):
+    """The SDK's manifest (`Deployment`) writes, loads and checks all five halves; an
+    older manifest still loads and works, with a warning that names the missing halves'
+    addresses (read from the chain); a manifest whose halves are not the Clearinghouse's
+    is refused."""
+    import dataclasses
+
+    from perpdex.errors import DeploymentNotFound
+    from perpdex.sdk.client import PerpdexClient
+    from perpdex.sdk.manifest import Deployment, ManifestWarning
+
+    p = deploy_system(admin, key=network_key(), manifest=manifest)
+    halves = chain_halves(p.clearinghouse.address)
+    d = Deployment.from_protocol(p)
+    assert d.halves() == halves
+    written = d.write(tmp_path / "sdk.json")
+    loaded = Deployment.load(written)
+    assert loaded == dataclasses.replace(d, path=written)
+    assert loaded.check_chain() == halves
+    # an older manifest: loads, works, says what it lacks and where they are
+    gone = _older(written)
+    older = Deployment.load(written)
+    assert older.clearinghouse_orders is None and older.clearinghouse_risk is None
+    with pytest.warns(ManifestWarning) as caught:
+        client = PerpdexClient.from_manifest(written)
+    text = str(caught[0].message)
+    assert "clearinghouse_orders and clearinghouse_risk" in text
+    assert all(a in text for a in gone.values()) and "Re-run the deploy" in text
+    assert client.markets()[0].symbol == p.symbols[0]
+    # the deploy-side loader (the demo, scripts) checks and warns the same way
+    _older(manifest)
+    with pytest.warns(ManifestWarning):
+        assert load_protocol(network_key(), manifest).extra["halves"] == halves
+    # a half that is not the Clearinghouse's: refused
+    wrong = dataclasses.replace(d, clearinghouse_risk=halves["clearinghouse_orders"])
+    with pytest.raises(DeploymentNotFound, match="does not describe this deployment"):
+        wrong.check_chain()
 
 
 def test_deploy__resumes_from_a_partial_manifest(admin, manifest):
@@ -173,6 +241,9 @@ def test_deploy__manifest_drives_the_demo(admin, manifest, accounts):
     console.print(demo.deployment_table(p), demo.balance_table(p, traders))
     text = console.export_text()
     assert p.clearinghouse.address in text
+    # and every code half the manifest records (checked against the chain on load)
+    c = json.loads(manifest.read_text())["contracts"]
+    assert all(c[k] in text for k, _, _ in HALVES)
     assert "40,000.00" in text
 
 

@@ -394,7 +394,14 @@ def test_lp__status_shows_utilisation(run, protocol, cli_client, cli_acct):
     cli_client.trade(cli_acct, "BTC", "1")
     out = ok(run("lp", "status", "--owner", protocol.vault.owner(), account=None))
     ch = protocol.clearinghouse
-    cap = from_wad(ch.pool_cash()) * from_wad(ch.market_params(0).max_vault_exposure)
+    # the chain's exposure rule: max_vault_exposure x (raw cash + the pool's loss in BTC)
+    pending, sysp = int(ch.pending_fees()), ch.system_params()
+    shares = (
+        pending * int(sysp.insurance_bps) // 10_000 + pending * int(sysp.protocol_bps) // 10_000
+    )
+    base = int(ch.pool_cash()) - (pending - shares)
+    base += min(int(ch.pool_sums(0)[0]) - int(ch.mark(0)[0]), 0)
+    cap = from_wad(base * int(ch.market_params(0).max_vault_exposure) // WAD)
     exposure = from_wad(ch.mark(0)[0])
     cells = row(out, "BTC")
     assert cells[3] == "short"

@@ -12,10 +12,12 @@ from perpdex.sdk.lite.rpc import BoundFunction, Contract, Reverted, Rpc
 from perpdex.sdk.transport import Log
 
 # compiled contract -> the shipped ABI that holds it (perpdex/sdk/lite/abi.py: the
-# Clearinghouse's file merges its halves, which answer at its address)
+# Clearinghouse's file merges its Ops, Admin, Orders and Risk halves, which answer at its
+# address)
 _SHIPPED = {
     "ClearinghouseOps": "Clearinghouse",
     "ClearinghouseAdmin": "Clearinghouse",
+    "ClearinghouseOrders": "Clearinghouse",
     "ClearinghouseRisk": "Clearinghouse",
 }
 

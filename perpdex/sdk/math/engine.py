@@ -23,6 +23,7 @@ from perpdex.constants import (
     MIN_POSITION_NOTIONAL,
     WAD,
 )
+from perpdex.sdk.math import vault_limits as vl
 from perpdex.sdk.math.fixed_point import div_floor, mul_div
 from perpdex.sdk.math.funding import accrue
 from perpdex.sdk.math.margin import combine, isolated_requirement, shock
@@ -327,8 +328,11 @@ def pool_fill(
     `trade_multi`, stops there): the zero-size and market checks, the touch (oracle price,
     funding accrued to `now`), the quorum, dust and add-risk gates, the fill price and its
     bound, settlement (_settle_side), the fee (_collect_fee) and the caps (_check_caps).
-    Returns the fill and the account's state after it. Raises `Revert` where the contract
-    reverts."""
+    The vault's exposure cap (`vault_limits.exposure_limit`, the chain's one rule: the
+    pool's raw cash, before pending fees are swept, plus its unrealised loss in the market
+    after the fill) is checked only when the snapshot carries `pool_cash` and the market's
+    `pool_sum_cost` (`Snapshot.load` reads both). Returns the fill and the account's state
+    after it. Raises `Revert` where the contract reverts."""
     if size_delta == 0:
         raise Revert("clearinghouse: zero size")
     if market >= snap.market_count:
@@ -407,10 +411,19 @@ def pool_fill(
     if short_oi > ms.short_oi and short_oi > p.max_oi:
         raise Revert("clearinghouse: open interest cap reached")
     new_skew = skew + size_delta
-    if abs(new_skew) > abs(skew) and raw_cash is not None:
-        exposure = abs(new_skew) * price // WAD
-        limit = raw_cash * p.max_vault_exposure // WAD if raw_cash > 0 else 0
-        if exposure > limit:
+    if abs(new_skew) > abs(skew) and raw_cash is not None and ms.pool_sum_cost is not None:
+        # the one exposure rule (state._exposure_limit), at the fill's skew, cost sum and
+        # raw cash
+        pool = vl.PoolMarket(
+            long_oi=long_oi,
+            short_oi=short_oi,
+            sum_cost=ms.pool_sum_cost + new_cost - cost,
+            sum_funding=0,
+            price=price,
+            index=index,
+            max_vault_exposure=p.max_vault_exposure,
+        )
+        if vl.exposure(pool) > vl.exposure_limit(pool, raw_cash):
             raise Revert("clearinghouse: vault exposure cap reached")
     filled = PoolFill(
         market=market,

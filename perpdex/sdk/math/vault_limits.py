@@ -6,6 +6,10 @@ keeper can tell which positions `auto_deleverage` accepts and by how much it clo
 before sending anything (perpdex/keepers/adl.py; tests/security/test_vault_limits.py
 checks the figures against the chain's events), and how much of its target
 `close_with_adl` closes once a reduce is refused by the cap (`paired_amount`).
+
+`exposure_limit` is the one exposure rule every path measures with (contracts
+state._exposure_limit): trader fills (`math.simulate_trade`), LP exits (`exit_allowed`,
+`max_exit`: what `perpdex lp status` reports) and auto-deleveraging (`adl_amount`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ REASON_EXPOSURE = 2
 REASON_PAIRED = 3
 BPS = 10_000
 PAIRED_BUFFER_BPS = 10
+# treasury.LP_EXIT_HEADROOM_BPS: LP exits may take exposure to 1.5x the cap
+LP_EXIT_HEADROOM_BPS = 15_000
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,58 @@ def pool_equity(cash: int, markets: list[PoolMarket], provision: int, insurance:
 
 
 def exposure_cap(m: PoolMarket, base: int) -> int:
+    """The market's cap against `base` (full pool equity, for ADL)."""
     return base * m.max_vault_exposure // WAD if base > 0 else 0
+
+
+def exposure(m: PoolMarket, skew: int | None = None, price: int | None = None) -> int:
+    """The vault's exposure |skew| x price (USD WAD, rounded down), at the market's skew
+    and price unless given."""
+    skew = m.skew if skew is None else skew
+    return abs(skew) * (m.price if price is None else price) // WAD
+
+
+def exposure_limit(
+    m: PoolMarket, cash: int, skew: int | None = None, price: int | None = None
+) -> int:
+    """state._exposure_limit, THE exposure rule: max_vault_exposure x (the pool's raw cash
+    `cash` + its unrealised loss in the market: sum of cost bases - skew x price, when
+    negative), 0 when that is not positive; at the market's skew and price unless given.
+    A trader's fill that grows |skew| must leave `exposure` at or below it (at the fill's
+    skew, cost sum and cash); an LP exit must leave every market within 1.5x it."""
+    skew = m.skew if skew is None else skew
+    price = m.price if price is None else price
+    base = cash + min(m.sum_cost - vdiv(skew * price, IWAD), 0)
+    return base * m.max_vault_exposure // WAD if base > 0 else 0
+
+
+def exit_allowed(cash_after: int, markets: list[PoolMarket]) -> bool:
+    """treasury.vault_withdraw's cap check: with `cash_after` (the pool's cash once fees
+    are swept, less the exit) every market with a skew keeps its exposure within
+    LP_EXIT_HEADROOM_BPS of `exposure_limit` (and the cash is not negative)."""
+    if cash_after < 0:
+        return False
+    return all(
+        exposure(m) * BPS <= exposure_limit(m, cash_after) * LP_EXIT_HEADROOM_BPS
+        for m in markets
+        if m.skew != 0
+    )
+
+
+def max_exit(cash: int, markets: list[PoolMarket], scale: int = 1) -> int:
+    """The most whole units of `scale` (USD WAD per token unit) `vault_withdraw` can pay
+    out of `cash` (views.pool_cash: with the vault's share of unswept fees, which the
+    withdrawal sweeps first) now: 0 when the caps hold back everything."""
+    if not exit_allowed(cash, markets):
+        return 0
+    lo, hi = 0, max(cash, 0) // scale  # lo passes
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if exit_allowed(cash - mid * scale, markets):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def pnl_capped(pnl: int, equity: int, max_pnl_factor: int) -> bool:
@@ -75,10 +132,13 @@ def adl_amount(
     equity: int,
     max_pnl_factor: int,
     target_factor: int,
+    *,
+    cash: int,
 ) -> tuple[int, int]:
     """(reason, base amount before the minimum-position rule) `auto_deleverage` closes
-    of a position (`size`, `cost`, funding index - its snapshot) at `m.price`; raises
-    Revert with the contract's reason when it refuses."""
+    of a position (`size`, `cost`, funding index - its snapshot) at `m.price`, with pool
+    equity `equity` and the pool's raw cash word `cash` (views.pool_cash less the vault's
+    share of unswept fees); raises Revert with the contract's reason when it refuses."""
     if size == 0:
         raise Revert("clearinghouse: no position to deleverage")
     pnl = trader_pnl(m)
@@ -87,15 +147,41 @@ def adl_amount(
     owed = funding_owed(size, index_delta)
     if capped and price_pnl > owed and price_pnl > 0:
         return REASON_PNL, pnl_close_amount(size, price_pnl, owed, pnl, equity, target_factor)
-    exposure = abs(m.skew) * m.price // WAD
-    cap = exposure_cap(m, equity)
-    if exposure <= cap:
+    if exposure(m) <= min(exposure_cap(m, equity), exposure_limit(m, cash)):
         if capped:
             raise Revert("clearinghouse: adl closes profitable positions only")
         raise Revert("clearinghouse: vault within its limits")
     if (size > 0) != (m.skew > 0):
         raise Revert("clearinghouse: adl closes the skew's side only")
-    return REASON_EXPOSURE, mul_div(exposure - cap, WAD, m.price, True)
+    return REASON_EXPOSURE, exposure_amount(m, cash, equity, size, cost, owed)
+
+
+def exposure_amount(m: PoolMarket, cash: int, equity: int, size: int, cost: int, owed: int) -> int:
+    """vault_limits._exposure_amount: base amount of a position on the skew's side
+    (`size`, `cost`, funding `owed`, settled whole at the fill: + owes, - earned) to
+    close at `m.price` so that the exposure comes back within the cap against `equity`
+    (which such a fill leaves unchanged) and `exposure_limit` at raw cash `cash`
+    (min(K, cash) x f, K = cash + sum of cost bases - skew x price: the fill leaves K
+    unchanged but for the funding, and takes from cash what it realises, q x the
+    position's PnL per unit rounded up). Rounded up, +1 wei on the rule's terms; before
+    the minimum-position rule (`deleverage_delta`)."""
+    e = exposure(m)
+    cap = exposure_cap(m, equity)
+    q = mul_div(e - cap, WAD, m.price, True) if e > cap else 0
+    f = m.max_vault_exposure
+    cash += owed
+    k = cash + m.sum_cost - vdiv(m.skew * m.price, IWAD)
+    need = e - div_floor(f * k, IWAD)
+    if need > 0:
+        q = max(q, mul_div(need, WAD, m.price, True) + 1)
+    need = e - div_floor(f * cash, IWAD)
+    if need > 0:
+        unit = div_ceil(size * m.price - cost * IWAD, abs(size))
+        slope = m.price - div_ceil(f * unit, IWAD)
+        if slope <= 0:
+            return abs(size)
+        q = max(q, mul_div(need, WAD, slope, True) + 1)
+    return q
 
 
 def pnl_close_amount(

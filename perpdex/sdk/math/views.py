@@ -51,6 +51,9 @@ class MarketState:
     oracle_price: int | None  # OracleRouter.latest quorum price (WAD); with FLAG_DEGRADED
     # in oracle_flags only the last quorum price, which nothing may use; None: no answer
     oracle_flags: int | None
+    # pool_sums(m)[0]: sum of the trader positions' cost bases (USD WAD), which the vault
+    # exposure rule reads (vault_limits.exposure_limit); None: not read
+    pool_sum_cost: int | None = None
 
     @property
     def skew(self) -> int:

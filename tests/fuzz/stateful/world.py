@@ -243,7 +243,9 @@ class WorldView:
             r = self.oracle.try_read(m, now)
             price, flags = r if isinstance(r, tuple) else (None, None)
             lo, sh = w.oi[m]
-            markets.append(MarketState(m, fs.params[m], w.marks[m], lo, sh, price, flags))
+            markets.append(
+                MarketState(m, fs.params[m], w.marks[m], lo, sh, price, flags, w.sums[m][0])
+            )
         s = w.accts[acct]
         bitmap = pm.positions_bitmap(s.header)
         return Snapshot(
