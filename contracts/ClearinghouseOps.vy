@@ -62,6 +62,8 @@ exports: (
     state.max_total_exposure,
     state.max_pnl_factor,
     state.adl_target_factor,
+    state.delayed_config,
+    state.delayed_order,
     views.account_owner,
     views.account_id,
     views.pending_fees,

@@ -24,6 +24,7 @@ from .modules import views
 from .modules import liquidation_hooks
 from .modules import vault_limits
 from .modules import order_hash as oh
+from .modules import delayed
 
 initializes: access_control
 initializes: pausable
@@ -36,6 +37,9 @@ initializes: governance[state := state, access_control := access_control, pausab
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
 initializes: vault_limits[state := state, engine := engine]
+# delayed vault orders (modules/delayed.vy)
+initializes: delayed[state := state, engine := engine, access_control := access_control]
+exports: delayed.__interface__
 
 exports: (
     vault_limits.auto_deleverage,
