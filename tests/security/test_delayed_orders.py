@@ -285,10 +285,11 @@ def test_set_delayed_params__refusals(protocol, btc, risk, admin, stranger):
     for fee in (1_001 * WAD, 10**14 + 1):
         with ape.reverts("clearinghouse: bad keeper fee"):
             risk.set_delayed_params(btc, 1, 5, 60, fee, sender=admin)
+    before = int(protocol.ops.delayed_config(btc))  # config/markets.yaml's, from the deploy
     tx = risk.set_delayed_params(btc, 2, 5, 60, 10**14, sender=admin)
     ev = tx.decode_logs(risk.DelayedParamsUpdated)[0]
     cfg = 5 | 60 << 32 | 10**14 << 64 | 2 << 192
-    assert (ev.market, ev.old_config, ev.new_config) == (btc, 0, cfg)
+    assert (ev.market, ev.old_config, ev.new_config) == (btc, before, cfg)
     assert int(protocol.ops.delayed_config(btc)) == cfg
     tx = risk.set_delayed_params(btc, 0, 0, 0, 0, sender=admin)  # off
     assert tx.decode_logs(risk.DelayedParamsUpdated)[0].new_config == 0
@@ -296,6 +297,7 @@ def test_set_delayed_params__refusals(protocol, btc, risk, admin, stranger):
 
 def test_commit__refusals(protocol, ch, h, btc, risk, admin, trader, stranger):
     acct = h.funded_account(trader, 10_000)
+    risk.set_delayed_params(btc, 0, 0, 0, 0, sender=admin)  # none in the market
     with ape.reverts("clearinghouse: no delayed orders in market"):
         risk.commit_order(acct, btc, WAD, ANY_PRICE, sender=trader)
     _delayed(risk, admin, btc, 1)

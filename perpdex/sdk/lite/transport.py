@@ -13,7 +13,11 @@ from perpdex.sdk.transport import Log
 
 # compiled contract -> the shipped ABI that holds it (perpdex/sdk/lite/abi.py: the
 # Clearinghouse's file merges its Ops and Admin halves, which answer at its address)
-_SHIPPED = {"ClearinghouseOps": "Clearinghouse", "ClearinghouseAdmin": "Clearinghouse"}
+_SHIPPED = {
+    "ClearinghouseOps": "Clearinghouse",
+    "ClearinghouseAdmin": "Clearinghouse",
+    "ClearinghouseRisk": "Clearinghouse",
+}
 
 
 def _hex(block: int | str) -> str:
