@@ -141,8 +141,8 @@ class RootGroup(PerpdexGroup):
         "keeper": LazyCommand(
             "perpdex.cli.keeper",
             "app",
-            "Run keeper bots: liquidations, loss caps, auto-deleveraging and (local networks, "
-            "testnets) mock price feeds.",
+            "Run keeper bots: liquidations, loss caps, auto-deleveraging, delayed-order "
+            "settlement and (local networks, testnets) mock price feeds.",
             group=True,
         ),
         "matcher": LazyCommand(
