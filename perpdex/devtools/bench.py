@@ -431,7 +431,7 @@ class Bench:
         self.record(
             "settle_order",
             risk.settle_order(acct, btc, sender=keeper),
-            "a keeper fills it: fresh oracle read, observation-time check, fee paid",
+            "a keeper fills it: fresh oracle read, observation-time check, fee to a new wallet",
         )
         self.tick()  # closed again: the rows below see the book they saw before
         self.trade(trader, acct, btc, -p.clearinghouse.position(acct, btc)[0])
