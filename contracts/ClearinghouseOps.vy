@@ -69,6 +69,8 @@ exports: (
     state.max_total_exposure,
     state.max_pnl_factor,
     state.adl_target_factor,
+    state.delayed_config,
+    state.delayed_order,
     views.account_owner,
     views.account_id,
     views.pending_fees,
@@ -111,6 +113,22 @@ def extension_config() -> (address, address):
     @notice The oracle and settlement token this code half was built for.
     """
     return state.ORACLE.address, state.collateral_token[0]
+
+
+# signed orders' bulk cancel (ClearinghouseOrders' order type, here for Risk's room)
+@external
+def cancel_below(account: uint256, nonce: uint64):
+    """
+    @notice Cancels every signed order of the account with a nonce below `nonce` (owner
+            or operator); the minimum only rises.
+    @param account The sub-account id.
+    @param nonce The new minimum nonce (above the current one).
+    """
+    hdr: uint256 = engine._require_trader(account)
+    n: uint256 = convert(nonce, uint256)
+    assert n > hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: min nonce only rises"
+    state._header[account] = (hdr & ((1 << oh.MIN_NONCE_SHIFT) - 1)) | (n << oh.MIN_NONCE_SHIFT)
+    log state.NoncesCancelled(account=account, min_nonce=n)
 
 
 @external

@@ -30,6 +30,7 @@ from .modules import constants as c
 from .modules import packing
 from .modules import positions
 from .modules import conditional
+from .modules import delayed
 
 initializes: access_control
 initializes: pausable
@@ -44,6 +45,9 @@ initializes: liquidation_hooks[state := state, engine := engine, access_control 
 initializes: vault_limits[state := state, engine := engine]
 initializes: oh[state := state]
 initializes: conditional[state := state, engine := engine, accounts := accounts, oh := oh]
+# delayed vault orders (modules/delayed.vy)
+initializes: delayed[state := state, engine := engine, access_control := access_control]
+exports: delayed.__interface__
 
 exports: (
     vault_limits.auto_deleverage,
@@ -89,21 +93,6 @@ def cancel_order(order: oh.Order):
     )
 
 
-@external
-def cancel_below(account: uint256, nonce: uint64):
-    """
-    @notice Cancels every signed order of the account with a nonce below `nonce` (owner
-            or operator); the minimum only rises.
-    @param account The sub-account id.
-    @param nonce The new minimum nonce (above the current one).
-    """
-    hdr: uint256 = engine._require_trader(account)
-    n: uint256 = convert(nonce, uint256)
-    assert n > hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: min nonce only rises"
-    state._header[account] = (hdr & ((1 << oh.MIN_NONCE_SHIFT) - 1)) | (n << oh.MIN_NONCE_SHIFT)
-    log state.NoncesCancelled(account=account, min_nonce=n)
-
-
 # --- multi-leg market orders (issue 12 item 5) ------------------------------------------
 
 # @notice Most legs one `trade_multi` takes.
@@ -132,7 +121,7 @@ def trade_multi(account: uint256, legs: DynArray[Leg, c.MAX_MARKETS]):
          markets, so no leg's price depends on another's.
     """
     hdr: uint256 = engine._require_trader(account)
-    assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    engine._require_active(hdr)
     assert len(legs) != 0, "clearinghouse: no legs"
     assert len(legs) <= MAX_LEGS, "clearinghouse: too many legs"
     seen: uint256 = 0

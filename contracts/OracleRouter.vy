@@ -599,6 +599,53 @@ def latest(_market: uint256) -> (uint256, uint256):
 
 @external
 @view
+def price_time(_market: uint256) -> uint256:
+    """
+    @dev The time the market's current reading was observed: the oldest, over the
+         sources whose round is fresh (0 < updatedAt <= now and now - updatedAt <=
+         max_age: the staleness rule of a valid source), of the round's `startedAt`
+         when it is non-zero and earlier, else its `updatedAt` (Chainlink OCR: the
+         observation and the transmission time). Every price `latest`, `observe` and
+         `record` return now is made of readings observed at or after it: sources that
+         fail or are stale count in no price; fresh ones rejected for their answer count
+         here too (the time errs early, never late). The clearinghouse's delayed orders
+         (modules/delayed.vy) fill only at a price observed after they were committed.
+    @param _market The market id.
+    @return uint256 The observation time (unix seconds), 0 when no source is fresh.
+    """
+    config: uint256 = self._known_config(_market)
+    oldest: uint256 = max_value(uint256)
+    success: bool = False
+    response: Bytes[_ROUND_DATA_SIZE] = b""
+    for i: uint256 in range((config >> _CFG_COUNT) & _MASK_8, bound=MAX_SOURCES):
+        word: uint256 = self._sources[_market][i]
+        success, response = raw_call(
+            convert(convert(word & _MASK_160, uint160), address),
+            method_id("latestRoundData()"),
+            max_outsize=_ROUND_DATA_SIZE,
+            is_static_call=True,
+            revert_on_failure=False,
+        )
+        if not success or len(response) < _ROUND_DATA_SIZE:
+            continue
+        started_at: uint256 = extract32(response, 64, output_type=uint256)
+        updated_at: uint256 = extract32(response, 96, output_type=uint256)
+        if (
+            updated_at == 0
+            or updated_at > block.timestamp
+            or block.timestamp - updated_at > word >> _SRC_MAX_AGE
+        ):
+            continue
+        if started_at != 0 and started_at < updated_at:
+            updated_at = started_at
+        oldest = min(oldest, updated_at)
+    if oldest == max_value(uint256):
+        return 0
+    return oldest
+
+
+@external
+@view
 def twap(_market: uint256) -> uint256:
     """
     @dev Returns the EMA carried forward to `block.timestamp` with the

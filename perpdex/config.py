@@ -40,6 +40,23 @@ class OracleConfig:
 
 
 @dataclass(frozen=True)
+class DelayedOrdersConfig:
+    """A market's delayed vault orders (modules/delayed.vy `set_delayed_params`)."""
+
+    mode: int  # 0 immediate trades allowed, 1 adding vault trades delayed, 2 every one
+    min_delay: int  # seconds after the commit before a price may fill it
+    max_age: int  # seconds after the commit it may still settle
+    keeper_fee: int  # USD WAD, paid to whoever settles
+
+    def args(self) -> tuple[int, int, int, int]:
+        return self.mode, self.min_delay, self.max_age, self.keeper_fee
+
+    def word(self) -> int:
+        """The `delayed_config(market)` word the contract stores for these settings."""
+        return self.min_delay | self.max_age << 32 | self.keeper_fee << 64 | self.mode << 192
+
+
+@dataclass(frozen=True)
 class MarketConfig:
     symbol: str
     price: Decimal
@@ -51,6 +68,7 @@ class MarketConfig:
     max_funding_rate: int
     max_oi: int  # WAD base units
     max_vault_exposure: int  # WAD fraction
+    delayed: DelayedOrdersConfig | None = None  # None: no delayed orders
 
     def params(self) -> dict[str, Any]:
         """The `MarketParams` struct the clearinghouse's add_market/set_market_params take."""
@@ -184,6 +202,7 @@ def load_system(path: Path | None = None) -> SystemConfig:
                     max_funding_rate=to_nano_wad(m["max_funding_rate"]),
                     max_oi=to_wad(m["max_oi"]),
                     max_vault_exposure=to_nano_wad(m["max_vault_exposure"]),
+                    delayed=_delayed(m.get("delayed")),
                 )
             )
         system = SystemConfig(
@@ -227,6 +246,23 @@ def load_system(path: Path | None = None) -> SystemConfig:
                 "(a price needs a quorum of two agreeing feeds)"
             )
     return system
+
+
+def _delayed(d: dict[str, Any] | None) -> DelayedOrdersConfig | None:
+    """A market's `delayed:` section (absent: none)."""
+    if d is None:
+        return None
+    cfg = DelayedOrdersConfig(
+        mode=int(d["mode"]),
+        min_delay=int(d["min_delay"]),
+        max_age=int(d["max_age"]),
+        keeper_fee=to_wad(d["keeper_fee"]),
+    )
+    if cfg.mode not in (0, 1, 2):
+        raise ValueError(f"delayed.mode {cfg.mode} (0, 1 or 2)")
+    if not 0 < cfg.min_delay < cfg.max_age:
+        raise ValueError("delayed: need 0 < min_delay < max_age")
+    return cfg
 
 
 def load_risk(path: Path | None = None) -> RiskConfig:

@@ -332,6 +332,15 @@ def deploy_system(
         gas.send("add_market", admin.add_market, m.params(), sender=deployer)
         sent += 1
         log(f"clearinghouse: listed {m.symbol} as market {i}")
+    risk_abi = _at("ClearinghouseRisk", ch.address)
+    for i, m in enumerate(system.markets):
+        # delayed vault orders (modules/delayed.vy): the market's `delayed:` section
+        want = m.delayed.args() if m.delayed else (0, 0, 0, 0)
+        word = m.delayed.word() if m.delayed else 0
+        if int(ops.delayed_config(i)) != word:
+            gas.send("set_delayed_params", risk_abi.set_delayed_params, i, *want, sender=deployer)
+            sent += 1
+            log(f"clearinghouse: {m.symbol} delayed orders mode {want[0]}, min delay {want[1]}s")
     book = riskbook.encode(riskbook.from_config(risk, [m.symbol for m in system.markets]))
     current = ch.risk_book()
     if int(current, 16) == 0:

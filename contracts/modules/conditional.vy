@@ -77,7 +77,7 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
     """
     account: uint256 = order.account
     hdr: uint256 = engine._require_exists(account)
-    assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    engine._require_active(hdr)
     assert order.triggerPrice != 0, "clearinghouse: not a conditional order"
     assert convert(order.expiry, uint256) >= block.timestamp, "clearinghouse: order expired"
     nonce: uint256 = convert(order.nonce, uint256)

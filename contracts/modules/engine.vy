@@ -67,7 +67,8 @@ def _pool_trade(
     """
     assert delta != 0, "clearinghouse: zero size"
     assert m < state.market_count, "clearinghouse: unknown market"
-    p: packing.MarketParams = packing._unpack_params(state._params[m])
+    pw: uint256 = state._params[m]
+    p: packing.MarketParams = packing._unpack_params(pw)
     price: uint256 = 0
     flags: uint256 = 0
     index: int256 = 0
@@ -78,6 +79,13 @@ def _pool_trade(
     adds: bool = positions._adds(size, delta)
     if mode == TRADE_REDUCE_ONLY:
         assert not adds, "clearinghouse: not reduce-only"
+    # a delayed market (modules/delayed.vy) fills adding vault trades, and with its
+    # ALL bit every vault trade, only through `settle_order`: at a price observed after
+    # the order was committed, which its trader could not know
+    if pw & packing.DELAYED_ADD_BIT != 0:
+        assert state._delayed_fill or (not adds and pw & packing.DELAYED_ALL_BIT == 0), (
+            "clearinghouse: use commit_order"
+        )
     # no dust: the fill leaves zero or at least MIN_POSITION_NOTIONAL at the oracle price.
     # In whole dollars d (truncated), |d| < M exactly when d + (M - 1), as two's
     # complement, is at most 2 (M - 1): one comparison (bytecode). An absurd delta may
@@ -760,6 +768,16 @@ def _require_owner(account: uint256) -> uint256:
     hdr: uint256 = self._require_exists(account)
     assert msg.sender == self._owner(account), "clearinghouse: not account owner"
     return hdr
+
+
+@internal
+@pure
+def _require_active(hdr: uint256):
+    """
+    @dev The account (its header `hdr`) is not in a liquidation: one copy of the check
+         for the cold paths (bytecode: the Risk half holds several).
+    """
+    assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
 
 
 @internal

@@ -62,8 +62,9 @@ def set_market_params(market: uint256, params: packing.MarketParams):
     p.listed = True
     p.paused = state._params[market] & packing.PAUSED_BIT != 0
     self._validate_params(p)
-    # the frozen and sequencer bits belong to the oracle's state, not to governance: keep
-    a: uint256 = packing._pack_params(p) | (state._params[market] & packing.ORACLE_BITS)
+    # the frozen and sequencer bits belong to the oracle's state, the delayed-order bits
+    # to `set_delayed_params` (modules/delayed.vy): keep them
+    a: uint256 = packing._pack_params(p) | (state._params[market] & packing.KEPT_BITS)
     self._check_total_exposure(market, p.max_vault_exposure)
     log state.MarketParamsUpdated(market=market, old_params=state._params[market], new_params=a)
     state._params[market] = a

@@ -30,7 +30,8 @@
                         day per day) | max_funding_rate u32 (1e-9 per day) |
                         flags u8 (bit 0 listed, bit 1 paused, bit 2 frozen: no
                         price quorum, bit 3 sequencer flagged at the last quorum
-                        touch) | max_oi u64 (whole
+                        touch, bits 4-5 delayed orders: modules/delayed.vy) |
+                        max_oi u64 (whole
                         base units) | max_vault_exposure u24 (1e-6 of pool cash)
                         one read per trade; the API takes WAD values on these grids
         pool word       cash int128 | pending_fees uint128              (USD WAD)
@@ -79,6 +80,13 @@ FROZEN_BIT: constant(uint256) = 4 << 160
 # engine._touch_with, kept by set_market_params like FROZEN_BIT)
 SEQUENCER_BIT: constant(uint256) = 8 << 160
 ORACLE_BITS: constant(uint256) = FROZEN_BIT | SEQUENCER_BIT
+# delayed vault orders (modules/delayed.vy): adding vault trades of the market must be
+# committed and settled at a later price (bit 4); with bit 5 too, every vault trade
+# must, reduces included. Set only by `set_delayed_params`, kept by set_market_params.
+DELAYED_ADD_BIT: constant(uint256) = 16 << 160
+DELAYED_ALL_BIT: constant(uint256) = 32 << 160
+# the params bits governance's set_market_params keeps as they are
+KEPT_BITS: constant(uint256) = ORACLE_BITS | DELAYED_ADD_BIT | DELAYED_ALL_BIT
 # the two oracle bits are (params >> ORACLE_SHIFT) & 3: 1 frozen, 2 sequencer flagged
 ORACLE_SHIFT: constant(uint256) = 162
 

@@ -484,6 +484,58 @@ _order_bits: HashMap[uint256, HashMap[uint256, uint256]]
 # @dev Base size filled so far of a partly filled order, by EIP-712 digest.
 _order_filled: HashMap[bytes32, uint256]
 
+# --- delayed vault orders (modules/delayed.vy; appended: earlier slots keep their place) ---
+
+
+# `account` committed a vault order of `size_delta` in `market` at `commit_time`: it fills
+# at the first price observed at or after commit_time + the market's min_delay, once
+# anyone calls `settle_order`, who earns `keeper_fee` (USD WAD).
+event DelayedOrderCommitted:
+    account: indexed(uint256)
+    market: indexed(uint256)
+    size_delta: int256
+    acceptable_price: uint256
+    commit_time: uint256
+    keeper_fee: uint256
+
+
+# `keeper` settled the account's delayed order: its `Fill` precedes this event; the
+# oracle's price was observed at `price_time` (>= commit time + min delay).
+event DelayedOrderSettled:
+    account: indexed(uint256)
+    market: indexed(uint256)
+    keeper: indexed(address)
+    price: uint256
+    price_time: uint256
+    keeper_fee: uint256
+
+
+# The account's delayed order was removed unfilled by `sender`: by its owner or an
+# operator before its settlement window opened, or by anyone once expired.
+event DelayedOrderCancelled:
+    account: indexed(uint256)
+    market: indexed(uint256)
+    sender: indexed(address)
+    expired: bool
+
+
+event DelayedParamsUpdated:
+    market: indexed(uint256)
+    old_config: uint256
+    new_config: uint256
+
+
+# @notice Delayed orders of each market (modules/delayed.vy `_config` layout): min_delay
+#         (s) | max_age (s) << 32 | keeper_fee (USD WAD) << 64 | mode << 192; 0 = none.
+delayed_config: public(uint256[c.MAX_MARKETS])
+# @notice The pending delayed order of (account, market) (modules/delayed.vy `_order`
+#         layout): size int96 | acceptable price u96 << 96 | commit time u40 << 192 |
+#         keeper fee (1e-4 USD) u24 << 232; 0 = none.
+delayed_order: public(HashMap[uint256, uint256[c.MAX_MARKETS]])
+# @dev Set while `settle_order` fills: the one path by which an adding vault trade of a
+#      delayed market may pass engine._pool_trade.
+_delayed_fill: transient(bool)
+
 
 @deploy
 def __init__(oracle: IOracleRouter, settlement_token: address):

@@ -175,7 +175,7 @@ def _target(account: uint256, m: uint256) -> int256:
          auction owns its book) and holds a position in `m`.
     """
     hdr: uint256 = engine._require_exists(account)
-    assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    engine._require_active(hdr)
     size: int256 = packing._pos_size(state._pos[account][m])
     assert size != 0, "clearinghouse: no position to deleverage"
     return size
@@ -275,7 +275,7 @@ def close_with_adl(
             R3-4: a cap estimate must never deleverage anybody the cap did not need).
     """
     hdr: uint256 = engine._require_trader(account)
-    assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    engine._require_active(hdr)
     assert adl_account != account, "clearinghouse: adl account is the account"
     price: uint256 = self._touch(market)
     held: int256 = packing._pos_size(state._pos[account][market])

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         Quote,
     )
     from perpdex.sdk.history import AccountHistory, PnlCorrelation, StrategyBook
+    from perpdex.sdk.results import DelayedFill
     from perpdex.sdk.shock import StressResult
 
 __all__ = [
@@ -157,10 +158,18 @@ def quote(q: Quote, account_exists: bool, acceptable_price: Decimal) -> dict[str
 
 
 def trade(
-    info: AccountInfo, fills: Sequence[Fill] | Sequence[LegFill], after: Margin
+    info: AccountInfo,
+    fills: Sequence[Fill] | Sequence[LegFill] | Sequence[DelayedFill],
+    after: Margin,
 ) -> dict[str, Any]:
     """`perpdex trade ... --json`: the order's fills (one per leg; one transaction) and the
-    account's margin after it."""
+    account's margin after it. A delayed order's fill has no quote or bound of its own
+    (null) and a keeper fee (0 for the others)."""
+    from perpdex.sdk import results
+
+    def delayed(f: Fill | LegFill | DelayedFill) -> bool:
+        return isinstance(f, results.DelayedFill)
+
     return {
         "account": account_info(info),
         "tx_hash": fills[0].tx_hash if fills else None,
@@ -172,9 +181,10 @@ def trade(
                 "side": "buy" if f.size_delta > 0 else "sell",
                 "size_delta": num(f.size_delta),
                 "fill_price": num(f.price),
-                "quoted_fill_price": num(f.quote.fill_price),
-                "acceptable_price": num(f.acceptable_price),
+                "quoted_fill_price": None if delayed(f) else num(f.quote.fill_price),  # type: ignore[union-attr]
+                "acceptable_price": None if delayed(f) else num(f.acceptable_price),  # type: ignore[union-attr]
                 "fee": num(f.fee),
+                "keeper_fee": num(getattr(f, "keeper_fee", 0)),
                 "realized_pnl": num(f.realized_pnl),
                 "funding_paid": num(f.funding_paid),
                 "cash_flow": num(f.cash_flow),

@@ -7,6 +7,8 @@
     perpdex keeper adl       [--once] [--state PATH] [--interval S] [--ticks N] [--near X]
     perpdex keeper orders    [--once] [--state PATH] [--interval S] [--ticks N]
                              [--orders PATH] [--min-fee USD]
+    perpdex keeper settle    [--once] [--state PATH] [--interval S] [--ticks N]
+                             [--cancel-expired] [--min-fee USD]
     perpdex keeper prices    [--path FILE|random-walk] [--interval S] [--steps N]
                              [--seed N] [--vol X] [--warp]
     perpdex keeper rebalance [run] --rules FILE [--once] [--state PATH] [--interval S]
@@ -55,7 +57,8 @@ if TYPE_CHECKING:
 app = typer.Typer(
     name="keeper",
     help="Run keeper bots: liquidations, loss caps, auto-deleveraging, conditional orders, "
-    "the strategy rebalancer and (local networks, testnets) mock price feeds.",
+    "delayed-order settlement, the strategy rebalancer and (local networks, testnets) mock "
+    "price feeds.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -859,3 +862,74 @@ def _rebalance_status(path: Path) -> None:
     for k, v in data.items():
         t.add_row(k, v if isinstance(v, str) else json.dumps(v))
     console().print(t)
+
+
+@app.command("settle")
+def settle(
+    ctx: typer.Context,
+    once: Once = False,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="State file (default .keeper/settle-<network>.json)."),
+    ] = None,
+    interval: Interval = 1.0,
+    ticks: Ticks = None,
+    cancel_expired: Annotated[
+        bool,
+        typer.Option("--cancel-expired", help="Also clear expired orders (no reward)."),
+    ] = False,
+    min_fee: Annotated[
+        float, typer.Option("--min-fee", min=0, help="Skip orders paying less (USD).")
+    ] = 0.0,
+) -> None:
+    """Settle every delayed vault order once a price observed after its delay is
+    published (contracts/modules/delayed.vy); each settlement's keeper fee pays the
+    signer."""
+    from perpdex.deploy import network_key
+    from perpdex.keepers.delayed import DelayedKeeper, DelayedKeeperConfig, SettleReport
+
+    s = session(ctx)
+    _logging(s.verbose)
+    p = _protocol(ctx)
+    signer = s.signer()
+    assert signer is not None  # required=True raises instead
+    cfg = DelayedKeeperConfig(cancel_expired=cancel_expired, min_fee=Decimal(str(min_fee)))
+    for name, value in rpc_limits(
+        network_key(), dict.fromkeys(("max_calls", "max_bytes", "parallel"))
+    ).items():
+        setattr(cfg, name, value)
+    path = _locked_state(ctx, state, "settle")
+    keeper = DelayedKeeper(p, signer, cfg, state_path=path, name=signer.address[:10])
+    say(
+        f"delayed-order keeper {signer.address} on {p.network}; state {path} (cursor block "
+        f"{keeper.state.cursor}, {len(keeper.state.accounts)} order(s) known)"
+    )
+    out = console()
+    symbols = p.symbols
+
+    def show(report: SettleReport) -> None:
+        if not (report.outcomes or once):
+            return
+        t = Table(
+            title=f"block {report.block}: {report.pending} pending delayed order(s), "
+            f"{report.ready} ready, {report.expired} expired"
+        )
+        for col in ("action", "account", "market", "result", "price", "fee", "gas"):
+            t.add_column(col, justify="right" if col in ("price", "fee", "gas") else "left")
+        for o in report.outcomes:
+            t.add_row(
+                o.action,
+                short_id(o.account),
+                symbols[o.market] if o.market < len(symbols) else str(o.market),
+                "[green]ok[/]" if o.ok else f"[yellow]{o.stage}: {o.error}[/]",
+                fmt_usd(Decimal(o.price) / 10**18) if o.ok and o.price else "-",
+                fmt_usd(Decimal(o.fee) / 10**18) if o.ok else "-",
+                f"{o.gas_used:,}" if o.ok else "-",
+            )
+        out.print(t)
+
+    n = _run_keeper(keeper, once, interval, ticks, show)
+    if n is None:
+        return
+    done = keeper.state.counts.get("settle", 0)
+    say(f"stopped after {n} tick(s); {done} settlement(s) so far; state saved to {path}")

@@ -150,7 +150,8 @@ class RootGroup(PerpdexGroup):
             "perpdex.cli.keeper",
             "app",
             "Run keeper bots: liquidations, loss caps, auto-deleveraging, conditional orders, "
-            "the strategy rebalancer and (local networks, testnets) mock price feeds.",
+            "delayed-order settlement, the strategy rebalancer and (local networks, testnets) "
+            "mock price feeds.",
             group=True,
         ),
         "matcher": LazyCommand(

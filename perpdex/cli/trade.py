@@ -2,7 +2,8 @@
 
     perpdex quote                               every market: oracle, mark, funding, OI
     perpdex quote SYMBOL SIZE  [--sub N]        what the order would do; signs nothing
-    perpdex trade SYMBOL SIZE  [--slippage PCT | --limit PRICE] [--sub N] [--json]
+    perpdex trade SYMBOL SIZE  [--slippage PCT | --limit PRICE] [--delayed [--no-wait]]
+                               [--sub N] [--json]
     perpdex trade SYMBOL SIZE SYMBOL SIZE ...  [--slippage PCT] [--sub N] [--json]
     perpdex close SYMBOL       [--slippage PCT] [--sub N]
 
@@ -14,6 +15,11 @@ SYMBOL SIZE pairs are one multi-leg order (`trade_multi`): every leg fills in on
 transaction and the margin check runs once, on the final book (a hedged book needs only
 its final requirement); its figures come from the SDK's mirror of the contract over the
 pending block, which the fills match to the wei.
+
+A market whose delayed-order mode requires it (contracts/modules/delayed.vy), or --delayed,
+makes the trade a delayed order: committed now, filled at the first oracle price observed
+at least the market's min delay later. The command then waits and settles it itself as soon
+as it may (a keeper may be faster: its fill is reported), unless --no-wait.
 
 Mounted on the root app by main.py (`app.add_typer(trade.app)`: root commands).
 """
@@ -43,6 +49,7 @@ from perpdex.cli.portfolio import (
 from perpdex.errors import PerpdexError
 from perpdex.sdk.client import (
     DEFAULT_MAX_SLIPPAGE,
+    DelayedFill,
     Fill,
     LegFill,
     MarketInfo,
@@ -210,13 +217,15 @@ def multi_quote_table(
     return outer
 
 
-def fill_line(f: Fill | LegFill, with_tx: bool = True) -> str:
-    """One line describing a fill (`with_tx`: ending with its transaction hash)."""
+def fill_line(f: Fill | LegFill | DelayedFill, with_tx: bool = True) -> str:
+    """One line describing a fill (`with_tx`: ending with its transaction hash; a delayed
+    one: with its keeper fee)."""
     verb = "bought" if f.size_delta > 0 else "sold"
-    text = (
-        f"[green]✓[/] {verb} {fmt_qty(abs(f.size_delta))} {f.symbol} at "
-        f"{fmt_price(f.price)} (limit {fmt_price(f.acceptable_price)}), fee {fmt_usd(f.fee)}"
-    )
+    text = f"[green]✓[/] {verb} {fmt_qty(abs(f.size_delta))} {f.symbol} at {fmt_price(f.price)}"
+    if isinstance(f, DelayedFill):
+        text += f", fee {fmt_usd(f.fee)}, keeper fee {fmt_usd(f.keeper_fee)}"
+    else:
+        text += f" (limit {fmt_price(f.acceptable_price)}), fee {fmt_usd(f.fee)}"
     if f.realized_pnl:
         text += f", realised PnL {pnl(f.realized_pnl)}"
     if f.funding_paid:
@@ -264,6 +273,44 @@ def _quote_account(
         if owner is not None and client.sub_account_count(owner) == 0:
             return client.account_id(owner, 0), False
     return s.resolve_account(client, sub, account_id), True
+
+
+def _delayed_trade(
+    client: PerpdexClient,
+    acct: int,
+    symbol: str,
+    size: Decimal,
+    slippage: Decimal,
+    limit: Decimal | None,
+    q: Quote,
+    no_wait: bool,
+) -> DelayedFill | None:
+    """Commit a delayed order, then (unless `no_wait`) wait for its fill, settling it
+    ourselves once a price observed after its delay is published; None: no fill to show."""
+    c = client.commit_trade(
+        acct, symbol, size, max_slippage=slippage, acceptable_price=limit, quote=q
+    )
+    o = c.order
+    bound = "any price" if o.acceptable_price is None else fmt_price(o.acceptable_price)
+    say(
+        f"committed a delayed order: {fmt_size(o.size)} {o.symbol} (limit {bound}), filled at "
+        f"the first oracle price observed from t={o.settle_from} "
+        f"({o.settle_from - o.commit_time} s after the commit) until t={o.expires}; keeper "
+        f"fee {fmt_usd(o.keeper_fee)}; tx {c.tx_hash}"
+    )
+    if no_wait:
+        say("left to keepers (`perpdex keeper settle`); anyone may settle it")
+        return None
+    say("waiting for a price observed after the delay...")
+    timeout = float(o.expires - o.commit_time + 30)
+    got = client.settle_when_ready(acct, symbol, from_block=c.block_number or 0, timeout=timeout)
+    if got is None:
+        raise PerpdexError(
+            f"the delayed {o.symbol} order did not fill: it expired or was cancelled (no "
+            "price observed after its delay arrived in time, or its checks refused it); "
+            "check the market with `perpdex quote` and trade again"
+        )
+    return got
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -375,6 +422,18 @@ def trade(
             help="Worst fill price accepted, instead of --slippage (one leg only).",
         ),
     ] = None,
+    delayed: Annotated[
+        bool,
+        typer.Option(
+            "--delayed",
+            help="Commit a delayed order, filled at a price observed after the market's "
+            "delay (automatic where the market requires it).",
+        ),
+    ] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="With a delayed order: commit only, leave it to keepers."),
+    ] = False,
     sub: Sub = None,
     account_id: AccountId = None,
     json_out: Json = False,
@@ -405,19 +464,32 @@ def trade(
     acct = s.resolve_account(client, sub, account_id)
     info = client.account(acct)
     max_slippage = DEFAULT_MAX_SLIPPAGE if slippage is None else slippage
-    fills: list[Fill] | list[LegFill]
+    fills: list[Fill] | list[LegFill] | list[DelayedFill]
     if len(legs) == 1:
         q = client.quote(acct, symbol, size)
         if not json_out:
             console().print(quote_table(q, _now(client, acct, True)))
         if limit is not None:
             check_limit(q, limit)
-        fills = [
-            client.trade(
-                acct, symbol, size, max_slippage=max_slippage, acceptable_price=limit, quote=q
-            )
-        ]
+        if delayed or client.requires_delayed(acct, symbol, size):
+            got = _delayed_trade(client, acct, symbol, size, max_slippage, limit, q, no_wait)
+            if got is None:
+                return
+            fills = [got]
+        else:
+            fills = [
+                client.trade(
+                    acct, symbol, size, max_slippage=max_slippage, acceptable_price=limit, quote=q
+                )
+            ]
     else:
+        late = [sym for sym, sz in legs if client.requires_delayed(acct, sym, sz)]
+        if delayed or late:
+            raise typer.BadParameter(
+                "a delayed order has one leg"
+                + (f" and {', '.join(late)} fills only by delayed order" if late else "")
+                + ": send the legs one by one with --delayed"
+            )
         mq = client.quote_multi(acct, legs)
         if not json_out:
             console().print(multi_quote_table(mq, _now(client, acct, True)))
@@ -446,7 +518,10 @@ def close(
     sub: Sub = None,
     account_id: AccountId = None,
 ) -> None:
-    """Close a whole position at market; prints the realised PnL."""
+    """Close a whole position at market; prints the realised PnL.
+
+    A market that leaves every vault trade to delayed orders (mode 2) closes by delayed
+    order."""
     s = session(ctx)
     client = s.client()
     sym = client.symbol(client.market_id(symbol))
@@ -456,7 +531,14 @@ def close(
             f"{account_label(client.account(acct))} has no {sym} position; "
             "`perpdex portfolio` lists its positions"
         )
-    f = client.close(acct, symbol, max_slippage=slippage)
+    held = client.position_size(acct, sym)
+    if client.requires_delayed(acct, sym, held.copy_negate()):
+        q = client.quote(acct, sym, held.copy_negate())
+        got = _delayed_trade(client, acct, sym, held.copy_negate(), slippage, None, q, False)
+        assert got is not None  # waited for
+        f: Fill | DelayedFill = got
+    else:
+        f = client.close(acct, symbol, max_slippage=slippage)
     say(fill_line(f))
     balance = client.balances(acct)[client.collaterals()[0].symbol]
     say(

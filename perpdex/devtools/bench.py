@@ -375,6 +375,7 @@ class Bench:
         shares = self.vault.balanceOf(lp) // 10
         self.record("lp_withdraw", self.vault.redeem(shares, lp, lp, sender=lp))
 
+        self.delayed_orders(trader, acct, a[5])
         self.liquidation(trader, a[4], a[5])
         self.signed_batches([a[i] for i in range(1, 9)])
         self.conditional_stop(trader, self.admin)
@@ -427,6 +428,31 @@ class Bench:
             Row("external_call_overhead", base, 0, "GasProbe on a storage-free getter")
         )
         return self.rows
+
+    def delayed_orders(self, trader: Any, acct: int, keeper: Any) -> None:
+        """A delayed vault order (contracts/modules/delayed.vy): committed (one fresh
+        storage word), then settled by a keeper at the first price observed after the
+        delay (the fill of a trade, a fresh oracle read, the observation-time check and the
+        keeper fee's transfer)."""
+        p, btc = self.p, 0
+        risk = p.risk
+        cfg = p.system.markets[btc].delayed
+        if cfg is None:  # a config without delayed orders: BTC's defaults
+            risk.set_delayed_params(btc, 0, 2, 60, 5 * 10**17, sender=self.admin)
+        self.tick()
+        self.record(
+            "commit_order",
+            risk.commit_order(acct, btc, self.size("BTC", 20_000), 2**256 - 1, sender=trader),
+            "a delayed vault order: one fresh storage word and its event",
+        )
+        self.tick()  # the feeds publish a price observed after the delay
+        self.record(
+            "settle_order",
+            risk.settle_order(acct, btc, sender=keeper),
+            "a keeper fills it: fresh oracle read, observation-time check, fee to a new wallet",
+        )
+        self.tick()  # closed again: the rows below see the book they saw before
+        self.trade(trader, acct, btc, -p.clearinghouse.position(acct, btc)[0])
 
     def signed_batches(self, owners: list[Any]) -> None:
         """Batch settlement of signed orders: 20 fills between 40 distinct accounts (5
@@ -581,6 +607,8 @@ def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int | float]:
         "increase_same_block_mark": g["increase_same_block_mark"],
         "reduce": g["reduce"],
         "close": g["close"],
+        "commit_order": g["commit_order"],
+        "settle_order": g["settle_order"],
         "lp_deposit": g["lp_deposit"],
         "lp_withdraw": g["lp_withdraw"],
         "open_account": g["open_account"],

@@ -64,6 +64,7 @@ from perpdex.sdk.manifest import Deployment, resolve_manifest
 from perpdex.sdk.math import (
     NO_SCENARIO,
 )
+from perpdex.sdk.math import delayed as dm
 from perpdex.sdk.math import vault_limits as vl
 from perpdex.sdk.results import (
     DEFAULT_MAX_SLIPPAGE,
@@ -71,6 +72,8 @@ from perpdex.sdk.results import (
     AccountSummary,
     Collateral,
     ConditionalStatus,
+    DelayedCommit,
+    DelayedFill,
     Fill,
     LegFill,
     LegQuote,
@@ -83,11 +86,13 @@ from perpdex.sdk.results import (
     MultiFill,
     MultiQuote,
     OrderCheck,
+    PendingOrder,
     Portfolio,
     PositionLine,
     Quote,
     ScenarioLoss,
     _account_view,
+    _delayed_fill,
     _fill,
     _leg_fill,
     _margin,
@@ -112,6 +117,8 @@ __all__ = [
     "AccountSummary",
     "Collateral",
     "ConditionalStatus",
+    "DelayedCommit",
+    "DelayedFill",
     "Deployment",
     "Fill",
     "LegFill",
@@ -126,6 +133,7 @@ __all__ = [
     "MultiFill",
     "MultiQuote",
     "OrderCheck",
+    "PendingOrder",
     "PerpdexClient",
     "Portfolio",
     "PositionLine",
@@ -199,7 +207,7 @@ class PerpdexClient:
         at = self.transport.at
         self.clearinghouse = at("Clearinghouse", deployment.clearinghouse)
         self.ops = at("ClearinghouseOps", deployment.clearinghouse)
-        # the Risk half's ABI at the same address (multi-leg orders, auto-deleveraging)
+        # the Risk half's ABI at the same address (multi-leg and delayed orders, ADL)
         self.risk = at("ClearinghouseRisk", deployment.clearinghouse)
         self.oracle = at("OracleRouter", deployment.oracle)
         self.lens = at("ClearinghouseLens", deployment.lens) if deployment.lens else None
@@ -905,6 +913,193 @@ class PerpdexClient:
         )
         return self._send("refresh", self.ops.refresh, ids)
 
+    # --- delayed vault orders (contracts/modules/delayed.vy) ----------------------------------
+
+    def delayed_config(self, market: str | int) -> dm.DelayedConfig:
+        """The market's delayed-order settings: mode (0 immediate trades allowed, 1 orders
+        that add risk only by delayed order, 2 every vault trade), min delay and max age
+        (seconds), keeper fee (USD WAD); `enabled` False when it takes none."""
+        return dm.unpack_config(int(self.ops.delayed_config(self.market_id(market))))
+
+    def requires_delayed(self, account: int, market: str | int, size: Decimal | int | str) -> bool:
+        """Whether `trade` would refuse this order for a delayed one ("clearinghouse: use
+        commit_order"): mode 1 and an order that opens, grows or flips the position, or
+        mode 2."""
+        m = self.market_id(market)
+        delta = _size_wad(size)
+        held = int(self.clearinghouse.position(account, m)[0])
+        adds = held == 0 or (held > 0) == (delta > 0) or abs(delta) > abs(held)
+        return self.delayed_config(m).requires_delayed(adds)
+
+    def pending_order(self, account: int, market: str | int) -> PendingOrder | None:
+        """The account's committed delayed order in `market`, or None."""
+        m = self.market_id(market)
+        word, cfg = self.transport.calls(
+            [(self.ops.delayed_order, (account, m)), (self.ops.delayed_config, (m,))], "latest"
+        )
+        for value in (word, cfg):
+            if isinstance(value, BaseException):
+                raise value
+        order = dm.unpack_order(int(word))
+        if order is None:
+            return None
+        return self._pending(account, m, order, dm.unpack_config(int(cfg)))
+
+    def _pending(
+        self, account: int, m: int, o: dm.DelayedOrder, cfg: dm.DelayedConfig
+    ) -> PendingOrder:
+        return PendingOrder(
+            account=account,
+            market=m,
+            symbol=self.deployment.markets[m],
+            size=from_wad(o.size),
+            acceptable_price=None
+            if o.acceptable_price > MAX_PRICE
+            else from_wad(o.acceptable_price),
+            commit_time=o.commit_time,
+            settle_from=o.opens(cfg),
+            expires=o.expires(cfg),
+            keeper_fee=from_wad(o.keeper_fee),
+        )
+
+    def commit_trade(
+        self,
+        account: int,
+        market: str | int,
+        size: Decimal | int | str,
+        *,
+        max_slippage: Decimal | str = DEFAULT_MAX_SLIPPAGE,
+        acceptable_price: Decimal | int | str | None = None,
+        quote: Quote | None = None,
+    ) -> DelayedCommit:
+        """Delayed vault order of `size` (signed base units: positive buys): committed now,
+        filled by `settle_order` (anyone's: a keeper's, or `settle_when_ready`) at the first
+        oracle price observed at least the market's min delay later, with the checks and
+        fees of `trade` and the keeper fee. The worst acceptable price is set as for
+        `trade` (quote moved `max_slippage`, or `acceptable_price`), but the fill comes
+        later, at a price nobody knows yet: allow for the market's moves over the delay."""
+        m, delta, quote, bound = prepare_order(
+            self, account, market, size, max_slippage, acceptable_price, quote
+        )
+        receipt = self._send("commit_order", self.risk.commit_order, account, m, delta, bound)
+        evs = [
+            e
+            for e in receipt.decode_logs(self.risk.DelayedOrderCommitted)
+            if int(e.account) == account and int(e.market) == m
+        ]
+        if not evs:
+            raise PerpdexError(
+                f"commit_order {receipt.txn_hash} logged no DelayedOrderCommitted; check the "
+                "transaction in a block explorer"
+            )
+        order = dm.DelayedOrder(
+            size=delta,
+            acceptable_price=int(evs[-1].acceptable_price),
+            commit_time=int(evs[-1].commit_time),
+            keeper_fee=int(evs[-1].keeper_fee),
+        )
+        pending = self._pending(account, m, order, self.delayed_config(m))
+        return DelayedCommit(pending, quote, str(receipt.txn_hash), receipt.block_number)
+
+    def settle_order(self, account: int, market: str | int) -> DelayedFill:
+        """Fill the account's committed order in `market` (anyone may; the signer earns its
+        keeper fee). Refused until a price observed after its delay is published ("no
+        price after commit yet"), and once expired."""
+        m = self.market_id(market)
+        receipt = self._send("settle_order", self.risk.settle_order, account, m)
+        settled = [
+            e
+            for e in receipt.decode_logs(self.risk.DelayedOrderSettled)
+            if int(e.account) == account and int(e.market) == m
+        ]
+        fills = [
+            f
+            for f in receipt.decode_logs(self.clearinghouse.Fill)
+            if int(f.account) == account and int(f.market) == m
+        ]
+        if not settled or not fills:
+            raise PerpdexError(
+                f"settle_order {receipt.txn_hash} logged no settlement of this order; check "
+                "the transaction in a block explorer"
+            )
+        return _delayed_fill(
+            fills[-1],
+            settled[-1],
+            self.deployment.markets[m],
+            str(receipt.txn_hash),
+            receipt.block_number,
+        )
+
+    def cancel_delayed_order(self, account: int, market: str | int) -> ReceiptAPI:
+        """Remove a committed order unfilled: the owner or an operator before its settlement
+        window opens, anyone once it expired."""
+        m = self.market_id(market)
+        return self._send("cancel_delayed_order", self.risk.cancel_delayed_order, account, m)
+
+    def find_settlement(
+        self, account: int, market: str | int, from_block: int, chunk: int = 10_000
+    ) -> DelayedFill | None:
+        """The latest settlement of the account's delayed order in `market` since
+        `from_block` (by whoever settled it), from the chain's logs; None if none."""
+        m = self.market_id(market)
+        head = self._head()
+        for fields, log in reversed(self._logs("DelayedOrderSettled", from_block, head, chunk)):
+            if fields["account"] != account or fields["market"] != m:
+                continue
+            fills = [
+                f
+                for f, fl in self._logs("Fill", log.block_number, log.block_number, 1)
+                if fl.tx_hash == log.tx_hash and f["account"] == account and f["market"] == m
+            ]
+            if fills:
+                return _delayed_fill(
+                    fills[-1], fields, self.deployment.markets[m], log.tx_hash, log.block_number
+                )
+        return None
+
+    def settle_when_ready(
+        self,
+        account: int,
+        market: str | int,
+        *,
+        from_block: int,
+        timeout: float = 300.0,
+        poll: float = 1.0,
+        settle: bool = True,
+    ) -> DelayedFill | None:
+        """Wait for the account's order in `market` (committed at or after `from_block`)
+        to fill: each `poll` seconds, with `settle` the signer settles it itself once
+        `settle_order` would pass (earning its keeper fee back), else it waits for a
+        keeper. Returns the fill (whoever settled it), None when it expired or was
+        cancelled; raises PerpdexError after `timeout` seconds."""
+        import time
+
+        m = self.market_id(market)
+        deadline = time.monotonic() + timeout
+        while True:
+            order = self.pending_order(account, m)
+            if order is None:
+                return self.find_settlement(account, m, from_block)
+            now = self.transport.block("latest")[1]
+            if order.status(now, int(self.oracle.price_time(m))) == "expired":
+                return None
+            signer = self._signer_or_none("settle_order") if settle else None
+            if signer is not None:
+                sender = str(signer.address)
+                if self._call_reason(self.risk.settle_order, (account, m), sender) is None:
+                    try:
+                        return self.settle_order(account, m)
+                    except TransactionRejected:
+                        pass  # another keeper was faster: the next poll finds its fill
+            if time.monotonic() >= deadline:
+                raise PerpdexError(
+                    f"the {order.symbol} order of account {account:#x} is still pending "
+                    f"after {timeout:.0f} s (no price observed after {order.settle_from} "
+                    "yet?); it stays committed: a keeper may still settle it before "
+                    f"{order.expires}, or cancel it once expired"
+                )
+            time.sleep(poll)
+
     # --- portfolio ---------------------------------------------------------------------------
 
     def scenario_names(self) -> tuple[str, ...]:
@@ -1442,6 +1637,13 @@ class PerpdexClient:
                 "(CLI: --account <alias>)"
             )
         return self.signer
+
+    def _signer_or_none(self, action: str) -> Any:
+        """The signer (the lite TradeClient's key too), or None for a read-only client."""
+        try:
+            return self._require_signer(action)
+        except PerpdexError:
+            return None
 
     def _units(self, amount: Decimal | int | str, col: Collateral) -> int:
         try:

@@ -23,6 +23,11 @@ def _contract_type(name: str) -> Any:
     return contract_type(proj, name)
 
 
+# signed-order functions compiled into ClearinghouseOps (for Risk's bytecode room); the
+# Orders and Risk handles carry them too
+ORDERS_ON_OPS = frozenset({"cancel_below"})
+
+
 def contract_type(proj: Any, name: str) -> Any:
     """`proj`'s compiled type of `name`; for the Clearinghouse, with the view functions of
     its Ops half added: cold getters live there for the hot half's bytecode room, and the
@@ -31,9 +36,10 @@ def contract_type(proj: Any, name: str) -> Any:
     ClearinghouseOrders, with the functions and events of ClearinghouseRisk added: the
     orders' cancels (`cancel_order`, `cancel_below`) live there for the Orders half's
     bytecode room, and Orders forwards every selector it lacks to Risk, so
-    `orders.cancel_order(...)` keeps working on the Clearinghouse address."""
+    `orders.cancel_order(...)` keeps working on the Clearinghouse address; `cancel_below`
+    is compiled into Ops and added to the Orders and Risk types."""
     ct = getattr(proj, name).contract_type
-    if name not in ("Clearinghouse", "ClearinghouseOrders"):
+    if name not in ("Clearinghouse", "ClearinghouseOrders", "ClearinghouseRisk"):
         return ct
     from ethpm_types import ContractType
 
@@ -47,11 +53,19 @@ def contract_type(proj: Any, name: str) -> Any:
             and a.selector not in have
         ]
     else:
+        # the signed orders' functions off Orders: cancel_order on Risk, cancel_below on
+        # Ops (bytecode room); both answer at the Clearinghouse's address
         extra = [
             a
-            for a in proj.ClearinghouseRisk.contract_type.abi
-            if a.type in ("function", "event") and a.selector not in have
+            for half in ("ClearinghouseRisk", "ClearinghouseOps")
+            for a in getattr(proj, half).contract_type.abi
+            if a.type in ("function", "event")
+            and a.selector not in have
+            and (half == "ClearinghouseRisk" or a.name in ORDERS_ON_OPS)
         ]
+        if name == "ClearinghouseRisk":
+            extra = [a for a in extra if a.type == "function" and a.name in ORDERS_ON_OPS]
+        extra = list({a.selector: a for a in extra}.values())
     data = ct.model_dump(by_alias=True, mode="json")
     data["abi"] = [a.model_dump(by_alias=True, mode="json") for a in [*ct.abi, *extra]]
     return ContractType.model_validate(data)

@@ -99,6 +99,35 @@ REVERT_HINTS: dict[str, str] = {
         "a multi-leg order trades each market once; add the sizes of that market up"
     ),
     "clearinghouse: not reduce-only": "only orders that shrink the position are allowed here",
+    # delayed vault orders (modules/delayed.vy)
+    "clearinghouse: use commit_order": (
+        "this market fills such vault trades only by delayed order, at a price observed "
+        "after you commit: `perpdex trade ... --delayed` (SDK: commit_trade, then "
+        "settle_order or a keeper's `perpdex keeper settle`)"
+    ),
+    "clearinghouse: no delayed orders in market": (
+        "delayed orders are not configured for this market; trade it with a plain market order"
+    ),
+    "clearinghouse: delayed order pending": (
+        "the account already has a delayed order in this market: wait for it to settle "
+        "or expire, or cancel it before its settlement window opens"
+    ),
+    "clearinghouse: no delayed order": (
+        "nothing is pending for this account and market: it was settled, cancelled or "
+        "never committed (SDK: `pending_order`)"
+    ),
+    "clearinghouse: no price after commit yet": (
+        "no oracle price observed after the order's delay has been published yet; retry "
+        "after the next feed update (a keeper settles it then)"
+    ),
+    "clearinghouse: delayed order expired": (
+        "no price arrived within the order's max age; cancel it (anyone may) and commit again"
+    ),
+    "clearinghouse: settlement window open": (
+        "a price that may fill the order may already exist, so it can no longer be "
+        "withdrawn: it settles or expires"
+    ),
+    "clearinghouse: size too large": "trade a smaller size",
     "clearinghouse: min position size": (
         "an order must leave the position closed or worth at least $100 at the oracle "
         "price; close it whole (`perpdex close SYMBOL`) or trade a larger size"

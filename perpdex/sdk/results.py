@@ -398,6 +398,68 @@ class MultiFill:
 
 
 @dataclass(frozen=True)
+class PendingOrder:
+    """A committed delayed vault order (`delayed_order(account, market)`,
+    contracts/modules/delayed.vy), in dollars. It fills at the first oracle price observed
+    at or after `settle_from`, if settled by `expires`."""
+
+    account: int
+    market: int
+    symbol: str
+    size: Decimal  # signed base units: positive buys
+    acceptable_price: Decimal | None  # None: no bound (a buy at any price)
+    commit_time: int
+    settle_from: int  # commit time + min_delay: the earliest price observation that fills it
+    expires: int  # commit time + max_age: the last second it may settle
+    keeper_fee: Decimal  # paid by the account to whoever settles it
+
+    def status(self, now: int, price_time: int) -> str:
+        """ "waiting" (no price observed after `settle_from` yet), "ready" (settle_order
+        may fill it now, the fill's own checks aside) or "expired" (anyone may cancel it).
+        `price_time`: the oracle's `price_time(market)`."""
+        if now > self.expires:
+            return "expired"
+        return "ready" if price_time >= self.settle_from else "waiting"
+
+
+@dataclass(frozen=True)
+class DelayedCommit:
+    """`PerpdexClient.commit_trade`: the order as committed and the quote its bound came
+    from (the fill, later, is at the price observed after the delay)."""
+
+    order: PendingOrder
+    quote: Quote
+    tx_hash: str
+    block_number: int | None
+
+
+@dataclass(frozen=True)
+class DelayedFill:
+    """A delayed order as `settle_order` filled it (its `Fill` and `DelayedOrderSettled`
+    events), in dollars."""
+
+    account: int
+    market: int
+    symbol: str
+    size_delta: Decimal
+    price: Decimal
+    fee: Decimal
+    realized_pnl: Decimal
+    funding_paid: Decimal
+    size_after: Decimal
+    keeper: str  # who settled it and earned the keeper fee
+    keeper_fee: Decimal
+    price_time: int  # when the oracle's reading it filled at was observed
+    tx_hash: str
+    block_number: int | None
+
+    @property
+    def cash_flow(self) -> Decimal:
+        """Change in the settlement balance: realised PnL minus funding, fee and keeper fee."""
+        return self.realized_pnl - self.funding_paid - self.fee - self.keeper_fee
+
+
+@dataclass(frozen=True)
 class PositionLine:
     """One position of `Portfolio`, at the cached mark."""
 
@@ -743,3 +805,39 @@ def _leg_fill(
         tx_hash=tx_hash,
         block_number=block_number,
     )
+
+
+def _delayed_fill(
+    fill: Any, settled: Any, symbol: str, tx_hash: str, block_number: int | None
+) -> DelayedFill:
+    """A `DelayedFill` from the settlement's `Fill` and `DelayedOrderSettled` events (ape's
+    decoded logs or the shipped ABI's field dicts)."""
+
+    def get(ev: Any, name: str) -> Any:
+        return ev[name] if isinstance(ev, dict) else getattr(ev, name)
+
+    keeper = get(settled, "keeper")
+    if isinstance(keeper, int):  # an indexed address decoded as a topic word
+        keeper = f"{keeper:#042x}"
+    return DelayedFill(
+        account=int(get(settled, "account")),
+        market=int(get(settled, "market")),
+        symbol=symbol,
+        size_delta=from_wad(int(get(fill, "size_delta"))),
+        price=from_wad(int(get(fill, "price"))),
+        fee=from_wad(int(get(fill, "fee"))),
+        realized_pnl=from_wad(int(get(fill, "realized_pnl"))),
+        funding_paid=from_wad(int(get(fill, "funding_paid"))),
+        size_after=from_wad(int(get(fill, "size"))),
+        keeper=_checksum(str(keeper)),
+        keeper_fee=from_wad(int(get(settled, "keeper_fee"))),
+        price_time=int(get(settled, "price_time")),
+        tx_hash=tx_hash,
+        block_number=block_number,
+    )
+
+
+def _checksum(address: str) -> str:
+    from eth_utils import to_checksum_address
+
+    return str(to_checksum_address(address))

@@ -38,11 +38,14 @@ the bottom (a module imports only those above it):
   liquidation_auction  LiquidationAuction.vy: liq_* (discount, tranche, reward, critical...)
   trading              modules/trading.vy: loss-cap close-outs (forced_limit, force_close)
   governance           modules/governance.vy: set_risk_book's book rules and step bounds
-  oracle_router        OracleRouter.vy: source validity, quorum, sequencer flags, EMA
+  oracle_router        OracleRouter.vy: source validity, quorum, sequencer flags, EMA,
+                       price_time
+  delayed              modules/delayed.vy: delayed-order words, settle and cancel timing
 
 Every name of the modules above governance is re-exported here, so `from
 perpdex.sdk.math import scan` and `pm.scan` work as before the split; governance and
-oracle_router (rules moved in from perpdex.risk and the tests) are imported by module.
+oracle_router (rules moved in from perpdex.risk and the tests) and delayed are imported by
+module.
 
 The engine, lens and trade layers read a `views.Snapshot` (the raw chain state at one block;
 `perpdex.sdk.snapshot.Snapshot.load` reads one); everything below it takes plain integers.

@@ -1,6 +1,7 @@
 """Mirror of contracts/OracleRouter.vy's pure rules: when a source's answer is valid (sign,
 staleness, range), the price quorum of the valid sources (`_read`, `_pair`), the sequencer
-flags (`_sequencer_flags`) and the time-weighted price's EMA step (`_ema`).
+flags (`_sequencer_flags`), the time-weighted price's EMA step (`_ema`) and the reading's
+observation time (`price_time`).
 """
 
 from __future__ import annotations
@@ -128,3 +129,19 @@ def ema(last_price: int, ema_: int, dt: int, window: int) -> int:
     if last_price >= ema_:
         return ema_ + (last_price - ema_) * weight // window
     return ema_ - (ema_ - last_price) * weight // window
+
+
+def price_time(rounds: Sequence[tuple[int, int, int] | None], now: int) -> int:
+    """OracleRouter.price_time: when the market's reading was observed, the oldest over
+    its fresh sources (`(started_at, updated_at, max_age)` each; None: the call failed) of
+    `started_at` when non-zero and earlier, else `updated_at`; 0 when none is fresh."""
+    oldest: int | None = None
+    for r in rounds:
+        if r is None:
+            continue
+        started, updated, max_age = r
+        if updated == 0 or updated > now or now - updated > max_age:
+            continue
+        t = started if 0 < started < updated else updated
+        oldest = t if oldest is None else min(oldest, t)
+    return oldest or 0
