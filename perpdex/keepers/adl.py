@@ -40,8 +40,7 @@ account list and the log cursor in a JSON file (`perpdex keeper adl --state`).
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -49,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from perpdex.constants import ACCOUNT_IN_LIQUIDATION, WAD
 from perpdex.keepers.liquidator import FILL, POOL, _logs, _topic_int, batch_call, preflight
-from perpdex.keepers.loop import run_ticks
+from perpdex.keepers.loop import TickingKeeper, usd
 from perpdex.keepers.scan import BatchLimits
 from perpdex.keepers.state import KeeperState
 from perpdex.sdk import gas
@@ -132,8 +131,8 @@ class MarketStatus:
     @property
     def why(self) -> str:
         return (
-            f"traders' profit {self.ratio:.2%} of pool equity ${_usd(self.equity)}; "
-            f"exposure ${_usd(self.exposure)} vs cap ${_usd(self.cap)}"
+            f"traders' profit {self.ratio:.2%} of pool equity ${usd(self.equity)}; "
+            f"exposure ${usd(self.exposure)} vs cap ${usd(self.cap)}"
         )
 
 
@@ -233,9 +232,11 @@ class AdlReport:
         return [o for o in self.outcomes if o.ok]
 
 
-class AdlKeeper:
+class AdlKeeper(TickingKeeper[AdlOutcome, AdlReport]):
     """One signer auto-deleveraging on one deployment (the transactions earn nothing; the
     signer pays the gas)."""
+
+    interval = 5.0
 
     def __init__(
         self,
@@ -424,7 +425,7 @@ class AdlKeeper:
         except Revert:
             expected = None  # refused at the cached mark; the oracle price may differ
         why = (
-            f"size {_base(c.size)}, PnL ${_usd(c.pnl)}, leverage {c.leverage:.2f}x, "
+            f"size {_base(c.size)}, PnL ${usd(c.pnl)}, leverage {c.leverage:.2f}x, "
             f"rank {c.score:.4f}; {st.why}"
         )
         method = self.risk.auto_deleverage
@@ -466,25 +467,6 @@ class AdlKeeper:
             why,
         )
         return self._done(out)
-
-    def _done(self, out: AdlOutcome) -> AdlOutcome:
-        self.history.append(out)
-        return out
-
-    def run(
-        self,
-        interval: float = 5.0,
-        ticks: int | None = None,
-        stop: threading.Event | None = None,
-        on_tick: Callable[[AdlReport], None] | None = None,
-    ) -> int:
-        """A round every `interval` seconds until `stop` is set or `ticks` ran; a round that
-        fails outside a transaction (node unreachable...) is logged and retried."""
-        return run_ticks(self.tick, self.state.save, self.log, interval, ticks, stop, on_tick)
-
-
-def _usd(wad: int) -> str:
-    return f"{Decimal(wad) / WAD:,.2f}"
 
 
 def _base(wad: int) -> str:

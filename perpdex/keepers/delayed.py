@@ -29,8 +29,7 @@ log. `KeeperState` keeps the pairs (as `account << 8 | market`) and the log curs
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -40,7 +39,7 @@ from eth_utils import keccak
 
 from perpdex.constants import WAD
 from perpdex.keepers.liquidator import _logs, _topic_int, preflight
-from perpdex.keepers.loop import run_ticks
+from perpdex.keepers.loop import TickingKeeper, usd
 from perpdex.keepers.scan import BatchLimits, batch_call
 from perpdex.keepers.state import KeeperState
 from perpdex.sdk import gas
@@ -139,8 +138,10 @@ def plan(reads: Sequence[OrderRead], cfg: DelayedKeeperConfig) -> list[tuple[str
     return out
 
 
-class DelayedKeeper:
+class DelayedKeeper(TickingKeeper[SettleOutcome, SettleReport]):
     """One signer settling delayed orders on one deployment; fees go to the signer."""
+
+    interval = 1.0
 
     def __init__(
         self,
@@ -273,27 +274,8 @@ class DelayedKeeper:
             "%s ok: %s; price %s, fee $%s, gas %d",
             label,
             why,
-            _usd(out.price),
-            _usd(out.fee),
+            usd(out.price),
+            usd(out.fee),
             out.gas_used,
         )
         return self._done(out)
-
-    def _done(self, out: SettleOutcome) -> SettleOutcome:
-        self.history.append(out)
-        return out
-
-    def run(
-        self,
-        interval: float = 1.0,
-        ticks: int | None = None,
-        stop: threading.Event | None = None,
-        on_tick: Callable[[SettleReport], None] | None = None,
-    ) -> int:
-        """Tick every `interval` seconds until `stop` is set or `ticks` ran; a tick that
-        fails outside a transaction (node unreachable...) is logged and retried."""
-        return run_ticks(self.tick, self.state.save, self.log, interval, ticks, stop, on_tick)
-
-
-def _usd(wad: int) -> str:
-    return f"{Decimal(wad) / WAD:,.2f}"

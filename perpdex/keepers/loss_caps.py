@@ -28,8 +28,7 @@ triggered again. `KeeperState` keeps the account list and the log cursor in a JS
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -37,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import keccak
 
-from perpdex.constants import ACCOUNT_IN_LIQUIDATION, WAD
+from perpdex.constants import ACCOUNT_IN_LIQUIDATION
 from perpdex.keepers.liquidator import _logs, _topic_int, preflight
-from perpdex.keepers.loop import run_ticks
+from perpdex.keepers.loop import TickingKeeper, usd
 from perpdex.keepers.scan import BatchLimits, batch_call
 from perpdex.keepers.state import KeeperState
 from perpdex.sdk import gas
@@ -125,8 +124,10 @@ def plan(reads: Sequence[CapRead], near: Decimal) -> list[CapRead]:
     return out
 
 
-class LossCapKeeper:
+class LossCapKeeper(TickingKeeper[TriggerOutcome, LossCapReport]):
     """One signer triggering loss caps on one deployment; the fee goes to the signer."""
+
+    interval = 5.0
 
     def __init__(
         self,
@@ -212,7 +213,7 @@ class LossCapKeeper:
         from ape.exceptions import ApeException
 
         label = f"trigger {r.account:#x}"
-        why = f"equity ${_usd(r.equity)} vs floor ${_usd(r.floor)} at the cached marks"
+        why = f"equity ${usd(r.equity)} vs floor ${usd(r.floor)} at the cached marks"
         method = self.ops.trigger_loss_cap
         reason = preflight(method, (r.account,), self.signer.address)
         if reason is not None:
@@ -231,24 +232,5 @@ class LossCapKeeper:
             r.account, True, why, str(tx.txn_hash), int(tx.gas_used), fee=sum(fees)
         )
         self.state.count("trigger")
-        self.log.info("%s ok: %s; fee $%s, gas %d", label, why, _usd(out.fee), out.gas_used)
+        self.log.info("%s ok: %s; fee $%s, gas %d", label, why, usd(out.fee), out.gas_used)
         return self._done(out)
-
-    def _done(self, out: TriggerOutcome) -> TriggerOutcome:
-        self.history.append(out)
-        return out
-
-    def run(
-        self,
-        interval: float = 5.0,
-        ticks: int | None = None,
-        stop: threading.Event | None = None,
-        on_tick: Callable[[LossCapReport], None] | None = None,
-    ) -> int:
-        """Tick every `interval` seconds until `stop` is set or `ticks` ran; a tick that
-        fails outside a transaction (node unreachable...) is logged and retried."""
-        return run_ticks(self.tick, self.state.save, self.log, interval, ticks, stop, on_tick)
-
-
-def _usd(wad: int) -> str:
-    return f"{Decimal(wad) / WAD:,.2f}"

@@ -30,8 +30,6 @@ reverted transaction, nor for a bad line in the orders file (skipped, logged onc
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -39,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from perpdex.constants import WAD
 from perpdex.keepers.liquidator import preflight
-from perpdex.keepers.loop import run_ticks
+from perpdex.keepers.loop import TickingKeeper, usd
 from perpdex.keepers.scan import BatchLimits, batch_call
 from perpdex.keepers.state import KeeperState
 from perpdex.sdk import gas
@@ -90,8 +88,10 @@ class OrdersConfig:
     rpc_parallel: int = 2
 
 
-class OrdersKeeper:
+class OrdersKeeper(TickingKeeper[ExecOutcome, OrdersReport]):
     """One signer executing triggered conditional orders on one deployment."""
+
+    interval = 2.0
 
     def __init__(
         self,
@@ -190,7 +190,7 @@ class OrdersKeeper:
         label = f"execute {kind} {s.id[:10]}"
         why = (
             f"{kind} {_amount(o.size)} {s.symbol or f'market {o.market}'} for account "
-            f"{_short(o.account)}: price ${_usd(price)} vs trigger ${_usd(o.trigger_price)}"
+            f"{_short(o.account)}: price ${usd(price)} vs trigger ${usd(o.trigger_price)}"
         )
         out = ExecOutcome(s.id, o.account, o.market, kind, False, why)
         method = self.orders.execute_order
@@ -217,8 +217,8 @@ class OrdersKeeper:
             "%s ok: %s; filled at $%s, fee $%s, gas %d",
             label,
             why,
-            _usd(out.price),
-            _usd(out.fee),
+            usd(out.price),
+            usd(out.fee),
             out.gas_used,
         )
         return self._done(out)
@@ -234,25 +234,6 @@ class OrdersKeeper:
             "skip %s: %s (%s)%s", s.id[:10], reason, out.why, "; forgotten" if final else ""
         )
         return self._done(out)
-
-    def _done(self, out: ExecOutcome) -> ExecOutcome:
-        self.history.append(out)
-        return out
-
-    def run(
-        self,
-        interval: float = 2.0,
-        ticks: int | None = None,
-        stop: threading.Event | None = None,
-        on_tick: Callable[[OrdersReport], None] | None = None,
-    ) -> int:
-        """Tick every `interval` seconds until `stop` is set or `ticks` ran; a tick that
-        fails outside a transaction (node unreachable...) is logged and retried."""
-        return run_ticks(self.tick, self.state.save, self.log, interval, ticks, stop, on_tick)
-
-
-def _usd(wad: int) -> str:
-    return f"{Decimal(wad) / WAD:,.2f}"
 
 
 def _amount(wad: int) -> str:
