@@ -9,11 +9,11 @@ portfolio-margin strategies, each opened with ONE multi-leg order (`trade_multi`
                  (`perpdex keeper rebalance`, top-ups from the reserve), with a resting
                  limit buy (signed, settled by `settle`) and a stop-loss on part of the BTC
                  (`perpdex keeper orders` fires it);
-  * eth-sol-pair (sub 2) short ETH, long SOL; a loss cap (`perpdex keeper loss-caps`);
+  * eth-sol-pair (sub 2) long ETH, short SOL (ETH beats SOL); a loss cap (`perpdex keeper loss-caps`);
   * sol-hedge    (sub 3) long SOL, short some BTC; unmanaged: nothing protects it.
 
 The margin each saves against isolated margin is printed; funding accrues over eight
-hours; then a crash (BTC -12%, ETH -10%, SOL -30% in 30-second steps) runs with every
+hours; then a crash led by ETH (BTC -12%, ETH -25%, SOL -15% in 30-second steps) runs with every
 keeper ticking after every price step, in the order a fund would want: the orders keeper,
 the rebalancer, the loss-cap keeper, the liquidation keeper (ladder, then Dutch auction).
 Each keeper is the production class and its own `tick()` (perpdex/keepers/); nothing of
@@ -62,9 +62,9 @@ class Strategy:
 
 
 STRATEGIES: tuple[Strategy, ...] = (
-    Strategy("btc-trend", 1, 40_000, {"BTC": "1.5", "ETH": "-10"}, "rebalancer + stop-loss"),
-    Strategy("eth-sol-pair", 2, 25_000, {"ETH": "-10", "SOL": "200"}, "loss cap"),
-    Strategy("sol-hedge", 3, 12_000, {"SOL": "300", "BTC": "-0.2"}, "unmanaged"),
+    Strategy("btc-trend", 1, 40_000, {"BTC": "1.5", "ETH": "-4"}, "rebalancer + stop-loss"),
+    Strategy("eth-sol-pair", 2, 25_000, {"ETH": "10", "SOL": "-160"}, "loss cap"),
+    Strategy("sol-hedge", 3, 14_000, {"SOL": "500", "BTC": "-0.2"}, "unmanaged"),
 )
 LIMIT_BUY_BTC = Decimal("0.5")  # btc-trend's resting limit buy, 0.5% under the market
 LIMIT_DIP = Decimal("0.995")
@@ -72,7 +72,7 @@ STOP_BTC = Decimal("0.5")  # the stop-loss sells this much at -4%
 STOP_AT = Decimal("0.96")
 LOSS_CAP_BELOW = Decimal(3_000)  # the pair's floor: equity at the start minus this
 FUNDING_HOURS = 8
-CRASH: dict[str, Decimal] = {"BTC": Decimal("0.88"), "ETH": Decimal("0.90"), "SOL": Decimal("0.70")}
+CRASH: dict[str, Decimal] = {"BTC": Decimal("0.88"), "ETH": Decimal("0.75"), "SOL": Decimal("0.85")}
 CRASH_STEPS = 10
 STEP_SECONDS = 30
 TAIL_TICKS = 30  # at the bottom, until the liquidation keeper has nothing left to do
@@ -254,7 +254,7 @@ def _rules(p: Protocol, fund: Any, bot: Any, story: Story) -> Any:
             "btc-trend": {
                 "sub": 1,
                 "reserve": 0,
-                "health": {"low": f"{h0 * Decimal('0.8'):.3f}", "high": f"{h0 * 2:.3f}"},
+                "health": {"low": f"{h0 * Decimal('0.95'):.3f}", "high": f"{h0 * 2:.3f}"},
                 "prefer": "top-up",
                 "max_top_up": 100_000,
             }
@@ -284,7 +284,7 @@ def crash(
     story.prices.append((0, {s: float(v) for s, v in first.items()}))
     t = 0
     console.print(
-        f"crash: BTC -12%, ETH -10%, SOL -30% in {CRASH_STEPS} steps of {STEP_SECONDS} s; "
+        f"crash led by ETH: BTC -12%, ETH -25%, SOL -15% in {CRASH_STEPS} steps of {STEP_SECONDS} s; "
         "after every step: orders keeper, rebalancer, loss-cap keeper, liquidation keeper"
     )
     steps = [
