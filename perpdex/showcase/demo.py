@@ -138,6 +138,7 @@ class DemoState:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     closes: list[TradeRecord] = field(default_factory=list)
     story: Any = None  # perpdex.showcase.story.Story
+    story_first_block: int | None = None  # the trading story's figures are read before it
     screenshot: Path | None = None
 
     def trader(self, name: str) -> Trader:
@@ -572,8 +573,11 @@ def run(
     # 8. the fund's three strategies through a crash, keepers on (perpdex/showcase/story.py)
     out = out_dir or demo_out_dir()
     if story:
+        from ape import chain
+
         from perpdex.showcase.story import story_step
 
+        state.story_first_block = int(chain.blocks.height) + 1
         state.story = story_step(p, console, out)
 
     # 9. the portfolio-margin worked example, then the crash replay (own modules, own tables)

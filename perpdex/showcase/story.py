@@ -9,7 +9,8 @@ portfolio-margin strategies, each opened with ONE multi-leg order (`trade_multi`
                  (`perpdex keeper rebalance`, top-ups from the reserve), with a resting
                  limit buy (signed, settled by `settle`) and a stop-loss on part of the BTC
                  (`perpdex keeper orders` fires it);
-  * eth-sol-pair (sub 2) long ETH, short SOL (ETH beats SOL); a loss cap (`perpdex keeper loss-caps`);
+  * eth-sol-pair (sub 2) long ETH, short SOL (ETH beats SOL); a loss cap
+                 (`perpdex keeper loss-caps`);
   * sol-hedge    (sub 3) long SOL, short some BTC; unmanaged: nothing protects it.
 
 The margin each saves against isolated margin is printed; funding accrues over eight
@@ -284,7 +285,8 @@ def crash(
     story.prices.append((0, {s: float(v) for s, v in first.items()}))
     t = 0
     console.print(
-        f"crash led by ETH: BTC -12%, ETH -25%, SOL -15% in {CRASH_STEPS} steps of {STEP_SECONDS} s; "
+        f"crash led by ETH: BTC -12%, ETH -25%, SOL -15% in {CRASH_STEPS} steps of "
+        f"{STEP_SECONDS} s; "
         "after every step: orders keeper, rebalancer, loss-cap keeper, liquidation keeper"
     )
     steps = [
