@@ -16,9 +16,9 @@ The story (`run()`):
   8. the fund's story (perpdex/showcase/story.py): three portfolio-margin strategies opened
      with multi-leg orders, margin saved, a resting limit order, a stop, funding, a crash
      with the orders keeper, rebalancer, loss-cap keeper and liquidation keeper ticking
-  9. the portfolio-margin worked example (perpdex/showcase/worked_example.py) and the crash
+  9. a screenshot of `perpdex dashboard` for the fund (perpdex/showcase/screenshot.py)
+ 10. the portfolio-margin worked example (perpdex/showcase/worked_example.py) and the crash
      replay (perpdex/showcase/crash.py), each printing its own tables
- 10. a screenshot of `perpdex dashboard` for the fund (perpdex/showcase/screenshot.py)
 
 Charts and the screenshot go to one folder, build/demo/ (PERPDEX_DEMO_OUT).
 
@@ -579,19 +579,20 @@ def run(
 
         state.story_first_block = int(chain.blocks.height) + 1
         state.story = story_step(p, console, out)
+        if extra_steps:
+            # 9. the fund's dashboard right after its story (the crash replay below trades
+            # from the same test accounts): a screenshot (perpdex/showcase/screenshot.py)
+            from perpdex.showcase.screenshot import screenshot_step
 
-    # 9. the portfolio-margin worked example, then the crash replay (own modules, own tables)
+            state.screenshot = screenshot_step(p, console, out)
+
+    # 10. the portfolio-margin worked example, then the crash replay (own modules, own tables)
     if extra_steps:
         from perpdex.showcase.crash import crash_replay_step
         from perpdex.showcase.worked_example import worked_example_step
 
         worked_example_step(p, console)
         crash_replay_step(p, console, out)
-
-        # 10. a dashboard screenshot of the fund (perpdex/showcase/screenshot.py)
-        from perpdex.showcase.screenshot import screenshot_step
-
-        state.screenshot = screenshot_step(p, console, out)
     console.print(f"artefacts (charts, screenshot): {out}/")
     return state
 
