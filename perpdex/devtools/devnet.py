@@ -315,8 +315,11 @@ def node_args(url: str) -> list[str]:
 # --------------------------------------------------------------------------------------
 
 
-def demo(port: int) -> int:
-    """Fresh anvil on `port` -> deploy -> demo -> stop. Returns an exit code."""
+def demo(port: int, t0: float | None = None) -> int:
+    """Fresh anvil on `port` -> deploy -> demo -> stop. Returns an exit code. On success
+    records `demo_s` in docs/perf.json: seconds since `t0` (`make demo` passes the time it
+    started, set-up and compile included), else since this call."""
+    start = time.time() if t0 is None else t0
     node = Anvil("demo", port)
     hint = f"Stop it, or run the demo on another port: make demo DEMO_PORT={port + 10}"
     with node.running(busy_hint=hint):
@@ -333,7 +336,11 @@ def demo(port: int) -> int:
             if rc != 0:
                 console.print(f"[red]`ape run {script}` failed (exit code {rc})[/]")
                 return rc
-    console.print("[green]demo finished[/]")
+    seconds = time.time() - start
+    from perpdex.devtools.perf import record
+
+    record({"demo_s": round(seconds)})
+    console.print(f"[green]demo finished[/] in {seconds:,.0f} s (demo_s in docs/perf.json)")
     return 0
 
 
@@ -757,6 +764,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="anvil + `ape run deploy` + `ape run demo`")
     d.add_argument("--port", type=int, default=8545, help="anvil port (default 8545)")
+    d.add_argument(
+        "--t0", type=float, default=None, help="epoch seconds the run started (`make demo`)"
+    )
     up = sub.add_parser("up", help="anvil left running + deploy + funded vault and wallets")
     up.add_argument("--port", type=int, default=8545, help="anvil port (default 8545)")
     down = sub.add_parser("down", help="stop the anvil `up` started")
@@ -803,7 +813,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm_to_exit)
     try:
         if args.cmd == "demo":
-            return demo(args.port)
+            return demo(args.port, args.t0)
         if args.cmd == "up":
             return devnet_up(args.port)
         if args.cmd == "down":

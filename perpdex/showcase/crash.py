@@ -576,12 +576,14 @@ def write_chart(report: CrashReport, path: Path) -> Path:
     return path
 
 
-def crash_replay_step(protocol: Protocol, console: Console) -> CrashReport:
-    """The demo's last step: the crash replay on the demo chain, chart written to
-    PERPDEX_CRASH_OUT (default build/crash)."""
+def crash_replay_step(
+    protocol: Protocol, console: Console, out_dir: Path | None = None
+) -> CrashReport:
+    """The demo's crash replay on the demo chain, chart written to `out_dir` (the demo's
+    folder), else PERPDEX_CRASH_OUT (default build/crash)."""
     import os
 
     from ape import accounts
 
-    out = Path(os.environ.get("PERPDEX_CRASH_OUT", "build/crash"))
+    out = out_dir or Path(os.environ.get("PERPDEX_CRASH_OUT", "build/crash"))
     return run(protocol, list(accounts.test_accounts)[:10], console, out, CrashConfig())

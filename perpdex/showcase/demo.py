@@ -13,8 +13,14 @@ The story (`run()`):
   5. trader B's portfolio: scenario losses, the binding one, margin saved   (portfolio)
   6. closes with realised PnL                                                  (closes)
   7. the vault's share price, insurance fund and final balances      (vault, balances)
-  8. the portfolio-margin worked example (perpdex/showcase/worked_example.py) and the crash
+  8. the fund's story (perpdex/showcase/story.py): three portfolio-margin strategies opened
+     with multi-leg orders, margin saved, a resting limit order, a stop, funding, a crash
+     with the orders keeper, rebalancer, loss-cap keeper and liquidation keeper ticking
+  9. a screenshot of `perpdex dashboard` for the fund (perpdex/showcase/screenshot.py)
+ 10. the portfolio-margin worked example (perpdex/showcase/worked_example.py) and the crash
      replay (perpdex/showcase/crash.py), each printing its own tables
+
+Charts and the screenshot go to one folder, build/demo/ (PERPDEX_DEMO_OUT).
 
 Every figure printed is read from the chain (Fill events, the lens, the vault); the
 trading goes through `perpdex.sdk.client.PerpdexClient`, as a user's would.
@@ -25,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -130,6 +137,9 @@ class DemoState:
     trades: list[TradeRecord] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     closes: list[TradeRecord] = field(default_factory=list)
+    story: Any = None  # perpdex.showcase.story.Story
+    story_first_block: int | None = None  # the trading story's figures are read before it
+    screenshot: Path | None = None
 
     def trader(self, name: str) -> Trader:
         for t in self.traders:
@@ -491,10 +501,14 @@ def run(
     *,
     protocol: Protocol | None = None,
     extra_steps: bool = True,
+    story: bool = True,
+    out_dir: Path | None = None,
 ) -> DemoState:
     """The whole story (module docstring) on the deployment of `key` (default: the
     connected network's manifest) or on `protocol`. `extra_steps=False` skips the worked
-    example and the crash replay."""
+    example, the crash replay and the dashboard screenshot; `story=False` the fund's
+    strategies (perpdex/showcase/story.py). Every chart and the screenshot go to `out_dir`
+    (default: PERPDEX_DEMO_OUT, else build/demo)."""
     from ape import accounts
 
     console = console or Console()
@@ -556,11 +570,35 @@ def run(
     console.print(vault_table(p, state.lp))
     console.print(balance_table(p, state.traders, "trader balances at the end"))
 
-    # 8. the portfolio-margin worked example, then the crash replay (own modules, own tables)
+    # 8. the fund's three strategies through a crash, keepers on (perpdex/showcase/story.py)
+    out = out_dir or demo_out_dir()
+    if story:
+        from ape import chain
+
+        from perpdex.showcase.story import story_step
+
+        state.story_first_block = int(chain.blocks.height) + 1
+        state.story = story_step(p, console, out)
+        if extra_steps:
+            # 9. the fund's dashboard right after its story (the crash replay below trades
+            # from the same test accounts): a screenshot (perpdex/showcase/screenshot.py)
+            from perpdex.showcase.screenshot import screenshot_step
+
+            state.screenshot = screenshot_step(p, console, out)
+
+    # 10. the portfolio-margin worked example, then the crash replay (own modules, own tables)
     if extra_steps:
         from perpdex.showcase.crash import crash_replay_step
         from perpdex.showcase.worked_example import worked_example_step
 
         worked_example_step(p, console)
-        crash_replay_step(p, console)
+        crash_replay_step(p, console, out)
+    console.print(f"artefacts (charts, screenshot): {out}/")
     return state
+
+
+def demo_out_dir() -> Path:
+    """Where the demo writes its charts and the dashboard screenshot."""
+    import os
+
+    return Path(os.environ.get("PERPDEX_DEMO_OUT", "build/demo"))
