@@ -253,16 +253,19 @@ def _after(account: uint256, hdr: uint256, m: uint256, size: int256, adds: bool,
     """
     @dev Post-fill margin checks of one side, as `engine._pool_trade` makes them; and a
          side filled `worse` than the oracle price must stay at or above maintenance in
-         its own margin mode (an adding fill already passed initial margin).
+         its own margin mode and at or above its loss cap (an adding fill already passed
+         initial margin and the loss cap).
     """
     if adds or hdr & c.ACCOUNT_PORTFOLIO != 0:
         engine._check_after_trade(account, hdr, m, size, adds)
     if worse and not adds:
         engine._refresh_stale(hdr)
         s: state.MarginScan = engine._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
-        assert s.equity >= convert(s.maintenance, int256), (
-            "clearinghouse: off-oracle fill below maintenance"
-        )
+        # nor below the account's loss cap: value moved out at a worse price is a
+        # transfer out (review 4, R4-4); `_below_loss_cap` is the shared test
+        assert s.equity >= convert(s.maintenance, int256) and not engine._below_loss_cap(
+            account, s.equity
+        ), "clearinghouse: off-oracle fill below maintenance or loss cap"
     # closing the last position must not leave a debt no liquidation can reach (rare:
     # the engine's own entry point, for bytecode)
     if packing._position_count(hdr) == 0 and state._balance[account][0] < 0:

@@ -47,7 +47,12 @@ initializes: oh[state := state]
 initializes: conditional[state := state, engine := engine, accounts := accounts, oh := oh]
 # delayed vault orders (modules/delayed.vy)
 initializes: delayed[state := state, engine := engine, access_control := access_control]
-exports: delayed.__interface__
+exports: (
+    delayed.set_delayed_params,
+    delayed.commit_order,
+    delayed.settle_order,
+    delayed.cancel_delayed_order,
+)
 
 exports: (
     vault_limits.auto_deleverage,

@@ -97,7 +97,11 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
         assert sig == 27 or sig == 28, "clearinghouse: bad signature"
         sig = unsafe_sub(sig, 27)
     digest: bytes32 = oh._digest(oh._domain(), order)
-    oh._verify(account, digest, sig, r, s)
+    # an operator trades for the account but never pays itself out of it: the keeper fee
+    # is the owner's to promise (review 4, R4-1: a $49k fee on a $100 stop, self-executed)
+    assert not oh._verify(account, digest, sig, r, s) or order.keeperFee == 0, (
+        "clearinghouse: operator order with keeper fee"
+    )
     # the trigger, at the oracle price with quorum (the fill reuses this block's mark)
     m: uint256 = order.market
     price: uint256 = 0

@@ -154,9 +154,13 @@ REVERT_HINTS: dict[str, str] = {
         "account (buy at or below it, sell at or above it); have the owner sign it, or "
         "match it at a better price"
     ),
-    "clearinghouse: off-oracle fill below maintenance": (
+    "clearinghouse: off-oracle fill below maintenance or loss cap": (
         "a fill worse than the oracle price must leave the account above maintenance "
-        "margin; fill at the oracle price, fill less, or deposit first"
+        "margin and its loss cap; fill at the oracle price, fill less, or deposit first"
+    ),
+    "clearinghouse: operator order with keeper fee": (
+        "an operator may sign conditional orders only with a keeper fee of 0; the account's "
+        "owner signs orders that pay keepers"
     ),
     "clearinghouse: sequencer down": "the L2 sequencer is down; wait until it is back up",
     "clearinghouse: sequencer grace period": (
