@@ -12,19 +12,26 @@ from typing import Any
 
 import ape
 import pytest
-from test_delayed_orders import (  # noqa: F401  (pool: a fixture)
+from test_delayed_orders import (
     ANY_PRICE,
     MAX_AGE,
     MIN_DELAY,
     _delayed,
     _push,
     _wad,
-    pool,
 )
 
 from perpdex.units import WAD
 
 BIG_FLOOR = 10**12 * WAD
+
+
+@pytest.fixture(scope="module")
+def pool(actors: dict[str, Any], protocol: Any, h: Any) -> None:
+    lp = actors["lp"]
+    units = h.fund(lp, 2_000_000)
+    protocol.token.approve(protocol.vault, units, sender=lp)
+    protocol.vault.deposit(units, lp, sender=lp)
 
 
 @pytest.fixture
