@@ -159,7 +159,7 @@ def test_r4_transfer__operator_limits(w: World, stranger: Any, h: Any) -> None:
     owners, past the sender's loss cap, or below its initial margin."""
     owner = w.maker_owner
     a = h.funded_account(owner, 20_000, name="r4 reserve")
-    b = h.funded_account(owner, 1_000, name="r4 strategy")
+    b = h.funded_account(owner, 20_000, name="r4 strategy")
     mine = h.funded_account(stranger, 1_000, name="r4 operator's own")
     token = w.p.token
     units = h.usd(1_000)
