@@ -46,8 +46,8 @@ def test_r4_1__operator_drains_account_through_its_own_keeper_fee(
     and receives the fee in tokens: the withdrawal gate only checks the account stays
     above initial margin, which a $100 position barely uses.
     Measured (victim $50,000, BTC $100,000): the operator's wallet gains $49,000 in one
-    transaction; the victim's equity goes from $50,000 to about $1,000. A second order
-    (a reduce-only close with the remaining fee) takes the rest. With
+    transaction; the victim's equity goes from $50,000 to about $1,000. Further orders
+    can take the rest down to the margin the position needs (not run here). With
     `transfer_collateral` (the rebalancer's right) the operator first gathers every
     sub-account of the owner it operates into the one it drains.
     Fix: an operator-signed conditional order pays no keeper fee to its signer (or its
