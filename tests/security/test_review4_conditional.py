@@ -31,9 +31,6 @@ def _equity(cw: CW, acct: int) -> int:
 # --- findings ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="R4-1: an operator takes the account's collateral as keeper fees"
-)
 def test_r4_1__operator_drains_account_through_its_own_keeper_fee(
     cw: CW, trader: Any, stranger: Any
 ) -> None:
@@ -50,20 +47,18 @@ def test_r4_1__operator_drains_account_through_its_own_keeper_fee(
     can take the rest down to the margin the position needs (not run here). With
     `transfer_collateral` (the rebalancer's right) the operator first gathers every
     sub-account of the owner it operates into the one it drains.
-    Fix: an operator-signed conditional order pays no keeper fee to its signer (or its
-    fee is capped, e.g. at the delayed orders' MAX_KEEPER_FEE), or only the owner may
-    sign a non-zero keeper fee."""
+    Fixed: `execute_order` refuses an operator-signed order with a non-zero keeper fee
+    ("operator order with keeper fee"); only the owner promises keeper fees."""
     victim = cw.account(trader, 50_000, name="r4-1 victim")
     cw.p.ops.set_operator(victim, stranger, True, sender=trader)
     start_eq, start_tok = _equity(cw, victim), cw.token(stranger)
     order = cw.order(
         so.stop, victim, "0.001", P0, reduce_only=False, keeper_fee=49_000, limit_price=P0 * 2
     )
-    tx = cw.execute(cw.sign(order, stranger), sender=stranger)
-    fee = int(cw.executed(tx).keeper_fee)
+    with ape.reverts("clearinghouse: operator order with keeper fee"):
+        cw.execute(cw.sign(order, stranger), sender=stranger)
     gained = cw.token(stranger) - start_tok
     lost = start_eq - _equity(cw, victim)
-    print(f"keeper fee ${fee / WAD:,.0f}; operator +{gained} units; victim -${lost / WAD:,.0f}")
     # the invariant: an operator cannot move the account's value to itself beyond fees
     assert gained <= cw.w.usd(10)
     assert lost < 100 * WAD

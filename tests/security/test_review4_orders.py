@@ -75,7 +75,6 @@ def test_r4_3__operator_moves_value_at_the_oracle_price_ahead_of_a_known_update(
     assert lost < 1_000 * WAD
 
 
-@pytest.mark.xfail(strict=True, reason="R4-4: an off-oracle reduce takes equity past the floor")
 def test_r4_4__off_oracle_reduce_moves_value_past_the_loss_cap(w: World, h: Any) -> None:
     """accounts.vy: 'below its floor an account only reduces, and no value leaves it past
     the floor'. R3-2 bounds a worse-than-oracle side by maintenance only, not by the loss
@@ -85,8 +84,8 @@ def test_r4_4__off_oracle_reduce_moves_value_past_the_loss_cap(w: World, h: Any)
     equity ends at $49,505, $5,495 under the floor; the $10,000 moved to the sibling.
     Owner-signed only (an operator's order may not fill worse than the oracle, R3-1), so
     it defeats a cap the owner set (a guard against its own strategy or keys it shares
-    with a bot), not third parties. Fix: `_after` also requires a `worse` side to end at
-    or above its loss cap (`engine._require_loss_cap`)."""
+    with a bot), not third parties. Fixed: `_after` also holds a `worse` side to its loss
+    cap (`engine._below_loss_cap`), in the maintenance check's assert."""
     owner = w.maker_owner
     capped = h.funded_account(owner, 60_000, name="r4-4 capped")
     sink = h.funded_account(owner, 200_000, name="r4-4 sink")
@@ -95,10 +94,9 @@ def test_r4_4__off_oracle_reduce_moves_value_past_the_loss_cap(w: World, h: Any)
     before = _equity(w, capped)
     assert before > 55_000 * WAD
     fill = _fill_at(w, (sink, owner), (capped, owner), -5.0, w.btc * 98 // 100)
-    _settle_now(w, fill)
-    after = _equity(w, capped)
-    print(f"capped account equity ${before / WAD:,.0f} -> ${after / WAD:,.0f} (floor $55,000)")
-    assert after >= 55_000 * WAD
+    with ape.reverts("clearinghouse: off-oracle fill below maintenance or loss cap"):
+        _settle_now(w, fill)
+    assert _equity(w, capped) == before
 
 
 # --- refused attacks ---------------------------------------------------------------------
