@@ -330,26 +330,28 @@ def test_dashboard__page_shows_the_sdk_figures_and_updates_live(
 
 
 @pytest.fixture
-def liq(actors: dict[str, Any], protocol: Any, chain: Any, admin: Any, lp: Any) -> LiqWorld:
+def dash_liq(actors: dict[str, Any], protocol: Any, chain: Any, admin: Any, lp: Any) -> LiqWorld:
     return funded_world(protocol, chain, admin, lp, 1_000)
 
 
-def test_tracker__a_running_liquidation_with_its_auction(liq, protocol, trader, keeper, rpc_url):
-    keeper_acct = liq.account(keeper, 200_000, name="keeper")
-    victim = liq.btc_long(trader, 12_000)
-    price_ = liq.price_for_health(victim.account, Decimal("0.9"))
-    liq.hold({"BTC": price_})
-    liq.auction.start(victim.account, keeper_acct, sender=keeper)
+def test_tracker__a_running_liquidation_with_its_auction(
+    dash_liq, protocol, trader, keeper, rpc_url
+):
+    keeper_acct = dash_liq.account(keeper, 200_000, name="keeper")
+    victim = dash_liq.btc_long(trader, 12_000)
+    price_ = dash_liq.price_for_health(victim.account, Decimal("0.9"))
+    dash_liq.hold({"BTC": price_})
+    dash_liq.auction.start(victim.account, keeper_acct, sender=keeper)
 
     reader = ReadClient(rpc_url, Deployment.from_protocol(protocol))
     assert reader.liquidation_starts() == (victim.account,)
     [q] = reader.liquidations([victim.account])
-    active, started, lot_left, lot_notional, tranche, _ = liq.state(victim.account)
+    active, started, lot_left, lot_notional, tranche, _ = dash_liq.state(victim.account)
     assert q.in_liquidation and q.tranche == tranche == 1
     assert q.auction_active == bool(active) and q.clock_start == started
     assert q.lot_left == from_wad(lot_left) and q.lot_notional == from_wad(lot_notional)
-    assert q.discount == from_wad(int(liq.auction.current_discount(victim.account)))
-    assert q.deadline == int(liq.auction.deadline(victim.account)) > 0
+    assert q.discount == from_wad(int(dash_liq.auction.current_discount(victim.account)))
+    assert q.deadline == int(dash_liq.auction.deadline(victim.account)) > 0
     assert q.margin == reader.margin(victim.account)
     ape_side = PerpdexClient.from_protocol(protocol)
     assert ape_side.liquidations([victim.account]) == [q]  # both transports agree
@@ -385,7 +387,7 @@ def test_tracker__a_running_liquidation_with_its_auction(liq, protocol, trader, 
 
 
 def test_mark_history__the_marks_the_chain_recorded_and_their_returns(
-    liq, protocol, rpc_url, chain
+    dash_liq, protocol, rpc_url, chain
 ):
     start = chain.blocks.head.number + 1
     moves = (
@@ -395,7 +397,7 @@ def test_mark_history__the_marks_the_chain_recorded_and_their_returns(
         (100_000, 3_000, 151),
     )
     for btc, eth, sol in moves:  # ETH moves with BTC; SOL does not
-        liq.post({"BTC": btc, "ETH": eth, "SOL": sol})
+        dash_liq.post({"BTC": btc, "ETH": eth, "SOL": sol})
     reader = ReadClient(rpc_url, Deployment.from_protocol(protocol))
     marks = reader.mark_history(start)
     assert sorted(marks) == [0, 1, 2]
@@ -407,5 +409,5 @@ def test_mark_history__the_marks_the_chain_recorded_and_their_returns(
     assert corr.matrix is not None
     assert corr.matrix[0][1] is not None and corr.matrix[0][1] > Decimal("0.99")
     assert corr.returns[0][0] == Decimal(99_000) / Decimal(101_000) - 1
-    doc = Tracker(reader, str(liq.who.address), from_block=start).read()
+    doc = Tracker(reader, str(dash_liq.who.address), from_block=start).read()
     assert doc["market_correlation"]["points"] == corr.points

@@ -1,7 +1,8 @@
 """perpdex/constants.py mirrors contracts/modules/constants.vy: same names, same values.
 
 The contract module is parsed as text (no compiler): every `NAME: constant(type) = value`
-line, the value an integer expression evaluated over a whitelist of operators.
+line, the value an integer expression evaluated over a whitelist of operators, or a string
+literal for a `String[N]` constant (a revert reason shared across modules).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import perpdex.constants as constants
 CONSTANTS_VY = Path(__file__).resolve().parents[2] / "contracts" / "modules" / "constants.vy"
 
 _DECL = re.compile(r"^([A-Z][A-Z0-9_]*)\s*:\s*constant\(\s*(\w+)\s*\)\s*=\s*(.+?)\s*(#.*)?$")
+_STR = re.compile(r'^([A-Z][A-Z0-9_]*)\s*:\s*constant\(\s*String\[(\d+)\]\s*\)\s*=\s*"([^"]*)"')
 
 _BINOPS: dict[type[ast.operator], Callable[[int, int], int]] = {
     ast.Add: operator.add,
@@ -47,11 +49,18 @@ def _eval(node: ast.AST, known: dict[str, int]) -> int:
     raise ValueError(f"unsupported expression in constants.vy: {ast.dump(node)}")
 
 
-def parse_constants(text: str) -> dict[str, tuple[str, int]]:
+def parse_constants(text: str) -> dict[str, tuple[str, int | str]]:
     """`{name: (vyper type, value)}` for every constant declaration of a Vyper source."""
-    out: dict[str, tuple[str, int]] = {}
+    out: dict[str, tuple[str, int | str]] = {}
     values: dict[str, int] = {}
     for line in text.splitlines():
+        sm = _STR.match(line)
+        if sm is not None:
+            size, literal = int(sm.group(2)), sm.group(3)
+            if len(literal) > size:
+                raise ValueError(f"{sm.group(1)}: {len(literal)} characters in a String[{size}]")
+            out[sm.group(1)] = ("String", literal)
+            continue
         m = _DECL.match(line)
         if m is None:
             continue
@@ -63,17 +72,26 @@ def parse_constants(text: str) -> dict[str, tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def contract() -> dict[str, tuple[str, int]]:
+def contract() -> dict[str, tuple[str, int | str]]:
     return parse_constants(CONSTANTS_VY.read_text())
 
 
-def mirrored() -> dict[str, int]:
-    return {k: v for k, v in vars(constants).items() if k.isupper() and isinstance(v, int)}
+def mirrored() -> dict[str, int | str]:
+    return {k: v for k, v in vars(constants).items() if k.isupper() and isinstance(v, (int, str))}
 
 
 def test_parser_reads_every_declaration(contract):
     declared = [line for line in CONSTANTS_VY.read_text().splitlines() if ": constant(" in line]
     assert len(contract) == len(declared) > 0
+
+
+def test_shared_revert_reasons_have_hints(contract):
+    """A String constant is a revert reason several modules raise (close_with_adl matches
+    the cap's refusal by it): the SDK must explain it like the literal ones."""
+    from perpdex.sdk.hints import REVERT_HINTS
+
+    reasons = [v for t, v in contract.values() if t == "String"]
+    assert reasons and all(r in REVERT_HINTS for r in reasons)
 
 
 def test_parser_evaluates_expressions():
@@ -99,6 +117,9 @@ def test_every_contract_constant_is_mirrored(contract):
 
 def test_values_fit_their_vyper_type(contract):
     for name, (typ, value) in contract.items():
+        if typ == "String":  # its length is checked by the parser
+            continue
+        assert isinstance(value, int)
         m = re.fullmatch(r"(u?)int(\d+)", typ)
         assert m is not None, f"{name}: {typ} is not an integer type"
         bits = int(m.group(2))
