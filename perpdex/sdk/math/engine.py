@@ -405,6 +405,11 @@ def pool_fill(
         block_number=-1,
     )
     after = _with_market(after, market, mark, (long_oi, short_oi))
+    if ms.pool_sum_cost is not None:
+        # the market's pool sums (positions.vy) follow the position's cost
+        markets = list(after.markets)
+        markets[market] = replace(markets[market], pool_sum_cost=ms.pool_sum_cost + new_cost - cost)
+        after = replace(after, markets=tuple(markets))
     # _check_caps, on every fill (reduces included)
     if long_oi > ms.long_oi and long_oi > p.max_oi:
         raise Revert("clearinghouse: open interest cap reached")
