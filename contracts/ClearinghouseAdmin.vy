@@ -4,8 +4,7 @@
 @custom:contract-name ClearinghouseAdmin
 @license MIT
 @notice Executed only by delegatecall (Clearinghouse -> ClearinghouseOps -> here; its own
-        storage is never used): markets, collateral, fees, pausing and the risk book, and
-        for bytecode room the treasury's calls (insurance, fees, the vault's cash). Call
+        storage is never used): markets, collateral, fees, pausing and the risk book. Call
         these functions on the Clearinghouse address with this contract's ABI; they
         return nothing. Selectors not exported here go on, again by delegatecall, to
         ClearinghouseOrders (signed-order settlement and cancels).
@@ -55,14 +54,6 @@ exports: (
     governance.set_risk_book,
     governance.propose_risk_book,
     governance.set_risk_book_delay,
-    # not governance: the treasury's calls, and the vault's (one more delegatecall hop,
-    # about 2.6k gas, on LP actions only), live in this half too
-    treasury.buy_collateral,
-    treasury.fund_insurance,
-    treasury.withdraw_protocol_fees,
-    treasury.vault_deposit,
-    treasury.vault_withdraw,
-    treasury.sync_marks,
 )
 
 

@@ -4,8 +4,8 @@
 @custom:contract-name ClearinghouseRisk
 @license MIT
 @notice Executed only by delegatecall (Clearinghouse -> ClearinghouseOps ->
-        ClearinghouseAdmin -> ClearinghouseOrders -> here; its own storage is never
-        used): auto-deleveraging and the vault's limits across markets
+        ClearinghouseAdmin -> ClearinghouseOrders -> here -> ClearinghouseTreasury; its own
+        storage is never used): auto-deleveraging and the vault's limits across markets
         (modules/vault_limits.vy), and multi-leg market orders (`trade_multi`), in a half
         of their own for bytecode room. Call these functions on the Clearinghouse address
         with this contract's ABI; they return nothing (the limits' getters are on
@@ -48,7 +48,6 @@ initializes: conditional[state := state, engine := engine, accounts := accounts,
 # delayed vault orders (modules/delayed.vy)
 initializes: delayed[state := state, engine := engine, access_control := access_control]
 exports: (
-    delayed.set_delayed_params,
     delayed.commit_order,
     delayed.settle_order,
     delayed.cancel_delayed_order,
@@ -57,18 +56,33 @@ exports: (
 exports: (
     vault_limits.auto_deleverage,
     vault_limits.close_with_adl,
-    governance.set_vault_limits,
     # conditional orders (stop-market, stop-limit, take-profit): modules/conditional.vy
     conditional.execute_order,
 )
 
 
+interface IExtension:
+    def extension_config() -> (address, address): view
+
+
+# @notice Treasury half, reached by delegatecall for selectors not exported here.
+TREASURY: public(immutable(address))
+
+
 @deploy
-def __init__(oracle: IOracleRouter, settlement_token: address):
+def __init__(oracle: IOracleRouter, settlement_token: address, treasury_half: address):
     """
     @param oracle Must equal the Clearinghouse's oracle.
     @param settlement_token Must equal the Clearinghouse's settlement token.
+    @param treasury_half A `ClearinghouseTreasury` deployed with the same oracle and token.
     """
+    ext_oracle: address = empty(address)
+    ext_token: address = empty(address)
+    ext_oracle, ext_token = staticcall IExtension(treasury_half).extension_config()
+    assert (
+        ext_oracle == oracle.address and ext_token == settlement_token
+    ), "clearinghouse: extension mismatch"
+    TREASURY = treasury_half
     access_control.__init__()
     pausable.__init__()
     state.__init__(oracle, settlement_token)
@@ -81,6 +95,14 @@ def extension_config() -> (address, address):
     @notice The oracle and settlement token this code half was built for.
     """
     return state.ORACLE.address, state.collateral_token[0]
+
+
+@external
+def __default__():
+    """
+    @notice Forwards the remaining selectors to ClearinghouseTreasury by delegatecall.
+    """
+    raw_call(TREASURY, msg.data, is_delegate_call=True)
 
 
 @external

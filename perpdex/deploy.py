@@ -301,7 +301,7 @@ def deploy_system(
         )
         sent += 1
 
-    # --- clearinghouse: five code halves at one address ------------------------------
+    # --- clearinghouse: six code halves at one address ------------------------------
     live = mf.get("clearinghouse")
     if _has_code(live):
         # a live Clearinghouse fixes its halves: record the ones it delegates to (a
@@ -311,7 +311,12 @@ def deploy_system(
             if mf.get(name) != address:
                 log(f"manifest: {name} {address} (read from the Clearinghouse)")
                 mf.put(name, address)
-    risk_half = reuse_or_deploy("clearinghouse_risk", "ClearinghouseRisk", oracle, token)
+    treasury_half = reuse_or_deploy(
+        "clearinghouse_treasury", "ClearinghouseTreasury", oracle, token
+    )
+    risk_half = reuse_or_deploy(
+        "clearinghouse_risk", "ClearinghouseRisk", oracle, token, treasury_half
+    )
     orders_half = reuse_or_deploy(
         "clearinghouse_orders", "ClearinghouseOrders", oracle, token, risk_half
     )

@@ -651,6 +651,7 @@ def bytecode_sizes(project: Any) -> dict[str, int]:
         "ClearinghouseAdmin",
         "ClearinghouseOrders",
         "ClearinghouseRisk",
+        "ClearinghouseTreasury",
         "ClearinghouseLens",
         "OracleRouter",
         "LiquidityVault",

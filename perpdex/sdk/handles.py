@@ -26,6 +26,11 @@ def _contract_type(name: str) -> Any:
 # signed-order functions compiled into ClearinghouseOps (for Risk's bytecode room); the
 # Orders and Risk handles carry them too
 ORDERS_ON_OPS = frozenset({"cancel_below"})
+# the last half (contracts/ClearinghouseTreasury.vy) took, for bytecode room, the
+# treasury's calls off Admin and the vault-limit and delayed-order parameters off Risk:
+# those handles carry its functions and events, so `admin.fund_insurance(...)` and
+# `risk.set_delayed_params(...)` keep working on the Clearinghouse address
+ON_TREASURY = ("ClearinghouseAdmin", "ClearinghouseRisk")
 
 
 def contract_type(proj: Any, name: str) -> Any:
@@ -37,13 +42,15 @@ def contract_type(proj: Any, name: str) -> Any:
     orders' cancels (`cancel_order`, `cancel_below`) live there for the Orders half's
     bytecode room, and Orders forwards every selector it lacks to Risk, so
     `orders.cancel_order(...)` keeps working on the Clearinghouse address; `cancel_below`
-    is compiled into Ops and added to the Orders and Risk types."""
+    is compiled into Ops and added to the Orders and Risk types. Admin and Risk carry
+    the Treasury half's functions and events (ON_TREASURY)."""
     ct = getattr(proj, name).contract_type
-    if name not in ("Clearinghouse", "ClearinghouseOrders", "ClearinghouseRisk"):
+    if name not in ("Clearinghouse", "ClearinghouseOrders", *ON_TREASURY):
         return ct
     from ethpm_types import ContractType
 
     have = {a.selector for a in ct.abi if a.type in ("function", "event")}
+    extra: list[Any] = []
     if name == "Clearinghouse":
         extra = [
             a
@@ -52,7 +59,7 @@ def contract_type(proj: Any, name: str) -> Any:
             and a.stateMutability in ("view", "pure")
             and a.selector not in have
         ]
-    else:
+    elif name in ("ClearinghouseOrders", "ClearinghouseRisk"):
         # the signed orders' functions off Orders: cancel_order on Risk, cancel_below on
         # Ops (bytecode room); both answer at the Clearinghouse's address
         extra = [
@@ -65,7 +72,15 @@ def contract_type(proj: Any, name: str) -> Any:
         ]
         if name == "ClearinghouseRisk":
             extra = [a for a in extra if a.type == "function" and a.name in ORDERS_ON_OPS]
-        extra = list({a.selector: a for a in extra}.values())
+    if name in ON_TREASURY:
+        extra += [
+            a
+            for a in proj.ClearinghouseTreasury.contract_type.abi
+            if a.type in ("function", "event")
+            and a.selector not in have
+            and getattr(a, "name", "") != "extension_config"
+        ]
+    extra = list({a.selector: a for a in extra}.values())
     data = ct.model_dump(by_alias=True, mode="json")
     data["abi"] = [a.model_dump(by_alias=True, mode="json") for a in [*ct.abi, *extra]]
     return ContractType.model_validate(data)

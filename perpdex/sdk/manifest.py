@@ -19,13 +19,14 @@ if TYPE_CHECKING:
 
 
 #: The Clearinghouse's code halves in delegation order (Clearinghouse -> Ops -> Admin ->
-#: Orders -> Risk, contracts/Clearinghouse.vy): the manifest key, and the contract and
+#: Orders -> Risk -> Treasury, contracts/Clearinghouse.vy): the manifest key, and the contract and
 #: getter (an immutable) that names the half on the one before it.
 HALVES: tuple[tuple[str, str, str], ...] = (
     ("clearinghouse_ops", "Clearinghouse", "OPS"),
     ("clearinghouse_admin", "ClearinghouseOps", "ADMIN"),
     ("clearinghouse_orders", "ClearinghouseAdmin", "ORDERS"),
     ("clearinghouse_risk", "ClearinghouseOrders", "RISK"),
+    ("clearinghouse_treasury", "ClearinghouseRisk", "TREASURY"),
 )
 
 
@@ -37,9 +38,9 @@ class ManifestWarning(UserWarning):
 class Deployment:
     """The addresses of one deployment, as recorded in `deployments/<network>.json`.
 
-    `clearinghouse_orders` and `clearinghouse_risk` are None in a manifest written before
-    they were recorded: it still loads, and `check_chain` reads them from the chain and
-    warns (ManifestWarning) until the deploy is re-run to record them."""
+    `clearinghouse_orders`, `clearinghouse_risk` and `clearinghouse_treasury` are None in
+    a manifest written before they were recorded: it still loads, and `check_chain` reads
+    them from the chain and warns (ManifestWarning) until the deploy is re-run to record them."""
 
     network: str
     chain_id: int
@@ -59,6 +60,7 @@ class Deployment:
     genesis: str | None = None
     clearinghouse_orders: str | None = None
     clearinghouse_risk: str | None = None
+    clearinghouse_treasury: str | None = None
 
     def halves(self) -> dict[str, str | None]:
         """The Clearinghouse's code halves as recorded, in delegation order (None: not
@@ -104,6 +106,7 @@ class Deployment:
                 genesis=_optional(data.get("genesis")),
                 clearinghouse_orders=_optional(c.get("clearinghouse_orders")),
                 clearinghouse_risk=_optional(c.get("clearinghouse_risk")),
+                clearinghouse_treasury=_optional(c.get("clearinghouse_treasury")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise DeploymentNotFound(
@@ -128,6 +131,7 @@ class Deployment:
             clearinghouse_admin=halves["clearinghouse_admin"],
             clearinghouse_orders=halves["clearinghouse_orders"],
             clearinghouse_risk=halves["clearinghouse_risk"],
+            clearinghouse_treasury=halves["clearinghouse_treasury"],
             markets=tuple(protocol.symbols),
             settlement_decimals=protocol.system.settlement_decimals,
             feeds={s: [str(f.address) for f in fs] for s, fs in protocol.feeds.items()},
@@ -155,6 +159,7 @@ class Deployment:
                     for k, v in (
                         ("clearinghouse_orders", self.clearinghouse_orders),
                         ("clearinghouse_risk", self.clearinghouse_risk),
+                        ("clearinghouse_treasury", self.clearinghouse_treasury),
                         ("vault", self.vault),
                         ("lens", self.lens),
                         ("auction", self.auction),

@@ -441,7 +441,7 @@ def _prepare(
         project.MockERC20.contract_type,
         contract_type(project, "Clearinghouse"),
         project.ClearinghouseOps.contract_type,
-        project.ClearinghouseAdmin.contract_type,
+        contract_type(project, "ClearinghouseAdmin"),
         project.ClearinghouseOrders.contract_type,
         project.LiquidityVault.contract_type,
         project.ClearinghouseLens.contract_type,
@@ -459,7 +459,7 @@ def _prepare(
         "ch": ch.handle("ch", p.clearinghouse.address, contract_type(project, "Clearinghouse")),
         "ops": ch.handle("ops", p.clearinghouse.address, project.ClearinghouseOps.contract_type),
         "admin": ch.handle(
-            "admin", p.clearinghouse.address, project.ClearinghouseAdmin.contract_type
+            "admin", p.clearinghouse.address, contract_type(project, "ClearinghouseAdmin")
         ),
         "vault": ch.handle("vault", p.vault.address, project.LiquidityVault.contract_type),
         "lens": ch.handle("lens", p.lens.address, project.ClearinghouseLens.contract_type),

@@ -1,8 +1,8 @@
-"""The four Clearinghouse code halves share one storage; every deployable fits EIP-170.
+"""The six Clearinghouse code halves share one storage; every deployable fits EIP-170.
 
-The halves run at one address (Clearinghouse delegates to ClearinghouseOps, which
-delegates to ClearinghouseAdmin, which delegates to ClearinghouseOrders), so a slot that
-means one thing in one half and another thing in the next would corrupt state. Each half
+The halves run at one address (Clearinghouse delegates to ClearinghouseOps, then on to
+ClearinghouseAdmin, ClearinghouseOrders, ClearinghouseRisk and ClearinghouseTreasury), so
+a slot that means one thing in one half and another thing in the next would corrupt state. Each half
 initialises the same modules in the same order; this test holds the compiler to it. The
 size limit is checked on ape's compiled runtime code and on the code actually deployed
 (runtime plus immutables).
@@ -28,6 +28,7 @@ HALVES = (
     "ClearinghouseAdmin",
     "ClearinghouseOrders",
     "ClearinghouseRisk",
+    "ClearinghouseTreasury",
 )
 MAX_CODE_SIZE = 24_576  # EIP-170
 
@@ -103,6 +104,10 @@ def test_code_size__deployed_code_under_limit(protocol, project, chain, Contract
     ch = protocol.clearinghouse
     # views of the halves return nothing through the proxy: ask the Ops half itself
     ops_half = Contract(ch.OPS(), contract_type=project.ClearinghouseOps.contract_type)
+    risk = Contract(
+        Contract(ops_half.ADMIN(), contract_type=project.ClearinghouseAdmin.contract_type).ORDERS(),
+        contract_type=project.ClearinghouseOrders.contract_type,
+    ).RISK()
     addresses = {
         "Clearinghouse": ch.address,
         "ClearinghouseOps": ops_half.address,
@@ -110,12 +115,10 @@ def test_code_size__deployed_code_under_limit(protocol, project, chain, Contract
         "ClearinghouseOrders": Contract(
             ops_half.ADMIN(), contract_type=project.ClearinghouseAdmin.contract_type
         ).ORDERS(),
-        "ClearinghouseRisk": Contract(
-            Contract(
-                ops_half.ADMIN(), contract_type=project.ClearinghouseAdmin.contract_type
-            ).ORDERS(),
-            contract_type=project.ClearinghouseOrders.contract_type,
-        ).RISK(),
+        "ClearinghouseRisk": risk,
+        "ClearinghouseTreasury": Contract(
+            risk, contract_type=project.ClearinghouseRisk.contract_type
+        ).TREASURY(),
         "OracleRouter": protocol.oracle.address,
     }
     for name in ("vault", "lens"):

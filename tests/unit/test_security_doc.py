@@ -16,6 +16,7 @@ DEPLOYABLES = (
     "ClearinghouseAdmin",
     "ClearinghouseOrders",
     "ClearinghouseRisk",
+    "ClearinghouseTreasury",
     "OracleRouter",
     "LiquidityVault",
     "LiquidationAuction",

@@ -4,10 +4,10 @@ reads the chain without ape or a compiled build.
     python -m perpdex.sdk.lite.abi --write   # export from .build/__local__.json (make compile)
     python -m perpdex.sdk.lite.abi --check   # exit 1 when the committed ABIs are stale
 
-`Clearinghouse.json` is the Clearinghouse's ABI merged with its Ops, Admin, Orders and Risk
-halves: every selector the main contract does not export reaches Ops (and from it Admin,
-then Orders, then Risk) by delegatecall through its `__default__`, so one address answers
-all five (contracts/Clearinghouse.vy).
+`Clearinghouse.json` is the Clearinghouse's ABI merged with its Ops, Admin, Orders, Risk and
+Treasury halves: every selector the main contract does not export reaches Ops (and from it
+Admin, then Orders, then Risk, then Treasury) by delegatecall through its `__default__`, so
+one address answers all six (contracts/Clearinghouse.vy).
 tests/unit/test_lite_abi.py fails when the committed files differ from the compiled ones.
 """
 
@@ -31,6 +31,7 @@ SHIPPED: dict[str, tuple[str, ...]] = {
         "ClearinghouseAdmin",
         "ClearinghouseRisk",
         "ClearinghouseOrders",
+        "ClearinghouseTreasury",
     ),
     "ClearinghouseLens": ("ClearinghouseLens",),
     "LiquidationAuction": ("LiquidationAuction",),

@@ -124,7 +124,8 @@ def deploy_trio(all_actors: None, project: Any, protocol: Any, admin: Any) -> Ca
 
     def _deploy(token: Any, owner: Any = None) -> tuple[Any, Any, Any]:
         oracle = protocol.oracle
-        risk_half = project.ClearinghouseRisk.deploy(oracle, token, sender=admin)
+        treasury_half = project.ClearinghouseTreasury.deploy(oracle, token, sender=admin)
+        risk_half = project.ClearinghouseRisk.deploy(oracle, token, treasury_half, sender=admin)
         orders_half = project.ClearinghouseOrders.deploy(oracle, token, risk_half, sender=admin)
         admin_half = project.ClearinghouseAdmin.deploy(oracle, token, orders_half, sender=admin)
         ops_half = project.ClearinghouseOps.deploy(oracle, token, admin_half, sender=admin)
@@ -132,7 +133,7 @@ def deploy_trio(all_actors: None, project: Any, protocol: Any, admin: Any) -> Ca
         return (
             Contract(core.address, contract_type=contract_type(project, "Clearinghouse")),
             Contract(core.address, contract_type=project.ClearinghouseOps.contract_type),
-            Contract(core.address, contract_type=project.ClearinghouseAdmin.contract_type),
+            Contract(core.address, contract_type=contract_type(project, "ClearinghouseAdmin")),
         )
 
     return _deploy

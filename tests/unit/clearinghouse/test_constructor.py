@@ -1,4 +1,4 @@
-"""Deployment of the five code halves: roles, shared oracle and token, input checks."""
+"""Deployment of the six code halves: roles, shared oracle and token, input checks."""
 
 import ape
 import pytest
@@ -6,9 +6,15 @@ import pytest
 from .helpers import ZERO_ADDRESS
 
 
+def _risk_half(project, oracle, token, admin):
+    """A ClearinghouseRisk over a fresh Treasury half (the deploy order)."""
+    treasury = project.ClearinghouseTreasury.deploy(oracle, token, sender=admin)
+    return project.ClearinghouseRisk.deploy(oracle, token, treasury, sender=admin)
+
+
 def _admin_half(project, oracle, token, admin):
-    """A ClearinghouseAdmin over fresh Orders and Risk halves (the deploy order)."""
-    risk = project.ClearinghouseRisk.deploy(oracle, token, sender=admin)
+    """A ClearinghouseAdmin over fresh Orders, Risk and Treasury halves (the deploy order)."""
+    risk = _risk_half(project, oracle, token, admin)
     orders = project.ClearinghouseOrders.deploy(oracle, token, risk, sender=admin)
     return project.ClearinghouseAdmin.deploy(oracle, token, orders, sender=admin)
 
@@ -49,7 +55,7 @@ def test_constructor__initial_state(deploy_trio, protocol, token18, admin):
 def test_constructor__risk_half_for_another_token__reverts(
     project, protocol, token, token18, admin
 ):
-    risk = project.ClearinghouseRisk.deploy(protocol.oracle, token, sender=admin)
+    risk = _risk_half(project, protocol.oracle, token, admin)
     with ape.reverts("clearinghouse: extension mismatch"):
         project.ClearinghouseOrders.deploy(protocol.oracle, token18, risk, sender=admin)
 
@@ -97,7 +103,7 @@ def test_constructor__admin_half_for_another_token__reverts(
 def test_constructor__orders_half_for_another_token__reverts(
     project, protocol, token, token18, admin
 ):
-    risk = project.ClearinghouseRisk.deploy(protocol.oracle, token, sender=admin)
+    risk = _risk_half(project, protocol.oracle, token, admin)
     o = project.ClearinghouseOrders.deploy(protocol.oracle, token, risk, sender=admin)
     with ape.reverts("clearinghouse: extension mismatch"):
         project.ClearinghouseAdmin.deploy(protocol.oracle, token18, o, sender=admin)
@@ -105,14 +111,22 @@ def test_constructor__orders_half_for_another_token__reverts(
 
 def test_constructor__token_above_18_decimals__reverts(project, protocol, deploy_token, admin):
     with ape.reverts("clearinghouse: token decimals above 18"):
-        project.ClearinghouseRisk.deploy(protocol.oracle, deploy_token(19, "X19"), sender=admin)
+        project.ClearinghouseTreasury.deploy(protocol.oracle, deploy_token(19, "X19"), sender=admin)
 
 
 def test_constructor__zero_oracle__reverts(project, token18, admin):
     with ape.reverts("clearinghouse: zero oracle"):
-        project.ClearinghouseRisk.deploy(ZERO_ADDRESS, token18, sender=admin)
+        project.ClearinghouseTreasury.deploy(ZERO_ADDRESS, token18, sender=admin)
 
 
 def test_constructor__zero_token__reverts(project, protocol, admin):
     with ape.reverts("clearinghouse: zero token"):
-        project.ClearinghouseRisk.deploy(protocol.oracle, ZERO_ADDRESS, sender=admin)
+        project.ClearinghouseTreasury.deploy(protocol.oracle, ZERO_ADDRESS, sender=admin)
+
+
+def test_constructor__treasury_half_for_another_token__reverts(
+    project, protocol, token, token18, admin
+):
+    treasury = project.ClearinghouseTreasury.deploy(protocol.oracle, token, sender=admin)
+    with ape.reverts("clearinghouse: extension mismatch"):
+        project.ClearinghouseRisk.deploy(protocol.oracle, token18, treasury, sender=admin)
