@@ -6,6 +6,9 @@
     perpdex orders take-profit SYMBOL SIZE --trigger PRICE [same options]
     perpdex orders list [--file PATH] [--all]
     perpdex orders cancel ORDER [--file PATH]
+    perpdex orders book SYMBOL [--depth N] [--matcher URL]
+    perpdex orders fills [--market SYMBOL] [--account ID] [--after SEQ] [--limit N] [--follow]
+                         [--matcher URL]
 
 A conditional order is an EIP-712 signed order with a trigger price (perpdex/sdk/orders.py).
 Signing sends nothing: the order is appended to a JSON-lines file (default
@@ -23,7 +26,9 @@ reduce-only unless --no-reduce-only (a breakout entry): clipped to the position,
 never flip it, and do nothing while there is no position to reduce.
 
 `cancel` consumes the order's nonce on chain (the file keeps the line; `list` then shows
-it `done`). Mounted by main.py as `perpdex orders`.
+it `done`). `book` and `fills` read an order matcher (perpdex/matcher/, `perpdex matcher
+serve`) through perpdex.sdk.matcher_client; `fills --follow` streams new fills until
+Ctrl-C or until the matcher closes the stream. Mounted by main.py as `perpdex orders`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from perpdex.cli import AccountId, Sub, console, fmt_usd, say, session, short_id
+from perpdex.cli import (
+    AccountId,
+    Sub,
+    console,
+    fmt_usd,
+    parse_account_id,
+    say,
+    session,
+    short_id,
+)
 from perpdex.cli.portfolio import fmt_price, fmt_qty, fmt_size, new_table
 from perpdex.cli.trade import SIGNED_ARGS, Size, Symbol, parse_percent, parse_price
 from perpdex.errors import PerpdexError
@@ -336,3 +350,126 @@ def cancel(
     st = matches[0]
     receipt = client.cancel_order(st.order)
     say(f"[green]✓[/] cancelled order {st.id} (nonce {st.order.nonce}); tx {receipt.txn_hash}")
+
+
+# --- an order matcher's book and fills (perpdex/sdk/matcher_client.py) -------------------
+
+Matcher = Annotated[
+    str,
+    typer.Option(
+        "--matcher",
+        envvar="PERPDEX_MATCHER_URL",
+        metavar="URL",
+        help="The order matcher's URL (`perpdex matcher serve`).",
+    ),
+]
+DEFAULT_MATCHER = "http://127.0.0.1:8700"
+
+
+def _market(ctx: typer.Context, text: str) -> tuple[int, str]:
+    """A market index (`0`), or a symbol the deployment manifest (--deployment) lists."""
+    if text.isdigit():
+        return int(text), f"#{text}"
+    from perpdex.sdk.manifest import Deployment, resolve_manifest
+
+    d = Deployment.load(resolve_manifest(session(ctx).deployment or "local"))
+    sym = text.strip().upper().removesuffix("-PERP").removesuffix("-USD")
+    if sym not in d.markets:
+        raise PerpdexError(f"{text!r} is not listed; use one of {', '.join(d.markets)} or an index")
+    return d.markets.index(sym), sym
+
+
+@app.command("book")
+def book(
+    ctx: typer.Context,
+    symbol: Annotated[str, typer.Argument(help="Market symbol (BTC) or index (0).")],
+    depth: Annotated[int, typer.Option("--depth", min=1, max=500, help="Levels a side.")] = 10,
+    matcher: Matcher = DEFAULT_MATCHER,
+) -> None:
+    """An order matcher's book: the price levels on each side, best first."""
+    from perpdex.sdk.matcher_client import MatcherClient
+    from perpdex.units import from_wad
+
+    market, label = _market(ctx, symbol)
+    with MatcherClient(matcher) as m:
+        b = m.book(market, depth)
+    t = new_table(f"{label} book at {matcher}")
+    for col in ("bid orders", "bid size", "bid", "ask", "ask size", "ask orders"):
+        t.add_column(col, justify="right")
+    for i in range(max(len(b.bids), len(b.asks))):
+        row: list[str] = []
+        for side, lv in (("bid", b.bids), ("ask", b.asks)):
+            if i >= len(lv):
+                cells = ["", "", ""]
+            else:
+                price, size = fmt_price(from_wad(lv[i].price)), fmt_qty(from_wad(lv[i].size))
+                cells = [str(lv[i].orders), size, price]
+            row += cells if side == "bid" else cells[::-1]
+        t.add_row(*row)
+    console().print(t)
+    if not (b.bids or b.asks):
+        say(f"no open orders in {label}")
+
+
+@app.command("fills")
+def fills(
+    ctx: typer.Context,
+    market: Annotated[str | None, typer.Option("--market", help="Symbol or index.")] = None,
+    account_id: Annotated[
+        int | None,
+        typer.Option(
+            "--account", parser=parse_account_id, metavar="ID", help="Only this account's."
+        ),
+    ] = None,
+    after: Annotated[int, typer.Option("--after", min=0, help="Only fills after SEQ.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    follow: Annotated[bool, typer.Option("--follow", help="Then stream new fills.")] = False,
+    matcher: Matcher = DEFAULT_MATCHER,
+) -> None:
+    """An order matcher's fills, oldest first; --follow then prints each new fill as it
+    is matched (Ctrl-C stops)."""
+    import asyncio
+
+    from perpdex.sdk.matcher_client import MatcherClient, MatcherFill
+    from perpdex.units import from_wad
+
+    mk, label = _market(ctx, market) if market is not None else (None, "")
+
+    def cells(f: MatcherFill) -> list[str]:
+        return [
+            str(f.seq),
+            label or f"#{f.market}",
+            f.taker_side,
+            fmt_qty(from_wad(f.size)),
+            fmt_price(from_wad(f.price)),
+            short_id(f.maker_account),
+            short_id(f.taker_account),
+            f.state or "",
+        ]
+
+    with MatcherClient(matcher) as m:
+        rows = m.fills(mk, account_id, after, limit)
+        t = new_table(f"fills at {matcher}")
+        for col in ("seq", "market", "taker", "size", "price", "maker acct", "taker acct"):
+            t.add_column(col, justify="right" if col in ("seq", "size", "price") else "left")
+        t.add_column("state")
+        for f in rows:
+            t.add_row(*cells(f))
+        console().print(t)
+        if not follow:
+            return
+        last = rows[-1].seq if rows else after
+
+        async def stream() -> None:
+            nonlocal last
+            async for f in m.stream_fills(mk, after=last):
+                last = f.seq
+                if account_id is None or account_id in (f.maker_account, f.taker_account):
+                    console().print("  ".join(c for c in cells(f) if c))
+
+        say("following new fills (Ctrl-C stops)")
+        try:
+            asyncio.run(stream())
+        except KeyboardInterrupt:
+            return
+    say(f"the matcher closed the stream; resume: perpdex orders fills --follow --after {last}")

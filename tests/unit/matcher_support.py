@@ -1,19 +1,27 @@
 """Shared helpers of the matcher tests (test_matcher_*.py): keys, signed orders, and the
 `db_url` fixture that runs a test on SQLite and on a real PostgreSQL server started for the
 session (perpdex.matcher.pg). Import the fixtures into a test module with
-`from matcher_support import db_url, pg_server  # noqa: F401`."""
+`from matcher_support import db_url, pg_server  # noqa: F401`. `served` runs a matcher
+behind uvicorn on a free 127.0.0.1 port in a thread (the SDK client and CLI tests)."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import uvicorn
 from eth_account import Account
 
+from perpdex.matcher.api import create_app
 from perpdex.matcher.core import Matcher, MatcherConfig
 from perpdex.matcher.pg import NoPostgres, TempPostgres
+from perpdex.matcher.service import Service
 from perpdex.matcher.settler import FakeChain, FakeSettler
 from perpdex.matcher.store import Store, sqlite_url
 from perpdex.sdk import orders as o
@@ -92,3 +100,48 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_server: TempPostgr
             "(.ci/run does) to run the PostgreSQL backend tests"
         )
     return pg_server.new_database("m")
+
+
+@dataclass
+class Served:
+    url: str
+    service: Service
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "the matcher server did not stop"
+
+
+def wait_for(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), batch_size=1, settle_interval=0.05)
+    store = Store(sqlite_url(str(tmp_path / "m.db")))
+    m = Matcher(config, store, FakeSettler(FakeChain(CHAIN_ID, CH, now=NOW)), Clock())
+    app = create_app(m)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    # the websocket handler waits on its fill queue and sees a closed client only at the
+    # next fill: without a timeout uvicorn's shutdown would wait for it forever
+    cfg = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
+    server = uvicorn.Server(cfg)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, "the matcher server to start")
+    s = Served(f"http://127.0.0.1:{sock.getsockname()[1]}", app.state.service, server, thread)
+    yield s
+    if thread.is_alive():
+        s.stop()
+
+
+def sign(who: int, size: float, price: float, **kw: object) -> o.SignedOrder:
+    return o.SignedOrder(*signed(who, size, price, **kw))  # type: ignore[arg-type]
