@@ -22,6 +22,7 @@ from ethereum.ercs import IERC20Detailed
 from . import constants as c
 from . import packing
 from . import margin
+from . import fixed_point as fp
 
 # @notice Sets market, collateral, fee and risk-book parameters.
 RISK_ROLE: public(constant(bytes32)) = keccak256("RISK_ROLE")
@@ -588,6 +589,67 @@ def _sweep_fees():
     log FeesSwept(
         amount=pending, to_insurance=to_insurance, to_protocol=to_protocol, to_vault=to_vault
     )
+
+
+@internal
+@view
+def _price_pnl(m: uint256) -> int256:
+    """
+    @dev Traders' net unrealised PnL in market `m` at the cached mark, funding left out:
+         skew x price - sum of cost bases (minus the pool's unrealised PnL there).
+    """
+    oi: uint256 = self._oi[m]
+    skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
+    return skew * convert(packing._mark_price(self._mark[m]), int256) // c.IWAD - packing._lo_i128(
+        self._pool_sums[m]
+    )
+
+
+@internal
+@view
+def _trader_pnl(m: uint256) -> int256:
+    """
+    @dev Traders' net unrealised PnL in market `m` net of the funding they owe, at the
+         cached mark: minus the pool's claim, as ClearinghouseLens.vault_equity sums it.
+    """
+    oi: uint256 = self._oi[m]
+    skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
+    owed: int256 = fp._div_floor(
+        skew * packing._mark_index(self._mark[m]), packing.PICO_PER_USD
+    ) - packing._hi_i128(self._pool_sums[m])
+    return self._price_pnl(m) - owed
+
+
+@internal
+@view
+def _pool_equity() -> (int256, int256):
+    """
+    @dev (equity, floor), USD WAD, at the cached marks. Equity: the pool's raw cash +
+         its unrealised PnL and funding in every market - the bad-debt provision
+         insurance does not cover (seized collateral and unswept fees left out: at most
+         the lens's `vault_equity`). Floor: raw cash + the pool's unrealised loss in
+         every market where it loses (sum of cost bases - skew x price, when negative:
+         _exposure_limit's term, so the floor is never above the trade path's base;
+         gains, traders' losses not yet collected, and funding left out) - the same
+         uncovered provision. LP exits and ADL hold every market's exposure to f x floor
+         too (review 5, R5-1: a loss the pool carries in one market must shrink what
+         the others may expose).
+         Mirrored by perpdex/sdk/math/vault_limits.py `pool_equity`, `pool_floor`.
+    """
+    equity: int256 = packing._lo_i128(self._pool)
+    low: int256 = equity
+    for m: uint256 in range(c.MAX_MARKETS):
+        if m == self.market_count:
+            break
+        equity -= self._trader_pnl(m)
+        low -= max(self._price_pnl(m), 0)
+    provision: uint256 = self.bad_debt_provision
+    insurance: uint256 = self._treasury & packing.MASK_128
+    if provision > insurance:
+        uncovered: int256 = convert(provision - insurance, int256)
+        equity -= uncovered
+        low -= uncovered
+    return equity, low
 
 
 @internal

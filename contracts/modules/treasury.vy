@@ -53,7 +53,11 @@ def vault_withdraw(amount: uint256, receiver: address):
     @notice Pays settlement tokens out of the pool (LP withdrawals). The cash left must
             keep every market's vault exposure within 1.5x its cap, measured by the rule
             trader fills are held to (state._exposure_limit: cash plus the pool's
-            unrealised loss in the market). Traders are held to the cap itself on every
+            unrealised loss in the market) and against the pool's floor (cash plus its
+            unrealised losses and funding in every market, less the uncovered provision:
+            state._pool_equity), so a loss the pool carries in one market shrinks what
+            the others may expose (review 5, R5-1): every market's exposure stays within
+            1.5x its cap x pool equity, the premise of the vault's withdrawal fee. Traders are held to the cap itself on every
             fill (reduces included), so no trader position can block LP exits: with a
             market at its cap, a third of that measure can still leave at once; once a
             market is above its cap (price moves, exits, backstops, close-outs), anyone
@@ -67,6 +71,7 @@ def vault_withdraw(amount: uint256, receiver: address):
     cash: int256 = packing._lo_i128(state._pool) - convert(amount * state.SETTLEMENT_SCALE, int256)
     assert cash >= 0, "clearinghouse: insufficient pool cash"
     state._pool = packing._pack_pool(cash, 0)
+    low: int256 = state._pool_equity()[1]
     for m: uint256 in range(c.MAX_MARKETS):
         if m == state.market_count:
             break
@@ -77,7 +82,11 @@ def vault_withdraw(amount: uint256, receiver: address):
             f: uint256 = packing._unpack_params(state._params[m]).max_vault_exposure
             assert (
                 convert(abs(skew), uint256) * price // c.WAD * c.BPS
-                <= state._exposure_limit(m, skew, price, f) * LP_EXIT_HEADROOM_BPS
+                <= min(
+                    state._exposure_limit(m, skew, price, f),
+                    convert(max(low, 0), uint256) * f // c.WAD,
+                )
+                * LP_EXIT_HEADROOM_BPS
             ), c.VAULT_CAP_REACHED
     state.collateral_held[0] -= amount
     assert extcall IERC20(state.collateral_token[0]).transfer(

@@ -32,7 +32,9 @@
         Pool equity here: cash + the pool's unrealised PnL and funding in every market at
         the cached marks (the market acted on is re-read first) - the bad-debt provision
         insurance does not cover. Seized collateral and unswept fees are left out, so the
-        figure is at most the lens's `vault_equity`: ADL opens early, never late.
+        figure is at most the lens's `vault_equity`: ADL opens early, never late. The
+        pool's floor (state._pool_equity: the same counting only its losses) bounds every
+        market's exposure for LP exits and ADL alike (review 5, R5-1).
         Closing at the oracle price moves a position's PnL from unrealised to realised:
         pool equity does not change, the traders' unrealised profit and the skew fall.
 """
@@ -65,42 +67,6 @@ def _skew(m: uint256) -> int256:
 
 
 @internal
-@view
-def _trader_pnl(m: uint256) -> int256:
-    """
-    @dev Traders' net unrealised PnL in market `m` net of the funding they owe, at the
-         cached mark: minus the pool's claim, as ClearinghouseLens.vault_equity sums it.
-    """
-    skew: int256 = self._skew(m)
-    sums: uint256 = state._pool_sums[m]
-    mw: uint256 = state._mark[m]
-    pnl: int256 = skew * convert(packing._mark_price(mw), int256) // c.IWAD - packing._lo_i128(sums)
-    owed: int256 = fp._div_floor(
-        skew * packing._mark_index(mw), packing.PICO_PER_USD
-    ) - packing._hi_i128(sums)
-    return pnl - owed
-
-
-@internal
-@view
-def _pool_equity() -> int256:
-    """
-    @dev Pool equity for the limits (see the notice): conservative, at most the lens's.
-    """
-    equity: int256 = packing._lo_i128(state._pool)
-    n: uint256 = state.market_count
-    for m: uint256 in range(c.MAX_MARKETS):
-        if m == n:
-            break
-        equity -= self._trader_pnl(m)
-    provision: uint256 = state.bad_debt_provision
-    insurance: uint256 = state._treasury & packing.MASK_128
-    if provision > insurance:
-        equity -= convert(provision - insurance, int256)
-    return equity
-
-
-@internal
 @pure
 def _cap(f: uint256, base: int256) -> uint256:
     """
@@ -122,17 +88,20 @@ def _exposure_amount(
     f: uint256,
     size: int256,
     cost: int256,
-    owed: int256,
+    offset: int256,
 ) -> uint256:
     """
-    @dev Base amount of a position on the skew's side (`size`, `cost`, funding `owed`,
-         settled whole at the fill) to close at the oracle `price` so that the exposure
-         comes back within both caps: `cap` (against full pool equity, which such a fill
-         leaves unchanged) and the trade path's rule (state._exposure_limit, f x min(K,
-         cash) with K = cash + sum of cost bases - skew x P): the fill leaves K unchanged
-         but for the funding settled, and takes from cash what it realises (q x the
-         position's PnL per unit, rounded up). Rounded up, +1 wei on the rule's terms.
-         Mirrored by perpdex/sdk/math/vault_limits.py `exposure_amount`.
+    @dev Base amount of a position on the skew's side (`size`, `cost`, `offset`: the
+         funding it owes, settled whole at the fill, plus the other markets' losses and
+         the uncovered provision in the pool's floor, both left unchanged by the fill)
+         to close at the oracle `price` so that the exposure comes back within the caps:
+         `cap` (against full pool equity, which such a fill leaves unchanged) and
+         f x min(K, cash) + offset, with K = cash + sum of cost bases - skew x P (the
+         trade path's rule, state._exposure_limit, at offset 0; with the offset, the cap
+         against the pool's floor): the fill leaves K unchanged and takes from cash
+         what it realises (q x the position's PnL per unit, rounded up). Rounded up,
+         +1 wei on the rule's terms. Mirrored by perpdex/sdk/math/vault_limits.py
+         `exposure_amount`.
     """
     q: uint256 = 0
     if exposure > cap:
@@ -140,7 +109,7 @@ def _exposure_amount(
     iprice: int256 = convert(price, int256)
     fi: int256 = convert(f, int256)
     e: int256 = convert(exposure, int256)
-    cash: int256 = packing._lo_i128(state._pool) + owed
+    cash: int256 = packing._lo_i128(state._pool) + offset
     k: int256 = cash + packing._lo_i128(state._pool_sums[m]) - skew * iprice // c.IWAD
     need: int256 = e - fp._div_floor(fi * k, c.IWAD)
     if need > 0:
@@ -210,8 +179,10 @@ def auto_deleverage(account: uint256, market: uint256):
     """
     price: uint256 = self._touch(market)
     size: int256 = self._target(account, market)
-    equity: int256 = self._pool_equity()
-    pnl: int256 = self._trader_pnl(market)
+    equity: int256 = 0
+    low: int256 = 0
+    equity, low = state._pool_equity()
+    pnl: int256 = state._trader_pnl(market)
     pw: uint256 = state._pos[account][market]
     # the position's PnL at the oracle price and the funding it owes (settled whole)
     price_pnl: int256 = size * convert(price, int256) // c.IWAD - packing._pos_cost(pw)
@@ -239,16 +210,22 @@ def auto_deleverage(account: uint256, market: uint256):
         exposure: uint256 = convert(abs(skew), uint256) * price // c.WAD
         f: uint256 = packing._unpack_params(state._params[market]).max_vault_exposure
         cap: uint256 = self._cap(f, equity)
-        # the cap against full equity and the trade path's rule, the one LP exits use:
-        # whenever exits are held back by a market's exposure, its ADL is open
-        if exposure <= min(cap, state._exposure_limit(market, skew, price, f)):
+        # the cap against full equity, the trade path's rule and the cap against the
+        # pool's floor (state._pool_equity), the two LP exits use: whenever exits are
+        # held back by a market's exposure, its ADL is open
+        if exposure <= min(
+            min(cap, state._exposure_limit(market, skew, price, f)), self._cap(f, low)
+        ):
             if capped:
                 raise "clearinghouse: adl closes profitable positions only"
             raise "clearinghouse: vault within its limits"
         assert (size > 0) == (skew > 0), "clearinghouse: adl closes the skew's side only"
         reason = REASON_EXPOSURE
+        # the other markets' losses and the uncovered provision in the floor, which
+        # a fill in this market leaves unchanged
+        other: int256 = low - packing._lo_i128(state._pool) + max(state._price_pnl(market), 0)
         amount = self._exposure_amount(
-            market, skew, exposure, cap, price, f, size, packing._pos_cost(pw), owed
+            market, skew, exposure, cap, price, f, size, packing._pos_cost(pw), owed + other
         )
     self._deleverage(account, market, size, amount, price, reason, pnl, equity)
 
@@ -313,8 +290,8 @@ def close_with_adl(
             self._paired_amount(account, market, size_delta, adl_account, size, price),
             price,
             REASON_PAIRED,
-            self._trader_pnl(market),
-            self._pool_equity(),
+            state._trader_pnl(market),
+            state._pool_equity()[0],
         )
     # refused for another reason: filled again, it reverts with that reason
     extcall IClearinghouseEngine(self).engine_pool_trade(

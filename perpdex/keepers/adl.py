@@ -107,6 +107,12 @@ class PoolRead:
     def equity(self) -> int:
         return vl.pool_equity(self.cash, self.markets, self.provision, self.insurance)
 
+    @property
+    def low(self) -> int:
+        """The pool's floor (its losses only), which exits and ADL measure against too."""
+        uncovered = vl.uncovered_provision(self.provision, self.insurance)
+        return vl.pool_floor(self.cash, self.markets, uncovered)
+
 
 @dataclass(frozen=True)
 class MarketStatus:
@@ -142,8 +148,13 @@ def market_status(pool: PoolRead, m: int, near: Decimal = Decimal(0)) -> MarketS
     equity = pool.equity
     pnl = vl.trader_pnl(mk)
     exposure = vl.exposure(mk)
-    # ADL opens above the cap against pool equity or the trade path's rule (LP exits')
-    cap = min(vl.exposure_cap(mk, equity), vl.exposure_limit(mk, pool.cash))
+    # ADL opens above the cap against pool equity, the trade path's rule or the cap
+    # against the pool's floor (the two LP exits use)
+    cap = min(
+        vl.exposure_cap(mk, equity),
+        vl.exposure_limit(mk, pool.cash),
+        vl.exposure_cap(mk, pool.low),
+    )
     capped = vl.pnl_capped(pnl, equity, pool.max_pnl_factor)
     over = exposure > cap
     limit = Decimal(pool.max_pnl_factor) * max(equity, 0) / WAD
@@ -420,6 +431,7 @@ class AdlKeeper(TickingKeeper[AdlOutcome, AdlReport]):
                 pool.max_pnl_factor,
                 pool.target_factor,
                 cash=pool.cash,
+                low=pool.low,
             )
             expected = vl.deleverage_delta(c.size, amount, c.price)
         except Revert:

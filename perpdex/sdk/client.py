@@ -1255,7 +1255,7 @@ class PerpdexClient:
         shares = int(vault.balanceOf(who))
         supply = int(vault.totalSupply())
         total_assets = int(vault.totalAssets())
-        cash, raw_cash, pool = self.vault_pool()
+        cash, raw_cash, pool, uncovered = self.vault_pool()
         uses = []
         for mk, pm_ in zip(self.markets(), pool, strict=True):
             # the chain's one rule (vault_limits.exposure_limit) at the cached mark
@@ -1290,21 +1290,24 @@ class PerpdexClient:
             protocol_fees=from_wad(int(self.clearinghouse.protocol_fees())),
             withdraw_fee=Decimal(int(vault.withdraw_fee_bps())) / BPS,
             markets=tuple(uses),
-            exit_room=Decimal(vl.max_exit(cash, pool, scale)) / asset_unit,
+            exit_room=Decimal(vl.max_exit(cash, pool, scale, uncovered=uncovered)) / asset_unit,
         )
 
-    def vault_pool(self) -> tuple[int, int, list[vl.PoolMarket]]:
+    def vault_pool(self) -> tuple[int, int, list[vl.PoolMarket], int]:
         """(views.pool_cash, the raw cash word, every market as the vault's limits read
-        it) in one batch, USD WAD at the cached marks: what `perpdex/sdk/math/
-        vault_limits.py` needs to apply the chain's exposure rule (`exposure_limit`: a
-        trader fill's cap reads the raw cash; `max_exit`: an LP exit sweeps the fees
-        first, so it reads pool_cash)."""
+        it, the bad-debt provision insurance does not cover once the fees are swept) in
+        one batch, USD WAD at the cached marks: what `perpdex/sdk/math/vault_limits.py`
+        needs to apply the chain's exposure rule (`exposure_limit`: a trader fill's cap
+        reads the raw cash; `max_exit`: an LP exit sweeps the fees first, so it reads
+        pool_cash, and measures against the pool's floor)."""
         ch = self.clearinghouse
         n = len(self.deployment.markets)
         calls: list[tuple[Any, tuple[Any, ...]]] = [
             (ch.pool_cash, ()),
             (self.ops.pending_fees, ()),
             (ch.system_params, ()),
+            (ch.bad_debt_provision, ()),
+            (ch.insurance_fund, ()),
         ]
         for m in range(n):
             calls += [(ch.open_interest, (m,)), (ch.pool_sums, (m,))]
@@ -1314,6 +1317,7 @@ class PerpdexClient:
             if isinstance(value, BaseException):
                 raise value
         cash, pending, sysp = int(got[0]), int(got[1]), got[2]
+        provision, insurance = int(got[3]), int(got[4])
         to_vault = (
             pending
             - pending * int(sysp.insurance_bps) // BPS
@@ -1321,7 +1325,7 @@ class PerpdexClient:
         )
         pool = []
         for m in range(n):
-            oi, sums, mark, params = got[3 + 4 * m : 7 + 4 * m]
+            oi, sums, mark, params = got[5 + 4 * m : 9 + 4 * m]
             pool.append(
                 vl.PoolMarket(
                     long_oi=int(oi[0]),
@@ -1333,7 +1337,8 @@ class PerpdexClient:
                     max_vault_exposure=int(params.max_vault_exposure),
                 )
             )
-        return cash, cash - to_vault, pool
+        swept = insurance + pending * int(sysp.insurance_bps) // BPS
+        return cash, cash - to_vault, pool, vl.uncovered_provision(provision, swept)
 
     def _lp_move(self, receipt: ReceiptAPI, event: Any) -> LpMove:
         logs = list(receipt.decode_logs(event))
