@@ -36,6 +36,8 @@ initializes: liquidation_hooks[state := state, engine := engine, access_control 
 initializes: vault_limits[state := state, engine := engine]
 
 exports: (
+    # the owner's kill switch for a bot (cold, so here for the hot halves' room)
+    accounts.revoke_operator,
     access_control.grantRole,
     access_control.revokeRole,
     access_control.renounceRole,

@@ -61,6 +61,27 @@ def set_operator(account: uint256, operator: address, allowed: bool):
     log state.OperatorSet(account=account, operator=operator, allowed=allowed)
 
 
+# @notice Most accounts `revoke_operator` takes in one call.
+MAX_REVOKE: constant(uint256) = 32
+
+
+@external
+def revoke_operator(operator: address, accounts: DynArray[uint256, MAX_REVOKE]):
+    """
+    @notice Revokes `operator` on every one of `accounts` in one transaction: the owner's
+            kill switch for a bot that operates several sub-accounts (`perpdex keeper
+            rebalance kill`). Every account must be the caller's; one the operator does
+            not operate is left as it is (no event).
+    @param accounts At most MAX_REVOKE account ids.
+    """
+    assert len(accounts) != 0, "clearinghouse: no accounts"
+    for account: uint256 in accounts:
+        engine._require_owner(account)
+        if state.is_operator[account][operator]:
+            state.is_operator[account][operator] = False
+            log state.OperatorSet(account=account, operator=operator, allowed=False)
+
+
 @external
 def set_margin_mode(account: uint256, portfolio: bool):
     """

@@ -835,11 +835,12 @@ def _rebalance_kill(
             r.tx_hash or "-",
         )
     console().print(t)
-    sent = sum(1 for r in done if r.tx_hash)
+    sent = len({r.tx_hash for r in done if r.tx_hash})
+    revoked = sum(1 for r in done if r.tx_hash)
     failed = [r for r in done if not r.ok]
     say(
-        f"{sent} transaction(s), one per account still operated: the Clearinghouse has no "
-        "batch revoke and the deployment no multicall. Mode killed in "
+        f"{sent} transaction(s) revoked the bot on {revoked} account(s) "
+        "(`revoke_operator`: every operated account at once). Mode killed in "
         f"{path}; `resume` after granting the rights again"
     )
     if failed:

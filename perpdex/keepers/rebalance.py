@@ -752,31 +752,44 @@ def kill(
     state_path: Path | None,
     note: str = "",
 ) -> list[Revocation]:
-    """Revoke `bot`'s operator rights on every account in `accounts` (signed by the
-    owner: `set_operator(account, bot, False)`), and set the state file's mode to killed.
+    """Revoke `bot`'s operator rights on every account in `accounts` in ONE transaction
+    signed by the owner (`revoke_operator(bot, accounts)`: every account the bot still
+    operates; none sent when it operates none), and set the state file's mode to killed.
 
-    The Clearinghouse has no batch or revoke-all call and the deployment no multicall, so
-    this is one transaction per account where the bot still is an operator (an account
-    where it is not costs nothing). The mode is set first, so a bot on this state file
-    stops at its next tick even before the revocations land; the revocations stop any bot,
-    wherever it runs."""
+    The mode is set first, so a bot on this state file stops at its next tick even before
+    the revocation lands; the revocation stops any bot, wherever it runs. Should the
+    batch be refused (an account that is not the owner's), each operated account is
+    revoked on its own so one refusal does not keep the others operated."""
     if state_path is not None:
         set_mode(state_path, "killed", "kill", note, bot=bot)
-    out: list[Revocation] = []
+    was: dict[int, bool | str] = {}
     for acct in accounts:
         try:
-            was = client.is_operator(acct, bot)
+            was[acct] = client.is_operator(acct, bot)
         except Exception as e:
-            out.append(Revocation(acct, False, False, error=_reason(e)))
-            continue
-        if not was:
-            out.append(Revocation(acct, False, True))
-            continue
+            was[acct] = _reason(e)
+    operated = [a for a in accounts if was[a] is True]
+    sent: dict[int, Revocation] = {}
+    if operated:
         try:
-            receipt = client.set_operator(acct, bot, False)
-            out.append(Revocation(acct, True, True, str(receipt.txn_hash)))
-        except Exception as e:  # one refusal must not keep the other accounts operated
-            out.append(Revocation(acct, True, False, error=_reason(e)))
+            receipt = client.revoke_operator(bot, operated)
+            sent = {a: Revocation(a, True, True, str(receipt.txn_hash)) for a in operated}
+        except Exception:
+            for acct in operated:  # one refusal must not keep the other accounts operated
+                try:
+                    receipt = client.set_operator(acct, bot, False)
+                    sent[acct] = Revocation(acct, True, True, str(receipt.txn_hash))
+                except Exception as e:
+                    sent[acct] = Revocation(acct, True, False, error=_reason(e))
+    out: list[Revocation] = []
+    for acct in accounts:
+        w = was[acct]
+        if isinstance(w, str):
+            out.append(Revocation(acct, False, False, error=w))
+        elif not w:
+            out.append(Revocation(acct, False, True))
+        else:
+            out.append(sent[acct])
     for r in out:
         if state_path is not None:
             append_action(

@@ -207,6 +207,8 @@ class PerpdexClient:
         at = self.transport.at
         self.clearinghouse = at("Clearinghouse", deployment.clearinghouse)
         self.ops = at("ClearinghouseOps", deployment.clearinghouse)
+        # the governance half's ABI at the same address (the owner's revoke_operator)
+        self.admin = at("ClearinghouseAdmin", deployment.clearinghouse)
         # the Risk half's ABI at the same address (multi-leg and delayed orders, ADL)
         self.risk = at("ClearinghouseRisk", deployment.clearinghouse)
         self.oracle = at("OracleRouter", deployment.oracle)
@@ -299,6 +301,16 @@ class PerpdexClient:
         """Switch `account` to portfolio (scenario) margin or back to isolated margin. Owner
         only; refused if the account would fall below initial margin in the new mode."""
         return self._send("set margin mode", self.ops.set_margin_mode, account, portfolio)
+
+    def revoke_operator(self, operator: Any, accounts: Sequence[int]) -> ReceiptAPI:
+        """Revoke `operator` on every one of `accounts` (all the signer's) in one
+        transaction: the kill switch for a bot operating several sub-accounts. Accounts
+        it does not operate are left as they are."""
+        if not accounts:
+            raise PerpdexError("no accounts to revoke the operator on; pass at least one")
+        return self._send(
+            "revoke operator", self.admin.revoke_operator, _address(operator), list(accounts)
+        )
 
     def is_operator(self, account: int, operator: Any) -> bool:
         """Whether `operator` may trade `account`."""

@@ -11,8 +11,9 @@ below the band's low edge. Then:
 * preferring reduces, it sends ONE multi-leg reduce-only order (`trade_multi`, both legs
   in one transaction) that brings health back to the middle of the band;
 * paused, it sends nothing (and says what it would do); resumed, it acts;
-* `kill` (signed by the owner) revokes the bot's operator rights, one transaction per
-  account; a bot that keeps running is refused cleanly, logs it and does not crash;
+* `kill` (signed by the owner) revokes the bot's operator rights on every sub-account in
+  ONE transaction (`revoke_operator`); a bot that keeps running is refused cleanly, logs
+  it and does not crash;
 * the command line runs one tick, and refuses a bad rules file before sending anything.
 """
 
@@ -207,8 +208,8 @@ def test_kill__revokes_on_chain__the_next_action_fails_cleanly(
         account="test:1",
     )
     assert out.exit_code == 0, out.output
-    assert "2 transaction(s), one per account" in out.output and "no batch revoke" in out.output
-    assert trader.nonce == owner_nonce + 2
+    assert "1 transaction(s) revoked the bot on 2 account(s)" in out.output
+    assert trader.nonce == owner_nonce + 1  # one transaction for both sub-accounts
     for acct in (world.reserve, world.strategy):
         assert not world.client.is_operator(acct, keeper)
     saved = rb.read_state(state)

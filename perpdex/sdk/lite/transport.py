@@ -19,6 +19,7 @@ _SHIPPED = {
     "ClearinghouseAdmin": "Clearinghouse",
     "ClearinghouseOrders": "Clearinghouse",
     "ClearinghouseRisk": "Clearinghouse",
+    "ClearinghouseTreasury": "Clearinghouse",
 }
 
 

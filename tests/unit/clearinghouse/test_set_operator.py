@@ -111,3 +111,48 @@ def test_trade__stranger__reverts(ch, h, operated_acct, stranger):
     with ape.reverts("clearinghouse: not authorized"):
         h.trade(stranger, operated_acct, "BTC", "0.01")
     assert ch.position(operated_acct, BTC)[0] == 0
+
+
+# --- revoke_operator: the owner's one-transaction kill switch -----------------------------
+
+
+def test_revoke_operator__every_listed_account_in_one_transaction(
+    ch, ops, gov, h, operated_acct, trader, keeper
+):
+    other = h.open(trader, "bot's second")
+    untouched = h.open(trader, "never operated")
+    for acct in (operated_acct, other):
+        ops.set_operator(acct, keeper, True, sender=trader)
+    tx = gov.revoke_operator(keeper, [operated_acct, other, untouched], sender=trader)
+    assert not ch.is_operator(operated_acct, keeper) and not ch.is_operator(other, keeper)
+    logs = list(tx.decode_logs(ops.OperatorSet))
+    # one event per revoked account; the one it never operated is left alone
+    assert [(int(e.account), e.allowed) for e in logs] == [(operated_acct, False), (other, False)]
+    with ape.reverts("clearinghouse: not authorized"):
+        h.trade(keeper, other, "BTC", "0.01")
+
+
+def test_revoke_operator__no_accounts__reverts(gov, trader, keeper):
+    with ape.reverts("clearinghouse: no accounts"):
+        gov.revoke_operator(keeper, [], sender=trader)
+
+
+def test_revoke_operator__an_account_of_another_owner__reverts_whole(
+    ch, ops, gov, h, operated_acct, trader, keeper, lp
+):
+    foreign = h.open(lp, "someone else's")
+    ops.set_operator(operated_acct, keeper, True, sender=trader)
+    with ape.reverts("clearinghouse: not account owner"):
+        gov.revoke_operator(keeper, [operated_acct, foreign], sender=trader)
+    assert ch.is_operator(operated_acct, keeper)  # nothing half-done
+
+
+def test_revoke_operator__unknown_account__reverts(gov, trader, keeper):
+    with ape.reverts("clearinghouse: unknown account"):
+        gov.revoke_operator(keeper, [(int(trader.address, 16) << 96) | 999], sender=trader)
+
+
+def test_revoke_operator__the_operator_itself__cannot(gov, operated_acct, ops, trader, keeper):
+    ops.set_operator(operated_acct, keeper, True, sender=trader)
+    with ape.reverts("clearinghouse: not account owner"):
+        gov.revoke_operator(keeper, [operated_acct], sender=keeper)
