@@ -22,6 +22,7 @@ matcher stopped accepting writes. A bad request never changes state.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -168,6 +169,12 @@ class BodyLimit:
         await resp(scope, receive, send)
 
 
+async def _until_disconnect(ws: WebSocket) -> None:
+    """Returns once the websocket's client is gone; what the client sends is ignored."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
+
+
 def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
     svc = service or Service(matcher)
 
@@ -312,9 +319,17 @@ def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
     async def ws_fills(ws: WebSocket, market: int | None = None) -> None:
         await ws.accept()
         q = svc.subscribe()
+        # the client's side is watched too: a client that leaves (or a server shutting
+        # down) ends the handler at once, not at the next fill
+        gone = asyncio.ensure_future(_until_disconnect(ws))
         try:
             while True:
-                msg = await q.get()
+                got = asyncio.ensure_future(q.get())
+                await asyncio.wait({got, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not got.done():
+                    got.cancel()
+                    return
+                msg = got.result()
                 if market is not None and msg.get("market") not in (None, market):
                     continue
                 await ws.send_json(msg)
@@ -324,6 +339,7 @@ def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
         except WebSocketDisconnect:
             pass
         finally:
+            gone.cancel()
             svc.listeners.discard(q)
 
     app.add_middleware(BodyLimit, limit=MAX_BODY)

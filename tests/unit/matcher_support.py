@@ -130,9 +130,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
     app = create_app(m)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    # the websocket handler waits on its fill queue and sees a closed client only at the
-    # next fill: without a timeout uvicorn's shutdown would wait for it forever
-    cfg = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
+    # a bounded shutdown all the same: a regression in the websocket handler's
+    # disconnect watch must fail a test, not hang the suite
+    cfg = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
     server = uvicorn.Server(cfg)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -5,6 +5,8 @@ through the network stack."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
 import pytest
 from eth_account import Account
@@ -134,3 +136,25 @@ def test_unreachable_matcher_says_so(served: Served) -> None:
 
     with pytest.raises(MatcherError, match="unreachable"):
         asyncio.run(stream())
+
+
+def test_a_client_that_leaves_the_stream_is_dropped_at_once(served: Served) -> None:
+    """The websocket handler watches the client too: one that disconnects is unsubscribed
+    without waiting for the next fill (before: its queue stayed until a fill came, and a
+    server shutdown waited on it)."""
+    m = MatcherClient(served.url)
+
+    async def leave() -> None:
+        stream = m.stream_fills()
+        task = asyncio.ensure_future(stream.__anext__())
+        await asyncio.wait_for(subscribed(served), 5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            await task
+        await stream.aclose()
+
+    asyncio.run(leave())
+    deadline = time.monotonic() + 5
+    while served.service.listeners and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not served.service.listeners, "the matcher still holds the departed client's queue"
