@@ -302,32 +302,14 @@ class AdlKeeper(TickingKeeper[AdlOutcome, AdlReport]):
             (ops.max_pnl_factor, ()),
             (ops.adl_target_factor, ()),
         ]
+        k = len(vl.POOL_MARKET_VIEWS)
         for m in range(n):
-            calls += [
-                (ch.open_interest, (m,)),
-                (ch.pool_sums, (m,)),
-                (ch.mark, (m,)),
-                (ch.market_params, (m,)),
-            ]
+            calls += [(getattr(ch, view), (m,)) for view in vl.POOL_MARKET_VIEWS]
         out = batch_call(calls, self.cfg.limits)
         cash, pending, sys, provision, insurance, factor, target = out[:7]
         # pool_cash() adds the vault's share of unswept fees; the contract's word does not
-        pending = int(pending)
-        to_vault = pending - pending * int(sys[4]) // 10_000 - pending * int(sys[5]) // 10_000
-        markets = []
-        for m in range(n):
-            oi, sums, mark, params = out[7 + 4 * m : 11 + 4 * m]
-            markets.append(
-                vl.PoolMarket(
-                    long_oi=int(oi[0]),
-                    short_oi=int(oi[1]),
-                    sum_cost=int(sums[0]),
-                    sum_funding=int(sums[1]),
-                    price=int(mark[0]),
-                    index=int(mark[2]),
-                    max_vault_exposure=int(params[8]),
-                )
-            )
+        to_vault = vl.fees_to_vault(int(pending), int(sys[4]), int(sys[5]))
+        markets = [vl.pool_market(*out[7 + k * m : 7 + k * (m + 1)]) for m in range(n)]
         return PoolRead(
             int(cash) - to_vault, int(provision), int(insurance), int(factor), int(target), markets
         )

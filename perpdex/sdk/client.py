@@ -749,17 +749,8 @@ class PerpdexClient:
             self, account, market, size, max_slippage, acceptable_price, quote
         )
         receipt = self._send("trade", self.clearinghouse.trade, account, m, delta, bound)
-        fills = [
-            f
-            for f in receipt.decode_logs(self.clearinghouse.Fill)
-            if int(f.account) == account and int(f.market) == m
-        ]
-        if not fills:
-            raise PerpdexError(
-                f"trade {receipt.txn_hash} emitted no Fill for this account; check the "
-                "transaction in a block explorer"
-            )
-        return _fill(fills[-1], quote, bound, str(receipt.txn_hash), receipt.block_number)
+        fill = _own_events(receipt, self.clearinghouse.Fill, account, m, "trade")[-1]
+        return _fill(fill, quote, bound, str(receipt.txn_hash), receipt.block_number)
 
     def quote_multi(self, account: int, legs: Legs) -> MultiQuote:
         """What a multi-leg order (`trade_multi`) would do in the next block: each leg's
@@ -994,21 +985,12 @@ class PerpdexClient:
             self, account, market, size, max_slippage, acceptable_price, quote
         )
         receipt = self._send("commit_order", self.risk.commit_order, account, m, delta, bound)
-        evs = [
-            e
-            for e in receipt.decode_logs(self.risk.DelayedOrderCommitted)
-            if int(e.account) == account and int(e.market) == m
-        ]
-        if not evs:
-            raise PerpdexError(
-                f"commit_order {receipt.txn_hash} logged no DelayedOrderCommitted; check the "
-                "transaction in a block explorer"
-            )
+        ev = _own_events(receipt, self.risk.DelayedOrderCommitted, account, m, "commit_order")[-1]
         order = dm.DelayedOrder(
             size=delta,
-            acceptable_price=int(evs[-1].acceptable_price),
-            commit_time=int(evs[-1].commit_time),
-            keeper_fee=int(evs[-1].keeper_fee),
+            acceptable_price=int(ev.acceptable_price),
+            commit_time=int(ev.commit_time),
+            keeper_fee=int(ev.keeper_fee),
         )
         pending = self._pending(account, m, order, self.delayed_config(m))
         return DelayedCommit(pending, quote, str(receipt.txn_hash), receipt.block_number)
@@ -1019,21 +1001,8 @@ class PerpdexClient:
         price after commit yet"), and once expired."""
         m = self.market_id(market)
         receipt = self._send("settle_order", self.risk.settle_order, account, m)
-        settled = [
-            e
-            for e in receipt.decode_logs(self.risk.DelayedOrderSettled)
-            if int(e.account) == account and int(e.market) == m
-        ]
-        fills = [
-            f
-            for f in receipt.decode_logs(self.clearinghouse.Fill)
-            if int(f.account) == account and int(f.market) == m
-        ]
-        if not settled or not fills:
-            raise PerpdexError(
-                f"settle_order {receipt.txn_hash} logged no settlement of this order; check "
-                "the transaction in a block explorer"
-            )
+        settled = _own_events(receipt, self.risk.DelayedOrderSettled, account, m, "settle_order")
+        fills = _own_events(receipt, self.clearinghouse.Fill, account, m, "settle_order")
         return _delayed_fill(
             fills[-1],
             settled[-1],
@@ -1321,34 +1290,17 @@ class PerpdexClient:
             (ch.bad_debt_provision, ()),
             (ch.insurance_fund, ()),
         ]
+        k = len(vl.POOL_MARKET_VIEWS)
         for m in range(n):
-            calls += [(ch.open_interest, (m,)), (ch.pool_sums, (m,))]
-            calls += [(ch.mark, (m,)), (ch.market_params, (m,))]
+            calls += [(getattr(ch, view), (m,)) for view in vl.POOL_MARKET_VIEWS]
         got = self.transport.calls(calls, "latest")
         for value in got:
             if isinstance(value, BaseException):
                 raise value
         cash, pending, sysp = int(got[0]), int(got[1]), got[2]
         provision, insurance = int(got[3]), int(got[4])
-        to_vault = (
-            pending
-            - pending * int(sysp.insurance_bps) // BPS
-            - pending * int(sysp.protocol_bps) // BPS
-        )
-        pool = []
-        for m in range(n):
-            oi, sums, mark, params = got[5 + 4 * m : 9 + 4 * m]
-            pool.append(
-                vl.PoolMarket(
-                    long_oi=int(oi[0]),
-                    short_oi=int(oi[1]),
-                    sum_cost=int(sums[0]),
-                    sum_funding=int(sums[1]),
-                    price=int(mark[0]),
-                    index=int(mark[2]),
-                    max_vault_exposure=int(params.max_vault_exposure),
-                )
-            )
+        to_vault = vl.fees_to_vault(pending, int(sysp.insurance_bps), int(sysp.protocol_bps))
+        pool = [vl.pool_market(*got[5 + k * m : 5 + k * (m + 1)]) for m in range(n)]
         swept = insurance + pending * int(sysp.insurance_bps) // BPS
         return cash, cash - to_vault, pool, vl.uncovered_provision(provision, swept)
 
@@ -1782,6 +1734,24 @@ def prepare_order(
 
 #: The legs of a multi-leg order: {symbol or id: signed size} or (symbol or id, size) pairs.
 Legs = Mapping[str | int, Decimal | int | str] | Sequence[tuple[str | int, Decimal | int | str]]
+
+
+def _own_events(
+    receipt: ReceiptAPI, event: Any, account: int, market: int, action: str
+) -> list[Any]:
+    """`receipt`'s `event` logs of `account` in `market` (at least one, else an error
+    naming the transaction)."""
+    logs = [
+        e
+        for e in receipt.decode_logs(event)
+        if int(e.account) == account and int(e.market) == market
+    ]
+    if not logs:
+        raise PerpdexError(
+            f"{action} {receipt.txn_hash} logged no {event.name} of this account; check the "
+            "transaction in a block explorer"
+        )
+    return logs
 
 
 def _legs_text(q: MultiQuote) -> str:

@@ -15,6 +15,7 @@ state._exposure_limit): trader fills (`math.simulate_trade`), LP exits (`exit_al
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from perpdex.constants import IWAD, MIN_POSITION_NOTIONAL, WAD
 from perpdex.sdk.math.fixed_point import div_ceil, div_floor, mul_div
@@ -47,6 +48,29 @@ class PoolMarket:
     @property
     def skew(self) -> int:
         return self.long_oi - self.short_oi
+
+
+#: the Clearinghouse views one PoolMarket is read from, in `pool_market`'s order
+POOL_MARKET_VIEWS = ("open_interest", "pool_sums", "mark", "market_params")
+
+
+def pool_market(oi: Any, sums: Any, mark: Any, params: Any) -> PoolMarket:
+    """A PoolMarket from the answers of POOL_MARKET_VIEWS for one market."""
+    return PoolMarket(
+        long_oi=int(oi[0]),
+        short_oi=int(oi[1]),
+        sum_cost=int(sums[0]),
+        sum_funding=int(sums[1]),
+        price=int(mark[0]),
+        index=int(mark[2]),
+        max_vault_exposure=int(params[8]),
+    )
+
+
+def fees_to_vault(pending: int, insurance_bps: int, protocol_bps: int) -> int:
+    """The vault's share of unswept fees (state._sweep_fees): views.pool_cash includes it,
+    the contract's raw cash word does not."""
+    return pending - pending * insurance_bps // BPS - pending * protocol_bps // BPS
 
 
 def traders_price_pnl(m: PoolMarket) -> int:
