@@ -622,34 +622,27 @@ def _trader_pnl(m: uint256) -> int256:
 
 @internal
 @view
-def _pool_equity() -> (int256, int256):
+def _pool_equity() -> int256:
     """
-    @dev (equity, floor), USD WAD, at the cached marks. Equity: the pool's raw cash +
-         its unrealised PnL and funding in every market - the bad-debt provision
-         insurance does not cover (seized collateral and unswept fees left out: at most
-         the lens's `vault_equity`). Floor: raw cash + the pool's unrealised loss in
-         every market where it loses (sum of cost bases - skew x price, when negative:
-         _exposure_limit's term, so the floor is never above the trade path's base;
-         gains, traders' losses not yet collected, and funding left out) - the same
-         uncovered provision. LP exits and ADL hold every market's exposure to f x floor
-         too (review 5, R5-1: a loss the pool carries in one market must shrink what
-         the others may expose).
-         Mirrored by perpdex/sdk/math/vault_limits.py `pool_equity`, `pool_floor`.
+    @dev Pool equity for the vault's limits, USD WAD, at the cached marks: the pool's
+         raw cash + its unrealised PnL and funding in every market - the bad-debt
+         provision insurance does not cover (seized collateral and unswept fees left
+         out: at most the lens's `vault_equity`). A trader's loss counts as the pool's
+         gain only as far as the trader can pay it: a deficit is provisioned. ADL's cap
+         and LP exits measure against it (review 5, R5-1: a loss the pool carries in one
+         market shrinks what the others may expose). Mirrored by
+         perpdex/sdk/math/vault_limits.py `pool_equity`.
     """
     equity: int256 = packing._lo_i128(self._pool)
-    low: int256 = equity
     for m: uint256 in range(c.MAX_MARKETS):
         if m == self.market_count:
             break
         equity -= self._trader_pnl(m)
-        low -= max(self._price_pnl(m), 0)
     provision: uint256 = self.bad_debt_provision
     insurance: uint256 = self._treasury & packing.MASK_128
     if provision > insurance:
-        uncovered: int256 = convert(provision - insurance, int256)
-        equity -= uncovered
-        low -= uncovered
-    return equity, low
+        equity -= convert(provision - insurance, int256)
+    return equity
 
 
 @internal

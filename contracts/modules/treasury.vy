@@ -53,11 +53,12 @@ def vault_withdraw(amount: uint256, receiver: address):
     @notice Pays settlement tokens out of the pool (LP withdrawals). The cash left must
             keep every market's vault exposure within 1.5x its cap, measured by the rule
             trader fills are held to (state._exposure_limit: cash plus the pool's
-            unrealised loss in the market) and against the pool's floor (cash plus its
-            unrealised losses and funding in every market, less the uncovered provision:
-            state._pool_equity), so a loss the pool carries in one market shrinks what
-            the others may expose (review 5, R5-1): every market's exposure stays within
-            1.5x its cap x pool equity, the premise of the vault's withdrawal fee. Traders are held to the cap itself on every
+            unrealised loss in the market) and against pool equity (cash plus the pool's
+            unrealised PnL and funding in every market, less the uncovered provision:
+            state._pool_equity, what ADL's cap measures), so a loss the pool carries in
+            one market shrinks what the others may expose (review 5, R5-1): every
+            market's exposure stays within 1.5x its cap x pool equity, the premise of the
+            vault's withdrawal fee. Traders are held to the cap itself on every
             fill (reduces included), so no trader position can block LP exits: with a
             market at its cap, a third of that measure can still leave at once; once a
             market is above its cap (price moves, exits, backstops, close-outs), anyone
@@ -71,7 +72,7 @@ def vault_withdraw(amount: uint256, receiver: address):
     cash: int256 = packing._lo_i128(state._pool) - convert(amount * state.SETTLEMENT_SCALE, int256)
     assert cash >= 0, "clearinghouse: insufficient pool cash"
     state._pool = packing._pack_pool(cash, 0)
-    low: int256 = state._pool_equity()[1]
+    equity: int256 = state._pool_equity()
     for m: uint256 in range(c.MAX_MARKETS):
         if m == state.market_count:
             break
@@ -84,7 +85,7 @@ def vault_withdraw(amount: uint256, receiver: address):
                 convert(abs(skew), uint256) * price // c.WAD * c.BPS
                 <= min(
                     state._exposure_limit(m, skew, price, f),
-                    convert(max(low, 0), uint256) * f // c.WAD,
+                    convert(max(equity, 0), uint256) * f // c.WAD,
                 )
                 * LP_EXIT_HEADROOM_BPS
             ), c.VAULT_CAP_REACHED

@@ -32,9 +32,9 @@
         Pool equity here: cash + the pool's unrealised PnL and funding in every market at
         the cached marks (the market acted on is re-read first) - the bad-debt provision
         insurance does not cover. Seized collateral and unswept fees are left out, so the
-        figure is at most the lens's `vault_equity`: ADL opens early, never late. The
-        pool's floor (state._pool_equity: the same counting only its losses) bounds every
-        market's exposure for LP exits and ADL alike (review 5, R5-1).
+        figure is at most the lens's `vault_equity`: ADL opens early, never late. LP
+        exits are held to the cap against the same equity (review 5, R5-1), so whenever
+        exits are held back by a market, its ADL is open.
         Closing at the oracle price moves a position's PnL from unrealised to realised:
         pool equity does not change, the traders' unrealised profit and the skew fall.
 """
@@ -88,20 +88,17 @@ def _exposure_amount(
     f: uint256,
     size: int256,
     cost: int256,
-    offset: int256,
+    owed: int256,
 ) -> uint256:
     """
-    @dev Base amount of a position on the skew's side (`size`, `cost`, `offset`: the
-         funding it owes, settled whole at the fill, plus the other markets' losses and
-         the uncovered provision in the pool's floor, both left unchanged by the fill)
-         to close at the oracle `price` so that the exposure comes back within the caps:
-         `cap` (against full pool equity, which such a fill leaves unchanged) and
-         f x min(K, cash) + offset, with K = cash + sum of cost bases - skew x P (the
-         trade path's rule, state._exposure_limit, at offset 0; with the offset, the cap
-         against the pool's floor): the fill leaves K unchanged and takes from cash
-         what it realises (q x the position's PnL per unit, rounded up). Rounded up,
-         +1 wei on the rule's terms. Mirrored by perpdex/sdk/math/vault_limits.py
-         `exposure_amount`.
+    @dev Base amount of a position on the skew's side (`size`, `cost`, funding `owed`,
+         settled whole at the fill) to close at the oracle `price` so that the exposure
+         comes back within both caps: `cap` (against full pool equity, which such a fill
+         leaves unchanged) and the trade path's rule (state._exposure_limit, f x min(K,
+         cash) with K = cash + sum of cost bases - skew x P): the fill leaves K unchanged
+         but for the funding settled, and takes from cash what it realises (q x the
+         position's PnL per unit, rounded up). Rounded up, +1 wei on the rule's terms.
+         Mirrored by perpdex/sdk/math/vault_limits.py `exposure_amount`.
     """
     q: uint256 = 0
     if exposure > cap:
@@ -109,7 +106,7 @@ def _exposure_amount(
     iprice: int256 = convert(price, int256)
     fi: int256 = convert(f, int256)
     e: int256 = convert(exposure, int256)
-    cash: int256 = packing._lo_i128(state._pool) + offset
+    cash: int256 = packing._lo_i128(state._pool) + owed
     k: int256 = cash + packing._lo_i128(state._pool_sums[m]) - skew * iprice // c.IWAD
     need: int256 = e - fp._div_floor(fi * k, c.IWAD)
     if need > 0:
@@ -179,9 +176,7 @@ def auto_deleverage(account: uint256, market: uint256):
     """
     price: uint256 = self._touch(market)
     size: int256 = self._target(account, market)
-    equity: int256 = 0
-    low: int256 = 0
-    equity, low = state._pool_equity()
+    equity: int256 = state._pool_equity()
     pnl: int256 = state._trader_pnl(market)
     pw: uint256 = state._pos[account][market]
     # the position's PnL at the oracle price and the funding it owes (settled whole)
@@ -210,22 +205,16 @@ def auto_deleverage(account: uint256, market: uint256):
         exposure: uint256 = convert(abs(skew), uint256) * price // c.WAD
         f: uint256 = packing._unpack_params(state._params[market]).max_vault_exposure
         cap: uint256 = self._cap(f, equity)
-        # the cap against full equity, the trade path's rule and the cap against the
-        # pool's floor (state._pool_equity), the two LP exits use: whenever exits are
-        # held back by a market's exposure, its ADL is open
-        if exposure <= min(
-            min(cap, state._exposure_limit(market, skew, price, f)), self._cap(f, low)
-        ):
+        # the cap against full equity and the trade path's rule, the one LP exits use:
+        # whenever exits are held back by a market's exposure, its ADL is open
+        if exposure <= min(cap, state._exposure_limit(market, skew, price, f)):
             if capped:
                 raise "clearinghouse: adl closes profitable positions only"
             raise "clearinghouse: vault within its limits"
         assert (size > 0) == (skew > 0), "clearinghouse: adl closes the skew's side only"
         reason = REASON_EXPOSURE
-        # the other markets' losses and the uncovered provision in the floor, which
-        # a fill in this market leaves unchanged
-        other: int256 = low - packing._lo_i128(state._pool) + max(state._price_pnl(market), 0)
         amount = self._exposure_amount(
-            market, skew, exposure, cap, price, f, size, packing._pos_cost(pw), owed + other
+            market, skew, exposure, cap, price, f, size, packing._pos_cost(pw), owed
         )
     self._deleverage(account, market, size, amount, price, reason, pnl, equity)
 
@@ -291,7 +280,7 @@ def close_with_adl(
             price,
             REASON_PAIRED,
             state._trader_pnl(market),
-            state._pool_equity()[0],
+            state._pool_equity(),
         )
     # refused for another reason: filled again, it reverts with that reason
     extcall IClearinghouseEngine(self).engine_pool_trade(

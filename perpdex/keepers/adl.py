@@ -107,12 +107,6 @@ class PoolRead:
     def equity(self) -> int:
         return vl.pool_equity(self.cash, self.markets, self.provision, self.insurance)
 
-    @property
-    def low(self) -> int:
-        """The pool's floor (its losses only), which exits and ADL measure against too."""
-        uncovered = vl.uncovered_provision(self.provision, self.insurance)
-        return vl.pool_floor(self.cash, self.markets, uncovered)
-
 
 @dataclass(frozen=True)
 class MarketStatus:
@@ -148,13 +142,8 @@ def market_status(pool: PoolRead, m: int, near: Decimal = Decimal(0)) -> MarketS
     equity = pool.equity
     pnl = vl.trader_pnl(mk)
     exposure = vl.exposure(mk)
-    # ADL opens above the cap against pool equity, the trade path's rule or the cap
-    # against the pool's floor (the two LP exits use)
-    cap = min(
-        vl.exposure_cap(mk, equity),
-        vl.exposure_limit(mk, pool.cash),
-        vl.exposure_cap(mk, pool.low),
-    )
+    # ADL opens above the cap against pool equity or the trade path's rule (LP exits')
+    cap = min(vl.exposure_cap(mk, equity), vl.exposure_limit(mk, pool.cash))
     capped = vl.pnl_capped(pnl, equity, pool.max_pnl_factor)
     over = exposure > cap
     limit = Decimal(pool.max_pnl_factor) * max(equity, 0) / WAD
@@ -309,6 +298,9 @@ class AdlKeeper(TickingKeeper[AdlOutcome, AdlReport]):
         cash, pending, sys, provision, insurance, factor, target = out[:7]
         # pool_cash() adds the vault's share of unswept fees; the contract's word does not
         to_vault = vl.fees_to_vault(int(pending), int(sys[4]), int(sys[5]))
+        # insurance_fund() adds insurance's share of unswept fees; the contract's word,
+        # which auto_deleverage reads without sweeping, does not (review 6, R6-2)
+        insurance = int(insurance) - int(pending) * int(sys[4]) // vl.BPS
         markets = [vl.pool_market(*out[7 + k * m : 7 + k * (m + 1)]) for m in range(n)]
         return PoolRead(
             int(cash) - to_vault, int(provision), int(insurance), int(factor), int(target), markets
@@ -413,7 +405,6 @@ class AdlKeeper(TickingKeeper[AdlOutcome, AdlReport]):
                 pool.max_pnl_factor,
                 pool.target_factor,
                 cash=pool.cash,
-                low=pool.low,
             )
             expected = vl.deleverage_delta(c.size, amount, c.price)
         except Revert:

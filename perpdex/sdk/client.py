@@ -1236,7 +1236,7 @@ class PerpdexClient:
         shares = int(vault.balanceOf(who))
         supply = int(vault.totalSupply())
         total_assets = int(vault.totalAssets())
-        cash, raw_cash, pool, uncovered = self.vault_pool()
+        cash, raw_cash, pool, provision, insurance = self.vault_pool()
         uses = []
         for mk, pm_ in zip(self.markets(), pool, strict=True):
             # the chain's one rule (vault_limits.exposure_limit) at the cached mark
@@ -1271,16 +1271,20 @@ class PerpdexClient:
             protocol_fees=from_wad(int(self.clearinghouse.protocol_fees())),
             withdraw_fee=Decimal(int(vault.withdraw_fee_bps())) / BPS,
             markets=tuple(uses),
-            exit_room=Decimal(vl.max_exit(cash, pool, scale, uncovered=uncovered)) / asset_unit,
+            exit_room=Decimal(
+                vl.max_exit(cash, pool, scale, provision=provision, insurance=insurance)
+            )
+            / asset_unit,
         )
 
-    def vault_pool(self) -> tuple[int, int, list[vl.PoolMarket], int]:
+    def vault_pool(self) -> tuple[int, int, list[vl.PoolMarket], int, int]:
         """(views.pool_cash, the raw cash word, every market as the vault's limits read
-        it, the bad-debt provision insurance does not cover once the fees are swept) in
-        one batch, USD WAD at the cached marks: what `perpdex/sdk/math/vault_limits.py`
-        needs to apply the chain's exposure rule (`exposure_limit`: a trader fill's cap
-        reads the raw cash; `max_exit`: an LP exit sweeps the fees first, so it reads
-        pool_cash, and measures against the pool's floor)."""
+        it, the bad-debt provision, the insurance fund once the fees are swept:
+        views.insurance_fund) in one batch, USD WAD at the cached marks: what
+        `perpdex/sdk/math/vault_limits.py` needs to apply the chain's exposure rule
+        (`exposure_limit`: a trader fill's cap reads the raw cash; `max_exit`: an LP exit
+        sweeps the fees first, so it reads pool_cash and the swept insurance, and
+        measures against pool equity too)."""
         ch = self.clearinghouse
         n = len(self.deployment.markets)
         calls: list[tuple[Any, tuple[Any, ...]]] = [
@@ -1301,8 +1305,7 @@ class PerpdexClient:
         provision, insurance = int(got[3]), int(got[4])
         to_vault = vl.fees_to_vault(pending, int(sysp.insurance_bps), int(sysp.protocol_bps))
         pool = [vl.pool_market(*got[5 + k * m : 5 + k * (m + 1)]) for m in range(n)]
-        swept = insurance + pending * int(sysp.insurance_bps) // BPS
-        return cash, cash - to_vault, pool, vl.uncovered_provision(provision, swept)
+        return cash, cash - to_vault, pool, provision, insurance
 
     def _lp_move(self, receipt: ReceiptAPI, event: Any) -> LpMove:
         logs = list(receipt.decode_logs(event))

@@ -82,7 +82,7 @@ def _market(ch: Any, m: int = BTC) -> vl.PoolMarket:
 
 
 def _equity(ch: Any) -> int:
-    """The contract's conservative pool equity (`vault_limits._pool_equity`)."""
+    """The contract's conservative pool equity (`state._pool_equity`)."""
     markets = [_market(ch, m) for m in range(int(ch.market_count()))]
     return vl.pool_equity(
         _cash(ch), markets, int(ch.bad_debt_provision()), int(ch.insurance_fund())

@@ -36,9 +36,10 @@ def test_r5_1__exit_ahead_of_update_when_another_market_carries_a_pool_loss(
     ~$680k it still holds as cash. BTC and SOL longs fill to 0.97 x cap x cash. Before
     the fix the attacker redeemed everything just before a correlated BTC+SOL +0.5%
     round (exposure 2.54x equity) and the LP who stayed lost 127.1 bp against a 105 bp
-    fee. Now exits (and ADL) also measure every market against the pool's floor (cash
-    + its losses in every market, state._pool_equity): the attacker may take only what
-    keeps each market within 1.5 x cap x floor (the SDK's exit room, to the unit), and
+    fee. Now exits also measure every market against pool equity (cash + the pool's
+    unrealised PnL and funding in every market - uncovered provision, state._pool_equity,
+    the figure ADL's cap uses): the attacker may take only what keeps each market within
+    1.5 x cap x equity (the SDK's exit room, to the unit), and
     the stayer's loss in the round is within the fee."""
     ch = protocol.clearinghouse
     btc, eth = protocol.market_id("BTC"), protocol.market_id("ETH")

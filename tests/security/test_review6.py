@@ -2,6 +2,10 @@
 pool floor (LP exits and ADL measured against state._pool_equity's floor, 6f430ab) and
 the owner's one-transaction kill switch `revoke_operator` (eb4ca5a).
 
+R6-1..R6-3 were fixed by dropping the floor: LP exits measure against pool equity itself
+(gains and funding included, deficits provisioned: the figure ADL's cap already used),
+and the SDK and the ADL keeper read insurance as the chain does; their tests now pass.
+
 A finding is a strict xfail that asserts the safe behaviour and prints its figures; a
 refused attack is a plain test. In the xfails, set-up steps that must hold raise
 `SetupError` (not AssertionError), so only the final safety assertion can make them
@@ -106,13 +110,22 @@ def _markets(ch: Any) -> list[vl.PoolMarket]:
     return out
 
 
-def _equity_and_floor(ch: Any) -> tuple[int, int]:
+def _equity(ch: Any) -> int:
     """state._pool_equity() as auto_deleverage reads it (fees not swept)."""
     cash, markets = _raw_cash(ch), _markets(ch)
-    provision, insurance = int(ch.bad_debt_provision()), _raw_insurance(ch)
-    equity = vl.pool_equity(cash, markets, provision, insurance)
-    low = vl.pool_floor(cash, markets, vl.uncovered_provision(provision, insurance))
-    return equity, low
+    return vl.pool_equity(cash, markets, int(ch.bad_debt_provision()), _raw_insurance(ch))
+
+
+def _exit_room(ch: Any, unit: int) -> int:
+    """vault_withdraw's limit by the SDK mirror: the sweep gives insurance its share once
+    (insurance_fund() has it)."""
+    return vl.max_exit(
+        int(ch.pool_cash()),
+        _markets(ch),
+        unit,
+        provision=int(ch.bad_debt_provision()),
+        insurance=int(ch.insurance_fund()),
+    )
 
 
 def _usd(wad: int | Decimal) -> str:
@@ -229,13 +242,6 @@ def test_r6_halves__manifest_names_the_treasury_half(project, protocol):
 # === 2. the pool floor (R5-1) ==============================================================
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="R6-1: the floor counts the pool's losses but not its gains, so a hedged "
-    "pair (long BTC / short ETH, then netted) lowers it by the gross of a co-move with "
-    "pool equity unchanged, and an honest SOL trader within every cap becomes ADL-able",
-)
 def test_r6_1__hedged_pair_lowers_the_floor_and_deleverages_an_honest_trader(
     protocol, h, trader, stranger, lp, admin, keeper
 ):
@@ -246,8 +252,9 @@ def test_r6_1__hedged_pair_lowers_the_floor_and_deleverages_an_honest_trader(
     counts only the BTC loss. A second account Y then nets both skews to zero: the
     attacker carries no market risk, ADL in BTC and ETH refuses ('within its limits':
     no exposure), and the floor stays $31.5k lower for as long as the four positions
-    stay open. Safe: with equity unchanged, the honest SOL trader is still within the
-    limits and ADL refuses."""
+    stay open (before the fix: LP exit room $346.8k -> $315.7k and 19.17 SOL of the
+    honest long deleveraged). Safe: with equity unchanged, the honest SOL trader is still
+    within the limits and ADL refuses."""
     ch, risk = protocol.clearinghouse, protocol.risk
     btc, eth, sol = (protocol.market_id(s) for s in ("BTC", "ETH", "SOL"))
     _lp(protocol, h, lp, 1_000_000)
@@ -261,7 +268,7 @@ def test_r6_1__hedged_pair_lowers_the_floor_and_deleverages_an_honest_trader(
         _refused(lambda: risk.auto_deleverage(honest, sol, sender=keeper), WITHIN),
         "the honest SOL long must start within the limits",
     )
-    equity0, low0 = _equity_and_floor(ch)
+    equity0 = _equity(ch)
     room0 = PerpdexClient.from_protocol(protocol, lp).lp_status().exit_room
 
     notional = Decimal(315_000)
@@ -285,7 +292,7 @@ def test_r6_1__hedged_pair_lowers_the_floor_and_deleverages_an_honest_trader(
         and _refused(lambda: risk.auto_deleverage(y, eth, sender=keeper), WITHIN),
         "ADL in the netted markets cannot release the floor",
     )
-    equity1, low1 = _equity_and_floor(ch)
+    equity1 = _equity(ch)
     room1 = PerpdexClient.from_protocol(protocol, lp).lp_status().exit_room
     cost = deposits - _account_equity(ch, x) - _account_equity(ch, y)
     _need(abs(equity1 - equity0) < 100 * WAD, "pool equity unchanged (the pair is hedged)")
@@ -300,8 +307,8 @@ def test_r6_1__hedged_pair_lowers_the_floor_and_deleverages_an_honest_trader(
         closed = size0 - int(ch.position(honest, sol)[0])
         _need(len(tx.decode_logs(risk.AutoDeleveraged)) == 1, "one ADL event")
     print(
-        f"R6-1: pool equity {_usd(equity0)} -> {_usd(equity1)}; floor {_usd(low0)} -> "
-        f"{_usd(low1)} (-{_usd(low0 - low1)}); LP exit room ${room0:,.0f} -> ${room1:,.0f}; "
+        f"R6-1: pool equity {_usd(equity0)} -> {_usd(equity1)}; "
+        f"LP exit room ${room0:,.0f} -> ${room1:,.0f}; "
         f"attacker's cost (fees, premium) {_usd(cost)}; honest SOL long "
         f"{sol_size} ({_usd(int(sol_size * sol_p * WAD))}) deleveraged by "
         f"{Decimal(closed) / WAD:.3f} SOL"
@@ -354,13 +361,6 @@ def _withdraw_passes(vault: Any, lp: Any, units: int) -> bool:
     return True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="R6-2: the SDK counts the sweep's insurance share twice (insurance_fund() "
-    "already includes it), so with an uncovered provision `lp status` promises an exit "
-    "room the chain refuses",
-)
 def test_r6_2__exit_room_with_an_uncovered_provision(
     protocol, chain, admin, lp, trader, hedger, keeper
 ):
@@ -375,8 +375,7 @@ def test_r6_2__exit_room_with_an_uncovered_provision(
     unit = 10 ** (18 - protocol.system.settlement_decimals)
     room_sdk = int(PerpdexClient.from_protocol(protocol, lp).lp_status().exit_room * 10**6)
     # the chain's rule: the sweep gives insurance its share once (insurance_fund() has it)
-    uncovered = vl.uncovered_provision(int(ch.bad_debt_provision()), int(ch.insurance_fund()))
-    room_chain = vl.max_exit(int(ch.pool_cash()), _markets(ch), unit, uncovered=uncovered)
+    room_chain = _exit_room(ch, unit)
     _need(room_chain > 0, "the exit must not be frozen outright")
     _need(_withdraw_passes(vault, lp, room_chain), "the chain's room passes")
     _need(not _withdraw_passes(vault, lp, room_chain + 1), "one unit more is refused")
@@ -390,13 +389,6 @@ def test_r6_2__exit_room_with_an_uncovered_provision(
     assert room_sdk == room_chain and sdk_passes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="R6-2: the ADL keeper reads insurance_fund() (with the pending fees' share) "
-    "while auto_deleverage reads the unswept word: with an uncovered provision its pool "
-    "equity and floor are too high by that share",
-)
 def test_r6_2__adl_keeper_reads_the_pool_as_the_chain_does(
     protocol, chain, admin, lp, trader, hedger, keeper, tmp_path
 ):
@@ -408,30 +400,22 @@ def test_r6_2__adl_keeper_reads_the_pool_as_the_chain_does(
     ch, vault = protocol.clearinghouse, protocol.vault
     btc = protocol.market_id("BTC")
     unit = 10 ** (18 - protocol.system.settlement_decimals)
-    uncovered = vl.uncovered_provision(int(ch.bad_debt_provision()), int(ch.insurance_fund()))
-    room = vl.max_exit(int(ch.pool_cash()), _markets(ch), unit, uncovered=uncovered)
-    vault.withdraw(room, lp, lp, sender=lp)
+    vault.withdraw(_exit_room(ch, unit), lp, lp, sender=lp)
     _churn(w, hedger, payer)
     pool = AdlKeeper(protocol, keeper, state_path=tmp_path / "adl.json").read_pool()
-    equity, low = _equity_and_floor(ch)
+    equity = _equity(ch)
     tx = protocol.risk.auto_deleverage(honest, btc, sender=keeper)
     ev = tx.decode_logs(protocol.risk.AutoDeleveraged)[0]
     print(
         f"R6-2 keeper: pool equity keeper {_usd(pool.equity)}, chain event "
-        f"{_usd(ev.pool_equity)} (off by {_usd(pool.equity - int(ev.pool_equity))}); floor "
-        f"keeper {_usd(pool.low)}, chain {_usd(low)}; pending insurance share "
+        f"{_usd(ev.pool_equity)} (off by {_usd(pool.equity - int(ev.pool_equity))}); "
+        "pending insurance share "
         f"{_usd(_pending_split(ch)[1])}"
     )
     _need(abs(equity - int(ev.pool_equity)) < WAD, "the rebuilt chain figure is the event's")
-    assert abs(pool.equity - int(ev.pool_equity)) < WAD and abs(pool.low - low) < WAD
+    assert abs(pool.equity - int(ev.pool_equity)) < WAD
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="R6-3: the floor leaves funding out, also funding the pool OWES: then it is "
-    "above pool equity and an LP exit leaves exposure above 1.5 x cap x equity",
-)
 def test_r6_3__pool_owing_funding_lifts_the_floor_above_equity(
     protocol, h, chain, trader, hedger, lp, admin, keeper
 ):
@@ -462,8 +446,8 @@ def test_r6_3__pool_owing_funding_lifts_the_floor_above_equity(
     later(20)
     _need(int(ch.mark(btc)[3]) > 0, "the funding rate is still positive (shorts earn)")
     equity_lens = int(protocol.lens.vault_equity())
-    _, low = _equity_and_floor(ch)
-    _need(low > equity_lens + 20_000 * WAD, "the pool owes shorts a material funding sum")
+    owes = sum(vl.trader_pnl(m) - vl.traders_price_pnl(m) for m in _markets(ch))
+    _need(owes > 20_000 * WAD, "the pool owes shorts a material funding sum")
     room = int(PerpdexClient.from_protocol(protocol, lp).lp_status().exit_room * 10**6)
     _need(room > 0, "exits are open")
     protocol.vault.withdraw(room, lp, lp, sender=lp)
@@ -474,8 +458,8 @@ def test_r6_3__pool_owing_funding_lifts_the_floor_above_equity(
     ratio = Decimal(exposure) / Decimal(equity)
     fee = int(protocol.vault.withdraw_fee_bps())
     print(
-        f"R6-3: floor {_usd(low)} vs pool equity {_usd(equity_lens)} before the exit (pool "
-        f"owes {_usd(low - equity_lens)} of funding); LP took ${room / 10**6:,.0f}; BTC "
+        f"R6-3: pool equity {_usd(equity_lens)} before the exit (pool owes {_usd(owes)} of "
+        f"funding); LP took ${room / 10**6:,.0f}; BTC "
         f"exposure {_usd(exposure)} = {ratio:.3f} x equity against 1.5 x cap = "
         f"{Decimal(f) * Decimal('1.5') / WAD:.3f}; a 0.5% round then costs stayers "
         f"{ratio * 50:.1f} bp (fee {fee} bp)"
@@ -487,10 +471,10 @@ def test_r6_floor__parked_loss_holds_exits_and_adl_releases_exactly(
     protocol, h, trader, hedger, lp, admin, keeper
 ):
     """Refused (freeze): a loss parked in ETH (longs, ETH x1.5, then netted to skew 0)
-    lowers the floor; a BTC long the trade path still admits puts BTC over the floor's
-    cap. ADL of the BTC long brings BTC back to the floor's cap (no more than a unit of
-    rounding beyond it), a second ADL refuses, and the LP exit room is what the SDK says
-    (one unit more refused)."""
+    lowers pool equity; a BTC long the trade path still admits (cash + BTC's own loss)
+    puts BTC over its cap against equity. ADL of the BTC long brings BTC back to that cap
+    (no more than a unit of rounding beyond it), a second ADL refuses, and the LP exit
+    room is what the SDK says (one unit more refused)."""
     ch, risk, vault = protocol.clearinghouse, protocol.risk, protocol.vault
     btc, eth = protocol.market_id("BTC"), protocol.market_id("ETH")
     _lp(protocol, h, lp, 1_000_000)
@@ -510,16 +494,16 @@ def test_r6_floor__parked_loss_holds_exits_and_adl_releases_exactly(
     h.trade(
         trader, whale, "BTC", (cash * f[btc] * Decimal("0.97") / btc_p).quantize(Decimal("0.001"))
     )
-    _, low = _equity_and_floor(ch)
     mk = _markets(ch)[btc]
-    assert vl.exposure(mk) > vl.exposure_cap(mk, low)  # over the floor's cap
+    assert vl.exposure(mk) > vl.exposure_cap(mk, _equity(ch))  # over the cap vs equity
     tx = risk.auto_deleverage(whale, btc, sender=keeper)
     ev = tx.decode_logs(risk.AutoDeleveraged)[0]
-    _, low = _equity_and_floor(ch)
     mk = _markets(ch)[btc]
-    cap = vl.exposure_cap(mk, low)
+    cap = vl.exposure_cap(mk, _equity(ch))
     over = Decimal(cap - vl.exposure(mk)) / WAD
-    print(f"floor ADL closed {-Decimal(ev.size_delta) / WAD} BTC; now ${over:,.2f} under the cap")
+    print(
+        f"equity-cap ADL closed {-Decimal(ev.size_delta) / WAD} BTC; now ${over:,.2f} under the cap"
+    )
     assert vl.exposure(mk) <= cap
     assert cap - vl.exposure(mk) < 10 * WAD  # closed no more than rounding beyond the need
     with ape.reverts(WITHIN):
@@ -534,19 +518,17 @@ def test_r6_floor__parked_loss_holds_exits_and_adl_releases_exactly(
 # === 3. revoke_operator ====================================================================
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="R6-4: a delayed order the bot committed before the kill still settles after "
-    "revoke_operator, and the owner may not cancel it once its window opened",
-)
-def test_r6_4__kill_switch_leaves_the_bots_delayed_order_live(
+def test_r6_4__bots_last_delayed_order_settles_after_a_late_kill__accepted(
     protocol, h, chain, trader, keeper, stranger, lp, admin
 ):
-    """The bot (an operator) commits a 2 BTC delayed order; the owner's kill
-    (`revoke_operator`) lands once the order's settlement window opened. The owner's
-    cancel is refused ('settlement window open'), and anyone may settle the bot's order.
-    Safe: after the kill, nothing the bot asked for fills."""
+    """R6-4, accepted (docs/security.md): the bot (an operator) commits a 2 BTC delayed
+    order; the owner's kill (`revoke_operator`) lands once the order's settlement window
+    opened. The owner's cancel is refused ('settlement window open') and anyone may settle
+    the bot's order. Letting the kill (or the owner) cancel it then would hand back the
+    free option R4-2 closed: commit through a bot, see the price, kill. Bounded: one
+    order per market, filled at a price nobody knew at commit, within its acceptable
+    price, the account's margin and loss cap; a kill before the window opens lets the
+    owner cancel it."""
     ch, risk = protocol.clearinghouse, protocol.risk
     btc = protocol.market_id("BTC")
     _lp(protocol, h, lp, 1_000_000)
@@ -574,7 +556,7 @@ def test_r6_4__kill_switch_leaves_the_bots_delayed_order_live(
         f"R6-4: after revoke_operator the bot's delayed order filled {Decimal(size) / WAD} BTC "
         "(settled by a stranger; the owner's cancel refused)"
     )
-    assert size == 0
+    assert size == 2 * WAD  # the accepted residual: the last order settles
 
 
 def test_r6_revoke__only_the_owner_and_it_works_while_paused(

@@ -84,42 +84,25 @@ def _pool(protocol: Any) -> tuple[int, list[vl.PoolMarket]]:
         cap = int(ch.market_params(m).max_vault_exposure)
         markets.append(vl.PoolMarket(long_oi, short_oi, sum_cost, sum_funding, price, index, cap))
     cash = _raw_cash(ch)
-    equity = vl.pool_equity(cash, markets, int(ch.bad_debt_provision()), int(ch.insurance_fund()))
+    # the contract's insurance word: insurance_fund() adds its share of unswept fees
+    unswept = int(ch.pending_fees()) * int(ch.system_params().insurance_bps) // 10_000
+    insurance = int(ch.insurance_fund()) - unswept
+    equity = vl.pool_equity(cash, markets, int(ch.bad_debt_provision()), insurance)
     return equity, markets
 
 
-def _uncovered(ch: Any, swept: bool = False) -> int:
-    """The bad-debt provision insurance does not cover; `swept`: once an LP exit has
-    swept the fees (insurance takes its share first)."""
-    insurance = int(ch.insurance_fund())
-    if swept:
-        insurance += int(ch.pending_fees()) * int(ch.system_params().insurance_bps) // 10_000
-    return vl.uncovered_provision(int(ch.bad_debt_provision()), insurance)
-
-
-def _other(ch: Any, markets: list[vl.PoolMarket], m: int) -> int:
-    """What the pool's floor holds besides market `m` (the other markets' losses and the
-    uncovered provision): the ADL's offset on top of the funding it settles."""
-    cash = _raw_cash(ch)
-    return (
-        vl.pool_floor(cash, markets, _uncovered(ch))
-        - cash
-        + max(vl.traders_price_pnl(markets[m]), 0)
-    )
+def _exit_kw(ch: Any) -> dict[str, int]:
+    """The provision and insurance an LP exit's equity reads (insurance_fund(): with its
+    share of the fees the exit sweeps first)."""
+    return {"provision": int(ch.bad_debt_provision()), "insurance": int(ch.insurance_fund())}
 
 
 def _within_limits(protocol: Any, m: int) -> bool:
-    """Market `m`'s exposure within the caps ADL restores: against full pool equity, the
-    trade path's rule and the pool's floor."""
-    ch = protocol.clearinghouse
+    """Market `m`'s exposure within both caps ADL restores: against full pool equity and
+    the trade path's rule."""
     equity, markets = _pool(protocol)
     mk = markets[m]
-    low = vl.pool_floor(_raw_cash(ch), markets, _uncovered(ch))
-    cap = min(
-        vl.exposure_cap(mk, equity),
-        vl.exposure_limit(mk, _raw_cash(ch)),
-        vl.exposure_cap(mk, low),
-    )
+    cap = min(vl.exposure_cap(mk, equity), vl.exposure_limit(mk, _raw_cash(protocol.clearinghouse)))
     return vl.exposure(mk) <= cap
 
 
@@ -172,7 +155,7 @@ def test_lp_exit__not_frozen_by_traders_at_the_cap(protocol, ch, h, trader, lp, 
     shares = int(protocol.vault.balanceOf(lp))
     protocol.vault.redeem(shares // 4, lp, lp, sender=lp)  # a quarter of the pool leaves
     _, markets = _pool(protocol)
-    assert vl.exit_allowed(int(ch.pool_cash()), markets, uncovered=_uncovered(ch, True))
+    assert vl.exit_allowed(int(ch.pool_cash()), markets, **_exit_kw(ch))
     # and no further than 1.5x the cap
     with ape.reverts(CAP):
         protocol.vault.redeem(shares // 2, lp, lp, sender=lp)
@@ -197,7 +180,7 @@ def test_lp_exit__measured_by_the_trade_paths_rule(
     _, markets = _pool(protocol)
     mk = markets[btc]
     room = PerpdexClient.from_protocol(protocol, lp).lp_status().exit_room * 10**6
-    assert room == vl.max_exit(cash, markets, unit, uncovered=_uncovered(ch, True)) > 0
+    assert room == vl.max_exit(cash, markets, unit, **_exit_kw(ch)) > 0
     # the old check (1.5x cap x cash) would have let this much leave
     old = cash // unit - vl.exposure(mk) * 10_000 * WAD // (mk.max_vault_exposure * 15_000) // unit
     print(f"BTC +15%: LP exits may take ${room / 10**6:,.2f} (old rule: ${old / 10**6:,.2f})")
@@ -219,8 +202,9 @@ def _adl_matches_the_mirror(protocol: Any, tx: Any, account: int, m: int, before
     cash, markets, size, cost = before
     ev = tx.decode_logs(protocol.risk.AutoDeleveraged)[0]
     fill = next(f for f in ch.Fill.from_receipt(tx) if f.account == account)
-    offset = int(fill.funding_paid) + _other(ch, markets, m)
-    amount = vl.exposure_amount(markets[m], cash, int(ev.pool_equity), size, cost, offset)
+    amount = vl.exposure_amount(
+        markets[m], cash, int(ev.pool_equity), size, cost, int(fill.funding_paid)
+    )
     assert ev.reason == vl.REASON_EXPOSURE
     assert ev.size_delta == vl.deleverage_delta(size, amount, markets[m].price)
     return ev
@@ -255,7 +239,7 @@ def test_lp_exit__a_losing_trader_cannot_freeze_exits(
     while int(vault.balanceOf(lp)) > 0:
         cash = int(ch.pool_cash())
         _, markets = _pool(protocol)
-        room = vl.max_exit(cash, markets, unit, uncovered=_uncovered(ch, True))
+        room = vl.max_exit(cash, markets, unit, **_exit_kw(ch))
         if rounds:  # after an ADL at least a third of the rule's base may leave
             mk = markets[btc]
             base = vl.exposure_limit(mk, cash) * WAD // mk.max_vault_exposure
@@ -377,10 +361,7 @@ def test_adl__fires_exactly_when_the_pnl_cap_is_exceeded(
     size, cost, _ = (int(x) for x in ch.position(winner, btc))
     delta = _index_delta(ch, winner, btc)
     cash = _raw_cash(ch)
-    low = vl.pool_floor(cash, markets, _uncovered(ch))
-    reason, _ = vl.adl_amount(
-        mk, size, cost, delta, equity, WAD // 10, WAD // 20, cash=cash, low=low
-    )
+    reason, _ = vl.adl_amount(mk, size, cost, delta, equity, WAD // 10, WAD // 20, cash=cash)
     tx = protocol.risk.auto_deleverage(winner, btc, sender=keeper)
     ev = tx.decode_logs(protocol.risk.AutoDeleveraged)[0]
     assert abs(ev.trader_pnl - vl.trader_pnl(mk)) < WAD and abs(ev.pool_equity - equity) < WAD
@@ -475,10 +456,7 @@ def test_loss_cap_close_out__over_the_cap_then_adl_restores_it(
     ev = tx.decode_logs(protocol.risk.AutoDeleveraged)[0]
     # the mirror, at the equity the ADL read (a second of funding after ours)
     assert abs(ev.pool_equity - equity_pool) < WAD
-    low = vl.pool_floor(cash, markets, _uncovered(ch))
-    reason, _ = vl.adl_amount(
-        mk, size, cost, delta, ev.pool_equity, factor, target, cash=cash, low=low
-    )
+    reason, _ = vl.adl_amount(mk, size, cost, delta, ev.pool_equity, factor, target, cash=cash)
     assert ev.reason == reason == vl.REASON_EXPOSURE
     # the amount to the wei, with the funding the fill settled
     _adl_matches_the_mirror(protocol, tx, whale, btc, (cash, markets, size, cost))

@@ -91,14 +91,6 @@ def pool_equity(cash: int, markets: list[PoolMarket], provision: int, insurance:
     return cash - sum(trader_pnl(m) for m in markets) - uncovered_provision(provision, insurance)
 
 
-def pool_floor(cash: int, markets: list[PoolMarket], uncovered: int) -> int:
-    """state._pool_equity's floor: raw cash, the pool's unrealised price loss in every
-    market where it loses (gains and funding left out), minus the provision insurance
-    does not cover (`uncovered`, >= 0). LP exits and ADL hold every market to f x it
-    (review 5, R5-1)."""
-    return cash - sum(max(traders_price_pnl(m), 0) for m in markets) - uncovered
-
-
 def uncovered_provision(provision: int, insurance: int) -> int:
     """The bad-debt provision insurance does not cover (0 when it does)."""
     return max(provision - insurance, 0)
@@ -130,34 +122,45 @@ def exposure_limit(
     return base * m.max_vault_exposure // WAD if base > 0 else 0
 
 
-def exit_allowed(cash_after: int, markets: list[PoolMarket], *, uncovered: int) -> bool:
+def exit_allowed(
+    cash_after: int, markets: list[PoolMarket], *, provision: int, insurance: int
+) -> bool:
     """treasury.vault_withdraw's cap check: with `cash_after` (the pool's cash once fees
     are swept, less the exit) every market with a skew keeps its exposure within
-    LP_EXIT_HEADROOM_BPS of both `exposure_limit` and its cap against the pool's floor
-    (`pool_floor`, with `uncovered` provision after the sweep), and the cash is not
-    negative."""
+    LP_EXIT_HEADROOM_BPS of both `exposure_limit` and its cap against pool equity
+    (`pool_equity` with the bad-debt `provision` and the `insurance` fund after the
+    sweep: views.insurance_fund), and the cash is not negative."""
     if cash_after < 0:
         return False
-    low = pool_floor(cash_after, markets, uncovered)
+    equity = pool_equity(cash_after, markets, provision, insurance)
     return all(
         exposure(m) * BPS
-        <= min(exposure_limit(m, cash_after), exposure_cap(m, low)) * LP_EXIT_HEADROOM_BPS
+        <= min(exposure_limit(m, cash_after), exposure_cap(m, equity)) * LP_EXIT_HEADROOM_BPS
         for m in markets
         if m.skew != 0
     )
 
 
-def max_exit(cash: int, markets: list[PoolMarket], scale: int = 1, *, uncovered: int) -> int:
+def max_exit(
+    cash: int,
+    markets: list[PoolMarket],
+    scale: int = 1,
+    *,
+    provision: int,
+    insurance: int,
+) -> int:
     """The most whole units of `scale` (USD WAD per token unit) `vault_withdraw` can pay
     out of `cash` (views.pool_cash: with the vault's share of unswept fees, which the
-    withdrawal sweeps first; `uncovered`: the provision insurance does not cover once
-    the sweep paid insurance its share) now: 0 when the caps hold back everything."""
-    if not exit_allowed(cash, markets, uncovered=uncovered):
+    withdrawal sweeps first; `provision` and `insurance`: views.bad_debt_provision and
+    views.insurance_fund, the latter with its share of the fees the sweep pays) now: 0
+    when the caps hold back everything."""
+    kw = {"provision": provision, "insurance": insurance}
+    if not exit_allowed(cash, markets, **kw):
         return 0
     lo, hi = 0, max(cash, 0) // scale  # lo passes
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if exit_allowed(cash - mid * scale, markets, uncovered=uncovered):
+        if exit_allowed(cash - mid * scale, markets, **kw):
             lo = mid
         else:
             hi = mid - 1
@@ -178,13 +181,13 @@ def adl_amount(
     target_factor: int,
     *,
     cash: int,
-    low: int,
 ) -> tuple[int, int]:
     """(reason, base amount before the minimum-position rule) `auto_deleverage` closes
     of a position (`size`, `cost`, funding index - its snapshot) at `m.price`, with pool
-    equity `equity`, its floor `low` (`pool_floor`) and the pool's raw cash word `cash`
-    (views.pool_cash less the vault's share of unswept fees); raises Revert with the
-    contract's reason when it refuses."""
+    equity `equity` (`pool_equity` of the unswept state: the contract's insurance word,
+    views.insurance_fund less its share of pending fees) and the pool's raw cash word
+    `cash` (views.pool_cash less the vault's share of unswept fees); raises Revert with
+    the contract's reason when it refuses."""
     if size == 0:
         raise Revert("clearinghouse: no position to deleverage")
     pnl = trader_pnl(m)
@@ -193,36 +196,29 @@ def adl_amount(
     owed = funding_owed(size, index_delta)
     if capped and price_pnl > owed and price_pnl > 0:
         return REASON_PNL, pnl_close_amount(size, price_pnl, owed, pnl, equity, target_factor)
-    if exposure(m) <= min(exposure_cap(m, equity), exposure_limit(m, cash), exposure_cap(m, low)):
+    if exposure(m) <= min(exposure_cap(m, equity), exposure_limit(m, cash)):
         if capped:
             raise Revert("clearinghouse: adl closes profitable positions only")
         raise Revert("clearinghouse: vault within its limits")
     if (size > 0) != (m.skew > 0):
         raise Revert("clearinghouse: adl closes the skew's side only")
-    # the other markets' losses and the uncovered provision in the floor: a fill in this
-    # market leaves them unchanged
-    other = low - cash + max(traders_price_pnl(m), 0)
-    return REASON_EXPOSURE, exposure_amount(m, cash, equity, size, cost, owed + other)
+    return REASON_EXPOSURE, exposure_amount(m, cash, equity, size, cost, owed)
 
 
-def exposure_amount(
-    m: PoolMarket, cash: int, equity: int, size: int, cost: int, offset: int
-) -> int:
+def exposure_amount(m: PoolMarket, cash: int, equity: int, size: int, cost: int, owed: int) -> int:
     """vault_limits._exposure_amount: base amount of a position on the skew's side
-    (`size`, `cost`) to close at `m.price` so that the exposure comes back within the
-    cap against `equity` (which such a fill leaves unchanged) and f x min(K, cash) at
-    raw cash `cash` + `offset` (the funding the position owes, settled whole at the
-    fill, + the other markets' losses and uncovered provision in the pool's floor:
-    `exposure_limit` at offset = owed, the floor's cap with the rest); K = cash + sum of
-    cost bases - skew x price: the fill leaves K unchanged but for the funding, and
-    takes from cash what it realises, q x the position's PnL per unit rounded up.
-    Rounded up, +1 wei on the rule's terms; before the minimum-position rule
-    (`deleverage_delta`)."""
+    (`size`, `cost`, funding `owed`, settled whole at the fill: + owes, - earned) to
+    close at `m.price` so that the exposure comes back within the cap against `equity`
+    (which such a fill leaves unchanged) and `exposure_limit` at raw cash `cash`
+    (min(K, cash) x f, K = cash + sum of cost bases - skew x price: the fill leaves K
+    unchanged but for the funding, and takes from cash what it realises, q x the
+    position's PnL per unit rounded up). Rounded up, +1 wei on the rule's terms; before
+    the minimum-position rule (`deleverage_delta`)."""
     e = exposure(m)
     cap = exposure_cap(m, equity)
     q = mul_div(e - cap, WAD, m.price, True) if e > cap else 0
     f = m.max_vault_exposure
-    cash += offset
+    cash += owed
     k = cash + m.sum_cost - vdiv(m.skew * m.price, IWAD)
     need = e - div_floor(f * k, IWAD)
     if need > 0:
