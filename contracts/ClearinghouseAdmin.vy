@@ -22,6 +22,7 @@ from .modules import governance
 from .modules import views
 from .modules import liquidation_hooks
 from .modules import vault_limits
+from .modules import order_hash as oh
 
 initializes: access_control
 initializes: pausable
@@ -34,6 +35,7 @@ initializes: governance[state := state, access_control := access_control, pausab
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
 initializes: vault_limits[state := state, engine := engine]
+initializes: oh[state := state]
 
 exports: (
     access_control.grantRole,
@@ -54,6 +56,11 @@ exports: (
     governance.set_risk_book,
     governance.propose_risk_book,
     governance.set_risk_book_delay,
+    # cold code moved off the full halves (bytecode room): the margin-mode switch off
+    # Ops, and a contract wallet's signature check off Orders (self-only, reached by a
+    # static call from order_hash._verify)
+    accounts.set_margin_mode,
+    oh.order_wallet_check,
 )
 
 
