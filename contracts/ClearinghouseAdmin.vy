@@ -4,7 +4,9 @@
 @custom:contract-name ClearinghouseAdmin
 @license MIT
 @notice Executed only by delegatecall (Clearinghouse -> ClearinghouseOps -> here; its own
-        storage is never used): markets, collateral, fees, pausing and the risk book. Call
+        storage is never used): markets, collateral, fees, pausing and the risk book;
+        and, for the other halves' bytecode room, the margin-mode switch and a contract
+        wallet's (EIP-1271) order-signature check. Call
         these functions on the Clearinghouse address with this contract's ABI; they
         return nothing. Selectors not exported here go on, again by delegatecall, to
         ClearinghouseOrders (signed-order settlement and cancels).

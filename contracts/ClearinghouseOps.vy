@@ -4,8 +4,8 @@
 @custom:contract-name ClearinghouseOps
 @license MIT
 @notice Executed only by delegatecall from the Clearinghouse (its own storage is never
-        used): deposits, withdrawals, collateral transfers, margin modes, loss caps and
-        the liquidation hooks (the vault's cash calls live in ClearinghouseAdmin). Call
+        used): deposits, withdrawals, collateral transfers, loss caps and the liquidation
+        hooks (margin-mode switches live in ClearinghouseAdmin, for bytecode room). Call
         these functions on the Clearinghouse address with this contract's ABI; they
         return nothing. Selectors not exported here go on, again by delegatecall, to
         ClearinghouseAdmin.
