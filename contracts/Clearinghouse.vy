@@ -53,8 +53,6 @@ initializes: vault_limits[state := state, engine := engine]
 
 exports: (
     access_control.hasRole,
-    access_control.getRoleAdmin,
-    access_control.supportsInterface,
     access_control.DEFAULT_ADMIN_ROLE,
     pausable.paused,
     state.RISK_ROLE,
@@ -63,7 +61,6 @@ exports: (
     state.ORACLE,
     state.SETTLEMENT_SCALE,
     state.loss_cap,
-    state.sub_account_count,
     state.is_operator,
     state.collateral_count,
     state.collateral_token,

@@ -4,7 +4,9 @@
 @custom:contract-name ClearinghouseAdmin
 @license MIT
 @notice Executed only by delegatecall (Clearinghouse -> ClearinghouseOps -> here; its own
-        storage is never used): markets, collateral, fees, pausing and the risk book. Call
+        storage is never used): markets, collateral, fees, pausing and the risk book;
+        and, for the other halves' bytecode room, the margin-mode switch and a contract
+        wallet's (EIP-1271) order-signature check. Call
         these functions on the Clearinghouse address with this contract's ABI; they
         return nothing. Selectors not exported here go on, again by delegatecall, to
         ClearinghouseOrders (signed-order settlement and cancels).
@@ -22,6 +24,7 @@ from .modules import governance
 from .modules import views
 from .modules import liquidation_hooks
 from .modules import vault_limits
+from .modules import order_hash as oh
 
 initializes: access_control
 initializes: pausable
@@ -34,6 +37,7 @@ initializes: governance[state := state, access_control := access_control, pausab
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
 initializes: vault_limits[state := state, engine := engine]
+initializes: oh[state := state]
 
 exports: (
     # the owner's kill switch for a bot (cold, so here for the hot halves' room)
@@ -56,6 +60,11 @@ exports: (
     governance.set_risk_book,
     governance.propose_risk_book,
     governance.set_risk_book_delay,
+    # cold code moved off the full halves (bytecode room): the margin-mode switch off
+    # Ops, and a contract wallet's signature check off Orders (self-only, reached by a
+    # static call from order_hash._verify)
+    accounts.set_margin_mode,
+    oh.order_wallet_check,
 )
 
 

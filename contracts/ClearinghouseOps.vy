@@ -4,8 +4,8 @@
 @custom:contract-name ClearinghouseOps
 @license MIT
 @notice Executed only by delegatecall from the Clearinghouse (its own storage is never
-        used): deposits, withdrawals, collateral transfers, margin modes, loss caps and
-        the liquidation hooks (the vault's cash calls live in ClearinghouseAdmin). Call
+        used): deposits, withdrawals, collateral transfers, loss caps and the liquidation
+        hooks (margin-mode switches live in ClearinghouseAdmin, for bytecode room). Call
         these functions on the Clearinghouse address with this contract's ABI; they
         return nothing. Selectors not exported here go on, again by delegatecall, to
         ClearinghouseAdmin.
@@ -45,7 +45,6 @@ exports: (
     accounts.deposit,
     accounts.withdraw,
     accounts.transfer_collateral,
-    accounts.set_margin_mode,
     accounts.set_loss_cap,
     trading.refresh,
     trading.trigger_loss_cap,
@@ -56,8 +55,11 @@ exports: (
     # self-only: a conditional order's keeper fee through the withdrawal gate compiled
     # here (`execute_order` itself is in ClearinghouseRisk)
     conditional.conditional_keeper_fee,
-    #    # cold getters, here for the hot half's bytecode room (no contract calls them on a
+    # cold getters, here for the hot half's bytecode room (no contract calls them on a
     # gas-budgeted path); the Clearinghouse's __default__ returns their data
+    access_control.getRoleAdmin,
+    access_control.supportsInterface,
+    state.sub_account_count,
     state.account_name,
     state.risk_book_version,
     state.risk_book_delay,
@@ -124,7 +126,7 @@ def cancel_below(account: uint256, nonce: uint64):
     @param account The sub-account id.
     @param nonce The new minimum nonce (above the current one).
     """
-    hdr: uint256 = engine._require_trader(account)
+    hdr: uint256 = engine._require_trader_any(account)
     n: uint256 = convert(nonce, uint256)
     assert n > hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: min nonce only rises"
     state._header[account] = (hdr & ((1 << oh.MIN_NONCE_SHIFT) - 1)) | (n << oh.MIN_NONCE_SHIFT)

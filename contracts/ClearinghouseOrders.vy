@@ -189,6 +189,8 @@ def _use(
     """
     hdr: uint256 = engine._require_exists(o.account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    # no signed fill while a delayed order of the account may settle (R4-2)
+    engine._require_idle(hdr)
     nonce: uint256 = o.w2 & packing.MASK_64
     assert (o.w2 >> 64) & packing.MASK_64 >= block.timestamp, "clearinghouse: order expired"
     assert nonce >= hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: order nonce cancelled"
@@ -327,7 +329,14 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         if tf & oh.FLAG_IOC != 0:
             sweep = dt
             swept = filled
-        p: packing.MarketParams = packing._unpack_params(state._params[m])
+        pw: uint256 = state._params[m]
+        # in a delayed market an operator trades only by commit_order, whose fill price
+        # nobody knows at commit (R4-3: else it fills the account against its own at the
+        # oracle price just before an update it knows)
+        assert not (op_m or op_t) or pw & packing.DELAYED_ADD_BIT == 0, (
+            "clearinghouse: operator order in delayed market"
+        )
+        p: packing.MarketParams = packing._unpack_params(pw)
         if (touched >> m) & 1 == 0:
             touched |= 1 << m
             prices[m], oflags[m], indices[m] = engine._touch_with(m, p, True)

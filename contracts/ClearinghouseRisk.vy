@@ -112,7 +112,7 @@ def cancel_order(order: oh.Order):
             order of the account with that nonce can fill afterwards.
     @param order The order as signed (perpdex/sdk/orders.py `Order.as_message`).
     """
-    engine._require_trader(order.account)
+    engine._require_trader_any(order.account)
     nonce: uint256 = convert(order.nonce, uint256)
     state._order_bits[order.account][nonce >> 7] |= oh.ORDER_DONE << ((nonce & 127) << 1)
     log state.OrderCancelled(

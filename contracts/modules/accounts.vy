@@ -7,7 +7,9 @@
         without storage), operators (trade, never withdraw), deposits credited by the
         measured balance change, withdrawals and transfers through the margin gate,
         margin mode and loss cap per sub-account (below its floor an account only
-        reduces, and no value leaves it past the floor: modules/engine.vy).
+        reduces, and no value leaves it past the floor: modules/engine.vy). While a
+        delayed order of the account may settle, withdrawals, transfers out and loss-cap
+        and margin-mode changes are refused (`engine._require_idle`, review 4 R4-2).
         Value leaves an account only against realised equity: withdrawals and transfers
         out pass the margin gate with every position's unrealised PnL (funding owed
         included) counted only when negative, min(pnl, 0), position by position. A mark
@@ -88,7 +90,7 @@ def set_margin_mode(account: uint256, portfolio: bool):
     @notice Switches an account between isolated and portfolio margin. Refused when the
             account would be below initial margin in the new mode.
     """
-    hdr: uint256 = engine._require_owner(account)
+    hdr: uint256 = engine._require_idle(engine._require_owner(account))
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     assert (hdr & c.ACCOUNT_PORTFOLIO != 0) != portfolio, "clearinghouse: mode unchanged"
     hdr ^= c.ACCOUNT_PORTFOLIO
@@ -109,7 +111,7 @@ def set_loss_cap(account: uint256, equity_floor: uint256):
             equity below it. 0 removes the cap. A floor above the current equity is
             accepted (the SDK asks for confirmation first).
     """
-    engine._require_owner(account)
+    engine._require_idle(engine._require_owner(account))
     log state.LossCapSet(account=account, old_floor=state.loss_cap[account], new_floor=equity_floor)
     state.loss_cap[account] = equity_floor
 
@@ -154,7 +156,7 @@ def withdraw(account: uint256, token: address, amount: uint256, receiver: addres
     """
     assert amount != 0, "clearinghouse: zero amount"
     assert receiver != empty(address), "clearinghouse: zero receiver"
-    hdr: uint256 = engine._require_owner(account)
+    hdr: uint256 = engine._require_idle(engine._require_owner(account))
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     idx: uint256 = engine._token_index(token)
     engine._debit(account, hdr, idx, amount)
@@ -200,6 +202,8 @@ def transfer_collateral(
         )
     ), "clearinghouse: not account owner"
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
+    # into an account with a delayed order pending, yes (a deposit); out of one, no
+    engine._require_idle(hdr)
     idx: uint256 = engine._token_index(token)
     engine._debit(from_account, hdr, idx, amount)
     state._balance[to_account][idx] += convert(amount * state.collateral_scale[idx], int256)

@@ -78,6 +78,8 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
     account: uint256 = order.account
     hdr: uint256 = engine._require_exists(account)
     engine._require_active(hdr)
+    # signed by the owner or an operator: not while a delayed order may settle (R4-2)
+    engine._require_idle(hdr)
     assert order.triggerPrice != 0, "clearinghouse: not a conditional order"
     assert convert(order.expiry, uint256) >= block.timestamp, "clearinghouse: order expired"
     nonce: uint256 = convert(order.nonce, uint256)

@@ -31,7 +31,14 @@
         order fills at the first price after its delay unless nobody settles; a trader
         who is the only keeper could pick a later reading within max_age (keep it
         short). The owner cannot cancel once a settling price may exist, so the
-        settlement price cannot be seen first and then refused.
+        settlement price cannot be seen first and then refused; nor can it make the
+        settlement fail (review 4, R4-2): while an order of the account may settle, the
+        account header's pending count and expiry (modules/packing.vy) freeze what its
+        owner and operators start or signed (`engine._require_idle`: trades and fills in
+        every market, withdrawals, transfers out, loss-cap and margin-mode changes);
+        deposits, these orders' own commits and cancels, and liquidations go on. An
+        order expires at commit time + max_age, or at the header's expiry if that is
+        earlier (governance raising max_age does not lengthen it past the freeze).
 """
 
 from ..interfaces import IClearinghouseEngine
@@ -100,11 +107,29 @@ def _opens(w: uint256, cfg: uint256) -> uint256:
 
 @internal
 @view
-def _expired(w: uint256, cfg: uint256) -> bool:
+def _expired(w: uint256, cfg: uint256, hdr: uint256) -> bool:
     """
-    @dev Past the order's settlement window: now > commit time + max_age.
+    @dev Past the order's settlement window: now > commit time + max_age, or past the
+         account's freeze (`hdr`'s pending-until, set from max_age at commit: a max_age
+         raised later does not let an order settle while its owner is free again).
     """
-    return block.timestamp > ((w >> 192) & packing.MASK_40) + ((cfg >> 32) & packing.MASK_32)
+    return block.timestamp > min(
+        ((w >> 192) & packing.MASK_40) + ((cfg >> 32) & packing.MASK_32),
+        packing._pending_until(hdr),
+    )
+
+
+@internal
+def _release(account: uint256, hdr: uint256):
+    """
+    @dev One stored order of the account gone (settled or cancelled): its pending count
+         drops, and with the last one the freeze ends.
+    """
+    n: uint256 = packing._pending_count(hdr) - 1
+    until: uint256 = 0
+    if n != 0:
+        until = packing._pending_until(hdr)
+    state._header[account] = packing._with_pending(hdr, n, until)
 
 
 @external
@@ -155,14 +180,19 @@ def commit_order(account: uint256, market: uint256, size_delta: int256, acceptab
     @notice Commits a vault order (owner or operator): it fills through `settle_order` at
             the first oracle price observed at least the market's min_delay after now,
             within max_age, with the checks and fees of `trade`. One pending order per
-            account and market (an expired one is replaced).
+            account and market (an expired one is replaced). Until it settles, is
+            cancelled or expires, the account's owner and operators can neither trade
+            nor take value out nor change its loss cap or margin mode
+            (`engine._require_idle`); deposits and other delayed orders remain open.
     @param account The sub-account id.
     @param market The market id.
     @param size_delta Signed base units (WAD): positive buys, negative sells.
     @param acceptable_price Worst fill price accepted (WAD): a ceiling for buys, a floor
            for sells.
     """
-    self._require_active(engine._require_trader(account))
+    # not `_require_trader`: another order pending (other markets) does not stop a commit
+    hdr: uint256 = engine._require_trader_any(account)
+    self._require_active(hdr)
     cfg: uint256 = self._config(market)
     assert cfg != 0, "clearinghouse: no delayed orders in market"
     assert size_delta != 0, "clearinghouse: zero size"
@@ -170,11 +200,20 @@ def commit_order(account: uint256, market: uint256, size_delta: int256, acceptab
         size_delta <= packing.MAX_I96 and size_delta >= -packing.MAX_I96
     ), "clearinghouse: size too large"
     old: uint256 = state.delayed_order[account][market]
+    n: uint256 = packing._pending_count(hdr)
     if old != 0:
-        assert self._expired(old, cfg), "clearinghouse: delayed order pending"
+        assert self._expired(old, cfg, hdr), "clearinghouse: delayed order pending"
         log state.DelayedOrderCancelled(
             account=account, market=market, sender=msg.sender, expired=True
         )
+    else:
+        n += 1
+    # the account is frozen for its owner and operators while this order may settle
+    state._header[account] = packing._with_pending(
+        hdr,
+        n,
+        max(packing._pending_until(hdr), block.timestamp + ((cfg >> 32) & packing.MASK_32)),
+    )
     fee: uint256 = (cfg >> 64) & packing.MASK_128
     state.delayed_order[account][market] = (
         (convert(convert(size_delta, bytes32), uint256) & packing.MASK_96)
@@ -208,8 +247,9 @@ def settle_order(account: uint256, market: uint256) -> uint256:
     w: uint256 = 0
     cfg: uint256 = 0
     w, cfg = self._load(account, market)
-    assert not self._expired(w, cfg), "clearinghouse: delayed order expired"
-    self._require_active(state._header[account])
+    hdr: uint256 = state._header[account]
+    assert not self._expired(w, cfg, hdr), "clearinghouse: delayed order expired"
+    self._require_active(hdr)
     core: IClearinghouseEngine = IClearinghouseEngine(self)
     # a fresh reading, not a mark cached earlier in this block (a feed may have moved
     # since): the price the fill uses and the time checked next are one reading
@@ -217,6 +257,7 @@ def settle_order(account: uint256, market: uint256) -> uint256:
     published: uint256 = staticcall state.ORACLE.price_time(market)
     assert published >= self._opens(w, cfg), "clearinghouse: no price after commit yet"
     state.delayed_order[account][market] = 0
+    self._release(account, hdr)
     fee: uint256 = min(
         (w >> 232) * KEEPER_FEE_UNIT, convert(max(state._balance[account][0], 0), uint256)
     )
@@ -253,11 +294,13 @@ def cancel_delayed_order(account: uint256, market: uint256):
     w: uint256 = 0
     cfg: uint256 = 0
     w, cfg = self._load(account, market)
-    expired: bool = self._expired(w, cfg)
+    hdr: uint256 = state._header[account]
+    expired: bool = self._expired(w, cfg, hdr)
     if not expired:
-        engine._require_trader(account)
+        engine._require_trader_any(account)
         assert block.timestamp < self._opens(w, cfg), "clearinghouse: settlement window open"
     state.delayed_order[account][market] = 0
+    self._release(account, hdr)
     log state.DelayedOrderCancelled(
         account=account, market=market, sender=msg.sender, expired=expired
     )

@@ -782,11 +782,50 @@ def _require_active(hdr: uint256):
 
 @internal
 @view
-def _require_trader(account: uint256) -> uint256:
+def _require_trader_any(account: uint256) -> uint256:
+    """
+    @dev The sender is the account's owner or an operator; the account's header. For the
+         actions a pending delayed order does not freeze (committing and cancelling
+         delayed orders, cancelling signed orders).
+    """
     hdr: uint256 = self._require_exists(account)
     assert (
         msg.sender == self._owner(account) or state.is_operator[account][msg.sender]
     ), "clearinghouse: not authorized"
+    return hdr
+
+
+@internal
+@view
+def _require_trader(account: uint256) -> uint256:
+    """
+    @dev `_require_trader_any`, and no delayed order of the account pending
+         (`_require_idle`): the check of every owner or operator trade.
+    """
+    hdr: uint256 = self._require_exists(account)
+    assert (
+        msg.sender == self._owner(account) or state.is_operator[account][msg.sender]
+    ), "clearinghouse: not authorized"
+    # `_require_idle`, inline (bytecode: the hot half has no other use of it)
+    assert hdr << 152 >> 216 < block.timestamp, "clearinghouse: delayed order pending"
+    return hdr
+
+
+@internal
+@view
+def _require_idle(hdr: uint256) -> uint256:
+    """
+    @dev Refuses what the account's owner or operators start or signed while a delayed
+         order of the account may still settle (review 4, R4-2): a trade or fill in any
+         market, a withdrawal or transfer out, a loss-cap or margin-mode change. Each
+         could make the order's settlement fail once its price is known, a free option;
+         so until it settles, is cancelled before its window or expires, only deposits
+         come in (Synthetix v3 freezes an account with a pending order the same way).
+         Liquidations, auto-deleveraging and loss-cap close-outs do not come here.
+         Returns `hdr`.
+    """
+    # packing._pending_until, inline: bits 64-103
+    assert hdr << 152 >> 216 < block.timestamp, "clearinghouse: delayed order pending"
     return hdr
 
 

@@ -209,7 +209,8 @@ def liquidation_transfer(
             `discount` (WAD) against the liquidated account: longs sell below the mark,
             shorts buy back above it. Charges `penalty_rate` x the notional moved to the
             insurance fund. A taker account must end above initial margin and, if it has
-            a loss cap, at or above its floor (a take adds risk). Liquidator
+            a loss cap, at or above its floor (a take adds risk), and have no delayed
+            order pending (`engine._require_idle`). Liquidator
             only; marks must have been refreshed in this block, the account must be
             liquidatable at them, and (discount + penalty_rate) x gross notional at most
             MAX_COST_SHARE x maintenance. A leg whose rest would be worth less than
@@ -230,6 +231,9 @@ def liquidation_transfer(
     if taker != state.POOL:
         taker_hdr: uint256 = engine._require_exists(taker)
         assert taker_hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: taker in liquidation"
+        # a take is its owner's choice and adds risk: not into an account whose delayed
+        # order may still settle (review 4, R4-2; the liquidated account's may)
+        engine._require_idle(taker_hdr)
     core: IClearinghouseEngine = IClearinghouseEngine(self)
     bitmap: uint256 = packing._positions_bitmap(hdr)
     notional: uint256 = 0

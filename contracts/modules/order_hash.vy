@@ -9,7 +9,9 @@
         fill checks, the one a cancel logs and the signature check of a matched fill and
         of a conditional order are one piece of code. The struct is the one of
         perpdex/sdk/orders.py; the domain is ("perpdex", "1", chain id, `self`: the
-        Clearinghouse, since both halves run by delegatecall).
+        Clearinghouse, since both halves run by delegatecall). A contract wallet's
+        (EIP-1271) signature is checked by `order_wallet_check`, compiled into
+        ClearinghouseAdmin and reached by a static call to the Clearinghouse.
 """
 
 from snekmate.utils import ecdsa
@@ -93,9 +95,20 @@ def _verify(account: uint256, digest: bytes32, sig: uint256, r: uint256, s: uint
     """
     owner: address = convert(account >> 96, address)
     if (sig >> 1) & 1 == 1:
-        assert signature_checker._is_valid_ERC1271_signature_now(
-            owner, digest, concat(convert(r, bytes32), convert(s, bytes32))
-        ), "clearinghouse: bad wallet signature"
+        # `order_wallet_check` below, on the Clearinghouse (compiled into
+        # ClearinghouseAdmin: the wallet call is cold code, and the Orders half has no
+        # bytecode room); reverts, with its reason, unless the wallet accepts the order
+        raw_call(
+            self,
+            abi_encode(
+                owner,
+                digest,
+                r,
+                s,
+                method_id=method_id("order_wallet_check(address,bytes32,uint256,uint256)"),
+            ),
+            is_static_call=True,
+        )
         return False
     # snekmate's bound: one valid signature per order (EIP-2 low s)
     assert s <= ecdsa._MALLEABILITY_THRESHOLD, "clearinghouse: high-s signature"
@@ -105,3 +118,17 @@ def _verify(account: uint256, digest: bytes32, sig: uint256, r: uint256, s: uint
         return False
     assert state.is_operator[account][signer], "clearinghouse: signer not authorized"
     return True
+
+
+@external
+@view
+def order_wallet_check(owner: address, digest: bytes32, r: uint256, s: uint256):
+    """
+    @notice Self-only (`_verify`, by static call; exported by ClearinghouseAdmin): reverts
+            unless the contract wallet `owner` accepts the 64-byte signature (r, s) of
+            the order `digest` (EIP-1271).
+    """
+    assert msg.sender == self, "clearinghouse: internal entry point"
+    assert signature_checker._is_valid_ERC1271_signature_now(
+        owner, digest, concat(convert(r, bytes32), convert(s, bytes32))
+    ), "clearinghouse: bad wallet signature"

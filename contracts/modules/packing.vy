@@ -40,8 +40,13 @@
                         writes one word for both
         account header  flags uint8 | positions bitmap uint32 |
                         collateral bitmap uint8 | position count uint8 |
-                        (bits 56-191 unused) | min order nonce uint64 (bits
-                        192-255, `cancel_below` in ClearinghouseOrders.vy)
+                        pending delayed orders uint8 (bits 56-63) | pending
+                        until uint40 (bits 64-103: the latest expiry, commit
+                        time + max_age, of those orders; 0 with none; the
+                        account is frozen for its owner and operators while
+                        now <= it, modules/delayed.vy, review 4 R4-2) |
+                        (bits 104-191 unused) | min order nonce uint64 (bits
+                        192-255, `cancel_below` in ClearinghouseOps.vy)
         treasury word   insurance_fund uint128 | protocol_fees uint128    (USD WAD)
         system word     risk_book address | n_scenarios u8 | floor_bps u16 |
                         mmr_bps u16 | fee_insurance_bps u16 | fee_protocol_bps u16 |
@@ -316,6 +321,36 @@ def _collateral_bitmap(h: uint256) -> uint256:
 @pure
 def _position_count(h: uint256) -> uint256:
     return (h >> 48) & MASK_8
+
+
+@internal
+@pure
+def _pending_count(h: uint256) -> uint256:
+    """
+    @dev How many delayed orders of the account are stored (pending or expired, not yet
+         settled, cancelled or replaced).
+    """
+    return (h >> 56) & MASK_8
+
+
+@internal
+@pure
+def _pending_until(h: uint256) -> uint256:
+    """
+    @dev The last second a stored delayed order of the account may still settle (0 when
+         none is stored): the account's owner and operators are frozen until then.
+    """
+    return (h >> 64) & MASK_40
+
+
+@internal
+@pure
+def _with_pending(h: uint256, n: uint256, until: uint256) -> uint256:
+    """
+    @dev The header with `n` delayed orders stored, pending until `until` (0 when n = 0).
+    """
+    assert n <= MASK_8 and until <= MASK_40, "packing: value too large"
+    return (h & ~(MASK_48 << 56)) | (n << 56) | (until << 64)
 
 
 @internal

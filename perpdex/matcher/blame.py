@@ -5,12 +5,14 @@ it reverts, it rebuilds it fill by fill (each fill simulated after the ones kept
 each fill that reverts and asks `blame` whose fault it is, from the revert reason and the
 chain's state:
 
-  order state        unknown account, account in liquidation, expired, nonce cancelled
-                     (`cancel_below`), done (filled or `cancel_order`), overfilled: read
-                     from the account header and the order's replay bits (storage,
-                     perpdex/sdk/settlement.py), counting the fills kept before it
+  order state        unknown account, account in liquidation, a delayed order pending
+                     (R4-2), expired, nonce cancelled (`cancel_below`), done (filled
+                     or `cancel_order`), overfilled: read from the account header and
+                     the order's replay bits (storage, perpdex/sdk/settlement.py),
+                     counting the fills kept before it
   signature          the side whose signature does not recover its account's owner
-  operator price     an operator-signed side filled worse than the oracle (R3-1)
+  operator price     an operator-signed side filled worse than the oracle (R3-1), or
+                     in a market with delayed orders on (R4-3)
   order flags        reduce-only that would add risk, post-only as taker, IOC as maker
   minimum size       the side left with a position under the minimum notional
   anything else      (margin, loss cap, negative equity on close, ...) the fill is
@@ -32,6 +34,7 @@ from perpdex.constants import MIN_POSITION_NOTIONAL, WAD
 from perpdex.matcher import sigs
 from perpdex.sdk import orders as o
 from perpdex.sdk import settlement as cs
+from perpdex.sdk.math.packing import is_frozen
 
 if TYPE_CHECKING:
     from perpdex.matcher.settler import MatchedFill
@@ -112,6 +115,8 @@ def _order_at_fault(
         return not probe.header(acct) & cs.ACCOUNT_EXISTS
     if reason == "account in liquidation":
         return bool(probe.header(acct) & cs.ACCOUNT_IN_LIQUIDATION)
+    if reason == "delayed order pending":
+        return is_frozen(probe.header(acct), probe.timestamp())
     if reason == "order nonce cancelled":
         return order.nonce < cs.min_nonce(probe.header(acct))
     if reason == "order expired":
@@ -122,9 +127,10 @@ def _order_at_fault(
             return True
         filled = probe.storage(cs.order_filled_slot(s.digest)) if st & cs.ORDER_PARTIAL else 0
         return filled + _booked(s.digest, kept) + f.size > abs(order.size)
-    if reason == "operator fill worse than oracle":
-        # review 3, R3-1: an operator-signed order fills only at the oracle or better; the
-        # operator's side (signer other than the owner) is at fault
+    if reason in ("operator fill worse than oracle", "operator order in delayed market"):
+        # review 3, R3-1: an operator-signed order fills only at the oracle or better;
+        # review 4, R4-3: not at all in a delayed market. The operator's side (signer
+        # other than the owner) is at fault
         try:
             digest = bytes.fromhex(s.digest.removeprefix("0x"))
             return sigs.recover(digest, s.sig) != sigs.owner_of(acct)

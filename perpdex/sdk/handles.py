@@ -31,6 +31,10 @@ ORDERS_ON_OPS = frozenset({"cancel_below"})
 # those handles carry its functions and events, so `admin.fund_insurance(...)` and
 # `risk.set_delayed_params(...)` keep working on the Clearinghouse address
 ON_TREASURY = ("ClearinghouseAdmin", "ClearinghouseRisk")
+# account settings compiled into ClearinghouseAdmin (for Ops' bytecode room when the
+# delayed-order freeze, review 4 R4-2, landed): the Ops handle carries these functions
+# and events, so `ops.set_margin_mode(...)` keeps working on the Clearinghouse address
+OPS_ON_ADMIN = frozenset({"set_margin_mode", "MarginModeChanged"})
 
 
 def contract_type(proj: Any, name: str) -> Any:
@@ -43,9 +47,10 @@ def contract_type(proj: Any, name: str) -> Any:
     bytecode room, and Orders forwards every selector it lacks to Risk, so
     `orders.cancel_order(...)` keeps working on the Clearinghouse address; `cancel_below`
     is compiled into Ops and added to the Orders and Risk types. Admin and Risk carry
-    the Treasury half's functions and events (ON_TREASURY)."""
+    the Treasury half's functions and events (ON_TREASURY); Ops carries the Admin
+    half's OPS_ON_ADMIN."""
     ct = getattr(proj, name).contract_type
-    if name not in ("Clearinghouse", "ClearinghouseOrders", *ON_TREASURY):
+    if name not in ("Clearinghouse", "ClearinghouseOps", "ClearinghouseOrders", *ON_TREASURY):
         return ct
     from ethpm_types import ContractType
 
@@ -58,6 +63,12 @@ def contract_type(proj: Any, name: str) -> Any:
             if a.type == "function"
             and a.stateMutability in ("view", "pure")
             and a.selector not in have
+        ]
+    elif name == "ClearinghouseOps":
+        extra = [
+            a
+            for a in proj.ClearinghouseAdmin.contract_type.abi
+            if a.type in ("function", "event") and a.selector not in have and a.name in OPS_ON_ADMIN
         ]
     elif name in ("ClearinghouseOrders", "ClearinghouseRisk"):
         # the signed orders' functions off Orders: cancel_order on Risk, cancel_below on

@@ -109,8 +109,12 @@ REVERT_HINTS: dict[str, str] = {
         "delayed orders are not configured for this market; trade it with a plain market order"
     ),
     "clearinghouse: delayed order pending": (
-        "the account already has a delayed order in this market: wait for it to settle "
-        "or expire, or cancel it before its settlement window opens"
+        "the account has a delayed order that may still settle: until it settles, is "
+        "cancelled (before its settlement window opens) or expires, its owner and "
+        "operators cannot trade, fill signed or conditional orders, withdraw, transfer "
+        "out, change the loss cap or margin mode, or commit again in that market; "
+        "deposits still work. Wait for a keeper to settle it (`perpdex keeper settle`); "
+        "an expired one anyone may cancel (SDK: `pending_order`)"
     ),
     "clearinghouse: no delayed order": (
         "nothing is pending for this account and market: it was settled, cancelled or "
@@ -153,6 +157,11 @@ REVERT_HINTS: dict[str, str] = {
         "an order an operator signed fills only at the oracle price or better for the "
         "account (buy at or below it, sell at or above it); have the owner sign it, or "
         "match it at a better price"
+    ),
+    "clearinghouse: operator order in delayed market": (
+        "in a market with delayed orders on, an operator trades the account only through "
+        "delayed orders (`perpdex trade ... --delayed`, SDK: commit_trade); have the "
+        "owner sign the order instead"
     ),
     "clearinghouse: off-oracle fill below maintenance or loss cap": (
         "a fill worse than the oracle price must leave the account above maintenance "

@@ -1,9 +1,10 @@
 """Review 4: adversarial tests of signed orders (ClearinghouseOrders.settle, the R3-1,
 R3-2 and R3-3 fixes) and of the operator's `transfer_collateral` right.
 
-Findings are `xfail(strict=True)` tests asserting the invariant the attack breaks (the
-figures measured are in their docstrings); refused attacks are passing tests. The World
-helper is the one of test_signed_orders.py.
+Findings were `xfail(strict=True)` tests asserting the invariant the attack breaks (the
+figures measured are in their docstrings); a fixed finding's test passes (R4-3 where
+delayed orders are on, its residual with them off measured beside it), and refused
+attacks are passing tests. The World helper is the one of test_signed_orders.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from test_signed_orders import World
 
 from perpdex.constants import WAD
 from perpdex.sdk import orders as o
+
+BTC = 0
+DELAYED_OPERATOR = "clearinghouse: operator order in delayed market"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,23 @@ def _settle_now(w: World, *fills: o.MatchedFill) -> Any:
 # --- findings ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="R4-3: operator moves value at a stale oracle price")
+def _round_trip(w: World, victim: int, attacker: int, operator: Any, h: Any) -> tuple[int, int]:
+    """The R4-3 attack: the victim (taker, signed by `operator`) sells 5 BTC to the
+    attacker's account at the oracle price, the update the operator knew (+1%) lands, and
+    the victim buys them back at the new oracle price. Returns (victim's loss, attacker's
+    gain), USD WAD; a refused leg reverts."""
+    start_v, start_a = _equity(w, victim), _equity(w, attacker)
+    p0 = w.btc
+    _settle_now(w, _fill_at(w, (attacker, operator), (victim, operator), -5.0, p0))
+    h.set_price("BTC", 101_000, w.admin)  # the update the operator knew
+    w.p.ops.refresh([0], sender=w.submitter)
+    p1 = w.btc
+    assert p1 > p0
+    _settle_now(w, _fill_at(w, (attacker, operator), (victim, operator), 5.0, p1))
+    assert w.size(victim) == 0 and w.size(attacker) == 0
+    return start_v - _equity(w, victim), _equity(w, attacker) - start_a
+
+
 def test_r4_3__operator_moves_value_at_the_oracle_price_ahead_of_a_known_update(
     w: World, stranger: Any, h: Any
 ) -> None:
@@ -42,37 +62,57 @@ def test_r4_3__operator_moves_value_at_the_oracle_price_ahead_of_a_known_update(
     operator, knowing the next update (in flight, a faster venue, a push feed's deviation
     threshold not yet crossed), makes the victim sell to its own account at the current
     oracle price, then after the update buys it back at the new oracle price. Both legs
-    are 'at the oracle', both pass R3-1; `settle` has no delayed-mode gate (not a vault
+    are 'at the oracle', both pass R3-1; `settle` had no delayed-mode gate (not a vault
     trade). Measured (victim $100,000, 5 BTC, a +1% update from $100,000): the victim
     loses $5,502 (the $5,000 move and taker fees), the operator's account gains $4,799
-    net of its maker fees, realised and withdrawable; repeatable on every update.
-    Fix (a choice for the owner of the design): an operator-signed order fills only
-    against a counterparty the operator cannot sign for (not enforceable on chain), so
-    realistically: operator orders only against the vault under delayed mode, or an
-    owner-set notional budget per operator, or docs/security.md stating that an operator
-    can move value at the oracle's lag.
+    net of its maker fees, realised and withdrawable; repeatable on every update
+    (`test_r4_3_residual__...` below keeps measuring it where delayed mode is off).
+    Fixed where delayed orders are on (the market's DELAYED_ADD_BIT, mode 1 or 2):
+    `settle` refuses an order an operator signed, on either side ("operator order in
+    delayed market"); an operator trades such a market only by `commit_order`, whose
+    fill price nobody knows at commit. The owner's own signed orders still fill. Where
+    delayed mode is off, docs/security.md states that operators are trusted with the
+    account's trading, stale-oracle timing included.
     """
+    w.p.risk.set_delayed_params(BTC, 1, 30, 300, 0, sender=w.admin)
     victim = h.funded_account(w.maker_owner, 100_000, name="r4-3 victim")
     attacker = h.funded_account(stranger, 100_000, name="r4-3 operator's")
     w.p.ops.set_operator(victim, stranger, True, sender=w.maker_owner)
     w.refresh()
     start_v, start_a = _equity(w, victim), _equity(w, attacker)
     p0 = w.btc
-    # the victim (taker, operator-signed) sells 5 BTC to the attacker at the oracle price
-    _settle_now(w, _fill_at(w, (attacker, stranger), (victim, stranger), -5.0, p0))
-    h.set_price("BTC", 101_000, w.admin)  # the update the operator knew
-    w.p.ops.refresh([0], sender=w.submitter)
-    p1 = w.btc
-    assert p1 > p0
-    # ... and buys them back at the new oracle price
-    _settle_now(w, _fill_at(w, (attacker, stranger), (victim, stranger), 5.0, p1))
-    assert w.size(victim) == 0 and w.size(attacker) == 0
+    with ape.reverts(DELAYED_OPERATOR):  # the victim's side, operator-signed
+        _settle_now(w, _fill_at(w, (attacker, stranger), (victim, stranger), -5.0, p0))
+    with ape.reverts(DELAYED_OPERATOR):  # as maker too
+        _settle_now(w, _fill_at(w, (victim, stranger), (attacker, stranger), 5.0, p0))
     lost, gained = start_v - _equity(w, victim), _equity(w, attacker) - start_a
-    print(f"victim lost ${lost / WAD:,.0f}; operator's account gained ${gained / WAD:,.0f}")
-    w.refresh()
+    figures = f"victim lost ${lost / WAD:,.0f}; operator's account gained ${gained / WAD:,.0f}"
+    print(f"delayed mode on: {figures}")
     # the invariant R3-1 states: an operator moves no value out of the account but fees
     assert gained <= 0
     assert lost < 1_000 * WAD
+    # the owner's signature still fills in the delayed market (only vault trades wait)
+    _settle_now(w, _fill_at(w, (attacker, stranger), (victim, w.maker_owner), -0.5, p0))
+    assert w.size(victim) == -WAD // 2
+    w.p.risk.set_delayed_params(BTC, 0, 0, 0, 0, sender=w.admin)
+
+
+def test_r4_3_residual__delayed_mode_off_operators_are_trusted_with_timing(
+    w: World, stranger: Any, h: Any
+) -> None:
+    """The accepted residual (docs/security.md, R4-3): with delayed mode off an operator
+    still trades the account at the oracle price around an update it knows; the figures
+    are R4-3's. Turning delayed mode on for the market (mode 1) closes it (test above)."""
+    w.p.risk.set_delayed_params(BTC, 0, 0, 0, 0, sender=w.admin)
+    victim = h.funded_account(w.maker_owner, 100_000, name="r4-3 residual victim")
+    attacker = h.funded_account(stranger, 100_000, name="r4-3 residual operator's")
+    w.p.ops.set_operator(victim, stranger, True, sender=w.maker_owner)
+    w.refresh()
+    lost, gained = _round_trip(w, victim, attacker, stranger, h)
+    figures = f"victim lost ${lost / WAD:,.0f}; operator's account gained ${gained / WAD:,.0f}"
+    print(f"delayed mode off: {figures}")
+    w.refresh()
+    assert gained > 4_000 * WAD and lost > 5_000 * WAD
 
 
 def test_r4_4__off_oracle_reduce_moves_value_past_the_loss_cap(w: World, h: Any) -> None:

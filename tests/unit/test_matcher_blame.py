@@ -15,6 +15,7 @@ from perpdex.matcher.blame import blame
 from perpdex.matcher.settler import MatchedFill
 from perpdex.sdk import orders as o
 from perpdex.sdk import settlement as cs
+from perpdex.sdk.math import with_pending
 
 CACHE = sigs.DigestCache(CHAIN_ID, CH)
 
@@ -74,6 +75,12 @@ def test_order_state_reasons_blame_the_order_in_that_state() -> None:
     assert blame(chain, f, "clearinghouse: account in liquidation", []) == (f.maker_digest,)
     late = fill(1, signed(0, -1, 100, expiry=NOW - 1), signed(1, 1, 100), WAD)
     assert blame(Chain(), late, "clearinghouse: order expired", []) == (late.maker_digest,)
+    # R4-2: the side whose header has a delayed order pending at the chain's time
+    pending = "clearinghouse: delayed order pending"
+    frozen = Chain(headers={f.taker.account: with_pending(cs.ACCOUNT_EXISTS, 1, NOW)})
+    assert blame(frozen, f, pending, []) == (f.taker_digest,)
+    thawed = Chain(headers={f.taker.account: with_pending(cs.ACCOUNT_EXISTS, 1, NOW - 1)})
+    assert blame(thawed, f, pending, []) == ()  # expired: nobody's (retried)
 
 
 def test_overfilled_counts_the_partial_fill_on_chain_and_the_fills_kept_before() -> None:
@@ -104,6 +111,9 @@ def test_signature_and_flag_reasons() -> None:
     assert blame(Chain(), forged, "clearinghouse: signer not authorized", []) == (f.taker_digest,)
     # R3-1: the operator-signed side (KEYS[3] signs account 1's order) filled off-oracle
     reason = "clearinghouse: operator fill worse than oracle"
+    assert blame(Chain(), forged, reason, []) == (f.taker_digest,)
+    # R4-3: an operator-signed side in a market with delayed orders on
+    reason = "clearinghouse: operator order in delayed market"
     assert blame(Chain(), forged, reason, []) == (f.taker_digest,)
     reduce = fill(1, signed(0, -1, 100), signed(1, 1, 100, flags=o.FLAG_REDUCE_ONLY), WAD)
     chain = Chain(positions={reduce.taker.account: 0})

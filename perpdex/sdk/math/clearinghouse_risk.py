@@ -68,7 +68,7 @@ def fill_multi(snap: Snapshot, legs: Sequence[LegOrder], now: int | None = None)
     then every leg through `pool_fill` (TRADE_DEFERRED). Raises `Revert` with the
     contract's reason."""
     now = snap.timestamp if now is None else now
-    _require_trader_state(snap)
+    _require_trader_state(snap, now)
     if not legs:
         raise Revert("clearinghouse: no legs")
     if len(legs) > MAX_LEGS:

@@ -27,6 +27,9 @@ MAX_I96 = 2**95 - 1
 
 #: engine._pool_trade's refusal of a vault trade a delayed market leaves to delayed orders
 USE_COMMIT = "clearinghouse: use commit_order"
+#: commit_order over a live order of the market, and engine._require_idle's refusal of the
+#: owner's and operators' actions while an order of the account may settle (R4-2)
+DELAYED_PENDING = "clearinghouse: delayed order pending"
 
 
 @dataclass(frozen=True)
@@ -89,27 +92,34 @@ class DelayedOrder:
         earliest settlement): commit time + min_delay."""
         return self.commit_time + cfg.min_delay
 
-    def expires(self, cfg: DelayedConfig) -> int:
-        """The last second it may settle: commit time + max_age."""
-        return self.commit_time + cfg.max_age
+    def expires(self, cfg: DelayedConfig, until: int | None = None) -> int:
+        """The last second it may settle: commit time + max_age, or the account header's
+        pending-until (`packing.pending_until`, when given) if earlier: a max_age raised
+        after the commit does not outlast the owner's freeze (delayed._expired)."""
+        last = self.commit_time + cfg.max_age
+        return last if until is None else min(last, until)
 
-    def expired(self, cfg: DelayedConfig, now: int) -> bool:
-        return now > self.expires(cfg)
+    def expired(self, cfg: DelayedConfig, now: int, until: int | None = None) -> bool:
+        return now > self.expires(cfg, until)
 
-    def settle_refusal(self, cfg: DelayedConfig, now: int, price_time: int) -> str | None:
+    def settle_refusal(
+        self, cfg: DelayedConfig, now: int, price_time: int, until: int | None = None
+    ) -> str | None:
         """settle_order's timing checks at block time `now` with the oracle's observation
         time `price_time` (OracleRouter.price_time): None when they pass (the fill's own
         checks, those of `trade`, come after)."""
-        if self.expired(cfg, now):
+        if self.expired(cfg, now, until):
             return "clearinghouse: delayed order expired"
         if price_time < self.opens(cfg):
             return "clearinghouse: no price after commit yet"
         return None
 
-    def cancel_refusal(self, cfg: DelayedConfig, now: int, by_trader: bool) -> str | None:
+    def cancel_refusal(
+        self, cfg: DelayedConfig, now: int, by_trader: bool, until: int | None = None
+    ) -> str | None:
         """cancel_delayed_order: anyone once expired; the owner or an operator before the
         settlement window opens; nobody in between."""
-        if self.expired(cfg, now):
+        if self.expired(cfg, now, until):
             return None
         if not by_trader:
             return "clearinghouse: not authorized"

@@ -24,6 +24,7 @@ from perpdex.constants import (
     WAD,
 )
 from perpdex.sdk.math import vault_limits as vl
+from perpdex.sdk.math.delayed import DELAYED_PENDING
 from perpdex.sdk.math.fixed_point import div_floor, mul_div
 from perpdex.sdk.math.funding import accrue
 from perpdex.sdk.math.margin import combine, isolated_requirement, shock
@@ -33,6 +34,7 @@ from perpdex.sdk.math.packing import (
     Position,
     collateral_bitmap,
     funding_delta,
+    is_frozen,
     pack_mark,
     pack_pos,
     pack_u128,
@@ -445,11 +447,14 @@ def pool_fill(
     return filled, after
 
 
-def _require_trader_state(snap: Snapshot) -> None:
+def _require_trader_state(snap: Snapshot, now: int) -> None:
     """The account checks of `trade` and `trade_multi` the snapshot can make (who sends
-    the order is not checked): it exists and is not being liquidated."""
+    the order is not checked): it exists, has no delayed order that may still settle at
+    block time `now` (engine._require_idle, review 4 R4-2) and is not being liquidated."""
     if snap.header & ACCOUNT_EXISTS == 0:
         raise Revert("clearinghouse: unknown account")
+    if is_frozen(snap.header, now):
+        raise Revert(DELAYED_PENDING)
     if snap.header & ACCOUNT_IN_LIQUIDATION != 0:
         raise Revert("clearinghouse: account in liquidation")
 
@@ -488,7 +493,7 @@ def simulate_trade(
     only when the snapshot carries `pool_cash`. Does not check who sends it. Assumes the
     oracle prices at `now` are the ones the snapshot read."""
     now = snap.timestamp if now is None else now
-    _require_trader_state(snap)
+    _require_trader_state(snap, now)
     filled, after = pool_fill(snap, market, size_delta, now, acceptable_price)
     adds = filled.adds
     refreshed: tuple[int, ...] = ()

@@ -226,6 +226,30 @@ def position_count(h: int) -> int:
     return (h >> 48) & MASK_8
 
 
+def pending_count(h: int) -> int:
+    """packing._pending_count: the account's stored delayed orders (bits 56-63)."""
+    return (h >> 56) & MASK_8
+
+
+def pending_until(h: int) -> int:
+    """packing._pending_until: the last second a stored delayed order of the account may
+    settle, 0 with none (bits 64-103); its owner and operators are frozen until then."""
+    return (h >> 64) & MASK_40
+
+
+def is_frozen(h: int, now: int) -> bool:
+    """engine._require_idle refuses the owner's and operators' trades, fills, value out
+    and loss-cap or margin-mode changes at block time `now` (review 4, R4-2)."""
+    return pending_until(h) >= now
+
+
+def with_pending(h: int, n: int, until: int) -> int:
+    """packing._with_pending: the header with `n` delayed orders stored, until `until`."""
+    if n > MASK_8 or until > MASK_40:
+        raise Revert("packing: value too large")
+    return (h & ~(MASK_48 << 56)) | (n << 56) | (until << 64)
+
+
 def with_position(h: int, market: int, is_open: bool) -> int:
     """packing._with_position: sets or clears a market's bit and keeps the count."""
     bit = 1 << (8 + market)
