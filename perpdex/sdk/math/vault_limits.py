@@ -63,7 +63,10 @@ def pool_market(oi: Any, sums: Any, mark: Any, params: Any) -> PoolMarket:
         sum_funding=int(sums[1]),
         price=int(mark[0]),
         index=int(mark[2]),
-        max_vault_exposure=int(params[8]),
+        # a struct (ape, the lite client) or the raw tuple (a batched call)
+        max_vault_exposure=int(
+            params.max_vault_exposure if hasattr(params, "max_vault_exposure") else params[8]
+        ),
     )
 
 
