@@ -66,6 +66,7 @@ REVERT_HINTS: dict[str, str] = {
     ),
     "clearinghouse: zero receiver": "give the receiver's address",
     "clearinghouse: zero operator": "give the operator's address",
+    "clearinghouse: no accounts": "list at least one of your accounts to revoke the operator on",
     "clearinghouse: account in liquidation": (
         "the account is frozen until its liquidation auction settles; wait for it"
     ),
