@@ -645,13 +645,10 @@ def per_position(g: dict[str, int], mode: str) -> int:
 
 
 def bytecode_sizes(project: Any) -> dict[str, int]:
+    from perpdex.sdk.manifest import CODE_HALVES
+
     names = [
-        "Clearinghouse",
-        "ClearinghouseOps",
-        "ClearinghouseAdmin",
-        "ClearinghouseOrders",
-        "ClearinghouseRisk",
-        "ClearinghouseTreasury",
+        *CODE_HALVES,
         "ClearinghouseLens",
         "OracleRouter",
         "LiquidityVault",

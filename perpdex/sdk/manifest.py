@@ -18,6 +18,17 @@ if TYPE_CHECKING:
     from perpdex.sdk.transport import Transport
 
 
+#: The contracts whose code runs at the Clearinghouse's address, in delegation order
+#: (contracts/Clearinghouse.vy: each forwards what it does not export to the next).
+CODE_HALVES: tuple[str, ...] = (
+    "Clearinghouse",
+    "ClearinghouseOps",
+    "ClearinghouseAdmin",
+    "ClearinghouseOrders",
+    "ClearinghouseRisk",
+    "ClearinghouseTreasury",
+)
+
 #: The Clearinghouse's code halves in delegation order (Clearinghouse -> Ops -> Admin ->
 #: Orders -> Risk -> Treasury, contracts/Clearinghouse.vy): the manifest key, and the contract and
 #: getter (an immutable) that names the half on the one before it.

@@ -30,7 +30,7 @@ from liquidation_helpers import LiqWorld
 
 from perpdex.keepers.adl import AdlKeeper
 from perpdex.sdk.client import PerpdexClient
-from perpdex.sdk.manifest import DeploymentNotFound, ManifestWarning, verify_halves
+from perpdex.sdk.manifest import CODE_HALVES, DeploymentNotFound, ManifestWarning, verify_halves
 from perpdex.sdk.math import vault_limits as vl
 from perpdex.units import WAD
 
@@ -40,14 +40,7 @@ MISSING_ROLE = "access_control: account is missing role"
 BPS = 10_000
 DAY = 86_400
 ANY_PRICE = 2**256 - 1
-HALVES = (
-    "Clearinghouse",
-    "ClearinghouseOps",
-    "ClearinghouseAdmin",
-    "ClearinghouseOrders",
-    "ClearinghouseRisk",
-    "ClearinghouseTreasury",
-)
+HALVES = CODE_HALVES
 
 
 class SetupError(Exception):

@@ -20,16 +20,11 @@ from typing import Any
 
 import pytest
 
+from perpdex.sdk.manifest import CODE_HALVES
+
 ROOT = Path(__file__).resolve().parents[2]
 VYPER = Path(sys.executable).with_name("vyper")
-HALVES = (
-    "Clearinghouse",
-    "ClearinghouseOps",
-    "ClearinghouseAdmin",
-    "ClearinghouseOrders",
-    "ClearinghouseRisk",
-    "ClearinghouseTreasury",
-)
+HALVES = CODE_HALVES
 MAX_CODE_SIZE = 24_576  # EIP-170
 
 

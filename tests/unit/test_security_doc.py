@@ -9,14 +9,10 @@ from typing import Any
 import pytest
 
 from perpdex.config import ROOT
+from perpdex.sdk.manifest import CODE_HALVES
 
 DEPLOYABLES = (
-    "Clearinghouse",
-    "ClearinghouseOps",
-    "ClearinghouseAdmin",
-    "ClearinghouseOrders",
-    "ClearinghouseRisk",
-    "ClearinghouseTreasury",
+    *CODE_HALVES,
     "OracleRouter",
     "LiquidityVault",
     "LiquidationAuction",
