@@ -111,6 +111,7 @@ class Matcher:
     _nonce_refs: dict[tuple[int, int], str] = field(default_factory=dict)  # of _signed
     _first_queued_at: float | None = None
     _inflight: dict[int, list[Fill]] = field(default_factory=dict)  # taken, not yet recorded
+    _matched: dict[int, Fill] = field(default_factory=dict)  # matched, commit in flight
     _dropping: dict[int, tuple[list[Outcome], list[Fill]]] = field(default_factory=dict)
     _attempts: dict[int, int] = field(default_factory=dict)  # fill seq -> refusals so far
     reopened: list[Fill] = field(default_factory=list)  # new fills of reopened orders
@@ -194,6 +195,9 @@ class Matcher:
         for f in outcome.fills:
             ops.append(st.InsertFill.of(f, now))
         self._hold_outcome(outcome)  # the nonce is taken from now on, not from the commit
+        with self._lock:
+            for f in outcome.fills:
+                self._matched[f.seq] = f  # its orders stay held until it is queued
         return outcome, ops
 
     def _hold(self, bo: BookOrder) -> None:
@@ -219,6 +223,7 @@ class Matcher:
             return
         with self._lock:
             for f in outcome.fills:
+                self._matched.pop(f.seq, None)
                 self.queued[f.seq] = f
             if self._first_queued_at is None:
                 self._first_queued_at = self.clock()
@@ -485,6 +490,7 @@ class Matcher:
             live = [*self.queued.values(), *(f for b in self.pending.values() for f in b.fills)]
             live += [f for fs in self._inflight.values() for f in fs]
             live += [f for f, _ in self.deferred.values()]
+            live += self._matched.values()
             keep = {d for f in live for d in (f.maker, f.taker)}
             for f in done:
                 for d in (f.maker, f.taker):
