@@ -190,3 +190,38 @@ def test_nonce_in_use_is_a_409(client: TestClient) -> None:
         "/orders", params={"account": first.json()["account"], "status": "rejected"}
     )
     assert listed.status_code == 200 and listed.json()["orders"] == []
+
+
+def _answer(client: TestClient, raw: bytes, direct: bool) -> tuple[int, str, str, bytes]:
+    client.app.direct = direct  # type: ignore[attr-defined]
+    r = client.post("/orders", content=raw, headers={"content-type": "application/json"})
+    return r.status_code, r.headers["content-type"], r.headers["content-length"], r.content
+
+
+@pytest.mark.parametrize("payload", [b[1] for b in BAD], ids=[b[0] for b in BAD])
+def test_direct_post_orders_answers_as_the_fastapi_route(client: TestClient, payload: Any) -> None:
+    """MatcherApp answers POST /orders without FastAPI's layers: byte for byte what the
+    FastAPI route answers, for every refusal (and 503 once the matcher stopped, 413 first)."""
+    assert client.app.direct is True  # type: ignore[attr-defined]  # telemetry is off here
+    client.post("/orders", json=body(*signed(3, -1, 150)))
+    data = payload() if callable(payload) else payload
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    assert _answer(client, raw, True) == _answer(client, raw, False)
+    client.app.state.service.failed = "OperationalError: disk I/O error"  # type: ignore[attr-defined]
+    direct, route = _answer(client, raw, True), _answer(client, raw, False)
+    assert direct == route and direct[0] == (413 if len(raw) > MAX_BODY else 503)
+
+
+def test_direct_post_orders_201_as_the_fastapi_route(tmp_path: Path) -> None:
+    orders = [signed(0, -2, 100), signed(1, 1, 101), signed(2, 3, 102, flags=o.FLAG_IOC)]
+    answers = []
+    for direct in (True, False):
+        chain = FakeChain(CHAIN_ID, CH, now=NOW)
+        config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), settle_interval=60)
+        db = sqlite_url(str(tmp_path / f"{direct}.db"))
+        m = Matcher(config, Store(db), FakeSettler(chain), Clock())
+        with TestClient(create_app(m)) as c:
+            answers.append([_answer(c, json.dumps(body(*x)).encode(), direct) for x in orders])
+    assert answers[0] == answers[1]
+    assert [a[0] for a in answers[0]] == [201, 201, 201]
+    assert json.loads(answers[0][2][3])["status"] == "cancelled"  # IOC remainder, 2 fills
