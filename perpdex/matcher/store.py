@@ -20,8 +20,9 @@ SQLite runs in WAL mode with synchronous=FULL: a committed order survives a powe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -277,16 +278,17 @@ class _Compiled:
     def __init__(self, stmt: Any, engine: Engine) -> None:
         compiled = stmt.compile(dialect=engine.dialect)
         self.sql = str(compiled)
-        self.keys: tuple[str, ...] | None = (
-            tuple(compiled.positiontup or ()) if compiled.positional else None
+        keys = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self.row: Callable[[dict[str, Any]], tuple[Any, ...]] | None = (
+            itemgetter(*keys) if keys and len(keys) > 1 else None
         )
+        assert not compiled.positional or self.row is not None, "one-column statement"
 
     def executemany(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        keys = self.keys
-        if keys is None:
+        if self.row is None:
             conn.exec_driver_sql(self.sql, rows)
         else:
-            conn.exec_driver_sql(self.sql, [tuple(r[k] for k in keys) for r in rows])
+            conn.exec_driver_sql(self.sql, list(map(self.row, rows)))
 
 
 class Store:
