@@ -148,25 +148,15 @@ def _free_port() -> int:
 
 def serve(db: str, port: int) -> None:
     """The matcher process (`--serve`)."""
-    import uvicorn
-
     from perpdex.matcher.api import create_app
+    from perpdex.matcher.api import serve as serve_app
     from perpdex.matcher.core import Matcher, MatcherConfig
     from perpdex.matcher.settler import FakeChain, FakeSettler
     from perpdex.matcher.store import Store
 
     config = MatcherConfig(CHAIN_ID, CH, frozenset({0, 1}), batch_size=50, settle_interval=0.5)
     chain = FakeChain(CHAIN_ID, CH, now=int(time.time()))
-    app = create_app(Matcher(config, Store(db), FakeSettler(chain)))
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    serve_app(create_app(Matcher(config, Store(db), FakeSettler(chain))), "127.0.0.1", port)
 
 
 def run_backend(db: str, requests: list[bytes], concurrency: int, seconds: float) -> Result:

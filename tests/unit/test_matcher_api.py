@@ -225,3 +225,36 @@ def test_direct_post_orders_201_as_the_fastapi_route(tmp_path: Path) -> None:
     assert answers[0] == answers[1]
     assert [a[0] for a in answers[0]] == [201, 201, 201]
     assert json.loads(answers[0][2][3])["status"] == "cancelled"  # IOC remainder, 2 fills
+
+
+@pytest.mark.parametrize("serving", [True, False])
+def test_served_app_freezes_its_start_up_heap(tmp_path: Path, serving: bool) -> None:
+    """`api.serve` (the CLI's and the bench's server) freezes the heap after start-up, so a
+    full collection does not walk it; an app used otherwise (tests) leaves gc alone."""
+    import gc
+
+    chain = FakeChain(CHAIN_ID, CH, now=NOW)
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), settle_interval=60)
+    m = Matcher(config, Store(sqlite_url(str(tmp_path / "m.db"))), FakeSettler(chain), Clock())
+    app = create_app(m)
+    if serving:
+        app.state.freeze_heap = True  # what api.serve sets before uvicorn runs the app
+    gc.unfreeze()
+    try:
+        with TestClient(app):
+            assert (gc.get_freeze_count() > 0) is serving
+    finally:
+        gc.unfreeze()
+
+
+def test_serve_runs_uvicorn_with_a_frozen_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from perpdex.matcher.api import serve
+
+    got: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: got.update(app=app, **kw))
+    app = create_app(Matcher(MatcherConfig(CHAIN_ID, CH, frozenset({0})), None, None))  # type: ignore[arg-type]
+    serve(app, "127.0.0.1", 8555)
+    assert got["app"] is app and app.state.freeze_heap is True
+    assert (got["port"], got["loop"], got["http"]) == (8555, "uvloop", "httptools")
