@@ -8,9 +8,12 @@ Group commit: a request matches at once (in memory) and queues its database oper
 the committer writes everything queued since its last commit in one transaction and only
 then completes the waiting requests (and streams their fills). Under load many orders
 share one commit (one fsync), which is what makes persistence cheap; each acknowledgement
-still follows the commit that holds its order. If a commit fails, the matcher's memory is
-ahead of its database: it refuses every further request with 503 and must be restarted
-(the restart rebuilds the book from the database; nothing acknowledged is lost).
+still follows the commit that holds its order.
+
+If a commit fails, the matcher's memory is ahead of its database: it refuses every
+further request with 503 and must be restarted (the restart rebuilds the book from the
+database; nothing acknowledged is lost). The requests queued behind a failed commit
+fail with it, unwritten: they may have matched against the orders it lost.
 """
 
 from __future__ import annotations
@@ -101,6 +104,9 @@ class Service:
             group, self._queue = self._queue, []
             if not group:
                 continue
+            if self.failed is not None:
+                self._refuse(group)
+                continue
             all_ops = [op for ops, _ in group for op in ops]
             try:
                 # statements on the loop (CPU, no waiting), the commit (the disk) on the
@@ -108,16 +114,23 @@ class Service:
                 conn = self.m.store.stage(all_ops)
                 await self._run(self.writer, self.m.store.commit, conn)
             except Exception as e:
+                # the matcher's memory is ahead of its database: this group and everything
+                # queued after it (matched against it) fail, and nothing more is written
                 self.failed = f"{type(e).__name__}: {e}"
                 log.exception("commit failed: the matcher refuses writes until restarted")
-                for _, fut in group:
-                    if not fut.done():
-                        fut.set_exception(Unavailable(self.failed))
+                self._refuse(group)
                 continue
             self.commits += 1
             for _, fut in group:
                 if not fut.done():
                     fut.set_result(None)
+
+    def _refuse(self, group: list[tuple[list[st.Op], asyncio.Future[None]]]) -> None:
+        """After a failed commit: `group` and all that is queued fail, unwritten."""
+        group, self._queue = group + self._queue, []
+        for _, fut in group:
+            if not fut.done():
+                fut.set_exception(Unavailable(str(self.failed)))
 
     # ---- fills stream -------------------------------------------------------------------
 

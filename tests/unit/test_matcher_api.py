@@ -258,3 +258,60 @@ def test_serve_runs_uvicorn_with_a_frozen_heap(monkeypatch: pytest.MonkeyPatch) 
     serve(app, "127.0.0.1", 8555)
     assert got["app"] is app and app.state.freeze_heap is True
     assert (got["port"], got["loop"], got["http"]) == (8555, "uvloop", "httptools")
+
+
+def test_group_commit__a_failed_commit_fails_what_was_queued_after_it(tmp_path: Path) -> None:
+    """Orders matched while a commit is on the disk go in the next group; if that commit
+    fails, the matcher's memory is ahead of its database: the queued group fails too
+    (its orders may have matched against the lost ones) and nothing more is written."""
+    import asyncio
+    import threading
+
+    from perpdex.matcher.service import Service, Unavailable
+
+    chain = FakeChain(CHAIN_ID, CH, now=NOW)
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), settle_interval=60)
+    m = Matcher(config, Store(sqlite_url(str(tmp_path / "m.db"))), FakeSettler(chain), Clock())
+    svc = Service(m, tick=60)
+    on_disk, release = threading.Event(), threading.Event()
+    real_commit = m.store.commit
+
+    def failing_commit(conn: Any) -> None:
+        if on_disk.is_set():  # only the first commit fails: the disk came back
+            real_commit(conn)
+            return
+        on_disk.set()
+        release.wait(5)
+        conn.rollback()
+        conn.close()
+        raise OSError("disk I/O error")
+
+    async def run() -> list[BaseException | None]:
+        await svc.start()
+        m.store.commit = failing_commit  # type: ignore[method-assign]
+        try:
+            first_ops = m.submit(*_verified(m, signed(0, -1, 100)))[1]
+            first = asyncio.ensure_future(svc.commit(first_ops))
+            while not on_disk.is_set():
+                await asyncio.sleep(0.01)
+            second = asyncio.ensure_future(
+                svc.commit(m.submit(*_verified(m, signed(1, 1, 100)))[1])
+            )
+            await asyncio.sleep(0.05)  # queued behind the commit on the disk
+            release.set()
+            out = await asyncio.gather(first, second, return_exceptions=True)
+            with pytest.raises(Unavailable, match="OSError: disk I/O error"):
+                await svc.commit([])
+            return out
+        finally:
+            m.store.commit = real_commit  # type: ignore[method-assign]
+            await svc.stop()
+
+    results = asyncio.run(run())
+    assert [type(r) for r in results] == [Unavailable, Unavailable]
+    assert Store(sqlite_url(str(tmp_path / "m.db"))).open_orders() == []
+
+
+def _verified(m: Matcher, signed_order: tuple[o.Order, bytes]) -> tuple[str, o.Order, bytes]:
+    order, sig = signed_order
+    return m.verify(order, sig), order, sig
