@@ -8,7 +8,11 @@ Group commit: a request matches at once (in memory) and queues its database oper
 the committer writes everything queued since its last commit in one transaction and only
 then completes the waiting requests (and streams their fills). Under load many orders
 share one commit (one fsync), which is what makes persistence cheap; each acknowledgement
-still follows the commit that holds its order.
+still follows the commit that holds its order. Under load (the last group held more
+than one request) the committer waits `coalesce` seconds (3 ms) before taking the next
+group: groups grow, commits (fsyncs, WAL pages) per order fall, and with them the CPU an
+order costs (bench, 6 alternating pairs: 0.61 -> 0.53 ms an order, 1,545 -> 1,634
+orders/s, p99 unchanged); a lone request is committed at once.
 
 If a commit fails, the matcher's memory is ahead of its database: it refuses every
 further request with 503 and must be restarted (the restart rebuilds the book from the
@@ -38,8 +42,15 @@ class Unavailable(RuntimeError):
 
 
 class Service:
-    def __init__(self, matcher: Matcher, tick: float = 0.05, reconcile_every: float = 1.0) -> None:
+    def __init__(
+        self,
+        matcher: Matcher,
+        tick: float = 0.05,
+        reconcile_every: float = 1.0,
+        coalesce: float = 0.003,
+    ) -> None:
         self.m = matcher
+        self.coalesce = coalesce
         self.tick = tick
         self.reconcile_every = reconcile_every
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="matcher-db-write")
@@ -98,8 +109,11 @@ class Service:
 
     async def _committer(self) -> None:
         assert self._wake is not None
+        last = 0  # requests in the last group: more than one means concurrent load
         while True:
             await self._wake.wait()
+            if last > 1 and self.coalesce > 0:
+                await asyncio.sleep(self.coalesce)  # busy: let the group grow a moment
             self._wake.clear()
             group, self._queue = self._queue, []
             if not group:
@@ -121,6 +135,7 @@ class Service:
                 self._refuse(group)
                 continue
             self.commits += 1
+            last = len(group)
             for _, fut in group:
                 if not fut.done():
                     fut.set_result(None)

@@ -315,3 +315,40 @@ def test_group_commit__a_failed_commit_fails_what_was_queued_after_it(tmp_path: 
 def _verified(m: Matcher, signed_order: tuple[o.Order, bytes]) -> tuple[str, o.Order, bytes]:
     order, sig = signed_order
     return m.verify(order, sig), order, sig
+
+
+def test_group_commit__waits_for_more_only_under_load(tmp_path: Path) -> None:
+    """A lone request is committed at once; after a group of several, the committer lets
+    the next group gather for `coalesce` seconds (one commit for requests that trickle in)."""
+    import asyncio
+    import time
+
+    from perpdex.matcher.service import Service
+
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), settle_interval=60)
+    store = Store(sqlite_url(str(tmp_path / "m.db")))
+    m = Matcher(config, store, FakeSettler(FakeChain(CHAIN_ID, CH, now=NOW)), Clock())
+    svc = Service(m, tick=60, coalesce=0.5)
+
+    async def run() -> tuple[float, int, int]:
+        await svc.start()
+        try:
+            t = time.perf_counter()
+            for _ in range(3):  # one at a time: no waiting
+                await svc.commit([])
+            alone = time.perf_counter() - t
+            await asyncio.gather(*(svc.commit([]) for _ in range(4)))  # a burst: one group
+            before = svc.commits
+
+            async def later(delay: float) -> None:
+                await asyncio.sleep(delay)
+                await svc.commit([])
+
+            await asyncio.gather(*(later(0.02 * i) for i in range(5)))  # trickling in
+            return alone, before, svc.commits - before
+        finally:
+            await svc.stop()
+
+    alone, before, trickled = asyncio.run(run())
+    assert alone < 0.4 and before == 4
+    assert trickled == 1
