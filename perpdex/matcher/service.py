@@ -30,8 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from perpdex.matcher import store as st
-from perpdex.matcher.core import Matcher
+from perpdex.matcher.core import Matcher, PendingBatch
 from perpdex.matcher.engine import Fill
+from perpdex.matcher.settler import Receipt
 
 log = logging.getLogger("perpdex.matcher")
 T = TypeVar("T")
@@ -174,8 +175,10 @@ class Service:
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
         last_reconcile = 0.0
+        behind = False
         while True:
-            await asyncio.sleep(self.tick)
+            await asyncio.sleep(0 if behind else self.tick)
+            behind = False
             if self.failed is not None:
                 continue
             try:
@@ -186,7 +189,13 @@ class Service:
                 # a batch recorded but never sent takes its nonce before a new one does
                 if self.m.pending:
                     await self._confirm()
+                # new batches for one tick at most: when fills come faster than batches
+                # go, the receipts (and re-broadcasts) above still get their turn
+                until = loop.time() + self.tick
                 while self.m.due():
+                    if loop.time() >= until:
+                        behind = True
+                        break
                     await self._settle_one()
                 if loop.time() - last_reconcile >= self.reconcile_every:
                     last_reconcile = loop.time()
@@ -215,15 +224,27 @@ class Service:
         await self._run(self.chain, self.m.settler.broadcast, prepared)
 
     async def _confirm(self) -> None:
-        for pb in list(self.m.pending.values()):
-            r = await self._run(self.chain, self.m.settler.receipt, pb.prepared.tx_id)
+        """Every pending batch's receipt (one trip to the chain thread), then one commit for
+        all the receipts in hand: a commit per receipt, one after another, fell behind
+        under load (pending batches and their fills piled up in memory)."""
+        pending = list(self.m.pending.values())
+        receipts = await self._run(self.chain, self._receipts, pending)
+        done = []
+        for pb, r in zip(pending, receipts, strict=True):
             if r is None:
                 if self.m.clock() - pb.sent_at >= self.m.config.resend_after:
                     pb.sent_at = self.m.clock()
                     await self._run(self.chain, self.m.settler.broadcast, pb.prepared)
                 continue
-            await self.commit(self.m.receipt_ops(pb, r))
+            done.append((pb, r))
+        if not done:
+            return
+        await self.commit([op for pb, r in done for op in self.m.receipt_ops(pb, r)])
+        for pb, r in done:
             self.m.receipt_committed(pb, r)
+
+    def _receipts(self, pending: list[PendingBatch]) -> list[Receipt | None]:
+        return [self.m.settler.receipt(pb.prepared.tx_id) for pb in pending]
 
     async def _reconcile(self) -> None:
         events, cursor = await self._run(self.chain, self.m.settler.events, self.m.cursor)

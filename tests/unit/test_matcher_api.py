@@ -352,3 +352,39 @@ def test_group_commit__waits_for_more_only_under_load(tmp_path: Path) -> None:
     alone, before, trickled = asyncio.run(run())
     assert alone < 0.4 and before == 4
     assert trickled == 1
+
+
+def test_settlement_loop__receipts_keep_their_turn_while_fills_pile_up(tmp_path: Path) -> None:
+    """Fills queued faster than batches go out: the ticker makes new batches for one tick at
+    most, then confirms receipts again (it once made batches until the queue was empty,
+    so pending batches piled up unconfirmed and lost ones were not re-broadcast)."""
+    import asyncio
+
+    from perpdex.matcher.service import Service
+
+    chain = FakeChain(CHAIN_ID, CH, now=NOW)
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), batch_size=1, settle_interval=0)
+    m = Matcher(config, Store(sqlite_url(str(tmp_path / "m.db"))), FakeSettler(chain), Clock())
+    m.start()
+    for _ in range(100):
+        m.place(*signed(0, -1, 100))
+        m.place(*signed(1, 1, 100))
+    assert len(m.queued) == 100
+    svc = Service(m, tick=0.01)
+
+    async def run() -> int:
+        await svc.start()
+        peak = 0
+        try:
+            for _ in range(20_000):
+                peak = max(peak, len(m.pending))
+                if not m.queued and not m.pending and not m.inflight():
+                    break
+                await asyncio.sleep(0.0005)
+        finally:
+            await svc.stop()
+        return peak
+
+    peak = asyncio.run(run())
+    assert len(chain.settlements) == 100 and not m.queued and not m.pending
+    assert peak < 50, f"{peak} batches waited for their receipts at once"
