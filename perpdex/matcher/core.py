@@ -469,18 +469,26 @@ class Matcher:
         return ops
 
     def receipt_committed(self, pb: PendingBatch, receipt: Receipt | None = None) -> None:
-        self.pending.pop(pb.id, None)
-        if receipt is not None and not receipt.ok:
-            with self._lock:
-                for f in pb.fills:
-                    self._attempts[f.seq] = self._attempts.get(f.seq, 0) + 1
-                    self.queued[f.seq] = f
-                if self.queued and self._first_queued_at is None:
-                    self._first_queued_at = self.clock()
-            return
-        for f in pb.fills:
-            self._attempts.pop(f.seq, None)
-        self._forget(pb.fills)
+        self.receipts_committed([(pb, receipt)])
+
+    def receipts_committed(self, done: list[tuple[PendingBatch, Receipt | None]]) -> None:
+        """`receipt_committed` for several batches: one pass over the unsettled fills
+        (`_forget`) for all of them."""
+        settled: list[Fill] = []
+        for pb, receipt in done:
+            self.pending.pop(pb.id, None)
+            if receipt is not None and not receipt.ok:
+                with self._lock:
+                    for f in pb.fills:
+                        self._attempts[f.seq] = self._attempts.get(f.seq, 0) + 1
+                        self.queued[f.seq] = f
+                    if self.queued and self._first_queued_at is None:
+                        self._first_queued_at = self.clock()
+                continue
+            for f in pb.fills:
+                self._attempts.pop(f.seq, None)
+            settled += pb.fills
+        self._forget(settled)
 
     def _forget(self, done: list[Fill]) -> None:
         """Forgets the signed orders (and frees the nonces) no unsettled fill needs."""

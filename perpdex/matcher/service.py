@@ -240,8 +240,7 @@ class Service:
         if not done:
             return
         await self.commit([op for pb, r in done for op in self.m.receipt_ops(pb, r)])
-        for pb, r in done:
-            self.m.receipt_committed(pb, r)
+        self.m.receipts_committed(list(done))
 
     def _receipts(self, pending: list[PendingBatch]) -> list[Receipt | None]:
         return [self.m.settler.receipt(pb.prepared.tx_id) for pb in pending]
