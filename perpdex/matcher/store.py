@@ -321,6 +321,14 @@ class Store:
         self._ins_order = _Compiled(insert(orders_t), self.engine)
         self._ins_fill = _Compiled(insert(fills_t), self.engine)
         self._upd_order = _Compiled(upd_order, self.engine)
+        by_seq = fills_t.c.seq == bindparam("q")
+        self._set_fill_state = _Compiled(
+            update(fills_t).where(by_seq).values(state=bindparam("st")), self.engine
+        )
+        self._set_fill_batch = _Compiled(
+            update(fills_t).where(by_seq).values(state=bindparam("st"), batch_id=bindparam("b")),
+            self.engine,
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -376,10 +384,14 @@ class Store:
             self._ins_fill.executemany(conn, new_fills)
         for op in rest:
             if isinstance(op, SetFillState):
-                values: dict[str, Any] = {"state": op.state}
-                if op.batch_id is not None:
-                    values["batch_id"] = op.batch_id
-                conn.execute(update(fills_t).where(fills_t.c.seq.in_(op.seqs)).values(**values))
+                if not op.seqs:
+                    continue
+                if op.batch_id is None:
+                    rows = [{"q": q, "st": op.state} for q in op.seqs]
+                    self._set_fill_state.executemany(conn, rows)
+                else:
+                    rows = [{"q": q, "st": op.state, "b": op.batch_id} for q in op.seqs]
+                    self._set_fill_batch.executemany(conn, rows)
             elif isinstance(op, InsertBatch):
                 conn.execute(
                     insert(batches_t).values(
