@@ -11,6 +11,14 @@ throwaway server with its default durability), and merges `matcher_orders_per_s`
 The order flow crosses: about half the orders rest, half fill against them, so the
 figures include matching, fills and their persistence, not just inserts.
 
+Under the table: the CPU time (user + system) spent over the timed window per
+acknowledged order, by the matcher process (all its threads, from /proc; its fake
+settler's chain simulation included) and by this client: it tells which side a run was
+bound by. On the 2-core development machine the client costs about a tenth of the
+server per order (0.04-0.06 ms against 0.45-0.65 ms) while the server runs at about
+one core (one event loop; its writer and settler threads share its GIL), so the server
+is the bottleneck, not the client.
+
 Settlement into a chain (`python -m perpdex.devtools.devnet bench-settle`, which `make
 bench` runs: a fresh anvil without step tracing, then `ape run bench_settle` calling
 `settle_main` here): the suite is deployed, four maker and four taker accounts funded,
@@ -102,6 +110,11 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int
+    server_cpu: float = float("nan")  # CPU seconds of the matcher over the timed window
+    client_cpu: float = float("nan")  # ... and of this client
+
+    def cpu_ms(self, seconds: float) -> float:
+        return 1000 * seconds / self.orders if self.orders else float("nan")
 
     @property
     def rate(self) -> float:
@@ -148,25 +161,25 @@ def _free_port() -> int:
 
 def serve(db: str, port: int) -> None:
     """The matcher process (`--serve`)."""
-    import uvicorn
-
     from perpdex.matcher.api import create_app
+    from perpdex.matcher.api import serve as serve_app
     from perpdex.matcher.core import Matcher, MatcherConfig
     from perpdex.matcher.settler import FakeChain, FakeSettler
     from perpdex.matcher.store import Store
 
     config = MatcherConfig(CHAIN_ID, CH, frozenset({0, 1}), batch_size=50, settle_interval=0.5)
     chain = FakeChain(CHAIN_ID, CH, now=int(time.time()))
-    app = create_app(Matcher(config, Store(db), FakeSettler(chain)))
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    serve_app(create_app(Matcher(config, Store(db), FakeSettler(chain))), "127.0.0.1", port)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process, all threads (Linux /proc; NaN elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_backend(db: str, requests: list[bytes], concurrency: int, seconds: float) -> Result:
@@ -188,7 +201,11 @@ def run_backend(db: str, requests: list[bytes], concurrency: int, seconds: float
                 time.sleep(0.1)
         warm = min(200, len(requests) // 10)
         asyncio.run(load(port, requests[:warm], 8, seconds))
-        return asyncio.run(load(port, requests[warm:], concurrency, seconds))
+        server, client = _cpu_seconds(proc.pid), time.process_time()
+        r = asyncio.run(load(port, requests[warm:], concurrency, seconds))
+        r.server_cpu = _cpu_seconds(proc.pid) - server
+        r.client_cpu = time.process_time() - client
+        return r
     finally:
         proc.terminate()
         try:
@@ -373,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.errors:,}",
         )
     console.print(table)
+    for name, r in results.items():
+        console.print(
+            f"{name}: CPU per order {r.cpu_ms(r.server_cpu):.2f} ms matcher, "
+            f"{r.cpu_ms(r.client_cpu):.2f} ms client (matcher at "
+            f"{r.server_cpu / r.seconds if r.seconds else float('nan'):.2f} cores)"
+        )
     console.print("targets (SQLite): >= 2,000 orders/s, p99 < 25 ms")
     if not args.no_record and results:
         from perpdex.devtools.perf import record

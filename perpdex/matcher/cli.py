@@ -77,10 +77,9 @@ def serve(
     settle_interval: Annotated[float, typer.Option(min=0.01)] = 2.0,
 ) -> None:
     """Serve the matcher API until Ctrl-C."""
-    import uvicorn
-
     from perpdex.errors import PerpdexError
     from perpdex.matcher.api import create_app
+    from perpdex.matcher.api import serve as serve_app
     from perpdex.matcher.core import Matcher, MatcherConfig
     from perpdex.matcher.settler import (
         ChainSettler,
@@ -131,12 +130,4 @@ def serve(
         raise PerpdexError(str(e)) from e
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     say(f"matcher on http://{host}:{port} (db {db.split('@')[-1]}, {markets} markets)")
-    uvicorn.run(
-        create_app(Matcher(config, store, s)),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        loop="uvloop",
-        http="httptools",
-    )
+    serve_app(create_app(Matcher(config, store, s)), host, port)

@@ -111,6 +111,7 @@ class Matcher:
     _nonce_refs: dict[tuple[int, int], str] = field(default_factory=dict)  # of _signed
     _first_queued_at: float | None = None
     _inflight: dict[int, list[Fill]] = field(default_factory=dict)  # taken, not yet recorded
+    _matched: dict[int, Fill] = field(default_factory=dict)  # matched, commit in flight
     _dropping: dict[int, tuple[list[Outcome], list[Fill]]] = field(default_factory=dict)
     _attempts: dict[int, int] = field(default_factory=dict)  # fill seq -> refusals so far
     reopened: list[Fill] = field(default_factory=list)  # new fills of reopened orders
@@ -194,6 +195,9 @@ class Matcher:
         for f in outcome.fills:
             ops.append(st.InsertFill.of(f, now))
         self._hold_outcome(outcome)  # the nonce is taken from now on, not from the commit
+        with self._lock:
+            for f in outcome.fills:
+                self._matched[f.seq] = f  # its orders stay held until it is queued
         return outcome, ops
 
     def _hold(self, bo: BookOrder) -> None:
@@ -219,6 +223,7 @@ class Matcher:
             return
         with self._lock:
             for f in outcome.fills:
+                self._matched.pop(f.seq, None)
                 self.queued[f.seq] = f
             if self._first_queued_at is None:
                 self._first_queued_at = self.clock()
@@ -464,18 +469,26 @@ class Matcher:
         return ops
 
     def receipt_committed(self, pb: PendingBatch, receipt: Receipt | None = None) -> None:
-        self.pending.pop(pb.id, None)
-        if receipt is not None and not receipt.ok:
-            with self._lock:
-                for f in pb.fills:
-                    self._attempts[f.seq] = self._attempts.get(f.seq, 0) + 1
-                    self.queued[f.seq] = f
-                if self.queued and self._first_queued_at is None:
-                    self._first_queued_at = self.clock()
-            return
-        for f in pb.fills:
-            self._attempts.pop(f.seq, None)
-        self._forget(pb.fills)
+        self.receipts_committed([(pb, receipt)])
+
+    def receipts_committed(self, done: list[tuple[PendingBatch, Receipt | None]]) -> None:
+        """`receipt_committed` for several batches: one pass over the unsettled fills
+        (`_forget`) for all of them."""
+        settled: list[Fill] = []
+        for pb, receipt in done:
+            self.pending.pop(pb.id, None)
+            if receipt is not None and not receipt.ok:
+                with self._lock:
+                    for f in pb.fills:
+                        self._attempts[f.seq] = self._attempts.get(f.seq, 0) + 1
+                        self.queued[f.seq] = f
+                    if self.queued and self._first_queued_at is None:
+                        self._first_queued_at = self.clock()
+                continue
+            for f in pb.fills:
+                self._attempts.pop(f.seq, None)
+            settled += pb.fills
+        self._forget(settled)
 
     def _forget(self, done: list[Fill]) -> None:
         """Forgets the signed orders (and frees the nonces) no unsettled fill needs."""
@@ -485,6 +498,7 @@ class Matcher:
             live = [*self.queued.values(), *(f for b in self.pending.values() for f in b.fills)]
             live += [f for fs in self._inflight.values() for f in fs]
             live += [f for f, _ in self.deferred.values()]
+            live += self._matched.values()
             keep = {d for f in live for d in (f.maker, f.taker)}
             for f in done:
                 for d in (f.maker, f.taker):

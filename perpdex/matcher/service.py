@@ -8,9 +8,16 @@ Group commit: a request matches at once (in memory) and queues its database oper
 the committer writes everything queued since its last commit in one transaction and only
 then completes the waiting requests (and streams their fills). Under load many orders
 share one commit (one fsync), which is what makes persistence cheap; each acknowledgement
-still follows the commit that holds its order. If a commit fails, the matcher's memory is
-ahead of its database: it refuses every further request with 503 and must be restarted
-(the restart rebuilds the book from the database; nothing acknowledged is lost).
+still follows the commit that holds its order. Under load (the last group held more
+than one request) the committer waits `coalesce` seconds (3 ms) before taking the next
+group: groups grow, commits (fsyncs, WAL pages) per order fall, and with them the CPU an
+order costs (bench, 6 alternating pairs: 0.61 -> 0.53 ms an order, 1,545 -> 1,634
+orders/s, p99 unchanged); a lone request is committed at once.
+
+If a commit fails, the matcher's memory is ahead of its database: it refuses every
+further request with 503 and must be restarted (the restart rebuilds the book from the
+database; nothing acknowledged is lost). The requests queued behind a failed commit
+fail with it, unwritten: they may have matched against the orders it lost.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from perpdex.matcher import store as st
-from perpdex.matcher.core import Matcher
+from perpdex.matcher.core import Matcher, PendingBatch
 from perpdex.matcher.engine import Fill
+from perpdex.matcher.settler import Receipt
 
 log = logging.getLogger("perpdex.matcher")
 T = TypeVar("T")
@@ -35,8 +43,15 @@ class Unavailable(RuntimeError):
 
 
 class Service:
-    def __init__(self, matcher: Matcher, tick: float = 0.05, reconcile_every: float = 1.0) -> None:
+    def __init__(
+        self,
+        matcher: Matcher,
+        tick: float = 0.05,
+        reconcile_every: float = 1.0,
+        coalesce: float = 0.003,
+    ) -> None:
         self.m = matcher
+        self.coalesce = coalesce
         self.tick = tick
         self.reconcile_every = reconcile_every
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="matcher-db-write")
@@ -95,11 +110,17 @@ class Service:
 
     async def _committer(self) -> None:
         assert self._wake is not None
+        last = 0  # requests in the last group: more than one means concurrent load
         while True:
             await self._wake.wait()
+            if last > 1 and self.coalesce > 0:
+                await asyncio.sleep(self.coalesce)  # busy: let the group grow a moment
             self._wake.clear()
             group, self._queue = self._queue, []
             if not group:
+                continue
+            if self.failed is not None:
+                self._refuse(group)
                 continue
             all_ops = [op for ops, _ in group for op in ops]
             try:
@@ -108,22 +129,35 @@ class Service:
                 conn = self.m.store.stage(all_ops)
                 await self._run(self.writer, self.m.store.commit, conn)
             except Exception as e:
+                # the matcher's memory is ahead of its database: this group and everything
+                # queued after it (matched against it) fail, and nothing more is written
                 self.failed = f"{type(e).__name__}: {e}"
                 log.exception("commit failed: the matcher refuses writes until restarted")
-                for _, fut in group:
-                    if not fut.done():
-                        fut.set_exception(Unavailable(self.failed))
+                self._refuse(group)
                 continue
             self.commits += 1
+            last = len(group)
             for _, fut in group:
                 if not fut.done():
                     fut.set_result(None)
 
+    def _refuse(self, group: list[tuple[list[st.Op], asyncio.Future[None]]]) -> None:
+        """After a failed commit: `group` and all that is queued fail, unwritten."""
+        group, self._queue = group + self._queue, []
+        for _, fut in group:
+            if not fut.done():
+                fut.set_exception(Unavailable(str(self.failed)))
+
     # ---- fills stream -------------------------------------------------------------------
 
     def publish(self, fills: list[Fill]) -> None:
-        for f in fills:
-            msg = fill_message(f)
+        self.publish_messages([fill_message(f) for f in fills])
+
+    def publish_messages(self, messages: list[dict[str, Any]]) -> None:
+        """Streams `fill_message`s (shared with the caller: nobody may change them)."""
+        if not self.listeners:
+            return
+        for msg in messages:
             for q in list(self.listeners):
                 if q.full():  # a client that does not read is dropped, not waited for
                     self.listeners.discard(q)
@@ -141,8 +175,10 @@ class Service:
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
         last_reconcile = 0.0
+        behind = False
         while True:
-            await asyncio.sleep(self.tick)
+            await asyncio.sleep(0 if behind else self.tick)
+            behind = False
             if self.failed is not None:
                 continue
             try:
@@ -153,7 +189,13 @@ class Service:
                 # a batch recorded but never sent takes its nonce before a new one does
                 if self.m.pending:
                     await self._confirm()
+                # new batches for one tick at most: when fills come faster than batches
+                # go, the receipts (and re-broadcasts) above still get their turn
+                until = loop.time() + self.tick
                 while self.m.due():
+                    if loop.time() >= until:
+                        behind = True
+                        break
                     await self._settle_one()
                 if loop.time() - last_reconcile >= self.reconcile_every:
                     last_reconcile = loop.time()
@@ -182,15 +224,26 @@ class Service:
         await self._run(self.chain, self.m.settler.broadcast, prepared)
 
     async def _confirm(self) -> None:
-        for pb in list(self.m.pending.values()):
-            r = await self._run(self.chain, self.m.settler.receipt, pb.prepared.tx_id)
+        """Every pending batch's receipt (one trip to the chain thread), then one commit for
+        all the receipts in hand: a commit per receipt, one after another, fell behind
+        under load (pending batches and their fills piled up in memory)."""
+        pending = list(self.m.pending.values())
+        receipts = await self._run(self.chain, self._receipts, pending)
+        done = []
+        for pb, r in zip(pending, receipts, strict=True):
             if r is None:
                 if self.m.clock() - pb.sent_at >= self.m.config.resend_after:
                     pb.sent_at = self.m.clock()
                     await self._run(self.chain, self.m.settler.broadcast, pb.prepared)
                 continue
-            await self.commit(self.m.receipt_ops(pb, r))
-            self.m.receipt_committed(pb, r)
+            done.append((pb, r))
+        if not done:
+            return
+        await self.commit([op for pb, r in done for op in self.m.receipt_ops(pb, r)])
+        self.m.receipts_committed(list(done))
+
+    def _receipts(self, pending: list[PendingBatch]) -> list[Receipt | None]:
+        return [self.m.settler.receipt(pb.prepared.tx_id) for pb in pending]
 
     async def _reconcile(self) -> None:
         events, cursor = await self._run(self.chain, self.m.settler.events, self.m.cursor)

@@ -128,8 +128,7 @@ class Order:
 
     def as_message(self) -> dict[str, int]:
         """The EIP-712 message (camelCase names)."""
-        values = asdict(self)
-        return {n: values[p] for p, n, _ in ORDER_FIELDS}
+        return {n: getattr(self, p) for p, n, _ in ORDER_FIELDS}
 
 
 def domain_separator(chain_id: int, verifying_contract: str) -> bytes:

@@ -190,3 +190,201 @@ def test_nonce_in_use_is_a_409(client: TestClient) -> None:
         "/orders", params={"account": first.json()["account"], "status": "rejected"}
     )
     assert listed.status_code == 200 and listed.json()["orders"] == []
+
+
+def _answer(client: TestClient, raw: bytes, direct: bool) -> tuple[int, str, str, bytes]:
+    client.app.direct = direct  # type: ignore[attr-defined]
+    r = client.post("/orders", content=raw, headers={"content-type": "application/json"})
+    return r.status_code, r.headers["content-type"], r.headers["content-length"], r.content
+
+
+@pytest.mark.parametrize("payload", [b[1] for b in BAD], ids=[b[0] for b in BAD])
+def test_direct_post_orders_answers_as_the_fastapi_route(client: TestClient, payload: Any) -> None:
+    """MatcherApp answers POST /orders without FastAPI's layers: byte for byte what the
+    FastAPI route answers, for every refusal (and 503 once the matcher stopped, 413 first)."""
+    assert client.app.direct is True  # type: ignore[attr-defined]  # telemetry is off here
+    client.post("/orders", json=body(*signed(3, -1, 150)))
+    data = payload() if callable(payload) else payload
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    assert _answer(client, raw, True) == _answer(client, raw, False)
+    client.app.state.service.failed = "OperationalError: disk I/O error"  # type: ignore[attr-defined]
+    direct, route = _answer(client, raw, True), _answer(client, raw, False)
+    assert direct == route and direct[0] == (413 if len(raw) > MAX_BODY else 503)
+
+
+def test_direct_post_orders_201_as_the_fastapi_route(tmp_path: Path) -> None:
+    orders = [signed(0, -2, 100), signed(1, 1, 101), signed(2, 3, 102, flags=o.FLAG_IOC)]
+    answers = []
+    for direct in (True, False):
+        chain = FakeChain(CHAIN_ID, CH, now=NOW)
+        config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), settle_interval=60)
+        db = sqlite_url(str(tmp_path / f"{direct}.db"))
+        m = Matcher(config, Store(db), FakeSettler(chain), Clock())
+        with TestClient(create_app(m)) as c:
+            answers.append([_answer(c, json.dumps(body(*x)).encode(), direct) for x in orders])
+    assert answers[0] == answers[1]
+    assert [a[0] for a in answers[0]] == [201, 201, 201]
+    assert json.loads(answers[0][2][3])["status"] == "cancelled"  # IOC remainder, 2 fills
+
+
+@pytest.mark.parametrize("serving", [True, False])
+def test_served_app_freezes_its_start_up_heap(tmp_path: Path, serving: bool) -> None:
+    """`api.serve` (the CLI's and the bench's server) freezes the heap after start-up, so a
+    full collection does not walk it; an app used otherwise (tests) leaves gc alone."""
+    import gc
+
+    chain = FakeChain(CHAIN_ID, CH, now=NOW)
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), settle_interval=60)
+    m = Matcher(config, Store(sqlite_url(str(tmp_path / "m.db"))), FakeSettler(chain), Clock())
+    app = create_app(m)
+    if serving:
+        app.state.freeze_heap = True  # what api.serve sets before uvicorn runs the app
+    gc.unfreeze()
+    try:
+        with TestClient(app):
+            assert (gc.get_freeze_count() > 0) is serving
+    finally:
+        gc.unfreeze()
+
+
+def test_serve_runs_uvicorn_with_a_frozen_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from perpdex.matcher.api import serve
+
+    got: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: got.update(app=app, **kw))
+    app = create_app(Matcher(MatcherConfig(CHAIN_ID, CH, frozenset({0})), None, None))  # type: ignore[arg-type]
+    serve(app, "127.0.0.1", 8555)
+    assert got["app"] is app and app.state.freeze_heap is True
+    assert (got["port"], got["loop"], got["http"]) == (8555, "uvloop", "httptools")
+
+
+def test_group_commit__a_failed_commit_fails_what_was_queued_after_it(tmp_path: Path) -> None:
+    """Orders matched while a commit is on the disk go in the next group; if that commit
+    fails, the matcher's memory is ahead of its database: the queued group fails too
+    (its orders may have matched against the lost ones) and nothing more is written."""
+    import asyncio
+    import threading
+
+    from perpdex.matcher.service import Service, Unavailable
+
+    chain = FakeChain(CHAIN_ID, CH, now=NOW)
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), settle_interval=60)
+    m = Matcher(config, Store(sqlite_url(str(tmp_path / "m.db"))), FakeSettler(chain), Clock())
+    svc = Service(m, tick=60)
+    on_disk, release = threading.Event(), threading.Event()
+    real_commit = m.store.commit
+
+    def failing_commit(conn: Any) -> None:
+        if on_disk.is_set():  # only the first commit fails: the disk came back
+            real_commit(conn)
+            return
+        on_disk.set()
+        release.wait(5)
+        conn.rollback()
+        conn.close()
+        raise OSError("disk I/O error")
+
+    async def run() -> list[BaseException | None]:
+        await svc.start()
+        m.store.commit = failing_commit  # type: ignore[method-assign]
+        try:
+            first_ops = m.submit(*_verified(m, signed(0, -1, 100)))[1]
+            first = asyncio.ensure_future(svc.commit(first_ops))
+            while not on_disk.is_set():
+                await asyncio.sleep(0.01)
+            second = asyncio.ensure_future(
+                svc.commit(m.submit(*_verified(m, signed(1, 1, 100)))[1])
+            )
+            await asyncio.sleep(0.05)  # queued behind the commit on the disk
+            release.set()
+            out = await asyncio.gather(first, second, return_exceptions=True)
+            with pytest.raises(Unavailable, match="OSError: disk I/O error"):
+                await svc.commit([])
+            return out
+        finally:
+            m.store.commit = real_commit  # type: ignore[method-assign]
+            await svc.stop()
+
+    results = asyncio.run(run())
+    assert [type(r) for r in results] == [Unavailable, Unavailable]
+    assert Store(sqlite_url(str(tmp_path / "m.db"))).open_orders() == []
+
+
+def _verified(m: Matcher, signed_order: tuple[o.Order, bytes]) -> tuple[str, o.Order, bytes]:
+    order, sig = signed_order
+    return m.verify(order, sig), order, sig
+
+
+def test_group_commit__waits_for_more_only_under_load(tmp_path: Path) -> None:
+    """A lone request is committed at once; after a group of several, the committer lets
+    the next group gather for `coalesce` seconds (one commit for requests that trickle in)."""
+    import asyncio
+    import time
+
+    from perpdex.matcher.service import Service
+
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), settle_interval=60)
+    store = Store(sqlite_url(str(tmp_path / "m.db")))
+    m = Matcher(config, store, FakeSettler(FakeChain(CHAIN_ID, CH, now=NOW)), Clock())
+    svc = Service(m, tick=60, coalesce=0.5)
+
+    async def run() -> tuple[float, int, int]:
+        await svc.start()
+        try:
+            t = time.perf_counter()
+            for _ in range(3):  # one at a time: no waiting
+                await svc.commit([])
+            alone = time.perf_counter() - t
+            await asyncio.gather(*(svc.commit([]) for _ in range(4)))  # a burst: one group
+            before = svc.commits
+
+            async def later(delay: float) -> None:
+                await asyncio.sleep(delay)
+                await svc.commit([])
+
+            await asyncio.gather(*(later(0.02 * i) for i in range(5)))  # trickling in
+            return alone, before, svc.commits - before
+        finally:
+            await svc.stop()
+
+    alone, before, trickled = asyncio.run(run())
+    assert alone < 0.4 and before == 4
+    assert trickled == 1
+
+
+def test_settlement_loop__receipts_keep_their_turn_while_fills_pile_up(tmp_path: Path) -> None:
+    """Fills queued faster than batches go out: the ticker makes new batches for one tick at
+    most, then confirms receipts again (it once made batches until the queue was empty,
+    so pending batches piled up unconfirmed and lost ones were not re-broadcast)."""
+    import asyncio
+
+    from perpdex.matcher.service import Service
+
+    chain = FakeChain(CHAIN_ID, CH, now=NOW)
+    config = MatcherConfig(CHAIN_ID, CH, frozenset({0}), batch_size=1, settle_interval=0)
+    m = Matcher(config, Store(sqlite_url(str(tmp_path / "m.db"))), FakeSettler(chain), Clock())
+    m.start()
+    for _ in range(100):
+        m.place(*signed(0, -1, 100))
+        m.place(*signed(1, 1, 100))
+    assert len(m.queued) == 100
+    svc = Service(m, tick=0.01)
+
+    async def run() -> int:
+        await svc.start()
+        peak = 0
+        try:
+            for _ in range(20_000):
+                peak = max(peak, len(m.pending))
+                if not m.queued and not m.pending and not m.inflight():
+                    break
+                await asyncio.sleep(0.0005)
+        finally:
+            await svc.stop()
+        return peak
+
+    peak = asyncio.run(run())
+    assert len(chain.settlements) == 100 and not m.queued and not m.pending
+    assert peak < 50, f"{peak} batches waited for their receipts at once"

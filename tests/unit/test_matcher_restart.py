@@ -338,3 +338,27 @@ def test_chain_cancel_consumes_the_nonce_whatever_the_digest(db_url: str) -> Non
     chain.log.append(CancelEvent("0x" + "ab" * 32, account(0), 42))
     m.reconcile_now()
     assert m.engine.orders == {} and _status(m, bo.digest)[0] == "cancelled"
+
+
+def test_settled_batch_keeps_an_order_a_commit_in_flight_still_needs(db_url: str) -> None:
+    """The service matches at once and commits later: a receipt committed in between
+    must not forget the maker (nor free its nonce) that the uncommitted fill needs."""
+    chain, clock = FakeChain(CHAIN_ID, CH, now=NOW), Clock()
+    m = make_matcher(db_url, chain, clock)
+    maker = m.place(*signed(0, -2, 100, nonce=5)).taker
+    m.place(*signed(1, 1, 100))
+    m.settle_now()
+    assert m.pending
+    # a second taker is matched (in memory), its commit still in flight...
+    order, sig = signed(2, 1, 100)
+    outcome, ops = m.submit(m.verify(order, sig), order, sig)
+    assert outcome.fills and outcome.fills[0].maker == maker.digest
+    m.confirm_now()  # ...while the first batch's receipt commits
+    with pytest.raises(Rejected) as r:
+        m.place(*signed(0, -1, 101, nonce=5))
+    assert r.value.code == "nonce_in_use"
+    m.store.apply(ops)
+    m.submit_committed(outcome)
+    m.settle_now()
+    m.confirm_now()
+    assert len(chain.settlements) == 2 and not m.queued and not m.pending
