@@ -31,6 +31,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol
 
 from eth_utils import keccak
@@ -124,6 +125,8 @@ class Settler(Protocol):
 
 # ---- in-memory fake ----------------------------------------------------------------------
 
+_order_fields = attrgetter(*(name for name, _, _ in o.ORDER_FIELDS))
+
 
 @dataclass
 class FakeChain:
@@ -178,9 +181,10 @@ class FakeChain:
         """`digest` is the order's and `sig` its owner's signature of it. Remembered: the
         answer never changes, and the screen, the execution and every fill of an order ask
         again (four ecrecovers a fill, which made this fake the matcher bench's largest
-        cost)."""
-        memo: dict[tuple[str, o.Order, bytes], bool] = self.__dict__.setdefault("_sig_memo", {})
-        key = (digest, order, sig)
+        cost). Keyed by plain values, not the Order: the memo adds nothing for the garbage
+        collector to walk (it held the bench server's largest young heap)."""
+        memo: dict[tuple[object, ...], bool] = self.__dict__.setdefault("_sig_memo", {})
+        key = (digest, sig, *_order_fields(order))
         ok = memo.get(key)
         if ok is None:
             d = self._digests().digest(order)
