@@ -1,7 +1,8 @@
 """Load benchmark of the matcher: `python -m perpdex.matcher.bench` (run by `make bench`).
 
-A real matcher (uvicorn, the same app as `perpdex matcher serve`, fake settler) runs in a
-subprocess on loopback; a client places pre-signed orders (signed before the clock starts)
+A real matcher (the same app and server as `perpdex matcher serve`: `api.serve`, uvicorn
+on uvloop, the start-up heap frozen out of the GC; fake settler) runs in a subprocess on
+loopback; a client places pre-signed orders (signed before the clock starts)
 over keep-alive HTTP connections, `--concurrency` requests in flight, bounded by `--orders`
 and `--seconds`. An order counts when its 201 arrived, i.e. after the matcher committed it
 to the database. Prints orders/s and p50/p99 latency for SQLite and for PostgreSQL (a

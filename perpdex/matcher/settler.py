@@ -31,9 +31,11 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol
 
 from eth_utils import keccak
+from pydantic_core import to_json
 
 from perpdex.matcher import sigs
 from perpdex.sdk import orders as o
@@ -124,6 +126,8 @@ class Settler(Protocol):
 
 # ---- in-memory fake ----------------------------------------------------------------------
 
+_order_fields = attrgetter(*(name for name, _, _ in o.ORDER_FIELDS))
+
 
 @dataclass
 class FakeChain:
@@ -178,9 +182,10 @@ class FakeChain:
         """`digest` is the order's and `sig` its owner's signature of it. Remembered: the
         answer never changes, and the screen, the execution and every fill of an order ask
         again (four ecrecovers a fill, which made this fake the matcher bench's largest
-        cost)."""
-        memo: dict[tuple[str, o.Order, bytes], bool] = self.__dict__.setdefault("_sig_memo", {})
-        key = (digest, order, sig)
+        cost). Keyed by plain values, not the Order: the memo adds nothing for the garbage
+        collector to walk (it held the bench server's largest young heap)."""
+        memo: dict[tuple[object, ...], bool] = self.__dict__.setdefault("_sig_memo", {})
+        key = (digest, sig, *_order_fields(order))
         ok = memo.get(key)
         if ok is None:
             d = self._digests().digest(order)
@@ -274,7 +279,7 @@ def _encode_fake(fills: Sequence[MatchedFill]) -> bytes:
         )
         for f in fills
     ]
-    return json.dumps(rows).encode()
+    return to_json(rows)
 
 
 def _decode_fake(payload: bytes) -> list[MatchedFill]:
@@ -309,6 +314,9 @@ class FakeSettler:
         self.lose = False
         self.revert = False
         self._nonce = 0
+        # what prepare() encoded, by transaction id: broadcast() runs it without decoding
+        # the bytes back (a settler restarted with pending batches decodes them)
+        self._prepared: dict[str, list[MatchedFill]] = {}
 
     def prepare(self, fills: Sequence[MatchedFill]) -> Prepared:
         good, dropped = self.chain.screen(fills)
@@ -320,6 +328,9 @@ class FakeSettler:
         self._nonce = max(self._nonce, len(self.chain.receipts)) + 1
         # the signed transaction's hash: its bytes and the sender's nonce
         tx_id = "0x" + keccak(payload + self._nonce.to_bytes(8, "big")).hex()
+        if len(self._prepared) >= 1_000:  # prepared, never broadcast (dropped batches)
+            self._prepared.clear()
+        self._prepared[tx_id] = list(good)
         return Prepared(tx_id, payload, tuple(dropped))
 
     def broadcast(self, prepared: Prepared) -> None:
@@ -331,11 +342,12 @@ class FakeSettler:
         self.chain.broadcasts += 1
         if self.lose:
             return
+        fills = self._prepared.pop(prepared.tx_id, None)
         if prepared.tx_id not in self.chain.receipts:  # a known transaction is not re-run
             self.chain.receipts[prepared.tx_id] = (
                 Receipt(ok=False, settled=frozenset())
                 if self.revert
-                else self.chain.execute(_decode_fake(prepared.payload))
+                else self.chain.execute(fills or _decode_fake(prepared.payload))
             )
         if self.crash == "after":
             self.crash = None
