@@ -440,7 +440,7 @@ def _prepare(
     types = [
         project.MockERC20.contract_type,
         contract_type(project, "Clearinghouse"),
-        project.ClearinghouseOps.contract_type,
+        contract_type(project, "ClearinghouseOps"),
         contract_type(project, "ClearinghouseAdmin"),
         project.ClearinghouseOrders.contract_type,
         project.LiquidityVault.contract_type,
@@ -457,7 +457,9 @@ def _prepare(
         "token": ch.handle("token", p.token.address, project.MockERC20.contract_type),
         "weth": ch.handle("weth", weth.address, project.MockERC20.contract_type),
         "ch": ch.handle("ch", p.clearinghouse.address, contract_type(project, "Clearinghouse")),
-        "ops": ch.handle("ops", p.clearinghouse.address, project.ClearinghouseOps.contract_type),
+        "ops": ch.handle(
+            "ops", p.clearinghouse.address, contract_type(project, "ClearinghouseOps")
+        ),
         "admin": ch.handle(
             "admin", p.clearinghouse.address, contract_type(project, "ClearinghouseAdmin")
         ),

@@ -132,7 +132,7 @@ def deploy_trio(all_actors: None, project: Any, protocol: Any, admin: Any) -> Ca
         core = project.Clearinghouse.deploy(oracle, token, owner or admin, ops_half, sender=admin)
         return (
             Contract(core.address, contract_type=contract_type(project, "Clearinghouse")),
-            Contract(core.address, contract_type=project.ClearinghouseOps.contract_type),
+            Contract(core.address, contract_type=contract_type(project, "ClearinghouseOps")),
             Contract(core.address, contract_type=contract_type(project, "ClearinghouseAdmin")),
         )
 
