@@ -8,6 +8,10 @@ would also print a call trace and map each revert (transaction or eth_call) to a
 traceback, about a second per revert (ape-vyper asks for the revert's dev message, which
 walks the whole source AST): `pytest_configure` turns that off for the whole suite.
 PERPDEX_SHOW_REVERT_TRACES=1 keeps it, for debugging a failing test.
+
+ape waits for each receipt through web3's `wait_for_transaction_receipt`, which polls
+every 100 ms; anvil (automine) answers a millisecond or two after the send, so a poll
+that misses costs the transaction 100 ms. `pytest_configure` polls every 2 ms instead.
 """
 
 from __future__ import annotations
@@ -20,13 +24,23 @@ from typing import Any
 import pytest
 from ape.exceptions import TransactionError
 from ape_ethereum.trace import Trace
+from web3.eth import Eth
 
 from perpdex.deploy import Protocol, deploy_system, network_key
 from perpdex.units import WAD
 
+RECEIPT_POLL_S = 0.002
+
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Skips ape's revert traces and source tracebacks (see the module docstring)."""
+    """Polls receipts every 2 ms; skips ape's revert traces and source tracebacks (see
+    the module docstring)."""
+    wait = Eth.wait_for_transaction_receipt
+
+    def wait_fast(self: Eth, tx_hash: Any, timeout: float = 120, poll_latency: float = 0.1) -> Any:
+        return wait(self, tx_hash, timeout, min(poll_latency, RECEIPT_POLL_S))
+
+    Eth.wait_for_transaction_receipt = wait_fast  # type: ignore[method-assign]
     if os.environ.get("PERPDEX_SHOW_REVERT_TRACES"):
         return
     Trace.show = lambda self, *args, **kwargs: None  # type: ignore[method-assign]

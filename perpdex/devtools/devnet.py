@@ -573,15 +573,15 @@ def _send_as(
     waits for the receipt and raises if it failed."""
     from eth_abi import encode
 
+    from perpdex.sdk.lite.rpc import poll_receipt
+
     data = "0x" + _selector(signature) + encode(types, args).hex()
     tx_hash = rpc(url, "eth_sendTransaction", [{"from": sender, "to": to, "data": data}])
-    for _ in range(100):
-        receipt = rpc(url, "eth_getTransactionReceipt", [tx_hash])
-        if receipt is not None:
-            if int(receipt["status"], 16) != 1:
-                raise DevnetError(f"{signature} from {sender} failed on {url} ({tx_hash})")
-            return str(tx_hash)
-        time.sleep(0.05)
+    receipt = poll_receipt(lambda: rpc(url, "eth_getTransactionReceipt", [tx_hash]), 5)
+    if receipt is not None:
+        if int(receipt["status"], 16) != 1:
+            raise DevnetError(f"{signature} from {sender} failed on {url} ({tx_hash})")
+        return str(tx_hash)
     raise DevnetError(f"{signature} ({tx_hash}) was not mined on {url}; is the node mining?")
 
 

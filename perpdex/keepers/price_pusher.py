@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -159,9 +160,8 @@ def send_raw(sender: str, sends: Sequence[Send]) -> None:
     a padded gas estimate (perpdex.sdk.gas), its receipt checked. It skips ape's local
     signing and receipt decoding (~38 ms a transaction against ~8). A revert raises
     PerpdexError with the node's reason."""
-    import time
-
     from perpdex.keepers.scan import BatchRefused, ape_transport, rpc_request
+    from perpdex.sdk.lite.rpc import poll_receipt
 
     t = ape_transport()
     for action, method, args in sends:
@@ -171,11 +171,7 @@ def send_raw(sender: str, sends: Sequence[Send]) -> None:
         try:
             tx["gas"] = hex(gas.padded_gas(int(rpc_request(t, "eth_estimateGas", tx), 16)))
             txh = rpc_request(t, "eth_sendTransaction", tx)
-            receipt = rpc_request(t, "eth_getTransactionReceipt", txh)
-            deadline = time.monotonic() + 30
-            while receipt is None and time.monotonic() < deadline:  # automine off
-                time.sleep(0.05)
-                receipt = rpc_request(t, "eth_getTransactionReceipt", txh)
+            receipt = poll_receipt(partial(rpc_request, t, "eth_getTransactionReceipt", txh), 30)
         except BatchRefused as e:
             raise PerpdexError(f"{action} failed: {e}; check the feed and the signer") from e
         if receipt is None or int(receipt["status"], 16) != 1:

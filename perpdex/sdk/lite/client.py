@@ -23,7 +23,6 @@ keepers', stay on the ape client.)
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -31,7 +30,14 @@ from perpdex.errors import PerpdexError, TransactionRejected
 from perpdex.sdk import gas
 from perpdex.sdk.client import PerpdexClient
 from perpdex.sdk.hints import hint_for
-from perpdex.sdk.lite.rpc import BoundEvent, BoundFunction, Reverted, Rpc, RpcError
+from perpdex.sdk.lite.rpc import (
+    BoundEvent,
+    BoundFunction,
+    Reverted,
+    Rpc,
+    RpcError,
+    poll_receipt,
+)
 from perpdex.sdk.lite.transport import RpcTransport
 from perpdex.sdk.manifest import Deployment
 
@@ -165,12 +171,13 @@ class TradeClient(ReadClient):
         return {"maxFeePerGas": 2 * int(base, 16) + tip, "maxPriorityFeePerGas": tip}
 
     def _wait(self, tx_hash: str) -> dict[str, Any]:
-        deadline = time.monotonic() + RECEIPT_TIMEOUT_S
-        while time.monotonic() < deadline:
-            receipt = self.rpc("eth_getTransactionReceipt", tx_hash)
-            if receipt is not None:
-                return cast(dict[str, Any], receipt)
-            time.sleep(RECEIPT_POLL_S)
+        receipt = poll_receipt(
+            lambda: self.rpc("eth_getTransactionReceipt", tx_hash),
+            RECEIPT_TIMEOUT_S,
+            RECEIPT_POLL_S,
+        )
+        if receipt is not None:
+            return cast(dict[str, Any], receipt)
         # the transaction may have been dropped (outbid, node restart): ask the node for
         # the nonce next time instead of counting on from this one (review finding N1)
         self._nonce = None

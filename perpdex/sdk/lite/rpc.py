@@ -10,8 +10,10 @@ results and events with eth-abi from the ABIs shipped in perpdex/abi/.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from types import SimpleNamespace
@@ -105,6 +107,22 @@ class Rpc:
                 "and the request"
             )
         return reply["result"]
+
+
+def poll_receipt(fetch: Callable[[], Any], timeout: float, longest: float = 0.05) -> Any | None:
+    """Calls `fetch` (an `eth_getTransactionReceipt`) until it returns a receipt, or
+    None after `timeout` seconds. The pause between tries starts at 1 ms and doubles up
+    to `longest`: a node that mines at once (anvil's automine) has the receipt a
+    millisecond or two after the send, so a fixed 50 ms pause cost most transactions of
+    the test suite 50 ms each; a real chain's block time is reached after a few tries."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        receipt = fetch()
+        if receipt is not None or time.monotonic() >= deadline:
+            return receipt
+        time.sleep(pause)
+        pause = min(2 * pause, longest)
 
 
 def revert_reason(err: dict[str, Any]) -> str | None:
