@@ -16,7 +16,10 @@ STAMPS := .stamps
 ANVIL := $(CURDIR)/node_modules/.bin/anvil
 DEMO_PORT ?= 8545
 export PATH := $(CURDIR)/node_modules/.bin:$(BIN):$(PATH)
-export PYTHONDONTWRITEBYTECODE := 1
+# Python caches bytecode (__pycache__/, ignored by git) even where the environment sets
+# PYTHONDONTWRITEBYTECODE: without the cache every `perpdex`, `ape` and pytest process
+# compiled the package again, ~0.7 s of CPU per start (many CLI tests start processes).
+unexport PYTHONDONTWRITEBYTECODE
 
 # natrix: modules (contracts/modules) are linted through the deployables that import
 # them (a module that `uses:` another cannot compile alone). Disabled rules:
@@ -86,6 +89,7 @@ compile: setup .build/__local__.json
 # an ape session is one Python process driving its own anvil, so on 2 cores two sessions
 # overlap well (measured in the issue 10 note). -O prints each session's output whole
 # when it ends; -k lets the others finish after a failure.
+# Set-up runs pip and npm side by side, then lint beside compile (each mostly one core).
 # At the end perpdex.devtools.perf prints the slowest 15 tests of all sessions and the wall time
 # since the first line below (set-up included), recorded as test_suite_s in docs/perf.json.
 PYTEST_ARGS := -p no:cacheprovider -q
@@ -96,7 +100,8 @@ APE_TEST = $(BIN)/python -m perpdex.devtools.devnet ape-test --name $@ --
 
 test:
 	@mkdir -p $(STAMPS) && rm -f $(STAMPS)/junit-*.xml && date +%s > $(STAMPS)/test_t0
-	@$(MAKE) --no-print-directory setup lint compile
+	@$(MAKE) --no-print-directory -j2 setup
+	@$(MAKE) --no-print-directory -j2 -O lint compile
 	@rc=0; $(MAKE) --no-print-directory -k -j2 -O test-sessions || rc=$$?; \
 	  $(BIN)/python -m perpdex.devtools.perf report $$([ $$rc = 0 ] && echo --record); exit $$rc
 
