@@ -276,3 +276,21 @@ def test_callers__import_the_interface():
         src = (ROOT / "contracts" / f"{name}.vy").read_text()
         assert "from .interfaces import IClearinghouse\n" in src, name
         assert "interface IClearinghouse:" not in src, f"{name} declares its own IClearinghouse"
+
+
+# --- one revert prefix ---------------------------------------------------------------------
+
+
+def test_revert_strings__one_prefix_at_the_clearinghouse_address():
+    # every reason string the halves can revert with (theirs and their modules') starts
+    # with "clearinghouse: "; snekmate's access_control and pausable keep their own
+    sources = [ROOT / "contracts" / f"{h}.vy" for h in CODE_HALVES]
+    sources += sorted((ROOT / "contracts" / "modules").glob("*.vy"))
+    reasons = [
+        (path.name, m.group(0))
+        for path in sources
+        for m in re.finditer(r'"[a-z_0-9]+: [^"\n]*"', path.read_text())
+    ]
+    assert len(reasons) > 200  # 240 when written
+    other = [(name, r) for name, r in reasons if not r.startswith('"clearinghouse: ')]
+    assert other == []
