@@ -4,26 +4,31 @@
 @custom:contract-name Clearinghouse
 @license MIT
 @notice The cross-margin clearinghouse: accounts, collateral, perpetual positions and the
-        settlement path every fill goes through. One address and one storage, four code
+        settlement path every fill goes through. One address and one storage, six code
         halves, because the engine does not fit the 24 KB contract-size limit
         (docs/architecture.md weighs the options):
           Clearinghouse            the hot path: accounts, market orders, mark refreshes,
                                    views, and the settlement engine itself
-          ClearinghouseOps         deposits, withdrawals, transfers, margin modes, loss
-                                   caps, liquidation hooks
+          ClearinghouseOps         deposits, withdrawals, transfers, loss caps,
+                                   liquidation hooks, cold getters
           ClearinghouseAdmin       governance: markets, collateral, fees, risk book,
-                                   pause; and the treasury: insurance, protocol fees,
-                                   collateral sales, the vault's cash
-          ClearinghouseOrders      settlement of matched signed (EIP-712) orders, cancels
+                                   pause, margin modes
+          ClearinghouseOrders      settlement of matched signed (EIP-712) orders
+          ClearinghouseRisk        auto-deleveraging, multi-leg, conditional and delayed
+                                   orders, signed-order cancels
+          ClearinghouseTreasury    insurance, protocol fees, collateral sales, the
+                                   vault's cash and limits
         A selector not exported here goes by delegatecall to Ops, from Ops to Admin, and
-        from Admin to Orders.
+        on to Orders, Risk and Treasury. contracts/interfaces/IClearinghouse.vyi is the
+        union of all six: the one ABI of this address.
         The halves call the engine back through self-only entry points (`engine_*`), so it
         is compiled once. Extension functions return nothing through the proxy; their
         results are events and state read back through the views here.
 @custom:security The extension addresses are immutable and checked at deployment to share
-        the oracle and settlement token. All four halves initialise the same modules in
-        the same order, so their storage layouts are identical (a test compares the
-        compiler's layouts). `engine_*` functions revert unless called by this contract.
+        the oracle and settlement token. Every half initialises access_control, pausable
+        and state first, in that order, then only the modules it uses, which hold no
+        storage, so their storage layouts are identical (a test compares the compiler's
+        layouts). `engine_*` functions revert unless called by this contract.
 """
 
 from snekmate.auth import access_control
@@ -33,11 +38,7 @@ from .modules import state
 from .modules import engine
 from .modules import accounts
 from .modules import trading
-from .modules import treasury
-from .modules import governance
 from .modules import views
-from .modules import liquidation_hooks
-from .modules import vault_limits
 
 initializes: access_control
 initializes: pausable
@@ -45,11 +46,7 @@ initializes: state
 initializes: engine[state := state, pausable := pausable]
 initializes: accounts[state := state, engine := engine]
 initializes: trading[state := state, engine := engine]
-initializes: treasury[state := state, access_control := access_control]
-initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: views[state := state, engine := engine]
-initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
-initializes: vault_limits[state := state, engine := engine]
 
 exports: (
     access_control.hasRole,

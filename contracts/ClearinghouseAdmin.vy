@@ -9,7 +9,7 @@
         wallet's (EIP-1271) order-signature check. Call
         these functions on the Clearinghouse address with this contract's ABI; they
         return nothing. Selectors not exported here go on, again by delegatecall, to
-        ClearinghouseOrders (signed-order settlement and cancels).
+        ClearinghouseOrders (signed-order settlement).
 """
 
 from snekmate.auth import access_control
@@ -18,12 +18,7 @@ from .interfaces import IOracleRouter
 from .modules import state
 from .modules import engine
 from .modules import accounts
-from .modules import trading
-from .modules import treasury
 from .modules import governance
-from .modules import views
-from .modules import liquidation_hooks
-from .modules import vault_limits
 from .modules import order_hash as oh
 
 initializes: access_control
@@ -31,12 +26,7 @@ initializes: pausable
 initializes: state
 initializes: engine[state := state, pausable := pausable]
 initializes: accounts[state := state, engine := engine]
-initializes: trading[state := state, engine := engine]
-initializes: treasury[state := state, access_control := access_control]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
-initializes: views[state := state, engine := engine]
-initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
-initializes: vault_limits[state := state, engine := engine]
 initializes: oh[state := state]
 
 exports: (

@@ -24,6 +24,7 @@
         LIQ_SEARCH_CEILING times the mark) for a short; 0 when there is none in range.
 """
 
+from .interfaces import IClearinghouse
 from .modules import constants as c
 from .modules import fixed_point as fp
 from .modules import packing
@@ -31,27 +32,6 @@ from .modules import pricing
 from .modules import funding
 from .modules import margin
 from .modules import positions
-
-
-interface IClearinghouse:
-    def account_header(account: uint256) -> uint256: view
-    def balance_of(account: uint256, token_index: uint256) -> int256: view
-    def position(account: uint256, market: uint256) -> (int256, int256, uint256): view
-    def mark(market: uint256) -> (uint256, uint256, int256, int256): view
-    def open_interest(market: uint256) -> (uint256, uint256): view
-    def market_params(market: uint256) -> packing.MarketParams: view
-    def risk_book() -> address: view
-    def collateral_market(index: uint256) -> uint256: view
-    def collateral_haircut(index: uint256) -> uint256: view
-    def collateral_count() -> uint256: view
-    def seized_collateral(index: uint256) -> uint256: view
-    def market_count() -> uint256: view
-    def ORACLE() -> address: view
-    def pool_cash() -> int256: view
-    def bad_debt_provision() -> uint256: view
-    def insurance_fund() -> uint256: view
-    def pool_sums(market: uint256) -> (int256, int256): view
-    def system_params() -> packing.System: view
 
 
 interface IOracle:

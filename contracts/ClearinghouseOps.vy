@@ -18,11 +18,8 @@ from .modules import state
 from .modules import engine
 from .modules import accounts
 from .modules import trading
-from .modules import treasury
-from .modules import governance
 from .modules import views
 from .modules import liquidation_hooks
-from .modules import vault_limits
 from .modules import order_hash as oh
 from .modules import conditional
 
@@ -32,11 +29,8 @@ initializes: state
 initializes: engine[state := state, pausable := pausable]
 initializes: accounts[state := state, engine := engine]
 initializes: trading[state := state, engine := engine]
-initializes: treasury[state := state, access_control := access_control]
-initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: views[state := state, engine := engine]
 initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
-initializes: vault_limits[state := state, engine := engine]
 initializes: oh[state := state]
 initializes: conditional[state := state, engine := engine, accounts := accounts, oh := oh]
 

@@ -8,8 +8,8 @@
         `settle` on the Clearinghouse address with this contract's ABI; it returns
         nothing (results are events). Selectors not exported here go on, by
         delegatecall, to ClearinghouseRisk (auto-deleveraging, the vault's limits, and
-        the orders' cancels `cancel_order` / `cancel_below`, moved there for bytecode
-        room), the last half.
+        the orders' `cancel_order`, moved there for bytecode room; `cancel_below` is on
+        ClearinghouseOps), then to ClearinghouseTreasury.
         Orders are the struct of perpdex/sdk/orders.py, signed for the domain
         ("perpdex", "1", chain id, the Clearinghouse address). `settle` takes a batch of
         matched pairs in a compact word encoding (below; `encode_fill_batch` in
@@ -35,7 +35,7 @@
         account's earlier orders have usually made non-zero (5,000 gas instead of the
         22,100 a fresh slot per order costs). Filling an order completely or cancelling
         it consumes its nonce, so an account's live orders carry distinct nonces.
-        `cancel_below` (ClearinghouseRisk) raises the account's minimum nonce (the
+        `cancel_below` (ClearinghouseOps) raises the account's minimum nonce (the
         header's top 64 bits).
         A batch is atomic: any bad fill reverts it (nothing settled); a matcher simulates
         first and drops what fails.
@@ -64,12 +64,6 @@ from .interfaces import IOracleRouter
 from .interfaces import IClearinghouseEngine
 from .modules import state
 from .modules import engine
-from .modules import accounts
-from .modules import trading
-from .modules import treasury
-from .modules import governance
-from .modules import views
-from .modules import liquidation_hooks
 from .modules import constants as c
 from .modules import packing
 from .modules import fixed_point as fp
@@ -79,12 +73,6 @@ initializes: access_control
 initializes: pausable
 initializes: state
 initializes: engine[state := state, pausable := pausable]
-initializes: accounts[state := state, engine := engine]
-initializes: trading[state := state, engine := engine]
-initializes: treasury[state := state, access_control := access_control]
-initializes: governance[state := state, access_control := access_control, pausable := pausable]
-initializes: views[state := state, engine := engine]
-initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
 initializes: oh[state := state]
 
 # @notice Most fills per `settle` call.

@@ -66,7 +66,9 @@
 
 from snekmate.auth import ownable
 from snekmate.auth import ownable_2step
+from .interfaces import IClearinghouse
 from .modules import constants as c
+from .modules import state
 
 initializes: ownable
 initializes: ownable_2step[ownable := ownable]
@@ -77,14 +79,6 @@ exports: (
     ownable_2step.transfer_ownership,
     ownable_2step.accept_ownership,
 )
-
-
-struct MarginScan:
-    equity: int256
-    initial: uint256
-    maintenance: uint256
-    isolated: uint256
-    notional: uint256
 
 
 struct Params:
@@ -103,27 +97,6 @@ struct Params:
     duration: uint256
     cusp: uint256
     window: uint256
-
-
-interface IClearinghouse:
-    def account_header(account: uint256) -> uint256: view
-    def account_margin(account: uint256) -> MarginScan: view
-    def margin_at_twap(account: uint256) -> MarginScan: view
-    def position(account: uint256, market: uint256) -> (int256, int256, uint256): view
-    def mark(market: uint256) -> (uint256, uint256, int256, int256): view
-    def is_operator(account: uint256, operator: address) -> bool: view
-    def ORACLE() -> address: view
-    def refresh_account(account: uint256): nonpayable
-    def liquidation_begin(account: uint256, keeper_account: uint256, reward: uint256): nonpayable
-    def liquidation_reward(account: uint256, keeper_account: uint256, reward: uint256): nonpayable
-    def liquidation_transfer(
-        account: uint256,
-        taker: uint256,
-        fraction: uint256,
-        discount: uint256,
-        penalty_rate: uint256,
-    ): nonpayable
-    def liquidation_end(account: uint256): nonpayable
 
 
 interface IOracle:
@@ -187,11 +160,7 @@ event WindowCapUpdated:
     new_cap: uint256
 
 
-WAD: constant(uint256) = 10**18
-IWAD: constant(int256) = 10**18
-MAX_MARKETS: constant(uint256) = 32
-POOL: constant(uint256) = 0
-FLAG_SEQUENCER: constant(uint256) = 6  # FLAG_SEQUENCER_DOWN | FLAG_SEQUENCER_GRACE
+FLAG_SEQUENCER: constant(uint256) = c.FLAG_SEQUENCER_DOWN | c.FLAG_SEQUENCER_GRACE
 MASK_40: constant(uint256) = 2**40 - 1
 MASK_64: constant(uint256) = 2**64 - 1
 MASK_128: constant(uint256) = 2**128 - 1
@@ -266,12 +235,12 @@ def start(account: uint256, keeper_account: uint256):
     assert self._auction[account] & ACTIVE_BIT == 0, "auction: already in liquidation"
     # (an unknown account has no positions; a locked one is refused by the Clearinghouse)
     extcall clearinghouse.refresh_account(account)
-    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    s: state.MarginScan = staticcall clearinghouse.account_margin(account)
     # an account without positions is liquidatable only with negative equity (a debt its
     # other collateral no longer covers at the haircut)
     assert s.maintenance != 0 or s.equity < 0, "auction: no positions"
     assert s.equity < convert(s.maintenance, int256), "auction: account is healthy"
-    t: MarginScan = staticcall clearinghouse.margin_at_twap(account)
+    t: state.MarginScan = staticcall clearinghouse.margin_at_twap(account)
     assert t.equity < convert(t.maintenance, int256), "auction: healthy at the time-weighted price"
     if s.maintenance == 0:
         # nothing to auction: settle at once (the pool buys the collateral at the mark
@@ -298,7 +267,7 @@ def take(account: uint256, keeper_account: uint256, fraction: uint256) -> uint25
             whole. If the account is healthy again, nothing moves: the liquidation ends.
     @return The fraction of the book transferred (WAD); 0 if the liquidation ended.
     """
-    assert fraction != 0 and fraction <= WAD, "auction: bad fraction"
+    assert fraction != 0 and fraction <= c.WAD, "auction: bad fraction"
     assert keeper_account != account, "auction: cannot take into the liquidated account"
     assert msg.sender == convert(
         keeper_account >> 96, address
@@ -311,17 +280,17 @@ def take(account: uint256, keeper_account: uint256, fraction: uint256) -> uint25
     p: Params = self._unpack()
     started: uint256 = a & MASK_40
     assert block.timestamp <= started + ((a >> 200) & MASK_32), "auction: expired, call backstop"
-    s: MarginScan = self._due(account, a, p)
+    s: state.MarginScan = self._due(account, a, p)
     if s.maintenance == 0:
         return 0
     f: uint256 = self._scale(s, p)
     elapsed: uint256 = min(block.timestamp - started, p.duration)
     discount: uint256 = (
         p.start_discount + (p.max_discount - p.start_discount) * elapsed // p.duration
-    ) * f // WAD
+    ) * f // c.WAD
     part: uint256 = lot
-    if fraction < WAD:
-        part = lot * fraction // WAD
+    if fraction < c.WAD:
+        part = lot * fraction // c.WAD
     assert part != 0, "auction: fraction too small"
     return self._sell(account, keeper_account, a, lot, part, discount, s, p, f)
 
@@ -340,12 +309,12 @@ def backstop(account: uint256):
     assert a & ACTIVE_BIT != 0 and lot != 0, "auction: nothing to take"
     p: Params = self._unpack()
     assert block.timestamp > (a & MASK_40) + ((a >> 200) & MASK_32), "auction: still running"
-    s: MarginScan = self._due(account, a, p)
+    s: state.MarginScan = self._due(account, a, p)
     if s.maintenance == 0:
         return
     f: uint256 = self._scale(s, p)
-    discount: uint256 = p.max_discount * f // WAD
-    self._sell(account, POOL, a, lot, lot, discount, s, p, f)
+    discount: uint256 = p.max_discount * f // c.WAD
+    self._sell(account, state.POOL, a, lot, lot, discount, s, p, f)
 
 
 @external
@@ -363,11 +332,11 @@ def redo(account: uint256):
     p: Params = self._unpack()
     deadline: uint256 = (a & MASK_40) + ((a >> 200) & MASK_32)
     assert block.timestamp <= deadline, "auction: expired, call backstop"
-    s: MarginScan = self._due(account, a, p)
+    s: state.MarginScan = self._due(account, a, p)
     if s.maintenance == 0:
         return
     old: uint256 = (a >> 104) & MASK_96
-    now_value: uint256 = min(lot * s.notional // WAD, MASK_96)
+    now_value: uint256 = min(lot * s.notional // c.WAD, MASK_96)
     assert self._moved(old, now_value, p.cusp), "auction: prices have not moved past the cusp"
     self._auction[account] = (
         (a & ~(MASK_40 | (MASK_96 << 104) | (MASK_32 << 200)))
@@ -392,7 +361,7 @@ def step(account: uint256, keeper_account: uint256):
     p: Params = self._unpack()
     assert block.timestamp >= (a & MASK_40) + p.cooldown, "auction: cooldown"
     extcall clearinghouse.refresh_account(account)
-    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    s: state.MarginScan = staticcall clearinghouse.account_margin(account)
     if s.maintenance == 0 or s.equity >= convert(s.maintenance, int256):
         self._finish(account, s, (a >> 232) & 65_535)
         return
@@ -400,7 +369,7 @@ def step(account: uint256, keeper_account: uint256):
     if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
         assert critical, "auction: sequencer grace period"
     self._open_tranche(
-        account, keeper_account, s, empty(MarginScan), p, critical, ((a >> 232) & 65_535) + 1
+        account, keeper_account, s, empty(state.MarginScan), p, critical, ((a >> 232) & 65_535) + 1
     )
 
 
@@ -414,7 +383,7 @@ def finish(account: uint256):
     a: uint256 = self._auction[account]
     assert a & ACTIVE_BIT != 0, "auction: not in liquidation"
     extcall clearinghouse.refresh_account(account)
-    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    s: state.MarginScan = staticcall clearinghouse.account_margin(account)
     assert s.maintenance == 0 or s.equity >= convert(
         s.maintenance, int256
     ), "auction: account still unhealthy"
@@ -442,7 +411,7 @@ def set_window_cap(market: uint256, cap: uint256):
             Owner only.
     """
     ownable._check_owner()
-    assert market < MAX_MARKETS, "auction: unknown market"
+    assert market < c.MAX_MARKETS, "auction: unknown market"
     old: uint256 = self.window_cap[market]
     log WindowCapUpdated(market=market, old_cap=old, new_cap=cap)
     if old == 0 and cap != 0:
@@ -491,8 +460,10 @@ def current_discount(account: uint256) -> uint256:
     @notice The discount a take would get now (WAD): the schedule's, scaled to the
             account's maintenance budget at the cached marks.
     """
-    s: MarginScan = staticcall clearinghouse.account_margin(account)
-    return self._discount(self._auction[account] & MASK_40) * self._scale(s, self._unpack()) // WAD
+    s: state.MarginScan = staticcall clearinghouse.account_margin(account)
+    return (
+        self._discount(self._auction[account] & MASK_40) * self._scale(s, self._unpack()) // c.WAD
+    )
 
 
 @external
@@ -512,17 +483,17 @@ def deadline(account: uint256) -> uint256:
 
 
 @internal
-def _due(account: uint256, a: uint256, p: Params) -> MarginScan:
+def _due(account: uint256, a: uint256, p: Params) -> state.MarginScan:
     """
     @dev Refreshes the account's marks and scans it. A healthy account's liquidation
          ends here (returns a scan with zero maintenance); an unhealthy one must pass the
          sequencer guard.
     """
     extcall clearinghouse.refresh_account(account)
-    s: MarginScan = staticcall clearinghouse.account_margin(account)
+    s: state.MarginScan = staticcall clearinghouse.account_margin(account)
     if s.maintenance == 0 or s.equity >= convert(s.maintenance, int256):
         self._finish(account, s, (a >> 232) & 65_535)
-        return empty(MarginScan)
+        return empty(state.MarginScan)
     if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
         assert self._critical(s, p), "auction: sequencer grace period"
     return s
@@ -530,28 +501,28 @@ def _due(account: uint256, a: uint256, p: Params) -> MarginScan:
 
 @internal
 @pure
-def _scale(s: MarginScan, p: Params) -> uint256:
+def _scale(s: state.MarginScan, p: Params) -> uint256:
     # f = min(1, COST_SHARE x M / (N x (max_discount + penalty))), rounded down
     rate: uint256 = p.max_discount + p.penalty
     if rate == 0 or s.notional == 0:
-        return WAD
-    return min(WAD, COST_SHARE * s.maintenance // s.notional * WAD // rate)
+        return c.WAD
+    return min(c.WAD, COST_SHARE * s.maintenance // s.notional * c.WAD // rate)
 
 
 @internal
 @pure
-def _need(s: MarginScan, p: Params, rate: uint256) -> uint256:
+def _need(s: state.MarginScan, p: Params, rate: uint256) -> uint256:
     """
     @dev The fraction of the book that restores `target_health` when sold at `rate`
          (discount + penalty, already scaled): (t*M - E) / (t*M - N*rate), rounded up,
          at most the whole book. t*M > N*rate because rate x N <= COST_SHARE x M.
     """
-    tm: int256 = convert(s.maintenance * p.target_health // WAD, int256)
-    cost: int256 = convert(s.notional * rate // WAD, int256)
+    tm: int256 = convert(s.maintenance * p.target_health // c.WAD, int256)
+    cost: int256 = convert(s.notional * rate // c.WAD, int256)
     if tm <= cost:
-        return WAD
-    q: uint256 = convert((tm - s.equity) * IWAD // (tm - cost), uint256) + 1
-    return min(q, WAD)
+        return c.WAD
+    q: uint256 = convert((tm - s.equity) * c.IWAD // (tm - cost), uint256) + 1
+    return min(q, c.WAD)
 
 
 @internal
@@ -562,7 +533,7 @@ def _sell(
     lot: uint256,
     requested: uint256,
     discount: uint256,
-    s: MarginScan,
+    s: state.MarginScan,
     p: Params,
     f: uint256,
 ) -> uint256:
@@ -572,9 +543,9 @@ def _sell(
          (the rest of the lot stays with the owner); lot sold -> cooldown for the next
          tranche; otherwise the rest stays for sale.
     """
-    penalty: uint256 = p.penalty * f // WAD
+    penalty: uint256 = p.penalty * f // c.WAD
     part: uint256 = min(requested, self._need(s, p, discount + penalty))
-    if (WAD - part) * s.notional < p.small_account * WAD:
+    if (c.WAD - part) * s.notional < p.small_account * c.WAD:
         part = lot
     self._use_window(account, part, a & CRITICAL_BIT != 0)
     extcall clearinghouse.liquidation_transfer(account, taker, part, discount, penalty)
@@ -583,9 +554,9 @@ def _sell(
     if part < lot:
         # the lot was a fraction of the book before the take; re-express it on the
         # smaller book: (lot - part) / (1 - part); its reference value shrinks with it
-        left = (lot - part) * WAD // (WAD - part)
+        left = (lot - part) * c.WAD // (c.WAD - part)
         kick = ((a >> 104) & MASK_96) * (lot - part) // lot
-    if taker == POOL:
+    if taker == state.POOL:
         log AuctionBackstop(account=account, caller=msg.sender, fraction=part, discount=discount)
     else:
         log AuctionTake(
@@ -596,7 +567,7 @@ def _sell(
             discount=discount,
             lot_left=left,
         )
-    after: MarginScan = staticcall clearinghouse.account_margin(account)
+    after: state.MarginScan = staticcall clearinghouse.account_margin(account)
     if after.maintenance == 0 or after.equity >= convert(after.maintenance, int256):
         self._finish(account, after, (a >> 232) & 65_535)
         return part
@@ -619,9 +590,9 @@ def _discount(started: uint256) -> uint256:
 
 @internal
 @pure
-def _critical(s: MarginScan, p: Params) -> bool:
+def _critical(s: state.MarginScan, p: Params) -> bool:
     # equity < critical_health x maintenance
-    return s.equity < convert(s.maintenance * p.critical_health // WAD, int256)
+    return s.equity < convert(s.maintenance * p.critical_health // c.WAD, int256)
 
 
 @internal
@@ -630,37 +601,37 @@ def _moved(old: uint256, new: uint256, cusp: uint256) -> bool:
     if old == 0:
         return new != 0
     diff: uint256 = max(old, new) - min(old, new)
-    return diff * WAD > cusp * old
+    return diff * c.WAD > cusp * old
 
 
 @internal
 @view
-def _tranche(account: uint256, s: MarginScan, p: Params, critical: bool) -> uint256:
+def _tranche(account: uint256, s: state.MarginScan, p: Params, critical: bool) -> uint256:
     if critical or s.notional < p.small_account:
-        return WAD
+        return c.WAD
     # equity after selling q at the worst scaled discount and penalty, less the largest
     # reward, vs target x maintenance after (maintenance shrinks at least in proportion
     # with the book): solve for q, round up. cost <= 0.9 M < t M (glossary).
-    tm: int256 = convert(s.maintenance * p.target_health // WAD, int256)
+    tm: int256 = convert(s.maintenance * p.target_health // c.WAD, int256)
     need: int256 = tm - s.equity
     cost: int256 = convert(
-        s.notional * (p.max_discount + p.penalty) // WAD * self._scale(s, p) // WAD
-        + s.maintenance * REWARD_SHARE // WAD,
+        s.notional * (p.max_discount + p.penalty) // c.WAD * self._scale(s, p) // c.WAD
+        + s.maintenance * REWARD_SHARE // c.WAD,
         int256,
     )
-    q: uint256 = WAD
+    q: uint256 = c.WAD
     if tm > cost:
-        q = convert((need * IWAD + tm - cost - 1) // (tm - cost), uint256)
+        q = convert((need * c.IWAD + tm - cost - 1) // (tm - cost), uint256)
     q = min(max(q, p.min_step), p.max_step)
     # no dust: a rest under `small_account` goes with the tranche
-    if (WAD - q) * s.notional < p.small_account * WAD:
-        return WAD
+    if (c.WAD - q) * s.notional < p.small_account * c.WAD:
+        return c.WAD
     if self.capped_markets == 0:
         return q
     # each market's window cap
     hdr: uint256 = staticcall clearinghouse.account_header(account)
     bitmap: uint256 = (hdr >> 8) & (2**32 - 1)
-    for m: uint256 in range(MAX_MARKETS):
+    for m: uint256 in range(c.MAX_MARKETS):
         rest: uint256 = bitmap >> m
         if rest == 0:
             break
@@ -668,8 +639,8 @@ def _tranche(account: uint256, s: MarginScan, p: Params, critical: bool) -> uint
             continue
         room: uint256 = self._window_room(m)
         n: uint256 = self._position_notional(account, m)
-        if n * q // WAD > room:
-            q = room * WAD // n
+        if n * q // c.WAD > room:
+            q = room * c.WAD // n
     assert q != 0, "auction: window cap reached, retry next window"
     return q
 
@@ -681,7 +652,7 @@ def _position_notional(account: uint256, m: uint256) -> uint256:
     cost: int256 = 0
     snap: uint256 = 0
     size, cost, snap = staticcall clearinghouse.position(account, m)
-    return convert(abs(size), uint256) * (staticcall clearinghouse.mark(m))[0] // WAD
+    return convert(abs(size), uint256) * (staticcall clearinghouse.mark(m))[0] // c.WAD
 
 
 @internal
@@ -708,14 +679,14 @@ def _use_window(account: uint256, fraction: uint256, critical: bool):
     hdr: uint256 = staticcall clearinghouse.account_header(account)
     bitmap: uint256 = (hdr >> 8) & (2**32 - 1)
     window: uint256 = self._unpack().window
-    for m: uint256 in range(MAX_MARKETS):
+    for m: uint256 in range(c.MAX_MARKETS):
         rest: uint256 = bitmap >> m
         if rest == 0:
             break
         cap: uint256 = self.window_cap[m]
         if rest & 1 == 0 or cap == 0:
             continue
-        moved: uint256 = self._position_notional(account, m) * fraction // WAD
+        moved: uint256 = self._position_notional(account, m) * fraction // c.WAD
         w: uint256 = self._window[m]
         start: uint256 = w & MASK_40
         used: uint256 = w >> 40
@@ -731,18 +702,18 @@ def _use_window(account: uint256, fraction: uint256, critical: bool):
 def _open_tranche(
     account: uint256,
     keeper_account: uint256,
-    s: MarginScan,
-    t: MarginScan,
+    s: state.MarginScan,
+    t: state.MarginScan,
     p: Params,
     critical: bool,
     step: uint256,
 ):
     q: uint256 = self._tranche(account, s, p, critical)
-    value: uint256 = min(q * s.notional // WAD, MASK_96)
+    value: uint256 = min(q * s.notional // c.WAD, MASK_96)
     # tip + fee x notional, within the keeper cap, REWARD_SHARE of the maintenance the
     # tranche frees and the account's equity (the Clearinghouse checks the same bounds)
-    reward: uint256 = min(p.keeper_tip + value * p.keeper_fee // WAD, p.keeper_cap)
-    reward = min(reward, s.maintenance * q // WAD * REWARD_SHARE // WAD)
+    reward: uint256 = min(p.keeper_tip + value * p.keeper_fee // c.WAD, p.keeper_cap)
+    reward = min(reward, s.maintenance * q // c.WAD * REWARD_SHARE // c.WAD)
     reward = min(reward, convert(max(s.equity, 0), uint256))
     flags: uint256 = ACTIVE_BIT
     if critical:
@@ -770,7 +741,7 @@ def _open_tranche(
 
 
 @internal
-def _finish(account: uint256, s: MarginScan, steps: uint256):
+def _finish(account: uint256, s: state.MarginScan, steps: uint256):
     extcall clearinghouse.liquidation_end(account)
     self._auction[account] = 0
     log LiquidationFinished(
@@ -831,18 +802,18 @@ def _pack(p: Params) -> uint256[4]:
 @internal
 @pure
 def _validate(p: Params):
-    assert p.target_health > WAD, "auction: target health must exceed 1"
-    assert p.critical_health < WAD, "auction: critical health must be below 1"
+    assert p.target_health > c.WAD, "auction: target health must exceed 1"
+    assert p.critical_health < c.WAD, "auction: critical health must be below 1"
     assert (
-        p.min_step != 0 and p.min_step <= p.max_step and p.max_step <= WAD
+        p.min_step != 0 and p.min_step <= p.max_step and p.max_step <= c.WAD
     ), "auction: bad step bounds"
     assert (
-        p.start_discount <= p.max_discount and p.max_discount < WAD // 2
+        p.start_discount <= p.max_discount and p.max_discount < c.WAD // 2
     ), "auction: bad discounts"
-    assert p.penalty < WAD // 10, "auction: penalty too high"
-    assert p.keeper_fee < WAD // 10, "auction: keeper fee too high"
+    assert p.penalty < c.WAD // 10, "auction: penalty too high"
+    assert p.keeper_fee < c.WAD // 10, "auction: keeper fee too high"
     assert p.keeper_cap <= MAX_KEEPER_REWARD, "auction: keeper cap above the clearinghouse bound"
     assert p.duration != 0 and p.duration <= 86_400, "auction: bad duration"
-    assert p.cusp != 0 and p.cusp < WAD, "auction: bad cusp"
+    assert p.cusp != 0 and p.cusp < c.WAD, "auction: bad cusp"
     assert p.window != 0, "auction: zero window"
     assert p.cooldown <= 86_400, "auction: cooldown too long"

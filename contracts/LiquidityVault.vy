@@ -46,6 +46,8 @@ from ethereum.ercs import IERC4626
 from snekmate.auth import ownable
 from snekmate.tokens import erc20
 from snekmate.utils import math
+from .interfaces import IClearinghouse
+from .modules import constants as c
 
 implements: IERC20
 implements: IERC20Detailed
@@ -74,21 +76,11 @@ interface ILens:
     def clearinghouse() -> address: view
 
 
-interface IClearinghouse:
-    def vault_deposit(amount: uint256): nonpayable
-    def vault_withdraw(amount: uint256, receiver: address): nonpayable
-    def sync_marks(): nonpayable
-    def pool_cash() -> int256: view
-    def settlement_token() -> address: view
-    def SETTLEMENT_SCALE() -> uint256: view
-
-
 event WithdrawFeeUpdated:
     old_fee_bps: uint256
     new_fee_bps: uint256
 
 
-BPS: constant(uint256) = 10_000
 MAX_WITHDRAW_FEE_BPS: constant(uint256) = 200
 
 # @notice The underlying settlement token.
@@ -385,11 +377,11 @@ def _to_assets(shares: uint256, roundup: bool) -> uint256:
 @internal
 @view
 def _net_of_fee(gross: uint256) -> uint256:
-    return gross * (BPS - self.withdraw_fee_bps) // BPS
+    return gross * (c.BPS - self.withdraw_fee_bps) // c.BPS
 
 
 @internal
 @view
 def _shares_for_withdraw(assets: uint256) -> uint256:
-    gross: uint256 = math._mul_div(assets, BPS, BPS - self.withdraw_fee_bps, True)
+    gross: uint256 = math._mul_div(assets, c.BPS, c.BPS - self.withdraw_fee_bps, True)
     return self._to_shares(gross, True)

@@ -136,14 +136,16 @@ struct MarketConfig:
 RISK_ROLE: public(constant(bytes32)) = keccak256("RISK_ROLE")
 
 
-# @dev Flag bits returned with every price.
-FLAG_DEGRADED: public(constant(uint256)) = 1
-FLAG_SEQUENCER_DOWN: public(constant(uint256)) = 2
-FLAG_SEQUENCER_GRACE: public(constant(uint256)) = 4
+# @dev Flag bits returned with every price (values shared with the clearinghouse in
+#      modules/constants.vy).
+FLAG_DEGRADED: public(constant(uint256)) = c.FLAG_DEGRADED
+FLAG_SEQUENCER_DOWN: public(constant(uint256)) = c.FLAG_SEQUENCER_DOWN
+FLAG_SEQUENCER_GRACE: public(constant(uint256)) = c.FLAG_SEQUENCER_GRACE
 
 
-# @dev Hard caps on markets and on sources per market.
-MAX_MARKETS: public(constant(uint256)) = 32
+# @dev Hard caps on markets (the clearinghouse's, modules/constants.vy) and on sources per
+#      market.
+MAX_MARKETS: public(constant(uint256)) = c.MAX_MARKETS
 MAX_SOURCES: public(constant(uint256)) = 3
 
 
@@ -168,7 +170,7 @@ MAX_FEED_DECIMALS: public(constant(uint256)) = 36
 
 
 # @dev The basis-point denominator.
-_BPS: constant(uint256) = 10_000
+_BPS: constant(uint256) = c.BPS
 
 
 # @dev The decimals of a WAD.

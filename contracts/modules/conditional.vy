@@ -48,7 +48,6 @@ from ..interfaces import IClearinghouseEngine
 from . import state
 from . import engine
 from . import accounts
-from . import constants as c
 from . import packing
 from . import order_hash as oh
 

@@ -38,7 +38,7 @@ MIN_POSITION_NOTIONAL: constant(uint256) = 100 * 10**18
 # this reason.
 VAULT_CAP_REACHED: constant(String[41]) = "clearinghouse: vault exposure cap reached"
 
-# Oracle router flags (mirrors OracleRouter.vy).
+# Oracle router flags (OracleRouter.vy exports these as its FLAG_* getters).
 FLAG_DEGRADED: constant(uint256) = 1
 FLAG_SEQUENCER_DOWN: constant(uint256) = 2
 FLAG_SEQUENCER_GRACE: constant(uint256) = 4

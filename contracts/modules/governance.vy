@@ -297,7 +297,7 @@ def propose_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
     @param data The whole book (margin.MAX_BOOK_BYTES bytes; checked when published).
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
-    assert len(data) == margin.MAX_BOOK_BYTES, "margin: bad book length"
+    assert len(data) == margin.MAX_BOOK_BYTES, "clearinghouse: bad book length"
     book_hash: bytes32 = keccak256(data)
     eta: uint256 = block.timestamp + state.risk_book_delay
     state.risk_book_eta[book_hash] = eta
@@ -342,12 +342,14 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
     sys: packing.System = packing._system(state._system)
     old: address = sys.book
     h: margin.BookHeader = margin._header(extract32(data, 0, output_type=uint256))
-    assert h.n_scenarios != 0 and h.n_scenarios <= c.MAX_SCENARIOS, "margin: bad scenario count"
+    assert (
+        h.n_scenarios != 0 and h.n_scenarios <= c.MAX_SCENARIOS
+    ), "clearinghouse: bad scenario count"
     assert (
         h.n_markets >= state.market_count and h.n_markets <= c.MAX_MARKETS
-    ), "margin: book must cover every market"
-    assert len(data) == margin.MAX_BOOK_BYTES, "margin: bad book length"
-    assert h.mmr_bps != 0 and h.mmr_bps <= c.BPS, "margin: bad maintenance ratio"
+    ), "clearinghouse: book must cover every market"
+    assert len(data) == margin.MAX_BOOK_BYTES, "clearinghouse: bad book length"
+    assert h.mmr_bps != 0 and h.mmr_bps <= c.BPS, "clearinghouse: bad maintenance ratio"
     has_old: bool = old != empty(address)
     oh: margin.BookHeader = empty(margin.BookHeader)
     if has_old:
@@ -367,21 +369,21 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
         w0: uint256 = extract32(data, off, output_type=uint256)
         w1: uint256 = extract32(data, off + 32, output_type=uint256)
         imr: uint256 = margin._imr_min_bps(w0)
-        assert imr != 0 and imr <= c.BPS, "margin: bad initial margin ratio"
-        assert margin._margin_scale(w0) != 0, "margin: zero margin scale"
-        assert h.floor_bps <= imr, "margin: floor above initial margin"
+        assert imr != 0 and imr <= c.BPS, "clearinghouse: bad initial margin ratio"
+        assert margin._margin_scale(w0) != 0, "clearinghouse: zero margin scale"
+        assert h.floor_bps <= imr, "clearinghouse: floor above initial margin"
         worst_down: int256 = 0
         worst_up: int256 = 0
         for k: uint256 in range(c.MAX_SCENARIOS):
             if k == h.n_scenarios:
                 break
             x: int256 = margin._shock(w1, k)
-            assert x >= -c.IBPS, "margin: shock below -100%"
+            assert x >= -c.IBPS, "clearinghouse: shock below -100%"
             worst_down = min(worst_down, x)
             worst_up = max(worst_up, x)
         assert -worst_down >= convert(imr, int256) and worst_up >= convert(
             imr, int256
-        ), "margin: scenarios must cover initial margin"
+        ), "clearinghouse: scenarios must cover initial margin"
         for k: uint256 in range(c.MAX_SCENARIOS):
             if k == h.n_scenarios:
                 break
@@ -402,7 +404,7 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
             new_scale: uint256 = margin._margin_scale(w0)
             assert (
                 new_scale * 2 >= old_scale and new_scale <= old_scale * 2
-            ), "margin: scale change above step limit"
+            ), "clearinghouse: scale change above step limit"
             for k: uint256 in range(c.MAX_SCENARIOS):
                 ox: int256 = 0
                 nx: int256 = 0
@@ -412,10 +414,10 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
                     nx = margin._shock(w1, k)
                 assert abs(nx - ox) <= convert(
                     state.max_shock_step_bps, int256
-                ), "margin: shock change above step limit"
+                ), "clearinghouse: shock change above step limit"
     assert (
         equal_down != 0 and equal_up != 0
-    ), "margin: no scenario moves every market by its largest shock"
+    ), "clearinghouse: no scenario moves every market by its largest shock"
     n: uint256 = len(data) + 1
     initcode: Bytes[margin.MAX_BOOK_BYTES + 11] = concat(
         b"\x61", slice(convert(n, bytes32), 30, 2), b"\x80\x60\x0a\x3d\x39\x3d\xf3\x00", data
@@ -441,6 +443,6 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
 @pure
 def _check_step(old: uint256, new: uint256, step: uint256):
     if new > old:
-        assert new - old <= step, "margin: ratio change above step limit"
+        assert new - old <= step, "clearinghouse: ratio change above step limit"
     else:
-        assert old - new <= step, "margin: ratio change above step limit"
+        assert old - new <= step, "clearinghouse: ratio change above step limit"

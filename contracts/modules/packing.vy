@@ -127,8 +127,12 @@ def _hi_i128(w: uint256) -> int256:
 @internal
 @pure
 def _pack_i128(lo: int256, hi: int256) -> uint256:
-    assert lo <= c.MAX_ABS_I128 and lo >= -c.MAX_ABS_I128, "packing: value too large"
-    assert hi <= c.MAX_ABS_I128 and hi >= -c.MAX_ABS_I128, "packing: value too large"
+    assert (
+        lo <= c.MAX_ABS_I128
+        and lo >= -c.MAX_ABS_I128
+        and hi <= c.MAX_ABS_I128
+        and hi >= -c.MAX_ABS_I128
+    ), "clearinghouse: value too large"
     return (convert(convert(hi, bytes32), uint256) << 128) | (
         convert(convert(lo, bytes32), uint256) & MASK_128
     )
@@ -137,7 +141,7 @@ def _pack_i128(lo: int256, hi: int256) -> uint256:
 @internal
 @pure
 def _pack_u128(lo: uint256, hi: uint256) -> uint256:
-    assert lo <= MASK_128 and hi <= MASK_128, "packing: value too large"
+    assert lo <= MASK_128 and hi <= MASK_128, "clearinghouse: value too large"
     return (hi << 128) | lo
 
 
@@ -192,10 +196,10 @@ def _pack_mark(price: uint256, ts: uint256, index: int256, rate: int256) -> uint
     @dev `rate` in WAD per day is truncated toward zero to the 1e-15 grid; `ts` is the
          40-bit touch stamp: the timestamp, plus the block tag << 34 (engine._touch_with).
     """
-    assert price <= c.MAX_PRICE, "packing: price too large"
-    assert index <= MAX_I72 and index >= -MAX_I72, "packing: funding index too large"
+    assert price <= c.MAX_PRICE, "clearinghouse: price too large"
+    assert index <= MAX_I72 and index >= -MAX_I72, "clearinghouse: funding index too large"
     femto: int256 = rate // FEMTO_PER_WAD
-    assert femto <= MAX_I56 and femto >= -MAX_I56, "packing: funding rate too large"
+    assert femto <= MAX_I56 and femto >= -MAX_I56, "clearinghouse: funding rate too large"
     return (
         (convert(convert(femto, bytes32), uint256) << 200)
         | (convert(convert(index, bytes32), uint256) << 184 >> 56)
@@ -233,8 +237,9 @@ def _pos_funding_delta(w: uint256, index: int256) -> int256:
 @internal
 @pure
 def _pack_pos(size: int256, cost: int256, index: int256) -> uint256:
-    assert size <= MAX_I96 and size >= -MAX_I96, "packing: position too large"
-    assert cost <= MAX_I96 and cost >= -MAX_I96, "packing: position too large"
+    assert (
+        size <= MAX_I96 and size >= -MAX_I96 and cost <= MAX_I96 and cost >= -MAX_I96
+    ), "clearinghouse: position too large"
     return (
         ((convert(convert(index, bytes32), uint256) & MASK_64) << 192)
         | ((convert(convert(cost, bytes32), uint256) & MASK_96) << 96)
@@ -276,9 +281,9 @@ def _grid(x: uint256, unit: uint256, mask: uint256) -> uint256:
     """
     @dev WAD value to its packed unit; must sit exactly on the grid and fit the field.
     """
-    assert x % unit == 0, "packing: parameter off its grid"
+    assert x % unit == 0, "clearinghouse: parameter off its grid"
     n: uint256 = x // unit
-    assert n <= mask, "packing: parameter too large"
+    assert n <= mask, "clearinghouse: parameter too large"
     return n
 
 
@@ -349,7 +354,7 @@ def _with_pending(h: uint256, n: uint256, until: uint256) -> uint256:
     """
     @dev The header with `n` delayed orders stored, pending until `until` (0 when n = 0).
     """
-    assert n <= MASK_8 and until <= MASK_40, "packing: value too large"
+    assert n <= MASK_8 and until <= MASK_40, "clearinghouse: value too large"
     return (h & ~(MASK_48 << 56)) | (n << 56) | (until << 64)
 
 
@@ -408,9 +413,14 @@ def _system(w: uint256) -> System:
 @internal
 @pure
 def _pack_system(x: System) -> uint256:
-    assert x.n_scenarios <= MASK_8 and x.max_mark_age <= MASK_16, "packing: value too large"
-    assert x.floor_bps <= MASK_16 and x.mmr_bps <= MASK_16, "packing: value too large"
-    assert x.insurance_bps <= MASK_16 and x.protocol_bps <= MASK_16, "packing: value too large"
+    assert (
+        x.n_scenarios <= MASK_8
+        and x.max_mark_age <= MASK_16
+        and x.floor_bps <= MASK_16
+        and x.mmr_bps <= MASK_16
+        and x.insurance_bps <= MASK_16
+        and x.protocol_bps <= MASK_16
+    ), "clearinghouse: value too large"
     return (
         convert(x.book, uint256)
         | (x.n_scenarios << 160)
@@ -428,6 +438,6 @@ def _pack_system(x: System) -> uint256:
 @internal
 @pure
 def _pack_pool(cash: int256, pending_fees: uint256) -> uint256:
-    assert cash <= c.MAX_ABS_I128 and cash >= -c.MAX_ABS_I128, "packing: pool cash too large"
-    assert pending_fees <= MASK_128, "packing: fees too large"
+    assert cash <= c.MAX_ABS_I128 and cash >= -c.MAX_ABS_I128, "clearinghouse: pool cash too large"
+    assert pending_fees <= MASK_128, "clearinghouse: fees too large"
     return (pending_fees << 128) | (convert(convert(cash, bytes32), uint256) & MASK_128)

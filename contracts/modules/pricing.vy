@@ -31,7 +31,7 @@ def _fill_price(price: uint256, skew: int256, delta: int256, skew_scale: uint256
     """
     adj: int256 = fp._smul_div(2 * skew + delta, price, 2 * skew_scale, delta > 0)
     fill: int256 = convert(price, int256) + adj
-    assert fill > 0, "pricing: price impact too large"
+    assert fill > 0, "clearinghouse: price impact too large"
     return convert(fill, uint256)
 
 

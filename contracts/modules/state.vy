@@ -4,12 +4,12 @@
 @custom:contract-name state
 @license MIT
 @notice Every storage variable of the clearinghouse lives here and nowhere else. All
-        four deployables (`Clearinghouse.vy`, the hot path, and `ClearinghouseOps.vy`,
-        `ClearinghouseAdmin.vy` and `ClearinghouseOrders.vy`, reached by delegatecall for
-        account operations, liquidation hooks, governance, treasury and vault calls, and
-        signed orders) initialise exactly the
-        same modules in exactly the same order, so they share one storage layout by
-        construction; tests/security/test_storage_layout.py compares the compiler's
+        six code halves (`Clearinghouse.vy`, the hot path, and `ClearinghouseOps.vy`,
+        `ClearinghouseAdmin.vy`, `ClearinghouseOrders.vy`, `ClearinghouseRisk.vy` and
+        `ClearinghouseTreasury.vy`, reached by delegatecall) initialise snekmate's
+        access_control and pausable and this module first, in that order; the other
+        modules they initialise hold no storage, so the halves share one storage layout
+        by construction; tests/security/test_storage_layout.py compares the compiler's
         layouts to prove it.
         Packed words (`_header`, `_pos`, `_mark`, `_oi`, `_pool_sums`, `_params_*`) are
         described in modules/packing.vy. Per-market words are fixed arrays (slot = base

@@ -56,24 +56,24 @@ from perpdex.sdk.math.margin import SHOCK_MAX
 from perpdex.sdk.riskbook import RiskBook
 
 REVERT_HINTS = {
-    "margin: shock change above step limit": (
+    "clearinghouse: shock change above step limit": (
         "the on-chain book or the step limits changed since the plan was made; re-run "
         "`perpdex risk push` to plan again from the chain"
     ),
-    "margin: ratio change above step limit": (
+    "clearinghouse: ratio change above step limit": (
         "the on-chain book or the step limits changed since the plan was made; re-run "
         "`perpdex risk push` to plan again from the chain"
     ),
-    "margin: book must cover every market": (
+    "clearinghouse: book must cover every market": (
         "a market was listed after the book was designed; add its ratios to the book "
         "(config/risk.yaml) and run `perpdex risk design` again"
     ),
-    "margin: no scenario moves every market by its largest shock": (
+    "clearinghouse: no scenario moves every market by its largest shock": (
         "add (or widen) an equal-move pair: one scenario moving every market down by its "
         "largest down shock of the book, one moving every market up by its largest up "
         "shock (`perpdex risk design` builds them as crypto-crash / crypto-rally)"
     ),
-    "margin: scenarios must cover initial margin": (
+    "clearinghouse: scenarios must cover initial margin": (
         "give every market a scenario down and one up by at least its imr_min "
         "(`perpdex risk design` does this)"
     ),

@@ -152,7 +152,9 @@ REVERT_HINTS: dict[str, str] = {
     "clearinghouse: insufficient pool cash": (
         "the liquidity vault is short of cash; trade smaller or wait for LP deposits"
     ),
-    "pricing: price impact too large": "trade smaller; this order would move the price too far",
+    "clearinghouse: price impact too large": (
+        "trade smaller; this order would move the price too far"
+    ),
     # signed orders (`settle`)
     "clearinghouse: operator fill worse than oracle": (
         "an order an operator signed fills only at the oracle price or better for the "

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from perpdex.config import MarketRisk, RiskConfig, Scenario
 from perpdex.sdk.math.margin import (
-    HEADER_BYTES,
-    MARKETS_BYTES,
     MAX_BOOK_BYTES,
     SHOCK_MAX,
     SHOCK_MIN,
@@ -26,8 +24,6 @@ from perpdex.sdk.math.margin import (
 
 __all__ = [
     "BOOK_BYTES",
-    "MARKETS_OFFSET",
-    "NAMES_OFFSET",
     "SHOCK_MAX",
     "SHOCK_MIN",
     "MarketRisk",
@@ -38,8 +34,6 @@ __all__ = [
     "to_scenarios",
 ]
 
-MARKETS_OFFSET = HEADER_BYTES
-NAMES_OFFSET = HEADER_BYTES + MARKETS_BYTES
 BOOK_BYTES = MAX_BOOK_BYTES  # fixed size, unused slots zero
 
 

@@ -92,7 +92,7 @@ def test_one_oversized_step_is_refused_by_the_contract(protocol, admin):
     shocks[k][0] -= limit + 1  # BTC down a bp further than one update may move it
     too_far = dataclasses.replace(current, shocks=tuple(tuple(r) for r in shocks))
     assert book_problems(too_far, len(protocol.symbols)) == []  # valid apart from the step
-    with ape.reverts("margin: shock change above step limit"):
+    with ape.reverts("clearinghouse: shock change above step limit"):
         gov.set_risk_book(riskbook.encode(too_far), sender=admin)
     # the planner splits the same change into two updates the contract takes
     receipts = push(protocol, too_far, admin)
@@ -104,7 +104,7 @@ def test_designed_book_at_default_limits_needs_more_than_one_update(protocol, ad
     """The config -> designed move is larger than one update allows (so the contract
     would refuse it sent at once) and lands in a few steps; aligned, in fewer."""
     ch = protocol.clearinghouse
-    with ape.reverts("margin: shock change above step limit"):
+    with ape.reverts("clearinghouse: shock change above step limit"):
         protocol.admin.set_risk_book(riskbook.encode(target), sender=admin)
     backwards = dataclasses.replace(target, names=target.names[::-1], shocks=target.shocks[::-1])
     aligned = align_to(backwards, read_book(ch))

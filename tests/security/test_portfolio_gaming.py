@@ -364,14 +364,14 @@ def test_chain_refuses_a_book_without_an_equal_move(actors, protocol, admin):
     rows[k][0] = min(r[0] for r in rows) - 100  # BTC alone now falls further than the crash
     bad = replace(book, shocks=tuple(tuple(r) for r in rows))
     assert any("equal move" in p for p in book_problems(bad, n_listed=3))
-    with ape.reverts("margin: no scenario moves every market by its largest shock"):
+    with ape.reverts("clearinghouse: no scenario moves every market by its largest shock"):
         protocol.admin.set_risk_book(riskbook.encode(bad), sender=admin)
     rows = [list(r) for r in book.shocks]
     k = book.names.index("crypto-rally")
     rows[k][2] -= 1  # SOL's largest rise is now only in another scenario
     bad_up = replace(book, shocks=tuple(tuple(r) for r in rows))
     if max(r[2] for r in rows) > rows[k][2]:
-        with ape.reverts("margin: no scenario moves every market by its largest shock"):
+        with ape.reverts("clearinghouse: no scenario moves every market by its largest shock"):
             protocol.admin.set_risk_book(riskbook.encode(bad_up), sender=admin)
 
 

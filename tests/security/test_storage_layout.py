@@ -3,7 +3,8 @@
 The halves run at one address (Clearinghouse delegates to ClearinghouseOps, then on to
 ClearinghouseAdmin, ClearinghouseOrders, ClearinghouseRisk and ClearinghouseTreasury), so
 a slot that means one thing in one half and another thing in the next would corrupt state. Each half
-initialises the same modules in the same order; this test holds the compiler to it. The
+initialises access_control, pausable and state first, then only modules without storage; this
+test holds the compiler to it. The
 size limit is checked on ape's compiled runtime code and on the code actually deployed
 (runtime plus immutables).
 """
@@ -30,7 +31,7 @@ MAX_CODE_SIZE = 24_576  # EIP-170
 
 @cache
 def _layouts() -> dict[str, dict[str, Any]]:
-    """Compiler layouts of the four halves (compiled in parallel: ~5 s each)."""
+    """Compiler layouts of the six halves (compiled in parallel: ~5 s each)."""
     with ThreadPoolExecutor(len(HALVES)) as pool:
         return dict(zip(HALVES, pool.map(_compile_layout, HALVES), strict=True))
 

@@ -229,7 +229,7 @@ def test_set_risk_book_delay__not_admin__reverts(protocol: Protocol, stranger: A
 
 
 def test_propose_risk_book__bad_length__reverts(protocol: Protocol, admin: Any) -> None:
-    with ape.reverts("margin: bad book length"):
+    with ape.reverts("clearinghouse: bad book length"):
         protocol.admin.propose_risk_book(b"\x01" * 64, sender=admin)
 
 

@@ -63,7 +63,7 @@ def accepted(old: RiskBook | None, new: RiskBook, limits: StepLimits) -> bool:
         ratios.append((old.markets[m].imr_min_bps, new.markets[m].imr_min_bps))
         ratios.append((old.markets[m].imr_slope_bps, new.markets[m].imr_slope_bps))
         a_s, b_s = old.markets[m].margin_scale, new.markets[m].margin_scale
-        if b_s * 2 < a_s or b_s > a_s * 2:  # "margin: scale change above step limit"
+        if b_s * 2 < a_s or b_s > a_s * 2:  # "clearinghouse: scale change above step limit"
             return False
         for k in range(16):
             a = old.shocks[k][m] if k < old.n_scenarios else 0

@@ -32,9 +32,9 @@ def test_with_pending_sets_only_its_bits():
     assert frozen & (2**56 - 1) == hdr & (2**56 - 1)
     assert (positions_bitmap(frozen), position_count(frozen), min_nonce(frozen)) == (8, 1, 7)
     assert with_pending(frozen, 0, 0) == hdr
-    with pytest.raises(Revert, match="packing: value too large"):
+    with pytest.raises(Revert, match="clearinghouse: value too large"):
         with_pending(hdr, 256, NOW)
-    with pytest.raises(Revert, match="packing: value too large"):
+    with pytest.raises(Revert, match="clearinghouse: value too large"):
         with_pending(hdr, 1, 2**40)
 
 

@@ -44,14 +44,14 @@ def hi_i128(w: int) -> int:
 def pack_i128(lo: int, hi: int) -> int:
     """packing._pack_i128."""
     if not (-MAX_ABS_I128 <= lo <= MAX_ABS_I128 and -MAX_ABS_I128 <= hi <= MAX_ABS_I128):
-        raise Revert("packing: value too large")
+        raise Revert("clearinghouse: value too large")
     return ((_u(hi) << 128) % 2**256) | (_u(lo) & MASK_128)
 
 
 def pack_u128(lo: int, hi: int) -> int:
     """packing._pack_u128."""
     if lo > MASK_128 or hi > MASK_128:
-        raise Revert("packing: value too large")
+        raise Revert("clearinghouse: value too large")
     return (hi << 128) | lo
 
 
@@ -80,12 +80,12 @@ def pack_mark(price: int, ts: int, index: int, rate: int) -> int:
     """packing._pack_mark: `rate` is truncated toward zero to the 1e-15 grid; `ts` is the
     40-bit touch stamp (timestamp | block tag << 34)."""
     if price > MAX_PRICE:
-        raise Revert("packing: price too large")
+        raise Revert("clearinghouse: price too large")
     if not -MAX_I72 <= index <= MAX_I72:
-        raise Revert("packing: funding index too large")
+        raise Revert("clearinghouse: funding index too large")
     femto = vdiv(rate, FEMTO_PER_WAD)
     if not -MAX_I56 <= femto <= MAX_I56:
-        raise Revert("packing: funding rate too large")
+        raise Revert("clearinghouse: funding rate too large")
     return (
         ((_u(femto) << 200) % 2**256)
         | ((_u(index) & (2**72 - 1)) << 128)
@@ -125,7 +125,7 @@ def funding_delta(snapshot: int, index: int) -> int:
 def pack_pos(size: int, cost: int, index: int) -> int:
     """packing._pack_pos."""
     if not (-MAX_I96 <= size <= MAX_I96 and -MAX_I96 <= cost <= MAX_I96):
-        raise Revert("packing: position too large")
+        raise Revert("clearinghouse: position too large")
     return ((_u(index) & MASK_64) << 192) | ((_u(cost) & MASK_96) << 96) | (_u(size) & MASK_96)
 
 
@@ -175,10 +175,10 @@ def unpack_params(a: int) -> MarketParams:
 def _grid(x: int, unit: int, mask: int) -> int:
     """packing._grid: a WAD value in its packed unit (exactly on the grid, in range)."""
     if x % unit != 0:
-        raise Revert("packing: parameter off its grid")
+        raise Revert("clearinghouse: parameter off its grid")
     n = x // unit
     if n > mask:
-        raise Revert("packing: parameter too large")
+        raise Revert("clearinghouse: parameter too large")
     return n
 
 
@@ -205,9 +205,9 @@ def unpack_pool(w: int) -> tuple[int, int]:
 def pack_pool(cash: int, pending_fees: int) -> int:
     """packing._pack_pool."""
     if not -MAX_ABS_I128 <= cash <= MAX_ABS_I128:
-        raise Revert("packing: value too large")
+        raise Revert("clearinghouse: value too large")
     if pending_fees > MASK_128:
-        raise Revert("packing: fees too large")
+        raise Revert("clearinghouse: fees too large")
     return (pending_fees << 128) | (_u(cash) & MASK_128)
 
 
@@ -246,7 +246,7 @@ def is_frozen(h: int, now: int) -> bool:
 def with_pending(h: int, n: int, until: int) -> int:
     """packing._with_pending: the header with `n` delayed orders stored, until `until`."""
     if n > MASK_8 or until > MASK_40:
-        raise Revert("packing: value too large")
+        raise Revert("clearinghouse: value too large")
     return (h & ~(MASK_48 << 56)) | (n << 56) | (until << 64)
 
 
@@ -293,11 +293,11 @@ def unpack_system(w: int) -> System:
 def pack_system(x: System) -> int:
     """packing._pack_system."""
     if x.n_scenarios > MASK_8 or x.max_mark_age > MASK_16:
-        raise Revert("packing: value too large")
+        raise Revert("clearinghouse: value too large")
     if x.floor_bps > MASK_16 or x.mmr_bps > MASK_16:
-        raise Revert("packing: value too large")
+        raise Revert("clearinghouse: value too large")
     if x.insurance_bps > MASK_16 or x.protocol_bps > MASK_16:
-        raise Revert("packing: value too large")
+        raise Revert("clearinghouse: value too large")
     return (
         x.book
         | (x.n_scenarios << 160)

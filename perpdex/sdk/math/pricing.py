@@ -15,7 +15,7 @@ def fill_price(price: int, skew: int, delta: int, skew_scale: int) -> int:
     adj = smul_div(2 * skew + delta, price, 2 * skew_scale, delta > 0)
     fill = _to_i256(price) + adj
     if fill <= 0:
-        raise Revert("pricing: price impact too large")
+        raise Revert("clearinghouse: price impact too large")
     return fill
 
 

@@ -123,13 +123,16 @@ BAD_MARKET_PARAMS = {
         {"max_vault_exposure": 0},
         "clearinghouse: zero vault exposure cap",
     ),
-    "fee_off_grid": ({"maker_fee": 10**14 + 1}, "packing: parameter off its grid"),
-    "skew_scale_off_grid": ({"skew_scale": 10_000 * WAD + 1}, "packing: parameter off its grid"),
-    "max_oi_off_grid": ({"max_oi": WAD // 2}, "packing: parameter off its grid"),
+    "fee_off_grid": ({"maker_fee": 10**14 + 1}, "clearinghouse: parameter off its grid"),
+    "skew_scale_off_grid": (
+        {"skew_scale": 10_000 * WAD + 1},
+        "clearinghouse: parameter off its grid",
+    ),
+    "max_oi_off_grid": ({"max_oi": WAD // 2}, "clearinghouse: parameter off its grid"),
     "velocity_too_large": (
         {"max_funding_velocity": 2**32 * 10**12},
-        "packing: parameter too large",
+        "clearinghouse: parameter too large",
     ),
-    "skew_scale_too_large": ({"skew_scale": 2**48 * WAD}, "packing: parameter too large"),
-    "max_oi_too_large": ({"max_oi": 2**64 * WAD}, "packing: parameter too large"),
+    "skew_scale_too_large": ({"skew_scale": 2**48 * WAD}, "clearinghouse: parameter too large"),
+    "max_oi_too_large": ({"max_oi": 2**64 * WAD}, "clearinghouse: parameter too large"),
 }

@@ -106,25 +106,25 @@ def test_set_risk_book__without_risk_role__reverts(ch, gov, book, request, who):
 
 @pytest.mark.parametrize("n", [0, 17])
 def test_set_risk_book__bad_scenario_count__reverts(gov, book, admin, n):
-    with ape.reverts("margin: bad scenario count"):
+    with ape.reverts("clearinghouse: bad scenario count"):
         gov.set_risk_book(_header(riskbook.encode(book), n_scenarios=n), sender=admin)
 
 
 def test_set_risk_book__fewer_markets_than_listed__reverts(gov, book, admin):
     short = replace(book, markets=book.markets[:2], shocks=tuple(r[:2] for r in book.shocks))
-    with ape.reverts("margin: book must cover every market"):
+    with ape.reverts("clearinghouse: book must cover every market"):
         gov.set_risk_book(riskbook.encode(short), sender=admin)
 
 
 def test_set_risk_book__more_than_32_markets__reverts(gov, book, admin):
-    with ape.reverts("margin: book must cover every market"):
+    with ape.reverts("clearinghouse: book must cover every market"):
         gov.set_risk_book(_header(riskbook.encode(book), n_markets=33), sender=admin)
 
 
 @pytest.mark.parametrize("cut", [1, 32, riskbook.BOOK_BYTES - 32])
 def test_set_risk_book__short_data__reverts(gov, book, admin, cut):
     data = riskbook.encode(book)[:-cut]
-    with ape.reverts("margin: bad book length"):
+    with ape.reverts("clearinghouse: bad book length"):
         gov.set_risk_book(data, sender=admin)
 
 
@@ -138,13 +138,13 @@ def test_set_risk_book__data_above_max_size__reverts(ch, gov, book, admin):
 
 @pytest.mark.parametrize("mmr", [0, 10_001])
 def test_set_risk_book__bad_maintenance_ratio__reverts(gov, book, admin, mmr):
-    with ape.reverts("margin: bad maintenance ratio"):
+    with ape.reverts("clearinghouse: bad maintenance ratio"):
         gov.set_risk_book(riskbook.encode(replace(book, maintenance_bps=mmr)), sender=admin)
 
 
 @pytest.mark.parametrize("field", ["floor_bps", "maintenance_bps"])
 def test_set_risk_book__header_ratio_step__reverts(gov, book, admin, field):
-    with ape.reverts("margin: ratio change above step limit"):
+    with ape.reverts("clearinghouse: ratio change above step limit"):
         gov.set_risk_book(
             riskbook.encode(replace(book, **{field: getattr(book, field) + 201})), sender=admin
         )
@@ -156,7 +156,7 @@ def test_set_risk_book__header_ratio_step__reverts(gov, book, admin, field):
 def test_set_risk_book__market_ratio_step__reverts(gov, book, admin, field, value):
     # BTC: imr_min 1,000 bp, imr_slope 1,000 bp; the step limit is 200 bp
     bad = _market(book, BTC, **{field: value})
-    with ape.reverts("margin: ratio change above step limit"):
+    with ape.reverts("clearinghouse: ratio change above step limit"):
         gov.set_risk_book(riskbook.encode(bad), sender=admin)
 
 
@@ -166,24 +166,24 @@ def test_set_risk_book__ratio_step_at_limit(ch, gov, book, admin):
 
 @pytest.mark.parametrize("imr", [0, 10_001])
 def test_set_risk_book__bad_initial_margin_ratio__reverts(gov, book, admin, imr):
-    with ape.reverts("margin: bad initial margin ratio"):
+    with ape.reverts("clearinghouse: bad initial margin ratio"):
         gov.set_risk_book(riskbook.encode(_market(book, ETH, imr_min_bps=imr)), sender=admin)
 
 
 def test_set_risk_book__zero_margin_scale__reverts(gov, book, admin):
-    with ape.reverts("margin: zero margin scale"):
+    with ape.reverts("clearinghouse: zero margin scale"):
         gov.set_risk_book(riskbook.encode(_market(book, ETH, margin_scale=0)), sender=admin)
 
 
 def test_set_risk_book__floor_above_initial_margin__reverts(ch, gov, book, admin):
     # floor 200 bp > BTC imr_min 150 bp; only checked per market, before the step check
     gov.set_risk_book_limits(1_000, 10_000, sender=admin)
-    with ape.reverts("margin: floor above initial margin"):
+    with ape.reverts("clearinghouse: floor above initial margin"):
         gov.set_risk_book(riskbook.encode(_market(book, BTC, imr_min_bps=150)), sender=admin)
 
 
 def test_set_risk_book__shock_below_minus_100pct__reverts(gov, book, admin):
-    with ape.reverts("margin: shock below -100%"):
+    with ape.reverts("clearinghouse: shock below -100%"):
         gov.set_risk_book(riskbook.encode(_shocks(book, 0, BTC, -10_001)), sender=admin)
 
 
@@ -203,13 +203,13 @@ def _clip_btc(book, lo, hi):
 def test_set_risk_book__scenarios_miss_initial_margin_down__reverts(gov, book, admin):
     # BTC's imr_min is 1,000: no scenario may then move it down by more than 900
     bad = _clip_btc(book, -900, 10_000)
-    with ape.reverts("margin: scenarios must cover initial margin"):
+    with ape.reverts("clearinghouse: scenarios must cover initial margin"):
         gov.set_risk_book(riskbook.encode(bad), sender=admin)
 
 
 def test_set_risk_book__scenarios_miss_initial_margin_up__reverts(gov, book, admin):
     bad = _clip_btc(book, -10_000, 999)
-    with ape.reverts("margin: scenarios must cover initial margin"):
+    with ape.reverts("clearinghouse: scenarios must cover initial margin"):
         gov.set_risk_book(riskbook.encode(bad), sender=admin)
 
 
@@ -218,7 +218,7 @@ def test_set_risk_book__no_equal_move__reverts(gov, book, admin):
     # largest drop at once
     k = _scenario(book, "btc-down")
     bad = _shocks(book, k, BTC, min(r[BTC] for r in book.shocks) - 1)
-    with ape.reverts("margin: no scenario moves every market by its largest shock"):
+    with ape.reverts("clearinghouse: no scenario moves every market by its largest shock"):
         gov.set_risk_book(riskbook.encode(bad), sender=admin)
 
 
@@ -226,7 +226,7 @@ def test_set_risk_book__shock_step__reverts(gov, book, admin):
     # ETH's crypto-crash shock 1,001 bp further down: above the step limit 1,000
     k = _scenario(book, "crypto-crash")
     bad = _shocks(book, k, ETH, book.shocks[k][ETH] - 1_001)
-    with ape.reverts("margin: shock change above step limit"):
+    with ape.reverts("clearinghouse: shock change above step limit"):
         gov.set_risk_book(riskbook.encode(bad), sender=admin)
 
 
@@ -236,13 +236,13 @@ def test_set_risk_book__dropped_scenario_counts_as_a_step__reverts(gov, book, ad
     fewer = replace(
         book, names=tuple(book.names[k] for k in keep), shocks=tuple(book.shocks[k] for k in keep)
     )
-    with ape.reverts("margin: shock change above step limit"):
+    with ape.reverts("clearinghouse: shock change above step limit"):
         gov.set_risk_book(riskbook.encode(fewer), sender=admin)
 
 
 def test_set_risk_book__limits_apply(ch, gov, book, admin):
     gov.set_risk_book_limits(100, 200, sender=admin)
     crash = book.shocks[0][BTC]  # scenario 0 is the crash: BTC further down keeps it extreme
-    with ape.reverts("margin: shock change above step limit"):
+    with ape.reverts("clearinghouse: shock change above step limit"):
         gov.set_risk_book(riskbook.encode(_shocks(book, 0, BTC, crash - 101)), sender=admin)
     gov.set_risk_book(riskbook.encode(_shocks(book, 0, BTC, crash - 100)), sender=admin)
