@@ -313,14 +313,16 @@ def _check_after_trade(account: uint256, hdr: uint256, m: uint256, old_size: int
     # an adding trade of a capped account is valued at fresh marks (every position
     # market re-read), as the trigger values it: a stale mark must not let an
     # account below its floor add risk (review finding L1)
-    self._refresh_stale(hdr, adds and state.loss_cap[account] != 0)
+    # ACCOUNT_LOSS_CAP: the account has a loss cap (no read of it without one)
+    capped: bool = hdr & c.ACCOUNT_LOSS_CAP != 0
+    self._refresh_stale(hdr, adds and capped)
     s: state.MarginScan = self._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
     if s.equity >= convert(s.initial, int256):
         # below its loss cap an account only reduces: a trade that opens, grows or flips
         # a position must leave equity >= the floor (`_below_loss_cap`, inlined for
         # bytecode; equity >= initial >= 0 here, so its bits read as a uint256). The
         # close-out (reduce_only) never comes here.
-        if adds:
+        if adds and capped:
             assert convert(convert(s.equity, bytes32), uint256) >= state.loss_cap[account], (
                 "clearinghouse: below loss cap, reduce only"
             )
