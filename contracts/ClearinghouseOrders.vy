@@ -372,8 +372,6 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         hdr_m = engine._settle_side(
             maker.account, hdr_m, m, -delta, price, indices[m], taker.account, fee_m
         )
-        engine._collect_fee(taker.account, fee_t)
-        engine._collect_fee(maker.account, fee_m)
         # a matched fill leaves the skew as it was: only the open-interest caps can bind
         engine._check_caps(m, p, oi, 0, 0, price)
         self._after(taker.account, hdr_t, m, size_t, adds_t, worse_t)
