@@ -72,7 +72,6 @@ from .modules import views
 from .modules import liquidation_hooks
 from .modules import constants as c
 from .modules import packing
-from .modules import fixed_point as fp
 from .modules import order_hash as oh
 
 initializes: access_control
@@ -363,8 +362,10 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         if (adds_t or adds_m) and (risk_ok >> m) & 1 == 0:
             engine._require_can_add_risk(m, p, oflags[m])
             risk_ok |= 1 << m
-        fee_t: uint256 = fp._mul_div(amount * p.taker_fee, price, c.WAD * c.WAD, True)
-        fee_m: uint256 = fp._mul_div(amount * p.maker_fee, price, c.WAD * c.WAD, True)
+        # fees rounded up; amount < 2**128, fee < 2**58, price < 2**128 (w1): a product
+        # that overflowed 256 bits would revert, not wrap (no 512-bit mul_div needed)
+        fee_t: uint256 = (amount * p.taker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)
+        fee_m: uint256 = (amount * p.maker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)
         oi: uint256 = state._oi[m]
         hdr_t = engine._settle_side(
             taker.account, hdr_t, m, delta, price, indices[m], maker.account, fee_t
