@@ -66,7 +66,6 @@ from .modules import state
 from .modules import engine
 from .modules import constants as c
 from .modules import packing
-from .modules import fixed_point as fp
 from .modules import order_hash as oh
 
 initializes: access_control
@@ -211,19 +210,15 @@ def _use(
 
 
 @internal
+@view
 def _side(
-    account: uint256,
-    m: uint256,
-    p: packing.MarketParams,
-    delta: int256,
-    price: uint256,
-    flags: uint256,
-    order_flags: uint256,
+    account: uint256, m: uint256, delta: int256, price: uint256, order_flags: uint256
 ) -> (int256, bool):
     """
-    @dev Pre-fill checks of one side, as a market order has them: reduce-only, minimum
-         position size at the oracle price, and risk may be added only when allowed.
-         Returns (size before, whether the fill adds risk).
+    @dev Pre-fill checks of one side, as a market order has them: reduce-only and minimum
+         position size at the oracle price (whether risk may be added is checked by
+         `settle`, once per market and batch). Returns (size before, whether the fill
+         adds risk).
     """
     size: int256 = packing._pos_size(state._pos[account][m])
     adds: bool = size == 0 or (size > 0) == (delta > 0) or abs(delta) > abs(size)
@@ -233,8 +228,6 @@ def _side(
     assert left == 0 or convert(abs(left), uint256) * price >= c.MIN_POSITION_NOTIONAL * c.WAD, (
         "clearinghouse: min position size"
     )
-    if adds:
-        engine._require_can_add_risk(m, p, flags)
     return size, adds
 
 
@@ -283,6 +276,9 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
     prices: uint256[c.MAX_MARKETS] = empty(uint256[c.MAX_MARKETS])
     oflags: uint256[c.MAX_MARKETS] = empty(uint256[c.MAX_MARKETS])
     indices: int256[c.MAX_MARKETS] = empty(int256[c.MAX_MARKETS])
+    # markets where adding risk passed its checks in this batch: none of what they read
+    # (pause, the market's params and oracle flags, the risk book) changes within it
+    risk_ok: uint256 = 0
     for i: uint256 in range(MAX_FILLS):
         if i == n:
             break
@@ -349,10 +345,15 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         size_m: int256 = 0
         adds_t: bool = False
         adds_m: bool = False
-        size_t, adds_t = self._side(taker.account, m, p, delta, oracle, oflags[m], tf)
-        size_m, adds_m = self._side(maker.account, m, p, -delta, oracle, oflags[m], mf)
-        fee_t: uint256 = fp._mul_div(amount * p.taker_fee, price, c.WAD * c.WAD, True)
-        fee_m: uint256 = fp._mul_div(amount * p.maker_fee, price, c.WAD * c.WAD, True)
+        size_t, adds_t = self._side(taker.account, m, delta, oracle, tf)
+        size_m, adds_m = self._side(maker.account, m, -delta, oracle, mf)
+        if (adds_t or adds_m) and (risk_ok >> m) & 1 == 0:
+            engine._require_can_add_risk(m, p, oflags[m])
+            risk_ok |= 1 << m
+        # fees rounded up; amount < 2**128, fee < 2**58, price < 2**128 (w1): a product
+        # that overflowed 256 bits would revert, not wrap (no 512-bit mul_div needed)
+        fee_t: uint256 = (amount * p.taker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)
+        fee_m: uint256 = (amount * p.maker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)
         oi: uint256 = state._oi[m]
         hdr_t = engine._settle_side(
             taker.account, hdr_t, m, delta, price, indices[m], maker.account, fee_t
@@ -360,8 +361,6 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         hdr_m = engine._settle_side(
             maker.account, hdr_m, m, -delta, price, indices[m], taker.account, fee_m
         )
-        engine._collect_fee(taker.account, fee_t)
-        engine._collect_fee(maker.account, fee_m)
         # a matched fill leaves the skew as it was: only the open-interest caps can bind
         engine._check_caps(m, p, oi, 0, 0, price)
         self._after(taker.account, hdr_t, m, size_t, adds_t, worse_t)

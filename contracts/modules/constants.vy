@@ -47,3 +47,6 @@ FLAG_SEQUENCER_GRACE: constant(uint256) = 4
 ACCOUNT_EXISTS: constant(uint256) = 1
 ACCOUNT_PORTFOLIO: constant(uint256) = 2
 ACCOUNT_IN_LIQUIDATION: constant(uint256) = 4
+# set exactly while state.loss_cap[account] != 0 (accounts.set_loss_cap keeps it): a
+# trade's margin check knows from the header it already read whether to read the cap
+ACCOUNT_LOSS_CAP: constant(uint256) = 16

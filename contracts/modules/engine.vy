@@ -108,7 +108,6 @@ def _pool_trade(
         assert fill >= acceptable, "clearinghouse: price worse than acceptable"
     fee: uint256 = pricing._fee(fill, skew, delta, p.maker_fee, p.taker_fee)
     new_hdr: uint256 = self._fill(account, hdr, m, delta, fill, index, state.POOL, fee)
-    self._collect_fee(account, fee)
     # caps on every fill, reduces included: closing a hedge must not leave the vault
     # above its exposure cap (the OI caps bind only sides that grow)
     self._check_caps(m, p, oi, skew, skew + delta, price)
@@ -141,7 +140,8 @@ def _fill(
     @dev THE settlement path: `account` trades `delta` at `price` with `counterparty`
          (state.POOL for the vault, else another account, which takes -delta). Each side
          settles funding, realises PnL against the pool, and updates open interest and
-         the pool's sums. Returns `account`'s new header.
+         the pool's sums; `account` pays `fee` (`_settle_side`). Returns `account`'s new
+         header.
     """
     new_hdr: uint256 = self._settle_side(account, hdr, m, delta, price, index, counterparty, fee)
     if counterparty != state.POOL:
@@ -176,10 +176,12 @@ def _settle_side(
     realized: int256 = 0
     new_size, new_cost, realized = positions._apply_fill(size, cost, delta, price)
     cash: int256 = realized - funding_paid
-    if cash != 0:
-        state._balance[account][0] += cash
+    # the trading fee, in the same two writes: it accrues in the pool word until
+    # `state._sweep_fees` splits it between insurance, protocol and vault
+    if cash != 0 or fee != 0:
+        state._balance[account][0] += cash - convert(fee, int256)
         pool: uint256 = state._pool
-        state._pool = packing._pack_pool(packing._lo_i128(pool) - cash, pool >> 128)
+        state._pool = packing._pack_pool(packing._lo_i128(pool) - cash, (pool >> 128) + fee)
     # pool sums: sum of cost bases and of size * funding snapshot over trader positions.
     # The snapshot sum rounds up (toward +inf) at every step, so the funding the vault
     # books as receivable (skew x index, rounded down, minus this sum) never exceeds what
@@ -221,19 +223,6 @@ def _settle_side(
         size=new_size,
     )
     return new_hdr
-
-
-@internal
-def _collect_fee(account: uint256, fee: uint256):
-    """
-    @dev Charges a trading fee; it accrues in the pool word until `state._sweep_fees`
-         splits it between insurance, protocol and vault (one storage write per trade).
-    """
-    if fee == 0:
-        return
-    state._balance[account][0] -= convert(fee, int256)
-    pool: uint256 = state._pool
-    state._pool = packing._pack_pool(packing._lo_i128(pool), (pool >> 128) + fee)
 
 
 @internal
@@ -313,14 +302,16 @@ def _check_after_trade(account: uint256, hdr: uint256, m: uint256, old_size: int
     # an adding trade of a capped account is valued at fresh marks (every position
     # market re-read), as the trigger values it: a stale mark must not let an
     # account below its floor add risk (review finding L1)
-    self._refresh_stale(hdr, adds and state.loss_cap[account] != 0)
+    # ACCOUNT_LOSS_CAP: the account has a loss cap (no read of it without one)
+    capped: bool = hdr & c.ACCOUNT_LOSS_CAP != 0
+    self._refresh_stale(hdr, adds and capped)
     s: state.MarginScan = self._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
     if s.equity >= convert(s.initial, int256):
         # below its loss cap an account only reduces: a trade that opens, grows or flips
         # a position must leave equity >= the floor (`_below_loss_cap`, inlined for
         # bytecode; equity >= initial >= 0 here, so its bits read as a uint256). The
         # close-out (reduce_only) never comes here.
-        if adds:
+        if adds and capped:
             assert convert(convert(s.equity, bytes32), uint256) >= state.loss_cap[account], (
                 "clearinghouse: below loss cap, reduce only"
             )
@@ -970,4 +961,3 @@ def engine_fill(
         counterparty,
         fee,
     )
-    self._collect_fee(account, fee)

@@ -38,7 +38,9 @@
                         the vault's cash and the fees not yet split between
                         insurance, protocol and vault (`state._sweep_fees`): a trade
                         writes one word for both
-        account header  flags uint8 | positions bitmap uint32 |
+        account header  flags uint8 (bit 0 exists, 1 portfolio, 2 in
+                        liquidation, 3 liquidation reward paid, 4 has a
+                        loss cap: constants.vy) | positions bitmap uint32 |
                         collateral bitmap uint8 | position count uint8 |
                         pending delayed orders uint8 (bits 56-63) | pending
                         until uint40 (bits 64-103: the latest expiry, commit

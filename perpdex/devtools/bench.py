@@ -140,6 +140,8 @@ class Bench:
         self.vault, self.auction = p.vault, p.auction
         self.admin = accounts[0]
         self.rows: list[Row] = []
+        # the receipts of rows that keep one (perpdex/devtools/trace.py reads them)
+        self.txs: dict[str, Any] = {}
         self.unit = 10**p.system.settlement_decimals
         self.probe = self.admin.deploy(project.GasProbe)
 
@@ -495,6 +497,7 @@ class Bench:
             self.tick()
             words = batch(nonce, usd)
             tx = p.orders.settle(words, sender=self.admin)
+            self.txs[key] = tx
             data = bytes(tx.data)
             per_fill = int(tx.gas_used) // BATCH_FILLS
             row = Row(key, per_fill, len(data), note, data, str(ch.address))

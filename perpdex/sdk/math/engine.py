@@ -329,7 +329,7 @@ def pool_fill(
     """engine._pool_trade up to its margin checks (mode TRADE_DEFERRED, a leg of
     `trade_multi`, stops there): the zero-size and market checks, the touch (oracle price,
     funding accrued to `now`), the quorum, dust and add-risk gates, the fill price and its
-    bound, settlement (_settle_side), the fee (_collect_fee) and the caps (_check_caps).
+    bound, settlement and the fee (_settle_side) and the caps (_check_caps).
     The vault's exposure cap (`vault_limits.exposure_limit`, the chain's one rule: the
     pool's raw cash, before pending fees are swept, plus its unrealised loss in the market
     after the fill) is checked only when the snapshot carries `pool_cash` and the market's
@@ -387,7 +387,7 @@ def pool_fill(
     balances = dict(snap.balances)
     balances[0] = snap.balance(0) + cash
     # the pool word: its raw cash pays the trader's cash; the fee accrues as pending
-    # (_collect_fee) until a sweep splits it. `views.pool_cash` adds the vault's share
+    # (engine._settle_side) until a sweep splits it. `views.pool_cash` adds the vault's share
     # of the pending fees to the raw cash.
     raw_cash: int | None = None
     if snap.pool_cash is not None:
@@ -480,7 +480,7 @@ def simulate_trade(
     """trading.trade -> engine._pool_trade, in full: touch the market (oracle price,
     funding accrued to `now`), the fill price and fee against the pool, settlement
     (_settle_side: funding, realised PnL, open interest, the position), the fee
-    (_collect_fee), the caps (_check_caps, every fill), and the post-trade
+    (_settle_side), the caps (_check_caps, every fill), and the post-trade
     margin check (_check_after_trade: stale marks re-read, then equity >= initial, or a
     reduce-only trade that does not raise the requirement; a trade that adds needs
     equity >= the loss cap too). Raises `Revert` with the
