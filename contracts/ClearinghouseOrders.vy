@@ -88,16 +88,6 @@ FILL_BAND_BPS: constant(uint256) = 200
 IOC_BIT: constant(uint256) = 130
 
 
-# one decoded order of a batch
-struct Signed:
-    account: uint256
-    size: int256
-    limit: uint256
-    w2: uint256
-    r: uint256
-    s: uint256
-
-
 interface IExtension:
     def extension_config() -> (address, address): view
 
@@ -135,57 +125,52 @@ def extension_config() -> (address, address):
 
 
 @internal
-@view
-def _decode(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL], b: uint256) -> Signed:
-    w1: uint256 = batch[b + 1]
-    w2: uint256 = batch[b + 2]
-    size: int256 = convert(w1 & packing.MASK_128, int256)
-    if (w2 >> 152) & 1 == 1:
-        size = -size
-    return Signed(
-        account=batch[b], size=size, limit=w1 >> 128, w2=w2, r=batch[b + 3], s=batch[b + 4]
-    )
-
-
-@internal
-@view
-def _order(o: Signed) -> oh.Order:
-    return oh.Order(
-        account=o.account,
-        market=(o.w2 >> 136) & packing.MASK_16,
-        size=o.size,
-        limitPrice=o.limit,
-        triggerPrice=0,
-        keeperFee=0,
-        expiry=convert((o.w2 >> 64) & packing.MASK_64, uint64),
-        nonce=convert(o.w2 & packing.MASK_64, uint64),
-        flags=convert((o.w2 >> 128) & packing.MASK_8, uint8),
-    )
-
-
-@internal
 def _use(
-    o: Signed, amount: uint256, domain: bytes32, sweep: bytes32, swept: uint256
+    account: uint256,
+    size: int256,
+    limit: uint256,
+    w2: uint256,
+    r: uint256,
+    s: uint256,
+    amount: uint256,
+    domain: bytes32,
+    sweep: bytes32,
+    swept: uint256,
 ) -> (uint256, bytes32, bool, uint256):
     """
     @dev Checks one order of a fill (account, expiry, nonce, signature, remaining size)
-         and books `amount` against it. `sweep` is the IOC order the previous fill's
-         taker filled (`swept` of it, in this batch): it may fill on although done.
-         Returns the account's header, the digest, whether an operator signed it and
-         the order's filled amount after this fill.
+         and books `amount` against it; the order is passed as words (`size` signed,
+         `w2` the encoding's third word), not as a struct: no copies in the hot loop.
+         `sweep` is the IOC order the previous fill's taker filled (`swept` of it, in
+         this batch): it may fill on although done. Returns the account's header, the
+         digest, whether an operator signed it and the order's filled amount after this
+         fill.
     """
-    hdr: uint256 = engine._require_exists(o.account)
+    hdr: uint256 = engine._require_exists(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     # no signed fill while a delayed order of the account may settle (R4-2)
     engine._require_idle(hdr)
-    nonce: uint256 = o.w2 & packing.MASK_64
-    assert (o.w2 >> 64) & packing.MASK_64 >= block.timestamp, "clearinghouse: order expired"
+    nonce: uint256 = w2 & packing.MASK_64
+    expiry: uint256 = (w2 >> 64) & packing.MASK_64
+    assert expiry >= block.timestamp, "clearinghouse: order expired"
     assert nonce >= hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: order nonce cancelled"
-    digest: bytes32 = oh._digest(domain, self._order(o))
-    by_operator: bool = oh._verify(o.account, digest, o.w2 >> 153, o.r, o.s)
+    # trigger price and keeper fee are 0 in a matched fill (the contract's notice)
+    digest: bytes32 = oh._digest_words(
+        domain,
+        account,
+        (w2 >> 136) & packing.MASK_16,
+        size,
+        limit,
+        0,
+        0,
+        expiry,
+        nonce,
+        (w2 >> 128) & packing.MASK_8,
+    )
+    by_operator: bool = oh._verify(account, digest, w2 >> 153, r, s)
     key: uint256 = nonce >> 7
     at: uint256 = (nonce & 127) << 1
-    bits: uint256 = state._order_bits[o.account][key]
+    bits: uint256 = state._order_bits[account][key]
     st: uint256 = (bits >> at) & 3
     filled: uint256 = amount
     if digest == sweep:
@@ -195,17 +180,17 @@ def _use(
         assert st & oh.ORDER_DONE == 0, "clearinghouse: order done"
         if st & oh.ORDER_PARTIAL != 0:
             filled += state._order_filled[digest]
-    total: uint256 = convert(abs(o.size), uint256)
+    total: uint256 = convert(abs(size), uint256)
     assert filled <= total, "clearinghouse: order overfilled"
     # an IOC order is done at its first fill (never partly filled: IOC orders only take)
-    if filled == total or (o.w2 >> IOC_BIT) & 1 != 0:
+    if filled == total or (w2 >> IOC_BIT) & 1 != 0:
         bits |= oh.ORDER_DONE << at
         if st & oh.ORDER_PARTIAL != 0:
             state._order_filled[digest] = 0
     else:
         bits |= oh.ORDER_PARTIAL << at
         state._order_filled[digest] = filled
-    state._order_bits[o.account][key] = bits
+    state._order_bits[account][key] = bits
     return hdr, digest, by_operator, filled
 
 
@@ -282,21 +267,35 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
     for i: uint256 in range(MAX_FILLS):
         if i == n:
             break
-        maker: Signed = self._decode(batch, i * WORDS_PER_FILL)
-        taker: Signed = self._decode(batch, i * WORDS_PER_FILL + WORDS_PER_ORDER)
-        m: uint256 = (maker.w2 >> 136) & packing.MASK_16
-        assert (taker.w2 >> 136) & packing.MASK_16 == m, "clearinghouse: market mismatch"
+        # the two orders' words (encoding in the contract's notice), read in place
+        b: uint256 = i * WORDS_PER_FILL
+        m_acct: uint256 = batch[b]
+        m_w1: uint256 = batch[b + 1]
+        m_w2: uint256 = batch[b + 2]
+        t_acct: uint256 = batch[b + WORDS_PER_ORDER]
+        t_w1: uint256 = batch[b + WORDS_PER_ORDER + 1]
+        t_w2: uint256 = batch[b + WORDS_PER_ORDER + 2]
+        # signed sizes: |size| < 2**128, so the convert cannot fail
+        m_size: int256 = convert(m_w1 & packing.MASK_128, int256)
+        if (m_w2 >> 152) & 1 == 1:
+            m_size = -m_size
+        t_size: int256 = convert(t_w1 & packing.MASK_128, int256)
+        if (t_w2 >> 152) & 1 == 1:
+            t_size = -t_size
+        t_limit: uint256 = t_w1 >> 128
+        m: uint256 = (m_w2 >> 136) & packing.MASK_16
+        assert (t_w2 >> 136) & packing.MASK_16 == m, "clearinghouse: market mismatch"
         assert m < state.market_count, "clearinghouse: unknown market"
-        assert (maker.size > 0) != (taker.size > 0), "clearinghouse: same side"
-        assert maker.account != taker.account, "clearinghouse: self-trade"
-        amount: uint256 = taker.w2 >> 160
+        assert (m_size > 0) != (t_size > 0), "clearinghouse: same side"
+        assert m_acct != t_acct, "clearinghouse: self-trade"
+        amount: uint256 = t_w2 >> 160
         assert amount != 0, "clearinghouse: zero fill"
-        price: uint256 = maker.limit
-        assert (price <= taker.limit) == (taker.size > 0) or price == taker.limit, (
+        price: uint256 = m_w1 >> 128
+        assert (price <= t_limit) == (t_size > 0) or price == t_limit, (
             "clearinghouse: limit not crossed"
         )
-        mf: uint256 = (maker.w2 >> 128) & packing.MASK_8
-        tf: uint256 = (taker.w2 >> 128) & packing.MASK_8
+        mf: uint256 = (m_w2 >> 128) & packing.MASK_8
+        tf: uint256 = (t_w2 >> 128) & packing.MASK_8
         assert tf & oh.FLAG_POST_ONLY == 0, "clearinghouse: post-only as taker"
         assert mf & oh.FLAG_IOC == 0, "clearinghouse: IOC order as maker"
         hdr_m: uint256 = 0
@@ -306,8 +305,30 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         op_m: bool = False
         op_t: bool = False
         filled: uint256 = 0
-        hdr_m, dm, op_m, filled = self._use(maker, amount, domain, empty(bytes32), 0)
-        hdr_t, dt, op_t, filled = self._use(taker, amount, domain, sweep, swept)
+        hdr_m, dm, op_m, filled = self._use(
+            m_acct,
+            m_size,
+            price,
+            m_w2,
+            batch[b + 3],
+            batch[b + 4],
+            amount,
+            domain,
+            empty(bytes32),
+            0,
+        )
+        hdr_t, dt, op_t, filled = self._use(
+            t_acct,
+            t_size,
+            t_limit,
+            t_w2,
+            batch[b + WORDS_PER_ORDER + 3],
+            batch[b + WORDS_PER_ORDER + 4],
+            amount,
+            domain,
+            sweep,
+            swept,
+        )
         # an IOC taker may fill on only in the fills right after this one
         sweep = empty(bytes32)
         if tf & oh.FLAG_IOC != 0:
@@ -332,7 +353,7 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
             "clearinghouse: price off oracle band"
         )
         delta: int256 = convert(amount, int256)
-        if taker.size < 0:
+        if t_size < 0:
             delta = -delta
         # the side that buys above the oracle price or sells below it: it must stay above
         # maintenance (`_after`), and an operator may not sign for it (R3-1, R3-2)
@@ -345,8 +366,8 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         size_m: int256 = 0
         adds_t: bool = False
         adds_m: bool = False
-        size_t, adds_t = self._side(taker.account, m, delta, oracle, tf)
-        size_m, adds_m = self._side(maker.account, m, -delta, oracle, mf)
+        size_t, adds_t = self._side(t_acct, m, delta, oracle, tf)
+        size_m, adds_m = self._side(m_acct, m, -delta, oracle, mf)
         if (adds_t or adds_m) and (risk_ok >> m) & 1 == 0:
             engine._require_can_add_risk(m, p, oflags[m])
             risk_ok |= 1 << m
@@ -355,16 +376,12 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         fee_t: uint256 = (amount * p.taker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)
         fee_m: uint256 = (amount * p.maker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)
         oi: uint256 = state._oi[m]
-        hdr_t = engine._settle_side(
-            taker.account, hdr_t, m, delta, price, indices[m], maker.account, fee_t
-        )
-        hdr_m = engine._settle_side(
-            maker.account, hdr_m, m, -delta, price, indices[m], taker.account, fee_m
-        )
+        hdr_t = engine._settle_side(t_acct, hdr_t, m, delta, price, indices[m], m_acct, fee_t)
+        hdr_m = engine._settle_side(m_acct, hdr_m, m, -delta, price, indices[m], t_acct, fee_m)
         # a matched fill leaves the skew as it was: only the open-interest caps can bind
         engine._check_caps(m, p, oi, 0, 0, price)
-        self._after(taker.account, hdr_t, m, size_t, adds_t, worse_t)
-        self._after(maker.account, hdr_m, m, size_m, adds_m, worse_m)
+        self._after(t_acct, hdr_t, m, size_t, adds_t, worse_t)
+        self._after(m_acct, hdr_m, m, size_m, adds_m, worse_m)
         log state.OrdersMatched(maker_order=dm, taker_order=dt, size=amount, price=price)
 
 
