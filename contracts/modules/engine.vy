@@ -452,7 +452,7 @@ def _refresh_stale(hdr: uint256, every: bool = False):
          price; a market without price quorum reverts it.
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
-    age: uint256 = packing._system(state._system).max_mark_age
+    age: uint256 = packing._system_max_mark_age(state._system)
     for m: uint256 in range(c.MAX_MARKETS):
         if bitmap >> m == 0:
             break
@@ -468,7 +468,7 @@ def _refresh_collateral_marks(hdr: uint256):
     cbits: uint256 = packing._collateral_bitmap(hdr)
     if cbits == 0:
         return
-    age: uint256 = packing._system(state._system).max_mark_age
+    age: uint256 = packing._system_max_mark_age(state._system)
     for i: uint256 in range(1, c.MAX_COLLATERALS):
         if cbits >> i == 0:
             break

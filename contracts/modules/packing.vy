@@ -414,6 +414,16 @@ def _system(w: uint256) -> System:
 
 @internal
 @pure
+def _system_max_mark_age(w: uint256) -> uint256:
+    """
+    @dev The system word's max_mark_age alone (`_system` unpacks all seven fields): the
+         margin check's mark-age test runs once per side of every fill.
+    """
+    return (w >> 232) & MASK_16
+
+
+@internal
+@pure
 def _pack_system(x: System) -> uint256:
     assert (
         x.n_scenarios <= MASK_8
