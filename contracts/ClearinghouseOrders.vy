@@ -383,8 +383,18 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         fee_t: uint256 = (amount * p.taker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)
         fee_m: uint256 = (amount * p.maker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)
         oi: uint256 = state._oi[m]
-        hdr_t = engine._settle_side(t_acct, hdr_t, m, delta, price, indices[m], m_acct, fee_t)
-        hdr_m = engine._settle_side(m_acct, hdr_m, m, -delta, price, indices[m], t_acct, fee_m)
+        pnl_t: int256 = 0
+        pnl_m: int256 = 0
+        funding_t: int256 = 0
+        funding_m: int256 = 0
+        after_t: int256 = 0
+        after_m: int256 = 0
+        hdr_t, pnl_t, funding_t, after_t = engine._settle_side(
+            t_acct, hdr_t, m, delta, price, indices[m], fee_t
+        )
+        hdr_m, pnl_m, funding_m, after_m = engine._settle_side(
+            m_acct, hdr_m, m, -delta, price, indices[m], fee_m
+        )
         # a matched fill leaves the skew as it was: only the open-interest caps can bind,
         # on a side that grew (engine._check_caps' rule; its exposure branch cannot fire
         # when the skew does not move, and leaving it out frees 850 bytes of this half)
@@ -396,7 +406,24 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         ), "clearinghouse: open interest cap reached"
         self._after(t_acct, hdr_t, m, size_t, adds_t, worse_t)
         self._after(m_acct, hdr_m, m, size_m, adds_m, worse_m)
-        log state.OrdersMatched(maker_order=dm, taker_order=dt, size=amount, price=price)
+        # both sides in one event (no `Fill` per side: one log instead of three)
+        log state.OrdersMatched(
+            maker=m_acct,
+            taker=t_acct,
+            maker_order=dm,
+            taker_order=dt,
+            market=m,
+            size_delta=delta,
+            price=price,
+            maker_fee=fee_m,
+            taker_fee=fee_t,
+            maker_realized_pnl=pnl_m,
+            taker_realized_pnl=pnl_t,
+            maker_funding_paid=funding_m,
+            taker_funding_paid=funding_t,
+            maker_size=after_m,
+            taker_size=after_t,
+        )
 
 
 @external

@@ -143,11 +143,46 @@ def _fill(
          the pool's sums; `account` pays `fee` (`_settle_side`). Returns `account`'s new
          header.
     """
-    new_hdr: uint256 = self._settle_side(account, hdr, m, delta, price, index, counterparty, fee)
+    new_hdr: uint256 = self._settle_logged(account, hdr, m, delta, price, index, counterparty, fee)
     if counterparty != state.POOL:
-        self._settle_side(
+        self._settle_logged(
             counterparty, state._header[counterparty], m, -delta, price, index, account, 0
         )
+    return new_hdr
+
+
+@internal
+def _settle_logged(
+    account: uint256,
+    hdr: uint256,
+    m: uint256,
+    delta: int256,
+    price: uint256,
+    index: int256,
+    counterparty: uint256,
+    fee: uint256,
+) -> uint256:
+    """
+    @dev `_settle_side` and its `Fill` event. Returns the new header.
+    """
+    new_hdr: uint256 = 0
+    realized: int256 = 0
+    funding_paid: int256 = 0
+    new_size: int256 = 0
+    new_hdr, realized, funding_paid, new_size = self._settle_side(
+        account, hdr, m, delta, price, index, fee
+    )
+    log state.Fill(
+        account=account,
+        market=m,
+        counterparty=counterparty,
+        size_delta=delta,
+        price=price,
+        fee=fee,
+        realized_pnl=realized,
+        funding_paid=funding_paid,
+        size=new_size,
+    )
     return new_hdr
 
 
@@ -159,9 +194,13 @@ def _settle_side(
     delta: int256,
     price: uint256,
     index: int256,
-    counterparty: uint256,
     fee: uint256,
-) -> uint256:
+) -> (uint256, int256, int256, int256):
+    """
+    @dev One side of a fill, without its event (the caller logs it: `_settle_logged`'s
+         `Fill`, or a matched fill's `OrdersMatched` carrying both sides). Returns (new
+         header, realised PnL, funding paid, position size after).
+    """
     pw: uint256 = state._pos[account][m]
     size: int256 = packing._pos_size(pw)
     cost: int256 = packing._pos_cost(pw)
@@ -211,18 +250,7 @@ def _settle_side(
     new_hdr: uint256 = packing._with_position(hdr, m, new_size != 0)
     if new_hdr != hdr:
         state._header[account] = new_hdr
-    log state.Fill(
-        account=account,
-        market=m,
-        counterparty=counterparty,
-        size_delta=delta,
-        price=price,
-        fee=fee,
-        realized_pnl=realized,
-        funding_paid=funding_paid,
-        size=new_size,
-    )
-    return new_hdr
+    return new_hdr, realized, funding_paid, new_size
 
 
 @internal
