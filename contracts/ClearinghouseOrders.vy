@@ -196,16 +196,14 @@ def _use(
 
 @internal
 @view
-def _side(
-    account: uint256, m: uint256, delta: int256, price: uint256, order_flags: uint256
-) -> (int256, bool):
+def _side(pw: uint256, delta: int256, price: uint256, order_flags: uint256) -> (int256, bool):
     """
     @dev Pre-fill checks of one side, as a market order has them: reduce-only and minimum
          position size at the oracle price (whether risk may be added is checked by
-         `settle`, once per market and batch). Returns (size before, whether the fill
-         adds risk).
+         `settle`, once per market and batch). `pw`: the side's position word. Returns
+         (size before, whether the fill adds risk).
     """
-    size: int256 = packing._pos_size(state._pos[account][m])
+    size: int256 = packing._pos_size(pw)
     adds: bool = size == 0 or (size > 0) == (delta > 0) or abs(delta) > abs(size)
     if order_flags & oh.FLAG_REDUCE_ONLY != 0:
         assert not adds, "clearinghouse: not reduce-only"
@@ -373,8 +371,12 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         size_m: int256 = 0
         adds_t: bool = False
         adds_m: bool = False
-        size_t, adds_t = self._side(t_acct, m, delta, oracle, tf)
-        size_m, adds_m = self._side(m_acct, m, -delta, oracle, mf)
+        # each side's position word, read once for its checks and its settlement (the
+        # two accounts differ: nothing writes either word in between)
+        pos_t: uint256 = state._pos[t_acct][m]
+        pos_m: uint256 = state._pos[m_acct][m]
+        size_t, adds_t = self._side(pos_t, delta, oracle, tf)
+        size_m, adds_m = self._side(pos_m, -delta, oracle, mf)
         if (adds_t or adds_m) and (risk_ok >> m) & 1 == 0:
             engine._require_can_add_risk(m, p, oflags[m])
             risk_ok |= 1 << m
@@ -390,10 +392,10 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         after_t: int256 = 0
         after_m: int256 = 0
         hdr_t, pnl_t, funding_t, after_t = engine._settle_side(
-            t_acct, hdr_t, m, delta, price, indices[m], fee_t
+            t_acct, hdr_t, m, pos_t, delta, price, indices[m], fee_t
         )
         hdr_m, pnl_m, funding_m, after_m = engine._settle_side(
-            m_acct, hdr_m, m, -delta, price, indices[m], fee_m
+            m_acct, hdr_m, m, pos_m, -delta, price, indices[m], fee_m
         )
         # a matched fill leaves the skew as it was: only the open-interest caps can bind,
         # on a side that grew (engine._check_caps' rule; its exposure branch cannot fire

@@ -170,7 +170,7 @@ def _settle_logged(
     funding_paid: int256 = 0
     new_size: int256 = 0
     new_hdr, realized, funding_paid, new_size = self._settle_side(
-        account, hdr, m, delta, price, index, fee
+        account, hdr, m, state._pos[account][m], delta, price, index, fee
     )
     log state.Fill(
         account=account,
@@ -191,6 +191,7 @@ def _settle_side(
     account: uint256,
     hdr: uint256,
     m: uint256,
+    pw: uint256,
     delta: int256,
     price: uint256,
     index: int256,
@@ -198,10 +199,11 @@ def _settle_side(
 ) -> (uint256, int256, int256, int256):
     """
     @dev One side of a fill, without its event (the caller logs it: `_settle_logged`'s
-         `Fill`, or a matched fill's `OrdersMatched` carrying both sides). Returns (new
-         header, realised PnL, funding paid, position size after).
+         `Fill`, or a matched fill's `OrdersMatched` carrying both sides). `pw` is the
+         account's position word in `m` as stored (`state._pos[account][m]`: callers
+         have read it for their own checks). Returns (new header, realised PnL, funding
+         paid, position size after).
     """
-    pw: uint256 = state._pos[account][m]
     size: int256 = packing._pos_size(pw)
     cost: int256 = packing._pos_cost(pw)
     funding_paid: int256 = 0
