@@ -215,17 +215,26 @@ def _side(pw: uint256, delta: int256, price: uint256, order_flags: uint256) -> (
 
 
 @internal
-def _after(account: uint256, hdr: uint256, m: uint256, size: int256, adds: bool, worse: bool):
+def _after(
+    account: uint256,
+    hdr: uint256,
+    m: uint256,
+    size: int256,
+    adds: bool,
+    worse: bool,
+    touched: uint256,
+):
     """
     @dev Post-fill margin checks of one side, as `engine._pool_trade` makes them; and a
          side filled `worse` than the oracle price must stay at or above maintenance in
          its own margin mode and at or above its loss cap (an adding fill already passed
-         initial margin and the loss cap).
+         initial margin and the loss cap). `touched`: the batch's markets so far, whose
+         marks are this block's (a touch without quorum reverted the fill): none is stale.
     """
     if adds or hdr & c.ACCOUNT_PORTFOLIO != 0:
-        engine._check_after_trade(account, hdr, m, size, adds)
+        engine._check_after_trade(account, hdr, m, size, adds, touched)
     if worse and not adds:
-        engine._refresh_stale(hdr)
+        engine._refresh_stale(hdr, False, touched)
         s: state.MarginScan = engine._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
         # nor below the account's loss cap: value moved out at a worse price is a
         # transfer out (review 4, R4-4); `_below_loss_cap` is the shared test
@@ -406,8 +415,8 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         assert (long_oi <= oi & packing.MASK_128 or long_oi <= p.max_oi) and (
             short_oi <= oi >> 128 or short_oi <= p.max_oi
         ), "clearinghouse: open interest cap reached"
-        self._after(t_acct, hdr_t, m, size_t, adds_t, worse_t)
-        self._after(m_acct, hdr_m, m, size_m, adds_m, worse_m)
+        self._after(t_acct, hdr_t, m, size_t, adds_t, worse_t, touched)
+        self._after(m_acct, hdr_m, m, size_m, adds_m, worse_m, touched)
         # both sides in one event (no `Fill` per side: one log instead of three)
         log state.OrdersMatched(
             maker=m_acct,

@@ -322,19 +322,22 @@ def _check_caps(
 
 
 @internal
-def _check_after_trade(account: uint256, hdr: uint256, m: uint256, old_size: int256, adds: bool):
+def _check_after_trade(
+    account: uint256, hdr: uint256, m: uint256, old_size: int256, adds: bool, fresh: uint256 = 0
+):
     """
     @dev A trade must leave the account at or above initial margin, unless it is
          reduce-only and does not raise the requirement (portfolio mode, where closing a
          hedge leg can raise it). A trade that adds (opens, grows or flips a position)
-         must also leave equity at or above the account's loss cap.
+         must also leave equity at or above the account's loss cap. `fresh`: as
+         `_refresh_stale`'s.
     """
     # an adding trade of a capped account is valued at fresh marks (every position
     # market re-read), as the trigger values it: a stale mark must not let an
     # account below its floor add risk (review finding L1)
     # ACCOUNT_LOSS_CAP: the account has a loss cap (no read of it without one)
     capped: bool = hdr & c.ACCOUNT_LOSS_CAP != 0
-    self._refresh_stale(hdr, adds and capped)
+    self._refresh_stale(hdr, adds and capped, fresh)
     s: state.MarginScan = self._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
     if s.equity >= convert(s.initial, int256):
         # below its loss cap an account only reduces: a trade that opens, grows or flips
@@ -474,14 +477,20 @@ def _touch_quorum(m: uint256):
 
 
 @internal
-def _refresh_stale(hdr: uint256, every: bool = False):
+def _refresh_stale(hdr: uint256, every: bool = False, fresh: uint256 = 0):
     """
     @dev Re-reads the oracle for every market of the account whose cached mark is older
          than `max_mark_age` (with `every`, all of them: a feed may have moved within the
          second its mark was written), so a margin check never values risk at an old
-         price; a market without price quorum reverts it.
+         price; a market without price quorum reverts it. `fresh`: a bitmap of markets
+         whose marks this transaction wrote or found written in this block (a signed
+         batch's touched markets): none of them is stale, so without `every` an account
+         with positions only there has no market to re-read.
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
+    if not every and bitmap & ~fresh == 0:
+        self._refresh_collateral_marks(hdr)
+        return
     age: uint256 = packing._system_max_mark_age(state._system)
     for m: uint256 in range(c.MAX_MARKETS):
         if bitmap >> m == 0:
