@@ -20,6 +20,7 @@ SQLite runs in WAL mode with synchronous=FULL: a committed order survives a powe
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -330,8 +331,39 @@ class Store:
             self.engine,
         )
 
+        # SQLite: the writes go through one connection of their own (`_writer`), kept open:
+        # its page cache stays valid from one commit to the next (no other connection
+        # writes), where a pooled connection, last used by a reader, re-read the pages
+        # each group touches (about 170 page reads per commit under the bench)
+        self._writer: Connection | None = None
+        self._writer_lock = threading.Lock()
+
     def close(self) -> None:
+        # not under `_writer_lock`: a commit that failed outside `commit` may hold it
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.closed:
+            writer.close()
         self.engine.dispose()
+
+    def _write_connection(self) -> Connection:
+        """The SQLite writer connection when it is free (the caller then holds
+        `_writer_lock` until `commit`), else a pooled one (PostgreSQL: always pooled, so
+        `pool_pre_ping` replaces a connection the server dropped)."""
+        if self.is_sqlite and self._writer_lock.acquire(blocking=False):
+            try:
+                if self._writer is None or self._writer.closed:
+                    self._writer = self.engine.connect()
+                return self._writer
+            except BaseException:
+                self._writer_lock.release()
+                raise
+        return self.engine.connect()
+
+    def _done_with(self, conn: Connection) -> None:
+        if conn is self._writer:
+            self._writer_lock.release()
+        else:
+            conn.close()
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -342,13 +374,13 @@ class Store:
     def stage(self, ops: Sequence[Op]) -> Connection:
         """Runs `ops` in a new transaction left open: `commit(conn)` makes them durable (the
         service stages on its event loop and commits, i.e. waits for the disk, on a thread)."""
-        conn = self.engine.connect()
+        conn = self._write_connection()
         try:
             conn.begin()
             self._execute(conn, ops)
         except BaseException:
             conn.rollback()
-            conn.close()
+            self._done_with(conn)
             raise
         return conn
 
@@ -359,7 +391,7 @@ class Store:
             conn.rollback()
             raise
         finally:
-            conn.close()
+            self._done_with(conn)
 
     def _execute(self, conn: Connection, ops: Sequence[Op]) -> None:
         new_orders: list[dict[str, Any]] = []
