@@ -330,6 +330,15 @@ class Store:
             update(fills_t).where(by_seq).values(state=bindparam("st"), batch_id=bindparam("b")),
             self.engine,
         )
+        # one batch a commit at most, but SQLAlchemy's statement cache lookup and execution
+        # context cost more than the row (a few % of the loop's CPU under the bench)
+        self._ins_batch = _Compiled(insert(batches_t), self.engine)
+        self._set_batch_state = _Compiled(
+            update(batches_t)
+            .where(batches_t.c.id == bindparam("i"))
+            .values(state=bindparam("st"), updated_at=bindparam("u")),
+            self.engine,
+        )
 
         # SQLite: the writes go through one connection of their own (`_writer`), kept open:
         # its page cache stays valid from one commit to the next (no other connection
@@ -425,23 +434,18 @@ class Store:
                     rows = [{"q": q, "st": op.state, "b": op.batch_id} for q in op.seqs]
                     self._set_fill_batch.executemany(conn, rows)
             elif isinstance(op, InsertBatch):
-                conn.execute(
-                    insert(batches_t).values(
-                        id=op.id,
-                        tx_id=op.tx_id,
-                        payload=op.payload,
-                        fills=json.dumps(list(op.fills)),
-                        state=PENDING,
-                        created_at=op.at,
-                        updated_at=op.at,
-                    )
-                )
+                row = {
+                    "id": op.id,
+                    "tx_id": op.tx_id,
+                    "payload": op.payload,
+                    "fills": json.dumps(list(op.fills)),
+                    "state": PENDING,
+                    "created_at": op.at,
+                    "updated_at": op.at,
+                }
+                self._ins_batch.executemany(conn, [row])
             elif isinstance(op, SetBatchState):
-                conn.execute(
-                    update(batches_t)
-                    .where(batches_t.c.id == op.id)
-                    .values(state=op.state, updated_at=op.at)
-                )
+                self._set_batch_state.executemany(conn, [{"i": op.id, "st": op.state, "u": op.at}])
             elif isinstance(op, SetMeta):
                 found = conn.execute(select(meta_t.c.key).where(meta_t.c.key == op.key)).first()
                 if found is None:
