@@ -78,6 +78,16 @@ class MatcherConfig:
     retry_after: float = 10.0  # a fill the chain refused for no order's fault waits this
     max_attempts: int = 5  # ...this many times; then both its orders are rejected
 
+    def __post_init__(self) -> None:
+        # the contract settles at most MAX_FILLS_PER_BATCH fills a transaction: a larger
+        # batch would be refused whole, and `take_batch` could not keep an IOC sweep that
+        # reaches the bound in one batch (the chain refuses a sweep's tail as "order done")
+        if not 1 <= self.batch_size <= o.MAX_FILLS_PER_BATCH:
+            raise ValueError(
+                f"batch_size {self.batch_size} is outside 1..{o.MAX_FILLS_PER_BATCH} (the "
+                "contract's fills per settle transaction); pick a size in that range"
+            )
+
 
 class Unauthorized(ValueError):
     """A signature that does not come from the account's owner."""
