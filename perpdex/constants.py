@@ -41,6 +41,7 @@ FLAG_SEQUENCER_GRACE = 4
 ACCOUNT_EXISTS = 1
 ACCOUNT_PORTFOLIO = 2
 ACCOUNT_IN_LIQUIDATION = 4
+ACCOUNT_LOSS_CAP = 16  # state.loss_cap[account] != 0
 
 # The vault exposure cap's revert reason (constants.vy VAULT_CAP_REACHED): close_with_adl
 # deleverages only on exactly this refusal.

@@ -111,9 +111,15 @@ def set_loss_cap(account: uint256, equity_floor: uint256):
             equity below it. 0 removes the cap. A floor above the current equity is
             accepted (the SDK asks for confirmation first).
     """
-    engine._require_idle(engine._require_owner(account))
+    hdr: uint256 = engine._require_idle(engine._require_owner(account))
     log state.LossCapSet(account=account, old_floor=state.loss_cap[account], new_floor=equity_floor)
     state.loss_cap[account] = equity_floor
+    # the header's copy of "has a loss cap" (trades read the header, not the cap)
+    flagged: uint256 = hdr & ~c.ACCOUNT_LOSS_CAP
+    if equity_floor != 0:
+        flagged |= c.ACCOUNT_LOSS_CAP
+    if flagged != hdr:
+        state._header[account] = flagged
 
 
 @external

@@ -47,3 +47,6 @@ FLAG_SEQUENCER_GRACE: constant(uint256) = 4
 ACCOUNT_EXISTS: constant(uint256) = 1
 ACCOUNT_PORTFOLIO: constant(uint256) = 2
 ACCOUNT_IN_LIQUIDATION: constant(uint256) = 4
+# the account has a loss cap (`state.loss_cap[account] != 0`, kept by set_loss_cap): a
+# trade reads the header anyway, so an account without one skips the cap's cold slot
+ACCOUNT_LOSS_CAP: constant(uint256) = 16

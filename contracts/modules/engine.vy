@@ -66,8 +66,12 @@ def _pool_trade(
          fill price.
     """
     assert delta != 0, "clearinghouse: zero size"
-    assert m < state.market_count, "clearinghouse: unknown market"
-    pw: uint256 = state._params[m]
+    # a market below market_count is listed (its params word has LISTED, never cleared);
+    # one above has a zero word: no market_count read
+    pw: uint256 = 0
+    if m < c.MAX_MARKETS:
+        pw = state._params[m]
+    assert pw & packing.LISTED_BIT != 0, "clearinghouse: unknown market"
     p: packing.MarketParams = packing._unpack_params(pw)
     price: uint256 = 0
     flags: uint256 = 0
@@ -313,14 +317,14 @@ def _check_after_trade(account: uint256, hdr: uint256, m: uint256, old_size: int
     # an adding trade of a capped account is valued at fresh marks (every position
     # market re-read), as the trigger values it: a stale mark must not let an
     # account below its floor add risk (review finding L1)
-    self._refresh_stale(hdr, adds and state.loss_cap[account] != 0)
+    self._refresh_stale(hdr, adds and hdr & c.ACCOUNT_LOSS_CAP != 0)
     s: state.MarginScan = self._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
     if s.equity >= convert(s.initial, int256):
         # below its loss cap an account only reduces: a trade that opens, grows or flips
         # a position must leave equity >= the floor (`_below_loss_cap`, inlined for
         # bytecode; equity >= initial >= 0 here, so its bits read as a uint256). The
         # close-out (reduce_only) never comes here.
-        if adds:
+        if adds and hdr & c.ACCOUNT_LOSS_CAP != 0:
             assert convert(convert(s.equity, bytes32), uint256) >= state.loss_cap[account], (
                 "clearinghouse: below loss cap, reduce only"
             )

@@ -75,7 +75,8 @@ MAX_I56: constant(int256) = 2**55 - 1
 
 MARKET_LISTED: constant(uint256) = 1
 MARKET_PAUSED: constant(uint256) = 2
-# position of the paused flag in the params word
+# positions of the listed and paused flags in the params word
+LISTED_BIT: constant(uint256) = 1 << 160
 PAUSED_BIT: constant(uint256) = 2 << 160
 # frozen: the oracle had no price quorum at the market's last touch (set and cleared
 # only by engine._touch_with; not part of MarketParams, kept by set_market_params)
