@@ -508,8 +508,8 @@ def set_sequencer_feed(_feed: address, _grace_period: uint256):
                 self._config[market] |= _CFG_HAS_SEQUENCER
             else:
                 self._config[market] &= ~_CFG_HAS_SEQUENCER
-            # every market's snapshot holds the feed and the grace period
     for market: uint256 in range((glb >> _GLB_COUNT) & _MASK_8, bound=MAX_MARKETS):
+        # every market's snapshot holds the feed and the grace period
         self._publish(market)
     log SequencerFeedUpdated(
         sender=msg.sender,
