@@ -71,8 +71,8 @@ def _pool_trade(
     pw: uint256 = 0
     if m < c.MAX_MARKETS:
         pw = state._params[m]
-    assert pw & packing.LISTED_BIT != 0, "clearinghouse: unknown market"
     p: packing.MarketParams = packing._unpack_params(pw)
+    assert p.listed, "clearinghouse: unknown market"
     price: uint256 = 0
     flags: uint256 = 0
     index: int256 = 0
@@ -243,7 +243,9 @@ def _collect_fee(account: uint256, fee: uint256):
 @internal
 @view
 def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256):
-    assert not pausable.paused, "clearinghouse: paused"
+    # pausable.paused, from its copy in the system word (governance keeps them in step;
+    # the bits above it are zero: a shift, a short push, bytecode)
+    assert state._system >> packing.SYSTEM_PAUSED_SHIFT == 0, "clearinghouse: paused"
     assert not p.paused, "clearinghouse: market paused"
     self._require_valid_price(flags)
     book: address = packing._system(state._system).book
@@ -251,6 +253,16 @@ def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256):
     assert (
         m < margin._header(margin._book_word(book, 0)).n_markets
     ), "clearinghouse: market not in risk book"
+
+
+@internal
+@view
+def _paused() -> bool:
+    """
+    @dev The pause flag itself. The hot path reads its copy in the system word
+         (packing.SYSTEM_PAUSED_BIT), which governance's pause/unpause keep equal to it.
+    """
+    return pausable.paused
 
 
 @internal

@@ -50,7 +50,8 @@
         treasury word   insurance_fund uint128 | protocol_fees uint128    (USD WAD)
         system word     risk_book address | n_scenarios u8 | floor_bps u16 |
                         mmr_bps u16 | fee_insurance_bps u16 | fee_protocol_bps u16 |
-                        max_mark_age u16 (s)
+                        max_mark_age u16 (s) | paused u8 (bit 248: a copy of
+                        pausable.paused, kept by governance's pause/unpause)
                         what every trade and margin check needs, in one read
 """
 
@@ -75,8 +76,7 @@ MAX_I56: constant(int256) = 2**55 - 1
 
 MARKET_LISTED: constant(uint256) = 1
 MARKET_PAUSED: constant(uint256) = 2
-# positions of the listed and paused flags in the params word
-LISTED_BIT: constant(uint256) = 1 << 160
+# position of the paused flag in the params word
 PAUSED_BIT: constant(uint256) = 2 << 160
 # frozen: the oracle had no price quorum at the market's last touch (set and cleared
 # only by engine._touch_with; not part of MarketParams, kept by set_market_params)
@@ -404,6 +404,13 @@ def _system(w: uint256) -> System:
         protocol_bps=(w >> 216) & MASK_16,
         max_mark_age=(w >> 232) & MASK_16,
     )
+
+
+# bit 248 of the system word: the protocol is paused (pausable.paused, mirrored by
+# governance.pause / unpause so that a trade's pause check reads the word it reads anyway;
+# `_pack_system` leaves it clear, governance._write_system keeps it)
+SYSTEM_PAUSED_SHIFT: constant(uint256) = 248
+SYSTEM_PAUSED_BIT: constant(uint256) = 1 << SYSTEM_PAUSED_SHIFT
 
 
 @internal
