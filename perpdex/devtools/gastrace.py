@@ -175,6 +175,7 @@ class Trace:
     by_function: Counter[str] = field(default_factory=Counter)  # with `pc_labels`
     by_line: Counter[str] = field(default_factory=Counter)
     compute_by_function: Counter[str] = field(default_factory=Counter)  # no storage/calls/logs
+    compute_by_line: Counter[str] = field(default_factory=Counter)
 
     def classes(self) -> dict[str, int]:
         """Gas by class: storage, calls, logs, hashing, memory/copy, the rest."""
@@ -298,6 +299,7 @@ def trace(
             t.by_line[f"{name(code)}: {line} ({fn})"] += cost
             if op not in _ACCESS_OPS and not op.startswith("LOG"):
                 t.compute_by_function[f"{name(code)}: {fn}"] += cost
+                t.compute_by_line[f"{name(code)}: {line} ({fn})"] += cost
         t.executed += cost
     return t
 
@@ -321,6 +323,8 @@ def report(t: Trace, title: str = "") -> str:
         lines += ["", "| function: computation only (no storage, calls, logs) | gas |"]
         lines += ["|---|---:|"]
         lines += [f"| {k} | {v:,} |" for k, v in t.compute_by_function.most_common(30)]
+        lines += ["", "| source line: computation only | gas |", "|---|---:|"]
+        lines += [f"| {k} | {v:,} |" for k, v in t.compute_by_line.most_common(40)]
         lines += ["", "| source line | gas |", "|---|---:|"]
         lines += [f"| {k} | {v:,} |" for k, v in t.by_line.most_common(40)]
     lines += ["", "| top opcodes | count | gas |", "|---|---:|---:|"]
