@@ -15,7 +15,6 @@
 from ethereum.ercs import IERC20
 from ..interfaces import IClearinghouseEngine
 from . import state
-from snekmate.utils import pausable
 from . import constants as c
 from . import fixed_point as fp
 from . import packing
@@ -25,7 +24,6 @@ from . import margin
 from . import positions
 
 uses: state
-uses: pausable
 
 # `_pool_trade` modes. CHECKED: a market order, margin-checked after its fill. REDUCE_ONLY:
 # a loss-cap close-out, refused if it adds, not margin-checked (it closes every leg in
@@ -66,9 +64,13 @@ def _pool_trade(
          fill price.
     """
     assert delta != 0, "clearinghouse: zero size"
-    assert m < state.market_count, "clearinghouse: unknown market"
-    pw: uint256 = state._params[m]
+    # a market below market_count is listed (its params word has LISTED, never cleared);
+    # one above has a zero word: no market_count read
+    pw: uint256 = 0
+    if m < c.MAX_MARKETS:
+        pw = state._params[m]
     p: packing.MarketParams = packing._unpack_params(pw)
+    assert p.listed, "clearinghouse: unknown market"
     price: uint256 = 0
     flags: uint256 = 0
     index: int256 = 0
@@ -228,7 +230,9 @@ def _settle_side(
 @internal
 @view
 def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256):
-    assert not pausable.paused, "clearinghouse: paused"
+    # pausable.paused, from its copy in the system word (governance keeps them in step;
+    # the bits above it are zero: a shift, a short push, bytecode)
+    assert state._system >> packing.SYSTEM_PAUSED_SHIFT == 0, "clearinghouse: paused"
     assert not p.paused, "clearinghouse: market paused"
     self._require_valid_price(flags)
     book: address = packing._system(state._system).book

@@ -52,7 +52,8 @@
         treasury word   insurance_fund uint128 | protocol_fees uint128    (USD WAD)
         system word     risk_book address | n_scenarios u8 | floor_bps u16 |
                         mmr_bps u16 | fee_insurance_bps u16 | fee_protocol_bps u16 |
-                        max_mark_age u16 (s)
+                        max_mark_age u16 (s) | paused u8 (bit 248: a copy of
+                        pausable.paused, kept by governance's pause/unpause)
                         what every trade and margin check needs, in one read
 """
 
@@ -410,6 +411,13 @@ def _system(w: uint256) -> System:
         protocol_bps=(w >> 216) & MASK_16,
         max_mark_age=(w >> 232) & MASK_16,
     )
+
+
+# bit 248 of the system word: the protocol is paused (pausable.paused, mirrored by
+# governance.pause / unpause so that a trade's pause check reads the word it reads anyway;
+# `_pack_system` leaves it clear, governance._write_system keeps it)
+SYSTEM_PAUSED_SHIFT: constant(uint256) = 248
+SYSTEM_PAUSED_BIT: constant(uint256) = 1 << SYSTEM_PAUSED_SHIFT
 
 
 @internal
