@@ -235,11 +235,15 @@ def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256):
     sw: uint256 = state._system
     assert sw >> packing.SYSTEM_PAUSED_SHIFT == 0, "clearinghouse: paused"
     assert not p.paused, "clearinghouse: market paused"
-    self._require_valid_price(flags)
+    # `_require_valid_price` without its quorum assert: both callers (`_pool_trade`,
+    # ClearinghouseOrders' settle) assert quorum on these flags before they come here
+    assert flags & c.FLAG_SEQUENCER_DOWN == 0, "clearinghouse: sequencer down"
+    assert flags & c.FLAG_SEQUENCER_GRACE == 0, "clearinghouse: sequencer grace period"
     book: address = packing._system_book(sw)
     assert book != empty(address), "clearinghouse: no risk book"
+    # n_markets is the header word's low byte (margin._header), without the struct
     assert (
-        m < margin._header(margin._book_word(book, 0)).n_markets
+        m < margin._book_word(book, 0) & margin.MASK_8
     ), "clearinghouse: market not in risk book"
 
 
