@@ -413,6 +413,37 @@ def _system(w: uint256) -> System:
     )
 
 
+# single fields of the system word, for the hot path (a whole `System` costs ~230 gas)
+@internal
+@pure
+def _system_book(w: uint256) -> address:
+    return convert(w & (2**160 - 1), address)
+
+
+@internal
+@pure
+def _system_n_scenarios(w: uint256) -> uint256:
+    return (w >> 160) & MASK_8
+
+
+@internal
+@pure
+def _system_floor_bps(w: uint256) -> uint256:
+    return (w >> 168) & MASK_16
+
+
+@internal
+@pure
+def _system_mmr_bps(w: uint256) -> uint256:
+    return (w >> 184) & MASK_16
+
+
+@internal
+@pure
+def _system_max_mark_age(w: uint256) -> uint256:
+    return (w >> 232) & MASK_16
+
+
 # bit 248 of the system word: the protocol is paused (pausable.paused, mirrored by
 # governance.pause / unpause so that a trade's pause check reads the word it reads anyway;
 # `_pack_system` leaves it clear, governance._write_system keeps it)
