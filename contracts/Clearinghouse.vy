@@ -43,7 +43,7 @@ from .modules import views
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state, pausable := pausable]
+initializes: engine[state := state]
 initializes: accounts[state := state, engine := engine]
 initializes: trading[state := state, engine := engine]
 initializes: views[state := state, engine := engine]

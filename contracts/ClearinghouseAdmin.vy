@@ -24,7 +24,7 @@ from .modules import order_hash as oh
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state, pausable := pausable]
+initializes: engine[state := state]
 initializes: accounts[state := state, engine := engine]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: oh[state := state]

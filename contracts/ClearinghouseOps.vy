@@ -26,7 +26,7 @@ from .modules import conditional
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state, pausable := pausable]
+initializes: engine[state := state]
 initializes: accounts[state := state, engine := engine]
 initializes: trading[state := state, engine := engine]
 initializes: views[state := state, engine := engine]

@@ -71,7 +71,7 @@ from .modules import order_hash as oh
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state, pausable := pausable]
+initializes: engine[state := state]
 initializes: oh[state := state]
 
 # @notice Most fills per `settle` call.

@@ -30,7 +30,7 @@ from .modules import delayed
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state, pausable := pausable]
+initializes: engine[state := state]
 initializes: accounts[state := state, engine := engine]
 initializes: vault_limits[state := state, engine := engine]
 initializes: oh[state := state]

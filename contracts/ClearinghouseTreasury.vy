@@ -25,7 +25,7 @@ from .modules import delayed
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state, pausable := pausable]
+initializes: engine[state := state]
 initializes: treasury[state := state, access_control := access_control]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: delayed[state := state, engine := engine, access_control := access_control]

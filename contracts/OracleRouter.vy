@@ -56,15 +56,26 @@
           address, [160, 168) feed decimals, [168, 232) normalising
           factor 10**|18 - decimals|, [232, 256) max_age.
         - `_observations[market]` (one word): [0, 96) last_price,
-          [96, 192) ema, [192, 256) last_ts.
+          [96, 192) ema, [192, 232) last_ts, [232, 256) the CREATE nonce
+          of the market's snapshot (below; 0: no such market).
         - `_globals` (one word): [0, 160) sequencer feed, [160, 224)
-          grace_period, [224, 232) market count, [232, 256) unused.
+          grace_period, [224, 232) market count, [232, 256) the router's
+          next CREATE nonce (1 at deployment, EIP-161).
+        - snapshot: `_config[market]`, its three `_sources` words (zero
+          where there is no source) and the sequencer feed and grace
+          period of `_globals`, stored as the code of a contract the
+          router creates (a STOP byte, then the five words; SSTORE2)
+          whenever one of them changes. `observe` and `record` read that
+          code (one cold account, 2,600 gas) instead of five cold slots
+          (10,500): its address follows from the router's address and the
+          nonce in `_observations` (the word they read anyway). The
+          storage words stay the reference every view reads.
         The per-market words live in fixed-size arrays indexed by market
         id (no `KECCAK256` per access). Prices fit in 96 bits because
         `max_price <= MAX_PRICE` (2**88 - 1, about 3.1e8 USD per unit) and
         the EMA is a convex combination of past prices. `observe` on a
-        market with n sources costs 2 + n cold `SLOAD`s, one `SSTORE`, n
-        feed calls and one log; a sequencer feed adds one `SLOAD` and one
+        market with n sources costs one cold `SLOAD`, one snapshot read,
+        one `SSTORE`, n feed calls and one log; a sequencer feed adds one
         call.
 @custom:security - Only RISK_ROLE can change sources or parameters; the admin
                    (DEFAULT_ADMIN_ROLE) manages roles through snekmate's
@@ -195,8 +206,18 @@ _SRC_FACTOR: constant(uint256) = 168
 _SRC_MAX_AGE: constant(uint256) = 232
 _OBS_EMA: constant(uint256) = 96
 _OBS_TS: constant(uint256) = 192
+_OBS_SNAPSHOT: constant(uint256) = 232
+_MASK_40: constant(uint256) = 2**40 - 1
 _GLB_GRACE: constant(uint256) = 160
 _GLB_COUNT: constant(uint256) = 224
+_GLB_NONCE: constant(uint256) = 232
+# @dev The snapshot's data: config, three sources, sequencer feed and grace period.
+_SNAPSHOT_BYTES: constant(uint256) = 160
+
+
+# @dev The first 22 bytes of rlp([self, nonce]) for a nonce below 128 (0xd6 0x94 self),
+# left-aligned (54_932 = 0xd694): the hot path hashes it with the nonce byte.
+_RLP_SELF: immutable(uint256)
 
 
 # @dev Why a source was rejected (0 = valid).
@@ -304,6 +325,9 @@ def __init__():
     """
     access_control.__init__()
     access_control._grant_role(RISK_ROLE, msg.sender)
+    # a contract's first CREATE uses nonce 1 (EIP-161)
+    self._globals = 1 << _GLB_NONCE
+    _RLP_SELF = (54_932 << 240) | (convert(convert(self, uint160), uint256) << 80)
 
 
 @external
@@ -351,6 +375,7 @@ def add_market(
         self._sources[market][i] = words[i]
     # Cannot overflow: the count is below MAX_MARKETS, checked above.
     self._globals = unsafe_add(glb, 1 << _GLB_COUNT)
+    self._publish(market)
     log MarketAdded(
         market=market,
         sender=msg.sender,
@@ -399,6 +424,7 @@ def set_sources(
     for i: uint256 in range(len(words), bound=MAX_SOURCES):
         self._sources[_market][i] = words[i]
     self._config[_market] = (config & ~(_MASK_8 << _CFG_COUNT)) | (len(words) << _CFG_COUNT)
+    self._publish(_market)
     log SourcesUpdated(
         market=_market,
         sender=msg.sender,
@@ -443,6 +469,7 @@ def set_params(
         _twap_window,
         (config >> _CFG_COUNT) & _MASK_8,
     ) | (config & _CFG_HAS_SEQUENCER)
+    self._publish(_market)
     log ParamsUpdated(
         market=_market,
         sender=msg.sender,
@@ -476,7 +503,7 @@ def set_sequencer_feed(_feed: address, _grace_period: uint256):
     glb: uint256 = self._globals
     self._sequencer_tx = 0
     self._globals = (
-        (glb & (_MASK_8 << _GLB_COUNT))
+        (glb & (_MASK_8 << _GLB_COUNT | _MASK_24 << _GLB_NONCE))
         | (_grace_period << _GLB_GRACE)
         | convert(convert(_feed, uint160), uint256)
     )
@@ -489,6 +516,9 @@ def set_sequencer_feed(_feed: address, _grace_period: uint256):
                 self._config[market] |= _CFG_HAS_SEQUENCER
             else:
                 self._config[market] &= ~_CFG_HAS_SEQUENCER
+    for market: uint256 in range((glb >> _GLB_COUNT) & _MASK_8, bound=MAX_MARKETS):
+        # every market's snapshot holds the feed and the grace period
+        self._publish(market)
     log SequencerFeedUpdated(
         sender=msg.sender,
         old_feed=self._source_address(glb),
@@ -547,13 +577,24 @@ def _observe(_market: uint256) -> (uint256, uint256, uint256):
     @return uint256 The flags.
     @return uint256 The EMA after this observation (as stored without quorum).
     """
-    # `_known_config`, inlined: this is the clearinghouse's hot path.
+    # This is the clearinghouse's hot path: the configuration comes from the market's
+    # snapshot (one cold account), whose nonce is in the observation word.
     assert _market < MAX_MARKETS, "oracle: unknown market"
-    config: uint256 = self._config[_market]
-    assert config != 0, "oracle: unknown market"
+    state: uint256 = self._observations[_market]
+    nonce: uint256 = state >> _OBS_SNAPSHOT
+    assert nonce != 0, "oracle: unknown market"
+    snap: Bytes[_SNAPSHOT_BYTES] = slice(self._snapshot_address(nonce).code, 1, _SNAPSHOT_BYTES)
+    config: uint256 = extract32(snap, 0, output_type=uint256)
     price: uint256 = 0
     quorum: bool = False
-    price, quorum = self._quorum(_market, config)
+    price, quorum = self._quorum(
+        config,
+        [
+            extract32(snap, 32, output_type=uint256),
+            extract32(snap, 64, output_type=uint256),
+            extract32(snap, 96, output_type=uint256),
+        ],
+    )
     flags: uint256 = 0
     if config & _CFG_HAS_SEQUENCER != 0:
         cached: uint256 = self._sequencer_tx
@@ -561,16 +602,15 @@ def _observe(_market: uint256) -> (uint256, uint256, uint256):
             # Cannot underflow: the cache holds the flags plus one.
             flags = unsafe_sub(cached, 1)
         else:
-            flags = self._sequencer_flags(self._globals)
+            flags = self._sequencer_flags(extract32(snap, 128, output_type=uint256))
             # Cannot overflow: the flags are at most 6.
             self._sequencer_tx = unsafe_add(flags, 1)
-    state: uint256 = self._observations[_market]
     if not quorum:
         # No quorum: nothing is folded into the EMA or recorded; the price is the last
         # quorum price and the EMA is reported as stored.
         return state & _MASK_96, flags | FLAG_DEGRADED, (state >> _OBS_EMA) & _MASK_96
     ema: uint256 = price
-    last_ts: uint256 = state >> _OBS_TS
+    last_ts: uint256 = (state >> _OBS_TS) & _MASK_40
     if last_ts != 0:
         ema = self._ema(
             state & _MASK_96,
@@ -580,8 +620,10 @@ def _observe(_market: uint256) -> (uint256, uint256, uint256):
             (config >> _CFG_WINDOW) & _MASK_24,
         )
     # `price` and `ema` are below 2**96 (`max_price <= MAX_PRICE`) and a
-    # timestamp fits in 64 bits, so the fields do not overlap.
-    self._observations[_market] = price | (ema << _OBS_EMA) | (block.timestamp << _OBS_TS)
+    # timestamp fits in 40 bits (until the year 36812), so the fields do not overlap.
+    self._observations[_market] = (
+        price | (ema << _OBS_EMA) | (block.timestamp << _OBS_TS) | (nonce << _OBS_SNAPSHOT)
+    )
     return price, flags, ema
 
 
@@ -658,7 +700,7 @@ def twap(_market: uint256) -> uint256:
     """
     config: uint256 = self._known_config(_market)
     state: uint256 = self._observations[_market]
-    last_ts: uint256 = state >> _OBS_TS
+    last_ts: uint256 = (state >> _OBS_TS) & _MASK_40
     assert last_ts != 0, "oracle: no observation"
     return self._ema(
         state & _MASK_96,
@@ -746,7 +788,7 @@ def observation(_market: uint256) -> (uint256, uint256, uint256):
     """
     self._known_config(_market)
     state: uint256 = self._observations[_market]
-    return state & _MASK_96, (state >> _OBS_EMA) & _MASK_96, state >> _OBS_TS
+    return state & _MASK_96, (state >> _OBS_EMA) & _MASK_96, (state >> _OBS_TS) & _MASK_40
 
 
 @external
@@ -788,7 +830,7 @@ def _read(_market: uint256, _config: uint256) -> (uint256, uint256):
     """
     price: uint256 = 0
     quorum: bool = False
-    price, quorum = self._quorum(_market, _config)
+    price, quorum = self._quorum(_config, self._sources[_market])
     flags: uint256 = 0
     if _config & _CFG_HAS_SEQUENCER != 0:
         flags = self._sequencer_flags(self._globals)
@@ -800,12 +842,12 @@ def _read(_market: uint256, _config: uint256) -> (uint256, uint256):
 
 @internal
 @view
-def _quorum(_market: uint256, _config: uint256) -> (uint256, bool):
+def _quorum(_config: uint256, _words: uint256[MAX_SOURCES]) -> (uint256, bool):
     """
     @dev The shared feed reading of `latest`, `observe` and `record`: the
          quorum price and whether there is one (see the glossary).
-    @param _market The market id.
-    @param _config The packed parameters of `_market`.
+    @param _config The packed parameters of the market.
+    @param _words The market's packed source words (from storage or its snapshot).
     @return uint256 The quorum price, WAD (0 without quorum).
     @return bool Whether the sources reached a quorum.
     """
@@ -819,7 +861,7 @@ def _quorum(_market: uint256, _config: uint256) -> (uint256, bool):
     success: bool = False
     response: Bytes[_ROUND_DATA_SIZE] = b""
     for i: uint256 in range((_config >> _CFG_COUNT) & _MASK_8, bound=MAX_SOURCES):
-        word: uint256 = self._sources[_market][i]
+        word: uint256 = _words[i]
         reject: uint256 = 0
         price: uint256 = 0
         success, response = raw_call(
@@ -1095,3 +1137,55 @@ def _source_address(_word: uint256) -> address:
     @return address The address.
     """
     return convert(convert(_word & _MASK_160, uint160), address)
+
+
+@internal
+def _publish(_market: uint256):
+    """
+    @dev Writes the snapshot of `_market` (its config, source words, the sequencer
+         feed and grace period: what `observe` reads) as the code of a new contract,
+         and records its CREATE nonce in the market's observation word.
+    @param _market The market id (registered).
+    """
+    glb: uint256 = self._globals
+    nonce: uint256 = glb >> _GLB_NONCE
+    assert nonce < _MASK_24, "oracle: snapshot nonce exhausted"
+    data: Bytes[1 + _SNAPSHOT_BYTES] = concat(
+        b"\x00",
+        convert(self._config[_market], bytes32),
+        convert(self._sources[_market][0], bytes32),
+        convert(self._sources[_market][1], bytes32),
+        convert(self._sources[_market][2], bytes32),
+        convert(glb & (_MASK_64 << _GLB_GRACE | _MASK_160), bytes32),
+    )
+    # PUSH2 161 DUP1 PUSH1 10 RETURNDATASIZE CODECOPY RETURNDATASIZE RETURN: the
+    # runtime code is `data`, whose first byte (STOP) makes a call to it do nothing
+    snapshot: address = raw_create(concat(b"\x61\x00\xa1\x80\x60\x0a\x3d\x39\x3d\xf3", data))
+    assert snapshot == self._snapshot_address(nonce), "oracle: snapshot address"
+    self._globals = unsafe_add(glb, 1 << _GLB_NONCE)
+    state: uint256 = self._observations[_market]
+    self._observations[_market] = (state & ~(_MASK_24 << _OBS_SNAPSHOT)) | (nonce << _OBS_SNAPSHOT)
+
+
+@internal
+@view
+def _snapshot_address(_nonce: uint256) -> address:
+    """
+    @dev The address of the contract the router created with `_nonce`:
+         keccak256(rlp([router, nonce]))[12:] (nonce 1..2**24 - 1).
+    @param _nonce The CREATE nonce.
+    @return address The snapshot's address.
+    """
+    h: bytes32 = empty(bytes32)
+    if _nonce < 128:
+        # the 23 bytes 0xd6 0x94 self nonce, from one word (cheaper than a concat)
+        h = keccak256(slice(convert(_RLP_SELF | (_nonce << 72), bytes32), 0, 23))
+        return convert(convert(convert(h, uint256) & _MASK_160, uint160), address)
+    me: bytes20 = convert(self, bytes20)
+    if _nonce < 256:
+        h = keccak256(concat(b"\xd7\x94", me, b"\x81", slice(convert(_nonce, bytes32), 31, 1)))
+    elif _nonce < 65536:
+        h = keccak256(concat(b"\xd8\x94", me, b"\x82", slice(convert(_nonce, bytes32), 30, 2)))
+    else:
+        h = keccak256(concat(b"\xd9\x94", me, b"\x83", slice(convert(_nonce, bytes32), 29, 3)))
+    return convert(convert(convert(h, uint256) & _MASK_160, uint160), address)

@@ -114,11 +114,12 @@ def set_loss_cap(account: uint256, equity_floor: uint256):
     hdr: uint256 = engine._require_idle(engine._require_owner(account))
     log state.LossCapSet(account=account, old_floor=state.loss_cap[account], new_floor=equity_floor)
     state.loss_cap[account] = equity_floor
-    # the header's ACCOUNT_LOSS_CAP bit: set exactly while a floor is
-    hdr &= ~c.ACCOUNT_LOSS_CAP
+    # the header's copy of "has a loss cap" (trades read the header, not the cap)
+    flagged: uint256 = hdr & ~c.ACCOUNT_LOSS_CAP
     if equity_floor != 0:
-        hdr |= c.ACCOUNT_LOSS_CAP
-    state._header[account] = hdr
+        flagged |= c.ACCOUNT_LOSS_CAP
+    if flagged != hdr:
+        state._header[account] = flagged
 
 
 @external

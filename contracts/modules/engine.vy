@@ -15,7 +15,6 @@
 from ethereum.ercs import IERC20
 from ..interfaces import IClearinghouseEngine
 from . import state
-from snekmate.utils import pausable
 from . import constants as c
 from . import fixed_point as fp
 from . import packing
@@ -25,7 +24,6 @@ from . import margin
 from . import positions
 
 uses: state
-uses: pausable
 
 # `_pool_trade` modes. CHECKED: a market order, margin-checked after its fill. REDUCE_ONLY:
 # a loss-cap close-out, refused if it adds, not margin-checked (it closes every leg in
@@ -66,13 +64,17 @@ def _pool_trade(
          fill price.
     """
     assert delta != 0, "clearinghouse: zero size"
-    assert m < state.market_count, "clearinghouse: unknown market"
-    pw: uint256 = state._params[m]
+    # a market below market_count is listed (its params word has LISTED, never cleared);
+    # one above has a zero word: no market_count read
+    pw: uint256 = 0
+    if m < c.MAX_MARKETS:
+        pw = state._params[m]
     p: packing.MarketParams = packing._unpack_params(pw)
+    assert p.listed, "clearinghouse: unknown market"
     price: uint256 = 0
     flags: uint256 = 0
     index: int256 = 0
-    price, flags, index = self._touch_with(m, p, True)
+    price, flags, index = self._touch_with(m, p, True, pw)
     # no fill of any kind (reduce-only and loss-cap close-outs included) without quorum
     self._require_quorum(flags)
     size: int256 = packing._pos_size(state._pos[account][m])
@@ -258,13 +260,20 @@ def _settle_side(
 @internal
 @view
 def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256):
-    assert not pausable.paused, "clearinghouse: paused"
+    # pausable.paused, from its copy in the system word (governance keeps them in step;
+    # the bits above it are zero: a shift, a short push, bytecode)
+    sw: uint256 = state._system
+    assert sw >> packing.SYSTEM_PAUSED_SHIFT == 0, "clearinghouse: paused"
     assert not p.paused, "clearinghouse: market paused"
-    self._require_valid_price(flags)
-    book: address = packing._system(state._system).book
+    # `_require_valid_price` without its quorum assert: both callers (`_pool_trade`,
+    # ClearinghouseOrders' settle) assert quorum on these flags before they come here
+    assert flags & c.FLAG_SEQUENCER_DOWN == 0, "clearinghouse: sequencer down"
+    assert flags & c.FLAG_SEQUENCER_GRACE == 0, "clearinghouse: sequencer grace period"
+    book: address = packing._system_book(sw)
     assert book != empty(address), "clearinghouse: no risk book"
+    # n_markets is the header word's low byte (margin._header), without the struct
     assert (
-        m < margin._header(margin._book_word(book, 0)).n_markets
+        m < margin._book_word(book, 0) & margin.MASK_8
     ), "clearinghouse: market not in risk book"
 
 
@@ -399,11 +408,14 @@ def _check_initial(account: uint256, hdr: uint256, reason: String[64]):
 
 @internal
 def _touch(m: uint256) -> (uint256, uint256, int256):
-    return self._touch_with(m, packing._unpack_params(state._params[m]), False)
+    pw: uint256 = state._params[m]
+    return self._touch_with(m, packing._unpack_params(pw), False, pw)
 
 
 @internal
-def _touch_with(m: uint256, p: packing.MarketParams, reuse: bool) -> (uint256, uint256, int256):
+def _touch_with(
+    m: uint256, p: packing.MarketParams, reuse: bool, params_word: uint256 = 0
+) -> (uint256, uint256, int256):
     """
     @dev Reads the oracle (`record`: it updates its time-weighted price and logs nothing;
          MarkUpdated carries the price), accrues funding over
@@ -421,7 +433,11 @@ def _touch_with(m: uint256, p: packing.MarketParams, reuse: bool) -> (uint256, u
          already; no oracle call, no write.
     """
     mw: uint256 = state._mark[m]
-    pw: uint256 = state._params[m]
+    # `params_word`: the caller's copy of state._params[m] (0: not read yet). A touched
+    # market is listed, and a listed market's word has LISTED set: never 0
+    pw: uint256 = params_word
+    if pw == 0:
+        pw = state._params[m]
     # the oracle bits (packing.ORACLE_SHIFT, small shifts for bytecode): 1 frozen,
     # 2 sequencer flagged at the last quorum touch
     have: uint256 = (pw >> packing.ORACLE_SHIFT) & 3
@@ -489,7 +505,8 @@ def _refresh_stale(hdr: uint256, every: bool = False, fresh: uint256 = 0):
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
     if not every and bitmap & ~fresh == 0:
-        self._refresh_collateral_marks(hdr)
+        if packing._collateral_bitmap(hdr) != 0:
+            self._refresh_collateral_marks(hdr)
         return
     age: uint256 = packing._system_max_mark_age(state._system)
     for m: uint256 in range(c.MAX_MARKETS):
@@ -499,7 +516,9 @@ def _refresh_stale(hdr: uint256, every: bool = False, fresh: uint256 = 0):
             every or packing._mark_time(state._mark[m]) + age < block.timestamp
         ):
             self._touch_quorum(m)
-    self._refresh_collateral_marks(hdr)
+    if packing._collateral_bitmap(hdr) != 0:
+        # (it returns at once without collateral bits: no call then)
+        self._refresh_collateral_marks(hdr)
 
 
 @internal
@@ -542,9 +561,10 @@ def _scan(
         s.equity = self._collateral_value(account, hdr, use_twap)
     if bitmap == 0:
         return s
-    sys: packing.System = packing._system(state._system)
-    book: address = sys.book
-    n_s: uint256 = sys.n_scenarios
+    # single fields of the system word (warm): no `System` struct on the hot path
+    sw: uint256 = state._system
+    book: address = packing._system_book(sw)
+    n_s: uint256 = packing._system_n_scenarios(sw)
     # one copy of the book's market section (the book has a fixed size): cheaper than a
     # copy per position; only the first 8 markets' slots when that covers the account
     markets: Bytes[margin.MARKETS_BYTES] = b""
@@ -723,9 +743,14 @@ def _scan(
             worst = max(worst, l14)
         if n_s > 15:
             worst = max(worst, l15)
-    s.initial = margin._combine(isolated, worst, gross_raw, addon, sys.floor_bps, portfolio)
+    floor_bps: uint256 = 0
+    if portfolio:
+        floor_bps = packing._system_floor_bps(sw)
+    s.initial = margin._combine(isolated, worst, gross_raw, addon, floor_bps, portfolio)
     # initial < 2**140 and mmr_bps < 2**16: no overflow; rounds up
-    s.maintenance = unsafe_div(unsafe_add(unsafe_mul(s.initial, sys.mmr_bps), c.BPS - 1), c.BPS)
+    s.maintenance = unsafe_div(
+        unsafe_add(unsafe_mul(s.initial, packing._system_mmr_bps(sw)), c.BPS - 1), c.BPS
+    )
     return s
 
 

@@ -17,11 +17,14 @@ from snekmate.utils import math
 @pure
 def _div_floor(x: int256, d: int256) -> int256:
     """
-    @dev Division rounded toward negative infinity. `d` must be positive.
+    @dev Division rounded toward negative infinity. `d` must be positive (every caller
+         divides by a positive constant or by |size| of a non-zero position).
     """
-    q: int256 = x // d
-    if x % d != 0 and x < 0:
-        q -= 1
+    # SDIV truncates toward zero like the checked `//`; with d > 0 it cannot overflow,
+    # and |q * d| <= |x| (unsafe arithmetic: bytecode and gas on the trade path)
+    q: int256 = unsafe_div(x, d)
+    if x < 0 and unsafe_mul(q, d) != x:
+        q = unsafe_sub(q, 1)
     return q
 
 
@@ -29,11 +32,12 @@ def _div_floor(x: int256, d: int256) -> int256:
 @pure
 def _div_ceil(x: int256, d: int256) -> int256:
     """
-    @dev Division rounded toward positive infinity. `d` must be positive.
+    @dev Division rounded toward positive infinity. `d` must be positive (as
+         `_div_floor`).
     """
-    q: int256 = x // d
-    if x % d != 0 and x > 0:
-        q += 1
+    q: int256 = unsafe_div(x, d)
+    if x > 0 and unsafe_mul(q, d) != x:
+        q = unsafe_add(q, 1)
     return q
 
 

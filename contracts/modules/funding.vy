@@ -39,22 +39,37 @@ def _accrue(
     r0: int256 = max(min(rate, bound), -bound)
     if dt == 0:
         return r0, 0
-    prop: int256 = skew * c.IWAD // convert(skew_scale, int256)
+    # Magnitudes (unsafe arithmetic below cannot overflow; SDIV truncates toward zero as
+    # the checked `//` does, so results are unchanged): |rate| < 2**66 and
+    # bound <= 2**32 * 1e9 < 2**62, so |r0| < 2**62; |skew| < 2**128 (open interest);
+    # |prop| <= 1e18 < 2**60; max_velocity < 2**32 * 1e12 < 2**72, so
+    # |velocity| < 2**72; dt < 2**35 (34-bit mark times); price < 2**88. The division by
+    # the skew scale stays checked (a zero scale reverts, as before).
+    prop: int256 = unsafe_mul(skew, c.IWAD) // convert(skew_scale, int256)
     prop = max(min(prop, c.IWAD), -c.IWAD)
-    velocity: int256 = prop * convert(max_velocity, int256) // c.IWAD
+    velocity: int256 = unsafe_div(unsafe_mul(prop, convert(max_velocity, int256)), c.IWAD)
     t: int256 = convert(dt, int256)
     day: int256 = convert(c.SECONDS_PER_DAY, int256)
-    r1: int256 = r0 + velocity * t // day
+    r1: int256 = unsafe_add(r0, unsafe_div(unsafe_mul(velocity, t), day))
     area: int256 = 0  # rate * seconds
     if r1 > bound:
-        t_hit: int256 = (bound - r0) * day // velocity
-        area = (r0 + bound) * t_hit // 2 + bound * (t - t_hit)
+        # velocity > 0 here (r0 <= bound < r1); 0 <= t_hit <= t
+        t_hit: int256 = unsafe_div(unsafe_mul(unsafe_sub(bound, r0), day), velocity)
+        area = unsafe_add(
+            unsafe_div(unsafe_mul(unsafe_add(r0, bound), t_hit), 2),
+            unsafe_mul(bound, unsafe_sub(t, t_hit)),
+        )
         r1 = bound
     elif r1 < -bound:
-        t_hit: int256 = (-bound - r0) * day // velocity
-        area = (r0 - bound) * t_hit // 2 - bound * (t - t_hit)
+        # velocity < 0 here
+        t_hit: int256 = unsafe_div(unsafe_mul(unsafe_sub(-bound, r0), day), velocity)
+        area = unsafe_sub(
+            unsafe_div(unsafe_mul(unsafe_sub(r0, bound), t_hit), 2),
+            unsafe_mul(bound, unsafe_sub(t, t_hit)),
+        )
         r1 = -bound
     else:
-        area = (r0 + r1) * t // 2
+        area = unsafe_div(unsafe_mul(unsafe_add(r0, r1), t), 2)
     # area (WAD * s) * price (WAD) / 1 day -> USD WAD^2 per unit; to pico-USD: / 1e24.
-    return r1, area * convert(price, int256) // (day * 10**24)
+    # |area| < 2**100, so |area * price| < 2**188.
+    return r1, unsafe_div(unsafe_mul(area, convert(price, int256)), day * 10**24)

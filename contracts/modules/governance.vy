@@ -152,6 +152,7 @@ def pause():
     """
     access_control._check_role(state.GUARDIAN_ROLE, msg.sender)
     pausable._pause()
+    state._system |= packing.SYSTEM_PAUSED_BIT
 
 
 @external
@@ -161,6 +162,7 @@ def unpause():
     """
     access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
     pausable._unpause()
+    state._system &= ~packing.SYSTEM_PAUSED_BIT
 
 
 @external
@@ -232,7 +234,7 @@ def set_fee_split(insurance_bps: uint256, protocol_bps: uint256):
     )
     sys.insurance_bps = insurance_bps
     sys.protocol_bps = protocol_bps
-    state._system = packing._pack_system(sys)
+    self._write_system(sys)
 
 
 @external
@@ -245,7 +247,7 @@ def set_max_mark_age(age: uint256):
     sys: packing.System = packing._system(state._system)
     log state.MaxMarkAgeUpdated(old_age=sys.max_mark_age, new_age=age)
     sys.max_mark_age = age
-    state._system = packing._pack_system(sys)
+    self._write_system(sys)
 
 
 @external
@@ -427,7 +429,7 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
     sys.n_scenarios = h.n_scenarios
     sys.floor_bps = h.floor_bps
     sys.mmr_bps = h.mmr_bps
-    state._system = packing._pack_system(sys)
+    self._write_system(sys)
     version: uint256 = state.risk_book_version + 1
     state.risk_book_version = version
     log state.RiskBookUpdated(
@@ -437,6 +439,15 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
         n_markets=h.n_markets,
         n_scenarios=h.n_scenarios,
     )
+
+
+@internal
+def _write_system(sys: packing.System):
+    """
+    @dev Stores the system word, keeping its copy of the pause flag (SYSTEM_PAUSED_BIT,
+         written only by `pause` and `unpause`).
+    """
+    state._system = packing._pack_system(sys) | (state._system & packing.SYSTEM_PAUSED_BIT)
 
 
 @internal

@@ -52,7 +52,8 @@
         treasury word   insurance_fund uint128 | protocol_fees uint128    (USD WAD)
         system word     risk_book address | n_scenarios u8 | floor_bps u16 |
                         mmr_bps u16 | fee_insurance_bps u16 | fee_protocol_bps u16 |
-                        max_mark_age u16 (s)
+                        max_mark_age u16 (s) | paused u8 (bit 248: a copy of
+                        pausable.paused, kept by governance's pause/unpause)
                         what every trade and margin check needs, in one read
 """
 
@@ -412,14 +413,42 @@ def _system(w: uint256) -> System:
     )
 
 
+# single fields of the system word, for the hot path (a whole `System` costs ~230 gas)
+@internal
+@pure
+def _system_book(w: uint256) -> address:
+    return convert(w & (2**160 - 1), address)
+
+
+@internal
+@pure
+def _system_n_scenarios(w: uint256) -> uint256:
+    return (w >> 160) & MASK_8
+
+
+@internal
+@pure
+def _system_floor_bps(w: uint256) -> uint256:
+    return (w >> 168) & MASK_16
+
+
+@internal
+@pure
+def _system_mmr_bps(w: uint256) -> uint256:
+    return (w >> 184) & MASK_16
+
+
 @internal
 @pure
 def _system_max_mark_age(w: uint256) -> uint256:
-    """
-    @dev The system word's max_mark_age alone (`_system` unpacks all seven fields): the
-         margin check's mark-age test runs once per side of every fill.
-    """
     return (w >> 232) & MASK_16
+
+
+# bit 248 of the system word: the protocol is paused (pausable.paused, mirrored by
+# governance.pause / unpause so that a trade's pause check reads the word it reads anyway;
+# `_pack_system` leaves it clear, governance._write_system keeps it)
+SYSTEM_PAUSED_SHIFT: constant(uint256) = 248
+SYSTEM_PAUSED_BIT: constant(uint256) = 1 << SYSTEM_PAUSED_SHIFT
 
 
 @internal

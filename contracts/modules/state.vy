@@ -608,31 +608,23 @@ def _sweep_fees():
 
 @internal
 @view
-def _price_pnl(m: uint256) -> int256:
-    """
-    @dev Traders' net unrealised PnL in market `m` at the cached mark, funding left out:
-         skew x price - sum of cost bases (minus the pool's unrealised PnL there).
-    """
-    oi: uint256 = self._oi[m]
-    skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
-    return skew * convert(packing._mark_price(self._mark[m]), int256) // c.IWAD - packing._lo_i128(
-        self._pool_sums[m]
-    )
-
-
-@internal
-@view
 def _trader_pnl(m: uint256) -> int256:
     """
     @dev Traders' net unrealised PnL in market `m` net of the funding they owe, at the
-         cached mark: minus the pool's claim, as ClearinghouseLens.vault_equity sums it.
+         cached mark: skew x price - sum of cost bases - funding owed (minus the pool's
+         claim, as ClearinghouseLens.vault_equity sums it). Each word read once.
     """
     oi: uint256 = self._oi[m]
     skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
+    mark: uint256 = self._mark[m]
+    sums: uint256 = self._pool_sums[m]
     owed: int256 = fp._div_floor(
-        skew * packing._mark_index(self._mark[m]), packing.PICO_PER_USD
-    ) - packing._hi_i128(self._pool_sums[m])
-    return self._price_pnl(m) - owed
+        skew * packing._mark_index(mark), packing.PICO_PER_USD
+    ) - packing._hi_i128(sums)
+    price_pnl: int256 = skew * convert(packing._mark_price(mark), int256) // c.IWAD - (
+        packing._lo_i128(sums)
+    )
+    return price_pnl - owed
 
 
 @internal

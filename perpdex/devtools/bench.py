@@ -16,7 +16,10 @@ production configuration in config/*.yaml (3 oracle sources per market).
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import subprocess
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -60,6 +63,8 @@ FLOOR_ROWS = (
     "increase",
     "increase_same_block_mark",
 )
+# Rows whose opcode-level breakdown PERPDEX_GAS_TRACE=<file> writes (gastrace.py).
+TRACE_ROWS = (*FLOOR_ROWS, "liquidation_start", "auction_take", "auction_take_fresh_account")
 INTRINSIC_GAS = 21_000
 COLD_SLOAD = 2_100
 SSTORE_SET = 20_000  # zero to non-zero
@@ -144,6 +149,7 @@ class Bench:
         self.txs: dict[str, Any] = {}
         self.unit = 10**p.system.settlement_decimals
         self.probe = self.admin.deploy(project.GasProbe)
+        self.traced_accounts: list[int] = []  # HashMap keys the traces name slots at
 
     # --- helpers ------------------------------------------------------------------
     def tick(self, seconds: int = 30) -> None:
@@ -207,7 +213,54 @@ class Bench:
         to = str(getattr(tx, "receiver", "") or "")
         floor = self.floor(tx, data) if key in FLOOR_ROWS else None
         self.rows.append(Row(key, gas, len(data), note, data, to, floor))
+        if (out := os.environ.get("PERPDEX_GAS_TRACE")) and key in TRACE_ROWS:
+            self.trace(key, tx, Path(out))
         return gas
+
+    def trace(self, key: str, tx: Any, out: Path) -> None:
+        """Appends the opcode-level breakdown of `tx` (perpdex/devtools/gastrace.py) to
+        `out` (PERPDEX_GAS_TRACE)."""
+        from perpdex.devtools import gastrace
+
+        p = self.p
+        txhash = tx.txn_hash if isinstance(tx.txn_hash, str) else tx.txn_hash.hex()
+        names = {p.clearinghouse.address: "Clearinghouse", p.oracle.address: "OracleRouter"}
+        names |= {self.vault.address: "LiquidityVault", self.auction.address: "Auction"}
+        names[p.token.address] = "Token"
+        for sym, feeds in p.feeds.items():
+            for i, f in enumerate(feeds):
+                names[f.address] = f"feed {sym}{i}"
+        if p.sequencer is not None:
+            names[p.sequencer.address] = "sequencer feed"
+        for half in ("Ops", "Admin", "Orders", "Risk", "Treasury"):
+            if (addr := self._halves().get(half)) is not None:
+                names[addr] = f"code {half}"
+        layouts = {
+            p.clearinghouse.address: _layout("Clearinghouse"),
+            p.oracle.address: _layout("OracleRouter"),
+        }
+        n = int(p.clearinghouse.market_count())
+        accounts = [int(a) for a in self.traced_accounts]
+        pcs = {
+            p.clearinghouse.address: _pc_labels("Clearinghouse"),
+            p.oracle.address: _pc_labels("OracleRouter"),
+        }
+        t = gastrace.trace(
+            self.chain.provider.make_request, txhash, names, layouts, [*accounts, *range(n)], pcs
+        )
+        with out.open("a") as f:
+            f.write(gastrace.report(t, key))
+
+    def _halves(self) -> dict[str, str]:
+        """The code halves' addresses, down the Clearinghouse's delegatecall chain."""
+        out: dict[str, str] = {}
+        addr = str(self.p.clearinghouse.OPS())
+        chain = (("Ops", "ADMIN"), ("Admin", "ORDERS"), ("Orders", "RISK"), ("Risk", "TREASURY"))
+        for half, nxt in chain:
+            out[half] = addr
+            addr = str(getattr(getattr(self.project, f"Clearinghouse{half}").at(addr), nxt)())
+        out["Treasury"] = addr
+        return out
 
     def floor(self, tx: Any, data: bytes) -> Floor:
         """The storage floor of `tx` from anvil's prestate (diff mode) and call traces."""
@@ -316,6 +369,7 @@ class Bench:
         self.fund(trader, 1_000_000)
         self.record("open_account", ch.open_account("bench", False, sender=trader))
         acct = ch.account_id(trader, 0)
+        self.traced_accounts.append(int(acct))
         self.record("deposit_first", ops.deposit(acct, p.token, 100_000 * self.unit, sender=trader))
         self.record("deposit", ops.deposit(acct, p.token, 100_000 * self.unit, sender=trader))
         self.tick()
@@ -354,6 +408,7 @@ class Bench:
         newcomer = self.accounts[6]
         self.fund(newcomer, 200_000)
         fresh = int(ch.open_account("newcomer", False, sender=newcomer).return_value)
+        self.traced_accounts.append(fresh)
         ops.deposit(fresh, p.token, 100_000 * self.unit, sender=newcomer)
         self.tick()
         self.record(
@@ -555,6 +610,7 @@ class Bench:
         one into an account that already holds BTC, one into a fresh account."""
         p, ch, unit = self.p, self.p.clearinghouse, self.unit
         victim = int(ch.open_account("victim", False, sender=trader).return_value)
+        self.traced_accounts.append(victim)
         p.ops.deposit(victim, p.token, 12_000 * unit, sender=trader)
         self.tick()
         self.trade(trader, victim, 0, self.size("BTC", 100_000))
@@ -565,6 +621,7 @@ class Bench:
             acct = int(ch.open_account("keeper", False, sender=who).return_value)
             p.ops.deposit(acct, p.token, 200_000 * unit, sender=who)
             book.append(acct)
+            self.traced_accounts.append(acct)
         self.tick()
         self.trade(keeper, seasoned[0], 0, self.size("BTC", 1_000))
         for _ in range(20):  # BTC at 90,000 for 20 minutes
@@ -595,6 +652,27 @@ class Bench:
         # restore BTC for the rest of the benchmark
         self.chain.pending_timestamp += 60
         self.set_btc(int(p.system.market("BTC").price))
+
+
+@functools.cache
+def _layout(name: str) -> dict[str, Any]:
+    """The compiler's storage layout of contracts/<name>.vy (for gastrace's slot names)."""
+    out = subprocess.run(
+        ["vyper", "-f", "layout", f"contracts/{name}.vy"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    layout: dict[str, Any] = json.loads(out)["storage_layout"]
+    return layout
+
+
+@functools.cache
+def _pc_labels(name: str) -> dict[int, tuple[str, str]]:
+    from perpdex.devtools import gastrace
+
+    return gastrace.vyper_pc_labels(f"contracts/{name}.vy", cwd=str(ROOT))
 
 
 def summarize(rows: list[Row], sizes: dict[str, int]) -> dict[str, int | float]:

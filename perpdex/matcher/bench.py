@@ -168,7 +168,9 @@ def serve(db: str, port: int) -> None:
     from perpdex.matcher.settler import FakeChain, FakeSettler
     from perpdex.matcher.store import Store
 
-    config = MatcherConfig(CHAIN_ID, CH, frozenset({0, 1}), batch_size=50, settle_interval=0.5)
+    config = MatcherConfig(
+        CHAIN_ID, CH, frozenset({0, 1}), batch_size=o.MAX_FILLS_PER_BATCH, settle_interval=0.5
+    )
     chain = FakeChain(CHAIN_ID, CH, now=int(time.time()))
     serve_app(create_app(Matcher(config, Store(db), FakeSettler(chain))), "127.0.0.1", port)
 

@@ -73,7 +73,9 @@ def serve(
     key_env: Annotated[
         str, typer.Option(help="environment variable holding the settling private key")
     ] = "PERPDEX_MATCHER_KEY",
-    batch_size: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="fills per settle transaction (at most 32)")
+    ] = 20,
     settle_interval: Annotated[float, typer.Option(min=0.01)] = 2.0,
 ) -> None:
     """Serve the matcher API until Ctrl-C."""
@@ -117,13 +119,16 @@ def serve(
         say(f"settling into {clearinghouse} on chain {chain_id} via {url}, gas from {s.sender}")
     else:
         raise typer.BadParameter("--settler must be chain or fake")
-    config = MatcherConfig(
-        chain_id,
-        clearinghouse,
-        frozenset(range(markets)),
-        batch_size=batch_size,
-        settle_interval=settle_interval,
-    )
+    try:
+        config = MatcherConfig(
+            chain_id,
+            clearinghouse,
+            frozenset(range(markets)),
+            batch_size=batch_size,
+            settle_interval=settle_interval,
+        )
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--batch-size") from None
     try:
         store = Store(db)
     except ValueError as e:

@@ -34,7 +34,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from perpdex.matcher import sigs
@@ -78,6 +78,16 @@ class MatcherConfig:
     retry_after: float = 10.0  # a fill the chain refused for no order's fault waits this
     max_attempts: int = 5  # ...this many times; then both its orders are rejected
 
+    def __post_init__(self) -> None:
+        # the contract settles at most MAX_FILLS_PER_BATCH fills a transaction: a larger
+        # batch would be refused whole, and `take_batch` could not keep an IOC sweep that
+        # reaches the bound in one batch (the chain refuses a sweep's tail as "order done")
+        if not 1 <= self.batch_size <= o.MAX_FILLS_PER_BATCH:
+            raise ValueError(
+                f"batch_size {self.batch_size} is outside 1..{o.MAX_FILLS_PER_BATCH} (the "
+                "contract's fills per settle transaction); pick a size in that range"
+            )
+
 
 class Unauthorized(ValueError):
     """A signature that does not come from the account's owner."""
@@ -112,6 +122,9 @@ class Matcher:
     _first_queued_at: float | None = None
     _inflight: dict[int, list[Fill]] = field(default_factory=dict)  # taken, not yet recorded
     _matched: dict[int, Fill] = field(default_factory=dict)  # matched, commit in flight
+    # digest -> how many unsettled fills (matched, queued, in flight, pending, deferred)
+    # name it as maker or taker: `_forget` releases a digest when its count falls to 0
+    _refs: dict[str, int] = field(default_factory=dict)
     _dropping: dict[int, tuple[list[Outcome], list[Fill]]] = field(default_factory=dict)
     _attempts: dict[int, int] = field(default_factory=dict)  # fill seq -> refusals so far
     reopened: list[Fill] = field(default_factory=list)  # new fills of reopened orders
@@ -146,13 +159,17 @@ class Matcher:
         for r in rows:
             if r.state == st.QUEUED:
                 self.queued[int(r.seq)] = fills[int(r.seq)]
+        self._refs = {}
+        self._count(self.queued.values())
         for b in self.store.pending_batches():
             seqs = json.loads(b.fills)
-            self.pending[int(b.id)] = PendingBatch(
+            pb = PendingBatch(
                 int(b.id),
                 Prepared(b.tx_id, bytes(b.payload)),
                 [fills[s] for s in seqs if s in fills],
             )
+            self.pending[pb.id] = pb
+            self._count(pb.fills)
         self._first_queued_at = self.clock() if self.queued else None
         self.cursor = self.store.meta(CURSOR_KEY)
         log.info(
@@ -198,7 +215,15 @@ class Matcher:
         with self._lock:
             for f in outcome.fills:
                 self._matched[f.seq] = f  # its orders stay held until it is queued
+            self._count(outcome.fills)
         return outcome, ops
+
+    def _count(self, fills: Iterable[Fill]) -> None:
+        """`fills` are new unsettled fills: their orders gain a reference each."""
+        refs = self._refs
+        for f in fills:
+            refs[f.maker] = refs.get(f.maker, 0) + 1
+            refs[f.taker] = refs.get(f.taker, 0) + 1
 
     def _hold(self, bo: BookOrder) -> None:
         self._signed.setdefault(bo.digest, bo)
@@ -395,6 +420,8 @@ class Matcher:
                 for f in oc.fills:
                     ops.append(st.InsertFill.of(f, now))
                 self._hold_outcome(oc)
+                with self._lock:
+                    self._count(oc.fills)
                 outcomes.append(oc)
         return ops
 
@@ -494,16 +521,16 @@ class Matcher:
         """Forgets the signed orders (and frees the nonces) no unsettled fill needs."""
         if not done:
             return
+        refs = self._refs
         with self._lock:
-            live = [*self.queued.values(), *(f for b in self.pending.values() for f in b.fills)]
-            live += [f for fs in self._inflight.values() for f in fs]
-            live += [f for f, _ in self.deferred.values()]
-            live += self._matched.values()
-            keep = {d for f in live for d in (f.maker, f.taker)}
             for f in done:
                 for d in (f.maker, f.taker):
-                    if d not in keep:
-                        self._release(d)
+                    n = refs.get(d, 0) - 1
+                    if n > 0:
+                        refs[d] = n
+                        continue
+                    refs.pop(d, None)
+                    self._release(d)
 
     def inflight(self) -> int:
         """Fills taken into a batch not yet recorded (being prepared)."""

@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from vyper.cli.vyper_compile import get_search_paths
-from vyper.compiler.input_bundle import FilesystemInputBundle
-from vyper.compiler.phases import CompilerData
-
+from perpdex.devtools import vyper_frontend
 from perpdex.sdk.lite import abi as lite_abi
 from perpdex.sdk.manifest import CODE_HALVES
 
@@ -40,17 +36,10 @@ CALLERS = ("ClearinghouseLens", "LiquidationAuction", "LiquidityVault")
 Entry = dict[str, Any]
 
 
-@cache
 def _compiled_abi(path: str) -> tuple[Entry, ...]:
     """The ABI vyper's `-f abi` gives `path` (relative to the repository), without the
     code generation `-f abi` runs for gas estimates."""
-    bundle = FilesystemInputBundle(get_search_paths([str(ROOT), str(ROOT / "contracts")]))
-    data = CompilerData(bundle.load_file(Path(path)), bundle)
-    module_t = data.annotated_vyper_module._metadata["type"]
-    out: list[Entry] = module_t.interface.to_toplevel_abi_dict()
-    if module_t.init_function is not None:
-        out += module_t.init_function.to_toplevel_abi_dict()
-    return tuple(out)
+    return vyper_frontend.abi(path)
 
 
 def _halves() -> dict[str, tuple[Entry, ...]]:

@@ -24,7 +24,7 @@ from matcher_support import (  # noqa: F401
 
 from perpdex.matcher import sigs
 from perpdex.matcher import store as st
-from perpdex.matcher.core import Matcher, NotFound, Unauthorized
+from perpdex.matcher.core import Matcher, MatcherConfig, NotFound, Unauthorized
 from perpdex.matcher.engine import Rejected
 from perpdex.matcher.settler import (
     CancelEvent,
@@ -222,6 +222,17 @@ def test_take_batch_keeps_an_ioc_sweep_together(db_url: str) -> None:
     assert len(m.queued) == 3
     m.settle_now()
     assert m.queued == {} and len(chain.settlements) == 3
+
+
+def test_batch_size__bounded_by_the_contracts_fills_per_settle() -> None:
+    """A batch larger than the contract's MAX_FILLS would be refused whole, and a sweep
+    reaching the bound would be split (the bench ran 50-fill batches: the fake chain
+    refused the sweep's tail past each boundary as "order done")."""
+    ok = MatcherConfig(CHAIN_ID, CH, frozenset({0}), batch_size=o.MAX_FILLS_PER_BATCH)
+    assert ok.batch_size == 32
+    for bad in (0, o.MAX_FILLS_PER_BATCH + 1):
+        with pytest.raises(ValueError, match=r"outside 1\.\.32"):
+            MatcherConfig(CHAIN_ID, CH, frozenset({0}), batch_size=bad)
 
 
 def _status(m: Matcher, digest: str) -> tuple[str, int]:

@@ -6,8 +6,6 @@ blame logic reads, against the compiler's layout and against what the chain hold
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 import pytest
 
 from perpdex.constants import WAD
+from perpdex.devtools import vyper_frontend
 from perpdex.sdk import orders as o
 from perpdex.sdk import settlement as cs
 from perpdex.sdk.lite.rpc import Rpc
@@ -83,15 +82,7 @@ def test_decode__real_settle_and_cancel_logs(w: World, rpc: Rpc, chain: Any) -> 
 
 
 def test_storage_slots__match_the_compiler_layout() -> None:
-    vyper = Path(sys.executable).with_name("vyper")
-    out = subprocess.run(
-        [str(vyper), "-p", "contracts", "contracts/ClearinghouseOrders.vy", "-f", "layout"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    state = json.loads(out.stdout)["storage_layout"]["state"]
+    state = vyper_frontend.layout("contracts/ClearinghouseOrders.vy")["storage_layout"]["state"]
     assert state["_header"]["slot"] == cs.HEADER_SLOT
     assert state["_balance"]["slot"] == cs.BALANCE_SLOT
     assert state["_order_bits"]["slot"] == cs.ORDER_BITS_SLOT

@@ -19,14 +19,13 @@ This module is only the test entry: pytest collects it, and the class it builds,
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
+
+from perpdex.devtools import vyper_frontend
 
 from ..conftest import FuzzSystem, fuzz_profile
 from .machine import STATS, SystemMachine
@@ -67,20 +66,7 @@ def test_reentrancy_locks_are_transient(name: str) -> None:
     (EIP-1153), which the EVM clears at the end of each transaction: no lock can stay held
     after a transaction, whatever path it took. (A transient slot cannot be read from
     outside the transaction, so this is checked on the compiler's layout.)"""
-    root = Path(__file__).resolve().parents[3]
-    vyper = Path(sys.executable).with_name("vyper")
-    out = subprocess.run(
-        [str(vyper), "-p", "contracts", f"contracts/{name}.vy", "-f", "layout"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ},
-    )
-    assert out.returncode == 0, out.stderr
-    import json
-
-    layout = json.loads(out.stdout)
+    layout = vyper_frontend.layout(f"contracts/{name}.vy")
     transient = layout.get("transient_storage_layout", {})
     assert "$.nonreentrant_key" in transient, f"{name}: no transient reentrancy lock"
     assert not any("nonreentrant" in k for k in layout["storage_layout"]), (
