@@ -3,7 +3,8 @@
 Deploys on a fresh local chain, runs perpdex/devtools/bench.py `signed_batches` (20 fills
 between 40 accounts; the measured batch is each account's second order) and prints
 perpdex/devtools/trace.py's per-fill breakdown of `batch_fill_20` (and, with
-TRACE_FIRST=1, of `batch_fill_20_first`). Much faster than the full `ape run bench_gas`.
+TRACE_FIRST=1, of `batch_fill_20_first`; with TRACE_LINES=1 also the compute per source
+line). Much faster than the full `ape run bench_gas`.
 """
 
 import os
@@ -47,6 +48,11 @@ def main() -> None:
         print("\ngas per function (per fill): storage+logs+calls, other opcodes")
         for fn, (heavy, other) in sorted(fns.items(), key=lambda kv: -sum(kv[1]))[:40]:
             print(f"  {fn:<45} {heavy / BATCH_FILLS:>9,.0f} {other / BATCH_FILLS:>9,.0f}")
+        if os.environ.get("TRACE_LINES"):
+            by_line = trace.by_function(b, request, CODE_HALVES, lines=True)
+            print("\nother opcodes per source line (per fill), top 60")
+            for ln, (_heavy, other) in sorted(by_line.items(), key=lambda kv: -kv[1][1])[:60]:
+                print(f"  {ln:<60} {other / BATCH_FILLS:>9,.0f}")
 
 
 if __name__ == "__main__":

@@ -145,16 +145,16 @@ def _fill(
          the pool's sums; `account` pays `fee` (`_settle_side`). Returns `account`'s new
          header.
     """
-    new_hdr: uint256 = self._settle_side(account, hdr, m, delta, price, index, counterparty, fee)
+    new_hdr: uint256 = self._settle_logged(account, hdr, m, delta, price, index, counterparty, fee)
     if counterparty != state.POOL:
-        self._settle_side(
+        self._settle_logged(
             counterparty, state._header[counterparty], m, -delta, price, index, account, 0
         )
     return new_hdr
 
 
 @internal
-def _settle_side(
+def _settle_logged(
     account: uint256,
     hdr: uint256,
     m: uint256,
@@ -164,7 +164,48 @@ def _settle_side(
     counterparty: uint256,
     fee: uint256,
 ) -> uint256:
-    pw: uint256 = state._pos[account][m]
+    """
+    @dev `_settle_side` and its `Fill` event. Returns the new header.
+    """
+    new_hdr: uint256 = 0
+    realized: int256 = 0
+    funding_paid: int256 = 0
+    new_size: int256 = 0
+    new_hdr, realized, funding_paid, new_size = self._settle_side(
+        account, hdr, m, state._pos[account][m], delta, price, index, fee
+    )
+    log state.Fill(
+        account=account,
+        market=m,
+        counterparty=counterparty,
+        size_delta=delta,
+        price=price,
+        fee=fee,
+        realized_pnl=realized,
+        funding_paid=funding_paid,
+        size=new_size,
+    )
+    return new_hdr
+
+
+@internal
+def _settle_side(
+    account: uint256,
+    hdr: uint256,
+    m: uint256,
+    pw: uint256,
+    delta: int256,
+    price: uint256,
+    index: int256,
+    fee: uint256,
+) -> (uint256, int256, int256, int256):
+    """
+    @dev One side of a fill, without its event (the caller logs it: `_settle_logged`'s
+         `Fill`, or a matched fill's `OrdersMatched` carrying both sides). `pw` is the
+         account's position word in `m` as stored (`state._pos[account][m]`: callers
+         have read it for their own checks). Returns (new header, realised PnL, funding
+         paid, position size after).
+    """
     size: int256 = packing._pos_size(pw)
     cost: int256 = packing._pos_cost(pw)
     funding_paid: int256 = 0
@@ -213,18 +254,7 @@ def _settle_side(
     new_hdr: uint256 = packing._with_position(hdr, m, new_size != 0)
     if new_hdr != hdr:
         state._header[account] = new_hdr
-    log state.Fill(
-        account=account,
-        market=m,
-        counterparty=counterparty,
-        size_delta=delta,
-        price=price,
-        fee=fee,
-        realized_pnl=realized,
-        funding_paid=funding_paid,
-        size=new_size,
-    )
-    return new_hdr
+    return new_hdr, realized, funding_paid, new_size
 
 
 @internal
@@ -301,19 +331,22 @@ def _check_caps(
 
 
 @internal
-def _check_after_trade(account: uint256, hdr: uint256, m: uint256, old_size: int256, adds: bool):
+def _check_after_trade(
+    account: uint256, hdr: uint256, m: uint256, old_size: int256, adds: bool, fresh: uint256 = 0
+):
     """
     @dev A trade must leave the account at or above initial margin, unless it is
          reduce-only and does not raise the requirement (portfolio mode, where closing a
          hedge leg can raise it). A trade that adds (opens, grows or flips a position)
-         must also leave equity at or above the account's loss cap.
+         must also leave equity at or above the account's loss cap. `fresh`: as
+         `_refresh_stale`'s.
     """
     # an adding trade of a capped account is valued at fresh marks (every position
     # market re-read), as the trigger values it: a stale mark must not let an
     # account below its floor add risk (review finding L1)
     # ACCOUNT_LOSS_CAP: the account has a loss cap (no read of it without one)
     capped: bool = hdr & c.ACCOUNT_LOSS_CAP != 0
-    self._refresh_stale(hdr, adds and capped)
+    self._refresh_stale(hdr, adds and capped, fresh)
     s: state.MarginScan = self._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
     if s.equity >= convert(s.initial, int256):
         # below its loss cap an account only reduces: a trade that opens, grows or flips
@@ -460,14 +493,21 @@ def _touch_quorum(m: uint256):
 
 
 @internal
-def _refresh_stale(hdr: uint256, every: bool = False):
+def _refresh_stale(hdr: uint256, every: bool = False, fresh: uint256 = 0):
     """
     @dev Re-reads the oracle for every market of the account whose cached mark is older
          than `max_mark_age` (with `every`, all of them: a feed may have moved within the
          second its mark was written), so a margin check never values risk at an old
-         price; a market without price quorum reverts it.
+         price; a market without price quorum reverts it. `fresh`: a bitmap of markets
+         whose marks this transaction wrote or found written in this block (a signed
+         batch's touched markets): none of them is stale, so without `every` an account
+         with positions only there has no market to re-read.
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
+    if not every and bitmap & ~fresh == 0:
+        if packing._collateral_bitmap(hdr) != 0:
+            self._refresh_collateral_marks(hdr)
+        return
     age: uint256 = packing._system_max_mark_age(state._system)
     for m: uint256 in range(c.MAX_MARKETS):
         if bitmap >> m == 0:

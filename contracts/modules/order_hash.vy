@@ -66,18 +66,51 @@ def _domain() -> bytes32:
 @internal
 @pure
 def _digest(domain: bytes32, o: Order) -> bytes32:
+    return self._digest_words(
+        domain,
+        o.account,
+        o.market,
+        o.size,
+        o.limitPrice,
+        o.triggerPrice,
+        o.keeperFee,
+        convert(o.expiry, uint256),
+        convert(o.nonce, uint256),
+        convert(o.flags, uint256),
+    )
+
+
+@internal
+@pure
+def _digest_words(
+    domain: bytes32,
+    account: uint256,
+    market: uint256,
+    size: int256,
+    limit_price: uint256,
+    trigger_price: uint256,
+    keeper_fee: uint256,
+    expiry: uint256,
+    nonce: uint256,
+    flags: uint256,
+) -> bytes32:
+    """
+    @dev The EIP-712 digest of an order given as words (no struct copy: `settle`'s hot
+         loop). `expiry` and `nonce` below 2**64 and `flags` below 2**8, as the struct's
+         types hold them: each encodes as the same 32-byte word either way.
+    """
     struct_hash: bytes32 = keccak256(
         abi_encode(
             ORDER_TYPEHASH,
-            o.account,
-            o.market,
-            o.size,
-            o.limitPrice,
-            o.triggerPrice,
-            o.keeperFee,
-            o.expiry,
-            o.nonce,
-            o.flags,
+            account,
+            market,
+            size,
+            limit_price,
+            trigger_price,
+            keeper_fee,
+            expiry,
+            nonce,
+            flags,
         )
     )
     return keccak256(concat(b"\x19\x01", domain, struct_hash))

@@ -330,14 +330,29 @@ event VaultLimitsUpdated:
     new_adl_target_factor: uint256
 
 
-# A signed maker order and a signed taker order traded `size` (base WAD) at `price` (the
-# maker's limit). Both sides' `Fill` events precede it; the digests are the EIP-712
-# order hashes (perpdex/sdk/orders.py `order_digest`).
+# A signed maker order of account `maker` and a signed taker order of account `taker`
+# traded (ClearinghouseOrders.settle): the taker's position in `market` changed by
+# `size_delta` (base WAD; the maker's by -size_delta) at `price` (the maker's limit). One
+# event per fill carries both sides, in place of two `Fill` events (gas): the fee each
+# paid, its realised PnL and funding paid (as `Fill`), and its position size after. The
+# digests are the EIP-712 order hashes (perpdex/sdk/orders.py `order_digest`); the
+# amount filled of each order is |size_delta|.
 event OrdersMatched:
-    maker_order: indexed(bytes32)
-    taker_order: indexed(bytes32)
-    size: uint256
+    maker: indexed(uint256)
+    taker: indexed(uint256)
+    maker_order: bytes32
+    taker_order: bytes32
+    market: uint256
+    size_delta: int256
     price: uint256
+    maker_fee: uint256
+    taker_fee: uint256
+    maker_realized_pnl: int256
+    taker_realized_pnl: int256
+    maker_funding_paid: int256
+    taker_funding_paid: int256
+    maker_size: int256
+    taker_size: int256
 
 
 # The account's order `order` was cancelled: its nonce is consumed.

@@ -268,10 +268,11 @@ def report(b: Breakdown, labels: dict[int, str] | None = None, per: int = 1) -> 
     return "\n".join(out)
 
 
-def pc_functions(contract: str) -> tuple[bytes, list[tuple[int, str]]]:
+def pc_functions(contract: str, lines: bool = False) -> tuple[bytes, list[tuple[int, str]]]:
     """The runtime code of `contracts/<contract>.vy` and, sorted by pc, the function whose
-    source each mapped pc comes from ("file.function"). Vyper lays a function's code out
-    contiguously, so an unmapped pc belongs to the function of the mapped pc before it."""
+    source each mapped pc comes from ("file.function"; with `lines`, "file:line function").
+    Vyper lays a function's code out contiguously, so an unmapped pc belongs to the
+    function of the mapped pc before it."""
     import vyper.compiler as vc  # type: ignore[import-untyped]
     from vyper.compiler.input_bundle import FilesystemInputBundle  # type: ignore[import-untyped]
 
@@ -297,19 +298,25 @@ def pc_functions(contract: str) -> tuple[bytes, list[tuple[int, str]]]:
             continue
         line = int(pos[0])
         fn = names[sid][line - 1] if 0 < line <= len(names[sid]) else "-"
-        rows.append((int(pc), f"{files[sid].stem}.{fn}"))
+        label = f"{files[sid].stem}:{line} {fn}" if lines else f"{files[sid].stem}.{fn}"
+        rows.append((int(pc), label))
     rows.sort()
     return bytes.fromhex(out["bytecode_runtime"].removeprefix("0x")), rows
 
 
 def by_function(
-    b: Breakdown, request: Callable[[str, list[Any]], Any], contracts: Iterable[str]
+    b: Breakdown,
+    request: Callable[[str, list[Any]], Any],
+    contracts: Iterable[str],
+    lines: bool = False,
 ) -> dict[str, list[int]]:
-    """ "file.function" -> [storage/log/call gas, other gas] of the steps in code whose
-    deployed bytes start with one of `contracts`' runtime code."""
+    """ "file.function" (with `lines`: "file:line function") -> [storage/log/call gas,
+    other gas] of the steps in code whose deployed bytes start with one of `contracts`'
+    runtime code. A line's figure is approximate: the compiler maps some pcs (calls'
+    argument set-up, returns) to the line that calls or to none."""
     import bisect
 
-    maps = {n: pc_functions(n) for n in contracts}
+    maps = {n: pc_functions(n, lines) for n in contracts}
     code_of: dict[str, tuple[list[int], list[str]]] = {}
     for addr in {a for a, _ in b.by_pc}:
         code = bytes.fromhex(str(request("eth_getCode", [addr, "latest"])).removeprefix("0x"))

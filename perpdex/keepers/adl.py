@@ -13,7 +13,8 @@ is permissionless and does nothing unless the vault is outside its limits in `ma
 
 Nobody calls it without a bot; this is the bot. One round = observe -> plan -> execute:
 
-    observe  scan `Fill` logs since the cursor for accounts (both sides of a fill), then
+    observe  scan `Fill` / `OrdersMatched` logs since the cursor for accounts (both sides
+             of a fill), then
              read the pool in one JSON-RPC batch (keepers/scan.py's batcher): cash,
              pending fees, provision, insurance, the PnL factors and every market's open
              interest, pool sums, mark and exposure cap
@@ -47,7 +48,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perpdex.constants import ACCOUNT_IN_LIQUIDATION, WAD
-from perpdex.keepers.liquidator import FILL, POOL, _logs, _topic_int, batch_call, preflight
+from perpdex.keepers.liquidator import (
+    FILL,
+    ORDERS_MATCHED,
+    POOL,
+    _logs,
+    batch_call,
+    fill_accounts,
+    preflight,
+)
 from perpdex.keepers.loop import TickingKeeper, usd
 from perpdex.keepers.scan import BatchLimits
 from perpdex.keepers.state import KeeperState
@@ -263,13 +272,14 @@ class AdlKeeper(TickingKeeper[AdlOutcome, AdlReport]):
     # --- observe -------------------------------------------------------------------------
 
     def discover(self, head: int) -> int:
-        """Scan `Fill` logs up to `head` for accounts (both sides); returns how many were new."""
+        """Scan `Fill` and `OrdersMatched` logs up to `head` for accounts (both sides);
+        returns how many were new."""
         start = self.state.cursor + 1
         if start > head:
             return 0
         new = 0
-        for x in _logs(self.p, [FILL], start, head, self.cfg.log_chunk):
-            for a in (_topic_int(x["topics"][1]), _topic_int(x["topics"][3])):
+        for x in _logs(self.p, [[FILL, ORDERS_MATCHED]], start, head, self.cfg.log_chunk):
+            for a in fill_accounts(x):
                 if a != POOL and a not in self.state.accounts:
                     self.state.accounts.add(a)
                     new += 1

@@ -2,7 +2,8 @@
 
 One tick = observe -> plan -> execute:
 
-    observe  scan `AccountOpened` / `Fill` logs since the cursor for new accounts, then
+    observe  scan `AccountOpened` / `Fill` / `OrdersMatched` logs since the cursor for new
+             accounts, then
              read every known account (keepers/scan.py: chunked JSON-RPC batches, one
              block): its margin at the cached marks, and for accounts in or near
              liquidation its margin at the oracle's time-weighted prices and its auction
@@ -75,6 +76,15 @@ FILL = (
     "0x"
     + keccak(text="Fill(uint256,uint256,uint256,int256,uint256,uint256,int256,int256,int256)").hex()
 )
+# a matched pair of signed orders (ClearinghouseOrders.settle): both sides in one event,
+# maker in topic 1 and taker in topic 2 (no `Fill` per side)
+ORDERS_MATCHED = (
+    "0x"
+    + keccak(
+        text="OrdersMatched(uint256,uint256,bytes32,bytes32,uint256,int256,uint256,uint256,"
+        "uint256,int256,int256,int256,int256,int256,int256)"
+    ).hex()
+)
 POOL = 0
 
 
@@ -107,6 +117,15 @@ def _logs(p: Protocol, topics: list[Any], start: int, stop: int, chunk: int) -> 
 
 def _topic_int(t: Any) -> int:
     return int.from_bytes(bytes(t), "big")
+
+
+def fill_accounts(x: Any) -> list[int]:
+    """The two accounts a `Fill` (account, counterparty: POOL for the vault) or an
+    `OrdersMatched` (maker, taker) log names."""
+    t = x["topics"]
+    if _topic_int(t[0]) == int(FILL, 16):
+        return [_topic_int(t[1]), _topic_int(t[3])]
+    return [_topic_int(t[1]), _topic_int(t[2])]
 
 
 def accounts_opened(p: Protocol, start: int, stop: int, chunk: int = 5_000) -> list[int]:
@@ -395,12 +414,13 @@ class Liquidator:
         start = self.state.cursor + 1
         if start > head:
             return 0
-        logs = _logs(self.p, [[ACCOUNT_OPENED, FILL]], start, head, self.cfg.log_chunk)
+        logs = _logs(
+            self.p, [[ACCOUNT_OPENED, FILL, ORDERS_MATCHED]], start, head, self.cfg.log_chunk
+        )
         new = 0
         for x in logs:
-            ids = [_topic_int(x["topics"][1])]
-            if _topic_int(x["topics"][0]) == int(FILL, 16):
-                ids.append(_topic_int(x["topics"][3]))
+            opened = _topic_int(x["topics"][0]) == int(ACCOUNT_OPENED, 16)
+            ids = [_topic_int(x["topics"][1])] if opened else fill_accounts(x)
             for a in ids:
                 if a != POOL and a not in self.state.accounts:
                     self.state.accounts.add(a)

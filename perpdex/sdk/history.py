@@ -7,7 +7,8 @@ Read this first if you touch the history:
   decodes them with the contracts' ABIs into `{field: value}`; `account_events` here is
   pure and turns one decoded log into the `AccountEvent`s of the accounts asked for.
 - Events read (contracts/modules/state.vy): Fill (realised PnL, funding settled, fee; one
-  per side, so a liquidation taker sees its own), Deposit, Withdraw,
+  per side, so a liquidation taker sees its own), OrdersMatched (a matched pair of signed
+  orders: both sides' fill figures in one event, read as a "fill" of each), Deposit, Withdraw,
   CollateralTransferred (both ends), LossCapTriggered (the trigger fee the account pays),
   DustSwept (a flat account's balance below one token unit, taken with a withdrawal),
   LiquidationBegun / LiquidationRewardPaid (the keeper's reward: paid by the account,
@@ -28,7 +29,7 @@ Read this first if you touch the history:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,7 @@ MIN_POINTS = 3
 #: first indexed field, the account itself).
 EVENT_NAMES = (
     "Fill",
+    "OrdersMatched",
     "Deposit",
     "Withdraw",
     "CollateralTransferred",
@@ -76,6 +78,7 @@ EVENT_NAMES = (
     "BadDebtSettled",
 )
 SECOND_ACCOUNT = {
+    "OrdersMatched": "taker",
     "CollateralTransferred": "to_account",
     "LiquidationBegun": "keeper_account",
     "LiquidationRewardPaid": "keeper_account",
@@ -117,6 +120,40 @@ def _pick(fields: Mapping[str, Any], *names: str) -> Any:
     raise KeyError(names[0])
 
 
+def _matched_events(
+    fields: Mapping[str, Any],
+    accounts: set[int],
+    symbols: Sequence[str],
+    new: Callable[..., AccountEvent],
+) -> list[AccountEvent]:
+    """The two "fill" events of a matched pair of signed orders (`OrdersMatched` carries
+    both sides, in place of a `Fill` per side): the maker's, then the taker's, each with
+    the other as counterparty."""
+    m = int(fields["market"])
+    delta = int(fields["size_delta"])  # the taker's; the maker's is -delta
+    out: list[AccountEvent] = []
+    for side, sign, other in (("maker", -1, "taker"), ("taker", 1, "maker")):
+        account = int(fields[side])
+        if account not in accounts:
+            continue
+        out.append(
+            new(
+                account,
+                "fill",
+                market=m,
+                symbol=symbols[m] if m < len(symbols) else str(m),
+                size_delta=from_wad(sign * delta),
+                price=from_wad(int(fields["price"])),
+                size_after=from_wad(int(fields[f"{side}_size"])),
+                realized_pnl=from_wad(int(fields[f"{side}_realized_pnl"])),
+                funding=-from_wad(int(fields[f"{side}_funding_paid"])),
+                fee=from_wad(int(fields[f"{side}_fee"])),
+                counterparty=int(fields[other]) or None,
+            )
+        )
+    return out
+
+
 def account_events(
     name: str,
     fields: Mapping[str, Any],
@@ -136,6 +173,8 @@ def account_events(
     def new(account: int, kind: str, **kw: Any) -> AccountEvent:
         return AccountEvent(account, kind, block_number, log_index, tx_hash, **kw)
 
+    if name == "OrdersMatched":
+        return _matched_events(fields, accounts, symbols, new)
     first = int(_pick(fields, "account", "from_account"))
     out: list[AccountEvent] = []
 

@@ -3,7 +3,8 @@ replay state (contracts/ClearinghouseOrders.vy). Read with perpdex/sdk/orders.py
 
 Events (emitted at the Clearinghouse address; decoded from the shipped ABI,
 perpdex/abi/Clearinghouse.json, so a changed event fails the decoder's unit test):
-  OrdersMatched(maker_order indexed, taker_order indexed, size, price)  -> FillEvent
+  OrdersMatched(maker indexed, taker indexed, maker_order, taker_order, market,
+                size_delta, price, ...both sides' fees, PnL, funding, sizes)  -> FillEvent
   OrderCancelled(account indexed, nonce, order indexed)                 -> CancelEvent
   NoncesCancelled(account indexed, min_nonce)                           -> NonceCancelEvent
 Digests are 0x + 64 lower-case hex digits, as `orders.order_digest(...).hex()` with 0x.
@@ -35,7 +36,8 @@ from eth_utils import keccak
 
 @dataclass(frozen=True)
 class FillEvent:
-    """`OrdersMatched`: the taker order traded `size` against the maker order at `price`."""
+    """`OrdersMatched`: the taker order traded `size` (|size_delta|: what each order filled)
+    against the maker order at `price`."""
 
     maker: str
     taker: str
@@ -120,7 +122,12 @@ def decode_settlement_logs(
         v = ev.decode({"topics": topics, "data": _hex(log.get("data", "0x"))})
         if ev.name == "OrdersMatched":
             out.append(
-                FillEvent(_digest(v.maker_order), _digest(v.taker_order), int(v.size), int(v.price))
+                FillEvent(
+                    _digest(v.maker_order),
+                    _digest(v.taker_order),
+                    abs(int(v.size_delta)),
+                    int(v.price),
+                )
             )
         elif ev.name == "OrderCancelled":
             out.append(CancelEvent(_digest(v.order), int(v.account), int(v.nonce)))

@@ -115,18 +115,22 @@ def test_settle__fills_at_maker_price_with_fees_and_conserves(w: World) -> None:
     tx = w.settle(fill)
 
     assert (w.size(w.maker), w.size(w.taker)) == (-WAD, WAD)
-    fills = {int(e.account): e for e in w.ch.Fill.from_receipt(tx)}
-    assert fills[w.taker].counterparty == w.maker and fills[w.maker].counterparty == w.taker
-    assert fills[w.taker].price == fills[w.maker].price == price
+    # one event carries both sides of the fill (no `Fill` per side)
+    assert list(w.ch.Fill.from_receipt(tx)) == []
+    (m,) = w.orders.OrdersMatched.from_receipt(tx)
+    assert (int(m.maker), int(m.taker), int(m.market)) == (w.maker, w.taker, BTC)
+    assert (m.size_delta, m.price) == (WAD, price)  # the taker's delta; the maker's is -WAD
     fee_t = -(-params.taker_fee * price // WAD)  # rounds up, base size 1
     fee_m = -(-params.maker_fee * price // WAD)
-    assert (fills[w.taker].fee, fills[w.maker].fee) == (fee_t, fee_m)
+    assert (m.taker_fee, m.maker_fee) == (fee_t, fee_m)
+    assert (m.maker_size, m.taker_size) == (-WAD, WAD)
+    # fresh positions: nothing realised, no funding
+    assert (m.maker_realized_pnl, m.taker_realized_pnl) == (0, 0)
+    assert (m.maker_funding_paid, m.taker_funding_paid) == (0, 0)
     assert int(w.ch.balance_of(w.taker, 0)) == before[w.taker] - fee_t
     assert int(w.ch.balance_of(w.maker, 0)) == before[w.maker] - fee_m
-    (m,) = w.orders.OrdersMatched.from_receipt(tx)
     assert bytes(m.maker_order) == w.digest(fill.maker.order)
     assert bytes(m.taker_order) == w.digest(fill.taker.order)
-    assert (m.size, m.price) == (WAD, price)
     # conservation: no token moved, and what the clearinghouse owes did not change
     assert int(w.p.token.balanceOf(w.ch)) == held
     assert w.claims([w.maker, w.taker]) == claims

@@ -258,3 +258,25 @@ def test_rpc_limits__options_beat_networks_yaml_beat_defaults(monkeypatch):
     nets["l2"]["keeper_rpc"]["max_call"] = 1
     with pytest.raises(PerpdexError, match="unknown key"):
         rpc_limits("l2", given)
+
+
+def test_fill_accounts__both_sides_of_a_vault_fill_and_of_a_matched_pair():
+    from eth_utils import keccak
+
+    from perpdex.keepers import liquidator as lq
+    from perpdex.sdk.lite.abi import load
+
+    # the topic the keepers filter on is the shipped ABI's event
+    ev = next(
+        e for e in load("Clearinghouse") if e["type"] == "event" and e["name"] == "OrdersMatched"
+    )
+    sig = f"OrdersMatched({','.join(i['type'] for i in ev['inputs'])})"
+    assert "0x" + keccak(text=sig).hex() == lq.ORDERS_MATCHED
+
+    def word(n: int) -> bytes:
+        return n.to_bytes(32, "big")
+
+    fill = {"topics": [bytes.fromhex(lq.FILL[2:]), word(5), word(0), word(9)]}
+    matched = {"topics": [bytes.fromhex(lq.ORDERS_MATCHED[2:]), word(7), word(8)]}
+    assert lq.fill_accounts(fill) == [5, 9]  # account, counterparty (market in topic 2)
+    assert lq.fill_accounts(matched) == [7, 8]  # maker, taker

@@ -187,6 +187,41 @@ def test_account_events__fill_funding_is_pnl_with_the_sign_flipped():
     assert hist.account_events("Fill", fill, accounts={2}, **WHERE) == []
 
 
+def test_account_events__matched_signed_orders_are_a_fill_of_each_side():
+    matched = {
+        "maker": 7,
+        "taker": 9,
+        "maker_order": b"\x01" * 32,
+        "taker_order": b"\x02" * 32,
+        "market": 0,
+        "size_delta": -W // 2,  # the taker sells half a unit to the maker
+        "price": 60_000 * W,
+        "maker_fee": 3 * W,
+        "taker_fee": 6 * W,
+        "maker_realized_pnl": 0,
+        "taker_realized_pnl": 250 * W,
+        "maker_funding_paid": -W,
+        "taker_funding_paid": 2 * W,
+        "maker_size": W // 2,
+        "taker_size": 0,
+    }
+    out = hist.account_events("OrdersMatched", matched, accounts={7, 9}, symbols=SYMBOLS, **WHERE)
+    assert [
+        (e.account, e.kind, e.symbol, e.size_delta, e.size_after, e.counterparty) for e in out
+    ] == [
+        (7, "fill", "BTC", D("0.5"), D("0.5"), 9),
+        (9, "fill", "BTC", D("-0.5"), 0, 7),
+    ]
+    maker, taker = out
+    assert (maker.price, taker.price) == (60_000, 60_000)
+    assert (maker.realized_pnl, maker.funding, maker.fee, maker.pnl) == (0, 1, 3, 1 - 3)
+    assert (taker.realized_pnl, taker.funding, taker.fee, taker.pnl) == (250, -2, 6, 250 - 2 - 6)
+    # only the accounts asked for
+    (only,) = hist.account_events("OrdersMatched", matched, accounts={9}, **WHERE)
+    assert (only.account, only.size_delta) == (9, D("-0.5"))
+    assert hist.account_events("OrdersMatched", matched, accounts={8}, **WHERE) == []
+
+
 def test_account_events__transfer_between_two_tracked_accounts_is_two_events():
     fields = {"from_account": 1, "to_account": 2, "token": USDC, "amount": 250_500_000}
     out = hist.account_events(
