@@ -144,7 +144,10 @@ def deposit(account: uint256, token: address, amount: uint256):
     credited: uint256 = received * state.collateral_scale[idx]
     state._balance[account][idx] += convert(credited, int256)
     if idx != 0:
-        state._header[account] = packing._with_collateral(hdr, idx, True)
+        # the header read again after the token call: a token with transfer hooks could
+        # have re-entered a header writer meanwhile (set_loss_cap, commit_order, a
+        # trade's position bit), and writing back `hdr` would undo it (review 7)
+        state._header[account] = packing._with_collateral(state._header[account], idx, True)
     log state.Deposit(
         account=account, token=token, sender=msg.sender, amount=received, credited=credited
     )
