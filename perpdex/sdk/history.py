@@ -131,27 +131,38 @@ def _matched_events(
     the other as counterparty."""
     m = int(fields["market"])
     delta = int(fields["size_delta"])  # the taker's; the maker's is -delta
-    out: list[AccountEvent] = []
-    for side, sign, other in (("maker", -1, "taker"), ("taker", 1, "maker")):
-        account = int(fields[side])
-        if account not in accounts:
-            continue
-        out.append(
-            new(
-                account,
-                "fill",
-                market=m,
-                symbol=symbols[m] if m < len(symbols) else str(m),
-                size_delta=from_wad(sign * delta),
-                price=from_wad(int(fields["price"])),
-                size_after=from_wad(int(fields[f"{side}_size"])),
-                realized_pnl=from_wad(int(fields[f"{side}_realized_pnl"])),
-                funding=-from_wad(int(fields[f"{side}_funding_paid"])),
-                fee=from_wad(int(fields[f"{side}_fee"])),
-                counterparty=int(fields[other]) or None,
-            )
-        )
-    return out
+    return [
+        _fill(new, int(fields[side]), m, symbols, fields, f"{side}_", sign * delta, fields[other])
+        for side, sign, other in (("maker", -1, "taker"), ("taker", 1, "maker"))
+        if int(fields[side]) in accounts
+    ]
+
+
+def _fill(
+    new: Callable[..., AccountEvent],
+    account: int,
+    m: int,
+    symbols: Sequence[str],
+    fields: Mapping[str, Any],
+    key: str,
+    size_delta: int,
+    counterparty: Any,
+) -> AccountEvent:
+    """One "fill" event of `account`: from a `Fill` (`key` "") or from one side of an
+    `OrdersMatched` (`key` "maker_" or "taker_", the side's own fields)."""
+    return new(
+        account,
+        "fill",
+        market=m,
+        symbol=symbols[m] if m < len(symbols) else str(m),
+        size_delta=from_wad(size_delta),
+        price=from_wad(int(fields["price"])),
+        size_after=from_wad(int(fields[f"{key}size"])),
+        realized_pnl=from_wad(int(fields[f"{key}realized_pnl"])),
+        funding=-from_wad(int(fields[f"{key}funding_paid"])),
+        fee=from_wad(int(fields[f"{key}fee"])),
+        counterparty=int(counterparty) or None,
+    )
 
 
 def account_events(
@@ -182,24 +193,9 @@ def account_events(
         return tokens.get(str(address).lower(), (str(address), 18))
 
     if name == "Fill":
-        m = int(fields["market"])
-        other = int(fields["counterparty"])
         if first in accounts:
-            out.append(
-                new(
-                    first,
-                    "fill",
-                    market=m,
-                    symbol=symbols[m] if m < len(symbols) else str(m),
-                    size_delta=from_wad(int(fields["size_delta"])),
-                    price=from_wad(int(fields["price"])),
-                    size_after=from_wad(int(fields["size"])),
-                    realized_pnl=from_wad(int(fields["realized_pnl"])),
-                    funding=-from_wad(int(fields["funding_paid"])),
-                    fee=from_wad(int(fields["fee"])),
-                    counterparty=other or None,
-                )
-            )
+            m, delta = int(fields["market"]), int(fields["size_delta"])
+            out.append(_fill(new, first, m, symbols, fields, "", delta, fields["counterparty"]))
     elif name in ("Deposit", "Withdraw"):
         symbol, decimals = token(fields["token"])
         amount = Decimal(int(fields["amount"])).scaleb(-decimals)
