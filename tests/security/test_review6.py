@@ -93,14 +93,10 @@ def _raw_insurance(ch: Any) -> int:
 
 
 def _markets(ch: Any) -> list[vl.PoolMarket]:
-    out = []
-    for m in range(int(ch.market_count())):
-        long_oi, short_oi = (int(x) for x in ch.open_interest(m))
-        sum_cost, sum_funding = (int(x) for x in ch.pool_sums(m))
-        price, _, index, _ = (int(x) for x in ch.mark(m))
-        cap = int(ch.market_params(m).max_vault_exposure)
-        out.append(vl.PoolMarket(long_oi, short_oi, sum_cost, sum_funding, price, index, cap))
-    return out
+    return [
+        vl.pool_market(*(getattr(ch, view)(m) for view in vl.POOL_MARKET_VIEWS))
+        for m in range(int(ch.market_count()))
+    ]
 
 
 def _equity(ch: Any) -> int:

@@ -76,13 +76,10 @@ def _raw_cash(ch: Any) -> int:
 def _pool(protocol: Any) -> tuple[int, list[vl.PoolMarket]]:
     """(the contract's conservative pool equity, every market) from the chain's views."""
     ch = protocol.clearinghouse
-    markets = []
-    for m in range(int(ch.market_count())):
-        long_oi, short_oi = (int(x) for x in ch.open_interest(m))
-        sum_cost, sum_funding = (int(x) for x in ch.pool_sums(m))
-        price, _, index, _ = (int(x) for x in ch.mark(m))
-        cap = int(ch.market_params(m).max_vault_exposure)
-        markets.append(vl.PoolMarket(long_oi, short_oi, sum_cost, sum_funding, price, index, cap))
+    markets = [
+        vl.pool_market(*(getattr(ch, view)(m) for view in vl.POOL_MARKET_VIEWS))
+        for m in range(int(ch.market_count()))
+    ]
     cash = _raw_cash(ch)
     # the contract's insurance word: insurance_fund() adds its share of unswept fees
     unswept = int(ch.pending_fees()) * int(ch.system_params().insurance_bps) // 10_000
