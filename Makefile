@@ -169,7 +169,7 @@ demo:
 # throwaway PostgreSQL server (perpdex/matcher/bench.py; about a minute), then settles
 # 640 matched fills into a fresh anvil through ChainSettler -> settle_fills_per_s.
 bench: setup compile
-	$(BIN)/ape run bench_gas
+	$(BIN)/python -m perpdex.devtools.devnet ape-run --name bench-gas -- bench_gas
 	$(BIN)/python -m perpdex.devtools.devnet bench-keeper
 	$(BIN)/python -m perpdex.devtools.bench_startup
 	$(BIN)/python -m perpdex.risk.stress_bench

@@ -7,6 +7,8 @@
         anvil is started here, retried on a new port if it dies or does not answer, and
         ape attaches to it. ape's own start-up (one try, 20 s) once failed in CI with two
         sessions sharing 2 cores.
+    python -m perpdex.devtools.devnet ape-run [--name N] -- SCRIPT [ARGS]
+        `ape run SCRIPT` likewise (`make bench` runs bench_gas so).
     python -m perpdex.devtools.devnet bench-keeper [--port N]
         `ape run bench_keeper` on an anvil without step tracing (`make bench`).
     python -m perpdex.devtools.devnet bench-settle [--port N]
@@ -23,6 +25,13 @@
 Every anvil started here is stopped on exit, also on Ctrl-C, SIGTERM or an exception (it
 runs in its own process group, which is signalled as a whole: the npm `anvil` is a node
 wrapper around the real binary). Anvil logs go to .anvil/<name>-<port>.log.
+
+Disk: anvil keeps its last 500 block states in memory and writes up to 3,600 older ones
+to disk (~1.5-1.9 GB for one test session), by default under ~/.foundry/anvil/tmp, which
+it never deletes when it is signalled. A CI run once died of a full disk that way (91
+leaked directories, 73 GB). Every anvil here writes them under .anvil/state/<owner>/
+instead; `stop()` deletes that directory, and each start deletes those of owners that
+are no longer alive (a run killed with SIGKILL).
 
 How ape reaches these nodes (any port, whatever ape-config.yaml's `node:` section says):
 - scripts: `ape run <script> --network ethereum:local:node --provider-settings
@@ -41,6 +50,7 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -64,6 +74,7 @@ from perpdex.errors import ConfigError, PerpdexError
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
 APE = Path(sys.executable).parent / "ape"
 LOG_DIR = ROOT / ".anvil"
+STATE_DIR = LOG_DIR / "state"  # anvil's on-disk block states (--cache-path), one per node
 DEMO_DEPLOYMENTS = ROOT / ".demo" / "deployments"
 CHAIN_ID = 31337
 START_TIMEOUT = 30.0  # seconds for anvil to answer eth_chainId
@@ -190,6 +201,14 @@ class Anvil:
     def log_path(self) -> Path:
         return LOG_DIR / f"{self.name}-{self.port}.log"
 
+    @property
+    def state_path(self) -> Path:
+        """anvil's --cache-path. Named after the process that owns the node (this one, or
+        `up` for a detached devnet, reused on its port) so a later start can tell a leak
+        from a node still running."""
+        owner = "up" if self.detach else str(os.getpid())
+        return STATE_DIR / f"{owner}-{self.name}-{self.port}"
+
     def command(self) -> list[str]:
         acc = ape_test_accounts()
         cmd = [
@@ -199,6 +218,7 @@ class Anvil:
             "--derivation-path", acc.hd_path,
             "--accounts", str(acc.count),
             *(["--steps-tracing"] if self.steps_tracing else []),
+            "--cache-path", str(self.state_path),
             "--silent",
         ]  # fmt: skip
         if self.fork_url:
@@ -220,6 +240,8 @@ class Anvil:
         if not port_is_free(self.port):
             raise DevnetError(f"port {self.port} is already in use (another anvil?). {busy_hint}")
         LOG_DIR.mkdir(exist_ok=True)
+        sweep_leaked_states()
+        shutil.rmtree(self.state_path, ignore_errors=True)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             self.command(),
@@ -270,6 +292,7 @@ class Anvil:
                 break
             except subprocess.TimeoutExpired:
                 continue
+        shutil.rmtree(self.state_path, ignore_errors=True)
         if not self.quiet:
             console.print(f"anvil {self.name} on port {self.port} stopped")
 
@@ -280,6 +303,28 @@ class Anvil:
             yield self
         finally:
             self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_leaked_states() -> list[Path]:
+    """Delete the on-disk block states of anvils whose owning process is gone (a run
+    killed with SIGKILL never reaches `stop()`); returns what it deleted."""
+    gone = []
+    for d in STATE_DIR.glob("*-*") if STATE_DIR.is_dir() else ():
+        owner = d.name.split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
 
 
 def _sigterm_to_exit(signum: int, _frame: FrameType | None) -> None:
@@ -706,6 +751,11 @@ def devnet_down(port: int) -> int:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     pid_file.unlink()
+    for _ in range(50):  # anvil still writes its states while it shuts down
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    shutil.rmtree(Anvil("devnet", port, detach=True).state_path, ignore_errors=True)
     console.print(f"devnet on port {port} (pid {pid}) stopped")
     return 0
 
@@ -741,9 +791,16 @@ def start_session_anvil(name: str) -> Anvil:
 
 def ape_test_session(name: str, pytest_args: Sequence[str]) -> int:
     """`ape test PYTEST_ARGS` attached to an anvil started (and always stopped) here."""
+    return ape_on_session_anvil(name, ["test", *pytest_args, "--network", TEST_NETWORK])
+
+
+def ape_on_session_anvil(name: str, ape_args: Sequence[str]) -> int:
+    """`ape APE_ARGS` whose foundry provider attaches to an anvil started (and always
+    stopped) here: ape-foundry's own anvil cannot be given --cache-path, so its block
+    states would stay behind in ~/.foundry/anvil/tmp."""
     node = start_session_anvil(name)
     try:
-        cmd = [str(APE), "test", *pytest_args, "--network", TEST_NETWORK]
+        cmd = [str(APE), *ape_args]
         env = {**os.environ, "APE_FOUNDRY_HOST": node.url}
         return subprocess.run(
             cmd, env=env, cwd=ROOT, check=False, preexec_fn=_die_with_parent
@@ -782,6 +839,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--name", default="tests", help="names the anvil log under .anvil/")
     t.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    r = sub.add_parser(
+        "ape-run",
+        help="one `ape run SCRIPT` on its own anvil (ape-foundry attaches to it)",
+        description="Arguments after `--` go to `ape run` (e.g. -- bench_gas).",
+    )
+    r.add_argument("--name", default="run", help="names the anvil log under .anvil/")
+    r.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="script_args")
     b = sub.add_parser("bench-keeper", help="anvil without step tracing + `ape run bench_keeper`")
     b.add_argument("--port", type=int, default=None, help="anvil port (default: free)")
     bs = sub.add_parser("bench-settle", help="anvil without step tracing + `ape run bench_settle`")
@@ -835,6 +899,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = [x for x in args.pytest_args if x != "--"]
         if args.cmd == "ape-test":
             return ape_test_session(args.name, extra)
+        if args.cmd == "ape-run":
+            return ape_on_session_anvil(args.name, ["run", *extra])
         return fork_test(args.port_a, args.port_b, extra)
     except PerpdexError as e:
         console.print(f"[red]error:[/] {e}")
