@@ -287,9 +287,7 @@ def quote(account: uint256, market: uint256, size_delta: int256) -> QuoteView:
     snap: uint256 = 0
     size, cost, snap = staticcall clearinghouse.position(account, market)
     if size != 0:
-        q.funding_paid = positions._funding_owed(
-            size, packing._pos_funding_delta(snap << 192, index)
-        )
+        q.funding_paid = positions._funding_owed(size, packing._snapshot_funding_delta(snap, index))
     new_size: int256 = 0
     new_cost: int256 = 0
     new_size, new_cost, q.realized_pnl = positions._apply_fill(size, cost, size_delta, q.fill_price)
@@ -342,7 +340,7 @@ def _ctx(hdr: uint256) -> Ctx:
     book: address = staticcall clearinghouse.risk_book()
     ctx: Ctx = Ctx(n_s=0, floor_bps=0, mmr_bps=0, portfolio=hdr & c.ACCOUNT_PORTFOLIO != 0)
     if book != empty(address):
-        bh: margin.BookHeader = margin._header(margin._book_word(book, 0))
+        bh: packing.BookHeader = packing._book_header(margin._book_word(book, 0))
         ctx.n_s = bh.n_scenarios
         ctx.floor_bps = bh.floor_bps
         ctx.mmr_bps = bh.mmr_bps
@@ -378,9 +376,9 @@ def _load_legs(
     legs: DynArray[Leg, c.MAX_POSITIONS] = []
     bitmap: uint256 = packing._positions_bitmap(hdr)
     for m: uint256 in range(c.MAX_MARKETS):
-        if bitmap >> m == 0:
+        if packing._no_bits_from(bitmap, m):
             break
-        if (bitmap >> m) & 1 == 0:
+        if not packing._has_bit(bitmap, m):
             continue
         size: int256 = 0
         cost: int256 = 0
@@ -393,7 +391,7 @@ def _load_legs(
         price, ts, index, rate = staticcall clearinghouse.mark(m)
         if refresh and ts + max_age < block.timestamp:
             price, index = self._fresh_mark(m)
-        owed: int256 = positions._funding_owed(size, packing._pos_funding_delta(snap << 192, index))
+        owed: int256 = positions._funding_owed(size, packing._snapshot_funding_delta(snap, index))
         legs.append(self._leg(m, size, cost, owed, price))
     return legs
 
@@ -431,9 +429,9 @@ def _collateral_value(
     value: int256 = staticcall clearinghouse.balance_of(account, 0)
     cbits: uint256 = packing._collateral_bitmap(hdr)
     for i: uint256 in range(1, c.MAX_COLLATERALS):
-        if cbits >> i == 0:
+        if packing._no_bits_from(cbits, i):
             break
-        if (cbits >> i) & 1 == 0:
+        if not packing._has_bit(cbits, i):
             continue
         bal: int256 = staticcall clearinghouse.balance_of(account, i)
         m: uint256 = staticcall clearinghouse.collateral_market(i)
@@ -503,7 +501,7 @@ def _add(t: Totals, leg: Leg, price: uint256, n_s: uint256) -> Totals:
     for k: uint256 in range(c.MAX_SCENARIOS):
         if k == n_s:
             break
-        r.losses[k] -= value * margin._shock(leg.w1, k)
+        r.losses[k] -= value * packing._book_shock(leg.w1, k)
     return r
 
 

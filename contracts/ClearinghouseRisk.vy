@@ -104,7 +104,9 @@ def cancel_order(order: oh.Order):
     """
     engine._require_trader_any(order.account)
     nonce: uint256 = convert(order.nonce, uint256)
-    state._order_bits[order.account][nonce >> 7] |= oh.ORDER_DONE << ((nonce & 127) << 1)
+    state._order_bits[order.account][packing._order_word(nonce)] |= packing._order_state_bits(
+        oh.ORDER_DONE, nonce
+    )
     log state.OrderCancelled(
         account=order.account, nonce=nonce, order=oh._digest(oh._domain(), order)
     )
@@ -146,8 +148,8 @@ def trade_multi(account: uint256, legs: DynArray[Leg, c.MAX_MARKETS]):
     for leg: Leg in legs:
         assert leg.size_delta != 0, "clearinghouse: zero size"
         assert leg.market < state.market_count, "clearinghouse: unknown market"
-        assert (seen >> leg.market) & 1 == 0, "clearinghouse: market twice"
-        seen |= 1 << leg.market
+        assert not packing._has_bit(seen, leg.market), "clearinghouse: market twice"
+        seen = packing._with_bit(seen, leg.market)
         # distinct markets: each leg meets the position held before the order
         if positions._adds(packing._pos_size(state._pos[account][leg.market]), leg.size_delta):
             adds = True

@@ -68,6 +68,7 @@ from snekmate.auth import ownable
 from snekmate.auth import ownable_2step
 from .interfaces import IClearinghouse
 from .modules import constants as c
+from .modules import packing
 from .modules import state
 
 initializes: ownable
@@ -79,24 +80,6 @@ exports: (
     ownable_2step.transfer_ownership,
     ownable_2step.accept_ownership,
 )
-
-
-struct Params:
-    keeper_tip: uint256
-    keeper_fee: uint256
-    keeper_cap: uint256
-    penalty: uint256
-    target_health: uint256
-    critical_health: uint256
-    min_step: uint256
-    max_step: uint256
-    small_account: uint256
-    cooldown: uint256
-    start_discount: uint256
-    max_discount: uint256
-    duration: uint256
-    cusp: uint256
-    window: uint256
 
 
 interface IOracle:
@@ -150,8 +133,8 @@ event LiquidationFinished:
 
 
 event ParamsUpdated:
-    old_params: Params
-    new_params: Params
+    old_params: packing.AuctionParams
+    new_params: packing.AuctionParams
 
 
 event WindowCapUpdated:
@@ -161,11 +144,6 @@ event WindowCapUpdated:
 
 
 FLAG_SEQUENCER: constant(uint256) = c.FLAG_SEQUENCER_DOWN | c.FLAG_SEQUENCER_GRACE
-MASK_40: constant(uint256) = 2**40 - 1
-MASK_64: constant(uint256) = 2**64 - 1
-MASK_128: constant(uint256) = 2**128 - 1
-MASK_32: constant(uint256) = 2**32 - 1
-MASK_96: constant(uint256) = 2**96 - 1
 # Liquidation budget, in fractions of maintenance margin (WAD); the Clearinghouse's
 # liquidation hooks enforce the same bounds (modules/liquidation_hooks.vy).
 # @notice discount + penalty, applied to the notional moved, <= this x maintenance/notional
@@ -182,30 +160,21 @@ MIN_POSITION_NOTIONAL: public(constant(uint256)) = c.MIN_POSITION_NOTIONAL
 clearinghouse: public(immutable(IClearinghouse))
 _ORACLE: immutable(IOracle)
 
-# Parameters packed in four words (a struct would spread them over fifteen cold slots):
-#   0: target_health u64 | critical_health u64 | min_step u64 | max_step u64   (WAD)
-#   1: start_discount u64 | max_discount u64 | cusp u64 | penalty u64         (WAD)
-#   2: keeper_tip u128 | keeper_cap u128                                      (USD WAD)
-#   3: small_account u96 (USD WAD) | keeper_fee u64 (WAD) | cooldown u32 |
-#      duration u32 | window u32                                              (seconds)
+# Parameters packed in four words (a struct would spread them over fifteen cold slots);
+# this storage's word layouts are in modules/packing.vy ("liquidation auction").
 _params: uint256[4]
 # @notice Max notional (USD WAD) liquidated per market per window; 0 = no cap.
 window_cap: public(HashMap[uint256, uint256])
 # @notice Number of markets with a window cap (0: window accounting is skipped).
 capped_markets: public(uint256)
-# window start u40 | notional used u216, per market
+# per market, packed: packing.LiquidationWindow
 _window: HashMap[uint256, uint256]
-# Per account, packed: started_at u40 (discount clock) | lot u64 (WAD fraction of the
-# current book) | kick_notional u96 (USD WAD of the lot when its clock started) |
-# until u32 (deadline - started_at, seconds) | step u16 | active bit 248 | critical bit 249
+# per account, packed: packing.Auction
 _auction: HashMap[uint256, uint256]
-
-ACTIVE_BIT: constant(uint256) = 1 << 248
-CRITICAL_BIT: constant(uint256) = 1 << 249
 
 
 @deploy
-def __init__(clearinghouse_: IClearinghouse, params_: Params):
+def __init__(clearinghouse_: IClearinghouse, params_: packing.AuctionParams):
     """
     @param clearinghouse_ The Clearinghouse; grant this contract its LIQUIDATOR_ROLE.
     @param params_ Initial parameters (validated like `set_params`).
@@ -216,7 +185,7 @@ def __init__(clearinghouse_: IClearinghouse, params_: Params):
     _ORACLE = IOracle(staticcall clearinghouse_.ORACLE())
     self._validate(params_)
     self._params = self._pack(params_)
-    log ParamsUpdated(old_params=empty(Params), new_params=params_)
+    log ParamsUpdated(old_params=empty(packing.AuctionParams), new_params=params_)
 
 
 # --- keeper entry points -----------------------------------------------------------------
@@ -232,7 +201,7 @@ def start(account: uint256, keeper_account: uint256):
             negative equity (a settlement debt its other collateral no longer covers) is
             settled at once.
     """
-    assert self._auction[account] & ACTIVE_BIT == 0, "auction: already in liquidation"
+    assert not self._load(account).active, "auction: already in liquidation"
     # (an unknown account has no positions; a locked one is refused by the Clearinghouse)
     extcall clearinghouse.refresh_account(account)
     s: state.MarginScan = staticcall clearinghouse.account_margin(account)
@@ -249,7 +218,7 @@ def start(account: uint256, keeper_account: uint256):
         extcall clearinghouse.liquidation_begin(account, keeper_account, 0)
         self._finish(account, s, 0)
         return
-    p: Params = self._unpack()
+    p: packing.AuctionParams = self._unpack()
     critical: bool = self._critical(s, p)
     if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
         assert critical, "auction: sequencer grace period"
@@ -269,30 +238,28 @@ def take(account: uint256, keeper_account: uint256, fraction: uint256) -> uint25
     """
     assert fraction != 0 and fraction <= c.WAD, "auction: bad fraction"
     assert keeper_account != account, "auction: cannot take into the liquidated account"
-    assert msg.sender == convert(
-        keeper_account >> 96, address
+    assert msg.sender == packing._account_owner(
+        keeper_account
     ) or staticcall clearinghouse.is_operator(
         keeper_account, msg.sender
     ), "auction: not your account"
-    a: uint256 = self._auction[account]
-    lot: uint256 = (a >> 40) & MASK_64
-    assert a & ACTIVE_BIT != 0 and lot != 0, "auction: nothing to take"
-    p: Params = self._unpack()
-    started: uint256 = a & MASK_40
-    assert block.timestamp <= started + ((a >> 200) & MASK_32), "auction: expired, call backstop"
+    a: packing.Auction = self._load(account)
+    assert a.active and a.lot != 0, "auction: nothing to take"
+    p: packing.AuctionParams = self._unpack()
+    assert block.timestamp <= a.started_at + a.until, "auction: expired, call backstop"
     s: state.MarginScan = self._due(account, a, p)
     if s.maintenance == 0:
         return 0
     f: uint256 = self._scale(s, p)
-    elapsed: uint256 = min(block.timestamp - started, p.duration)
+    elapsed: uint256 = min(block.timestamp - a.started_at, p.duration)
     discount: uint256 = (
         p.start_discount + (p.max_discount - p.start_discount) * elapsed // p.duration
     ) * f // c.WAD
-    part: uint256 = lot
+    part: uint256 = a.lot
     if fraction < c.WAD:
-        part = lot * fraction // c.WAD
+        part = a.lot * fraction // c.WAD
     assert part != 0, "auction: fraction too small"
-    return self._sell(account, keeper_account, a, lot, part, discount, s, p, f)
+    return self._sell(account, keeper_account, a, part, discount, s, p, f)
 
 
 @external
@@ -304,17 +271,16 @@ def backstop(account: uint256):
             account is healthy again, nothing moves: the liquidation ends. Anyone may
             call it.
     """
-    a: uint256 = self._auction[account]
-    lot: uint256 = (a >> 40) & MASK_64
-    assert a & ACTIVE_BIT != 0 and lot != 0, "auction: nothing to take"
-    p: Params = self._unpack()
-    assert block.timestamp > (a & MASK_40) + ((a >> 200) & MASK_32), "auction: still running"
+    a: packing.Auction = self._load(account)
+    assert a.active and a.lot != 0, "auction: nothing to take"
+    p: packing.AuctionParams = self._unpack()
+    assert block.timestamp > a.started_at + a.until, "auction: still running"
     s: state.MarginScan = self._due(account, a, p)
     if s.maintenance == 0:
         return
     f: uint256 = self._scale(s, p)
     discount: uint256 = p.max_discount * f // c.WAD
-    self._sell(account, state.POOL, a, lot, lot, discount, s, p, f)
+    self._sell(account, state.POOL, a, a.lot, discount, s, p, f)
 
 
 @external
@@ -326,24 +292,22 @@ def redo(account: uint256):
             tranche opened it. If the account is healthy again the liquidation ends
             instead. Anyone may call it.
     """
-    a: uint256 = self._auction[account]
-    lot: uint256 = (a >> 40) & MASK_64
-    assert a & ACTIVE_BIT != 0 and lot != 0, "auction: nothing to reset"
-    p: Params = self._unpack()
-    deadline: uint256 = (a & MASK_40) + ((a >> 200) & MASK_32)
+    a: packing.Auction = self._load(account)
+    assert a.active and a.lot != 0, "auction: nothing to reset"
+    p: packing.AuctionParams = self._unpack()
+    deadline: uint256 = a.started_at + a.until
     assert block.timestamp <= deadline, "auction: expired, call backstop"
     s: state.MarginScan = self._due(account, a, p)
     if s.maintenance == 0:
         return
-    old: uint256 = (a >> 104) & MASK_96
-    now_value: uint256 = min(lot * s.notional // c.WAD, MASK_96)
+    old: uint256 = a.kick_notional
+    now_value: uint256 = min(a.lot * s.notional // c.WAD, packing.MAX_KICK_NOTIONAL)
     assert self._moved(old, now_value, p.cusp), "auction: prices have not moved past the cusp"
-    self._auction[account] = (
-        (a & ~(MASK_40 | (MASK_96 << 104) | (MASK_32 << 200)))
-        | block.timestamp
-        | (now_value << 104)
-        | ((deadline - block.timestamp) << 200)
-    )
+    # the clock restarts; the deadline stays
+    a.started_at = block.timestamp
+    a.kick_notional = now_value
+    a.until = deadline - block.timestamp
+    self._auction[account] = packing._pack_auction(a)
     log AuctionReset(account=account, caller=msg.sender, old_notional=old, new_notional=now_value)
 
 
@@ -355,22 +319,20 @@ def step(account: uint256, keeper_account: uint256):
             once `cooldown` has passed; or ends the liquidation if it is healthy again.
             The keeper reward for a new tranche goes to `keeper_account`.
     """
-    a: uint256 = self._auction[account]
-    assert a & ACTIVE_BIT != 0, "auction: not in liquidation"
-    assert (a >> 40) & MASK_64 == 0, "auction: tranche still open"
-    p: Params = self._unpack()
-    assert block.timestamp >= (a & MASK_40) + p.cooldown, "auction: cooldown"
+    a: packing.Auction = self._load(account)
+    assert a.active, "auction: not in liquidation"
+    assert a.lot == 0, "auction: tranche still open"
+    p: packing.AuctionParams = self._unpack()
+    assert block.timestamp >= a.started_at + p.cooldown, "auction: cooldown"
     extcall clearinghouse.refresh_account(account)
     s: state.MarginScan = staticcall clearinghouse.account_margin(account)
     if s.maintenance == 0 or s.equity >= convert(s.maintenance, int256):
-        self._finish(account, s, (a >> 232) & 65_535)
+        self._finish(account, s, a.step)
         return
     critical: bool = self._critical(s, p)
     if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
         assert critical, "auction: sequencer grace period"
-    self._open_tranche(
-        account, keeper_account, s, empty(state.MarginScan), p, critical, ((a >> 232) & 65_535) + 1
-    )
+    self._open_tranche(account, keeper_account, s, empty(state.MarginScan), p, critical, a.step + 1)
 
 
 @external
@@ -380,21 +342,21 @@ def finish(account: uint256):
     @notice Ends the liquidation of an account that is healthy again (the owner topped
             it up, or prices recovered) between or during tranches. Anyone may call it.
     """
-    a: uint256 = self._auction[account]
-    assert a & ACTIVE_BIT != 0, "auction: not in liquidation"
+    a: packing.Auction = self._load(account)
+    assert a.active, "auction: not in liquidation"
     extcall clearinghouse.refresh_account(account)
     s: state.MarginScan = staticcall clearinghouse.account_margin(account)
     assert s.maintenance == 0 or s.equity >= convert(
         s.maintenance, int256
     ), "auction: account still unhealthy"
-    self._finish(account, s, (a >> 232) & 65_535)
+    self._finish(account, s, a.step)
 
 
 # --- governance ----------------------------------------------------------------------------
 
 
 @external
-def set_params(new_params: Params):
+def set_params(new_params: packing.AuctionParams):
     """
     @notice Sets every liquidation parameter at once. Owner only.
     """
@@ -426,7 +388,7 @@ def set_window_cap(market: uint256, cap: uint256):
 
 @external
 @view
-def params() -> Params:
+def params() -> packing.AuctionParams:
     """
     @notice Current parameters.
     """
@@ -441,16 +403,8 @@ def auction(account: uint256) -> (bool, uint256, uint256, uint256, uint256, uint
             the clock start (USD WAD), tranche number, the schedule's discount now
             before the maintenance scaling (WAD); `current_discount` is what a take gets).
     """
-    a: uint256 = self._auction[account]
-    started: uint256 = a & MASK_40
-    return (
-        a & ACTIVE_BIT != 0,
-        started,
-        (a >> 40) & MASK_64,
-        (a >> 104) & MASK_96,
-        (a >> 232) & 65_535,
-        self._discount(started),
-    )
+    a: packing.Auction = self._load(account)
+    return (a.active, a.started_at, a.lot, a.kick_notional, a.step, self._discount(a.started_at))
 
 
 @external
@@ -462,7 +416,7 @@ def current_discount(account: uint256) -> uint256:
     """
     s: state.MarginScan = staticcall clearinghouse.account_margin(account)
     return (
-        self._discount(self._auction[account] & MASK_40) * self._scale(s, self._unpack()) // c.WAD
+        self._discount(self._load(account).started_at) * self._scale(s, self._unpack()) // c.WAD
     )
 
 
@@ -473,17 +427,17 @@ def deadline(account: uint256) -> uint256:
     @notice When the open tranche's auction ends and `backstop` may be called (fixed when
             the tranche opens; 0 if none is open).
     """
-    a: uint256 = self._auction[account]
-    if (a >> 40) & MASK_64 == 0:
+    a: packing.Auction = self._load(account)
+    if a.lot == 0:
         return 0
-    return (a & MASK_40) + ((a >> 200) & MASK_32)
+    return a.started_at + a.until
 
 
 # --- internals -----------------------------------------------------------------------------
 
 
 @internal
-def _due(account: uint256, a: uint256, p: Params) -> state.MarginScan:
+def _due(account: uint256, a: packing.Auction, p: packing.AuctionParams) -> state.MarginScan:
     """
     @dev Refreshes the account's marks and scans it. A healthy account's liquidation
          ends here (returns a scan with zero maintenance); an unhealthy one must pass the
@@ -492,7 +446,7 @@ def _due(account: uint256, a: uint256, p: Params) -> state.MarginScan:
     extcall clearinghouse.refresh_account(account)
     s: state.MarginScan = staticcall clearinghouse.account_margin(account)
     if s.maintenance == 0 or s.equity >= convert(s.maintenance, int256):
-        self._finish(account, s, (a >> 232) & 65_535)
+        self._finish(account, s, a.step)
         return empty(state.MarginScan)
     if staticcall _ORACLE.sequencer_flags() & FLAG_SEQUENCER != 0:
         assert self._critical(s, p), "auction: sequencer grace period"
@@ -501,7 +455,7 @@ def _due(account: uint256, a: uint256, p: Params) -> state.MarginScan:
 
 @internal
 @pure
-def _scale(s: state.MarginScan, p: Params) -> uint256:
+def _scale(s: state.MarginScan, p: packing.AuctionParams) -> uint256:
     # f = min(1, COST_SHARE x M / (N x (max_discount + penalty))), rounded down
     rate: uint256 = p.max_discount + p.penalty
     if rate == 0 or s.notional == 0:
@@ -511,7 +465,7 @@ def _scale(s: state.MarginScan, p: Params) -> uint256:
 
 @internal
 @pure
-def _need(s: state.MarginScan, p: Params, rate: uint256) -> uint256:
+def _need(s: state.MarginScan, p: packing.AuctionParams, rate: uint256) -> uint256:
     """
     @dev The fraction of the book that restores `target_health` when sold at `rate`
          (discount + penalty, already scaled): (t*M - E) / (t*M - N*rate), rounded up,
@@ -529,12 +483,11 @@ def _need(s: state.MarginScan, p: Params, rate: uint256) -> uint256:
 def _sell(
     account: uint256,
     taker: uint256,
-    a: uint256,
-    lot: uint256,
+    a: packing.Auction,
     requested: uint256,
     discount: uint256,
     s: state.MarginScan,
-    p: Params,
+    p: packing.AuctionParams,
     f: uint256,
 ) -> uint256:
     """
@@ -543,11 +496,12 @@ def _sell(
          (the rest of the lot stays with the owner); lot sold -> cooldown for the next
          tranche; otherwise the rest stays for sale.
     """
+    lot: uint256 = a.lot
     penalty: uint256 = p.penalty * f // c.WAD
     part: uint256 = min(requested, self._need(s, p, discount + penalty))
     if (c.WAD - part) * s.notional < p.small_account * c.WAD:
         part = lot
-    self._use_window(account, part, a & CRITICAL_BIT != 0)
+    self._use_window(account, part, a.critical)
     extcall clearinghouse.liquidation_transfer(account, taker, part, discount, penalty)
     left: uint256 = 0
     kick: uint256 = 0
@@ -555,7 +509,7 @@ def _sell(
         # the lot was a fraction of the book before the take; re-express it on the
         # smaller book: (lot - part) / (1 - part); its reference value shrinks with it
         left = (lot - part) * c.WAD // (c.WAD - part)
-        kick = ((a >> 104) & MASK_96) * (lot - part) // lot
+        kick = a.kick_notional * (lot - part) // lot
     if taker == state.POOL:
         log AuctionBackstop(account=account, caller=msg.sender, fraction=part, discount=discount)
     else:
@@ -569,28 +523,30 @@ def _sell(
         )
     after: state.MarginScan = staticcall clearinghouse.account_margin(account)
     if after.maintenance == 0 or after.equity >= convert(after.maintenance, int256):
-        self._finish(account, after, (a >> 232) & 65_535)
+        self._finish(account, after, a.step)
         return part
-    n: uint256 = (a & ~((MASK_64 << 40) | (MASK_96 << 104))) | (left << 40) | (kick << 104)
+    n: packing.Auction = a
+    n.lot = left
+    n.kick_notional = kick
     if left == 0:
         # still unhealthy: keep the account locked; the next tranche opens after the
         # cooldown (counted from now)
-        n = (n & ~MASK_40) | block.timestamp
-    self._auction[account] = n
+        n.started_at = block.timestamp
+    self._auction[account] = packing._pack_auction(n)
     return part
 
 
 @internal
 @view
 def _discount(started: uint256) -> uint256:
-    p: Params = self._unpack()
+    p: packing.AuctionParams = self._unpack()
     elapsed: uint256 = min(block.timestamp - started, p.duration)
     return p.start_discount + (p.max_discount - p.start_discount) * elapsed // p.duration
 
 
 @internal
 @pure
-def _critical(s: state.MarginScan, p: Params) -> bool:
+def _critical(s: state.MarginScan, p: packing.AuctionParams) -> bool:
     # equity < critical_health x maintenance
     return s.equity < convert(s.maintenance * p.critical_health // c.WAD, int256)
 
@@ -606,7 +562,9 @@ def _moved(old: uint256, new: uint256, cusp: uint256) -> bool:
 
 @internal
 @view
-def _tranche(account: uint256, s: state.MarginScan, p: Params, critical: bool) -> uint256:
+def _tranche(
+    account: uint256, s: state.MarginScan, p: packing.AuctionParams, critical: bool
+) -> uint256:
     if critical or s.notional < p.small_account:
         return c.WAD
     # equity after selling q at the worst scaled discount and penalty, less the largest
@@ -629,13 +587,11 @@ def _tranche(account: uint256, s: state.MarginScan, p: Params, critical: bool) -
     if self.capped_markets == 0:
         return q
     # each market's window cap
-    hdr: uint256 = staticcall clearinghouse.account_header(account)
-    bitmap: uint256 = (hdr >> 8) & (2**32 - 1)
+    bitmap: uint256 = packing._positions_bitmap(staticcall clearinghouse.account_header(account))
     for m: uint256 in range(c.MAX_MARKETS):
-        rest: uint256 = bitmap >> m
-        if rest == 0:
+        if packing._no_bits_from(bitmap, m):
             break
-        if rest & 1 == 0 or self.window_cap[m] == 0:
+        if not packing._has_bit(bitmap, m) or self.window_cap[m] == 0:
             continue
         room: uint256 = self._window_room(m)
         n: uint256 = self._position_notional(account, m)
@@ -658,14 +614,13 @@ def _position_notional(account: uint256, m: uint256) -> uint256:
 @internal
 @view
 def _window_room(m: uint256) -> uint256:
-    w: uint256 = self._window[m]
+    w: packing.LiquidationWindow = packing._unpack_window(self._window[m])
     cap: uint256 = self.window_cap[m]
-    if block.timestamp >= (w & MASK_40) + self._unpack().window:
+    if block.timestamp >= w.start + self._unpack().window:
         return cap
-    used: uint256 = w >> 40
-    if used >= cap:
+    if w.used >= cap:
         return 0
-    return cap - used
+    return cap - w.used
 
 
 @internal
@@ -676,26 +631,21 @@ def _use_window(account: uint256, fraction: uint256, critical: bool):
     """
     if self.capped_markets == 0:
         return
-    hdr: uint256 = staticcall clearinghouse.account_header(account)
-    bitmap: uint256 = (hdr >> 8) & (2**32 - 1)
+    bitmap: uint256 = packing._positions_bitmap(staticcall clearinghouse.account_header(account))
     window: uint256 = self._unpack().window
     for m: uint256 in range(c.MAX_MARKETS):
-        rest: uint256 = bitmap >> m
-        if rest == 0:
+        if packing._no_bits_from(bitmap, m):
             break
         cap: uint256 = self.window_cap[m]
-        if rest & 1 == 0 or cap == 0:
+        if not packing._has_bit(bitmap, m) or cap == 0:
             continue
         moved: uint256 = self._position_notional(account, m) * fraction // c.WAD
-        w: uint256 = self._window[m]
-        start: uint256 = w & MASK_40
-        used: uint256 = w >> 40
-        if block.timestamp >= start + window:
-            start = block.timestamp
-            used = 0
-        used += moved
-        assert critical or used <= cap, "auction: window cap reached, retry next window"
-        self._window[m] = start | (used << 40)
+        w: packing.LiquidationWindow = packing._unpack_window(self._window[m])
+        if block.timestamp >= w.start + window:
+            w = packing.LiquidationWindow(start=block.timestamp, used=0)
+        w.used += moved
+        assert critical or w.used <= cap, "auction: window cap reached, retry next window"
+        self._window[m] = packing._pack_window(w)
 
 
 @internal
@@ -704,22 +654,27 @@ def _open_tranche(
     keeper_account: uint256,
     s: state.MarginScan,
     t: state.MarginScan,
-    p: Params,
+    p: packing.AuctionParams,
     critical: bool,
     step: uint256,
 ):
     q: uint256 = self._tranche(account, s, p, critical)
-    value: uint256 = min(q * s.notional // c.WAD, MASK_96)
+    value: uint256 = min(q * s.notional // c.WAD, packing.MAX_KICK_NOTIONAL)
     # tip + fee x notional, within the keeper cap, REWARD_SHARE of the maintenance the
     # tranche frees and the account's equity (the Clearinghouse checks the same bounds)
     reward: uint256 = min(p.keeper_tip + value * p.keeper_fee // c.WAD, p.keeper_cap)
     reward = min(reward, s.maintenance * q // c.WAD * REWARD_SHARE // c.WAD)
     reward = min(reward, convert(max(s.equity, 0), uint256))
-    flags: uint256 = ACTIVE_BIT
-    if critical:
-        flags |= CRITICAL_BIT
-    self._auction[account] = (
-        flags | (step << 232) | (p.duration << 200) | (value << 104) | (q << 40) | block.timestamp
+    self._auction[account] = packing._pack_auction(
+        packing.Auction(
+            started_at=block.timestamp,
+            lot=q,
+            kick_notional=value,
+            until=p.duration,
+            step=step,
+            active=True,
+            critical=critical,
+        )
     )
     if step == 1:
         extcall clearinghouse.liquidation_begin(account, keeper_account, reward)
@@ -751,57 +706,26 @@ def _finish(account: uint256, s: state.MarginScan, steps: uint256):
 
 @internal
 @view
-def _unpack() -> Params:
-    w0: uint256 = self._params[0]
-    w1: uint256 = self._params[1]
-    w2: uint256 = self._params[2]
-    w3: uint256 = self._params[3]
-    return Params(
-        keeper_tip=w2 & MASK_128,
-        keeper_fee=(w3 >> 96) & MASK_64,
-        keeper_cap=w2 >> 128,
-        penalty=w1 >> 192,
-        target_health=w0 & MASK_64,
-        critical_health=(w0 >> 64) & MASK_64,
-        min_step=(w0 >> 128) & MASK_64,
-        max_step=w0 >> 192,
-        small_account=w3 & (2**96 - 1),
-        cooldown=(w3 >> 160) & MASK_32,
-        start_discount=w1 & MASK_64,
-        max_discount=(w1 >> 64) & MASK_64,
-        duration=(w3 >> 192) & MASK_32,
-        cusp=(w1 >> 128) & MASK_64,
-        window=w3 >> 224,
-    )
+def _unpack() -> packing.AuctionParams:
+    return packing._unpack_auction_params(self._params)
 
 
 @internal
 @pure
-def _pack(p: Params) -> uint256[4]:
-    assert (
-        p.target_health <= MASK_64 and p.critical_health <= MASK_64
-    ), "auction: parameter too large"
-    assert p.keeper_tip <= MASK_128 and p.keeper_cap <= MASK_128, "auction: parameter too large"
-    assert p.small_account < 2**96 and p.keeper_fee <= MASK_64, "auction: parameter too large"
-    assert (
-        p.cooldown <= MASK_32 and p.duration <= MASK_32 and p.window <= MASK_32
-    ), "auction: parameter too large"
-    # the remaining WAD fractions are bounded below 1 by _validate
-    return [
-        p.target_health | (p.critical_health << 64) | (p.min_step << 128) | (p.max_step << 192),
-        p.start_discount | (p.max_discount << 64) | (p.cusp << 128) | (p.penalty << 192),
-        p.keeper_tip | (p.keeper_cap << 128),
-        p.small_account
-        | (p.keeper_fee << 96)
-        | (p.cooldown << 160)
-        | (p.duration << 192)
-        | (p.window << 224),
-    ]
+def _pack(p: packing.AuctionParams) -> uint256[4]:
+    assert packing._auction_params_fit(p), "auction: parameter too large"
+    return packing._pack_auction_params(p)
+
+
+@internal
+@view
+def _load(account: uint256) -> packing.Auction:
+    return packing._unpack_auction(self._auction[account])
 
 
 @internal
 @pure
-def _validate(p: Params):
+def _validate(p: packing.AuctionParams):
     assert p.target_health > c.WAD, "auction: target health must exceed 1"
     assert p.critical_health < c.WAD, "auction: critical health must be below 1"
     assert (

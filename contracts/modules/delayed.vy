@@ -62,10 +62,7 @@ MAX_KEEPER_FEE: constant(uint256) = 1_000 * 10**18
 # @notice The order word keeps the keeper fee in units of 1e-4 USD (24 bits).
 KEEPER_FEE_UNIT: constant(uint256) = 10**14
 
-# config word: min_delay u32 | max_age u32 << 32 | keeper_fee (USD WAD) u128 << 64 |
-# mode u8 << 192
-# order word: size int96 | acceptable price u96 << 96 (all ones: no bound) | commit time
-# u40 << 192 | keeper fee u24 << 232 (KEEPER_FEE_UNIT)
+# the config and order words: packing.DelayedConfig and packing.DelayedOrder
 
 
 @internal
@@ -102,7 +99,7 @@ def _opens(w: uint256, cfg: uint256) -> uint256:
     """
     @dev When the order's settlement window opens: commit time + min_delay.
     """
-    return ((w >> 192) & packing.MASK_40) + (cfg & packing.MASK_32)
+    return packing._delayed_commit_time(w) + packing._delayed_min_delay(cfg)
 
 
 @internal
@@ -114,7 +111,7 @@ def _expired(w: uint256, cfg: uint256, hdr: uint256) -> bool:
          raised later does not let an order settle while its owner is free again).
     """
     return block.timestamp > min(
-        ((w >> 192) & packing.MASK_40) + ((cfg >> 32) & packing.MASK_32),
+        packing._delayed_commit_time(w) + packing._delayed_max_age(cfg),
         packing._pending_until(hdr),
     )
 
@@ -163,7 +160,11 @@ def set_delayed_params(
         assert (
             keeper_fee <= MAX_KEEPER_FEE and keeper_fee % KEEPER_FEE_UNIT == 0
         ), "clearinghouse: bad keeper fee"
-        cfg = min_delay | (max_age << 32) | (keeper_fee << 64) | (mode << 192)
+        cfg = packing._pack_delayed_config(
+            packing.DelayedConfig(
+                min_delay=min_delay, max_age=max_age, keeper_fee=keeper_fee, mode=mode
+            )
+        )
     pw: uint256 = state._params[market] & ~(packing.DELAYED_ADD_BIT | packing.DELAYED_ALL_BIT)
     if mode != 0:
         pw |= packing.DELAYED_ADD_BIT
@@ -212,14 +213,11 @@ def commit_order(account: uint256, market: uint256, size_delta: int256, acceptab
     state._header[account] = packing._with_pending(
         hdr,
         n,
-        max(packing._pending_until(hdr), block.timestamp + ((cfg >> 32) & packing.MASK_32)),
+        max(packing._pending_until(hdr), block.timestamp + packing._delayed_max_age(cfg)),
     )
-    fee: uint256 = (cfg >> 64) & packing.MASK_128
-    state.delayed_order[account][market] = (
-        (convert(convert(size_delta, bytes32), uint256) & packing.MASK_96)
-        | (min(acceptable_price, packing.MASK_96) << 96)
-        | (block.timestamp << 192)
-        | ((fee // KEEPER_FEE_UNIT) << 232)
+    fee: uint256 = packing._delayed_keeper_fee(cfg)
+    state.delayed_order[account][market] = packing._pack_delayed_fields(
+        size_delta, acceptable_price, block.timestamp, fee // KEEPER_FEE_UNIT
     )
     log state.DelayedOrderCommitted(
         account=account,
@@ -259,12 +257,13 @@ def settle_order(account: uint256, market: uint256) -> uint256:
     state.delayed_order[account][market] = 0
     self._release(account, hdr)
     fee: uint256 = min(
-        (w >> 232) * KEEPER_FEE_UNIT, convert(max(state._balance[account][0], 0), uint256)
+        packing._delayed_keeper_fee_units(w) * KEEPER_FEE_UNIT,
+        convert(max(state._balance[account][0], 0), uint256),
     )
     # taken before the fill, so an adding fill's margin check counts it
     state._balance[account][0] -= convert(fee, int256)
-    acceptable: uint256 = (w >> 96) & packing.MASK_96
-    if acceptable == packing.MASK_96:
+    acceptable: uint256 = packing._delayed_acceptable_price(w)
+    if acceptable == packing.NO_PRICE_LIMIT:
         acceptable = max_value(uint256)
     state._delayed_fill = True
     price: uint256 = extcall core.engine_pool_trade(

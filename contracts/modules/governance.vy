@@ -43,7 +43,7 @@ def add_market(params: packing.MarketParams):
     self._check_total_exposure(m, p.max_vault_exposure)
     state._params[m] = a
     state.market_count = m + 1
-    log state.MarketListed(market=m, params=a)
+    log state.MarketListed(market=m, params=packing._unpack_params(a))
 
 
 @external
@@ -66,7 +66,11 @@ def set_market_params(market: uint256, params: packing.MarketParams):
     # to `set_delayed_params` (modules/delayed.vy): keep them
     a: uint256 = packing._pack_params(p) | (state._params[market] & packing.KEPT_BITS)
     self._check_total_exposure(market, p.max_vault_exposure)
-    log state.MarketParamsUpdated(market=market, old_params=state._params[market], new_params=a)
+    log state.MarketParamsUpdated(
+        market=market,
+        old_params=packing._unpack_params(state._params[market]),
+        new_params=packing._unpack_params(a),
+    )
     state._params[market] = a
 
 
@@ -94,7 +98,7 @@ def _check_total_exposure(market: uint256, fraction: uint256):
         if i >= state.market_count:
             break
         if i != market:
-            total += (state._params[i] >> 232) * packing.EXPOSURE_UNIT
+            total += packing._params_max_vault_exposure(state._params[i])
     assert total <= state.max_total_exposure, "clearinghouse: exposure caps above the total cap"
 
 
@@ -343,7 +347,7 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
         state.risk_book_eta[book_hash] = 0
     sys: packing.System = packing._system(state._system)
     old: address = sys.book
-    h: margin.BookHeader = margin._header(extract32(data, 0, output_type=uint256))
+    h: packing.BookHeader = packing._book_header(extract32(data, 0, output_type=uint256))
     assert (
         h.n_scenarios != 0 and h.n_scenarios <= c.MAX_SCENARIOS
     ), "clearinghouse: bad scenario count"
@@ -353,15 +357,15 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
     assert len(data) == margin.MAX_BOOK_BYTES, "clearinghouse: bad book length"
     assert h.mmr_bps != 0 and h.mmr_bps <= c.BPS, "clearinghouse: bad maintenance ratio"
     has_old: bool = old != empty(address)
-    oh: margin.BookHeader = empty(margin.BookHeader)
+    oh: packing.BookHeader = empty(packing.BookHeader)
     if has_old:
-        oh = margin._header(margin._book_word(old, 0))
+        oh = packing._book_header(margin._book_word(old, 0))
         self._check_step(oh.floor_bps, h.floor_bps, state.max_ratio_step_bps)
         self._check_step(oh.mmr_bps, h.mmr_bps, state.max_ratio_step_bps)
     # bit k set while scenario k moves every market seen so far by its largest down (up)
     # shock of the book: the equal moves (a crash and a rally in which every market moves
     # by its own worst shock at once); one of each must survive every market
-    all_scenarios: uint256 = (1 << h.n_scenarios) - 1
+    all_scenarios: uint256 = packing._low_bits(h.n_scenarios)
     equal_down: uint256 = all_scenarios
     equal_up: uint256 = all_scenarios
     for m: uint256 in range(c.MAX_MARKETS):
@@ -370,16 +374,16 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
         off: uint256 = margin.HEADER_BYTES + margin.MARKET_BYTES * m
         w0: uint256 = extract32(data, off, output_type=uint256)
         w1: uint256 = extract32(data, off + 32, output_type=uint256)
-        imr: uint256 = margin._imr_min_bps(w0)
+        imr: uint256 = packing._book_imr_min_bps(w0)
         assert imr != 0 and imr <= c.BPS, "clearinghouse: bad initial margin ratio"
-        assert margin._margin_scale(w0) != 0, "clearinghouse: zero margin scale"
+        assert packing._book_margin_scale(w0) != 0, "clearinghouse: zero margin scale"
         assert h.floor_bps <= imr, "clearinghouse: floor above initial margin"
         worst_down: int256 = 0
         worst_up: int256 = 0
         for k: uint256 in range(c.MAX_SCENARIOS):
             if k == h.n_scenarios:
                 break
-            x: int256 = margin._shock(w1, k)
+            x: int256 = packing._book_shock(w1, k)
             assert x >= -c.IBPS, "clearinghouse: shock below -100%"
             worst_down = min(worst_down, x)
             worst_up = max(worst_up, x)
@@ -389,21 +393,23 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
         for k: uint256 in range(c.MAX_SCENARIOS):
             if k == h.n_scenarios:
                 break
-            x: int256 = margin._shock(w1, k)
+            x: int256 = packing._book_shock(w1, k)
             if x != worst_down:
-                equal_down &= ~(1 << k)
+                equal_down = packing._without_bit(equal_down, k)
             if x != worst_up:
-                equal_up &= ~(1 << k)
+                equal_up = packing._without_bit(equal_up, k)
         if has_old and m < oh.n_markets:
             o0: uint256 = margin._book_word(old, off)
             o1: uint256 = margin._book_word(old, off + 32)
-            self._check_step(margin._imr_min_bps(o0), imr, state.max_ratio_step_bps)
+            self._check_step(packing._book_imr_min_bps(o0), imr, state.max_ratio_step_bps)
             self._check_step(
-                margin._imr_slope_bps(o0), margin._imr_slope_bps(w0), state.max_ratio_step_bps
+                packing._book_imr_slope_bps(o0),
+                packing._book_imr_slope_bps(w0),
+                state.max_ratio_step_bps,
             )
             # the size add-on's scale may at most halve or double per update
-            old_scale: uint256 = margin._margin_scale(o0)
-            new_scale: uint256 = margin._margin_scale(w0)
+            old_scale: uint256 = packing._book_margin_scale(o0)
+            new_scale: uint256 = packing._book_margin_scale(w0)
             assert (
                 new_scale * 2 >= old_scale and new_scale <= old_scale * 2
             ), "clearinghouse: scale change above step limit"
@@ -411,9 +417,9 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
                 ox: int256 = 0
                 nx: int256 = 0
                 if k < oh.n_scenarios:
-                    ox = margin._shock(o1, k)
+                    ox = packing._book_shock(o1, k)
                 if k < h.n_scenarios:
-                    nx = margin._shock(w1, k)
+                    nx = packing._book_shock(w1, k)
                 assert abs(nx - ox) <= convert(
                     state.max_shock_step_bps, int256
                 ), "clearinghouse: shock change above step limit"

@@ -37,50 +37,42 @@
 """
 
 from . import constants as c
+from . import packing
 
 HEADER_BYTES: constant(uint256) = 32
 MARKET_BYTES: constant(uint256) = 64
 MARKETS_BYTES: constant(uint256) = 2_048  # 64 * 32
 MAX_BOOK_BYTES: constant(uint256) = 2_592  # 32 + 64 * 32 + 32 * 16
-MASK_16: constant(uint256) = 2**16 - 1
-MASK_8: constant(uint256) = 2**8 - 1
-MASK_128: constant(uint256) = 2**128 - 1
+# the book's word layouts are in modules/packing.vy ("risk book"); engine.vy's inlined
+# margin scan still reads these masks (issue 10's later pass)
+MASK_16: constant(uint256) = packing.MASK_16
+MASK_8: constant(uint256) = packing.MASK_8
+MASK_128: constant(uint256) = packing.MASK_128
 
 
-struct BookHeader:
-    n_markets: uint256
-    n_scenarios: uint256
-    floor_bps: uint256
-    mmr_bps: uint256
-
-
+# the book's fields, under their old names (callers may use packing's directly)
 @internal
 @pure
-def _header(w: uint256) -> BookHeader:
-    return BookHeader(
-        n_markets=w & MASK_8,
-        n_scenarios=(w >> 8) & MASK_8,
-        floor_bps=(w >> 16) & MASK_16,
-        mmr_bps=(w >> 32) & MASK_16,
-    )
+def _header(w: uint256) -> packing.BookHeader:
+    return packing._book_header(w)
 
 
 @internal
 @pure
 def _imr_min_bps(w0: uint256) -> uint256:
-    return w0 & MASK_16
+    return packing._book_imr_min_bps(w0)
 
 
 @internal
 @pure
 def _imr_slope_bps(w0: uint256) -> uint256:
-    return (w0 >> 16) & MASK_16
+    return packing._book_imr_slope_bps(w0)
 
 
 @internal
 @pure
 def _margin_scale(w0: uint256) -> uint256:
-    return (w0 >> 32) & MASK_128
+    return packing._book_margin_scale(w0)
 
 
 @internal
@@ -89,8 +81,7 @@ def _shock(w1: uint256, k: uint256) -> int256:
     """
     @dev Shock of scenario k in basis points (signed).
     """
-    # move field k to the top, then shift back arithmetically to sign-extend it
-    return convert(convert(w1 << (240 - 16 * k), bytes32), int256) >> 240
+    return packing._book_shock(w1, k)
 
 
 @internal
@@ -106,9 +97,11 @@ def _isolated(
     """
     # abs_value < 2**183 (|size| < 2**95, price < 2**88), notional < 2**124 and bp < 2**16:
     # the products below stay far inside 256 bits for any size the packed position holds.
-    base: uint256 = (abs_value * self._imr_min_bps(w0) + c.WAD * c.BPS - 1) // (c.WAD * c.BPS)
-    scale: uint256 = c.BPS * self._margin_scale(w0)
-    slope: uint256 = (notional * self._imr_slope_bps(w0) * abs_size + scale - 1) // scale
+    base: uint256 = (abs_value * packing._book_imr_min_bps(w0) + c.WAD * c.BPS - 1) // (
+        c.WAD * c.BPS
+    )
+    scale: uint256 = c.BPS * packing._book_margin_scale(w0)
+    slope: uint256 = (notional * packing._book_imr_slope_bps(w0) * abs_size + scale - 1) // scale
     return base + slope, slope
 
 

@@ -482,3 +482,711 @@ def _pack_pool(cash: int256, pending_fees: uint256) -> uint256:
     assert cash <= c.MAX_ABS_I128 and cash >= -c.MAX_ABS_I128, "clearinghouse: pool cash too large"
     assert pending_fees <= MASK_128, "clearinghouse: fees too large"
     return (pending_fees << 128) | (convert(convert(cash, bytes32), uint256) & MASK_128)
+
+
+# --- struct-typed pairs (issue 10 item 2) --------------------------------------------------
+# One struct per packed word with an unpack/pack pair, and single-field accessors where a
+# caller needs one field (a whole struct copies every field to memory). Callers outside
+# this file never shift or mask a word (perpdex/devtools/packing_lint.py checks it).
+
+
+struct Position:
+    size: int256
+    cost: int256
+    funding_snapshot: uint256
+
+
+@internal
+@pure
+def _pos_snapshot(w: uint256) -> uint256:
+    """
+    @dev The low 64 bits of the funding index at the position's last settlement.
+    """
+    return w >> 192
+
+
+@internal
+@pure
+def _unpack_pos(w: uint256) -> Position:
+    return Position(size=self._pos_size(w), cost=self._pos_cost(w), funding_snapshot=w >> 192)
+
+
+@internal
+@pure
+def _pack_position(p: Position) -> uint256:
+    assert p.funding_snapshot <= MASK_64, "clearinghouse: value too large"
+    return self._pack_pos(p.size, p.cost, convert(p.funding_snapshot, int256))
+
+
+@internal
+@pure
+def _snapshot_funding_delta(snapshot: uint256, index: int256) -> int256:
+    """
+    @dev `_pos_funding_delta` from a position's funding snapshot (the `position` view's
+         third value) instead of its word.
+    """
+    return self._pos_funding_delta(snapshot << 192, index)
+
+
+struct Mark:
+    price: uint256
+    touched_at: uint256
+    block_tag: uint256
+    funding_index: int256
+    funding_rate: int256
+
+
+@internal
+@pure
+def _unpack_mark(w: uint256) -> Mark:
+    return Mark(
+        price=w & MASK_88,
+        touched_at=(w >> 88) & MASK_34,
+        block_tag=(w >> 122) & 63,
+        funding_index=self._mark_index(w),
+        funding_rate=self._mark_rate(w),
+    )
+
+
+@internal
+@pure
+def _pack_mark_word(m: Mark) -> uint256:
+    assert m.touched_at <= MASK_34 and m.block_tag < 64, "clearinghouse: value too large"
+    return self._pack_mark(
+        m.price, m.touched_at | (m.block_tag << 34), m.funding_index, m.funding_rate
+    )
+
+
+struct OpenInterest:
+    long_oi: uint256
+    short_oi: uint256
+
+
+@internal
+@pure
+def _unpack_oi(w: uint256) -> OpenInterest:
+    return OpenInterest(long_oi=w & MASK_128, short_oi=w >> 128)
+
+
+@internal
+@pure
+def _pack_oi(x: OpenInterest) -> uint256:
+    return self._pack_u128(x.long_oi, x.short_oi)
+
+
+@internal
+@pure
+def _oi_skew(w: uint256) -> int256:
+    """
+    @dev Long minus short open interest (base WAD).
+    """
+    return convert(w & MASK_128, int256) - convert(w >> 128, int256)
+
+
+struct PoolSums:
+    sum_cost: int256
+    sum_funding: int256
+
+
+@internal
+@pure
+def _unpack_pool_sums(w: uint256) -> PoolSums:
+    return PoolSums(sum_cost=self._lo_i128(w), sum_funding=self._hi_i128(w))
+
+
+@internal
+@pure
+def _pack_pool_sums(x: PoolSums) -> uint256:
+    return self._pack_i128(x.sum_cost, x.sum_funding)
+
+
+struct Pool:
+    cash: int256
+    pending_fees: uint256
+
+
+@internal
+@pure
+def _unpack_pool(w: uint256) -> Pool:
+    return Pool(cash=self._lo_i128(w), pending_fees=w >> 128)
+
+
+@internal
+@pure
+def _pack_pool_word(x: Pool) -> uint256:
+    return self._pack_pool(x.cash, x.pending_fees)
+
+
+@internal
+@pure
+def _pool_cash(w: uint256) -> int256:
+    return self._lo_i128(w)
+
+
+@internal
+@pure
+def _pool_pending_fees(w: uint256) -> uint256:
+    return w >> 128
+
+
+struct Treasury:
+    insurance_fund: uint256
+    protocol_fees: uint256
+
+
+@internal
+@pure
+def _unpack_treasury(w: uint256) -> Treasury:
+    return Treasury(insurance_fund=w & MASK_128, protocol_fees=w >> 128)
+
+
+@internal
+@pure
+def _pack_treasury(x: Treasury) -> uint256:
+    return self._pack_u128(x.insurance_fund, x.protocol_fees)
+
+
+@internal
+@pure
+def _treasury_insurance(w: uint256) -> uint256:
+    return w & MASK_128
+
+
+@internal
+@pure
+def _treasury_protocol(w: uint256) -> uint256:
+    return w >> 128
+
+
+@internal
+@pure
+def _add_protocol_fees(w: uint256, amount: uint256) -> uint256:
+    return self._pack_u128(w & MASK_128, (w >> 128) + amount)
+
+
+@internal
+@pure
+def _params_max_vault_exposure(a: uint256) -> uint256:
+    """
+    @dev One field of the params word (WAD), without unpacking the others.
+    """
+    return ((a >> 232) & MASK_24) * EXPOSURE_UNIT
+
+
+# the system word's value at deployment: 10% of fees to insurance, marks valid 60 s, no
+# risk book yet
+@internal
+@pure
+def _initial_system() -> uint256:
+    return self._pack_system(
+        System(
+            book=empty(address),
+            n_scenarios=0,
+            floor_bps=0,
+            mmr_bps=0,
+            insurance_bps=1_000,
+            protocol_bps=0,
+            max_mark_age=60,
+        )
+    )
+
+
+struct AccountHeader:
+    flags: uint256
+    positions: uint256
+    collaterals: uint256
+    position_count: uint256
+    pending_count: uint256
+    pending_until: uint256
+    min_nonce: uint256
+
+
+# bits 192-255 of the header (`cancel_below`, order_hash.MIN_NONCE_SHIFT)
+HEADER_NONCE_SHIFT: constant(uint256) = 192
+
+
+@internal
+@pure
+def _header_flags(h: uint256) -> uint256:
+    return h & MASK_8
+
+
+@internal
+@pure
+def _min_nonce(h: uint256) -> uint256:
+    """
+    @dev Signed orders with a nonce below this are cancelled (`cancel_below`).
+    """
+    return h >> HEADER_NONCE_SHIFT
+
+
+@internal
+@pure
+def _with_min_nonce(h: uint256, n: uint256) -> uint256:
+    assert n <= MASK_64, "clearinghouse: value too large"
+    return (h & ((1 << HEADER_NONCE_SHIFT) - 1)) | (n << HEADER_NONCE_SHIFT)
+
+
+@internal
+@pure
+def _unpack_header(h: uint256) -> AccountHeader:
+    return AccountHeader(
+        flags=h & MASK_8,
+        positions=(h >> 8) & MASK_32,
+        collaterals=(h >> 40) & MASK_8,
+        position_count=(h >> 48) & MASK_8,
+        pending_count=(h >> 56) & MASK_8,
+        pending_until=(h >> 64) & MASK_40,
+        min_nonce=h >> HEADER_NONCE_SHIFT,
+    )
+
+
+@internal
+@pure
+def _pack_header(x: AccountHeader) -> uint256:
+    assert (
+        x.flags <= MASK_8
+        and x.positions <= MASK_32
+        and x.collaterals <= MASK_8
+        and x.position_count <= MASK_8
+        and x.pending_count <= MASK_8
+        and x.pending_until <= MASK_40
+        and x.min_nonce <= MASK_64
+    ), "clearinghouse: value too large"
+    return (
+        x.flags
+        | (x.positions << 8)
+        | (x.collaterals << 40)
+        | (x.position_count << 48)
+        | (x.pending_count << 56)
+        | (x.pending_until << 64)
+        | (x.min_nonce << HEADER_NONCE_SHIFT)
+    )
+
+
+# --- bitmaps (positions, collaterals, markets seen) and account ids --------------------------
+
+
+@internal
+@pure
+def _has_bit(bits: uint256, i: uint256) -> bool:
+    return (bits >> i) & 1 != 0
+
+
+@internal
+@pure
+def _no_bits_from(bits: uint256, i: uint256) -> bool:
+    """
+    @dev No bit at i or above: a bitmap walk ends here.
+    """
+    return bits >> i == 0
+
+
+@internal
+@pure
+def _with_bit(bits: uint256, i: uint256) -> uint256:
+    return bits | (1 << i)
+
+
+@internal
+@pure
+def _without_bit(bits: uint256, i: uint256) -> uint256:
+    return bits & ~(1 << i)
+
+
+@internal
+@pure
+def _low_bits(n: uint256) -> uint256:
+    """
+    @dev A bitmap with bits 0 .. n - 1 set.
+    """
+    return (1 << n) - 1
+
+
+@internal
+@pure
+def _account_id(owner: address, index: uint256) -> uint256:
+    """
+    @dev Sub-account id: owner << 96 | index (the owner is read back from the id).
+    """
+    return (convert(owner, uint256) << 96) | index
+
+
+@internal
+@pure
+def _account_owner(account: uint256) -> address:
+    return convert(account >> 96, address)
+
+
+# signed-order state: 2 bits per nonce (order_hash.ORDER_PARTIAL / ORDER_DONE), 128 nonces
+# per word of `state._order_bits[account]`
+
+
+@internal
+@pure
+def _order_word(nonce: uint256) -> uint256:
+    return nonce >> 7
+
+
+@internal
+@pure
+def _order_state_bits(state_: uint256, nonce: uint256) -> uint256:
+    """
+    @dev `state_` (2 bits) placed at the nonce's position in its word.
+    """
+    return state_ << ((nonce & 127) << 1)
+
+
+# --- delayed orders (modules/delayed.vy) ------------------------------------------------------
+#   config word (per market)  min_delay u32 | max_age u32 | keeper_fee u128 (USD WAD) |
+#                             mode u8 (bits 192-199)
+#   order word (per account and market)  size_delta int96 | acceptable_price u96 (all
+#                             ones, NO_PRICE_LIMIT: no limit) | commit_time u40 |
+#                             keeper_fee u24 (units of delayed.KEEPER_FEE_UNIT, 1e-4 USD)
+
+# an order word's acceptable price when the order has no price limit
+NO_PRICE_LIMIT: constant(uint256) = MASK_96
+
+
+struct DelayedConfig:
+    min_delay: uint256
+    max_age: uint256
+    keeper_fee: uint256
+    mode: uint256
+
+
+struct DelayedOrder:
+    size_delta: int256
+    acceptable_price: uint256
+    commit_time: uint256
+    keeper_fee_units: uint256
+
+
+@internal
+@pure
+def _unpack_delayed_config(w: uint256) -> DelayedConfig:
+    return DelayedConfig(
+        min_delay=w & MASK_32,
+        max_age=(w >> 32) & MASK_32,
+        keeper_fee=(w >> 64) & MASK_128,
+        mode=w >> 192,
+    )
+
+
+@internal
+@pure
+def _pack_delayed_config(x: DelayedConfig) -> uint256:
+    assert (
+        x.min_delay <= MASK_32
+        and x.max_age <= MASK_32
+        and x.keeper_fee <= MASK_128
+        and x.mode <= MASK_8
+    ), "clearinghouse: value too large"
+    return x.min_delay | (x.max_age << 32) | (x.keeper_fee << 64) | (x.mode << 192)
+
+
+@internal
+@pure
+def _delayed_min_delay(cfg: uint256) -> uint256:
+    return cfg & MASK_32
+
+
+@internal
+@pure
+def _delayed_max_age(cfg: uint256) -> uint256:
+    return (cfg >> 32) & MASK_32
+
+
+@internal
+@pure
+def _delayed_keeper_fee(cfg: uint256) -> uint256:
+    return (cfg >> 64) & MASK_128
+
+
+@internal
+@pure
+def _delayed_acceptable_price(w: uint256) -> uint256:
+    return (w >> 96) & MASK_96
+
+
+@internal
+@pure
+def _delayed_commit_time(w: uint256) -> uint256:
+    return (w >> 192) & MASK_40
+
+
+@internal
+@pure
+def _delayed_keeper_fee_units(w: uint256) -> uint256:
+    return w >> 232
+
+
+@internal
+@pure
+def _unpack_delayed_order(w: uint256) -> DelayedOrder:
+    return DelayedOrder(
+        size_delta=self._pos_size(w),
+        acceptable_price=(w >> 96) & MASK_96,
+        commit_time=(w >> 192) & MASK_40,
+        keeper_fee_units=w >> 232,
+    )
+
+
+@internal
+@pure
+def _pack_delayed_order(x: DelayedOrder) -> uint256:
+    return self._pack_delayed_fields(
+        x.size_delta, x.acceptable_price, x.commit_time, x.keeper_fee_units
+    )
+
+
+@internal
+@pure
+def _pack_delayed_fields(
+    size_delta: int256, acceptable_price: uint256, commit_time: uint256, keeper_fee_units: uint256
+) -> uint256:
+    """
+    @dev `_pack_delayed_order` without the struct (commit_order's bytecode). An
+         `acceptable_price` above the field is stored as NO_PRICE_LIMIT. The caller keeps
+         |size_delta| <= MAX_I96 and the keeper fee within 24 bits (commit_order checks
+         both: delayed.MAX_KEEPER_FEE); the commit time is block.timestamp.
+    """
+    return (
+        (convert(convert(size_delta, bytes32), uint256) & MASK_96)
+        | (min(acceptable_price, MASK_96) << 96)
+        | (commit_time << 192)
+        | (keeper_fee_units << 232)
+    )
+
+
+# --- liquidation auction (LiquidationAuction.vy's own storage) ------------------------------
+#   auction word (per account)  started_at u40 (discount clock) | lot u64 (WAD fraction of
+#                  the current book) | kick_notional u96 (USD WAD of the lot when its clock
+#                  started) | until u32 (deadline - started_at, s) | step u16 |
+#                  active bit 248 | critical bit 249
+#   window word (per market)    start u40 | used u216 (USD WAD)
+#   params words (4)            0: target_health u64 | critical_health u64 | min_step u64 |
+#                                  max_step u64 (WAD)
+#                               1: start_discount u64 | max_discount u64 | cusp u64 |
+#                                  penalty u64 (WAD)
+#                               2: keeper_tip u128 | keeper_cap u128 (USD WAD)
+#                               3: small_account u96 (USD WAD) | keeper_fee u64 (WAD) |
+#                                  cooldown u32 | duration u32 | window u32 (s)
+
+struct Auction:
+    started_at: uint256
+    lot: uint256
+    kick_notional: uint256
+    until: uint256
+    step: uint256
+    active: bool
+    critical: bool
+
+
+struct LiquidationWindow:
+    start: uint256
+    used: uint256
+
+
+struct AuctionParams:
+    keeper_tip: uint256
+    keeper_fee: uint256
+    keeper_cap: uint256
+    penalty: uint256
+    target_health: uint256
+    critical_health: uint256
+    min_step: uint256
+    max_step: uint256
+    small_account: uint256
+    cooldown: uint256
+    start_discount: uint256
+    max_discount: uint256
+    duration: uint256
+    cusp: uint256
+    window: uint256
+
+
+AUCTION_ACTIVE_BIT: constant(uint256) = 1 << 248
+AUCTION_CRITICAL_BIT: constant(uint256) = 1 << 249
+# the most a lot's notional field holds (USD WAD)
+MAX_KICK_NOTIONAL: constant(uint256) = MASK_96
+
+
+@internal
+@pure
+def _unpack_auction(w: uint256) -> Auction:
+    return Auction(
+        started_at=w & MASK_40,
+        lot=(w >> 40) & MASK_64,
+        kick_notional=(w >> 104) & MASK_96,
+        until=(w >> 200) & MASK_32,
+        step=(w >> 232) & MASK_16,
+        active=w & AUCTION_ACTIVE_BIT != 0,
+        critical=w & AUCTION_CRITICAL_BIT != 0,
+    )
+
+
+@internal
+@pure
+def _pack_auction(x: Auction) -> uint256:
+    # every field is bounded by construction in LiquidationAuction.vy (lot <= 1e18, notional
+    # clamped to MAX_KICK_NOTIONAL, until <= duration <= 1 day): an invariant, no reason
+    # string (this module's reasons read "clearinghouse: ")
+    assert (
+        x.started_at <= MASK_40
+        and x.lot <= MASK_64
+        and x.kick_notional <= MASK_96
+        and x.until <= MASK_32
+        and x.step <= MASK_16
+    )
+    w: uint256 = (
+        x.started_at | (x.lot << 40) | (x.kick_notional << 104) | (x.until << 200) | (x.step << 232)
+    )
+    if x.active:
+        w |= AUCTION_ACTIVE_BIT
+    if x.critical:
+        w |= AUCTION_CRITICAL_BIT
+    return w
+
+
+@internal
+@pure
+def _unpack_window(w: uint256) -> LiquidationWindow:
+    return LiquidationWindow(start=w & MASK_40, used=w >> 40)
+
+
+@internal
+@pure
+def _pack_window(x: LiquidationWindow) -> uint256:
+    assert x.start <= MASK_40 and x.used < 2**216  # an invariant, as in _pack_auction
+    return x.start | (x.used << 40)
+
+
+@internal
+@pure
+def _unpack_auction_params(w: uint256[4]) -> AuctionParams:
+    return AuctionParams(
+        keeper_tip=w[2] & MASK_128,
+        keeper_fee=(w[3] >> 96) & MASK_64,
+        keeper_cap=w[2] >> 128,
+        penalty=w[1] >> 192,
+        target_health=w[0] & MASK_64,
+        critical_health=(w[0] >> 64) & MASK_64,
+        min_step=(w[0] >> 128) & MASK_64,
+        max_step=w[0] >> 192,
+        small_account=w[3] & MASK_96,
+        cooldown=(w[3] >> 160) & MASK_32,
+        start_discount=w[1] & MASK_64,
+        max_discount=(w[1] >> 64) & MASK_64,
+        duration=(w[3] >> 192) & MASK_32,
+        cusp=(w[1] >> 128) & MASK_64,
+        window=w[3] >> 224,
+    )
+
+
+@internal
+@pure
+def _auction_params_fit(p: AuctionParams) -> bool:
+    """
+    @dev Whether every field fits its place in the four words (the auction checks this,
+         with its own reason, before `_pack_auction_params`).
+    """
+    return (
+        p.target_health <= MASK_64
+        and p.critical_health <= MASK_64
+        and p.min_step <= MASK_64
+        and p.max_step <= MASK_64
+        and p.start_discount <= MASK_64
+        and p.max_discount <= MASK_64
+        and p.cusp <= MASK_64
+        and p.penalty <= MASK_64
+        and p.keeper_tip <= MASK_128
+        and p.keeper_cap <= MASK_128
+        and p.small_account <= MASK_96
+        and p.keeper_fee <= MASK_64
+        and p.cooldown <= MASK_32
+        and p.duration <= MASK_32
+        and p.window <= MASK_32
+    )
+
+
+@internal
+@pure
+def _pack_auction_params(p: AuctionParams) -> uint256[4]:
+    """
+    @dev Fields that do not fit (`_auction_params_fit`) would spill into their neighbours.
+    """
+    return [
+        p.target_health | (p.critical_health << 64) | (p.min_step << 128) | (p.max_step << 192),
+        p.start_discount | (p.max_discount << 64) | (p.cusp << 128) | (p.penalty << 192),
+        p.keeper_tip | (p.keeper_cap << 128),
+        p.small_account
+        | (p.keeper_fee << 96)
+        | (p.cooldown << 160)
+        | (p.duration << 192)
+        | (p.window << 224),
+    ]
+
+
+# --- risk book (contract code, modules/margin.vy has the byte layout) ----------------------
+#   header word     n_markets u8 | n_scenarios u8 | floor_bps u16 | mmr_bps u16
+#   market word 0   imr_min_bps u16 | imr_slope_bps u16 | margin_scale u128 (base WAD)
+#   market word 1   16 shocks, int16 bp each, scenario k at bits 16k
+
+
+struct BookHeader:
+    n_markets: uint256
+    n_scenarios: uint256
+    floor_bps: uint256
+    mmr_bps: uint256
+
+
+@internal
+@pure
+def _book_header(w: uint256) -> BookHeader:
+    return BookHeader(
+        n_markets=w & MASK_8,
+        n_scenarios=(w >> 8) & MASK_8,
+        floor_bps=(w >> 16) & MASK_16,
+        mmr_bps=(w >> 32) & MASK_16,
+    )
+
+
+@internal
+@pure
+def _pack_book_header(h: BookHeader) -> uint256:
+    assert (
+        h.n_markets <= MASK_8
+        and h.n_scenarios <= MASK_8
+        and h.floor_bps <= MASK_16
+        and h.mmr_bps <= MASK_16
+    ), "clearinghouse: value too large"
+    return h.n_markets | (h.n_scenarios << 8) | (h.floor_bps << 16) | (h.mmr_bps << 32)
+
+
+@internal
+@pure
+def _book_imr_min_bps(w0: uint256) -> uint256:
+    return w0 & MASK_16
+
+
+@internal
+@pure
+def _book_imr_slope_bps(w0: uint256) -> uint256:
+    return (w0 >> 16) & MASK_16
+
+
+@internal
+@pure
+def _book_margin_scale(w0: uint256) -> uint256:
+    return (w0 >> 32) & MASK_128
+
+
+@internal
+@pure
+def _book_shock(w1: uint256, k: uint256) -> int256:
+    """
+    @dev Shock of scenario k in basis points (signed).
+    """
+    # move field k to the top, then shift back arithmetically to sign-extend it
+    return convert(convert(w1 << (240 - 16 * k), bytes32), int256) >> 240

@@ -106,13 +106,13 @@ event MarkUpdated:
 
 event MarketListed:
     market: indexed(uint256)
-    params: uint256
+    params: packing.MarketParams
 
 
 event MarketParamsUpdated:
     market: indexed(uint256)
-    old_params: uint256
-    new_params: uint256
+    old_params: packing.MarketParams
+    new_params: packing.MarketParams
 
 
 event FeesSwept:
@@ -572,7 +572,7 @@ def __init__(oracle: IOracleRouter, settlement_token: address):
     self.max_shock_step_bps = 1_000
     self.max_ratio_step_bps = 200
     # 10% of fees to insurance, marks valid 60 s, no risk book yet
-    self._system = (60 << 232) | (1_000 << 200)
+    self._system = packing._initial_system()
     self.loss_cap_fee = 5 * 10**18
     # exposure caps add up to at most the pool's equity; ADL from 45% down to 40% (GMX v2's
     # MAX_PNL_FACTOR_FOR_ADL / MIN_PNL_FACTOR_AFTER_ADL style)
@@ -589,7 +589,7 @@ def _sweep_fees():
          treasury, so the vault keeps the dust).
     """
     pw: uint256 = self._pool
-    pending: uint256 = pw >> 128
+    pending: uint256 = pw >> 128  # (shifts kept: the full Ops half runs this)
     if pending == 0:
         return
     sys: packing.System = packing._system(self._system)
@@ -615,7 +615,7 @@ def _trader_pnl(m: uint256) -> int256:
          claim, as ClearinghouseLens.vault_equity sums it). Each word read once.
     """
     oi: uint256 = self._oi[m]
-    skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
+    skew: int256 = packing._oi_skew(oi)
     mark: uint256 = self._mark[m]
     sums: uint256 = self._pool_sums[m]
     owed: int256 = fp._div_floor(
@@ -646,7 +646,7 @@ def _pool_equity() -> int256:
             break
         equity -= self._trader_pnl(m)
     provision: uint256 = self.bad_debt_provision
-    insurance: uint256 = self._treasury & packing.MASK_128
+    insurance: uint256 = packing._treasury_insurance(self._treasury)
     if provision > insurance:
         equity -= convert(provision - insurance, int256)
     return equity

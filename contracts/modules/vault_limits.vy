@@ -63,7 +63,7 @@ PAIRED_BUFFER_BPS: constant(uint256) = 10
 @view
 def _skew(m: uint256) -> int256:
     oi: uint256 = state._oi[m]
-    return convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
+    return packing._oi_skew(oi)
 
 
 @internal

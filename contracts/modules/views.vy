@@ -20,7 +20,8 @@ uses: engine
 @view
 def account_header(account: uint256) -> uint256:
     """
-    @notice Raw packed header (flags, positions bitmap, collateral bitmap, count).
+    @notice Raw packed header (flags, positions bitmap, collateral bitmap, count; layout in
+            modules/packing.vy; contracts decode it with packing's accessors).
     """
     return state._header[account]
 
@@ -40,7 +41,7 @@ def account_id(owner: address, index: uint256) -> uint256:
     """
     @notice Id of an owner's sub-account number `index`.
     """
-    return (convert(owner, uint256) << 96) | index
+    return (convert(owner, uint256) << 96) | index  # (full Ops half: see open_interest)
 
 
 @external
@@ -60,7 +61,7 @@ def position(account: uint256, market: uint256) -> (int256, int256, uint256):
             the low 64 bits of the funding index (pico-USD) at its last settlement.
     """
     pw: uint256 = state._pos[account][market]
-    return packing._pos_size(pw), packing._pos_cost(pw), pw >> 192
+    return packing._pos_size(pw), packing._pos_cost(pw), pw >> 192  # (hot half)
 
 
 @external
@@ -82,6 +83,8 @@ def open_interest(market: uint256) -> (uint256, uint256):
     """
     @notice (long, short) open interest of trader positions, base WAD.
     """
+    # (shifts kept in the views the Clearinghouse and Ops halves export: an accessor call
+    # costs 20-60 bytes there and neither half has them to spare; issue 10's later pass)
     oi: uint256 = state._oi[market]
     return oi << 128 >> 128, oi >> 128
 
@@ -165,7 +168,7 @@ def insurance_fund() -> uint256:
     proto: uint256 = 0
     vault: uint256 = 0
     ins, proto, vault = self._pending_split()
-    return (state._treasury << 128 >> 128) + ins
+    return (state._treasury << 128 >> 128) + ins  # (hot half: see open_interest)
 
 
 @external
@@ -178,7 +181,7 @@ def protocol_fees() -> uint256:
     proto: uint256 = 0
     vault: uint256 = 0
     ins, proto, vault = self._pending_split()
-    return (state._treasury >> 128) + proto
+    return (state._treasury >> 128) + proto  # (full Ops half)
 
 
 @external
@@ -196,7 +199,7 @@ def pending_fees() -> uint256:
     """
     @notice Fees accrued since the last sweep, before the insurance / protocol / vault split.
     """
-    return state._pool >> 128
+    return state._pool >> 128  # (full Ops half)
 
 
 @internal
@@ -205,7 +208,7 @@ def _pending_split() -> (uint256, uint256, uint256):
     """
     @dev How pending fees would split now (the same arithmetic as state._sweep_fees).
     """
-    pending: uint256 = state._pool >> 128
+    pending: uint256 = state._pool >> 128  # (hot half: see open_interest)
     sys: packing.System = packing._system(state._system)
     ins: uint256 = pending * sys.insurance_bps // c.BPS
     proto: uint256 = pending * sys.protocol_bps // c.BPS
