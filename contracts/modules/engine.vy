@@ -77,7 +77,8 @@ def _pool_trade(
     price, flags, index = self._touch_with(m, p, True, pw)
     # no fill of any kind (reduce-only and loss-cap close-outs included) without quorum
     self._require_quorum(flags)
-    size: int256 = packing._pos_size(state._pos[account][m])
+    pos_word: uint256 = state._pos[account][m]
+    size: int256 = packing._pos_size(pos_word)
     adds: bool = positions._adds(size, delta)
     if mode == TRADE_REDUCE_ONLY:
         assert not adds, "clearinghouse: not reduce-only"
@@ -109,7 +110,7 @@ def _pool_trade(
     else:
         assert fill >= acceptable, "clearinghouse: price worse than acceptable"
     fee: uint256 = pricing._fee(fill, skew, delta, p.maker_fee, p.taker_fee)
-    new_hdr: uint256 = self._fill(account, hdr, m, delta, fill, index, state.POOL, fee)
+    new_hdr: uint256 = self._fill(account, hdr, m, pos_word, delta, fill, index, state.POOL, fee)
     # caps on every fill, reduces included: closing a hedge must not leave the vault
     # above its exposure cap (the OI caps bind only sides that grow)
     self._check_caps(m, p, oi, skew, skew + delta, price)
@@ -118,8 +119,10 @@ def _pool_trade(
         return fill
     # TRADE_REDUCE_ONLY is a forced close-out, which closes every leg in turn: closing a
     # hedge leg first may raise the requirement for a moment, and must not stop it
+    # market `m`'s mark is fresh: `_touch_with` wrote it in this transaction or found it
+    # written in this block (the `fresh` bitmap of `_refresh_stale`)
     if (adds or new_hdr & c.ACCOUNT_PORTFOLIO != 0) and mode == TRADE_CHECKED:
-        self._check_after_trade(account, new_hdr, m, size, adds)
+        self._check_after_trade(account, new_hdr, m, size, adds, 1 << m)
     # closing the last position must not leave a debt no liquidation can reach: an
     # underwater account keeps its positions until a liquidation settles the deficit
     if packing._position_count(new_hdr) == 0 and state._balance[account][0] < 0:
@@ -132,6 +135,7 @@ def _fill(
     account: uint256,
     hdr: uint256,
     m: uint256,
+    pw: uint256,
     delta: int256,
     price: uint256,
     index: int256,
@@ -142,13 +146,23 @@ def _fill(
     @dev THE settlement path: `account` trades `delta` at `price` with `counterparty`
          (state.POOL for the vault, else another account, which takes -delta). Each side
          settles funding, realises PnL against the pool, and updates open interest and
-         the pool's sums; `account` pays `fee` (`_settle_side`). Returns `account`'s new
-         header.
+         the pool's sums; `account` pays `fee` (`_settle_side`). `pw`: `account`'s
+         position word in `m` as stored (the caller has read it). Returns `account`'s
+         new header.
     """
-    new_hdr: uint256 = self._settle_logged(account, hdr, m, delta, price, index, counterparty, fee)
+    new_hdr: uint256 = self._settle_logged(
+        account, hdr, m, pw, delta, price, index, counterparty, fee
+    )
     if counterparty != state.POOL:
         self._settle_logged(
-            counterparty, state._header[counterparty], m, -delta, price, index, account, 0
+            counterparty,
+            state._header[counterparty],
+            m,
+            state._pos[counterparty][m], -delta,
+            price,
+            index,
+            account,
+            0,
         )
     return new_hdr
 
@@ -158,6 +172,7 @@ def _settle_logged(
     account: uint256,
     hdr: uint256,
     m: uint256,
+    pw: uint256,
     delta: int256,
     price: uint256,
     index: int256,
@@ -165,14 +180,15 @@ def _settle_logged(
     fee: uint256,
 ) -> uint256:
     """
-    @dev `_settle_side` and its `Fill` event. Returns the new header.
+    @dev `_settle_side` and its `Fill` event (`pw`: the position word, as stored).
+         Returns the new header.
     """
     new_hdr: uint256 = 0
     realized: int256 = 0
     funding_paid: int256 = 0
     new_size: int256 = 0
     new_hdr, realized, funding_paid, new_size = self._settle_side(
-        account, hdr, m, state._pos[account][m], delta, price, index, fee
+        account, hdr, m, pw, delta, price, index, fee
     )
     log state.Fill(
         account=account,
@@ -1019,6 +1035,7 @@ def engine_fill(
         account,
         state._header[account],
         market,
+        state._pos[account][market],
         size_delta,
         price,
         packing._mark_index(mw),

@@ -47,6 +47,16 @@ def _mul_div(x: uint256, y: uint256, d: uint256, roundup: bool) -> uint256:
     """
     @dev `x * y / d` with a 512-bit intermediate (snekmate), rounded up or down.
     """
+    # Both factors below 2**128: the product fits a word, so one MUL and one DIV give
+    # snekmate's result (the trade path's fills and fees); else, or with d = 0 (its
+    # revert), the 512-bit path.
+    if (x | y) >> 128 == 0 and d != 0:
+        p: uint256 = unsafe_mul(x, y)
+        q: uint256 = unsafe_div(p, d)
+        # Cannot overflow: q <= p / d < 2**256 - 1 when the remainder is non-zero.
+        if roundup and unsafe_mul(q, d) != p:
+            q = unsafe_add(q, 1)
+        return q
     return math._mul_div(x, y, d, roundup)
 
 
@@ -58,5 +68,5 @@ def _smul_div(x: int256, y: uint256, d: uint256, toward_pos_inf: bool) -> int256
          `toward_pos_inf`, else toward -inf.
     """
     if x >= 0:
-        return convert(math._mul_div(convert(x, uint256), y, d, toward_pos_inf), int256)
-    return -convert(math._mul_div(convert(-x, uint256), y, d, not toward_pos_inf), int256)
+        return convert(self._mul_div(convert(x, uint256), y, d, toward_pos_inf), int256)
+    return -convert(self._mul_div(convert(-x, uint256), y, d, not toward_pos_inf), int256)
