@@ -537,9 +537,14 @@ def observe(_market: uint256) -> (uint256, uint256):
     """
     price: uint256 = 0
     flags: uint256 = 0
-    ema: uint256 = 0
-    price, flags, ema = self._observe(_market)
-    log PriceObserved(market=_market, price=price, twap=ema, flags=flags)
+    price, flags = self._observe(_market)
+    # the EMA as `_observe` left it: folded and stored with quorum, as stored without
+    log PriceObserved(
+        market=_market,
+        price=price,
+        twap=(self._observations[_market] >> _OBS_EMA) & _MASK_96,
+        flags=flags,
+    )
     return price, flags
 
 
@@ -554,21 +559,17 @@ def record(_market: uint256) -> (uint256, uint256):
     @return uint256 The price, WAD.
     @return uint256 The flags.
     """
-    price: uint256 = 0
-    flags: uint256 = 0
-    ema: uint256 = 0
-    price, flags, ema = self._observe(_market)
-    return price, flags
+    return self._observe(_market)
 
 
 @internal
-def _observe(_market: uint256) -> (uint256, uint256, uint256):
+def _observe(_market: uint256) -> (uint256, uint256):
     """
     @dev The reading and recording of `observe` and `record`; the
          sequencer feed is read once per transaction (`_sequencer_tx`).
+         The EMA after it is the stored one (`observe` logs it from there).
     @return uint256 The price, WAD.
     @return uint256 The flags.
-    @return uint256 The EMA after this observation (as stored without quorum).
     """
     # This is the clearinghouse's hot path: the configuration comes from the market's
     # snapshot (one cold account), whose nonce is in the observation word.
@@ -600,8 +601,8 @@ def _observe(_market: uint256) -> (uint256, uint256, uint256):
             self._sequencer_tx = unsafe_add(flags, 1)
     if not quorum:
         # No quorum: nothing is folded into the EMA or recorded; the price is the last
-        # quorum price and the EMA is reported as stored.
-        return state & _MASK_96, flags | FLAG_DEGRADED, (state >> _OBS_EMA) & _MASK_96
+        # quorum price.
+        return state & _MASK_96, flags | FLAG_DEGRADED
     ema: uint256 = price
     last_ts: uint256 = (state >> _OBS_TS) & _MASK_40
     if last_ts != 0:
@@ -617,7 +618,7 @@ def _observe(_market: uint256) -> (uint256, uint256, uint256):
     self._observations[_market] = (
         price | (ema << _OBS_EMA) | (block.timestamp << _OBS_TS) | (nonce << _OBS_SNAPSHOT)
     )
-    return price, flags, ema
+    return price, flags
 
 
 @external

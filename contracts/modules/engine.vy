@@ -113,7 +113,7 @@ def _pool_trade(
     new_hdr: uint256 = self._fill(account, hdr, m, pos_word, delta, fill, index, state.POOL, fee)
     # caps on every fill, reduces included: closing a hedge must not leave the vault
     # above its exposure cap (the OI caps bind only sides that grow)
-    self._check_caps(m, p, oi, skew, skew + delta, price)
+    self._check_caps(m, p.max_oi, p.max_vault_exposure, oi, skew, skew + delta, price)
     # a multi-leg order's margin checks run once, on its final book
     if mode == TRADE_DEFERRED:
         return fill
@@ -317,7 +317,8 @@ def _require_quorum(flags: uint256):
 @view
 def _check_caps(
     m: uint256,
-    p: packing.MarketParams,
+    max_oi: uint256,
+    max_exposure: uint256,
     old_oi: uint256,
     skew: int256,
     new_skew: int256,
@@ -326,23 +327,32 @@ def _check_caps(
     """
     @dev Open-interest cap per side that grows, and the vault's exposure cap when the
          fill moves |skew| up (whether the account adds or reduces; a reduce the cap
-         refuses can close with `close_with_adl`, modules/vault_limits.vy).
+         refuses can close with `close_with_adl`, modules/vault_limits.vy). `max_oi` and
+         `max_exposure`: the market's MarketParams fields (two words, not the struct).
     """
     oi: uint256 = state._oi[m]
     long_oi: uint256 = oi << 128 >> 128
     short_oi: uint256 = oi >> 128
     if long_oi > old_oi << 128 >> 128:
-        assert long_oi <= p.max_oi, "clearinghouse: open interest cap reached"
+        assert long_oi <= max_oi, "clearinghouse: open interest cap reached"
     if short_oi > old_oi >> 128:
-        assert short_oi <= p.max_oi, "clearinghouse: open interest cap reached"
-    if abs(new_skew) > abs(skew):
+        assert short_oi <= max_oi, "clearinghouse: open interest cap reached"
+    # |skew| and |new_skew| are below 2**128 (each the difference of an OI word's halves,
+    # the new one just packed) and price <= MAX_PRICE < 2**88: no overflow below
+    abs_new: uint256 = convert(convert(new_skew, bytes32), uint256)
+    if new_skew < 0:
+        abs_new = convert(convert(unsafe_sub(0, new_skew), bytes32), uint256)
+    abs_old: uint256 = convert(convert(skew, bytes32), uint256)
+    if skew < 0:
+        abs_old = convert(convert(unsafe_sub(0, skew), bytes32), uint256)
+    if abs_new > abs_old:
         # against pool equity, cheaply and conservatively: cash plus the pool's unrealised
         # loss in this market at the fill's skew (the words are warm): the one rule LP
         # exits and auto-deleveraging measure too (state._exposure_limit). The other
         # markets and the bad-debt provision count in auto-deleveraging
         # (modules/vault_limits.vy), which restores the cap against full equity as well.
-        assert convert(abs(new_skew), uint256) * price // c.WAD <= state._exposure_limit(
-            m, new_skew, price, p.max_vault_exposure
+        assert unsafe_div(unsafe_mul(abs_new, price), c.WAD) <= state._exposure_limit(
+            m, new_skew, price, max_exposure
         ), c.VAULT_CAP_REACHED
 
 
