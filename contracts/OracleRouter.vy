@@ -220,13 +220,6 @@ _SNAPSHOT_BYTES: constant(uint256) = 160
 _RLP_SELF: immutable(uint256)
 
 
-# @dev Why a source was rejected (0 = valid).
-_REJECT_UNAVAILABLE: constant(uint256) = 1
-_REJECT_NON_POSITIVE: constant(uint256) = 2
-_REJECT_STALE: constant(uint256) = 3
-_REJECT_OUT_OF_RANGE: constant(uint256) = 4
-
-
 # @dev `latestRoundData()` returns five 32-byte words.
 _ROUND_DATA_SIZE: constant(uint256) = 160
 
@@ -544,9 +537,14 @@ def observe(_market: uint256) -> (uint256, uint256):
     """
     price: uint256 = 0
     flags: uint256 = 0
-    ema: uint256 = 0
-    price, flags, ema = self._observe(_market)
-    log PriceObserved(market=_market, price=price, twap=ema, flags=flags)
+    price, flags = self._observe(_market)
+    # the EMA as `_observe` left it: folded and stored with quorum, as stored without
+    log PriceObserved(
+        market=_market,
+        price=price,
+        twap=(self._observations[_market] >> _OBS_EMA) & _MASK_96,
+        flags=flags,
+    )
     return price, flags
 
 
@@ -561,21 +559,17 @@ def record(_market: uint256) -> (uint256, uint256):
     @return uint256 The price, WAD.
     @return uint256 The flags.
     """
-    price: uint256 = 0
-    flags: uint256 = 0
-    ema: uint256 = 0
-    price, flags, ema = self._observe(_market)
-    return price, flags
+    return self._observe(_market)
 
 
 @internal
-def _observe(_market: uint256) -> (uint256, uint256, uint256):
+def _observe(_market: uint256) -> (uint256, uint256):
     """
     @dev The reading and recording of `observe` and `record`; the
          sequencer feed is read once per transaction (`_sequencer_tx`).
+         The EMA after it is the stored one (`observe` logs it from there).
     @return uint256 The price, WAD.
     @return uint256 The flags.
-    @return uint256 The EMA after this observation (as stored without quorum).
     """
     # This is the clearinghouse's hot path: the configuration comes from the market's
     # snapshot (one cold account), whose nonce is in the observation word.
@@ -607,8 +601,8 @@ def _observe(_market: uint256) -> (uint256, uint256, uint256):
             self._sequencer_tx = unsafe_add(flags, 1)
     if not quorum:
         # No quorum: nothing is folded into the EMA or recorded; the price is the last
-        # quorum price and the EMA is reported as stored.
-        return state & _MASK_96, flags | FLAG_DEGRADED, (state >> _OBS_EMA) & _MASK_96
+        # quorum price.
+        return state & _MASK_96, flags | FLAG_DEGRADED
     ema: uint256 = price
     last_ts: uint256 = (state >> _OBS_TS) & _MASK_40
     if last_ts != 0:
@@ -624,7 +618,7 @@ def _observe(_market: uint256) -> (uint256, uint256, uint256):
     self._observations[_market] = (
         price | (ema << _OBS_EMA) | (block.timestamp << _OBS_TS) | (nonce << _OBS_SNAPSHOT)
     )
-    return price, flags, ema
+    return price, flags
 
 
 @external
@@ -862,8 +856,6 @@ def _quorum(_config: uint256, _words: uint256[MAX_SOURCES]) -> (uint256, bool):
     response: Bytes[_ROUND_DATA_SIZE] = b""
     for i: uint256 in range((_config >> _CFG_COUNT) & _MASK_8, bound=MAX_SOURCES):
         word: uint256 = _words[i]
-        reject: uint256 = 0
-        price: uint256 = 0
         success, response = raw_call(
             convert(convert(word & _MASK_160, uint160), address),
             method_id("latestRoundData()"),
@@ -871,52 +863,49 @@ def _quorum(_config: uint256, _words: uint256[MAX_SOURCES]) -> (uint256, bool):
             is_static_call=True,
             revert_on_failure=False,
         )
+        # Every rule of a valid source (see the glossary) ends in `continue` when it
+        # fails: the source is left out of the quorum.
         if not success or len(response) < _ROUND_DATA_SIZE:
-            reject = _REJECT_UNAVAILABLE
+            continue
+        updated_at: uint256 = extract32(response, 96, output_type=uint256)
+        if (
+            updated_at == 0
+            or updated_at > block.timestamp
+            # Cannot underflow where it decides the result: a future
+            # `updated_at` is already caught by the operand above.
+            or unsafe_sub(block.timestamp, updated_at) > word >> _SRC_MAX_AGE
+        ):
+            continue
+        # The answer's bits read as unsigned: a negative answer reads as 2**255 or
+        # more, which neither scaling below brings to `max_price` or under
+        # (`max_price <= MAX_PRICE < 2**88`, the divisor is at most 1e18), and a zero
+        # answer scales to 0 < `min_price` (`_pack_params` asserts `min_price != 0`):
+        # the range test rejects both, as it rejects any price out of range.
+        price: uint256 = extract32(response, 32, output_type=uint256)
+        if (word >> _SRC_DECIMALS) & _MASK_8 <= _WAD_DECIMALS:
+            # The factor is at least 1, so an answer above MAX_PRICE cannot land in
+            # range; rejecting it first bounds the product below.
+            if price > MAX_PRICE:
+                continue
+            # Cannot overflow: the answer is at most MAX_PRICE < 2**88 and the factor
+            # is at most 1e18.
+            price = unsafe_mul(price, (word >> _SRC_FACTOR) & _MASK_64)
         else:
-            answer: int256 = extract32(response, 32, output_type=int256)
-            updated_at: uint256 = extract32(response, 96, output_type=uint256)
-            feed_decimals: uint256 = (word >> _SRC_DECIMALS) & _MASK_8
-            if answer <= 0:
-                reject = _REJECT_NON_POSITIVE
-            elif (
-                updated_at == 0
-                or updated_at > block.timestamp
-                # Cannot underflow where it decides the result: a future
-                # `updated_at` is already caught by the operand above.
-                or unsafe_sub(block.timestamp, updated_at) > word >> _SRC_MAX_AGE
-            ):
-                reject = _REJECT_STALE
-            elif feed_decimals <= _WAD_DECIMALS:
-                # The factor is at least 1, so an answer above MAX_PRICE
-                # cannot land in range; rejecting it first bounds the
-                # product below.
-                if convert(answer, uint256) > MAX_PRICE:
-                    reject = _REJECT_OUT_OF_RANGE
-                else:
-                    # Cannot overflow: the answer is below 2**96 and the
-                    # factor is at most 1e18.
-                    price = unsafe_mul(convert(answer, uint256), (word >> _SRC_FACTOR) & _MASK_64)
-            else:
-                # The divisor is in [10, 1e18] (MAX_FEED_DECIMALS = 36),
-                # never zero.
-                price = unsafe_div(convert(answer, uint256), (word >> _SRC_FACTOR) & _MASK_64)
-            if reject == 0 and (price < min_price or price > max_price):
-                reject = _REJECT_OUT_OF_RANGE
-        if reject == 0:
-            if valid == 0:
-                first = price
-            elif valid == 1:
-                second = price
-            else:
-                third = price
-            # Cannot overflow: at most MAX_SOURCES iterations.
-            valid = unsafe_add(valid, 1)
-        # Quorum (see the glossary): every price is below 2**96 (`max_price <= MAX_PRICE`)
-        # and `max_deviation_bps <= 10_000 < 2**14`, so the sums and products below cannot
-        # overflow.
-
-
+            # The divisor is in [10, 1e18] (MAX_FEED_DECIMALS = 36), never zero.
+            price = unsafe_div(price, (word >> _SRC_FACTOR) & _MASK_64)
+        if price < min_price or price > max_price:
+            continue
+        if valid == 0:
+            first = price
+        elif valid == 1:
+            second = price
+        else:
+            third = price
+        # Cannot overflow: at most MAX_SOURCES iterations.
+        valid = unsafe_add(valid, 1)
+    # Quorum (see the glossary): every price is below 2**96 (`max_price <= MAX_PRICE`)
+    # and `max_deviation_bps <= 10_000 < 2**14`, so the sums and products below cannot
+    # overflow.
     price: uint256 = 0
     quorum: bool = False
     dev: uint256 = (_config >> _CFG_DEVIATION) & _MASK_16

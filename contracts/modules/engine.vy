@@ -77,7 +77,8 @@ def _pool_trade(
     price, flags, index = self._touch_with(m, p, True, pw)
     # no fill of any kind (reduce-only and loss-cap close-outs included) without quorum
     self._require_quorum(flags)
-    size: int256 = packing._pos_size(state._pos[account][m])
+    pos_word: uint256 = state._pos[account][m]
+    size: int256 = packing._pos_size(pos_word)
     adds: bool = positions._adds(size, delta)
     if mode == TRADE_REDUCE_ONLY:
         assert not adds, "clearinghouse: not reduce-only"
@@ -109,17 +110,19 @@ def _pool_trade(
     else:
         assert fill >= acceptable, "clearinghouse: price worse than acceptable"
     fee: uint256 = pricing._fee(fill, skew, delta, p.maker_fee, p.taker_fee)
-    new_hdr: uint256 = self._fill(account, hdr, m, delta, fill, index, state.POOL, fee)
+    new_hdr: uint256 = self._fill(account, hdr, m, pos_word, delta, fill, index, state.POOL, fee)
     # caps on every fill, reduces included: closing a hedge must not leave the vault
     # above its exposure cap (the OI caps bind only sides that grow)
-    self._check_caps(m, p, oi, skew, skew + delta, price)
+    self._check_caps(m, p.max_oi, p.max_vault_exposure, oi, skew, skew + delta, price)
     # a multi-leg order's margin checks run once, on its final book
     if mode == TRADE_DEFERRED:
         return fill
     # TRADE_REDUCE_ONLY is a forced close-out, which closes every leg in turn: closing a
     # hedge leg first may raise the requirement for a moment, and must not stop it
+    # market `m`'s mark is fresh: `_touch_with` wrote it in this transaction or found it
+    # written in this block (the `fresh` bitmap of `_refresh_stale`)
     if (adds or new_hdr & c.ACCOUNT_PORTFOLIO != 0) and mode == TRADE_CHECKED:
-        self._check_after_trade(account, new_hdr, m, size, adds)
+        self._check_after_trade(account, new_hdr, m, size, adds, 1 << m)
     # closing the last position must not leave a debt no liquidation can reach: an
     # underwater account keeps its positions until a liquidation settles the deficit
     if packing._position_count(new_hdr) == 0 and state._balance[account][0] < 0:
@@ -132,6 +135,7 @@ def _fill(
     account: uint256,
     hdr: uint256,
     m: uint256,
+    pw: uint256,
     delta: int256,
     price: uint256,
     index: int256,
@@ -142,13 +146,23 @@ def _fill(
     @dev THE settlement path: `account` trades `delta` at `price` with `counterparty`
          (state.POOL for the vault, else another account, which takes -delta). Each side
          settles funding, realises PnL against the pool, and updates open interest and
-         the pool's sums; `account` pays `fee` (`_settle_side`). Returns `account`'s new
-         header.
+         the pool's sums; `account` pays `fee` (`_settle_side`). `pw`: `account`'s
+         position word in `m` as stored (the caller has read it). Returns `account`'s
+         new header.
     """
-    new_hdr: uint256 = self._settle_logged(account, hdr, m, delta, price, index, counterparty, fee)
+    new_hdr: uint256 = self._settle_logged(
+        account, hdr, m, pw, delta, price, index, counterparty, fee
+    )
     if counterparty != state.POOL:
         self._settle_logged(
-            counterparty, state._header[counterparty], m, -delta, price, index, account, 0
+            counterparty,
+            state._header[counterparty],
+            m,
+            state._pos[counterparty][m], -delta,
+            price,
+            index,
+            account,
+            0,
         )
     return new_hdr
 
@@ -158,6 +172,7 @@ def _settle_logged(
     account: uint256,
     hdr: uint256,
     m: uint256,
+    pw: uint256,
     delta: int256,
     price: uint256,
     index: int256,
@@ -165,14 +180,15 @@ def _settle_logged(
     fee: uint256,
 ) -> uint256:
     """
-    @dev `_settle_side` and its `Fill` event. Returns the new header.
+    @dev `_settle_side` and its `Fill` event (`pw`: the position word, as stored).
+         Returns the new header.
     """
     new_hdr: uint256 = 0
     realized: int256 = 0
     funding_paid: int256 = 0
     new_size: int256 = 0
     new_hdr, realized, funding_paid, new_size = self._settle_side(
-        account, hdr, m, state._pos[account][m], delta, price, index, fee
+        account, hdr, m, pw, delta, price, index, fee
     )
     log state.Fill(
         account=account,
@@ -301,7 +317,8 @@ def _require_quorum(flags: uint256):
 @view
 def _check_caps(
     m: uint256,
-    p: packing.MarketParams,
+    max_oi: uint256,
+    max_exposure: uint256,
     old_oi: uint256,
     skew: int256,
     new_skew: int256,
@@ -310,23 +327,32 @@ def _check_caps(
     """
     @dev Open-interest cap per side that grows, and the vault's exposure cap when the
          fill moves |skew| up (whether the account adds or reduces; a reduce the cap
-         refuses can close with `close_with_adl`, modules/vault_limits.vy).
+         refuses can close with `close_with_adl`, modules/vault_limits.vy). `max_oi` and
+         `max_exposure`: the market's MarketParams fields (two words, not the struct).
     """
     oi: uint256 = state._oi[m]
     long_oi: uint256 = oi << 128 >> 128
     short_oi: uint256 = oi >> 128
     if long_oi > old_oi << 128 >> 128:
-        assert long_oi <= p.max_oi, "clearinghouse: open interest cap reached"
+        assert long_oi <= max_oi, "clearinghouse: open interest cap reached"
     if short_oi > old_oi >> 128:
-        assert short_oi <= p.max_oi, "clearinghouse: open interest cap reached"
-    if abs(new_skew) > abs(skew):
+        assert short_oi <= max_oi, "clearinghouse: open interest cap reached"
+    # |skew| and |new_skew| are below 2**128 (each the difference of an OI word's halves,
+    # the new one just packed) and price <= MAX_PRICE < 2**88: no overflow below
+    abs_new: uint256 = convert(convert(new_skew, bytes32), uint256)
+    if new_skew < 0:
+        abs_new = convert(convert(unsafe_sub(0, new_skew), bytes32), uint256)
+    abs_old: uint256 = convert(convert(skew, bytes32), uint256)
+    if skew < 0:
+        abs_old = convert(convert(unsafe_sub(0, skew), bytes32), uint256)
+    if abs_new > abs_old:
         # against pool equity, cheaply and conservatively: cash plus the pool's unrealised
         # loss in this market at the fill's skew (the words are warm): the one rule LP
         # exits and auto-deleveraging measure too (state._exposure_limit). The other
         # markets and the bad-debt provision count in auto-deleveraging
         # (modules/vault_limits.vy), which restores the cap against full equity as well.
-        assert convert(abs(new_skew), uint256) * price // c.WAD <= state._exposure_limit(
-            m, new_skew, price, p.max_vault_exposure
+        assert unsafe_div(unsafe_mul(abs_new, price), c.WAD) <= state._exposure_limit(
+            m, new_skew, price, max_exposure
         ), c.VAULT_CAP_REACHED
 
 
@@ -1019,6 +1045,7 @@ def engine_fill(
         account,
         state._header[account],
         market,
+        state._pos[account][market],
         size_delta,
         price,
         packing._mark_index(mw),

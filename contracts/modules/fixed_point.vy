@@ -47,6 +47,15 @@ def _mul_div(x: uint256, y: uint256, d: uint256, roundup: bool) -> uint256:
     """
     @dev `x * y / d` with a 512-bit intermediate (snekmate), rounded up or down.
     """
+    # All three below 2**128: the product fits a word, so one MUL and one DIV give
+    # snekmate's result (the trade path's fills and fees); else, or with d = 0 (its
+    # revert), the 512-bit path.
+    # (No local variables: a larger frame here would shift every caller's memory.)
+    if (x | y | d) >> 128 == 0 and d != 0:
+        if roundup:
+            # Cannot overflow: x * y + d - 1 < 2**256 with all three below 2**128.
+            return unsafe_div(unsafe_add(unsafe_mul(x, y), unsafe_sub(d, 1)), d)
+        return unsafe_div(unsafe_mul(x, y), d)
     return math._mul_div(x, y, d, roundup)
 
 
@@ -58,5 +67,5 @@ def _smul_div(x: int256, y: uint256, d: uint256, toward_pos_inf: bool) -> int256
          `toward_pos_inf`, else toward -inf.
     """
     if x >= 0:
-        return convert(math._mul_div(convert(x, uint256), y, d, toward_pos_inf), int256)
-    return -convert(math._mul_div(convert(-x, uint256), y, d, not toward_pos_inf), int256)
+        return convert(self._mul_div(convert(x, uint256), y, d, toward_pos_inf), int256)
+    return -convert(self._mul_div(convert(-x, uint256), y, d, not toward_pos_inf), int256)

@@ -265,16 +265,17 @@ MASK_48: constant(uint256) = 2**48 - 1
 @pure
 def _unpack_params(a: uint256) -> MarketParams:
     flags: uint256 = (a >> 160) & MASK_8
+    # Cannot overflow: every field is at most 64 bits and every unit at most 10**18.
     return MarketParams(
-        skew_scale=(a & MASK_48) * UNIT,
-        maker_fee=((a >> 48) & MASK_24) * FEE_UNIT,
-        taker_fee=((a >> 72) & MASK_24) * FEE_UNIT,
-        max_funding_velocity=((a >> 96) & MASK_32) * VELOCITY_UNIT,
-        max_funding_rate=((a >> 128) & MASK_32) * RATE_UNIT,
+        skew_scale=unsafe_mul(a & MASK_48, UNIT),
+        maker_fee=unsafe_mul((a >> 48) & MASK_24, FEE_UNIT),
+        taker_fee=unsafe_mul((a >> 72) & MASK_24, FEE_UNIT),
+        max_funding_velocity=unsafe_mul((a >> 96) & MASK_32, VELOCITY_UNIT),
+        max_funding_rate=unsafe_mul((a >> 128) & MASK_32, RATE_UNIT),
         listed=flags & MARKET_LISTED != 0,
         paused=flags & MARKET_PAUSED != 0,
-        max_oi=((a >> 168) & MASK_64) * UNIT,
-        max_vault_exposure=((a >> 232) & MASK_24) * EXPOSURE_UNIT,
+        max_oi=unsafe_mul((a >> 168) & MASK_64, UNIT),
+        max_vault_exposure=unsafe_mul((a >> 232) & MASK_24, EXPOSURE_UNIT),
     )
 
 

@@ -666,9 +666,19 @@ def _exposure_limit(m: uint256, skew: int256, price: uint256, f: uint256) -> uin
          (vault_limits, with full pool equity besides). Mirrored by
          perpdex/sdk/math/vault_limits.py `exposure_limit`.
     """
-    base: int256 = packing._lo_i128(self._pool) + min(
-        packing._lo_i128(self._pool_sums[m]) - skew * convert(price, int256) // c.IWAD, 0
+    # Cannot overflow (every caller passes a skew of an open-interest word, below 2**128
+    # in magnitude, a price of at most MAX_PRICE < 2**88 and f < 2**64): |skew x price|
+    # < 2**216 and |base| < 2**158; SDIV truncates toward zero as the checked `//` does.
+    base: int256 = unsafe_add(
+        packing._lo_i128(self._pool),
+        min(
+            unsafe_sub(
+                packing._lo_i128(self._pool_sums[m]),
+                unsafe_div(unsafe_mul(skew, convert(price, int256)), c.IWAD),
+            ),
+            0,
+        ),
     )
     if base <= 0:
         return 0
-    return convert(base, uint256) * f // c.WAD
+    return unsafe_div(unsafe_mul(convert(base, uint256), f), c.WAD)
