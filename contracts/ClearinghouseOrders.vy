@@ -9,7 +9,7 @@
         nothing (results are events). Selectors not exported here go on, by
         delegatecall, to ClearinghouseRisk (auto-deleveraging, the vault's limits, and
         the orders' `cancel_order`, moved there for bytecode room; `cancel_below` is on
-        ClearinghouseOps), then to ClearinghouseTreasury.
+        ClearinghouseAdmin), then to ClearinghouseTreasury.
         Orders are the struct of perpdex/sdk/orders.py, signed for the domain
         ("perpdex", "1", chain id, the Clearinghouse address). `settle` takes a batch of
         matched pairs in a compact word encoding (below; `encode_fill_batch` in
@@ -28,15 +28,16 @@
         Immediate-or-cancel (FLAG_IOC, taker only): the order is done after the batch it
         first fills in; its fills there must follow each other (a sweep of several
         makers), and its remainder is cancelled (R3-3).
-        Replay state: every order has a per-account nonce. Two bits per nonce, 128 per
-        storage word (`state._order_bits`): "partly filled" (its filled amount is in
-        `state._order_filled[digest]`) and "done" (completely filled or cancelled): an
-        order that fills completely in one go writes only its nonce word, which its
-        account's earlier orders have usually made non-zero (5,000 gas instead of the
-        22,100 a fresh slot per order costs). Filling an order completely or cancelling
-        it consumes its nonce, so an account's live orders carry distinct nonces.
-        `cancel_below` (ClearinghouseOps) raises the account's minimum nonce (the
-        header's top 64 bits).
+        Replay state: every order has a per-account nonce. Two bits per nonce:
+        "partly filled" (its filled amount is in `state._order_filled[digest]`) and
+        "done" (completely filled or cancelled). The 44 nonces from the account's
+        minimum nonce up keep them in the account header (bits 104-191), which a fill
+        reads and writes anyway: an order there that fills completely in one go costs
+        no storage word of its own; higher nonces keep them 128 per storage word
+        (`state._order_bits`). Filling an order completely or cancelling it consumes its
+        nonce, so an account's live orders carry distinct nonces. `cancel_below`
+        (ClearinghouseAdmin) raises the account's minimum nonce (the header's top 64
+        bits) and moves the window with it (order_hash._raise_min_nonce, review 8).
         A batch is atomic: any bad fill reverts it (nothing settled); a matcher simulates
         first and drops what fails.
 @custom:security No trusted settler: whoever submits a batch can only execute what both
@@ -168,9 +169,12 @@ def _use(
         (w2 >> 128) & packing.MASK_8,
     )
     by_operator: bool = oh._verify(account, digest, w2 >> 153, r, s)
-    key: uint256 = nonce >> 7
-    at: uint256 = (nonce & 127) << 1
-    bits: uint256 = state._order_bits[account][key]
+    # the nonce's replay bits: in the header's window (the word is `hdr`, no read) or in
+    # an order_bits word (order_hash._replay_word, review 8)
+    bits: uint256 = 0
+    at: uint256 = 0
+    in_header: bool = False
+    bits, at, in_header = oh._replay_word(account, hdr, nonce)
     st: uint256 = (bits >> at) & 3
     filled: uint256 = amount
     if digest == sweep:
@@ -190,7 +194,10 @@ def _use(
     else:
         bits |= oh.ORDER_PARTIAL << at
         state._order_filled[digest] = filled
-    state._order_bits[account][key] = bits
+    oh._store_replay_word(account, nonce, bits, in_header)
+    # the header as now stored: the settlement's own header write keeps the window
+    if in_header:
+        return bits, digest, by_operator, filled
     return hdr, digest, by_operator, filled
 
 
