@@ -201,7 +201,7 @@ def _settle_side(
 ) -> (uint256, int256, int256, int256):
     """
     @dev One side of a fill, without its event (the caller logs it: `_settle_logged`'s
-         `Fill`, or a matched fill's `OrdersMatched` carrying both sides). `pw` is the
+         `Fill`; a matched fill settles through `_settle_account`, the same arithmetic). `pw` is the
          account's position word in `m` as stored (`state._pos[account][m]`: callers
          have read it for their own checks). Returns (new header, realised PnL, funding
          paid, position size after).
@@ -255,6 +255,59 @@ def _settle_side(
     if new_hdr != hdr:
         state._header[account] = new_hdr
     return new_hdr, realized, funding_paid, new_size
+
+
+@internal
+def _settle_account(
+    account: uint256,
+    hdr: uint256,
+    m: uint256,
+    pw: uint256,
+    delta: int256,
+    price: uint256,
+    index: int256,
+    fee: uint256,
+) -> (uint256, int256, int256, int256, int256, int256):
+    """
+    @dev One side of a matched fill (ClearinghouseOrders.settle): `_settle_side`'s
+         account part (funding, PnL, fee, position, header) without the market's shared
+         words, which the fill's two sides (one market) update once: the pool's cash goes
+         down by (realised PnL - funding paid) of each side and its pending fees up by
+         the fees; the pool sums and open interest as `_settle_side` moves them. Same
+         arithmetic and rounding as `_settle_side` (keep the two in step). Returns (new
+         header, realised PnL, funding paid, position size after, cost-basis change,
+         funding-snapshot-sum change).
+    """
+    size: int256 = packing._pos_size(pw)
+    cost: int256 = packing._pos_cost(pw)
+    funding_paid: int256 = 0
+    old_snap: int256 = index
+    if size != 0:
+        d: int256 = packing._pos_funding_delta(pw, index)
+        old_snap = index - d
+        funding_paid = positions._funding_owed(size, d)
+    new_size: int256 = 0
+    new_cost: int256 = 0
+    realized: int256 = 0
+    new_size, new_cost, realized = positions._apply_fill(size, cost, delta, price)
+    cash: int256 = realized - funding_paid
+    if cash != 0 or fee != 0:
+        state._balance[account][0] += cash - convert(fee, int256)
+    if new_size == 0:
+        state._pos[account][m] = 0
+    else:
+        state._pos[account][m] = packing._pack_pos(new_size, new_cost, index)
+    new_hdr: uint256 = packing._with_position(hdr, m, new_size != 0)
+    if new_hdr != hdr:
+        state._header[account] = new_hdr
+    return (
+        new_hdr,
+        realized,
+        funding_paid,
+        new_size,
+        new_cost - cost,
+        fp._div_ceil(new_size * index - size * old_snap, packing.PICO_PER_USD),
+    )
 
 
 @internal
