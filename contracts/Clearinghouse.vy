@@ -102,6 +102,8 @@ interface IExtension:
 interface IHalfChain:
     def ADMIN() -> address: view
     def ORDERS() -> address: view
+    def RISK() -> address: view
+    def TREASURY() -> address: view
 
 
 # @notice Code half reached by delegatecall for every selector not exported here.
@@ -110,6 +112,12 @@ OPS: public(immutable(address))
 # `settle` is delegated to it directly, the same code the chain would reach.
 ORDERS: immutable(address)
 SETTLE: constant(bytes4) = method_id("settle(uint256[])", output_type=bytes4)
+# The last half (Orders -> Risk -> Treasury): a signed fill's margin check off the common
+# case (engine_check_fill, self-only) goes to it directly.
+TREASURY: immutable(address)
+CHECK_FILL: constant(bytes4) = method_id(
+    "engine_check_fill(uint256,uint256,int256,bool,bool,uint256)", output_type=bytes4
+)
 
 
 @deploy
@@ -133,6 +141,7 @@ def __init__(oracle: IOracleRouter, settlement_token: address, admin: address, o
     state.__init__(oracle, settlement_token)
     OPS = ops
     ORDERS = staticcall IHalfChain(staticcall IHalfChain(ops).ADMIN()).ORDERS()
+    TREASURY = staticcall IHalfChain(staticcall IHalfChain(ORDERS).RISK()).TREASURY()
     access_control._grant_role(access_control.DEFAULT_ADMIN_ROLE, admin)
     access_control._grant_role(state.RISK_ROLE, admin)
     access_control._grant_role(state.GUARDIAN_ROLE, admin)
@@ -146,9 +155,15 @@ def __default__() -> Bytes[128]:
     """
     @notice Forwards every other call to ClearinghouseOps by delegatecall; its return data
             (the cold getters Ops exports; at most 128 bytes) and reverts bubble up.
-            `settle` (ClearinghouseOrders; it returns nothing) goes to Orders directly.
+            `settle` (ClearinghouseOrders; it returns nothing) goes to Orders directly,
+            `engine_check_fill` (self-only, returns nothing) to Treasury.
     """
-    if len(msg.data) >= 4 and convert(slice(msg.data, 0, 4), bytes4) == SETTLE:
-        raw_call(ORDERS, msg.data, is_delegate_call=True)
-        return b""
+    if len(msg.data) >= 4:
+        selector: bytes4 = convert(slice(msg.data, 0, 4), bytes4)
+        if selector == SETTLE:
+            raw_call(ORDERS, msg.data, is_delegate_call=True)
+            return b""
+        if selector == CHECK_FILL:
+            raw_call(TREASURY, msg.data, is_delegate_call=True)
+            return b""
     return raw_call(OPS, msg.data, max_outsize=128, is_delegate_call=True)

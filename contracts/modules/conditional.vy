@@ -126,9 +126,11 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
         else:
             delta = max(delta, unsafe_sub(0, held))
 
-    # consumed before the fill: the order can never fire again (the header read again:
-    # the touch above is an external call)
-    oh._set_replay_bits(account, nonce, oh.ORDER_DONE)
+    # consumed before the fill: the order can never fire again (a header word read
+    # again: the touch above is an external call)
+    if in_header:
+        bits = state._header[account]
+    oh._store_replay_word(account, nonce, bits | (oh.ORDER_DONE << at), in_header)
     fill: uint256 = extcall IClearinghouseEngine(self).engine_pool_trade(
         account, m, delta, order.limitPrice, engine.TRADE_CHECKED
     )

@@ -1033,6 +1033,31 @@ def engine_check_initial(account: uint256, reason: String[64], strict: bool):
 
 
 @external
+def engine_check_fill(
+    account: uint256, market: uint256, old_size: int256, adds: bool, worse: bool, fresh: uint256
+):
+    """
+    @notice Self-only: a matched fill's margin checks of one side, after it settled
+            (ClearinghouseOrders' `settle`; here for the Orders half's bytecode room): as
+            a market order's (`_check_after_trade`) when it adds or the account is in
+            portfolio mode; and a side filled worse than the oracle price that does not
+            add stays at or above maintenance in its own margin mode and at or above its
+            loss cap (review 3 R3-2, review 4 R4-4). `fresh`: the batch's touched markets.
+    """
+    self._only_self()
+    hdr: uint256 = state._header[account]
+    if adds or hdr & c.ACCOUNT_PORTFOLIO != 0:
+        self._check_after_trade(account, hdr, market, old_size, adds, fresh)
+    if worse and not adds:
+        self._refresh_stale(hdr, False, fresh)
+        s: state.MarginScan = self._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
+        # value moved out at a worse price is a transfer out (R4-4): `_below_loss_cap`
+        assert s.equity >= convert(s.maintenance, int256) and not self._below_loss_cap(
+            account, s.equity
+        ), "clearinghouse: off-oracle fill below maintenance or loss cap"
+
+
+@external
 def engine_pool_trade(
     account: uint256,
     market: uint256,
