@@ -158,7 +158,9 @@ def __default__() -> Bytes[128]:
             `settle` (ClearinghouseOrders; it returns nothing) goes to Orders directly,
             `engine_check_fill` (self-only, returns nothing) to Treasury.
     """
-    if len(msg.data) >= 4:
+    # both take at least 196 bytes (engine_check_fill exactly, settle 388 and up): the
+    # short calls (deposits, withdrawals, getters) skip the selector's copy
+    if len(msg.data) >= 196:
         selector: bytes4 = convert(slice(msg.data, 0, 4), bytes4)
         if selector == SETTLE:
             raw_call(ORDERS, msg.data, is_delegate_call=True)
