@@ -19,7 +19,8 @@
           ClearinghouseTreasury    insurance, protocol fees, collateral sales, the
                                    vault's cash and limits
         A selector not exported here goes by delegatecall to Ops, from Ops to Admin, and
-        on to Orders, Risk and Treasury. contracts/interfaces/IClearinghouse.vyi is the
+        on to Orders, Risk and Treasury; `settle` (a signed batch) goes to Orders at
+        once: each hop copies the batch's calldata (~6 KB) and pays a cold delegatecall. contracts/interfaces/IClearinghouse.vyi is the
         union of all six: the one ABI of this address.
         The halves call the engine back through self-only entry points (`engine_*`), so it
         is compiled once. Extension functions return nothing through the proxy; their
@@ -98,8 +99,25 @@ interface IExtension:
     def extension_config() -> (address, address): view
 
 
+interface IHalfChain:
+    def ADMIN() -> address: view
+    def ORDERS() -> address: view
+    def RISK() -> address: view
+    def TREASURY() -> address: view
+
+
 # @notice Code half reached by delegatecall for every selector not exported here.
 OPS: public(immutable(address))
+# The signed-order half (Ops -> Admin -> Orders, read from the chain at deployment):
+# `settle` is delegated to it directly, the same code the chain would reach.
+ORDERS: immutable(address)
+SETTLE: constant(bytes4) = method_id("settle(uint256[])", output_type=bytes4)
+# The last half (Orders -> Risk -> Treasury): a signed fill's margin check off the common
+# case (engine_check_fill, self-only) goes to it directly.
+TREASURY: immutable(address)
+CHECK_FILL: constant(bytes4) = method_id(
+    "engine_check_fill(uint256,uint256,int256,bool,bool,uint256)", output_type=bytes4
+)
 
 
 @deploy
@@ -122,6 +140,8 @@ def __init__(oracle: IOracleRouter, settlement_token: address, admin: address, o
     pausable.__init__()
     state.__init__(oracle, settlement_token)
     OPS = ops
+    ORDERS = staticcall IHalfChain(staticcall IHalfChain(ops).ADMIN()).ORDERS()
+    TREASURY = staticcall IHalfChain(staticcall IHalfChain(ORDERS).RISK()).TREASURY()
     access_control._grant_role(access_control.DEFAULT_ADMIN_ROLE, admin)
     access_control._grant_role(state.RISK_ROLE, admin)
     access_control._grant_role(state.GUARDIAN_ROLE, admin)
@@ -135,5 +155,17 @@ def __default__() -> Bytes[128]:
     """
     @notice Forwards every other call to ClearinghouseOps by delegatecall; its return data
             (the cold getters Ops exports; at most 128 bytes) and reverts bubble up.
+            `settle` (ClearinghouseOrders; it returns nothing) goes to Orders directly,
+            `engine_check_fill` (self-only, returns nothing) to Treasury.
     """
+    # both take at least 196 bytes (engine_check_fill exactly, settle 388 and up): the
+    # short calls (deposits, withdrawals, getters) skip the selector's copy
+    if len(msg.data) >= 196:
+        selector: bytes4 = convert(slice(msg.data, 0, 4), bytes4)
+        if selector == SETTLE:
+            raw_call(ORDERS, msg.data, is_delegate_call=True)
+            return b""
+        if selector == CHECK_FILL:
+            raw_call(TREASURY, msg.data, is_delegate_call=True)
+            return b""
     return raw_call(OPS, msg.data, max_outsize=128, is_delegate_call=True)

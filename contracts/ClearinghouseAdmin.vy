@@ -5,8 +5,9 @@
 @license MIT
 @notice Executed only by delegatecall (Clearinghouse -> ClearinghouseOps -> here; its own
         storage is never used): markets, collateral, fees, pausing and the risk book;
-        and, for the other halves' bytecode room, the margin-mode switch and a contract
-        wallet's (EIP-1271) order-signature check. Call
+        and, for the other halves' bytecode room, the margin-mode switch, the signed
+        orders' `cancel_below` and a contract wallet's (EIP-1271) order-signature check.
+        Call
         these functions on the Clearinghouse address with this contract's ABI; they
         return nothing. Selectors not exported here go on, again by delegatecall, to
         ClearinghouseOrders (signed-order settlement).
@@ -92,6 +93,23 @@ def extension_config() -> (address, address):
     @notice The oracle and settlement token this code half was built for.
     """
     return state.ORACLE.address, state.collateral_token[0]
+
+
+# signed orders' bulk cancel (ClearinghouseOrders' order type; here for the other halves'
+# room: moving the header's replay window takes a loop, review 8)
+@external
+def cancel_below(account: uint256, nonce: uint64):
+    """
+    @notice Cancels every signed order of the account with a nonce below `nonce` (owner
+            or operator); the minimum only rises.
+    @param account The sub-account id.
+    @param nonce The new minimum nonce (above the current one).
+    """
+    hdr: uint256 = engine._require_trader_any(account)
+    n: uint256 = convert(nonce, uint256)
+    # the header's replay window moves up with the minimum (order_hash, review 8)
+    oh._raise_min_nonce(account, hdr, n)
+    log state.NoncesCancelled(account=account, min_nonce=n)
 
 
 @external

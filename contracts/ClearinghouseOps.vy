@@ -111,22 +111,6 @@ def extension_config() -> (address, address):
     return state.ORACLE.address, state.collateral_token[0]
 
 
-# signed orders' bulk cancel (ClearinghouseOrders' order type, here for Risk's room)
-@external
-def cancel_below(account: uint256, nonce: uint64):
-    """
-    @notice Cancels every signed order of the account with a nonce below `nonce` (owner
-            or operator); the minimum only rises.
-    @param account The sub-account id.
-    @param nonce The new minimum nonce (above the current one).
-    """
-    hdr: uint256 = engine._require_trader_any(account)
-    n: uint256 = convert(nonce, uint256)
-    assert n > hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: min nonce only rises"
-    state._header[account] = (hdr & ((1 << oh.MIN_NONCE_SHIFT) - 1)) | (n << oh.MIN_NONCE_SHIFT)
-    log state.NoncesCancelled(account=account, min_nonce=n)
-
-
 @external
 def __default__():
     """

@@ -9,7 +9,7 @@
         nothing (results are events). Selectors not exported here go on, by
         delegatecall, to ClearinghouseRisk (auto-deleveraging, the vault's limits, and
         the orders' `cancel_order`, moved there for bytecode room; `cancel_below` is on
-        ClearinghouseOps), then to ClearinghouseTreasury.
+        ClearinghouseAdmin), then to ClearinghouseTreasury.
         Orders are the struct of perpdex/sdk/orders.py, signed for the domain
         ("perpdex", "1", chain id, the Clearinghouse address). `settle` takes a batch of
         matched pairs in a compact word encoding (below; `encode_fill_batch` in
@@ -28,15 +28,16 @@
         Immediate-or-cancel (FLAG_IOC, taker only): the order is done after the batch it
         first fills in; its fills there must follow each other (a sweep of several
         makers), and its remainder is cancelled (R3-3).
-        Replay state: every order has a per-account nonce. Two bits per nonce, 128 per
-        storage word (`state._order_bits`): "partly filled" (its filled amount is in
-        `state._order_filled[digest]`) and "done" (completely filled or cancelled): an
-        order that fills completely in one go writes only its nonce word, which its
-        account's earlier orders have usually made non-zero (5,000 gas instead of the
-        22,100 a fresh slot per order costs). Filling an order completely or cancelling
-        it consumes its nonce, so an account's live orders carry distinct nonces.
-        `cancel_below` (ClearinghouseOps) raises the account's minimum nonce (the
-        header's top 64 bits).
+        Replay state: every order has a per-account nonce. Two bits per nonce:
+        "partly filled" (its filled amount is in `state._order_filled[digest]`) and
+        "done" (completely filled or cancelled). The 44 nonces from the account's
+        minimum nonce up keep them in the account header (bits 104-191), which a fill
+        reads and writes anyway: an order there that fills completely in one go costs
+        no storage word of its own; higher nonces keep them 128 per storage word
+        (`state._order_bits`). Filling an order completely or cancelling it consumes its
+        nonce, so an account's live orders carry distinct nonces. `cancel_below`
+        (ClearinghouseAdmin) raises the account's minimum nonce (the header's top 64
+        bits) and moves the window with it (order_hash._raise_min_nonce, review 8).
         A batch is atomic: any bad fill reverts it (nothing settled); a matcher simulates
         first and drops what fails.
 @custom:security No trusted settler: whoever submits a batch can only execute what both
@@ -67,6 +68,9 @@ from .modules import engine
 from .modules import constants as c
 from .modules import packing
 from .modules import order_hash as oh
+from .modules import margin
+from .modules import fixed_point as fp
+from .modules import positions
 
 initializes: access_control
 initializes: pausable
@@ -168,9 +172,12 @@ def _use(
         (w2 >> 128) & packing.MASK_8,
     )
     by_operator: bool = oh._verify(account, digest, w2 >> 153, r, s)
-    key: uint256 = nonce >> 7
-    at: uint256 = (nonce & 127) << 1
-    bits: uint256 = state._order_bits[account][key]
+    # the nonce's replay bits: in the header's window (the word is `hdr`, no read) or in
+    # an order_bits word (order_hash._replay_word, review 8)
+    bits: uint256 = 0
+    at: uint256 = 0
+    in_header: bool = False
+    bits, at, in_header = oh._replay_word(account, hdr, nonce)
     st: uint256 = (bits >> at) & 3
     filled: uint256 = amount
     if digest == sweep:
@@ -190,7 +197,10 @@ def _use(
     else:
         bits |= oh.ORDER_PARTIAL << at
         state._order_filled[digest] = filled
-    state._order_bits[account][key] = bits
+    oh._store_replay_word(account, nonce, bits, in_header)
+    # the header as now stored: the settlement's own header write keeps the window
+    if in_header:
+        return bits, digest, by_operator, filled
     return hdr, digest, by_operator, filled
 
 
@@ -223,24 +233,62 @@ def _after(
     adds: bool,
     worse: bool,
     touched: uint256,
+    w0: uint256,
 ):
     """
     @dev Post-fill margin checks of one side, as `engine._pool_trade` makes them; and a
          side filled `worse` than the oracle price must stay at or above maintenance in
          its own margin mode and at or above its loss cap (an adding fill already passed
-         initial margin and the loss cap). `touched`: the batch's markets so far, whose
-         marks are this block's (a touch without quorum reverted the fill): none is stale.
+         initial margin and the loss cap): `engine_check_fill`, on the Clearinghouse (this
+         half has no room for the margin scan). The common case inline: an adding fill of
+         an isolated account without a loss cap whose only position is in `m` and that
+         holds no collateral but the settlement token. `touched`: the batch's markets so
+         far, whose marks are this block's (a touch without quorum reverted the fill):
+         none is stale. `w0`: the risk book's word 0 of market `m`.
     """
-    if adds or hdr & c.ACCOUNT_PORTFOLIO != 0:
-        engine._check_after_trade(account, hdr, m, size, adds, touched)
-    if worse and not adds:
-        engine._refresh_stale(hdr, False, touched)
-        s: state.MarginScan = engine._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
-        # nor below the account's loss cap: value moved out at a worse price is a
-        # transfer out (review 4, R4-4); `_below_loss_cap` is the shared test
-        assert s.equity >= convert(s.maintenance, int256) and not engine._below_loss_cap(
-            account, s.equity
-        ), "clearinghouse: off-oracle fill below maintenance or loss cap"
+    if (
+        adds
+        and hdr & (c.ACCOUNT_PORTFOLIO | c.ACCOUNT_LOSS_CAP) == 0
+        and (hdr >> 8) & packing.MASK_40 == 1 << m
+    ):
+        # `_check_after_trade`'s rule for it (equity >= initial; `_refresh_stale` has
+        # nothing to re-read: one position, in a touched market, no collateral), its
+        # `_scan` reduced to the one position: the same expressions, unchecked where
+        # `_scan`'s are, on the same bounds (|size| < 2**95, price < 2**88; engine._scan,
+        # keep them in step), the requirement margin._isolated's formula as `_scan`
+        # inlines it
+        pw: uint256 = state._pos[account][m]
+        now: int256 = packing._pos_size(pw)
+        mw: uint256 = state._mark[m]
+        price: uint256 = mw & packing.MASK_88
+        abs_size: uint256 = convert(convert(now, bytes32), uint256)
+        if now < 0:
+            abs_size = convert(convert(unsafe_sub(0, now), bytes32), uint256)
+        abs_value: uint256 = unsafe_mul(abs_size, price)
+        notional: uint256 = unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD)
+        scale: uint256 = unsafe_mul(c.BPS, (w0 >> 32) & margin.MASK_128)
+        initial: uint256 = unsafe_add(
+            unsafe_div(
+                unsafe_add(unsafe_mul(abs_value, w0 & margin.MASK_16), c.WAD * c.BPS - 1),
+                c.WAD * c.BPS,
+            ),
+            unsafe_div(
+                unsafe_add(
+                    unsafe_mul(unsafe_mul(notional, (w0 >> 16) & margin.MASK_16), abs_size),
+                    unsafe_sub(scale, 1),
+                ),
+                scale,
+            ),
+        )
+        assert state._balance[account][0] + fp._div_floor(
+            unsafe_mul(now, convert(convert(price, bytes32), int256)), c.IWAD
+        ) - packing._pos_cost(pw) - positions._funding_owed(
+            now, packing._pos_funding_delta(pw, packing._mark_index(mw))
+        ) >= convert(
+            initial, int256
+        ), "clearinghouse: below initial margin"
+    elif adds or worse or hdr & c.ACCOUNT_PORTFOLIO != 0:
+        extcall IClearinghouseEngine(self).engine_check_fill(account, m, size, adds, worse, touched)
     # closing the last position must not leave a debt no liquidation can reach (rare:
     # the engine's own entry point, for bytecode)
     if packing._position_count(hdr) == 0 and state._balance[account][0] < 0:
@@ -271,6 +319,7 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
     # markets where adding risk passed its checks in this batch: none of what they read
     # (pause, the market's params and oracle flags, the risk book) changes within it
     risk_ok: uint256 = 0
+    book_w0: uint256[c.MAX_MARKETS] = empty(uint256[c.MAX_MARKETS])
     last_m: uint256 = max_value(uint256)
     pw: uint256 = 0
     p: packing.MarketParams = empty(packing.MarketParams)
@@ -295,7 +344,9 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         t_limit: uint256 = t_w1 >> 128
         m: uint256 = (m_w2 >> 136) & packing.MASK_16
         assert (t_w2 >> 136) & packing.MASK_16 == m, "clearinghouse: market mismatch"
-        assert m < state.market_count, "clearinghouse: unknown market"
+        # a run of fills in one market checks it once (market_count only grows)
+        if m != last_m:
+            assert m < state.market_count, "clearinghouse: unknown market"
         assert (m_size > 0) != (t_size > 0), "clearinghouse: same side"
         assert m_acct != t_acct, "clearinghouse: self-trade"
         amount: uint256 = t_w2 >> 160
@@ -389,34 +440,71 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         if (adds_t or adds_m) and (risk_ok >> m) & 1 == 0:
             engine._require_can_add_risk(m, p, oflags[m])
             risk_ok |= 1 << m
+            # the market's risk-book word (the book exists and lists m: checked above)
+            book_w0[m] = margin._book_word(
+                packing._system_book(state._system), margin.HEADER_BYTES + margin.MARKET_BYTES * m
+            )
         # fees rounded up; amount < 2**128, fee < 2**58, price < 2**128 (w1): a product
         # that overflowed 256 bits would revert, not wrap (no 512-bit mul_div needed)
         fee_t: uint256 = (amount * p.taker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)
         fee_m: uint256 = (amount * p.maker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)
-        oi: uint256 = state._oi[m]
         pnl_t: int256 = 0
         pnl_m: int256 = 0
         funding_t: int256 = 0
         funding_m: int256 = 0
         after_t: int256 = 0
         after_m: int256 = 0
-        hdr_t, pnl_t, funding_t, after_t = engine._settle_side(
+        dcost_t: int256 = 0
+        dcost_m: int256 = 0
+        dsnap_t: int256 = 0
+        dsnap_m: int256 = 0
+        hdr_t, pnl_t, funding_t, after_t, dcost_t, dsnap_t = engine._settle_account(
             t_acct, hdr_t, m, pos_t, delta, price, indices[m], fee_t
         )
-        hdr_m, pnl_m, funding_m, after_m = engine._settle_side(
+        hdr_m, pnl_m, funding_m, after_m, dcost_m, dsnap_m = engine._settle_account(
             m_acct, hdr_m, m, pos_m, -delta, price, indices[m], fee_m
         )
+        # the market's shared words, once for both sides (engine._settle_side moves them
+        # per side by the same amounts): pool cash and pending fees, pool sums, OI
+        cash: int256 = pnl_t - funding_t + pnl_m - funding_m
+        if cash != 0 or fee_t + fee_m != 0:
+            pool: uint256 = state._pool
+            state._pool = packing._pack_pool(
+                packing._lo_i128(pool) - cash, (pool >> 128) + fee_t + fee_m
+            )
+        if dcost_t + dcost_m != 0 or dsnap_t + dsnap_m != 0:
+            sums: uint256 = state._pool_sums[m]
+            state._pool_sums[m] = packing._pack_i128(
+                packing._lo_i128(sums) + dcost_t + dcost_m,
+                packing._hi_i128(sums) + dsnap_t + dsnap_m,
+            )
+        # each side's old position leaves its side's open interest, its new one joins
+        oi: uint256 = state._oi[m]
+        long_oi: uint256 = convert(
+            convert(oi & packing.MASK_128, int256)
+            + max(after_t, 0)
+            - max(size_t, 0)
+            + max(after_m, 0)
+            - max(size_m, 0),
+            uint256,
+        )
+        short_oi: uint256 = convert(
+            convert(oi >> 128, int256)
+            + max(-after_t, 0)
+            - max(-size_t, 0)
+            + max(-after_m, 0)
+            - max(-size_m, 0),
+            uint256,
+        )
+        state._oi[m] = packing._pack_u128(long_oi, short_oi)
         # a matched fill leaves the skew as it was: only the open-interest caps can bind,
         # on a side that grew (engine._check_caps' rule; its exposure branch cannot fire
         # when the skew does not move, and leaving it out frees 850 bytes of this half)
-        new_oi: uint256 = state._oi[m]
-        long_oi: uint256 = new_oi & packing.MASK_128
-        short_oi: uint256 = new_oi >> 128
         assert (long_oi <= oi & packing.MASK_128 or long_oi <= p.max_oi) and (
             short_oi <= oi >> 128 or short_oi <= p.max_oi
         ), "clearinghouse: open interest cap reached"
-        self._after(t_acct, hdr_t, m, size_t, adds_t, worse_t, touched)
-        self._after(m_acct, hdr_m, m, size_m, adds_m, worse_m, touched)
+        self._after(t_acct, hdr_t, m, size_t, adds_t, worse_t, touched, book_w0[m])
+        self._after(m_acct, hdr_m, m, size_m, adds_m, worse_m, touched, book_w0[m])
         # both sides in one event (no `Fill` per side: one log instead of three)
         log state.OrdersMatched(
             maker=m_acct,

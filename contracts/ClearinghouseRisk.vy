@@ -104,9 +104,8 @@ def cancel_order(order: oh.Order):
     """
     engine._require_trader_any(order.account)
     nonce: uint256 = convert(order.nonce, uint256)
-    state._order_bits[order.account][packing._order_word(nonce)] |= packing._order_state_bits(
-        oh.ORDER_DONE, nonce
-    )
+    # in the header's replay window or in its order_bits word (order_hash, review 8)
+    oh._set_replay_bits(order.account, nonce, oh.ORDER_DONE)
     log state.OrderCancelled(
         account=order.account, nonce=nonce, order=oh._digest(oh._domain(), order)
     )

@@ -39,6 +39,9 @@ exports: (
     treasury.sync_marks,
     governance.set_vault_limits,
     delayed.set_delayed_params,
+    # self-only: a signed fill's margin checks off the common case (ClearinghouseOrders
+    # `_after`; the Orders half has no room for the margin scan)
+    engine.engine_check_fill,
 )
 
 

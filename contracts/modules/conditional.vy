@@ -83,9 +83,11 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
     assert convert(order.expiry, uint256) >= block.timestamp, "clearinghouse: order expired"
     nonce: uint256 = convert(order.nonce, uint256)
     assert nonce >= hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: order nonce cancelled"
-    key: uint256 = nonce >> 7
-    at: uint256 = (nonce & 127) << 1
-    bits: uint256 = state._order_bits[account][key]
+    # its replay bits: in the header's window or in an order_bits word (review 8)
+    bits: uint256 = 0
+    at: uint256 = 0
+    in_header: bool = False
+    bits, at, in_header = oh._replay_word(account, hdr, nonce)
     # done (filled, cancelled) or partly filled by a matched order with this nonce
     assert (bits >> at) & 3 == 0, "clearinghouse: order done"
     flags: uint256 = convert(order.flags, uint256)
@@ -124,8 +126,11 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
         else:
             delta = max(delta, unsafe_sub(0, held))
 
-    # consumed before the fill: the order can never fire again
-    state._order_bits[account][key] = bits | (oh.ORDER_DONE << at)
+    # consumed before the fill: the order can never fire again (a header word read
+    # again: the touch above is an external call)
+    if in_header:
+        bits = state._header[account]
+    oh._store_replay_word(account, nonce, bits | (oh.ORDER_DONE << at), in_header)
     fill: uint256 = extcall IClearinghouseEngine(self).engine_pool_trade(
         account, m, delta, order.limitPrice, engine.TRADE_CHECKED
     )

@@ -217,7 +217,7 @@ def _settle_side(
 ) -> (uint256, int256, int256, int256):
     """
     @dev One side of a fill, without its event (the caller logs it: `_settle_logged`'s
-         `Fill`, or a matched fill's `OrdersMatched` carrying both sides). `pw` is the
+         `Fill`; a matched fill settles through `_settle_account`, the same arithmetic). `pw` is the
          account's position word in `m` as stored (`state._pos[account][m]`: callers
          have read it for their own checks). Returns (new header, realised PnL, funding
          paid, position size after).
@@ -271,6 +271,59 @@ def _settle_side(
     if new_hdr != hdr:
         state._header[account] = new_hdr
     return new_hdr, realized, funding_paid, new_size
+
+
+@internal
+def _settle_account(
+    account: uint256,
+    hdr: uint256,
+    m: uint256,
+    pw: uint256,
+    delta: int256,
+    price: uint256,
+    index: int256,
+    fee: uint256,
+) -> (uint256, int256, int256, int256, int256, int256):
+    """
+    @dev One side of a matched fill (ClearinghouseOrders.settle): `_settle_side`'s
+         account part (funding, PnL, fee, position, header) without the market's shared
+         words, which the fill's two sides (one market) update once: the pool's cash goes
+         down by (realised PnL - funding paid) of each side and its pending fees up by
+         the fees; the pool sums and open interest as `_settle_side` moves them. Same
+         arithmetic and rounding as `_settle_side` (keep the two in step). Returns (new
+         header, realised PnL, funding paid, position size after, cost-basis change,
+         funding-snapshot-sum change).
+    """
+    size: int256 = packing._pos_size(pw)
+    cost: int256 = packing._pos_cost(pw)
+    funding_paid: int256 = 0
+    old_snap: int256 = index
+    if size != 0:
+        d: int256 = packing._pos_funding_delta(pw, index)
+        old_snap = index - d
+        funding_paid = positions._funding_owed(size, d)
+    new_size: int256 = 0
+    new_cost: int256 = 0
+    realized: int256 = 0
+    new_size, new_cost, realized = positions._apply_fill(size, cost, delta, price)
+    cash: int256 = realized - funding_paid
+    if cash != 0 or fee != 0:
+        state._balance[account][0] += cash - convert(fee, int256)
+    if new_size == 0:
+        state._pos[account][m] = 0
+    else:
+        state._pos[account][m] = packing._pack_pos(new_size, new_cost, index)
+    new_hdr: uint256 = packing._with_position(hdr, m, new_size != 0)
+    if new_hdr != hdr:
+        state._header[account] = new_hdr
+    return (
+        new_hdr,
+        realized,
+        funding_paid,
+        new_size,
+        new_cost - cost,
+        fp._div_ceil(new_size * index - size * old_snap, packing.PICO_PER_USD),
+    )
 
 
 @internal
@@ -1003,6 +1056,31 @@ def engine_check_initial(account: uint256, reason: String[64], strict: bool):
             if (cbits >> i) & 1 == 1:
                 self._require_valid_price(self._touch(state.collateral_market[i])[1])
     self._check_initial(account, hdr, reason)
+
+
+@external
+def engine_check_fill(
+    account: uint256, market: uint256, old_size: int256, adds: bool, worse: bool, fresh: uint256
+):
+    """
+    @notice Self-only: a matched fill's margin checks of one side, after it settled
+            (ClearinghouseOrders' `settle`; here for the Orders half's bytecode room): as
+            a market order's (`_check_after_trade`) when it adds or the account is in
+            portfolio mode; and a side filled worse than the oracle price that does not
+            add stays at or above maintenance in its own margin mode and at or above its
+            loss cap (review 3 R3-2, review 4 R4-4). `fresh`: the batch's touched markets.
+    """
+    self._only_self()
+    hdr: uint256 = state._header[account]
+    if adds or hdr & c.ACCOUNT_PORTFOLIO != 0:
+        self._check_after_trade(account, hdr, market, old_size, adds, fresh)
+    if worse and not adds:
+        self._refresh_stale(hdr, False, fresh)
+        s: state.MarginScan = self._scan(account, hdr, True, False, state.NO_OVERRIDE, 0)
+        # value moved out at a worse price is a transfer out (R4-4): `_below_loss_cap`
+        assert s.equity >= convert(s.maintenance, int256) and not self._below_loss_cap(
+            account, s.equity
+        ), "clearinghouse: off-oracle fill below maintenance or loss cap"
 
 
 @external

@@ -3,9 +3,10 @@
 @title EIP-712 signed orders: the type, its digest, its signature and the replay bits
 @custom:contract-name order_hash
 @license MIT
-@notice No storage of its own, shared by the two halves that read signed orders:
-        ClearinghouseOrders (`settle`) and ClearinghouseRisk (`cancel_order`,
-        `cancel_below`, and `execute_order` of modules/conditional.vy), so the digest a
+@notice No storage of its own, shared by the halves that read signed orders:
+        ClearinghouseOrders (`settle`), ClearinghouseRisk (`cancel_order`, and
+        `execute_order` of modules/conditional.vy) and ClearinghouseAdmin
+        (`cancel_below`), so the replay state every path reads, the digest a
         fill checks, the one a cancel logs and the signature check of a matched fill and
         of a conditional order are one piece of code. The struct is the one of
         perpdex/sdk/orders.py; the domain is ("perpdex", "1", chain id, `self`: the
@@ -17,12 +18,19 @@
 from snekmate.utils import ecdsa
 from snekmate.utils import signature_checker
 from . import state
+from . import packing
 
 uses: state
 
-# replay state (state._order_bits), two bits per nonce: "partly filled" (its filled
-# amount is in state._order_filled[digest]) and "done" (filled completely, cancelled, or
-# an IOC order after its first batch)
+# replay state, two bits per nonce: "partly filled" (its filled amount is in
+# state._order_filled[digest]) and "done" (filled completely, cancelled, or an IOC order
+# after its first batch). Where they live (review 8): the nonces min .. min +
+# packing.NONCE_WINDOW - 1 (min: the header's minimum nonce) in the account header's
+# window, so a fill reads and writes only the header it loads anyway; every other nonce
+# in state._order_bits (128 per word). A nonce moves only upwards through the three
+# places (word, then window, then below the minimum: cancelled), and only in
+# `_raise_min_nonce`, which carries the bits of the nonces entering the window over from
+# their words: at any time one place holds a nonce's state (`_replay_word`).
 ORDER_PARTIAL: constant(uint256) = 1
 ORDER_DONE: constant(uint256) = 2
 # order flags (perpdex/sdk/orders.py FLAG_*)
@@ -55,6 +63,77 @@ struct Order:
     expiry: uint64
     nonce: uint64
     flags: uint8
+
+
+@internal
+@view
+def _replay_word(account: uint256, hdr: uint256, nonce: uint256) -> (uint256, uint256, bool):
+    """
+    @dev Where `nonce`'s two replay bits live: (word, bit position, in the header). In the
+         header's window (`hdr`, the account's header as stored, is the word: no read)
+         when min <= nonce < min + NONCE_WINDOW; else its state._order_bits word (a nonce
+         below the minimum is cancelled whatever its bits say: callers check that).
+    """
+    base: uint256 = hdr >> MIN_NONCE_SHIFT
+    if nonce >= base and nonce - base < packing.NONCE_WINDOW:
+        return hdr, packing.NONCE_WINDOW_SHIFT + ((nonce - base) << 1), True
+    return state._order_bits[account][nonce >> 7], (nonce & 127) << 1, False
+
+
+@internal
+def _store_replay_word(account: uint256, nonce: uint256, word: uint256, in_header: bool):
+    """
+    @dev Writes back a word `_replay_word` returned, changed only in the nonce's bits
+         (the header: read in this call frame with nothing in between that writes it).
+    """
+    if in_header:
+        state._header[account] = word
+    else:
+        state._order_bits[account][nonce >> 7] = word
+
+
+@internal
+def _set_replay_bits(account: uint256, nonce: uint256, bits: uint256):
+    """
+    @dev ORs `bits` (ORDER_*) into the replay state of `nonce` (cancel_order, a fired
+         conditional order), the header read fresh.
+    """
+    word: uint256 = 0
+    at: uint256 = 0
+    in_header: bool = False
+    word, at, in_header = self._replay_word(account, state._header[account], nonce)
+    self._store_replay_word(account, nonce, word | (bits << at), in_header)
+
+
+@internal
+def _raise_min_nonce(account: uint256, hdr: uint256, new_min: uint256):
+    """
+    @dev `cancel_below`: the account's minimum nonce rises to `new_min` (above the
+         current one, a uint64), cancelling every lower nonce, and the header's window
+         moves with it: the nonces that stay in it keep their bits (shifted down), those
+         that enter it bring theirs from their state._order_bits words (at most 44
+         nonces, at most two words). `hdr`: the header as stored.
+    """
+    base: uint256 = hdr >> MIN_NONCE_SHIFT
+    assert new_min > base, "clearinghouse: min nonce only rises"
+    step: uint256 = new_min - base
+    window: uint256 = 0
+    if step < packing.NONCE_WINDOW:
+        window = ((hdr >> packing.NONCE_WINDOW_SHIFT) & packing.MASK_88) >> (step << 1)
+    # the nonces entering the window: max(new_min, base + NONCE_WINDOW) .. new_min + 43
+    first: uint256 = max(new_min, base + packing.NONCE_WINDOW)
+    for i: uint256 in range(packing.NONCE_WINDOW):
+        n: uint256 = first + i
+        if n >= new_min + packing.NONCE_WINDOW:
+            break
+        window |= ((state._order_bits[account][n >> 7] >> ((n & 127) << 1)) & 3) << (
+            (n - new_min) << 1
+        )
+    state._header[account] = (
+        (hdr & packing.MASK_104)
+        | (window << packing.NONCE_WINDOW_SHIFT)
+        | (new_min << MIN_NONCE_SHIFT)
+    )
 
 
 @internal

@@ -47,8 +47,10 @@
                         time + max_age, of those orders; 0 with none; the
                         account is frozen for its owner and operators while
                         now <= it, modules/delayed.vy, review 4 R4-2) |
-                        (bits 104-191 unused) | min order nonce uint64 (bits
-                        192-255, `cancel_below` in ClearinghouseOps.vy)
+                        nonce window 44 x 2 bits (bits 104-191: the signed-order
+                        replay state of nonces min .. min + 43, modules/order_hash.vy,
+                        review 8) | min order nonce uint64 (bits 192-255,
+                        `cancel_below` in ClearinghouseAdmin.vy)
         treasury word   insurance_fund uint128 | protocol_fees uint128    (USD WAD)
         system word     risk_book address | n_scenarios u8 | floor_bps u16 |
                         mmr_bps u16 | fee_insurance_bps u16 | fee_protocol_bps u16 |
@@ -68,6 +70,14 @@ MASK_8: constant(uint256) = 2**8 - 1
 MASK_96: constant(uint256) = 2**96 - 1
 MASK_16: constant(uint256) = 2**16 - 1
 MASK_64: constant(uint256) = 2**64 - 1
+
+# Signed-order replay window of the account header (modules/order_hash.vy, review 8):
+# two bits (order_hash.ORDER_PARTIAL | ORDER_DONE) for each of the NONCE_WINDOW nonces
+# from the minimum nonce (bits 192-255) up, at bit NONCE_WINDOW_SHIFT + 2 (n - min);
+# higher nonces keep theirs in state._order_bits. Bits below the window: MASK_104.
+NONCE_WINDOW: constant(uint256) = 44
+NONCE_WINDOW_SHIFT: constant(uint256) = 104
+MASK_104: constant(uint256) = 2**104 - 1
 
 # Index and rate units of the mark word.
 PICO_PER_USD: constant(int256) = 10**12

@@ -122,7 +122,7 @@ def _order_at_fault(
     if reason == "order expired":
         return order.expiry < probe.timestamp()
     if reason in ("order done", "order overfilled"):
-        st = cs.nonce_state(probe.storage(cs.order_bits_slot(acct, order.nonce)), order.nonce)
+        st = cs.order_state(acct, probe.header(acct), order.nonce, probe.storage)
         if st & cs.ORDER_DONE:
             return True
         filled = probe.storage(cs.order_filled_slot(s.digest)) if st & cs.ORDER_PARTIAL else 0

@@ -23,9 +23,9 @@ def _contract_type(name: str) -> Any:
     return contract_type(proj, name)
 
 
-# signed-order functions compiled into ClearinghouseOps (for Risk's bytecode room); the
-# Orders and Risk handles carry them too
-ORDERS_ON_OPS = frozenset({"cancel_below"})
+# signed-order functions compiled into ClearinghouseAdmin (for the other halves' bytecode
+# room); the Orders and Risk handles carry them too
+ORDERS_ON_ADMIN = frozenset({"cancel_below"})
 # the last half (contracts/ClearinghouseTreasury.vy) took, for bytecode room, the
 # treasury's calls off Admin and the vault-limit and delayed-order parameters off Risk:
 # those handles carry its functions and events, so `admin.fund_insurance(...)` and
@@ -46,7 +46,7 @@ def contract_type(proj: Any, name: str) -> Any:
     orders' cancels (`cancel_order`, `cancel_below`) live there for the Orders half's
     bytecode room, and Orders forwards every selector it lacks to Risk, so
     `orders.cancel_order(...)` keeps working on the Clearinghouse address; `cancel_below`
-    is compiled into Ops and added to the Orders and Risk types. Admin and Risk carry
+    is compiled into Admin and added to the Orders and Risk types. Admin and Risk carry
     the Treasury half's functions and events (ON_TREASURY); Ops carries the Admin
     half's OPS_ON_ADMIN."""
     ct = getattr(proj, name).contract_type
@@ -72,17 +72,17 @@ def contract_type(proj: Any, name: str) -> Any:
         ]
     elif name in ("ClearinghouseOrders", "ClearinghouseRisk"):
         # the signed orders' functions off Orders: cancel_order on Risk, cancel_below on
-        # Ops (bytecode room); both answer at the Clearinghouse's address
+        # Admin (bytecode room); both answer at the Clearinghouse's address
         extra = [
             a
-            for half in ("ClearinghouseRisk", "ClearinghouseOps")
+            for half in ("ClearinghouseRisk", "ClearinghouseAdmin")
             for a in getattr(proj, half).contract_type.abi
             if a.type in ("function", "event")
             and a.selector not in have
-            and (half == "ClearinghouseRisk" or a.name in ORDERS_ON_OPS)
+            and (half == "ClearinghouseRisk" or a.name in ORDERS_ON_ADMIN)
         ]
         if name == "ClearinghouseRisk":
-            extra = [a for a in extra if a.type == "function" and a.name in ORDERS_ON_OPS]
+            extra = [a for a in extra if a.type == "function" and a.name in ORDERS_ON_ADMIN]
     if name in ON_TREASURY:
         extra += [
             a

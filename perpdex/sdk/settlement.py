@@ -13,9 +13,12 @@ Replay state, for a matcher that must tell which order of a refused fill is at f
 (the contract has no view for it; these are its storage slots, which
 tests/unit/test_settlement_events.py holds to the compiler's layout):
   header[account]              bit 0 exists, bit 2 in liquidation, top 64 bits: the
-                               minimum nonce (`cancel_below`); the `account_header` view
-  order_bits[account][n >> 7]  2 bits per nonce n at bit 2 * (n & 127): 1 partly filled,
-                               2 done (filled completely or cancelled)
+                               minimum nonce `min` (`cancel_below`); bits 104-191: the
+                               replay window, 2 bits per nonce n in min .. min + 43 at
+                               bit 104 + 2 * (n - min); the `account_header` view
+  order_bits[account][n >> 7]  2 bits per other nonce n at bit 2 * (n & 127)
+  (both: 1 partly filled, 2 done: filled completely or cancelled; `replay_location`
+  says which holds a nonce, `order_state` reads it)
   order_filled[digest]         filled amount of a partly filled order
   balance[account][0]          settlement balance (int256 WAD): a simulation that
                                overrides it tells whether an account's margin refused a fill
@@ -24,7 +27,7 @@ Vyper places HashMap[k] of a map at slot p at keccak256(p ++ k) (32-byte words).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -145,6 +148,9 @@ ORDER_FILLED_SLOT = 196
 ORDER_PARTIAL = 1
 ORDER_DONE = 2
 MIN_NONCE_SHIFT = 192
+# the header's replay window (contracts/modules/packing.vy NONCE_WINDOW, review 8)
+NONCE_WINDOW = 44
+NONCE_WINDOW_SHIFT = 104
 ACCOUNT_EXISTS = 1
 ACCOUNT_IN_LIQUIDATION = 4
 
@@ -181,3 +187,22 @@ def nonce_state(bits_word: int, nonce: int) -> int:
 
 def min_nonce(header: int) -> int:
     return header >> MIN_NONCE_SHIFT
+
+
+def replay_location(account: int, header: int, nonce: int) -> tuple[int | None, int]:
+    """Where `nonce`'s 2 replay bits are (order_hash._replay_word): (None, bit) in the
+    account's header when min <= nonce < min + NONCE_WINDOW, else (slot, bit) of its
+    order_bits word. Below the minimum the order is cancelled whatever its bits say."""
+    rel = nonce - min_nonce(header)
+    if 0 <= rel < NONCE_WINDOW:
+        return None, NONCE_WINDOW_SHIFT + 2 * rel
+    return order_bits_slot(account, nonce), (nonce & 127) << 1
+
+
+def order_state(account: int, header: int, nonce: int, storage: Callable[[int], int]) -> int:
+    """The 2 replay bits of the account's `nonce` (ORDER_PARTIAL | ORDER_DONE), given
+    its header word and a reader of storage slots (called only for a nonce outside the
+    header's window)."""
+    slot, at = replay_location(account, header, nonce)
+    word = header if slot is None else storage(slot)
+    return (word >> at) & 3

@@ -351,6 +351,35 @@ def test_cancelled_order__never_fires(cw: CW, trader: Any) -> None:
     assert cw.size(acct) == WAD
 
 
+def test_window_nonces__fire_once_and_cancels_hold_as_the_window_moves(cw: CW, trader: Any) -> None:
+    """Review 8: stops whose nonces are in the account header's replay window (min ..
+    min + 43) and above it (their order_bits words) fire once and stay done, and a
+    cancelled one never fires, also after `cancel_below` moved the window over them."""
+    acct = cw.account(trader)
+    cw.w.trade(trader, acct, BTC, "1")
+
+    def stop(nonce: int) -> so.SignedOrder:
+        return cw.sign(cw.order(so.stop_loss, acct, "-0.2", 95_000, nonce=nonce), trader)
+
+    low, low_cancelled, high, high_cancelled = stop(1), stop(2), stop(60), stop(61)
+    for c in (low_cancelled, high_cancelled):
+        cw.orders.cancel_order(so.order_tuple(c.order), sender=trader)
+    cw.move(94_000)
+    for s in (low, high):
+        cw.execute(s)
+        with ape.reverts("clearinghouse: order done"):
+            cw.execute(s)
+    with ape.reverts("clearinghouse: order done"):
+        cw.execute(low_cancelled)
+    cw.orders.cancel_below(acct, 30, sender=trader)  # 60 and 61 enter the window
+    for s in (high, high_cancelled):
+        with ape.reverts("clearinghouse: order done"):
+            cw.execute(s)
+    with ape.reverts("clearinghouse: order nonce cancelled"):
+        cw.execute(low)
+    assert cw.size(acct) == WAD - 2 * (WAD // 5)
+
+
 # --- refusals --------------------------------------------------------------------------------
 
 

@@ -150,7 +150,11 @@ def test_r6_halves__no_selector_shadowed_and_treasury_reached(project, protocol,
     }
     print(f"selectors: {len(owner)} across six halves, clashes {clashes}")
     assert not clashes
-    assert len(treasury_fns) == 8
+    # the eight calls moved here, and (review 8) settle's self-only margin check of the
+    # uncommon cases, refused to outsiders in tests/unit/clearinghouse/test_engine_entry_points.py
+    check_fill = "engine_check_fill(uint256,uint256,int256,bool,bool,uint256)"
+    assert check_fill in treasury_fns
+    assert len(treasury_fns - {check_fill}) == 8
     assert {owner[function_signature_to_4byte_selector(s)] for s in treasury_fns} == {
         "ClearinghouseTreasury"
     }

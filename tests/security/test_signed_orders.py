@@ -364,6 +364,33 @@ def test_settle__adding_fill_below_initial_margin__refused(w: World) -> None:
         w.settle(o.MatchedFill(mk, tk, WAD))
 
 
+def test_settle__inline_margin_check_agrees_with_the_scan_at_the_boundary(w: World) -> None:
+    """`_after` checks an adding fill of an isolated one-market account without a loss cap
+    inline (review 8); with a loss cap (1 wei: it never binds here) the same fill takes
+    the engine's `_check_after_trade`. Two such twins take the same growing fills across
+    the initial-margin boundary: both must pass or both be refused, at every size."""
+    inline = w.h.funded_account(w.taker_owner, 1_000, name="inline")
+    scanned = w.h.funded_account(w.taker_owner, 1_000, name="scanned")
+    w.p.ops.set_loss_cap(scanned, 1, sender=w.taker_owner)
+    passed = refused = 0
+    for step in range(12):
+        size = 0.01 + 0.004 * step
+        outcome = []
+        for acct in (inline, scanned):
+            mk = w.sign(w.order(w.maker, -size), w.maker_owner)
+            tk = w.sign(w.order(acct, size), w.taker_owner)
+            try:
+                w.settle(o.MatchedFill(mk, tk, int(size * WAD)))
+                outcome.append("filled")
+            except ape.exceptions.ContractLogicError as e:
+                outcome.append(str(e))
+        assert outcome[0] == outcome[1], (size, outcome)
+        passed += outcome[0] == "filled"
+        refused += outcome[0] == "clearinghouse: below initial margin"
+        assert w.size(inline) == w.size(scanned)
+    assert passed and refused
+
+
 # --- cancels -----------------------------------------------------------------------------
 
 

@@ -56,6 +56,17 @@ class Chain:
         return self.now
 
 
+def put_state(chain: Chain, order: o.Order, state: int) -> None:
+    """Scripts `order`'s replay bits where the chain keeps them: the header's window or
+    the nonce's order_bits word (settlement.replay_location, review 8)."""
+    header = chain.header(order.account)
+    slot, at = cs.replay_location(order.account, header, order.nonce)
+    if slot is None:
+        chain.headers[order.account] = header | state << at
+    else:
+        chain.words[slot] = chain.words.get(slot, 0) | state << at
+
+
 def pair(**taker_kw: int) -> MatchedFill:
     return fill(1, signed(0, -1, 100), signed(1, 1, 100, **taker_kw), WAD)
 
@@ -64,9 +75,7 @@ def test_order_state_reasons_blame_the_order_in_that_state() -> None:
     f = pair()
     chain = Chain()
     # done: the maker's nonce bits on chain
-    chain.words[cs.order_bits_slot(f.maker.account, f.maker.nonce)] = cs.ORDER_DONE << (
-        (f.maker.nonce & 127) << 1
-    )
+    put_state(chain, f.maker, cs.ORDER_DONE)
     assert blame(chain, f, "clearinghouse: order done", []) == (f.maker_digest,)
     # cancelled below a nonce: the taker's header
     chain = Chain(headers={f.taker.account: cs.ACCOUNT_EXISTS | (10**6 << cs.MIN_NONCE_SHIFT)})
@@ -89,7 +98,7 @@ def test_overfilled_counts_the_partial_fill_on_chain_and_the_fills_kept_before()
     second = fill(2, maker, signed(2, 1, 100), WAD)
     chain = Chain()
     m = maker[0]
-    chain.words[cs.order_bits_slot(m.account, m.nonce)] = cs.ORDER_PARTIAL << ((m.nonce & 127) << 1)
+    put_state(chain, m, cs.ORDER_PARTIAL)
     chain.words[cs.order_filled_slot(first.maker_digest)] = WAD // 2
     # 0.5 filled elsewhere + 1 kept in this batch + 1 = 2.5 > 2: the maker
     assert blame(chain, second, "clearinghouse: order overfilled", [first]) == (first.maker_digest,)

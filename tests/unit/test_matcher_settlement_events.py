@@ -7,6 +7,7 @@ blame logic reads, against the compiler's layout and against what the chain hold
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +96,23 @@ def test_replay_state__read_from_storage(w: World, rpc: Rpc) -> None:
 
     maker = w.sign(w.order(w.maker, -1.0), w.maker_owner)
     taker = w.sign(w.order(w.taker, 0.25), w.taker_owner)
+
+    def state(account: int, nonce: int) -> int:
+        header = word(cs.map_slot(cs.HEADER_SLOT, account))
+        return cs.order_state(account, header, nonce, word)
+
     w.settle(o.MatchedFill(maker, taker, WAD // 4))
     m, t = maker.order, taker.order
-    assert cs.nonce_state(word(cs.order_bits_slot(w.maker, m.nonce)), m.nonce) == cs.ORDER_PARTIAL
+    assert state(w.maker, m.nonce) == cs.ORDER_PARTIAL
     assert word(cs.order_filled_slot(w.digest(m))) == WAD // 4
-    assert cs.nonce_state(word(cs.order_bits_slot(w.taker, t.nonce)), t.nonce) == cs.ORDER_DONE
+    assert state(w.taker, t.nonce) == cs.ORDER_DONE
     w.orders.cancel_order(m.as_message(), sender=w.maker_owner)
-    assert cs.nonce_state(word(cs.order_bits_slot(w.maker, m.nonce)), m.nonce) & cs.ORDER_DONE
+    assert state(w.maker, m.nonce) & cs.ORDER_DONE
+    # a nonce above the header's window: its bits in its order_bits word (review 8)
+    far = m.nonce + cs.NONCE_WINDOW + 200
+    assert cs.replay_location(w.maker, int(w.ch.account_header(w.maker)), far)[0] is not None
+    w.orders.cancel_order(replace(m, nonce=far).as_message(), sender=w.maker_owner)
+    assert cs.nonce_state(word(cs.order_bits_slot(w.maker, far)), far) == cs.ORDER_DONE
     w.orders.cancel_below(w.maker, 1_000, sender=w.maker_owner)
     header = int(w.ch.account_header(w.maker))
     assert word(cs.map_slot(cs.HEADER_SLOT, w.maker)) == header

@@ -38,3 +38,10 @@ def test_engine_refresh_account__outside_caller__reverts(ch, engine_acct, strang
 def test_engine_check_initial__outside_caller__reverts(ch, engine_acct, stranger):
     with ape.reverts(REASON):
         ch.engine_check_initial(engine_acct, "x", True, sender=stranger)
+
+
+def test_engine_check_fill__outside_caller__reverts(protocol, engine_acct, stranger):
+    # a signed fill's margin check (compiled into the Treasury half, whose functions the
+    # Risk handle carries): reached only from settle
+    with ape.reverts(REASON):
+        protocol.risk.engine_check_fill(engine_acct, BTC, 0, True, True, 0, sender=stranger)
