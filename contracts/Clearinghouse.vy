@@ -36,7 +36,10 @@ from snekmate.auth import access_control
 from snekmate.utils import pausable
 from .interfaces import IOracleRouter
 from .modules import state
-from .modules import engine
+from .modules import guards
+from .modules import marks
+from .modules import settlement
+from .modules import gates
 from .modules import accounts
 from .modules import trading
 from .modules import views
@@ -44,10 +47,15 @@ from .modules import views
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state]
-initializes: accounts[state := state, engine := engine]
-initializes: trading[state := state, engine := engine]
-initializes: views[state := state, engine := engine]
+initializes: guards[state := state]
+initializes: marks[state := state, guards := guards]
+initializes: settlement[state := state]
+initializes: gates[state := state, marks := marks]
+initializes: accounts[state := state, guards := guards, settlement := settlement, gates := gates]
+initializes: trading[
+    state := state, guards := guards, marks := marks, settlement := settlement, gates := gates
+]
+initializes: views[state := state, gates := gates]
 
 exports: (
     access_control.hasRole,
@@ -70,12 +78,12 @@ exports: (
     state.market_count,
     accounts.open_account,
     trading.trade,
-    engine.engine_touch,
-    engine.engine_refresh_account,
-    engine.refresh_account,
-    engine.engine_check_initial,
-    engine.engine_pool_trade,
-    engine.engine_fill,
+    marks.engine_touch,
+    marks.engine_refresh_account,
+    marks.refresh_account,
+    gates.engine_check_initial,
+    trading.engine_pool_trade,
+    settlement.engine_fill,
     state.seized_collateral,
     state.bad_debt_provision,
     views.account_header,

@@ -17,7 +17,10 @@ from snekmate.auth import access_control
 from snekmate.utils import pausable
 from .interfaces import IOracleRouter
 from .modules import state
-from .modules import engine
+from .modules import guards
+from .modules import marks
+from .modules import settlement
+from .modules import gates
 from .modules import accounts
 from .modules import governance
 from .modules import order_hash as oh
@@ -25,8 +28,11 @@ from .modules import order_hash as oh
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state]
-initializes: accounts[state := state, engine := engine]
+initializes: guards[state := state]
+initializes: marks[state := state, guards := guards]
+initializes: settlement[state := state]
+initializes: gates[state := state, marks := marks]
+initializes: accounts[state := state, guards := guards, settlement := settlement, gates := gates]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
 initializes: oh[state := state]
 
@@ -105,7 +111,7 @@ def cancel_below(account: uint256, nonce: uint64):
     @param account The sub-account id.
     @param nonce The new minimum nonce (above the current one).
     """
-    hdr: uint256 = engine._require_trader_any(account)
+    hdr: uint256 = guards._require_trader_any(account)
     n: uint256 = convert(nonce, uint256)
     # the header's replay window moves up with the minimum (order_hash, review 8)
     oh._raise_min_nonce(account, hdr, n)

@@ -15,7 +15,10 @@ from snekmate.auth import access_control
 from snekmate.utils import pausable
 from .interfaces import IOracleRouter
 from .modules import state
-from .modules import engine
+from .modules import guards
+from .modules import marks
+from .modules import settlement
+from .modules import gates
 from .modules import accounts
 from .modules import trading
 from .modules import views
@@ -26,13 +29,22 @@ from .modules import conditional
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state]
-initializes: accounts[state := state, engine := engine]
-initializes: trading[state := state, engine := engine]
-initializes: views[state := state, engine := engine]
-initializes: liquidation_hooks[state := state, engine := engine, access_control := access_control]
+initializes: guards[state := state]
+initializes: marks[state := state, guards := guards]
+initializes: settlement[state := state]
+initializes: gates[state := state, marks := marks]
+initializes: accounts[state := state, guards := guards, settlement := settlement, gates := gates]
+initializes: trading[
+    state := state, guards := guards, marks := marks, settlement := settlement, gates := gates
+]
+initializes: views[state := state, gates := gates]
+initializes: liquidation_hooks[
+    state := state, guards := guards, gates := gates, access_control := access_control
+]
 initializes: oh[state := state]
-initializes: conditional[state := state, engine := engine, accounts := accounts, oh := oh]
+initializes: conditional[
+    state := state, guards := guards, settlement := settlement, accounts := accounts, oh := oh
+]
 
 exports: (
     accounts.set_operator,

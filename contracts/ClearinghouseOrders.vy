@@ -64,7 +64,11 @@ from snekmate.utils import pausable
 from .interfaces import IOracleRouter
 from .interfaces import IClearinghouseEngine
 from .modules import state
-from .modules import engine
+from .modules import guards
+from .modules import marks
+from .modules import settlement
+from .modules import gates
+from .modules import trading
 from .modules import constants as c
 from .modules import packing
 from .modules import order_hash as oh
@@ -75,7 +79,13 @@ from .modules import positions
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state]
+initializes: guards[state := state]
+initializes: marks[state := state, guards := guards]
+initializes: settlement[state := state]
+initializes: gates[state := state, marks := marks]
+initializes: trading[
+    state := state, guards := guards, marks := marks, settlement := settlement, gates := gates
+]
 initializes: oh[state := state]
 
 # @notice Most fills per `settle` call.
@@ -150,10 +160,10 @@ def _use(
          digest, whether an operator signed it and the order's filled amount after this
          fill.
     """
-    hdr: uint256 = engine._require_exists(account)
+    hdr: uint256 = guards._require_exists(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     # no signed fill while a delayed order of the account may settle (R4-2)
-    engine._require_idle(hdr)
+    guards._require_idle(hdr)
     nonce: uint256 = w2 & packing.MASK_64
     expiry: uint256 = (w2 >> 64) & packing.MASK_64
     assert expiry >= block.timestamp, "clearinghouse: order expired"
@@ -236,7 +246,7 @@ def _after(
     w0: uint256,
 ):
     """
-    @dev Post-fill margin checks of one side, as `engine._pool_trade` makes them; and a
+    @dev Post-fill margin checks of one side, as `trading._pool_trade` makes them; and a
          side filled `worse` than the oracle price must stay at or above maintenance in
          its own margin mode and at or above its loss cap (an adding fill already passed
          initial margin and the loss cap): `engine_check_fill`, on the Clearinghouse (this
@@ -254,7 +264,7 @@ def _after(
         # `_check_after_trade`'s rule for it (equity >= initial; `_refresh_stale` has
         # nothing to re-read: one position, in a touched market, no collateral), its
         # `_scan` reduced to the one position: the same expressions, unchecked where
-        # `_scan`'s are, on the same bounds (|size| < 2**95, price < 2**88; engine._scan,
+        # `_scan`'s are, on the same bounds (|size| < 2**95, price < 2**88; gates._scan,
         # keep them in step), the requirement margin._isolated's formula as `_scan`
         # inlines it
         pw: uint256 = state._pos[account][m]
@@ -409,10 +419,10 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         )
         if (touched >> m) & 1 == 0:
             touched |= 1 << m
-            prices[m], oflags[m], indices[m] = engine._touch_with(m, p, True)
+            prices[m], oflags[m], indices[m] = marks._touch_with(m, p, True)
         oracle: uint256 = prices[m]
         # no fill of any kind (reduce-only included) without quorum
-        engine._require_quorum(oflags[m])
+        marks._require_quorum(oflags[m])
         band: uint256 = oracle * FILL_BAND_BPS // c.BPS
         assert price + band >= oracle and price <= oracle + band, (
             "clearinghouse: price off oracle band"
@@ -438,7 +448,7 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         size_t, adds_t = self._side(pos_t, delta, oracle, tf)
         size_m, adds_m = self._side(pos_m, -delta, oracle, mf)
         if (adds_t or adds_m) and (risk_ok >> m) & 1 == 0:
-            engine._require_can_add_risk(m, p, oflags[m])
+            trading._require_can_add_risk(m, p, oflags[m])
             risk_ok |= 1 << m
             # the market's risk-book word (the book exists and lists m: checked above)
             book_w0[m] = margin._book_word(
@@ -458,13 +468,13 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         dcost_m: int256 = 0
         dsnap_t: int256 = 0
         dsnap_m: int256 = 0
-        hdr_t, pnl_t, funding_t, after_t, dcost_t, dsnap_t = engine._settle_account(
+        hdr_t, pnl_t, funding_t, after_t, dcost_t, dsnap_t = settlement._settle_account(
             t_acct, hdr_t, m, pos_t, delta, price, indices[m], fee_t
         )
-        hdr_m, pnl_m, funding_m, after_m, dcost_m, dsnap_m = engine._settle_account(
+        hdr_m, pnl_m, funding_m, after_m, dcost_m, dsnap_m = settlement._settle_account(
             m_acct, hdr_m, m, pos_m, -delta, price, indices[m], fee_m
         )
-        # the market's shared words, once for both sides (engine._settle_side moves them
+        # the market's shared words, once for both sides (settlement._settle_side moves them
         # per side by the same amounts): pool cash and pending fees, pool sums, OI
         cash: int256 = pnl_t - funding_t + pnl_m - funding_m
         if cash != 0 or fee_t + fee_m != 0:
@@ -498,7 +508,7 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         )
         state._oi[m] = packing._pack_u128(long_oi, short_oi)
         # a matched fill leaves the skew as it was: only the open-interest caps can bind,
-        # on a side that grew (engine._check_caps' rule; its exposure branch cannot fire
+        # on a side that grew (trading._check_caps' rule; its exposure branch cannot fire
         # when the skew does not move, and leaving it out frees 850 bytes of this half)
         assert (long_oi <= oi & packing.MASK_128 or long_oi <= p.max_oi) and (
             short_oi <= oi >> 128 or short_oi <= p.max_oi

@@ -17,7 +17,11 @@ from snekmate.utils import pausable
 from .interfaces import IOracleRouter
 from .interfaces import IClearinghouseEngine
 from .modules import state
-from .modules import engine
+from .modules import guards
+from .modules import marks
+from .modules import settlement
+from .modules import gates
+from .modules import trading
 from .modules import accounts
 from .modules import vault_limits
 from .modules import order_hash as oh
@@ -30,13 +34,23 @@ from .modules import delayed
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state]
-initializes: accounts[state := state, engine := engine]
-initializes: vault_limits[state := state, engine := engine]
+initializes: guards[state := state]
+initializes: marks[state := state, guards := guards]
+initializes: settlement[state := state]
+initializes: gates[state := state, marks := marks]
+initializes: trading[
+    state := state, guards := guards, marks := marks, settlement := settlement, gates := gates
+]
+initializes: accounts[state := state, guards := guards, settlement := settlement, gates := gates]
+initializes: vault_limits[state := state, guards := guards]
 initializes: oh[state := state]
-initializes: conditional[state := state, engine := engine, accounts := accounts, oh := oh]
+initializes: conditional[
+    state := state, guards := guards, settlement := settlement, accounts := accounts, oh := oh
+]
 # delayed vault orders (modules/delayed.vy)
-initializes: delayed[state := state, engine := engine, access_control := access_control]
+initializes: delayed[
+    state := state, guards := guards, settlement := settlement, access_control := access_control
+]
 exports: (
     delayed.commit_order,
     delayed.settle_order,
@@ -102,7 +116,7 @@ def cancel_order(order: oh.Order):
             order of the account with that nonce can fill afterwards.
     @param order The order as signed (perpdex/sdk/orders.py `Order.as_message`).
     """
-    engine._require_trader_any(order.account)
+    guards._require_trader_any(order.account)
     nonce: uint256 = convert(order.nonce, uint256)
     # in the header's replay window or in its order_bits word (order_hash, review 8)
     oh._set_replay_bits(order.account, nonce, oh.ORDER_DONE)
@@ -138,8 +152,8 @@ def trade_multi(account: uint256, legs: DynArray[Leg, c.MAX_MARKETS]):
     @dev Owner or operator only. Legs fill in the order given; they are on distinct
          markets, so no leg's price depends on another's.
     """
-    hdr: uint256 = engine._require_trader(account)
-    engine._require_active(hdr)
+    hdr: uint256 = guards._require_trader(account)
+    guards._require_active(hdr)
     assert len(legs) != 0, "clearinghouse: no legs"
     assert len(legs) <= MAX_LEGS, "clearinghouse: too many legs"
     seen: uint256 = 0
@@ -164,10 +178,10 @@ def trade_multi(account: uint256, legs: DynArray[Leg, c.MAX_MARKETS]):
         before = (staticcall core.account_margin(account))[1]
     for leg: Leg in legs:
         extcall core.engine_pool_trade(
-            account, leg.market, leg.size_delta, leg.acceptable_price, engine.TRADE_DEFERRED
+            account, leg.market, leg.size_delta, leg.acceptable_price, trading.TRADE_DEFERRED
         )
     if adds or reduce_rule:
-        # engine._check_after_trade's rule, on the final book: fresh marks (every
+        # gates._check_after_trade's rule, on the final book: fresh marks (every
         # position's when an adding order meets a loss cap; nothing went stale since
         # `before`, same block), then initial margin, or for reduces a requirement no
         # higher than before; an order that adds must also leave equity at its loss cap
@@ -181,7 +195,7 @@ def trade_multi(account: uint256, legs: DynArray[Leg, c.MAX_MARKETS]):
         assert equity >= convert(initial, int256) or (
             not adds and initial <= before
         ), "clearinghouse: below initial margin"
-        assert not (adds and engine._below_loss_cap(account, equity)), (
+        assert not (adds and gates._below_loss_cap(account, equity)), (
             "clearinghouse: below loss cap, reduce only"
         )
     # closing the last position must not leave a debt no liquidation can reach

@@ -17,7 +17,11 @@ from snekmate.auth import access_control
 from snekmate.utils import pausable
 from .interfaces import IOracleRouter
 from .modules import state
-from .modules import engine
+from .modules import guards
+from .modules import marks
+from .modules import settlement
+from .modules import gates
+from .modules import trading
 from .modules import treasury
 from .modules import governance
 from .modules import delayed
@@ -25,10 +29,18 @@ from .modules import delayed
 initializes: access_control
 initializes: pausable
 initializes: state
-initializes: engine[state := state]
+initializes: guards[state := state]
+initializes: marks[state := state, guards := guards]
+initializes: settlement[state := state]
+initializes: gates[state := state, marks := marks]
+initializes: trading[
+    state := state, guards := guards, marks := marks, settlement := settlement, gates := gates
+]
 initializes: treasury[state := state, access_control := access_control]
 initializes: governance[state := state, access_control := access_control, pausable := pausable]
-initializes: delayed[state := state, engine := engine, access_control := access_control]
+initializes: delayed[
+    state := state, guards := guards, settlement := settlement, access_control := access_control
+]
 
 exports: (
     treasury.buy_collateral,
@@ -41,7 +53,7 @@ exports: (
     delayed.set_delayed_params,
     # self-only: a signed fill's margin checks off the common case (ClearinghouseOrders
     # `_after`; the Orders half has no room for the margin scan)
-    engine.engine_check_fill,
+    gates.engine_check_fill,
 )
 
 

@@ -9,7 +9,7 @@
         margin mode and loss cap per sub-account (below its floor an account only
         reduces, and no value leaves it past the floor: modules/engine.vy). While a
         delayed order of the account may settle, withdrawals, transfers out and loss-cap
-        and margin-mode changes are refused (`engine._require_idle`, review 4 R4-2).
+        and margin-mode changes are refused (`guards._require_idle`, review 4 R4-2).
         Value leaves an account only against realised equity: withdrawals and transfers
         out pass the margin gate with every position's unrealised PnL (funding owed
         included) counted only when negative, min(pnl, 0), position by position. A mark
@@ -20,14 +20,18 @@
 from ethereum.ercs import IERC20
 from ..interfaces import IClearinghouseEngine
 from . import state
-from . import engine
+from . import guards
+from . import settlement
+from . import gates
 from . import constants as c
 from . import packing
 from . import margin
 from . import positions
 
 uses: state
-uses: engine
+uses: guards
+uses: settlement
+uses: gates
 
 
 @external
@@ -57,7 +61,7 @@ def set_operator(account: uint256, operator: address, allowed: bool):
             Operators never withdraw; collateral moves only between two accounts of
             the same owner that the operator operates both of (`transfer_collateral`).
     """
-    engine._require_owner(account)
+    guards._require_owner(account)
     assert operator != empty(address), "clearinghouse: zero operator"
     state.is_operator[account][operator] = allowed
     log state.OperatorSet(account=account, operator=operator, allowed=allowed)
@@ -78,7 +82,7 @@ def revoke_operator(operator: address, accounts: DynArray[uint256, MAX_REVOKE]):
     """
     assert len(accounts) != 0, "clearinghouse: no accounts"
     for account: uint256 in accounts:
-        engine._require_owner(account)
+        guards._require_owner(account)
         if state.is_operator[account][operator]:
             state.is_operator[account][operator] = False
             log state.OperatorSet(account=account, operator=operator, allowed=False)
@@ -90,7 +94,7 @@ def set_margin_mode(account: uint256, portfolio: bool):
     @notice Switches an account between isolated and portfolio margin. Refused when the
             account would be below initial margin in the new mode.
     """
-    hdr: uint256 = engine._require_idle(engine._require_owner(account))
+    hdr: uint256 = guards._require_idle(guards._require_owner(account))
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     assert (hdr & c.ACCOUNT_PORTFOLIO != 0) != portfolio, "clearinghouse: mode unchanged"
     hdr ^= c.ACCOUNT_PORTFOLIO
@@ -111,7 +115,7 @@ def set_loss_cap(account: uint256, equity_floor: uint256):
             equity below it. 0 removes the cap. A floor above the current equity is
             accepted (the SDK asks for confirmation first).
     """
-    hdr: uint256 = engine._require_idle(engine._require_owner(account))
+    hdr: uint256 = guards._require_idle(guards._require_owner(account))
     log state.LossCapSet(account=account, old_floor=state.loss_cap[account], new_floor=equity_floor)
     state.loss_cap[account] = equity_floor
     # the header's copy of "has a loss cap" (trades read the header, not the cap)
@@ -130,8 +134,8 @@ def deposit(account: uint256, token: address, amount: uint256):
     @param amount Token units; the account is credited with the balance actually received.
     """
     assert amount != 0, "clearinghouse: zero amount"
-    hdr: uint256 = engine._require_exists(account)
-    idx: uint256 = engine._token_index(token)
+    hdr: uint256 = guards._require_exists(account)
+    idx: uint256 = guards._token_index(token)
     before: uint256 = staticcall IERC20(token).balanceOf(self)
     assert extcall IERC20(token).transferFrom(
         msg.sender, self, amount, default_return_value=True
@@ -165,10 +169,10 @@ def withdraw(account: uint256, token: address, amount: uint256, receiver: addres
     """
     assert amount != 0, "clearinghouse: zero amount"
     assert receiver != empty(address), "clearinghouse: zero receiver"
-    hdr: uint256 = engine._require_idle(engine._require_owner(account))
+    hdr: uint256 = guards._require_idle(guards._require_owner(account))
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
-    idx: uint256 = engine._token_index(token)
-    engine._debit(account, hdr, idx, amount)
+    idx: uint256 = guards._token_index(token)
+    settlement._debit(account, hdr, idx, amount)
     self._check_value_out(account)
     state.collateral_held[idx] -= amount
     assert extcall IERC20(token).transfer(
@@ -200,10 +204,10 @@ def transfer_collateral(
     """
     assert amount != 0, "clearinghouse: zero amount"
     assert from_account != to_account, "clearinghouse: same account"
-    hdr: uint256 = engine._require_exists(from_account)
-    to_hdr: uint256 = engine._require_exists(to_account)
-    owner: address = engine._owner(from_account)
-    assert engine._owner(to_account) == owner and (
+    hdr: uint256 = guards._require_exists(from_account)
+    to_hdr: uint256 = guards._require_exists(to_account)
+    owner: address = guards._owner(from_account)
+    assert guards._owner(to_account) == owner and (
         msg.sender == owner
         or (
             state.is_operator[from_account][msg.sender]
@@ -212,9 +216,9 @@ def transfer_collateral(
     ), "clearinghouse: not account owner"
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     # into an account with a delayed order pending, yes (a deposit); out of one, no
-    engine._require_idle(hdr)
-    idx: uint256 = engine._token_index(token)
-    engine._debit(from_account, hdr, idx, amount)
+    guards._require_idle(hdr)
+    idx: uint256 = guards._token_index(token)
+    settlement._debit(from_account, hdr, idx, amount)
     state._balance[to_account][idx] += convert(amount * state.collateral_scale[idx], int256)
     if idx != 0:
         state._header[to_account] = packing._with_collateral(to_hdr, idx, True)
@@ -232,13 +236,13 @@ def _check_value_out(account: uint256):
          (equity after the debit >= the floor, if one is set), then the same
          check with positive unrealised PnL left out: equity - sum(max(pnl_i, 0)) >=
          initial, where pnl_i = value_i - cost_i - funding owed_i at the marks just read
-         (the terms `engine._scan` sums into equity). Only this path pays for the extra
+         (the terms `gates._scan` sums into equity). Only this path pays for the extra
          pass; the margin checks of trades are unchanged.
     """
     core: IClearinghouseEngine = IClearinghouseEngine(self)
     extcall core.engine_check_initial(account, "clearinghouse: below initial margin", True)
     # the strict check just re-read every mark of the account: the trigger's figure
-    engine._require_loss_cap(account, "clearinghouse: would cross loss cap")
+    gates._require_loss_cap(account, "clearinghouse: would cross loss cap")
     bitmap: uint256 = packing._positions_bitmap(state._header[account])
     if bitmap == 0:
         return

@@ -7,7 +7,7 @@
         with a trigger price. It is never matched (`settle` rebuilds its orders with
         trigger 0, so a conditional order's signature does not verify there): it fires
         against the vault's pool, whole, through the market order's own path
-        (`engine._pool_trade`: fill at the oracle price plus the skew premium, fees,
+        (`trading._pool_trade`: fill at the oracle price plus the skew premium, fees,
         caps, margin, quorum), once the oracle price has crossed its trigger.
         `execute_order` is permissionless: the matcher or any keeper calls it and earns
         the order's keeper fee.
@@ -46,13 +46,17 @@
 
 from ..interfaces import IClearinghouseEngine
 from . import state
-from . import engine
+from . import guards
+from . import marks
+from . import settlement
+from . import trading
 from . import accounts
 from . import packing
 from . import order_hash as oh
 
 uses: state
-uses: engine
+uses: guards
+uses: settlement
 uses: accounts
 uses: oh
 
@@ -75,10 +79,10 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
     @param s The signature's s.
     """
     account: uint256 = order.account
-    hdr: uint256 = engine._require_exists(account)
-    engine._require_active(hdr)
+    hdr: uint256 = guards._require_exists(account)
+    guards._require_active(hdr)
     # signed by the owner or an operator: not while a delayed order may settle (R4-2)
-    engine._require_idle(hdr)
+    guards._require_idle(hdr)
     assert order.triggerPrice != 0, "clearinghouse: not a conditional order"
     assert convert(order.expiry, uint256) >= block.timestamp, "clearinghouse: order expired"
     nonce: uint256 = convert(order.nonce, uint256)
@@ -111,7 +115,7 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
     oflags: uint256 = 0
     index: int256 = 0
     price, oflags, index = extcall IClearinghouseEngine(self).engine_touch(m)
-    engine._require_quorum(oflags)
+    marks._require_quorum(oflags)
     # FLAG_TRIGGER_ABOVE: price >= trigger; else price <= trigger
     assert price == order.triggerPrice or (price > order.triggerPrice) == (
         flags & oh.FLAG_TRIGGER_ABOVE != 0
@@ -132,7 +136,7 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
         bits = state._header[account]
     oh._store_replay_word(account, nonce, bits | (oh.ORDER_DONE << at), in_header)
     fill: uint256 = extcall IClearinghouseEngine(self).engine_pool_trade(
-        account, m, delta, order.limitPrice, engine.TRADE_CHECKED
+        account, m, delta, order.limitPrice, trading.TRADE_CHECKED
     )
     # at most the settlement balance, in whole token units (paid out exactly)
     fee: uint256 = min(order.keeperFee, convert(max(state._balance[account][0], 0), uint256))
@@ -168,7 +172,7 @@ def conditional_keeper_fee(account: uint256, fee: uint256, keeper: address):
             the account's settlement balance, out of that balance, through the
             withdrawal gate; reverts (nothing paid) if the gate refuses it.
     """
-    engine._only_self()
+    guards._only_self()
     state._balance[account][0] -= convert(fee, int256)
     accounts._check_value_out(account)
-    engine._pay_out(keeper, fee)
+    settlement._pay_out(keeper, fee)

@@ -33,7 +33,7 @@ MAX_ABS_I128: constant(int256) = 2**127 - 1
 # close-outs and liquidations move the whole leg instead.
 MIN_POSITION_NOTIONAL: constant(uint256) = 100 * 10**18
 
-# The hot path's exposure-cap refusal (engine._check_caps). close_with_adl
+# The hot path's exposure-cap refusal (trading._check_caps). close_with_adl
 # (modules/vault_limits.vy) deleverages a position only when a reduce fails with exactly
 # this reason.
 VAULT_CAP_REACHED: constant(String[41]) = "clearinghouse: vault exposure cap reached"

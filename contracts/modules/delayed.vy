@@ -12,7 +12,7 @@
           settle_order   anyone, once the oracle's reading of the market was observed at
                          or after t + min_delay (OracleRouter.price_time: the oldest
                          observation among its fresh sources) and before t + max_age,
-                         fills it through engine._pool_trade, the path of `trade` (skew
+                         fills it through trading._pool_trade, the path of `trade` (skew
                          premium, fee, caps, margin, loss cap), and earns the keeper fee
                          fixed at commit (paid from the account's settlement balance,
                          at most what it holds);
@@ -34,7 +34,7 @@
         settlement price cannot be seen first and then refused; nor can it make the
         settlement fail (review 4, R4-2): while an order of the account may settle, the
         account header's pending count and expiry (modules/packing.vy) freeze what its
-        owner and operators start or signed (`engine._require_idle`: trades and fills in
+        owner and operators start or signed (`guards._require_idle`: trades and fills in
         every market, withdrawals, transfers out, loss-cap and margin-mode changes);
         deposits, these orders' own commits and cancels, and liquidations go on. An
         order expires at commit time + max_age, or at the header's expiry if that is
@@ -44,12 +44,15 @@
 from ..interfaces import IClearinghouseEngine
 from snekmate.auth import access_control
 from . import state
-from . import engine
+from . import guards
+from . import settlement
+from . import trading
 from . import constants as c
 from . import packing
 
 uses: state
-uses: engine
+uses: guards
+uses: settlement
 uses: access_control
 
 # @notice Modes: 0 = immediate vault trades allowed (delayed orders optional), 1 = adding
@@ -90,7 +93,7 @@ def _load(account: uint256, market: uint256) -> (uint256, uint256):
 @internal
 @view
 def _require_active(hdr: uint256):
-    engine._require_active(hdr)
+    guards._require_active(hdr)
 
 
 @internal
@@ -184,7 +187,7 @@ def commit_order(account: uint256, market: uint256, size_delta: int256, acceptab
             account and market (an expired one is replaced). Until it settles, is
             cancelled or expires, the account's owner and operators can neither trade
             nor take value out nor change its loss cap or margin mode
-            (`engine._require_idle`); deposits and other delayed orders remain open.
+            (`guards._require_idle`); deposits and other delayed orders remain open.
     @param account The sub-account id.
     @param market The market id.
     @param size_delta Signed base units (WAD): positive buys, negative sells.
@@ -192,7 +195,7 @@ def commit_order(account: uint256, market: uint256, size_delta: int256, acceptab
            for sells.
     """
     # not `_require_trader`: another order pending (other markets) does not stop a commit
-    hdr: uint256 = engine._require_trader_any(account)
+    hdr: uint256 = guards._require_trader_any(account)
     self._require_active(hdr)
     cfg: uint256 = self._config(market)
     assert cfg != 0, "clearinghouse: no delayed orders in market"
@@ -267,10 +270,10 @@ def settle_order(account: uint256, market: uint256) -> uint256:
         acceptable = max_value(uint256)
     state._delayed_fill = True
     price: uint256 = extcall core.engine_pool_trade(
-        account, market, packing._pos_size(w), acceptable, engine.TRADE_CHECKED
+        account, market, packing._pos_size(w), acceptable, trading.TRADE_CHECKED
     )
     state._delayed_fill = False
-    engine._pay_out(msg.sender, fee)
+    settlement._pay_out(msg.sender, fee)
     log state.DelayedOrderSettled(
         account=account,
         market=market,
@@ -296,7 +299,7 @@ def cancel_delayed_order(account: uint256, market: uint256):
     hdr: uint256 = state._header[account]
     expired: bool = self._expired(w, cfg, hdr)
     if not expired:
-        engine._require_trader_any(account)
+        guards._require_trader_any(account)
         assert block.timestamp < self._opens(w, cfg), "clearinghouse: settlement window open"
     state.delayed_order[account][market] = 0
     self._release(account, hdr)

@@ -41,13 +41,15 @@
 from snekmate.auth import access_control
 from ..interfaces import IClearinghouseEngine
 from . import state
-from . import engine
+from . import guards
+from . import gates
 from . import constants as c
 from . import fixed_point as fp
 from . import packing
 
 uses: state
-uses: engine
+uses: guards
+uses: gates
 uses: access_control
 
 # Liquidation budget, as fractions of maintenance margin (WAD); LiquidationAuction.vy
@@ -72,7 +74,7 @@ def liquidation_begin(account: uint256, keeper_account: uint256, reward: uint256
             liquidatable at marks refreshed in this block and the reward within bounds.
     """
     access_control._check_role(state.LIQUIDATOR_ROLE, msg.sender)
-    hdr: uint256 = engine._require_exists(account)
+    hdr: uint256 = guards._require_exists(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: account in liquidation"
     state._header[account] = hdr | c.ACCOUNT_IN_LIQUIDATION | ACCOUNT_REWARD_PAID
     self._reward(account, keeper_account, reward, self._liquidatable(account, hdr))
@@ -88,7 +90,7 @@ def liquidation_reward(account: uint256, keeper_account: uint256, reward: uint25
             in this block and the reward within bounds.
     """
     access_control._check_role(state.LIQUIDATOR_ROLE, msg.sender)
-    hdr: uint256 = engine._require_exists(account)
+    hdr: uint256 = guards._require_exists(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION != 0, "clearinghouse: account not in liquidation"
     assert hdr & ACCOUNT_REWARD_PAID == 0, "clearinghouse: reward already paid"
     state._header[account] = hdr | ACCOUNT_REWARD_PAID
@@ -107,7 +109,7 @@ def liquidation_end(account: uint256):
             Liquidator only.
     """
     access_control._check_role(state.LIQUIDATOR_ROLE, msg.sender)
-    hdr: uint256 = engine._require_exists(account)
+    hdr: uint256 = guards._require_exists(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION != 0, "clearinghouse: account not in liquidation"
     if packing._position_count(hdr) == 0:
         hdr = self._settle_bad_debt(account, hdr)
@@ -194,7 +196,7 @@ def _reward(account: uint256, keeper_account: uint256, reward: uint256, s: state
     if reward == 0:
         return
     assert keeper_account != account, "clearinghouse: keeper account is the account"
-    engine._require_exists(keeper_account)
+    guards._require_exists(keeper_account)
     state._balance[account][0] -= convert(reward, int256)
     state._balance[keeper_account][0] += convert(reward, int256)
 
@@ -210,7 +212,7 @@ def liquidation_transfer(
             shorts buy back above it. Charges `penalty_rate` x the notional moved to the
             insurance fund. A taker account must end above initial margin and, if it has
             a loss cap, at or above its floor (a take adds risk), and have no delayed
-            order pending (`engine._require_idle`). Liquidator
+            order pending (`guards._require_idle`). Liquidator
             only; marks must have been refreshed in this block, the account must be
             liquidatable at them, and (discount + penalty_rate) x gross notional at most
             MAX_COST_SHARE x maintenance. A leg whose rest would be worth less than
@@ -218,7 +220,7 @@ def liquidation_transfer(
             at least MIN_POSITION_NOTIONAL where only part of a leg moved.
     """
     access_control._check_role(state.LIQUIDATOR_ROLE, msg.sender)
-    hdr: uint256 = engine._require_exists(account)
+    hdr: uint256 = guards._require_exists(account)
     assert hdr & c.ACCOUNT_IN_LIQUIDATION != 0, "clearinghouse: account not in liquidation"
     assert fraction != 0 and fraction <= c.WAD, "clearinghouse: bad fraction"
     assert discount < c.WAD and penalty_rate < c.WAD, "clearinghouse: bad discount"
@@ -229,11 +231,11 @@ def liquidation_transfer(
     )
     state._header[account] = hdr & ~ACCOUNT_REWARD_PAID
     if taker != state.POOL:
-        taker_hdr: uint256 = engine._require_exists(taker)
+        taker_hdr: uint256 = guards._require_exists(taker)
         assert taker_hdr & c.ACCOUNT_IN_LIQUIDATION == 0, "clearinghouse: taker in liquidation"
         # a take is its owner's choice and adds risk: not into an account whose delayed
         # order may still settle (review 4, R4-2; the liquidated account's may)
-        engine._require_idle(taker_hdr)
+        guards._require_idle(taker_hdr)
     core: IClearinghouseEngine = IClearinghouseEngine(self)
     bitmap: uint256 = packing._positions_bitmap(hdr)
     notional: uint256 = 0
@@ -278,7 +280,7 @@ def liquidation_transfer(
     if taker != state.POOL:
         extcall core.engine_check_initial(taker, "clearinghouse: taker below initial margin", False)
         # a take adds risk to the taker: not into an account left below its loss cap
-        engine._require_loss_cap(taker, "clearinghouse: taker below loss cap")
+        gates._require_loss_cap(taker, "clearinghouse: taker below loss cap")
     log state.LiquidationTransfer(
         account=account,
         taker=taker,

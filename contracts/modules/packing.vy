@@ -91,11 +91,11 @@ MARKET_PAUSED: constant(uint256) = 2
 # position of the paused flag in the params word
 PAUSED_BIT: constant(uint256) = 2 << 160
 # frozen: the oracle had no price quorum at the market's last touch (set and cleared
-# only by engine._touch_with; not part of MarketParams, kept by set_market_params)
+# only by marks._touch_with; not part of MarketParams, kept by set_market_params)
 FROZEN_BIT: constant(uint256) = 4 << 160
 # sequencer flagged (down or in grace) at the market's last quorum touch: a mark written
 # then is not reused by a trade in the same block (set and cleared only by
-# engine._touch_with, kept by set_market_params like FROZEN_BIT)
+# marks._touch_with, kept by set_market_params like FROZEN_BIT)
 SEQUENCER_BIT: constant(uint256) = 8 << 160
 ORACLE_BITS: constant(uint256) = FROZEN_BIT | SEQUENCER_BIT
 # delayed vault orders (modules/delayed.vy): adding vault trades of the market must be
@@ -207,7 +207,7 @@ def _mark_rate(w: uint256) -> int256:
 def _pack_mark(price: uint256, ts: uint256, index: int256, rate: int256) -> uint256:
     """
     @dev `rate` in WAD per day is truncated toward zero to the 1e-15 grid; `ts` is the
-         40-bit touch stamp: the timestamp, plus the block tag << 34 (engine._touch_with).
+         40-bit touch stamp: the timestamp, plus the block tag << 34 (marks._touch_with).
     """
     assert price <= c.MAX_PRICE, "clearinghouse: price too large"
     assert index <= MAX_I72 and index >= -MAX_I72, "clearinghouse: funding index too large"

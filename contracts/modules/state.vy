@@ -549,7 +549,7 @@ delayed_config: public(uint256[c.MAX_MARKETS])
 #         keeper fee (1e-4 USD) u24 << 232; 0 = none.
 delayed_order: public(HashMap[uint256, uint256[c.MAX_MARKETS]])
 # @dev Set while `settle_order` fills: the one path by which an adding vault trade of a
-#      delayed market may pass engine._pool_trade.
+#      delayed market may pass trading._pool_trade.
 _delayed_fill: transient(bool)
 
 
@@ -661,7 +661,7 @@ def _exposure_limit(m: uint256, skew: int256, price: uint256, f: uint256) -> uin
          at trader skew `skew` and `price`: `f` (its max_vault_exposure) x the pool's raw
          cash plus its unrealised loss in that market (sum of cost bases - skew x price,
          when negative), 0 when that is not positive. Every path measures the cap with it:
-         trader fills (engine._check_caps, at the fill's skew and cash), LP exits
+         trader fills (trading._check_caps, at the fill's skew and cash), LP exits
          (treasury.vault_withdraw, with headroom, at the cash left) and auto-deleveraging
          (vault_limits, with full pool equity besides). Mirrored by
          perpdex/sdk/math/vault_limits.py `exposure_limit`.

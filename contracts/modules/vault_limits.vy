@@ -6,7 +6,7 @@
 @notice Issue 9, property 4; docs/security.md (row "4. vault limits") states the rules.
         Exposure caps: a market's vault exposure |skew| x price is held to
         max_vault_exposure x pool equity. A trader's fill that grows |skew| is checked in
-        the hot path (engine._check_caps) against a cheap, conservative figure: the pool's
+        the hot path (trading._check_caps) against a cheap, conservative figure: the pool's
         cash plus its unrealised loss in that market (its words are warm there).
         Governance keeps the caps' sum at or below max_total_exposure.
         PnL cap (GMX v2's MAX_PNL_FACTOR_FOR_ADL): while traders' net unrealised profit
@@ -41,7 +41,9 @@
 
 from ..interfaces import IClearinghouseEngine
 from . import state
-from . import engine
+from . import guards
+from . import marks
+from . import trading
 from . import constants as c
 from . import fixed_point as fp
 from . import packing
@@ -49,7 +51,7 @@ from . import positions
 from . import pricing
 
 uses: state
-uses: engine
+uses: guards
 
 REASON_PNL: constant(uint256) = 1
 REASON_EXPOSURE: constant(uint256) = 2
@@ -129,7 +131,7 @@ def _touch(m: uint256) -> uint256:
     flags: uint256 = 0
     index: int256 = 0
     price, flags, index = extcall IClearinghouseEngine(self).engine_touch(m)
-    engine._require_quorum(flags)
+    marks._require_quorum(flags)
     return price
 
 
@@ -140,8 +142,8 @@ def _target(account: uint256, m: uint256) -> int256:
     @dev The size an ADL may close: the account exists, is not being liquidated (its
          auction owns its book) and holds a position in `m`.
     """
-    hdr: uint256 = engine._require_exists(account)
-    engine._require_active(hdr)
+    hdr: uint256 = guards._require_exists(account)
+    guards._require_active(hdr)
     size: int256 = packing._pos_size(state._pos[account][m])
     assert size != 0, "clearinghouse: no position to deleverage"
     return size
@@ -240,8 +242,8 @@ def close_with_adl(
             fails) exactly as `trade`, and `adl_account` is left untouched (review 3,
             R3-4: a cap estimate must never deleverage anybody the cap did not need).
     """
-    hdr: uint256 = engine._require_trader(account)
-    engine._require_active(hdr)
+    hdr: uint256 = guards._require_trader(account)
+    guards._require_active(hdr)
     assert adl_account != account, "clearinghouse: adl account is the account"
     price: uint256 = self._touch(market)
     held: int256 = packing._pos_size(state._pos[account][market])
@@ -258,7 +260,7 @@ def close_with_adl(
             market,
             size_delta,
             acceptable_price,
-            engine.TRADE_CHECKED,
+            trading.TRADE_CHECKED,
             method_id=method_id("engine_pool_trade(uint256,uint256,int256,uint256,uint256)"),
         ),
         max_outsize=132,
@@ -284,7 +286,7 @@ def close_with_adl(
         )
     # refused for another reason: filled again, it reverts with that reason
     extcall IClearinghouseEngine(self).engine_pool_trade(
-        account, market, size_delta, acceptable_price, engine.TRADE_CHECKED
+        account, market, size_delta, acceptable_price, trading.TRADE_CHECKED
     )
 
 

@@ -8,12 +8,13 @@
 """
 
 from . import state
-from . import engine
+from . import guards
+from . import gates
 from . import constants as c
 from . import packing
 
 uses: state
-uses: engine
+uses: gates
 
 
 @external
@@ -32,7 +33,7 @@ def account_owner(account: uint256) -> address:
     """
     @notice Owner encoded in an account id.
     """
-    return engine._owner(account)
+    return guards._owner(account)
 
 
 @external
@@ -115,7 +116,7 @@ def account_margin(account: uint256) -> state.MarginScan:
     @notice Equity, initial and maintenance requirement, isolated requirement and gross
             notional at the cached marks (USD WAD).
     """
-    return engine._scan(account, state._header[account], True, False, state.NO_OVERRIDE, 0)
+    return gates._scan(account, state._header[account], True, False, state.NO_OVERRIDE, 0)
 
 
 @external
@@ -124,7 +125,7 @@ def margin_at_twap(account: uint256) -> state.MarginScan:
     """
     @notice The same figures at the oracle's time-weighted prices.
     """
-    return engine._scan(account, state._header[account], True, True, state.NO_OVERRIDE, 0)
+    return gates._scan(account, state._header[account], True, True, state.NO_OVERRIDE, 0)
 
 
 @external
@@ -134,7 +135,7 @@ def margin_requirement(account: uint256) -> (uint256, uint256):
     @notice (initial, maintenance) requirement at the cached marks; what the gas
             benchmark calls a margin check.
     """
-    s: state.MarginScan = engine._scan(
+    s: state.MarginScan = gates._scan(
         account, state._header[account], False, False, state.NO_OVERRIDE, 0
     )
     return s.initial, s.maintenance

@@ -74,7 +74,7 @@ class CapRead:
 
     @property
     def below(self) -> bool:
-        """Below the floor at the cached marks (the trigger's own test, engine._below_loss_cap)."""
+        """Below the floor at the cached marks (the trigger's own test, gates._below_loss_cap)."""
         return self.floor != 0 and self.equity < self.floor
 
 

@@ -6,7 +6,7 @@ A trade whose block refreshes marks, accrues funding or crosses a cold slot cost
 than the estimate said, and an exact estimate also loses to the 63/64 rule on the
 delegatecalls into the Clearinghouse halves: it reverts out of gas and the fee is paid.
 A trade also reuses a mark refreshed earlier in its own block and then skips the oracle
-(engine._touch_with): an estimate taken right after a keeper's refresh sees that cheap
+(marks._touch_with): an estimate taken right after a keeper's refresh sees that cheap
 path (~87k for an increase), the trade lands a block later and pays the whole oracle path
 (~148k). No multiplier covers a fixed ~60k gap on a small estimate, so the headroom holds
 one market's full oracle read (ORACLE_PATH_GAS; Chainlink proxies cost 5-8k more per

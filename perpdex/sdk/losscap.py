@@ -2,13 +2,13 @@
 
 A sub-account's loss cap is an equity floor (`state.loss_cap`, USD WAD; 0: none). Below it:
   - anyone may close every position (`trading.trigger_loss_cap`, for `loss_cap_fee`);
-  - the account's own trades may only reduce (`engine._check_after_trade`: an order that
+  - the account's own trades may only reduce (`gates._check_after_trade`: an order that
     opens, grows or flips a position must leave equity >= the floor, else
     "clearinghouse: below loss cap, reduce only"; `math.simulate_trade` predicts it);
   - `withdraw` / `transfer_collateral` must leave equity >= the floor
     ("clearinghouse: would cross loss cap"; `math.withdrawable` counts it);
   - a liquidation take into the account is refused ("clearinghouse: taker below loss cap").
-Equity is the one figure `account_margin` (engine._scan) returns, read at fresh marks.
+Equity is the one figure `account_margin` (gates._scan) returns, read at fresh marks.
 
 Kept apart from perpdex/sdk/math.py (which mirrors the engine line by line) so loss-cap
 tooling (the SDK's confirmation, the keeper) imports only this.
@@ -25,7 +25,7 @@ TAKER_BELOW_LOSS_CAP = "clearinghouse: taker below loss cap"
 
 
 def below_loss_cap(cap: int, equity: int) -> bool:
-    """engine._below_loss_cap: a floor is set and `equity` (USD WAD) is below it."""
+    """gates._below_loss_cap: a floor is set and `equity` (USD WAD) is below it."""
     return cap != 0 and equity < cap
 
 

@@ -104,7 +104,7 @@ def test_estimate__taken_on_a_mark_refreshed_in_its_block_still_covers_the_oracl
     protocol, trader, keeper, pool, chain
 ):
     """A trade reuses a quorum-checked mark refreshed in its own block and skips the
-    oracle (engine._touch_with, about 60k gas less). An estimate taken right after a
+    oracle (marks._touch_with, about 60k gas less). An estimate taken right after a
     keeper's `refresh` sees that cheap path; the trade is included a block later, where
     the mark is stale, and pays the whole oracle path. The bare estimate runs short; the
     SDK's padded one (perpdex.sdk.gas) must not."""

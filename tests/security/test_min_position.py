@@ -8,7 +8,7 @@ would be smaller).
 
 The rule now (one constant, modules/constants.vy MIN_POSITION_NOTIONAL, used by the
 engine, the liquidation hooks and the auction):
-  market orders   (engine._pool_trade) refuse to leave 0 < |size| x oracle price < $100,
+  market orders   (trading._pool_trade) refuse to leave 0 < |size| x oracle price < $100,
                   "clearinghouse: min position size"; closing to zero is always
                   allowed, so is any order leaving at least $100;
   loss-cap close  (trading._force_close) closes the whole leg when the window's part would

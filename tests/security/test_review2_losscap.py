@@ -1,7 +1,7 @@
 """Review 2 (outside attack on the loss-cap stop, 490a569..18a6515): failing tests.
 
 Finding L1 -- a stale mark lets an account below its floor keep adding risk.
-`engine._check_after_trade` tests the floor at the *cached* marks: `_refresh_stale` only
+`gates._check_after_trade` tests the floor at the *cached* marks: `_refresh_stale` only
 re-reads a market whose mark is older than `max_mark_age` (60 s). An account (or its
 operator bot) holding BTC and ETH whose BTC oracle price just fell -- equity at the
 current prices below the floor -- can add to ETH as long as nobody refreshed BTC: the ETH

@@ -4,7 +4,7 @@ multi-leg orders (ClearinghouseRisk.trade_multi) against the delayed-mode gating
 Findings were `xfail(strict=True)` tests asserting the invariant the attack breaks (the
 figures measured are in their docstrings); a fixed finding's test passes, and refused
 attacks are passing tests. R4-2 (the owner refusing a settlement price it saw) is fixed
-by the pending-order freeze (`engine._require_idle`); one test per path it closes, and
+by the pending-order freeze (`guards._require_idle`); one test per path it closes, and
 per path it leaves open (liquidations, loss-cap close-outs, deposits, cancels), follows
 it. Helpers and fixtures are those of test_delayed_orders.py.
 """
@@ -83,7 +83,7 @@ def test_r4_2__owner_blocks_settlement_after_seeing_the_price(
     $1,000 loss the fill would have booked was avoided: a free option on every update,
     paid by the LPs.
     Fixed (Synthetix v3's freeze): while an order of the account may settle, what its
-    owner or operators start or signed is refused (`engine._require_idle`: loss cap,
+    owner or operators start or signed is refused (`guards._require_idle`: loss cap,
     margin mode, withdrawals, transfers out, trades and fills anywhere); the tests
     below take each path. The same attempt now fails and the keeper fills the order."""
     _delayed(risk, admin, btc, 1)

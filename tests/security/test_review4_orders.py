@@ -125,7 +125,7 @@ def test_r4_4__off_oracle_reduce_moves_value_past_the_loss_cap(w: World, h: Any)
     Owner-signed only (an operator's order may not fill worse than the oracle, R3-1), so
     it defeats a cap the owner set (a guard against its own strategy or keys it shares
     with a bot), not third parties. Fixed: `_after` also holds a `worse` side to its loss
-    cap (`engine._below_loss_cap`), in the maintenance check's assert."""
+    cap (`gates._below_loss_cap`), in the maintenance check's assert."""
     owner = w.maker_owner
     capped = h.funded_account(owner, 60_000, name="r4-4 capped")
     sink = h.funded_account(owner, 200_000, name="r4-4 sink")

@@ -125,31 +125,6 @@ from perpdex.sdk.math.clearinghouse_risk import (
     fill_multi,
     simulate_multi,
 )
-from perpdex.sdk.math.engine import (
-    PoolFill,
-    TradeResult,
-    check_initial,
-    collateral_value,
-    pool_fill,
-    refresh_stale,
-    require_min_position,
-    scan,
-    simulate_trade,
-    strict_refresh,
-    touch,
-)
-from perpdex.sdk.math.engine import (
-    _require_can_add_risk as _require_can_add_risk,
-)
-from perpdex.sdk.math.engine import (
-    _require_quorum as _require_quorum,
-)
-from perpdex.sdk.math.engine import (
-    _touch_market as _touch_market,
-)
-from perpdex.sdk.math.engine import (
-    _with_market as _with_market,
-)
 from perpdex.sdk.math.fixed_point import (
     div_ceil,
     div_floor,
@@ -158,6 +133,11 @@ from perpdex.sdk.math.fixed_point import (
 )
 from perpdex.sdk.math.funding import (
     accrue,
+)
+from perpdex.sdk.math.gates import (
+    check_initial,
+    collateral_value,
+    scan,
 )
 from perpdex.sdk.math.liquidation_auction import (
     liq_critical,
@@ -198,6 +178,20 @@ from perpdex.sdk.math.margin import (
     isolated_requirement,
     margin_scale,
     shock,
+)
+from perpdex.sdk.math.marks import (
+    _require_quorum as _require_quorum,
+)
+from perpdex.sdk.math.marks import (
+    _touch_market as _touch_market,
+)
+from perpdex.sdk.math.marks import (
+    _with_market as _with_market,
+)
+from perpdex.sdk.math.marks import (
+    refresh_stale,
+    strict_refresh,
+    touch,
 )
 from perpdex.sdk.math.packing import (
     EXPOSURE_UNIT,
@@ -278,8 +272,16 @@ from perpdex.sdk.math.state import (
 )
 from perpdex.sdk.math.trading import (
     LOSS_CAP_WINDOW,
+    PoolFill,
+    TradeResult,
     force_close,
     forced_limit,
+    pool_fill,
+    require_min_position,
+    simulate_trade,
+)
+from perpdex.sdk.math.trading import (
+    _require_can_add_risk as _require_can_add_risk,
 )
 from perpdex.sdk.math.views import (
     CollateralInfo,

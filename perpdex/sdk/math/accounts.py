@@ -8,7 +8,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from perpdex.constants import MAX_MARKETS
-from perpdex.sdk.math.engine import scan, strict_refresh
+from perpdex.sdk.math.gates import (
+    scan,
+)
+from perpdex.sdk.math.marks import (
+    strict_refresh,
+)
 from perpdex.sdk.math.packing import funding_delta, positions_bitmap
 from perpdex.sdk.math.positions import funding_owed, value_pnl
 from perpdex.sdk.math.views import Snapshot

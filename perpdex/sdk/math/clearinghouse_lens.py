@@ -18,9 +18,11 @@ from perpdex.constants import (
     MAX_SCENARIOS,
     WAD,
 )
-from perpdex.sdk.math.engine import collateral_value
 from perpdex.sdk.math.fixed_point import div_ceil, mul_div
 from perpdex.sdk.math.funding import accrue
+from perpdex.sdk.math.gates import (
+    collateral_value,
+)
 from perpdex.sdk.math.margin import Book, combine, isolated_requirement, shock
 from perpdex.sdk.math.packing import collateral_bitmap, funding_delta, positions_bitmap
 from perpdex.sdk.math.positions import apply_fill, funding_owed, value_pnl

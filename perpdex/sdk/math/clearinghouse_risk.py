@@ -1,5 +1,5 @@
 """Mirror of contracts/ClearinghouseRisk.vy's multi-leg orders (`trade_multi`): the leg
-checks, every leg through engine._pool_trade without its margin check, and one margin
+checks, every leg through trading._pool_trade without its margin check, and one margin
 check on the final book, over a `views.Snapshot`.
 """
 
@@ -9,18 +9,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from perpdex.constants import ACCOUNT_PORTFOLIO, FLAG_DEGRADED
-from perpdex.sdk.math.engine import (
-    PoolFill,
+from perpdex.sdk.math.gates import (
     _require_no_stranded_debt,
-    _require_trader_state,
-    _with_market,
-    pool_fill,
-    refresh_stale,
     scan,
+)
+from perpdex.sdk.math.marks import (
+    _with_market,
+    refresh_stale,
     touch,
 )
 from perpdex.sdk.math.positions import adds_risk
 from perpdex.sdk.math.state import MarginScan
+from perpdex.sdk.math.trading import (
+    PoolFill,
+    _require_trader_state,
+    pool_fill,
+)
 from perpdex.sdk.math.views import Snapshot
 from perpdex.sdk.math.vyper import Revert
 

@@ -25,9 +25,9 @@ MASK_96 = 2**96 - 1
 MASK_128 = 2**128 - 1
 MAX_I96 = 2**95 - 1
 
-#: engine._pool_trade's refusal of a vault trade a delayed market leaves to delayed orders
+#: trading._pool_trade's refusal of a vault trade a delayed market leaves to delayed orders
 USE_COMMIT = "clearinghouse: use commit_order"
-#: commit_order over a live order of the market, and engine._require_idle's refusal of the
+#: commit_order over a live order of the market, and guards._require_idle's refusal of the
 #: owner's and operators' actions while an order of the account may settle (R4-2)
 DELAYED_PENDING = "clearinghouse: delayed order pending"
 
@@ -50,7 +50,7 @@ class DelayedConfig:
         return self.min_delay | self.max_age << 32 | self.keeper_fee << 64 | self.mode << 192
 
     def requires_delayed(self, adds: bool) -> bool:
-        """Whether `trade` refuses this vault trade (engine._pool_trade's gate): mode 1 an
+        """Whether `trade` refuses this vault trade (trading._pool_trade's gate): mode 1 an
         adding one, mode 2 any."""
         return self.mode == MODE_ALL or (self.mode == MODE_ADD and adds)
 

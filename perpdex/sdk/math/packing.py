@@ -238,7 +238,7 @@ def pending_until(h: int) -> int:
 
 
 def is_frozen(h: int, now: int) -> bool:
-    """engine._require_idle refuses the owner's and operators' trades, fills, value out
+    """guards._require_idle refuses the owner's and operators' trades, fills, value out
     and loss-cap or margin-mode changes at block time `now` (review 4, R4-2)."""
     return pending_until(h) >= now
 

@@ -145,7 +145,7 @@ class Snapshot:
     def stale_markets(self, now: int | None = None) -> list[int]:
         """Markets of the account (positions, then secondary collateral prices) whose
         cached mark is older than `max_mark_age` at `now` (default: the block's timestamp),
-        in the order a margin check re-reads them (engine._refresh_stale)."""
+        in the order a margin check re-reads them (marks._refresh_stale)."""
         now = self.timestamp if now is None else now
         age = self.system.max_mark_age
         out = [

@@ -82,7 +82,7 @@ class Ledger:
                 skew = self.oi[m][0] - self.oi[m][1]
                 want = pm.touch(self.marks[m], fs.params[m], skew, model, tx.timestamp)
                 # the event carries the rate before the mark word truncates it to 1e-15
-                # per day (engine._touch_with logs `rate`, stores pack_mark(rate))
+                # per day (marks._touch_with logs `rate`, stores pack_mark(rate))
                 rate = int(a["funding_rate"])
                 stored = pm.vdiv(rate, pm.FEMTO_PER_WAD) * pm.FEMTO_PER_WAD
                 got = pm.Mark(int(a["price"]), tx.timestamp, int(a["funding_index"]), stored)

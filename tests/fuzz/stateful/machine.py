@@ -224,7 +224,7 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
         return msg
 
     def _touch(self, snap: Snapshot, m: int, now: int, require_valid: bool) -> Snapshot:
-        """engine._touch_quorum (+ _require_valid_price when asked) on a snapshot."""
+        """marks._touch_quorum (+ _require_valid_price when asked) on a snapshot."""
         r = self.oracle.try_read(m, now)
         if isinstance(r, str):
             raise Predicted(r)

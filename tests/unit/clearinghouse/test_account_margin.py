@@ -11,7 +11,7 @@ HAIRCUT = WAD // 10  # the `listed_weth` fixture's
 
 
 def _worth(units, price, haircut=HAIRCUT):
-    """Python reference of engine._collateral_value for one token (rounded down)."""
+    """Python reference of gates._collateral_value for one token (rounded down)."""
     return units * price * (WAD - haircut) // (WAD * WAD)
 
 
