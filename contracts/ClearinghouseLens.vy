@@ -199,7 +199,7 @@ def account_summary(account: uint256) -> AccountView:
     legs: DynArray[Leg, c.MAX_POSITIONS] = self._load_legs(account, hdr, False, 0)
     v: AccountView = empty(AccountView)
     v.portfolio = ctx.portfolio
-    v.collateral_value = self._collateral_value(account, hdr, NO_MARKET, 0, False, 0)
+    v.collateral_value = self._quote_collateral_value(account, hdr, NO_MARKET, 0, False, 0)
     t: Totals = empty(Totals)
     for leg: Leg in legs:
         t = self._add(t, leg, leg.price, ctx.n_s)
@@ -312,7 +312,7 @@ def quote(account: uint256, market: uint256, size_delta: int256) -> QuoteView:
         j = len(after)
         after.append(self._leg(market, new_size, new_cost, 0, price))
     collateral: int256 = (
-        self._collateral_value(account, hdr, market, price, refresh, max_age)
+        self._quote_collateral_value(account, hdr, market, price, refresh, max_age)
         + q.realized_pnl
         - q.funding_paid
         - convert(q.fee, int256)
@@ -413,7 +413,7 @@ def _fresh_mark(m: uint256) -> (uint256, int256):
 
 @internal
 @view
-def _collateral_value(
+def _quote_collateral_value(
     account: uint256,
     hdr: uint256,
     traded: uint256,
@@ -445,10 +445,7 @@ def _collateral_value(
         elif refresh and ts + max_age < block.timestamp:
             price = (staticcall _ORACLE.latest(m))[0]
         haircut: uint256 = staticcall clearinghouse.collateral_haircut(i)
-        value += convert(
-            fp._mul_div(convert(bal, uint256), price * (c.WAD - haircut), c.WAD * c.WAD, False),
-            int256,
-        )
+        value += convert(margin._collateral_worth(convert(bal, uint256), price, haircut), int256)
     return value
 
 

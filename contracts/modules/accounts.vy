@@ -7,7 +7,7 @@
         without storage), operators (trade, never withdraw), deposits credited by the
         measured balance change, withdrawals and transfers through the margin gate,
         margin mode and loss cap per sub-account (below its floor an account only
-        reduces, and no value leaves it past the floor: modules/engine.vy). While a
+        reduces, and no value leaves it past the floor: modules/gates.vy). While a
         delayed order of the account may settle, withdrawals, transfers out and loss-cap
         and margin-mode changes are refused (`guards._require_idle`, review 4 R4-2).
         Value leaves an account only against realised equity: withdrawals and transfers

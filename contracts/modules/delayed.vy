@@ -91,12 +91,6 @@ def _load(account: uint256, market: uint256) -> (uint256, uint256):
 
 
 @internal
-@view
-def _require_active(hdr: uint256):
-    guards._require_active(hdr)
-
-
-@internal
 @pure
 def _opens(w: uint256, cfg: uint256) -> uint256:
     """
@@ -196,7 +190,7 @@ def commit_order(account: uint256, market: uint256, size_delta: int256, acceptab
     """
     # not `_require_trader`: another order pending (other markets) does not stop a commit
     hdr: uint256 = guards._require_trader_any(account)
-    self._require_active(hdr)
+    guards._require_active(hdr)
     cfg: uint256 = self._config(market)
     assert cfg != 0, "clearinghouse: no delayed orders in market"
     assert size_delta != 0, "clearinghouse: zero size"
@@ -250,7 +244,7 @@ def settle_order(account: uint256, market: uint256) -> uint256:
     w, cfg = self._load(account, market)
     hdr: uint256 = state._header[account]
     assert not self._expired(w, cfg, hdr), "clearinghouse: delayed order expired"
-    self._require_active(hdr)
+    guards._require_active(hdr)
     core: IClearinghouseEngine = IClearinghouseEngine(self)
     # a fresh reading, not a mark cached earlier in this block (a feed may have moved
     # since): the price the fill uses and the time checked next are one reading

@@ -261,11 +261,8 @@ def _collateral_value(account: uint256, hdr: uint256, use_twap: bool) -> int256:
         price: uint256 = packing._mark_price(state._mark[m])
         if use_twap:
             price = staticcall state.ORACLE.twap(m)
-        worth: uint256 = fp._mul_div(
-            convert(bal, uint256),
-            price * (c.WAD - state.collateral_haircut[i]),
-            c.WAD * c.WAD,
-            False,
+        worth: uint256 = margin._collateral_worth(
+            convert(bal, uint256), price, state.collateral_haircut[i]
         )
         value += convert(worth, int256)
     return value

@@ -37,6 +37,7 @@
 """
 
 from . import constants as c
+from . import fixed_point as fp
 from . import packing
 
 HEADER_BYTES: constant(uint256) = 32
@@ -82,6 +83,16 @@ def _shock(w1: uint256, k: uint256) -> int256:
     @dev Shock of scenario k in basis points (signed).
     """
     return packing._book_shock(w1, k)
+
+
+@internal
+@pure
+def _collateral_worth(balance: uint256, price: uint256, haircut: uint256) -> uint256:
+    """
+    @dev What `balance` of a collateral token counts for in margin: its value at `price`
+         less the haircut (WAD), rounded down (against the account).
+    """
+    return fp._mul_div(balance, price * (c.WAD - haircut), c.WAD * c.WAD, False)
 
 
 @internal

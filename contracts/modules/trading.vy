@@ -1,16 +1,16 @@
 # pragma version ~=0.4.3
 """
-@title Market orders, mark refreshes and loss-cap close-outs
+@title Market orders: the pool trade, its caps and gates, and loss-cap close-outs
 @custom:contract-name trading
 @license MIT
-@notice Entry points that trade against the vault's pool through the one settlement
-        path in modules/engine.vy. Loss-cap close-outs are forced trades whose timing the
+@notice `_pool_trade` trades against the vault's pool through the one settlement path
+        (modules/settlement.vy): price quorum, the can-add-risk gate, open-interest and
+        vault caps (`_check_caps`), then the margin gate (modules/gates.vy) unless the
+        caller checks the final book. Loss-cap close-outs are forced trades whose timing the
         caller controls: they fill at the oracle price and their size per market per
         window is bounded by the fees a sandwich must pay (`_forced_limit`).
 """
 
-from . import margin
-from . import positions
 from ..interfaces import IClearinghouseEngine
 from . import state
 from . import guards
@@ -20,6 +20,8 @@ from . import gates
 from . import constants as c
 from . import packing
 from . import pricing
+from . import margin
+from . import positions
 
 uses: state
 uses: guards

@@ -5,7 +5,7 @@ equity fell below it, and the account kept trading: it could add to the losing p
 or open new ones until someone triggered the close-out (and no bot ever did). Withdrawals
 and transfers out crossed the floor silently.
 
-The rule now (modules/engine.vy `_check_after_trade`, modules/accounts.vy
+The rule now (modules/gates.vy `_check_after_trade`, modules/accounts.vy
 `_check_value_out`, modules/liquidation_hooks.vy `liquidation_transfer`):
   - an order that opens, grows or flips a position must leave equity >= the floor,
     "clearinghouse: below loss cap, reduce only" (reduces are always accepted);

@@ -223,7 +223,7 @@ def test_r4_2_freeze__trades_elsewhere_refused_owner_and_operator_until_settled(
             h.trade(who, acct, "ETH", "1")
         with ape.reverts(PENDING):
             h.trade(who, acct, "ETH", "-1")
-    # the SDK's mirror (perpdex/sdk/math/engine.py) refuses it the same way
+    # the SDK's mirror (perpdex/sdk/math/trading.py) refuses it the same way
     with pytest.raises(pm.Revert, match=PENDING):
         pm.simulate_trade(Snapshot.load(protocol, acct, "pending"), eth, WAD)
     other = h.funded_account(keeper, 10_000, name="r4-2 adl")

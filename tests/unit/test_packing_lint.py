@@ -73,7 +73,7 @@ def test_clean_file_and_named_flag_tests_are_allowed() -> None:
 def test_packing_files_and_mocks_are_not_read(tmp_path: Path) -> None:
     files = packing_lint.sources([ROOT / "contracts"])
     rel = {p.resolve().relative_to(ROOT.resolve()).as_posix() for p in files}
-    assert "contracts/modules/engine.vy" in rel
+    assert "contracts/modules/gates.vy" in rel
     assert "contracts/modules/packing.vy" not in rel
     assert not any(r.startswith("contracts/mocks/") for r in rel)
 

@@ -30,13 +30,15 @@ the bottom (a module imports only those above it):
   margin               modules/margin.vy: risk book layout, isolated, combine; RiskBook codec
   positions, pricing, funding    the pure trading math of those modules
   views                modules/views.vy: Snapshot, the raw chain state at one block
-  engine               modules/engine.vy: touch, collateral_value, scan, simulate_trade
+  marks                modules/marks.vy: touch, strict_refresh, refresh_stale
+  gates                modules/gates.vy: collateral_value, scan, check_initial
   clearinghouse_risk   ClearinghouseRisk.vy: simulate_multi (multi-leg orders)
   accounts             modules/accounts.vy: the value-out gate, withdrawable
   clearinghouse_lens   ClearinghouseLens.vy: account_summary, quote, liquidation_price
   liquidation_hooks    modules/liquidation_hooks.vy: budget bounds, per-leg transfer rules
   liquidation_auction  LiquidationAuction.vy: liq_* (discount, tranche, reward, critical...)
-  trading              modules/trading.vy: loss-cap close-outs (forced_limit, force_close)
+  trading              modules/trading.vy: pool trade (simulate_trade, pool_fill), loss-cap
+                       close-outs (forced_limit, force_close)
   governance           modules/governance.vy: set_risk_book's book rules and step bounds
   oracle_router        OracleRouter.vy: source validity, quorum, sequencer flags, EMA,
                        price_time

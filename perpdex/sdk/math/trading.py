@@ -1,5 +1,6 @@
-"""Mirror of contracts/modules/trading.vy: loss-cap close-outs (`_forced_limit`,
-`_force_close`).
+"""Mirror of contracts/modules/trading.vy: the pool trade (`simulate_trade` = `_pool_trade`;
+`pool_fill` = its fill without the margin checks, a leg of a multi-leg order) and loss-cap
+close-outs (`_forced_limit`, `_force_close`).
 """
 
 from __future__ import annotations
