@@ -29,7 +29,7 @@ LOT = 0.02
 DONE = "clearinghouse: order done"
 OVERFILLED = "clearinghouse: order overfilled"
 CANCELLED = "clearinghouse: order nonce cancelled"
-STEP = WAD // 1000  # 0.001 BTC: the differential search's resolution
+STEP = WAD // 10**6  # 1e-6 BTC: the differential search's resolution
 
 
 @pytest.fixture(scope="module")
@@ -236,8 +236,19 @@ def _max_fill(w: World, account: int, owner: Any, nonce: int) -> int:
 
     maker_nonce = _base(w) + 10_000  # a word nonce no test uses: eth_call only
 
-    def ok(size: int) -> bool:
-        mk = w.sign(w.order(w.maker, -10.0, nonce=maker_nonce), w.maker_owner)
+    def why(size: int) -> str:
+        """The revert reason of the fill, "" when it settles."""
+        mk = w.sign(
+            o.Order(
+                account=w.maker,
+                market=BTC,
+                size=-size,
+                limit_price=w.btc,
+                expiry=w.chain.pending_timestamp + 3_600,
+                nonce=maker_nonce,
+            ),
+            w.maker_owner,
+        )
         tk = w.sign(
             o.Order(
                 account=account,
@@ -251,18 +262,22 @@ def _max_fill(w: World, account: int, owner: Any, nonce: int) -> int:
         )
         try:
             w.orders.settle.call(o.encode_fill_batch([o.MatchedFill(mk, tk, size)]))
-            return True
+            return ""
         except ape.exceptions.ContractLogicError as e:
-            assert size == hi or "below initial margin" in str(e), str(e)
-            return False
+            return str(e) or "revert"
 
-    lo, hi = STEP, 20 * WAD
+    def ok(size: int) -> bool:
+        return why(size) == ""
+
+    lo, hi = WAD // 100, 1_000 * WAD  # lo: above the minimum position size
     assert ok(lo) and not ok(hi)
     while hi - lo > STEP:
         mid = (lo + hi) // 2 // STEP * STEP
         if mid in (lo, hi):
             break
         lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    # the search stopped at the margin boundary, not at a cap or another refusal
+    assert "below initial margin" in why(lo + STEP), why(lo + STEP)
     return lo
 
 
@@ -346,7 +361,9 @@ def _costs(w: World, accts: list[int]) -> int:
     return sum(int(w.ch.position(a, BTC)[1]) for a in accts)
 
 
-@pytest.mark.parametrize("case", ["open_vs_close", "flip_vs_open", "two_subaccounts"])
+@pytest.mark.parametrize(
+    "case", ["open_vs_close", "flip_vs_open", "maker_side_closes", "two_subaccounts"]
+)
 def test_mixed_sides__claims_oi_and_pool_sums_conserved(
     w: World, h: Any, actors: dict[str, Any], full: Any, case: str
 ) -> None:
@@ -365,8 +382,16 @@ def test_mixed_sides__claims_oi_and_pool_sums_conserved(
     short_lots = -int(w.ch.position(w.maker, BTC)[0]) // int(LOT * WAD)
     assert short_lots >= 3
     # the maker's buy: closes part of its short, or flips it long by 2 lots
-    size = {"open_vs_close": 2, "flip_vs_open": short_lots + 2, "two_subaccounts": 4}[case]
-    if case == "two_subaccounts":
+    size = {
+        "open_vs_close": 2,
+        "flip_vs_open": short_lots + 2,
+        "maker_side_closes": 2,
+        "two_subaccounts": 4,
+    }[case]
+    if case == "maker_side_closes":
+        # the order-book maker reduces its long (the taker's account sells) while c opens
+        seller, s_owner, buyer, b_owner = w.taker, w.taker_owner, c, owner
+    elif case == "two_subaccounts":
         # the taker's owner trades its own two sub-accounts: c sells to the taker
         seller, s_owner, buyer, b_owner = c, owner, w.taker, w.taker_owner
     else:
