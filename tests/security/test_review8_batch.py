@@ -228,6 +228,22 @@ def test_settle_paused__adding_fill_refused(w: World, full: Any) -> None:
         full.unpause(sender=w.admin)
 
 
+def test_short_calldata_takes_the_chain_route__same_guards(w: World, op: Any) -> None:
+    """f33a069: calls under 196 bytes skip the direct routes and go Ops -> Admin -> Orders
+    (-> Risk -> Treasury). A short `settle` (an empty batch) still reaches `settle`'s
+    checks, and a truncated `engine_check_fill` still meets `_only_self`."""
+    web3 = w.chain.provider.web3
+    settle_sel = bytes.fromhex("9b2db373")
+    empty_batch = settle_sel + (32).to_bytes(32, "big") + (0).to_bytes(32, "big")
+    assert len(empty_batch) < 196
+    with pytest.raises(Exception, match="malformed batch"):
+        web3.eth.call({"from": op.address, "to": w.ch.address, "data": "0x" + empty_batch.hex()})
+    check_sel = bytes.fromhex("4be1d39d")
+    short = check_sel + w.maker.to_bytes(32, "big") + (0).to_bytes(32, "big")
+    with pytest.raises(Exception):  # noqa: B017 (any revert: self-only or bad calldata)
+        web3.eth.call({"from": op.address, "to": w.ch.address, "data": "0x" + short.hex()})
+
+
 # --- 3. inline margin check (18296cc) -------------------------------------------------------
 
 
