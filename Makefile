@@ -136,8 +136,8 @@ test-security:
 
 # The edit loop: no lint; compile only if a contract changed; the unit tests in three
 # shards and the quick fuzz profile, three sessions at a time on 2 cores (an ape session
-# is a Python process taking turns with its anvil, so two leave cores idle; issue 10
-# note). `make test` before pushing.
+# is a Python process taking turns with its anvil, so two sessions leave the cores idle
+# part of the time). `make test` before pushing.
 # The shards (tests/unit/test_fixture_scopes.py folds them into the unit session): the
 # contract tests, the CLI tests, and the rest of tests/unit (the ignores keep every new
 # file in some shard). The rest is mostly pure Python (risk design, margin properties),
