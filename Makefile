@@ -135,18 +135,21 @@ test-security:
 	$(APE_TEST) tests/security $(PYTEST_ARGS) --junitxml=$(STAMPS)/junit-security.xml
 
 # The edit loop: no lint; compile only if a contract changed; the unit tests in three
-# shards and the quick fuzz profile, three sessions at a time on 2 cores (an ape session
-# is a Python process taking turns with its anvil, so two sessions leave the cores idle
-# part of the time). `make test` before pushing.
+# shards and the quick fuzz profile, the four sessions at once: each is mostly its
+# Python process's CPU (ape's per-transaction work; the anvil is a few %), so the wall
+# time is about their CPU shared by the 2 cores, and no shard waits for a slot behind
+# the fuzz, whose time varies most (its quick profile is random). `make test` before
+# pushing.
 # The shards (tests/unit/test_fixture_scopes.py folds them into the unit session): the
-# contract tests, the CLI tests, and the rest of tests/unit (the ignores keep every new
-# file in some shard). The rest is mostly pure Python (risk design, margin properties),
-# which the slots fill while the chain-bound sessions wait on their anvils.
-UNIT_CONTRACTS := tests/unit/clearinghouse tests/unit/oracle_router
+# contract tests with the margin properties (pure Python, ~100 s: the rest shard was the
+# last to end with them), the CLI tests, and the rest of tests/unit (the ignores keep
+# every new file in some shard).
+UNIT_CONTRACTS := tests/unit/clearinghouse tests/unit/oracle_router \
+	tests/unit/test_margin_properties.py
 UNIT_CLI := $(sort $(wildcard tests/unit/test_cli*.py))
 test-quick: setup compile
 	@rm -f $(STAMPS)/junit-*.xml && date +%s > $(STAMPS)/test_t0
-	@rc=0; $(MAKE) --no-print-directory -k -j3 -O test-unit-quick-rest test-fuzz-quick \
+	@rc=0; $(MAKE) --no-print-directory -k -j4 -O test-unit-quick-rest test-fuzz-quick \
 	  test-unit-quick-contracts test-unit-quick-cli || rc=$$?; \
 	  $(BIN)/python -m perpdex.devtools.perf report; exit $$rc
 
