@@ -31,7 +31,8 @@ unexport PYTHONDONTWRITEBYTECODE
 NATRIX_FLAGS := -d NTX11 NTX4 -c MemoryExpansion.max_frame_size=32768
 
 .PHONY: help setup lint format compile test test-quick test-sessions test-fuzz \
-	test-integration test-unit test-security test-unit-quick test-fuzz-quick test-fork demo bench clean
+	test-integration test-unit test-security test-unit-quick test-unit-quick-contracts \
+	test-unit-quick-cli test-unit-quick-rest test-fuzz-quick test-fork demo bench clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -133,15 +134,37 @@ test-unit:
 test-security:
 	$(APE_TEST) tests/security $(PYTEST_ARGS) --junitxml=$(STAMPS)/junit-security.xml
 
-# The edit loop: no lint; compile only if a contract changed; unit tests and the quick
-# fuzz profile, two sessions at a time. `make test` before pushing.
+# The edit loop: no lint; compile only if a contract changed; the unit tests in three
+# shards and the quick fuzz profile, the four sessions at once: each is mostly its
+# Python process's CPU (ape's per-transaction work; the anvil is a few %), so the wall
+# time is about their CPU shared by the 2 cores, and no shard waits for a slot behind
+# the fuzz, whose time varies most (its quick profile is random). `make test` before
+# pushing.
+# The shards (tests/unit/test_fixture_scopes.py folds them into the unit session): the
+# contract tests with the margin properties (pure Python, ~100 s: the rest shard was the
+# last to end with them), the CLI tests, and the rest of tests/unit (the ignores keep
+# every new file in some shard).
+UNIT_CONTRACTS := tests/unit/clearinghouse tests/unit/oracle_router \
+	tests/unit/test_margin_properties.py
+UNIT_CLI := $(sort $(wildcard tests/unit/test_cli*.py))
 test-quick: setup compile
 	@rm -f $(STAMPS)/junit-*.xml && date +%s > $(STAMPS)/test_t0
-	@rc=0; $(MAKE) --no-print-directory -k -j2 -O test-unit-quick test-fuzz-quick || rc=$$?; \
+	@rc=0; $(MAKE) --no-print-directory -k -j4 -O test-unit-quick-rest test-fuzz-quick \
+	  test-unit-quick-contracts test-unit-quick-cli || rc=$$?; \
 	  $(BIN)/python -m perpdex.devtools.perf report; exit $$rc
 
-test-unit-quick:
-	$(APE_TEST) tests/unit $(PYTEST_ARGS) --junitxml=$(STAMPS)/junit-unit.xml
+test-unit-quick: test-unit-quick-contracts test-unit-quick-cli test-unit-quick-rest
+
+test-unit-quick-contracts:
+	$(APE_TEST) $(UNIT_CONTRACTS) $(PYTEST_ARGS) \
+	  --junitxml=$(STAMPS)/junit-unit-contracts.xml
+
+test-unit-quick-cli:
+	$(APE_TEST) $(UNIT_CLI) $(PYTEST_ARGS) --junitxml=$(STAMPS)/junit-unit-cli.xml
+
+test-unit-quick-rest:
+	$(APE_TEST) tests/unit $(addprefix --ignore=,$(UNIT_CONTRACTS) $(UNIT_CLI)) \
+	  $(PYTEST_ARGS) --junitxml=$(STAMPS)/junit-unit-rest.xml
 
 test-fuzz-quick:
 	PERPDEX_FUZZ_PROFILE=quick $(APE_TEST) tests/fuzz $(PYTEST_ARGS) \

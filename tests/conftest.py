@@ -12,6 +12,13 @@ PERPDEX_SHOW_REVERT_TRACES=1 keeps it, for debugging a failing test.
 ape waits for each receipt through web3's `wait_for_transaction_receipt`, which polls
 every 100 ms; anvil (automine) answers a millisecond or two after the send, so a poll
 that misses costs the transaction 100 ms. `pytest_configure` polls every 2 ms instead.
+
+Two node settings ape asks anvil for again and again are remembered (`_NodeSettings`):
+whether it automines (ape's isolation asks once per stateful fixture of every test) and
+the block gas limit (ape's "max" gas limit, asked for every transaction and call it
+builds): ~8% of the unit session's CPU. A request that changes either (`*_setAutomine`,
+`*_setIntervalMining`, `*_setBlockGasLimit`, or `evm_revert`, which can restore another
+gas limit) through ape's provider forgets the remembered value.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from ape.exceptions import TransactionError
@@ -32,15 +39,77 @@ from perpdex.units import WAD
 RECEIPT_POLL_S = 0.002
 
 
+class _NodeSettings:
+    """The node's automine flag and block gas limit as last read, per provider object and
+    node address (a provider object may be reconnected elsewhere).
+
+    Every request ape's provider sends passes `forget` first: one that can change a value
+    drops that provider's copy, so the next read asks the node again."""
+
+    AUTOMINE = "anvil_getAutomine"
+    MAX_GAS = "max_gas"
+    CHANGES: ClassVar[dict[str, str]] = {
+        "evm_setAutomine": AUTOMINE,
+        "anvil_setAutomine": AUTOMINE,
+        "evm_setIntervalMining": AUTOMINE,
+        "anvil_setIntervalMining": AUTOMINE,
+        "evm_setBlockGasLimit": MAX_GAS,
+        "anvil_setBlockGasLimit": MAX_GAS,
+        "evm_revert": MAX_GAS,
+    }
+
+    def __init__(self) -> None:
+        self.values: dict[tuple[int, str, str], Any] = {}
+
+    @staticmethod
+    def _key(provider: Any, what: str) -> tuple[int, str, str]:
+        try:
+            where = str(provider.uri)
+        except Exception:  # no address: not connected, or not an RPC node
+            where = ""
+        return id(provider), where, what
+
+    def forget(self, provider: Any, rpc: str) -> None:
+        if (what := self.CHANGES.get(rpc)) is not None:
+            for key in [k for k in self.values if k[0] == id(provider) and k[2] == what]:
+                del self.values[key]
+
+    def remember(self, provider: Any, what: str, read: Any) -> Any:
+        key = self._key(provider, what)
+        if key not in self.values:
+            self.values[key] = read()
+        return self.values[key]
+
+    def install(self) -> None:
+        from ape_ethereum.provider import Web3Provider
+
+        settings = self
+        make_request = Web3Provider.make_request
+        max_gas = Web3Provider.max_gas.fget  # type: ignore[attr-defined]
+
+        def make_request_remembering(self: Any, rpc: str, parameters: Any = None) -> Any:
+            if rpc == settings.AUTOMINE:
+                return settings.remember(self, rpc, lambda: make_request(self, rpc, parameters))
+            settings.forget(self, rpc)
+            return make_request(self, rpc, parameters)
+
+        def max_gas_remembered(self: Any) -> int:
+            return int(settings.remember(self, settings.MAX_GAS, lambda: max_gas(self)))
+
+        Web3Provider.make_request = make_request_remembering  # type: ignore[method-assign]
+        Web3Provider.max_gas = property(max_gas_remembered)  # type: ignore[assignment,method-assign]
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Polls receipts every 2 ms; skips ape's revert traces and source tracebacks (see
-    the module docstring)."""
+    """Polls receipts every 2 ms; remembers the node's automine flag and gas limit; skips
+    ape's revert traces and source tracebacks (see the module docstring)."""
     wait = Eth.wait_for_transaction_receipt
 
     def wait_fast(self: Eth, tx_hash: Any, timeout: float = 120, poll_latency: float = 0.1) -> Any:
         return wait(self, tx_hash, timeout, min(poll_latency, RECEIPT_POLL_S))
 
     Eth.wait_for_transaction_receipt = wait_fast  # type: ignore[method-assign]
+    _NodeSettings().install()
     if os.environ.get("PERPDEX_SHOW_REVERT_TRACES"):
         return
     Trace.show = lambda self, *args, **kwargs: None  # type: ignore[method-assign]

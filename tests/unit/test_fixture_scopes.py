@@ -34,9 +34,14 @@ def sessions(makefile: Path) -> list[tuple[str, ...]]:
     """The sets of test directories `$(APE_TEST)` lines collect together."""
     text = makefile.read_text().replace("\\\n", " ")
     found = {tuple(m.group(1).split()) for m in _SESSION.finditer(text)}
-    # a session collecting a subset of another's directories (test-unit-quick) has no
-    # clash the bigger one lacks
-    return sorted(s for s in found if not any(set(s) < set(o) for o in found))
+    # a session collecting part of another's tests (the quick loop's shards of tests/unit)
+    # has no clash the bigger one lacks
+    return sorted(s for s in found if not any(s != o and _within(s, o) for o in found))
+
+
+def _within(part: tuple[str, ...], whole: tuple[str, ...]) -> bool:
+    """Every path of `part` is one of `whole`'s paths or lies under one of them."""
+    return all(any(p == w or p.startswith(w.rstrip("/") + "/") for w in whole) for p in part)
 
 
 def _fixture_scope(decorator: ast.expr) -> str | None:
@@ -151,3 +156,20 @@ def test_lint_finds_a_clash_across_directories_and_with_ape(tmp_path: Path) -> N
     assert clashes(tmp_path, ("tests/a",), {}) == []
     with_ape = clashes(tmp_path, ("tests/b",), base)
     assert [c.split(":")[0] for c in with_ape] == ["chain"]
+
+
+def test_sessions_fold_a_shard_into_the_session_it_is_part_of(tmp_path: Path) -> None:
+    """A session over paths under another session's (a quick-loop shard of tests/unit)
+    is not a session of its own; a sibling whose name only starts the same is."""
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(
+        "a:\n\t$(APE_TEST) tests/unit $(ARGS)\n"
+        "b:\n\t$(APE_TEST) tests/unit/clearinghouse \\\n\t  tests/unit/test_cli.py $(ARGS)\n"
+        "c:\n\t$(APE_TEST) tests/unitx $(ARGS)\n"
+        "d:\n\t$(APE_TEST) tests/unit/clearinghouse tests/unitx/y $(ARGS)\n"
+    )
+    assert sessions(makefile) == [
+        ("tests/unit",),
+        ("tests/unit/clearinghouse", "tests/unitx/y"),
+        ("tests/unitx",),
+    ]

@@ -44,6 +44,13 @@ def base():
     return riskbook.from_config(load_risk(), SYMS)
 
 
+@pytest.fixture(scope="module")
+def designed(series, base):
+    """The design with the defaults on the committed history: the tests below only read
+    it (a frozen Design), so the module builds it once (each build is seconds of numpy)."""
+    return design(series, base, SYMS)
+
+
 def _with_imr(book, imrs):
     return dataclasses.replace(
         book,
@@ -86,8 +93,8 @@ def test_rounding_examples(x: float, bp: int):
 # --- the design on the committed history --------------------------------------------------------
 
 
-def test_design_satisfies_the_contract(series, base):
-    d = design(series, base, SYMS)
+def test_design_satisfies_the_contract(designed):
+    d = designed
     assert coverage_gaps(d.book) == []
     assert book_problems(d.book, n_listed=3) == []
     assert 1 <= d.book.n_scenarios <= 16
@@ -98,8 +105,8 @@ def test_design_satisfies_the_contract(series, base):
     assert policy_problems(d.book, n_listed=3) == []  # single-market moves too
 
 
-def test_shocks_round_the_model_moves_away_from_zero(series, base):
-    d = design(series, base, SYMS)
+def test_shocks_round_the_model_moves_away_from_zero(designed):
+    d = designed
     adjusted = {(a.scenario, a.market) for a in d.adjustments}
     for spec, row in zip(d.specs, d.book.shocks, strict=True):
         for sym, exact, bp in zip(SYMS, spec.simple_moves, row, strict=True):
@@ -110,8 +117,8 @@ def test_shocks_round_the_model_moves_away_from_zero(series, base):
             assert bp == 0 or (bp > 0) == (exact > 0)
 
 
-def test_component_scenarios_are_k_sigma_along_the_eigenvectors(series, base):
-    d = design(series, base, SYMS)
+def test_component_scenarios_are_k_sigma_along_the_eigenvectors(series, designed):
+    d = designed
     vecs = d.eigenvectors
     assert np.allclose(vecs.T @ vecs, np.eye(3))
     assert np.all(vecs[:, 0] > 0)  # PC1 is the market: every coin the same way
@@ -134,8 +141,8 @@ def test_component_scenarios_are_k_sigma_along_the_eigenvectors(series, base):
         assert s.simple_moves == s.log_moves
 
 
-def test_single_market_scenarios_move_one_market_by_its_residual_sigma(series, base):
-    d = design(series, base, SYMS)
+def test_single_market_scenarios_move_one_market_by_its_residual_sigma(designed):
+    d = designed
     prec = np.linalg.inv(d.estimate.horizon_cov(d.params.horizon_days))
     for s in d.specs:
         if s.kind != "idio":
@@ -146,8 +153,8 @@ def test_single_market_scenarios_move_one_market_by_its_residual_sigma(series, b
         assert np.sign(s.log_moves[i]) == s.direction
 
 
-def test_joint_crash_is_at_least_pc1_in_every_market(series, base):
-    d = design(series, base, SYMS)
+def test_joint_crash_is_at_least_pc1_in_every_market(designed):
+    d = designed
     shocks = dict(zip(d.book.names, d.book.shocks, strict=True))
     # the equal moves: every market at its largest shock of the whole book
     for m in range(3):
@@ -268,8 +275,8 @@ def test_principal_component_signs():
 # --- YAML ---------------------------------------------------------------------------------------
 
 
-def test_yaml_round_trip(series, base, tmp_path: Path):
-    d = design(series, base, SYMS)
+def test_yaml_round_trip(tmp_path: Path, designed):
+    d = designed
     path = tmp_path / "book.yaml"
     path.write_text(book_yaml(d.book, SYMS, ["header"], {d.book.names[0]: "a note"}))
     assert load_book(path, SYMS) == d.book
@@ -287,8 +294,8 @@ def test_missing_book_file_says_how_to_make_one(tmp_path: Path):
 PRICES = (100_000.0, 3_000.0, 150.0)
 
 
-def test_single_position_portfolio_equals_isolated(series, base):
-    d = design(series, base, SYMS)
+def test_single_position_portfolio_equals_isolated(designed):
+    d = designed
     for m in range(3):
         for size in (1.0, -1.0, 5.0):
             sizes = [0.0, 0.0, 0.0]
@@ -297,11 +304,11 @@ def test_single_position_portfolio_equals_isolated(series, base):
             assert math.isclose(r.portfolio, r.isolated)
 
 
-def test_hedged_book_posts_less_but_at_least_the_floor(series, base):
+def test_hedged_book_posts_less_but_at_least_the_floor(designed):
     """Long 1 BTC against $100k of ETH short: with correlation 0.8 the pair still moves
     about 3.4% in two days (sd); its 99.5% 2-day loss (13,582 on the committed history,
     BTC alone falling) sets the charge: ~78% of isolated margin."""
-    d = design(series, base, SYMS)
+    d = designed
     r = requirements(d.book, [1.0, -100_000 / 3_000, 0.0], PRICES)
     assert r.portfolio < 0.8 * r.isolated
     assert r.worst_loss > 0.10 * 100_000  # but the spread risk is priced
@@ -309,8 +316,8 @@ def test_hedged_book_posts_less_but_at_least_the_floor(series, base):
     assert math.isclose(r.maintenance_portfolio, r.portfolio * 0.5)
 
 
-def test_portfolio_margin_is_monotone_in_scale(series, base):
-    d = design(series, base, SYMS)
+def test_portfolio_margin_is_monotone_in_scale(designed):
+    d = designed
     sizes = np.array([0.7, -12.0, 150.0])
     prev = 0.0
     for scale in (0.5, 1.0, 2.0, 4.0):
@@ -321,11 +328,6 @@ def test_portfolio_margin_is_monotone_in_scale(series, base):
 
 
 # --- the concentration add-on ---------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def designed(series, base):
-    return design(series, base, SYMS)
 
 
 @settings(deadline=None, derandomize=True, max_examples=300)
