@@ -23,7 +23,7 @@ from perpdex.sdk.math.funding import accrue
 from perpdex.sdk.math.gates import (
     collateral_value,
 )
-from perpdex.sdk.math.margin import Book, combine, isolated_requirement, shock
+from perpdex.sdk.math.margin import Book, collateral_worth, combine, isolated_requirement, shock
 from perpdex.sdk.math.packing import collateral_bitmap, funding_delta, positions_bitmap
 from perpdex.sdk.math.positions import apply_fill, funding_owed, value_pnl
 from perpdex.sdk.math.pricing import fee, fill_price
@@ -174,7 +174,7 @@ def load_legs(snap: Snapshot, refresh: bool = False, now: int | None = None) -> 
 def quote_collateral_value(
     snap: Snapshot, traded: int, traded_price: int, refresh: bool, now: int
 ) -> int:
-    """ClearinghouseLens._collateral_value as a quote calls it: a token priced by the traded
+    """ClearinghouseLens._quote_collateral_value: a token priced by the traded
     market at the fresh price, a stale market (with `refresh`) at the oracle's median."""
     value = snap.balance(0)
     cbits = collateral_bitmap(snap.header)
@@ -191,7 +191,7 @@ def quote_collateral_value(
             price = traded_price
         elif refresh and mark.touched_at + age < now:
             price = snap.oracle_price(col.market)
-        worth = mul_div(_to_u256(snap.balance(i)), price * (WAD - col.haircut), WAD * WAD, False)
+        worth = collateral_worth(_to_u256(snap.balance(i)), price, col.haircut)
         value += _to_i256(worth)
     return value
 

@@ -14,7 +14,7 @@ from perpdex.constants import (
     WAD,
 )
 from perpdex.sdk.math.fixed_point import div_floor, mul_div
-from perpdex.sdk.math.margin import combine, isolated_requirement, shock
+from perpdex.sdk.math.margin import collateral_worth, combine, isolated_requirement, shock
 from perpdex.sdk.math.marks import refresh_stale
 from perpdex.sdk.math.packing import (
     collateral_bitmap,
@@ -29,7 +29,8 @@ from perpdex.sdk.math.vyper import Revert, _to_i256, _to_u256
 
 
 def collateral_value(snap: Snapshot) -> int:
-    """gates._collateral_value (cached marks) == ClearinghouseLens._collateral_value:
+    """gates._collateral_value (cached marks) == the lens's
+    `_quote_collateral_value` without a traded market:
     the settlement balance plus every other held token at its market's mark less its
     haircut, rounded down."""
     value = snap.balance(0)
@@ -43,7 +44,7 @@ def collateral_value(snap: Snapshot) -> int:
             continue
         col = snap.collateral(i)
         price = snap.mark(col.market).price
-        worth = mul_div(_to_u256(snap.balance(i)), price * (WAD - col.haircut), WAD * WAD, False)
+        worth = collateral_worth(_to_u256(snap.balance(i)), price, col.haircut)
         value += _to_i256(worth)
     return value
 

@@ -183,6 +183,12 @@ class Book:
         return decode(self.data)
 
 
+def collateral_worth(balance: int, price: int, haircut: int) -> int:
+    """margin._collateral_worth: what `balance` of a collateral token counts for in margin,
+    its value at `price` less the haircut (WAD), rounded down."""
+    return mul_div(balance, price * (WAD - haircut), WAD * WAD, False)
+
+
 def isolated_requirement(notional: int, abs_value: int, abs_size: int, w0: int) -> tuple[int, int]:
     """margin._isolated: (isolated initial margin of one position, its size-scaled part),
     both rounded up; the imr_min part rounds once from `abs_value` = |s| * P (WAD^2)."""
