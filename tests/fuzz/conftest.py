@@ -442,6 +442,7 @@ def _prepare(
         contract_type(project, "Clearinghouse"),
         contract_type(project, "ClearinghouseOps"),
         contract_type(project, "ClearinghouseAdmin"),
+        contract_type(project, "ClearinghouseRisk"),
         project.ClearinghouseOrders.contract_type,
         project.LiquidityVault.contract_type,
         project.ClearinghouseLens.contract_type,
@@ -462,6 +463,9 @@ def _prepare(
         ),
         "admin": ch.handle(
             "admin", p.clearinghouse.address, contract_type(project, "ClearinghouseAdmin")
+        ),
+        "risk": ch.handle(
+            "risk", p.clearinghouse.address, contract_type(project, "ClearinghouseRisk")
         ),
         "vault": ch.handle("vault", p.vault.address, project.LiquidityVault.contract_type),
         "lens": ch.handle("lens", p.lens.address, project.ClearinghouseLens.contract_type),

@@ -44,7 +44,7 @@ from hypothesis import event, note
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 
-from perpdex.constants import BPS, WAD
+from perpdex.constants import BPS, VAULT_CAP_REACHED, WAD
 from perpdex.sdk import math as pm
 from perpdex.sdk.snapshot import CollateralInfo, Snapshot
 
@@ -1581,6 +1581,64 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
                     return plan
         return None
 
+    def _close_with_adl(self, a: FuzzAccount) -> bool:
+        """A leg whose plain close the model refuses only by the vault exposure cap (two
+        accounts on opposite sides, each close raising |skew|: neither closes alone) goes
+        through `close_with_adl` (modules/vault_limits.vy, finding F2), paired with an
+        account on the new skew's side, as a real owner would. True when a leg closed."""
+        s = self.world.accts[a.id]
+        now = self.now + 1
+        for m in range(len(self.fs.params)):
+            size = s.pos[m].size
+            if not size:
+                continue
+            pred = self._simulate(self._snap(self.world, a.id, now), m, -size, now, None)
+            if pred != VAULT_CAP_REACHED:
+                continue
+            lo, sh = self.world.oi[m]
+            new_skew = lo - sh - size
+            sides = [
+                b
+                for b in self.accounts
+                if b.id != a.id
+                and not self.world.accts[b.id].in_liquidation
+                and (self.world.accts[b.id].pos[m].size > 0) == (new_skew > 0)
+                and self.world.accts[b.id].pos[m].size != 0
+            ]
+            sides.sort(key=lambda b: -abs(self.world.accts[b.id].pos[m].size))
+            for b in sides:
+                b_size = self.world.accts[b.id].pos[m].size
+                tx = self._tx(
+                    f"teardown: {a.label} closes market {m} with the ADL of {b.label}",
+                    a.owner,
+                    "risk",
+                    "close_with_adl",
+                    a.id,
+                    m,
+                    -size,
+                    0 if size > 0 else MAX_U,
+                    b.id,
+                    # a portfolio target the ADL would leave liquidatable is refused
+                    expect=loose("clearinghouse: adl would leave the account liquidatable"),
+                    touched={a.id, b.id},
+                )
+                if not tx.ok:
+                    continue
+                adl = tx.events("AutoDeleveraged")
+                assert len(adl) == 1, f"one paired ADL expected, got {adl}"
+                ev = adl[0]
+                assert (ev["account"], ev["market"], ev["reason"]) == (b.id, m, 3), ev
+                d = ev["size_delta"]
+                assert d != 0 and (d > 0) != (b_size > 0) and abs(d) <= abs(b_size), (
+                    f"paired ADL of {d} against a position of {b_size}"
+                )
+                assert self.world.accts[b.id].pos[m].size == b_size + d, "ADL target size"
+                fills = [f for f in tx.events("Fill") if f["account"] == a.id]
+                assert len(fills) == 1 and fills[0]["size_delta"] == -size, fills
+                assert self.world.accts[a.id].pos[m].size == 0, "close_with_adl left a rest"
+                return True
+        return False
+
     def _close_positions(self) -> bool:
         """Owners close what they can without leaving a deficit; the rest is put under
         liquidation. True when a liquidation must wait for the time-weighted price."""
@@ -1591,6 +1649,8 @@ class SystemMachine(Invariants, RuleBasedStateMachine):
             if not s.has_positions or s.in_liquidation:
                 continue
             plan = self._close_plan(a)
+            if plan is None and self._close_with_adl(a):
+                continue  # one leg closed; the next round plans the rest
             if plan is None:
                 tx = self._start(a, self._other_keeper(a.id))
                 if not tx.ok:
