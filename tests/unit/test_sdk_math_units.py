@@ -466,3 +466,23 @@ def test_quote__close_settles_funding_and_removes_the_leg():
         pm.quote(snap, 0, 0)
     with pytest.raises(pm.Revert, match="unknown market"):
         pm.quote(snap, 2, W)
+
+
+def test_set_bits_walks_a_bitmap_like_the_contracts_loops() -> None:
+    from perpdex.sdk.math.packing import set_bits
+
+    def loop(bitmap: int, stop: int, start: int) -> list[int]:  # the Vyper loop's shape
+        out = []
+        for i in range(start, stop):
+            if bitmap >> i == 0:
+                break
+            if (bitmap >> i) & 1 == 1:
+                out.append(i)
+        return out
+
+    for bitmap in (0, 1, 0b1011, 1 << 31, (1 << 32) - 1, 0b110, 1 << 40 | 1):
+        for start in (0, 1):
+            assert list(set_bits(bitmap, 32, start)) == loop(bitmap, 32, start)
+    assert list(set_bits(0b1011, 32)) == [0, 1, 3]
+    assert list(set_bits(0b1011, 32, 1)) == [1, 3]
+    assert list(set_bits(1 << 40 | 1, 32)) == [0]  # bits at or above `stop` are not read

@@ -14,7 +14,7 @@ from perpdex.sdk.math.gates import (
 from perpdex.sdk.math.marks import (
     strict_refresh,
 )
-from perpdex.sdk.math.packing import funding_delta, positions_bitmap
+from perpdex.sdk.math.packing import funding_delta, positions_bitmap, set_bits
 from perpdex.sdk.math.positions import funding_owed, value_pnl
 from perpdex.sdk.math.views import Snapshot
 
@@ -25,11 +25,7 @@ def unrealized_profit(snap: Snapshot) -> int:
     `scan` adds to equity), USD WAD."""
     total = 0
     bitmap = positions_bitmap(snap.header)
-    for m in range(MAX_MARKETS):
-        if bitmap >> m == 0:
-            break
-        if (bitmap >> m) & 1 == 0:
-            continue
+    for m in set_bits(bitmap, MAX_MARKETS):
         pos = snap.position(m)
         mark = snap.mark(m)
         pnl = value_pnl(pos.size, pos.cost, mark.price) - funding_owed(

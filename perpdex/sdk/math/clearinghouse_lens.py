@@ -24,7 +24,7 @@ from perpdex.sdk.math.gates import (
     collateral_value,
 )
 from perpdex.sdk.math.margin import Book, collateral_worth, combine, isolated_requirement, shock
-from perpdex.sdk.math.packing import collateral_bitmap, funding_delta, positions_bitmap
+from perpdex.sdk.math.packing import collateral_bitmap, funding_delta, positions_bitmap, set_bits
 from perpdex.sdk.math.positions import apply_fill, funding_owed, value_pnl
 from perpdex.sdk.math.pricing import fee, fill_price
 from perpdex.sdk.math.views import Snapshot
@@ -156,11 +156,7 @@ def load_legs(snap: Snapshot, refresh: bool = False, now: int | None = None) -> 
     age = snap.system.max_mark_age
     legs: list[Leg] = []
     bitmap = positions_bitmap(snap.header)
-    for m in range(MAX_MARKETS):
-        if bitmap >> m == 0:
-            break
-        if (bitmap >> m) & 1 == 0:
-            continue
+    for m in set_bits(bitmap, MAX_MARKETS):
         pos = snap.position(m)
         mark = snap.mark(m)
         price, index = mark.price, mark.index
@@ -179,11 +175,7 @@ def quote_collateral_value(
     value = snap.balance(0)
     cbits = collateral_bitmap(snap.header)
     age = snap.system.max_mark_age
-    for i in range(1, MAX_COLLATERALS):
-        if cbits >> i == 0:
-            break
-        if (cbits >> i) & 1 == 0:
-            continue
+    for i in set_bits(cbits, MAX_COLLATERALS, 1):
         col = snap.collateral(i)
         mark = snap.mark(col.market)
         price = mark.price

@@ -21,6 +21,7 @@ from perpdex.sdk.math.packing import (
     funding_delta,
     position_count,
     positions_bitmap,
+    set_bits,
 )
 from perpdex.sdk.math.positions import funding_owed
 from perpdex.sdk.math.state import NO_OVERRIDE, MarginScan
@@ -37,11 +38,7 @@ def collateral_value(snap: Snapshot) -> int:
     cbits = collateral_bitmap(snap.header)
     if cbits == 0:
         return value
-    for i in range(1, MAX_COLLATERALS):
-        if cbits >> i == 0:
-            break
-        if (cbits >> i) & 1 == 0:
-            continue
+    for i in set_bits(cbits, MAX_COLLATERALS, 1):
         col = snap.collateral(i)
         price = snap.mark(col.market).price
         worth = collateral_worth(_to_u256(snap.balance(i)), price, col.haircut)
@@ -80,11 +77,7 @@ def scan(
     losses = [0] * MAX_SCENARIOS
     gross_raw = 0
     addon = 0
-    for m in range(MAX_MARKETS):
-        if bitmap >> m == 0:
-            break
-        if (bitmap >> m) & 1 == 0:
-            continue
+    for m in set_bits(bitmap, MAX_MARKETS):
         pos = snap.position(m)
         size = override_size if m == override_market else pos.size
         if size == 0:

@@ -18,6 +18,7 @@ from perpdex.sdk.math.packing import (
     collateral_bitmap,
     pack_mark,
     positions_bitmap,
+    set_bits,
     unpack_mark,
 )
 from perpdex.sdk.math.views import Snapshot
@@ -102,20 +103,13 @@ def refresh_stale(
     age = snap.system.max_mark_age
     touched: list[int] = []
     bitmap = positions_bitmap(snap.header)
-    for m in range(MAX_MARKETS):
-        if bitmap >> m == 0:
-            break
-        if (bitmap >> m) & 1 == 1 and (every or snap.mark(m).touched_at + age < now):
+    for m in set_bits(bitmap, MAX_MARKETS):
+        if every or snap.mark(m).touched_at + age < now:
             snap = _touch_market(snap, m, now)
             touched.append(m)
-    cbits = collateral_bitmap(snap.header)
-    if cbits != 0:
-        for i in range(1, MAX_COLLATERALS):
-            if cbits >> i == 0:
-                break
-            if (cbits >> i) & 1 == 1:
-                m = snap.collateral(i).market
-                if snap.mark(m).touched_at + age < now:
-                    snap = _touch_market(snap, m, now)
-                    touched.append(m)
+    for i in set_bits(collateral_bitmap(snap.header), MAX_COLLATERALS, 1):
+        m = snap.collateral(i).market
+        if snap.mark(m).touched_at + age < now:
+            snap = _touch_market(snap, m, now)
+            touched.append(m)
     return snap, tuple(touched)

@@ -5,6 +5,7 @@ pool, account header, system) and their readers and packers, with the unpacked r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from perpdex.constants import MAX_ABS_I128, MAX_POSITIONS, MAX_PRICE
@@ -219,6 +220,16 @@ def positions_bitmap(h: int) -> int:
 def collateral_bitmap(h: int) -> int:
     """packing._collateral_bitmap of an account header."""
     return (h >> 40) & MASK_8
+
+
+def set_bits(bitmap: int, stop: int, start: int = 0) -> Iterator[int]:
+    """The indexes `start <= i < stop` whose bit is set in `bitmap`, in order: the
+    contracts' bitmap loops (stop at the first index with no higher bit set)."""
+    for i in range(start, stop):
+        if bitmap >> i == 0:
+            return
+        if (bitmap >> i) & 1:
+            yield i
 
 
 def position_count(h: int) -> int:
