@@ -44,24 +44,14 @@
           ema = price. `twap` applies the same formula up to now without a
           new reading.
 
-        Storage layout (manual bit packing, offsets in bits, low bit first):
-        - `_config[market]` (one word): [0, 96) min_price, [96, 192)
-          max_price, [192, 208) max_deviation_bps, [208, 232) twap_window,
-          [232, 240) min_fresh, [240, 248) source count, bit 248 "a
-          sequencer feed is set" (a per-market copy of `_globals`, kept in
-          step by `set_sequencer_feed`, so that reads without a feed skip
-          one cold `SLOAD`), [249, 256) unused. A word of zero means "no
-          such market" (the source count is never zero).
-        - `_sources[market][i]` (one word per source): [0, 160) feed
-          address, [160, 168) feed decimals, [168, 232) normalising
-          factor 10**|18 - decimals|, [232, 256) max_age.
-        - `_observations[market]` (one word): [0, 96) last_price,
-          [96, 192) ema, [192, 232) last_ts, [232, 256) the CREATE nonce
-          of the market's snapshot (below; 0: no such market).
-        - `_globals` (one word): [0, 160) sequencer feed, [160, 224)
-          grace_period, [224, 232) market count, [232, 256) the router's
-          next CREATE nonce (1 at deployment, EIP-161).
-        - snapshot: `_config[market]`, its three `_sources` words (zero
+        Storage layout: four kinds of packed word, `_config[market]`,
+        `_sources[market][i]`, `_observations[market]` and `_globals`, defined with
+        their pack/unpack pairs in modules/packing.vy ("oracle router words"). A config
+        word of zero means "no such market" (the source count is never zero); bit 248
+        of a config word is a per-market copy of "a sequencer feed is set", kept in step
+        by `set_sequencer_feed`, so that reads without a feed skip one cold `SLOAD`; an
+        observation word's last field is the CREATE nonce of the market's snapshot.
+        The snapshot: `_config[market]`, its three `_sources` words (zero
           where there is no source) and the sequencer feed and grace
           period of `_globals`, stored as the code of a contract the
           router creates (a STOP byte, then the five words; SSTORE2)
@@ -119,6 +109,7 @@ from snekmate.auth import access_control
 initializes: access_control
 
 from .modules import constants as c
+from .modules import packing
 
 exports: (
     access_control.hasRole,
@@ -188,29 +179,28 @@ _BPS: constant(uint256) = c.BPS
 _WAD_DECIMALS: constant(uint256) = 18
 
 
-# @dev Bit masks and offsets of the packed words (see the layout above).
-_MASK_8: constant(uint256) = 2**8 - 1
-_MASK_16: constant(uint256) = 2**16 - 1
-_MASK_24: constant(uint256) = 2**24 - 1
-_MASK_64: constant(uint256) = 2**64 - 1
-_MASK_96: constant(uint256) = 2**96 - 1
-_MASK_160: constant(uint256) = 2**160 - 1
-_CFG_MAX_PRICE: constant(uint256) = 96
-_CFG_DEVIATION: constant(uint256) = 192
-_CFG_WINDOW: constant(uint256) = 208
-_CFG_MIN_FRESH: constant(uint256) = 232
-_CFG_COUNT: constant(uint256) = 240
-_CFG_HAS_SEQUENCER: constant(uint256) = 1 << 248
-_SRC_DECIMALS: constant(uint256) = 160
-_SRC_FACTOR: constant(uint256) = 168
-_SRC_MAX_AGE: constant(uint256) = 232
-_OBS_EMA: constant(uint256) = 96
-_OBS_TS: constant(uint256) = 192
-_OBS_SNAPSHOT: constant(uint256) = 232
-_MASK_40: constant(uint256) = 2**40 - 1
-_GLB_GRACE: constant(uint256) = 160
-_GLB_COUNT: constant(uint256) = 224
-_GLB_NONCE: constant(uint256) = 232
+# Word layouts: contracts/modules/packing.vy ("oracle router words"). The per-trade path
+# shifts by these aliases of its names (perpdex/devtools/packing_baseline.txt).
+_MASK_8: constant(uint256) = packing.MASK_8
+_MASK_16: constant(uint256) = packing.MASK_16
+_MASK_24: constant(uint256) = packing.MASK_24
+_MASK_64: constant(uint256) = packing.MASK_64
+_MASK_96: constant(uint256) = packing.MASK_96
+_MASK_160: constant(uint256) = packing.MASK_160
+_MASK_40: constant(uint256) = packing.MASK_40
+_CFG_MAX_PRICE: constant(uint256) = packing.ORACLE_CFG_MAX_PRICE
+_CFG_DEVIATION: constant(uint256) = packing.ORACLE_CFG_DEVIATION
+_CFG_WINDOW: constant(uint256) = packing.ORACLE_CFG_WINDOW
+_CFG_MIN_FRESH: constant(uint256) = packing.ORACLE_CFG_MIN_FRESH
+_CFG_COUNT: constant(uint256) = packing.ORACLE_CFG_COUNT
+_CFG_HAS_SEQUENCER: constant(uint256) = packing.ORACLE_CFG_HAS_SEQUENCER
+_SRC_DECIMALS: constant(uint256) = packing.ORACLE_SRC_DECIMALS
+_SRC_FACTOR: constant(uint256) = packing.ORACLE_SRC_FACTOR
+_SRC_MAX_AGE: constant(uint256) = packing.ORACLE_SRC_MAX_AGE
+_OBS_EMA: constant(uint256) = packing.ORACLE_OBS_EMA
+_OBS_TS: constant(uint256) = packing.ORACLE_OBS_TS
+_OBS_SNAPSHOT: constant(uint256) = packing.ORACLE_OBS_SNAPSHOT
+_GLB_GRACE: constant(uint256) = packing.ORACLE_GLB_GRACE
 # @dev The snapshot's data: config, three sources, sequencer feed and grace period.
 _SNAPSHOT_BYTES: constant(uint256) = 160
 
@@ -319,7 +309,11 @@ def __init__():
     access_control.__init__()
     access_control._grant_role(RISK_ROLE, msg.sender)
     # a contract's first CREATE uses nonce 1 (EIP-161)
-    self._globals = 1 << _GLB_NONCE
+    self._globals = packing._pack_oracle_globals(
+        packing.OracleGlobals(
+            sequencer_feed=empty(address), grace_period=0, market_count=0, next_nonce=1
+        )
+    )
     _RLP_SELF = (54_932 << 240) | (convert(convert(self, uint160), uint256) << 80)
 
 
@@ -352,22 +346,26 @@ def add_market(
     @return uint256 The new market id.
     """
     access_control._check_role(RISK_ROLE, msg.sender)
-    glb: uint256 = self._globals
-    market: uint256 = (glb >> _GLB_COUNT) & _MASK_8
+    glb: packing.OracleGlobals = packing._unpack_oracle_globals(self._globals)
+    market: uint256 = glb.market_count
     assert market < MAX_MARKETS, "oracle: too many markets"
     # Cheap checks first: the feeds are called last.
     self._check_lengths(_sources, _max_ages)
     config: uint256 = self._pack_params(
-        _min_price, _max_price, _max_deviation_bps, _min_fresh, _twap_window, len(_sources)
+        _min_price,
+        _max_price,
+        _max_deviation_bps,
+        _min_fresh,
+        _twap_window,
+        len(_sources),
+        glb.sequencer_feed != empty(address),
     )
     words: DynArray[uint256, MAX_SOURCES] = self._pack_sources(_sources, _max_ages)
-    if glb & _MASK_160 != 0:
-        config |= _CFG_HAS_SEQUENCER
     self._config[market] = config
     for i: uint256 in range(len(words), bound=MAX_SOURCES):
         self._sources[market][i] = words[i]
-    # Cannot overflow: the count is below MAX_MARKETS, checked above.
-    self._globals = unsafe_add(glb, 1 << _GLB_COUNT)
+    glb.market_count = market + 1
+    self._globals = packing._pack_oracle_globals(glb)
     self._publish(market)
     log MarketAdded(
         market=market,
@@ -400,23 +398,23 @@ def set_sources(
            in seconds (0 < max_age <= MAX_AGE_LIMIT).
     """
     access_control._check_role(RISK_ROLE, msg.sender)
-    config: uint256 = self._known_config(_market)
+    config: packing.OracleConfig = packing._unpack_oracle_config(self._known_config(_market))
     # Cheap checks first: the feeds are called last.
     self._check_lengths(_sources, _max_ages)
-    assert (config >> _CFG_MIN_FRESH) & _MASK_8 <= len(_sources), "oracle: bad min fresh"
+    assert config.min_fresh <= len(_sources), "oracle: bad min fresh"
     words: DynArray[uint256, MAX_SOURCES] = self._pack_sources(_sources, _max_ages)
-    old_count: uint256 = (config >> _CFG_COUNT) & _MASK_8
     old_sources: DynArray[address, MAX_SOURCES] = []
     old_max_ages: DynArray[uint256, MAX_SOURCES] = []
-    for i: uint256 in range(old_count, bound=MAX_SOURCES):
-        word: uint256 = self._sources[_market][i]
-        old_sources.append(self._source_address(word))
-        old_max_ages.append(word >> _SRC_MAX_AGE)
+    for i: uint256 in range(config.count, bound=MAX_SOURCES):
+        old: packing.OracleSource = packing._unpack_oracle_source(self._sources[_market][i])
+        old_sources.append(old.feed)
+        old_max_ages.append(old.max_age)
         if i >= len(words):
             self._sources[_market][i] = 0
     for i: uint256 in range(len(words), bound=MAX_SOURCES):
         self._sources[_market][i] = words[i]
-    self._config[_market] = (config & ~(_MASK_8 << _CFG_COUNT)) | (len(words) << _CFG_COUNT)
+    config.count = len(words)
+    self._config[_market] = packing._pack_oracle_config(config)
     self._publish(_market)
     log SourcesUpdated(
         market=_market,
@@ -453,28 +451,29 @@ def set_params(
     @param _twap_window The EMA time constant in seconds (60..86_400).
     """
     access_control._check_role(RISK_ROLE, msg.sender)
-    config: uint256 = self._known_config(_market)
+    config: packing.OracleConfig = packing._unpack_oracle_config(self._known_config(_market))
     self._config[_market] = self._pack_params(
         _min_price,
         _max_price,
         _max_deviation_bps,
         _min_fresh,
         _twap_window,
-        (config >> _CFG_COUNT) & _MASK_8,
-    ) | (config & _CFG_HAS_SEQUENCER)
+        config.count,
+        config.has_sequencer,
+    )
     self._publish(_market)
     log ParamsUpdated(
         market=_market,
         sender=msg.sender,
-        old_min_price=config & _MASK_96,
+        old_min_price=config.min_price,
         new_min_price=_min_price,
-        old_max_price=(config >> _CFG_MAX_PRICE) & _MASK_96,
+        old_max_price=config.max_price,
         new_max_price=_max_price,
-        old_max_deviation_bps=(config >> _CFG_DEVIATION) & _MASK_16,
+        old_max_deviation_bps=config.max_deviation_bps,
         new_max_deviation_bps=_max_deviation_bps,
-        old_min_fresh=(config >> _CFG_MIN_FRESH) & _MASK_8,
+        old_min_fresh=config.min_fresh,
         new_min_fresh=_min_fresh,
-        old_twap_window=(config >> _CFG_WINDOW) & _MASK_24,
+        old_twap_window=config.twap_window,
         new_twap_window=_twap_window,
     )
 
@@ -493,30 +492,28 @@ def set_sequencer_feed(_feed: address, _grace_period: uint256):
     access_control._check_role(RISK_ROLE, msg.sender)
     assert _grace_period <= MAX_GRACE_PERIOD, "oracle: grace period too long"
     assert _feed == empty(address) or _feed.is_contract, "oracle: feed has no code"
-    glb: uint256 = self._globals
+    old: packing.OracleGlobals = packing._unpack_oracle_globals(self._globals)
     self._sequencer_tx = 0
-    self._globals = (
-        (glb & (_MASK_8 << _GLB_COUNT | _MASK_24 << _GLB_NONCE))
-        | (_grace_period << _GLB_GRACE)
-        | convert(convert(_feed, uint160), uint256)
-    )
+    glb: packing.OracleGlobals = old
+    glb.sequencer_feed = _feed
+    glb.grace_period = _grace_period
+    self._globals = packing._pack_oracle_globals(glb)
     # Keep the per-market copy of "a sequencer feed is set" in step, so
     # that reads on a chain without a feed skip the `_globals` `SLOAD`.
     has_feed: bool = _feed != empty(address)
-    if has_feed != (glb & _MASK_160 != 0):
-        for market: uint256 in range((glb >> _GLB_COUNT) & _MASK_8, bound=MAX_MARKETS):
-            if has_feed:
-                self._config[market] |= _CFG_HAS_SEQUENCER
-            else:
-                self._config[market] &= ~_CFG_HAS_SEQUENCER
-    for market: uint256 in range((glb >> _GLB_COUNT) & _MASK_8, bound=MAX_MARKETS):
+    if has_feed != (old.sequencer_feed != empty(address)):
+        for market: uint256 in range(old.market_count, bound=MAX_MARKETS):
+            self._config[market] = packing._oracle_config_with_sequencer(
+                self._config[market], has_feed
+            )
+    for market: uint256 in range(old.market_count, bound=MAX_MARKETS):
         # every market's snapshot holds the feed and the grace period
         self._publish(market)
     log SequencerFeedUpdated(
         sender=msg.sender,
-        old_feed=self._source_address(glb),
+        old_feed=old.sequencer_feed,
         new_feed=_feed,
-        old_grace_period=(glb >> _GLB_GRACE) & _MASK_64,
+        old_grace_period=old.grace_period,
         new_grace_period=_grace_period,
     )
 
@@ -542,7 +539,7 @@ def observe(_market: uint256) -> (uint256, uint256):
     log PriceObserved(
         market=_market,
         price=price,
-        twap=(self._observations[_market] >> _OBS_EMA) & _MASK_96,
+        twap=packing._observation_ema(self._observations[_market]),
         flags=flags,
     )
     return price, flags
@@ -655,10 +652,10 @@ def price_time(_market: uint256) -> uint256:
     oldest: uint256 = max_value(uint256)
     success: bool = False
     response: Bytes[_ROUND_DATA_SIZE] = b""
-    for i: uint256 in range((config >> _CFG_COUNT) & _MASK_8, bound=MAX_SOURCES):
-        word: uint256 = self._sources[_market][i]
+    for i: uint256 in range(packing._oracle_source_count(config), bound=MAX_SOURCES):
+        source: packing.OracleSource = packing._unpack_oracle_source(self._sources[_market][i])
         success, response = raw_call(
-            convert(convert(word & _MASK_160, uint160), address),
+            source.feed,
             method_id("latestRoundData()"),
             max_outsize=_ROUND_DATA_SIZE,
             is_static_call=True,
@@ -671,7 +668,7 @@ def price_time(_market: uint256) -> uint256:
         if (
             updated_at == 0
             or updated_at > block.timestamp
-            or block.timestamp - updated_at > word >> _SRC_MAX_AGE
+            or block.timestamp - updated_at > source.max_age
         ):
             continue
         if started_at != 0 and started_at < updated_at:
@@ -692,16 +689,10 @@ def twap(_market: uint256) -> uint256:
     @param _market The market id.
     @return uint256 The time-weighted price, WAD.
     """
-    config: uint256 = self._known_config(_market)
-    state: uint256 = self._observations[_market]
-    last_ts: uint256 = (state >> _OBS_TS) & _MASK_40
-    assert last_ts != 0, "oracle: no observation"
-    return self._ema(
-        state & _MASK_96,
-        (state >> _OBS_EMA) & _MASK_96,
-        block.timestamp - last_ts,
-        (config >> _CFG_WINDOW) & _MASK_24,
-    )
+    config: packing.OracleConfig = packing._unpack_oracle_config(self._known_config(_market))
+    obs: packing.Observation = packing._unpack_observation(self._observations[_market])
+    assert obs.last_ts != 0, "oracle: no observation"
+    return self._ema(obs.last_price, obs.ema, block.timestamp - obs.last_ts, config.twap_window)
 
 
 @external
@@ -722,7 +713,7 @@ def market_count() -> uint256:
     @dev Returns the number of markets; their ids are 0..count - 1.
     @return uint256 The number of markets.
     """
-    return (self._globals >> _GLB_COUNT) & _MASK_8
+    return packing._oracle_market_count(self._globals)
 
 
 @external
@@ -735,22 +726,22 @@ def market_config(_market: uint256) -> MarketConfig:
     @return MarketConfig The sources, their max ages and decimals, and the
             market parameters.
     """
-    config: uint256 = self._known_config(_market)
+    config: packing.OracleConfig = packing._unpack_oracle_config(self._known_config(_market))
     result: MarketConfig = MarketConfig(
         sources=[],
         max_ages=[],
         decimals=[],
-        min_price=config & _MASK_96,
-        max_price=(config >> _CFG_MAX_PRICE) & _MASK_96,
-        max_deviation_bps=(config >> _CFG_DEVIATION) & _MASK_16,
-        min_fresh=(config >> _CFG_MIN_FRESH) & _MASK_8,
-        twap_window=(config >> _CFG_WINDOW) & _MASK_24,
+        min_price=config.min_price,
+        max_price=config.max_price,
+        max_deviation_bps=config.max_deviation_bps,
+        min_fresh=config.min_fresh,
+        twap_window=config.twap_window,
     )
-    for i: uint256 in range((config >> _CFG_COUNT) & _MASK_8, bound=MAX_SOURCES):
-        word: uint256 = self._sources[_market][i]
-        result.sources.append(self._source_address(word))
-        result.max_ages.append(word >> _SRC_MAX_AGE)
-        result.decimals.append(convert((word >> _SRC_DECIMALS) & _MASK_8, uint8))
+    for i: uint256 in range(config.count, bound=MAX_SOURCES):
+        source: packing.OracleSource = packing._unpack_oracle_source(self._sources[_market][i])
+        result.sources.append(source.feed)
+        result.max_ages.append(source.max_age)
+        result.decimals.append(convert(source.decimals, uint8))
     return result
 
 
@@ -764,8 +755,8 @@ def sources(_market: uint256) -> DynArray[address, MAX_SOURCES]:
     """
     config: uint256 = self._known_config(_market)
     result: DynArray[address, MAX_SOURCES] = []
-    for i: uint256 in range((config >> _CFG_COUNT) & _MASK_8, bound=MAX_SOURCES):
-        result.append(self._source_address(self._sources[_market][i]))
+    for i: uint256 in range(packing._oracle_source_count(config), bound=MAX_SOURCES):
+        result.append(packing._low_address(self._sources[_market][i]))
     return result
 
 
@@ -781,8 +772,8 @@ def observation(_market: uint256) -> (uint256, uint256, uint256):
     @return uint256 The timestamp of the last observation.
     """
     self._known_config(_market)
-    state: uint256 = self._observations[_market]
-    return state & _MASK_96, (state >> _OBS_EMA) & _MASK_96, (state >> _OBS_TS) & _MASK_40
+    obs: packing.Observation = packing._unpack_observation(self._observations[_market])
+    return obs.last_price, obs.ema, obs.last_ts
 
 
 @external
@@ -793,8 +784,8 @@ def sequencer_config() -> (address, uint256):
     @return address The feed, or `empty(address)` if none.
     @return uint256 The grace period in seconds.
     """
-    glb: uint256 = self._globals
-    return self._source_address(glb), (glb >> _GLB_GRACE) & _MASK_64
+    glb: packing.OracleGlobals = packing._unpack_oracle_globals(self._globals)
+    return glb.sequencer_feed, glb.grace_period
 
 
 @internal
@@ -830,7 +821,7 @@ def _read(_market: uint256, _config: uint256) -> (uint256, uint256):
         flags = self._sequencer_flags(self._globals)
     if not quorum:
         # no quorum: the last quorum price, for display only (0 before the first)
-        return self._observations[_market] & _MASK_96, flags | FLAG_DEGRADED
+        return packing._observation_last_price(self._observations[_market]), flags | FLAG_DEGRADED
     return price, flags
 
 
@@ -971,7 +962,7 @@ def _sequencer_flags(_globals: uint256) -> uint256:
     @param _globals The packed sequencer feed, grace period and count.
     @return uint256 FLAG_SEQUENCER_DOWN, FLAG_SEQUENCER_GRACE or 0.
     """
-    feed: address = self._source_address(_globals)
+    feed: address = packing._low_address(_globals)
     if feed == empty(address):
         return 0
     success: bool = False
@@ -1056,10 +1047,11 @@ def _pack_sources(
         else:
             factor = 10**(feed_decimals - _WAD_DECIMALS)
         words.append(
-            convert(convert(source, uint160), uint256)
-            | (feed_decimals << _SRC_DECIMALS)
-            | (factor << _SRC_FACTOR)
-            | (max_age << _SRC_MAX_AGE)
+            packing._pack_oracle_source(
+                packing.OracleSource(
+                    feed=source, decimals=feed_decimals, factor=factor, max_age=max_age
+                )
+            )
         )
     return words
 
@@ -1089,6 +1081,7 @@ def _pack_params(
     _min_fresh: uint256,
     _twap_window: uint256,
     _count: uint256,
+    _has_sequencer: bool,
 ) -> uint256:
     """
     @dev Validates market parameters and returns the packed word.
@@ -1098,6 +1091,7 @@ def _pack_params(
     @param _min_fresh The fewest valid sources for a quorum (>= 2).
     @param _twap_window The EMA time constant in seconds.
     @param _count The number of sources (2..3).
+    @param _has_sequencer Whether a sequencer feed is set (the globals' copy).
     @return uint256 The packed parameters (never zero: `_count >= 2`).
     """
     assert _min_price != 0 and _min_price < _max_price, "oracle: bad price bounds"
@@ -1107,25 +1101,17 @@ def _pack_params(
     assert (
         _twap_window >= MIN_TWAP_WINDOW and _twap_window <= MAX_TWAP_WINDOW
     ), "oracle: bad twap window"
-    return (
-        _min_price
-        | (_max_price << _CFG_MAX_PRICE)
-        | (_max_deviation_bps << _CFG_DEVIATION)
-        | (_twap_window << _CFG_WINDOW)
-        | (_min_fresh << _CFG_MIN_FRESH)
-        | (_count << _CFG_COUNT)
+    return packing._pack_oracle_config(
+        packing.OracleConfig(
+            min_price=_min_price,
+            max_price=_max_price,
+            max_deviation_bps=_max_deviation_bps,
+            twap_window=_twap_window,
+            min_fresh=_min_fresh,
+            count=_count,
+            has_sequencer=_has_sequencer,
+        )
     )
-
-
-@internal
-@pure
-def _source_address(_word: uint256) -> address:
-    """
-    @dev Returns the address in the low 160 bits of a packed word.
-    @param _word A packed source or globals word.
-    @return address The address.
-    """
-    return convert(convert(_word & _MASK_160, uint160), address)
 
 
 @internal
@@ -1136,24 +1122,27 @@ def _publish(_market: uint256):
          and records its CREATE nonce in the market's observation word.
     @param _market The market id (registered).
     """
-    glb: uint256 = self._globals
-    nonce: uint256 = glb >> _GLB_NONCE
-    assert nonce < _MASK_24, "oracle: snapshot nonce exhausted"
+    glb_word: uint256 = self._globals
+    glb: packing.OracleGlobals = packing._unpack_oracle_globals(glb_word)
+    nonce: uint256 = glb.next_nonce
+    assert nonce < packing.ORACLE_MAX_NONCE, "oracle: snapshot nonce exhausted"
     data: Bytes[1 + _SNAPSHOT_BYTES] = concat(
         b"\x00",
         convert(self._config[_market], bytes32),
         convert(self._sources[_market][0], bytes32),
         convert(self._sources[_market][1], bytes32),
         convert(self._sources[_market][2], bytes32),
-        convert(glb & (_MASK_64 << _GLB_GRACE | _MASK_160), bytes32),
+        convert(packing._oracle_sequencer_word(glb_word), bytes32),
     )
     # PUSH2 161 DUP1 PUSH1 10 RETURNDATASIZE CODECOPY RETURNDATASIZE RETURN: the
     # runtime code is `data`, whose first byte (STOP) makes a call to it do nothing
     snapshot: address = raw_create(concat(b"\x61\x00\xa1\x80\x60\x0a\x3d\x39\x3d\xf3", data))
     assert snapshot == self._snapshot_address(nonce), "oracle: snapshot address"
-    self._globals = unsafe_add(glb, 1 << _GLB_NONCE)
-    state: uint256 = self._observations[_market]
-    self._observations[_market] = (state & ~(_MASK_24 << _OBS_SNAPSHOT)) | (nonce << _OBS_SNAPSHOT)
+    glb.next_nonce = nonce + 1
+    self._globals = packing._pack_oracle_globals(glb)
+    obs: packing.Observation = packing._unpack_observation(self._observations[_market])
+    obs.snapshot_nonce = nonce
+    self._observations[_market] = packing._pack_observation(obs)
 
 
 @internal

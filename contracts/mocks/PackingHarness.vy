@@ -219,3 +219,63 @@ def no_bits_from(bits: uint256, i: uint256) -> bool:
 @pure
 def order_bits(state_: uint256, nonce: uint256) -> (uint256, uint256):
     return packing._order_word(nonce), packing._order_state_bits(state_, nonce)
+
+
+@external
+@pure
+def unpack_oracle_config(w: uint256) -> packing.OracleConfig:
+    return packing._unpack_oracle_config(w)
+
+
+@external
+@pure
+def pack_oracle_config(x: packing.OracleConfig) -> uint256:
+    return packing._pack_oracle_config(x)
+
+
+@external
+@pure
+def oracle_config_with_sequencer(w: uint256, has_sequencer: bool) -> uint256:
+    return packing._oracle_config_with_sequencer(w, has_sequencer)
+
+
+@external
+@pure
+def unpack_oracle_source(w: uint256) -> packing.OracleSource:
+    return packing._unpack_oracle_source(w)
+
+
+@external
+@pure
+def pack_oracle_source(x: packing.OracleSource) -> uint256:
+    return packing._pack_oracle_source(x)
+
+
+@external
+@pure
+def unpack_observation(w: uint256) -> packing.Observation:
+    return packing._unpack_observation(w)
+
+
+@external
+@pure
+def pack_observation(x: packing.Observation) -> uint256:
+    return packing._pack_observation(x)
+
+
+@external
+@pure
+def unpack_oracle_globals(w: uint256) -> packing.OracleGlobals:
+    return packing._unpack_oracle_globals(w)
+
+
+@external
+@pure
+def pack_oracle_globals(x: packing.OracleGlobals) -> uint256:
+    return packing._pack_oracle_globals(x)
+
+
+@external
+@pure
+def oracle_sequencer_word(w: uint256) -> uint256:
+    return packing._oracle_sequencer_word(w)

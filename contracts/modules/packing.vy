@@ -848,6 +848,66 @@ def _order_state_bits(state_: uint256, nonce: uint256) -> uint256:
     return state_ << ((nonce & 127) << 1)
 
 
+@internal
+@pure
+def _order_bit_at(nonce: uint256) -> uint256:
+    """
+    @dev The bit position of a nonce's two replay bits in its state._order_bits word.
+    """
+    return (nonce & 127) << 1
+
+
+@internal
+@pure
+def _window_bit_at(offset: uint256) -> uint256:
+    """
+    @dev The bit position in the header of the replay bits of nonce min + `offset`
+         (offset < NONCE_WINDOW).
+    """
+    return NONCE_WINDOW_SHIFT + (offset << 1)
+
+
+@internal
+@pure
+def _replay_bits(word: uint256, at: uint256) -> uint256:
+    """
+    @dev The two replay bits (ORDER_PARTIAL | ORDER_DONE) at bit `at` of a header or an
+         order-bits word.
+    """
+    return (word >> at) & 3
+
+
+@internal
+@pure
+def _with_replay_bits(word: uint256, at: uint256, bits: uint256) -> uint256:
+    """
+    @dev `word` with `bits` (two bits) ORed in at bit `at`.
+    """
+    return word | (bits << at)
+
+
+@internal
+@pure
+def _header_window_from(h: uint256, step: uint256) -> uint256:
+    """
+    @dev The header's replay window (2 bits per nonce, nonce min + k at bits 2k) from
+         nonce min + `step` on: the bits of the nonces a window that moves up by `step`
+         keeps, at their new places.
+    """
+    return ((h >> NONCE_WINDOW_SHIFT) & MASK_88) >> (step << 1)
+
+
+@internal
+@pure
+def _with_window(h: uint256, window: uint256, min_nonce: uint256) -> uint256:
+    """
+    @dev The header with a new replay window and minimum nonce (`cancel_below`); the bits
+         below the window (flags, bitmaps, counts, pending orders) kept.
+    """
+    assert window <= MASK_88 and min_nonce <= MASK_64, "clearinghouse: value too large"
+    return (h & MASK_104) | (window << NONCE_WINDOW_SHIFT) | (min_nonce << HEADER_NONCE_SHIFT)
+
+
 # --- delayed orders (modules/delayed.vy) ------------------------------------------------------
 #   config word (per market)  min_delay u32 | max_age u32 | keeper_fee u128 (USD WAD) |
 #                             mode u8 (bits 192-199)
@@ -1201,3 +1261,240 @@ def _book_shock(w1: uint256, k: uint256) -> int256:
     """
     # move field k to the top, then shift back arithmetically to sign-extend it
     return convert(convert(w1 << (240 - 16 * k), bytes32), int256) >> 240
+
+
+# --- oracle router words (OracleRouter.vy's own storage) -------------------------------------
+#   config word (per market)    min_price u96 | max_price u96 (WAD) | max_deviation_bps u16 |
+#                               twap_window u24 (s) | min_fresh u8 | source count u8 |
+#                               bit 248: a sequencer feed is set (a copy of the globals')
+#   source word (per source)    feed u160 | feed decimals u8 | factor u64 (10**|18 -
+#                               decimals|) | max_age u24 (s)
+#   observation word (market)   last_price u96 | ema u96 (WAD) | last_ts u40 | snapshot
+#                               CREATE nonce u24 (0: no such market)
+#   globals word                sequencer feed u160 | grace_period u64 (s) | market count u8
+#                               | next CREATE nonce u24
+# The router's per-trade path (`_observe`, `_quorum`, `_sequencer_flags`) shifts by these
+# names inline: perpdex/devtools/packing_baseline.txt lists it and says why.
+ORACLE_CFG_MAX_PRICE: constant(uint256) = 96
+ORACLE_CFG_DEVIATION: constant(uint256) = 192
+ORACLE_CFG_WINDOW: constant(uint256) = 208
+ORACLE_CFG_MIN_FRESH: constant(uint256) = 232
+ORACLE_CFG_COUNT: constant(uint256) = 240
+ORACLE_CFG_HAS_SEQUENCER: constant(uint256) = 1 << 248
+ORACLE_SRC_DECIMALS: constant(uint256) = 160
+ORACLE_SRC_FACTOR: constant(uint256) = 168
+ORACLE_SRC_MAX_AGE: constant(uint256) = 232
+ORACLE_OBS_EMA: constant(uint256) = 96
+ORACLE_OBS_TS: constant(uint256) = 192
+ORACLE_OBS_SNAPSHOT: constant(uint256) = 232
+ORACLE_GLB_GRACE: constant(uint256) = 160
+ORACLE_GLB_COUNT: constant(uint256) = 224
+ORACLE_GLB_NONCE: constant(uint256) = 232
+MASK_160: constant(uint256) = 2**160 - 1
+# the largest snapshot CREATE nonce a 24-bit field holds
+ORACLE_MAX_NONCE: constant(uint256) = MASK_24
+
+
+struct OracleConfig:
+    min_price: uint256
+    max_price: uint256
+    max_deviation_bps: uint256
+    twap_window: uint256
+    min_fresh: uint256
+    count: uint256
+    has_sequencer: bool
+
+
+@internal
+@pure
+def _unpack_oracle_config(w: uint256) -> OracleConfig:
+    return OracleConfig(
+        min_price=w & MASK_96,
+        max_price=(w >> ORACLE_CFG_MAX_PRICE) & MASK_96,
+        max_deviation_bps=(w >> ORACLE_CFG_DEVIATION) & MASK_16,
+        twap_window=(w >> ORACLE_CFG_WINDOW) & MASK_24,
+        min_fresh=(w >> ORACLE_CFG_MIN_FRESH) & MASK_8,
+        count=(w >> ORACLE_CFG_COUNT) & MASK_8,
+        has_sequencer=w & ORACLE_CFG_HAS_SEQUENCER != 0,
+    )
+
+
+@internal
+@pure
+def _pack_oracle_config(x: OracleConfig) -> uint256:
+    assert (
+        x.min_price <= MASK_96
+        and x.max_price <= MASK_96
+        and x.max_deviation_bps <= MASK_16
+        and x.twap_window <= MASK_24
+        and x.min_fresh <= MASK_8
+        and x.count <= MASK_8
+    ), "oracle: parameter too large"
+    w: uint256 = (
+        x.min_price
+        | (x.max_price << ORACLE_CFG_MAX_PRICE)
+        | (x.max_deviation_bps << ORACLE_CFG_DEVIATION)
+        | (x.twap_window << ORACLE_CFG_WINDOW)
+        | (x.min_fresh << ORACLE_CFG_MIN_FRESH)
+        | (x.count << ORACLE_CFG_COUNT)
+    )
+    if x.has_sequencer:
+        w |= ORACLE_CFG_HAS_SEQUENCER
+    return w
+
+
+@internal
+@pure
+def _oracle_source_count(w: uint256) -> uint256:
+    """
+    @dev The number of sources in a config word.
+    """
+    return (w >> ORACLE_CFG_COUNT) & MASK_8
+
+
+@internal
+@pure
+def _oracle_config_with_sequencer(w: uint256, has_sequencer: bool) -> uint256:
+    """
+    @dev A config word with its "a sequencer feed is set" bit as given.
+    """
+    if has_sequencer:
+        return w | ORACLE_CFG_HAS_SEQUENCER
+    return w & ~ORACLE_CFG_HAS_SEQUENCER
+
+
+struct OracleSource:
+    feed: address
+    decimals: uint256
+    factor: uint256
+    max_age: uint256
+
+
+@internal
+@pure
+def _unpack_oracle_source(w: uint256) -> OracleSource:
+    return OracleSource(
+        feed=self._low_address(w),
+        decimals=(w >> ORACLE_SRC_DECIMALS) & MASK_8,
+        factor=(w >> ORACLE_SRC_FACTOR) & MASK_64,
+        max_age=w >> ORACLE_SRC_MAX_AGE,
+    )
+
+
+@internal
+@pure
+def _pack_oracle_source(x: OracleSource) -> uint256:
+    assert (
+        x.decimals <= MASK_8 and x.factor <= MASK_64 and x.max_age <= MASK_24
+    ), "oracle: parameter too large"
+    return (
+        convert(convert(x.feed, uint160), uint256)
+        | (x.decimals << ORACLE_SRC_DECIMALS)
+        | (x.factor << ORACLE_SRC_FACTOR)
+        | (x.max_age << ORACLE_SRC_MAX_AGE)
+    )
+
+
+@internal
+@pure
+def _low_address(w: uint256) -> address:
+    """
+    @dev The address in the low 160 bits of a word: a source word's feed, the globals
+         word's sequencer feed.
+    """
+    return convert(convert(w & MASK_160, uint160), address)
+
+
+struct Observation:
+    last_price: uint256
+    ema: uint256
+    last_ts: uint256
+    snapshot_nonce: uint256
+
+
+@internal
+@pure
+def _unpack_observation(w: uint256) -> Observation:
+    return Observation(
+        last_price=w & MASK_96,
+        ema=(w >> ORACLE_OBS_EMA) & MASK_96,
+        last_ts=(w >> ORACLE_OBS_TS) & MASK_40,
+        snapshot_nonce=w >> ORACLE_OBS_SNAPSHOT,
+    )
+
+
+@internal
+@pure
+def _pack_observation(x: Observation) -> uint256:
+    assert (
+        x.last_price <= MASK_96
+        and x.ema <= MASK_96
+        and x.last_ts <= MASK_40
+        and x.snapshot_nonce <= ORACLE_MAX_NONCE
+    ), "oracle: observation too large"
+    return (
+        x.last_price
+        | (x.ema << ORACLE_OBS_EMA)
+        | (x.last_ts << ORACLE_OBS_TS)
+        | (x.snapshot_nonce << ORACLE_OBS_SNAPSHOT)
+    )
+
+
+@internal
+@pure
+def _observation_ema(w: uint256) -> uint256:
+    return (w >> ORACLE_OBS_EMA) & MASK_96
+
+
+@internal
+@pure
+def _observation_last_price(w: uint256) -> uint256:
+    return w & MASK_96
+
+
+struct OracleGlobals:
+    sequencer_feed: address
+    grace_period: uint256
+    market_count: uint256
+    next_nonce: uint256
+
+
+@internal
+@pure
+def _unpack_oracle_globals(w: uint256) -> OracleGlobals:
+    return OracleGlobals(
+        sequencer_feed=self._low_address(w),
+        grace_period=(w >> ORACLE_GLB_GRACE) & MASK_64,
+        market_count=(w >> ORACLE_GLB_COUNT) & MASK_8,
+        next_nonce=w >> ORACLE_GLB_NONCE,
+    )
+
+
+@internal
+@pure
+def _pack_oracle_globals(x: OracleGlobals) -> uint256:
+    assert (
+        x.grace_period <= MASK_64 and x.market_count <= MASK_8 and x.next_nonce <= ORACLE_MAX_NONCE
+    ), "oracle: globals too large"
+    return (
+        convert(convert(x.sequencer_feed, uint160), uint256)
+        | (x.grace_period << ORACLE_GLB_GRACE)
+        | (x.market_count << ORACLE_GLB_COUNT)
+        | (x.next_nonce << ORACLE_GLB_NONCE)
+    )
+
+
+@internal
+@pure
+def _oracle_market_count(w: uint256) -> uint256:
+    return (w >> ORACLE_GLB_COUNT) & MASK_8
+
+
+@internal
+@pure
+def _oracle_sequencer_word(w: uint256) -> uint256:
+    """
+    @dev The globals word's sequencer feed and grace period alone (a market snapshot's
+         last word): `_low_address` and the grace period read it like the globals word.
+    """
+    return w & (MASK_64 << ORACLE_GLB_GRACE | MASK_160)

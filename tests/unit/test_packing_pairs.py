@@ -247,3 +247,74 @@ def test_bitmaps_and_order_bits(hx: Any) -> None:
     assert not hx.no_bits_from(bits, 7) and hx.no_bits_from(bits, 8)
     # nonce 300: word 2, bits 88-89 of it (2 bits per nonce, 128 nonces per word)
     assert hx.order_bits(2, 300) == (2, 2 << 88)
+
+
+def _addr(rng: random.Random) -> str:
+    return "0x" + f"{_u(rng, 160):040x}"
+
+
+def _lower(x: Any) -> str:
+    return str(x).lower()
+
+
+# OracleRouter.vy's own words (packing.vy "oracle router words"): field -> (bit, width)
+ORACLE_WORDS: dict[str, dict[str, tuple[int, int]]] = {
+    "config": {
+        "min_price": (0, 96),
+        "max_price": (96, 96),
+        "max_deviation_bps": (192, 16),
+        "twap_window": (208, 24),
+        "min_fresh": (232, 8),
+        "count": (240, 8),
+    },
+    "source": {"decimals": (160, 8), "factor": (168, 64), "max_age": (232, 24)},
+    "observation": {
+        "last_price": (0, 96),
+        "ema": (96, 96),
+        "last_ts": (192, 40),
+        "snapshot_nonce": (232, 24),
+    },
+    "globals": {"grace_period": (160, 64), "market_count": (224, 8), "next_nonce": (232, 24)},
+}
+
+
+def _oracle_word(kind: str, fields: dict[str, Any]) -> int:
+    w = _word([(fields[k], at) for k, (at, _) in ORACLE_WORDS[kind].items()])
+    for name in ("feed", "sequencer_feed"):
+        if name in fields:
+            w |= int(fields[name], 16)
+    if fields.get("has_sequencer"):
+        w |= 1 << 248
+    return w
+
+
+def test_oracle_router_words(hx: Any, rng: random.Random) -> None:
+    pairs = {
+        "config": (hx.unpack_oracle_config, hx.pack_oracle_config),
+        "source": (hx.unpack_oracle_source, hx.pack_oracle_source),
+        "observation": (hx.unpack_observation, hx.pack_observation),
+        "globals": (hx.unpack_oracle_globals, hx.pack_oracle_globals),
+    }
+    for _ in range(SAMPLES):
+        for kind, (unpack, pack) in pairs.items():
+            f: dict[str, Any] = {k: _u(rng, width) for k, (_, width) in ORACLE_WORDS[kind].items()}
+            if kind == "config":
+                f["has_sequencer"] = rng.random() < 0.5
+            if kind == "source":
+                f["feed"] = _addr(rng)
+            if kind == "globals":
+                f["sequencer_feed"] = _addr(rng)
+            w = _oracle_word(kind, f)
+            got = {k: (_lower(v) if isinstance(v, str) else v) for k, v in unpack(w).items()}
+            assert got == f, kind
+            assert pack(f) == w, kind
+            # one past a field's width is refused, never spilled into its neighbour
+            for name, (_, width) in ORACLE_WORDS[kind].items():
+                with ape.reverts():
+                    pack({**f, name: 2**width})
+        cfg = _word([(_u(rng, width), at) for at, width in ORACLE_WORDS["config"].values()])
+        assert hx.oracle_config_with_sequencer(cfg, True) == cfg | 1 << 248
+        assert hx.oracle_config_with_sequencer(cfg | 1 << 248, False) == cfg
+        # a snapshot's last word: the globals' feed and grace period, not count or nonce
+        glb = _oracle_word("globals", f)
+        assert hx.oracle_sequencer_word(glb) == glb & (2**224 - 1)
