@@ -86,14 +86,14 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
     assert order.triggerPrice != 0, "clearinghouse: not a conditional order"
     assert convert(order.expiry, uint256) >= block.timestamp, "clearinghouse: order expired"
     nonce: uint256 = convert(order.nonce, uint256)
-    assert nonce >= hdr >> oh.MIN_NONCE_SHIFT, "clearinghouse: order nonce cancelled"
+    assert nonce >= packing._min_nonce(hdr), "clearinghouse: order nonce cancelled"
     # its replay bits: in the header's window or in an order_bits word (review 8)
     bits: uint256 = 0
     at: uint256 = 0
     in_header: bool = False
     bits, at, in_header = oh._replay_word(account, hdr, nonce)
     # done (filled, cancelled) or partly filled by a matched order with this nonce
-    assert (bits >> at) & 3 == 0, "clearinghouse: order done"
+    assert packing._replay_bits(bits, at) == 0, "clearinghouse: order done"
     flags: uint256 = convert(order.flags, uint256)
     assert flags & oh.FLAG_POST_ONLY == 0, "clearinghouse: post-only conditional order"
     # the signature, as `settle` checks it (`oh._verify`: bit 0 = v - 27, bit 1 = EIP-1271)
@@ -134,7 +134,9 @@ def execute_order(order: oh.Order, v: uint8, r: uint256, s: uint256):
     # again: the touch above is an external call)
     if in_header:
         bits = state._header[account]
-    oh._store_replay_word(account, nonce, bits | (oh.ORDER_DONE << at), in_header)
+    oh._store_replay_word(
+        account, nonce, packing._with_replay_bits(bits, at, oh.ORDER_DONE), in_header
+    )
     fill: uint256 = extcall IClearinghouseEngine(self).engine_pool_trade(
         account, m, delta, order.limitPrice, trading.TRADE_CHECKED
     )

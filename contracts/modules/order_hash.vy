@@ -102,7 +102,7 @@ def _set_replay_bits(account: uint256, nonce: uint256, bits: uint256):
     at: uint256 = 0
     in_header: bool = False
     word, at, in_header = self._replay_word(account, state._header[account], nonce)
-    self._store_replay_word(account, nonce, word | (bits << at), in_header)
+    self._store_replay_word(account, nonce, packing._with_replay_bits(word, at, bits), in_header)
 
 
 @internal
@@ -114,26 +114,24 @@ def _raise_min_nonce(account: uint256, hdr: uint256, new_min: uint256):
          that enter it bring theirs from their state._order_bits words (at most 44
          nonces, at most two words). `hdr`: the header as stored.
     """
-    base: uint256 = hdr >> MIN_NONCE_SHIFT
+    base: uint256 = packing._min_nonce(hdr)
     assert new_min > base, "clearinghouse: min nonce only rises"
     step: uint256 = new_min - base
     window: uint256 = 0
     if step < packing.NONCE_WINDOW:
-        window = ((hdr >> packing.NONCE_WINDOW_SHIFT) & packing.MASK_88) >> (step << 1)
+        # the nonces that stay keep their bits, `step` places lower
+        window = packing._header_window_from(hdr, step)
     # the nonces entering the window: max(new_min, base + NONCE_WINDOW) .. new_min + 43
     first: uint256 = max(new_min, base + packing.NONCE_WINDOW)
     for i: uint256 in range(packing.NONCE_WINDOW):
         n: uint256 = first + i
         if n >= new_min + packing.NONCE_WINDOW:
             break
-        window |= ((state._order_bits[account][n >> 7] >> ((n & 127) << 1)) & 3) << (
-            (n - new_min) << 1
+        bits: uint256 = packing._replay_bits(
+            state._order_bits[account][packing._order_word(n)], packing._order_bit_at(n)
         )
-    state._header[account] = (
-        (hdr & packing.MASK_104)
-        | (window << packing.NONCE_WINDOW_SHIFT)
-        | (new_min << MIN_NONCE_SHIFT)
-    )
+        window = packing._with_replay_bits(window, 2 * (n - new_min), bits)
+    state._header[account] = packing._with_window(hdr, window, new_min)
 
 
 @internal

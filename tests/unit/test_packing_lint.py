@@ -44,6 +44,89 @@ def test_mask_with_literal_or_mask_name_is_a_finding(expr: str) -> None:
     assert [(f.line, f.kind) for f in found] == [(10, "mask")]
 
 
+def test_aliased_masks_are_findings() -> None:
+    # a local alias of a packing mask (OracleRouter's `_MASK_96 = packing.MASK_96`)
+    found = _lint(
+        "_LOW: constant(uint256) = packing.MASK_40\n"
+        "@internal\n@pure\ndef _f(w: uint256) -> uint256:\n"
+        "    return (w & _LOW) + (w & _MASK_96)\n"
+    )
+    assert [(f.line, f.kind, f.function) for f in found] == [(9, "mask", "_f")]
+
+
+def test_findings_name_their_function() -> None:
+    found = _lint(
+        "X: constant(uint256) = 1 << 8\n"
+        "@internal\n@pure\ndef _a(w: uint256) -> uint256:\n    return w >> 3\n"
+        "@internal\n@pure\ndef _b(w: uint256) -> uint256:\n    return w + 1\n"
+    )
+    assert [(f.line, f.function) for f in found] == [(5, "<module>"), (9, "_a")]
+
+
+def _baseline(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "baseline.txt"
+    p.write_text(text)
+    return p
+
+
+SAMPLE = HEADER + (
+    "@internal\n@pure\ndef _hot(w: uint256) -> uint256:\n"
+    "    a: uint256 = w >> 8\n    return a & 255\n"
+    "@internal\n@pure\ndef _cold(w: uint256) -> uint256:\n    return w + 1\n"
+)
+
+
+def test_baseline_passes_listed_hot_paths_and_fails_new_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "hot.vy"
+    src.write_text(SAMPLE)
+    rel = packing_lint._relative(src)
+    ok = _baseline(tmp_path, f"# comment\n\n{rel}  _hot  2  per-trade path (gas)\n")
+    assert packing_lint.main([str(src), "--baseline", str(ok)]) == 0
+    assert "clean against the baseline (2 hot-path" in capsys.readouterr().out
+    # one more finding in a listed function, or any in an unlisted one, fails
+    src.write_text(SAMPLE.replace("return w + 1", "return w << 1"))
+    assert packing_lint.main([str(src), "--baseline", str(ok)]) == 1
+    assert "_cold: 1 finding line(s), baseline 0" in capsys.readouterr().out
+    src.write_text(SAMPLE.replace("return a & 255", "return (a & 255) >> 1\n    # x"))
+    # the same two lines: still clean
+    assert packing_lint.main([str(src), "--baseline", str(ok)]) == 0
+    capsys.readouterr()
+    src.write_text(SAMPLE.replace("a: uint256 = w >> 8", "a: uint256 = w >> 8\n    a = a << 1"))
+    assert packing_lint.main([str(src), "--baseline", str(ok)]) == 1
+    assert "_hot: 3 finding line(s), baseline 2" in capsys.readouterr().out
+
+
+def test_baseline_must_shrink_with_the_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "hot.vy"
+    src.write_text(SAMPLE.replace("return a & 255", "return a + 255"))
+    rel = packing_lint._relative(src)
+    stale = _baseline(tmp_path, f"{rel} _hot 2 per-trade path (gas)\n")
+    assert packing_lint.main([str(src), "--baseline", str(stale)]) == 1
+    assert "lower it in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["contracts/x.vy _f two reasons\n", "contracts/x.vy _f 2\n", "a _f 1 r\na _f 1 r\n"],
+)
+def test_malformed_baseline_is_refused(tmp_path: Path, text: str) -> None:
+    src = tmp_path / "hot.vy"
+    src.write_text(SAMPLE)
+    assert packing_lint.main([str(src), "--baseline", str(_baseline(tmp_path, text))]) == 2
+
+
+def test_repo_is_clean_against_its_baseline() -> None:
+    """What `make lint` runs: every finding left is a listed hot path, and the list is
+    exact (perpdex/devtools/packing_baseline.txt, each entry with its reason)."""
+    allowed = packing_lint.read_baseline(packing_lint.BASELINE)
+    problems = packing_lint.against_baseline(packing_lint.lint_paths([ROOT / "contracts"]), allowed)
+    assert problems == [], "\n".join(problems)
+
+
 def test_augmented_assignments_are_findings() -> None:
     found = _lint(
         "@internal\n@pure\ndef _f(w: uint256) -> uint256:\n"
