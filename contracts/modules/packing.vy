@@ -1273,8 +1273,14 @@ def _book_shock(w1: uint256, k: uint256) -> int256:
 #                               CREATE nonce u24 (0: no such market)
 #   globals word                sequencer feed u160 | grace_period u64 (s) | market count u8
 #                               | next CREATE nonce u24
-# The router's per-trade path (`_observe`, `_quorum`, `_sequencer_flags`) shifts by these
-# names inline: perpdex/devtools/packing_baseline.txt lists it and says why.
+# Every field is bounded by construction in OracleRouter.vy before it is packed (prices <=
+# MAX_PRICE < 2**96, deviation <= 10,000 bps, twap_window <= 86,400 s, at most 3 sources,
+# decimals <= 36, factor <= 10**18, max_age <= MAX_AGE_LIMIT, grace <= MAX_GRACE_PERIOD,
+# market count <= MAX_MARKETS, nonce < ORACLE_MAX_NONCE: asserted in `_publish`), so the
+# pack functions carry no revert of their own (a reason string here would be compiled
+# into the router, whose prefix differs from the clearinghouse's). The router's per-trade
+# path (`_observe`, `_quorum`, `_sequencer_flags`) shifts by these names inline:
+# perpdex/devtools/packing_baseline.txt lists it and says why.
 ORACLE_CFG_MAX_PRICE: constant(uint256) = 96
 ORACLE_CFG_DEVIATION: constant(uint256) = 192
 ORACLE_CFG_WINDOW: constant(uint256) = 208
@@ -1322,14 +1328,6 @@ def _unpack_oracle_config(w: uint256) -> OracleConfig:
 @internal
 @pure
 def _pack_oracle_config(x: OracleConfig) -> uint256:
-    assert (
-        x.min_price <= MASK_96
-        and x.max_price <= MASK_96
-        and x.max_deviation_bps <= MASK_16
-        and x.twap_window <= MASK_24
-        and x.min_fresh <= MASK_8
-        and x.count <= MASK_8
-    ), "oracle: parameter too large"
     w: uint256 = (
         x.min_price
         | (x.max_price << ORACLE_CFG_MAX_PRICE)
@@ -1384,9 +1382,6 @@ def _unpack_oracle_source(w: uint256) -> OracleSource:
 @internal
 @pure
 def _pack_oracle_source(x: OracleSource) -> uint256:
-    assert (
-        x.decimals <= MASK_8 and x.factor <= MASK_64 and x.max_age <= MASK_24
-    ), "oracle: parameter too large"
     return (
         convert(convert(x.feed, uint160), uint256)
         | (x.decimals << ORACLE_SRC_DECIMALS)
@@ -1426,12 +1421,6 @@ def _unpack_observation(w: uint256) -> Observation:
 @internal
 @pure
 def _pack_observation(x: Observation) -> uint256:
-    assert (
-        x.last_price <= MASK_96
-        and x.ema <= MASK_96
-        and x.last_ts <= MASK_40
-        and x.snapshot_nonce <= ORACLE_MAX_NONCE
-    ), "oracle: observation too large"
     return (
         x.last_price
         | (x.ema << ORACLE_OBS_EMA)
@@ -1473,9 +1462,6 @@ def _unpack_oracle_globals(w: uint256) -> OracleGlobals:
 @internal
 @pure
 def _pack_oracle_globals(x: OracleGlobals) -> uint256:
-    assert (
-        x.grace_period <= MASK_64 and x.market_count <= MASK_8 and x.next_nonce <= ORACLE_MAX_NONCE
-    ), "oracle: globals too large"
     return (
         convert(convert(x.sequencer_feed, uint160), uint256)
         | (x.grace_period << ORACLE_GLB_GRACE)
