@@ -80,6 +80,7 @@ exports: (
     state.delayed_config,
     state.delayed_order,
     views.account_owner,
+    views.position_markets,
     views.account_id,
     views.pending_fees,
     views.protocol_fees,

@@ -587,7 +587,7 @@ def _tranche(
     if self.capped_markets == 0:
         return q
     # each market's window cap
-    bitmap: uint256 = packing._positions_bitmap(staticcall clearinghouse.account_header(account))
+    bitmap: uint256 = staticcall clearinghouse.position_markets(account)
     for m: uint256 in range(c.MAX_MARKETS):
         if packing._no_bits_from(bitmap, m):
             break
@@ -631,7 +631,7 @@ def _use_window(account: uint256, fraction: uint256, critical: bool):
     """
     if self.capped_markets == 0:
         return
-    bitmap: uint256 = packing._positions_bitmap(staticcall clearinghouse.account_header(account))
+    bitmap: uint256 = staticcall clearinghouse.position_markets(account)
     window: uint256 = self._unpack().window
     for m: uint256 in range(c.MAX_MARKETS):
         if packing._no_bits_from(bitmap, m):

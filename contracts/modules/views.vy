@@ -29,6 +29,19 @@ def account_header(account: uint256) -> uint256:
 
 @external
 @view
+def position_markets(account: uint256) -> uint256:
+    """
+    @notice The markets the account holds a position in, as a bitmap (bit m: market m),
+            for callers that walk its positions (the liquidation auction) without the
+            header's layout.
+    @param account The account id.
+    @return uint256 The bitmap.
+    """
+    return packing._positions_bitmap(state._header[account])
+
+
+@external
+@view
 def account_owner(account: uint256) -> address:
     """
     @notice Owner encoded in an account id.

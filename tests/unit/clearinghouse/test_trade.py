@@ -112,6 +112,18 @@ def test_trade__close_realizes_pnl(ch, h, funded_acct, trader, admin):
     assert ch.open_interest(BTC) == (0, 0)
 
 
+def test_trade__position_markets_follows_the_positions(ch, h, funded_acct, trader):
+    # the bitmap the liquidation auction walks (views.position_markets), not the header
+    assert ch.position_markets(funded_acct) == 0
+    h.trade(trader, funded_acct, "ETH", "-1")
+    assert ch.position_markets(funded_acct) == 1 << ETH
+    h.trade(trader, funded_acct, "BTC", "0.1")
+    assert ch.position_markets(funded_acct) == 1 << ETH | 1 << BTC
+    h.trade(trader, funded_acct, "ETH", "1")
+    assert ch.position_markets(funded_acct) == 1 << BTC
+    assert ch.position_markets(funded_acct + 1) == 0
+
+
 def test_trade__zero_size__reverts(ch, funded_acct, trader):
     with ape.reverts("clearinghouse: zero size"):
         ch.trade(funded_acct, BTC, 0, MAX_UINT256, sender=trader)
