@@ -70,7 +70,8 @@ $(STAMPS)/lint-py: $(STAMPS)/venv $(PY_SOURCES) pyproject.toml
 
 # The packing lint (issue 10 item 2): no shift or mask of a packed word outside
 # contracts/modules/packing.vy, but for the hot paths its baseline lists with a reason.
-$(STAMPS)/lint-vy: $(STAMPS)/venv $(CONTRACTS) perpdex/devtools/packing_baseline.txt
+$(STAMPS)/lint-vy: $(STAMPS)/venv $(CONTRACTS) perpdex/devtools/packing_baseline.txt \
+		perpdex/devtools/packing_lint.py
 	$(BIN)/mamushi --check --line-length 100 contracts
 	$(BIN)/python -m perpdex.devtools.packing_lint --baseline perpdex/devtools/packing_baseline.txt
 	$(BIN)/natrix lint contracts/*.vy contracts/mocks/*.vy $(NATRIX_FLAGS)

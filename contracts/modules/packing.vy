@@ -859,16 +859,6 @@ def _order_bit_at(nonce: uint256) -> uint256:
 
 @internal
 @pure
-def _window_bit_at(offset: uint256) -> uint256:
-    """
-    @dev The bit position in the header of the replay bits of nonce min + `offset`
-         (offset < NONCE_WINDOW).
-    """
-    return NONCE_WINDOW_SHIFT + (offset << 1)
-
-
-@internal
-@pure
 def _replay_bits(word: uint256, at: uint256) -> uint256:
     """
     @dev The two replay bits (ORDER_PARTIAL | ORDER_DONE) at bit `at` of a header or an

@@ -7,13 +7,18 @@ the next change to the layout breaks it silently. This lint reads the Vyper sour
 vyper's own parser, so comments, docstrings and strings never count) and reports:
 
   shift  any `<<` / `>>` (also `<<=` / `>>=`) and any call of `shift(`
+         and arithmetic that does the same: `//`, `%`, `*` or `/` by a power of two
+         from 2**8 up, `unsafe_div` / `unsafe_mul` by one, a `slice` of
+         `convert(w, bytes32)` (review 9a, R9a-1)
   mask   any `&`, `|` or `^` (also `&=`, `|=`, `^=`) with an operand that is
            - a numeric literal or an expression of literals only (`65_535`, `0xff`, `1`,
              `2**32 - 1`, `~(2**40 - 1)`),
            - a name of the form MASK_* or *_MASK, leading underscores ignored
              (`MASK_64`, `_MASK_64`, `c.MASK_8`), or
            - a constant of the same file whose value is all ones (2**n - 1, n >= 2) or
-             such a name (`_LOW: constant(uint256) = packing.MASK_40`).
+             such a name (`_LOW: constant(uint256) = packing.MASK_40`),
+           - another file's all-ones constant (`c.MAX_PRICE`), or a local variable
+             assigned an all-ones literal (review 9a, R9a-2).
 
 Allowed: tests of named flags (`flags & c.FLAG_EXISTS`, `a & ACTIVE_BIT`: the constant's
 own definition is where a shift would be reported), and the files whose job is packing
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,18 +107,59 @@ def _literal_value(node: Any) -> int | None:
     return None
 
 
-def _mask_constants(module: Any) -> set[str]:
-    """Names of this file's constants whose value is all ones (2**n - 1, n >= 2)."""
+def _mask_constants(module: Any, shared: frozenset[str] = frozenset()) -> set[str]:
+    """Names in this file that hold a mask: constants whose value is all ones (2**n - 1,
+    n >= 2), a mask name or another module's all-ones constant (`shared`: `c.MAX_PRICE`),
+    and local variables assigned an all-ones literal (`m: uint256 = 2**40 - 1`)."""
     import vyper.ast.nodes as n
 
     names: set[str] = set()
+
+    def is_mask_value(value: Any) -> bool:
+        v = _literal_value(value)
+        if v is not None and _is_all_ones(v):
+            return True
+        if isinstance(value, n.Attribute) and value.attr in shared:
+            return True
+        return _is_mask_name(value)
+
     for decl in module.get_children(n.VariableDecl):
-        if not decl.is_constant or decl.value is None:
-            continue
-        value = _literal_value(decl.value)
-        if (value is not None and _is_all_ones(value)) or _is_mask_name(decl.value):
+        if decl.is_constant and decl.value is not None and is_mask_value(decl.value):
             names.add(decl.target.id)
+    for local in module.get_descendants((n.AnnAssign, n.Assign)):
+        if (
+            isinstance(local.target, n.Name)
+            and local.value is not None
+            and is_mask_value(local.value)
+        ):
+            names.add(local.target.id)
     return names
+
+
+def _all_ones_constants(paths: list[Path]) -> frozenset[str]:
+    """Names of the constants whose value is all ones in any of these files (what
+    `alias.NAME` may refer to: `c.MAX_PRICE` is 2**88 - 1)."""
+    import vyper.ast.nodes as n
+    from vyper.ast import parse_to_ast
+
+    names: set[str] = set()
+    for path in paths:
+        for decl in parse_to_ast(path.read_text()).get_children(n.VariableDecl):
+            if decl.is_constant and decl.value is not None:
+                v = _literal_value(decl.value)
+                if v is not None and _is_all_ones(v):
+                    names.add(decl.target.id)
+    return frozenset(names)
+
+
+# arithmetic that moves or cuts bit fields like a shift or a mask: x // 2**k, x % 2**k,
+# x * 2**k, unsafe_div / unsafe_mul by 2**k (k >= 8: halving and doubling are not fields)
+_POWER_OF_TWO_MIN = 2**8
+
+
+def _is_field_power(node: Any) -> bool:
+    v = _literal_value(node)
+    return v is not None and v >= _POWER_OF_TWO_MIN and v & (v - 1) == 0
 
 
 def _is_mask_name(node: Any) -> bool:
@@ -129,28 +176,34 @@ def _is_mask_name(node: Any) -> bool:
     return name.startswith("MASK_") or name.endswith("_MASK")
 
 
-def _is_mask_operand(node: Any, local_masks: set[str]) -> bool:
+def _is_mask_operand(node: Any, local_masks: set[str], shared: frozenset[str]) -> bool:
     import vyper.ast.nodes as n
 
     if isinstance(node, n.UnaryOp) and isinstance(node.op, n.Invert):
-        return _is_mask_operand(node.operand, local_masks)
+        return _is_mask_operand(node.operand, local_masks, shared)
     if _literal_value(node) is not None:
         return True
     if isinstance(node, n.Name) and node.id in local_masks:
         return True
+    if isinstance(node, n.Attribute) and node.attr in shared:
+        return True
     return _is_mask_name(node)
 
 
-def lint_source(source: str, path: str) -> list[Finding]:
-    """Findings in one Vyper source (`path` is only used to label them)."""
+def lint_source(source: str, path: str, shared: frozenset[str] | None = None) -> list[Finding]:
+    """Findings in one Vyper source (`path` is only used to label them). `shared`: the
+    all-ones constant names of other modules (default: every file under contracts/)."""
     import vyper.ast.nodes as n
     from vyper.ast import parse_to_ast
 
+    if shared is None:
+        shared = _shared_masks()
     module = parse_to_ast(source)
     lines = source.splitlines()
-    local_masks = _mask_constants(module)
+    local_masks = _mask_constants(module, shared)
     shifts = (n.LShift, n.RShift)
     bitwise = (n.BitAnd, n.BitOr, n.BitXor)
+    arithmetic = (n.FloorDiv, n.Mod, n.Mult, n.Div)
     found: dict[int, set[str]] = {}
 
     def add(node: Any, kind: str) -> None:
@@ -164,11 +217,36 @@ def lint_source(source: str, path: str) -> list[Finding]:
                 left, right = node.left, node.right
             else:
                 left, right = node.target, node.value
-            if _is_mask_operand(left, local_masks) or _is_mask_operand(right, local_masks):
+            if _is_mask_operand(left, local_masks, shared) or _is_mask_operand(
+                right, local_masks, shared
+            ):
                 add(node, "mask")
+        elif isinstance(node.op, arithmetic):
+            if isinstance(node, n.BinOp):
+                left, right = node.left, node.right
+            else:
+                left, right = node.target, node.value
+            if _is_field_power(left) or _is_field_power(right):
+                add(node, "shift")
     for call in module.get_descendants(n.Call):
-        if isinstance(call.func, n.Name) and call.func.id == "shift":
+        if not isinstance(call.func, n.Name):
+            continue
+        name = call.func.id
+        by_power = name in ("unsafe_div", "unsafe_mul") and any(map(_is_field_power, call.args))
+        if name == "shift" or by_power:
             add(call, "shift")
+        elif name == "slice" and call.args:
+            # bytes of a word cut out of it: `slice(convert(w, bytes32), 8, 24)`
+            first = call.args[0]
+            if (
+                isinstance(first, n.Call)
+                and isinstance(first.func, n.Name)
+                and first.func.id == "convert"
+                and len(first.args) == 2
+                and isinstance(first.args[1], n.Name)
+                and first.args[1].id == "bytes32"
+            ):
+                add(call, "shift")
     spans = [(f.lineno, f.end_lineno, f.name) for f in module.get_children(n.FunctionDef)]
 
     def owner(line: int) -> str:
@@ -178,6 +256,16 @@ def lint_source(source: str, path: str) -> list[Finding]:
         Finding(path, line, "+".join(sorted(kinds)), lines[line - 1].strip(), owner(line))
         for line, kinds in sorted(found.items())
     ]
+
+
+_SHARED: frozenset[str] | None = None
+
+
+def _shared_masks() -> frozenset[str]:
+    global _SHARED
+    if _SHARED is None:
+        _SHARED = _all_ones_constants(sorted((ROOT / "contracts").rglob("*.vy")))
+    return _SHARED
 
 
 def _relative(p: Path) -> str:
@@ -210,42 +298,105 @@ def lint_paths(paths: list[Path]) -> list[Finding]:
 BASELINE = ROOT / "perpdex" / "devtools" / "packing_baseline.txt"
 
 
-def read_baseline(path: Path) -> dict[tuple[str, str], int]:
-    """`path function count reason...` lines (blank lines and `#` comments skipped)."""
-    out: dict[tuple[str, str], int] = {}
+@dataclass(frozen=True)
+class Entry:
+    """A baseline entry: how many finding lines a function may have and, when given, the
+    fingerprint of their text (review 9a, R9a-3: a count alone let a listed function swap
+    a line for a new unpack, or pile more shifts onto a line)."""
+
+    count: int
+    fingerprint: str | None = None
+
+
+def fingerprint(findings: list[Finding]) -> str:
+    """12 hex digits of the sha256 of the finding lines' text (whitespace collapsed)."""
+    import hashlib
+
+    text = "\n".join(sorted(" ".join(f.text.split()) for f in findings))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def baseline_entries(findings: list[Finding]) -> dict[tuple[str, str], Entry]:
+    """What the baseline would say of these findings, per (path, function)."""
+    by: dict[tuple[str, str], list[Finding]] = {}
+    for f in findings:
+        by.setdefault((f.path, f.function), []).append(f)
+    return {k: Entry(len(v), fingerprint(v)) for k, v in sorted(by.items())}
+
+
+def read_baseline(path: Path) -> dict[tuple[str, str], Entry]:
+    """`path function count fingerprint reason...` lines (blank lines and `#` comments
+    skipped)."""
+    out: dict[tuple[str, str], Entry] = {}
     for i, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split(None, 3)
-        if len(parts) < 4 or not parts[2].isdigit():
-            raise ValueError(f"{path}:{i}: expected `path function count reason`, got {raw!r}")
+        parts = line.split(None, 4)
+        if len(parts) < 5 or not parts[2].isdigit() or len(parts[3]) != 12:
+            raise ValueError(
+                f"{path}:{i}: expected `path function count fingerprint reason`, got {raw!r}"
+            )
         key = (parts[0], parts[1])
         if key in out:
             raise ValueError(f"{path}:{i}: {parts[0]} {parts[1]} is listed twice")
-        out[key] = int(parts[2])
+        out[key] = Entry(int(parts[2]), parts[3])
     return out
 
 
-def against_baseline(findings: list[Finding], allowed: dict[tuple[str, str], int]) -> list[str]:
-    """What breaks the baseline: functions over (or missing from) it, and stale entries."""
-    counts = Counter((f.path, f.function) for f in findings)
+def against_baseline(
+    findings: list[Finding], allowed: Mapping[tuple[str, str], Entry | int]
+) -> list[str]:
+    """What breaks the baseline: functions over (or missing from) it, stale entries, and
+    listed functions whose hand-unpacked lines changed (their fingerprint)."""
+    entries = {k: v if isinstance(v, Entry) else Entry(v) for k, v in allowed.items()}
+    now = baseline_entries(findings)
     problems: list[str] = []
-    for key, k in sorted(counts.items()):
-        limit = allowed.get(key, 0)
-        if k > limit:
-            where = [str(f) for f in findings if (f.path, f.function) == key]
+    for key, got in now.items():
+        limit = entries.get(key, Entry(0))
+        where = [str(f) for f in findings if (f.path, f.function) == key]
+        if got.count > limit.count:
             problems.append(
-                f"{key[0]} {key[1]}: {k} finding line(s), baseline {limit}:\n  "
+                f"{key[0]} {key[1]}: {got.count} finding line(s), baseline {limit.count}:\n  "
                 + "\n  ".join(where)
             )
-    for key, limit in sorted(allowed.items()):
-        if counts.get(key, 0) < limit:
+        elif (
+            got.count == limit.count
+            and limit.fingerprint is not None
+            and got.fingerprint != limit.fingerprint
+        ):
             problems.append(
-                f"{key[0]} {key[1]}: {counts.get(key, 0)} finding line(s) but the baseline "
-                f"allows {limit}: lower it in {_relative(BASELINE)} (the list only shrinks)"
+                f"{key[0]} {key[1]}: its hand-unpacked lines changed (fingerprint "
+                f"{got.fingerprint}, baseline {limit.fingerprint}): use packing.vy's "
+                "accessors, or review the lines and update the entry "
+                "(python -m perpdex.devtools.packing_lint --print-baseline):\n  "
+                + "\n  ".join(where)
+            )
+    for key, limit in sorted(entries.items()):
+        have = now.get(key, Entry(0)).count
+        if have < limit.count:
+            problems.append(
+                f"{key[0]} {key[1]}: {have} finding line(s) but the baseline "
+                f"allows {limit.count}: lower it in {_relative(BASELINE)} (the list only "
+                "shrinks; --print-baseline prints the entries as they are now)"
             )
     return problems
+
+
+def print_baseline(findings: list[Finding], old: dict[tuple[str, str], str]) -> None:
+    """The baseline's entries as the code is now, with the reasons of `old` (new ones:
+    `REASON?`, to be written by hand)."""
+    for (path, fn), e in baseline_entries(findings).items():
+        print(f"{path}  {fn}  {e.count}  {e.fingerprint}  {old.get((path, fn), 'REASON?')}")
+
+
+def _reasons(path: Path) -> dict[tuple[str, str], str]:
+    out: dict[tuple[str, str], str] = {}
+    for raw in path.read_text().splitlines():
+        parts = raw.split(None, 4)
+        if len(parts) == 5 and not raw.lstrip().startswith("#"):
+            out[(parts[0], parts[1])] = parts[4]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="fail only on findings beyond this list of hot-path functions (make lint)",
     )
+    ap.add_argument(
+        "--print-baseline",
+        action="store_true",
+        help="print the baseline entries for the code as it is (reasons kept from --baseline)",
+    )
     args = ap.parse_args(argv)
     paths: list[Path] = args.paths or [ROOT / "contracts"]
     missing = [str(p) for p in paths if not p.exists()]
@@ -267,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"packing_lint: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
     findings = lint_paths(paths)
+    if args.print_baseline:
+        print_baseline(findings, _reasons(args.baseline or BASELINE))
+        return 0
     if args.baseline is not None:
         try:
             problems = against_baseline(findings, read_baseline(args.baseline))
@@ -284,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        listed = sum(read_baseline(args.baseline).values())
+        listed = sum(e.count for e in read_baseline(args.baseline).values())
         print(f"packing_lint: clean against the baseline ({listed} hot-path line(s) listed)")
         return 0
     if args.count:
