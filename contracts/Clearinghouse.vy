@@ -58,8 +58,6 @@ initializes: trading[
 initializes: views[state := state, gates := gates]
 
 exports: (
-    state.ORACLE,
-    state.is_operator,
     state.market_count,
     accounts.open_account,
     trading.trade,

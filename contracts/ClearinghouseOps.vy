@@ -92,6 +92,8 @@ exports: (
     state.RISK_ROLE,
     state.GUARDIAN_ROLE,
     state.LIQUIDATOR_ROLE,
+    state.ORACLE,
+    state.is_operator,
     access_control.hasRole,
     access_control.DEFAULT_ADMIN_ROLE,
     pausable.paused,
