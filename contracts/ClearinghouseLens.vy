@@ -291,6 +291,11 @@ def quote(account: uint256, market: uint256, size_delta: int256) -> QuoteView:
     new_size: int256 = 0
     new_cost: int256 = 0
     new_size, new_cost, q.realized_pnl = positions._apply_fill(size, cost, size_delta, q.fill_price)
+    # a size no position can hold (the Clearinghouse's packing refuses it) is out of
+    # margin._isolated's bounds: refused, as the trade would be
+    assert new_size <= packing.MAX_I96 and new_size >= -packing.MAX_I96, (
+        "lens: position too large"
+    )
     # like the Clearinghouse: a risk-adding trade (or any trade of a portfolio account)
     # re-reads every mark older than max_mark_age before its margin check
     adds: bool = size == 0 or (size > 0) == (size_delta > 0) or abs(size_delta) > abs(size)

@@ -85,6 +85,23 @@ exports: (
     views.pending_fees,
     views.protocol_fees,
     views.risk_book,
+    state.collateral_held,
+    state.collateral_scale,
+    state.collateral_token,
+    state.vault,
+    state.loss_cap,
+    state.RISK_ROLE,
+    state.GUARDIAN_ROLE,
+    state.LIQUIDATOR_ROLE,
+    state.ORACLE,
+    state.is_operator,
+    access_control.hasRole,
+    access_control.DEFAULT_ADMIN_ROLE,
+    pausable.paused,
+    state.SETTLEMENT_SCALE,
+    views.settlement_token,
+    state.collateral_haircut,
+    state.collateral_market,
 )
 
 

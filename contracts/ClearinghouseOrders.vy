@@ -250,53 +250,20 @@ def _after(
          side filled `worse` than the oracle price must stay at or above maintenance in
          its own margin mode and at or above its loss cap (an adding fill already passed
          initial margin and the loss cap): `engine_check_fill`, on the Clearinghouse (this
-         half has no room for the margin scan). The common case inline: an adding fill of
+         half has no room for the margin scan). The common case here: an adding fill of
          an isolated account without a loss cap whose only position is in `m` and that
-         holds no collateral but the settlement token. `touched`: the batch's markets so
+         holds no collateral but the settlement token (`gates._lone_isolated_margin`, the
+         vault trade's check of such an account). `touched`: the batch's markets so
          far, whose marks are this block's (a touch without quorum reverted the fill):
          none is stale. `w0`: the risk book's word 0 of market `m`.
     """
-    if (
-        adds
-        and hdr & (c.ACCOUNT_PORTFOLIO | c.ACCOUNT_LOSS_CAP) == 0
-        and (hdr >> 8) & packing.MASK_40 == 1 << m
-    ):
-        # `_check_after_trade`'s rule for it (equity >= initial; `_refresh_stale` has
-        # nothing to re-read: one position, in a touched market, no collateral), its
-        # `_scan` reduced to the one position: the same expressions, unchecked where
-        # `_scan`'s are, on the same bounds (|size| < 2**95, price < 2**88; gates._scan,
-        # keep them in step), the requirement margin._isolated's formula as `_scan`
-        # inlines it
-        pw: uint256 = state._pos[account][m]
-        now: int256 = packing._pos_size(pw)
-        mw: uint256 = state._mark[m]
-        price: uint256 = mw & packing.MASK_88
-        abs_size: uint256 = convert(convert(now, bytes32), uint256)
-        if now < 0:
-            abs_size = convert(convert(unsafe_sub(0, now), bytes32), uint256)
-        abs_value: uint256 = unsafe_mul(abs_size, price)
-        notional: uint256 = unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD)
-        scale: uint256 = unsafe_mul(c.BPS, (w0 >> 32) & margin.MASK_128)
-        initial: uint256 = unsafe_add(
-            unsafe_div(
-                unsafe_add(unsafe_mul(abs_value, w0 & margin.MASK_16), c.WAD * c.BPS - 1),
-                c.WAD * c.BPS,
-            ),
-            unsafe_div(
-                unsafe_add(
-                    unsafe_mul(unsafe_mul(notional, (w0 >> 16) & margin.MASK_16), abs_size),
-                    unsafe_sub(scale, 1),
-                ),
-                scale,
-            ),
-        )
-        assert state._balance[account][0] + fp._div_floor(
-            unsafe_mul(now, convert(convert(price, bytes32), int256)), c.IWAD
-        ) - packing._pos_cost(pw) - positions._funding_owed(
-            now, packing._pos_funding_delta(pw, packing._mark_index(mw))
-        ) >= convert(
-            initial, int256
-        ), "clearinghouse: below initial margin"
+    if adds and gates._lone_isolated(hdr, m):
+        # `_check_after_trade`'s one-position check (`_refresh_stale` has nothing to
+        # re-read: one position, in a touched market, no collateral)
+        equity: int256 = 0
+        initial: uint256 = 0
+        equity, initial = gates._lone_isolated_margin(account, m, w0)
+        assert equity >= convert(initial, int256), "clearinghouse: below initial margin"
     elif adds or worse or hdr & c.ACCOUNT_PORTFOLIO != 0:
         extcall IClearinghouseEngine(self).engine_check_fill(account, m, size, adds, worse, touched)
     # closing the last position must not leave a debt no liquidation can reach (rare:
@@ -448,12 +415,9 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         size_t, adds_t = self._side(pos_t, delta, oracle, tf)
         size_m, adds_m = self._side(pos_m, -delta, oracle, mf)
         if (adds_t or adds_m) and (risk_ok >> m) & 1 == 0:
-            trading._require_can_add_risk(m, p, oflags[m])
+            # and the market's risk-book word 0
+            book_w0[m] = trading._require_can_add_risk(m, p, oflags[m])
             risk_ok |= 1 << m
-            # the market's risk-book word (the book exists and lists m: checked above)
-            book_w0[m] = margin._book_word(
-                packing._system_book(state._system), margin.HEADER_BYTES + margin.MARKET_BYTES * m
-            )
         # fees rounded up; amount < 2**128, fee < 2**58, price < 2**128 (w1): a product
         # that overflowed 256 bits would revert, not wrap (no 512-bit mul_div needed)
         fee_t: uint256 = (amount * p.taker_fee * price + c.WAD * c.WAD - 1) // (c.WAD * c.WAD)

@@ -426,6 +426,13 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
     assert (
         equal_down != 0 and equal_up != 0
     ), "clearinghouse: no scenario moves every market by its largest shock"
+    # the slots of markets the book does not list stay empty: a trade then learns from
+    # its market's word 0 alone (imr_min != 0 exactly when listed) whether the book
+    # covers it (trading._require_can_add_risk, one read of the book)
+    for m: uint256 in range(h.n_markets, c.MAX_MARKETS, bound=c.MAX_MARKETS):
+        assert (
+            extract32(data, margin.HEADER_BYTES + margin.MARKET_BYTES * m, output_type=uint256) == 0
+        ), "clearinghouse: unlisted book slot not empty"
     n: uint256 = len(data) + 1
     initcode: Bytes[margin.MAX_BOOK_BYTES + 11] = concat(
         b"\x61", slice(convert(n, bytes32), 30, 2), b"\x80\x60\x0a\x3d\x39\x3d\xf3\x00", data

@@ -44,8 +44,8 @@ HEADER_BYTES: constant(uint256) = 32
 MARKET_BYTES: constant(uint256) = 64
 MARKETS_BYTES: constant(uint256) = 2_048  # 64 * 32
 MAX_BOOK_BYTES: constant(uint256) = 2_592  # 32 + 64 * 32 + 32 * 16
-# the book's word layouts are in modules/packing.vy ("risk book"); engine.vy's inlined
-# margin scan still reads these masks (issue 10's later pass)
+# the book's word layouts are in modules/packing.vy ("risk book"); the margin scan's
+# inlined isolated formula (gates._scan) still reads these masks
 MASK_16: constant(uint256) = packing.MASK_16
 MASK_8: constant(uint256) = packing.MASK_8
 MASK_128: constant(uint256) = packing.MASK_128
@@ -102,18 +102,34 @@ def _isolated(
 ) -> (uint256, uint256):
     """
     @dev Isolated initial margin of one position and its size-scaled part, both
-         rounded up. `abs_value` is |s| * P unscaled (WAD^2): the imr_min part rounds
-         once from it, exactly like a scenario loss, so a lone position's portfolio
-         requirement (a shock of imr_min) equals its isolated one to the wei.
+         rounded up: the formula's one definition (`gates._lone_isolated_margin`, the
+         one-position check of the vault trade and of a signed fill, the Lens and the
+         SDK mirror call it; the margin scan's loop, `gates._scan`, repeats the same
+         expressions inline for gas). `abs_value` is |s| * P unscaled (WAD^2): the
+         imr_min part rounds once from it, exactly like a scenario loss, so a lone
+         position's portfolio requirement (a shock of imr_min) equals its isolated one to
+         the wei. `notional` is ceil(abs_value / WAD), `abs_size` |s|, `w0` the market's
+         risk-book word 0. Unchecked arithmetic (the hot path), on bounds every caller
+         keeps: |s| < 2**95 (a packed position's size; the Lens asserts it of quoted
+         sizes) and P < 2**88 (MAX_PRICE), so abs_value < 2**183, notional < 2**124,
+         and with ratios below 2**16 every product stays below 2**235. margin_scale != 0:
+         `set_risk_book` refuses a book with a zero one.
     """
-    # abs_value < 2**183 (|size| < 2**95, price < 2**88), notional < 2**124 and bp < 2**16:
-    # the products below stay far inside 256 bits for any size the packed position holds.
-    base: uint256 = (abs_value * packing._book_imr_min_bps(w0) + c.WAD * c.BPS - 1) // (
-        c.WAD * c.BPS
+    # the book word's fields through packing's accessors (margin.vy reads no layout
+    # itself; `gates._scan` inlines them)
+    scale: uint256 = unsafe_mul(c.BPS, packing._book_margin_scale(w0))
+    slope: uint256 = unsafe_div(
+        unsafe_add(
+            unsafe_mul(unsafe_mul(notional, packing._book_imr_slope_bps(w0)), abs_size),
+            unsafe_sub(scale, 1),
+        ),
+        scale,
     )
-    scale: uint256 = c.BPS * packing._book_margin_scale(w0)
-    slope: uint256 = (notional * packing._book_imr_slope_bps(w0) * abs_size + scale - 1) // scale
-    return base + slope, slope
+    base: uint256 = unsafe_div(
+        unsafe_add(unsafe_mul(abs_value, packing._book_imr_min_bps(w0)), c.WAD * c.BPS - 1),
+        c.WAD * c.BPS,
+    )
+    return unsafe_add(base, slope), slope
 
 
 @internal
@@ -152,4 +168,6 @@ def _book_word(book: address, offset: uint256) -> uint256:
     """
     @dev One 32-byte word of the book at `offset` bytes into its data (after the STOP).
     """
-    return extract32(slice(book.code, 1 + offset, 32), 0, output_type=uint256)
+    # a 32-byte slice converts as a whole (no extract32 bounds checks); the slice itself
+    # still reverts past the end of the code
+    return convert(convert(slice(book.code, 1 + offset, 32), bytes32), uint256)

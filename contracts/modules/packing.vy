@@ -326,6 +326,17 @@ def _pack_params(p: MarketParams) -> uint256:
 
 @internal
 @pure
+def _holdings_bitmap(h: uint256) -> uint256:
+    """
+    @dev The positions bitmap (bits 0-31) and the collateral bitmap (bits 32-39) as one
+         field (header bits 8-47, adjacent): an account whose only holding is a
+         position in market m reads 1 << m.
+    """
+    return (h >> 8) & MASK_40
+
+
+@internal
+@pure
 def _positions_bitmap(h: uint256) -> uint256:
     return (h >> 8) & MASK_32
 

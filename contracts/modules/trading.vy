@@ -226,8 +226,10 @@ def _pool_trade(
     assert left == 0 or unsafe_add(
         convert(convert(usd, bytes32), uint256), c.MIN_POSITION_NOTIONAL // c.WAD - 1
     ) > 2 * (c.MIN_POSITION_NOTIONAL // c.WAD - 1), "clearinghouse: min position size"
+    # market `m`'s risk-book word 0 (read when the trade adds: `gates._lone_isolated_margin`)
+    w0: uint256 = 0
     if adds:
-        self._require_can_add_risk(m, p, flags)
+        w0 = self._require_can_add_risk(m, p, flags)
     oi: uint256 = state._oi[m]
     skew: int256 = convert(oi << 128 >> 128, int256) - convert(oi >> 128, int256)
     fill: uint256 = pricing._fill_price(price, skew, delta, p.skew_scale)
@@ -250,7 +252,7 @@ def _pool_trade(
     # market `m`'s mark is fresh: `_touch_with` wrote it in this transaction or found it
     # written in this block (the `fresh` bitmap of `_refresh_stale`)
     if (adds or new_hdr & c.ACCOUNT_PORTFOLIO != 0) and mode == TRADE_CHECKED:
-        gates._check_after_trade(account, new_hdr, m, size, adds, 1 << m)
+        gates._check_after_trade(account, new_hdr, m, size, adds, 1 << m, w0)
     # closing the last position must not leave a debt no liquidation can reach: an
     # underwater account keeps its positions until a liquidation settles the deficit
     if packing._position_count(new_hdr) == 0 and state._balance[account][0] < 0:
@@ -303,7 +305,11 @@ def _check_caps(
 
 @internal
 @view
-def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256):
+def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256) -> uint256:
+    """
+    @dev Whether risk may be added in market `m` (not paused, sequencer up and out of
+         grace, the market in the risk book); returns the market's risk-book word 0.
+    """
     # pausable.paused, from its copy in the system word (governance keeps them in step;
     # the bits above it are zero: a shift, a short push, bytecode)
     sw: uint256 = state._system
@@ -315,10 +321,12 @@ def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256):
     assert flags & c.FLAG_SEQUENCER_GRACE == 0, "clearinghouse: sequencer grace period"
     book: address = packing._system_book(sw)
     assert book != empty(address), "clearinghouse: no risk book"
-    # n_markets is the header word's low byte (margin._header), without the struct
-    assert (
-        m < margin._book_word(book, 0) & margin.MASK_8
-    ), "clearinghouse: market not in risk book"
+    # m < n_markets exactly when its word 0 is not zero: a listed market's imr_min is not
+    # zero and `set_risk_book` keeps the other slots empty (one read of the book, not
+    # its header as well; m < MAX_MARKETS: the market is listed)
+    w0: uint256 = margin._book_word(book, margin.HEADER_BYTES + margin.MARKET_BYTES * m)
+    assert w0 != 0, "clearinghouse: market not in risk book"
+    return w0
 
 
 @external

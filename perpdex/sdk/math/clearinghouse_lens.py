@@ -24,7 +24,13 @@ from perpdex.sdk.math.gates import (
     collateral_value,
 )
 from perpdex.sdk.math.margin import Book, collateral_worth, combine, isolated_requirement, shock
-from perpdex.sdk.math.packing import collateral_bitmap, funding_delta, positions_bitmap, set_bits
+from perpdex.sdk.math.packing import (
+    MAX_I96,
+    collateral_bitmap,
+    funding_delta,
+    positions_bitmap,
+    set_bits,
+)
 from perpdex.sdk.math.positions import apply_fill, funding_owed, value_pnl
 from perpdex.sdk.math.pricing import fee, fill_price
 from perpdex.sdk.math.views import Snapshot
@@ -384,6 +390,8 @@ def quote(snap: Snapshot, market: int, size_delta: int, now: int | None = None) 
     if pos.size != 0:
         funding_paid = funding_owed(pos.size, funding_delta(pos.snapshot, index))
     new_size, new_cost, realized = apply_fill(pos.size, pos.cost, size_delta, fill)
+    if not -MAX_I96 <= new_size <= MAX_I96:
+        raise Revert("lens: position too large")  # margin._isolated's bounds
     size = pos.size
     adds = size == 0 or (size > 0) == (size_delta > 0) or abs(size_delta) > abs(size)
     refresh = adds or ctx.portfolio

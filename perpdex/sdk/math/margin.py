@@ -191,13 +191,17 @@ def collateral_worth(balance: int, price: int, haircut: int) -> int:
 
 def isolated_requirement(notional: int, abs_value: int, abs_size: int, w0: int) -> tuple[int, int]:
     """margin._isolated: (isolated initial margin of one position, its size-scaled part),
-    both rounded up; the imr_min part rounds once from `abs_value` = |s| * P (WAD^2)."""
-    base = (abs_value * imr_min_bps(w0) + WAD * BPS - 1) // (WAD * BPS)
+    both rounded up; the imr_min part rounds once from `abs_value` = |s| * P (WAD^2).
+    Unchecked on chain (callers keep |s| < 2**95 and P < 2**88): the EVM's wrapping
+    arithmetic and division by zero (a zero margin_scale, which no published book has)
+    give 0."""
+    u = 2**256
     scale = BPS * margin_scale(w0)
-    if scale == 0:
-        raise Revert("integer underflow")  # `scale - 1` on uint256
-    slope = (notional * imr_slope_bps(w0) * abs_size + scale - 1) // scale
-    return base + slope, slope
+    base = (abs_value * imr_min_bps(w0) % u + WAD * BPS - 1) % u // (WAD * BPS)
+    slope = 0
+    if scale != 0:
+        slope = (notional * imr_slope_bps(w0) % u * abs_size % u + scale - 1) % u // scale
+    return (base + slope) % u, slope
 
 
 def combine(

@@ -246,3 +246,16 @@ def test_set_risk_book__limits_apply(ch, gov, book, admin):
     with ape.reverts("clearinghouse: shock change above step limit"):
         gov.set_risk_book(riskbook.encode(_shocks(book, 0, BTC, crash - 101)), sender=admin)
     gov.set_risk_book(riskbook.encode(_shocks(book, 0, BTC, crash - 100)), sender=admin)
+
+
+def test_set_risk_book__unlisted_slot_not_empty__reverts(ch, gov, book, admin):
+    # a trade reads only its market's word 0 to know whether the book lists the market:
+    # the slots past n_markets must stay empty
+    data = bytearray(riskbook.encode(book))
+    n = len(book.markets)
+    at = 32 + 64 * n
+    data[at : at + 32] = data[32:64]  # market 0's word 0 in the first unlisted slot
+    old = ch.risk_book()
+    with ape.reverts("clearinghouse: unlisted book slot not empty"):
+        gov.set_risk_book(bytes(data), sender=admin)
+    assert ch.risk_book() == old

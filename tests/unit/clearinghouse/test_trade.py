@@ -198,3 +198,29 @@ def test_trade__closing_the_last_position_into_a_debt__reverts(ch, protocol, h, 
     ch.trade(acct, BTC, -rest, 0, sender=trader)
     assert ch.position(acct, BTC)[0] == 0
     assert int(ch.balance_of(acct, 0)) >= 0
+
+
+def test_trade__one_position_check_agrees_with_the_scan_at_the_boundary(ch, ops, h, trader):
+    """An adding trade of an isolated account without a loss cap whose only holding is
+    one position takes `gates._lone_isolated_margin`; with a loss cap (1 wei: it never
+    binds here) the same trades take the margin scan. From one chain state, the same
+    growing trades run once each way: both must fill or be refused alike, at every size,
+    across the initial-margin boundary."""
+    acct = h.funded_account(trader, 1_000, name="twin")
+    start = ape.chain.snapshot()
+    outcomes = []
+    for cap in (0, 1):
+        ape.chain.restore(start)
+        start = ape.chain.snapshot()
+        ops.set_loss_cap(acct, cap, sender=trader)
+        seen = []
+        for _ in range(12):
+            try:
+                h.trade(trader, acct, "BTC", "0.01")
+                seen.append("filled")
+            except ape.exceptions.ContractLogicError as e:
+                seen.append(str(e))
+            seen.append(ch.position(acct, BTC)[0])
+        outcomes.append(seen)
+    assert outcomes[0] == outcomes[1]
+    assert "filled" in outcomes[0] and "clearinghouse: below initial margin" in outcomes[0]
