@@ -37,7 +37,9 @@ initializes: governance[state := state, access_control := access_control, pausab
 initializes: oh[state := state]
 
 exports: (
-    # the owner's kill switch for a bot (cold, so here for the hot halves' room)
+    # the owner's operator settings and kill switch for a bot (cold, so here for the hot
+    # halves' room: set_operator moved off Ops when position_markets filled it)
+    accounts.set_operator,
     accounts.revoke_operator,
     access_control.grantRole,
     access_control.revokeRole,

@@ -47,7 +47,6 @@ initializes: conditional[
 ]
 
 exports: (
-    accounts.set_operator,
     accounts.deposit,
     accounts.withdraw,
     accounts.transfer_collateral,

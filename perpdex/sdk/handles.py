@@ -31,10 +31,12 @@ ORDERS_ON_ADMIN = frozenset({"cancel_below"})
 # those handles carry its functions and events, so `admin.fund_insurance(...)` and
 # `risk.set_delayed_params(...)` keep working on the Clearinghouse address
 ON_TREASURY = ("ClearinghouseAdmin", "ClearinghouseRisk")
-# account settings compiled into ClearinghouseAdmin (for Ops' bytecode room when the
-# delayed-order freeze, review 4 R4-2, landed): the Ops handle carries these functions
-# and events, so `ops.set_margin_mode(...)` keeps working on the Clearinghouse address
-OPS_ON_ADMIN = frozenset({"set_margin_mode", "MarginModeChanged"})
+# account settings compiled into ClearinghouseAdmin (for Ops' bytecode room: the margin
+# mode when the delayed-order freeze, review 4 R4-2, landed; the operator switch when
+# position_markets did): the Ops handle carries these functions and events, so
+# `ops.set_margin_mode(...)` and `ops.set_operator(...)` keep working on the
+# Clearinghouse address
+OPS_ON_ADMIN = frozenset({"set_margin_mode", "MarginModeChanged", "set_operator", "OperatorSet"})
 
 
 def contract_type(proj: Any, name: str) -> Any:
