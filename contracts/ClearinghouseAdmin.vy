@@ -20,6 +20,7 @@ from .modules import state
 from .modules import guards
 from .modules import marks
 from .modules import settlement
+from .modules import treasury
 from .modules import gates
 from .modules import accounts
 from .modules import governance
@@ -30,10 +31,15 @@ initializes: pausable
 initializes: state
 initializes: guards[state := state]
 initializes: marks[state := state, guards := guards]
-initializes: settlement[state := state]
+initializes: treasury[state := state, access_control := access_control]
+initializes: settlement[state := state, treasury := treasury]
 initializes: gates[state := state, marks := marks]
-initializes: accounts[state := state, guards := guards, settlement := settlement, gates := gates]
-initializes: governance[state := state, access_control := access_control, pausable := pausable]
+initializes: accounts[
+    state := state, guards := guards, settlement := settlement, gates := gates, treasury := treasury
+]
+initializes: governance[
+    state := state, access_control := access_control, pausable := pausable, treasury := treasury
+]
 initializes: oh[state := state]
 
 exports: (
