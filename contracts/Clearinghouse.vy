@@ -81,10 +81,6 @@ exports: (
     views.margin_requirement,
     views.margin_at_twap,
     views.pool_cash,
-    views.insurance_fund,
-    views.pool_sums,
-    state.seized_collateral,
-    state.bad_debt_provision,
     state.collateral_count,
     views.system_params,
 )
