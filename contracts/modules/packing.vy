@@ -632,7 +632,11 @@ def _oi_moved(w: uint256, size: int256, new_size: int256) -> uint256:
         long_oi += new_size
     else:
         short_oi -= new_size
-    return self._pack_u128(convert(long_oi, uint256), convert(short_oi, uint256))
+    # `_pack_u128` inline: a nested call here cost ~40 gas per settled side
+    lo: uint256 = convert(long_oi, uint256)
+    hi: uint256 = convert(short_oi, uint256)
+    assert lo <= MASK_128 and hi <= MASK_128, "clearinghouse: value too large"
+    return (hi << 128) | lo
 
 
 struct PoolSums:
