@@ -20,8 +20,9 @@ Two node settings ape asks anvil for again and again are remembered (`_NodeSetti
 whether it automines (ape's isolation asks once per stateful fixture of every test) and
 the block gas limit (ape's "max" gas limit, asked for every transaction and call it
 builds): ~8% of the unit session's CPU. A request that changes either (`*_setAutomine`,
-`*_setIntervalMining`, `*_setBlockGasLimit`, or `evm_revert`, which can restore another
-gas limit) through ape's provider forgets the remembered value.
+`*_setIntervalMining`, `*_setBlockGasLimit`, a reset or state load, or `evm_revert` once
+one of those was sent, since a revert can then restore another gas limit) through ape's
+provider forgets the remembered value.
 
 ape sent ~14 requests per transaction. Besides the above: `_NodeFacts` remembers the
 chain id, contract code and a zero base fee per node, forgetting them on the requests
@@ -69,11 +70,25 @@ class _NodeSettings:
         "anvil_setIntervalMining": AUTOMINE,
         "evm_setBlockGasLimit": MAX_GAS,
         "anvil_setBlockGasLimit": MAX_GAS,
+        "anvil_reset": MAX_GAS,
+        "hardhat_reset": MAX_GAS,
+        "anvil_loadState": MAX_GAS,
         "evm_revert": MAX_GAS,
     }
+    # a revert can restore another gas limit only once one of these has been sent
+    GAS_LIMIT_SET: ClassVar[frozenset[str]] = frozenset(
+        {
+            "evm_setBlockGasLimit",
+            "anvil_setBlockGasLimit",
+            "anvil_reset",
+            "hardhat_reset",
+            "anvil_loadState",
+        }
+    )
 
     def __init__(self) -> None:
         self.values: dict[tuple[int, str, str], Any] = {}
+        self.gas_limit_set: set[int] = set()  # providers that sent one of GAS_LIMIT_SET
 
     @staticmethod
     def _key(provider: Any, what: str) -> tuple[int, str, str]:
@@ -84,6 +99,10 @@ class _NodeSettings:
         return id(provider), where, what
 
     def forget(self, provider: Any, rpc: str) -> None:
+        if rpc in self.GAS_LIMIT_SET:
+            self.gas_limit_set.add(id(provider))
+        elif rpc == "evm_revert" and id(provider) not in self.gas_limit_set:
+            return  # every snapshot has the gas limit the node started with
         if (what := self.CHANGES.get(rpc)) is not None:
             for key in [k for k in self.values if k[0] == id(provider) and k[2] == what]:
                 del self.values[key]
