@@ -7,7 +7,10 @@ Every revert in the suite carries a reason string, and tests match those strings
 would also print a call trace and map each revert (transaction or eth_call) to a source
 traceback, about a second per revert (ape-vyper asks for the revert's dev message, which
 walks the whole source AST): `pytest_configure` turns that off for the whole suite.
-PERPDEX_SHOW_REVERT_TRACES=1 keeps it, for debugging a failing test.
+After every transaction to a contract ape also fetched the transaction's call trace to
+print the contract's debug logs (vyper `print`, which no contract here uses: a trace
+request and its decoding per transaction, and a code check). That is off too.
+PERPDEX_SHOW_REVERT_TRACES=1 keeps both, for debugging a failing test.
 
 ape waits for each receipt through web3's `wait_for_transaction_receipt`, which polls
 every 100 ms; anvil (automine) answers a millisecond or two after the send, so a poll
@@ -17,19 +20,31 @@ Two node settings ape asks anvil for again and again are remembered (`_NodeSetti
 whether it automines (ape's isolation asks once per stateful fixture of every test) and
 the block gas limit (ape's "max" gas limit, asked for every transaction and call it
 builds): ~8% of the unit session's CPU. A request that changes either (`*_setAutomine`,
-`*_setIntervalMining`, `*_setBlockGasLimit`, or `evm_revert`, which can restore another
-gas limit) through ape's provider forgets the remembered value.
+`*_setIntervalMining`, `*_setBlockGasLimit`, a reset or state load, or `evm_revert` once
+one of those was sent, since a revert can then restore another gas limit) through ape's
+provider forgets the remembered value.
+
+ape sent ~14 requests per transaction. Besides the above: `_NodeFacts` remembers the
+chain id, contract code and a zero base fee per node, forgetting them on the requests
+that change them (its docstring says which and why nothing else does). And after a
+receipt ape asked for the sender's nonce again to see it increase, which a mined
+receipt already proves: that request is skipped when the receipt has a block.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
+import ape_ethereum.provider
 import pytest
+from ape.api.transactions import ReceiptAPI
 from ape.exceptions import TransactionError
+from ape.logging import logger as ape_logger
 from ape_ethereum.trace import Trace
 from web3.eth import Eth
 
@@ -55,11 +70,25 @@ class _NodeSettings:
         "anvil_setIntervalMining": AUTOMINE,
         "evm_setBlockGasLimit": MAX_GAS,
         "anvil_setBlockGasLimit": MAX_GAS,
+        "anvil_reset": MAX_GAS,
+        "hardhat_reset": MAX_GAS,
+        "anvil_loadState": MAX_GAS,
         "evm_revert": MAX_GAS,
     }
+    # a revert can restore another gas limit only once one of these has been sent
+    GAS_LIMIT_SET: ClassVar[frozenset[str]] = frozenset(
+        {
+            "evm_setBlockGasLimit",
+            "anvil_setBlockGasLimit",
+            "anvil_reset",
+            "hardhat_reset",
+            "anvil_loadState",
+        }
+    )
 
     def __init__(self) -> None:
         self.values: dict[tuple[int, str, str], Any] = {}
+        self.gas_limit_set: set[int] = set()  # providers that sent one of GAS_LIMIT_SET
 
     @staticmethod
     def _key(provider: Any, what: str) -> tuple[int, str, str]:
@@ -70,6 +99,10 @@ class _NodeSettings:
         return id(provider), where, what
 
     def forget(self, provider: Any, rpc: str) -> None:
+        if rpc in self.GAS_LIMIT_SET:
+            self.gas_limit_set.add(id(provider))
+        elif rpc == "evm_revert" and id(provider) not in self.gas_limit_set:
+            return  # every snapshot has the gas limit the node started with
         if (what := self.CHANGES.get(rpc)) is not None:
             for key in [k for k in self.values if k[0] == id(provider) and k[2] == what]:
                 del self.values[key]
@@ -100,6 +133,185 @@ class _NodeSettings:
         Web3Provider.max_gas = property(max_gas_remembered)  # type: ignore[assignment,method-assign]
 
 
+class _NodeFacts:
+    """What a node answers the same way until a known request changes it, per node
+    address, remembered below web3 (every HTTP request of ape and web3 to the node passes
+    `make_request_remembering`, so every change is seen):
+
+    - `eth_chainId` (web3 validates each call and gas estimate against it): forgotten on
+      `anvil_setChainId`, `anvil_reset`, `hardhat_reset`, `anvil_loadState`.
+    - `eth_getCode` at the latest block, when non-empty (ape checks that a contract has
+      code before every call and transaction it sends to it, and after each transaction):
+      since EIP-6780 (Cancun; anvil runs a later fork) no transaction removes the code of
+      a contract created in an earlier one, so only three things change it: `*_setCode`
+      (forgets all), a reset or state load (forgets all), and `evm_revert` to a snapshot
+      taken before the code was read (forgets those read after the snapshot, or all for
+      a snapshot it did not see taken). An EIP-7702 delegation (code 0xef0100...) can be
+      replaced by a transaction, so it is never remembered.
+    - the base fee when it is 0: anvil keeps a base fee started at 0 constant (it treats
+      it as set deliberately), until `*_setNextBlockBaseFeePerGas` or a reset.
+    """
+
+    RESETS: ClassVar[frozenset[str]] = frozenset(
+        {"anvil_reset", "hardhat_reset", "anvil_loadState", "anvil_setChainId"}
+    )
+    SET_CODE: ClassVar[frozenset[str]] = frozenset({"anvil_setCode", "hardhat_setCode"})
+    SET_BASE_FEE: ClassVar[frozenset[str]] = frozenset(
+        {"anvil_setNextBlockBaseFeePerGas", "hardhat_setNextBlockBaseFeePerGas"}
+    )
+    SNAPSHOT: ClassVar[frozenset[str]] = frozenset({"evm_snapshot", "anvil_snapshot"})
+    REVERT: ClassVar[frozenset[str]] = frozenset({"evm_revert", "anvil_revert"})
+    DELEGATION = "0xef0100"
+
+    def __init__(self) -> None:
+        self.clock = itertools.count()
+        self.chain_id: dict[str, Any] = {}  # node -> eth_chainId result
+        self.code: dict[str, dict[str, tuple[int, Any]]] = {}  # node -> address -> (t, code)
+        self.snapshots: dict[str, dict[int, int]] = {}  # node -> snapshot id -> t taken
+        self.zero_base_fee: set[str] = set()
+
+    def forget_all(self, node: str) -> None:
+        self.chain_id.pop(node, None)
+        self.code.pop(node, None)
+        self.snapshots.pop(node, None)
+        self.zero_base_fee.discard(node)
+
+    @staticmethod
+    def _snapshot_id(value: Any) -> int | None:
+        try:
+            return int(value, 16) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError):
+            return None
+
+    def reverted(self, node: str, snapshot: Any) -> None:
+        taken = self.snapshots.get(node, {}).get(self._snapshot_id(snapshot) or -1)
+        if taken is None:
+            self.code.pop(node, None)
+            return
+        code = self.code.get(node, {})
+        for address in [a for a, (t, _) in code.items() if t > taken]:
+            del code[address]
+
+    @staticmethod
+    def _answer(result: Any) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": 0, "result": result}
+
+    def request(self, provider: Any, method: str, params: Any, send: Any) -> Any:
+        node = str(provider.endpoint_uri)
+        if method == "eth_chainId" and node in self.chain_id:
+            return self._answer(self.chain_id[node])
+        at_latest = method == "eth_getCode" and (len(params) < 2 or params[1] in (None, "latest"))
+        if at_latest:
+            known = self.code.get(node, {}).get(str(params[0]).lower())
+            if known is not None:
+                return self._answer(known[1])
+        if method in self.RESETS:
+            self.forget_all(node)
+        elif method in self.SET_CODE:
+            self.code.pop(node, None)
+        elif method in self.SET_BASE_FEE:
+            self.zero_base_fee.discard(node)
+        t = next(self.clock)  # before the request: a read racing a revert counts as older
+        response = send()
+        result = response.get("result") if isinstance(response, dict) else None
+        if result is None:
+            return response
+        if method == "eth_chainId":
+            self.chain_id[node] = result
+        elif at_latest:
+            if (
+                isinstance(result, str)
+                and result not in ("", "0x")
+                and not (result.lower().startswith(self.DELEGATION))
+            ):
+                self.code.setdefault(node, {})[str(params[0]).lower()] = (t, result)
+        elif method in self.SNAPSHOT:
+            if (sid := self._snapshot_id(result)) is not None:
+                self.snapshots.setdefault(node, {})[sid] = next(self.clock)
+        elif method in self.REVERT:
+            self.reverted(node, params[0] if params else None)
+        return response
+
+    def install(self) -> None:
+        from ape_ethereum.provider import Web3Provider
+        from web3.providers.rpc.rpc import HTTPProvider
+
+        facts = self
+        make_request = HTTPProvider.make_request
+        base_fee = Web3Provider.base_fee.fget  # type: ignore[attr-defined]
+
+        def make_request_remembering(self: Any, method: str, params: Any) -> Any:
+            return facts.request(self, method, params, lambda: make_request(self, method, params))
+
+        def base_fee_remembered(self: Any) -> int:
+            node = str(self.web3.provider.endpoint_uri)
+            if node in facts.zero_base_fee:
+                return 0
+            fee = int(base_fee(self))
+            if fee == 0:
+                facts.zero_base_fee.add(node)
+            return fee
+
+        HTTPProvider.make_request = make_request_remembering  # type: ignore[method-assign]
+        Web3Provider.base_fee = property(base_fee_remembered)  # type: ignore[assignment,method-assign]
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _direct_to_loopback() -> None:
+    """requests looks up proxy settings in the environment for every request
+    (`trust_env`: ~0.14 ms of CPU each, ~15% of a request); a local node is never reached
+    through a proxy (the devnet's own RPC client does not use one either), so web3's
+    sessions to loopback nodes skip the look-up."""
+    from web3._utils.http_session_manager import HTTPSessionManager
+
+    session_for = HTTPSessionManager.cache_and_return_session
+
+    def session_direct(self: Any, endpoint_uri: Any, *args: Any, **kwargs: Any) -> Any:
+        session = session_for(self, endpoint_uri, *args, **kwargs)
+        if urlsplit(str(endpoint_uri)).hostname in LOOPBACK:
+            session.trust_env = False
+        return session
+
+    HTTPSessionManager.cache_and_return_session = session_direct  # type: ignore[method-assign]
+
+
+def _forget_node_once() -> None:
+    """At the end of a session ape drops the provider from its list of running nodes
+    (~/.ape/processes/nodes.json, shared by every session on the machine, where entries
+    of sessions that ended accumulate: 120 here) by comparing the provider's IPC path,
+    HTTP and WS addresses with each entry, reading them again per entry (each read
+    rebuilds the provider's settings from the config: ~3 s of CPU per session here). The
+    same comparison, with the provider's three values read once."""
+    from ape.managers.networks import NodeProcessMap
+
+    def remove_provider(self: Any, provider: Any) -> None:
+        choice = f"{provider.network.choice}:{provider.name}"
+        mine: dict[str, Any] = {}  # read when first compared, as ape did
+
+        def same(data: Any, attr: str) -> bool:
+            if attr not in mine:
+                mine[attr] = getattr(provider, attr, None)
+            return bool(mine[attr] == getattr(data, attr, None))
+
+        drop = {
+            pid
+            for pid, data in self.nodes.items()
+            if data.network_choice == choice
+            and all(same(data, a) for a in ("ipc_path", "http_uri", "ws_uri"))
+        }
+        self.nodes = {pid: node for pid, node in self.nodes.items() if pid not in drop}
+        self.model_dump_file()
+
+    NodeProcessMap.remove_provider = remove_provider  # type: ignore[method-assign]
+
+
+def _log_sent(tx: Any, receipt: ReceiptAPI) -> None:
+    """ape's post-send step without its contract debug logs (see the module docstring)."""
+    ape_logger.info(f"Confirmed {receipt.txn_hash} (total fees paid = {receipt.total_fees_paid})")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Polls receipts every 2 ms; remembers the node's automine flag and gas limit; skips
     ape's revert traces and source tracebacks (see the module docstring)."""
@@ -110,8 +322,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
     Eth.wait_for_transaction_receipt = wait_fast  # type: ignore[method-assign]
     _NodeSettings().install()
+    _NodeFacts().install()
+    _direct_to_loopback()
+    _forget_node_once()
+    await_nonce = ReceiptAPI._await_sender_nonce_increment
+
+    def await_nonce_unless_mined(self: ReceiptAPI) -> None:
+        if not (isinstance(self.block_number, int) and self.block_number >= 0):
+            await_nonce(self)
+
+    ReceiptAPI._await_sender_nonce_increment = await_nonce_unless_mined  # type: ignore[method-assign]
     if os.environ.get("PERPDEX_SHOW_REVERT_TRACES"):
         return
+    ape_ethereum.provider._post_send_transaction = _log_sent
     Trace.show = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
     TransactionError.source_traceback = property(  # type: ignore[assignment,method-assign]
         lambda self: None, lambda self, value: None
