@@ -39,6 +39,7 @@ from .modules import state
 from .modules import guards
 from .modules import marks
 from .modules import settlement
+from .modules import treasury
 from .modules import gates
 from .modules import accounts
 from .modules import trading
@@ -49,9 +50,12 @@ initializes: pausable
 initializes: state
 initializes: guards[state := state]
 initializes: marks[state := state, guards := guards]
-initializes: settlement[state := state]
+initializes: treasury[state := state, access_control := access_control]
+initializes: settlement[state := state, treasury := treasury]
 initializes: gates[state := state, marks := marks]
-initializes: accounts[state := state, guards := guards, settlement := settlement, gates := gates]
+initializes: accounts[
+    state := state, guards := guards, settlement := settlement, gates := gates, treasury := treasury
+]
 initializes: trading[
     state := state, guards := guards, marks := marks, settlement := settlement, gates := gates
 ]
@@ -77,10 +81,6 @@ exports: (
     views.margin_requirement,
     views.margin_at_twap,
     views.pool_cash,
-    views.insurance_fund,
-    views.pool_sums,
-    state.seized_collateral,
-    state.bad_debt_provision,
     state.collateral_count,
     views.system_params,
 )

@@ -20,8 +20,10 @@ from .modules import state
 from .modules import guards
 from .modules import marks
 from .modules import settlement
+from .modules import treasury
 from .modules import gates
 from .modules import accounts
+from .modules import trading
 from .modules import governance
 from .modules import order_hash as oh
 
@@ -30,10 +32,18 @@ initializes: pausable
 initializes: state
 initializes: guards[state := state]
 initializes: marks[state := state, guards := guards]
-initializes: settlement[state := state]
+initializes: treasury[state := state, access_control := access_control]
+initializes: settlement[state := state, treasury := treasury]
 initializes: gates[state := state, marks := marks]
-initializes: accounts[state := state, guards := guards, settlement := settlement, gates := gates]
-initializes: governance[state := state, access_control := access_control, pausable := pausable]
+initializes: accounts[
+    state := state, guards := guards, settlement := settlement, gates := gates, treasury := treasury
+]
+initializes: trading[
+    state := state, guards := guards, marks := marks, settlement := settlement, gates := gates
+]
+initializes: governance[
+    state := state, access_control := access_control, pausable := pausable, treasury := treasury
+]
 initializes: oh[state := state]
 
 exports: (
@@ -63,6 +73,11 @@ exports: (
     # Ops, and a contract wallet's signature check off Orders (self-only, reached by a
     # static call from order_hash._verify)
     accounts.set_margin_mode,
+    # off Ops when the treasury module took every pool and treasury write (issue 10
+    # item 1): the loss-cap setting and the keepers' mark refresh (both return nothing,
+    # so Ops' __default__ reaches them here; one more delegatecall hop for a keeper)
+    accounts.set_loss_cap,
+    trading.refresh,
     oh.order_wallet_check,
 )
 

@@ -67,6 +67,7 @@ from .modules import state
 from .modules import guards
 from .modules import marks
 from .modules import settlement
+from .modules import treasury
 from .modules import gates
 from .modules import trading
 from .modules import constants as c
@@ -81,7 +82,8 @@ initializes: pausable
 initializes: state
 initializes: guards[state := state]
 initializes: marks[state := state, guards := guards]
-initializes: settlement[state := state]
+initializes: treasury[state := state, access_control := access_control]
+initializes: settlement[state := state, treasury := treasury]
 initializes: gates[state := state, marks := marks]
 initializes: trading[
     state := state, guards := guards, marks := marks, settlement := settlement, gates := gates
@@ -442,10 +444,7 @@ def settle(batch: DynArray[uint256, MAX_FILLS * WORDS_PER_FILL]):
         # per side by the same amounts): pool cash and pending fees, pool sums, OI
         cash: int256 = pnl_t - funding_t + pnl_m - funding_m
         if cash != 0 or fee_t + fee_m != 0:
-            pool: uint256 = state._pool
-            state._pool = packing._pack_pool(
-                packing._lo_i128(pool) - cash, (pool >> 128) + fee_t + fee_m
-            )
+            treasury._book_fill(cash, fee_t + fee_m)
         if dcost_t + dcost_m != 0 or dsnap_t + dsnap_m != 0:
             sums: uint256 = state._pool_sums[m]
             state._pool_sums[m] = packing._pack_i128(

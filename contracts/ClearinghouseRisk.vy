@@ -20,6 +20,7 @@ from .modules import state
 from .modules import guards
 from .modules import marks
 from .modules import settlement
+from .modules import treasury
 from .modules import gates
 from .modules import trading
 from .modules import accounts
@@ -36,12 +37,15 @@ initializes: pausable
 initializes: state
 initializes: guards[state := state]
 initializes: marks[state := state, guards := guards]
-initializes: settlement[state := state]
+initializes: treasury[state := state, access_control := access_control]
+initializes: settlement[state := state, treasury := treasury]
 initializes: gates[state := state, marks := marks]
 initializes: trading[
     state := state, guards := guards, marks := marks, settlement := settlement, gates := gates
 ]
-initializes: accounts[state := state, guards := guards, settlement := settlement, gates := gates]
+initializes: accounts[
+    state := state, guards := guards, settlement := settlement, gates := gates, treasury := treasury
+]
 initializes: vault_limits[state := state, guards := guards]
 initializes: oh[state := state]
 initializes: conditional[

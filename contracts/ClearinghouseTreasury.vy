@@ -29,15 +29,17 @@ from .modules import delayed
 initializes: access_control
 initializes: pausable
 initializes: state
+initializes: treasury[state := state, access_control := access_control]
 initializes: guards[state := state]
 initializes: marks[state := state, guards := guards]
-initializes: settlement[state := state]
+initializes: settlement[state := state, treasury := treasury]
 initializes: gates[state := state, marks := marks]
 initializes: trading[
     state := state, guards := guards, marks := marks, settlement := settlement, gates := gates
 ]
-initializes: treasury[state := state, access_control := access_control]
-initializes: governance[state := state, access_control := access_control, pausable := pausable]
+initializes: governance[
+    state := state, access_control := access_control, pausable := pausable, treasury := treasury
+]
 initializes: delayed[
     state := state, guards := guards, settlement := settlement, access_control := access_control
 ]

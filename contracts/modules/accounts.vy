@@ -23,6 +23,7 @@ from . import state
 from . import guards
 from . import settlement
 from . import gates
+from . import treasury
 from . import constants as c
 from . import packing
 from . import margin
@@ -32,6 +33,7 @@ uses: state
 uses: guards
 uses: settlement
 uses: gates
+uses: treasury
 
 
 @external
@@ -44,7 +46,7 @@ def open_account(name: String[32], portfolio: bool) -> uint256:
     """
     index: uint256 = state.sub_account_count[msg.sender]
     state.sub_account_count[msg.sender] = index + 1
-    account: uint256 = (convert(msg.sender, uint256) << 96) | index
+    account: uint256 = packing._account_id(msg.sender, index)
     hdr: uint256 = c.ACCOUNT_EXISTS
     if portfolio:
         hdr |= c.ACCOUNT_PORTFOLIO
@@ -186,7 +188,7 @@ def withdraw(account: uint256, token: address, amount: uint256, receiver: addres
         dust: int256 = state._balance[account][0]
         if dust > 0 and dust < convert(state.SETTLEMENT_SCALE, int256):
             state._balance[account][0] = 0
-            state._treasury += convert(dust, uint256) << 128
+            treasury._credit_treasury(0, convert(dust, uint256))
             log state.DustSwept(account=account, amount=convert(dust, uint256))
 
 
@@ -248,9 +250,9 @@ def _check_value_out(account: uint256):
         return
     profit: int256 = 0
     for m: uint256 in range(c.MAX_MARKETS):
-        if bitmap >> m == 0:
+        if packing._no_bits_from(bitmap, m):
             break
-        if (bitmap >> m) & 1 == 0:
+        if not packing._has_bit(bitmap, m):
             continue
         pw: uint256 = state._pos[account][m]
         size: int256 = packing._pos_size(pw)

@@ -12,6 +12,7 @@
 from ethereum.ercs import IERC20Detailed
 from ..interfaces import IClearinghouseEngine
 from . import state
+from . import treasury
 from snekmate.auth import access_control
 from snekmate.utils import pausable
 from . import constants as c
@@ -22,6 +23,7 @@ from . import margin
 uses: state
 uses: access_control
 uses: pausable
+uses: treasury
 
 
 @external
@@ -228,7 +230,7 @@ def set_fee_split(insurance_bps: uint256, protocol_bps: uint256):
     """
     access_control._check_role(state.RISK_ROLE, msg.sender)
     assert insurance_bps + protocol_bps <= c.BPS, "clearinghouse: shares above 100%"
-    state._sweep_fees()  # fees accrued so far are split at the old shares
+    treasury._sweep_fees()  # fees accrued so far are split at the old shares
     sys: packing.System = packing._system(state._system)
     log state.FeeSplitUpdated(
         old_insurance_share=sys.insurance_bps,

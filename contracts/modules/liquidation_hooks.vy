@@ -43,6 +43,7 @@ from ..interfaces import IClearinghouseEngine
 from . import state
 from . import guards
 from . import gates
+from . import treasury
 from . import constants as c
 from . import fixed_point as fp
 from . import packing
@@ -50,6 +51,7 @@ from . import packing
 uses: state
 uses: guards
 uses: gates
+uses: treasury
 uses: access_control
 
 # Liquidation budget, as fractions of maintenance margin (WAD); LiquidationAuction.vy
@@ -128,10 +130,9 @@ def _liquidatable(account: uint256, hdr: uint256) -> state.MarginScan:
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
     for m: uint256 in range(c.MAX_MARKETS):
-        rest: uint256 = bitmap >> m
-        if rest == 0:
+        if packing._no_bits_from(bitmap, m):
             break
-        if rest & 1 == 1:
+        if packing._has_bit(bitmap, m):
             assert (
                 packing._mark_time(state._mark[m]) == block.timestamp
             ), "clearinghouse: refresh marks first"
@@ -143,9 +144,9 @@ def _liquidatable(account: uint256, hdr: uint256) -> state.MarginScan:
         # `refresh_account` guarantees for collateral, as every margin check does)
         age: uint256 = packing._system(state._system).max_mark_age
         for i: uint256 in range(1, c.MAX_COLLATERALS):
-            if cbits >> i == 0:
+            if packing._no_bits_from(cbits, i):
                 break
-            if (cbits >> i) & 1 == 1:
+            if packing._has_bit(cbits, i):
                 assert (
                     packing._mark_time(state._mark[state.collateral_market[i]]) + age
                     >= block.timestamp
@@ -240,10 +241,9 @@ def liquidation_transfer(
     bitmap: uint256 = packing._positions_bitmap(hdr)
     notional: uint256 = 0
     for m: uint256 in range(c.MAX_MARKETS):
-        rest: uint256 = bitmap >> m
-        if rest == 0:
+        if packing._no_bits_from(bitmap, m):
             break
-        if rest & 1 == 0:
+        if not packing._has_bit(bitmap, m):
             continue
         size: int256 = packing._pos_size(state._pos[account][m])
         mark: uint256 = packing._mark_price(state._mark[m])
@@ -276,7 +276,7 @@ def liquidation_transfer(
     penalty: uint256 = fp._mul_div(notional, penalty_rate, c.WAD, True)
     if penalty != 0:
         state._balance[account][0] -= convert(penalty, int256)
-        state._treasury += penalty  # insurance is the low half; cannot carry: insurance < 2**128
+        treasury._credit_treasury(penalty, 0)
     if taker != state.POOL:
         extcall core.engine_check_initial(taker, "clearinghouse: taker below initial margin", False)
         # a take adds risk to the taker: not into an account left below its loss cap
@@ -307,9 +307,9 @@ def _settle_bad_debt(account: uint256, header: uint256) -> uint256:
     cbits: uint256 = packing._collateral_bitmap(hdr)
     core: IClearinghouseEngine = IClearinghouseEngine(self)
     for i: uint256 in range(1, c.MAX_COLLATERALS):
-        if cbits >> i == 0 or bal0 >= 0:
+        if packing._no_bits_from(cbits, i) or bal0 >= 0:
             break
-        if (cbits >> i) & 1 == 0:
+        if not packing._has_bit(cbits, i):
             continue
         bal: uint256 = convert(state._balance[account][i], uint256)
         price: uint256 = 0
@@ -328,10 +328,7 @@ def _settle_bad_debt(account: uint256, header: uint256) -> uint256:
             hdr = packing._with_collateral(hdr, i, False)
         state.seized_collateral[i] += sold
         bal0 += convert(credit, int256)
-        pool: uint256 = state._pool
-        state._pool = packing._pack_pool(
-            packing._lo_i128(pool) - convert(credit, int256), pool >> 128
-        )
+        treasury._move_pool_cash(-convert(credit, int256))
         log state.CollateralSeized(
             account=account, token_index=i, amount=sold, price=unit, credit=credit
         )
@@ -339,17 +336,8 @@ def _settle_bad_debt(account: uint256, header: uint256) -> uint256:
     if bal0 >= 0:
         return hdr
     deficit: uint256 = convert(-bal0, uint256)
-    state._sweep_fees()
-    tw: uint256 = state._treasury
-    insurance: uint256 = tw & packing.MASK_128
-    cover: uint256 = min(deficit, insurance)
+    cover: uint256 = treasury._cover_bad_debt(deficit)
     socialized: uint256 = deficit - cover
-    state._treasury = tw - cover
-    if socialized != 0:
-        pool: uint256 = state._pool
-        state._pool = packing._pack_pool(
-            packing._lo_i128(pool) - convert(socialized, int256), pool >> 128
-        )
     state._balance[account][0] = 0
     log state.BadDebtSettled(
         account=account, deficit=deficit, from_insurance=cover, socialized=socialized

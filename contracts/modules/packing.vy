@@ -36,7 +36,7 @@
                         one read per trade; the API takes WAD values on these grids
         pool word       cash int128 | pending_fees uint128              (USD WAD)
                         the vault's cash and the fees not yet split between
-                        insurance, protocol and vault (`state._sweep_fees`): a trade
+                        insurance, protocol and vault (`treasury._sweep_fees`): a trade
                         writes one word for both
         account header  flags uint8 (bit 0 exists, 1 portfolio, 2 in
                         liquidation, 3 liquidation reward paid, 4 has a
@@ -605,6 +605,40 @@ def _oi_skew(w: uint256) -> int256:
     return convert(w & MASK_128, int256) - convert(w >> 128, int256)
 
 
+@internal
+@pure
+def _oi_sides(w: uint256) -> (uint256, uint256):
+    """
+    @dev (long, short) open interest (base WAD).
+    """
+    return w & MASK_128, w >> 128
+
+
+@internal
+@pure
+def _oi_moved(w: uint256, size: int256, new_size: int256) -> uint256:
+    """
+    @dev The oi word after one position of the market went from `size` to `new_size`
+         (base WAD, signed): the old position leaves its side, the new one joins its
+         side (settlement._settle_side; one call for the whole update).
+    """
+    long_oi: int256 = convert(w & MASK_128, int256)
+    short_oi: int256 = convert(w >> 128, int256)
+    if size > 0:
+        long_oi -= size
+    else:
+        short_oi += size
+    if new_size > 0:
+        long_oi += new_size
+    else:
+        short_oi -= new_size
+    # `_pack_u128` inline: a nested call here cost ~40 gas per settled side
+    lo: uint256 = convert(long_oi, uint256)
+    hi: uint256 = convert(short_oi, uint256)
+    assert lo <= MASK_128 and hi <= MASK_128, "clearinghouse: value too large"
+    return (hi << 128) | lo
+
+
 struct PoolSums:
     sum_cost: int256
     sum_funding: int256
@@ -651,6 +685,25 @@ def _pool_pending_fees(w: uint256) -> uint256:
     return w >> 128
 
 
+@internal
+@pure
+def _pool_add(w: uint256, cash: int256, fees: uint256) -> uint256:
+    """
+    @dev The pool word `w` with `cash` added to its cash (negative: paid out) and `fees`
+         to its pending fees, bounds checked as `_pack_pool` checks them (one call for a
+         fill's whole pool update: modules/treasury.vy; `w` = 0 packs (cash, 0)). The
+         contracts write the pool word only through it (`_pack_pool` is its inline twin
+         for the harness and the SDK's tests).
+    """
+    new_cash: int256 = (convert(convert(w << 128, bytes32), int256) >> 128) + cash
+    assert new_cash <= c.MAX_ABS_I128 and new_cash >= -c.MAX_ABS_I128, (
+        "clearinghouse: pool cash too large"
+    )
+    pending: uint256 = (w >> 128) + fees
+    assert pending <= MASK_128, "clearinghouse: fees too large"
+    return (pending << 128) | (convert(convert(new_cash, bytes32), uint256) & MASK_128)
+
+
 struct Treasury:
     insurance_fund: uint256
     protocol_fees: uint256
@@ -684,6 +737,26 @@ def _treasury_protocol(w: uint256) -> uint256:
 @pure
 def _add_protocol_fees(w: uint256, amount: uint256) -> uint256:
     return self._pack_u128(w & MASK_128, (w >> 128) + amount)
+
+
+@internal
+@pure
+def _treasury_add(w: uint256, insurance: uint256, protocol: uint256) -> uint256:
+    """
+    @dev The treasury word with `insurance` added to the insurance fund and `protocol`
+         to the protocol fees (both halves bounds checked).
+    """
+    return self._pack_u128((w & MASK_128) + insurance, (w >> 128) + protocol)
+
+
+@internal
+@pure
+def _treasury_take(w: uint256, insurance: uint256, protocol: uint256) -> uint256:
+    """
+    @dev The treasury word with `insurance` taken from the insurance fund and
+         `protocol` from the protocol fees (checked: each at most what the word holds).
+    """
+    return self._pack_u128((w & MASK_128) - insurance, (w >> 128) - protocol)
 
 
 @internal

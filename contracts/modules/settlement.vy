@@ -16,8 +16,10 @@ from . import fixed_point as fp
 from . import packing
 from . import positions
 from . import guards
+from . import treasury
 
 uses: state
+uses: treasury
 
 
 @internal
@@ -142,11 +144,10 @@ def _settle_side(
     new_size, new_cost, realized = positions._apply_fill(size, cost, delta, price)
     cash: int256 = realized - funding_paid
     # the trading fee, in the same two writes: it accrues in the pool word until
-    # `state._sweep_fees` splits it between insurance, protocol and vault
+    # `treasury._sweep_fees` splits it between insurance, protocol and vault
     if cash != 0 or fee != 0:
         state._balance[account][0] += cash - convert(fee, int256)
-        pool: uint256 = state._pool
-        state._pool = packing._pack_pool(packing._lo_i128(pool) - cash, (pool >> 128) + fee)
+        treasury._book_fill(cash, fee)
     # pool sums: sum of cost bases and of size * funding snapshot over trader positions.
     # The snapshot sum rounds up (toward +inf) at every step, so the funding the vault
     # books as receivable (skew x index, rounded down, minus this sum) never exceeds what
@@ -157,18 +158,7 @@ def _settle_side(
         packing._hi_i128(sums)
         + fp._div_ceil(new_size * index - size * old_snap, packing.PICO_PER_USD),
     )
-    oi: uint256 = state._oi[m]
-    long_oi: int256 = convert(oi << 128 >> 128, int256)
-    short_oi: int256 = convert(oi >> 128, int256)
-    if size > 0:
-        long_oi -= size
-    else:
-        short_oi += size
-    if new_size > 0:
-        long_oi += new_size
-    else:
-        short_oi -= new_size
-    state._oi[m] = packing._pack_u128(convert(long_oi, uint256), convert(short_oi, uint256))
+    state._oi[m] = packing._oi_moved(state._oi[m], size, new_size)
     if new_size == 0:
         state._pos[account][m] = 0
     else:
@@ -247,7 +237,7 @@ def _pay_out(receiver: address, amount: uint256):
     # the WAD remainder below one token unit stays with the protocol
     dust: uint256 = amount - units * state.SETTLEMENT_SCALE
     if dust != 0:
-        state._treasury += dust << 128
+        treasury._credit_treasury(0, dust)
 
 
 @external

@@ -582,31 +582,6 @@ def __init__(oracle: IOracleRouter, settlement_token: address):
 
 
 @internal
-def _sweep_fees():
-    """
-    @dev Splits the fees accrued since the last sweep: the insurance and protocol shares
-         to the treasury word, the rest to the pool's cash (rounded down for the
-         treasury, so the vault keeps the dust).
-    """
-    pw: uint256 = self._pool
-    pending: uint256 = pw >> 128  # (shifts kept: the full Ops half runs this)
-    if pending == 0:
-        return
-    sys: packing.System = packing._system(self._system)
-    to_insurance: uint256 = pending * sys.insurance_bps // c.BPS
-    to_protocol: uint256 = pending * sys.protocol_bps // c.BPS
-    to_vault: uint256 = pending - to_insurance - to_protocol
-    tw: uint256 = self._treasury
-    self._treasury = packing._pack_u128(
-        (tw & packing.MASK_128) + to_insurance, (tw >> 128) + to_protocol
-    )
-    self._pool = packing._pack_pool(packing._lo_i128(pw) + convert(to_vault, int256), 0)
-    log FeesSwept(
-        amount=pending, to_insurance=to_insurance, to_protocol=to_protocol, to_vault=to_vault
-    )
-
-
-@internal
 @view
 def _trader_pnl(m: uint256) -> int256:
     """

@@ -4,7 +4,14 @@
 @custom:contract-name treasury
 @license MIT
 @notice The liquidity vault moves settlement tokens in and out of the pool here;
-        anyone may fund insurance; the admin withdraws protocol fees.
+        anyone may fund insurance; the admin withdraws protocol fees. Every write to
+        the pool word (`state._pool`: the vault's cash and fees not yet split) and to
+        the treasury word (`state._treasury`: insurance fund and protocol fees) is in
+        this file (issue 10 item 1; tests/unit/test_rule_table.py fails on a write
+        anywhere else): settlement, accounts, liquidation and governance call the
+        internal functions below, each one booking a whole cash movement in one call.
+        The pool sums (`state._pool_sums`) are not a cash word: they aggregate trader
+        positions (like open interest) and move with them in settlement.
 """
 
 from ethereum.ercs import IERC20
@@ -40,9 +47,7 @@ def vault_deposit(amount: uint256):
     received: uint256 = staticcall IERC20(token).balanceOf(self) - before
     state.collateral_held[0] += received
     credited: int256 = convert(received * state.SETTLEMENT_SCALE, int256)
-    pool: uint256 = state._pool
-    cash: int256 = packing._lo_i128(pool) + credited
-    state._pool = packing._pack_pool(cash, pool >> 128)
+    cash: int256 = self._move_pool_cash(credited)
     log state.VaultCashMoved(receiver=msg.sender, amount=credited, pool_cash=cash)
 
 
@@ -68,16 +73,15 @@ def vault_withdraw(amount: uint256, receiver: address):
     """
     assert msg.sender == state.vault, "clearinghouse: caller is not the vault"
     assert amount != 0, "clearinghouse: zero amount"
-    state._sweep_fees()
-    cash: int256 = packing._lo_i128(state._pool) - convert(amount * state.SETTLEMENT_SCALE, int256)
-    assert cash >= 0, "clearinghouse: insufficient pool cash"
-    state._pool = packing._pack_pool(cash, 0)
+    self._sweep_fees()
+    taken: int256 = convert(amount * state.SETTLEMENT_SCALE, int256)
+    assert packing._lo_i128(state._pool) >= taken, "clearinghouse: insufficient pool cash"
+    cash: int256 = self._move_pool_cash(-taken)
     equity: int256 = state._pool_equity()
     for m: uint256 in range(c.MAX_MARKETS):
         if m == state.market_count:
             break
-        oi: uint256 = state._oi[m]
-        skew: int256 = convert(oi & packing.MASK_128, int256) - convert(oi >> 128, int256)
+        skew: int256 = packing._oi_skew(state._oi[m])
         if skew != 0:
             price: uint256 = packing._mark_price(state._mark[m])
             f: uint256 = packing._unpack_params(state._params[m]).max_vault_exposure
@@ -93,9 +97,7 @@ def vault_withdraw(amount: uint256, receiver: address):
     assert extcall IERC20(state.collateral_token[0]).transfer(
         receiver, amount, default_return_value=True
     ), "clearinghouse: transfer failed"
-    log state.VaultCashMoved(
-        receiver=receiver, amount=-convert(amount * state.SETTLEMENT_SCALE, int256), pool_cash=cash
-    )
+    log state.VaultCashMoved(receiver=receiver, amount=-taken, pool_cash=cash)
 
 
 @external
@@ -142,9 +144,8 @@ def fund_insurance(amount: uint256):
     ), "clearinghouse: transfer failed"
     received: uint256 = staticcall IERC20(token).balanceOf(self) - before
     state.collateral_held[0] += received
-    tw: uint256 = state._treasury
-    insurance: uint256 = (tw & packing.MASK_128) + received * state.SETTLEMENT_SCALE
-    state._treasury = packing._pack_u128(insurance, tw >> 128)
+    self._credit_treasury(received * state.SETTLEMENT_SCALE, 0)
+    insurance: uint256 = packing._treasury_insurance(state._treasury)
     log state.InsuranceFunded(
         sender=msg.sender, amount=received * state.SETTLEMENT_SCALE, insurance=insurance
     )
@@ -158,11 +159,11 @@ def withdraw_protocol_fees(receiver: address):
     """
     access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
     assert receiver != empty(address), "clearinghouse: zero receiver"
-    state._sweep_fees()
+    self._sweep_fees()
     tw: uint256 = state._treasury
-    units: uint256 = (tw >> 128) // state.SETTLEMENT_SCALE
+    units: uint256 = packing._treasury_protocol(tw) // state.SETTLEMENT_SCALE
     assert units != 0, "clearinghouse: zero amount"
-    state._treasury = tw - ((units * state.SETTLEMENT_SCALE) << 128)
+    state._treasury = packing._treasury_take(tw, 0, units * state.SETTLEMENT_SCALE)
     state.collateral_held[0] -= units
     assert extcall IERC20(state.collateral_token[0]).transfer(
         receiver, units, default_return_value=True
@@ -213,8 +214,7 @@ def buy_collateral(token_index: uint256, amount: uint256, max_price: uint256):
         staticcall IERC20(token).balanceOf(self) - before == units
     ), "clearinghouse: fee-on-transfer token"
     state.collateral_held[0] += units
-    pool: uint256 = state._pool
-    state._pool = packing._pack_pool(packing._lo_i128(pool) + convert(paid, int256), pool >> 128)
+    self._move_pool_cash(convert(paid, int256))
     state.seized_collateral[token_index] -= wad
     state.collateral_held[token_index] -= amount
     assert extcall IERC20(state.collateral_token[token_index]).transfer(
@@ -222,4 +222,81 @@ def buy_collateral(token_index: uint256, amount: uint256, max_price: uint256):
     ), "clearinghouse: transfer failed"
     log state.SeizedCollateralSold(
         buyer=msg.sender, token_index=token_index, amount=wad, price=unit, paid=paid
+    )
+
+
+# --- the pool and treasury words: every write to them (issue 10 item 1) -----------------
+
+
+@internal
+def _book_fill(cash: int256, fees: uint256):
+    """
+    @dev A fill's cash against the pool, in one write: the pool pays `cash` (the
+         traders' realised PnL less the funding they paid; negative: the pool receives)
+         and accrues `fees` until `_sweep_fees` splits them (settlement._settle_side per
+         side; ClearinghouseOrders.settle once for a matched fill's two sides).
+    """
+    state._pool = packing._pool_add(state._pool, -cash, fees)
+
+
+@internal
+def _move_pool_cash(amount: int256) -> int256:
+    """
+    @dev Adds `amount` (negative: takes) to the pool's cash, pending fees untouched:
+         LP deposits and withdrawals, seized collateral bought or sold, socialised bad
+         debt. Returns the pool's cash after.
+    """
+    w: uint256 = packing._pool_add(state._pool, amount, 0)
+    state._pool = w
+    return packing._lo_i128(w)
+
+
+@internal
+def _credit_treasury(insurance: uint256, protocol: uint256):
+    """
+    @dev Adds `insurance` to the insurance fund (`fund_insurance`, liquidation
+         penalties, its share of swept fees) and `protocol` to protocol fees (their share
+         of swept fees; WAD remainders below one token unit that can never be paid out:
+         a payout's remainder, a flat account's dust).
+    """
+    state._treasury = packing._treasury_add(state._treasury, insurance, protocol)
+
+
+@internal
+def _cover_bad_debt(deficit: uint256) -> uint256:
+    """
+    @dev Covers a `deficit` left after liquidation: fees accrued so far are split first
+         (so insurance holds its share), then insurance pays what it can and the rest
+         (`deficit` - the returned amount) is socialised through the pool's cash.
+         Returns the amount insurance paid.
+    """
+    self._sweep_fees()
+    tw: uint256 = state._treasury
+    cover: uint256 = min(deficit, packing._treasury_insurance(tw))
+    state._treasury = packing._treasury_take(tw, cover, 0)
+    if deficit != cover:
+        self._move_pool_cash(-convert(deficit - cover, int256))
+    return cover
+
+
+@internal
+def _sweep_fees():
+    """
+    @dev Splits the fees accrued since the last sweep: the insurance and protocol shares
+         to the treasury word, the rest to the pool's cash (rounded down for the
+         treasury, so the vault keeps the dust).
+    """
+    pw: uint256 = state._pool
+    pending: uint256 = packing._pool_pending_fees(pw)
+    if pending == 0:
+        return
+    sys: packing.System = packing._system(state._system)
+    to_insurance: uint256 = pending * sys.insurance_bps // c.BPS
+    to_protocol: uint256 = pending * sys.protocol_bps // c.BPS
+    to_vault: uint256 = pending - to_insurance - to_protocol
+    self._credit_treasury(to_insurance, to_protocol)
+    # the fees are split: the pool word keeps only its cash (w = 0: (cash, 0) packed)
+    state._pool = packing._pool_add(0, packing._lo_i128(pw) + convert(to_vault, int256), 0)
+    log state.FeesSwept(
+        amount=pending, to_insurance=to_insurance, to_protocol=to_protocol, to_vault=to_vault
     )

@@ -55,7 +55,7 @@ def account_id(owner: address, index: uint256) -> uint256:
     """
     @notice Id of an owner's sub-account number `index`.
     """
-    return (convert(owner, uint256) << 96) | index  # (full Ops half: see open_interest)
+    return packing._account_id(owner, index)
 
 
 @external
@@ -75,7 +75,7 @@ def position(account: uint256, market: uint256) -> (int256, int256, uint256):
             the low 64 bits of the funding index (pico-USD) at its last settlement.
     """
     pw: uint256 = state._pos[account][market]
-    return packing._pos_size(pw), packing._pos_cost(pw), pw >> 192  # (hot half)
+    return packing._pos_size(pw), packing._pos_cost(pw), packing._pos_snapshot(pw)
 
 
 @external
@@ -97,10 +97,7 @@ def open_interest(market: uint256) -> (uint256, uint256):
     """
     @notice (long, short) open interest of trader positions, base WAD.
     """
-    # (shifts kept in the views the Clearinghouse and Ops halves export: an accessor call
-    # costs 20-60 bytes there and neither half has them to spare; issue 10's later pass)
-    oi: uint256 = state._oi[market]
-    return oi << 128 >> 128, oi >> 128
+    return packing._oi_sides(state._oi[market])
 
 
 @external
@@ -182,7 +179,7 @@ def insurance_fund() -> uint256:
     proto: uint256 = 0
     vault: uint256 = 0
     ins, proto, vault = self._pending_split()
-    return (state._treasury << 128 >> 128) + ins  # (hot half: see open_interest)
+    return packing._treasury_insurance(state._treasury) + ins
 
 
 @external
@@ -195,7 +192,7 @@ def protocol_fees() -> uint256:
     proto: uint256 = 0
     vault: uint256 = 0
     ins, proto, vault = self._pending_split()
-    return (state._treasury >> 128) + proto  # (full Ops half)
+    return packing._treasury_protocol(state._treasury) + proto
 
 
 @external
@@ -213,16 +210,16 @@ def pending_fees() -> uint256:
     """
     @notice Fees accrued since the last sweep, before the insurance / protocol / vault split.
     """
-    return state._pool >> 128  # (full Ops half)
+    return packing._pool_pending_fees(state._pool)
 
 
 @internal
 @view
 def _pending_split() -> (uint256, uint256, uint256):
     """
-    @dev How pending fees would split now (the same arithmetic as state._sweep_fees).
+    @dev How pending fees would split now (the same arithmetic as treasury._sweep_fees).
     """
-    pending: uint256 = state._pool >> 128  # (hot half: see open_interest)
+    pending: uint256 = packing._pool_pending_fees(state._pool)
     sys: packing.System = packing._system(state._system)
     ins: uint256 = pending * sys.insurance_bps // c.BPS
     proto: uint256 = pending * sys.protocol_bps // c.BPS

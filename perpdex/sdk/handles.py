@@ -33,10 +33,22 @@ ORDERS_ON_ADMIN = frozenset({"cancel_below"})
 ON_TREASURY = ("ClearinghouseAdmin", "ClearinghouseRisk")
 # account settings compiled into ClearinghouseAdmin (for Ops' bytecode room: the margin
 # mode when the delayed-order freeze, review 4 R4-2, landed; the operator switch when
-# position_markets did): the Ops handle carries these functions and events, so
-# `ops.set_margin_mode(...)` and `ops.set_operator(...)` keep working on the
-# Clearinghouse address
-OPS_ON_ADMIN = frozenset({"set_margin_mode", "MarginModeChanged", "set_operator", "OperatorSet"})
+# position_markets did; the loss cap setting and the keepers' `refresh` when the
+# treasury module took every pool and treasury write, issue 10 item 1): the Ops handle
+# carries these functions and events, so `ops.set_margin_mode(...)`,
+# `ops.set_operator(...)`, `ops.set_loss_cap(...)` and `ops.refresh(...)` keep working
+# on the Clearinghouse address
+OPS_ON_ADMIN = frozenset(
+    {
+        "set_margin_mode",
+        "MarginModeChanged",
+        "set_operator",
+        "OperatorSet",
+        "set_loss_cap",
+        "LossCapSet",
+        "refresh",
+    }
+)
 
 
 def contract_type(proj: Any, name: str) -> Any:

@@ -195,9 +195,15 @@ CLEAN = (
     "contracts/LiquidationAuction.vy",
     "contracts/LiquidityVault.vy",
     "contracts/Timelock.vy",
+    "contracts/modules/accounts.vy",
     "contracts/modules/delayed.vy",
+    "contracts/modules/liquidation_hooks.vy",
     "contracts/modules/margin.vy",
+    "contracts/modules/settlement.vy",
+    "contracts/modules/state.vy",
+    "contracts/modules/treasury.vy",
     "contracts/modules/vault_limits.vy",
+    "contracts/modules/views.vy",
 )
 
 

@@ -13,7 +13,7 @@ NO_OVERRIDE = MAX_MARKETS
 
 
 def fee_split(pending: int, system: System) -> tuple[int, int, int]:
-    """state._sweep_fees (and views._pending_split): (to insurance, to protocol, to the
+    """treasury._sweep_fees (and views._pending_split): (to insurance, to protocol, to the
     vault's cash) of the fees accrued since the last sweep; the two shares round down,
     the vault keeps the dust."""
     to_insurance = pending * system.insurance_bps // BPS

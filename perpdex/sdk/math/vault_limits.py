@@ -71,7 +71,7 @@ def pool_market(oi: Any, sums: Any, mark: Any, params: Any) -> PoolMarket:
 
 
 def fees_to_vault(pending: int, insurance_bps: int, protocol_bps: int) -> int:
-    """The vault's share of unswept fees (state._sweep_fees): views.pool_cash includes it,
+    """The vault's share of unswept fees (treasury._sweep_fees): views.pool_cash includes it,
     the contract's raw cash word does not."""
     return pending - pending * insurance_bps // BPS - pending * protocol_bps // BPS
 
