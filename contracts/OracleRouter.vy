@@ -837,7 +837,8 @@ def _quorum(_config: uint256, _words: uint256[MAX_SOURCES]) -> (uint256, bool):
     @return bool Whether the sources reached a quorum.
     """
     min_price: uint256 = _config & _MASK_96
-    max_price: uint256 = (_config >> _CFG_MAX_PRICE) & _MASK_96
+    # Cannot underflow: `_pack_params` asserts min_price < max_price.
+    span: uint256 = unsafe_sub((_config >> _CFG_MAX_PRICE) & _MASK_96, min_price)
     # The valid prices in configured order; all at most `max_price`.
     first: uint256 = 0
     second: uint256 = 0
@@ -859,13 +860,9 @@ def _quorum(_config: uint256, _words: uint256[MAX_SOURCES]) -> (uint256, bool):
         if not success or len(response) < _ROUND_DATA_SIZE:
             continue
         updated_at: uint256 = extract32(response, 96, output_type=uint256)
-        if (
-            updated_at == 0
-            or updated_at > block.timestamp
-            # Cannot underflow where it decides the result: a future
-            # `updated_at` is already caught by the operand above.
-            or unsafe_sub(block.timestamp, updated_at) > word >> _SRC_MAX_AGE
-        ):
+        # A future `updated_at` wraps the difference to more than any `max_age`
+        # (< 2**24): it is refused by the same comparison as a stale one.
+        if updated_at == 0 or unsafe_sub(block.timestamp, updated_at) > word >> _SRC_MAX_AGE:
             continue
         # The answer's bits read as unsigned: a negative answer reads as 2**255 or
         # more, which neither scaling below brings to `max_price` or under
@@ -884,7 +881,9 @@ def _quorum(_config: uint256, _words: uint256[MAX_SOURCES]) -> (uint256, bool):
         else:
             # The divisor is in [10, 1e18] (MAX_FEED_DECIMALS = 36), never zero.
             price = unsafe_div(price, (word >> _SRC_FACTOR) & _MASK_64)
-        if price < min_price or price > max_price:
+        # min_price <= price <= max_price in one comparison: below `min_price` the
+        # difference wraps past `span`
+        if unsafe_sub(price, min_price) > span:
             continue
         if valid == 0:
             first = price

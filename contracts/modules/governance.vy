@@ -45,6 +45,9 @@ def add_market(params: packing.MarketParams):
     self._check_total_exposure(m, p.max_vault_exposure)
     state._params[m] = a
     state.market_count = m + 1
+    # listed while paused: the risk word carries the pause (`_write_risk_pause` covers
+    # the markets listed, or in the book, when it ran)
+    state._risk[m] = packing._risk_word(state._risk[m], state._system)
     log state.MarketListed(market=m, params=packing._unpack_params(a))
 
 
@@ -159,6 +162,7 @@ def pause():
     access_control._check_role(state.GUARDIAN_ROLE, msg.sender)
     pausable._pause()
     state._system |= packing.SYSTEM_PAUSED_BIT
+    self._write_risk_pause(True)
 
 
 @external
@@ -169,6 +173,22 @@ def unpause():
     access_control._check_role(access_control.DEFAULT_ADMIN_ROLE, msg.sender)
     pausable._unpause()
     state._system &= ~packing.SYSTEM_PAUSED_BIT
+    self._write_risk_pause(False)
+
+
+@internal
+def _write_risk_pause(paused: bool):
+    """
+    @dev Copies the pause into the risk word of every market listed or in the risk book
+         (a trade reads it there: trading._require_can_add_risk; the words of the other
+         slots are zero and stay so, `add_market` copies it for a market listed later).
+    """
+    n: uint256 = state.market_count
+    book: address = packing._system_book(state._system)
+    if book != empty(address):
+        n = max(n, packing._book_header(margin._book_word(book, 0)).n_markets)
+    for m: uint256 in range(n, bound=c.MAX_MARKETS):
+        state._risk[m] = packing._risk_word_paused(state._risk[m], paused)
 
 
 @external
@@ -440,6 +460,18 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
         b"\x61", slice(convert(n, bytes32), 30, 2), b"\x80\x60\x0a\x3d\x39\x3d\xf3\x00", data
     )
     book: address = raw_create(initcode)
+    # each market's risk word: its new word 0 and the pause; the slots the old book
+    # covered and this one does not are cleared (no market is listed there: n_markets >=
+    # market_count; `add_market` copies the pause into a market listed later)
+    sw: uint256 = state._system
+    for m: uint256 in range(max(h.n_markets, oh.n_markets), bound=c.MAX_MARKETS):
+        rw: uint256 = 0
+        if m < h.n_markets:
+            rw = packing._risk_word(
+                extract32(data, margin.HEADER_BYTES + margin.MARKET_BYTES * m, output_type=uint256),
+                sw,
+            )
+        state._risk[m] = rw
     sys.book = book
     sys.n_scenarios = h.n_scenarios
     sys.floor_bps = h.floor_bps

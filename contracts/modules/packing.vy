@@ -473,6 +473,35 @@ SYSTEM_PAUSED_SHIFT: constant(uint256) = 248
 SYSTEM_PAUSED_BIT: constant(uint256) = 1 << SYSTEM_PAUSED_SHIFT
 
 
+# market risk word (state._risk[m], one per market): the risk book's market word 0 of
+# market m (bits 0-159: imr_min_bps u16 | imr_slope_bps u16 | margin_scale u128; 0 when
+# the book does not cover m), with the system word's pause bit at the same bit 248. Written
+# only by governance (set_risk_book, pause, unpause, add_market), so that a trade's
+# can-add-risk check reads one storage word instead of the system word and the book's
+# code: with the pause bit clear the word is the book's word 0, as it is
+
+
+@internal
+@pure
+def _risk_word(w0: uint256, system: uint256) -> uint256:
+    """
+    @dev A market's risk word: its book word 0 `w0` with the pause bit of the system word
+         `system`.
+    """
+    return w0 | (system & SYSTEM_PAUSED_BIT)
+
+
+@internal
+@pure
+def _risk_word_paused(w: uint256, paused: bool) -> uint256:
+    """
+    @dev The risk word `w` with its pause bit set to `paused`.
+    """
+    if paused:
+        return w | SYSTEM_PAUSED_BIT
+    return w & ~SYSTEM_PAUSED_BIT
+
+
 @internal
 @pure
 def _pack_system(x: System) -> uint256:

@@ -548,6 +548,10 @@ delayed_config: public(uint256[c.MAX_MARKETS])
 #         layout): size int96 | acceptable price u96 << 96 | commit time u40 << 192 |
 #         keeper fee (1e-4 USD) u24 << 232; 0 = none.
 delayed_order: public(HashMap[uint256, uint256[c.MAX_MARKETS]])
+# @dev Per market, the risk book's market word 0 with a copy of the pause bit
+#      (modules/packing.vy "market risk word"; written only by modules/governance.vy): the
+#      one word a trade's can-add-risk check reads (trading._require_can_add_risk).
+_risk: uint256[c.MAX_MARKETS]
 # @dev Set while `settle_order` fills: the one path by which an adding vault trade of a
 #      delayed market may pass trading._pool_trade.
 _delayed_fill: transient(bool)

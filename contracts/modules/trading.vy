@@ -310,23 +310,27 @@ def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256) -
     @dev Whether risk may be added in market `m` (not paused, sequencer up and out of
          grace, the market in the risk book); returns the market's risk-book word 0.
     """
-    # pausable.paused, from its copy in the system word (governance keeps them in step;
-    # the bits above it are zero: a shift, a short push, bytecode)
-    sw: uint256 = state._system
-    assert sw >> packing.SYSTEM_PAUSED_SHIFT == 0, "clearinghouse: paused"
+    # pausable.paused and market `m`'s word 0 of the risk book, from their copies in the
+    # market's risk word (governance keeps them in step; one cold read, not the system
+    # word and the book's code); the bits above the pause bit are zero: a shift, a short
+    # push, bytecode
+    rw: uint256 = state._risk[m]
+    assert rw >> packing.SYSTEM_PAUSED_SHIFT == 0, "clearinghouse: paused"
     assert not p.paused, "clearinghouse: market paused"
     # `_require_valid_price` without its quorum assert: both callers (`_pool_trade`,
     # ClearinghouseOrders' settle) assert quorum on these flags before they come here
     assert flags & c.FLAG_SEQUENCER_DOWN == 0, "clearinghouse: sequencer down"
     assert flags & c.FLAG_SEQUENCER_GRACE == 0, "clearinghouse: sequencer grace period"
-    book: address = packing._system_book(sw)
-    assert book != empty(address), "clearinghouse: no risk book"
     # m < n_markets exactly when its word 0 is not zero: a listed market's imr_min is not
-    # zero and `set_risk_book` keeps the other slots empty (one read of the book, not
-    # its header as well; m < MAX_MARKETS: the market is listed)
-    w0: uint256 = margin._book_word(book, margin.HEADER_BYTES + margin.MARKET_BYTES * m)
-    assert w0 != 0, "clearinghouse: market not in risk book"
-    return w0
+    # zero and `set_risk_book` keeps the other slots empty; with the pause bit clear the
+    # risk word is that word 0. Which refusal (no book at all, or not in it): off the
+    # hot path
+    if rw == 0:
+        assert packing._system_book(state._system) != empty(address), (
+            "clearinghouse: no risk book"
+        )
+        raise "clearinghouse: market not in risk book"
+    return rw
 
 
 @external

@@ -245,8 +245,16 @@ class Bench:
             p.clearinghouse.address: _pc_labels("Clearinghouse"),
             p.oracle.address: _pc_labels("OracleRouter"),
         }
+        # PERPDEX_GAS_STEPS=<dir>: also the raw steps of each traced row, <dir>/<row>.json
+        steps = os.environ.get("PERPDEX_GAS_STEPS")
         t = gastrace.trace(
-            self.chain.provider.make_request, txhash, names, layouts, [*accounts, *range(n)], pcs
+            self.chain.provider.make_request,
+            txhash,
+            names,
+            layouts,
+            [*accounts, *range(n)],
+            pcs,
+            steps_out=str(Path(steps) / f"{key}.json") if steps else None,
         )
         with out.open("a") as f:
             f.write(gastrace.report(t, key))

@@ -214,11 +214,14 @@ def trace(
     layouts: dict[str, dict[str, Any]] | None = None,
     keys: Iterable[int] = (),
     pc_labels: dict[str, dict[int, tuple[str, str]]] | None = None,
+    steps_out: str | None = None,
 ) -> Trace:
     """Traces `txhash` (anvil or geth struct logs) and aggregates it. `names` labels
     addresses; `layouts` maps a storage address to its Vyper storage layout, so slots get
     variable names (HashMaps at `keys`); `pc_labels` maps a code address to
-    `vyper_pc_labels` of its source, so gas adds up by function and source line too."""
+    `vyper_pc_labels` of its source, so gas adds up by function and source line too;
+    `steps_out`, a file to write the raw steps to (JSON: depth, pc, op, gasCost, the
+    top two stack words), for a per-pc look at one hot spot."""
     pcl = {k.lower(): v for k, v in (pc_labels or {}).items()}
     names = {k.lower(): v for k, v in (names or {}).items()}
     keys = list(keys)
@@ -232,6 +235,14 @@ def trace(
         [txhash, {"disableStorage": True, "enableMemory": False, "disableStack": False}],
     )
     steps = res["structLogs"]
+    if steps_out:
+        import json
+
+        with open(steps_out, "w") as f:
+            keep = ("depth", "pc", "op", "gasCost")
+            json.dump(
+                [{k: s[k] for k in keep} | {"st": (s.get("stack") or [])[-2:]} for s in steps], f
+            )
     to, origin = tx["to"].lower(), tx["from"].lower()
     coinbase = request("eth_getBlockByNumber", [rcpt["blockNumber"], False])["miner"].lower()
 
