@@ -6,7 +6,7 @@ value is written once (in YAML) and converted once (here).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,19 @@ class RiskConfig:
     maintenance_bps: int
     markets: dict[str, MarketRisk]
     scenarios: tuple[Scenario, ...] = field(default_factory=tuple)
+
+    def with_market(
+        self, symbol: str, risk: MarketRisk, shocks_bps: dict[str, int]
+    ) -> RiskConfig:
+        """This config plus market `symbol` (as for listing it): each scenario shocks it by
+        `shocks_bps[scenario name]`, 0 where the name is absent."""
+        if symbol in self.markets:
+            raise ConfigError(f"market {symbol!r} is already in the risk config")
+        scenarios = tuple(
+            replace(s, shocks_bps={**s.shocks_bps, symbol: shocks_bps.get(s.name, 0)})
+            for s in self.scenarios
+        )
+        return replace(self, markets={**self.markets, symbol: risk}, scenarios=scenarios)
 
 
 def _load_yaml(name: str, path: Path | None) -> dict[str, Any]:

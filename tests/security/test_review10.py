@@ -22,7 +22,6 @@ A test marked xfail(strict=True) is a finding; every other test is a defended at
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import ape
@@ -81,21 +80,11 @@ def _in_step(ch: Any, slot: int) -> None:
 def _book(symbols: list[str], with_new: bool) -> bytes:
     risk = load_risk()
     if with_new:
-        scenarios = tuple(
-            replace(
-                s,
-                shocks_bps={
-                    **s.shocks_bps,
-                    "NEW": {"crypto-crash": -2_000, "crypto-rally": 2_000}.get(s.name, 0),
-                },
-            )
-            for s in risk.scenarios
+        risk = risk.with_market(
+            "NEW",
+            MarketRisk(imr_min_bps=1_500, imr_slope_bps=1_000, margin_scale=10**6 * WAD),
+            {"crypto-crash": -2_000, "crypto-rally": 2_000},
         )
-        markets = {
-            **risk.markets,
-            "NEW": MarketRisk(imr_min_bps=1_500, imr_slope_bps=1_000, margin_scale=10**6 * WAD),
-        }
-        risk = replace(risk, markets=markets, scenarios=scenarios)
         symbols = [*symbols, "NEW"]
     return bytes(riskbook.encode(riskbook.from_config(risk, symbols)))
 

@@ -24,12 +24,12 @@ from typing import Any
 import ape
 import pytest
 from eth_utils import keccak, to_checksum_address
+from test_review8_nonce_window import CANCELLED, DONE, OVERFILLED, _fill, _maker
 from test_signed_orders import World
 
 from perpdex.constants import MAX_PRICE, WAD
 from perpdex.devtools import packing_lint as pl
 from perpdex.devtools import vyper_frontend
-from perpdex.sdk import orders as o
 from perpdex.sdk import settlement as cs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,24 +278,11 @@ def test_a3_snapshot_nonce_at_its_end__exhausted_not_wrapped(
 
 # --- B: the nonce window after `_raise_min_nonce` (extends review 8) --------------------
 
-DONE = "clearinghouse: order done"
-OVERFILLED = "clearinghouse: order overfilled"
-CANCELLED = "clearinghouse: order nonce cancelled"
-LOT = 0.02
 
-
+# the review-8 world, its refusal reasons and its maker/taker helpers
 @pytest.fixture(scope="module")
 def w(actors: dict[str, Any], protocol: Any, chain: Any, h: Any, admin: Any) -> World:
     return World(protocol, chain, h, admin, actors)
-
-
-def _maker(w: World, nonce: int, lots: int = 1) -> o.SignedOrder:
-    return w.sign(w.order(w.maker, -LOT * lots, nonce=nonce), w.maker_owner)
-
-
-def _fill(w: World, maker: o.SignedOrder, lots: int = 1) -> o.MatchedFill:
-    taker = w.sign(w.order(w.taker, LOT * lots), w.taker_owner)
-    return o.MatchedFill(maker, taker, int(LOT * lots * WAD))
 
 
 def _min(w: World) -> int:

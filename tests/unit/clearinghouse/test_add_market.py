@@ -118,26 +118,13 @@ def test_add_market__untradable_until_risk_book_covers_it(
 
 
 def protocol_risk_with_new_market():
-    from dataclasses import replace
-
     from perpdex.config import load_risk
 
-    risk = load_risk()
-    scenarios = tuple(
-        replace(
-            s,
-            shocks_bps={
-                **s.shocks_bps,
-                "NEW": {"crypto-crash": -2_000, "crypto-rally": 2_000}.get(s.name, 0),
-            },
-        )
-        for s in risk.scenarios
+    return load_risk().with_market(
+        "NEW",
+        MarketRisk(imr_min_bps=1_500, imr_slope_bps=1_000, margin_scale=10**6 * WAD),
+        {"crypto-crash": -2_000, "crypto-rally": 2_000},
     )
-    markets = {
-        **risk.markets,
-        "NEW": MarketRisk(imr_min_bps=1_500, imr_slope_bps=1_000, margin_scale=10**6 * WAD),
-    }
-    return replace(risk, markets=markets, scenarios=scenarios)
 
 
 def test_add_market__too_many_markets__reverts(ch, gov, protocol, oracle_market, new_params, admin):
