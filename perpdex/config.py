@@ -163,9 +163,7 @@ class RiskConfig:
     markets: dict[str, MarketRisk]
     scenarios: tuple[Scenario, ...] = field(default_factory=tuple)
 
-    def with_market(
-        self, symbol: str, risk: MarketRisk, shocks_bps: dict[str, int]
-    ) -> RiskConfig:
+    def with_market(self, symbol: str, risk: MarketRisk, shocks_bps: dict[str, int]) -> RiskConfig:
         """This config plus market `symbol` (as for listing it): each scenario shocks it by
         `shocks_bps[scenario name]`, 0 where the name is absent."""
         if symbol in self.markets:
