@@ -184,7 +184,8 @@ class _NodeFacts:
             return None
 
     def reverted(self, node: str, snapshot: Any) -> None:
-        taken = self.snapshots.get(node, {}).get(self._snapshot_id(snapshot) or -1)
+        sid = self._snapshot_id(snapshot)  # anvil's first snapshot is 0x0
+        taken = None if sid is None else self.snapshots.get(node, {}).get(sid)
         if taken is None:
             self.code.pop(node, None)
             return
