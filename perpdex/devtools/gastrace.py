@@ -22,6 +22,7 @@ before refunds; the refund is reported apart (gas used = intrinsic + executed - 
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -236,8 +237,6 @@ def trace(
     )
     steps = res["structLogs"]
     if steps_out:
-        import json
-
         with open(steps_out, "w") as f:
             keep = ("depth", "pc", "op", "gasCost")
             json.dump(
