@@ -83,6 +83,7 @@ def _scan(
     addon: uint256 = 0
     isolated: uint256 = 0
     total_notional: uint256 = 0
+    pnl: int256 = 0
     special: bool = use_twap or override_market < c.MAX_MARKETS
     for m: uint256 in range(c.MAX_MARKETS):
         rest: uint256 = bitmap >> m
@@ -110,29 +111,20 @@ def _scan(
         abs_value: uint256 = unsafe_mul(abs_size, price)
         notional: uint256 = unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD)
         w0: uint256 = extract32(markets, margin.MARKET_BYTES * m, output_type=uint256)
-        # margin._isolated inline, the same expressions (its one copy, kept for gas: a call
-        # per position costs 168 gas, +1,345 on an 8-position margin check, whose budget
-        # has 18 gas left; tests/unit/test_margin_properties.py and the SDK mirror hold the
-        # two equal); margin_scale != 0 is enforced when a book is published
-        scale: uint256 = unsafe_mul(c.BPS, (w0 >> 32) & margin.MASK_128)
-        slope: uint256 = unsafe_div(
-            unsafe_add(
-                unsafe_mul(unsafe_mul(notional, (w0 >> 16) & margin.MASK_16), abs_size),
-                unsafe_sub(scale, 1),
-            ),
-            scale,
+        # the isolated formula's one definition, given word 0's fields unpacked here (not
+        # through packing's accessors: three calls per position); sums of at most 16
+        # terms under 2**245 each: no overflow
+        iso: uint256 = 0
+        slope: uint256 = 0
+        iso, slope = margin._isolated(
+            notional,
+            abs_value,
+            abs_size,
+            w0 & margin.MASK_16,
+            (w0 >> 16) & margin.MASK_16,
+            (w0 >> 32) & margin.MASK_128,
         )
-        # sums of at most 16 terms under 2**245 each: no overflow
-        isolated = unsafe_add(
-            isolated,
-            unsafe_add(
-                unsafe_div(
-                    unsafe_add(unsafe_mul(abs_value, w0 & margin.MASK_16), c.WAD * c.BPS - 1),
-                    c.WAD * c.BPS,
-                ),
-                slope,
-            ),
-        )
+        isolated = unsafe_add(isolated, iso)
         if portfolio:
             addon = unsafe_add(addon, slope)
             gross_raw = unsafe_add(gross_raw, abs_value)
@@ -191,10 +183,14 @@ def _scan(
                 )
         if with_equity:
             total_notional = unsafe_add(total_notional, notional)
-            s.equity += fp._div_floor(value, c.IWAD) - packing._pos_cost(pw)
-            s.equity -= positions._funding_owed(
-                size, packing._pos_funding_delta(pw, packing._mark_index(mw))
+            # each term is below 2**216 in magnitude (an int256 over WAD, a 96-bit cost,
+            # a checked product over 1e12), so 16 positions' sum cannot wrap: one checked
+            # add after the loop
+            pnl = unsafe_sub(
+                unsafe_sub(unsafe_add(pnl, fp._div_floor(value, c.IWAD)), packing._pos_cost(pw)),
+                positions._funding_owed(size, packing._pos_mark_funding_delta(pw, mw)),
             )
+    s.equity += pnl
     s.isolated = isolated
     s.notional = total_notional
     worst: int256 = 0
@@ -278,13 +274,18 @@ def _lone_isolated_margin(account: uint256, m: uint256, w0: uint256) -> (int256,
     initial: uint256 = 0
     slope: uint256 = 0
     initial, slope = margin._isolated(
-        unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD), abs_value, abs_size, w0
+        unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD),
+        abs_value,
+        abs_size,
+        packing._book_imr_min_bps(w0),
+        packing._book_imr_slope_bps(w0),
+        packing._book_margin_scale(w0),
     )
     return (
         state._balance[account][0]
         + fp._div_floor(unsafe_mul(size, convert(convert(price, bytes32), int256)), c.IWAD)
         - packing._pos_cost(pw)
-        - positions._funding_owed(size, packing._pos_funding_delta(pw, packing._mark_index(mw)))
+        - positions._funding_owed(size, packing._pos_mark_funding_delta(pw, mw))
     ), initial
 
 
