@@ -230,7 +230,6 @@ def account_summary(account: uint256) -> AccountView:
         leg_value: uint256 = convert(abs(leg.size), uint256) * leg.price
         notional: uint256 = (leg_value + c.WAD - 1) // c.WAD
         iso, slope = margin._isolated(
-            notional,
             leg_value,
             convert(abs(leg.size), uint256),
             packing._book_imr_min_bps(leg.w0),
@@ -503,7 +502,6 @@ def _add(t: Totals, leg: Leg, price: uint256, n_s: uint256) -> Totals:
     iso: uint256 = 0
     slope: uint256 = 0
     iso, slope = margin._isolated(
-        notional,
         abs_value,
         abs_size,
         packing._book_imr_min_bps(leg.w0),

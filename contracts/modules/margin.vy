@@ -23,10 +23,11 @@
         up; never below the floor.
 
         The scenarios and margin ratios form the *risk book*, stored as contract code
-        (SSTORE2): a margin check copies the book's market section once (2 KB of code
-        costs less than two storage reads) instead of reading words per market. The
-        book has a fixed size, 2,592 bytes, whatever the number of markets listed
-        (unused slots are zero). Layout (byte offsets into the data, after one STOP):
+        (SSTORE2): a margin check copies 8 markets' slots of the book at once (512
+        bytes of code cost less than two storage reads; `gates._scan` moves the window
+        only for an account holding a market past it) instead of reading words per
+        market. The book has a fixed size, 2,592 bytes, whatever the number of markets
+        listed (unused slots are zero). Layout (byte offsets into the data, after one STOP):
           [0, 32)              header: n_markets u8 | n_scenarios u8 | floor_bps u16 |
                                mmr_bps u16  (bits, low first)
           [32 + 64m, +32)      market m word 0: imr_min_bps u16 | imr_slope_bps u16 |
@@ -98,7 +99,6 @@ def _collateral_worth(balance: uint256, price: uint256, haircut: uint256) -> uin
 @internal
 @pure
 def _isolated(
-    notional: uint256,
     abs_value: uint256,
     abs_size: uint256,
     imr_min_bps: uint256,
@@ -112,8 +112,9 @@ def _isolated(
          a signed fill), the Lens and the SDK mirror call it). `abs_value` is |s| * P
          unscaled (WAD^2): the imr_min part rounds once from it, exactly like a scenario
          loss, so a lone position's portfolio requirement (a shock of imr_min) equals its
-         isolated one to the wei. `notional` is ceil(abs_value / WAD), `abs_size` |s|;
-         `imr_min_bps`, `imr_slope_bps`, `margin_scale` are the market's risk-book word 0
+         isolated one to the wei; the size part takes the notional N = ceil(abs_value /
+         WAD), rounded here (a caller that also sums notionals rounds them alike).
+         `abs_size` is |s|; `imr_min_bps`, `imr_slope_bps`, `margin_scale` are the market's risk-book word 0
          fields (packing's `_book_*` accessors; the scan, which holds the word in its
          loop, unpacks them inline: the fields, not the word, so that this stays the one
          formula and the scan pays no accessor calls). Unchecked arithmetic (the hot
@@ -123,8 +124,15 @@ def _isolated(
          2**235. margin_scale != 0: `set_risk_book` refuses a book with a zero one.
     """
     scale: uint256 = unsafe_mul(c.BPS, margin_scale)
+    # N = ceil(abs_value / WAD), in the one expression that uses it
     slope: uint256 = unsafe_div(
-        unsafe_add(unsafe_mul(unsafe_mul(notional, imr_slope_bps), abs_size), unsafe_sub(scale, 1)),
+        unsafe_add(
+            unsafe_mul(
+                unsafe_mul(unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD), imr_slope_bps),
+                abs_size,
+            ),
+            unsafe_sub(scale, 1),
+        ),
         scale,
     )
     base: uint256 = unsafe_div(
