@@ -229,7 +229,13 @@ def account_summary(account: uint256) -> AccountView:
         slope: uint256 = 0
         leg_value: uint256 = convert(abs(leg.size), uint256) * leg.price
         notional: uint256 = (leg_value + c.WAD - 1) // c.WAD
-        iso, slope = margin._isolated(notional, leg_value, convert(abs(leg.size), uint256), leg.w0)
+        iso, slope = margin._isolated(
+            leg_value,
+            convert(abs(leg.size), uint256),
+            packing._book_imr_min_bps(leg.w0),
+            packing._book_imr_slope_bps(leg.w0),
+            packing._book_margin_scale(leg.w0),
+        )
         entry: uint256 = 0
         if leg.size != 0:
             entry = convert(abs(leg.cost * c.IWAD // leg.size), uint256)
@@ -495,7 +501,13 @@ def _add(t: Totals, leg: Leg, price: uint256, n_s: uint256) -> Totals:
     notional: uint256 = (abs_value + c.WAD - 1) // c.WAD
     iso: uint256 = 0
     slope: uint256 = 0
-    iso, slope = margin._isolated(notional, abs_value, abs_size, leg.w0)
+    iso, slope = margin._isolated(
+        abs_value,
+        abs_size,
+        packing._book_imr_min_bps(leg.w0),
+        packing._book_imr_slope_bps(leg.w0),
+        packing._book_margin_scale(leg.w0),
+    )
     r.isolated += iso
     r.addon += slope
     r.notional += notional

@@ -31,6 +31,12 @@ def snapshot_funding_delta(snapshot: uint256, index: int256) -> int256:
 
 @external
 @pure
+def pos_mark_funding_delta(w: uint256, mw: uint256) -> int256:
+    return packing._pos_mark_funding_delta(w, mw)
+
+
+@external
+@pure
 def unpack_mark(w: uint256) -> packing.Mark:
     return packing._unpack_mark(w)
 

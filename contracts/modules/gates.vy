@@ -21,6 +21,10 @@ from . import marks
 uses: state
 uses: marks
 
+# the margin scan's copy of the risk book: a window of this many markets' slots
+WINDOW_MARKETS: constant(uint256) = 8
+WINDOW_BYTES: constant(uint256) = WINDOW_MARKETS * margin.MARKET_BYTES
+
 
 @internal
 @view
@@ -51,13 +55,13 @@ def _scan(
     sw: uint256 = state._system
     book: address = packing._system_book(sw)
     n_s: uint256 = packing._system_n_scenarios(sw)
-    # one copy of the book's market section (the book has a fixed size): cheaper than a
-    # copy per position; only the first 8 markets' slots when that covers the account
-    markets: Bytes[margin.MARKETS_BYTES] = b""
-    if bitmap < 256:
-        markets = slice(book.code, 1 + margin.HEADER_BYTES, 8 * margin.MARKET_BYTES)
-    else:
-        markets = slice(book.code, 1 + margin.HEADER_BYTES, margin.MARKETS_BYTES)
+    # one copy of a window of 8 markets' slots of the book (cheaper than a copy per
+    # position; a copy of all 32 slots would cost more in memory expansion, every scan,
+    # than it saves): markets 0-7, moved on in the loop for an account that holds a
+    # position beyond them (`wide`; the book has a fixed size, every window is in it)
+    markets: Bytes[WINDOW_BYTES] = slice(book.code, 1 + margin.HEADER_BYTES, WINDOW_BYTES)
+    window: uint256 = 0  # the copy's first market
+    wide: bool = bitmap >= 256
     portfolio: bool = hdr & c.ACCOUNT_PORTFOLIO != 0
     # One accumulator per scenario, unrolled: an indexed memory array costs ~6x the gas
     # in this loop (bounds checks), and this loop is the margin check's hot path.
@@ -83,23 +87,46 @@ def _scan(
     addon: uint256 = 0
     isolated: uint256 = 0
     total_notional: uint256 = 0
-    special: bool = use_twap or override_market < c.MAX_MARKETS
+    pnl: int256 = 0
+    # one position's isolated requirement and its size-scaled part (`margin._isolated`),
+    # declared once for the loop
+    iso: uint256 = 0
+    slope: uint256 = 0
+    # the scenario groups of four past the first (a flag each: cheaper per position than
+    # a comparison)
+    group_1: bool = n_s > 4
+    group_2: bool = n_s > 8
+    group_3: bool = n_s > 12
+    special: bool = use_twap or override_market < c.MAX_MARKETS or wide
     for m: uint256 in range(c.MAX_MARKETS):
         rest: uint256 = bitmap >> m
-        if rest == 0:
-            break
+        # one test per position: the end of the bitmap only where no position is
         if rest & 1 == 0:
+            if rest == 0:
+                break
             continue
         pw: uint256 = state._pos[account][m]
         # inline packing._pos_size: signed 96 bits at bit 0
         size: int256 = convert(convert(pw << 160, bytes32), int256) >> 160
         mw: uint256 = state._mark[m]
         price: uint256 = mw & packing.MASK_88
+        # market m's slot in the copy (m < 32: unchecked offset arithmetic)
+        off: uint256 = unsafe_mul(m, margin.MARKET_BYTES)
         if special:
             if m == override_market:
                 size = override_size
             if use_twap:
                 price = staticcall state.ORACLE.twap(m)
+            if wide:
+                if m >= unsafe_add(window, WINDOW_MARKETS):
+                    # the window holding m (m increases: each window is copied once)
+                    window = unsafe_sub(m, m % WINDOW_MARKETS)
+                    markets = slice(
+                        book.code,
+                        1 + margin.HEADER_BYTES + unsafe_mul(window, margin.MARKET_BYTES),
+                        WINDOW_BYTES,
+                    )
+                off = unsafe_mul(unsafe_sub(m, window), margin.MARKET_BYTES)
         if size == 0:
             continue
         # price < 2**96 fits int256: reinterpret the bits instead of a clamped convert
@@ -108,36 +135,23 @@ def _scan(
         if size < 0:
             abs_size = convert(convert(unsafe_sub(0, size), bytes32), uint256)
         abs_value: uint256 = unsafe_mul(abs_size, price)
-        notional: uint256 = unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD)
-        w0: uint256 = extract32(markets, margin.MARKET_BYTES * m, output_type=uint256)
-        # margin._isolated inline, the same expressions (its one copy, kept for gas: a call
-        # per position costs 168 gas, +1,345 on an 8-position margin check, whose budget
-        # has 18 gas left; tests/unit/test_margin_properties.py and the SDK mirror hold the
-        # two equal); margin_scale != 0 is enforced when a book is published
-        scale: uint256 = unsafe_mul(c.BPS, (w0 >> 32) & margin.MASK_128)
-        slope: uint256 = unsafe_div(
-            unsafe_add(
-                unsafe_mul(unsafe_mul(notional, (w0 >> 16) & margin.MASK_16), abs_size),
-                unsafe_sub(scale, 1),
-            ),
-            scale,
+        w0: uint256 = extract32(markets, off, output_type=uint256)
+        # the isolated formula's one definition, given word 0's fields unpacked here (not
+        # through packing's accessors: three calls per position); sums of at most 16
+        # terms under 2**245 each: no overflow
+        iso, slope = margin._isolated(
+            abs_value,
+            abs_size,
+            w0 & margin.MASK_16,
+            (w0 >> 16) & margin.MASK_16,
+            (w0 >> 32) & margin.MASK_128,
         )
-        # sums of at most 16 terms under 2**245 each: no overflow
-        isolated = unsafe_add(
-            isolated,
-            unsafe_add(
-                unsafe_div(
-                    unsafe_add(unsafe_mul(abs_value, w0 & margin.MASK_16), c.WAD * c.BPS - 1),
-                    c.WAD * c.BPS,
-                ),
-                slope,
-            ),
-        )
+        isolated = unsafe_add(isolated, iso)
         if portfolio:
             addon = unsafe_add(addon, slope)
             gross_raw = unsafe_add(gross_raw, abs_value)
             # shock k is the signed 16-bit field at bits 16k (bp)
-            w1: uint256 = extract32(markets, margin.MARKET_BYTES * m + 32, output_type=uint256)
+            w1: uint256 = extract32(markets, unsafe_add(off, 32), output_type=uint256)
             l0 = unsafe_sub(
                 l0, unsafe_mul(value, convert(convert(w1 << 240, bytes32), int256) >> 240)
             )
@@ -150,7 +164,7 @@ def _scan(
             l3 = unsafe_sub(
                 l3, unsafe_mul(value, convert(convert(w1 << 192, bytes32), int256) >> 240)
             )
-            if n_s > 4:
+            if group_1:
                 l4 = unsafe_sub(
                     l4, unsafe_mul(value, convert(convert(w1 << 176, bytes32), int256) >> 240)
                 )
@@ -163,7 +177,7 @@ def _scan(
                 l7 = unsafe_sub(
                     l7, unsafe_mul(value, convert(convert(w1 << 128, bytes32), int256) >> 240)
                 )
-            if n_s > 8:
+            if group_2:
                 l8 = unsafe_sub(
                     l8, unsafe_mul(value, convert(convert(w1 << 112, bytes32), int256) >> 240)
                 )
@@ -176,7 +190,7 @@ def _scan(
                 l11 = unsafe_sub(
                     l11, unsafe_mul(value, convert(convert(w1 << 64, bytes32), int256) >> 240)
                 )
-            if n_s > 12:
+            if group_3:
                 l12 = unsafe_sub(
                     l12, unsafe_mul(value, convert(convert(w1 << 48, bytes32), int256) >> 240)
                 )
@@ -190,47 +204,71 @@ def _scan(
                     l15, unsafe_mul(value, convert(convert(w1 << 0, bytes32), int256) >> 240)
                 )
         if with_equity:
-            total_notional = unsafe_add(total_notional, notional)
-            s.equity += fp._div_floor(value, c.IWAD) - packing._pos_cost(pw)
-            s.equity -= positions._funding_owed(
-                size, packing._pos_funding_delta(pw, packing._mark_index(mw))
+            # the notional as `margin._isolated` rounds it
+            total_notional = unsafe_add(
+                total_notional, unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD)
             )
+            # each term is below 2**216 in magnitude (an int256 over WAD, a 96-bit cost,
+            # a checked product over 1e12), so 16 positions' sum cannot wrap: one checked
+            # add after the loop
+            pnl = unsafe_sub(
+                unsafe_sub(unsafe_add(pnl, fp._div_floor(value, c.IWAD)), packing._pos_cost(pw)),
+                positions._funding_owed(size, packing._pos_mark_funding_delta(pw, mw)),
+            )
+    s.equity += pnl
     s.isolated = isolated
     s.notional = total_notional
+    # the largest scenario loss (a test and a store each: cheaper than max())
     worst: int256 = 0
     if portfolio:
         if n_s > 0:
-            worst = max(worst, l0)
+            if l0 > worst:
+                worst = l0
         if n_s > 1:
-            worst = max(worst, l1)
+            if l1 > worst:
+                worst = l1
         if n_s > 2:
-            worst = max(worst, l2)
+            if l2 > worst:
+                worst = l2
         if n_s > 3:
-            worst = max(worst, l3)
+            if l3 > worst:
+                worst = l3
         if n_s > 4:
-            worst = max(worst, l4)
+            if l4 > worst:
+                worst = l4
         if n_s > 5:
-            worst = max(worst, l5)
+            if l5 > worst:
+                worst = l5
         if n_s > 6:
-            worst = max(worst, l6)
+            if l6 > worst:
+                worst = l6
         if n_s > 7:
-            worst = max(worst, l7)
+            if l7 > worst:
+                worst = l7
         if n_s > 8:
-            worst = max(worst, l8)
+            if l8 > worst:
+                worst = l8
         if n_s > 9:
-            worst = max(worst, l9)
+            if l9 > worst:
+                worst = l9
         if n_s > 10:
-            worst = max(worst, l10)
+            if l10 > worst:
+                worst = l10
         if n_s > 11:
-            worst = max(worst, l11)
+            if l11 > worst:
+                worst = l11
         if n_s > 12:
-            worst = max(worst, l12)
+            if l12 > worst:
+                worst = l12
         if n_s > 13:
-            worst = max(worst, l13)
+            if l13 > worst:
+                worst = l13
         if n_s > 14:
-            worst = max(worst, l14)
+            if l14 > worst:
+                worst = l14
         if n_s > 15:
-            worst = max(worst, l15)
+            if l15 > worst:
+                worst = l15
     floor_bps: uint256 = 0
     if portfolio:
         floor_bps = packing._system_floor_bps(sw)
@@ -278,13 +316,17 @@ def _lone_isolated_margin(account: uint256, m: uint256, w0: uint256) -> (int256,
     initial: uint256 = 0
     slope: uint256 = 0
     initial, slope = margin._isolated(
-        unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD), abs_value, abs_size, w0
+        abs_value,
+        abs_size,
+        packing._book_imr_min_bps(w0),
+        packing._book_imr_slope_bps(w0),
+        packing._book_margin_scale(w0),
     )
     return (
         state._balance[account][0]
         + fp._div_floor(unsafe_mul(size, convert(convert(price, bytes32), int256)), c.IWAD)
         - packing._pos_cost(pw)
-        - positions._funding_owed(size, packing._pos_funding_delta(pw, packing._mark_index(mw)))
+        - positions._funding_owed(size, packing._pos_mark_funding_delta(pw, mw))
     ), initial
 
 

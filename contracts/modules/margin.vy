@@ -23,10 +23,11 @@
         up; never below the floor.
 
         The scenarios and margin ratios form the *risk book*, stored as contract code
-        (SSTORE2): a margin check copies the book's market section once (2 KB of code
-        costs less than two storage reads) instead of reading words per market. The
-        book has a fixed size, 2,592 bytes, whatever the number of markets listed
-        (unused slots are zero). Layout (byte offsets into the data, after one STOP):
+        (SSTORE2): a margin check copies 8 markets' slots of the book at once (512
+        bytes of code cost less than two storage reads; `gates._scan` moves the window
+        only for an account holding a market past it) instead of reading words per
+        market. The book has a fixed size, 2,592 bytes, whatever the number of markets
+        listed (unused slots are zero). Layout (byte offsets into the data, after one STOP):
           [0, 32)              header: n_markets u8 | n_scenarios u8 | floor_bps u16 |
                                mmr_bps u16  (bits, low first)
           [32 + 64m, +32)      market m word 0: imr_min_bps u16 | imr_slope_bps u16 |
@@ -44,8 +45,8 @@ HEADER_BYTES: constant(uint256) = 32
 MARKET_BYTES: constant(uint256) = 64
 MARKETS_BYTES: constant(uint256) = 2_048  # 64 * 32
 MAX_BOOK_BYTES: constant(uint256) = 2_592  # 32 + 64 * 32 + 32 * 16
-# the book's word layouts are in modules/packing.vy ("risk book"); the margin scan's
-# inlined isolated formula (gates._scan) still reads these masks
+# the book's word layouts are in modules/packing.vy ("risk book"); the margin scan
+# (gates._scan) reads these masks to unpack word 0's fields for `_isolated`
 MASK_16: constant(uint256) = packing.MASK_16
 MASK_8: constant(uint256) = packing.MASK_8
 MASK_128: constant(uint256) = packing.MASK_128
@@ -98,36 +99,44 @@ def _collateral_worth(balance: uint256, price: uint256, haircut: uint256) -> uin
 @internal
 @pure
 def _isolated(
-    notional: uint256, abs_value: uint256, abs_size: uint256, w0: uint256
+    abs_value: uint256,
+    abs_size: uint256,
+    imr_min_bps: uint256,
+    imr_slope_bps: uint256,
+    margin_scale: uint256,
 ) -> (uint256, uint256):
     """
     @dev Isolated initial margin of one position and its size-scaled part, both
-         rounded up: the formula's one definition (`gates._lone_isolated_margin`, the
-         one-position check of the vault trade and of a signed fill, the Lens and the
-         SDK mirror call it; the margin scan's loop, `gates._scan`, repeats the same
-         expressions inline for gas). `abs_value` is |s| * P unscaled (WAD^2): the
-         imr_min part rounds once from it, exactly like a scenario loss, so a lone
-         position's portfolio requirement (a shock of imr_min) equals its isolated one to
-         the wei. `notional` is ceil(abs_value / WAD), `abs_size` |s|, `w0` the market's
-         risk-book word 0. Unchecked arithmetic (the hot path), on bounds every caller
-         keeps: |s| < 2**95 (a packed position's size; the Lens asserts it of quoted
-         sizes) and P < 2**88 (MAX_PRICE), so abs_value < 2**183, notional < 2**124,
-         and with ratios below 2**16 every product stays below 2**235. margin_scale != 0:
-         `set_risk_book` refuses a book with a zero one.
+         rounded up: the formula's one definition (the margin scan `gates._scan`,
+         `gates._lone_isolated_margin` (the one-position check of the vault trade and of
+         a signed fill), the Lens and the SDK mirror call it). `abs_value` is |s| * P
+         unscaled (WAD^2): the imr_min part rounds once from it, exactly like a scenario
+         loss, so a lone position's portfolio requirement (a shock of imr_min) equals its
+         isolated one to the wei; the size part takes the notional N = ceil(abs_value /
+         WAD), rounded here (a caller that also sums notionals rounds them alike).
+         `abs_size` is |s|; `imr_min_bps`, `imr_slope_bps`, `margin_scale` are the market's risk-book word 0
+         fields (packing's `_book_*` accessors; the scan, which holds the word in its
+         loop, unpacks them inline: the fields, not the word, so that this stays the one
+         formula and the scan pays no accessor calls). Unchecked arithmetic (the hot
+         path), on bounds every caller keeps: |s| < 2**95 (a packed position's size; the
+         Lens asserts it of quoted sizes) and P < 2**88 (MAX_PRICE), so abs_value <
+         2**183, notional < 2**124, and with ratios below 2**16 every product stays below
+         2**235. margin_scale != 0: `set_risk_book` refuses a book with a zero one.
     """
-    # the book word's fields through packing's accessors (margin.vy reads no layout
-    # itself; `gates._scan` inlines them)
-    scale: uint256 = unsafe_mul(c.BPS, packing._book_margin_scale(w0))
+    scale: uint256 = unsafe_mul(c.BPS, margin_scale)
+    # N = ceil(abs_value / WAD), in the one expression that uses it
     slope: uint256 = unsafe_div(
         unsafe_add(
-            unsafe_mul(unsafe_mul(notional, packing._book_imr_slope_bps(w0)), abs_size),
+            unsafe_mul(
+                unsafe_mul(unsafe_div(unsafe_add(abs_value, c.WAD - 1), c.WAD), imr_slope_bps),
+                abs_size,
+            ),
             unsafe_sub(scale, 1),
         ),
         scale,
     )
     base: uint256 = unsafe_div(
-        unsafe_add(unsafe_mul(abs_value, packing._book_imr_min_bps(w0)), c.WAD * c.BPS - 1),
-        c.WAD * c.BPS,
+        unsafe_add(unsafe_mul(abs_value, imr_min_bps), c.WAD * c.BPS - 1), c.WAD * c.BPS
     )
     return unsafe_add(base, slope), slope
 

@@ -249,6 +249,18 @@ def _pos_funding_delta(w: uint256, index: int256) -> int256:
 
 @internal
 @pure
+def _pos_mark_funding_delta(w: uint256, mw: uint256) -> int256:
+    """
+    @dev `_pos_funding_delta(w, _mark_index(mw))` in one call, for the margin scan's
+         per-position loop: the low 64 bits of the difference depend only on the low 64
+         bits of the mark's index (bits 128..191 of `mw`), so no sign extension first.
+    """
+    diff: uint256 = unsafe_sub(mw >> 128, w >> 192) & MASK_64
+    return convert(convert(diff << 192, bytes32), int256) >> 192
+
+
+@internal
+@pure
 def _pack_pos(size: int256, cost: int256, index: int256) -> uint256:
     assert (
         size <= MAX_I96 and size >= -MAX_I96 and cost <= MAX_I96 and cost >= -MAX_I96

@@ -66,6 +66,15 @@ def test_position_matches_the_sdk(hx: Any, rng: random.Random) -> None:
         )
 
 
+def test_pos_mark_funding_delta_is_the_two_accessors_in_one(hx: Any, rng: random.Random) -> None:
+    # the margin scan's one-call form of pos_funding_delta(w, mark_index(mw))
+    for _ in range(SAMPLES):
+        w = sdk.pack_pos(_i(rng, 96), _i(rng, 96), _u(rng, 64))
+        index = _i(rng, 72)
+        mw = sdk.pack_mark(_u(rng, 88), _u(rng, 40), index, _i(rng, 56) * 1000)
+        assert hx.pos_mark_funding_delta(w, mw) == sdk.pos_funding_delta(w, index)
+
+
 def test_mark_matches_the_sdk(hx: Any, rng: random.Random) -> None:
     for _ in range(SAMPLES):
         tag = _u(rng, 6)
