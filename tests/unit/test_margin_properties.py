@@ -299,7 +299,7 @@ def test_perfect_hedge_in_one_market_pays_the_floor_plus_addon(book, m, size, pr
     legs = [(m, size, price), (n, -size, price)]
     f = figures(twin, legs, True)
     _iso, slope = pm.isolated_requirement(
-        -(-size * price // WAD), size * price, size, pm.Book.from_riskbook(twin).market_words(m)[0]
+        size * price, size, pm.Book.from_riskbook(twin).market_words(m)[0]
     )
     assert f.initial == min(f.isolated, f.floor + 2 * slope)
     assert f.initial >= f.floor

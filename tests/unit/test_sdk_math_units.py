@@ -262,13 +262,13 @@ W0_BTC = 1_000 | (1_000 << 16) | ((1_000 * W) << 32)  # imr 10%, slope 10%, scal
 
 def test_isolated_requirement():
     # 1 BTC at 100,000: 10% = 10,000 plus 10% x 1/1000 = 10 USD of size add-on
-    assert pm.isolated_requirement(100_000 * W, 100_000 * W * W, W, W0_BTC) == (10_010 * W, 10 * W)
+    assert pm.isolated_requirement(100_000 * W * W, W, W0_BTC) == (10_010 * W, 10 * W)
     # both parts round up; the imr_min part once, from the unscaled |size| x price
-    assert pm.isolated_requirement(1, 1, 1, W0_BTC) == (2, 1)
+    assert pm.isolated_requirement(1, 1, W0_BTC) == (2, 1)
     # imr_min 15%, 6.5 wei of notional: 0.975 -> 1 wei (rounding the notional to 7 first
     # would charge 1.05 -> 2): the same single rounding as a -15% scenario loss
     w0_sol = 1_500 | (1_000 << 16) | ((500_000 * W) << 32)
-    base, slope = pm.isolated_requirement(7, 6 * W + W // 2, 1, w0_sol)
+    base, slope = pm.isolated_requirement(6 * W + W // 2, 1, w0_sol)
     assert (base - slope, slope) == (1, 1)
 
 

@@ -200,7 +200,7 @@ def add_leg(t: Totals, leg: Leg, price: int, n_s: int) -> Totals:
     abs_value = abs(value)
     abs_size = abs(leg.size)
     notional = (abs_value + WAD - 1) // WAD
-    iso, slope = isolated_requirement(notional, abs_value, abs_size, leg.w0)
+    iso, slope = isolated_requirement(abs_value, abs_size, leg.w0)
     losses = list(t.losses)
     for k in range(min(n_s, MAX_SCENARIOS)):
         losses[k] -= value * shock(leg.w1, k)
@@ -310,7 +310,7 @@ def account_summary(snap: Snapshot) -> AccountView:
     for j, leg in enumerate(legs[:MAX_POSITIONS]):
         abs_size = abs(leg.size)
         notional = (abs_size * leg.price + WAD - 1) // WAD
-        iso, _slope = isolated_requirement(notional, abs_size * leg.price, abs_size, leg.w0)
+        iso, _slope = isolated_requirement(abs_size * leg.price, abs_size, leg.w0)
         entry = abs(vdiv(leg.cost * IWAD, leg.size)) if leg.size != 0 else 0
         views.append(
             PositionView(

@@ -89,7 +89,7 @@ def scan(
         abs_size = abs(size)
         notional = (abs_value + WAD - 1) // WAD
         w0, w1 = book.market_words(m)
-        iso, slope = isolated_requirement(notional, abs_value, abs_size, w0)
+        iso, slope = isolated_requirement(abs_value, abs_size, w0)
         isolated += iso
         notional_sum += notional
         addon += slope

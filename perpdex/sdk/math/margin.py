@@ -189,15 +189,18 @@ def collateral_worth(balance: int, price: int, haircut: int) -> int:
     return mul_div(balance, price * (WAD - haircut), WAD * WAD, False)
 
 
-def isolated_requirement(notional: int, abs_value: int, abs_size: int, w0: int) -> tuple[int, int]:
+def isolated_requirement(abs_value: int, abs_size: int, w0: int) -> tuple[int, int]:
     """margin._isolated: (isolated initial margin of one position, its size-scaled part),
-    both rounded up; the imr_min part rounds once from `abs_value` = |s| * P (WAD^2).
+    both rounded up; the imr_min part rounds once from `abs_value` = |s| * P (WAD^2), the
+    size part takes the notional ceil(abs_value / WAD). `w0`: the market's risk-book word 0
+    (the contract takes its three fields, unpacked by the caller).
     Unchecked on chain (callers keep |s| < 2**95 and P < 2**88): the EVM's wrapping
     arithmetic and division by zero (a zero margin_scale, which no published book has)
     give 0."""
     u = 2**256
     scale = BPS * margin_scale(w0)
     base = (abs_value * imr_min_bps(w0) % u + WAD * BPS - 1) % u // (WAD * BPS)
+    notional = (abs_value + WAD - 1) // WAD
     slope = 0
     if scale != 0:
         slope = (notional * imr_slope_bps(w0) % u * abs_size % u + scale - 1) % u // scale
