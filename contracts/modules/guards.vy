@@ -68,7 +68,7 @@ def _require_trader(account: uint256) -> uint256:
         msg.sender == packing._account_owner(account) or state.is_operator[account][msg.sender]
     ), "clearinghouse: not authorized"
     # `_require_idle`, inline (bytecode: the hot half has no other use of it)
-    assert hdr << 152 >> 216 < block.timestamp, "clearinghouse: delayed order pending"
+    assert packing._pending_until(hdr) < block.timestamp, "clearinghouse: delayed order pending"
     return hdr
 
 

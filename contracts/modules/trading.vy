@@ -231,7 +231,7 @@ def _pool_trade(
     if adds:
         w0 = self._require_can_add_risk(m, p, flags)
     oi: uint256 = state._oi[m]
-    skew: int256 = convert(oi << 128 >> 128, int256) - convert(oi >> 128, int256)
+    skew: int256 = packing._oi_skew(oi)
     fill: uint256 = pricing._fill_price(price, skew, delta, p.skew_scale)
     if delta > 0:
         assert fill <= acceptable, "clearinghouse: price worse than acceptable"
