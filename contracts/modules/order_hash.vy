@@ -77,7 +77,7 @@ def _replay_word(account: uint256, hdr: uint256, nonce: uint256) -> (uint256, ui
          when min <= nonce < min + NONCE_WINDOW; else its state._order_bits word (a nonce
          below the minimum is cancelled whatever its bits say: callers check that).
     """
-    base: uint256 = hdr >> MIN_NONCE_SHIFT
+    base: uint256 = packing._min_nonce(hdr)
     if nonce >= base and nonce - base < packing.NONCE_WINDOW:
         return hdr, packing.NONCE_WINDOW_SHIFT + ((nonce - base) << 1), True
     return state._order_bits[account][packing._order_word(nonce)], packing._order_bit_at(
