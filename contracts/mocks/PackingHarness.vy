@@ -285,3 +285,15 @@ def pack_oracle_globals(x: packing.OracleGlobals) -> uint256:
 @pure
 def oracle_sequencer_word(w: uint256) -> uint256:
     return packing._oracle_sequencer_word(w)
+
+
+@external
+@pure
+def loss_window(w: uint256) -> (uint256, uint256):
+    return packing._loss_window_start(w), packing._loss_window_used(w)
+
+
+@external
+@pure
+def pack_loss_window(start: uint256, used: uint256) -> uint256:
+    return packing._pack_loss_window(start, used)

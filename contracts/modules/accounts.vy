@@ -208,8 +208,8 @@ def transfer_collateral(
     assert from_account != to_account, "clearinghouse: same account"
     hdr: uint256 = guards._require_exists(from_account)
     to_hdr: uint256 = guards._require_exists(to_account)
-    owner: address = guards._owner(from_account)
-    assert guards._owner(to_account) == owner and (
+    owner: address = packing._account_owner(from_account)
+    assert packing._account_owner(to_account) == owner and (
         msg.sender == owner
         or (
             state.is_operator[from_account][msg.sender]

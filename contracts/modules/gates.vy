@@ -463,16 +463,15 @@ def engine_check_initial(account: uint256, reason: String[64], strict: bool):
     if strict and (packing._position_count(hdr) != 0 or packing._collateral_bitmap(hdr) != 0):
         bitmap: uint256 = packing._positions_bitmap(hdr)
         for m: uint256 in range(c.MAX_MARKETS):
-            rest: uint256 = bitmap >> m
-            if rest == 0:
+            if packing._no_bits_from(bitmap, m):
                 break
-            if rest & 1 == 1:
+            if packing._has_bit(bitmap, m):
                 marks._require_valid_price(marks._touch(m)[1])
         cbits: uint256 = packing._collateral_bitmap(hdr)
         for i: uint256 in range(1, c.MAX_COLLATERALS):
-            if cbits >> i == 0:
+            if packing._no_bits_from(cbits, i):
                 break
-            if (cbits >> i) & 1 == 1:
+            if packing._has_bit(cbits, i):
                 marks._require_valid_price(marks._touch(state.collateral_market[i])[1])
     self._check_initial(account, hdr, reason)
 

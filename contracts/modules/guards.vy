@@ -16,12 +16,6 @@ uses: state
 
 
 @internal
-@pure
-def _owner(account: uint256) -> address:
-    return convert(account >> 96, address)
-
-
-@internal
 @view
 def _require_exists(account: uint256) -> uint256:
     hdr: uint256 = state._header[account]
@@ -33,7 +27,7 @@ def _require_exists(account: uint256) -> uint256:
 @view
 def _require_owner(account: uint256) -> uint256:
     hdr: uint256 = self._require_exists(account)
-    assert msg.sender == self._owner(account), "clearinghouse: not account owner"
+    assert msg.sender == packing._account_owner(account), "clearinghouse: not account owner"
     return hdr
 
 
@@ -57,7 +51,7 @@ def _require_trader_any(account: uint256) -> uint256:
     """
     hdr: uint256 = self._require_exists(account)
     assert (
-        msg.sender == self._owner(account) or state.is_operator[account][msg.sender]
+        msg.sender == packing._account_owner(account) or state.is_operator[account][msg.sender]
     ), "clearinghouse: not authorized"
     return hdr
 
@@ -71,10 +65,10 @@ def _require_trader(account: uint256) -> uint256:
     """
     hdr: uint256 = self._require_exists(account)
     assert (
-        msg.sender == self._owner(account) or state.is_operator[account][msg.sender]
+        msg.sender == packing._account_owner(account) or state.is_operator[account][msg.sender]
     ), "clearinghouse: not authorized"
     # `_require_idle`, inline (bytecode: the hot half has no other use of it)
-    assert hdr << 152 >> 216 < block.timestamp, "clearinghouse: delayed order pending"
+    assert packing._pending_until(hdr) < block.timestamp, "clearinghouse: delayed order pending"
     return hdr
 
 
@@ -91,8 +85,7 @@ def _require_idle(hdr: uint256) -> uint256:
          Liquidations, auto-deleveraging and loss-cap close-outs do not come here.
          Returns `hdr`.
     """
-    # packing._pending_until, inline: bits 64-103
-    assert hdr << 152 >> 216 < block.timestamp, "clearinghouse: delayed order pending"
+    assert packing._pending_until(hdr) < block.timestamp, "clearinghouse: delayed order pending"
     return hdr
 
 

@@ -161,9 +161,9 @@ def _refresh_collateral_marks(hdr: uint256):
         return
     age: uint256 = packing._system_max_mark_age(state._system)
     for i: uint256 in range(1, c.MAX_COLLATERALS):
-        if cbits >> i == 0:
+        if packing._no_bits_from(cbits, i):
             break
-        if (cbits >> i) & 1 == 1:
+        if packing._has_bit(cbits, i):
             m: uint256 = state.collateral_market[i]
             if packing._mark_time(state._mark[m]) + age < block.timestamp:
                 self._touch_quorum(m)
@@ -176,9 +176,9 @@ def _refresh_all(hdr: uint256):
     """
     bitmap: uint256 = packing._positions_bitmap(hdr)
     for m: uint256 in range(c.MAX_MARKETS):
-        if bitmap >> m == 0:
+        if packing._no_bits_from(bitmap, m):
             break
-        if (bitmap >> m) & 1 == 1:
+        if packing._has_bit(bitmap, m):
             self._touch_quorum(m)
     self._refresh_collateral_marks(hdr)
 

@@ -41,6 +41,9 @@ FLAG_IOC: constant(uint256) = 4
 FLAG_TRIGGER_ABOVE: constant(uint256) = 8
 # the header's top 64 bits: orders with a lower nonce are cancelled (`cancel_below`)
 MIN_NONCE_SHIFT: constant(uint256) = 192
+# `_verify`'s `sig` bits: the ECDSA v - 27, and an EIP-1271 (contract wallet) signature
+SIG_V: constant(uint256) = 1
+SIG_WALLET: constant(uint256) = 2
 
 ORDER_TYPEHASH: constant(bytes32) = keccak256(
     "Order(uint256 account,uint256 market,int256 size,uint256 limitPrice,uint256 triggerPrice,uint256 keeperFee,uint64 expiry,uint64 nonce,uint8 flags)"
@@ -74,10 +77,12 @@ def _replay_word(account: uint256, hdr: uint256, nonce: uint256) -> (uint256, ui
          when min <= nonce < min + NONCE_WINDOW; else its state._order_bits word (a nonce
          below the minimum is cancelled whatever its bits say: callers check that).
     """
-    base: uint256 = hdr >> MIN_NONCE_SHIFT
+    base: uint256 = packing._min_nonce(hdr)
     if nonce >= base and nonce - base < packing.NONCE_WINDOW:
         return hdr, packing.NONCE_WINDOW_SHIFT + ((nonce - base) << 1), True
-    return state._order_bits[account][nonce >> 7], (nonce & 127) << 1, False
+    return state._order_bits[account][packing._order_word(nonce)], packing._order_bit_at(
+        nonce
+    ), False
 
 
 @internal
@@ -89,7 +94,7 @@ def _store_replay_word(account: uint256, nonce: uint256, word: uint256, in_heade
     if in_header:
         state._header[account] = word
     else:
-        state._order_bits[account][nonce >> 7] = word
+        state._order_bits[account][packing._order_word(nonce)] = word
 
 
 @internal
@@ -203,8 +208,8 @@ def _verify(account: uint256, digest: bytes32, sig: uint256, r: uint256, s: uint
          signature (its 64 bytes are r, s). Returns whether an operator (not the owner)
          signed.
     """
-    owner: address = convert(account >> 96, address)
-    if (sig >> 1) & 1 == 1:
+    owner: address = packing._account_owner(account)
+    if sig & SIG_WALLET != 0:
         # `order_wallet_check` below, on the Clearinghouse (compiled into
         # ClearinghouseAdmin: the wallet call is cold code, and the Orders half has no
         # bytecode room); reverts, with its reason, unless the wallet accepts the order
@@ -222,7 +227,7 @@ def _verify(account: uint256, digest: bytes32, sig: uint256, r: uint256, s: uint
         return False
     # snekmate's bound: one valid signature per order (EIP-2 low s)
     assert s <= ecdsa._MALLEABILITY_THRESHOLD, "clearinghouse: high-s signature"
-    signer: address = ecrecover(digest, 27 + (sig & 1), r, s)
+    signer: address = ecrecover(digest, 27 + (sig & SIG_V), r, s)
     assert signer != empty(address), "clearinghouse: bad signature"
     if signer == owner:
         return False

@@ -1599,3 +1599,28 @@ def _oracle_sequencer_word(w: uint256) -> uint256:
          last word): `_low_address` and the grace period read it like the globals word.
     """
     return w & (MASK_64 << ORACLE_GLB_GRACE | MASK_160)
+
+
+# --- loss-cap window word (state.loss_cap_window[m]; packing11) ------------------------
+# start u128 (the window's first second) << 128 | used u128 (base WAD force-closed in the
+# window by `trading._force_close`); the SDK reads it the same way
+# (perpdex/sdk/math/trading.py)
+
+
+@internal
+@pure
+def _loss_window_start(w: uint256) -> uint256:
+    return w >> 128
+
+
+@internal
+@pure
+def _loss_window_used(w: uint256) -> uint256:
+    return w & MASK_128
+
+
+@internal
+@pure
+def _pack_loss_window(start: uint256, used: uint256) -> uint256:
+    assert start <= MASK_128 and used <= MASK_128, "clearinghouse: value too large"
+    return (start << 128) | used

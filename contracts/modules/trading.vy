@@ -119,9 +119,9 @@ def trigger_loss_cap(account: uint256):
     assert gates._below_loss_cap(account, equity), "clearinghouse: equity above loss cap"
     closed: bool = False
     for m: uint256 in range(c.MAX_MARKETS):
-        if bitmap >> m == 0:
+        if packing._no_bits_from(bitmap, m):
             break
-        if (bitmap >> m) & 1 == 1:
+        if packing._has_bit(bitmap, m):
             closed = self._force_close(account, m) or closed
     assert closed, "clearinghouse: loss-cap window used up"
     hdr = state._header[account]
@@ -231,7 +231,7 @@ def _pool_trade(
     if adds:
         w0 = self._require_can_add_risk(m, p, flags)
     oi: uint256 = state._oi[m]
-    skew: int256 = convert(oi << 128 >> 128, int256) - convert(oi >> 128, int256)
+    skew: int256 = packing._oi_skew(oi)
     fill: uint256 = pricing._fill_price(price, skew, delta, p.skew_scale)
     if delta > 0:
         assert fill <= acceptable, "clearinghouse: price worse than acceptable"
@@ -312,10 +312,9 @@ def _require_can_add_risk(m: uint256, p: packing.MarketParams, flags: uint256) -
     """
     # pausable.paused and market `m`'s word 0 of the risk book, from their copies in the
     # market's risk word (governance keeps them in step; one cold read, not the system
-    # word and the book's code); the bits above the pause bit are zero: a shift, a short
-    # push, bytecode
+    # word and the book's code): a test of the named pause bit
     rw: uint256 = state._risk[m]
-    assert rw >> packing.SYSTEM_PAUSED_SHIFT == 0, "clearinghouse: paused"
+    assert rw & packing.SYSTEM_PAUSED_BIT == 0, "clearinghouse: paused"
     assert not p.paused, "clearinghouse: market paused"
     # `_require_valid_price` without its quorum assert: both callers (`_pool_trade`,
     # ClearinghouseOrders' settle) assert quorum on these flags before they come here

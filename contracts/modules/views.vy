@@ -46,7 +46,7 @@ def account_owner(account: uint256) -> address:
     """
     @notice Owner encoded in an account id.
     """
-    return guards._owner(account)
+    return packing._account_owner(account)
 
 
 @external

@@ -24,7 +24,8 @@ Allowed: tests of named flags (`flags & c.FLAG_EXISTS`, `a & ACTIVE_BIT`: the co
 own definition is where a shift would be reported), and the files whose job is packing
 (ALLOWED below). Mocks (contracts/mocks/) are test fixtures and are not read.
 
-Usage: python -m perpdex.devtools.packing_lint [--count] [--baseline FILE] [PATH ...]
+Usage: python -m perpdex.devtools.packing_lint [--count] [--baseline FILE]
+       [--not-words FILE] [--print-baseline | --print-not-words] [PATH ...]
 Prints `file:line: source line` per finding and exits 1 if there is any (0 if none).
 PATH defaults to contracts/ (a directory is read recursively for *.vy).
 
@@ -33,6 +34,12 @@ functions that still unpack by hand, each with its count of finding lines and th
 (gas or bytes: Vyper 0.4.3 does not inline internal calls). A function not listed, or one
 with more findings than listed, fails the lint; one with fewer fails too, until the
 baseline is lowered to match (so the list only shrinks and always says what is left).
+
+Not every finding is a storage word: a few lines shift or mask an encoding the EVM or RLP
+defines (a CREATE address's RLP, SSTORE2 init-code length bytes) or test an operand's
+range. They are listed apart, in perpdex/devtools/packing_not_words.txt (`--not-words`;
+the same format, fingerprinted and held to the same rules), each with what it encodes;
+so the baseline lists only packed words unpacked by hand, and each list says what it is.
 """
 
 from __future__ import annotations
@@ -296,6 +303,8 @@ def lint_paths(paths: list[Path]) -> list[Finding]:
 
 
 BASELINE = ROOT / "perpdex" / "devtools" / "packing_baseline.txt"
+# reviewed findings that are not storage words (encodings, operand range tests)
+NOT_WORDS = ROOT / "perpdex" / "devtools" / "packing_not_words.txt"
 
 
 @dataclass(frozen=True)
@@ -345,13 +354,27 @@ def read_baseline(path: Path) -> dict[tuple[str, str], Entry]:
 
 
 def against_baseline(
-    findings: list[Finding], allowed: Mapping[tuple[str, str], Entry | int]
+    findings: list[Finding],
+    allowed: Mapping[tuple[str, str], Entry | int],
+    not_words: Mapping[tuple[str, str], Entry | int] | None = None,
+    lists: tuple[Path, Path] = (BASELINE, NOT_WORDS),
 ) -> list[str]:
     """What breaks the baseline: functions over (or missing from) it, stale entries, and
-    listed functions whose hand-unpacked lines changed (their fingerprint)."""
-    entries = {k: v if isinstance(v, Entry) else Entry(v) for k, v in allowed.items()}
+    listed functions whose hand-unpacked lines changed (their fingerprint). `not_words`:
+    the reviewed findings that are not storage words (NOT_WORDS), held to the same rules;
+    a function may be in one list only. `lists`: the two files, to name in messages."""
+    not_words = not_words or {}
+    both = sorted(set(allowed) & set(not_words))
+    problems: list[str] = [
+        f"{path} {fn}: listed in both {_relative(lists[0])} and {_relative(lists[1])}: "
+        "keep it in one (packed words in the first, other encodings in the second)"
+        for path, fn in both
+    ]
+    entries = {
+        k: v if isinstance(v, Entry) else Entry(v)
+        for k, v in list(allowed.items()) + list(not_words.items())
+    }
     now = baseline_entries(findings)
-    problems: list[str] = []
     for key, got in now.items():
         limit = entries.get(key, Entry(0))
         where = [str(f) for f in findings if (f.path, f.function) == key]
@@ -375,19 +398,26 @@ def against_baseline(
     for key, limit in sorted(entries.items()):
         have = now.get(key, Entry(0)).count
         if have < limit.count:
+            listed_in = lists[1] if key in not_words else lists[0]
             problems.append(
                 f"{key[0]} {key[1]}: {have} finding line(s) but the baseline "
-                f"allows {limit.count}: lower it in {_relative(BASELINE)} (the list only "
-                "shrinks; --print-baseline prints the entries as they are now)"
+                f"allows {limit.count}: lower it in {_relative(listed_in)} (the list only "
+                "shrinks; --print-baseline / --print-not-words print the entries as they "
+                "are now)"
             )
     return problems
 
 
-def print_baseline(findings: list[Finding], old: dict[tuple[str, str], str]) -> None:
+def print_baseline(
+    findings: list[Finding],
+    old: dict[tuple[str, str], str],
+    skip: frozenset[tuple[str, str]] = frozenset(),
+) -> None:
     """The baseline's entries as the code is now, with the reasons of `old` (new ones:
-    `REASON?`, to be written by hand)."""
+    `REASON?`, to be written by hand); the functions in `skip` (the other list) left out."""
     for (path, fn), e in baseline_entries(findings).items():
-        print(f"{path}  {fn}  {e.count}  {e.fingerprint}  {old.get((path, fn), 'REASON?')}")
+        if (path, fn) not in skip:
+            print(f"{path}  {fn}  {e.count}  {e.fingerprint}  {old.get((path, fn), 'REASON?')}")
 
 
 def _reasons(path: Path) -> dict[tuple[str, str], str]:
@@ -412,9 +442,20 @@ def main(argv: list[str] | None = None) -> int:
         help="fail only on findings beyond this list of hot-path functions (make lint)",
     )
     ap.add_argument(
+        "--not-words",
+        type=Path,
+        help="with --baseline: the reviewed findings that are not storage words "
+        f"(default with the repository's baseline: {_relative(NOT_WORDS)})",
+    )
+    ap.add_argument(
         "--print-baseline",
         action="store_true",
         help="print the baseline entries for the code as it is (reasons kept from --baseline)",
+    )
+    ap.add_argument(
+        "--print-not-words",
+        action="store_true",
+        help="print the --not-words entries for the code as it is (reasons kept)",
     )
     args = ap.parse_args(argv)
     paths: list[Path] = args.paths or [ROOT / "contracts"]
@@ -423,12 +464,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"packing_lint: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
     findings = lint_paths(paths)
-    if args.print_baseline:
-        print_baseline(findings, _reasons(args.baseline or BASELINE))
+    # the repository's baseline goes with the repository's not-words list; another
+    # baseline (a test's) has none unless given
+    not_words_path: Path | None = args.not_words
+    repo_baseline = args.baseline is None or args.baseline.resolve() == BASELINE.resolve()
+    if not_words_path is None and repo_baseline and NOT_WORDS.exists():
+        not_words_path = NOT_WORDS
+    if args.print_baseline or args.print_not_words:
+        nw = _reasons(not_words_path) if not_words_path is not None else {}
+        if args.print_not_words:
+            keep = frozenset(baseline_entries(findings)) - frozenset(nw)
+            print_baseline(findings, nw, skip=keep)
+        else:
+            print_baseline(findings, _reasons(args.baseline or BASELINE), skip=frozenset(nw))
         return 0
     if args.baseline is not None:
         try:
-            problems = against_baseline(findings, read_baseline(args.baseline))
+            not_words = read_baseline(not_words_path) if not_words_path is not None else {}
+            problems = against_baseline(
+                findings,
+                read_baseline(args.baseline),
+                not_words,
+                (args.baseline, not_words_path or NOT_WORDS),
+            )
         except (OSError, ValueError) as e:
             print(f"packing_lint: cannot read the baseline: {e}", file=sys.stderr)
             return 2
@@ -444,7 +502,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         listed = sum(e.count for e in read_baseline(args.baseline).values())
-        print(f"packing_lint: clean against the baseline ({listed} hot-path line(s) listed)")
+        other = sum(e.count for e in not_words.values())
+        print(
+            f"packing_lint: clean against the baseline ({listed} hot-path line(s) listed; "
+            f"{other} reviewed line(s) that are not storage words)"
+        )
         return 0
     if args.count:
         for path, k in sorted(Counter(f.path for f in findings).items(), key=lambda x: -x[1]):

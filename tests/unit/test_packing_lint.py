@@ -130,11 +130,60 @@ def test_malformed_baseline_is_refused(tmp_path: Path, text: str) -> None:
 
 
 def test_repo_is_clean_against_its_baseline() -> None:
-    """What `make lint` runs: every finding left is a listed hot path, and the list is
-    exact (perpdex/devtools/packing_baseline.txt, each entry with its reason)."""
+    """What `make lint` runs: every finding left is a listed hot path or a reviewed
+    encoding that is not a storage word, and the lists are exact
+    (perpdex/devtools/packing_baseline.txt, packing_not_words.txt, each entry with its
+    reason)."""
     allowed = packing_lint.read_baseline(packing_lint.BASELINE)
-    problems = packing_lint.against_baseline(packing_lint.lint_paths([ROOT / "contracts"]), allowed)
+    not_words = packing_lint.read_baseline(packing_lint.NOT_WORDS)
+    problems = packing_lint.against_baseline(
+        packing_lint.lint_paths([ROOT / "contracts"]), allowed, not_words
+    )
     assert problems == [], "\n".join(problems)
+
+
+def test_not_words_list_is_apart_and_held_to_the_same_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An encoding that is not a storage word is listed in the not-words file, not the
+    baseline: fingerprinted, counted, never in both (packing11)."""
+    src = tmp_path / "hot.vy"
+    src.write_text(SAMPLE.replace("return w + 1", "return w << 8"))
+    rel = packing_lint._relative(src)
+    hot = packing_lint.lint_source(SAMPLE, rel)
+    fp_hot = packing_lint.fingerprint(hot)
+    cold = [f for f in packing_lint.lint_source(src.read_text(), rel) if f.function == "_cold"]
+    fp_cold = packing_lint.fingerprint(cold)
+    base = _baseline(tmp_path, f"{rel}  _hot  2  {fp_hot}  per-trade path (gas)\n")
+    words = tmp_path / "not_words.txt"
+    words.write_text(f"{rel}  _cold  1  {fp_cold}  an RLP length byte\n")
+    args = [str(src), "--baseline", str(base), "--not-words", str(words)]
+    assert packing_lint.main(args) == 0
+    assert "2 hot-path line(s) listed; 1 reviewed line(s)" in capsys.readouterr().out
+    # without the list the same finding fails: the baseline does not hold it
+    assert packing_lint.main([str(src), "--baseline", str(base)]) == 1
+    assert "_cold: 1 finding line(s), baseline 0" in capsys.readouterr().out
+    # each list prints only its own entries
+    assert packing_lint.main([*args, "--print-baseline"]) == 0
+    out = capsys.readouterr().out
+    assert "_hot  2" in out and "_cold" not in out
+    assert packing_lint.main([*args, "--print-not-words"]) == 0
+    out = capsys.readouterr().out
+    assert "_cold  1" in out and "an RLP length byte" in out and "_hot" not in out
+    # a changed line fails (fingerprint), a stale entry names the not-words file
+    src.write_text(SAMPLE.replace("return w + 1", "return w << 9"))
+    assert packing_lint.main(args) == 1
+    assert "hand-unpacked lines changed" in capsys.readouterr().out
+    src.write_text(SAMPLE)
+    assert packing_lint.main(args) == 1
+    assert f"lower it in {packing_lint._relative(words)}" in capsys.readouterr().out
+    # a function in both lists fails
+    src.write_text(SAMPLE.replace("return w + 1", "return w << 8"))
+    words.write_text(
+        f"{rel}  _cold  1  {fp_cold}  an RLP length byte\n{rel}  _hot  2  {fp_hot}  x\n"
+    )
+    assert packing_lint.main(args) == 1
+    assert "_hot: listed in both" in capsys.readouterr().out
 
 
 def test_augmented_assignments_are_findings() -> None:

@@ -116,6 +116,20 @@ def test_open_interest_pool_sums_pool_and_treasury(hx: Any, rng: random.Random) 
         hx.pack_oi({"long_oi": 2**128, "short_oi": 0})
 
 
+def test_loss_cap_window(hx: Any, rng: random.Random) -> None:
+    """state.loss_cap_window[m]: start << 128 | used, as the SDK's `force_close` reads it
+    (perpdex/sdk/math/trading.py)."""
+    for _ in range(SAMPLES):
+        start, used = _u(rng, 128), _u(rng, 128)
+        w = _word([(used, 0), (start, 128)])
+        assert hx.loss_window(w) == (start, used)
+        assert hx.pack_loss_window(start, used) == w
+    with ape.reverts("clearinghouse: value too large"):
+        hx.pack_loss_window(0, 2**128)
+    with ape.reverts("clearinghouse: value too large"):
+        hx.pack_loss_window(2**128, 0)
+
+
 def test_account_header(hx: Any, rng: random.Random) -> None:
     for _ in range(SAMPLES):
         f = {
