@@ -351,7 +351,7 @@ def _ctx(hdr: uint256) -> Ctx:
     book: address = staticcall clearinghouse.risk_book()
     ctx: Ctx = Ctx(n_s=0, floor_bps=0, mmr_bps=0, portfolio=hdr & c.ACCOUNT_PORTFOLIO != 0)
     if book != empty(address):
-        bh: packing.BookHeader = packing._book_header(margin._book_word(book, 0))
+        bh: packing.BookHeader = margin._book_header_of(book)
         ctx.n_s = bh.n_scenarios
         ctx.floor_bps = bh.floor_bps
         ctx.mmr_bps = bh.mmr_bps

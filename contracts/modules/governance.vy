@@ -186,7 +186,7 @@ def _write_risk_pause(paused: bool):
     n: uint256 = state.market_count
     book: address = packing._system_book(state._system)
     if book != empty(address):
-        n = max(n, packing._book_header(margin._book_word(book, 0)).n_markets)
+        n = max(n, margin._book_header_of(book).n_markets)
     for m: uint256 in range(n, bound=c.MAX_MARKETS):
         state._risk[m] = packing._risk_word_paused(state._risk[m], paused)
 
@@ -381,7 +381,7 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
     has_old: bool = old != empty(address)
     oh: packing.BookHeader = empty(packing.BookHeader)
     if has_old:
-        oh = packing._book_header(margin._book_word(old, 0))
+        oh = margin._book_header_of(old)
         self._check_step(oh.floor_bps, h.floor_bps, state.max_ratio_step_bps)
         self._check_step(oh.mmr_bps, h.mmr_bps, state.max_ratio_step_bps)
     # bit k set while scenario k moves every market seen so far by its largest down (up)

@@ -52,40 +52,6 @@ MASK_8: constant(uint256) = packing.MASK_8
 MASK_128: constant(uint256) = packing.MASK_128
 
 
-# the book's fields, under their old names (callers may use packing's directly)
-@internal
-@pure
-def _header(w: uint256) -> packing.BookHeader:
-    return packing._book_header(w)
-
-
-@internal
-@pure
-def _imr_min_bps(w0: uint256) -> uint256:
-    return packing._book_imr_min_bps(w0)
-
-
-@internal
-@pure
-def _imr_slope_bps(w0: uint256) -> uint256:
-    return packing._book_imr_slope_bps(w0)
-
-
-@internal
-@pure
-def _margin_scale(w0: uint256) -> uint256:
-    return packing._book_margin_scale(w0)
-
-
-@internal
-@pure
-def _shock(w1: uint256, k: uint256) -> int256:
-    """
-    @dev Shock of scenario k in basis points (signed).
-    """
-    return packing._book_shock(w1, k)
-
-
 @internal
 @pure
 def _collateral_worth(balance: uint256, price: uint256, haircut: uint256) -> uint256:
@@ -180,3 +146,12 @@ def _book_word(book: address, offset: uint256) -> uint256:
     # a 32-byte slice converts as a whole (no extract32 bounds checks); the slice itself
     # still reverts past the end of the code
     return convert(convert(slice(book.code, 1 + offset, 32), bytes32), uint256)
+
+
+@internal
+@view
+def _book_header_of(book: address) -> packing.BookHeader:
+    """
+    @dev The header (word 0) of the published book `book`, unpacked.
+    """
+    return packing._book_header(self._book_word(book, 0))

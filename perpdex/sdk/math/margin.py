@@ -33,7 +33,7 @@ class BookHeader:
 
 
 def book_header(w: int) -> BookHeader:
-    """margin._header."""
+    """packing._book_header."""
     return BookHeader(
         n_markets=w & MASK_8,
         n_scenarios=(w >> 8) & MASK_8,
@@ -43,22 +43,22 @@ def book_header(w: int) -> BookHeader:
 
 
 def imr_min_bps(w0: int) -> int:
-    """margin._imr_min_bps."""
+    """packing._book_imr_min_bps."""
     return w0 & MASK_16
 
 
 def imr_slope_bps(w0: int) -> int:
-    """margin._imr_slope_bps."""
+    """packing._book_imr_slope_bps."""
     return (w0 >> 16) & MASK_16
 
 
 def margin_scale(w0: int) -> int:
-    """margin._margin_scale."""
+    """packing._book_margin_scale."""
     return (w0 >> 32) & MASK_128
 
 
 def shock(w1: int, k: int) -> int:
-    """margin._shock: scenario k's shock of a market in bp (the int16 field at bit 16k,
+    """packing._book_shock: scenario k's shock of a market in bp (the int16 field at bit 16k,
     two's complement)."""
     return _signed(w1 >> (16 * k), 16)
 
