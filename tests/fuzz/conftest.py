@@ -32,6 +32,7 @@ import http.client
 import json
 import os
 import select
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -93,12 +94,12 @@ class Rpc:
     """JSON-RPC over one keep-alive HTTP connection to a loopback node.
 
     Plain `http.client`, not `requests`: per request, requests prepared the request,
-    merged the environment's proxy settings and went through urllib3's pool, ~40% of the
-    machine's own CPU (py-spy); a keep-alive connection to the node needs none of it. A
-    connection the node closed (or one broken mid-request) is reopened and the request
-    sent once more, unless it could already have reached the node: a transaction is
-    never sent twice (a kept connection the node has closed meanwhile is seen before
-    sending, as urllib3 did)."""
+    merged the environment's proxy settings and went through urllib3's pool (~0.66 ms of
+    CPU a request against ~0.1 ms here; ~40% of the machine's own CPU); a keep-alive
+    connection to the node needs none of it. A connection the node closed (or one broken
+    mid-request) is reopened and the request sent once more, unless it could already
+    have reached the node: a transaction is never sent twice (a kept connection the node
+    has closed meanwhile is seen before sending, as urllib3 did)."""
 
     HEADERS: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
     # safe to send again after a dropped connection: reads
@@ -124,6 +125,8 @@ class Rpc:
                 self.conn = None
             if self.conn is None:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+                self.conn.connect()  # http.client sends headers and body apart: no Nagle
+                self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 self.conn.request("POST", self.path, data, self.HEADERS)
                 response = self.conn.getresponse()
