@@ -133,9 +133,11 @@ test:
 	  $(BIN)/python -m perpdex.devtools.perf report $$([ $$rc = 0 ] && echo --record); exit $$rc
 
 # Four sessions, two at a time, longest first, so the two slots end together: make starts
-# them in this order, each when a slot frees (fresh clone, 2 cores, two at a time:
-# integration ~320 s, unit ~255 s, security ~230 s, fuzz ~140 s since its RPC client
-# was cut: integration + fuzz in one slot, unit + security in the other).
+# them in this order, each when a slot frees. CPU seconds of each (python, anvil and
+# subprocesses), measured alone: integration ~226 (its newcomer test alone ~92, mostly
+# `perpdex` subprocesses one after another), unit ~213, security ~155, fuzz ~80 (~205
+# before its RPC client was cut): integration + fuzz in one slot, unit + security in
+# the other.
 test-sessions: test-integration test-unit test-security test-fuzz
 
 test-fuzz:
