@@ -39,14 +39,22 @@ NATRIX_FLAGS := -d NTX11 NTX4 -c MemoryExpansion.max_frame_size=32768
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
 
-# --no-compile: pip would byte-compile all ~7,800 installed modules (~23 s of CPU on the
-# set-up's critical path); Python compiles and caches the ones a process imports instead.
+# The venv's packages are installed by uv (pinned; from PyPI, like pip): the same
+# packages at the same versions (constraints.txt pins the whole tree; `pip freeze` of the
+# two venvs differs by uv alone), in ~10 s of CPU where pip took ~48 s and most of the
+# set-up's wall time (pip resolves, downloads and unpacks one package at a time). uv does
+# not byte-compile either: Python compiles and caches the modules a process imports
+# (pip needed --no-compile: all ~7,800 modules, ~23 s of CPU). --native-tls: the system's
+# certificates, as pip uses them.
+UV := $(BIN)/uv
+UV_PIP := $(UV) pip install -q --native-tls --python $(BIN)/python
 $(STAMPS)/venv: pyproject.toml constraints.txt
 	@mkdir -p $(STAMPS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "perpdex needs Python 3.11, found " + sys.version.split()[0]'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --no-compile -c constraints.txt -e '.[dev]'
-	$(BIN)/pip install -q --no-compile --no-deps "mamushi==0.1.2" "natrix==0.1.9"
+	test -x $(UV) || $(BIN)/pip install -q --no-compile "uv==0.13.8"
+	$(UV_PIP) -c constraints.txt -e '.[dev]'
+	$(UV_PIP) --no-deps "mamushi==0.1.2" "natrix==0.1.9"
 	@touch $@
 
 $(STAMPS)/npm: package.json package-lock.json
@@ -126,9 +134,13 @@ test:
 	@rc=0; $(MAKE) --no-print-directory -k -j2 -O test-sessions || rc=$$?; \
 	  $(BIN)/python -m perpdex.devtools.perf report $$([ $$rc = 0 ] && echo --record); exit $$rc
 
-# Four sessions, two at a time, in this order so the two slots end together (fresh clone,
-# 2 cores: integration ~350 s, fuzz ~260 s, unit ~260 s, security ~190 s).
-test-sessions: test-integration test-fuzz test-unit test-security
+# Four sessions, two at a time, longest first, so the two slots end together: make starts
+# them in this order, each when a slot frees. CPU seconds of each (python, anvil and
+# subprocesses), measured alone: integration ~226 (its newcomer test alone ~92, mostly
+# `perpdex` subprocesses one after another), unit ~213, security ~155, fuzz ~80 (~205
+# before its RPC client was cut): integration + fuzz in one slot, unit + security in
+# the other.
+test-sessions: test-integration test-unit test-security test-fuzz
 
 test-fuzz:
 	PERPDEX_FUZZ_PROFILE=$${PERPDEX_FUZZ_PROFILE:-ci} $(APE_TEST) tests/fuzz \

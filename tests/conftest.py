@@ -16,32 +16,30 @@ ape waits for each receipt through web3's `wait_for_transaction_receipt`, which 
 every 100 ms; anvil (automine) answers a millisecond or two after the send, so a poll
 that misses costs the transaction 100 ms. `pytest_configure` polls every 2 ms instead.
 
-Two node settings ape asks anvil for again and again are remembered (`_NodeSettings`):
-whether it automines (ape's isolation asks once per stateful fixture of every test) and
-the block gas limit (ape's "max" gas limit, asked for every transaction and call it
-builds): ~8% of the unit session's CPU. A request that changes either (`*_setAutomine`,
-`*_setIntervalMining`, `*_setBlockGasLimit`, a reset or state load, or `evm_revert` once
-one of those was sent, since a revert can then restore another gas limit) through ape's
-provider forgets the remembered value.
-
-ape sent ~14 requests per transaction. Besides the above: `_NodeFacts` remembers the
-chain id, contract code and a zero base fee per node, forgetting them on the requests
-that change them (its docstring says which and why nothing else does). And after a
-receipt ape asked for the sender's nonce again to see it increase, which a mined
-receipt already proves: that request is skipped when the receipt has a block.
+ape sent ~14 requests per transaction, most asking the node what it had already said:
+`_NodeFacts` remembers per node the chain id, the automine flag, contract code, the block
+gas limit and a zero base fee, forgetting each on the requests that can change it (its
+docstring says which, and why nothing else does). And after a receipt ape asked for the
+sender's nonce again to see it increase, which a mined receipt already proves: that
+request is skipped when the receipt has a block.
 """
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import logging
 import os
+import select
+import socket
+import threading
 from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import ape_ethereum.provider
 import pytest
+import requests
 from ape.api.transactions import ReceiptAPI
 from ape.exceptions import TransactionError
 from ape.logging import logger as ape_logger
@@ -54,102 +52,35 @@ from perpdex.units import WAD
 RECEIPT_POLL_S = 0.002
 
 
-class _NodeSettings:
-    """The node's automine flag and block gas limit as last read, per provider object and
-    node address (a provider object may be reconnected elsewhere).
-
-    Every request ape's provider sends passes `forget` first: one that can change a value
-    drops that provider's copy, so the next read asks the node again."""
-
-    AUTOMINE = "anvil_getAutomine"
-    MAX_GAS = "max_gas"
-    CHANGES: ClassVar[dict[str, str]] = {
-        "evm_setAutomine": AUTOMINE,
-        "anvil_setAutomine": AUTOMINE,
-        "evm_setIntervalMining": AUTOMINE,
-        "anvil_setIntervalMining": AUTOMINE,
-        "evm_setBlockGasLimit": MAX_GAS,
-        "anvil_setBlockGasLimit": MAX_GAS,
-        "anvil_reset": MAX_GAS,
-        "hardhat_reset": MAX_GAS,
-        "anvil_loadState": MAX_GAS,
-        "evm_revert": MAX_GAS,
-    }
-    # a revert can restore another gas limit only once one of these has been sent
-    GAS_LIMIT_SET: ClassVar[frozenset[str]] = frozenset(
-        {
-            "evm_setBlockGasLimit",
-            "anvil_setBlockGasLimit",
-            "anvil_reset",
-            "hardhat_reset",
-            "anvil_loadState",
-        }
-    )
-
-    def __init__(self) -> None:
-        self.values: dict[tuple[int, str, str], Any] = {}
-        self.gas_limit_set: set[int] = set()  # providers that sent one of GAS_LIMIT_SET
-
-    @staticmethod
-    def _key(provider: Any, what: str) -> tuple[int, str, str]:
-        try:
-            where = str(provider.uri)
-        except Exception:  # no address: not connected, or not an RPC node
-            where = ""
-        return id(provider), where, what
-
-    def forget(self, provider: Any, rpc: str) -> None:
-        if rpc in self.GAS_LIMIT_SET:
-            self.gas_limit_set.add(id(provider))
-        elif rpc == "evm_revert" and id(provider) not in self.gas_limit_set:
-            return  # every snapshot has the gas limit the node started with
-        if (what := self.CHANGES.get(rpc)) is not None:
-            for key in [k for k in self.values if k[0] == id(provider) and k[2] == what]:
-                del self.values[key]
-
-    def remember(self, provider: Any, what: str, read: Any) -> Any:
-        key = self._key(provider, what)
-        if key not in self.values:
-            self.values[key] = read()
-        return self.values[key]
-
-    def install(self) -> None:
-        from ape_ethereum.provider import Web3Provider
-
-        settings = self
-        make_request = Web3Provider.make_request
-        max_gas = Web3Provider.max_gas.fget  # type: ignore[attr-defined]
-
-        def make_request_remembering(self: Any, rpc: str, parameters: Any = None) -> Any:
-            if rpc == settings.AUTOMINE:
-                return settings.remember(self, rpc, lambda: make_request(self, rpc, parameters))
-            settings.forget(self, rpc)
-            return make_request(self, rpc, parameters)
-
-        def max_gas_remembered(self: Any) -> int:
-            return int(settings.remember(self, settings.MAX_GAS, lambda: max_gas(self)))
-
-        Web3Provider.make_request = make_request_remembering  # type: ignore[method-assign]
-        Web3Provider.max_gas = property(max_gas_remembered)  # type: ignore[assignment,method-assign]
-
-
 class _NodeFacts:
-    """What a node answers the same way until a known request changes it, per node
-    address, remembered below web3 (every HTTP request of ape and web3 to the node passes
-    `make_request_remembering`, so every change is seen):
+    """What a node answers the same way until a known request changes it, remembered per
+    node address below web3: every HTTP request of ape and web3 to the node passes
+    `request`, which forgets a fact before sending any request that can change it (so
+    every change is seen), and remembers the answers to the requests below:
 
     - `eth_chainId` (web3 validates each call and gas estimate against it): forgotten on
-      `anvil_setChainId`, `anvil_reset`, `hardhat_reset`, `anvil_loadState`.
+      `anvil_setChainId` and on a reset or state load (`RESETS`, which forget everything).
+    - `anvil_getAutomine` (ape's isolation asks once per stateful fixture of every test):
+      forgotten on `*_setAutomine`, `*_setIntervalMining` and RESETS.
     - `eth_getCode` at the latest block, when non-empty (ape checks that a contract has
       code before every call and transaction it sends to it, and after each transaction):
       since EIP-6780 (Cancun; anvil runs a later fork) no transaction removes the code of
       a contract created in an earlier one, so only three things change it: `*_setCode`
-      (forgets all), a reset or state load (forgets all), and `evm_revert` to a snapshot
-      taken before the code was read (forgets those read after the snapshot, or all for
-      a snapshot it did not see taken). An EIP-7702 delegation (code 0xef0100...) can be
-      replaced by a transaction, so it is never remembered.
+      (forgets all), RESETS, and `*_revert` to a snapshot taken before the code was read
+      (forgets those read after the snapshot, or all for a snapshot it did not see
+      taken). An EIP-7702 delegation (code 0xef0100...) can be replaced by a
+      transaction, so it is never remembered.
+    - the block gas limit (ape's "max" gas limit, read from the latest block for every
+      transaction and call it builds): forgotten on `*_setBlockGasLimit`, RESETS, and on
+      `*_revert` once one of those was sent to the node (before that, every snapshot has
+      the gas limit the node started with).
     - the base fee when it is 0: anvil keeps a base fee started at 0 constant (it treats
-      it as set deliberately), until `*_setNextBlockBaseFeePerGas` or a reset.
+      it as set deliberately), until `*_setNextBlockBaseFeePerGas` or RESETS.
+
+    The last two are ape provider properties, remembered only for a provider whose
+    transport is web3's `HTTPProvider` (the one whose requests `request` sees). Together
+    ~8% of the unit session's CPU for the automine flag and gas limit, and most of ape's
+    ~14 requests per transaction for the rest.
     """
 
     RESETS: ClassVar[frozenset[str]] = frozenset(
@@ -159,21 +90,31 @@ class _NodeFacts:
     SET_BASE_FEE: ClassVar[frozenset[str]] = frozenset(
         {"anvil_setNextBlockBaseFeePerGas", "hardhat_setNextBlockBaseFeePerGas"}
     )
+    SET_AUTOMINE: ClassVar[frozenset[str]] = frozenset(
+        {"evm_setAutomine", "anvil_setAutomine", "evm_setIntervalMining", "anvil_setIntervalMining"}
+    )
+    SET_GAS_LIMIT: ClassVar[frozenset[str]] = frozenset(
+        {"evm_setBlockGasLimit", "anvil_setBlockGasLimit"}
+    )
     SNAPSHOT: ClassVar[frozenset[str]] = frozenset({"evm_snapshot", "anvil_snapshot"})
     REVERT: ClassVar[frozenset[str]] = frozenset({"evm_revert", "anvil_revert"})
+    REMEMBERED: ClassVar[frozenset[str]] = frozenset({"eth_chainId", "anvil_getAutomine"})
     DELEGATION = "0xef0100"
 
     def __init__(self) -> None:
         self.clock = itertools.count()
-        self.chain_id: dict[str, Any] = {}  # node -> eth_chainId result
+        self.answers: dict[str, dict[str, Any]] = {}  # node -> method -> result (REMEMBERED)
         self.code: dict[str, dict[str, tuple[int, Any]]] = {}  # node -> address -> (t, code)
         self.snapshots: dict[str, dict[int, int]] = {}  # node -> snapshot id -> t taken
+        self.gas_limit: dict[str, int] = {}
+        self.gas_limit_set: set[str] = set()  # nodes sent SET_GAS_LIMIT or RESETS
         self.zero_base_fee: set[str] = set()
 
     def forget_all(self, node: str) -> None:
-        self.chain_id.pop(node, None)
+        self.answers.pop(node, None)
         self.code.pop(node, None)
         self.snapshots.pop(node, None)
+        self.gas_limit.pop(node, None)
         self.zero_base_fee.discard(node)
 
     @staticmethod
@@ -197,28 +138,40 @@ class _NodeFacts:
     def _answer(result: Any) -> dict[str, Any]:
         return {"jsonrpc": "2.0", "id": 0, "result": result}
 
-    def request(self, provider: Any, method: str, params: Any, send: Any) -> Any:
-        node = str(provider.endpoint_uri)
-        if method == "eth_chainId" and node in self.chain_id:
-            return self._answer(self.chain_id[node])
-        at_latest = method == "eth_getCode" and (len(params) < 2 or params[1] in (None, "latest"))
-        if at_latest:
-            known = self.code.get(node, {}).get(str(params[0]).lower())
-            if known is not None:
-                return self._answer(known[1])
+    def _forget_before(self, node: str, method: str) -> None:
+        """Drops what `method` may change, before it is sent."""
         if method in self.RESETS:
             self.forget_all(node)
+            self.gas_limit_set.add(node)
         elif method in self.SET_CODE:
             self.code.pop(node, None)
         elif method in self.SET_BASE_FEE:
             self.zero_base_fee.discard(node)
+        elif method in self.SET_AUTOMINE:
+            self.answers.get(node, {}).pop("anvil_getAutomine", None)
+        elif method in self.SET_GAS_LIMIT:
+            self.gas_limit.pop(node, None)
+            self.gas_limit_set.add(node)
+        elif method in self.REVERT and node in self.gas_limit_set:
+            self.gas_limit.pop(node, None)
+
+    def request(self, provider: Any, method: str, params: Any, send: Any) -> Any:
+        node = str(provider.endpoint_uri)
+        if method in self.REMEMBERED and method in (known := self.answers.get(node, {})):
+            return self._answer(known[method])
+        at_latest = method == "eth_getCode" and (len(params) < 2 or params[1] in (None, "latest"))
+        if at_latest:
+            code = self.code.get(node, {}).get(str(params[0]).lower())
+            if code is not None:
+                return self._answer(code[1])
+        self._forget_before(node, method)
         t = next(self.clock)  # before the request: a read racing a revert counts as older
         response = send()
         result = response.get("result") if isinstance(response, dict) else None
         if result is None:
             return response
-        if method == "eth_chainId":
-            self.chain_id[node] = result
+        if method in self.REMEMBERED:
+            self.answers.setdefault(node, {})[method] = result
         elif at_latest:
             if (
                 isinstance(result, str)
@@ -240,21 +193,39 @@ class _NodeFacts:
         facts = self
         make_request = HTTPProvider.make_request
         base_fee = Web3Provider.base_fee.fget  # type: ignore[attr-defined]
+        max_gas = Web3Provider.max_gas.fget  # type: ignore[attr-defined]
 
         def make_request_remembering(self: Any, method: str, params: Any) -> Any:
             return facts.request(self, method, params, lambda: make_request(self, method, params))
 
+        def node_of(provider: Any) -> str | None:
+            """The node address of an ape provider whose requests `request` sees."""
+            try:
+                transport = provider.web3.provider
+            except Exception:  # not connected
+                return None
+            return str(transport.endpoint_uri) if isinstance(transport, HTTPProvider) else None
+
         def base_fee_remembered(self: Any) -> int:
-            node = str(self.web3.provider.endpoint_uri)
-            if node in facts.zero_base_fee:
+            node = node_of(self)
+            if node is not None and node in facts.zero_base_fee:
                 return 0
             fee = int(base_fee(self))
-            if fee == 0:
+            if fee == 0 and node is not None:
                 facts.zero_base_fee.add(node)
             return fee
 
+        def max_gas_remembered(self: Any) -> int:
+            node = node_of(self)
+            if node is None:
+                return int(max_gas(self))
+            if (limit := facts.gas_limit.get(node)) is None:
+                limit = facts.gas_limit[node] = int(max_gas(self))
+            return limit
+
         HTTPProvider.make_request = make_request_remembering  # type: ignore[method-assign]
         Web3Provider.base_fee = property(base_fee_remembered)  # type: ignore[assignment,method-assign]
+        Web3Provider.max_gas = property(max_gas_remembered)  # type: ignore[assignment,method-assign]
 
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -264,7 +235,8 @@ def _direct_to_loopback() -> None:
     """requests looks up proxy settings in the environment for every request
     (`trust_env`: ~0.14 ms of CPU each, ~15% of a request); a local node is never reached
     through a proxy (the devnet's own RPC client does not use one either), so web3's
-    sessions to loopback nodes skip the look-up."""
+    sessions to loopback nodes skip the look-up. And web3's POSTs to a loopback node
+    (every JSON-RPC request ape sends) skip requests altogether (`_LoopbackPost`)."""
     from web3._utils.http_session_manager import HTTPSessionManager
 
     session_for = HTTPSessionManager.cache_and_return_session
@@ -276,6 +248,85 @@ def _direct_to_loopback() -> None:
         return session
 
     HTTPSessionManager.cache_and_return_session = session_direct  # type: ignore[method-assign]
+    _LoopbackPost().install()
+
+
+class _LoopbackPost:
+    """web3's POST to a loopback http:// node through one kept `http.client` connection
+    per node and thread, instead of requests: requests prepares each request, merges
+    settings and goes through urllib3's pool, ~0.5 ms of CPU a request where this takes
+    ~0.1 ms (ape sends several requests per transaction). What web3 sees is the same: the
+    response body, `requests.HTTPError` for a status that is not 2xx (raise_for_status)
+    and `requests.ConnectionError` / `requests.Timeout` when the node cannot be reached
+    (web3's retry rules match those). As with urllib3, a kept connection the node closed
+    is noticed before sending and replaced; a request is never sent twice. Streamed
+    requests and other hosts go to web3's own code."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, tuple[str, int, str] | None] = {}  # endpoint -> host, port, path
+        self.conns: dict[tuple[int, str, int], http.client.HTTPConnection] = {}
+
+    def _node(self, endpoint: str) -> tuple[str, int, str] | None:
+        if endpoint not in self.nodes:
+            parts = urlsplit(endpoint)
+            loopback = parts.scheme == "http" and parts.hostname in LOOPBACK
+            self.nodes[endpoint] = (
+                (str(parts.hostname), parts.port or 80, parts.path or "/") if loopback else None
+            )
+        return self.nodes[endpoint]
+
+    def _connection(self, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+        key = (threading.get_ident(), host, port)
+        conn = self.conns.get(key)
+        if conn is not None and conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
+            conn.close()  # readable while idle: the node closed it
+            conn = None
+        if conn is None or conn.sock is None:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conn.connect()
+            # http.client sends the headers and the body apart: no Nagle delay between
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.conns[key] = conn
+        return conn
+
+    def post(self, endpoint: str, data: bytes, kwargs: dict[str, Any]) -> bytes | None:
+        """The response body, or None when web3's own code must send this request."""
+        node = self._node(endpoint)
+        if node is None or kwargs.get("stream") or not isinstance(data, bytes):
+            return None
+        host, port, path = node
+        timeout = kwargs.get("timeout") or 30
+        timeout = float(max(timeout) if isinstance(timeout, tuple) else timeout)
+        try:
+            conn = self._connection(host, port, timeout)
+            conn.request("POST", path, data, dict(kwargs.get("headers") or {}))
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as e:
+            if (broken := self.conns.pop((threading.get_ident(), host, port), None)) is not None:
+                broken.close()
+            if isinstance(e, TimeoutError):
+                raise requests.Timeout(f"{endpoint}: {e}") from e
+            raise requests.ConnectionError(f"{endpoint}: {e}") from e
+        if response.will_close:
+            conn.close()
+        if not 200 <= response.status < 300:
+            raise requests.HTTPError(f"{response.status} {response.reason} for url: {endpoint}")
+        return body
+
+    def install(self) -> None:
+        from web3._utils.http_session_manager import HTTPSessionManager
+
+        posts = self
+        make_post_request = HTTPSessionManager.make_post_request
+
+        def post_direct(self: Any, endpoint_uri: Any, data: Any, **kwargs: Any) -> bytes:
+            body = posts.post(str(endpoint_uri), data, kwargs)
+            if body is None:
+                return make_post_request(self, endpoint_uri, data, **kwargs)
+            return body
+
+        HTTPSessionManager.make_post_request = post_direct  # type: ignore[method-assign]
 
 
 def _forget_node_once() -> None:
@@ -314,7 +365,7 @@ def _log_sent(tx: Any, receipt: ReceiptAPI) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Polls receipts every 2 ms; remembers the node's automine flag and gas limit; skips
+    """Polls receipts every 2 ms; remembers what the node answers alike (`_NodeFacts`); skips
     ape's revert traces and source tracebacks (see the module docstring)."""
     wait = Eth.wait_for_transaction_receipt
 
@@ -322,7 +373,6 @@ def pytest_configure(config: pytest.Config) -> None:
         return wait(self, tx_hash, timeout, min(poll_latency, RECEIPT_POLL_S))
 
     Eth.wait_for_transaction_receipt = wait_fast  # type: ignore[method-assign]
-    _NodeSettings().install()
     _NodeFacts().install()
     _direct_to_loopback()
     _forget_node_once()

@@ -123,8 +123,8 @@ def read_world(fs: FuzzSystem) -> World:
     calls += [(h["token"], "balanceOf", (x,)) for x in actors]
     calls += [(h["weth"], "balanceOf", (x,)) for x in actors]
     calls += [(h["vault"], "balanceOf", (x,)) for x in actors]
-    number, ts = fs.chain.head()
-    r = iter(fs.chain.read(calls))
+    (number, ts), results = fs.chain.read_at_head(calls)
+    r = iter(results)
     g = [next(r) for _ in range(16)]
     marks, oi, sums, obs = [], [], [], []
     for _ in range(n_m):
