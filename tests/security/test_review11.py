@@ -11,7 +11,9 @@ wrong window gives another figure). Each figure of `account_margin`,
 (1) the SDK mirror (`perpdex.sdk.math.scan` over a snapshot built from the same words)
 and (2) `_independent`, a per-position recomputation written here from the formulas in
 contracts/modules/margin.vy with Python's exact integers (a wrap on chain shows as a
-difference). Every test is a defended attack (no finding is marked xfail).
+difference). Two tests trade instead: the reduce-only override on a wide account, and
+the one-position (lone) check refused to an account with another collateral token.
+Every test is a defended attack (no finding is marked xfail).
 """
 
 from __future__ import annotations
@@ -472,3 +474,34 @@ def test_r11_override__wide_account_reduce_and_hedge_close(protocol, h, trader, 
     s1 = held[1][0]
     with ape.reverts("clearinghouse: below initial margin"):
         ch.trade(acct, 1, -s1, 2**256 - 1, sender=trader)
+
+
+# --- (5) the lone path must not be taken for an account with another collateral token ------
+
+
+def test_r11_lone__other_collateral_takes_the_scan(protocol, h, trader, admin, project, vault_pool):
+    """An isolated account whose only position is in one market but that also holds a
+    non-settlement collateral token is not `_lone_isolated`: its trade is checked by the
+    scan, which counts the token (the lone path's equity is the settlement balance only).
+    With $5 of settlement and ~$2,700 of WETH, a $200 position passes; the same trade on
+    an account holding the $5 alone is refused."""
+    del vault_pool
+    p = protocol
+    ch = p.clearinghouse
+    eth = p.market_id("ETH")
+    weth = project.MockERC20.deploy("Mock WETH", "WETH", 18, sender=admin)
+    p.admin.add_collateral(weth, WAD // 10, eth, 2**256 - 1, sender=admin)
+    btc = p.market_id("BTC")
+    size = 200 * WAD * WAD // int(p.oracle.latest(btc)[0])
+    alone = h.funded_account(trader, 5, name="r11l0")
+    with ape.reverts("clearinghouse: below initial margin"):
+        ch.trade(alone, btc, size, 2**256 - 1, sender=trader)
+    acct = h.funded_account(trader, 5, name="r11l1")
+    units = 3 * WAD  # ~$2,700 after the haircut at the ETH mark
+    weth.mint(trader, units, sender=trader)
+    weth.approve(ch, units, sender=trader)
+    p.ops.deposit(acct, weth, units, sender=trader)
+    ch.trade(acct, btc, size, 2**256 - 1, sender=trader)
+    s = pm.MarginScan(*(int(x) for x in ch.account_margin(acct)))
+    assert s.initial > 5 * WAD and s.equity >= s.initial
+    assert dataclasses.astuple(s) == dataclasses.astuple(pm.scan(Snapshot.load(p, acct)))
