@@ -38,6 +38,19 @@ class OracleConfig:
     max_price: int  # WAD
     twap_window: int
 
+    def add_market_args(self, feeds: list[str]) -> tuple[Any, ...]:
+        """OracleRouter.add_market's arguments for this market read from `feeds` (one
+        address per source, each with this config's `max_age`)."""
+        return (
+            list(feeds),
+            [self.max_age] * len(feeds),
+            self.min_price,
+            self.max_price,
+            self.max_deviation_bps,
+            self.min_fresh,
+            self.twap_window,
+        )
+
 
 @dataclass(frozen=True)
 class DelayedOrdersConfig:

@@ -279,13 +279,7 @@ def deploy_system(
         gas.send(
             "add_market",
             oracle.add_market,
-            [f.address for f in feeds[m.symbol]],
-            [o.max_age] * len(feeds[m.symbol]),
-            o.min_price,
-            o.max_price,
-            o.max_deviation_bps,
-            o.min_fresh,
-            o.twap_window,
+            *o.add_market_args([f.address for f in feeds[m.symbol]]),
             sender=deployer,
         )
         sent += 1

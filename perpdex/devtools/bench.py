@@ -340,16 +340,7 @@ class Bench:
                 admin.deploy(self.project.MockAggregator, 8, int(btc.price * 10**8))
                 for _ in range(o.sources)
             ]
-            p.oracle.add_market(
-                [f.address for f in feeds],
-                [o.max_age] * len(feeds),
-                o.min_price,
-                o.max_price,
-                o.max_deviation_bps,
-                o.min_fresh,
-                o.twap_window,
-                sender=admin,
-            )
+            p.oracle.add_market(*o.add_market_args([f.address for f in feeds]), sender=admin)
             p.admin.add_market(btc.params(), sender=admin)
             p.feeds[f"X{p.clearinghouse.market_count() - 1}"] = feeds
         # extend the risk book: the clones move like BTC

@@ -25,27 +25,24 @@ import ape
 import pytest
 from eth_utils import keccak
 
-from perpdex.constants import MAX_PRICE, WAD
+from perpdex.constants import BPS, MAX_MARKETS, MAX_PRICE, MAX_SCENARIOS, WAD
 from perpdex.devtools import vyper_frontend
 from perpdex.sdk import math as pm
-from perpdex.sdk.math.margin import Book
-from perpdex.sdk.math.packing import Mark
+from perpdex.sdk.math.margin import HEADER_BYTES, MARKET_BYTES, Book
+from perpdex.sdk.math.margin import MAX_BOOK_BYTES as BOOK_DATA_BYTES
+from perpdex.sdk.math.packing import (
+    MASK_8,
+    MASK_32,
+    MASK_64,
+    MASK_96,
+    MAX_I96,
+    PICO_PER_USD,
+    Mark,
+)
 from perpdex.sdk.math.views import MarketState
 from perpdex.sdk.snapshot import Snapshot
 
-BPS = 10_000
-HEADER_BYTES = 32
-MARKET_BYTES = 64
-MAX_MARKETS = 32
-MAX_SCENARIOS = 16
-BOOK_DATA_BYTES = 2_592
-MAX_I96 = 2**95 - 1
-MASK_8 = 2**8 - 1
-MASK_32 = 2**32 - 1
-MASK_64 = 2**64 - 1
-MASK_72 = 2**72 - 1
-MASK_96 = 2**96 - 1
-PICO_PER_USD = 10**12
+MASK_72 = 2**72 - 1  # the mark word's funding index field (72 bits at bit 128)
 BALANCE = 10_000  # USD deposited by every account
 
 

@@ -52,16 +52,7 @@ def wide_book(protocol: Any, gov: Any, admin: Any, project: Any) -> riskbook.Ris
             project.MockAggregator.deploy(8, int(first.price * 10**8), sender=admin)
             for _ in range(o.sources)
         ]
-        p.oracle.add_market(
-            [f.address for f in feeds],
-            [o.max_age] * len(feeds),
-            o.min_price,
-            o.max_price,
-            o.max_deviation_bps,
-            o.min_fresh,
-            o.twap_window,
-            sender=admin,
-        )
+        p.oracle.add_market(*o.add_market_args([f.address for f in feeds]), sender=admin)
         gov.add_market(params, sender=admin)
     old = riskbook.from_config(load_risk(), list(p.symbols))
     k = len(old.markets)
