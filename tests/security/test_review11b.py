@@ -247,6 +247,20 @@ _BLIND_SPOTS = {
     "generic_bit_helper_with_a_field_offset": (
         "@internal\n@pure\ndef f(h: uint256) -> bool:\n    return packing._no_bits_from(h, 192)\n"
     ),
+    "local_alias_of_a_same_file_mask": (
+        "LOW: constant(uint256) = 2**40 - 1\n"
+        "@internal\n@pure\ndef f(h: uint256) -> uint256:\n"
+        "    lo: uint256 = LOW\n    return h & lo\n"
+    ),
+    "mask_passed_to_a_local_helper": (
+        "@internal\n@pure\ndef g(h: uint256, m: uint256) -> uint256:\n    return h & m\n"
+        "@internal\n@pure\ndef f(h: uint256) -> uint256:\n"
+        "    return self.g(h, packing.MASK_40)\n"
+    ),
+    "max_value_mask": (
+        "@internal\n@pure\ndef f(h: uint256) -> uint256:\n"
+        "    return h & convert(max_value(uint40), uint256)\n"
+    ),
     "pow_mod256_divisor": (
         "@internal\n@pure\ndef f(h: uint256) -> uint256:\n    return h // pow_mod256(2, 64)\n"
     ),
@@ -300,7 +314,13 @@ def test_r11b_2_no_blind_spot_form_in_the_contracts() -> None:
                 hits.append(f"{f.name}:{b.lineno}")
         for c in mod.get_descendants(n.Call):
             name = c.func.attr if isinstance(c.func, n.Attribute) else getattr(c.func, "id", "")
-            if name == "pow_mod256":
+            narrow = (
+                name == "max_value"
+                and isinstance(c.args[0], n.Name)
+                and c.args[0].id.startswith("uint")
+                and c.args[0].id != "uint256"
+            )
+            if name == "pow_mod256" or narrow:
                 hits.append(f"{f.name}:{c.lineno}")
             offset = c.args[1] if len(c.args) == 2 else None
             if (
@@ -337,3 +357,67 @@ def test_lens_summary_reads_the_book_header(
     )
     assert len(v.scenario_losses) == (header >> 8) & MASK_8
     assert v.floor > 0 and v.maintenance > 0
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [("imr_slope_bps", 2**16), ("margin_scale", 2**128), ("imr_min_bps", 2**16)],
+)
+def test_r11b_1_sdk_refuses_a_field_that_would_spill(field: str, value: int) -> None:
+    """The SDK's encoder wrote `imr_slope << 16 | margin_scale << 32` unchecked: a slope of
+    2**16 bp became margin_scale + 1, a scale of 2**128 the bit set_risk_book now refuses.
+    It raises instead, and `book_problems` (the mirror) names the field."""
+    import dataclasses
+
+    from perpdex.config import load_risk
+    from perpdex.risk.governance import book_problems
+
+    book = riskbook.from_config(load_risk(), ["BTC", "ETH", "SOL"])
+    bad = dataclasses.replace(book.markets[0], **{field: value})
+    wide = dataclasses.replace(book, markets=(bad, *book.markets[1:]))
+    with pytest.raises(ValueError, match=field):
+        riskbook.encode(wide)
+    assert book_problems(wide, 3) != []
+
+
+# --- the skew (trading._pool_trade) and the order-bits slot (order_hash) --------------------
+
+
+def test_pool_trade_prices_the_skew_long_minus_short(
+    r11b_world: int, protocol: Any, h: Any, trader: Any
+) -> None:
+    """With longs ahead, a buy pays the premium of the skew long minus short (the SDK's
+    fill price from the chain's open interest, to the wei); sides swapped, it would fill
+    below the mark."""
+    from perpdex.sdk.math.pricing import fill_price
+
+    ch, acct = protocol.clearinghouse, r11b_world
+    m = protocol.market_id("BTC")
+    h.trade(trader, acct, "BTC", "2")
+    long_oi, short_oi = (int(x) for x in ch.open_interest(m))
+    assert long_oi > short_oi
+    tx = h.trade(trader, acct, "BTC", "0.1")
+    (fill,) = [f for f in tx.decode_logs(ch.Fill) if int(f.account) == acct]
+    price = int(ch.mark(m)[0])
+    scale = int(ch.market_params(m).skew_scale)
+    assert int(fill.price) == fill_price(price, long_oi - short_oi, WAD // 10, scale)
+    assert int(fill.price) > price
+
+
+def test_order_bits_word_is_where_the_sdk_reads_it(
+    r11b_world: int, protocol: Any, trader: Any, chain: Any, h: Any, admin: Any, actors: Any
+) -> None:
+    """A nonce past the header's window, cancelled, sets its DONE bit in the order_bits
+    word the SDK computes (`replay_location`, nonce >> 7, bit (nonce & 127) * 2): the
+    accessors and the off-chain readers agree on the layout, not only with each other."""
+    from test_signed_orders import World
+
+    w = World(protocol, chain, h, admin, actors)
+    hdr = int(w.ch.account_header(w.maker))
+    base = cs.min_nonce(hdr)
+    for nonce in (base + cs.NONCE_WINDOW, base + 127, base + 128, base + 300):
+        order = w.order(w.maker, -0.02, nonce=nonce)
+        w.orders.cancel_order(order.as_message(), sender=w.maker_owner)
+        slot, at = cs.replay_location(w.maker, hdr, nonce)
+        assert slot is not None
+        assert (_get(w.ch, slot) >> at) & 3 == cs.ORDER_DONE, nonce
