@@ -297,3 +297,36 @@ def loss_window(w: uint256) -> (uint256, uint256):
 @pure
 def pack_loss_window(start: uint256, used: uint256) -> uint256:
     return packing._pack_loss_window(start, used)
+
+
+# review 11b: the accessors the packing11 change put on hot and cold paths
+
+
+@external
+@pure
+def header_fields(h: uint256) -> (uint256, uint256):
+    return packing._pending_until(h), packing._min_nonce(h)
+
+
+@external
+@pure
+def account_owner(account: uint256) -> address:
+    return packing._account_owner(account)
+
+
+@external
+@pure
+def order_place(nonce: uint256) -> (uint256, uint256):
+    return packing._order_word(nonce), packing._order_bit_at(nonce)
+
+
+@external
+@pure
+def bit_walk(bits: uint256, i: uint256) -> (bool, bool):
+    return packing._has_bit(bits, i), packing._no_bits_from(bits, i)
+
+
+@external
+@pure
+def book_word0_fits(w0: uint256) -> bool:
+    return packing._book_word0_fits(w0)

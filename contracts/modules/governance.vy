@@ -399,6 +399,8 @@ def set_risk_book(data: Bytes[margin.MAX_BOOK_BYTES]):
         imr: uint256 = packing._book_imr_min_bps(w0)
         assert imr != 0 and imr <= c.BPS, "clearinghouse: bad initial margin ratio"
         assert packing._book_margin_scale(w0) != 0, "clearinghouse: zero margin scale"
+        # the risk word copies word 0 and keeps the pause at bit 248: no stray bits
+        assert packing._book_word0_fits(w0), "clearinghouse: book word has unused bits set"
         assert h.floor_bps <= imr, "clearinghouse: floor above initial margin"
         worst_down: int256 = 0
         worst_up: int256 = 0

@@ -1370,6 +1370,16 @@ def _book_margin_scale(w0: uint256) -> uint256:
 
 @internal
 @pure
+def _book_word0_fits(w0: uint256) -> bool:
+    """
+    @dev A market's word 0 has no bit above its fields (160-255 clear): set_risk_book
+         copies it into the market's risk word, where bit 248 is the pause (review 11b).
+    """
+    return w0 >> 160 == 0
+
+
+@internal
+@pure
 def _book_shock(w1: uint256, k: uint256) -> int256:
     """
     @dev Shock of scenario k in basis points (signed).

@@ -40,6 +40,10 @@ def book_problems(book: RiskBook, n_listed: int = 0) -> list[str]:
             out.append(f"market {m}: bad initial margin ratio {r.imr_min_bps} bp")
         if r.margin_scale == 0:
             out.append(f"market {m}: zero margin scale")
+        # word 0 holds imr_min u16 | imr_slope u16 | margin_scale u128; set_risk_book
+        # refuses a word 0 with bits above them (review 11b, R11b-1)
+        if not 0 <= r.imr_slope_bps < 2**16 or not 0 <= r.margin_scale < 2**128:
+            out.append(f"market {m}: imr_slope or margin_scale wider than its field")
         if book.floor_bps > r.imr_min_bps:
             out.append(f"market {m}: floor {book.floor_bps} bp above imr_min {r.imr_min_bps} bp")
         col = [row[m] for row in book.shocks]

@@ -88,9 +88,20 @@ def encode(book: RiskBook) -> bytes:
         raise ValueError(f"a risk book holds 1 to {MAX_SCENARIOS} scenarios, not {n_s}")
     if n_m > MAX_MARKETS:
         raise ValueError(f"a risk book holds at most {MAX_MARKETS} markets")
+    for what, v in (("floor_bps", book.floor_bps), ("maintenance_bps", book.maintenance_bps)):
+        if not 0 <= v <= MASK_16:
+            raise ValueError(f"{what} {v} does not fit its 16 bits of the book header")
     header = n_m | (n_s << 8) | (book.floor_bps << 16) | (book.maintenance_bps << 32)
     out = header.to_bytes(32, "big")
     for m, r in enumerate(book.markets):
+        # a field wider than its bits would spill into the next (review 11b): refuse it
+        widths = (
+            ("imr_min_bps", r.imr_min_bps, MASK_16),
+            ("imr_slope_bps", r.imr_slope_bps, MASK_16),
+        )
+        for what, v, mask in (*widths, ("margin_scale", r.margin_scale, MASK_128)):
+            if not 0 <= v <= mask:
+                raise ValueError(f"market {m}: {what} {v} does not fit {mask.bit_length()} bits")
         w0 = r.imr_min_bps | (r.imr_slope_bps << 16) | (r.margin_scale << 32)
         w1 = 0
         for k in range(n_s):
