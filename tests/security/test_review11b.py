@@ -32,15 +32,11 @@ from perpdex.devtools import packing_lint
 from perpdex.sdk import riskbook
 from perpdex.sdk import settlement as cs
 from perpdex.sdk.math import packing as sdk_packing
+from perpdex.sdk.math.delayed import DELAYED_PENDING as PENDING
+from perpdex.sdk.math.margin import HEADER_BYTES, MARKET_BYTES
+from perpdex.sdk.math.packing import MASK_8, MASK_40, MASK_64, MASK_88
 
 U256 = 2**256 - 1
-MASK_8 = 2**8 - 1
-MASK_40 = 2**40 - 1
-MASK_64 = 2**64 - 1
-MASK_88 = 2**88 - 1
-PENDING = "clearinghouse: delayed order pending"
-HEADER_BYTES = 32
-MARKET_BYTES = 64
 
 
 # --- the accessors against the expressions they replaced -----------------------------------
