@@ -81,6 +81,29 @@ class RiskBook:
         return len(self.names)
 
 
+def width_problems(book: RiskBook) -> list[str]:
+    """The header and word-0 fields of `book` too wide for their bits (each would spill
+    into its neighbour: a stray bit of word 0 is one set_risk_book refuses, review 11b),
+    one message per field; `encode` raises the first, `book_problems` lists them all."""
+    out = [
+        f"{what} {v} does not fit its 16 bits of the book header"
+        for what, v in (("floor_bps", book.floor_bps), ("maintenance_bps", book.maintenance_bps))
+        if not 0 <= v <= MASK_16
+    ]
+    for m, r in enumerate(book.markets):
+        fields = (
+            ("imr_min_bps", r.imr_min_bps, MASK_16),
+            ("imr_slope_bps", r.imr_slope_bps, MASK_16),
+            ("margin_scale", r.margin_scale, MASK_128),
+        )
+        out += [
+            f"market {m}: {what} {v} does not fit {mask.bit_length()} bits"
+            for what, v, mask in fields
+            if not 0 <= v <= mask
+        ]
+    return out
+
+
 def encode(book: RiskBook) -> bytes:
     """Book -> the MAX_BOOK_BYTES bytes `set_risk_book` takes (the inverse of `decode`)."""
     n_m, n_s = len(book.markets), book.n_scenarios
@@ -88,20 +111,12 @@ def encode(book: RiskBook) -> bytes:
         raise ValueError(f"a risk book holds 1 to {MAX_SCENARIOS} scenarios, not {n_s}")
     if n_m > MAX_MARKETS:
         raise ValueError(f"a risk book holds at most {MAX_MARKETS} markets")
-    for what, v in (("floor_bps", book.floor_bps), ("maintenance_bps", book.maintenance_bps)):
-        if not 0 <= v <= MASK_16:
-            raise ValueError(f"{what} {v} does not fit its 16 bits of the book header")
+    wide = width_problems(book)
+    if wide:
+        raise ValueError(wide[0])
     header = n_m | (n_s << 8) | (book.floor_bps << 16) | (book.maintenance_bps << 32)
     out = header.to_bytes(32, "big")
     for m, r in enumerate(book.markets):
-        # a field wider than its bits would spill into the next (review 11b): refuse it
-        widths = (
-            ("imr_min_bps", r.imr_min_bps, MASK_16),
-            ("imr_slope_bps", r.imr_slope_bps, MASK_16),
-        )
-        for what, v, mask in (*widths, ("margin_scale", r.margin_scale, MASK_128)):
-            if not 0 <= v <= mask:
-                raise ValueError(f"market {m}: {what} {v} does not fit {mask.bit_length()} bits")
         w0 = r.imr_min_bps | (r.imr_slope_bps << 16) | (r.margin_scale << 32)
         w1 = 0
         for k in range(n_s):
