@@ -43,12 +43,10 @@ from . import packing
 
 HEADER_BYTES: constant(uint256) = 32
 MARKET_BYTES: constant(uint256) = 64
-MARKETS_BYTES: constant(uint256) = 2_048  # 64 * 32
 MAX_BOOK_BYTES: constant(uint256) = 2_592  # 32 + 64 * 32 + 32 * 16
 # the book's word layouts are in modules/packing.vy ("risk book"); the margin scan
 # (gates._scan) reads these masks to unpack word 0's fields for `_isolated`
 MASK_16: constant(uint256) = packing.MASK_16
-MASK_8: constant(uint256) = packing.MASK_8
 MASK_128: constant(uint256) = packing.MASK_128
 
 

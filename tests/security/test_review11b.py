@@ -33,7 +33,7 @@ from perpdex.sdk import riskbook
 from perpdex.sdk import settlement as cs
 from perpdex.sdk.math import packing as sdk_packing
 from perpdex.sdk.math.delayed import DELAYED_PENDING as PENDING
-from perpdex.sdk.math.margin import HEADER_BYTES, MARKET_BYTES
+from perpdex.sdk.math.margin import HEADER_BYTES, MARKET_BYTES, book_header
 from perpdex.sdk.math.packing import MASK_8, MASK_40, MASK_64, MASK_88
 
 U256 = 2**256 - 1
@@ -351,7 +351,7 @@ def test_lens_summary_reads_the_book_header(
         scan.maintenance,
         scan.isolated,
     )
-    assert len(v.scenario_losses) == (header >> 8) & MASK_8
+    assert len(v.scenario_losses) == book_header(header).n_scenarios
     assert v.floor > 0 and v.maintenance > 0
 
 
