@@ -30,8 +30,6 @@ import http.client
 import itertools
 import logging
 import os
-import select
-import socket
 import threading
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -47,6 +45,7 @@ from ape_ethereum.trace import Trace
 from web3.eth import Eth
 
 from perpdex.deploy import Protocol, deploy_system, network_key
+from perpdex.devtools.loopback import KeptConnection
 from perpdex.units import WAD
 
 RECEIPT_POLL_S = 0.002
@@ -264,7 +263,7 @@ class _LoopbackPost:
 
     def __init__(self) -> None:
         self.nodes: dict[str, tuple[str, int, str] | None] = {}  # endpoint -> host, port, path
-        self.conns: dict[tuple[int, str, int], http.client.HTTPConnection] = {}
+        self.conns: dict[tuple[int, str, int], KeptConnection] = {}
 
     def _node(self, endpoint: str) -> tuple[str, int, str] | None:
         if endpoint not in self.nodes:
@@ -275,19 +274,11 @@ class _LoopbackPost:
             )
         return self.nodes[endpoint]
 
-    def _connection(self, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+    def _connection(self, host: str, port: int, timeout: float) -> KeptConnection:
         key = (threading.get_ident(), host, port)
-        conn = self.conns.get(key)
-        if conn is not None and conn.sock is not None and select.select([conn.sock], [], [], 0)[0]:
-            conn.close()  # readable while idle: the node closed it
-            conn = None
-        if conn is None or conn.sock is None:
-            conn = http.client.HTTPConnection(host, port, timeout=timeout)
-            conn.connect()
-            # http.client sends the headers and the body apart: no Nagle delay between
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.conns[key] = conn
-        return conn
+        if key not in self.conns:
+            self.conns[key] = KeptConnection(host, port, timeout)
+        return self.conns[key]
 
     def post(self, endpoint: str, data: bytes, kwargs: dict[str, Any]) -> bytes | None:
         """The response body, or None when web3's own code must send this request."""
@@ -297,19 +288,19 @@ class _LoopbackPost:
         host, port, path = node
         timeout = kwargs.get("timeout") or 30
         timeout = float(max(timeout) if isinstance(timeout, tuple) else timeout)
+        kept = self._connection(host, port, timeout)
         try:
-            conn = self._connection(host, port, timeout)
+            conn = kept.open()
             conn.request("POST", path, data, dict(kwargs.get("headers") or {}))
             response = conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as e:
-            if (broken := self.conns.pop((threading.get_ident(), host, port), None)) is not None:
-                broken.close()
+            kept.close()
             if isinstance(e, TimeoutError):
                 raise requests.Timeout(f"{endpoint}: {e}") from e
             raise requests.ConnectionError(f"{endpoint}: {e}") from e
         if response.will_close:
-            conn.close()
+            kept.close()
         if not 200 <= response.status < 300:
             raise requests.HTTPError(f"{response.status} {response.reason} for url: {endpoint}")
         return body

@@ -31,8 +31,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import select
-import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -47,6 +45,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from perpdex.config import MarketConfig, SystemConfig, load_system
 from perpdex.deploy import Protocol, deploy_system
+from perpdex.devtools.loopback import KeptConnection
 from perpdex.sdk.handles import contract_type
 from perpdex.sdk.math import Book, MarketParams, System
 
@@ -114,42 +113,28 @@ class Rpc:
             raise ValueError(f"fuzz RPC needs an http:// node address, got {uri!r}")
         self.host, self.port = parts.hostname, parts.port or 80
         self.path = parts.path or "/"
-        self.conn: http.client.HTTPConnection | None = None
+        self.kept = KeptConnection(self.host, self.port, timeout=120)
         self._id = 0
 
     def _post(self, body: Any, resendable: bool) -> Any:
         data = json.dumps(body).encode()
         for attempt in (0, 1):
-            if self.conn is not None and self._dropped(self.conn):
-                self.conn.close()
-                self.conn = None
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
-                self.conn.connect()  # http.client sends headers and body apart: no Nagle
-                self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = self.kept.open()
             try:
-                self.conn.request("POST", self.path, data, self.HEADERS)
-                response = self.conn.getresponse()
+                conn.request("POST", self.path, data, self.HEADERS)
+                response = conn.getresponse()
                 raw = response.read()
             except (http.client.HTTPException, ConnectionError):
-                self.conn.close()
-                self.conn = None
+                self.kept.close()
                 if attempt or not resendable:
                     raise
                 continue
             if response.status != 200:
                 raise RpcError(f"HTTP {response.status} from {self.uri}: {raw[:200]!r}")
             if response.will_close:
-                self.conn.close()
-                self.conn = None
+                self.kept.close()
             return json.loads(raw)
         raise AssertionError("unreachable")
-
-    @staticmethod
-    def _dropped(conn: http.client.HTTPConnection) -> bool:
-        """An idle kept connection is readable only when the node closed it."""
-        sock = conn.sock
-        return sock is not None and bool(select.select([sock], [], [], 0)[0])
 
     def __call__(self, method: str, *params: Any) -> Any:
         self._id += 1
